@@ -1,0 +1,157 @@
+//! Runs every file under `test-vectors/manifests/` and `test-vectors/hardware/`: adding a file
+//! adds a case, and an invalid vector without expectations fails.
+
+mod common;
+
+use std::path::Path;
+
+use common::{actual_issues, expected_issues, json_files, repo_root, subdirs};
+use ferro_manifest::{AppManifest, HardwareDefinition, ResolvedManifest};
+
+fn assert_round_trip(resolved: &ResolvedManifest, label: &str) {
+    let bytes = resolved.json_bytes();
+    let reparsed = ResolvedManifest::parse(&bytes)
+        .unwrap_or_else(|errors| panic!("{label}: canonical JSON rejected:\n{errors}"));
+    assert_eq!(
+        &reparsed, resolved,
+        "{label}: canonical JSON does not round-trip"
+    );
+    assert_eq!(
+        reparsed.json_bytes(),
+        bytes,
+        "{label}: canonical JSON is not stable"
+    );
+    assert!(
+        !bytes.contains(&b'$'),
+        "{label}: canonical JSON still holds a reference"
+    );
+}
+
+fn check_manifest_dir(dir: &Path, hardware: Option<&HardwareDefinition>) -> usize {
+    let mut cases = 0;
+    for vector in json_files(&dir.join("valid")) {
+        let label = vector.display().to_string();
+        let bytes = std::fs::read(&vector).expect("read vector");
+        let resolved = AppManifest::parse(&bytes)
+            .and_then(|manifest| manifest.resolve(hardware))
+            .unwrap_or_else(|errors| panic!("{label} should be valid:\n{errors}"));
+        assert_round_trip(&resolved, &label);
+        cases += 1;
+    }
+    for vector in json_files(&dir.join("invalid")) {
+        let label = vector.display().to_string();
+        let expected = expected_issues(&vector);
+        let bytes = std::fs::read(&vector).expect("read vector");
+        let result = AppManifest::parse(&bytes).and_then(|manifest| manifest.resolve(hardware));
+        let Err(errors) = result else {
+            panic!("{label} should be invalid")
+        };
+        assert_eq!(
+            actual_issues(&errors),
+            expected,
+            "{label}: wrong issues; full report:\n{errors}"
+        );
+        // The report names every issue, one per line after the heading.
+        assert_eq!(
+            errors.to_string().lines().count(),
+            errors.issues().len() + 1,
+            "{label}"
+        );
+        cases += 1;
+    }
+    cases
+}
+
+#[test]
+fn manifest_vectors() {
+    let cases = check_manifest_dir(&repo_root().join("test-vectors/manifests"), None);
+    assert!(cases >= 40, "only {cases} manifest vectors found");
+}
+
+#[test]
+fn manifest_vectors_against_sample_appliance() {
+    let board = repo_root().join("hardware/ferro_vboard/sample_appliance.json");
+    let hardware = HardwareDefinition::load(&board, &[]).unwrap_or_else(|error| panic!("{error}"));
+    let cases = check_manifest_dir(
+        &repo_root().join("test-vectors/hardware/manifests"),
+        Some(&hardware),
+    );
+    assert!(cases >= 10, "only {cases} board vectors found");
+}
+
+#[test]
+fn hardware_vectors() {
+    let root = repo_root().join("test-vectors/hardware");
+    for case in subdirs(&root.join("valid")) {
+        HardwareDefinition::load(&case.join("main.json"), &[])
+            .unwrap_or_else(|error| panic!("{} should load: {error}", case.display()));
+    }
+    let invalid = subdirs(&root.join("invalid"));
+    assert!(
+        invalid.len() >= 8,
+        "only {} invalid hardware vectors",
+        invalid.len()
+    );
+    for case in invalid {
+        let expected_path = case.join("expected.txt");
+        let expected_text = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("{} has no expected.txt", case.display()));
+        let expected: Vec<&str> = expected_text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect();
+        assert!(!expected.is_empty(), "{} is empty", expected_path.display());
+        match HardwareDefinition::load(&case.join("main.json"), &[]) {
+            Ok(_) => panic!("{} should fail", case.display()),
+            Err(error) => assert_eq!(error.codes(), expected, "{}: {error}", case.display()),
+        }
+    }
+}
+
+#[test]
+fn hardware_errors_name_what_went_wrong() {
+    let root = repo_root().join("test-vectors/hardware/invalid");
+    let missing = HardwareDefinition::load(&root.join("missing_import/main.json"), &[])
+        .expect_err("missing import");
+    let message = missing.to_string();
+    assert!(
+        message.contains("main.json") && message.contains("does_not_exist.json"),
+        "{message}"
+    );
+    let cycle =
+        HardwareDefinition::load(&root.join("import_cycle/main.json"), &[]).expect_err("cycle");
+    let message = cycle.to_string();
+    assert!(
+        message.contains("main.json -> ")
+            && message.contains("b.json -> ")
+            && message.ends_with("main.json"),
+        "{message}"
+    );
+}
+
+#[test]
+fn imports_fall_back_to_search_directories() {
+    let chip_dir = repo_root().join("hardware/ferro_vchip");
+    let temp = tempfile::tempdir().expect("tempdir");
+    let board = temp.path().join("board.json");
+    std::fs::write(
+        &board,
+        br#"{"Metadata": {"Type": "Azure Sphere Hardware Definition", "Version": 1},
+            "Imports": [{"Path": "ferro_vchip.json"}],
+            "Peripherals": [{"Name": "BOARD_LED", "Type": "Gpio", "Mapping": "FERRO_VCHIP_GPIO8"}]}"#,
+    )
+    .expect("write board");
+    let Err(error) = HardwareDefinition::load(&board, &[]) else {
+        panic!("import found without search dir")
+    };
+    assert_eq!(error.codes(), ["missing-import"]);
+    let hardware = HardwareDefinition::load(&board, &[temp.path().join("nowhere"), chip_dir])
+        .expect("load with search dir");
+    assert_eq!(
+        hardware
+            .peripheral("BOARD_LED")
+            .and_then(|led| led.app_manifest_value.clone()),
+        Some(ferro_manifest::AppManifestValue::Number(8))
+    );
+}

@@ -1,0 +1,300 @@
+//! Key identifiers, public keys and the software signing key.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::elliptic_curve::rand_core::OsRng;
+use p256::elliptic_curve::zeroize::Zeroizing;
+use p256::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{KeyError, SignError};
+use crate::signer::{Signature, Signer};
+
+/// A key identifier: the SHA-256 of the key's DER SubjectPublicKeyInfo. Displayed as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub [u8; 32]);
+
+impl KeyId {
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A key ID from a slice, if it is exactly 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<KeyId> {
+        <[u8; 32]>::try_from(bytes).ok().map(KeyId)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl std::str::FromStr for KeyId {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)?;
+        Ok(KeyId(out))
+    }
+}
+
+/// An ECDSA P-256 public key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    key: VerifyingKey,
+    kid: KeyId,
+}
+
+impl PublicKey {
+    fn from_verifying_key(key: VerifyingKey) -> Result<PublicKey, KeyError> {
+        let der = key
+            .to_public_key_der()
+            .map_err(|_| KeyError::InvalidPublicKey("cannot encode"))?;
+        let kid = KeyId(Sha256::digest(der.as_bytes()).into());
+        Ok(PublicKey { key, kid })
+    }
+
+    /// Parse a DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1).
+    pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
+        let key = VerifyingKey::from_public_key_der(der)
+            .map_err(|_| KeyError::InvalidPublicKey("bad DER SubjectPublicKeyInfo"))?;
+        Self::from_verifying_key(key)
+    }
+
+    /// Parse a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
+        let key = VerifyingKey::from_public_key_pem(pem)
+            .map_err(|_| KeyError::InvalidPublicKey("bad PEM SubjectPublicKeyInfo"))?;
+        Self::from_verifying_key(key)
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        // Encoding a valid key cannot fail; an empty vector would never match a kid anyway.
+        self.key
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The PEM `PUBLIC KEY` (LF line endings).
+    pub fn to_pem(&self) -> String {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap_or_default()
+    }
+
+    /// The uncompressed SEC1 point `04 || x || y` (65 bytes), e.g. for a COSE_Key.
+    pub fn to_sec1_uncompressed(&self) -> Vec<u8> {
+        self.key.to_encoded_point(false).as_bytes().to_vec()
+    }
+
+    /// The key identifier: SHA-256 of [`PublicKey::to_spki_der`].
+    pub fn key_id(&self) -> KeyId {
+        self.kid
+    }
+
+    /// Verify an ECDSA P-256 / SHA-256 signature over `message`.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        match p256::ecdsa::Signature::from_slice(signature) {
+            Ok(sig) => self.key.verify(message, &sig).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(kid {})", self.kid)
+    }
+}
+
+/// A P-256 private key held in process memory (for developer test keys, the service's key store
+/// and the software root of trust). `Debug` shows only the key ID; the scalar is zeroized on drop
+/// by `p256`.
+#[derive(Clone)]
+pub struct SoftwareSigningKey {
+    key: SigningKey,
+    public: PublicKey,
+}
+
+impl fmt::Debug for SoftwareSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SoftwareSigningKey")
+            .field("kid", &self.public.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SoftwareSigningKey {
+    fn from_signing_key(key: SigningKey) -> Result<SoftwareSigningKey, KeyError> {
+        let public = PublicKey::from_verifying_key(*key.verifying_key())?;
+        Ok(SoftwareSigningKey { key, public })
+    }
+
+    /// A fresh key from the operating system's random number generator.
+    pub fn generate() -> SoftwareSigningKey {
+        let key = SigningKey::random(&mut OsRng);
+        let public = *key.verifying_key();
+        // A valid verifying key always encodes; fall back to a zero kid only in theory.
+        let public = PublicKey::from_verifying_key(public).unwrap_or(PublicKey {
+            key: public,
+            kid: KeyId([0; 32]),
+        });
+        SoftwareSigningKey { key, public }
+    }
+
+    /// Parse a PKCS#8 PEM (`PRIVATE KEY`) P-256 key.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<SoftwareSigningKey, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::InvalidPrivateKey)?;
+        Self::from_signing_key(key)
+    }
+
+    /// The PKCS#8 PEM encoding (zeroized when dropped).
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
+        self.key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| KeyError::InvalidPrivateKey)
+    }
+
+    /// Load a PKCS#8 PEM key file. On unix, refuses a file accessible by group or others.
+    pub fn load(path: &Path) -> Result<SoftwareSigningKey, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        check_private_permissions(path, &file)?;
+        let mut pem = Zeroizing::new(String::new());
+        std::io::Read::read_to_string(&mut &file, &mut pem).map_err(io)?;
+        Self::from_pkcs8_pem(&pem)
+    }
+
+    /// Write the key to a new file at `path` (mode 0600, atomically: temp file, fsync, then a
+    /// no-clobber rename). Fails if `path` already exists. Creates missing parent directories.
+    pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = parent_dir(path);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let pem = self.to_pkcs8_pem()?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".ferro-key-").suffix(".tmp");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let mut tmp = builder.tempfile_in(&dir).map_err(io)?;
+        tmp.write_all(pem.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist_noclobber(path).map_err(|e| io(e.error))?;
+        // Make the rename durable.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Load the key at `path`, or create one there if no file exists (see
+    /// [`SoftwareSigningKey::save_new`]). If another process creates it concurrently, the key
+    /// that won the race is loaded, so every caller ends up with the same key.
+    pub fn load_or_create(path: &Path) -> Result<SoftwareSigningKey, KeyError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Self::load(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                match key.save_new(path) {
+                    Ok(()) => Ok(key),
+                    Err(KeyError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        Self::load(path)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(source) => Err(KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The key identifier of the public key.
+    pub fn key_id(&self) -> KeyId {
+        self.public.key_id()
+    }
+}
+
+impl Signer for SoftwareSigningKey {
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Signature, SignError> {
+        // RFC 6979 deterministic nonce, SHA-256 message digest.
+        let sig: p256::ecdsa::Signature = self
+            .key
+            .try_sign(message)
+            .map_err(|_| SignError::Signer("ECDSA signing failed".into()))?;
+        let bytes: [u8; 64] = sig.to_bytes().into();
+        Ok(Signature(bytes))
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(unix)]
+fn check_private_permissions(path: &Path, file: &std::fs::File) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private_permissions(_path: &Path, _file: &std::fs::File) -> Result<(), KeyError> {
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! `ferro-signing` owns Ferrosphere's signing keys and its one signature envelope: a
+//! purpose-bound, tagged COSE_Sign1 (RFC 9052) with ECDSA P-256 / SHA-256 (ES256). It defines key
+//! identifiers (`kid` = SHA-256 of the DER SubjectPublicKeyInfo), the [`Signer`] trait a software or
+//! TPM-backed root of trust implements, the registry of signing [`Purpose`]s (carried as the COSE
+//! content type so a signature made for one purpose never verifies as another), and the strict
+//! verifier [`verify1`] whose only success value is a [`VerifiedPayload`].
+//!
+//! This crate must not depend on any other Ferrosphere crate (it is the bottom of the trust stack),
+//! must not hand-write cryptography, CBOR or COSE (it uses `p256`, `sha2` and `coset`), and must
+//! never print secret key material in `Debug`, `Display` or errors.
+
+mod cose;
+mod error;
+mod keys;
+mod purpose;
+mod signer;
+
+pub use cose::{
+    MAX_ENVELOPE_LEN, TrustedKeys, UnverifiedEnvelope, VerifiedPayload, parse_unverified, sign1,
+    verify1,
+};
+pub use error::{KeyError, SignError, VerifyError};
+pub use keys::{KeyId, PublicKey, SoftwareSigningKey};
+pub use purpose::Purpose;
+pub use signer::{Signature, Signer};

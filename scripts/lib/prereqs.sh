@@ -1,0 +1,60 @@
+# Installs what Ferrosphere's demo and tests need on a Debian 12 machine with Rust (rustup).
+# Sourced by scripts/demo.sh and scripts/test.sh. Idempotent: it installs only what is missing,
+# so a second run costs a few seconds.
+
+FERRO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# The Python environment for interoperability tests (pycose): a venv, because Debian 12's
+# system Python refuses `pip install` (PEP 668).
+FERRO_PYENV="${FERRO_ROOT}/target/pyenv"
+CARGO_FUZZ_VERSION="0.13.2"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_apt_packages() {
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "apt-get install ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_rust_targets() {
+    # rust-toolchain.toml pins the toolchain; make sure its targets are there too.
+    local installed
+    installed="$(rustup target list --installed)"
+    local target
+    for target in wasm32-wasip2 thumbv7em-none-eabihf; do
+        grep -qx "$target" <<<"$installed" || { log "rustup target add $target"; rustup target add "$target"; }
+    done
+    rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+}
+
+ensure_python_env() {
+    ensure_apt_packages python3 python3-venv
+    local requirements="${FERRO_ROOT}/tests/interop/requirements.txt"
+    local stamp="${FERRO_PYENV}/.requirements"
+    if ! cmp -s "${requirements}" "${stamp}"; then
+        log "creating ${FERRO_PYENV} from tests/interop/requirements.txt"
+        python3 -m venv "${FERRO_PYENV}"
+        "${FERRO_PYENV}/bin/pip" install -q --disable-pip-version-check -r "${requirements}"
+        cp "${requirements}" "${stamp}"
+    fi
+    export FERRO_PYTHON="${FERRO_PYENV}/bin/python"
+}
+
+ensure_fuzz_tools() {
+    rustup toolchain list | grep -q '^nightly' || { log "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
+    if ! cargo fuzz --version 2>/dev/null | grep -q "${CARGO_FUZZ_VERSION}"; then
+        log "cargo install cargo-fuzz ${CARGO_FUZZ_VERSION}"
+        cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked
+    fi
+}

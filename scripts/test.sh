@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test of Ferrosphere: formatting, lints, unit, integration, property and
+# interoperability tests, then a short smoke run of every fuzz target.
+# Installs what it needs first (see scripts/lib/prereqs.sh). `.ci/run` calls exactly this.
+#
+#   FUZZ_SECONDS=N   seconds per fuzz target (default 10; 0 skips the fuzz smoke)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/prereqs.sh"
+cd "${FERRO_ROOT}"
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+SECONDS=0
+
+log "prerequisites"
+ensure_apt_packages build-essential pkg-config
+ensure_rust_targets
+ensure_python_env
+[ "${FUZZ_SECONDS}" -gt 0 ] && ensure_fuzz_tools
+
+log "format"
+cargo fmt --all --check
+cargo fmt --manifest-path apps/Cargo.toml --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --all --check
+
+log "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
+
+log "sample apps (wasm32-wasip2)"
+cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
+
+log "unit, integration, property and interoperability tests"
+cargo test --workspace --locked
+
+if [ "${FUZZ_SECONDS}" -gt 0 ]; then
+    log "fuzz smoke: ${FUZZ_SECONDS}s per target"
+    # Seed corpora are the checked-in test vectors; the writable corpus lives under fuzz/corpus (ignored by git).
+    declare -A seeds=(
+        [manifest_parse]="test-vectors/manifests"
+        [hardware_definition_load]="test-vectors/hardware"
+        [image_package_parse]="test-vectors/packages"
+    )
+    cargo +nightly fuzz build --release --debug-assertions
+    for target in manifest_parse hardware_definition_load image_package_parse; do
+        mkdir -p "fuzz/corpus/${target}"
+        seed_dir="$(mktemp -d)"
+        find "${seeds[$target]}" -type f -exec cp -t "${seed_dir}" {} + 2>/dev/null || true
+        fuzz_log="target/fuzz-${target}.log"
+        if ! cargo +nightly fuzz run --release --debug-assertions "${target}" "fuzz/corpus/${target}" "${seed_dir}" -- \
+            -max_total_time="${FUZZ_SECONDS}" -rss_limit_mb=2048 -max_len=1048576 >"${fuzz_log}" 2>&1; then
+            tail -n 60 "${fuzz_log}"
+            log "fuzz target ${target} failed; the reproducer is under fuzz/artifacts/${target}/"
+            exit 1
+        fi
+        printf '%s: %s\n' "${target}" "$(grep -E '^Done' "${fuzz_log}" | tail -n 1)"
+        rm -rf "${seed_dir}"
+    done
+    log "fuzz smoke: no crash"
+fi
+
+log "all tests passed in ${SECONDS}s"
