@@ -37,6 +37,18 @@ pub enum KeyError {
     InvalidPublicKey(&'static str),
 }
 
+/// A device ID string was refused (see [`crate::DeviceId`]).
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeviceIdError {
+    /// Not 128 characters long.
+    #[error("a device ID is 128 hexadecimal characters, not {0}")]
+    WrongLength(usize),
+    /// A character other than `0-9`, `a-f`.
+    #[error("a device ID may contain only lowercase hexadecimal characters (0-9, a-f)")]
+    NotLowercaseHex,
+}
+
 /// Producing a signature failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

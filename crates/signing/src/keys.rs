@@ -11,9 +11,9 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use p256::pkcs8::{
     DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
 };
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
-use crate::error::{KeyError, SignError};
+use crate::error::{DeviceIdError, KeyError, SignError};
 use crate::signer::{Signature, Signer};
 
 /// A key identifier: the SHA-256 of the key's DER SubjectPublicKeyInfo. Displayed as lowercase hex.
@@ -50,6 +50,71 @@ impl std::str::FromStr for KeyId {
         let mut out = [0u8; 32];
         hex::decode_to_slice(s, &mut out)?;
         Ok(KeyId(out))
+    }
+}
+
+/// A device identifier (DESIGN section 2): the SHA-512 of the device public key's DER
+/// SubjectPublicKeyInfo, written as exactly 128 lowercase hexadecimal characters.
+///
+/// Device IDs are public; equality is an ordinary comparison. Code that compares a claimed ID with
+/// one it computed from a key should still prefer [`DeviceId::from_public_key`] and compare the
+/// values, never the strings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId([u8; 64]);
+
+impl DeviceId {
+    /// The length of the textual form (128 hex characters).
+    pub const TEXT_LEN: usize = 128;
+
+    /// The device ID of `key`: SHA-512 of its DER SubjectPublicKeyInfo.
+    pub fn from_public_key(key: &PublicKey) -> DeviceId {
+        DeviceId(Sha512::digest(key.to_spki_der()).into())
+    }
+
+    /// A device ID from its 64 raw bytes (e.g. from a CBOR document). Says nothing about which
+    /// key it belongs to.
+    pub const fn from_bytes(bytes: [u8; 64]) -> DeviceId {
+        DeviceId(bytes)
+    }
+
+    /// A device ID from a slice, if it is exactly 64 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<DeviceId> {
+        <[u8; 64]>::try_from(bytes).ok().map(DeviceId)
+    }
+
+    /// The 64 bytes.
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceId({self})")
+    }
+}
+
+impl std::str::FromStr for DeviceId {
+    type Err = DeviceIdError;
+
+    /// Strict: exactly 128 characters, each `0-9` or `a-f` (upper case is refused so that every
+    /// device has one textual ID, e.g. as a database key or certificate CN).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != Self::TEXT_LEN {
+            return Err(DeviceIdError::WrongLength(s.len()));
+        }
+        if !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(DeviceIdError::NotLowercaseHex);
+        }
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(s, &mut out).map_err(|_| DeviceIdError::NotLowercaseHex)?;
+        Ok(DeviceId(out))
     }
 }
 

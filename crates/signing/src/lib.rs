@@ -19,7 +19,7 @@ pub use cose::{
     MAX_ENVELOPE_LEN, TrustedKeys, UnverifiedEnvelope, VerifiedPayload, parse_unverified, sign1,
     verify1,
 };
-pub use error::{KeyError, SignError, VerifyError};
-pub use keys::{KeyId, PublicKey, SoftwareSigningKey};
+pub use error::{DeviceIdError, KeyError, SignError, VerifyError};
+pub use keys::{DeviceId, KeyId, PublicKey, SoftwareSigningKey};
 pub use purpose::Purpose;
 pub use signer::{Signature, Signer};

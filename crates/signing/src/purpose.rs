@@ -18,16 +18,19 @@ pub enum Purpose {
     AttestationEvidence,
     /// A platform key list signed by the platform root.
     KeyList,
+    /// A device registration record, signed by the device key it contains (proof of possession).
+    RegistrationRecord,
 }
 
 impl Purpose {
     /// Every purpose, in registry order.
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::ImagePackage,
         Purpose::TargetSet,
         Purpose::CapabilityFile,
         Purpose::AttestationEvidence,
         Purpose::KeyList,
+        Purpose::RegistrationRecord,
     ];
 
     /// The COSE content type (header label 3) that names this purpose.
@@ -38,6 +41,9 @@ impl Purpose {
             Purpose::CapabilityFile => "application/vnd.ferrosphere.capability+cbor",
             Purpose::AttestationEvidence => "application/vnd.ferrosphere.attestation-evidence+cbor",
             Purpose::KeyList => "application/vnd.ferrosphere.key-list+cbor",
+            Purpose::RegistrationRecord => {
+                "application/vnd.ferrosphere.registration-record+cbor"
+            }
         }
     }
 

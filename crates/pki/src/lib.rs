@@ -1,0 +1,1 @@
+//! ferro-pki (work in progress).

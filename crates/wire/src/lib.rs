@@ -1,0 +1,1018 @@
+//! Ferrosphere's wire types: what crosses the HTTP boundary between the security service
+//! (`ferro-service`) and its clients (the `ferro` CLI, automation, later devices).
+//!
+//! This crate owns the JSON shape of the `/v1` API: typed IDs ([`TenantId`], [`UserId`], ...),
+//! [`Role`], request and response bodies, pagination ([`Page`], [`PageQuery`]) and the error body
+//! ([`ErrorBody`] with a stable [`ErrorCode`]). It is serde only: no HTTP, no database, and it
+//! depends on no other Ferrosphere crate, so anything (including code that runs on a device) may
+//! depend on it. The `openapi` feature adds `utoipa::ToSchema` derives for the service's OpenAPI
+//! document; clients leave it off.
+//!
+//! Conventions: field names are camelCase; enums are PascalCase strings as Azure Sphere's API
+//! uses them (`"Administrator"`, `"RetailEval"`); error codes are snake_case; timestamps are
+//! RFC 3339 strings in UTC; request bodies reject unknown fields.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered (UUIDv7) ID.
+            #[must_use]
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(u: Uuid) -> Self {
+                Self(u)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A tenant: the unit of isolation (devices, products, users' roles, keys).
+    TenantId
+);
+typed_id!(
+    /// A user (a person or an automation identity); users are platform-wide and hold roles per tenant.
+    UserId
+);
+typed_id!(
+    /// A product: a kind of device a tenant makes.
+    ProductId
+);
+typed_id!(
+    /// A device group inside a product.
+    DeviceGroupId
+);
+typed_id!(
+    /// An API token (the ID is public; the secret is shown once at creation).
+    ApiTokenId
+);
+typed_id!(
+    /// One entry of a tenant's audit log.
+    AuditEventId
+);
+
+/// A role a user holds in one tenant, with Azure Sphere's meaning.
+///
+/// Ordered by power: `Reader < Contributor < Administrator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Role {
+    /// Reads everything in the tenant.
+    Reader,
+    /// Reader, plus manages products, device groups, deployments, images and devices.
+    Contributor,
+    /// Contributor, plus manages the tenant itself, users and their roles, and reads the audit log.
+    Administrator,
+}
+
+impl Role {
+    /// The name used on the wire and in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "Reader",
+            Role::Contributor => "Contributor",
+            Role::Administrator => "Administrator",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Reader" => Ok(Role::Reader),
+            "Contributor" => Ok(Role::Contributor),
+            "Administrator" => Ok(Role::Administrator),
+            _ => Err(UnknownVariant),
+        }
+    }
+}
+
+/// A string did not name a variant of the enum it was parsed as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownVariant;
+
+impl fmt::Display for UnknownVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown variant")
+    }
+}
+
+impl std::error::Error for UnknownVariant {}
+
+/// The OS feed a device group follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum OsFeed {
+    /// Released OS versions.
+    Retail,
+    /// Release candidates, published ahead of Retail for evaluation.
+    RetailEval,
+}
+
+impl OsFeed {
+    /// The name used on the wire and in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OsFeed::Retail => "Retail",
+            OsFeed::RetailEval => "RetailEval",
+        }
+    }
+}
+
+impl FromStr for OsFeed {
+    type Err = UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Retail" => Ok(OsFeed::Retail),
+            "RetailEval" => Ok(OsFeed::RetailEval),
+            _ => Err(UnknownVariant),
+        }
+    }
+}
+
+/// Which updates a device group's devices receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum UpdatePolicy {
+    /// OS and app updates.
+    UpdateAll,
+    /// OS updates only; the tenant's apps are not updated (development devices).
+    No3rdPartyAppUpdates,
+}
+
+impl UpdatePolicy {
+    /// The name used on the wire and in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdatePolicy::UpdateAll => "UpdateAll",
+            UpdatePolicy::No3rdPartyAppUpdates => "No3rdPartyAppUpdates",
+        }
+    }
+}
+
+impl FromStr for UpdatePolicy {
+    type Err = UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "UpdateAll" => Ok(UpdatePolicy::UpdateAll),
+            "No3rdPartyAppUpdates" => Ok(UpdatePolicy::No3rdPartyAppUpdates),
+            _ => Err(UnknownVariant),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+/// Longest tenant, product or device group name, in characters (as Azure Sphere).
+pub const MAX_NAME_LEN: usize = 50;
+
+/// Whether `name` is a valid tenant, product or device group name: 1 to 50 characters, each an
+/// ASCII letter, digit, space, `-` or `_`, not starting or ending with a space.
+#[must_use]
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with(' ')
+        && !name.ends_with(' ')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'-' | b'_'))
+}
+
+/// Longest login name, in bytes.
+pub const MAX_LOGIN_LEN: usize = 254;
+
+/// Whether `login` is a valid login name: email-like `local@domain`, lowercase ASCII letters,
+/// digits and `._%+-` in the local part, letters, digits, `.` and `-` in the domain, at most 254
+/// bytes. Logins are compared as given, so clients should lowercase them.
+#[must_use]
+pub fn is_valid_login(login: &str) -> bool {
+    let Some((local, domain)) = login.split_once('@') else {
+        return false;
+    };
+    login.len() <= MAX_LOGIN_LEN
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.starts_with(['.', '-'])
+        && !domain.ends_with(['.', '-'])
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._%+-".contains(&b))
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-".contains(&b))
+}
+
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest password accepted, in bytes (bounds hashing cost).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The body of every error response: `{ "error": { "code": "...", "message": "..." } }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code; scripts match on this, never on the message.
+    pub code: ErrorCode,
+    /// Human-readable explanation saying what to do. Never contains secrets.
+    pub message: String,
+}
+
+/// Stable error codes. Adding a code is compatible; renaming or removing one is not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 401: no credentials, or a token that is unknown, expired or revoked.
+    Unauthenticated,
+    /// 401: login name or password wrong (never says which).
+    InvalidCredentials,
+    /// 403: the password is a one-time password or expired; change it with `POST /v1/auth/change-password`.
+    PasswordChangeRequired,
+    /// 403: the caller's role in this tenant does not allow the operation.
+    Forbidden,
+    /// 404: no such object, or it belongs to a tenant the caller cannot see (indistinguishable).
+    NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 409: a name is taken, or the object is in a state that forbids the operation.
+    Conflict,
+    /// 409: the object still holds others (a product with device groups that are not empty).
+    NotEmpty,
+    /// 409: the operation would leave a tenant without an Administrator.
+    LastAdministrator,
+    /// 400: the body is not well-formed JSON.
+    MalformedJson,
+    /// 400: the body has a field the API does not know (the message names it).
+    UnknownField,
+    /// 400: a path parameter is not a well-formed ID.
+    InvalidId,
+    /// 400: a query parameter is malformed (the message names it).
+    InvalidQuery,
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422: well-formed JSON of the wrong shape: missing field, wrong type, unknown enum value.
+    InvalidBody,
+    /// 422: a name outside the allowed pattern.
+    InvalidName,
+    /// 422: a password that does not meet the policy.
+    WeakPassword,
+    /// 429: too many failed attempts; retry after the `Retry-After` header's seconds.
+    RateLimited,
+    /// 503: the service cannot reach its database or is shutting down; retry later.
+    Unavailable,
+    /// 504: the request took too long; retry later.
+    Timeout,
+    /// 500: a bug or an unexpected failure; the message carries a request ID for the operator.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case code as it appears on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::PasswordChangeRequired => "password_change_required",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::NotEmpty => "not_empty",
+            ErrorCode::LastAdministrator => "last_administrator",
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::UnknownField => "unknown_field",
+            ErrorCode::InvalidId => "invalid_id",
+            ErrorCode::InvalidQuery => "invalid_query",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that carries this code.
+    #[must_use]
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::PasswordChangeRequired | ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict | ErrorCode::NotEmpty | ErrorCode::LastAdministrator => 409,
+            ErrorCode::MalformedJson
+            | ErrorCode::UnknownField
+            | ErrorCode::InvalidId
+            | ErrorCode::InvalidQuery => 400,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InvalidBody | ErrorCode::InvalidName | ErrorCode::WeakPassword => 422,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Timeout => 504,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// Every code, for documentation and tests.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::PasswordChangeRequired,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Conflict,
+        ErrorCode::NotEmpty,
+        ErrorCode::LastAdministrator,
+        ErrorCode::MalformedJson,
+        ErrorCode::UnknownField,
+        ErrorCode::InvalidId,
+        ErrorCode::InvalidQuery,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidName,
+        ErrorCode::WeakPassword,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+    ];
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pagination
+
+/// Largest page a list route returns.
+pub const MAX_PAGE_LIMIT: u32 = 500;
+/// Page size when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// Query parameters of every list route: `?limit=N&continuation=TOKEN`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams, utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Items per page, 1 to 500 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `continuationToken` of the previous page; absent for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
+}
+
+/// One page of a list, as Azure Sphere's API returns them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// The items of this page, in a stable order (creation order).
+    pub items: Vec<T>,
+    /// Pass as `continuation` to get the next page; `null` on the last page.
+    pub continuation_token: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+/// `POST /v1/auth/login`.
+#[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Login name (email-like).
+    pub login: String,
+    /// Password.
+    pub password: String,
+}
+
+impl fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("login", &self.login)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A session token issued by login.
+#[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// Bearer token (`fss_...`); send as `Authorization: Bearer <token>`. Shown only here.
+    pub token: String,
+    /// When the session ends.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: OffsetDateTime,
+    /// The user logged in.
+    pub user: User,
+}
+
+impl fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// `POST /v1/auth/change-password`: authenticated by the current (or one-time) password, so a
+/// user whose login answered `password_change_required` can use it.
+#[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// Login name.
+    pub login: String,
+    /// Current or one-time password.
+    pub current_password: String,
+    /// New password: at least 12 characters, different from the current one.
+    pub new_password: String,
+}
+
+impl fmt::Debug for ChangePasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangePasswordRequest")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users and tokens
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// ID.
+    pub id: UserId,
+    /// Login name (email-like, unique on the platform).
+    pub login: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether the user operates the platform (OS releases, manufacturing). Grants no tenant access.
+    pub platform_operator: bool,
+    /// Whether the user must change the password before logging in.
+    pub password_change_required: bool,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `GET /v1/me`: the caller and their roles.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    /// The caller.
+    pub user: User,
+    /// The caller's role in each tenant where they hold one.
+    pub roles: Vec<TenantRole>,
+}
+
+/// A role in a tenant, seen from the user's side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRole {
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Tenant name.
+    pub tenant_name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// `POST /v1/users`: create a user, who receives a one-time password.
+///
+/// A platform operator may create a user without a tenant. A tenant Administrator must name
+/// `tenantId` (a tenant they administer) and `role`: the user is created holding that role.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Login name (email-like, lowercase).
+    pub login: String,
+    /// Display name, 1 to 100 characters.
+    pub display_name: String,
+    /// Tenant in which to grant `role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<TenantId>,
+    /// Role to grant in `tenantId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Make the user a platform operator (platform operators only).
+    #[serde(default)]
+    pub platform_operator: bool,
+}
+
+/// The user created, with their one-time password (shown only here).
+#[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    /// The user.
+    pub user: User,
+    /// One-time password: the user must change it at first login.
+    pub one_time_password: String,
+}
+
+impl fmt::Debug for CreatedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedUser")
+            .field("user", &self.user)
+            .field("one_time_password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST /v1/me/tokens`: a named API token for automation.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApiTokenRequest {
+    /// Name (same pattern as tenant names), unique among the caller's live tokens.
+    pub name: String,
+    /// Lifetime in days, 1 to 366 (default 90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// An API token (without its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiToken {
+    /// ID (used to revoke it).
+    pub id: ApiTokenId,
+    /// Name.
+    pub name: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// Expiry.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: OffsetDateTime,
+}
+
+/// The API token created, with its secret (shown only here).
+#[derive(Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedApiToken {
+    /// The token's metadata.
+    pub token: ApiToken,
+    /// The secret (`fst_...`); send as `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+impl fmt::Debug for CreatedApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedApiToken")
+            .field("token", &self.token)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants and roles
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    /// ID.
+    pub id: TenantId,
+    /// Name (unique on the platform).
+    pub name: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    /// The caller's role in it.
+    pub role: Role,
+}
+
+/// `POST /v1/tenants`: the caller becomes its Administrator.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    pub name: String,
+}
+
+/// `PATCH /v1/tenants/{tenantId}`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateTenantRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A user's role in a tenant, seen from the tenant's side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignment {
+    /// User.
+    pub user_id: UserId,
+    /// User's login name.
+    pub login: String,
+    /// User's display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// `POST /v1/tenants/{tenantId}/roles`: give an existing user a role (one role per user and tenant).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddRoleRequest {
+    /// Login name of the user.
+    pub login: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// One entry of a tenant's audit log: who did what to which object, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// ID.
+    pub id: AuditEventId,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: OffsetDateTime,
+    /// Who (absent for the system itself).
+    pub actor: Option<UserId>,
+    /// What, e.g. `product.create`.
+    pub action: String,
+    /// Kind of object, e.g. `product`.
+    pub object_type: String,
+    /// Object ID.
+    pub object_id: String,
+    /// Non-secret details of the change.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: serde_json::Value,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Products and device groups
+
+/// A product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Product {
+    /// ID.
+    pub id: ProductId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Name (unique in the tenant).
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `POST /v1/tenants/{tenantId}/products`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateProductRequest {
+    /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    pub name: String,
+    /// Description, at most 1024 characters.
+    #[serde(default)]
+    pub description: String,
+    /// Skip creating the five default device groups (they are created unless this is true).
+    #[serde(default)]
+    pub no_default_device_groups: bool,
+}
+
+/// `PATCH /v1/tenants/{tenantId}/products/{productId}`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProductRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// A device group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceGroup {
+    /// ID.
+    pub id: DeviceGroupId,
+    /// Tenant.
+    pub tenant_id: TenantId,
+    /// Product.
+    pub product_id: ProductId,
+    /// Name (unique in the product).
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// OS feed.
+    pub os_feed: OsFeed,
+    /// Update policy.
+    pub update_policy: UpdatePolicy,
+    /// Whether crash dumps are collected from its devices.
+    pub allow_crash_dumps_collection: bool,
+    /// Creation time.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `POST /v1/tenants/{tenantId}/device-groups`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDeviceGroupRequest {
+    /// Product.
+    pub product_id: ProductId,
+    /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    pub name: String,
+    /// Description, at most 1024 characters.
+    #[serde(default)]
+    pub description: String,
+    /// OS feed (default Retail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_feed: Option<OsFeed>,
+    /// Update policy (default UpdateAll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<UpdatePolicy>,
+    /// Collect crash dumps (default false).
+    #[serde(default)]
+    pub allow_crash_dumps_collection: bool,
+}
+
+/// `PATCH /v1/tenants/{tenantId}/device-groups/{deviceGroupId}`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateDeviceGroupRequest {
+    /// New name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// New OS feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_feed: Option<OsFeed>,
+    /// New update policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_policy: Option<UpdatePolicy>,
+    /// New crash dump setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_crash_dumps_collection: Option<bool>,
+}
+
+/// Query of `GET /v1/tenants/{tenantId}/device-groups`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct DeviceGroupQuery {
+    /// Only the groups of this product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
+    pub product: Option<ProductId>,
+    /// Items per page, 1 to 500 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `continuationToken` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
+}
+
+/// The default device groups Azure Sphere creates for a product: name, description, OS feed,
+/// update policy.
+pub const DEFAULT_DEVICE_GROUPS: [(&str, &str, OsFeed, UpdatePolicy); 5] = [
+    (
+        "Development",
+        "Default development device group",
+        OsFeed::Retail,
+        UpdatePolicy::No3rdPartyAppUpdates,
+    ),
+    (
+        "Field Test",
+        "Default test device group",
+        OsFeed::Retail,
+        UpdatePolicy::UpdateAll,
+    ),
+    (
+        "Production",
+        "Default production device group",
+        OsFeed::Retail,
+        UpdatePolicy::UpdateAll,
+    ),
+    (
+        "Production OS Evaluation",
+        "Default Production OS Evaluation device group",
+        OsFeed::RetailEval,
+        UpdatePolicy::UpdateAll,
+    ),
+    (
+        "Field Test OS Evaluation",
+        "Default Field Test OS Evaluation device group",
+        OsFeed::RetailEval,
+        UpdatePolicy::UpdateAll,
+    ),
+];
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok`, or what is wrong.
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("Contoso"));
+        assert!(is_valid_name("Field Test OS Evaluation"));
+        assert!(is_valid_name("a-b_c 1"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(" lead"));
+        assert!(!is_valid_name("trail "));
+        assert!(!is_valid_name("semi;colon"));
+        assert!(!is_valid_name("é"));
+        assert!(is_valid_name(&"x".repeat(50)));
+        assert!(!is_valid_name(&"x".repeat(51)));
+    }
+
+    #[test]
+    fn logins() {
+        assert!(is_valid_login("alice@example.com"));
+        assert!(is_valid_login("a.b+c@localhost"));
+        assert!(!is_valid_login("Alice@example.com"));
+        assert!(!is_valid_login("alice"));
+        assert!(!is_valid_login("@example.com"));
+        assert!(!is_valid_login("alice@"));
+        assert!(!is_valid_login("alice@.com"));
+        assert!(!is_valid_login("a lice@example.com"));
+    }
+
+    #[test]
+    fn error_codes_round_trip_and_are_snake_case() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            let back: ErrorCode = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, *code);
+            assert!((400..600).contains(&code.http_status()));
+        }
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: ErrorCode::NotFound,
+                message: "no such product".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"error": {"code": "not_found", "message": "no such product"}})
+        );
+    }
+
+    #[test]
+    fn requests_reject_unknown_fields() {
+        let err = serde_json::from_str::<CreateTenantRequest>(r#"{"name":"a","x":1}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `x`"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let req = LoginRequest {
+            login: "a@b".into(),
+            password: "hunter2hunter2".into(),
+        };
+        assert!(!format!("{req:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn roles_order_by_power() {
+        assert!(Role::Reader < Role::Contributor);
+        assert!(Role::Contributor < Role::Administrator);
+        for r in [Role::Reader, Role::Contributor, Role::Administrator] {
+            assert_eq!(r.as_str().parse::<Role>().unwrap(), r);
+        }
+    }
+}
