@@ -53,14 +53,7 @@ impl Sandbox {
     fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.extend(["--output", "json"]);
-        let output = self.run(&all);
-        assert!(
-            output.status.success(),
-            "ferro {} failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("JSON output")
+        parse_success(self.run(&all))
     }
 
     /// Runs and expects failure; returns standard error.
@@ -75,6 +68,31 @@ impl Sandbox {
         String::from_utf8_lossy(&output.stderr).into_owned()
     }
 
+    /// `pack-application` of `app` into `destination` against the sample appliance, plus `extra` arguments.
+    fn pack_app(&self, app: &Path, destination: &Path, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "image-package",
+            "pack-application",
+            "--package-directory",
+            s(app),
+            "--destination",
+            s(destination),
+            "--hardware-definitions",
+            "hardware/ferro_vboard",
+            "--target-definition-filename",
+            "sample_appliance.json",
+        ];
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    /// [`Sandbox::pack_app`] with `--output json`, expecting success.
+    fn pack_app_json(&self, app: &Path, destination: &Path, extra: &[&str]) -> Value {
+        let mut args = extra.to_vec();
+        args.extend(["--output", "json"]);
+        parse_success(self.pack_app(app, destination, &args))
+    }
+
     /// An app folder: the given manifest and an entry point at bin/app.
     fn app_dir(&self, name: &str, manifest: &[u8]) -> PathBuf {
         let dir = self.path(name);
@@ -84,6 +102,16 @@ impl Sandbox {
         std::fs::write(dir.join("README.txt"), b"a read-only resource").expect("resource");
         dir
     }
+}
+
+/// The JSON a successful command printed.
+fn parse_success(output: Output) -> Value {
+    assert!(
+        output.status.success(),
+        "ferro failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON output")
 }
 
 fn s(path: &Path) -> &str {
@@ -103,22 +131,11 @@ const HELLO_MANIFEST: &[u8] = br#"{
 fn pack_hello(sandbox: &Sandbox) -> (PathBuf, Value) {
     let app = sandbox.app_dir("hello", HELLO_MANIFEST);
     let package = sandbox.path("hello.imagepackage");
-    let packed = sandbox.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&app),
-        "--destination",
-        s(&package),
-        "--hardware-definitions",
-        "hardware/ferro_vboard",
-        "--target-definition-filename",
-        "sample_appliance.json",
-        "--version",
-        "1.2.3",
-        "--security-version",
-        "4",
-    ]);
+    let packed = sandbox.pack_app_json(
+        &app,
+        &package,
+        &["--version", "1.2.3", "--security-version", "4"],
+    );
     (package, packed)
 }
 
@@ -166,18 +183,7 @@ fn first_pack_creates_a_private_test_signing_key() {
     let key = sandbox.config_dir().join("test-signing-key.pem");
     assert!(!key.exists());
     let app = sandbox.app_dir("hello", HELLO_MANIFEST);
-    let output = sandbox.run(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&app),
-        "--destination",
-        s(&sandbox.path("a.imagepackage")),
-        "--hardware-definitions",
-        "hardware/ferro_vboard",
-        "--target-definition-filename",
-        "sample_appliance.json",
-    ]);
+    let output = sandbox.pack_app(&app, &sandbox.path("a.imagepackage"), &[]);
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("Created your test-signing key"));
     let mode = std::fs::metadata(&key)
@@ -190,6 +196,9 @@ fn first_pack_creates_a_private_test_signing_key() {
     assert!(!String::from_utf8_lossy(&printed).contains("PRIVATE KEY"));
 }
 
+/// A way of damaging a package's bytes.
+type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn tampered_package_is_refused_with_a_specific_reason() {
     let sandbox = Sandbox::new();
@@ -197,7 +206,7 @@ fn tampered_package_is_refused_with_a_specific_reason() {
     let bytes = std::fs::read(&package).expect("read");
     let last = bytes.len() - 1;
     // A flipped payload byte, a truncation and a trailing byte.
-    let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>, &str); 3] = [
+    let cases: [(&str, Damage, &str); 3] = [
         (
             "flipped",
             Box::new(move |b: &mut Vec<u8>| b[last - 700] ^= 0x01),
@@ -280,20 +289,7 @@ fn explicit_signing_key_is_used_and_verifiable_with_its_public_key() {
             .expect("chmod");
     }
     let package = sandbox.path("release.imagepackage");
-    let packed = sandbox.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&app),
-        "--destination",
-        s(&package),
-        "--hardware-definitions",
-        "hardware/ferro_vboard",
-        "--target-definition-filename",
-        "sample_appliance.json",
-        "--signing-key",
-        s(&signing_key),
-    ]);
+    let packed = sandbox.pack_app_json(&app, &package, &["--signing-key", s(&signing_key)]);
     let key = ferro_signing::SoftwareSigningKey::load(&signing_key).expect("key");
     assert_eq!(packed["signingKeyId"], key.key_id().to_string());
     assert!(!sandbox.config_dir().join("test-signing-key.pem").exists());

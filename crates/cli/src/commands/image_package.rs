@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use ferro_image::{
-    AppPackageManifest, ImageMetadata, PackOptions, Version, inspect, pack_application,
+    AppPackageManifest, ImageError, ImageMetadata, PackOptions, Version, inspect, pack_application,
     pack_board_config, pack_os, verify,
 };
 use ferro_manifest::{AppManifest, HardwareDefinition};
-use ferro_signing::KeyId;
+use ferro_signing::{KeyId, SoftwareSigningKey};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -199,64 +199,70 @@ fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-fn pack_application_cmd(args: &PackApplicationArgs, output: OutputFormat) -> Result<()> {
-    let manifest = resolve_manifest(args)?;
-    let options = versioned_options(&args.version, args.debug_build)?;
-    let signer = keys::signing_key(args.signing.signing_key.as_deref())?;
-    let bar = spinner(format!("Packing {}", args.package_directory.display()));
-    let packed = pack_application(
-        &args.package_directory,
-        &manifest,
-        &options,
-        &signer,
-        &args.destination,
-    );
+/// Signs with the chosen key, runs `pack` under a spinner and reports the packed image.
+fn pack_and_report(
+    signing_key: Option<&Path>,
+    source: &Path,
+    destination: &Path,
+    output: OutputFormat,
+    pack: impl FnOnce(&SoftwareSigningKey) -> Result<ImageMetadata, ImageError>,
+) -> Result<()> {
+    let signer = keys::signing_key(signing_key)?;
+    let bar = spinner(format!("Packing {}", source.display()));
+    let packed = pack(&signer);
     bar.finish_and_clear();
     let metadata = packed.with_context(|| {
         format!(
             "cannot pack {} into {}",
-            args.package_directory.display(),
-            args.destination.display()
+            source.display(),
+            destination.display()
         )
     })?;
     emit(
         output,
-        &ImageReport::new(&args.destination, &metadata, signer.key_id(), "signed"),
+        &ImageReport::new(destination, &metadata, signer.key_id(), "signed"),
+    )
+}
+
+fn pack_application_cmd(args: &PackApplicationArgs, output: OutputFormat) -> Result<()> {
+    let manifest = resolve_manifest(args)?;
+    let options = versioned_options(&args.version, args.debug_build)?;
+    pack_and_report(
+        args.signing.signing_key.as_deref(),
+        &args.package_directory,
+        &args.destination,
+        output,
+        |signer| {
+            pack_application(
+                &args.package_directory,
+                &manifest,
+                &options,
+                signer,
+                &args.destination,
+            )
+        },
     )
 }
 
 fn pack_board_config_cmd(args: &PackBoardConfigArgs, output: OutputFormat) -> Result<()> {
     let options = versioned_options(&args.version, false)?;
-    let signer = keys::signing_key(args.signing.signing_key.as_deref())?;
-    let metadata = pack_board_config(
+    pack_and_report(
+        args.signing.signing_key.as_deref(),
         &args.board_config_file,
-        &options,
-        &signer,
         &args.destination,
-    )
-    .with_context(|| {
-        format!(
-            "cannot pack the board configuration {}",
-            args.board_config_file.display()
-        )
-    })?;
-    emit(
         output,
-        &ImageReport::new(&args.destination, &metadata, signer.key_id(), "signed"),
+        |signer| pack_board_config(&args.board_config_file, &options, signer, &args.destination),
     )
 }
 
 fn pack_os_cmd(args: &PackOsArgs, output: OutputFormat) -> Result<()> {
     let options = pack_options(&args.version, args.security_version, false)?;
-    let signer = keys::signing_key(args.signing.signing_key.as_deref())?;
-    let bar = spinner(format!("Packing {}", args.os_directory.display()));
-    let packed = pack_os(&args.os_directory, &options, &signer, &args.destination);
-    bar.finish_and_clear();
-    let metadata = packed
-        .with_context(|| format!("cannot pack the OS bundle {}", args.os_directory.display()))?;
-    emit(
+    pack_and_report(
+        args.signing.signing_key.as_deref(),
+        &args.os_directory,
+        &args.destination,
         output,
-        &ImageReport::new(&args.destination, &metadata, signer.key_id(), "signed"),
+        |signer| pack_os(&args.os_directory, &options, signer, &args.destination),
     )
 }
 
