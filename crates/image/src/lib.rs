@@ -2,8 +2,9 @@
 //! `docs/image-format.md`): a 16-byte fixed header, a purpose-bound COSE_Sign1 over a
 //! deterministic CBOR metadata map, then the payload. It packs applications, real-time
 //! applications, OS bundles and board configurations; [`inspect`]s packages without trusting
-//! them; and [`verify`]s them while streaming the payload in bounded memory, producing a
-//! [`VerifiedImage`], the only value an installer should accept.
+//! them; [`verify`]s them while streaming the payload in bounded memory, producing a
+//! [`VerifiedImage`], the only value an installer should accept; and [`resign`]s a verified
+//! package with another key (same metadata and payload).
 //!
 //! It depends on `ferro-signing` for keys and COSE and must not depend on the manifest crate,
 //! the device, the service or any I/O beyond `std::io` readers/writers and the files it packs.
@@ -15,6 +16,7 @@ mod error;
 mod header;
 mod metadata;
 mod pack;
+mod resign;
 mod verify;
 
 pub use archive::{MAX_ARCHIVE_ENTRIES, MAX_TAR_PATH_LEN, OS_DEVICE_BINARY};
@@ -25,6 +27,7 @@ pub use metadata::{
     MAX_MANIFEST_LEN, MAX_NAME_LEN, MAX_PAYLOAD_SIZE, OS_COMPONENT_ID, Version,
 };
 pub use pack::{AppPackageManifest, PackOptions, pack_application, pack_board_config, pack_os};
+pub use resign::resign;
 pub use verify::{
     UnverifiedImage, VERIFY_BUFFER_SIZE, VerifiedImage, inspect, verify, verify_file,
 };

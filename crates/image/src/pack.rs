@@ -168,7 +168,7 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-fn destination_dir(destination: &Path) -> PathBuf {
+pub(crate) fn destination_dir(destination: &Path) -> PathBuf {
     match destination.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -201,6 +201,21 @@ fn assemble(
         (hw.len, <[u8; 32]>::from(hw.hasher.finalize()))
     };
     let metadata = make_metadata(len, digest);
+    write_signed_package(destination, &dir, signer, &metadata, payload_tmp)?;
+    Ok(metadata)
+}
+
+/// Sign `metadata` with `signer` and write header + envelope + the payload held in
+/// `payload_tmp` (a temp file in `dir`, any position) to a temp file in `dir`; fsync,
+/// self-verify with the signer's public key, then rename it over `destination` and fsync `dir`.
+/// On any failure nothing is left behind (both temp files are removed when dropped).
+pub(crate) fn write_signed_package(
+    destination: &Path,
+    dir: &Path,
+    signer: &dyn Signer,
+    metadata: &ImageMetadata,
+    mut payload_tmp: tempfile::NamedTempFile,
+) -> Result<(), ImageError> {
     let cbor = metadata.to_cbor()?;
     // Header with a placeholder length: the AAD does not cover the length.
     let aad = FixedHeader::new(0).external_aad();
@@ -212,7 +227,7 @@ fn assemble(
 
     let mut out = tempfile::Builder::new()
         .prefix(".ferro-image-")
-        .tempfile_in(&dir)
+        .tempfile_in(dir)
         .map_err(pack_io(destination))?;
     {
         let mut w = io::BufWriter::with_capacity(1 << 20, out.as_file_mut());
@@ -236,10 +251,10 @@ fn assemble(
 
     out.persist(destination)
         .map_err(|e| pack_io(destination)(e.error))?;
-    if let Ok(d) = File::open(&dir) {
+    if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(metadata)
+    Ok(())
 }
 
 /// Pack an application (app or rt-app, per `manifest.is_real_time`) from `package_dir`.

@@ -1,1 +1,55 @@
-//! ferro-pki (work in progress).
+//! `ferro-pki` owns Ferrosphere's platform PKI (DESIGN sections 2 to 4): the [`KeyStore`] trait
+//! behind which every service-held key lives (with [`FileKeyStore`], PKCS#8 files of mode 0600 in
+//! a 0700 directory, as the default backend); the X.509 certificates of the platform (platform
+//! root CA, service TLS certificate, per-tenant self-signed CAs with rotation, 24-hour device
+//! certificates, proof-of-possession certificates for brokers), all ECDSA P-256 / SHA-256, built
+//! with rcgen and signed through [`ferro_signing::Signer`] so any CA key can live in an HSM; and
+//! the signed identity documents (device registration records, capability files, the platform
+//! key list) in purpose-bound COSE_Sign1 over deterministic, integer-keyed CBOR
+//! (`docs/identity-documents.md`, certificate profiles in `docs/pki.md`).
+//!
+//! It depends on `ferro-signing` only among Ferrosphere crates, and must not depend on HTTP,
+//! a database, the service, the device or the CLI: it turns keys and identities into bytes and
+//! back, and leaves storage of certificates and policy (who may get what) to its callers. It
+//! never hand-writes cryptography, DER, X.509 or CBOR (rcgen, x509-parser, p256, ciborium/coset
+//! via `ferro-signing`), never panics on untrusted input, never puts key material in `Debug`,
+//! `Display` or errors, and forbids `unsafe`.
+
+mod capability;
+mod cbor;
+mod certs;
+mod error;
+mod keylist;
+mod keystore;
+mod rcgen_signer;
+mod registration;
+
+pub use capability::{
+    Capability, CapabilityFile, MAX_CAPABILITY_FILE_LEN, MAX_DEVELOPER_KEYS, VerifiedCapability,
+    verify_capability,
+};
+pub use certs::{
+    Certificate, DEVICE_CERT_VALIDITY, MAX_SERVICE_NAMES, MAX_VERIFICATION_CODE_LEN,
+    PLATFORM_ROOT_VALIDITY, PROOF_OF_POSSESSION_VALIDITY, SERVICE_TLS_VALIDITY,
+    TENANT_CA_CN_PREFIX, TENANT_CA_CUTOVER_MARGIN, TENANT_CA_ROTATION_MARGIN, TENANT_CA_VALIDITY,
+    TenantCa, certificate_key_id, create_tenant_ca, current_tenant_ca, issue_device_certificate,
+    issue_platform_root_certificate, issue_proof_of_possession_certificate,
+    issue_service_tls_certificate, sanitize_organization, tenant_ca_chain_pem,
+    tenant_ca_rotation_due, validate_verification_code, verify_certificate_signature,
+};
+pub use error::{CertError, DocumentError, KeyStoreError};
+pub use keylist::{
+    KeyList, MAX_KEY_LIST_LEN, MAX_KEYS_PER_ROLE, PlatformKeyRole, VerifiedKeyList, verify_key_list,
+};
+pub use keystore::{
+    FileKeyStore, KeyName, KeyStore, MAX_KEY_NAME_LEN, MAX_KEY_NAME_SEGMENT_LEN,
+    MAX_KEY_NAME_SEGMENTS, SharedSigner,
+};
+pub use rcgen_signer::RcgenSigner;
+pub use registration::{
+    MAX_EK_CERTIFICATE_LEN, MAX_REGISTRATION_RECORD_LEN, ManufacturingState, RegistrationRecord,
+    RootOfTrust, VerifiedRegistration, verify_registration_record,
+};
+
+/// The `time` crate this API uses (for `OffsetDateTime` and `Duration`).
+pub use time;

@@ -41,9 +41,7 @@ impl Purpose {
             Purpose::CapabilityFile => "application/vnd.ferrosphere.capability+cbor",
             Purpose::AttestationEvidence => "application/vnd.ferrosphere.attestation-evidence+cbor",
             Purpose::KeyList => "application/vnd.ferrosphere.key-list+cbor",
-            Purpose::RegistrationRecord => {
-                "application/vnd.ferrosphere.registration-record+cbor"
-            }
+            Purpose::RegistrationRecord => "application/vnd.ferrosphere.registration-record+cbor",
         }
     }
 

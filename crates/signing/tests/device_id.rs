@@ -29,8 +29,14 @@ fn device_id_parsing_is_strict() {
         ("a".repeat(129), DeviceIdError::WrongLength(129)),
         ("A".repeat(128), DeviceIdError::NotLowercaseHex),
         ("g".repeat(128), DeviceIdError::NotLowercaseHex),
-        (format!("{} ", "a".repeat(127)), DeviceIdError::NotLowercaseHex),
-        (format!("+{}", "a".repeat(127)), DeviceIdError::NotLowercaseHex),
+        (
+            format!("{} ", "a".repeat(127)),
+            DeviceIdError::NotLowercaseHex,
+        ),
+        (
+            format!("+{}", "a".repeat(127)),
+            DeviceIdError::NotLowercaseHex,
+        ),
         // 64 two-byte characters: 128 bytes but not hex.
         ("é".repeat(64), DeviceIdError::NotLowercaseHex),
     ];
