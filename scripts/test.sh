@@ -15,6 +15,7 @@ log "prerequisites"
 ensure_apt_packages build-essential pkg-config
 ensure_rust_targets
 ensure_python_env
+ensure_postgres
 [ "${FUZZ_SECONDS}" -gt 0 ] && ensure_fuzz_tools
 
 log "format"

@@ -58,3 +58,42 @@ ensure_fuzz_tools() {
         cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked
     fi
 }
+
+# PostgreSQL for the service's tests. Uses the server on 127.0.0.1:5432 when it lets user
+# `postgres` in without a password (as on CI machines); else starts the machine's Debian cluster;
+# else makes a private cluster with trust authentication under target/ on its own port, owned by
+# the `postgres` user (PostgreSQL refuses to run as root). Exports FERRO_TEST_PG_URL.
+pg_accepts() { PGCONNECT_TIMEOUT=3 psql -w -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
+
+ensure_postgres() {
+    ensure_apt_packages postgresql postgresql-client
+    if pg_accepts 5432; then
+        export FERRO_TEST_PG_URL="postgres://postgres@127.0.0.1:5432"
+        return
+    fi
+    local version
+    version="$(ls /usr/lib/postgresql | sort -n | tail -n 1)"
+    if pg_lsclusters -h 2>/dev/null | grep -q "^${version} main"; then
+        log "starting PostgreSQL ${version} (cluster main)"
+        as_root pg_ctlcluster --skip-systemctl-redirect "${version}" main start 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do pg_accepts 5432 && break; sleep 1; done
+        if pg_accepts 5432; then
+            export FERRO_TEST_PG_URL="postgres://postgres@127.0.0.1:5432"
+            return
+        fi
+    fi
+    local port=55432
+    local data="${FERRO_ROOT}/target/pgdata"
+    local bin="/usr/lib/postgresql/${version}/bin"
+    if ! pg_accepts "${port}"; then
+        log "starting a private PostgreSQL on 127.0.0.1:${port} (${data})"
+        if [ ! -s "${data}/PG_VERSION" ]; then
+            mkdir -p "${data}"
+            as_root chown postgres:postgres "${data}"
+            as_root runuser -u postgres -- "${bin}/initdb" -D "${data}" -A trust -U postgres >/dev/null
+        fi
+        as_root runuser -u postgres -- "${bin}/pg_ctl" -D "${data}" -l "${data}/server.log" -w \
+            -o "-p ${port} -c listen_addresses=127.0.0.1 -k ${data}" start >/dev/null
+    fi
+    export FERRO_TEST_PG_URL="postgres://postgres@127.0.0.1:${port}"
+}

@@ -32,6 +32,296 @@ pub enum Command {
     /// Work with hardware definitions.
     #[command(subcommand)]
     HardwareDefinition(HardwareDefinitionCommand),
+    /// Sign in to a Ferrosphere security service.
+    Login(LoginArgs),
+    /// Sign out: forget the session token.
+    Logout,
+    /// Show the signed-in user and their roles.
+    ShowUser,
+    /// Manage users (administrators).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users' roles in the selected tenant.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Manage products.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Manage device groups.
+    #[command(subcommand)]
+    DeviceGroup(DeviceGroupCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The service's URL, e.g. https://ferro.example.com:4443.
+    #[arg(long, value_name = "URL")]
+    pub service: String,
+    /// Trust this CA file (PEM) for the service instead of the certificate it presents.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Accept the presented platform root if its SHA-256 fingerprint is this (as
+    /// `ferro-service init` printed it); otherwise you are asked.
+    #[arg(long, value_name = "SHA256")]
+    pub accept_fingerprint: Option<String>,
+    /// Login name; asked for when absent.
+    #[arg(long, value_name = "NAME")]
+    pub login: Option<String>,
+    /// Read the password from standard input (one line; a second line is the new password
+    /// when a one-time password must be changed).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `--tenant`: a tenant ID or name; default: the selected tenant.
+#[derive(Debug, Args)]
+pub struct TenantArg {
+    /// Tenant ID or name (default: the selected tenant).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user, who receives a one-time password.
+    Create {
+        /// Login name (email-like).
+        #[arg(long, value_name = "NAME")]
+        login: String,
+        /// Display name.
+        #[arg(long, value_name = "TEXT")]
+        display_name: String,
+        /// Role to give the user in the tenant.
+        #[arg(long, value_name = "ROLE")]
+        role: Option<String>,
+        /// Make the user a platform operator (platform operators only).
+        #[arg(long)]
+        platform_operator: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List users.
+    List,
+    /// Delete a user.
+    Delete {
+        /// User ID.
+        #[arg(long, value_name = "ID")]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; you become its Administrator.
+    Create {
+        /// Name: letters, digits, spaces, '-', '_'; at most 50 characters.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// List the tenants you hold a role in.
+    List,
+    /// Select the tenant that later commands act on.
+    Select {
+        /// Tenant ID or name.
+        #[arg(long, value_name = "TENANT")]
+        tenant: String,
+    },
+    /// Show the selected tenant.
+    ShowSelected,
+    /// Rename a tenant.
+    Update {
+        #[command(flatten)]
+        tenant: TenantArg,
+        /// The new name.
+        #[arg(long, value_name = "NAME")]
+        new_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Give a user a role in the tenant.
+    Add {
+        /// The user's login name.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Administrator, Contributor or Reader.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Remove a user's role in the tenant.
+    Delete {
+        /// The user's login name.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the roles in the tenant.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show one user's role in the tenant.
+    Show {
+        /// The user's login name.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Create a product (and its five default device groups).
+    Create {
+        /// Name.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Description.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        /// Do not create the default device groups.
+        #[arg(long)]
+        no_default_device_groups: bool,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List products.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show a product.
+    Show {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Change a product's name or description.
+    Update {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        /// New name.
+        #[arg(long, value_name = "NAME")]
+        new_name: Option<String>,
+        /// New description.
+        #[arg(long, value_name = "TEXT")]
+        new_description: Option<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a product (refused while its device groups hold devices).
+    Delete {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// A product's device groups.
+    #[command(subcommand)]
+    DeviceGroup(ProductDeviceGroupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductDeviceGroupCommand {
+    /// Create the five default device groups (those missing).
+    CreateDefaults {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the product's device groups.
+    List {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+/// Device group settings shared by create and update.
+#[derive(Debug, Args)]
+pub struct DeviceGroupSettings {
+    /// OS feed: Retail or RetailEval.
+    #[arg(long, value_name = "FEED")]
+    pub os_feed: Option<String>,
+    /// UpdateAll, or No3rdPartyAppUpdates (apps stay as they are).
+    #[arg(long, value_name = "POLICY")]
+    pub update_policy: Option<String>,
+    /// Allow crash dumps to be collected (true or false).
+    #[arg(long, value_name = "BOOL")]
+    pub allow_crash_dumps_collection: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceGroupCommand {
+    /// Create a device group in a product.
+    Create {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        /// Name, unique in the product.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Description.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        #[command(flatten)]
+        settings: DeviceGroupSettings,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List device groups.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show a device group.
+    Show {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Change a device group.
+    Update {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        /// New name.
+        #[arg(long, value_name = "NAME")]
+        new_name: Option<String>,
+        /// New description.
+        #[arg(long, value_name = "TEXT")]
+        new_description: Option<String>,
+        #[command(flatten)]
+        settings: DeviceGroupSettings,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a device group (refused while it holds devices).
+    Delete {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

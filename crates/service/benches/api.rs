@@ -1,1 +1,240 @@
-fn main() {}
+//! API benchmark: authenticated reads against a bare axum route, same machine, same run.
+//!
+//! `cargo bench -p ferro-service --bench api` prints a table: requests/s and p99 latency for a
+//! bare route, `GET` of one product (the stand-in for one device until devices exist: add a
+//! scenario to `SCENARIOS`-like list below), and a 50-item list page, each with its ratio to the
+//! bare route. Runs on SQLite, and on PostgreSQL if `FERRO_BENCH_PG_URL` (default
+//! postgres://postgres@127.0.0.1:5432) is reachable. Client: reqwest over loopback with
+//! keep-alive, `CONCURRENCY` tasks, `REQUESTS` requests per scenario (bounded).
+
+use ferro_service::{Config, setup};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 16;
+const REQUESTS: usize = 20_000;
+const WARMUP: usize = 1_000;
+
+struct Stats {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn run(client: &reqwest::Client, url: &str, token: Option<&str>, total: usize) -> Stats {
+    let url = Arc::new(url.to_string());
+    let token = Arc::new(token.map(str::to_string));
+    let per_task = total / CONCURRENCY;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let t0 = Instant::now();
+                let mut req = client.get(url.as_str());
+                if let Some(t) = token.as_deref() {
+                    req = req.bearer_auth(t);
+                }
+                let resp = req.send().await.expect("request");
+                assert!(resp.status().is_success(), "{}", resp.status());
+                let _ = resp.bytes().await.expect("body");
+                lat.push(t0.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Stats {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+async fn bench_backend(
+    name: &str,
+    pg_url: Option<String>,
+    bare_url: &str,
+    client: &reqwest::Client,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let report = match setup::init(
+        &data,
+        pg_url.as_deref(),
+        "admin@localhost",
+        Default::default(),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            println!("{name}: skipped ({e})");
+            return;
+        }
+    };
+    let (db, _) = setup::open(&data, pg_url.as_deref()).await.expect("open");
+    // Production configuration: default Argon2 cost, limits and timeouts.
+    let state = setup::state(db.clone(), Config::default())
+        .await
+        .expect("state");
+    let listener = ferro_service::server::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ferro_service::server::serve(
+        listener,
+        ferro_service::build_app(state),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let pw = "benchmark password 1";
+    client
+        .post(format!("{base}/v1/auth/change-password"))
+        .json(&json!({"login": "admin@localhost", "currentPassword": report.one_time_password, "newPassword": pw}))
+        .send()
+        .await
+        .expect("change password");
+    let login: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"login": "admin@localhost", "password": pw}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["token"].as_str().expect("token").to_string();
+    let tenant: serde_json::Value = client
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Bench"}))
+        .send()
+        .await
+        .expect("tenant")
+        .json()
+        .await
+        .expect("json");
+    let tid = tenant["id"].as_str().expect("id").to_string();
+    let mut product = String::new();
+    for i in 0..60 {
+        let p: serde_json::Value = client
+            .post(format!("{base}/v1/tenants/{tid}/products"))
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("Product {i}"), "noDefaultDeviceGroups": i > 0}))
+            .send()
+            .await
+            .expect("product")
+            .json()
+            .await
+            .expect("json");
+        if i == 0 {
+            product = p["id"].as_str().expect("id").to_string();
+        }
+    }
+    let scenarios: [(&str, String, Option<&str>); 3] = [
+        ("bare axum route", bare_url.to_string(), None),
+        (
+            "GET one product",
+            format!("{base}/v1/tenants/{tid}/products/{product}"),
+            Some(&token),
+        ),
+        (
+            "GET list page (50)",
+            format!("{base}/v1/tenants/{tid}/products?limit=50"),
+            Some(&token),
+        ),
+    ];
+    let mut bare_rps = 0.0;
+    for (label, url, tok) in &scenarios {
+        run(client, url, *tok, WARMUP).await;
+        let s = run(client, url, *tok, REQUESTS).await;
+        if bare_rps == 0.0 {
+            bare_rps = s.rps;
+        }
+        println!(
+            "| {name:<10} | {label:<20} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6.2} |",
+            s.rps,
+            s.p50.as_secs_f64() * 1e3,
+            s.p99.as_secs_f64() * 1e3,
+            bare_rps / s.rps
+        );
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    db.close().await;
+    if let Some(url) = pg_url {
+        // Drop the benchmark database.
+        if let Some((base_url, name)) = url.rsplit_once('/') {
+            use sqlx::Connection;
+            if let Ok(mut c) = sqlx::AnyConnection::connect(&format!("{base_url}/postgres")).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut c)
+                .await;
+            }
+        }
+    }
+}
+
+async fn pg_database() -> Option<String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let base = std::env::var("FERRO_BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let mut c = sqlx::AnyConnection::connect(&format!("{base}/postgres"))
+        .await
+        .ok()?;
+    let name = format!("ferro_bench_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut c)
+        .await
+        .ok()?;
+    Some(format!("{base}/{name}"))
+}
+
+#[tokio::main]
+async fn main() {
+    // A bare axum route on the same runtime, for scale.
+    let bare = axum::Router::new().route(
+        "/bare",
+        axum::routing::get(|| async {
+            axum::Json(json!({"id": "0190c1a8-3c7a-7c4e-9b1e-2f4d5a6b7c8d", "name": "x"}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let bare_url = format!("http://{}/bare", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, bare).await });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .expect("client");
+    println!(
+        "{} requests per scenario, {} concurrent keep-alive clients over loopback, {} cores",
+        REQUESTS,
+        CONCURRENCY,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| backend    | scenario             |     req/s |  p50 ms  |  p99 ms  | x bare |");
+    println!("|------------|----------------------|-----------|----------|----------|--------|");
+    bench_backend("SQLite", None, &bare_url, &client).await;
+    match pg_database().await {
+        Some(url) => bench_backend("PostgreSQL", Some(url), &bare_url, &client).await,
+        None => println!("| PostgreSQL | unreachable: skipped |"),
+    }
+}

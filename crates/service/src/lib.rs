@@ -1,0 +1,30 @@
+//! `ferro-service`: Ferrosphere's security service, the system of record for tenants, users
+//! and roles, products and device groups (and, as the platform grows, devices, images,
+//! deployments, OS feeds, CAs and error reports). It serves REST/JSON under `/v1` with the
+//! wire types of `ferro-wire`, stores everything in SQLite (WAL, the embedded default) or
+//! PostgreSQL through one portable schema, and keeps no state in the process, so replicas on one
+//! database behave as one.
+//!
+//! Dependency rules: this is the only crate that links sqlx; nothing that runs on a device may
+//! depend on it (devices and clients use `ferro-wire`).
+//!
+//! Map: [`app`] builds the router and the OpenAPI document; [`routes`] holds the handlers;
+//! [`auth`] passwords, tokens, roles and rate limits; [`db`] the pool, transactions and audit
+//! rows; [`extract`] the strict request extractors; [`setup`] the data directory; [`server`] the
+//! listener and graceful shutdown.
+
+pub mod app;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod hooks;
+pub mod page;
+pub mod routes;
+pub mod server;
+pub mod setup;
+pub mod state;
+
+pub use app::{build_app, openapi, openapi_json};
+pub use error::{ApiError, ApiResult};
+pub use state::{AppState, Config};

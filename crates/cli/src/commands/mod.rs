@@ -1,14 +1,50 @@
 //! One module per command group; each handler returns a value that `output::emit` renders.
 
+mod account;
 mod hardware_definition;
 mod image_package;
 mod keys;
+mod product;
+mod tenant;
+
+use anyhow::Result;
+use ferro_client::Client;
+use ferro_wire::Page;
+use serde::de::DeserializeOwned;
 
 use crate::cli::{Cli, Command};
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> Result<()> {
+    let output = cli.output;
     match cli.command {
-        Command::ImagePackage(command) => image_package::run(command, cli.output),
-        Command::HardwareDefinition(command) => hardware_definition::run(command, cli.output),
+        Command::ImagePackage(command) => image_package::run(command, output),
+        Command::HardwareDefinition(command) => hardware_definition::run(command, output),
+        Command::Login(args) => account::login(&args, output),
+        Command::Logout => account::logout(),
+        Command::ShowUser => account::show_user(output),
+        Command::User(command) => account::user(command, output),
+        Command::Tenant(command) => tenant::tenant(command, output),
+        Command::Role(command) => tenant::role(command, output),
+        Command::Product(command) => product::product(command, output),
+        Command::DeviceGroup(command) => product::device_group(command, output),
+    }
+}
+
+/// Every item of a paged list, following continuation tokens.
+pub fn list_all<T: DeserializeOwned>(client: &Client, path: &str) -> Result<Vec<T>> {
+    let mut items = Vec::new();
+    let mut continuation: Option<String> = None;
+    loop {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = match &continuation {
+            Some(token) => format!("{path}{separator}continuation={token}"),
+            None => path.to_string(),
+        };
+        let page: Page<T> = client.get(&url)?;
+        items.extend(page.items);
+        match page.continuation_token {
+            Some(token) if !token.is_empty() => continuation = Some(token),
+            _ => return Ok(items),
+        }
     }
 }

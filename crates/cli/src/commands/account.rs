@@ -1,0 +1,355 @@
+//! `ferro login | logout | show-user` and `ferro user ...`.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result, bail};
+use ferro_client::{Client, ClientError, Method, ServiceTrust, probe_presented_chain};
+use ferro_wire::{
+    ChangePasswordRequest, CreateUserRequest, CreatedUser, LoginRequest, LoginResponse, Me, Role,
+    User,
+};
+use serde::Serialize;
+
+use super::list_all;
+use crate::cli::{LoginArgs, UserCommand};
+use crate::output::{OutputFormat, Render, emit, new_table, property_table};
+use crate::session::Session;
+
+impl Render for Me {
+    fn table(&self) -> comfy_table::Table {
+        let roles = self
+            .roles
+            .iter()
+            .map(|r| format!("{} ({})", r.tenant_name, r.role))
+            .collect::<Vec<_>>()
+            .join(", ");
+        property_table([
+            ("User ID", self.user.id.to_string()),
+            ("Login", self.user.login.clone()),
+            ("Display name", self.user.display_name.clone()),
+            ("Platform operator", self.user.platform_operator.to_string()),
+            ("Roles", roles),
+        ])
+    }
+}
+
+impl Render for Vec<User> {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec!["ID", "Login", "Display name", "Platform operator"]);
+        for user in self {
+            table.add_row(vec![
+                user.id.to_string(),
+                user.login.clone(),
+                user.display_name.clone(),
+                user.platform_operator.to_string(),
+            ]);
+        }
+        table
+    }
+}
+
+/// The created user and their one-time password, which the service shows only once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedUserReport {
+    user: User,
+    one_time_password: String,
+}
+
+impl Render for CreatedUserReport {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("User ID", self.user.id.to_string()),
+            ("Login", self.user.login.clone()),
+            ("Display name", self.user.display_name.clone()),
+            (
+                "One-time password",
+                format!(
+                    "{} (shown once: give it to the user, who must change it at first login)",
+                    self.one_time_password
+                ),
+            ),
+        ])
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginReport {
+    service: String,
+    login: String,
+    ca_fingerprints: Vec<String>,
+    tenants: usize,
+    selected_tenant: Option<String>,
+}
+
+impl Render for LoginReport {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("Service", self.service.clone()),
+            ("Login", self.login.clone()),
+            ("Trusted CA (SHA-256)", self.ca_fingerprints.join("\n")),
+            ("Tenants", self.tenants.to_string()),
+            (
+                "Selected tenant",
+                self.selected_tenant
+                    .clone()
+                    .unwrap_or_else(|| "(none)".to_string()),
+            ),
+        ])
+    }
+}
+
+fn normalise_fingerprint(text: &str) -> String {
+    text.chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// Decides which CA to trust for the service: `--ca-file`, or the platform root it presents,
+/// accepted by fingerprint or by the user at a prompt.
+fn establish_trust(args: &LoginArgs) -> Result<Option<ServiceTrust>> {
+    if let Some(file) = &args.ca_file {
+        let pem = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        return ServiceTrust::from_pem(&pem)
+            .with_context(|| format!("{} holds no usable CA certificate", file.display()))
+            .map(Some);
+    }
+    let url = reqwest_url(&args.service)?;
+    if url.0 == "http" {
+        eprintln!(
+            "warning: {} is plain HTTP: acceptable for loopback development only",
+            args.service
+        );
+        return Ok(None);
+    }
+    let chain = probe_presented_chain(&url.1, url.2)
+        .with_context(|| format!("cannot reach {}", args.service))?;
+    let anchor = chain.anchor()?;
+    let fingerprint = anchor.fingerprints().join(", ");
+    eprintln!(
+        "The service presented a certificate (SHA-256 {}) issued by the platform root\n  SHA-256 {}",
+        chain.leaf_fingerprint().unwrap_or_default(),
+        fingerprint
+    );
+    match &args.accept_fingerprint {
+        Some(expected)
+            if normalise_fingerprint(expected) == normalise_fingerprint(&fingerprint) =>
+        {
+            Ok(Some(anchor))
+        }
+        Some(_) => bail!(
+            "the platform root's fingerprint is not the one given with --accept-fingerprint: \
+             do not log in; ask the service's operator for the fingerprint `ferro-service init` printed"
+        ),
+        None if std::io::stdin().is_terminal() => {
+            eprint!("Compare it with the fingerprint your operator gave you. Trust it? [y/N] ");
+            std::io::stderr().flush().ok();
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if matches!(answer.trim(), "y" | "Y" | "yes") {
+                Ok(Some(anchor))
+            } else {
+                bail!("not trusted; nothing was saved")
+            }
+        }
+        None => bail!(
+            "cannot ask whether to trust the service (standard input is not a terminal): pass \
+             --accept-fingerprint with the platform root's SHA-256 fingerprint, or --ca-file"
+        ),
+    }
+}
+
+/// (scheme, host, port) of a service URL.
+fn reqwest_url(service: &str) -> Result<(String, String, u16)> {
+    let (scheme, rest) = service
+        .split_once("://")
+        .with_context(|| format!("{service:?} is not a URL: use https://HOST:PORT"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            let port = port
+                .parse()
+                .with_context(|| format!("{service:?} has an invalid port"))?;
+            (host.trim_start_matches('[').trim_end_matches(']'), port)
+        }
+        _ => (authority, if scheme == "https" { 443 } else { 80 }),
+    };
+    if host.is_empty() {
+        bail!("{service:?} names no host: use https://HOST:PORT");
+    }
+    Ok((scheme.to_string(), host.to_string(), port))
+}
+
+/// Reads the login name and passwords: from standard input with `--password-stdin`, else asked.
+struct Credentials {
+    lines: Option<std::io::Lines<std::io::StdinLock<'static>>>,
+}
+
+impl Credentials {
+    fn new(from_stdin: bool) -> Credentials {
+        Credentials {
+            lines: from_stdin.then(|| std::io::stdin().lock().lines()),
+        }
+    }
+
+    fn secret(&mut self, prompt: &str) -> Result<String> {
+        match &mut self.lines {
+            Some(lines) => lines
+                .next()
+                .context("standard input ended before the password (--password-stdin)")?
+                .context("cannot read standard input"),
+            None => rpassword::prompt_password(prompt).context("cannot read the password"),
+        }
+    }
+}
+
+fn prompt_line(prompt: &str) -> Result<String> {
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
+    let trust = establish_trust(args)?;
+    let anonymous = Client::new(&args.service, trust.as_ref(), None)
+        .with_context(|| format!("cannot use the service {}", args.service))?;
+    let login = match &args.login {
+        Some(login) => login.clone(),
+        None if args.password_stdin => bail!("--password-stdin needs --login"),
+        None => prompt_line("Login: ")?,
+    };
+    let mut credentials = Credentials::new(args.password_stdin);
+    let password = credentials.secret("Password: ")?;
+    let request = LoginRequest {
+        login: login.clone(),
+        password,
+    };
+    let response: LoginResponse = match anonymous.post("/v1/auth/login", &request) {
+        Err(ClientError::Api { code, .. }) if code == "password_change_required" => {
+            eprintln!(
+                "Your password is a one-time password: choose a new one (12 characters or more)."
+            );
+            let new_password = credentials.secret("New password: ")?;
+            let change = ChangePasswordRequest {
+                login: login.clone(),
+                current_password: request.password.clone(),
+                new_password: new_password.clone(),
+            };
+            anonymous
+                .send_json_no_content(Method::POST, "/v1/auth/change-password", Some(&change))
+                .context("cannot change the password")?;
+            anonymous
+                .post(
+                    "/v1/auth/login",
+                    &LoginRequest {
+                        login: login.clone(),
+                        password: new_password,
+                    },
+                )
+                .context("cannot log in with the new password")?
+        }
+        other => other.context("cannot log in")?,
+    };
+    let mut session = Session {
+        service: args.service.trim_end_matches('/').to_string(),
+        ca_pem: trust.as_ref().map(ServiceTrust::to_pem),
+        token: Some(response.token.clone()),
+        login: Some(response.user.login.clone()),
+        selected_tenant: None,
+    };
+    let me: Me = session.client()?.get("/v1/me")?;
+    // One tenant: select it, as azsphere does.
+    if let [only] = me.roles.as_slice() {
+        session.selected_tenant = Some(only.tenant_id);
+    }
+    session.save()?;
+    emit(
+        output,
+        &LoginReport {
+            service: session.service.clone(),
+            login: response.user.login,
+            ca_fingerprints: trust.map(|t| t.fingerprints()).unwrap_or_default(),
+            tenants: me.roles.len(),
+            selected_tenant: session.selected_tenant.map(|t| t.to_string()),
+        },
+    )
+}
+
+pub fn logout() -> Result<()> {
+    // Revoke the token on the service too; forgetting it locally is what matters most.
+    if let Some(Ok(client)) = Session::load()?.map(|session| session.client())
+        && let Err(error) = client.send_json_no_content::<()>(Method::POST, "/v1/auth/logout", None)
+    {
+        eprintln!("warning: the service did not confirm the logout: {error}");
+    }
+    if Session::remove()? {
+        eprintln!("Logged out.");
+    } else {
+        eprintln!("Not logged in.");
+    }
+    Ok(())
+}
+
+pub fn show_user(output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let me: Me = session.client()?.get("/v1/me")?;
+    emit(output, &me)
+}
+
+pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    match command {
+        UserCommand::Create {
+            login,
+            display_name,
+            role,
+            platform_operator,
+            tenant,
+        } => {
+            let role: Option<Role> = role
+                .map(|r| {
+                    r.parse().map_err(|_| {
+                        anyhow::anyhow!("--role {r:?}: use Administrator, Contributor or Reader")
+                    })
+                })
+                .transpose()?;
+            let tenant_id = match (&role, tenant.tenant.as_deref()) {
+                (Some(_), explicit) => Some(session.tenant(&client, explicit)?),
+                (None, Some(explicit)) => Some(session.tenant(&client, Some(explicit))?),
+                (None, None) => None,
+            };
+            let created: CreatedUser = client.post(
+                "/v1/users",
+                &CreateUserRequest {
+                    login,
+                    display_name,
+                    tenant_id,
+                    role,
+                    platform_operator,
+                },
+            )?;
+            emit(
+                output,
+                &CreatedUserReport {
+                    user: created.user,
+                    one_time_password: created.one_time_password,
+                },
+            )
+        }
+        UserCommand::List => emit(output, &list_all::<User>(&client, "/v1/users")?),
+        UserCommand::Delete { user } => {
+            let id: ferro_wire::UserId = user.parse().map_err(|_| {
+                anyhow::anyhow!("--user {user:?} is not a user ID (`ferro user list`)")
+            })?;
+            client.delete(&format!("/v1/users/{id}"))?;
+            eprintln!("Deleted user {id}.");
+            Ok(())
+        }
+    }
+}

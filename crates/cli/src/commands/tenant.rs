@@ -1,0 +1,162 @@
+//! `ferro tenant ...` and `ferro role ...`.
+
+use anyhow::{Context, Result, anyhow, bail};
+use ferro_wire::{
+    AddRoleRequest, CreateTenantRequest, Role, RoleAssignment, Tenant, UpdateTenantRequest,
+};
+
+use super::list_all;
+use crate::cli::{RoleCommand, TenantCommand};
+use crate::output::{OutputFormat, Render, emit, new_table, property_table};
+use crate::session::{Session, resolve_tenant};
+
+impl Render for Tenant {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("Tenant ID", self.id.to_string()),
+            ("Name", self.name.clone()),
+            ("Your role", self.role.to_string()),
+            ("Created", self.created_at.to_string()),
+        ])
+    }
+}
+
+impl Render for Vec<Tenant> {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec!["ID", "Name", "Your role"]);
+        for tenant in self {
+            table.add_row(vec![
+                tenant.id.to_string(),
+                tenant.name.clone(),
+                tenant.role.to_string(),
+            ]);
+        }
+        table
+    }
+}
+
+impl Render for RoleAssignment {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("User ID", self.user_id.to_string()),
+            ("Login", self.login.clone()),
+            ("Display name", self.display_name.clone()),
+            ("Role", self.role.to_string()),
+        ])
+    }
+}
+
+impl Render for Vec<RoleAssignment> {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec!["Login", "Display name", "Role"]);
+        for role in self {
+            table.add_row(vec![
+                role.login.clone(),
+                role.display_name.clone(),
+                role.role.to_string(),
+            ]);
+        }
+        table
+    }
+}
+
+pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
+    let mut session = Session::require()?;
+    let client = session.client()?;
+    match command {
+        TenantCommand::Create { name } => {
+            let tenant: Tenant = client.post("/v1/tenants", &CreateTenantRequest { name })?;
+            if session.selected_tenant.is_none() {
+                session.selected_tenant = Some(tenant.id);
+                session.save()?;
+                eprintln!("Selected tenant {} ({}).", tenant.name, tenant.id);
+            }
+            emit(output, &tenant)
+        }
+        TenantCommand::List => emit(output, &list_all::<Tenant>(&client, "/v1/tenants")?),
+        TenantCommand::Select { tenant } => {
+            let id = resolve_tenant(&client, &tenant)?;
+            let found: Tenant = client
+                .get(&format!("/v1/tenants/{id}"))
+                .with_context(|| format!("cannot select the tenant {tenant:?}"))?;
+            session.selected_tenant = Some(found.id);
+            session.save()?;
+            emit(output, &found)
+        }
+        TenantCommand::ShowSelected => {
+            let id = session
+                .selected_tenant
+                .context("no tenant selected: run `ferro tenant select --tenant NAME`")?;
+            let found: Tenant = client.get(&format!("/v1/tenants/{id}"))?;
+            emit(output, &found)
+        }
+        TenantCommand::Update { tenant, new_name } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            let updated: Tenant = client.patch(
+                &format!("/v1/tenants/{id}"),
+                &UpdateTenantRequest {
+                    name: Some(new_name),
+                },
+            )?;
+            emit(output, &updated)
+        }
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role> {
+    text.parse()
+        .map_err(|_| anyhow!("--role {text:?}: use Administrator, Contributor or Reader"))
+}
+
+fn find_role(roles: &[RoleAssignment], login: &str) -> Result<RoleAssignment> {
+    roles
+        .iter()
+        .find(|r| r.login == login)
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!("{login} holds no role in this tenant: `ferro role list` shows who does")
+        })
+}
+
+pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    match command {
+        RoleCommand::Add { user, role, tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            let added: RoleAssignment = client.post(
+                &format!("/v1/tenants/{id}/roles"),
+                &AddRoleRequest {
+                    login: user,
+                    role: parse_role(&role)?,
+                },
+            )?;
+            emit(output, &added)
+        }
+        RoleCommand::Delete { user, tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            let roles = list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?;
+            let found = find_role(&roles, &user)?;
+            client.delete(&format!("/v1/tenants/{id}/roles/{}", found.user_id))?;
+            eprintln!("Removed {user}'s role {} in the tenant.", found.role);
+            Ok(())
+        }
+        RoleCommand::List { tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            emit(
+                output,
+                &list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?,
+            )
+        }
+        RoleCommand::Show { user, tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            let roles = list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?;
+            if roles.is_empty() {
+                bail!("the tenant has no roles visible to you");
+            }
+            emit(output, &find_role(&roles, &user)?)
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Authentication: password hashing (Argon2id), bearer tokens (random, stored as SHA-256),
+//! the [`Caller`] extractor, tenant role checks and the database-backed login rate limit.
+
+use crate::db::{self, Tx};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use ferro_wire::{ErrorCode, Role, User, UserId};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+/// Prefix of session tokens (from login).
+pub const SESSION_PREFIX: &str = "fss_";
+/// Prefix of API tokens (for automation). Secret scanners can look for `fst_` + 43 base64url.
+pub const API_TOKEN_PREFIX: &str = "fst_";
+
+/// Argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordParams {
+    /// Memory in KiB.
+    pub m_cost_kib: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Default for PasswordParams {
+    /// OWASP's recommendation for Argon2id: 19 MiB, 2 iterations, 1 lane.
+    fn default() -> Self {
+        PasswordParams {
+            m_cost_kib: Params::DEFAULT_M_COST,
+            t_cost: Params::DEFAULT_T_COST,
+            p_cost: Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+impl PasswordParams {
+    /// Minimal cost, for test suites ONLY: hashes made with it are trivially brute-forced. The
+    /// binary never uses it; only tests construct a [`crate::Config`] with it, explicitly.
+    pub fn insecure_fast_for_tests() -> Self {
+        PasswordParams {
+            m_cost_kib: Params::MIN_M_COST,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+
+    fn argon2(self) -> ApiResult<Argon2<'static>> {
+        let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, None)
+            .map_err(|e| ApiError::Internal(format!("argon2 params: {e}")))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+/// Hash a password (Argon2id, random salt) to a PHC string. CPU-heavy: runs on the blocking pool.
+pub async fn hash_password(params: PasswordParams, password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let hash = params
+            .argon2()?
+            .hash_password(password.as_bytes())
+            .map_err(|e| ApiError::Internal(format!("argon2 hash: {e}")))?;
+        Ok(hash.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("hash task: {e}")))?
+}
+
+/// Check a password against a PHC string. Any malformed hash counts as a mismatch.
+pub async fn verify_password(password: String, phc: String) -> ApiResult<bool> {
+    tokio::task::spawn_blocking(move || {
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("verify task: {e}")))
+}
+
+/// `n` random bytes from the OS.
+pub fn random_bytes<const N: usize>() -> ApiResult<[u8; N]> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| ApiError::Internal(format!("getrandom: {e}")))?;
+    Ok(buf)
+}
+
+/// A new token secret: prefix + base64url of 32 random bytes.
+pub fn new_token(prefix: &str) -> ApiResult<String> {
+    Ok(format!(
+        "{prefix}{}",
+        Base64UrlUnpadded::encode_string(&random_bytes::<32>()?)
+    ))
+}
+
+/// A new one-time password: 24 base64url characters (144 bits).
+pub fn new_one_time_password() -> ApiResult<String> {
+    Ok(Base64UrlUnpadded::encode_string(&random_bytes::<18>()?))
+}
+
+/// The stored form of a token: hex SHA-256.
+pub fn token_hash(token: &str) -> String {
+    hex_lower(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The password policy: at least 12 characters, at most 1024 bytes, not the login name.
+pub fn check_password_policy(login: &str, password: &str) -> ApiResult<()> {
+    if password.chars().count() < ferro_wire::MIN_PASSWORD_LEN
+        || password.len() > ferro_wire::MAX_PASSWORD_LEN
+    {
+        return Err(ApiError::new(
+            ErrorCode::WeakPassword,
+            "the new password must be 12 to 1024 characters long",
+        ));
+    }
+    if password.eq_ignore_ascii_case(login) {
+        return Err(ApiError::new(
+            ErrorCode::WeakPassword,
+            "the new password must differ from the login name",
+        ));
+    }
+    Ok(())
+}
+
+/// A user row.
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    /// ID.
+    pub id: UserId,
+    /// Login name.
+    pub login: String,
+    /// Display name.
+    pub display_name: String,
+    /// PHC string. Never serialised.
+    pub password_hash: String,
+    /// One-time password not yet changed.
+    pub password_change_required: bool,
+    /// Platform operator.
+    pub platform_operator: bool,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+}
+
+impl UserRow {
+    /// Columns to select, in [`UserRow::from_row`]'s names.
+    pub const COLUMNS: &'static str = "u.id, u.login, u.display_name, u.password_hash, \
+        u.password_change_required, u.platform_operator, u.created_at";
+
+    /// Read from a row that has [`UserRow::COLUMNS`].
+    pub fn from_row(row: &sqlx::any::AnyRow) -> ApiResult<UserRow> {
+        Ok(UserRow {
+            id: parse_id(&row.try_get::<String, _>("id")?)?,
+            login: row.try_get("login")?,
+            display_name: row.try_get("display_name")?,
+            password_hash: row.try_get("password_hash")?,
+            password_change_required: row.try_get::<i64, _>("password_change_required")? != 0,
+            platform_operator: row.try_get::<i64, _>("platform_operator")? != 0,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> User {
+        User {
+            id: self.id,
+            login: self.login.clone(),
+            display_name: self.display_name.clone(),
+            platform_operator: self.platform_operator,
+            password_change_required: self.password_change_required,
+            created_at: db::ts(self.created_at),
+        }
+    }
+}
+
+/// Parse an ID stored in the database.
+pub fn parse_id<T: From<uuid::Uuid>>(s: &str) -> ApiResult<T> {
+    uuid::Uuid::parse_str(s)
+        .map(T::from)
+        .map_err(|_| ApiError::Internal(format!("malformed ID in database: {s:?}")))
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The user.
+    pub user: UserRow,
+    /// The token presented.
+    pub token_id: String,
+}
+
+impl Caller {
+    /// The user ID as stored.
+    pub fn uid(&self) -> String {
+        self.user.id.to_string()
+    }
+
+    /// 403 unless the caller is a platform operator.
+    pub fn require_operator(&self) -> ApiResult<()> {
+        if self.user.platform_operator {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this operation needs a platform operator",
+            ))
+        }
+    }
+}
+
+/// Seconds between updates of a token's `last_used_at` (bounds writes on hot read paths).
+const LAST_USED_GRANULARITY: i64 = 60;
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthenticated)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthenticated)?;
+        if !(token.starts_with(SESSION_PREFIX) || token.starts_with(API_TOKEN_PREFIX))
+            || token.len() > 100
+        {
+            return Err(ApiError::unauthenticated());
+        }
+        let hash = token_hash(token);
+        let now = db::now();
+        let sql = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
+             t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
+             u.password_change_required, u.platform_operator, u.created_at \
+             FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1";
+        let row = sqlx::query(sql)
+            .bind(&hash)
+            .fetch_optional(state.db.pool())
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        // The lookup is by hash (an index cannot leak the secret); compare again in constant time.
+        let stored: String = row.try_get("token_hash")?;
+        if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(ApiError::unauthenticated());
+        }
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        if revoked_at.is_some() || expires_at <= now {
+            return Err(ApiError::unauthenticated());
+        }
+        let user = UserRow::from_row(&row)?;
+        if user.password_change_required {
+            return Err(ApiError::new(
+                ErrorCode::PasswordChangeRequired,
+                "change your password with POST /v1/auth/change-password, then log in again",
+            ));
+        }
+        let token_id: String = row.try_get("token_id")?;
+        let last_used: Option<i64> = row.try_get("last_used_at")?;
+        if last_used.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
+            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&token_id)
+                .execute(state.db.pool())
+                .await?;
+        }
+        Ok(Caller { user, token_id })
+    }
+}
+
+/// The caller's role in a tenant, or 404 (no role: indistinguishable from a missing tenant), or
+/// 403 (a role weaker than `needed`).
+pub async fn require_role<'e, E>(
+    executor: E,
+    caller: &Caller,
+    tenant_id: &str,
+    needed: Role,
+) -> ApiResult<Role>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT role FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant_id)
+        .bind(caller.uid())
+        .fetch_optional(executor)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let role: Role = row
+        .try_get::<String, _>("role")?
+        .parse()
+        .map_err(|_| ApiError::Internal("unknown role in database".into()))?;
+    if role < needed {
+        return Err(ApiError::forbidden(needed.as_str()));
+    }
+    Ok(role)
+}
+
+/// Limits on failed logins, enforced in the database (so every replica sees the same counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Window in seconds.
+    pub window_secs: i64,
+    /// Failures per login name within the window before 429.
+    pub per_login: i64,
+    /// Failures per client address within the window before 429.
+    pub per_ip: i64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            window_secs: 15 * 60,
+            per_login: 5,
+            per_ip: 20,
+        }
+    }
+}
+
+/// 429 with `Retry-After` if the login name or address has too many recent failures.
+pub async fn check_rate_limit(state: &AppState, login: &str, ip: &str) -> ApiResult<()> {
+    let limit = state.config.rate_limit;
+    let since = db::now() - limit.window_secs;
+    for (key, max) in [
+        (format!("login:{login}"), limit.per_login),
+        (format!("ip:{ip}"), limit.per_ip),
+    ] {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE scope_key = $1 AND at > $2",
+        )
+        .bind(&key)
+        .bind(since)
+        .fetch_one(state.db.pool())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        if n >= max {
+            let oldest: Option<i64> = row.try_get("oldest")?;
+            let retry = (oldest.unwrap_or(since) + limit.window_secs - db::now()).max(1);
+            return Err(ApiError::Client {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "too many failed attempts; wait {retry} seconds before trying again"
+                ),
+                retry_after: Some(u64::try_from(retry).unwrap_or(1)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Record a failed attempt for the login name and the address (and prune old rows for them).
+pub async fn record_failure(state: &AppState, login: &str, ip: &str) -> ApiResult<()> {
+    let now = db::now();
+    let mut tx: Tx = state.db.begin_write().await?;
+    for key in [format!("login:{login}"), format!("ip:{ip}")] {
+        sqlx::query("DELETE FROM login_failures WHERE scope_key = $1 AND at <= $2")
+            .bind(&key)
+            .bind(now - state.config.rate_limit.window_secs)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO login_failures (id, scope_key, at) VALUES ($1, $2, $3)")
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(&key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Forget the failures of a login name (after a successful login).
+pub async fn clear_failures(tx: &mut Tx, login: &str) -> ApiResult<()> {
+    sqlx::query("DELETE FROM login_failures WHERE scope_key = $1")
+        .bind(format!("login:{login}"))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefixed_and_random() {
+        let a = new_token(API_TOKEN_PREFIX).unwrap();
+        let b = new_token(API_TOKEN_PREFIX).unwrap();
+        assert!(a.starts_with("fst_"));
+        assert_eq!(a.len(), 4 + 43);
+        assert_ne!(a, b);
+        assert_eq!(token_hash(&a).len(), 64);
+    }
+
+    #[tokio::test]
+    async fn password_round_trip() {
+        let p = PasswordParams::insecure_fast_for_tests();
+        let h = hash_password(p, "correct horse battery".into())
+            .await
+            .unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(
+            verify_password("correct horse battery".into(), h.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password("wrong".into(), h).await.unwrap());
+        assert!(!verify_password("x".into(), "garbage".into()).await.unwrap());
+    }
+
+    #[test]
+    fn default_params_are_owasp() {
+        let d = PasswordParams::default();
+        assert_eq!((d.m_cost_kib, d.t_cost, d.p_cost), (19 * 1024, 2, 1));
+    }
+
+    #[test]
+    fn policy() {
+        assert!(check_password_policy("a@b", "short").is_err());
+        assert!(check_password_policy("averylonglogin@x", "averylonglogin@x").is_err());
+        assert!(check_password_policy("a@b", "long enough password").is_ok());
+    }
+}

@@ -1,0 +1,191 @@
+//! `/v1/auth`: login, logout, change password.
+
+use crate::auth::{self, Caller, SESSION_PREFIX, UserRow};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ClientIp, JsonBody};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use ferro_wire::{ChangePasswordRequest, ErrorBody, ErrorCode, LoginRequest, LoginResponse};
+use serde_json::json;
+
+async fn find_user(state: &AppState, login: &str) -> ApiResult<Option<UserRow>> {
+    let sql = "SELECT u.id, u.login, u.display_name, u.password_hash, u.password_change_required, \
+               u.platform_operator, u.created_at FROM users u WHERE u.login = $1";
+    let row = sqlx::query(sql)
+        .bind(login)
+        .fetch_optional(state.db.pool())
+        .await?;
+    row.as_ref().map(UserRow::from_row).transpose()
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidCredentials,
+        "login name or password is wrong; after 5 failures within 15 minutes logins are refused for a while",
+    )
+}
+
+/// Check login + password with the rate limit; on success return the user.
+async fn authenticate(
+    state: &AppState,
+    ip: &str,
+    login: &str,
+    password: &str,
+) -> ApiResult<UserRow> {
+    if login.len() > ferro_wire::MAX_LOGIN_LEN || password.len() > ferro_wire::MAX_PASSWORD_LEN {
+        return Err(invalid_credentials());
+    }
+    auth::check_rate_limit(state, login, ip).await?;
+    let user = find_user(state, login).await?;
+    let phc = user.as_ref().map_or_else(
+        || state.dummy_hash.as_str().to_string(),
+        |u| u.password_hash.clone(),
+    );
+    let ok = auth::verify_password(password.to_string(), phc).await?;
+    match user {
+        Some(u) if ok => Ok(u),
+        _ => {
+            auth::record_failure(state, login, ip).await?;
+            tracing::info!(login, ip, "failed login");
+            Err(invalid_credentials())
+        }
+    }
+}
+
+/// Log in with a password; returns a session token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 401, description = "Wrong login or password", body = ErrorBody),
+        (status = 403, description = "password_change_required: change the one-time password first", body = ErrorBody),
+        (status = 429, description = "Too many failures; see Retry-After", body = ErrorBody),
+    ),
+    security(()))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let user = authenticate(&state, &ip, &req.login, &req.password).await?;
+    let mut tx = state.db.begin_write().await?;
+    auth::clear_failures(&mut tx, &user.login).await?;
+    if user.password_change_required {
+        tx.commit().await?;
+        return Err(ApiError::new(
+            ErrorCode::PasswordChangeRequired,
+            "this is a one-time password: set your own with POST /v1/auth/change-password, then log in",
+        ));
+    }
+    let token = auth::new_token(SESSION_PREFIX)?;
+    let now = db::now();
+    let expires = now + state.config.session_ttl_secs;
+    let token_id = uuid::Uuid::now_v7().to_string();
+    let uid = user.id.to_string();
+    sqlx::query(
+        "INSERT INTO tokens (id, user_id, kind, name, token_hash, created_at, expires_at) \
+         VALUES ($1, $2, 'session', NULL, $3, $4, $5)",
+    )
+    .bind(&token_id)
+    .bind(&uid)
+    .bind(auth::token_hash(&token))
+    .bind(now)
+    .bind(expires)
+    .execute(&mut *tx)
+    .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&uid),
+        "session.create",
+        "token",
+        &token_id,
+        json!({ "ip": ip }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at: db::ts(expires),
+        user: user.to_wire(),
+    }))
+}
+
+/// Revoke the token this request presents.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Token revoked"), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin_write().await?;
+    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(db::now())
+        .bind(&caller.token_id)
+        .execute(&mut *tx)
+        .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&caller.uid()),
+        "token.revoke",
+        "token",
+        &caller.token_id,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a password, authenticated by the current (or one-time) password. Ends every session
+/// of the user; API tokens stay valid.
+#[utoipa::path(post, path = "/v1/auth/change-password", tag = "auth", request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Password changed; log in with the new one"),
+        (status = 401, description = "Wrong login or password", body = ErrorBody),
+        (status = 422, description = "weak_password", body = ErrorBody),
+        (status = 429, description = "Too many failures", body = ErrorBody),
+    ),
+    security(()))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    JsonBody(req): JsonBody<ChangePasswordRequest>,
+) -> ApiResult<StatusCode> {
+    let user = authenticate(&state, &ip, &req.login, &req.current_password).await?;
+    auth::check_password_policy(&user.login, &req.new_password)?;
+    if req.new_password == req.current_password {
+        return Err(ApiError::new(
+            ErrorCode::WeakPassword,
+            "the new password must differ from the current one",
+        ));
+    }
+    let hash = auth::hash_password(state.config.password_params, req.new_password).await?;
+    let uid = user.id.to_string();
+    let now = db::now();
+    let mut tx = state.db.begin_write().await?;
+    auth::clear_failures(&mut tx, &user.login).await?;
+    sqlx::query("UPDATE users SET password_hash = $1, password_change_required = 0 WHERE id = $2")
+        .bind(hash)
+        .bind(&uid)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL")
+        .bind(now)
+        .bind(&uid)
+        .execute(&mut *tx)
+        .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&uid),
+        "user.change_password",
+        "user",
+        &uid,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

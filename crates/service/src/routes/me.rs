@@ -1,0 +1,201 @@
+//! `/v1/me`: the caller, their roles and their API tokens.
+
+use crate::auth::{self, API_TOKEN_PREFIX, Caller, parse_id};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, StrictQuery, path_id};
+use crate::page::PageReq;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ferro_wire::{
+    ApiToken, ApiTokenId, CreateApiTokenRequest, CreatedApiToken, ErrorBody, Me, Page, PageQuery,
+    Role, TenantRole,
+};
+use serde_json::json;
+use sqlx::Row;
+
+/// The caller and the tenants where they hold a role.
+#[utoipa::path(get, path = "/v1/me", tag = "me",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.name, r.role FROM tenant_roles r JOIN tenants t ON t.id = r.tenant_id \
+         WHERE r.user_id = $1 ORDER BY t.id",
+    )
+    .bind(caller.uid())
+    .fetch_all(state.db.pool())
+    .await?;
+    let roles = rows
+        .iter()
+        .map(|r| {
+            Ok(TenantRole {
+                tenant_id: parse_id(&r.try_get::<String, _>("id")?)?,
+                tenant_name: r.try_get("name")?,
+                role: parse_role(&r.try_get::<String, _>("role")?)?,
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(Me {
+        user: caller.user.to_wire(),
+        roles,
+    }))
+}
+
+/// Parse a role stored in the database.
+pub fn parse_role(s: &str) -> ApiResult<Role> {
+    s.parse()
+        .map_err(|_| ApiError::Internal(format!("unknown role in database: {s:?}")))
+}
+
+fn token_from_row(r: &sqlx::any::AnyRow) -> ApiResult<ApiToken> {
+    Ok(ApiToken {
+        id: parse_id(&r.try_get::<String, _>("id")?)?,
+        name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
+        created_at: db::ts(r.try_get("created_at")?),
+        expires_at: db::ts(r.try_get("expires_at")?),
+    })
+}
+
+/// Create an API token for automation. The secret is returned once.
+#[utoipa::path(post, path = "/v1/me/tokens", tag = "me", request_body = CreateApiTokenRequest,
+    responses((status = 201, body = CreatedApiToken), (status = 401, body = ErrorBody),
+        (status = 409, description = "A live token has this name", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<CreateApiTokenRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedApiToken>)> {
+    if !ferro_wire::is_valid_name(&req.name) {
+        return Err(ApiError::invalid_name("name"));
+    }
+    let days = req.expires_in_days.unwrap_or(90);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::invalid_body("`expiresInDays` must be 1 to 366"));
+    }
+    let now = db::now();
+    let expires = now + i64::from(days) * 86_400;
+    let uid = caller.uid();
+    let mut tx = state.db.begin_write().await?;
+    let taken = sqlx::query(
+        "SELECT id FROM tokens WHERE user_id = $1 AND kind = 'api' AND name = $2 \
+         AND revoked_at IS NULL AND expires_at > $3",
+    )
+    .bind(&uid)
+    .bind(&req.name)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if taken.is_some() {
+        return Err(ApiError::conflict(
+            "you already have a live API token with this name; choose another name or revoke it",
+        ));
+    }
+    let secret = auth::new_token(API_TOKEN_PREFIX)?;
+    let id = ApiTokenId::new();
+    sqlx::query(
+        "INSERT INTO tokens (id, user_id, kind, name, token_hash, created_at, expires_at) \
+         VALUES ($1, $2, 'api', $3, $4, $5, $6)",
+    )
+    .bind(id.to_string())
+    .bind(&uid)
+    .bind(&req.name)
+    .bind(auth::token_hash(&secret))
+    .bind(now)
+    .bind(expires)
+    .execute(&mut *tx)
+    .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&uid),
+        "token.create",
+        "token",
+        &id.to_string(),
+        json!({ "name": req.name, "expiresAt": expires }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiToken {
+            token: ApiToken {
+                id,
+                name: req.name,
+                created_at: db::ts(now),
+                expires_at: db::ts(expires),
+            },
+            secret,
+        }),
+    ))
+}
+
+/// The caller's live API tokens (without secrets).
+#[utoipa::path(get, path = "/v1/me/tokens", tag = "me", params(PageQuery),
+    responses((status = 200, body = Page<ApiToken>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    StrictQuery(q): StrictQuery<PageQuery>,
+) -> ApiResult<Json<Page<ApiToken>>> {
+    let page = PageReq::new(q.limit, q.continuation.as_deref())?;
+    let rows = sqlx::query(
+        "SELECT id, name, created_at, expires_at FROM tokens WHERE user_id = $1 AND kind = 'api' \
+         AND revoked_at IS NULL AND expires_at > $2 AND id > $3 ORDER BY id LIMIT $4",
+    )
+    .bind(caller.uid())
+    .bind(db::now())
+    .bind(&page.after)
+    .bind(page.fetch())
+    .fetch_all(state.db.pool())
+    .await?;
+    let items = rows
+        .iter()
+        .map(token_from_row)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(page.finish(items, |t| t.id.to_string())))
+}
+
+/// Revoke one of the caller's API tokens.
+#[utoipa::path(delete, path = "/v1/me/tokens/{tokenId}", tag = "me",
+    params(("tokenId" = String, Path, format = Uuid, description = "API token ID")),
+    responses((status = 204, description = "Revoked"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id: ApiTokenId = path_id(&token_id, "tokenId")?;
+    let uid = caller.uid();
+    let mut tx = state.db.begin_write().await?;
+    let r = sqlx::query(
+        "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND kind = 'api' \
+         AND revoked_at IS NULL",
+    )
+    .bind(db::now())
+    .bind(id.to_string())
+    .bind(&uid)
+    .execute(&mut *tx)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Err(ApiError::not_found("API token"));
+    }
+    db::audit(
+        &mut tx,
+        None,
+        Some(&uid),
+        "token.revoke",
+        "token",
+        &id.to_string(),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,201 @@
+//! The data directory: `init` (directory, config file, database, first administrator) and
+//! opening an initialised service.
+
+use crate::auth::PasswordParams;
+use crate::db::{self, Db, DbError};
+use crate::error::ApiError;
+use crate::routes::users::insert_user;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Name of the config file in the data directory.
+pub const CONFIG_FILE: &str = "ferro-service.toml";
+
+/// The config file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `postgres://...`; absent means SQLite in the data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Listen address; absent means 127.0.0.1:4443.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+/// Errors of `init` and `open`.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Already initialised.
+    #[error("{0} is already initialised (found {1}); refusing to initialise twice")]
+    AlreadyInitialised(PathBuf, String),
+    /// Not initialised.
+    #[error("{0} is not initialised; run `ferro-service init --data-dir {0}` first")]
+    NotInitialised(PathBuf),
+    /// File system.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// Config file syntax.
+    #[error("config file {0}: {1}")]
+    Config(PathBuf, String),
+    /// Database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Creating the administrator.
+    #[error("creating the first administrator: {0}")]
+    Admin(#[from] ApiError),
+}
+
+/// What `init` made.
+#[derive(Debug)]
+pub struct InitReport {
+    /// The administrator's login name.
+    pub admin_login: String,
+    /// Their one-time password (print it once; it is not stored in clear anywhere).
+    pub one_time_password: String,
+    /// The database URL used (password redacted).
+    pub database: String,
+}
+
+/// Resolve the database URL: explicit flag, then config file, then SQLite in the data directory.
+pub fn database_url(data_dir: &Path, flag: Option<&str>, file: &FileConfig) -> String {
+    flag.map(str::to_string)
+        .or_else(|| file.database_url.clone())
+        .unwrap_or_else(|| db::sqlite_url(data_dir))
+}
+
+/// Read the config file of an initialised data directory.
+pub fn read_config(data_dir: &Path) -> Result<FileConfig, SetupError> {
+    let path = data_dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            SetupError::NotInitialised(data_dir.to_path_buf())
+        } else {
+            SetupError::Io(path.clone(), e)
+        }
+    })?;
+    toml::from_str(&text).map_err(|e| SetupError::Config(path, e.to_string()))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), SetupError> {
+    let io = |e| SetupError::Io(dir.to_path_buf(), e);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn write_private_file(path: &Path, contents: &str) -> Result<(), SetupError> {
+    use std::io::Write;
+    let io = |e| SetupError::Io(path.to_path_buf(), e);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Initialise a data directory: create it (mode 0700), write the config file, create and
+/// migrate the database, create the first administrator (a platform operator) with a one-time
+/// password. Refuses a directory or database that is already initialised.
+pub async fn init(
+    data_dir: &Path,
+    database_url_flag: Option<&str>,
+    admin_login: &str,
+    params: PasswordParams,
+) -> Result<InitReport, SetupError> {
+    let config_path = data_dir.join(CONFIG_FILE);
+    if config_path.exists() {
+        return Err(SetupError::AlreadyInitialised(
+            data_dir.to_path_buf(),
+            CONFIG_FILE.into(),
+        ));
+    }
+    create_private_dir(data_dir)?;
+    let file = FileConfig {
+        database_url: database_url_flag.map(str::to_string),
+        listen: None,
+    };
+    let url = database_url(data_dir, database_url_flag, &file);
+    let db = Db::connect(&url, 2).await?;
+    db.migrate().await?;
+    let mut tx = db.begin_write().await.map_err(DbError::from)?;
+    let existing = sqlx::query("SELECT key FROM platform_meta WHERE key = 'initialized'")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    if existing.is_some() {
+        return Err(SetupError::AlreadyInitialised(
+            data_dir.to_path_buf(),
+            format!("an initialised database at {}", db::redact_url(&url)),
+        ));
+    }
+    let (user, otp) = insert_user(&mut tx, params, admin_login, "Administrator", true).await?;
+    sqlx::query("INSERT INTO platform_meta (key, value) VALUES ('initialized', $1)")
+        .bind(db::now().to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    db::audit(
+        &mut tx,
+        None,
+        None,
+        "platform.init",
+        "user",
+        &user.id.to_string(),
+        json!({ "login": user.login }),
+    )
+    .await
+    .map_err(DbError::from)?;
+    // The config file is written last, inside the transaction's lifetime: if it cannot be
+    // written, the database changes roll back and init can be retried.
+    let text = toml::to_string(&file)
+        .map_err(|e| SetupError::Config(config_path.clone(), e.to_string()))?;
+    write_private_file(
+        &config_path,
+        &format!("# Ferrosphere service configuration\n{text}"),
+    )?;
+    tx.commit().await.map_err(DbError::from)?;
+    db.close().await;
+    Ok(InitReport {
+        admin_login: user.login,
+        one_time_password: otp,
+        database: db::redact_url(&url),
+    })
+}
+
+/// Open an initialised data directory's database, applying pending migrations.
+pub async fn open(
+    data_dir: &Path,
+    database_url_flag: Option<&str>,
+) -> Result<(Db, FileConfig), SetupError> {
+    let file = read_config(data_dir)?;
+    let url = database_url(data_dir, database_url_flag, &file);
+    let db = Db::connect(&url, 16).await?;
+    db.migrate().await?;
+    Ok((db, file))
+}
+
+/// Build the application state for `db`.
+pub async fn state(db: Db, config: crate::Config) -> Result<crate::AppState, ApiError> {
+    let dummy = crate::auth::new_one_time_password()?;
+    let dummy_hash = crate::auth::hash_password(config.password_params, dummy).await?;
+    Ok(crate::AppState {
+        db,
+        config: std::sync::Arc::new(config),
+        dummy_hash: std::sync::Arc::new(dummy_hash),
+    })
+}
+
+/// Grace period the binary gives in-flight requests at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,47 @@
+//! Configuration and the shared, immutable application state.
+
+use crate::auth::{PasswordParams, RateLimit};
+use crate::db::Db;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Behaviour knobs. [`Config::default`] is what production runs; tests may lower costs only by
+/// building a `Config` explicitly.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Argon2id cost for new password hashes.
+    pub password_params: PasswordParams,
+    /// Failed-login limits.
+    pub rate_limit: RateLimit,
+    /// Session token lifetime in seconds.
+    pub session_ttl_secs: i64,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+    /// Longest a request may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            password_params: PasswordParams::default(),
+            rate_limit: RateLimit::default(),
+            session_ttl_secs: 12 * 3600,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler sees. Holds no per-request or per-user state: everything that must be
+/// shared between replicas (sessions, tokens, rate limits) lives in the database.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// A hash of a random password, verified against when a login name is unknown so that the
+    /// answer takes as long as for a known one.
+    pub dummy_hash: Arc<String>,
+}

@@ -1,0 +1,336 @@
+//! Contract tests: the checked-in OpenAPI document matches the code; the role-by-route matrix
+//! (every route of that document × every kind of caller) matches its golden file on both
+//! backends; the migrations make the same schema on SQLite and PostgreSQL.
+//!
+//! `FERRO_BLESS=1 cargo test -p ferro-service --test contract` rewrites the checked-in files.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{Backend, PASSWORD, TestApp, uniq};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bless() -> bool {
+    std::env::var("FERRO_BLESS").is_ok_and(|v| v == "1")
+}
+
+/// Compare `actual` with the checked-in file, or rewrite it under FERRO_BLESS=1.
+fn golden(path: PathBuf, actual: &str) {
+    if bless() {
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected != actual {
+        let diff: Vec<String> = {
+            let e: BTreeSet<&str> = expected.lines().collect();
+            let a: BTreeSet<&str> = actual.lines().collect();
+            e.symmetric_difference(&a)
+                .take(40)
+                .map(|l| {
+                    if a.contains(l) {
+                        format!("+ {l}")
+                    } else {
+                        format!("- {l}")
+                    }
+                })
+                .collect()
+        };
+        panic!(
+            "{} is out of date with the code (first differences below; + is what the code does now). \
+             If the change is intended, run `FERRO_BLESS=1 cargo test -p ferro-service --test contract` \
+             and review the diff.\n{}",
+            path.display(),
+            diff.join("\n")
+        );
+    }
+}
+
+#[test]
+fn openapi_document_is_checked_in() {
+    golden(
+        repo_root().join("openapi/ferrosphere.json"),
+        &ferro_service::openapi_json(),
+    );
+}
+
+/// Every (method, path template) of the OpenAPI document.
+fn routes() -> Vec<(Method, String)> {
+    let doc: Value = serde_json::from_str(&ferro_service::openapi_json()).expect("openapi json");
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in ["get", "post", "put", "patch", "delete"] {
+            if item.get(m).is_some() {
+                out.push((
+                    Method::from_bytes(m.to_uppercase().as_bytes()).expect("method"),
+                    path.clone(),
+                ));
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
+    assert!(
+        out.len() >= 30,
+        "the OpenAPI document lists too few routes: {}",
+        out.len()
+    );
+    out
+}
+
+const CALLERS: [&str; 7] = [
+    "anonymous",
+    "bad_token",
+    "other_tenant_admin",
+    "platform_operator",
+    "reader",
+    "contributor",
+    "administrator",
+];
+
+struct Tenant {
+    id: String,
+    logins: Vec<(&'static str, String)>,
+}
+
+async fn matrix_line(
+    t: &TestApp,
+    ten: &Tenant,
+    other_admin: &str,
+    method: &Method,
+    path: &str,
+    caller: &str,
+) -> String {
+    // A fresh session for the caller (logout must not kill the next request's token).
+    let token = match caller {
+        "anonymous" => None,
+        "bad_token" => Some(format!("fst_{}", "A".repeat(43))),
+        "platform_operator" => Some(
+            t.login(common::ADMIN, PASSWORD).await.body["token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ),
+        "other_tenant_admin" => Some(
+            t.login(other_admin, PASSWORD).await.body["token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ),
+        role => {
+            let login = &ten.logins.iter().find(|(r, _)| *r == role).expect("role").1;
+            Some(
+                t.login(login, PASSWORD).await.body["token"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    };
+    // Fresh objects for this request.
+    let admin = t.login(&ten.logins[2].1, PASSWORD).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let product = t.product(&ten.id, &admin, false).await;
+    let group = t
+        .get(
+            &format!("/v1/tenants/{}/device-groups?product={product}", ten.id),
+            &admin,
+        )
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim_login = format!("victim{}@example.com", uniq());
+    let r = t.post("/v1/users", &admin, json!({"login": victim_login, "displayName": "Victim", "tenantId": ten.id, "role": "Reader"})).await;
+    let victim = r.body["user"]["id"].as_str().unwrap().to_string();
+    let victim_otp = r.body["oneTimePassword"].as_str().unwrap().to_string();
+    let token_id = match &token {
+        Some(tok) if !caller.starts_with("bad") => {
+            let r = t
+                .post(
+                    "/v1/me/tokens",
+                    tok,
+                    json!({"name": format!("tok {}", uniq())}),
+                )
+                .await;
+            r.body["token"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        }
+        _ => uuid::Uuid::now_v7().to_string(),
+    };
+    let concrete = path
+        .replace("{tenantId}", &ten.id)
+        .replace("{productId}", &product)
+        .replace("{deviceGroupId}", &group)
+        .replace("{userId}", &victim)
+        .replace("{tokenId}", &token_id);
+    let key = format!("{method} {path}");
+    let body = match key.as_str() {
+        "POST /v1/auth/login" => Some(json!({"login": ten.logins[0].1, "password": PASSWORD})),
+        "POST /v1/auth/change-password" => Some(
+            json!({"login": victim_login, "currentPassword": victim_otp, "newPassword": PASSWORD}),
+        ),
+        "POST /v1/me/tokens" => Some(json!({"name": format!("new {}", uniq())})),
+        "POST /v1/users" => Some(
+            json!({"login": format!("new{}@example.com", uniq()), "displayName": "New",
+            "tenantId": ten.id, "role": "Reader"}),
+        ),
+        "POST /v1/tenants" | "PATCH /v1/tenants/{tenantId}" => {
+            Some(json!({"name": format!("Tenant {}", uniq())}))
+        }
+        "POST /v1/tenants/{tenantId}/roles" => {
+            let (_, _, login) = t.user(None).await;
+            Some(json!({"login": login, "role": "Reader"}))
+        }
+        "POST /v1/tenants/{tenantId}/products" => {
+            Some(json!({"name": format!("Product {}", uniq())}))
+        }
+        "PATCH /v1/tenants/{tenantId}/products/{productId}"
+        | "PATCH /v1/tenants/{tenantId}/device-groups/{deviceGroupId}" => {
+            Some(json!({"description": "changed"}))
+        }
+        "POST /v1/tenants/{tenantId}/device-groups" => {
+            Some(json!({"productId": product, "name": format!("Group {}", uniq())}))
+        }
+        _ => None,
+    };
+    let r = t
+        .call(method.clone(), &concrete, token.as_deref(), body)
+        .await;
+    // Every error is the JSON error body.
+    if r.status.is_client_error() || r.status.is_server_error() {
+        assert!(
+            !r.code().is_empty(),
+            "{key} as {caller}: error without a code: {:?}",
+            r.raw
+        );
+    }
+    assert_ne!(
+        r.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{key} as {caller}: {:?}",
+        r.body
+    );
+    format!("{key} {caller} => {}", r.status.as_u16())
+}
+
+async fn role_matrix(t: &TestApp) {
+    // The Administrator of another tenant (one for the whole run; their tenant is never touched).
+    let (_, other) = t.tenant().await;
+    let other_admin = t.get("/v1/me", &other).await.body["user"]["login"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut lines = Vec::new();
+    for (method, path) in routes() {
+        // A tenant with a Reader, a Contributor and an Administrator for each route.
+        let (tid, admin) = t.tenant().await;
+        let admin_login = t.get("/v1/me", &admin).await.body["user"]["login"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, _, reader) = t.user(Some((&tid, "Reader", &admin))).await;
+        let (_, _, contributor) = t.user(Some((&tid, "Contributor", &admin))).await;
+        let ten = Tenant {
+            id: tid,
+            logins: vec![
+                ("reader", reader),
+                ("contributor", contributor),
+                ("administrator", admin_login),
+            ],
+        };
+        for caller in CALLERS {
+            lines.push(matrix_line(t, &ten, &other_admin, &method, &path, caller).await);
+        }
+    }
+    let mut text = String::from(
+        "# Role-by-route matrix: METHOD PATH caller => status. Generated from the OpenAPI document's\n\
+         # routes by crates/service/tests/contract.rs on SQLite and PostgreSQL (both must match).\n\
+         # Rewrite with FERRO_BLESS=1 cargo test -p ferro-service --test contract, then review.\n",
+    );
+    for l in lines {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "tests/golden/role_matrix.txt{}",
+        if bless() && t.backend == Backend::Postgres {
+            ".postgres"
+        } else {
+            ""
+        }
+    ));
+    golden(path, &text);
+}
+
+both!(role_matrix);
+
+/// Table -> (column, nullable) and index names, as the database reports them.
+async fn schema(t: &TestApp) -> (BTreeSet<(String, String, bool)>, BTreeSet<String>) {
+    use sqlx::Row;
+    let (cols_sql, idx_sql) = match t.backend {
+        Backend::Sqlite => (
+            "SELECT m.name AS t, p.name AS c, p.\"notnull\" AS nn FROM sqlite_master m \
+             JOIN pragma_table_info(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+            "SELECT name AS i FROM sqlite_master WHERE type = 'index' AND name NOT LIKE 'sqlite_autoindex%'",
+        ),
+        Backend::Postgres => (
+            "SELECT table_name::text AS t, column_name::text AS c, \
+             CASE WHEN is_nullable = 'NO' THEN 1::bigint ELSE 0::bigint END AS nn \
+             FROM information_schema.columns WHERE table_schema = 'public'",
+            "SELECT indexname::text AS i FROM pg_indexes WHERE schemaname = 'public' \
+             AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+        ),
+    };
+    let mut cols = BTreeSet::new();
+    for r in sqlx::query(cols_sql)
+        .fetch_all(t.db.pool())
+        .await
+        .expect("columns")
+    {
+        let table: String = r.try_get("t").unwrap();
+        if table == "_sqlx_migrations" {
+            continue; // sqlx's own table differs per backend by design
+        }
+        cols.insert((
+            table,
+            r.try_get("c").unwrap(),
+            r.try_get::<i64, _>("nn").unwrap() == 0,
+        ));
+    }
+    let mut idx = BTreeSet::new();
+    for r in sqlx::query(idx_sql)
+        .fetch_all(t.db.pool())
+        .await
+        .expect("indexes")
+    {
+        idx.insert(r.try_get::<String, _>("i").unwrap());
+    }
+    (cols, idx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_make_the_same_schema_on_both_backends() {
+    let lite = TestApp::new(Backend::Sqlite).await;
+    let pg = TestApp::new(Backend::Postgres).await;
+    let (lc, li) = schema(&lite).await;
+    let (pc, pi) = schema(&pg).await;
+    assert!(lc.len() > 40, "{lc:?}");
+    assert_eq!(
+        lc, pc,
+        "columns or nullability differ between SQLite and PostgreSQL"
+    );
+    assert_eq!(li, pi, "indexes differ between SQLite and PostgreSQL");
+    lite.finish().await;
+    pg.finish().await;
+}

@@ -1,0 +1,238 @@
+//! Over a real socket: the binary's `init` (once only), serving with reqwest, client IPs for
+//! the rate limit, graceful shutdown draining in-flight requests.
+
+mod common;
+
+use common::{ADMIN, Backend, PASSWORD, TestApp};
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+async fn serve(
+    t: &TestApp,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = ferro_service::server::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = ferro_service::build_app(t.state.clone());
+    let h = tokio::spawn(ferro_service::server::serve(listener, app, async {
+        let _ = rx.await;
+    }));
+    (base, tx, h)
+}
+
+async fn over_a_socket(t: &TestApp) {
+    let (base, stop, handle) = serve(t).await;
+    let http = http_client();
+    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"login": ADMIN, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    let login: ferro_wire::LoginResponse = r.json().await.unwrap();
+    let me: ferro_wire::Me = http
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&login.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(me.user.platform_operator);
+    // Typed error bodies.
+    let r = http.get(format!("{base}/v1/me")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let e: ferro_wire::ErrorBody = r.json().await.unwrap();
+    assert_eq!(e.error.code, ferro_wire::ErrorCode::Unauthenticated);
+    // The rate limit sees the socket's address.
+    for _ in 0..5 {
+        http.post(format!("{base}/v1/auth/login"))
+            .json(&json!({"login": "nobody@example.com", "password": "wrong"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM login_failures WHERE scope_key = 'ip:127.0.0.1'")
+            .await,
+        5
+    );
+    // Metrics carry route templates.
+    let m = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("http_requests_total"), "{m}");
+    assert!(m.contains("route=\"/v1/me\""), "{m}");
+    assert!(m.contains("http_request_duration_seconds_bucket"), "{m}");
+    // Graceful shutdown: a request in flight when shutdown starts still completes.
+    let slow = {
+        let http = http.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            // Argon2 at test cost is fast; a login still spans several awaits.
+            http.post(format!("{base}/v1/auth/login"))
+                .json(&json!({"login": ADMIN, "password": PASSWORD}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let _ = stop.send(());
+    let done = tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("drains in time");
+    done.expect("join").expect("serve");
+    let status = slow.await.expect("join");
+    assert!(matches!(status, Ok(200) | Err(_)), "{status:?}");
+    // After shutdown nothing answers.
+    assert!(http.get(format!("{base}/healthz")).send().await.is_err());
+}
+
+both!(over_a_socket);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_init_refuses_twice_and_run_serves() {
+    let (url, dir, _pg) = common::fresh_database(Backend::Sqlite).await;
+    let _ = url;
+    let data = dir.path().join("data");
+    let bin = env!("CARGO_BIN_EXE_ferro-service");
+    let out = Command::new(bin)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let otp = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        otp.trim().len(),
+        24,
+        "stdout is exactly the one-time password: {otp:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let mode = std::fs::metadata(data.join("ferro-service.toml"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let again = Command::new(bin)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run init");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already initialised"));
+    // The same PostgreSQL database cannot be initialised twice either (through another directory).
+    let (pg_url, pg_dir, _guard) = common::fresh_database(Backend::Postgres).await;
+    for (i, expect_ok) in [(1, true), (2, false)] {
+        let out = Command::new(bin)
+            .args(["init", "--database-url", &pg_url, "--data-dir"])
+            .arg(pg_dir.path().join(format!("d{i}")))
+            .output()
+            .expect("run init");
+        assert_eq!(
+            out.status.success(),
+            expect_ok,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `run` serves, and stops on SIGTERM.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(bin)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let http = http_client();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "service did not become ready");
+    #[cfg(unix)]
+    {
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let mut exited = None;
+        for _ in 0..100 {
+            if let Some(s) = child.try_wait().unwrap() {
+                exited = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let status = exited.expect("exits after SIGTERM");
+        assert!(status.success(), "{status:?}");
+        let mut logs = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+        assert!(
+            logs.lines()
+                .any(|l| l.starts_with('{') && l.contains("\"serving\"")),
+            "{logs}"
+        );
+        assert!(
+            !logs.contains(otp.trim()),
+            "the one-time password leaked into logs"
+        );
+    }
+    #[cfg(not(unix))]
+    child.kill().unwrap();
+}
+
+/// A plain-HTTP client. reqwest is built with `rustls-no-provider` in this workspace, so a
+/// crypto provider must be installed before any client is built.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
