@@ -1,0 +1,251 @@
+//! `ferro-e2e` drives Ferrosphere's real binaries end to end: it initialises and runs
+//! `ferro-service` in a temporary data directory on a free loopback port and runs the `ferro`
+//! CLI against it with its own configuration directory, as a user would. It owns only test
+//! harness code; nothing depends on it.
+//!
+//! The binaries come from the workspace's target directory: `cargo test --workspace` (and
+//! `scripts/test.sh`) builds them before any test runs. Run alone, `cargo build --workspace`
+//! first; a missing binary fails with that advice.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The workspace's target directory, found from this test binary's own location
+/// (`target/debug/deps/<test>`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target/debug"))
+}
+
+/// A workspace binary by name; panics with advice when it has not been built.
+pub fn binary(name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace` (scripts/test.sh does) before the end-to-end tests",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+}
+
+/// A running `ferro-service` with its data directory; stopped (SIGTERM, then kill) on drop.
+#[derive(Debug)]
+pub struct Service {
+    pub data_dir: TempDir,
+    pub url: String,
+    pub admin_login: String,
+    pub one_time_password: String,
+    /// The platform root's SHA-256 fingerprint as `init` printed it, if it printed one.
+    pub root_fingerprint: Option<String>,
+    child: Child,
+}
+
+impl Service {
+    /// `ferro-service init` then `run` on a free port; waits until `/readyz` answers.
+    pub fn start(extra_run_args: &[&str]) -> Service {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let data = data_dir.path().join("data");
+        let admin_login = "admin@example.com".to_string();
+        let init = Command::new(binary("ferro-service"))
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .args(["--admin-login", &admin_login])
+            .output()
+            .expect("run ferro-service init");
+        assert!(
+            init.status.success(),
+            "ferro-service init failed:\n{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&init.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&init.stderr).into_owned();
+        let one_time_password = stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.contains(' ') && !l.contains(':'))
+            .unwrap_or_else(|| panic!("no one-time password in init's output:\n{stdout}"))
+            .to_string();
+        let root_fingerprint = format!("{stdout}\n{stderr}")
+            .split_whitespace()
+            .find(|w| w.len() == 95 && w.split(':').count() == 32)
+            .map(str::to_string);
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(binary("ferro-service"))
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &listen])
+            .args(extra_run_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ferro-service run");
+        let scheme = if extra_run_args.contains(&"--insecure-http") || root_fingerprint.is_none() {
+            "http"
+        } else {
+            "https"
+        };
+        let mut service = Service {
+            data_dir,
+            url: format!("{scheme}://{listen}"),
+            admin_login,
+            one_time_password,
+            root_fingerprint,
+            child,
+        };
+        service.wait_until_listening(port);
+        service
+    }
+
+    fn wait_until_listening(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut log = String::new();
+                if let Some(stderr) = self.child.stderr.take() {
+                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+                panic!("ferro-service exited early ({status}):\n{log}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ferro-service did not listen on {port} within 30 s");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Graceful first (SIGTERM via `kill`), then by force.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A user of the `ferro` CLI with a configuration directory of their own.
+#[derive(Debug)]
+pub struct User {
+    pub config_dir: TempDir,
+}
+
+impl Default for User {
+    fn default() -> Self {
+        User::new()
+    }
+}
+
+impl User {
+    pub fn new() -> User {
+        User {
+            config_dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Runs `ferro ARGS` with `stdin` as standard input.
+    pub fn run_with_input(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(binary("ferro"))
+            .args(args)
+            .env("FERRO_CONFIG_DIR", self.config_dir.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ferro");
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output().expect("wait for ferro")
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_input(args, "")
+    }
+
+    /// Runs with `--output json` and expects success.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let output = self.run(&all);
+        assert!(
+            output.status.success(),
+            "ferro {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ferro {} printed no JSON ({e}):\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    /// Runs and expects failure; returns standard error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "ferro {} unexpectedly succeeded:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// `ferro login` with the password(s) on standard input, trusting the service as a careful
+    /// user does: by the fingerprint the operator gave them.
+    pub fn login(&self, service: &Service, login: &str, passwords: &[&str]) -> Output {
+        let mut args = vec![
+            "login",
+            "--service",
+            &service.url,
+            "--login",
+            login,
+            "--password-stdin",
+        ];
+        if let Some(fingerprint) = &service.root_fingerprint {
+            args.extend(["--accept-fingerprint", fingerprint]);
+        }
+        args.extend(["--output", "json"]);
+        let input = passwords
+            .iter()
+            .map(|p| format!("{p}\n"))
+            .collect::<String>();
+        self.run_with_input(&args, &input)
+    }
+}
