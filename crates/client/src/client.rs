@@ -1,7 +1,10 @@
 //! The blocking client: one base URL, one trust, one optional token.
 
 use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use ferro_wire::ErrorBody;
@@ -239,6 +242,97 @@ impl Client {
         self.send(path, builder).map(|_| ())
     }
 
+    /// `POST path` with the file's bytes as `content_type`, streamed (never held in memory);
+    /// `progress` is told how many bytes have been sent so far.
+    pub fn upload_file<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        file: &Path,
+        content_type: &str,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let opened = File::open(file).map_err(|e| ClientError::LocalFile {
+            path: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let length = opened.metadata().map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::blocking::Body::sized(
+            ProgressReader {
+                inner: opened,
+                done: 0,
+                progress,
+            },
+            length,
+        );
+        let builder = self
+            .request(Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let response = self.send(path, builder)?;
+        self.decode(path, response)
+    }
+
+    /// `GET path` into `destination`, streamed through a temporary file renamed into place
+    /// only when the whole body arrived; `progress` gets (bytes so far, total if known).
+    pub fn download_to_file(
+        &self,
+        path: &str,
+        destination: &Path,
+        progress: impl Fn(u64, Option<u64>),
+    ) -> Result<u64, ClientError> {
+        let local = |e: std::io::Error| ClientError::LocalFile {
+            path: destination.display().to_string(),
+            reason: e.to_string(),
+        };
+        let mut response = self.send(path, self.request(Method::GET, path))?;
+        let total = response.content_length();
+        let directory = destination
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let temp = directory.join(format!(
+            ".{}.{}.part",
+            destination
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let result = (|| -> Result<u64, ClientError> {
+            let mut file = File::create(&temp).map_err(local)?;
+            let mut buffer = vec![0u8; 256 * 1024];
+            let mut done = 0u64;
+            loop {
+                let n = response
+                    .read(&mut buffer)
+                    .map_err(|e| ClientError::Transport {
+                        url: self.url(path),
+                        reason: e.to_string(),
+                    })?;
+                if n == 0 {
+                    break;
+                }
+                file.write_all(buffer.get(..n).unwrap_or_default())
+                    .map_err(local)?;
+                done += n as u64;
+                progress(done, total);
+            }
+            if total.is_some_and(|t| t != done) {
+                return Err(ClientError::Transport {
+                    url: self.url(path),
+                    reason: format!("the download ended after {done} bytes"),
+                });
+            }
+            file.sync_all().map_err(local)?;
+            std::fs::rename(&temp, destination).map_err(local)?;
+            Ok(done)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
         self.send_json_no_content::<()>(Method::DELETE, path, None)
@@ -255,4 +349,20 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Counts what an upload has read from its file.
+struct ProgressReader<R, F> {
+    inner: R,
+    done: u64,
+    progress: F,
+}
+
+impl<R: Read, F: Fn(u64)> Read for ProgressReader<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        (self.progress)(self.done);
+        Ok(n)
+    }
 }

@@ -27,6 +27,9 @@ pub enum ClientError {
     /// A CA file that holds no usable certificate.
     #[error("no usable CA certificate: {0}")]
     InvalidCa(String),
+    /// A local file to upload or download into could not be used.
+    #[error("{path}: {reason}")]
+    LocalFile { path: String, reason: String },
     /// The answer did not have the expected shape.
     #[error("the service's answer to {url} could not be read: {reason}")]
     Decode { url: String, reason: String },

@@ -12,7 +12,7 @@ use ferro_image::{
 };
 use ferro_manifest::{AppManifest, HardwareDefinition};
 use ferro_signing::{KeyId, SoftwareSigningKey};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::keys;
@@ -21,9 +21,7 @@ use crate::cli::{
     VerifyArgs, VersionArgs,
 };
 use crate::output::{OutputFormat, Render, emit, property_table};
-
-/// Payloads at least this large get a progress bar while they are verified.
-const PROGRESS_THRESHOLD: u64 = 8 * 1024 * 1024;
+use crate::progress;
 
 pub fn run(command: ImagePackageCommand, output: OutputFormat) -> Result<()> {
     match command {
@@ -293,16 +291,7 @@ fn verify_cmd(args: &VerifyArgs, output: OutputFormat) -> Result<()> {
     let trusted = keys::trusted_keys(&args.public_key)?;
     let file = open_package(&args.image_package)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = if size >= PROGRESS_THRESHOLD {
-        ProgressBar::new(size).with_style(
-            ProgressStyle::with_template(
-                "Verifying {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress::bytes_bar(size, "Verifying");
     let verified = verify(bar.wrap_read(file), &trusted, &mut std::io::sink());
     bar.finish_and_clear();
     let verified = verified.with_context(|| {
