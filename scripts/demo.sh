@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Ferrosphere's main demo. Installs what it needs, then:
-#   1. builds the `ferro` CLI and the sample app `hello` (a wasm32-wasip2 component),
+#   1. builds the `ferro` CLI, `ferro-service` and the sample app `hello` (a wasm32-wasip2 component),
 #   2. packs the app into a signed image package, resolving its peripherals through the
 #      sample appliance's hardware definition (a test-signing key is made on first use),
-#   3. shows and verifies the package,
-#   4. flips one byte of a copy and shows verification refusing it.
-# Everything it writes goes under .demo/ (including the demo's own test-signing key).
+#   3. shows and verifies the package, and shows verification refusing a copy with one byte flipped,
+#   4. starts the security service on SQLite, logs in by the platform root's fingerprint, creates a
+#      tenant and a product, uploads the app (re-signed for production) and deploys it to a group.
+# Everything it writes goes under .demo/ (including the demo's own test-signing key); the
+# service stops when the demo ends.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/prereqs.sh"
 cd "${FERRO_ROOT}"
@@ -20,7 +22,7 @@ ensure_apt_packages build-essential pkg-config
 ensure_rust_targets
 
 step "Build the ferro CLI and the sample app"
-cargo build --locked -q -p ferro-cli
+cargo build --locked -q -p ferro-cli -p ferro-service
 cargo build --locked -q --manifest-path apps/Cargo.toml -p hello --release --target wasm32-wasip2
 ferro="${FERRO_ROOT}/target/debug/ferro"
 ferro() { run "${ferro}" "$@"; }
@@ -61,4 +63,36 @@ if "${ferro}" image-package verify --image-package "${DEMO}/tampered.imagepackag
     echo "DEMO FAILED: a tampered package verified" >&2
     exit 1
 fi
-printf '\n\033[1;32mDemo complete: the tampered copy was refused.\033[0m Files are in %s\n' "${DEMO}"
+echo "Refused, as it must be."
+
+step "Start the security service (SQLite in ${DEMO}/service)"
+service_bin="${FERRO_ROOT}/target/debug/ferro-service"
+init_output="$("${service_bin}" init --data-dir "${DEMO}/service" --admin-login admin@demo.local 2>/dev/null)"
+echo "${init_output}" | grep -v 'One-time password'
+fingerprint="$(echo "${init_output}" | sed -n 's/^Platform root SHA-256 fingerprint: //p')"
+password="$(echo "${init_output}" | sed -n 's/^One-time password: //p')"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+"${service_bin}" run --data-dir "${DEMO}/service" --listen "127.0.0.1:${port}" 2>"${DEMO}/service.log" &
+service_pid=$!
+trap 'kill ${service_pid} 2>/dev/null; wait ${service_pid} 2>/dev/null' EXIT
+for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/${port}") 2>/dev/null && break; sleep 0.1; done
+
+step "Log in: the CLI pins the platform root whose fingerprint init printed; the one-time password is replaced"
+printf '%s\n%s\n' "${password}" "demo passphrase, long enough" | \
+    run "${ferro}" login --service "https://127.0.0.1:${port}" --login admin@demo.local \
+        --password-stdin --accept-fingerprint "${fingerprint}"
+
+step "Create a tenant and a product (with its five default device groups)"
+ferro tenant create --name "Demo Tenant"
+ferro product create --name "Coffee Maker" --description "The sample appliance"
+ferro product device-group list --product "Coffee Maker"
+
+step "Trust your test key for this tenant, then upload the app: the service verifies it and re-signs it"
+ferro developer-key add
+image_id="$("${ferro}" image add --image "${DEMO}/hello.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+ferro image show --image "${image_id}"
+
+step "Deploy it to the Field Test group"
+ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image_id}"
+
+printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the service stops now.\n' "${DEMO}"

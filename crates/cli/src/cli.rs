@@ -53,6 +53,270 @@ pub enum Command {
     /// Manage device groups.
     #[command(subcommand)]
     DeviceGroup(DeviceGroupCommand),
+    /// Manage devices: claim, list, show, move between groups, capabilities.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Manufacturing: upload device registration records (platform operators).
+    #[command(subcommand)]
+    Manufacturing(ManufacturingCommand),
+    /// The tenant's certificate authority (for brokers that authenticate devices).
+    #[command(subcommand)]
+    CaCertificate(CaCertificateCommand),
+    /// Upload and download app and board-config images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Public keys whose test-signed images the tenant accepts for upload and sideloading.
+    #[command(subcommand)]
+    DeveloperKey(DeveloperKeyCommand),
+    /// OS releases (publishing is for platform operators).
+    #[command(subcommand)]
+    OsRelease(OsReleaseCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Claim devices for the tenant, permanently.
+    Claim {
+        /// Device ID (128 hex characters); repeat for several.
+        #[arg(long, value_name = "ID")]
+        device: Vec<String>,
+        /// A file with one device ID per line (bulk claim, up to 1000 per request).
+        #[arg(long, value_name = "FILE")]
+        device_file: Option<PathBuf>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the tenant's devices.
+    List {
+        /// Only devices in this device group (ID or PRODUCT/GROUP).
+        #[arg(long, value_name = "GROUP")]
+        device_group: Option<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show a device.
+    Show {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Count the tenant's devices.
+    ShowCount {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Move a device into a device group.
+    Update {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// Device group ID or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Device capability files.
+    #[command(subcommand)]
+    Capability(CapabilityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CapabilityCommand {
+    /// Download a capability file bound to one device.
+    Download {
+        /// appDevelopment or fieldServicing.
+        #[arg(long = "type", value_name = "TYPE")]
+        capability_type: String,
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// Where to write the capability file.
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+        /// Developer key IDs the device may accept test-signed images from (appDevelopment);
+        /// default: the tenant's registered developer keys.
+        #[arg(long, value_name = "KEY_ID")]
+        developer_key: Vec<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManufacturingCommand {
+    /// Upload device registration records (as written by `ferro-device provision`).
+    Register {
+        /// A registration record file; repeat for several (up to 1000).
+        #[arg(long, value_name = "FILE", required = true)]
+        file: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCertificateCommand {
+    /// List the tenant's CA certificates.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Download a CA certificate (default: the current one).
+    Download {
+        /// Serial number (hex) of the certificate; default: the current one.
+        #[arg(long, value_name = "SERIAL")]
+        serial: Option<String>,
+        /// Where to write it (PEM).
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Download the tenant's valid CA certificates as one PEM bundle.
+    DownloadChain {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Download a proof-of-possession certificate for a broker's verification code.
+    DownloadProof {
+        /// The verification code the broker gave you.
+        #[arg(long, value_name = "CODE")]
+        verification_code: String,
+        /// Serial number (hex) of the CA; default: the current one.
+        #[arg(long, value_name = "SERIAL")]
+        serial: Option<String>,
+        /// Where to write it (PEM).
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Upload an image package; the service verifies it and re-signs it for production.
+    Add {
+        /// The image package.
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Show an image's metadata.
+    Show {
+        /// Image ID.
+        #[arg(long, value_name = "ID")]
+        image: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the tenant's images.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Download an image's production package.
+    Download {
+        /// Image ID.
+        #[arg(long, value_name = "ID")]
+        image: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeveloperKeyCommand {
+    /// Register a public key; default: your own test-signing key.
+    Add {
+        /// SPKI PEM public key; default: the public half of your test-signing key.
+        #[arg(long, value_name = "PEM")]
+        public_key: Option<PathBuf>,
+        /// A name to recognise it by.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the registered developer keys.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Remove a developer key.
+    Delete {
+        /// Key ID (hex).
+        #[arg(long, value_name = "KEY_ID")]
+        key_id: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OsReleaseCommand {
+    /// Publish an OS image package to a feed (platform operators).
+    Publish {
+        /// The OS image package (`ferro image-package pack-os`).
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        /// Retail or RetailEval.
+        #[arg(long, value_name = "FEED")]
+        feed: String,
+    },
+    /// List OS releases, newest first.
+    List {
+        /// Only this feed.
+        #[arg(long, value_name = "FEED")]
+        feed: Option<String>,
+    },
+    /// Download a signed OS release.
+    Download {
+        /// Image ID of the release.
+        #[arg(long, value_name = "ID")]
+        image: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+    },
+    /// Promote a RetailEval release to Retail (platform operators).
+    Promote {
+        /// Image ID of the release.
+        #[arg(long, value_name = "ID")]
+        image: String,
+    },
+    /// The build keys whose OS packages may be published (platform operators).
+    #[command(subcommand)]
+    Key(OsReleaseKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OsReleaseKeyCommand {
+    /// Register a build key; default: your own test-signing key.
+    Add {
+        /// SPKI PEM public key; default: the public half of your test-signing key.
+        #[arg(long, value_name = "PEM")]
+        public_key: Option<PathBuf>,
+        /// A name to recognise it by.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// List the build keys.
+    List,
+    /// Remove a build key.
+    Delete {
+        /// Key ID (hex).
+        #[arg(long, value_name = "KEY_ID")]
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +395,14 @@ pub enum TenantCommand {
     },
     /// Show the selected tenant.
     ShowSelected,
+    /// Download the tenant's error report (CSV, as Azure Sphere's).
+    DownloadErrorReport {
+        /// Where to write the CSV.
+        #[arg(long, value_name = "FILE")]
+        destination: PathBuf,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
     /// Rename a tenant.
     Update {
         #[command(flatten)]
@@ -316,6 +588,47 @@ pub enum DeviceGroupCommand {
     },
     /// Delete a device group (refused while it holds devices).
     Delete {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// A device group's deployments.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// A device group's devices.
+    #[command(subcommand)]
+    Device(GroupDeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeploymentCommand {
+    /// Deploy a set of images to the group (one image per component); it becomes current.
+    Create {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        /// Image IDs.
+        #[arg(long, value_name = "ID", num_args = 1.., required = true)]
+        images: Vec<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the group's deployments, newest (current) first.
+    List {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupDeviceCommand {
+    /// List the devices in the group.
+    List {
         /// Device group ID, or PRODUCT/GROUP.
         #[arg(long, value_name = "GROUP")]
         device_group: String,

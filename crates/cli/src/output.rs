@@ -27,6 +27,12 @@ pub fn emit<T: Render>(format: OutputFormat, value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A time as RFC 3339 (UTC), as the JSON output shows it.
+pub fn timestamp(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
+}
+
 /// A table with the house style.
 pub fn new_table() -> Table {
     let mut table = Table::new();
@@ -44,4 +50,69 @@ pub fn property_table<'a>(rows: impl IntoIterator<Item = (&'a str, String)>) -> 
         table.add_row(vec![name.to_string(), value]);
     }
     table
+}
+
+/// A JSON answer shown through chosen fields: an object as (property, value) rows, an array as
+/// a table with one column per field. Fields are dotted paths into the JSON (`osFeed`,
+/// `image.version`).
+#[derive(Debug)]
+pub struct JsonView {
+    pub value: serde_json::Value,
+    pub fields: &'static [(&'static str, &'static str)],
+}
+
+impl Serialize for JsonView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(serializer)
+    }
+}
+
+fn field_text(value: &serde_json::Value, path: &str) -> String {
+    let found = path
+        .split('.')
+        .try_fold(value, |v, key| v.get(key))
+        .unwrap_or(&serde_json::Value::Null);
+    match found {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
+}
+
+impl Render for JsonView {
+    fn table(&self) -> Table {
+        match &self.value {
+            serde_json::Value::Array(items) => {
+                let mut table = new_table();
+                table.set_header(
+                    self.fields
+                        .iter()
+                        .map(|(header, _)| *header)
+                        .collect::<Vec<_>>(),
+                );
+                for item in items {
+                    table.add_row(
+                        self.fields
+                            .iter()
+                            .map(|(_, path)| field_text(item, path))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                table
+            }
+            value => property_table(
+                self.fields
+                    .iter()
+                    .map(|(header, path)| (*header, field_text(value, path))),
+            ),
+        }
+    }
 }

@@ -209,6 +209,23 @@ impl Client {
         self.decode(path, response)
     }
 
+    /// `method path` with a JSON body, returning the raw answer (a PEM, a CSV, a COSE file).
+    pub fn send_json_for_bytes<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<Vec<u8>, ClientError> {
+        let response = self.send(path, self.request(method, path).json(body))?;
+        response
+            .bytes()
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Transport {
+                url: self.url(path),
+                reason: error_chain(&e),
+            })
+    }
+
     /// `POST path` with a JSON body.
     pub fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,

@@ -76,16 +76,25 @@ impl Service {
         );
         let stdout = String::from_utf8_lossy(&init.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&init.stderr).into_owned();
-        let one_time_password = stdout
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.contains(' ') && !l.contains(':'))
-            .unwrap_or_else(|| panic!("no one-time password in init's output:\n{stdout}"))
-            .to_string();
-        let root_fingerprint = format!("{stdout}\n{stderr}")
-            .split_whitespace()
-            .find(|w| w.len() == 95 && w.split(':').count() == 32)
-            .map(str::to_string);
+        // `init` prints labelled lines: "Platform root SHA-256 fingerprint: AB:CD:..." and
+        // "One-time password: ..." (the password alone on a line is accepted too).
+        let labelled = |label: &str| {
+            format!("{stdout}\n{stderr}").lines().find_map(|line| {
+                line.trim()
+                    .strip_prefix(label)
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        let one_time_password = labelled("One-time password:")
+            .or_else(|| {
+                stdout
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.contains(' ') && !l.contains(':'))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("no one-time password in init's output:\n{stdout}"));
+        let root_fingerprint = labelled("Platform root SHA-256 fingerprint:");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(binary("ferro-service"))
@@ -225,6 +234,20 @@ impl User {
             String::from_utf8_lossy(&output.stdout)
         );
         String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    /// Logs in as the service's first administrator, replacing the one-time password.
+    pub fn login_as_admin(&self, service: &Service, new_password: &str) {
+        let output = self.login(
+            service,
+            &service.admin_login,
+            &[&service.one_time_password, new_password],
+        );
+        assert!(
+            output.status.success(),
+            "admin login failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// `ferro login` with the password(s) on standard input, trusting the service as a careful

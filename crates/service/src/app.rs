@@ -2,7 +2,8 @@
 //! IDs, tracing, metrics, timeouts, panic catching, JSON fallbacks) and the OpenAPI document.
 
 use crate::error::error_response;
-use crate::routes::{auth, me, ops, products, tenants, users};
+use crate::routes::{auth, ca, devices, error_reports, me, ops, pki, products, tenants, users};
+use crate::routes::{deployments, developer_keys, images, os_releases};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -45,6 +46,14 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "products", description = "Products"),
         (name = "device-groups", description = "Device groups"),
         (name = "operations", description = "Health, readiness, metrics"),
+        (name = "developer-keys", description = "Developer keys a tenant accepts on uploaded images"),
+        (name = "images", description = "Image upload (verified, re-signed for production), listing, download"),
+        (name = "deployments", description = "Immutable image sets deployed to device groups"),
+        (name = "os-releases", description = "OS feeds: OS release build keys, publishing, promotion, download"),
+        (name = "platform", description = "The platform root certificate and key list"),
+        (name = "manufacturing", description = "Device registration records"),
+        (name = "devices", description = "Claiming, devices, capability files, error reports"),
+        (name = "ca-certificates", description = "Tenant CA certificates"),
     )
 )]
 struct ApiDoc;
@@ -101,6 +110,44 @@ fn api_router() -> OpenApiRouter<AppState> {
             products::update_group,
             products::delete_group
         ))
+        .routes(routes!(pki::root_certificate))
+        .routes(routes!(pki::key_list))
+        .routes(routes!(devices::register))
+        .routes(routes!(devices::claim))
+        .routes(routes!(devices::list_devices))
+        .routes(routes!(devices::count_devices))
+        .routes(routes!(devices::get_device, devices::update_device))
+        .routes(routes!(devices::create_capability))
+        .routes(routes!(error_reports::error_report))
+        .routes(routes!(ca::list_cas))
+        .routes(routes!(ca::get_chain))
+        .routes(routes!(ca::get_ca))
+        .routes(routes!(ca::create_proof))
+        .routes(routes!(
+            developer_keys::add_developer_key,
+            developer_keys::list_developer_keys
+        ))
+        .routes(routes!(developer_keys::delete_developer_key))
+        .routes(routes!(images::upload_image, images::list_images))
+        .routes(routes!(images::get_image))
+        .routes(routes!(images::get_image_content))
+        .routes(routes!(
+            deployments::create_deployment,
+            deployments::list_deployments
+        ))
+        .routes(routes!(deployments::get_deployment))
+        .routes(routes!(
+            os_releases::add_os_release_key,
+            os_releases::list_os_release_keys
+        ))
+        .routes(routes!(os_releases::delete_os_release_key))
+        .routes(routes!(
+            os_releases::publish_os_release,
+            os_releases::list_os_releases
+        ))
+        .routes(routes!(os_releases::get_os_release))
+        .routes(routes!(os_releases::promote_os_release))
+        .routes(routes!(os_releases::get_os_release_content))
 }
 
 /// The OpenAPI document of the service, as checked in at `openapi/ferrosphere.json`.
@@ -155,11 +202,24 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Routes whose body is an image package upload: they get `Config::upload_timeout` instead of
+/// `Config::request_timeout` (a 512 MiB body takes longer than 30 s on most links).
+const UPLOAD_ROUTES: [&str; 2] = ["/v1/tenants/{tenantId}/images", "/v1/os-releases"];
+
 async fn timeout(
-    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    axum::extract::State((normal, upload)): axum::extract::State<(
+        std::time::Duration,
+        std::time::Duration,
+    )>,
     req: Request,
     next: Next,
 ) -> Response {
+    let is_upload = req.method() == axum::http::Method::POST
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| UPLOAD_ROUTES.contains(&p.as_str()));
+    let limit = if is_upload { upload } else { normal };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => error_response(
@@ -195,7 +255,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Build the application with its middleware.
 pub fn build_app(state: AppState) -> Router {
     let _ = metrics_handle();
-    let request_timeout = state.config.request_timeout;
+    let request_timeout = (state.config.request_timeout, state.config.upload_timeout);
     let (router, _) = api_router().split_for_parts();
     let request_id = HeaderName::from_static(REQUEST_ID);
     router

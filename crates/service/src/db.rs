@@ -41,6 +41,10 @@ pub type Tx = Transaction<'static, Any>;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite: one connection for write transactions (SQLite has one writer at a time anyway;
+    /// queueing in the pool is cheaper than spinning on the busy timeout). PostgreSQL: none
+    /// (writes use `pool`).
+    writer: Option<AnyPool>,
     backend: Backend,
 }
 
@@ -64,6 +68,29 @@ impl Db {
             return Err(DbError::UnsupportedUrl(redact_url(url)));
         };
         let options = AnyConnectOptions::from_str(url)?;
+        let sqlite_setup = || {
+            AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(5))
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        Ok(())
+                    })
+                })
+        };
+        let writer = if backend == Backend::Sqlite {
+            Some(
+                sqlite_setup()
+                    .max_connections(1)
+                    .connect_with(options.clone())
+                    .await?,
+            )
+        } else {
+            None
+        };
         let mut pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5));
@@ -80,7 +107,11 @@ impl Db {
             });
         }
         let pool = pool.connect_with(options).await?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Apply pending migrations.
@@ -103,9 +134,10 @@ impl Db {
     /// IMMEDIATE`), so a transaction that reads then writes never fails half-way on a lock
     /// upgrade; on PostgreSQL invariants that span rows are protected by [`lock_tenant`].
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        match (self.backend, &self.writer) {
+            (Backend::Sqlite, Some(w)) => w.begin_with("BEGIN IMMEDIATE").await,
+            (Backend::Sqlite, None) => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            (Backend::Postgres, _) => self.pool.begin().await,
         }
     }
 
@@ -125,6 +157,9 @@ impl Db {
 
     /// Close the pool (waits for connections to be returned).
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 }

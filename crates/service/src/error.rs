@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferro_wire::{ErrorBody, ErrorCode, ErrorDetail};
+use ferro_wire::{ErrorBody, ErrorCode, ErrorDetail, ErrorItem};
 
 /// Every way a request can fail. Client errors carry a stable [`ErrorCode`] and a message that
 /// says what to do; server errors are logged in full and answered with a generic message.
@@ -17,6 +17,16 @@ pub enum ApiError {
         message: String,
         /// Seconds for `Retry-After` (429).
         retry_after: Option<u64>,
+    },
+    /// A client error of a bulk request, with the failed items (index, ID, code, message).
+    #[error("{code}: {message} ({} items)", items.len())]
+    Items {
+        /// Stable code of the whole request.
+        code: ErrorCode,
+        /// What to do.
+        message: String,
+        /// Each failed item.
+        items: Vec<ErrorItem>,
     },
     /// The database failed.
     #[error("database: {0}")]
@@ -104,7 +114,7 @@ impl ApiError {
     /// The code this error answers with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Client { code, .. } => *code,
+            ApiError::Client { code, .. } | ApiError::Items { code, .. } => *code,
             ApiError::Database(e) if is_unavailable(e) => ErrorCode::Unavailable,
             ApiError::Database(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -120,10 +130,19 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
 
 /// Render a code and message as the JSON error response.
 pub fn error_response(code: ErrorCode, message: String) -> Response {
+    error_response_with(code, message, Vec::new())
+}
+
+/// Render a code, message and per-item errors as the JSON error response.
+pub fn error_response_with(code: ErrorCode, message: String, details: Vec<ErrorItem>) -> Response {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = ErrorBody {
-        error: ErrorDetail { code, message },
+        error: ErrorDetail {
+            code,
+            message,
+            details,
+        },
     };
     (status, axum::Json(body)).into_response()
 }
@@ -144,6 +163,11 @@ impl IntoResponse for ApiError {
                 }
                 resp
             }
+            ApiError::Items {
+                code,
+                message,
+                items,
+            } => error_response_with(code, message, items),
             ApiError::Database(e) if is_unavailable(&e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 error_response(

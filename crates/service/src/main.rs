@@ -31,6 +31,10 @@ enum Command {
         /// Login name of the first administrator.
         #[arg(long, default_value = "admin@localhost")]
         admin_login: String,
+        /// DNS name or IP address of the service TLS certificate (repeat for several; default:
+        /// localhost and 127.0.0.1). Stored in the config file and reused at renewal.
+        #[arg(long = "hostname", value_name = "NAME")]
+        hostnames: Vec<String>,
     },
     /// Serve the API.
     Run {
@@ -46,6 +50,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve plain HTTP instead of HTTPS (loopback addresses only; for tests and local
+        /// debugging).
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -80,45 +88,66 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             database_url,
             admin_login,
+            hostnames,
         } => {
             init_logs(LogFormat::Text);
-            let report = setup::init(
+            let report = setup::init_with_names(
                 &data_dir,
                 database_url.as_deref(),
                 &admin_login,
                 PasswordParams::default(),
+                &hostnames,
             )
             .await
             .context("init failed")?;
             eprintln!(
-                "Initialised {} (database {}).\nFirst administrator: {}\nOne-time password \
-                 (shown only now; it must be changed at first login):",
+                "Initialised {} (database {}; service certificate for {}).\n\
+                 First administrator: {}. Its one-time password is shown only now and must be \
+                 changed at first login.\n\
+                 `ferro login` shows the platform root's fingerprint: accept it only if it is the \
+                 one below.",
                 data_dir.display(),
                 report.database,
+                report.service_names.join(", "),
                 report.admin_login
             );
-            println!("{}", report.one_time_password);
+            println!(
+                "Platform root SHA-256 fingerprint: {}",
+                report.root_fingerprint
+            );
+            println!("One-time password: {}", report.one_time_password);
         }
         Command::Run {
             data_dir,
             listen,
             database_url,
             log_format,
+            insecure_http,
         } => {
             init_logs(log_format);
             let (db, file) = setup::open(&data_dir, database_url.as_deref())
                 .await
                 .context("opening the data directory")?;
-            let state = setup::state(db.clone(), Config::default())
+            let state = setup::state(&data_dir, db.clone(), Config::default())
                 .await
                 .context("building the service state")?;
             let addr = listen
                 .or(file.listen)
                 .unwrap_or_else(|| server::DEFAULT_LISTEN.to_string());
-            let listener = server::bind(&addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
-            tracing::info!(addr = %listener.local_addr()?, backend = ?db.backend(), "serving");
+            let tls = if insecure_http {
+                None
+            } else {
+                let (chain, signer) = ferro_service::platform::service_tls(
+                    &data_dir,
+                    &state.platform,
+                    &file.service_names,
+                )
+                .context("loading the service TLS certificate")?;
+                Some(server::tls_config(&chain, signer).context("TLS configuration")?)
+            };
+            let listener = server::bind(&addr, tls).await?;
+            tracing::info!(addr = %listener.local_addr(), scheme = listener.scheme(),
+                backend = ?db.backend(), "serving");
             let app = ferro_service::build_app(state);
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let signal = tokio::spawn(async move {

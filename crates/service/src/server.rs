@@ -1,32 +1,196 @@
-//! Serving: the listener (constructed in one place, so HTTPS can replace it), graceful shutdown.
+//! Serving: the listener (HTTPS with a certificate under the platform root, or plain HTTP on
+//! loopback only), graceful shutdown.
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4443";
 
-/// Bind the service's listener. This is the one place that constructs it: TLS (a certificate
-/// under the platform root) is to be added here.
-pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// Longest a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most TLS handshakes in progress at once (beyond it, new connections wait in the kernel's
+/// accept queue).
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Why the service could not bind.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The address could not be bound.
+    #[error("binding {0}: {1}")]
+    Io(String, std::io::Error),
+    /// Plain HTTP was asked for on an address other than loopback.
+    #[error(
+        "refusing plain HTTP on {0}: --insecure-http is for loopback addresses only (127.0.0.1, \
+         [::1]); serve HTTPS (the default) on other addresses"
+    )]
+    InsecureNotLoopback(String),
+}
+
+/// A bound listener: HTTPS, or plain HTTP on loopback.
+#[derive(Debug)]
+pub struct ServiceListener {
+    inner: Inner,
+    local_addr: SocketAddr,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Plain(TcpListener),
+    Tls(TlsListener),
+}
+
+impl ServiceListener {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.is_tls() { "https" } else { "http" }
+    }
+}
+
+/// Bind the service's listener. With `tls`, serves HTTPS; without, plain HTTP, which is refused
+/// unless `addr` is a loopback address (tests and local debugging only).
+pub async fn bind(
+    addr: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<ServiceListener, BindError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| BindError::Io(addr.to_string(), e))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| BindError::Io(addr.to_string(), e))?;
+    let inner = match tls {
+        Some(config) => Inner::Tls(TlsListener::new(listener, TlsAcceptor::from(config))),
+        None => {
+            if !local_addr.ip().is_loopback() {
+                return Err(BindError::InsecureNotLoopback(addr.to_string()));
+            }
+            Inner::Plain(listener)
+        }
+    };
+    Ok(ServiceListener { inner, local_addr })
 }
 
 /// Serve `app` on `listener` until `shutdown` completes, then stop accepting and wait for
 /// in-flight requests to finish.
 pub async fn serve(
-    listener: TcpListener,
+    listener: ServiceListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    match listener.inner {
+        Inner::Plain(l) => {
+            axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Inner::Tls(l) => {
+            // `tap_io` makes axum hand the listener's address type to `ConnectInfo`.
+            axum::serve(
+                l.tap_io(|_| {}),
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes in their own tasks (so a slow or
+/// malicious client cannot stall accepting others), handing finished streams to axum.
+#[derive(Debug)]
+struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        let local_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, rx) = mpsc::channel(64);
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send((stream, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener {
+            rx,
+            local_addr,
+            task,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept task ended (only when the runtime shuts down): accept nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
@@ -50,4 +214,17 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested; draining in-flight requests");
+}
+
+/// The rustls server configuration for `chain` (leaf first, then the platform root) and the
+/// service TLS key's signer.
+pub fn tls_config(
+    chain: &[ferro_pki::Certificate],
+    signer: ferro_pki::SharedSigner,
+) -> Result<Arc<rustls::ServerConfig>, ferro_tls::TlsError> {
+    let chain = chain
+        .iter()
+        .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+        .collect();
+    Ok(Arc::new(ferro_tls::server_config(chain, signer)?))
 }

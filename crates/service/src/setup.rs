@@ -23,6 +23,10 @@ pub struct FileConfig {
     /// Listen address; absent means 127.0.0.1:4443.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// DNS names and IP addresses of the service TLS certificate (also used when it is
+    /// renewed); empty means `localhost` and `127.0.0.1`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_names: Vec<String>,
 }
 
 /// Errors of `init` and `open`.
@@ -46,6 +50,9 @@ pub enum SetupError {
     /// Creating the administrator.
     #[error("creating the first administrator: {0}")]
     Admin(#[from] ApiError),
+    /// The platform's keys and certificates.
+    #[error("platform keys and certificates: {0}")]
+    Platform(#[from] crate::platform::PlatformError),
 }
 
 /// What `init` made.
@@ -57,6 +64,11 @@ pub struct InitReport {
     pub one_time_password: String,
     /// The database URL used (password redacted).
     pub database: String,
+    /// SHA-256 fingerprint of the platform root certificate (`AB:CD:...`, as `openssl x509
+    /// -fingerprint -sha256` prints it): users compare it at `ferro login`.
+    pub root_fingerprint: String,
+    /// The names in the service TLS certificate.
+    pub service_names: Vec<String>,
 }
 
 /// Resolve the database URL: explicit flag, then config file, then SQLite in the data directory.
@@ -107,12 +119,26 @@ fn write_private_file(path: &Path, contents: &str) -> Result<(), SetupError> {
 
 /// Initialise a data directory: create it (mode 0700), write the config file, create and
 /// migrate the database, create the first administrator (a platform operator) with a one-time
-/// password. Refuses a directory or database that is already initialised.
+/// password, and the platform keys and certificates (`crate::platform`), with a service TLS
+/// certificate for `localhost` and `127.0.0.1`. Refuses a directory or database that is already
+/// initialised.
 pub async fn init(
     data_dir: &Path,
     database_url_flag: Option<&str>,
     admin_login: &str,
     params: PasswordParams,
+) -> Result<InitReport, SetupError> {
+    init_with_names(data_dir, database_url_flag, admin_login, params, &[]).await
+}
+
+/// [`init`] with the service TLS certificate's names (DNS names or IP addresses; empty means
+/// `localhost` and `127.0.0.1`).
+pub async fn init_with_names(
+    data_dir: &Path,
+    database_url_flag: Option<&str>,
+    admin_login: &str,
+    params: PasswordParams,
+    service_names: &[String],
 ) -> Result<InitReport, SetupError> {
     let config_path = data_dir.join(CONFIG_FILE);
     if config_path.exists() {
@@ -125,6 +151,7 @@ pub async fn init(
     let file = FileConfig {
         database_url: database_url_flag.map(str::to_string),
         listen: None,
+        service_names: service_names.to_vec(),
     };
     let url = database_url(data_dir, database_url_flag, &file);
     let db = Db::connect(&url, 2).await?;
@@ -157,6 +184,13 @@ pub async fn init(
     )
     .await
     .map_err(DbError::from)?;
+    // Platform keys and certificates, after the database checks (so a second init never
+    // touches them) and before the commit (so a failure rolls the database back).
+    let names = service_names.to_vec();
+    let dir = data_dir.to_path_buf();
+    let pki = tokio::task::spawn_blocking(move || crate::platform::init(&dir, &names))
+        .await
+        .map_err(|e| ApiError::Internal(format!("platform init task: {e}")))??;
     // The config file is written last, inside the transaction's lifetime: if it cannot be
     // written, the database changes roll back and init can be retried.
     let text = toml::to_string(&file)
@@ -171,6 +205,15 @@ pub async fn init(
         admin_login: user.login,
         one_time_password: otp,
         database: db::redact_url(&url),
+        root_fingerprint: crate::platform::fingerprint(pki.root.der()),
+        service_names: if service_names.is_empty() {
+            crate::platform::DEFAULT_SERVICE_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            service_names.to_vec()
+        },
     })
 }
 
@@ -186,14 +229,31 @@ pub async fn open(
     Ok((db, file))
 }
 
-/// Build the application state for `db`.
-pub async fn state(db: Db, config: crate::Config) -> Result<crate::AppState, ApiError> {
+/// Build the application state for `db` and the platform keys of `data_dir`.
+pub async fn state(
+    data_dir: &Path,
+    db: Db,
+    config: crate::Config,
+) -> Result<crate::AppState, SetupError> {
+    let dir = data_dir.to_path_buf();
+    let platform = tokio::task::spawn_blocking(move || crate::platform::load(&dir))
+        .await
+        .map_err(|e| ApiError::Internal(format!("platform load task: {e}")))??;
+    let dir = data_dir.to_path_buf();
+    let objects = tokio::task::spawn_blocking(move || {
+        crate::object_store::LocalObjectStore::in_data_dir(&dir)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("object store task: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("object store: {e}")))?;
     let dummy = crate::auth::new_one_time_password()?;
     let dummy_hash = crate::auth::hash_password(config.password_params, dummy).await?;
     Ok(crate::AppState {
         db,
         config: std::sync::Arc::new(config),
         dummy_hash: std::sync::Arc::new(dummy_hash),
+        platform: std::sync::Arc::new(platform),
+        objects: std::sync::Arc::new(objects),
     })
 }
 

@@ -19,6 +19,10 @@ pub struct Config {
     pub body_limit: usize,
     /// Longest a request may take.
     pub request_timeout: Duration,
+    /// Largest image package upload in bytes (`POST .../images`, `POST /v1/os-releases`).
+    pub max_upload_bytes: u64,
+    /// Longest an upload request may take (instead of `request_timeout`).
+    pub upload_timeout: Duration,
 }
 
 impl Default for Config {
@@ -29,6 +33,8 @@ impl Default for Config {
             session_ttl_secs: 12 * 3600,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_upload_bytes: 512 * 1024 * 1024,
+            upload_timeout: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -44,4 +50,8 @@ pub struct AppState {
     /// A hash of a random password, verified against when a login name is unknown so that the
     /// answer takes as long as for a known one.
     pub dummy_hash: Arc<String>,
+    /// The key store, platform root certificate and key list (`crate::platform`).
+    pub platform: Arc<crate::platform::Platform>,
+    /// The object store for image packages (`crate::object_store`).
+    pub objects: Arc<dyn crate::object_store::ObjectStore>,
 }

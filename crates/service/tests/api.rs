@@ -134,9 +134,10 @@ async fn rate_limit_is_in_the_database(t: &TestApp) {
         StatusCode::TOO_MANY_REQUESTS
     );
     // A second replica on the same database sees the same lockout.
-    let state2 = ferro_service::setup::state(t.db.clone(), test_config())
-        .await
-        .unwrap();
+    let state2 =
+        ferro_service::setup::state(&t.dir.path().join("data"), t.db.clone(), test_config())
+            .await
+            .unwrap();
     let app2 = ferro_service::build_app(state2);
     let req = Request::post("/v1/auth/login")
         .header("content-type", "application/json")
@@ -158,7 +159,7 @@ async fn rate_limit_per_ip(t: &TestApp) {
     // In-process requests have no socket: all come from the address "unknown".
     let mut cfg = test_config();
     cfg.rate_limit.per_ip = 3;
-    let state = ferro_service::setup::state(t.db.clone(), cfg)
+    let state = ferro_service::setup::state(&t.dir.path().join("data"), t.db.clone(), cfg)
         .await
         .unwrap();
     let app = ferro_service::build_app(state);

@@ -168,12 +168,26 @@ async fn matrix_line(
         }
         _ => uuid::Uuid::now_v7().to_string(),
     };
+    let device = t.claimed_device(&ten.id, &admin).await;
+    let serial = if path.contains("{serial}") {
+        t.get(&format!("/v1/tenants/{}/ca-certificates", ten.id), &admin)
+            .await
+            .body[0]["serial"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    } else {
+        String::new()
+    };
     let concrete = path
         .replace("{tenantId}", &ten.id)
+        .replace("{deviceId}", &device)
+        .replace("{serial}", &serial)
         .replace("{productId}", &product)
         .replace("{deviceGroupId}", &group)
         .replace("{userId}", &victim)
         .replace("{tokenId}", &token_id);
+    let (concrete, binary) = images_objects(t, ten, &admin, &group, method, path, concrete).await;
     let key = format!("{method} {path}");
     let body = match key.as_str() {
         "POST /v1/auth/login" => Some(json!({"login": ten.logins[0].1, "password": PASSWORD})),
@@ -202,11 +216,42 @@ async fn matrix_line(
         "POST /v1/tenants/{tenantId}/device-groups" => {
             Some(json!({"productId": product, "name": format!("Group {}", uniq())}))
         }
+        "POST /v1/manufacturing/registrations" => {
+            Some(json!({"records": [common::registration_record().1]}))
+        }
+        "POST /v1/tenants/{tenantId}/devices/claim" => {
+            Some(json!({"deviceIds": [t.register_device().await]}))
+        }
+        "PATCH /v1/tenants/{tenantId}/devices/{deviceId}" => Some(json!({"deviceGroupId": group})),
+        "POST /v1/tenants/{tenantId}/devices/{deviceId}/capabilities" => {
+            Some(json!({"type": "FieldServicing"}))
+        }
+        "POST /v1/tenants/{tenantId}/ca-certificates/{serial}/proof" => {
+            Some(json!({"verificationCode": "ABC-123"}))
+        }
+        "POST /v1/tenants/{tenantId}/developer-keys" | "POST /v1/os-release-keys" => Some(
+            json!({"publicKeyPem": common::packages::dev_key().1, "name": format!("Key {}", uniq())}),
+        ),
+        "POST /v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments" => {
+            Some(json!({"imageIds": [t.image(&ten.id, &admin).await]}))
+        }
         _ => None,
     };
-    let r = t
-        .call(method.clone(), &concrete, token.as_deref(), body)
-        .await;
+    let r = match binary {
+        Some(bytes) => {
+            t.post_bytes(
+                &concrete,
+                token.as_deref(),
+                "application/octet-stream",
+                bytes,
+            )
+            .await
+        }
+        None => {
+            t.call(method.clone(), &concrete, token.as_deref(), body)
+                .await
+        }
+    };
     // Every error is the JSON error body.
     if r.status.is_client_error() || r.status.is_server_error() {
         assert!(
@@ -222,6 +267,66 @@ async fn matrix_line(
         r.body
     );
     format!("{key} {caller} => {}", r.status.as_u16())
+}
+
+/// Objects for the image, deployment and OS release routes: fills `{keyId}`, `{imageId}` and
+/// `{deploymentId}` in `concrete`, and returns the binary body of the upload routes.
+async fn images_objects(
+    t: &TestApp,
+    ten: &Tenant,
+    admin: &str,
+    group: &str,
+    method: &Method,
+    path: &str,
+    mut concrete: String,
+) -> (String, Option<Vec<u8>>) {
+    use common::packages::{app_package, os_package};
+    let os = path.starts_with("/v1/os-release");
+    if path.contains("{keyId}") {
+        let kid = if os {
+            t.os_release_key().await
+        } else {
+            t.developer_key(&ten.id, admin).await
+        };
+        concrete = concrete.replace("{keyId}", &kid.public_key().key_id().to_string());
+    }
+    if path.contains("{imageId}") {
+        let id = if os {
+            t.os_release("RetailEval").await
+        } else {
+            t.image(&ten.id, admin).await
+        };
+        concrete = concrete.replace("{imageId}", &id);
+    }
+    if path.contains("{deploymentId}") {
+        let image = t.image(&ten.id, admin).await;
+        let r = t
+            .post(
+                &format!("/v1/tenants/{}/device-groups/{group}/deployments", ten.id),
+                admin,
+                json!({"imageIds": [image]}),
+            )
+            .await;
+        concrete = concrete.replace("{deploymentId}", r.body["id"].as_str().unwrap());
+    }
+    let binary = match (method.as_str(), path) {
+        ("POST", "/v1/tenants/{tenantId}/images") => {
+            let k = t.developer_key(&ten.id, admin).await;
+            Some(app_package(
+                &k,
+                uuid::Uuid::new_v4(),
+                ferro_image::Version::new(1, 0, 0),
+            ))
+        }
+        ("POST", "/v1/os-releases") => {
+            concrete.push_str("?feed=RetailEval");
+            let k = t.os_release_key().await;
+            let patch = u32::try_from(1000 + uniq()).unwrap();
+            Some(os_package(&k, ferro_image::Version::new(1, 0, patch)))
+        }
+        _ => None,
+    };
+    (concrete, binary)
 }
 
 async fn role_matrix(t: &TestApp) {

@@ -15,10 +15,10 @@ async fn serve(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
-    let listener = ferro_service::server::bind("127.0.0.1:0")
+    let listener = ferro_service::server::bind("127.0.0.1:0", None)
         .await
         .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let base = format!("http://{}", listener.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = ferro_service::build_app(t.state.clone());
     let h = tokio::spawn(ferro_service::server::serve(listener, app, async {
@@ -124,12 +124,26 @@ async fn binary_init_refuses_twice_and_run_serves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let otp = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        otp.trim().len(),
-        24,
-        "stdout is exactly the one-time password: {otp:?}"
-    );
+    // stdout: exactly the fingerprint line and the one-time password line.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout:?}");
+    let fp = lines[0]
+        .strip_prefix("Platform root SHA-256 fingerprint: ")
+        .expect("fingerprint line");
+    let otp = lines[1]
+        .strip_prefix("One-time password: ")
+        .expect("password line")
+        .to_string();
+    assert_eq!(otp.len(), 24, "{stdout:?}");
+    // The printed fingerprint is the root certificate's, as openssl prints it.
+    let openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(data.join("pki/platform-root.pem"))
+        .output()
+        .expect("openssl");
+    let openssl = String::from_utf8(openssl.stdout).unwrap();
+    assert_eq!(openssl.trim().rsplit('=').next().unwrap(), fp, "{openssl}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -164,6 +178,20 @@ async fn binary_init_refuses_twice_and_run_serves() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Plain HTTP is refused off loopback.
+    let out = Command::new(bin)
+        .args([
+            "run",
+            "--insecure-http",
+            "--listen",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
     // `run` serves, and stops on SIGTERM.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -182,11 +210,21 @@ async fn binary_init_refuses_twice_and_run_serves() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn run");
-    let http = http_client();
+    // HTTPS by default, under the platform root that init made.
+    let http = {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = std::fs::read_to_string(data.join("pki/platform-root.pem")).unwrap();
+        let der = ferro_service::platform::pem_body(&pem).unwrap();
+        let config = ferro_tls::client_config(&[der.into()], None).unwrap();
+        reqwest::Client::builder()
+            .use_preconfigured_tls(config)
+            .build()
+            .unwrap()
+    };
     let mut ready = false;
     for _ in 0..100 {
         if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .get(format!("https://127.0.0.1:{port}/readyz"))
             .send()
             .await
             && r.status() == 200

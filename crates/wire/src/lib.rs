@@ -14,6 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+mod devices;
+pub use devices::*;
 use std::str::FromStr;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -86,6 +89,10 @@ typed_id!(
     /// One entry of a tenant's audit log.
     AuditEventId
 );
+
+// Images, deployments, OS releases (after `typed_id!`, which they use).
+mod images;
+pub use images::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///
@@ -276,6 +283,25 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// Human-readable explanation saying what to do. Never contains secrets.
     pub message: String,
+    /// Per-item errors of a bulk request (which items failed and why); absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ErrorItem>,
+}
+
+/// One failed item of a bulk request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorItem {
+    /// Index of the item in the request (0-based).
+    pub index: u32,
+    /// The item's ID when it could be read (e.g. a device ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Stable snake_case code of this item's failure.
+    pub code: String,
+    /// What is wrong with the item.
+    pub message: String,
 }
 
 /// Stable error codes. Adding a code is compatible; renaming or removing one is not.
@@ -302,6 +328,26 @@ pub enum ErrorCode {
     NotEmpty,
     /// 409: the operation would leave a tenant without an Administrator.
     LastAdministrator,
+    /// 422: a device registration record was refused (bad signature, wrong key, malformed...);
+    /// `details` lists each refused record by index.
+    InvalidRegistrationRecord,
+    /// 409: a different registration record is already stored for this device ID.
+    RegistrationConflict,
+    /// 404: no registration record for this device ID (the manufacturer must register it first).
+    DeviceNotRegistered,
+    /// 409: the device is claimed by another tenant; claiming is permanent.
+    AlreadyClaimed,
+    /// 422: the package is signed by a key this tenant (or, for OS releases, the platform) has
+    /// not registered: register it (`ferro developer-key add`) and upload again.
+    UntrustedSigningKey,
+    /// 422: the body is not a valid image package (truncated, tampered, malformed, bad manifest);
+    /// the message names the check that failed.
+    InvalidImage,
+    /// 422: the package is of a type this route does not take (an OS image uploaded as a tenant
+    /// image, an app published as an OS release).
+    WrongImageType,
+    /// 416: the `Range` header asks for bytes outside the object.
+    RangeNotSatisfiable,
     /// 400: the body is not well-formed JSON.
     MalformedJson,
     /// 400: the body has a field the API does not know (the message names it).
@@ -344,6 +390,14 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::NotEmpty => "not_empty",
             ErrorCode::LastAdministrator => "last_administrator",
+            ErrorCode::InvalidRegistrationRecord => "invalid_registration_record",
+            ErrorCode::RegistrationConflict => "registration_conflict",
+            ErrorCode::DeviceNotRegistered => "device_not_registered",
+            ErrorCode::AlreadyClaimed => "already_claimed",
+            ErrorCode::UntrustedSigningKey => "untrusted_signing_key",
+            ErrorCode::InvalidImage => "invalid_image",
+            ErrorCode::WrongImageType => "wrong_image_type",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::MalformedJson => "malformed_json",
             ErrorCode::UnknownField => "unknown_field",
             ErrorCode::InvalidId => "invalid_id",
@@ -366,16 +420,27 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
             ErrorCode::PasswordChangeRequired | ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::DeviceNotRegistered => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Conflict | ErrorCode::NotEmpty | ErrorCode::LastAdministrator => 409,
+            ErrorCode::Conflict
+            | ErrorCode::NotEmpty
+            | ErrorCode::LastAdministrator
+            | ErrorCode::RegistrationConflict
+            | ErrorCode::AlreadyClaimed => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId
             | ErrorCode::InvalidQuery => 400,
+            ErrorCode::UntrustedSigningKey
+            | ErrorCode::InvalidImage
+            | ErrorCode::WrongImageType => 422,
+            ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::InvalidBody | ErrorCode::InvalidName | ErrorCode::WeakPassword => 422,
+            ErrorCode::InvalidBody
+            | ErrorCode::InvalidName
+            | ErrorCode::WeakPassword
+            | ErrorCode::InvalidRegistrationRecord => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Timeout => 504,
@@ -394,6 +459,14 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::NotEmpty,
         ErrorCode::LastAdministrator,
+        ErrorCode::InvalidRegistrationRecord,
+        ErrorCode::RegistrationConflict,
+        ErrorCode::DeviceNotRegistered,
+        ErrorCode::AlreadyClaimed,
+        ErrorCode::UntrustedSigningKey,
+        ErrorCode::InvalidImage,
+        ErrorCode::WrongImageType,
+        ErrorCode::RangeNotSatisfiable,
         ErrorCode::MalformedJson,
         ErrorCode::UnknownField,
         ErrorCode::InvalidId,
@@ -984,6 +1057,7 @@ mod tests {
             error: ErrorDetail {
                 code: ErrorCode::NotFound,
                 message: "no such product".into(),
+                details: vec![],
             },
         };
         assert_eq!(

@@ -1,8 +1,10 @@
 //! One module per command group; each handler returns a value that `output::emit` renders.
 
 mod account;
+mod devices;
 mod hardware_definition;
 mod image_package;
+mod images;
 mod keys;
 mod product;
 mod tenant;
@@ -27,6 +29,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Role(command) => tenant::role(command, output),
         Command::Product(command) => product::product(command, output),
         Command::DeviceGroup(command) => product::device_group(command, output),
+        Command::Image(command) => images::image(command, output),
+        Command::DeveloperKey(command) => images::developer_key(command, output),
+        Command::OsRelease(command) => images::os_release(command, output),
+        Command::Device(command) => devices::device(command, output),
+        Command::Manufacturing(command) => devices::manufacturing(command, output),
+        Command::CaCertificate(command) => devices::ca_certificate(command, output),
     }
 }
 

@@ -21,7 +21,7 @@ impl Render for Product {
             ("Name", self.name.clone()),
             ("Description", self.description.clone()),
             ("Tenant ID", self.tenant_id.to_string()),
-            ("Created", self.created_at.to_string()),
+            ("Created", crate::output::timestamp(self.created_at)),
         ])
     }
 }
@@ -96,7 +96,11 @@ fn resolve_product(client: &Client, tenant: TenantId, wanted: &str) -> Result<Pr
 }
 
 /// A device group by ID or as `PRODUCT/GROUP` (names or IDs).
-fn resolve_group(client: &Client, tenant: TenantId, wanted: &str) -> Result<DeviceGroupId> {
+pub(crate) fn resolve_group(
+    client: &Client,
+    tenant: TenantId,
+    wanted: &str,
+) -> Result<DeviceGroupId> {
     if let Ok(id) = wanted.parse::<DeviceGroupId>() {
         return Ok(id);
     }
@@ -304,5 +308,7 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
             eprintln!("Deleted device group {id}.");
             Ok(())
         }
+        DeviceGroupCommand::Deployment(command) => super::images::deployment(command, output),
+        DeviceGroupCommand::Device(command) => super::devices::group_devices(command, output),
     }
 }

@@ -16,7 +16,7 @@ impl Render for Tenant {
             ("Tenant ID", self.id.to_string()),
             ("Name", self.name.clone()),
             ("Your role", self.role.to_string()),
-            ("Created", self.created_at.to_string()),
+            ("Created", crate::output::timestamp(self.created_at)),
         ])
     }
 }
@@ -92,6 +92,10 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
             let found: Tenant = client.get(&format!("/v1/tenants/{id}"))?;
             emit(output, &found)
         }
+        TenantCommand::DownloadErrorReport {
+            destination,
+            tenant,
+        } => super::devices::download_error_report(&destination, tenant.tenant.as_deref()),
         TenantCommand::Update { tenant, new_name } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
             let updated: Tenant = client.patch(

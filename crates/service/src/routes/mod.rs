@@ -2,8 +2,16 @@
 //! both the router and the OpenAPI document are built (they cannot drift).
 
 pub mod auth;
+pub mod ca;
+pub mod deployments;
+pub mod developer_keys;
+pub mod devices;
+pub mod error_reports;
+pub mod images;
 pub mod me;
 pub mod ops;
+pub mod os_releases;
+pub mod pki;
 pub mod products;
 pub mod tenants;
 pub mod users;

@@ -47,6 +47,7 @@ pub async fn create_tenant(
     let tid = id.to_string();
     let now = db::now();
     let uid = caller.uid();
+    let prepared = crate::hooks::prepare_tenant(&state, id, &req.name).await?;
     let mut tx = state.db.begin_write().await?;
     sqlx::query(
         "INSERT INTO tenants (id, name, name_key, version, created_at) VALUES ($1, $2, $3, 0, $4)",
@@ -64,7 +65,7 @@ pub async fn create_tenant(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    crate::hooks::tenant_created(&mut tx, id).await?;
+    crate::hooks::tenant_created(&mut tx, &prepared).await?;
     db::audit(
         &mut tx,
         Some(&tid),

@@ -6,6 +6,8 @@
 //! the end. If the server is unreachable the test FAILS, it never skips.
 #![allow(dead_code)]
 
+pub mod packages;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -176,7 +178,9 @@ impl TestApp {
             .await
             .expect("init");
         let (db, _) = setup::open(&data_dir, pg_url).await.expect("open");
-        let state = setup::state(db.clone(), config).await.expect("state");
+        let state = setup::state(&data_dir, db.clone(), config)
+            .await
+            .expect("state");
         let app = ferro_service::build_app(state.clone());
         let mut t = TestApp {
             backend,
@@ -340,4 +344,52 @@ impl TestApp {
             .try_get::<i64, _>(0)
             .expect("count")
     }
+
+    /// Register a fresh device through the API as the platform operator. Returns its ID.
+    pub async fn register_device(&self) -> String {
+        let (id, record) = registration_record();
+        let r = self
+            .post(
+                "/v1/manufacturing/registrations",
+                &self.operator,
+                json!({"records": [record]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "register: {:?}", r.body);
+        id
+    }
+
+    /// A fresh device registered and claimed by `tenant`. Returns its ID.
+    pub async fn claimed_device(&self, tenant: &str, token: &str) -> String {
+        let id = self.register_device().await;
+        let r = self
+            .post(
+                &format!("/v1/tenants/{tenant}/devices/claim"),
+                token,
+                json!({"deviceIds": [id]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "claim: {:?}", r.body);
+        id
+    }
+}
+
+/// A signed registration record of a fresh software device: (device ID, base64 record).
+pub fn registration_record() -> (String, String) {
+    let key = ferro_signing::SoftwareSigningKey::generate();
+    let record = ferro_pki::RegistrationRecord {
+        device_key: key.public_key().clone(),
+        root_of_trust: ferro_pki::RootOfTrust::Software,
+        tpm_ek_certificate: None,
+        manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let bytes = record.sign(&key).expect("sign record");
+    (record.device_id().to_string(), b64(&bytes))
+}
+
+/// Standard base64.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64ct::Encoding;
+    base64ct::Base64::encode_string(bytes)
 }

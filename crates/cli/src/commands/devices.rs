@@ -1,0 +1,320 @@
+//! `ferro device ...`, `ferro device-group device list`, `ferro manufacturing register`,
+//! `ferro ca-certificate ...` and `ferro tenant download-error-report`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::list_all;
+use super::product::resolve_group;
+use crate::cli::{
+    CaCertificateCommand, CapabilityCommand, DeviceCommand, GroupDeviceCommand,
+    ManufacturingCommand,
+};
+use crate::output::{JsonView, OutputFormat, emit};
+use crate::session::Session;
+
+const DEVICE_FIELDS: &[(&str, &str)] = &[
+    ("Device ID", "deviceId"),
+    ("Device group ID", "deviceGroupId"),
+    ("Product ID", "productId"),
+    ("Manufacturing state", "manufacturingState"),
+    ("Root of trust", "rootOfTrust"),
+    ("Claimed", "claimedAt"),
+];
+
+const CA_FIELDS: &[(&str, &str)] = &[
+    ("Serial", "serial"),
+    ("Status", "status"),
+    ("Thumbprint (SHA-1)", "sha1Thumbprint"),
+    ("Not before", "notBefore"),
+    ("Not after", "notAfter"),
+];
+
+/// Writes a downloaded file and says where.
+fn write_file(destination: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(destination, bytes)
+        .with_context(|| format!("cannot write {}", destination.display()))?;
+    eprintln!("Wrote {} ({} bytes).", destination.display(), bytes.len());
+    Ok(())
+}
+
+fn device_ids(devices: Vec<String>, file: Option<&Path>) -> Result<Vec<String>> {
+    let mut ids = devices;
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        ids.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    if ids.is_empty() {
+        bail!("name the devices to claim with --device ID or --device-file FILE");
+    }
+    Ok(ids)
+}
+
+pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    match command {
+        DeviceCommand::Claim {
+            device,
+            device_file,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let ids = device_ids(device, device_file.as_deref())?;
+            let (mut claimed, mut already_owned) = (0u64, 0u64);
+            // The service takes at most 1000 per request, each request all-or-nothing; a failed
+            // batch stops here and says how far the earlier ones got.
+            for (index, batch) in ids.chunks(1000).enumerate() {
+                let answer: Value = client
+                    .post(
+                        &format!("/v1/tenants/{tenant}/devices/claim"),
+                        &json!({ "deviceIds": batch }),
+                    )
+                    .with_context(|| {
+                        format!(
+                            "claiming batch {} of {} failed (earlier batches claimed {claimed} devices)",
+                            index + 1,
+                            ids.len().div_ceil(1000)
+                        )
+                    })?;
+                claimed += answer["claimed"].as_u64().unwrap_or(0);
+                already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
+            }
+            emit(
+                output,
+                &JsonView {
+                    value: json!({ "claimed": claimed, "alreadyOwned": already_owned }),
+                    fields: &[
+                        ("Claimed now", "claimed"),
+                        ("Already this tenant's", "alreadyOwned"),
+                    ],
+                },
+            )
+        }
+        DeviceCommand::List {
+            device_group,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let path = match device_group {
+                Some(group) => format!(
+                    "/v1/tenants/{tenant}/devices?deviceGroup={}",
+                    resolve_group(&client, tenant, &group)?
+                ),
+                None => format!("/v1/tenants/{tenant}/devices"),
+            };
+            let devices: Vec<Value> = list_all(&client, &path)?;
+            emit(
+                output,
+                &JsonView {
+                    value: Value::Array(devices),
+                    fields: DEVICE_FIELDS,
+                },
+            )
+        }
+        DeviceCommand::Show { device, tenant } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let shown: Value = client.get(&format!("/v1/tenants/{tenant}/devices/{device}"))?;
+            emit(
+                output,
+                &JsonView {
+                    value: shown,
+                    fields: DEVICE_FIELDS,
+                },
+            )
+        }
+        DeviceCommand::ShowCount { tenant } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let count: Value = client.get(&format!("/v1/tenants/{tenant}/devices/count"))?;
+            emit(
+                output,
+                &JsonView {
+                    value: count,
+                    fields: &[("Devices", "count")],
+                },
+            )
+        }
+        DeviceCommand::Update {
+            device,
+            device_group,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let group = resolve_group(&client, tenant, &device_group)?;
+            let updated: Value = client.patch(
+                &format!("/v1/tenants/{tenant}/devices/{device}"),
+                &json!({ "deviceGroupId": group }),
+            )?;
+            emit(
+                output,
+                &JsonView {
+                    value: updated,
+                    fields: DEVICE_FIELDS,
+                },
+            )
+        }
+        DeviceCommand::Capability(CapabilityCommand::Download {
+            capability_type,
+            device,
+            destination,
+            developer_key,
+            tenant,
+        }) => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let kind = match capability_type.to_ascii_lowercase().as_str() {
+                "appdevelopment" => "AppDevelopment",
+                "fieldservicing" => "FieldServicing",
+                _ => bail!("--type {capability_type:?}: use appDevelopment or fieldServicing"),
+            };
+            let mut body = json!({ "type": kind });
+            if !developer_key.is_empty() {
+                body["developerKeyIds"] = json!(developer_key);
+            }
+            let answer: Value = client.post(
+                &format!("/v1/tenants/{tenant}/devices/{device}/capabilities"),
+                &body,
+            )?;
+            let encoded = answer["capabilityFile"]
+                .as_str()
+                .context("the service's answer holds no capability file")?;
+            let bytes = base64_decode(encoded)?;
+            write_file(&destination, &bytes)
+        }
+    }
+}
+
+pub fn group_devices(command: GroupDeviceCommand, output: OutputFormat) -> Result<()> {
+    let GroupDeviceCommand::List {
+        device_group,
+        tenant,
+    } = command;
+    device(
+        DeviceCommand::List {
+            device_group: Some(device_group),
+            tenant,
+        },
+        output,
+    )
+}
+
+pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    let ManufacturingCommand::Register { file } = command;
+    let mut records = Vec::new();
+    for path in &file {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        records.push(base64_encode(&bytes));
+    }
+    let answer: Value = client.post(
+        "/v1/manufacturing/registrations",
+        &json!({ "records": records }),
+    )?;
+    let devices = answer.get("devices").cloned().unwrap_or(answer);
+    emit(
+        output,
+        &JsonView {
+            value: devices,
+            fields: &[
+                ("Device ID", "deviceId"),
+                ("Root of trust", "rootOfTrust"),
+                ("Registered", "registeredAt"),
+            ],
+        },
+    )
+}
+
+pub fn ca_certificate(command: CaCertificateCommand, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    match command {
+        CaCertificateCommand::List { tenant } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let cas: Value = client.get(&format!("/v1/tenants/{tenant}/ca-certificates"))?;
+            emit(
+                output,
+                &JsonView {
+                    value: cas,
+                    fields: CA_FIELDS,
+                },
+            )
+        }
+        CaCertificateCommand::Download {
+            serial,
+            destination,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let serial = match serial {
+                Some(serial) => serial,
+                None => current_serial(&client, tenant)?,
+            };
+            let pem = client.get_bytes(&format!(
+                "/v1/tenants/{tenant}/ca-certificates/{serial}?format=pem"
+            ))?;
+            write_file(&destination, &pem)
+        }
+        CaCertificateCommand::DownloadChain {
+            destination,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let pem = client.get_bytes(&format!("/v1/tenants/{tenant}/ca-certificates/chain"))?;
+            write_file(&destination, &pem)
+        }
+        CaCertificateCommand::DownloadProof {
+            verification_code,
+            serial,
+            destination,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let serial = match serial {
+                Some(serial) => serial,
+                None => current_serial(&client, tenant)?,
+            };
+            let pem = client.send_json_for_bytes(
+                ferro_client::Method::POST,
+                &format!("/v1/tenants/{tenant}/ca-certificates/{serial}/proof"),
+                &json!({ "verificationCode": verification_code }),
+            )?;
+            write_file(&destination, &pem)
+        }
+    }
+}
+
+fn current_serial(client: &ferro_client::Client, tenant: ferro_wire::TenantId) -> Result<String> {
+    let cas: Vec<Value> = client.get(&format!("/v1/tenants/{tenant}/ca-certificates"))?;
+    cas.iter()
+        .find(|ca| ca["status"] == "Current")
+        .and_then(|ca| ca["serial"].as_str())
+        .map(str::to_string)
+        .context("the tenant has no current CA certificate: `ferro ca-certificate list` shows them")
+}
+
+pub fn download_error_report(destination: &Path, tenant: Option<&str>) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    let tenant = session.tenant(&client, tenant)?;
+    let csv = client.get_bytes(&format!("/v1/tenants/{tenant}/error-report?format=csv"))?;
+    write_file(destination, &csv)
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64ct::{Base64, Encoding};
+    Base64::encode_string(bytes)
+}
+
+fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    use base64ct::{Base64, Encoding};
+    Base64::decode_vec(text.trim()).context("the service sent invalid base64")
+}

@@ -1,0 +1,240 @@
+//! `/v1/tenants/{tenantId}/developer-keys`: the public keys whose signatures a tenant accepts on
+//! uploaded images (developers' test keys). An upload signed by any other key is refused with
+//! `untrusted_signing_key`; an accepted upload is re-signed with the tenant image key, so removing
+//! a developer key later does not touch images already uploaded.
+//!
+//! Also the helpers the platform's OS release keys (`routes::os_releases`) share.
+
+use crate::auth::{self, Caller, parse_id};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, StrictQuery, path_id};
+use crate::page::PageReq;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ferro_signing::{PublicKey, TrustedKeys};
+use ferro_wire::{
+    ErrorBody, ErrorCode, MAX_PUBLIC_KEY_PEM_LEN, MAX_SIGNING_KEYS, Page, PageQuery,
+    RegisterSigningKeyRequest, RegisteredSigningKey, Role, TenantId,
+};
+use serde_json::json;
+use sqlx::Row;
+
+/// Validate a registration request: a name in the usual pattern and a PEM P-256 public key.
+pub(crate) fn parse_key_request(req: &RegisterSigningKeyRequest) -> ApiResult<PublicKey> {
+    if !ferro_wire::is_valid_name(&req.name) {
+        return Err(ApiError::invalid_name("name"));
+    }
+    let bad = || {
+        ApiError::invalid_body(
+            "`publicKeyPem` must be the PEM `PUBLIC KEY` (SubjectPublicKeyInfo) of an ECDSA P-256 \
+             key, at most 4096 bytes, such as the `.pub.pem` file `ferro key create` writes",
+        )
+    };
+    if req.public_key_pem.len() > MAX_PUBLIC_KEY_PEM_LEN {
+        return Err(bad());
+    }
+    PublicKey::from_pem(req.public_key_pem.trim()).map_err(|_| bad())
+}
+
+/// Parse a `{keyId}` path segment (64 lowercase hex).
+pub(crate) fn path_key_id(raw: &str) -> ApiResult<String> {
+    if ferro_wire::is_valid_key_id(raw) {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidId,
+            "`keyId` must be a key ID: 64 lowercase hex characters (the SHA-256 of the key's DER \
+             SubjectPublicKeyInfo)",
+        ))
+    }
+}
+
+/// A key row (`developer_keys` or `os_release_keys`) on the wire.
+pub(crate) fn key_from_row(
+    r: &sqlx::any::AnyRow,
+    tenant: Option<TenantId>,
+) -> ApiResult<RegisteredSigningKey> {
+    Ok(RegisteredSigningKey {
+        key_id: r.try_get("key_id")?,
+        tenant_id: tenant,
+        name: r.try_get("name")?,
+        public_key_pem: r.try_get("public_key_pem")?,
+        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
+        created_at: db::ts(r.try_get("created_at")?),
+    })
+}
+
+/// The trusted set built from stored PEM keys (the `public_key_pem` column of `rows`).
+pub(crate) fn trusted_from_rows(rows: &[sqlx::any::AnyRow]) -> ApiResult<TrustedKeys> {
+    let mut trusted = TrustedKeys::new();
+    for r in rows {
+        let pem: String = r.try_get("public_key_pem")?;
+        let key = PublicKey::from_pem(&pem)
+            .map_err(|_| ApiError::Internal("unparsable public key in database".into()))?;
+        trusted.insert(key);
+    }
+    Ok(trusted)
+}
+
+/// The developer keys `tenant` accepts.
+pub(crate) async fn trusted_developer_keys(state: &AppState, tid: &str) -> ApiResult<TrustedKeys> {
+    let rows = sqlx::query("SELECT public_key_pem FROM developer_keys WHERE tenant_id = $1")
+        .bind(tid)
+        .fetch_all(state.db.pool())
+        .await?;
+    trusted_from_rows(&rows)
+}
+
+fn tenant_ids(raw: &str) -> ApiResult<(TenantId, String)> {
+    let t: TenantId = path_id(raw, "tenantId")?;
+    Ok((t, t.to_string()))
+}
+
+/// Register a developer key (Contributor): the tenant then accepts images it signed.
+#[utoipa::path(post, path = "/v1/tenants/{tenantId}/developer-keys", tag = "developer-keys",
+    request_body = RegisterSigningKeyRequest,
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID")),
+    responses((status = 201, body = RegisteredSigningKey), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Key already registered, or 100 keys registered", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add_developer_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant_id): Path<String>,
+    JsonBody(req): JsonBody<RegisterSigningKeyRequest>,
+) -> ApiResult<(StatusCode, Json<RegisteredSigningKey>)> {
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    let key = parse_key_request(&req)?;
+    db::lock_tenant(&mut tx, &tid).await?;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM developer_keys WHERE tenant_id = $1")
+        .bind(&tid)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+    if n >= MAX_SIGNING_KEYS as i64 {
+        return Err(ApiError::conflict(format!(
+            "the tenant already has {MAX_SIGNING_KEYS} developer keys; remove unused ones first"
+        )));
+    }
+    let out = RegisteredSigningKey {
+        key_id: key.key_id().to_string(),
+        tenant_id: Some(t),
+        name: req.name,
+        public_key_pem: key.to_pem(),
+        created_by: caller.user.id,
+        created_at: db::ts(db::now()),
+    };
+    sqlx::query(
+        "INSERT INTO developer_keys (id, tenant_id, key_id, name, public_key_pem, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&tid)
+    .bind(&out.key_id)
+    .bind(&out.name)
+    .bind(&out.public_key_pem)
+    .bind(caller.uid())
+    .bind(out.created_at.unix_timestamp())
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        ApiError::from(e).on_unique("this key is already registered in the tenant (same key ID)")
+    })?;
+    db::audit(
+        &mut tx,
+        Some(&tid),
+        Some(&caller.uid()),
+        "developer_key.create",
+        "developer_key",
+        &out.key_id,
+        json!({ "name": out.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// The tenant's developer keys (any role), in registration order.
+#[utoipa::path(get, path = "/v1/tenants/{tenantId}/developer-keys", tag = "developer-keys",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"), PageQuery),
+    responses((status = 200, body = Page<RegisteredSigningKey>), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_developer_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant_id): Path<String>,
+    StrictQuery(q): StrictQuery<PageQuery>,
+) -> ApiResult<Json<Page<RegisteredSigningKey>>> {
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    let page = PageReq::new(q.limit, q.continuation.as_deref())?;
+    let rows = sqlx::query(
+        "SELECT id, key_id, name, public_key_pem, created_by, created_at FROM developer_keys \
+         WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(&tid)
+    .bind(&page.after)
+    .bind(page.fetch())
+    .fetch_all(state.db.pool())
+    .await?;
+    let items = rows
+        .iter()
+        .map(|r| Ok((r.try_get::<String, _>("id")?, key_from_row(r, Some(t))?)))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(strip_row_ids(page.finish(items, |x| x.0.clone()))))
+}
+
+/// Drop the row IDs a page was keyed by.
+pub(crate) fn strip_row_ids<T>(p: Page<(String, T)>) -> Page<T> {
+    Page {
+        items: p.items.into_iter().map(|x| x.1).collect(),
+        continuation_token: p.continuation_token,
+    }
+}
+
+/// Remove a developer key (Contributor). Images it signed stay (they carry the tenant image
+/// key's signature); new uploads signed by it are refused.
+#[utoipa::path(delete, path = "/v1/tenants/{tenantId}/developer-keys/{keyId}", tag = "developer-keys",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("keyId" = String, Path, description = "Key ID (64 hex)")),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_developer_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant_id, key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let (_, tid) = tenant_ids(&tenant_id)?;
+    let kid = path_key_id(&key_id)?;
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    let r = sqlx::query("DELETE FROM developer_keys WHERE tenant_id = $1 AND key_id = $2")
+        .bind(&tid)
+        .bind(&kid)
+        .execute(&mut *tx)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::not_found("developer key"));
+    }
+    db::audit(
+        &mut tx,
+        Some(&tid),
+        Some(&caller.uid()),
+        "developer_key.delete",
+        "developer_key",
+        &kid,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

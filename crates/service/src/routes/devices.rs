@@ -1,0 +1,767 @@
+//! Manufacturing registrations (`/v1/manufacturing/registrations`), claiming and devices
+//! (`/v1/tenants/{tenantId}/devices...`), and device capability files.
+
+use crate::auth::{self, Caller, TenantCaller, parse_id};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, StrictQuery, parse_json};
+use crate::page::PageReq;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use ferro_pki::{CapabilityFile, KeyName, VerifiedRegistration};
+use ferro_signing::{DeviceId, KeyId};
+use ferro_wire::{
+    CapabilityFileResponse, CapabilityType, ClaimDevicesRequest, ClaimDevicesResponse,
+    CreateCapabilityRequest, Device, DeviceCount, DeviceCountQuery, DeviceGroupId, DeviceQuery,
+    ErrorBody, ErrorCode, ErrorItem, MAX_CLAIMS_PER_REQUEST, MAX_REGISTRATIONS_PER_REQUEST,
+    ManufacturingState, Page, RegisterDevicesRequest, RegisterDevicesResponse, RegisteredDevice,
+    Role, RootOfTrustKind, UpdateDeviceRequest, normalize_device_id,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::HashMap;
+
+/// Largest body of a registration upload: 1000 records of up to 16 KiB, base64 in JSON.
+pub const MAX_REGISTRATION_BODY: usize = 24 * 1024 * 1024;
+
+/// A JSON body of up to [`MAX_REGISTRATION_BODY`] bytes (bulk uploads), otherwise as
+/// [`JsonBody`]. Read only after authentication (axum runs header extractors first).
+#[derive(Debug)]
+pub struct BulkJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for BulkJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.body_limit.max(MAX_REGISTRATION_BODY);
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body must be at most {limit} bytes; split the upload"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        parse_json(&bytes).map(BulkJsonBody)
+    }
+}
+
+fn snake(code: &str) -> String {
+    code.replace('-', "_")
+}
+
+fn item(index: usize, id: Option<String>, code: &str, message: impl Into<String>) -> ErrorItem {
+    ErrorItem {
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        id,
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
+fn rot_kind(r: ferro_pki::RootOfTrust) -> RootOfTrustKind {
+    match r {
+        ferro_pki::RootOfTrust::Software => RootOfTrustKind::Software,
+        ferro_pki::RootOfTrust::Tpm => RootOfTrustKind::Tpm,
+    }
+}
+
+fn mfg_state(s: ferro_pki::ManufacturingState) -> ManufacturingState {
+    match s {
+        ferro_pki::ManufacturingState::Blank => ManufacturingState::Blank,
+        ferro_pki::ManufacturingState::Module1Complete => ManufacturingState::Module1Complete,
+        ferro_pki::ManufacturingState::DeviceComplete => ManufacturingState::DeviceComplete,
+    }
+}
+
+struct Checked {
+    index: usize,
+    device_id: String,
+    record_b64: String,
+    sha256: String,
+    verified: VerifiedRegistration,
+}
+
+/// Decode and verify every record; all failures are collected.
+fn verify_all(records: Vec<String>) -> (Vec<Checked>, Vec<ErrorItem>) {
+    let mut ok = Vec::with_capacity(records.len());
+    let mut errors = Vec::new();
+    for (index, b64) in records.into_iter().enumerate() {
+        let Ok(bytes) = Base64::decode_vec(b64.trim()) else {
+            errors.push(item(
+                index,
+                None,
+                "invalid_base64",
+                "not standard base64 (RFC 4648 with padding)",
+            ));
+            continue;
+        };
+        match ferro_pki::verify_registration_record(&bytes) {
+            Ok(verified) => ok.push(Checked {
+                index,
+                device_id: verified.device_id().to_string(),
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                record_b64: Base64::encode_string(&bytes),
+                verified,
+            }),
+            Err(e) => errors.push(item(index, None, &snake(e.code()), e.to_string())),
+        }
+    }
+    (ok, errors)
+}
+
+/// Upload signed registration records (platform operator): 1 to 1000 per request, all or
+/// nothing. Each record must verify (signed by the device key it contains, device ID = SHA-512
+/// of that key); repeating a stored record is idempotent; a different record for a stored device
+/// ID is refused.
+#[utoipa::path(post, path = "/v1/manufacturing/registrations", tag = "manufacturing",
+    request_body = RegisterDevicesRequest,
+    responses((status = 200, body = RegisterDevicesResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "registration_conflict: another record is stored for a device ID (details list them)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "invalid_registration_record (details list each refused record by index), or invalid_body", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    BulkJsonBody(req): BulkJsonBody<RegisterDevicesRequest>,
+) -> ApiResult<Json<RegisterDevicesResponse>> {
+    caller.require_operator()?;
+    if req.records.is_empty() || req.records.len() > MAX_REGISTRATIONS_PER_REQUEST {
+        return Err(ApiError::invalid_body(format!(
+            "`records` must hold 1 to {MAX_REGISTRATIONS_PER_REQUEST} registration records; split \
+             larger uploads"
+        )));
+    }
+    let (checked, errors) = tokio::task::spawn_blocking(move || verify_all(req.records))
+        .await
+        .map_err(|e| ApiError::Internal(format!("verify task: {e}")))?;
+    if !errors.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::InvalidRegistrationRecord,
+            message: format!(
+                "{} registration records were refused and nothing was stored; fix or remove them \
+                 (see `details`) and upload again",
+                errors.len()
+            ),
+            items: errors,
+        });
+    }
+    // The same device twice in one request: identical records collapse, different ones conflict.
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut conflicts = Vec::new();
+    for c in &checked {
+        match seen.get(c.device_id.as_str()) {
+            Some(sha) if *sha != c.sha256 => conflicts.push(item(
+                c.index,
+                Some(c.device_id.clone()),
+                "registration_conflict",
+                "another record for this device ID is earlier in the request",
+            )),
+            _ => {
+                seen.insert(&c.device_id, &c.sha256);
+            }
+        }
+    }
+    let now = db::now();
+    let mut tx = state.db.begin_write().await?;
+    let mut registered = 0u32;
+    let mut unchanged = 0u32;
+    let mut devices = Vec::with_capacity(checked.len());
+    let mut new_ids = Vec::new();
+    for c in &checked {
+        let rec = c.verified.record();
+        let inserted = sqlx::query(
+            "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
+             manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (device_id) DO NOTHING",
+        )
+        .bind(&c.device_id)
+        .bind(Base64::encode_string(&rec.device_key.to_spki_der()))
+        .bind(rot_kind(rec.root_of_trust).as_str())
+        .bind(rec.tpm_ek_certificate.as_deref().map(Base64::encode_string))
+        .bind(mfg_state(rec.manufacturing_state).as_str())
+        .bind(&c.record_b64)
+        .bind(&c.sha256)
+        .bind(rec.created_at.unix_timestamp())
+        .bind(now)
+        .bind(caller.uid())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let row = sqlx::query(
+            "SELECT record_sha256, registered_at FROM device_registrations WHERE device_id = $1",
+        )
+        .bind(&c.device_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored_sha: String = row.try_get("record_sha256")?;
+        if stored_sha != c.sha256 {
+            conflicts.push(item(
+                c.index,
+                Some(c.device_id.clone()),
+                "registration_conflict",
+                "a different registration record is stored for this device ID",
+            ));
+            continue;
+        }
+        if inserted {
+            registered += 1;
+            new_ids.push(c.device_id.clone());
+        } else if !new_ids.contains(&c.device_id) {
+            unchanged += 1;
+        }
+        devices.push(RegisteredDevice {
+            device_id: c.device_id.clone(),
+            root_of_trust: rot_kind(rec.root_of_trust),
+            manufacturing_state: mfg_state(rec.manufacturing_state),
+            registered_at: db::ts(row.try_get("registered_at")?),
+        });
+    }
+    if !conflicts.is_empty() {
+        conflicts.sort_by_key(|i| i.index);
+        return Err(ApiError::Items {
+            code: ErrorCode::RegistrationConflict,
+            message: format!(
+                "{} device IDs already have a different registration record and nothing was \
+                 stored; a device has exactly one record (see `details`)",
+                conflicts.len()
+            ),
+            items: conflicts,
+        });
+    }
+    db::audit(
+        &mut tx,
+        None,
+        Some(&caller.uid()),
+        "manufacturing.register",
+        "device_registration",
+        &uuid::Uuid::now_v7().to_string(),
+        json!({ "registered": registered, "unchanged": unchanged, "deviceIds": new_ids }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(RegisterDevicesResponse {
+        registered,
+        unchanged,
+        devices,
+    }))
+}
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Claim registered devices for the tenant (Contributor): 1 to 1000 IDs, all or nothing.
+/// Claiming is permanent; a device this tenant already holds is an idempotent repeat.
+#[utoipa::path(post, path = "/v1/tenants/{tenantId}/devices/claim", tag = "devices",
+    request_body = ClaimDevicesRequest,
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID")),
+    responses((status = 200, body = ClaimDevicesResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Tenant not found, or device_not_registered (details list the device IDs)", body = ErrorBody),
+        (status = 409, description = "already_claimed: claimed by another tenant (details list the device IDs)", body = ErrorBody),
+        (status = 422, description = "invalid_body: malformed device IDs (details) or count", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn claim(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    JsonBody(req): JsonBody<ClaimDevicesRequest>,
+) -> ApiResult<Json<ClaimDevicesResponse>> {
+    who.require(Role::Contributor)?;
+    if req.device_ids.is_empty() || req.device_ids.len() > MAX_CLAIMS_PER_REQUEST {
+        return Err(ApiError::invalid_body(format!(
+            "`deviceIds` must hold 1 to {MAX_CLAIMS_PER_REQUEST} device IDs; split larger claims"
+        )));
+    }
+    let mut bad = Vec::new();
+    let mut ids: Vec<(usize, String)> = Vec::with_capacity(req.device_ids.len());
+    let mut unique = std::collections::HashSet::new();
+    for (i, raw) in req.device_ids.iter().enumerate() {
+        match normalize_device_id(raw) {
+            Some(id) => {
+                if unique.insert(id.clone()) {
+                    ids.push((i, id));
+                }
+            }
+            None => bad.push(item(
+                i,
+                None,
+                "invalid_device_id",
+                "a device ID is 128 hexadecimal characters",
+            )),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::InvalidBody,
+            message: "some device IDs are malformed and nothing was claimed (see `details`)".into(),
+            items: bad,
+        });
+    }
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    let sql = format!(
+        "SELECT r.device_id, d.tenant_id FROM device_registrations r \
+         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (_, id) in &ids {
+        q = q.bind(id);
+    }
+    let mut known: HashMap<String, Option<String>> = HashMap::new();
+    for r in q.fetch_all(&mut *tx).await? {
+        known.insert(r.try_get("device_id")?, r.try_get("tenant_id")?);
+    }
+    let mut missing = Vec::new();
+    let mut taken = Vec::new();
+    let mut new = Vec::new();
+    let mut owned = 0u32;
+    for (i, id) in &ids {
+        match known.get(id) {
+            None => missing.push(item(
+                *i,
+                Some(id.clone()),
+                "device_not_registered",
+                "no registration record for this device ID; the manufacturer must register it",
+            )),
+            Some(Some(t)) if *t == who.tid => owned += 1,
+            Some(Some(_)) => taken.push(item(
+                *i,
+                Some(id.clone()),
+                "already_claimed",
+                "claimed by another tenant; claiming is permanent",
+            )),
+            Some(None) => new.push(id.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::DeviceNotRegistered,
+            message: format!(
+                "{} devices are not registered and nothing was claimed; check the IDs, or ask the \
+                 manufacturer to register them (see `details`)",
+                missing.len()
+            ),
+            items: missing.into_iter().chain(taken).collect(),
+        });
+    }
+    if !taken.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::AlreadyClaimed,
+            message: format!(
+                "{} devices are claimed by another tenant and nothing was claimed; remove them \
+                 (see `details`)",
+                taken.len()
+            ),
+            items: taken,
+        });
+    }
+    let now = db::now();
+    if !new.is_empty() {
+        let values = (0..new.len())
+            .map(|i| format!("(${}, $1, NULL, $2)", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO devices (id, tenant_id, device_group_id, claimed_at) VALUES {values}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&who.tid)
+            .bind(now);
+        for id in &new {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await.map_err(|e| {
+            let e = ApiError::from(e);
+            if e.is_unique_violation() {
+                ApiError::new(
+                    ErrorCode::AlreadyClaimed,
+                    "a device in the request was claimed at the same moment by another request; \
+                     retry to see which",
+                )
+            } else {
+                e
+            }
+        })?;
+    }
+    db::audit(
+        &mut tx,
+        Some(&who.tid),
+        Some(&who.caller.uid()),
+        "device.claim",
+        "device",
+        new.first().map_or("", String::as_str),
+        json!({ "claimed": new.len(), "alreadyOwned": owned, "deviceIds": new }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(ClaimDevicesResponse {
+        claimed: u32::try_from(new.len()).unwrap_or(u32::MAX),
+        already_owned: owned,
+    }))
+}
+
+const DEVICE_COLUMNS: &str = "d.id, d.tenant_id, d.device_group_id, g.product_id, d.claimed_at, \
+    d.last_attested_at, d.last_attestation_result, r.manufacturing_state, r.root_of_trust";
+const DEVICE_FROM: &str = "FROM devices d JOIN device_registrations r ON r.device_id = d.id \
+    LEFT JOIN device_groups g ON g.id = d.device_group_id";
+
+fn device_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Device> {
+    let bad = |what: &str| ApiError::Internal(format!("unknown {what} in database"));
+    Ok(Device {
+        device_id: r.try_get("id")?,
+        tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
+        device_group_id: r
+            .try_get::<Option<String>, _>("device_group_id")?
+            .map(|s| parse_id(&s))
+            .transpose()?,
+        product_id: r
+            .try_get::<Option<String>, _>("product_id")?
+            .map(|s| parse_id(&s))
+            .transpose()?,
+        manufacturing_state: r
+            .try_get::<String, _>("manufacturing_state")?
+            .parse()
+            .map_err(|_| bad("manufacturing state"))?,
+        root_of_trust: r
+            .try_get::<String, _>("root_of_trust")?
+            .parse()
+            .map_err(|_| bad("root of trust"))?,
+        claimed_at: db::ts(r.try_get("claimed_at")?),
+        last_attested_at: r.try_get::<Option<i64>, _>("last_attested_at")?.map(db::ts),
+        last_attestation_result: r.try_get("last_attestation_result")?,
+    })
+}
+
+fn device_param(raw: &str) -> ApiResult<String> {
+    normalize_device_id(raw).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            "`deviceId` must be 128 hexadecimal characters (the device ID)",
+        )
+    })
+}
+
+/// Filters as SQL, binding from `$first`.
+fn filters(
+    group: Option<DeviceGroupId>,
+    product: Option<ferro_wire::ProductId>,
+    first: usize,
+) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut binds = Vec::new();
+    let mut n = first;
+    if let Some(g) = group {
+        sql.push_str(&format!(" AND d.device_group_id = ${n}"));
+        binds.push(g.to_string());
+        n += 1;
+    }
+    if let Some(p) = product {
+        sql.push_str(&format!(" AND g.product_id = ${n}"));
+        binds.push(p.to_string());
+    }
+    (sql, binds)
+}
+
+/// The tenant's devices (any role), by device ID, optionally of one device group or product.
+#[utoipa::path(get, path = "/v1/tenants/{tenantId}/devices", tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"), DeviceQuery),
+    responses((status = 200, body = Page<Device>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_devices(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    StrictQuery(q): StrictQuery<DeviceQuery>,
+) -> ApiResult<Json<Page<Device>>> {
+    who.require(Role::Reader)?;
+    let mut page = PageReq::new(q.limit, None)?;
+    if let Some(tok) = q.continuation.as_deref() {
+        page.after = Base64UrlUnpadded::decode_vec(tok)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|s| normalize_device_id(s).as_deref() == Some(s.as_str()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    "`continuation` is not a token this API issued; pass the previous page's \
+                     `continuationToken` unchanged",
+                )
+            })?;
+    }
+    let (extra, binds) = filters(q.device_group, q.product, 4);
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id > $2{extra} \
+         ORDER BY d.id LIMIT $3"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&who.tid)
+        .bind(&page.after)
+        .bind(page.fetch());
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let rows = query.fetch_all(state.db.pool()).await?;
+    let items = rows
+        .iter()
+        .map(device_from_row)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(page.finish(items, |d| d.device_id.clone())))
+}
+
+/// How many devices the tenant has (any role), optionally in one device group or product.
+#[utoipa::path(get, path = "/v1/tenants/{tenantId}/devices/count", tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"), DeviceCountQuery),
+    responses((status = 200, body = DeviceCount), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn count_devices(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    StrictQuery(q): StrictQuery<DeviceCountQuery>,
+) -> ApiResult<Json<DeviceCount>> {
+    who.require(Role::Reader)?;
+    let (extra, binds) = filters(q.device_group, q.product, 2);
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id \
+         WHERE d.tenant_id = $1{extra}"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&who.tid);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let n: i64 = query.fetch_one(state.db.pool()).await?.try_get("n")?;
+    Ok(Json(DeviceCount {
+        count: u64::try_from(n).unwrap_or(0),
+    }))
+}
+
+async fn get_device_row<'e, E>(ex: E, tid: &str, did: &str) -> ApiResult<Device>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let sql = format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tid)
+        .bind(did)
+        .fetch_optional(ex)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    device_from_row(&row)
+}
+
+/// One device of the tenant (any role).
+#[utoipa::path(get, path = "/v1/tenants/{tenantId}/devices/{deviceId}", tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceId" = String, Path, description = "Device ID (128 hex characters)")),
+    responses((status = 200, body = Device), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_device(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, device_id)): Path<(String, String)>,
+) -> ApiResult<Json<Device>> {
+    who.require(Role::Reader)?;
+    let did = device_param(&device_id)?;
+    Ok(Json(get_device_row(state.db.pool(), &who.tid, &did).await?))
+}
+
+/// Move a device into a device group of the tenant, or out of any with `null` (Contributor).
+#[utoipa::path(patch, path = "/v1/tenants/{tenantId}/devices/{deviceId}", tag = "devices",
+    request_body = UpdateDeviceRequest,
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceId" = String, Path, description = "Device ID (128 hex characters)")),
+    responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "No such device or device group", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_device(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, device_id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<UpdateDeviceRequest>,
+) -> ApiResult<Json<Device>> {
+    who.require(Role::Contributor)?;
+    let did = device_param(&device_id)?;
+    let Some(group) = req.device_group_id else {
+        return Err(ApiError::invalid_body(
+            "give `deviceGroupId`: a device group ID of this tenant, or null to remove the device \
+             from its group",
+        ));
+    };
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    // Serialises with deleting the group (which checks for devices under the same lock).
+    db::lock_tenant(&mut tx, &who.tid).await?;
+    let before = get_device_row(&mut *tx, &who.tid, &did).await?;
+    if let Some(g) = group {
+        sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND id = $2")
+            .bind(&who.tid)
+            .bind(g.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::not_found("device group"))?;
+    }
+    sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(group.map(|g| g.to_string()))
+        .bind(&who.tid)
+        .bind(&did)
+        .execute(&mut *tx)
+        .await?;
+    db::audit(
+        &mut tx,
+        Some(&who.tid),
+        Some(&who.caller.uid()),
+        "device.update",
+        "device",
+        &did,
+        json!({ "from": before.device_group_id, "to": group }),
+    )
+    .await?;
+    let after = get_device_row(&mut *tx, &who.tid, &did).await?;
+    tx.commit().await?;
+    Ok(Json(after))
+}
+
+/// Issue a capability file for a device of the tenant (Contributor), signed by the platform
+/// capability key and bound to this device ID.
+#[utoipa::path(post, path = "/v1/tenants/{tenantId}/devices/{deviceId}/capabilities", tag = "devices",
+    request_body = CreateCapabilityRequest,
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceId" = String, Path, description = "Device ID (128 hex characters)")),
+    responses((status = 200, body = CapabilityFileResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "developerKeyIds missing, malformed or given for FieldServicing", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_capability(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, device_id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<CreateCapabilityRequest>,
+) -> ApiResult<Json<CapabilityFileResponse>> {
+    who.require(Role::Contributor)?;
+    let did = device_param(&device_id)?;
+    let device: DeviceId = did
+        .parse()
+        .map_err(|_| ApiError::Internal("device ID does not parse".into()))?;
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let file = match req.capability_type {
+        CapabilityType::AppDevelopment => {
+            let ids = match req.developer_key_ids {
+                Some(ids) => ids,
+                // Default: the tenant's registered developer keys (migration 0003).
+                None => {
+                    let rows = sqlx::query(
+                        "SELECT key_id FROM developer_keys WHERE tenant_id = $1 ORDER BY key_id LIMIT 33",
+                    )
+                    .bind(&who.tid)
+                    .fetch_all(state.db.pool())
+                    .await?;
+                    rows.iter()
+                        .map(|r| r.try_get::<String, _>("key_id"))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            if ids.is_empty() || ids.len() > ferro_pki::MAX_DEVELOPER_KEYS {
+                return Err(ApiError::invalid_body(
+                    "AppDevelopment needs 1 to 32 developer keys: register them with the tenant \
+                     (`developer-keys`) or pass `developerKeyIds` (64 hex characters each)",
+                ));
+            }
+            let keys = ids
+                .iter()
+                .map(|k| {
+                    k.to_ascii_lowercase().parse::<KeyId>().map_err(|_| {
+                        ApiError::invalid_body(
+                            "each of `developerKeyIds` must be a key ID: 64 hex characters",
+                        )
+                    })
+                })
+                .collect::<ApiResult<Vec<_>>>()?;
+            CapabilityFile::app_development(device, keys, now)
+        }
+        CapabilityType::FieldServicing => {
+            if req.developer_key_ids.is_some() {
+                return Err(ApiError::invalid_body(
+                    "`developerKeyIds` applies to AppDevelopment only; remove it",
+                ));
+            }
+            CapabilityFile {
+                device_id: device,
+                capability: ferro_pki::Capability::FieldServicing,
+                issued_at: now,
+            }
+        }
+    };
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    get_device_row(&mut *tx, &who.tid, &did).await?;
+    let signer = state
+        .platform
+        .keys
+        .signer(&KeyName::platform_capability())
+        .map_err(|e| ApiError::Internal(format!("capability key: {e}")))?;
+    let bytes = file
+        .sign(signer.as_ref())
+        .map_err(|e| ApiError::Internal(format!("signing the capability file: {e}")))?;
+    let developer_key_ids: Vec<String> = match &file.capability {
+        ferro_pki::Capability::AppDevelopment { developer_keys } => {
+            developer_keys.iter().map(|k| k.to_string()).collect()
+        }
+        ferro_pki::Capability::FieldServicing => Vec::new(),
+    };
+    db::audit(
+        &mut tx,
+        Some(&who.tid),
+        Some(&who.caller.uid()),
+        "device.capability",
+        "device",
+        &did,
+        json!({ "type": req.capability_type, "developerKeyIds": developer_key_ids }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(CapabilityFileResponse {
+        device_id: did,
+        capability_type: req.capability_type,
+        developer_key_ids,
+        issued_at: now,
+        capability_file: Base64::encode_string(&bytes),
+    }))
+}

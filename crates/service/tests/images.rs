@@ -1,0 +1,998 @@
+//! Developer keys, images, deployments and OS releases; each scenario on SQLite and PostgreSQL.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::packages::{app_package, app_package_with_id, dev_key, os_package};
+use common::{Backend, TestApp, test_config};
+use ferro_image::Version;
+use ferro_pki::KeyName;
+use ferro_signing::{PublicKey, TrustedKeys};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+both!(
+    developer_keys,
+    upload_verify_download,
+    refused_uploads_store_nothing,
+    other_tenants_images_are_missing_images,
+    deployments,
+    os_releases,
+    failure_after_blob_leaves_no_blob,
+);
+
+/// Run `async fn $name(t: &TestApp)` on both backends with a 64 KiB upload limit.
+macro_rules! both_small_uploads {
+    ($($name:ident),* $(,)?) => {
+        $(
+        mod $name {
+            fn config() -> ferro_service::Config {
+                ferro_service::Config { max_upload_bytes: 64 * 1024, ..$crate::test_config() }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let t = $crate::TestApp::with_config($crate::Backend::Sqlite, config()).await;
+                super::$name(&t).await;
+                t.finish().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let t = $crate::TestApp::with_config($crate::Backend::Postgres, config()).await;
+                super::$name(&t).await;
+                t.finish().await;
+            }
+        }
+        )*
+    };
+}
+
+both_small_uploads!(oversized_uploads);
+
+fn verify_with(bytes: &[u8], key: &PublicKey) -> Result<ferro_image::VerifiedImage, String> {
+    let mut trusted = TrustedKeys::new();
+    trusted.insert(key.clone());
+    ferro_image::verify(bytes, &trusted, &mut std::io::sink()).map_err(|e| e.code().to_string())
+}
+
+fn tenant_image_key(t: &TestApp, tid: &str) -> PublicKey {
+    t.state
+        .platform
+        .keys
+        .public_key(&KeyName::tenant_image(Uuid::parse_str(tid).unwrap()))
+        .expect("tenant image key")
+}
+
+async fn developer_keys(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let (_, reader, _) = t.user(Some((&tid, "Reader", &admin))).await;
+    let path = format!("/v1/tenants/{tid}/developer-keys");
+    let (k, pem) = dev_key();
+    let r = t
+        .post(
+            &path,
+            &admin,
+            json!({"publicKeyPem": pem, "name": "Alice laptop"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let kid = k.public_key().key_id().to_string();
+    assert_eq!(r.body["keyId"], kid.as_str());
+    assert_eq!(r.body["tenantId"], tid.as_str());
+    // The same key again: 409.
+    let r = t
+        .post(&path, &admin, json!({"publicKeyPem": pem, "name": "Again"}))
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
+    // Not a key, a private key, a bad name.
+    for body in [
+        json!({"publicKeyPem": "hello", "name": "X"}),
+        json!({"publicKeyPem": k.to_pkcs8_pem().unwrap().as_str(), "name": "X"}),
+        json!({"publicKeyPem": "A".repeat(5000), "name": "X"}),
+    ] {
+        let r = t.post(&path, &admin, body).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+        );
+        assert!(
+            !r.raw.windows(10).any(|w| w == b"PRIVATE KE"),
+            "no echo of the body"
+        );
+    }
+    let r = t
+        .post(
+            &path,
+            &admin,
+            json!({"publicKeyPem": dev_key().1, "name": "  "}),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_name");
+    // Readers list, cannot add or delete.
+    let r = t.get(&path, &reader).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["items"][0]["publicKeyPem"], pem.as_str());
+    let r = t
+        .post(
+            &path,
+            &reader,
+            json!({"publicKeyPem": dev_key().1, "name": "R"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("{path}/{kid}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Bad and unknown key IDs.
+    let r = t
+        .call(Method::DELETE, &format!("{path}/xyz"), Some(&admin), None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_id")
+    );
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("{path}/{}", "0".repeat(64)),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Delete: then uploads signed by it are refused.
+    let r = t
+        .call(Method::DELETE, &format!("{path}/{kid}"), Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = t
+        .upload(
+            &tid,
+            &admin,
+            app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(r.code(), "untrusted_signing_key");
+    let r = t.get(&format!("/v1/tenants/{tid}/audit-log"), &admin).await;
+    let actions: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"developer_key.create"));
+    assert!(actions.contains(&"developer_key.delete"));
+}
+
+async fn upload_verify_download(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let (_, contributor, _) = t.user(Some((&tid, "Contributor", &admin))).await;
+    let (_, reader, _) = t.user(Some((&tid, "Reader", &admin))).await;
+    let k = t.developer_key(&tid, &contributor).await;
+    let component = Uuid::new_v4();
+    let bytes = app_package(&k, component, Version::new(1, 2, 3));
+    let r = t.upload(&tid, &contributor, bytes.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let image = r.body.clone();
+    let iid = image["id"].as_str().unwrap().to_string();
+    let tenant_key = tenant_image_key(t, &tid);
+    assert_eq!(image["testSigned"], false);
+    assert_eq!(image["imageType"], "App");
+    assert_eq!(image["version"], "1.2.3");
+    assert_eq!(image["componentId"], component.to_string().as_str());
+    assert_eq!(
+        image["uploadedSignerKeyId"],
+        k.public_key().key_id().to_string().as_str()
+    );
+    assert_eq!(
+        image["signerKeyId"],
+        tenant_key.key_id().to_string().as_str()
+    );
+    assert_eq!(
+        image["uploadedSha256"],
+        hex::encode(Sha256::digest(&bytes)).as_str()
+    );
+
+    // The stored copy: production-signed by the tenant image key, not the developer key.
+    let content = format!("/v1/tenants/{tid}/images/{iid}/content");
+    let r = t.get(&content, &reader).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let stored = r.raw.clone();
+    assert_eq!(r.headers["content-type"], "application/octet-stream");
+    assert_eq!(r.headers["accept-ranges"], "bytes");
+    let sha = hex::encode(Sha256::digest(&stored));
+    assert_eq!(image["packageSha256"], sha.as_str());
+    assert_eq!(image["packageSize"], stored.len() as u64);
+    assert_eq!(r.headers["etag"], format!("\"{sha}\"").as_str());
+    let v = verify_with(&stored, &tenant_key).expect("verifies with the tenant image key");
+    assert_eq!(v.metadata().image_id.to_string(), iid);
+    assert_eq!(
+        verify_with(&stored, k.public_key()).unwrap_err(),
+        "unknown-key"
+    );
+    assert!(verify_with(&bytes, k.public_key()).is_ok());
+
+    // Ranges.
+    let len = stored.len();
+    let r = t
+        .get_with(&content, &reader, &[("range", "bytes=0-15")])
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.raw, stored[..16]);
+    assert_eq!(
+        r.headers["content-range"],
+        format!("bytes 0-15/{len}").as_str()
+    );
+    assert_eq!(r.headers["content-length"], "16");
+    let r = t
+        .get_with(&content, &reader, &[("range", "bytes=-10")])
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.raw, stored[len - 10..]);
+    let r = t
+        .get_with(&content, &reader, &[("range", "bytes=100-")])
+        .await;
+    assert_eq!(r.raw, stored[100..]);
+    let r = t
+        .get_with(&content, &reader, &[("range", &format!("bytes={len}-"))])
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+    );
+    assert_eq!(
+        r.headers["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+    // If-Range with another ETag: the whole package. If-None-Match: 304.
+    let r = t
+        .get_with(
+            &content,
+            &reader,
+            &[("range", "bytes=0-1"), ("if-range", "\"other\"")],
+        )
+        .await;
+    assert_eq!((r.status, r.raw.len()), (StatusCode::OK, len));
+    let etag = format!("\"{sha}\"");
+    let r = t
+        .get_with(&content, &reader, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.raw.is_empty());
+
+    // Metadata and lists.
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/images/{iid}"), &reader)
+        .await;
+    assert_eq!(r.body, image);
+    let other = t
+        .upload(
+            &tid,
+            &contributor,
+            app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    let r = t.get(&format!("/v1/tenants/{tid}/images"), &reader).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["items"][0]["id"], iid.as_str());
+    let r = t
+        .get(
+            &format!("/v1/tenants/{tid}/images?componentId={component}&limit=1"),
+            &reader,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(r.body["continuationToken"], serde_json::Value::Null);
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/images?limit=1"), &reader)
+        .await;
+    let tok = r.body["continuationToken"].as_str().unwrap().to_string();
+    let r = t
+        .get(
+            &format!("/v1/tenants/{tid}/images?limit=1&continuation={tok}"),
+            &reader,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["id"], other.body["id"]);
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/images?colour=1"), &reader)
+        .await;
+    assert_eq!(r.code(), "invalid_query");
+
+    // Same bytes again: idempotent. Same image ID, other bytes: 409.
+    let r = t.upload(&tid, &contributor, bytes.clone()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, image);
+    let clash = app_package_with_id(
+        &k,
+        component,
+        Version::new(9, 9, 9),
+        Some(Uuid::parse_str(&iid).unwrap()),
+    );
+    let r = t.upload(&tid, &contributor, clash).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM images WHERE tenant_id = '{tid}'"
+        ))
+        .await,
+        2
+    );
+    assert_eq!(t.object_files(), (2, 0));
+    let n = t
+        .count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE tenant_id = '{tid}' AND action = 'image.upload'"
+        ))
+        .await;
+    assert_eq!(n, 2);
+}
+
+async fn refused_uploads_store_nothing(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let k = t.developer_key(&tid, &admin).await;
+    let good = app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0));
+    let status_code = |r: &common::Resp| (r.status, r.code().to_string());
+    let unprocessable = |c: &str| (StatusCode::UNPROCESSABLE_ENTITY, c.to_string());
+
+    // A key the tenant never registered.
+    let (stranger, _) = dev_key();
+    let r = t
+        .upload(
+            &tid,
+            &admin,
+            app_package(&stranger, Uuid::new_v4(), Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(status_code(&r), unprocessable("untrusted_signing_key"));
+    let msg = r.body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("ferro developer-key add"), "{msg}");
+    assert!(
+        msg.contains(&stranger.public_key().key_id().to_string()),
+        "{msg}"
+    );
+
+    // Tampered payload (last byte of the archive's end), tampered signature, truncated,
+    // trailing byte, not a package at all.
+    let mut tampered = good.clone();
+    let last = tampered.len() - 700;
+    tampered[last] ^= 1;
+    let r = t.upload(&tid, &admin, tampered).await;
+    assert_eq!(status_code(&r), unprocessable("invalid_image"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("payload-digest-mismatch")
+    );
+    let mut bad_sig = good.clone();
+    let envelope_len = u32::from_be_bytes(bad_sig[12..16].try_into().unwrap()) as usize;
+    bad_sig[16 + envelope_len - 5] ^= 0x40;
+    let r = t.upload(&tid, &admin, bad_sig).await;
+    assert_eq!(status_code(&r), unprocessable("invalid_image"));
+    let r = t
+        .upload(&tid, &admin, good[..good.len() - 100].to_vec())
+        .await;
+    assert_eq!(status_code(&r), unprocessable("invalid_image"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let r = t.upload(&tid, &admin, trailing).await;
+    assert_eq!(status_code(&r), unprocessable("invalid_image"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trailing-data")
+    );
+    let r = t.upload(&tid, &admin, b"hello world".to_vec()).await;
+    assert_eq!(status_code(&r), unprocessable("invalid_image"));
+    let r = t.upload(&tid, &admin, Vec::new()).await;
+    assert_eq!(status_code(&r), unprocessable("invalid_image"));
+
+    // An OS image, even signed by a registered key.
+    let r = t
+        .upload(&tid, &admin, os_package(&k, Version::new(1, 0, 0)))
+        .await;
+    assert_eq!(status_code(&r), unprocessable("wrong_image_type"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/os-releases")
+    );
+
+    // Wrong content type; declared length over the limit.
+    for ct in ["application/json", "text/plain", ""] {
+        let r = t
+            .post_bytes(
+                &format!("/v1/tenants/{tid}/images"),
+                Some(&admin),
+                ct,
+                good.clone(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
+    }
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/tenants/{tid}/images"))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/octet-stream")
+        .header("content-length", (600u64 << 20).to_string())
+        .body(axum::body::Body::from(good.clone()))
+        .unwrap();
+    let r = t.send(req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+
+    // Roles: a Reader is refused, a stranger sees no tenant.
+    let (_, reader, _) = t.user(Some((&tid, "Reader", &admin))).await;
+    let r = t.upload(&tid, &reader, good.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let (_, stranger_admin) = t.tenant().await;
+    let r = t.upload(&tid, &stranger_admin, good.clone()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 0);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM audit_log WHERE action = 'image.upload'")
+            .await,
+        0
+    );
+    assert_eq!(t.object_files(), (0, 0), "no blob, no staging file left");
+    // And the good one still works.
+    let r = t.upload(&tid, &admin, good).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(t.object_files(), (1, 0));
+}
+
+async fn oversized_uploads(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let k = t.developer_key(&tid, &admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("bin")).unwrap();
+    // Incompressible-ish content over the 64 KiB test limit.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(src.join("bin/app"), &big).unwrap();
+    let component = Uuid::new_v4();
+    let manifest = json!({"SchemaVersion": 1, "Name": "Big", "ComponentId": component.to_string(),
+        "EntryPoint": "/bin/app", "CmdArgs": [], "Capabilities": {}, "ApplicationType": "Default"});
+    let dest = dir.path().join("big.fsimg");
+    ferro_image::pack_application(
+        &src,
+        &ferro_image::AppPackageManifest {
+            component_id: component,
+            name: "Big".into(),
+            entry_point: "/bin/app".into(),
+            json_bytes: serde_json::to_vec(&manifest).unwrap(),
+            is_real_time: false,
+        },
+        &ferro_image::PackOptions::default(),
+        &k,
+        &dest,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&dest).unwrap();
+    assert!(bytes.len() > 64 * 1024);
+    // Streamed (no Content-Length in an in-process request body from a stream).
+    let stream = futures_util::stream::iter(
+        bytes
+            .chunks(8192)
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/tenants/{tid}/images"))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/octet-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap();
+    let r = t.send(req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    // With a Content-Length: refused before reading.
+    let r = t.upload(&tid, &admin, bytes).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 0);
+    assert_eq!(t.object_files(), (0, 0));
+    // Small ones still fit.
+    let r = t
+        .upload(
+            &tid,
+            &admin,
+            app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
+async fn other_tenants_images_are_missing_images(t: &TestApp) {
+    let (a, admin_a) = t.tenant().await;
+    let (b, admin_b) = t.tenant().await;
+    let image_a = t.image(&a, &admin_a).await;
+    let missing = Uuid::new_v4().to_string();
+    // B asks for A's image through A's tenant: the tenant is missing to B.
+    for suffix in ["", "/content"] {
+        let r1 = t
+            .get(
+                &format!("/v1/tenants/{a}/images/{image_a}{suffix}"),
+                &admin_b,
+            )
+            .await;
+        let r2 = t
+            .get(
+                &format!("/v1/tenants/{a}/images/{missing}{suffix}"),
+                &admin_b,
+            )
+            .await;
+        assert_eq!(r1.status, StatusCode::NOT_FOUND);
+        assert_eq!((r1.status, &r1.raw), (r2.status, &r2.raw));
+        // Through B's own tenant: the image is missing, byte for byte as a missing one.
+        let r1 = t
+            .get(
+                &format!("/v1/tenants/{b}/images/{image_a}{suffix}"),
+                &admin_b,
+            )
+            .await;
+        let r2 = t
+            .get(
+                &format!("/v1/tenants/{b}/images/{missing}{suffix}"),
+                &admin_b,
+            )
+            .await;
+        assert_eq!(r1.status, StatusCode::NOT_FOUND);
+        assert_eq!((r1.status, &r1.raw), (r2.status, &r2.raw));
+    }
+    // B cannot deploy A's image: the same answer as an unknown image.
+    let product = t.product(&b, &admin_b, false).await;
+    let group = t
+        .get(
+            &format!("/v1/tenants/{b}/device-groups?product={product}"),
+            &admin_b,
+        )
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/tenants/{b}/device-groups/{group}/deployments");
+    let r1 = t
+        .post(&path, &admin_b, json!({"imageIds": [image_a]}))
+        .await;
+    let r2 = t
+        .post(&path, &admin_b, json!({"imageIds": [missing]}))
+        .await;
+    assert_eq!(r1.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!((r1.status, &r1.raw), (r2.status, &r2.raw));
+    // B's list does not show A's image.
+    let r = t.get(&format!("/v1/tenants/{b}/images"), &admin_b).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 0);
+    // A developer key of A does not let B's uploads in.
+    let k_a = t.developer_key(&a, &admin_a).await;
+    let r = t
+        .upload(
+            &b,
+            &admin_b,
+            app_package(&k_a, Uuid::new_v4(), Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(r.code(), "untrusted_signing_key");
+}
+
+async fn deployments(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let (_, reader, _) = t.user(Some((&tid, "Reader", &admin))).await;
+    let k = t.developer_key(&tid, &admin).await;
+    let (c1, c2) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut ids = Vec::new();
+    for (c, v) in [(c1, 1), (c2, 1), (c1, 2)] {
+        let r = t
+            .upload(&tid, &admin, app_package(&k, c, Version::new(v, 0, 0)))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let product = t.product(&tid, &admin, false).await;
+    let group = t
+        .get(
+            &format!("/v1/tenants/{tid}/device-groups?product={product}"),
+            &admin,
+        )
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/tenants/{tid}/device-groups/{group}/deployments");
+    let audit_before = t.count("SELECT COUNT(*) FROM audit_log").await;
+
+    // Two images of one component; a duplicate; an unknown image; not a list: nothing written.
+    let r = t
+        .post(&path, &admin, json!({"imageIds": [ids[0], ids[1], ids[2]]}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+    );
+    let msg = r.body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("one image per component"), "{msg}");
+    assert!(
+        msg.contains("`imageIds[0]`") && msg.contains("`imageIds[2]`"),
+        "{msg}"
+    );
+    let r = t
+        .post(&path, &admin, json!({"imageIds": [ids[0], ids[0]]}))
+        .await;
+    assert_eq!(r.code(), "invalid_body");
+    let r = t
+        .post(&path, &admin, json!({"imageIds": [Uuid::new_v4()]}))
+        .await;
+    assert_eq!(r.code(), "invalid_body");
+    let r = t.post(&path, &admin, json!({"imageIds": "x"})).await;
+    assert_eq!(r.code(), "invalid_body");
+    let r = t.post(&path, &admin, json!({"imageIds": [], "x": 1})).await;
+    assert_eq!(r.code(), "unknown_field");
+    assert_eq!(t.count("SELECT COUNT(*) FROM deployments").await, 0);
+    assert_eq!(t.count("SELECT COUNT(*) FROM deployment_images").await, 0);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM audit_log").await,
+        audit_before
+    );
+
+    // A Reader may not deploy; a missing group is 404.
+    let r = t.post(&path, &reader, json!({"imageIds": [ids[0]]})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = t
+        .post(
+            &format!(
+                "/v1/tenants/{tid}/device-groups/{}/deployments",
+                Uuid::now_v7()
+            ),
+            &admin,
+            json!({"imageIds": [ids[0]]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Three deployments; newest first; each immutable.
+    let d1 = t.post(&path, &admin, json!({"imageIds": [ids[0]]})).await;
+    assert_eq!(d1.status, StatusCode::CREATED, "{:?}", d1.body);
+    assert_eq!(d1.body["images"][0]["imageId"], ids[0].as_str());
+    assert_eq!(d1.body["images"][0]["version"], "1.0.0");
+    let d2 = t
+        .post(&path, &admin, json!({"imageIds": [ids[2], ids[1]]}))
+        .await;
+    assert_eq!(d2.status, StatusCode::CREATED);
+    assert_eq!(d2.body["images"].as_array().unwrap().len(), 2);
+    let d3 = t.post(&path, &admin, json!({"imageIds": []})).await;
+    assert_eq!(d3.status, StatusCode::CREATED);
+    let r = t.get(&path, &reader).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let got: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            d3.body["id"].as_str().unwrap(),
+            d2.body["id"].as_str().unwrap(),
+            d1.body["id"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(r.body["items"][1], d2.body);
+    // Paging newest first.
+    let r = t.get(&format!("{path}?limit=2"), &reader).await;
+    let tok = r.body["continuationToken"].as_str().unwrap().to_string();
+    let r = t
+        .get(&format!("{path}?limit=2&continuation={tok}"), &reader)
+        .await;
+    assert_eq!(r.body["items"][0]["id"], d1.body["id"]);
+    assert_eq!(r.body["continuationToken"], serde_json::Value::Null);
+    let one = format!("{path}/{}", d2.body["id"].as_str().unwrap());
+    let r = t.get(&one, &reader).await;
+    assert_eq!(r.body, d2.body);
+    for m in [Method::DELETE, Method::PATCH, Method::PUT] {
+        let r = t.call(m, &one, Some(&admin), None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let r = t.get(&format!("{path}/{}", Uuid::now_v7()), &reader).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM audit_log WHERE action = 'deployment.create'")
+            .await,
+        3
+    );
+    // A group with deployments can still be deleted (its history goes with it).
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/{tid}/device-groups/{group}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(t.count("SELECT COUNT(*) FROM deployments").await, 0);
+}
+
+async fn os_releases(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let (_, reader, _) = t.user(Some((&tid, "Reader", &admin))).await;
+    let op = t.operator.clone();
+    let publish = async |token: &str, feed: &str, bytes: Vec<u8>| {
+        t.post_bytes(
+            &format!("/v1/os-releases?feed={feed}"),
+            Some(token),
+            "application/octet-stream",
+            bytes,
+        )
+        .await
+    };
+    // Only the operator manages build keys and publishes.
+    let (build, pem) = dev_key();
+    let r = t
+        .post(
+            "/v1/os-release-keys",
+            &admin,
+            json!({"publicKeyPem": pem, "name": "Build"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = publish(
+        &admin,
+        "RetailEval",
+        os_package(&build, Version::new(1, 0, 0)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Not yet registered: untrusted.
+    let r = publish(&op, "RetailEval", os_package(&build, Version::new(1, 0, 0))).await;
+    assert_eq!(r.code(), "untrusted_signing_key");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ferro os-release-key add")
+    );
+    let r = t
+        .post(
+            "/v1/os-release-keys",
+            &op,
+            json!({"publicKeyPem": pem, "name": "Build"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = t.get("/v1/os-release-keys", &op).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        t.get("/v1/os-release-keys", &admin).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Wrong type; missing or bad feed.
+    let r = publish(
+        &op,
+        "RetailEval",
+        app_package(&build, Uuid::new_v4(), Version::new(1, 0, 0)),
+    )
+    .await;
+    assert_eq!(r.code(), "wrong_image_type");
+    let r = t
+        .post_bytes(
+            "/v1/os-releases",
+            Some(&op),
+            "application/octet-stream",
+            os_package(&build, Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_query");
+    let r = publish(&op, "Beta", os_package(&build, Version::new(1, 0, 0))).await;
+    assert_eq!(r.code(), "invalid_query");
+    assert_eq!(t.count("SELECT COUNT(*) FROM os_releases").await, 0);
+    assert_eq!(t.object_files(), (0, 0));
+
+    // v1 to RetailEval.
+    let v1_bytes = os_package(&build, Version::new(1, 0, 0));
+    let v1 = publish(&op, "RetailEval", v1_bytes.clone()).await;
+    assert_eq!(v1.status, StatusCode::CREATED, "{:?}", v1.body);
+    assert_eq!(v1.body["feed"], "RetailEval");
+    assert_eq!(v1.body["version"], "1.0.0");
+    assert!(v1.body.get("retailAt").is_none());
+    let v1_id = v1.body["imageId"].as_str().unwrap().to_string();
+    // Same bytes again: idempotent.
+    let r = publish(&op, "RetailEval", v1_bytes).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &v1.body));
+    // Anyone authenticated downloads it; it verifies with the OS release key only.
+    let r = t
+        .get(&format!("/v1/os-releases/{v1_id}/content"), &reader)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let os_key = t
+        .state
+        .platform
+        .keys
+        .public_key(&KeyName::platform_os_release())
+        .unwrap();
+    assert!(verify_with(&r.raw, &os_key).is_ok());
+    assert_eq!(
+        verify_with(&r.raw, build.public_key()).unwrap_err(),
+        "unknown-key"
+    );
+    assert_eq!(v1.body["signerKeyId"], os_key.key_id().to_string().as_str());
+    let r = t
+        .get_with(
+            &format!("/v1/os-releases/{v1_id}/content"),
+            &reader,
+            &[("range", "bytes=1-3")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.raw, b"FSI");
+    let r = t
+        .call(
+            Method::GET,
+            &format!("/v1/os-releases/{v1_id}/content"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Versions must grow.
+    for v in [Version::new(1, 0, 0), Version::new(0, 9, 9)] {
+        let r = publish(&op, "Retail", os_package(&build, v)).await;
+        assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
+    }
+    // v2 straight to Retail; v1 can no longer be promoted; v3 to RetailEval, then promoted.
+    let v2 = publish(&op, "Retail", os_package(&build, Version::new(2, 0, 0))).await;
+    assert_eq!(v2.status, StatusCode::CREATED);
+    assert_eq!(v2.body["feed"], "Retail");
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/v1/os-releases/{v1_id}/promote"),
+            Some(&op),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
+    let v3 = publish(&op, "RetailEval", os_package(&build, Version::new(3, 0, 0))).await;
+    let v3_id = v3.body["imageId"].as_str().unwrap().to_string();
+    let list = async |q: &str| -> Vec<String> {
+        t.get(&format!("/v1/os-releases{q}"), &reader).await.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("?feed=Retail").await, ["2.0.0"]);
+    assert_eq!(list("?feed=RetailEval").await, ["3.0.0", "2.0.0", "1.0.0"]);
+    assert_eq!(list("").await, ["3.0.0", "2.0.0", "1.0.0"]);
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/v1/os-releases/{v3_id}/promote"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/v1/os-releases/{v3_id}/promote"),
+            Some(&op),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["feed"], "Retail");
+    assert!(r.body["retailAt"].is_string());
+    assert_eq!(list("?feed=Retail").await, ["3.0.0", "2.0.0"]);
+    let r = t.get(&format!("/v1/os-releases/{v3_id}"), &reader).await;
+    assert_eq!(r.body["feed"], "Retail");
+    let r = t.get("/v1/os-releases?limit=1", &reader).await;
+    let tok = r.body["continuationToken"].as_str().unwrap().to_string();
+    let r = t
+        .get(
+            &format!("/v1/os-releases?limit=2&continuation={tok}"),
+            &reader,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["version"], "2.0.0");
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/v1/os-releases/{}/promote", Uuid::new_v4()),
+            Some(&op),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.object_files(), (3, 0));
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'os_release%'")
+            .await,
+        5
+    );
+    // Removing the build key refuses new uploads signed by it.
+    let kid = build.public_key().key_id().to_string();
+    let r = t
+        .call(
+            Method::DELETE,
+            &format!("/v1/os-release-keys/{kid}"),
+            Some(&op),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = publish(&op, "RetailEval", os_package(&build, Version::new(4, 0, 0))).await;
+    assert_eq!(r.code(), "untrusted_signing_key");
+}
+
+async fn failure_after_blob_leaves_no_blob(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let k = t.developer_key(&tid, &admin).await;
+    // Fail the audit row of an upload: after the blob is in place, before the commit.
+    match t.backend {
+        Backend::Sqlite => {
+            t.exec(
+                "CREATE TRIGGER fail_upload BEFORE INSERT ON audit_log \
+                 WHEN NEW.action = 'image.upload' BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+            )
+            .await
+        }
+        Backend::Postgres => {
+            t.exec(
+                "CREATE FUNCTION fail_upload() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.action = 'image.upload' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+            )
+            .await;
+            t.exec("CREATE TRIGGER fail_upload BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION fail_upload()").await;
+        }
+    }
+    let bytes = app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0));
+    let r = t.upload(&tid, &admin, bytes.clone()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+    );
+    assert!(!r.raw.windows(8).any(|w| w == b"injected"));
+    assert_eq!(t.count("SELECT COUNT(*) FROM images").await, 0);
+    assert_eq!(t.object_files(), (0, 0), "the blob was removed");
+    // Once the fault is gone, the same upload works.
+    match t.backend {
+        Backend::Sqlite => t.exec("DROP TRIGGER fail_upload").await,
+        Backend::Postgres => t.exec("DROP TRIGGER fail_upload ON audit_log").await,
+    }
+    let r = t.upload(&tid, &admin, bytes).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(t.object_files(), (1, 0));
+}

@@ -1,0 +1,422 @@
+//! Wire types of devices and the platform PKI: manufacturing registrations, claiming, devices,
+//! capability files, tenant CA certificates and error reports.
+//!
+//! Device IDs are 128 lowercase hex characters (SHA-512 of the device public key); the service
+//! accepts upper case on input and always answers in lower case. Binary documents (registration
+//! records, capability files) travel as standard base64 (RFC 4648, with padding) inside JSON.
+
+use crate::{DeviceGroupId, ProductId, TenantId};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+
+/// Length of a device ID in hex characters.
+pub const DEVICE_ID_HEX_LEN: usize = 128;
+/// Most registration records in one `POST /v1/manufacturing/registrations`.
+pub const MAX_REGISTRATIONS_PER_REQUEST: usize = 1000;
+/// Most device IDs in one claim request.
+pub const MAX_CLAIMS_PER_REQUEST: usize = 1000;
+
+/// A device ID in canonical form (lowercase), or `None` if `s` is not 128 hex characters.
+#[must_use]
+pub fn normalize_device_id(s: &str) -> Option<String> {
+    (s.len() == DEVICE_ID_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| s.to_ascii_lowercase())
+}
+
+/// Where a device's key lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RootOfTrustKind {
+    /// Software root of trust (virtual devices, development).
+    Software,
+    /// TPM 2.0.
+    Tpm,
+}
+
+impl RootOfTrustKind {
+    /// The name used on the wire and in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RootOfTrustKind::Software => "Software",
+            RootOfTrustKind::Tpm => "Tpm",
+        }
+    }
+}
+
+impl std::str::FromStr for RootOfTrustKind {
+    type Err = crate::UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Software" => Ok(RootOfTrustKind::Software),
+            "Tpm" => Ok(RootOfTrustKind::Tpm),
+            _ => Err(crate::UnknownVariant),
+        }
+    }
+}
+
+/// Manufacturing state (Azure Sphere's names); it only moves forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ManufacturingState {
+    /// Nothing done yet.
+    Blank,
+    /// Module manufacturing finished.
+    Module1Complete,
+    /// Device manufacturing finished.
+    DeviceComplete,
+}
+
+impl ManufacturingState {
+    /// The name used on the wire and in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManufacturingState::Blank => "Blank",
+            ManufacturingState::Module1Complete => "Module1Complete",
+            ManufacturingState::DeviceComplete => "DeviceComplete",
+        }
+    }
+}
+
+impl std::str::FromStr for ManufacturingState {
+    type Err = crate::UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Blank" => Ok(ManufacturingState::Blank),
+            "Module1Complete" => Ok(ManufacturingState::Module1Complete),
+            "DeviceComplete" => Ok(ManufacturingState::DeviceComplete),
+            _ => Err(crate::UnknownVariant),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manufacturing
+
+/// `POST /v1/manufacturing/registrations` (platform operator).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterDevicesRequest {
+    /// 1 to 1000 signed registration records (COSE_Sign1 bytes, standard base64), as
+    /// `ferro-device provision` writes them.
+    pub records: Vec<String>,
+}
+
+/// One registered device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredDevice {
+    /// Device ID (128 lowercase hex).
+    pub device_id: String,
+    /// Root of trust.
+    pub root_of_trust: RootOfTrustKind,
+    /// Manufacturing state in the record.
+    pub manufacturing_state: ManufacturingState,
+    /// When the service first accepted the record.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub registered_at: OffsetDateTime,
+}
+
+/// Answer of `POST /v1/manufacturing/registrations`: every record of the request, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterDevicesResponse {
+    /// Records stored by this request.
+    pub registered: u32,
+    /// Records that were already stored, byte for byte (idempotent repeats).
+    pub unchanged: u32,
+    /// The devices, in request order.
+    pub devices: Vec<RegisteredDevice>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Claiming and devices
+
+/// `POST /v1/tenants/{tenantId}/devices/claim`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimDevicesRequest {
+    /// 1 to 1000 device IDs. Claiming is permanent.
+    pub device_ids: Vec<String>,
+}
+
+/// Answer of a claim: all or nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimDevicesResponse {
+    /// Devices claimed by this request.
+    pub claimed: u32,
+    /// Devices this tenant had already claimed (idempotent repeats).
+    pub already_owned: u32,
+}
+
+/// A device of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Device ID (128 lowercase hex).
+    pub device_id: String,
+    /// The tenant that claimed it.
+    pub tenant_id: TenantId,
+    /// Its device group, if any.
+    pub device_group_id: Option<DeviceGroupId>,
+    /// The product of its device group, if any.
+    pub product_id: Option<ProductId>,
+    /// Manufacturing state (from its registration record).
+    pub manufacturing_state: ManufacturingState,
+    /// Root of trust (from its registration record).
+    pub root_of_trust: RootOfTrustKind,
+    /// When the tenant claimed it.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub claimed_at: OffsetDateTime,
+    /// Last attestation (null until devices attest).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub last_attested_at: Option<OffsetDateTime>,
+    /// Result of the last attestation (null until devices attest).
+    pub last_attestation_result: Option<String>,
+}
+
+/// Query of `GET /v1/tenants/{tenantId}/devices`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceQuery {
+    /// Only devices in this device group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
+    pub device_group: Option<DeviceGroupId>,
+    /// Only devices in a device group of this product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
+    pub product: Option<ProductId>,
+    /// Items per page, 1 to 500 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `continuationToken` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
+}
+
+/// Query of `GET /v1/tenants/{tenantId}/devices/count`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceCountQuery {
+    /// Only devices in this device group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
+    pub device_group: Option<DeviceGroupId>,
+    /// Only devices in a device group of this product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>, format = Uuid))]
+    pub product: Option<ProductId>,
+}
+
+/// `GET /v1/tenants/{tenantId}/devices/count`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceCount {
+    /// Number of devices.
+    pub count: u64,
+}
+
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/tenants/{tenantId}/devices/{deviceId}`: move the device into a device group of the
+/// tenant, or out of any group with `null`. The field is required (an empty body changes
+/// nothing and is refused).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateDeviceRequest {
+    /// The device group, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
+    pub device_group_id: Option<Option<DeviceGroupId>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capability files
+
+/// The kind of a device capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum CapabilityType {
+    /// Debugging and sideloading of images test-signed by the listed developer keys.
+    AppDevelopment,
+    /// Local servicing operations, no sideloading.
+    FieldServicing,
+}
+
+/// `POST /v1/tenants/{tenantId}/devices/{deviceId}/capabilities`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCapabilityRequest {
+    /// What the capability grants.
+    #[serde(rename = "type")]
+    pub capability_type: CapabilityType,
+    /// AppDevelopment only: key IDs (64 hex characters, SHA-256 of the SubjectPublicKeyInfo) of
+    /// the developer keys whose test-signed images the device accepts, 1 to 32. Absent: the
+    /// tenant's registered developer keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub developer_key_ids: Option<Vec<String>>,
+}
+
+/// A signed capability file for one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CapabilityFileResponse {
+    /// The device it is bound to.
+    pub device_id: String,
+    /// What it grants.
+    #[serde(rename = "type")]
+    pub capability_type: CapabilityType,
+    /// Developer key IDs (AppDevelopment), sorted.
+    pub developer_key_ids: Vec<String>,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub issued_at: OffsetDateTime,
+    /// The capability file (COSE_Sign1 bytes, standard base64): write it to a file as is.
+    pub capability_file: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenant CA certificates
+
+/// Role of a tenant CA certificate at the time of the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum CaCertificateStatus {
+    /// Issues device certificates now.
+    Current,
+    /// Valid and newer than the current one: register it with brokers before it takes over.
+    Next,
+    /// Older than the current one, or expired.
+    Previous,
+}
+
+/// A tenant CA certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CaCertificate {
+    /// Serial number, lowercase hex (the ID in routes).
+    pub serial: String,
+    /// SHA-1 of the DER, uppercase hex (the thumbprint Azure IoT Hub shows; display only).
+    pub sha1_thumbprint: String,
+    /// SHA-256 of the DER, uppercase hex.
+    pub sha256_thumbprint: String,
+    /// notBefore.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub not_before: OffsetDateTime,
+    /// notAfter.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub not_after: OffsetDateTime,
+    /// Current, Next or Previous.
+    pub status: CaCertificateStatus,
+}
+
+/// Encoding of a downloaded certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateFormat {
+    /// PEM text (`application/x-pem-file`).
+    #[default]
+    Pem,
+    /// DER bytes (`application/pkix-cert`).
+    Der,
+}
+
+/// Query of `GET /v1/tenants/{tenantId}/ca-certificates/{serial}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateFormatQuery {
+    /// `pem` (default) or `der`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<CertificateFormat>,
+}
+
+/// `POST /v1/tenants/{tenantId}/ca-certificates/{serial}/proof`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProofOfPossessionRequest {
+    /// The verification code the broker gave (1 to 64 of `A-Z a-z 0-9 - _ .`).
+    pub verification_code: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error reports
+
+/// Format of an error report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// RFC 4180 CSV with Azure Sphere's columns.
+    #[default]
+    Csv,
+}
+
+/// Query of `GET /v1/tenants/{tenantId}/error-report`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ErrorReportQuery {
+    /// `csv` (the default and only format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<ReportFormat>,
+}
+
+/// The header row of the CSV error report (Azure Sphere's columns).
+pub const ERROR_REPORT_CSV_HEADER: &str =
+    "Device ID,Event Type,Event Class,Event Category,Event Count,Description,Start Time,End Time";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids() {
+        let id = "A".repeat(128);
+        assert_eq!(normalize_device_id(&id), Some("a".repeat(128)));
+        assert_eq!(normalize_device_id(&"g".repeat(128)), None);
+        assert_eq!(normalize_device_id(&"a".repeat(127)), None);
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_and_null() {
+        let r: UpdateDeviceRequest = serde_json::from_str(r#"{"deviceGroupId":null}"#).unwrap();
+        assert_eq!(r.device_group_id, Some(None));
+        let r: UpdateDeviceRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(r.device_group_id, None);
+    }
+}
