@@ -41,6 +41,9 @@ pub enum Command {
     /// Manage users (administrators).
     #[command(subcommand)]
     User(UserCommand),
+    /// Your API tokens, for automation (use with FERRO_SERVICE and FERRO_TOKEN).
+    #[command(subcommand)]
+    ApiToken(ApiTokenCommand),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -374,6 +377,27 @@ pub enum UserCommand {
         /// User ID.
         #[arg(long, value_name = "ID")]
         user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a token; its secret is shown once.
+    Create {
+        /// A name to recognise it by.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Lifetime in days, 1 to 366 (default 90).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+    },
+    /// List your tokens (never their secrets).
+    List,
+    /// Revoke a token.
+    Delete {
+        /// Token ID.
+        #[arg(long, value_name = "ID")]
+        token_id: String,
     },
 }
 

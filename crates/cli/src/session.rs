@@ -31,7 +31,19 @@ pub struct Session {
     /// The tenant commands act on unless `--tenant` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected_tenant: Option<TenantId>,
+    /// `FERRO_TENANT` (an ID or a name), for sessions made from the environment.
+    #[serde(skip)]
+    pub tenant_from_env: Option<String>,
+    /// Made from FERRO_TOKEN: never written to disk.
+    #[serde(skip)]
+    pub from_env: bool,
 }
+
+/// Automation signs in through the environment instead of `ferro login`.
+const SERVICE_ENV: &str = "FERRO_SERVICE";
+const TOKEN_ENV: &str = "FERRO_TOKEN";
+const CA_FILE_ENV: &str = "FERRO_CA_FILE";
+const TENANT_ENV: &str = "FERRO_TENANT";
 
 fn session_path() -> Result<PathBuf> {
     Ok(config::config_dir()?.join(SESSION_FILE))
@@ -55,13 +67,44 @@ impl Session {
         Ok(Some(session))
     }
 
-    /// The saved session, or an error telling the user to log in.
+    /// The session from the environment (`FERRO_TOKEN` with `FERRO_SERVICE`, and
+    /// `FERRO_CA_FILE` for HTTPS, `FERRO_TENANT` optionally), else the saved one, else an error
+    /// telling the user to log in.
     pub fn require() -> Result<Session> {
+        if let Ok(token) = std::env::var(TOKEN_ENV) {
+            let service = std::env::var(SERVICE_ENV).with_context(|| {
+                format!("{TOKEN_ENV} is set: set {SERVICE_ENV} to the service URL too")
+            })?;
+            let ca_pem = match std::env::var_os(CA_FILE_ENV) {
+                Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "cannot read {CA_FILE_ENV}={}",
+                        PathBuf::from(&path).display()
+                    )
+                })?),
+                None => None,
+            };
+            return Ok(Session {
+                service: service.trim_end_matches('/').to_string(),
+                ca_pem,
+                token: Some(token),
+                login: None,
+                selected_tenant: None,
+                tenant_from_env: std::env::var(TENANT_ENV).ok(),
+                from_env: true,
+            });
+        }
         Session::load()?.context("not logged in: run `ferro login --service URL` first")
     }
 
-    /// Saves atomically (temp file + rename) with mode 0600.
+    /// Saves atomically (temp file + rename) with mode 0600. A session from the environment is
+    /// never saved: its token belongs to the automation's secret store, not to a file.
     pub fn save(&self) -> Result<()> {
+        if self.from_env {
+            bail!(
+                "this session comes from {TOKEN_ENV} and is not saved: set {TENANT_ENV} to choose the tenant"
+            );
+        }
         let path = session_path()?;
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -121,9 +164,10 @@ impl Session {
         .with_context(|| format!("cannot use the service {}", self.service))
     }
 
-    /// The tenant named by `--tenant` (an ID or a name), or else the selected one.
+    /// The tenant named by `--tenant` (an ID or a name), or else `FERRO_TENANT`, or else the
+    /// selected one.
     pub fn tenant(&self, client: &Client, explicit: Option<&str>) -> Result<TenantId> {
-        match explicit {
+        match explicit.or(self.tenant_from_env.as_deref()) {
             Some(wanted) => resolve_tenant(client, wanted),
             None => self.selected_tenant.context(
                 "no tenant selected: run `ferro tenant select --tenant NAME` or pass --tenant",

@@ -58,6 +58,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// The platform root certificate (PEM) in the data directory, for clients given a CA file.
+    pub fn platform_root_pem(&self) -> PathBuf {
+        self.data_dir.path().join("data/pki/platform-root.pem")
+    }
+
     /// `ferro-service init` then `run` on a free port; waits until `/readyz` answers.
     pub fn start(extra_run_args: &[&str]) -> Service {
         let data_dir = tempfile::tempdir().expect("temp dir");
@@ -168,6 +173,8 @@ impl Drop for Service {
 #[derive(Debug)]
 pub struct User {
     pub config_dir: TempDir,
+    /// Extra environment for every command (automation: FERRO_SERVICE, FERRO_TOKEN, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for User {
@@ -180,7 +187,14 @@ impl User {
     pub fn new() -> User {
         User {
             config_dir: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
         }
+    }
+
+    /// The same user with `key=value` set for every command.
+    pub fn with_env(mut self, key: &str, value: &str) -> User {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Runs `ferro ARGS` with `stdin` as standard input.
@@ -189,6 +203,8 @@ impl User {
             .args(args)
             .env("FERRO_CONFIG_DIR", self.config_dir.path())
             .env_remove("RUST_LOG")
+            .env_remove("FERRO_TOKEN")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -5,13 +5,13 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 use ferro_client::{Client, ClientError, Method, ServiceTrust, probe_presented_chain};
 use ferro_wire::{
-    ChangePasswordRequest, CreateUserRequest, CreatedUser, LoginRequest, LoginResponse, Me, Role,
-    User,
+    ApiToken, ChangePasswordRequest, CreateApiTokenRequest, CreateUserRequest, CreatedApiToken,
+    CreatedUser, LoginRequest, LoginResponse, Me, Role, User,
 };
 use serde::Serialize;
 
 use super::list_all;
-use crate::cli::{LoginArgs, UserCommand};
+use crate::cli::{ApiTokenCommand, LoginArgs, UserCommand};
 use crate::output::{OutputFormat, Render, emit, new_table, property_table};
 use crate::session::Session;
 
@@ -261,6 +261,8 @@ pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
         token: Some(response.token.clone()),
         login: Some(response.user.login.clone()),
         selected_tenant: None,
+        tenant_from_env: None,
+        from_env: false,
     };
     let me: Me = session.client()?.get("/v1/me")?;
     // One tenant: select it, as azsphere does.
@@ -349,6 +351,84 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
             })?;
             client.delete(&format!("/v1/users/{id}"))?;
             eprintln!("Deleted user {id}.");
+            Ok(())
+        }
+    }
+}
+
+impl Render for Vec<ApiToken> {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec!["ID", "Name", "Created", "Expires"]);
+        for token in self {
+            table.add_row(vec![
+                token.id.to_string(),
+                token.name.clone(),
+                crate::output::timestamp(token.created_at),
+                crate::output::timestamp(token.expires_at),
+            ]);
+        }
+        table
+    }
+}
+
+/// A new API token with its secret, which the service shows only once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedTokenReport {
+    token: ApiToken,
+    secret: String,
+}
+
+impl Render for CreatedTokenReport {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("Token ID", self.token.id.to_string()),
+            ("Name", self.token.name.clone()),
+            ("Expires", crate::output::timestamp(self.token.expires_at)),
+            (
+                "Secret",
+                format!(
+                    "{} (shown once: store it as FERRO_TOKEN in your automation's secrets)",
+                    self.secret
+                ),
+            ),
+        ])
+    }
+}
+
+pub fn api_token(command: ApiTokenCommand, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+    match command {
+        ApiTokenCommand::Create {
+            name,
+            expires_in_days,
+        } => {
+            let created: CreatedApiToken = client.post(
+                "/v1/me/tokens",
+                &CreateApiTokenRequest {
+                    name,
+                    expires_in_days,
+                },
+            )?;
+            emit(
+                output,
+                &CreatedTokenReport {
+                    token: created.token,
+                    secret: created.secret,
+                },
+            )
+        }
+        ApiTokenCommand::List => emit(output, &list_all::<ApiToken>(&client, "/v1/me/tokens")?),
+        ApiTokenCommand::Delete { token_id } => {
+            let id: ferro_wire::ApiTokenId = token_id.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--token-id {token_id:?} is not a token ID (`ferro api-token list`)"
+                )
+            })?;
+            client.delete(&format!("/v1/me/tokens/{id}"))?;
+            eprintln!("Revoked token {id}.");
             Ok(())
         }
     }

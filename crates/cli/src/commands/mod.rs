@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Logout => account::logout(),
         Command::ShowUser => account::show_user(output),
         Command::User(command) => account::user(command, output),
+        Command::ApiToken(command) => account::api_token(command, output),
         Command::Tenant(command) => tenant::tenant(command, output),
         Command::Role(command) => tenant::role(command, output),
         Command::Product(command) => product::product(command, output),

@@ -68,7 +68,7 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
     match command {
         TenantCommand::Create { name } => {
             let tenant: Tenant = client.post("/v1/tenants", &CreateTenantRequest { name })?;
-            if session.selected_tenant.is_none() {
+            if session.selected_tenant.is_none() && !session.from_env {
                 session.selected_tenant = Some(tenant.id);
                 session.save()?;
                 eprintln!("Selected tenant {} ({}).", tenant.name, tenant.id);
