@@ -12,7 +12,8 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 SECONDS=0
 
 log "prerequisites"
-ensure_apt_packages build-essential pkg-config
+# swtpm: the TPM 2.0 simulator the root-of-trust tests start on loopback; libtss2-dev: tss-esapi.
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl
 ensure_rust_targets
 ensure_python_env
 ensure_postgres
@@ -25,6 +26,7 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p ferro-trust --features tpm --all-targets --locked -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
 
 log "sample apps (wasm32-wasip2)"
@@ -32,6 +34,9 @@ cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm3
 
 log "unit, integration, property and interoperability tests"
 cargo test --workspace --locked
+
+log "root of trust on a TPM 2.0 (swtpm, started by the tests on loopback)"
+cargo test -p ferro-trust --features tpm --locked
 
 if [ "${FUZZ_SECONDS}" -gt 0 ]; then
     log "fuzz smoke: ${FUZZ_SECONDS}s per target"

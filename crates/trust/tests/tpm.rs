@@ -1,0 +1,251 @@
+//! The TPM backend against a real swtpm (Debian packages swtpm, swtpm-tools, libtss2-dev),
+//! started by each test on free loopback ports and killed at the end. Run with
+//! `cargo test -p ferro-trust --features tpm`.
+#![cfg(feature = "tpm")]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferro_signing::Signer as _;
+use ferro_signing::SoftwareSigningKey;
+use ferro_trust::evidence::{
+    DebugStatus, EvidenceError, create_evidence, decode_claims, verify_tpm_quote,
+};
+use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse_quote};
+use ferro_trust::{RootOfTrust, RootOfTrustKind, TpmConfig, TpmQuote, TpmRootOfTrust};
+
+/// A running `swtpm socket` with its state directory; killed on drop.
+struct Swtpm {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    fn start() -> Swtpm {
+        let state = tempfile::tempdir().unwrap();
+        for _ in 0..20 {
+            // The swtpm TCTI uses `port` for commands and `port + 1` for control.
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+                continue;
+            }
+            drop(l);
+            let child = Command::new("swtpm")
+                .args(["socket", "--tpm2"])
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.path().display()))
+                .args(["--flags", "startup-clear"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
+            let mut s = Swtpm {
+                child,
+                port,
+                _state: state,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // swtpm serves one client at a time; let it notice our probe went away.
+                    std::thread::sleep(Duration::from_millis(50));
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+            return Swtpm::start();
+        }
+        panic!("no free loopback port pair for swtpm");
+    }
+
+    fn config(&self) -> TpmConfig {
+        TpmConfig {
+            tcti: format!("swtpm:host=127.0.0.1,port={}", self.port),
+            log_path: None,
+        }
+    }
+
+    fn open(&self) -> TpmRootOfTrust {
+        TpmRootOfTrust::open(&self.config()).unwrap()
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn suite_device_key_signs() {
+    let tpm = Swtpm::start();
+    common::device_key_signs(&tpm.open());
+}
+
+#[test]
+fn suite_key_is_stable() {
+    let tpm = Swtpm::start();
+    common::key_is_stable(&|| Box::new(tpm.open()) as Box<dyn RootOfTrust>);
+}
+
+#[test]
+fn suite_measurements_replay() {
+    let tpm = Swtpm::start();
+    common::measurements_replay(&tpm.open());
+}
+
+#[test]
+fn suite_counters_only_go_up() {
+    let tpm = Swtpm::start();
+    common::counters_only_go_up(&tpm.open());
+}
+
+#[test]
+fn suite_anchors_write_once() {
+    let tpm = Swtpm::start();
+    common::anchors_write_once(&tpm.open());
+}
+
+#[test]
+fn suite_random_bytes() {
+    let tpm = Swtpm::start();
+    common::random_bytes(&tpm.open());
+}
+
+#[test]
+fn suite_evidence_round_trip() {
+    let tpm = Swtpm::start();
+    common::evidence_round_trip(&tpm.open(), RootOfTrustKind::Tpm);
+}
+
+#[test]
+fn counters_and_anchors_live_in_the_tpm() {
+    let tpm = Swtpm::start();
+    let a = common::anchors();
+    {
+        let rot = tpm.open();
+        rot.advance_counter("os", 4).unwrap();
+        rot.write_trust_anchors(&a).unwrap();
+    }
+    let rot = tpm.open();
+    assert_eq!(rot.counter("os").unwrap(), 4);
+    assert_eq!(rot.read_trust_anchors().unwrap(), Some(a));
+    assert!(rot.write_trust_anchors(&common::anchors()).is_err());
+    match rot.advance_counter("os", 4 + 1025) {
+        Err(ferro_trust::TrustError::CounterStepTooLarge { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn quote_verifies_for_the_right_nonce_and_pcr_only() {
+    let tpm = Swtpm::start();
+    let rot = tpm.open();
+    rot.extend_measurement(&common::event(1)).unwrap();
+    let nonce = [0x42u8; 32];
+    let ev = create_evidence(&rot, &nonce, DebugStatus::Enabled).unwrap();
+    let claims = decode_claims(
+        &ferro_signing::parse_unverified(&ev)
+            .unwrap()
+            .unverified_payload,
+    )
+    .unwrap();
+    let quote = claims.tpm_quote.unwrap();
+    assert_eq!(quote.attestation_key, rot.attestation_key().to_spki_der());
+    assert_ne!(rot.attestation_key(), &rot.public_key());
+    let pcr = rot.read_measurements().unwrap().pcr_value;
+
+    let v = verify_tpm_quote(&quote, &nonce, &pcr).unwrap();
+    assert_eq!(v.info.extra_data, nonce);
+
+    // Another nonce.
+    assert_eq!(
+        verify_tpm_quote(&quote, &[0x43; 32], &pcr).unwrap_err(),
+        EvidenceError::QuoteNonceMismatch
+    );
+    // Another PCR value (a log that does not replay).
+    assert_eq!(
+        verify_tpm_quote(&quote, &nonce, &[0; 32]).unwrap_err(),
+        EvidenceError::LogDoesNotReplay
+    );
+    // Another PCR selection in the genuine quote: the TPM's signature no longer verifies.
+    let mut info = parse_quote(&quote.attest).unwrap();
+    info.pcr_selections = vec![PcrSelection {
+        hash: TPM_ALG_SHA256,
+        pcrs: vec![16],
+    }];
+    let edited = TpmQuote {
+        attest: marshal_quote(&info),
+        ..quote.clone()
+    };
+    assert_eq!(
+        verify_tpm_quote(&edited, &nonce, &pcr).unwrap_err(),
+        EvidenceError::QuoteSignature
+    );
+    // A correctly signed quote over another selection is refused by the selection check.
+    let ak = SoftwareSigningKey::generate();
+    for pcrs in [vec![16], vec![15, 16], vec![]] {
+        let mut info = parse_quote(&quote.attest).unwrap();
+        info.pcr_selections = vec![PcrSelection {
+            hash: TPM_ALG_SHA256,
+            pcrs,
+        }];
+        let attest = marshal_quote(&info);
+        let signed = TpmQuote {
+            signature: ak.sign(&attest).unwrap().0,
+            attest,
+            attestation_key: ak.public_key().to_spki_der(),
+        };
+        assert_eq!(
+            verify_tpm_quote(&signed, &nonce, &pcr).unwrap_err(),
+            EvidenceError::QuotePcrSelection
+        );
+    }
+    // The same with the SHA-1 bank.
+    let mut info = parse_quote(&quote.attest).unwrap();
+    info.pcr_selections[0].hash = 0x0004;
+    let attest = marshal_quote(&info);
+    let signed = TpmQuote {
+        signature: ak.sign(&attest).unwrap().0,
+        attest,
+        attestation_key: ak.public_key().to_spki_der(),
+    };
+    assert_eq!(
+        verify_tpm_quote(&signed, &nonce, &pcr).unwrap_err(),
+        EvidenceError::QuotePcrSelection
+    );
+}
+
+#[test]
+fn log_file_survives_a_process_restart_within_a_boot() {
+    let tpm = Swtpm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = TpmConfig {
+        log_path: Some(dir.path().join("measurements.cbor")),
+        ..tpm.config()
+    };
+    {
+        let rot = TpmRootOfTrust::open(&config).unwrap();
+        rot.extend_measurement(&common::event(1)).unwrap();
+        rot.extend_measurement(&common::event(2)).unwrap();
+    }
+    let rot = TpmRootOfTrust::open(&config).unwrap();
+    let m = rot.read_measurements().unwrap();
+    assert_eq!(m.log.len(), 2);
+    assert!(m.replays());
+}
