@@ -1,6 +1,7 @@
 //! Authentication: password hashing (Argon2id), bearer tokens (random, stored as SHA-256),
 //! the [`Caller`] extractor, tenant role checks and the database-backed login rate limit.
 
+use crate::auth_cache::AuthKey;
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -298,96 +299,114 @@ impl FromRequestParts<AppState> for TenantCaller {
 }
 
 /// Check the bearer token of `parts`; with `tenant`, also return the caller's role there (one
-/// query).
+/// query, or none when [`crate::auth_cache::AuthCache`] answered within its TTL).
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
     tenant: Option<&str>,
 ) -> ApiResult<(Caller, Option<Role>)> {
-    {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthenticated)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthenticated)?;
-        if !(token.starts_with(SESSION_PREFIX) || token.starts_with(API_TOKEN_PREFIX))
-            || token.len() > 100
-        {
-            return Err(ApiError::unauthenticated());
-        }
-        let hash = token_hash(token);
-        let now = db::now();
-        let row = match tenant {
-            None => {
-                sqlx::query(
-                    "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
-                     t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
-                     u.password_change_required, u.platform_operator, u.created_at, \
-                     NULL AS role FROM tokens t JOIN users u ON u.id = t.user_id \
-                     WHERE t.token_hash = $1",
-                )
-                .bind(&hash)
-                .fetch_optional(state.db.pool())
-                .await?
-            }
-            Some(tid) => {
-                sqlx::query(
-                    "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
-                     t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
-                     u.password_change_required, u.platform_operator, u.created_at, r.role \
-                     FROM tokens t JOIN users u ON u.id = t.user_id \
-                     LEFT JOIN tenant_roles r ON r.user_id = t.user_id AND r.tenant_id = $2 \
-                     WHERE t.token_hash = $1",
-                )
-                .bind(&hash)
-                .bind(tid)
-                .fetch_optional(state.db.pool())
-                .await?
-            }
-        }
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::unauthenticated)?;
-        // The lookup is by hash (an index cannot leak the secret); compare again in constant time.
-        let stored: String = row.try_get("token_hash")?;
-        if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
-            return Err(ApiError::unauthenticated());
-        }
-        let expires_at: i64 = row.try_get("expires_at")?;
-        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-        if revoked_at.is_some() || expires_at <= now {
-            return Err(ApiError::unauthenticated());
-        }
-        let user = UserRow::from_row(&row)?;
-        if user.password_change_required {
-            return Err(ApiError::new(
-                ErrorCode::PasswordChangeRequired,
-                "change your password with POST /v1/auth/change-password, then log in again",
-            ));
-        }
-        let token_id: String = row.try_get("token_id")?;
-        let last_used: Option<i64> = row.try_get("last_used_at")?;
-        if last_used.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
-            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(&token_id)
-                .execute(state.db.pool())
-                .await?;
-        }
-        let role = match tenant {
-            None => None,
-            Some(_) => row
-                .try_get::<Option<String>, _>("role")?
-                .map(|r| {
-                    r.parse::<Role>()
-                        .map_err(|_| ApiError::Internal("unknown role in database".into()))
-                })
-                .transpose()?,
-        };
-        Ok((Caller { user, token_id }, role))
+    let token = header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or_else(ApiError::unauthenticated)?;
+    if !(token.starts_with(SESSION_PREFIX) || token.starts_with(API_TOKEN_PREFIX))
+        || token.len() > 100
+    {
+        return Err(ApiError::unauthenticated());
     }
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let now = db::now();
+    // Cache key: the digest (never the token) and the tenant; an unparsable tenant ID is not
+    // cached (the extractor refuses it after authentication anyway).
+    let key = match tenant {
+        None => Some(AuthKey::new(digest, None)),
+        Some(t) => uuid::Uuid::parse_str(t)
+            .ok()
+            .map(|u| AuthKey::new(digest, Some(u))),
+    };
+    let cache = &state.auth_cache;
+    if let Some(hit) = key.as_ref().and_then(|k| cache.get(k, now)) {
+        return Ok(hit);
+    }
+    let generation = cache.generation();
+    let hash = hex_lower(&digest);
+    let row = match tenant {
+        None => {
+            sqlx::query(
+                "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
+                 t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
+                 u.password_change_required, u.platform_operator, u.created_at, \
+                 NULL AS role FROM tokens t JOIN users u ON u.id = t.user_id \
+                 WHERE t.token_hash = $1",
+            )
+            .bind(&hash)
+            .fetch_optional(state.db.pool())
+            .await?
+        }
+        Some(tid) => {
+            sqlx::query(
+                "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
+                 t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
+                 u.password_change_required, u.platform_operator, u.created_at, r.role \
+                 FROM tokens t JOIN users u ON u.id = t.user_id \
+                 LEFT JOIN tenant_roles r ON r.user_id = t.user_id AND r.tenant_id = $2 \
+                 WHERE t.token_hash = $1",
+            )
+            .bind(&hash)
+            .bind(tid)
+            .fetch_optional(state.db.pool())
+            .await?
+        }
+    }
+    .ok_or_else(ApiError::unauthenticated)?;
+    // The lookup is by hash (an index cannot leak the secret); compare again in constant time.
+    let stored: String = row.try_get("token_hash")?;
+    if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+        return Err(ApiError::unauthenticated());
+    }
+    let expires_at: i64 = row.try_get("expires_at")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    if revoked_at.is_some() || expires_at <= now {
+        return Err(ApiError::unauthenticated());
+    }
+    let mut user = UserRow::from_row(&row)?;
+    // Callers never carry the password hash (nor does the cache).
+    user.password_hash = String::new();
+    if user.password_change_required {
+        return Err(ApiError::new(
+            ErrorCode::PasswordChangeRequired,
+            "change your password with POST /v1/auth/change-password, then log in again",
+        ));
+    }
+    let token_id: String = row.try_get("token_id")?;
+    let last_used: Option<i64> = row.try_get("last_used_at")?;
+    if last_used.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
+        sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&token_id)
+            .execute(state.db.pool())
+            .await?;
+    }
+    let role = match tenant {
+        None => None,
+        Some(_) => row
+            .try_get::<Option<String>, _>("role")?
+            .map(|r| {
+                r.parse::<Role>()
+                    .map_err(|_| ApiError::Internal("unknown role in database".into()))
+            })
+            .transpose()?,
+    };
+    let caller = Caller { user, token_id };
+    if let Some(k) = key {
+        cache.insert(k, generation, expires_at, &caller, role);
+    }
+    Ok((caller, role))
 }
 
 /// The caller's role in a tenant, or 404 (no role: indistinguishable from a missing tenant), or

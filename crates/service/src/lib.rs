@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod auth_cache;
 pub mod db;
 pub mod error;
 pub mod extract;

@@ -248,8 +248,11 @@ pub async fn state(
     .map_err(|e| ApiError::Internal(format!("object store: {e}")))?;
     let dummy = crate::auth::new_one_time_password()?;
     let dummy_hash = crate::auth::hash_password(config.password_params, dummy).await?;
+    let auth_cache =
+        crate::auth_cache::AuthCache::new(config.auth_cache_ttl, config.auth_cache_capacity);
     Ok(crate::AppState {
         db,
+        auth_cache: std::sync::Arc::new(auth_cache),
         config: std::sync::Arc::new(config),
         dummy_hash: std::sync::Arc::new(dummy_hash),
         platform: std::sync::Arc::new(platform),

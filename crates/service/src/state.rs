@@ -23,6 +23,13 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Longest an upload request may take (instead of `request_timeout`).
     pub upload_timeout: Duration,
+    /// How long a replica may act on a token check it made (the authentication cache,
+    /// `crate::auth_cache`): revocations and role changes made through another replica take
+    /// effect here within this time. Clamped to `auth_cache::MAX_TTL` (2 s); zero disables the
+    /// cache.
+    pub auth_cache_ttl: Duration,
+    /// Most entries (token x tenant) the authentication cache holds.
+    pub auth_cache_capacity: usize,
 }
 
 impl Default for Config {
@@ -35,12 +42,16 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             max_upload_bytes: 512 * 1024 * 1024,
             upload_timeout: Duration::from_secs(15 * 60),
+            auth_cache_ttl: crate::auth_cache::DEFAULT_TTL,
+            auth_cache_capacity: crate::auth_cache::DEFAULT_CAPACITY,
         }
     }
 }
 
 /// What every handler sees. Holds no per-request or per-user state: everything that must be
-/// shared between replicas (sessions, tokens, rate limits) lives in the database.
+/// shared between replicas (sessions, tokens, rate limits) lives in the database. The one
+/// exception is derived and bounded: the authentication cache (`crate::auth_cache`), a copy of
+/// token checks kept for at most `Config::auth_cache_ttl` (2 s at most).
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database.
@@ -54,4 +65,6 @@ pub struct AppState {
     pub platform: Arc<crate::platform::Platform>,
     /// The object store for image packages (`crate::object_store`).
     pub objects: Arc<dyn crate::object_store::ObjectStore>,
+    /// Token checks of the last second (derived from the database; `crate::auth_cache`).
+    pub auth_cache: Arc<crate::auth_cache::AuthCache>,
 }

@@ -135,6 +135,8 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
     )
     .await?;
     tx.commit().await?;
+    // Effective at once on this replica (other replicas: within the auth cache's TTL).
+    state.auth_cache.invalidate_user(&caller.uid());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -187,5 +189,6 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    state.auth_cache.invalidate_user(&uid);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -197,5 +197,6 @@ pub async fn revoke_token(
     )
     .await?;
     tx.commit().await?;
+    state.auth_cache.invalidate_user(&uid);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -272,6 +272,7 @@ pub async fn add_role(
     )
     .await?;
     tx.commit().await?;
+    state.auth_cache.invalidate_user(&uid);
     Ok((
         StatusCode::CREATED,
         Json(RoleAssignment {
@@ -363,6 +364,7 @@ pub async fn delete_role(
     )
     .await?;
     tx.commit().await?;
+    state.auth_cache.invalidate_user(&uid);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -241,5 +241,6 @@ pub async fn delete_user(
     )
     .await?;
     tx.commit().await?;
+    state.auth_cache.invalidate_user(&uid);
     Ok(StatusCode::NO_CONTENT)
 }
