@@ -45,9 +45,11 @@ if [ "${FUZZ_SECONDS}" -gt 0 ]; then
         [manifest_parse]="test-vectors/manifests"
         [hardware_definition_load]="test-vectors/hardware"
         [image_package_parse]="test-vectors/packages"
+        [identity_documents]="test-vectors/identity"
+        [attestation_evidence]="test-vectors/identity"
     )
     cargo +nightly fuzz build --release --debug-assertions
-    for target in manifest_parse hardware_definition_load image_package_parse; do
+    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence; do
         mkdir -p "fuzz/corpus/${target}"
         seed_dir="$(mktemp -d)"
         find "${seeds[$target]}" -type f -exec cp -t "${seed_dir}" {} + 2>/dev/null || true
