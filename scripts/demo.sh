@@ -5,7 +5,10 @@
 #      sample appliance's hardware definition (a test-signing key is made on first use),
 #   3. shows and verifies the package, and shows verification refusing a copy with one byte flipped,
 #   4. starts the security service on SQLite, logs in by the platform root's fingerprint, creates a
-#      tenant and a product, uploads the app (re-signed for production) and deploys it to a group.
+#      tenant and a product, uploads the app (re-signed for production) and deploys it to a group,
+#   5. publishes the built ferro-device as an OS release, provisions a virtual device with it,
+#      registers and claims the device, and boots it: ferro-boot verifies and measures the OS
+#      bundle and runs ferro-device, which attests and receives its 24-hour device certificate.
 # Everything it writes goes under .demo/ (including the demo's own test-signing key); the
 # service stops when the demo ends.
 set -euo pipefail
@@ -22,7 +25,7 @@ ensure_apt_packages build-essential pkg-config
 ensure_rust_targets
 
 step "Build the ferro CLI and the sample app"
-cargo build --locked -q -p ferro-cli -p ferro-service
+cargo build --locked -q -p ferro-cli -p ferro-service -p ferro-device -p ferro-boot
 cargo build --locked -q --manifest-path apps/Cargo.toml -p hello --release --target wasm32-wasip2
 ferro="${FERRO_ROOT}/target/debug/ferro"
 ferro() { run "${ferro}" "$@"; }
@@ -95,4 +98,34 @@ ferro image show --image "${image_id}"
 step "Deploy it to the Field Test group"
 ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image_id}"
 
-printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the service stops now.\n' "${DEMO}"
+step "Publish the OS: the built ferro-device, packed as an OS image, published by the operator"
+mkdir -p "${DEMO}/os/bin"
+strip -o "${DEMO}/os/bin/ferro-device" "${FERRO_ROOT}/target/debug/ferro-device"
+ferro image-package pack-os --os-directory "${DEMO}/os" --version 1.0.0 --destination "${DEMO}/os.imagepackage"
+ferro os-release key add
+release_id="$("${ferro}" os-release publish --image "${DEMO}/os.imagepackage" --feed Retail --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["imageId"])')"
+ferro os-release download --image "${release_id}" --destination "${DEMO}/os-release.imagepackage"
+
+step "Provision a virtual device: key in its root of trust, trust anchors, factory OS, registration record"
+device_bin="${FERRO_ROOT}/target/debug/ferro-device"
+run "${device_bin}" provision --data-dir "${DEMO}/device" --service "https://127.0.0.1:${port}" \
+    --platform-root "${DEMO}/service/pki/platform-root.pem" --os-image "${DEMO}/os-release.imagepackage"
+device_id="$("${device_bin}" show-identity --data-dir "${DEMO}/device" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["deviceId"])')"
+
+step "Manufacturing finishes the device (state only moves forward), registers it; the tenant claims it"
+run "${device_bin}" manufacturing-state update --data-dir "${DEMO}/device" --state DeviceComplete
+ferro manufacturing register --file "${DEMO}/device/registration.cose"
+ferro device claim --device "${device_id}"
+ferro device update --device "${device_id}" --device-group "Coffee Maker/Field Test"
+
+step "Boot it: ferro-boot verifies and measures the OS bundle, then runs ferro-device, which attests"
+"${FERRO_ROOT}/target/debug/ferro-boot" --data-dir "${DEMO}/device" 2>"${DEMO}/device.log" &
+device_pid=$!
+trap 'kill ${device_pid} ${service_pid} 2>/dev/null; wait ${device_pid} ${service_pid} 2>/dev/null' EXIT
+for _ in $(seq 1 300); do [ -s "${DEMO}/device/run/ready.json" ] && break; sleep 0.1; done
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("attestation:", r["attestation"], r["attestationReasons"] or "", "| measurements replay:", r["replays"])' "${DEMO}/device/run/ready.json"
+ferro device show --device "${device_id}"
+openssl x509 -in "${DEMO}/device/certs/device-cert.pem" -noout -subject -issuer -dates
+openssl verify -CAfile "${DEMO}/device/certs/tenant-ca-chain.pem" "${DEMO}/device/certs/device-cert.pem"
+
+printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the device and the service stop now.\n' "${DEMO}"

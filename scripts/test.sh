@@ -13,7 +13,8 @@ SECONDS=0
 
 log "prerequisites"
 # swtpm: the TPM 2.0 simulator the root-of-trust tests start on loopback; libtss2-dev: tss-esapi.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl
+# mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback.
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto
 ensure_rust_targets
 ensure_python_env
 ensure_postgres
@@ -26,7 +27,7 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p ferro-trust --features tpm --all-targets --locked -- -D warnings
+cargo clippy -p ferro-trust -p ferro-device --features ferro-trust/tpm,ferro-device/tpm --all-targets --locked -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
 
 log "sample apps (wasm32-wasip2)"
@@ -36,7 +37,7 @@ log "unit, integration, property and interoperability tests"
 cargo test --workspace --locked
 
 log "root of trust on a TPM 2.0 (swtpm, started by the tests on loopback)"
-cargo test -p ferro-trust --features tpm --locked
+cargo test -p ferro-trust -p ferro-device --features ferro-trust/tpm,ferro-device/tpm --locked
 
 if [ "${FUZZ_SECONDS}" -gt 0 ]; then
     log "fuzz smoke: ${FUZZ_SECONDS}s per target"

@@ -2,8 +2,8 @@
 //! IDs, tracing, metrics, timeouts, panic catching, JSON fallbacks) and the OpenAPI document.
 
 use crate::error::error_response;
+use crate::routes::{attestation, deployments, developer_keys, images, os_releases};
 use crate::routes::{auth, ca, devices, error_reports, me, ops, pki, products, tenants, users};
-use crate::routes::{deployments, developer_keys, images, os_releases};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -54,6 +54,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "manufacturing", description = "Device registration records"),
         (name = "devices", description = "Claiming, devices, capability files, error reports"),
         (name = "ca-certificates", description = "Tenant CA certificates"),
+        (name = "attestation", description = "Device attestation: challenges, evidence, device certificates (no bearer token: the evidence signature authenticates)"),
     )
 )]
 struct ApiDoc;
@@ -148,6 +149,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(os_releases::get_os_release))
         .routes(routes!(os_releases::promote_os_release))
         .routes(routes!(os_releases::get_os_release_content))
+        .routes(routes!(attestation::challenge))
+        .routes(routes!(attestation::evidence))
 }
 
 /// The OpenAPI document of the service, as checked in at `openapi/ferrosphere.json`.

@@ -14,6 +14,7 @@
 //! listener and graceful shutdown.
 
 pub mod app;
+pub mod appraisal;
 pub mod auth;
 pub mod auth_cache;
 pub mod db;

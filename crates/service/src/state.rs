@@ -30,6 +30,10 @@ pub struct Config {
     pub auth_cache_ttl: Duration,
     /// Most entries (token x tenant) the authentication cache holds.
     pub auth_cache_capacity: usize,
+    /// Life of an attestation challenge (nonce); docs/attestation.md.
+    pub attestation_nonce_ttl: Duration,
+    /// Most outstanding (unused, unexpired) challenges per device ID; more is `rate_limited`.
+    pub attestation_max_outstanding: u32,
 }
 
 impl Default for Config {
@@ -44,6 +48,8 @@ impl Default for Config {
             upload_timeout: Duration::from_secs(15 * 60),
             auth_cache_ttl: crate::auth_cache::DEFAULT_TTL,
             auth_cache_capacity: crate::auth_cache::DEFAULT_CAPACITY,
+            attestation_nonce_ttl: Duration::from_secs(60),
+            attestation_max_outstanding: 8,
         }
     }
 }

@@ -235,6 +235,9 @@ async fn matrix_line(
         "POST /v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments" => {
             Some(json!({"imageIds": [t.image(&ten.id, &admin).await]}))
         }
+        "POST /v1/attestation/challenge" => Some(json!({"deviceId": device})),
+        "POST /v1/attestation/evidence" => Some(json!({"deviceId": device,
+            "nonce": "A".repeat(43), "evidence": "AAAA"})),
         _ => None,
     };
     let r = match binary {

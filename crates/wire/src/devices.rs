@@ -182,8 +182,11 @@ pub struct Device {
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_attested_at: Option<OffsetDateTime>,
-    /// Result of the last attestation (null until devices attest).
+    /// Result of the last attestation (null until devices attest): `Trusted` or `Untrusted`.
     pub last_attestation_result: Option<String>,
+    /// Why the last attestation was untrusted (empty when trusted; null until devices attest).
+    #[serde(default)]
+    pub last_attestation_reasons: Option<Vec<crate::AttestationReason>>,
 }
 
 /// Query of `GET /v1/tenants/{tenantId}/devices`.

@@ -93,6 +93,8 @@ typed_id!(
 // Images, deployments, OS releases (after `typed_id!`, which they use).
 mod images;
 pub use images::*;
+mod attestation;
+pub use attestation::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///

@@ -22,6 +22,9 @@ const DEVICE_FIELDS: &[(&str, &str)] = &[
     ("Manufacturing state", "manufacturingState"),
     ("Root of trust", "rootOfTrust"),
     ("Claimed", "claimedAt"),
+    ("Last attestation", "lastAttestationResult"),
+    ("Attested", "lastAttestedAt"),
+    ("Reasons", "lastAttestationReasons"),
 ];
 
 const CA_FIELDS: &[(&str, &str)] = &[

@@ -69,6 +69,16 @@ where
 /// concurrent requests never store two new CAs (the loser's key stays an unreferenced orphan
 /// under a random serial, harmless).
 pub async fn cas_rotated(state: &AppState, caller: &Caller, tid: &str) -> ApiResult<Vec<TenantCa>> {
+    cas_rotated_by(state, Some(&caller.uid()), tid).await
+}
+
+/// [`cas_rotated`] with the audit actor given directly (`None`: the service itself, as when a
+/// device attests).
+pub async fn cas_rotated_by(
+    state: &AppState,
+    actor: Option<&str>,
+    tid: &str,
+) -> ApiResult<Vec<TenantCa>> {
     let now = OffsetDateTime::now_utc();
     let cas = load_cas(state.db.pool(), tid).await?;
     if !ferro_pki::tenant_ca_rotation_due(&cas, now) {
@@ -98,7 +108,7 @@ pub async fn cas_rotated(state: &AppState, caller: &Caller, tid: &str) -> ApiRes
     db::audit(
         &mut tx,
         Some(tid),
-        Some(&caller.uid()),
+        actor,
         "tenant_ca.rotate",
         "tenant_ca",
         &ca.serial_hex(),

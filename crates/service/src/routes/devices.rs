@@ -436,7 +436,8 @@ pub async fn claim(
 }
 
 const DEVICE_COLUMNS: &str = "d.id, d.tenant_id, d.device_group_id, g.product_id, d.claimed_at, \
-    d.last_attested_at, d.last_attestation_result, r.manufacturing_state, r.root_of_trust";
+    d.last_attested_at, d.last_attestation_result, d.last_attestation_reasons, \
+    r.manufacturing_state, r.root_of_trust";
 const DEVICE_FROM: &str = "FROM devices d JOIN device_registrations r ON r.device_id = d.id \
     LEFT JOIN device_groups g ON g.id = d.device_group_id";
 
@@ -464,6 +465,11 @@ fn device_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Device> {
         claimed_at: db::ts(r.try_get("claimed_at")?),
         last_attested_at: r.try_get::<Option<i64>, _>("last_attested_at")?.map(db::ts),
         last_attestation_result: r.try_get("last_attestation_result")?,
+        last_attestation_reasons: r
+            .try_get::<Option<String>, _>("last_attestation_reasons")?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|_| bad("attestation reasons"))?,
     })
 }
 
@@ -746,6 +752,23 @@ pub async fn create_capability(
         }
         ferro_pki::Capability::FieldServicing => Vec::new(),
     };
+    // Recorded so that attestation knows which devices hold AppDevelopment (docs/attestation.md).
+    sqlx::query(
+        "INSERT INTO device_capabilities (id, tenant_id, device_id, capability_type, \
+         developer_key_ids, issued_at, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&who.tid)
+    .bind(&did)
+    .bind(match req.capability_type {
+        CapabilityType::AppDevelopment => "AppDevelopment",
+        CapabilityType::FieldServicing => "FieldServicing",
+    })
+    .bind(serde_json::to_string(&developer_key_ids).unwrap_or_else(|_| "[]".into()))
+    .bind(now.unix_timestamp())
+    .bind(who.caller.uid())
+    .execute(&mut *tx)
+    .await?;
     db::audit(
         &mut tx,
         Some(&who.tid),

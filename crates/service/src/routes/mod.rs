@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area. Each handler carries its `#[utoipa::path]`, from which
 //! both the router and the OpenAPI document are built (they cannot drift).
 
+pub mod attestation;
 pub mod auth;
 pub mod ca;
 pub mod deployments;

@@ -1,0 +1,488 @@
+//! Device-side attestation (docs/attestation.md): ask the service for a challenge, answer it
+//! with evidence from the root of trust, check the device certificate the service returns, keep
+//! it in the device's data directory and renew it at half its life. The device key never leaves
+//! the root of trust: TLS client authentication signs through it ([`mtls_client_config`]).
+//!
+//! Depends on `ferro-trust`, `ferro-tls`, `ferro-wire`, `ferro-pki` and `ferro-signing`; never on
+//! the service.
+
+use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use ferro_pki::Certificate;
+use ferro_trust::RootOfTrust;
+use ferro_trust::evidence::{DebugStatus, create_evidence};
+use ferro_wire::{
+    AttestationChallenge, AttestationChallengeRequest, AttestationEvidenceRequest,
+    AttestationReason, AttestationResult, AttestationVerdict, ErrorBody,
+};
+use rustls::pki_types::CertificateDer;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Errors of the attestation client. None carries key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The platform root or a returned certificate is not usable PEM/X.509.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// TLS configuration failed.
+    #[error("tls: {0}")]
+    Tls(#[from] ferro_tls::TlsError),
+    /// The service could not be reached or answered garbage.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The service answered with an error body.
+    #[error("service error {status}: {code}: {message}")]
+    Service {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The root of trust failed.
+    #[error("root of trust: {0}")]
+    Trust(#[from] ferro_trust::TrustError),
+    /// The service said Trusted but its certificate does not check out.
+    #[error("the returned certificate is not acceptable: {0}")]
+    BadCertificate(String),
+    /// Reading or writing the certificate store failed.
+    #[error("certificate store {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// The service as a device reaches it: base URL (`https://...`) and the platform root it trusts.
+#[derive(Clone)]
+pub struct ServiceConnection {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for ServiceConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceConnection")
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+/// DER certificates of a PEM bundle (`CERTIFICATE` blocks only).
+pub fn pem_certificates(pem_text: &str) -> Result<Vec<CertificateDer<'static>>, AttestError> {
+    let blocks = pem::parse_many(pem_text).map_err(|e| AttestError::Certificate(e.to_string()))?;
+    let out: Vec<_> = blocks
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(|b| CertificateDer::from(b.into_contents()))
+        .collect();
+    if out.is_empty() {
+        return Err(AttestError::Certificate("no CERTIFICATE in PEM".into()));
+    }
+    Ok(out)
+}
+
+impl ServiceConnection {
+    /// A connection to `base_url` trusting only `platform_root_pem` for the service's TLS
+    /// certificate. Installs the ring provider as rustls's process default if none is.
+    pub fn new(base_url: &str, platform_root_pem: &str) -> Result<ServiceConnection, AttestError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let anchors = pem_certificates(platform_root_pem)?;
+        let tls = ferro_tls::client_config(&anchors, None)?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| AttestError::Transport(e.to_string()))?;
+        Ok(ServiceConnection {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+
+    async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, AttestError> {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| AttestError::Transport(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| AttestError::Transport(e.to_string()))?;
+        if !status.is_success() {
+            let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| (b.error.code.as_str().to_string(), b.error.message))
+                .unwrap_or_else(|_| ("unknown".into(), String::from_utf8_lossy(&bytes).into()));
+            return Err(AttestError::Service {
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| AttestError::Transport(e.to_string()))
+    }
+}
+
+/// A device certificate the service issued, checked by [`attest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    /// The leaf (PEM).
+    pub certificate_pem: String,
+    /// The tenant CA chain (PEM bundle).
+    pub ca_chain_pem: String,
+    /// Validity start.
+    pub not_before: OffsetDateTime,
+    /// Validity end.
+    pub not_after: OffsetDateTime,
+}
+
+impl DeviceCertificate {
+    /// The leaf then the CA that signed it, as TLS wants the chain.
+    pub fn chain_der(&self) -> Result<Vec<CertificateDer<'static>>, AttestError> {
+        let mut chain = pem_certificates(&self.certificate_pem)?;
+        let leaf = Certificate::from_der(&chain[0])
+            .map_err(|e| AttestError::Certificate(e.to_string()))?;
+        if let Some(issuer) = issuing_ca(&leaf, &self.ca_chain_pem)? {
+            chain.truncate(1);
+            chain.push(issuer);
+        }
+        Ok(chain)
+    }
+}
+
+/// What an attestation came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttestationOutcome {
+    /// Trusted: the certificate (already checked: chains to a CA of the chain, for our key).
+    Trusted {
+        /// The certificate.
+        certificate: DeviceCertificate,
+        /// The service's clock.
+        service_time: OffsetDateTime,
+    },
+    /// Untrusted, with the service's reasons.
+    Untrusted {
+        /// Why.
+        reasons: Vec<AttestationReason>,
+        /// The service's clock.
+        service_time: OffsetDateTime,
+    },
+}
+
+fn issuing_ca(
+    leaf: &Certificate,
+    ca_chain_pem: &str,
+) -> Result<Option<CertificateDer<'static>>, AttestError> {
+    for ca in pem_certificates(ca_chain_pem)? {
+        let Ok(parsed) = Certificate::from_der(&ca) else {
+            continue;
+        };
+        let Ok(key) = ferro_signing::PublicKey::from_spki_der(parsed.subject_public_key_info())
+        else {
+            continue;
+        };
+        if ferro_pki::verify_certificate_signature(leaf.der(), &key).is_ok() {
+            return Ok(Some(ca));
+        }
+    }
+    Ok(None)
+}
+
+/// Check a returned certificate: it parses, is signed by a CA of `ca_chain_pem`, and certifies
+/// exactly the root of trust's device key.
+pub fn check_certificate(
+    rot: &dyn RootOfTrust,
+    certificate_pem: &str,
+    ca_chain_pem: &str,
+) -> Result<DeviceCertificate, AttestError> {
+    let bad = |m: &str| AttestError::BadCertificate(m.to_string());
+    let leaf_der = pem_certificates(certificate_pem).map_err(|_| bad("not PEM"))?;
+    let leaf = Certificate::from_der(&leaf_der[0]).map_err(|e| bad(&e.to_string()))?;
+    if leaf.subject_public_key_info() != rot.public_key().to_spki_der().as_slice() {
+        return Err(bad("the certificate is for another key"));
+    }
+    if issuing_ca(&leaf, ca_chain_pem)?.is_none() {
+        return Err(bad("no CA of the returned chain signed the certificate"));
+    }
+    Ok(DeviceCertificate {
+        certificate_pem: certificate_pem.to_string(),
+        ca_chain_pem: ca_chain_pem.to_string(),
+        not_before: leaf.not_before(),
+        not_after: leaf.not_after(),
+    })
+}
+
+/// Attest once: challenge, evidence by the root of trust, submission, and (Trusted) the checks
+/// of [`check_certificate`]. Uses only the device key, never a certificate, so an expired or
+/// missing certificate never prevents attestation.
+pub async fn attest(
+    rot: &dyn RootOfTrust,
+    connection: &ServiceConnection,
+) -> Result<AttestationOutcome, AttestError> {
+    let device_id = rot.device_id().to_string();
+    let challenge: AttestationChallenge = connection
+        .post(
+            "/v1/attestation/challenge",
+            &AttestationChallengeRequest {
+                device_id: device_id.clone(),
+            },
+        )
+        .await?;
+    let nonce = Base64UrlUnpadded::decode_vec(&challenge.nonce)
+        .map_err(|_| AttestError::Transport("the challenge nonce is not base64url".into()))?;
+    let evidence = create_evidence(rot, &nonce, DebugStatus::Disabled)?;
+    let result: AttestationResult = connection
+        .post(
+            "/v1/attestation/evidence",
+            &AttestationEvidenceRequest {
+                device_id,
+                nonce: challenge.nonce,
+                evidence: Base64::encode_string(&evidence),
+            },
+        )
+        .await?;
+    match result.verdict {
+        AttestationVerdict::Untrusted => Ok(AttestationOutcome::Untrusted {
+            reasons: result.reasons,
+            service_time: result.service_time,
+        }),
+        AttestationVerdict::Trusted => {
+            let (Some(cert), Some(chain)) = (&result.certificate_pem, &result.ca_chain_pem) else {
+                return Err(AttestError::BadCertificate(
+                    "Trusted without a certificate and chain".into(),
+                ));
+            };
+            Ok(AttestationOutcome::Trusted {
+                certificate: check_certificate(rot, cert, chain)?,
+                service_time: result.service_time,
+            })
+        }
+    }
+}
+
+/// A rustls client configuration that presents `cert_chain` and signs the handshake with the
+/// root of trust's device key (which never leaves it), trusting only `anchors` for the server.
+pub fn mtls_client_config(
+    rot: &dyn RootOfTrust,
+    cert_chain: Vec<CertificateDer<'static>>,
+    anchors: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, AttestError> {
+    Ok(ferro_tls::client_config(
+        anchors,
+        Some((cert_chain, rot.device_key())),
+    )?)
+}
+
+/// Renewal and retry timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenewalPolicy {
+    /// Renew at this fraction of the life (percent), less jitter.
+    pub renew_at_percent: u8,
+    /// Up to this fraction of the life (percent) earlier, uniformly random, so a fleet that
+    /// attested together does not renew together.
+    pub jitter_percent: u8,
+    /// First retry delay after a failure.
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for RenewalPolicy {
+    fn default() -> Self {
+        RenewalPolicy {
+            renew_at_percent: 50,
+            jitter_percent: 10,
+            initial_backoff: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(3600),
+        }
+    }
+}
+
+fn random_below(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let mut b = [0u8; 8];
+    // A failing OS RNG only removes jitter; timing is not a security property.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b) % n
+}
+
+impl RenewalPolicy {
+    /// When to renew a certificate valid from `not_before` to `not_after`: at
+    /// `renew_at_percent` of its life, minus up to `jitter_percent` of it.
+    pub fn renew_at(
+        &self,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> OffsetDateTime {
+        let life = (not_after - not_before).whole_milliseconds().max(0);
+        let life = u64::try_from(life).unwrap_or(0);
+        let at = life * u64::from(self.renew_at_percent.min(100)) / 100;
+        let jitter = random_below(life * u64::from(self.jitter_percent.min(100)) / 100 + 1);
+        let ms = at.saturating_sub(jitter);
+        not_before + time::Duration::milliseconds(i64::try_from(ms).unwrap_or(0))
+    }
+
+    /// Delay before retry number `failures` (1 = after the first failure): exponential from
+    /// `initial_backoff`, capped at `max_backoff`, with "equal jitter" (half fixed, half
+    /// random), so retries spread out but never come back immediately.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let base = self
+            .initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff);
+        let half = base / 2;
+        let ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+        half + Duration::from_millis(random_below(ms + 1))
+    }
+}
+
+/// File names in the certificate directory.
+pub const CERT_FILE: &str = "device-cert.pem";
+/// The tenant CA chain the certificate was issued with.
+pub const CHAIN_FILE: &str = "tenant-ca-chain.pem";
+
+/// Keeps the device certificate in the device's data directory and decides when to attest.
+/// Certificates are public, so files are written atomically (temp file, rename) but not secret.
+#[derive(Debug)]
+pub struct CertificateManager {
+    dir: PathBuf,
+    policy: RenewalPolicy,
+    failures: u32,
+    renew_at: Option<OffsetDateTime>,
+    current: Option<DeviceCertificate>,
+}
+
+impl CertificateManager {
+    /// Open (creating) `dir` and load a stored certificate if any. A stored certificate that
+    /// does not parse is ignored (the next attestation replaces it).
+    pub fn open(dir: &Path, policy: RenewalPolicy) -> Result<CertificateManager, AttestError> {
+        std::fs::create_dir_all(dir).map_err(|e| AttestError::Io(dir.to_path_buf(), e))?;
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        let current = match (read(CERT_FILE), read(CHAIN_FILE)) {
+            (Some(cert), Some(chain)) => pem_certificates(&cert)
+                .ok()
+                .and_then(|d| Certificate::from_der(&d[0]).ok())
+                .map(|c| DeviceCertificate {
+                    certificate_pem: cert,
+                    ca_chain_pem: chain,
+                    not_before: c.not_before(),
+                    not_after: c.not_after(),
+                }),
+            _ => None,
+        };
+        let renew_at = current
+            .as_ref()
+            .map(|c| policy.renew_at(c.not_before, c.not_after));
+        Ok(CertificateManager {
+            dir: dir.to_path_buf(),
+            policy,
+            failures: 0,
+            renew_at,
+            current,
+        })
+    }
+
+    /// The stored certificate, if any (possibly expired).
+    pub fn current(&self) -> Option<&DeviceCertificate> {
+        self.current.as_ref()
+    }
+
+    /// The stored certificate if it is valid at `now`.
+    pub fn valid_at(&self, now: OffsetDateTime) -> Option<&DeviceCertificate> {
+        self.current
+            .as_ref()
+            .filter(|c| c.not_before <= now && now < c.not_after)
+    }
+
+    /// When to attest next: now if there is no certificate or it has expired (an expired
+    /// certificate never locks the device out: attestation uses the device key), at the renewal
+    /// time otherwise; after failures, the backoff decides (see [`CertificateManager::record`]).
+    pub fn next_attempt(&self, now: OffsetDateTime) -> OffsetDateTime {
+        match (&self.current, self.renew_at) {
+            (Some(c), Some(at)) if now < c.not_after => at,
+            _ => now,
+        }
+    }
+
+    /// Store a Trusted outcome's certificate and schedule its renewal.
+    pub fn store(&mut self, certificate: DeviceCertificate) -> Result<(), AttestError> {
+        write_atomic(&self.dir.join(CHAIN_FILE), &certificate.ca_chain_pem)?;
+        write_atomic(&self.dir.join(CERT_FILE), &certificate.certificate_pem)?;
+        self.renew_at = Some(
+            self.policy
+                .renew_at(certificate.not_before, certificate.not_after),
+        );
+        self.current = Some(certificate);
+        self.failures = 0;
+        Ok(())
+    }
+
+    /// Record the result of an attempt made at `now`: a Trusted outcome is stored; an Untrusted
+    /// outcome or an error schedules a retry after the backoff (the old certificate, if still
+    /// valid, stays in use). Returns when to try next.
+    pub fn record(
+        &mut self,
+        now: OffsetDateTime,
+        outcome: &Result<AttestationOutcome, AttestError>,
+    ) -> Result<OffsetDateTime, AttestError> {
+        if let Ok(AttestationOutcome::Trusted { certificate, .. }) = outcome {
+            self.store(certificate.clone())?;
+            return Ok(self.next_attempt(now));
+        }
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.policy.backoff(self.failures);
+        let at = now + time::Duration::try_from(delay).unwrap_or(time::Duration::HOUR);
+        self.renew_at = Some(at);
+        Ok(at)
+    }
+
+    /// Consecutive failed attempts.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Attest if due at `now`, record the result, and return (the outcome if an attempt was
+    /// made, when to call again).
+    pub async fn tick(
+        &mut self,
+        rot: &dyn RootOfTrust,
+        connection: &ServiceConnection,
+        now: OffsetDateTime,
+    ) -> (
+        Option<Result<AttestationOutcome, AttestError>>,
+        OffsetDateTime,
+    ) {
+        let due = self.next_attempt(now);
+        if due > now {
+            return (None, due);
+        }
+        let outcome = attest(rot, connection).await;
+        let next = match self.record(now, &outcome) {
+            Ok(next) => next,
+            Err(e) => return (Some(Err(e)), now + time::Duration::minutes(1)),
+        };
+        (Some(outcome), next)
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), AttestError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| AttestError::Io(tmp.clone(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| AttestError::Io(path.to_path_buf(), e))
+}
+
+/// Shared handle type for a root of trust.
+pub type SharedRot = Arc<dyn RootOfTrust>;

@@ -1,0 +1,93 @@
+//! Typed errors of the device layer. None carries key material.
+
+use std::path::PathBuf;
+
+/// A device operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// Reading or writing a file of the data directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Attestation could not be set up (service URL, platform root, certificate store).
+    #[error("attestation: {0}")]
+    Attestation(String),
+    /// A root-of-trust operation failed.
+    #[error("root of trust: {0}")]
+    Trust(#[from] ferro_trust::TrustError),
+    /// An image package did not verify (or could not be read).
+    #[error("image package {path}: {source}")]
+    Image {
+        /// The package.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ferro_image::ImageError,
+    },
+    /// A signed identity document (key list, registration record) failed.
+    #[error("{what}: {source}")]
+    Document {
+        /// Which document.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: ferro_pki::DocumentError,
+    },
+    /// The platform root certificate is unusable or does not match the anchored key.
+    #[error("platform root certificate: {0}")]
+    PlatformRoot(String),
+    /// The data directory is already provisioned.
+    #[error("{0} is already provisioned (refusing to provision it again)")]
+    AlreadyProvisioned(PathBuf),
+    /// The data directory is not provisioned (or incompletely).
+    #[error("{0} is not a provisioned device data directory (run `ferro-device provision`)")]
+    NotProvisioned(PathBuf),
+    /// A file of the data directory is malformed.
+    #[error("{path}: malformed ({reason})")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The OS bundle is not acceptable although its signature verified.
+    #[error("OS bundle refused: {0}")]
+    BundleRefused(String),
+    /// Manufacturing state only moves forward.
+    #[error("manufacturing state is {current}; it only moves forward, refusing {requested}")]
+    ManufacturingStateBackwards {
+        /// The current state.
+        current: &'static str,
+        /// The refused state.
+        requested: &'static str,
+    },
+    /// Talking to the security service failed.
+    #[error("security service: {0}")]
+    Service(String),
+    /// The root of trust kind is not available in this build.
+    #[error("{0}")]
+    Unsupported(String),
+    /// No slot holds a bundle that verifies.
+    #[error("no bootable OS slot: {0}")]
+    NoBootableSlot(String),
+}
+
+impl DeviceError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DeviceError {
+        let path = path.into();
+        move |source| DeviceError::Io { path, source }
+    }
+
+    pub(crate) fn malformed(path: impl Into<PathBuf>, reason: impl ToString) -> DeviceError {
+        DeviceError::Malformed {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

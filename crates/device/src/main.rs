@@ -1,0 +1,255 @@
+//! `ferro-device`: the device OS layer's command line (provision, identity, manufacturing
+//! state) and agent (`run`, started by `ferro-boot`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ferro_device::layout::OS_FLOOR_COUNTER;
+use ferro_device::provision::{ProvisionOptions, provision};
+use ferro_device::{DataDir, DeviceConfig, DeviceContext, ManufacturingState, Slot};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(name = "ferro-device", version, about = "Ferrosphere device OS layer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the device key, write the trust anchors, install the factory OS bundle and write
+    /// the registration record.
+    Provision {
+        #[arg(long, env = "FERRO_DEVICE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The security service's base URL, e.g. https://ferro.example:8443.
+        #[arg(long)]
+        service: String,
+        /// The platform root certificate (PEM) the operator gave you.
+        #[arg(long)]
+        platform_root: PathBuf,
+        /// The factory OS bundle (`ferro os-release download`).
+        #[arg(long)]
+        os_image: PathBuf,
+        #[arg(long, value_enum, default_value_t = RotKind::Software)]
+        rot: RotKind,
+        /// TCTI of the TPM (with --rot tpm), e.g. swtpm:host=127.0.0.1,port=2321.
+        #[arg(long)]
+        tpm: Option<String>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Print the device ID, root of trust, manufacturing state and OS slot.
+    ShowIdentity {
+        #[arg(long, env = "FERRO_DEVICE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Manufacturing state (moves only forward).
+    ManufacturingState {
+        #[command(subcommand)]
+        command: ManufacturingCommand,
+    },
+    /// Run the device (started by ferro-boot); stops on SIGTERM or SIGINT.
+    Run {
+        #[arg(long, env = "FERRO_DEVICE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The slot ferro-boot booted (a or b).
+        #[arg(long, value_parser = parse_slot)]
+        booted_slot: Option<Slot>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ManufacturingCommand {
+    /// Show the manufacturing state.
+    Show {
+        #[arg(long, env = "FERRO_DEVICE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Move the manufacturing state forward and re-sign the registration record.
+    Update {
+        #[arg(long, env = "FERRO_DEVICE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum)]
+        state: StateArg,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RotKind {
+    Software,
+    Tpm,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StateArg {
+    #[value(name = "Module1Complete")]
+    Module1Complete,
+    #[value(name = "DeviceComplete")]
+    DeviceComplete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+fn parse_slot(s: &str) -> Result<Slot, String> {
+    Slot::parse(s).ok_or_else(|| "a slot is `a` or `b`".to_string())
+}
+
+/// Prints a JSON object as JSON or as a two-column table (like the ferro CLI).
+fn render(output: Output, value: &Value) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
+        Output::Table => {
+            let Some(obj) = value.as_object() else {
+                println!("{value}");
+                return;
+            };
+            let width = obj.keys().map(String::len).max().unwrap_or(0);
+            for (k, v) in obj {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".to_string(),
+                    other => other.to_string(),
+                };
+                println!("{k:<width$}  {text}");
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose_default = matches!(cli.command, Command::Run { .. });
+    init_logs(verbose_default);
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(run: bool) {
+    let default = if run { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Provision {
+            data_dir,
+            service,
+            platform_root,
+            os_image,
+            rot,
+            tpm,
+            output,
+        } => {
+            let config = match (rot, tpm) {
+                (RotKind::Software, None) => DeviceConfig::Software,
+                (RotKind::Software, Some(_)) => anyhow::bail!("--tpm needs --rot tpm"),
+                (RotKind::Tpm, Some(tcti)) => DeviceConfig::Tpm { tcti },
+                (RotKind::Tpm, None) => anyhow::bail!("--rot tpm needs --tpm TCTI"),
+            };
+            let dd = DataDir::new(data_dir);
+            let opts = ProvisionOptions {
+                data_dir: dd.clone(),
+                service_url: service,
+                platform_root_pem: platform_root,
+                os_image,
+                config,
+            };
+            let device_id = provision(&opts, ferro_device::net::fetch_key_list)
+                .context("provisioning failed")?;
+            if output == Output::Table {
+                eprintln!("Provisioned device {device_id}.");
+            }
+            render(output, &identity(&dd)?);
+            Ok(())
+        }
+        Command::ShowIdentity { data_dir, output } => {
+            render(output, &identity(&DataDir::new(data_dir))?);
+            Ok(())
+        }
+        Command::ManufacturingState { command } => match command {
+            ManufacturingCommand::Show { data_dir, output } => {
+                let ctx = DeviceContext::open(&DataDir::new(data_dir))?;
+                let state = ctx.manufacturing_state()?;
+                render(output, &json!({ "manufacturingState": state.as_str() }));
+                Ok(())
+            }
+            ManufacturingCommand::Update {
+                data_dir,
+                state,
+                output,
+            } => {
+                let ctx = DeviceContext::open(&DataDir::new(data_dir))?;
+                let state = match state {
+                    StateArg::Module1Complete => ManufacturingState::Module1Complete,
+                    StateArg::DeviceComplete => ManufacturingState::DeviceComplete,
+                };
+                ctx.set_manufacturing_state(state)?;
+                render(output, &json!({ "manufacturingState": state.as_str() }));
+                Ok(())
+            }
+        },
+        Command::Run {
+            data_dir,
+            booted_slot,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(ferro_device::run::run(DataDir::new(data_dir), booted_slot))?;
+            Ok(())
+        }
+    }
+}
+
+fn identity(dd: &DataDir) -> Result<Value> {
+    let ctx = DeviceContext::open(dd)?;
+    let state = ctx.manufacturing_state()?;
+    let boot = dd.read_boot_state()?;
+    let active_os = ferro_image::inspect(
+        std::fs::File::open(dd.slot_package(boot.active))
+            .with_context(|| format!("opening the slot {} package", boot.active))?,
+    )
+    .ok()
+    .map(|u| u.claimed_metadata.version.to_string());
+    Ok(json!({
+        "deviceId": ctx.device_id().to_string(),
+        "rootOfTrust": match ctx.config { DeviceConfig::Software => "software", DeviceConfig::Tpm { .. } => "tpm" },
+        "manufacturingState": state.as_str(),
+        "serviceUrl": ctx.service_url,
+        "platformRootFingerprint": ctx.platform_root.fingerprint(),
+        "keyListVersion": ctx.key_list.version(),
+        "activeSlot": boot.active,
+        "pendingSlot": boot.pending.as_ref().map(|p| p.slot),
+        "osVersion": active_os,
+        "osSecurityVersionFloor": ctx.rot.counter(OS_FLOOR_COUNTER)?,
+    }))
+}

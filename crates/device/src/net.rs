@@ -1,0 +1,59 @@
+//! HTTPS to the security service, trusting only the platform root certificate.
+
+use std::time::Duration;
+
+use crate::DeviceError;
+use crate::identity::PlatformRoot;
+
+/// The path of the platform key list.
+pub const KEY_LIST_PATH: &str = "/v1/platform/key-list";
+
+fn client(platform_root: &PlatformRoot) -> Result<reqwest::blocking::Client, DeviceError> {
+    // reqwest is built without a default provider: ring is Ferrosphere's one provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let anchor = rustls::pki_types::CertificateDer::from(platform_root.certificate_der.clone());
+    let tls = ferro_tls::client_config(&[anchor], None)
+        .map_err(|e| DeviceError::Service(format!("TLS configuration: {e}")))?;
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .https_only(true)
+        .user_agent(concat!("ferro-device/", env!("CARGO_PKG_VERSION")))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| DeviceError::Service(error_chain(&e)))
+}
+
+/// `GET {service}/v1/platform/key-list` over HTTPS trusting only `platform_root`.
+pub fn fetch_key_list(
+    service_url: &str,
+    platform_root: &PlatformRoot,
+) -> Result<Vec<u8>, DeviceError> {
+    let url = format!("{}{KEY_LIST_PATH}", service_url.trim_end_matches('/'));
+    let response = client(platform_root)?
+        .get(&url)
+        .send()
+        .map_err(|e| DeviceError::Service(format!("GET {url}: {}", error_chain(&e))))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(DeviceError::Service(format!("GET {url}: HTTP {status}")));
+    }
+    let max = ferro_pki::MAX_KEY_LIST_LEN as u64;
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(DeviceError::Service("key list too large".to_string()));
+    }
+    let bytes = response
+        .bytes()
+        .map_err(|e| DeviceError::Service(format!("GET {url}: {}", error_chain(&e))))?;
+    Ok(bytes.to_vec())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

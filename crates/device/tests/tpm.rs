@@ -1,0 +1,154 @@
+//! Provisioning, manufacturing state and the loader's decisions with a TPM root of trust (a real
+//! swtpm, as in crates/trust/tests/tpm.rs), in process with a test platform. Run with
+//! `cargo test -p ferro-device --features tpm`.
+#![cfg(feature = "tpm")]
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferro_device::boot::plan_boot;
+use ferro_device::provision::{ProvisionOptions, provision};
+use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
+use ferro_image::{PackOptions, pack_os};
+use ferro_pki::{KeyList, PlatformKeyRole, issue_platform_root_certificate};
+use ferro_signing::SoftwareSigningKey;
+
+struct Swtpm {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    fn start() -> Swtpm {
+        let state = tempfile::tempdir().expect("tempdir");
+        for _ in 0..20 {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+                continue;
+            }
+            drop(l);
+            let mut child = Command::new("swtpm")
+                .args(["socket", "--tpm2", "--server"])
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.path().display()))
+                .args(["--flags", "startup-clear"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Swtpm {
+                        child,
+                        port,
+                        _state: state,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no free loopback port pair for swtpm");
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tpm_provision_manufacturing_and_boot() {
+    let tpm = Swtpm::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = SoftwareSigningKey::generate();
+    let os_key = SoftwareSigningKey::generate();
+    let now = ferro_pki::time::OffsetDateTime::now_utc();
+    let cert = issue_platform_root_certificate(&root, now).expect("root cert");
+    let pem_path = work.path().join("root.pem");
+    std::fs::write(&pem_path, cert.pem()).expect("write");
+    let key_list = KeyList {
+        version: 1,
+        issued_at: now,
+        keys: [
+            (
+                PlatformKeyRole::OsRelease,
+                vec![os_key.public_key().clone()],
+            ),
+            (
+                PlatformKeyRole::Capability,
+                vec![os_key.public_key().clone()],
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    }
+    .sign(&root)
+    .expect("sign");
+    let os_dir = work.path().join("os");
+    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
+    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
+    let package = work.path().join("os.imagepackage");
+    let options = PackOptions {
+        security_version: 1,
+        ..PackOptions::default()
+    };
+    pack_os(&os_dir, &options, &os_key, &package).expect("pack");
+
+    let dd = DataDir::new(work.path().join("device"));
+    let opts = ProvisionOptions {
+        data_dir: dd.clone(),
+        service_url: "https://ferro.invalid".to_string(),
+        platform_root_pem: pem_path,
+        os_image: package,
+        config: DeviceConfig::Tpm {
+            tcti: format!("swtpm:host=127.0.0.1,port={}", tpm.port),
+        },
+    };
+    let kl = key_list.clone();
+    let device_id = provision(&opts, move |_, _| Ok(kl)).expect("provision");
+    assert!(!dd.rot_dir().exists(), "no software RoT files with a TPM");
+
+    // The TPM holds the anchors now: a fresh directory on the same TPM is refused.
+    let again = ProvisionOptions {
+        data_dir: DataDir::new(work.path().join("device2")),
+        ..opts.clone()
+    };
+    let kl = key_list.clone();
+    assert!(matches!(
+        provision(&again, move |_, _| Ok(kl)),
+        Err(DeviceError::AlreadyProvisioned(_))
+    ));
+
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(ctx.device_id(), device_id);
+    ctx.set_manufacturing_state(ManufacturingState::DeviceComplete)
+        .expect("forward");
+    assert!(matches!(
+        ctx.set_manufacturing_state(ManufacturingState::Module1Complete),
+        Err(DeviceError::ManufacturingStateBackwards { .. })
+    ));
+    drop(ctx);
+
+    // The loader's measurement persists in the TPM log and replays for the next process.
+    let plan = plan_boot(&dd, 3).expect("boot");
+    drop(plan);
+    let ctx = DeviceContext::open(&dd).expect("open");
+    let m = ctx.rot.read_measurements().expect("measurements");
+    assert_eq!(m.log.len(), 1);
+    assert!(m.replays());
+}

@@ -1,0 +1,187 @@
+//! Attestation throughput (docs/attestation.md): end-to-end attestations per second (challenge,
+//! evidence, appraisal, certificate) with many concurrent simulated devices (software RoT) on
+//! the in-process service (SQLite, `oneshot`), against the bound of the P-256 crypto one
+//! attestation needs (device sign + service verify + certificate sign), measured in the same run.
+//!
+//! `cargo bench -p ferro-service --bench attestation` (env `DEVICES`, `ROUNDS`).
+
+use axum::body::Body;
+use axum::http::Request;
+use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use ferro_service::{Config, setup};
+use ferro_trust::evidence::{DebugStatus, create_evidence};
+use ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::time::Instant;
+use tower::ServiceExt;
+
+async fn call(app: &axum::Router, path: &str, token: Option<&str>, body: Value) -> Value {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+fn crypto_bound() -> (f64, f64, f64) {
+    use p256::ecdsa::signature::{Signer as _, Verifier as _};
+    let key = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+    let vk = *key.verifying_key();
+    let msg = [7u8; 200];
+    let n = 2000u32;
+    let t = Instant::now();
+    let mut sig: Option<p256::ecdsa::Signature> = None;
+    for _ in 0..n {
+        sig = Some(key.sign(&msg));
+    }
+    let sign = t.elapsed().as_secs_f64() / f64::from(n);
+    let sig = sig.unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        assert!(vk.verify(&msg, &sig).is_ok());
+    }
+    let verify = t.elapsed().as_secs_f64() / f64::from(n);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (sign, verify, cores / (2.0 * sign + verify))
+}
+
+fn main() {
+    let devices: usize = std::env::var("DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let (sign, verify, bound) = crypto_bound();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let params = ferro_service::auth::PasswordParams::insecure_fast_for_tests();
+        let report = setup::init(&data, None, "admin@localhost", params)
+            .await
+            .unwrap();
+        let (db, _) = setup::open(&data, None).await.unwrap();
+        let config = Config {
+            password_params: params,
+            ..Config::default()
+        };
+        let state = setup::state(&data, db, config).await.unwrap();
+        let app = ferro_service::build_app(state);
+        let pw = "correct horse battery staple";
+        call(
+            &app,
+            "/v1/auth/change-password",
+            None,
+            json!({"login": "admin@localhost",
+            "currentPassword": report.one_time_password, "newPassword": pw}),
+        )
+        .await;
+        let op = call(
+            &app,
+            "/v1/auth/login",
+            None,
+            json!({"login": "admin@localhost", "password": pw}),
+        )
+        .await["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let tenant = call(&app, "/v1/tenants", Some(&op), json!({"name": "Bench"})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut rots = Vec::new();
+        let mut records = Vec::new();
+        for _ in 0..devices {
+            let d = tempfile::tempdir().unwrap();
+            let rot = SoftwareRootOfTrust::open(d.path().join("rot")).unwrap();
+            let rec = ferro_pki::RegistrationRecord {
+                device_key: rot.public_key().clone(),
+                root_of_trust: ferro_pki::RootOfTrust::Software,
+                tpm_ek_certificate: None,
+                manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
+                created_at: time::OffsetDateTime::now_utc(),
+            };
+            records.push(Base64::encode_string(
+                &rec.sign(rot.device_key().as_ref()).unwrap(),
+            ));
+            rots.push((d, std::sync::Arc::new(rot)));
+        }
+        call(
+            &app,
+            "/v1/manufacturing/registrations",
+            Some(&op),
+            json!({"records": records}),
+        )
+        .await;
+        let ids: Vec<String> = rots
+            .iter()
+            .map(|(_, r)| r.device_id().to_string())
+            .collect();
+        call(
+            &app,
+            &format!("/v1/tenants/{tenant}/devices/claim"),
+            Some(&op),
+            json!({"deviceIds": ids}),
+        )
+        .await;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (_, rot) in &rots {
+            let (app, rot) = (app.clone(), rot.clone());
+            tasks.push(tokio::spawn(async move {
+                let id = rot.device_id().to_string();
+                let mut ok = 0usize;
+                for _ in 0..rounds {
+                    let c = call(
+                        &app,
+                        "/v1/attestation/challenge",
+                        None,
+                        json!({"deviceId": id}),
+                    )
+                    .await;
+                    let nonce = c["nonce"].as_str().unwrap().to_string();
+                    let n = Base64UrlUnpadded::decode_vec(&nonce).unwrap();
+                    let ev = create_evidence(rot.as_ref(), &n, DebugStatus::Disabled).unwrap();
+                    let v = call(
+                        &app,
+                        "/v1/attestation/evidence",
+                        None,
+                        json!({"deviceId": id,
+                        "nonce": nonce, "evidence": Base64::encode_string(&ev)}),
+                    )
+                    .await;
+                    ok += usize::from(v["verdict"] == "Trusted");
+                }
+                ok
+            }));
+        }
+        let mut trusted = 0;
+        for t in tasks {
+            trusted += t.await.unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let rate = trusted as f64 / secs;
+        println!("| measure | value |\n|---|---|");
+        println!("| P-256 sign (1 core) | {:.1} us |", sign * 1e6);
+        println!("| P-256 verify (1 core) | {:.1} us |", verify * 1e6);
+        println!("| crypto bound, all cores (2 sign + 1 verify each) | {bound:.0} /s |");
+        println!("| devices x rounds | {devices} x {rounds} |");
+        println!("| trusted attestations | {trusted} in {secs:.2} s |");
+        println!("| end-to-end attestations | {rate:.0} /s |");
+        println!("| fraction of bound | {:.0} % |", 100.0 * rate / bound);
+    });
+}

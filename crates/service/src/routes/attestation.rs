@@ -1,0 +1,420 @@
+//! `/v1/attestation/...`: challenges and evidence (docs/attestation.md). Unauthenticated at the
+//! HTTP layer: the device proves itself by the evidence signature with its registered key.
+
+use crate::appraisal::{self, Known, codes, reason};
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::routes::ca::cas_rotated_by;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use ferro_signing::{DeviceId, PublicKey};
+use ferro_trust::MeasurementEvent;
+use ferro_wire::{
+    ATTESTATION_NONCE_LEN, AttestationChallenge, AttestationChallengeRequest,
+    AttestationEvidenceRequest, AttestationReason, AttestationResult, AttestationVerdict,
+    ErrorBody, ErrorCode, normalize_device_id,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+/// Used nonces are kept this long after their expiry, so that a replay is reported as
+/// `nonce_replayed` rather than `nonce_unknown` (both are refused).
+const NONCE_KEEP_MS: i64 = 10 * 60 * 1000;
+
+fn now_ms() -> i64 {
+    let t = OffsetDateTime::now_utc();
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn device_param(raw: &str) -> ApiResult<String> {
+    normalize_device_id(raw).ok_or_else(|| {
+        ApiError::invalid_body("`deviceId` must be 128 hexadecimal characters (the device ID)")
+    })
+}
+
+fn nonce_hash(nonce: &[u8]) -> String {
+    hex::encode(Sha256::digest(nonce))
+}
+
+/// Ask for a challenge (no authentication). Every well-formed device ID gets a nonce, registered
+/// or not, so this route tells nobody which devices exist. At most
+/// `attestation_max_outstanding` unused, unexpired nonces per device ID (`rate_limited`).
+#[utoipa::path(post, path = "/v1/attestation/challenge", tag = "attestation",
+    request_body = AttestationChallengeRequest,
+    responses((status = 200, body = AttestationChallenge),
+        (status = 422, description = "invalid_body: malformed device ID", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many outstanding challenges for this device", body = ErrorBody)))]
+pub async fn challenge(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<AttestationChallengeRequest>,
+) -> ApiResult<Json<AttestationChallenge>> {
+    let did = device_param(&req.device_id)?;
+    let mut nonce = [0u8; ATTESTATION_NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| ApiError::Internal(format!("random: {e}")))?;
+    let now = now_ms();
+    let ttl = i64::try_from(state.config.attestation_nonce_ttl.as_millis()).unwrap_or(60_000);
+    let expires = now + ttl;
+    let mut tx = state.db.begin_write().await?;
+    sqlx::query("DELETE FROM attestation_nonces WHERE expires_ms < $1")
+        .bind(now - NONCE_KEEP_MS)
+        .execute(&mut *tx)
+        .await?;
+    let outstanding: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM attestation_nonces WHERE device_id = $1 AND used_ms IS NULL \
+         AND expires_ms >= $2",
+    )
+    .bind(&did)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("n")?;
+    if outstanding >= i64::from(state.config.attestation_max_outstanding) {
+        return Err(ApiError::Client {
+            code: ErrorCode::RateLimited,
+            message: "too many outstanding attestation challenges for this device; answer one \
+                      or wait for them to expire"
+                .into(),
+            retry_after: Some(state.config.attestation_nonce_ttl.as_secs().max(1)),
+        });
+    }
+    sqlx::query(
+        "INSERT INTO attestation_nonces (nonce_sha256, device_id, created_ms, expires_ms) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(nonce_hash(&nonce))
+    .bind(&did)
+    .bind(now)
+    .bind(expires)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires) * 1_000_000)
+        .map_err(|_| ApiError::Internal("expiry out of range".into()))?;
+    Ok(Json(AttestationChallenge {
+        nonce: Base64UrlUnpadded::encode_string(&nonce),
+        expires_at,
+    }))
+}
+
+enum NonceState {
+    Fresh,
+    Bad(AttestationReason),
+}
+
+fn nonce_state(row: Option<&sqlx::any::AnyRow>, now: i64) -> ApiResult<NonceState> {
+    let Some(row) = row else {
+        return Ok(NonceState::Bad(reason(
+            codes::NONCE_UNKNOWN,
+            "this nonce was not issued for this device; ask for a new challenge",
+        )));
+    };
+    let used: Option<i64> = row.try_get("used_ms")?;
+    let expires: i64 = row.try_get("expires_ms")?;
+    Ok(if used.is_some() {
+        NonceState::Bad(reason(
+            codes::NONCE_REPLAYED,
+            "this nonce was already used; a nonce answers one attestation",
+        ))
+    } else if expires < now {
+        NonceState::Bad(reason(
+            codes::NONCE_EXPIRED,
+            "this nonce expired; ask for a new challenge and answer it promptly",
+        ))
+    } else {
+        NonceState::Fresh
+    })
+}
+
+fn untrusted(reasons: Vec<AttestationReason>) -> AttestationResult {
+    AttestationResult {
+        verdict: AttestationVerdict::Untrusted,
+        reasons,
+        certificate_pem: None,
+        ca_chain_pem: None,
+        service_time: OffsetDateTime::now_utc(),
+        not_after: None,
+    }
+}
+
+/// What the service knows about measured image IDs: (OS releases, tenant images).
+async fn known_images(
+    state: &AppState,
+    tid: &str,
+    measurements: &[MeasurementEvent],
+) -> ApiResult<(HashMap<String, Known>, HashMap<String, Known>)> {
+    let mut os = HashMap::new();
+    let mut tenant = HashMap::new();
+    let (os_ids, app_ids): (Vec<_>, Vec<_>) = measurements
+        .iter()
+        .partition(|m| m.component_id == ferro_image::OS_COMPONENT_ID);
+    if !os_ids.is_empty() {
+        let sql = format!(
+            "SELECT image_id, payload_sha256 FROM os_releases WHERE image_id IN ({})",
+            placeholders(1, os_ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in &os_ids {
+            q = q.bind(m.image_id.to_string());
+        }
+        for r in q.fetch_all(state.db.pool()).await? {
+            os.insert(
+                r.try_get::<String, _>("image_id")?,
+                Known::Image {
+                    payload_sha256: r.try_get("payload_sha256")?,
+                    component_id: None,
+                },
+            );
+        }
+    }
+    if !app_ids.is_empty() {
+        let sql = format!(
+            "SELECT image_id, payload_sha256, component_id FROM images WHERE tenant_id = $1 AND \
+             image_id IN ({})",
+            placeholders(2, app_ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tid);
+        for m in &app_ids {
+            q = q.bind(m.image_id.to_string());
+        }
+        for r in q.fetch_all(state.db.pool()).await? {
+            tenant.insert(
+                r.try_get::<String, _>("image_id")?,
+                Known::Image {
+                    payload_sha256: r.try_get("payload_sha256")?,
+                    component_id: Some(r.try_get("component_id")?),
+                },
+            );
+        }
+    }
+    Ok((os, tenant))
+}
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Submit evidence for a challenge (no authentication). The answer is 200 with the verdict for
+/// every well-formed request: `Trusted` with a 24-hour device certificate of the device's own
+/// tenant, or `Untrusted` with the reasons. The nonce is consumed in the same transaction that
+/// records the result; results are recorded on the device only for evidence its key signed over
+/// a fresh nonce (so nobody else can overwrite a device's status).
+#[utoipa::path(post, path = "/v1/attestation/evidence", tag = "attestation",
+    request_body = AttestationEvidenceRequest,
+    responses((status = 200, body = AttestationResult),
+        (status = 422, description = "invalid_body: malformed device ID, nonce or evidence encoding", body = ErrorBody)))]
+pub async fn evidence(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<AttestationEvidenceRequest>,
+) -> ApiResult<Json<AttestationResult>> {
+    let did = device_param(&req.device_id)?;
+    let nonce = Base64UrlUnpadded::decode_vec(&req.nonce)
+        .ok()
+        .filter(|n| n.len() == ATTESTATION_NONCE_LEN)
+        .ok_or_else(|| {
+            ApiError::invalid_body("`nonce` must be the challenge's nonce, unchanged (base64url)")
+        })?;
+    let evidence = Base64::decode_vec(req.evidence.trim()).map_err(|_| {
+        ApiError::invalid_body("`evidence` must be standard base64 (RFC 4648 with padding)")
+    })?;
+    let hash = nonce_hash(&nonce);
+    let row = sqlx::query(
+        "SELECT r.device_key, d.tenant_id, d.blocked, n.used_ms, n.expires_ms \
+         FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
+         LEFT JOIN attestation_nonces n ON n.nonce_sha256 = $2 AND n.device_id = r.device_id \
+         WHERE r.device_id = $1",
+    )
+    .bind(&did)
+    .bind(&hash)
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some(row) = row else {
+        // Consume the nonce anyway: single use whatever the outcome.
+        consume_nonce_only(&state, &did, &hash).await?;
+        return Ok(Json(untrusted(vec![reason(
+            codes::UNREGISTERED,
+            "no registration record for this device ID",
+        )])));
+    };
+    let now = now_ms();
+    // Cheap refusal of bad nonces before any cryptography (re-checked atomically below).
+    let nonce_row = row
+        .try_get::<Option<i64>, _>("expires_ms")?
+        .is_some()
+        .then_some(&row);
+    if let NonceState::Bad(r) = nonce_state(nonce_row, now)? {
+        return Ok(Json(untrusted(vec![r])));
+    }
+    let key_b64: String = row.try_get("device_key")?;
+    let key = Base64::decode_vec(&key_b64)
+        .ok()
+        .and_then(|der| PublicKey::from_spki_der(&der).ok())
+        .ok_or_else(|| ApiError::Internal("malformed device key in database".into()))?;
+    let verified = match ferro_trust::evidence::verify_evidence(&evidence, &key, &nonce) {
+        Ok(v) => v,
+        Err(e) => {
+            consume_nonce_only(&state, &did, &hash).await?;
+            return Ok(Json(untrusted(vec![appraisal::evidence_reason(&e)])));
+        }
+    };
+    let tenant: Option<String> = row.try_get("tenant_id")?;
+    let Some(tid) = tenant else {
+        consume_nonce_only(&state, &did, &hash).await?;
+        return Ok(Json(untrusted(vec![reason(
+            codes::UNCLAIMED,
+            "the device is registered but no tenant has claimed it",
+        )])));
+    };
+    let mut reasons = Vec::new();
+    if row.try_get::<Option<i64>, _>("blocked")?.unwrap_or(0) != 0 {
+        reasons.push(reason(codes::BLOCKED, "the tenant blocked this device"));
+    }
+    let measurements = verified.measurements();
+    let (os, images) = known_images(&state, &tid, measurements).await?;
+    let lookup = |map: &HashMap<String, Known>, m: &MeasurementEvent| {
+        map.get(&m.image_id.to_string())
+            .cloned()
+            .unwrap_or(Known::Unknown)
+    };
+    let needs_capability = measurements.iter().any(|m| {
+        m.component_id != ferro_image::OS_COMPONENT_ID
+            && !images.contains_key(&m.image_id.to_string())
+    });
+    let app_development = needs_capability
+        && sqlx::query(
+            "SELECT id FROM device_capabilities WHERE tenant_id = $1 AND device_id = $2 \
+             AND capability_type = 'AppDevelopment' AND revoked_at IS NULL LIMIT 1",
+        )
+        .bind(&tid)
+        .bind(&did)
+        .fetch_optional(state.db.pool())
+        .await?
+        .is_some();
+    reasons.extend(appraisal::appraise_measurements(
+        measurements,
+        |m| lookup(&os, m),
+        |m| lookup(&images, m),
+        app_development,
+    ));
+    let service_time = OffsetDateTime::now_utc();
+    let mut result = untrusted(Vec::new());
+    let mut serial = None;
+    if reasons.is_empty() {
+        let cas = cas_rotated_by(&state, None, &tid).await?;
+        match ferro_pki::current_tenant_ca(&cas, service_time) {
+            None => reasons.push(reason(
+                codes::NO_TENANT_CA,
+                "the tenant has no valid CA certificate",
+            )),
+            Some(ca) => {
+                let device_id: DeviceId = did
+                    .parse()
+                    .map_err(|_| ApiError::Internal("device ID does not parse".into()))?;
+                let tenant_uuid = crate::auth::parse_id::<ferro_wire::TenantId>(&tid)?.0;
+                let now_s = service_time.replace_nanosecond(0).unwrap_or(service_time);
+                let cert = ferro_pki::issue_device_certificate(
+                    ca,
+                    &*state.platform.keys,
+                    &device_id,
+                    tenant_uuid,
+                    &key,
+                    now_s,
+                    ferro_pki::DEVICE_CERT_VALIDITY,
+                )
+                .map_err(|e| ApiError::Internal(format!("issuing the device certificate: {e}")))?;
+                serial = Some(cert.serial_hex());
+                result = AttestationResult {
+                    verdict: AttestationVerdict::Trusted,
+                    reasons: Vec::new(),
+                    certificate_pem: Some(cert.pem()),
+                    ca_chain_pem: Some(ferro_pki::tenant_ca_chain_pem(&cas, service_time)),
+                    service_time,
+                    not_after: Some(cert.not_after()),
+                };
+            }
+        }
+    }
+    if !reasons.is_empty() {
+        result = untrusted(reasons);
+    }
+    // One write transaction: consume the nonce (atomically: a concurrent use wins once), then
+    // record the result on the device and in the audit log.
+    let mut tx = state.db.begin_write().await?;
+    let consumed = sqlx::query(
+        "UPDATE attestation_nonces SET used_ms = $1 WHERE nonce_sha256 = $2 AND device_id = $3 \
+         AND used_ms IS NULL AND expires_ms >= $1",
+    )
+    .bind(now_ms())
+    .bind(&hash)
+    .bind(&did)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !consumed {
+        let r = sqlx::query(
+            "SELECT used_ms, expires_ms FROM attestation_nonces WHERE nonce_sha256 = $1 AND device_id = $2",
+        )
+        .bind(&hash)
+        .bind(&did)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let bad = match nonce_state(r.as_ref(), now_ms())? {
+            NonceState::Bad(r) => r,
+            NonceState::Fresh => reason(codes::NONCE_REPLAYED, "the nonce was used concurrently"),
+        };
+        return Ok(Json(untrusted(vec![bad])));
+    }
+    let at = service_time.unix_timestamp();
+    let reasons_json = serde_json::to_string(&result.reasons)
+        .map_err(|e| ApiError::Internal(format!("reasons: {e}")))?;
+    sqlx::query(
+        "UPDATE devices SET last_attested_at = $1, last_attestation_result = $2, \
+         last_attestation_reasons = $3 WHERE id = $4 AND tenant_id = $5",
+    )
+    .bind(at)
+    .bind(result.verdict.as_str())
+    .bind(&reasons_json)
+    .bind(&did)
+    .bind(&tid)
+    .execute(&mut *tx)
+    .await?;
+    let codes: Vec<&str> = result.reasons.iter().map(|r| r.code.as_str()).collect();
+    db::audit(
+        &mut tx,
+        Some(&tid),
+        None,
+        "device.attest",
+        "device",
+        &did,
+        json!({ "verdict": result.verdict, "reasons": codes, "certificateSerial": serial }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(result))
+}
+
+/// Mark the nonce used (when the request is refused before the final transaction).
+async fn consume_nonce_only(state: &AppState, did: &str, hash: &str) -> ApiResult<()> {
+    let mut tx = state.db.begin_write().await?;
+    sqlx::query(
+        "UPDATE attestation_nonces SET used_ms = $1 WHERE nonce_sha256 = $2 AND device_id = $3 \
+         AND used_ms IS NULL",
+    )
+    .bind(now_ms())
+    .bind(hash)
+    .bind(did)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,688 @@
+//! Attestation (docs/attestation.md), on SQLite and PostgreSQL: the trusted path (certificate
+//! checked with `openssl verify` against the tenant chain), every refusal with its reason code,
+//! results recorded on the device, the device client over HTTPS, and Mosquitto accepting the
+//! device certificate with the key in the root of trust.
+
+mod common;
+
+use axum::http::StatusCode;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use common::{Backend, TestApp, b64};
+use ferro_trust::evidence::{DebugStatus, create_evidence};
+use ferro_trust::{MeasurementEvent, RootOfTrust, SoftwareRootOfTrust};
+use serde_json::{Value, json};
+use std::process::Command;
+
+both!(
+    trusted_path_issues_tenant_certificate,
+    attacks_are_refused,
+    measurements_are_appraised,
+    device_client_and_mosquitto,
+);
+
+struct Dev {
+    _dir: tempfile::TempDir,
+    rot: SoftwareRootOfTrust,
+    id: String,
+}
+
+fn new_rot() -> Dev {
+    let dir = tempfile::tempdir().unwrap();
+    let rot = SoftwareRootOfTrust::open(dir.path().join("rot")).unwrap();
+    let id = rot.device_id().to_string();
+    Dev { _dir: dir, rot, id }
+}
+
+async fn register(t: &TestApp, d: &Dev) {
+    let record = ferro_pki::RegistrationRecord {
+        device_key: d.rot.public_key().clone(),
+        root_of_trust: ferro_pki::RootOfTrust::Software,
+        tpm_ek_certificate: None,
+        manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let bytes = record.sign(d.rot.device_key().as_ref()).unwrap();
+    let r = t
+        .post(
+            "/v1/manufacturing/registrations",
+            &t.operator,
+            json!({"records": [b64(&bytes)]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+async fn claimed(t: &TestApp, tid: &str, admin: &str) -> Dev {
+    let d = new_rot();
+    register(t, &d).await;
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/devices/claim"),
+            admin,
+            json!({"deviceIds": [d.id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    d
+}
+
+async fn challenge(t: &TestApp, did: &str) -> String {
+    let r = t
+        .call(
+            axum::http::Method::POST,
+            "/v1/attestation/challenge",
+            None,
+            Some(json!({"deviceId": did})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["nonce"].as_str().unwrap().to_string()
+}
+
+fn evidence(rot: &dyn RootOfTrust, nonce: &str) -> Vec<u8> {
+    let n = Base64UrlUnpadded::decode_vec(nonce).unwrap();
+    create_evidence(rot, &n, DebugStatus::Disabled).unwrap()
+}
+
+async fn submit(t: &TestApp, did: &str, nonce: &str, ev: &[u8]) -> Value {
+    let r = t
+        .call(
+            axum::http::Method::POST,
+            "/v1/attestation/evidence",
+            None,
+            Some(json!({"deviceId": did, "nonce": nonce, "evidence": b64(ev)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
+async fn attest(t: &TestApp, d: &Dev) -> Value {
+    let n = challenge(t, &d.id).await;
+    submit(t, &d.id, &n, &evidence(&d.rot, &n)).await
+}
+
+fn codes(v: &Value) -> Vec<String> {
+    v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_untrusted(v: &Value, code: &str) {
+    assert_eq!(v["verdict"], "Untrusted", "{v}");
+    assert!(codes(v).contains(&code.to_string()), "want {code}: {v}");
+    assert!(v.get("certificatePem").is_none(), "{v}");
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+async fn chain(t: &TestApp, tid: &str, admin: &str) -> Vec<u8> {
+    t.get(&format!("/v1/tenants/{tid}/ca-certificates/chain"), admin)
+        .await
+        .raw
+}
+
+async fn trusted_path_issues_tenant_certificate(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let (tb, admin_b) = t.tenant().await;
+    let d = claimed(t, &tid, &admin).await;
+    let v = attest(t, &d).await;
+    assert_eq!(v["verdict"], "Trusted", "{v}");
+    assert_eq!(codes(&v).len(), 0);
+    let not_after = time::OffsetDateTime::parse(
+        v["notAfter"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let life = not_after - time::OffsetDateTime::now_utc();
+    assert!(
+        life <= time::Duration::hours(24) && life > time::Duration::hours(23),
+        "{life}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("device.pem"),
+        v["certificatePem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("returned.pem"),
+        v["caChainPem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("a.pem"), chain(t, &tid, &admin).await).unwrap();
+    std::fs::write(dir.path().join("b.pem"), chain(t, &tb, &admin_b).await).unwrap();
+    for ca in ["a.pem", "returned.pem"] {
+        let (ok, out) = openssl(
+            dir.path(),
+            &[
+                "verify",
+                "-x509_strict",
+                "-purpose",
+                "sslclient",
+                "-CAfile",
+                ca,
+                "device.pem",
+            ],
+        );
+        assert!(ok, "{out}");
+    }
+    // Tenant B's chain does not accept tenant A's device.
+    let (ok, out) = openssl(dir.path(), &["verify", "-CAfile", "b.pem", "device.pem"]);
+    assert!(!ok, "{out}");
+    let (_, subject) = openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253",
+            "-in",
+            "device.pem",
+        ],
+    );
+    assert!(subject.contains(&format!("CN={}", d.id)), "{subject}");
+    assert!(subject.contains(&format!("O={tid}")), "{subject}");
+    // Recorded on the device, shown by GET (and so by `ferro device show`).
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/devices/{}", d.id), &admin)
+        .await;
+    assert_eq!(r.body["lastAttestationResult"], "Trusted", "{:?}", r.body);
+    assert_eq!(r.body["lastAttestationReasons"], json!([]));
+    assert!(r.body["lastAttestedAt"].is_string());
+    // A device cannot ask for another tenant's certificate: the body has no tenant, and an
+    // extra field is refused.
+    let n = challenge(t, &d.id).await;
+    let r = t
+        .call(
+            axum::http::Method::POST,
+            "/v1/attestation/evidence",
+            None,
+            Some(
+                json!({"deviceId": d.id, "nonce": n, "evidence": b64(&evidence(&d.rot, &n)),
+                "tenantId": tb}),
+            ),
+        )
+        .await;
+    assert_eq!(r.code(), "unknown_field", "{:?}", r.body);
+    // Tenant B cannot see A's device.
+    let r = t
+        .get(&format!("/v1/tenants/{tb}/devices/{}", d.id), &admin_b)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+async fn attacks_are_refused(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let d = claimed(t, &tid, &admin).await;
+    // Replayed nonce: the same evidence twice.
+    let n = challenge(t, &d.id).await;
+    let ev = evidence(&d.rot, &n);
+    assert_eq!(submit(t, &d.id, &n, &ev).await["verdict"], "Trusted");
+    assert_untrusted(&submit(t, &d.id, &n, &ev).await, "nonce_replayed");
+    // A nonce never issued.
+    let fake = Base64UrlUnpadded::encode_string(&[7u8; 32]);
+    assert_untrusted(
+        &submit(t, &d.id, &fake, &evidence(&d.rot, &fake)).await,
+        "nonce_unknown",
+    );
+    // A nonce issued to another device.
+    let other = claimed(t, &tid, &admin).await;
+    let n_other = challenge(t, &other.id).await;
+    assert_untrusted(
+        &submit(t, &d.id, &n_other, &evidence(&d.rot, &n_other)).await,
+        "nonce_unknown",
+    );
+    // Evidence signed by another key (another device's RoT) for this device's nonce.
+    let n = challenge(t, &d.id).await;
+    assert_untrusted(
+        &submit(t, &d.id, &n, &evidence(&other.rot, &n)).await,
+        "bad_signature",
+    );
+    // ... and that nonce is spent.
+    assert_untrusted(
+        &submit(t, &d.id, &n, &evidence(&d.rot, &n)).await,
+        "nonce_replayed",
+    );
+    // Evidence for another nonce than submitted.
+    let n1 = challenge(t, &d.id).await;
+    let n2 = challenge(t, &d.id).await;
+    assert_untrusted(
+        &submit(t, &d.id, &n1, &evidence(&d.rot, &n2)).await,
+        "nonce_mismatch",
+    );
+    // Unregistered: still gets a nonce (no registration oracle on the challenge route).
+    let u = new_rot();
+    assert_untrusted(&attest(t, &u).await, "unregistered");
+    // Registered, unclaimed.
+    let uc = new_rot();
+    register(t, &uc).await;
+    assert_untrusted(&attest(t, &uc).await, "unclaimed");
+    // Blocked.
+    let b = claimed(t, &tid, &admin).await;
+    t.exec(&format!(
+        "UPDATE devices SET blocked = 1 WHERE id = '{}'",
+        b.id
+    ))
+    .await;
+    assert_untrusted(&attest(t, &b).await, "blocked");
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/devices/{}", b.id), &admin)
+        .await;
+    assert_eq!(r.body["lastAttestationResult"], "Untrusted");
+    assert_eq!(r.body["lastAttestationReasons"][0]["code"], "blocked");
+    // Malformed requests are 422 (not an appraisal).
+    let r = t
+        .call(
+            axum::http::Method::POST,
+            "/v1/attestation/challenge",
+            None,
+            Some(json!({"deviceId": "xyz"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Outstanding challenges per device are limited.
+    let mut limited = false;
+    for _ in 0..20 {
+        let r = t
+            .call(
+                axum::http::Method::POST,
+                "/v1/attestation/challenge",
+                None,
+                Some(json!({"deviceId": u.id})),
+            )
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.code(), "rate_limited");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited);
+    // Nonces are stored hashed: no row holds the nonce text.
+    let raw = Base64UrlUnpadded::decode_vec(&n1).unwrap();
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM attestation_nonces WHERE nonce_sha256 = '{}'",
+            hex::encode(raw)
+        ))
+        .await,
+        0
+    );
+}
+
+async fn measurements_are_appraised(t: &TestApp) {
+    use sqlx::Row;
+    let (tid, admin) = t.tenant().await;
+    let image_id = t.image(&tid, &admin).await;
+    let os_id = t.os_release("Retail").await;
+    let row = sqlx::query("SELECT component_id, payload_sha256 FROM images WHERE image_id = $1")
+        .bind(&image_id)
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+    let component: String = row.try_get("component_id").unwrap();
+    let app_digest: String = row.try_get("payload_sha256").unwrap();
+    let os_digest: String =
+        sqlx::query("SELECT payload_sha256 FROM os_releases WHERE image_id = $1")
+            .bind(&os_id)
+            .fetch_one(t.db.pool())
+            .await
+            .unwrap()
+            .try_get("payload_sha256")
+            .unwrap();
+    let ev = |component: uuid::Uuid, image: &str, digest: &str| MeasurementEvent {
+        component_id: component,
+        image_id: image.parse().unwrap(),
+        version: "1.0.0".into(),
+        digest: hex::decode(digest).unwrap().try_into().unwrap(),
+    };
+    let os_event = ev(ferro_image::OS_COMPONENT_ID, &os_id, &os_digest);
+    let app_event = ev(component.parse().unwrap(), &image_id, &app_digest);
+    // Known OS release + tenant image: trusted.
+    let d = claimed(t, &tid, &admin).await;
+    d.rot.extend_measurement(&os_event).unwrap();
+    d.rot.extend_measurement(&app_event).unwrap();
+    assert_eq!(attest(t, &d).await["verdict"], "Trusted");
+    // Tampered app image (same image ID, other digest).
+    let d = claimed(t, &tid, &admin).await;
+    d.rot.extend_measurement(&os_event).unwrap();
+    d.rot
+        .extend_measurement(&ev(component.parse().unwrap(), &image_id, &"ab".repeat(32)))
+        .unwrap();
+    assert_untrusted(&attest(t, &d).await, "unknown_measurement");
+    // Unknown OS image.
+    let d = claimed(t, &tid, &admin).await;
+    d.rot
+        .extend_measurement(&ev(
+            ferro_image::OS_COMPONENT_ID,
+            &uuid::Uuid::new_v4().to_string(),
+            &os_digest,
+        ))
+        .unwrap();
+    assert_untrusted(&attest(t, &d).await, "unknown_measurement");
+    // Another tenant's image is unknown to this one (test-signed from its point of view).
+    let (tb, admin_b) = t.tenant().await;
+    let d = claimed(t, &tb, &admin_b).await;
+    d.rot.extend_measurement(&app_event).unwrap();
+    let v = attest(t, &d).await;
+    assert_untrusted(&v, "test_signed_without_capability");
+    let r = t
+        .get(&format!("/v1/tenants/{tb}/devices/{}", d.id), &admin_b)
+        .await;
+    assert_eq!(
+        r.body["lastAttestationReasons"][0]["code"],
+        "test_signed_without_capability"
+    );
+    // With an AppDevelopment capability issued by the service, the test-signed image passes;
+    // FieldServicing does not count.
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tb}/devices/{}/capabilities", d.id),
+            &admin_b,
+            json!({"type": "FieldServicing"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_untrusted(&attest(t, &d).await, "test_signed_without_capability");
+    t.developer_key(&tb, &admin_b).await;
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tb}/devices/{}/capabilities", d.id),
+            &admin_b,
+            json!({"type": "AppDevelopment"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = attest(t, &d).await;
+    assert_eq!(v["verdict"], "Trusted", "{v}");
+}
+
+mod expired_nonce {
+    use super::*;
+    async fn run(backend: Backend) {
+        let config = ferro_service::Config {
+            attestation_nonce_ttl: std::time::Duration::from_millis(300),
+            ..common::test_config()
+        };
+        let t = TestApp::with_config(backend, config).await;
+        let (tid, admin) = t.tenant().await;
+        let d = claimed(&t, &tid, &admin).await;
+        let n = challenge(&t, &d.id).await;
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        assert_untrusted(
+            &submit(&t, &d.id, &n, &evidence(&d.rot, &n)).await,
+            "nonce_expired",
+        );
+        t.finish().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres).await;
+    }
+}
+
+/// Serve the app over HTTPS on a free loopback port; returns (base URL, root PEM, stop).
+async fn serve_https(
+    t: &TestApp,
+) -> (
+    String,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let data = t.dir.path().join("data");
+    let (chain, signer) =
+        ferro_service::platform::service_tls(&data, &t.state.platform, &[]).unwrap();
+    let config = ferro_service::server::tls_config(&chain, signer).unwrap();
+    let listener = ferro_service::server::bind("127.0.0.1:0", Some(config))
+        .await
+        .unwrap();
+    let port = listener.local_addr().port();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(ferro_service::server::serve(
+        listener,
+        ferro_service::build_app(t.state.clone()),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let root = std::fs::read_to_string(data.join("pki/platform-root.pem")).unwrap();
+    (format!("https://127.0.0.1:{port}"), root, stop, h)
+}
+
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    server_ca: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Mosquitto with TLS and `require_certificate true`, trusting `client_ca_pem` for clients.
+fn mosquitto(client_ca_pem: &[u8]) -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("clients.pem"), client_ca_pem).unwrap();
+    let run = |args: &[&str]| {
+        let (ok, out) = openssl(p, args);
+        assert!(ok, "{args:?}: {out}");
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=broker test CA",
+        "-days",
+        "2",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "server.key",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "server.key",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        p.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    let port = free_port();
+    let conf = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
+         cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+         persistence false\nlog_dest stderr\n",
+        d = p.display()
+    );
+    std::fs::write(p.join("mosquitto.conf"), conf).unwrap();
+    // Mosquitto started as root drops to the `mosquitto` user: let it read this throw-away
+    // test directory.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(p).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = ["/usr/sbin/mosquitto", "mosquitto"]
+        .into_iter()
+        .find(|b| std::path::Path::new(b).exists())
+        .unwrap_or("mosquitto");
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(p.join("mosquitto.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto (apt-get install mosquitto)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let server_ca = std::fs::read_to_string(p.join("ca.pem")).unwrap();
+    Broker {
+        child,
+        port,
+        _dir: dir,
+        server_ca,
+    }
+}
+
+/// Connect and publish with QoS 1; Ok once the broker acknowledged the publish.
+async fn mqtt_publish(port: u16, config: rustls::ClientConfig) -> Result<(), String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+    let mut opts = MqttOptions::new(format!("dev{}", common::uniq()), "127.0.0.1", port);
+    opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        std::sync::Arc::new(config),
+    )));
+    let (client, mut events) = AsyncClient::new(opts, 10);
+    client
+        .publish("ferro/test", QoS::AtLeastOnce, false, b"hello".to_vec())
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.poll())
+            .await
+            .map_err(|_| "timeout".to_string())?;
+        match ev {
+            Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+async fn device_client_and_mosquitto(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let (tb, admin_b) = t.tenant().await;
+    let a = claimed(t, &tid, &admin).await;
+    let b = claimed(t, &tb, &admin_b).await;
+    let (url, root, stop, h) = serve_https(t).await;
+    let conn = ferro_attest::ServiceConnection::new(&url, &root).unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let mut mgr = ferro_attest::CertificateManager::open(certs.path(), Default::default()).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(mgr.next_attempt(now), now, "no certificate: attest now");
+    let (outcome, next) = mgr.tick(&a.rot, &conn, now).await;
+    assert!(
+        matches!(
+            outcome,
+            Some(Ok(ferro_attest::AttestationOutcome::Trusted { .. }))
+        ),
+        "{outcome:?}"
+    );
+    let cert_a = mgr.current().unwrap().clone();
+    let half = cert_a.not_before + (cert_a.not_after - cert_a.not_before) / 2;
+    assert!(
+        next <= half && next >= half - time::Duration::hours(3),
+        "{next} vs {half}"
+    );
+    // The certificate survives a restart.
+    let again = ferro_attest::CertificateManager::open(certs.path(), Default::default()).unwrap();
+    assert_eq!(again.current(), Some(&cert_a));
+    let cert_b = match ferro_attest::attest(&b.rot, &conn).await.unwrap() {
+        ferro_attest::AttestationOutcome::Trusted { certificate, .. } => certificate,
+        o => panic!("{o:?}"),
+    };
+    let _ = stop.send(());
+    h.await.unwrap().unwrap();
+
+    // Mosquitto trusting tenant A's chain: A's device (key in its RoT) connects and publishes,
+    // B's device is refused.
+    let broker = mosquitto(&chain(t, &tid, &admin).await);
+    let anchors = ferro_attest::pem_certificates(&broker.server_ca).unwrap();
+    let config_a =
+        ferro_attest::mtls_client_config(&a.rot, cert_a.chain_der().unwrap(), &anchors).unwrap();
+    mqtt_publish(broker.port, config_a)
+        .await
+        .expect("tenant A's device publishes");
+    let config_b =
+        ferro_attest::mtls_client_config(&b.rot, cert_b.chain_der().unwrap(), &anchors).unwrap();
+    assert!(mqtt_publish(broker.port, config_b).await.is_err());
+    // A certificate for another key than the RoT's is refused locally.
+    assert!(
+        ferro_attest::mtls_client_config(&b.rot, cert_a.chain_der().unwrap(), &anchors).is_err()
+    );
+}

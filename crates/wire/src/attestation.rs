@@ -1,0 +1,109 @@
+//! Wire types of device attestation (`/v1/attestation/...`, docs/attestation.md): the challenge,
+//! the evidence and the appraisal result with its reasons and, when trusted, the device
+//! certificate.
+//!
+//! Binary values: the nonce is base64url without padding (RFC 4648 section 5); the evidence (a
+//! COSE_Sign1) is standard base64 with padding, like the other signed documents of the API.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Length of an attestation nonce in bytes.
+pub const ATTESTATION_NONCE_LEN: usize = 32;
+
+/// `POST /v1/attestation/challenge`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttestationChallengeRequest {
+    /// The device ID (128 hex characters).
+    pub device_id: String,
+}
+
+/// A single-use challenge for one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationChallenge {
+    /// 32 random bytes, base64url without padding: the EAT nonce to sign.
+    pub nonce: String,
+    /// After this the nonce is refused (`nonce_expired`).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: OffsetDateTime,
+}
+
+/// `POST /v1/attestation/evidence`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttestationEvidenceRequest {
+    /// The device ID (128 hex characters).
+    pub device_id: String,
+    /// The nonce of the challenge, as it was given.
+    pub nonce: String,
+    /// The evidence: a COSE_Sign1 (EAT) by the device key, standard base64.
+    pub evidence: String,
+}
+
+/// The appraisal's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AttestationVerdict {
+    /// Every check passed; a device certificate was issued.
+    Trusted,
+    /// At least one check failed (see the reasons); no certificate.
+    Untrusted,
+}
+
+impl AttestationVerdict {
+    /// The name as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestationVerdict::Trusted => "Trusted",
+            AttestationVerdict::Untrusted => "Untrusted",
+        }
+    }
+}
+
+/// Why an appraisal failed: a stable snake_case code (docs/attestation.md) and a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationReason {
+    /// Stable code: `unregistered`, `unclaimed`, `blocked`, `nonce_unknown`, `nonce_expired`,
+    /// `nonce_replayed`, `bad_signature`, `wrong_device`, `quote_mismatch`,
+    /// `unknown_measurement`, `test_signed_without_capability`, `no_tenant_ca`.
+    pub code: String,
+    /// What failed (never secrets).
+    pub message: String,
+}
+
+/// The appraisal result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationResult {
+    /// Trusted or Untrusted.
+    pub verdict: AttestationVerdict,
+    /// Empty when trusted; every failed check otherwise.
+    pub reasons: Vec<AttestationReason>,
+    /// Trusted: the device certificate (PEM), CN = device ID, O = tenant ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
+    /// Trusted: the tenant's CA chain (PEM bundle, current CA first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_chain_pem: Option<String>,
+    /// The service's clock when it answered (devices may lack a clock).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub service_time: OffsetDateTime,
+    /// Trusted: the certificate's notAfter.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub not_after: Option<OffsetDateTime>,
+}
