@@ -27,7 +27,8 @@ cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p ferro-trust -p ferro-device --features ferro-trust/tpm,ferro-device/tpm --all-targets --locked -- -D warnings
+cargo clippy -p ferro-trust -p ferro-device -p ferro-attest --features ferro-trust/tpm,ferro-device/tpm --all-targets --locked -- -D warnings
+cargo clippy -p ferro-service --features tpm-tests --all-targets --locked -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
 
 log "sample apps (wasm32-wasip2)"
@@ -37,7 +38,9 @@ log "unit, integration, property and interoperability tests"
 cargo test --workspace --locked
 
 log "root of trust on a TPM 2.0 (swtpm, started by the tests on loopback)"
+cargo build -p ferro-boot --features tpm --locked
 cargo test -p ferro-trust -p ferro-device --features ferro-trust/tpm,ferro-device/tpm --locked
+cargo test -p ferro-service --features tpm-tests --locked --test attestation
 
 if [ "${FUZZ_SECONDS}" -gt 0 ]; then
     log "fuzz smoke: ${FUZZ_SECONDS}s per target"

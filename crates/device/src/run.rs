@@ -80,6 +80,9 @@ pub fn adopt_boot_measurements(ctx: &DeviceContext) -> Result<usize, DeviceError
 /// verify and measure the images in use, report boot health, write `run/ready.json`, then run
 /// until SIGTERM or SIGINT.
 pub async fn run(data_dir: DataDir, booted_slot: Option<Slot>) -> Result<(), DeviceError> {
+    // Take over SIGTERM/SIGINT first: a signal arriving at any later point asks for a clean stop
+    // instead of killing the process mid-write.
+    let mut shutdown = Shutdown::install()?;
     let ctx = DeviceContext::open(&data_dir)?;
     let device_id = ctx.device_id().to_string();
     let adopted = adopt_boot_measurements(&ctx)?;
@@ -112,7 +115,7 @@ pub async fn run(data_dir: DataDir, booted_slot: Option<Slot>) -> Result<(), Dev
             (Some(Ok(outcome)), _) => break outcome_summary(&outcome),
             (Some(Err(error)), next) => {
                 tracing::warn!(%error, retry_at = %next, "attestation failed; will retry");
-                if sleep_or_shutdown(next).await? {
+                if sleep_or_shutdown(&mut shutdown, next).await? {
                     return Ok(());
                 }
             }
@@ -124,7 +127,7 @@ pub async fn run(data_dir: DataDir, booted_slot: Option<Slot>) -> Result<(), Dev
                 }
                 Err(error) => {
                     tracing::warn!(%error, "attestation failed; will retry");
-                    if sleep_or_shutdown(now + time::Duration::seconds(5)).await? {
+                    if sleep_or_shutdown(&mut shutdown, now + time::Duration::seconds(5)).await? {
                         return Ok(());
                     }
                 }
@@ -171,7 +174,7 @@ pub async fn run(data_dir: DataDir, booted_slot: Option<Slot>) -> Result<(), Dev
             Some(Err(error)) => tracing::warn!(%error, retry_at = %next, "re-attestation failed"),
             None => {}
         }
-        if sleep_or_shutdown(next).await? {
+        if sleep_or_shutdown(&mut shutdown, next).await? {
             break;
         }
     }
@@ -199,31 +202,46 @@ fn outcome_summary(outcome: &ferro_attest::AttestationOutcome) -> (String, Vec<S
     }
 }
 
+/// The process's SIGTERM/SIGINT, installed once.
+struct Shutdown {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> Result<Shutdown, DeviceError> {
+        Ok(Shutdown {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(DeviceError::io("signal handler"))?,
+        })
+    }
+
+    async fn requested(&mut self) -> Result<(), DeviceError> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => Ok(()),
+            r = tokio::signal::ctrl_c() => r.map_err(DeviceError::io("signal handler")),
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(DeviceError::io("signal handler"))
+    }
+}
+
 /// Sleeps until `until` (at most an hour at a time); true if a shutdown signal came first.
-async fn sleep_or_shutdown(until: time::OffsetDateTime) -> Result<bool, DeviceError> {
+async fn sleep_or_shutdown(
+    shutdown: &mut Shutdown,
+    until: time::OffsetDateTime,
+) -> Result<bool, DeviceError> {
     let wait = (until - time::OffsetDateTime::now_utc())
         .clamp(time::Duration::ZERO, time::Duration::hours(1));
     let wait = std::time::Duration::try_from(wait).unwrap_or_default();
     tokio::select! {
         _ = tokio::time::sleep(wait) => Ok(false),
-        r = wait_for_shutdown() => r.map(|()| true),
+        r = shutdown.requested() => r.map(|()| true),
     }
-}
-
-async fn wait_for_shutdown() -> Result<(), DeviceError> {
-    let io = DeviceError::io("signal handler");
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(io)?;
-        tokio::select! {
-            _ = term.recv() => {}
-            r = tokio::signal::ctrl_c() => r.map_err(DeviceError::io("signal handler"))?,
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.map_err(io)?;
-    Ok(())
 }
 
 /// Replay a JSON log (as in `ready.json`) and return the register value it produces.

@@ -286,6 +286,30 @@ fn sign(
     signer: &dyn Signer,
     issuer_der: Option<&[u8]>,
 ) -> Result<Certificate, CertError> {
+    sign_checked(params, subject, signer, issuer_der, SelfCheck::Full)
+}
+
+/// How much of a freshly issued certificate [`issue_device_certificate_checked`] checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfCheck {
+    /// Everything in [`SelfCheck::Structure`], and the signature verifies with the issuer key
+    /// (an ECDSA verify): a faulty signer yields [`CertError::SelfCheckFailed`].
+    Full,
+    /// The certificate parses as exactly one DER X.509 certificate, names the CA's subject as
+    /// issuer, certifies exactly the subject key, is signed with ecdsa-with-SHA256 and carries a
+    /// well-formed ECDSA signature (r and s in range); the signature itself is not verified.
+    /// For high-volume issuance whose relying parties verify the signature anyway (device
+    /// certificates: `ferro-attest` checks the leaf against the chain); see docs/attestation.md.
+    Structure,
+}
+
+fn sign_checked(
+    params: &CertificateParams,
+    subject: &PublicKey,
+    signer: &dyn Signer,
+    issuer_der: Option<&[u8]>,
+    check: SelfCheck,
+) -> Result<Certificate, CertError> {
     let key = RcgenSigner::new(signer);
     let result = match issuer_der {
         None => params.self_signed(&key).map_err(|e| (e, key.take_error())),
@@ -311,7 +335,20 @@ fn sign(
             ));
         }
     }
-    if !signature_ok(&parsed, signer.public_key()) {
+    if parsed.tbs_certificate.subject_pki.raw != subject.to_spki_der().as_slice() {
+        return Err(CertError::Encoding(
+            "the issued certificate certifies another key than the subject's".into(),
+        ));
+    }
+    let well_formed = parsed.signature_algorithm.algorithm
+        == x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
+        && p256::ecdsa::DerSignature::try_from(parsed.signature_value.data.as_ref())
+            .is_ok_and(|s| p256::ecdsa::Signature::try_from(s).is_ok());
+    let verified = match check {
+        SelfCheck::Full => signature_ok(&parsed, signer.public_key()),
+        SelfCheck::Structure => true,
+    };
+    if !well_formed || !verified {
         return Err(CertError::SelfCheckFailed(signer.key_id()));
     }
     Ok(Certificate::from_parsed(&der, &parsed))
@@ -657,6 +694,31 @@ pub fn issue_device_certificate(
     not_before: OffsetDateTime,
     validity: Duration,
 ) -> Result<Certificate, CertError> {
+    issue_device_certificate_checked(
+        ca,
+        store,
+        device_id,
+        tenant_id,
+        device_key,
+        not_before,
+        validity,
+        SelfCheck::Full,
+    )
+}
+
+/// [`issue_device_certificate`] with the self-check of the result chosen by the caller
+/// ([`SelfCheck::Structure`] saves the ECDSA verify of our own fresh signature).
+#[allow(clippy::too_many_arguments)]
+pub fn issue_device_certificate_checked(
+    ca: &TenantCa,
+    store: &dyn KeyStore,
+    device_id: &DeviceId,
+    tenant_id: Uuid,
+    device_key: &PublicKey,
+    not_before: OffsetDateTime,
+    validity: Duration,
+    check: SelfCheck,
+) -> Result<Certificate, CertError> {
     if ca.tenant_id != tenant_id {
         return Err(CertError::TenantMismatch {
             ca_tenant: ca.tenant_id,
@@ -685,7 +747,7 @@ pub fn issue_device_certificate(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
-    sign(&p, device_key, signer.as_ref(), Some(ca.der()))
+    sign_checked(&p, device_key, signer.as_ref(), Some(ca.der()), check)
 }
 
 /// Check a proof-of-possession verification code: 1 to 64 characters of `A-Z a-z 0-9 - _ .`.

@@ -30,12 +30,13 @@ pub use capability::{
 };
 pub use certs::{
     Certificate, DEVICE_CERT_VALIDITY, MAX_SERVICE_NAMES, MAX_VERIFICATION_CODE_LEN,
-    PLATFORM_ROOT_VALIDITY, PROOF_OF_POSSESSION_VALIDITY, SERVICE_TLS_VALIDITY,
+    PLATFORM_ROOT_VALIDITY, PROOF_OF_POSSESSION_VALIDITY, SERVICE_TLS_VALIDITY, SelfCheck,
     TENANT_CA_CN_PREFIX, TENANT_CA_CUTOVER_MARGIN, TENANT_CA_ROTATION_MARGIN, TENANT_CA_VALIDITY,
     TenantCa, certificate_key_id, create_tenant_ca, current_tenant_ca, issue_device_certificate,
-    issue_platform_root_certificate, issue_proof_of_possession_certificate,
-    issue_service_tls_certificate, sanitize_organization, tenant_ca_chain_pem,
-    tenant_ca_rotation_due, validate_verification_code, verify_certificate_signature,
+    issue_device_certificate_checked, issue_platform_root_certificate,
+    issue_proof_of_possession_certificate, issue_service_tls_certificate, sanitize_organization,
+    tenant_ca_chain_pem, tenant_ca_rotation_due, validate_verification_code,
+    verify_certificate_signature,
 };
 pub use error::{CertError, DocumentError, KeyStoreError};
 pub use keylist::{

@@ -130,6 +130,12 @@ impl Db {
         &self.pool
     }
 
+    /// The pool for a single write statement outside a transaction (autocommit: the statement
+    /// is atomic on its own): SQLite's writer connection, PostgreSQL's pool.
+    pub fn writer(&self) -> &AnyPool {
+        self.writer.as_ref().unwrap_or(&self.pool)
+    }
+
     /// Begin a write transaction. On SQLite this takes the write lock at once (`BEGIN
     /// IMMEDIATE`), so a transaction that reads then writes never fails half-way on a lock
     /// upgrade; on PostgreSQL invariants that span rows are protected by [`lock_tenant`].

@@ -253,6 +253,7 @@ pub async fn state(
     Ok(crate::AppState {
         db,
         auth_cache: std::sync::Arc::new(auth_cache),
+        ca_cache: std::sync::Arc::default(),
         config: std::sync::Arc::new(config),
         dummy_hash: std::sync::Arc::new(dummy_hash),
         platform: std::sync::Arc::new(platform),

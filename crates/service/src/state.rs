@@ -73,4 +73,8 @@ pub struct AppState {
     pub objects: Arc<dyn crate::object_store::ObjectStore>,
     /// Token checks of the last second (derived from the database; `crate::auth_cache`).
     pub auth_cache: Arc<crate::auth_cache::AuthCache>,
+    /// Parsed (and self-signature checked) tenant CA certificates, keyed by tenant and
+    /// validated against the database's (serial, SHA-256 thumbprint) set on every use
+    /// (`crate::routes::ca::load_cas_cached`).
+    pub ca_cache: Arc<crate::routes::ca::CaCache>,
 }

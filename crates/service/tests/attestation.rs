@@ -686,3 +686,371 @@ async fn device_client_and_mosquitto(t: &TestApp) {
         ferro_attest::mtls_client_config(&b.rot, cert_a.chain_der().unwrap(), &anchors).is_err()
     );
 }
+
+/// A device whose root of trust is a TPM 2.0 (swtpm started by the test on loopback), appraised
+/// by the real service: Trusted with a certificate, and evidence whose TPM quote does not match
+/// (another nonce, another PCR value or selection, no quote) is Untrusted with `quote_mismatch`.
+/// Run with `cargo test -p ferro-service --features tpm-tests --test attestation tpm`.
+#[cfg(feature = "tpm-tests")]
+mod tpm {
+    use super::*;
+    use ferro_signing::{Purpose, Signer as _, SoftwareSigningKey, sign1};
+    use ferro_trust::evidence::{Claims, decode_claims, encode_claims};
+    use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse_quote};
+    use ferro_trust::{TpmConfig, TpmQuote, TpmRootOfTrust};
+    use sha2::Digest as _;
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    both!(
+        tpm_device_is_trusted_and_quote_attacks_refused,
+        tpm_device_cannot_downgrade_to_software_evidence,
+    );
+
+    /// A running `swtpm socket` with its state directory; killed on drop (as in
+    /// crates/trust/tests/tpm.rs).
+    struct Swtpm {
+        child: Child,
+        port: u16,
+        _state: tempfile::TempDir,
+    }
+
+    impl Swtpm {
+        fn start() -> Swtpm {
+            for _ in 0..20 {
+                let state = tempfile::tempdir().unwrap();
+                // The swtpm TCTI uses `port` for commands and `port + 1` for control.
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+                    continue;
+                }
+                drop(l);
+                let child = Command::new("swtpm")
+                    .args(["socket", "--tpm2"])
+                    .arg("--server")
+                    .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                    .arg("--ctrl")
+                    .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                    .arg("--tpmstate")
+                    .arg(format!("dir={}", state.path().display()))
+                    .args(["--flags", "startup-clear"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("swtpm not found: apt-get install swtpm swtpm-tools");
+                let mut s = Swtpm {
+                    child,
+                    port,
+                    _state: state,
+                };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Ok(Some(_)) = s.child.try_wait() {
+                        break; // port taken meanwhile: try another
+                    }
+                    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        // swtpm serves one client at a time; let it notice our probe went away.
+                        std::thread::sleep(Duration::from_millis(50));
+                        return s;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // Dropping `s` kills the child: try another port pair.
+            }
+            panic!("no free loopback port pair for swtpm");
+        }
+
+        fn open(&self) -> TpmRootOfTrust {
+            TpmRootOfTrust::open(&TpmConfig {
+                tcti: format!("swtpm:host=127.0.0.1,port={}", self.port),
+                log_path: None,
+            })
+            .unwrap()
+        }
+    }
+
+    impl Drop for Swtpm {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Register `rot` as a TPM device (RootOfTrust::Tpm record signed by the TPM-held key) and
+    /// claim it for `tid`.
+    async fn register_and_claim(t: &TestApp, rot: &TpmRootOfTrust, tid: &str, admin: &str) {
+        let record = ferro_pki::RegistrationRecord {
+            device_key: rot.public_key(),
+            root_of_trust: ferro_pki::RootOfTrust::Tpm,
+            tpm_ek_certificate: None,
+            manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
+            created_at: time::OffsetDateTime::now_utc(),
+        };
+        let bytes = record.sign(rot.device_key().as_ref()).unwrap();
+        let r = t
+            .post(
+                "/v1/manufacturing/registrations",
+                &t.operator,
+                json!({"records": [b64(&bytes)]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = t
+            .post(
+                &format!("/v1/tenants/{tid}/devices/claim"),
+                admin,
+                json!({"deviceIds": [rot.device_id().to_string()]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let r = t
+            .get(
+                &format!("/v1/tenants/{tid}/devices/{}", rot.device_id()),
+                admin,
+            )
+            .await;
+        assert_eq!(r.body["rootOfTrust"], "Tpm", "{:?}", r.body);
+    }
+
+    /// The claims of genuine evidence for `nonce` (base64url).
+    fn claims_for(rot: &TpmRootOfTrust, nonce: &str) -> Claims {
+        let ev = evidence(rot, nonce);
+        decode_claims(
+            &ferro_signing::parse_unverified(&ev)
+                .unwrap()
+                .unverified_payload,
+        )
+        .unwrap()
+    }
+
+    /// Evidence for edited claims, signed again by the device key in the TPM: the COSE
+    /// signature is genuine, so only the quote can be wrong.
+    fn resign(rot: &TpmRootOfTrust, claims: &Claims) -> Vec<u8> {
+        sign1(
+            rot.device_key().as_ref(),
+            Purpose::AttestationEvidence,
+            &encode_claims(claims).unwrap(),
+            &[],
+        )
+        .unwrap()
+    }
+
+    async fn os_event(t: &TestApp) -> MeasurementEvent {
+        use sqlx::Row;
+        let os_id = t.os_release("Retail").await;
+        let os_digest: String =
+            sqlx::query("SELECT payload_sha256 FROM os_releases WHERE image_id = $1")
+                .bind(&os_id)
+                .fetch_one(t.db.pool())
+                .await
+                .unwrap()
+                .try_get("payload_sha256")
+                .unwrap();
+        MeasurementEvent {
+            component_id: ferro_image::OS_COMPONENT_ID,
+            image_id: os_id.parse().unwrap(),
+            version: "1.0.0".into(),
+            digest: hex::decode(os_digest).unwrap().try_into().unwrap(),
+        }
+    }
+
+    async fn tpm_device_is_trusted_and_quote_attacks_refused(t: &TestApp) {
+        let (tid, admin) = t.tenant().await;
+        let os = os_event(t).await;
+        let swtpm = Swtpm::start();
+        let rot = swtpm.open();
+        let did = rot.device_id().to_string();
+        register_and_claim(t, &rot, &tid, &admin).await;
+        rot.extend_measurement(&os).unwrap();
+
+        // Genuine TPM evidence (quote over PCR 15 with the nonce): Trusted, with a certificate
+        // for the TPM-held key under the tenant's chain.
+        let n = challenge(t, &did).await;
+        let genuine = claims_for(&rot, &n);
+        assert!(genuine.tpm_quote.is_some());
+        assert_eq!(genuine.root_of_trust, ferro_trust::RootOfTrustKind::Tpm);
+        let v = submit(t, &did, &n, &resign(&rot, &genuine)).await;
+        assert_eq!(v["verdict"], "Trusted", "{v}");
+        let cert = ferro_attest::check_certificate(
+            &rot,
+            v["certificatePem"].as_str().unwrap(),
+            v["caChainPem"].as_str().unwrap(),
+        )
+        .expect("a certificate for the TPM-held key");
+        assert!(cert.not_after > time::OffsetDateTime::now_utc());
+        let r = t
+            .get(&format!("/v1/tenants/{tid}/devices/{did}"), &admin)
+            .await;
+        assert_eq!(r.body["lastAttestationResult"], "Trusted", "{:?}", r.body);
+
+        // 1. A genuine TPM quote over another nonce (a stale or pre-computed quote).
+        let n_old = challenge(t, &did).await;
+        let old_quote = claims_for(&rot, &n_old).tpm_quote;
+        let n = challenge(t, &did).await;
+        let mut c = claims_for(&rot, &n);
+        c.tpm_quote = old_quote;
+        assert_untrusted(
+            &submit(t, &did, &n, &resign(&rot, &c)).await,
+            "quote_mismatch",
+        );
+        // (Evidence that fails verification, a bad quote included, is not recorded on the
+        // device: lastAttestationResult stays as it was. See the report.)
+
+        // 2. The quote is over another PCR value: the TPM measured a tampered OS but the log
+        //    claims the published one.
+        let tampered = MeasurementEvent {
+            digest: [0xab; 32],
+            ..os.clone()
+        };
+        let evil = Swtpm::start();
+        let evil_rot = evil.open();
+        let evil_id = evil_rot.device_id().to_string();
+        register_and_claim(t, &evil_rot, &tid, &admin).await;
+        evil_rot.extend_measurement(&tampered).unwrap();
+        let n = challenge(t, &evil_id).await;
+        let honest = claims_for(&evil_rot, &n);
+        assert_untrusted(
+            &submit(t, &evil_id, &n, &resign(&evil_rot, &honest)).await,
+            "unknown_measurement",
+        );
+        let n = challenge(t, &evil_id).await;
+        let mut c = claims_for(&evil_rot, &n);
+        c.measurements = vec![os.clone()];
+        assert_untrusted(
+            &submit(t, &evil_id, &n, &resign(&evil_rot, &c)).await,
+            "quote_mismatch",
+        );
+        // ... or the log drops an event the PCR includes.
+        evil_rot.extend_measurement(&os).unwrap();
+        let n = challenge(t, &evil_id).await;
+        let mut c = claims_for(&evil_rot, &n);
+        c.measurements.remove(0);
+        assert_untrusted(
+            &submit(t, &evil_id, &n, &resign(&evil_rot, &c)).await,
+            "quote_mismatch",
+        );
+
+        // 3. The genuine quote edited to select another PCR (16): the TPM's signature fails.
+        let n = challenge(t, &did).await;
+        let mut c = claims_for(&rot, &n);
+        let mut q = c.tpm_quote.clone().unwrap();
+        let mut info = parse_quote(&q.attest).unwrap();
+        info.pcr_selections = vec![PcrSelection {
+            hash: TPM_ALG_SHA256,
+            pcrs: vec![16],
+        }];
+        q.attest = marshal_quote(&info);
+        c.tpm_quote = Some(q);
+        assert_untrusted(
+            &submit(t, &did, &n, &resign(&rot, &c)).await,
+            "quote_mismatch",
+        );
+
+        // 4. A quote over another PCR selection, validly signed by its (software) AK: refused
+        //    by the selection check.
+        let ak = SoftwareSigningKey::generate();
+        for pcrs in [vec![16], vec![15, 16], vec![]] {
+            let n = challenge(t, &did).await;
+            let mut c = claims_for(&rot, &n);
+            let mut info = parse_quote(&c.tpm_quote.as_ref().unwrap().attest).unwrap();
+            info.pcr_selections = vec![PcrSelection {
+                hash: TPM_ALG_SHA256,
+                pcrs,
+            }];
+            let attest = marshal_quote(&info);
+            c.tpm_quote = Some(TpmQuote {
+                signature: ak.sign(&attest).unwrap().0,
+                attest,
+                attestation_key: ak.public_key().to_spki_der(),
+            });
+            assert_untrusted(
+                &submit(t, &did, &n, &resign(&rot, &c)).await,
+                "quote_mismatch",
+            );
+        }
+
+        // 5. TPM evidence without its quote.
+        let n = challenge(t, &did).await;
+        let mut c = claims_for(&rot, &n);
+        c.tpm_quote = None;
+        assert_untrusted(
+            &submit(t, &did, &n, &resign(&rot, &c)).await,
+            "quote_mismatch",
+        );
+
+        // The device still attests Trusted afterwards (nothing was poisoned).
+        let n = challenge(t, &did).await;
+        let v = submit(t, &did, &n, &evidence(&rot, &n)).await;
+        assert_eq!(v["verdict"], "Trusted", "{v}");
+    }
+
+    /// A TPM-registered device that measured a tampered OS, for the gap tests below.
+    async fn tampered_tpm_device(t: &TestApp) -> (Swtpm, TpmRootOfTrust, MeasurementEvent) {
+        let (tid, admin) = t.tenant().await;
+        let os = os_event(t).await;
+        let swtpm = Swtpm::start();
+        let rot = swtpm.open();
+        register_and_claim(t, &rot, &tid, &admin).await;
+        rot.extend_measurement(&MeasurementEvent {
+            digest: [0xab; 32],
+            ..os.clone()
+        })
+        .unwrap();
+        (swtpm, rot, os)
+    }
+
+    /// A compromised OS on a TPM device (which can use the TPM-held device key) sends *software*
+    /// evidence without a quote and claims the published OS: refused, because the evidence's
+    /// root-of-trust kind must be the one the device was registered with.
+    async fn tpm_device_cannot_downgrade_to_software_evidence(t: &TestApp) {
+        let (_swtpm, rot, os) = tampered_tpm_device(t).await;
+        let did = rot.device_id().to_string();
+        let n = challenge(t, &did).await;
+        let mut c = claims_for(&rot, &n);
+        c.root_of_trust = ferro_trust::RootOfTrustKind::Software;
+        c.tpm_quote = None;
+        c.measurements = vec![os];
+        assert_untrusted(
+            &submit(t, &did, &n, &resign(&rot, &c)).await,
+            "quote_mismatch",
+        );
+    }
+
+    /// KNOWN GAP (ignored until the attestation key is bound to the TPM, e.g. by credential
+    /// activation against the EK, or certified by the device key at registration): the quote's
+    /// attestation key travels in the evidence and is trusted as is, so a compromised OS signs
+    /// its own quote over the PCR value of a forged log with a software key.
+    async fn tpm_quote_by_a_foreign_attestation_key_is_refused(t: &TestApp) {
+        let (_swtpm, rot, os) = tampered_tpm_device(t).await;
+        let did = rot.device_id().to_string();
+        let n = challenge(t, &did).await;
+        let mut c = claims_for(&rot, &n);
+        c.measurements = vec![os.clone()];
+        let forged_pcr = ferro_trust::MeasurementLog::from_events([os]).replay();
+        let mut info = parse_quote(&c.tpm_quote.as_ref().unwrap().attest).unwrap();
+        info.pcr_digest = sha2::Sha256::digest(forged_pcr).to_vec();
+        let attest = marshal_quote(&info);
+        let ak = SoftwareSigningKey::generate();
+        c.tpm_quote = Some(TpmQuote {
+            signature: ak.sign(&attest).unwrap().0,
+            attest,
+            attestation_key: ak.public_key().to_spki_der(),
+        });
+        assert_untrusted(
+            &submit(t, &did, &n, &resign(&rot, &c)).await,
+            "quote_mismatch",
+        );
+    }
+
+    mod known_gaps {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "known gap: the quote's attestation key is not bound to the TPM (see report)"]
+        async fn foreign_attestation_key() {
+            let t = crate::common::TestApp::new(crate::common::Backend::Sqlite).await;
+            super::tpm_quote_by_a_foreign_attestation_key_is_refused(&t).await;
+            t.finish().await;
+        }
+    }
+}

@@ -21,6 +21,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use time::OffsetDateTime;
 
 /// Used nonces are kept this long after their expiry, so that a replay is reported as
@@ -60,21 +61,23 @@ pub async fn challenge(
     let now = now_ms();
     let ttl = i64::try_from(state.config.attestation_nonce_ttl.as_millis()).unwrap_or(60_000);
     let expires = now + ttl;
-    let mut tx = state.db.begin_write().await?;
-    sqlx::query("DELETE FROM attestation_nonces WHERE expires_ms < $1")
-        .bind(now - NONCE_KEEP_MS)
-        .execute(&mut *tx)
-        .await?;
-    let outstanding: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM attestation_nonces WHERE device_id = $1 AND used_ms IS NULL \
-         AND expires_ms >= $2",
+    purge_nonces(&state, now).await?;
+    // One autocommit statement (atomic by itself; on SQLite through the single writer): insert
+    // the nonce only while the device has fewer than the allowed outstanding nonces.
+    let inserted = sqlx::query(
+        "INSERT INTO attestation_nonces (nonce_sha256, device_id, created_ms, expires_ms) \
+         SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM attestation_nonces WHERE \
+         device_id = $2 AND used_ms IS NULL AND expires_ms >= $3) < $5",
     )
+    .bind(nonce_hash(&nonce))
     .bind(&did)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .bind(expires)
+    .bind(i64::from(state.config.attestation_max_outstanding))
+    .execute(state.db.writer())
     .await?
-    .try_get("n")?;
-    if outstanding >= i64::from(state.config.attestation_max_outstanding) {
+    .rows_affected();
+    if inserted != 1 {
         return Err(ApiError::Client {
             code: ErrorCode::RateLimited,
             message: "too many outstanding attestation challenges for this device; answer one \
@@ -83,23 +86,33 @@ pub async fn challenge(
             retry_after: Some(state.config.attestation_nonce_ttl.as_secs().max(1)),
         });
     }
-    sqlx::query(
-        "INSERT INTO attestation_nonces (nonce_sha256, device_id, created_ms, expires_ms) \
-         VALUES ($1, $2, $3, $4)",
-    )
-    .bind(nonce_hash(&nonce))
-    .bind(&did)
-    .bind(now)
-    .bind(expires)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires) * 1_000_000)
         .map_err(|_| ApiError::Internal("expiry out of range".into()))?;
     Ok(Json(AttestationChallenge {
         nonce: Base64UrlUnpadded::encode_string(&nonce),
         expires_at,
     }))
+}
+
+/// When this process last purged old nonces (Unix ms).
+static LAST_PURGE_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Delete nonces expired more than [`NONCE_KEEP_MS`] ago, at most once a second per process
+/// (rather than in every challenge's transaction; a few extra rows for a second are harmless).
+async fn purge_nonces(state: &AppState, now: i64) -> ApiResult<()> {
+    let last = LAST_PURGE_MS.load(Ordering::Relaxed);
+    if now - last < 1000
+        || LAST_PURGE_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM attestation_nonces WHERE expires_ms < $1")
+        .bind(now - NONCE_KEEP_MS)
+        .execute(state.db.writer())
+        .await?;
+    Ok(())
 }
 
 enum NonceState {
@@ -195,6 +208,27 @@ async fn known_images(
     Ok((os, tenant))
 }
 
+/// Device certificates issued by this process.
+static ISSUED: AtomicU64 = AtomicU64::new(0);
+
+/// Verify our own signature on the first device certificate and then on one in
+/// [`FULL_SELF_CHECK_EVERY`]; the others get the structural check only (docs/attestation.md,
+/// "Certificate self-check"): every relying party verifies the signature anyway, the CA key of
+/// the signer is checked against the CA certificate before signing, and the random serial makes
+/// every signed TBSCertificate unique. The sample still catches a systematically faulty signer.
+const FULL_SELF_CHECK_EVERY: u64 = 64;
+
+fn cert_self_check() -> ferro_pki::SelfCheck {
+    if ISSUED
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(FULL_SELF_CHECK_EVERY)
+    {
+        ferro_pki::SelfCheck::Full
+    } else {
+        ferro_pki::SelfCheck::Structure
+    }
+}
+
 fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
@@ -227,7 +261,7 @@ pub async fn evidence(
     })?;
     let hash = nonce_hash(&nonce);
     let row = sqlx::query(
-        "SELECT r.device_key, d.tenant_id, d.blocked, n.used_ms, n.expires_ms \
+        "SELECT r.device_key, r.root_of_trust, d.tenant_id, d.blocked, n.used_ms, n.expires_ms \
          FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
          LEFT JOIN attestation_nonces n ON n.nonce_sha256 = $2 AND n.device_id = r.device_id \
          WHERE r.device_id = $1",
@@ -265,6 +299,22 @@ pub async fn evidence(
             return Ok(Json(untrusted(vec![appraisal::evidence_reason(&e)])));
         }
     };
+    // A device registered with a TPM must prove itself with a TPM quote: software-type evidence
+    // (signed by a device key a compromised OS can use) would be a downgrade.
+    let registered_rot: String = row.try_get("root_of_trust")?;
+    let evidence_rot = match verified.root_of_trust() {
+        ferro_trust::RootOfTrustKind::Software => "Software",
+        ferro_trust::RootOfTrustKind::Tpm => "Tpm",
+    };
+    if registered_rot != evidence_rot {
+        consume_nonce_only(&state, &did, &hash).await?;
+        return Ok(Json(untrusted(vec![reason(
+            codes::QUOTE_MISMATCH,
+            format!(
+                "the device was registered with a {registered_rot} root of trust but sent {evidence_rot} evidence"
+            ),
+        )])));
+    }
     let tenant: Option<String> = row.try_get("tenant_id")?;
     let Some(tid) = tenant else {
         consume_nonce_only(&state, &did, &hash).await?;
@@ -320,7 +370,7 @@ pub async fn evidence(
                     .map_err(|_| ApiError::Internal("device ID does not parse".into()))?;
                 let tenant_uuid = crate::auth::parse_id::<ferro_wire::TenantId>(&tid)?.0;
                 let now_s = service_time.replace_nanosecond(0).unwrap_or(service_time);
-                let cert = ferro_pki::issue_device_certificate(
+                let cert = ferro_pki::issue_device_certificate_checked(
                     ca,
                     &*state.platform.keys,
                     &device_id,
@@ -328,6 +378,7 @@ pub async fn evidence(
                     &key,
                     now_s,
                     ferro_pki::DEVICE_CERT_VALIDITY,
+                    cert_self_check(),
                 )
                 .map_err(|e| ApiError::Internal(format!("issuing the device certificate: {e}")))?;
                 serial = Some(cert.serial_hex());

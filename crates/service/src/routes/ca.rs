@@ -64,6 +64,68 @@ where
         .collect()
 }
 
+/// Most tenants whose parsed CAs [`CaCache`] keeps; when full it is emptied (refilling costs one
+/// parse per tenant).
+const CA_CACHE_CAPACITY: usize = 4096;
+
+/// (serial hex, SHA-256 thumbprint) of each active CA generation of a tenant, in `load_cas` order.
+type CaSet = Vec<(String, String)>;
+
+/// Parsed tenant CAs per tenant, with the (serial, SHA-256 thumbprint) set they were parsed
+/// from. Parsing a CA checks its self-signature (an ECDSA verify), which the attestation route
+/// would otherwise pay on every request. An entry is used only while the database's current set
+/// of active generations of the tenant is exactly the cached one (checked on every use, so a
+/// rotation, a status change or another replica's new CA is seen at once: no TTL needed). The
+/// thumbprint binds the entry to the DER bytes that were parsed and verified.
+#[derive(Debug, Default)]
+pub struct CaCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (CaSet, Vec<TenantCa>)>>,
+}
+
+impl CaCache {
+    fn get(&self, tid: &str, set: &CaSet) -> Option<Vec<TenantCa>> {
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(tid)
+            .filter(|(cached, _)| cached == set)
+            .map(|(_, cas)| cas.clone())
+    }
+
+    fn put(&self, tid: &str, set: CaSet, cas: Vec<TenantCa>) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CA_CACHE_CAPACITY && !map.contains_key(tid) {
+            map.clear();
+        }
+        map.insert(tid.to_string(), (set, cas));
+    }
+}
+
+/// [`load_cas`] through [`CaCache`]: one small query for the (serial, thumbprint) set of the
+/// tenant's active CAs; the DER is loaded and parsed only when that set is not the cached one.
+pub async fn load_cas_cached(state: &AppState, tid: &str) -> ApiResult<Vec<TenantCa>> {
+    let rows = sqlx::query(
+        "SELECT serial, sha256_thumbprint FROM tenant_cas WHERE tenant_id = $1 AND \
+         status = 'active' ORDER BY not_before, serial",
+    )
+    .bind(tid)
+    .fetch_all(state.db.pool())
+    .await?;
+    let set = rows
+        .iter()
+        .map(|r| Ok((r.try_get("serial")?, r.try_get("sha256_thumbprint")?)))
+        .collect::<ApiResult<CaSet>>()?;
+    if let Some(cas) = state.ca_cache.get(tid, &set) {
+        return Ok(cas);
+    }
+    let cas = load_cas(state.db.pool(), tid).await?;
+    let parsed: CaSet = cas
+        .iter()
+        .map(|ca| (ca.serial_hex(), ca.sha256_thumbprint()))
+        .collect();
+    // Cache only what the parsed DER itself says (the set may have changed between the queries).
+    state.ca_cache.put(tid, parsed, cas.clone());
+    Ok(cas)
+}
+
 /// The tenant's CAs, after creating the next generation if rotation is due. The new CA's key is
 /// made outside the transaction; the transaction takes the tenant's lock and re-checks, so two
 /// concurrent requests never store two new CAs (the loser's key stays an unreferenced orphan
@@ -80,7 +142,7 @@ pub async fn cas_rotated_by(
     tid: &str,
 ) -> ApiResult<Vec<TenantCa>> {
     let now = OffsetDateTime::now_utc();
-    let cas = load_cas(state.db.pool(), tid).await?;
+    let cas = load_cas_cached(state, tid).await?;
     if !ferro_pki::tenant_ca_rotation_due(&cas, now) {
         return Ok(cas);
     }

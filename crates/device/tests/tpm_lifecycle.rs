@@ -1,0 +1,283 @@
+//! A TPM device (swtpm started by the test on loopback) through the real binaries and a real
+//! ferro-service: `ferro-device provision --rot tpm`, registration (RootOfTrust::Tpm record) and
+//! claim through the `ferro` CLI, `ferro-boot` verifying, measuring into the TPM and running
+//! ferro-device, which attests with a TPM quote and is Trusted with a device certificate.
+//!
+//! Needs `ferro-service` and `ferro` built, and `ferro-boot` built with TPM support:
+//! `cargo build --workspace && cargo build -p ferro-boot --features tpm`, then
+//! `cargo test -p ferro-device --features tpm --test tpm_lifecycle`.
+#![cfg(feature = "tpm")]
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ferro_e2e::{Service, User, binary};
+use ferro_image::{OS_COMPONENT_ID, PackOptions, Version, pack_os};
+use ferro_pki::{RootOfTrust as RegisteredRot, verify_registration_record};
+use ferro_signing::SoftwareSigningKey;
+use serde_json::Value;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+struct Swtpm {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    fn start() -> Swtpm {
+        for _ in 0..20 {
+            let state = tempfile::tempdir().expect("tempdir");
+            // The swtpm TCTI uses `port` for commands and `port + 1` for control.
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+                continue;
+            }
+            drop(l);
+            let mut child = Command::new("swtpm")
+                .args(["socket", "--tpm2", "--server"])
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.path().display()))
+                .args(["--flags", "startup-clear"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // port taken meanwhile: try another
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    // swtpm serves one client at a time; let it notice our probe went away.
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Swtpm {
+                        child,
+                        port,
+                        _state: state,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no free loopback port pair for swtpm");
+    }
+
+    fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn device(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferro-device"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ferro-device")
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// Waits for run/ready.json; panics with the boot's output if the process exits first.
+fn wait_ready(child: &mut Child, dir: &Path) -> Value {
+    let ready = dir.join("run/ready.json");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(bytes) = fs::read(&ready)
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        {
+            return v;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!(
+                "boot exited ({status}) before ready (is ferro-boot built with \
+                 `cargo build -p ferro-boot --features tpm`?):\n{err}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("device not ready within 90 s");
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            assert!(
+                status.success(),
+                "ferro-device exited with {status} on SIGTERM"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("ferro-device did not stop on SIGTERM");
+}
+
+#[test]
+fn tpm_device_boots_and_attests_trusted() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let work = work.path();
+    let tpm = Swtpm::start();
+    let service = Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, "a long enough passphrase");
+    admin.json(&["tenant", "create", "--name", "Contoso"]);
+
+    // An OS bundle holding the real ferro-device (built with the `tpm` feature by this test
+    // run), published (re-signed by the service) and downloaded.
+    let os_dir = work.join("os");
+    fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
+    let bin = os_dir.join("bin/ferro-device");
+    fs::copy(env!("CARGO_BIN_EXE_ferro-device"), &bin).expect("copy binary");
+    let _ = Command::new("strip").arg(&bin).status();
+    let build_key = SoftwareSigningKey::generate();
+    let build_pub = work.join("build.pub.pem");
+    fs::write(&build_pub, build_key.public_key().to_pem()).expect("write");
+    let built = work.join("os-built.imagepackage");
+    let options = PackOptions {
+        version: Version::new(1, 3, 0),
+        security_version: 1,
+        ..PackOptions::default()
+    };
+    pack_os(&os_dir, &options, &build_key, &built).expect("pack_os");
+    admin.json(&["os-release", "key", "add", "--public-key", s(&build_pub)]);
+    let release = admin.json(&[
+        "os-release",
+        "publish",
+        "--image",
+        s(&built),
+        "--feed",
+        "RetailEval",
+    ]);
+    let release_id = release["imageId"].as_str().expect("imageId").to_string();
+    let factory = work.join("os-release.imagepackage");
+    let out = admin.run(&[
+        "os-release",
+        "download",
+        "--image",
+        &release_id,
+        "--destination",
+        s(&factory),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Provision with the TPM as root of trust.
+    let dd = work.join("device");
+    let tcti = tpm.tcti();
+    let shown = ok_json(&device(&[
+        "provision",
+        "--data-dir",
+        s(&dd),
+        "--service",
+        &service.url,
+        "--platform-root",
+        s(&service.platform_root_pem()),
+        "--os-image",
+        s(&factory),
+        "--rot",
+        "tpm",
+        "--tpm",
+        &tcti,
+        "--output",
+        "json",
+    ]));
+    let device_id = shown["deviceId"].as_str().expect("deviceId").to_string();
+    assert!(!dd.join("rot").exists(), "no software RoT files with a TPM");
+    let shown = ok_json(&device(&[
+        "show-identity",
+        "--data-dir",
+        s(&dd),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(shown["rootOfTrust"], "tpm", "{shown}");
+    ok_json(&device(&[
+        "manufacturing-state",
+        "update",
+        "--data-dir",
+        s(&dd),
+        "--state",
+        "DeviceComplete",
+        "--output",
+        "json",
+    ]));
+    let registration = dd.join("registration.cose");
+    let reg = verify_registration_record(&fs::read(&registration).expect("read"))
+        .expect("registration record verifies");
+    assert_eq!(reg.device_id().to_string(), device_id);
+    assert_eq!(reg.record().root_of_trust, RegisteredRot::Tpm);
+
+    // Manufacturing registers the record; the tenant claims the device.
+    admin.json(&["manufacturing", "register", "--file", s(&registration)]);
+    let claimed = admin.json(&["device", "claim", "--device", &device_id]);
+    assert_eq!(claimed["claimed"], 1, "{claimed}");
+
+    // Boot: ferro-boot verifies and measures the OS into the TPM, then runs ferro-device, which
+    // attests with a TPM quote over the measurement register.
+    let mut child = Command::new(binary("ferro-boot"))
+        .args(["--data-dir", s(&dd)])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ferro-boot");
+    let ready = wait_ready(&mut child, &dd);
+    stop(child);
+    assert_eq!(ready["deviceId"], device_id.as_str(), "{ready}");
+    assert_eq!(ready["bootedSlot"], "a", "{ready}");
+    assert_eq!(ready["replays"], true, "{ready}");
+    let log: Vec<ferro_device::os::EventJson> =
+        serde_json::from_value(ready["log"].clone()).expect("log");
+    assert_eq!(log.len(), 1, "{ready}");
+    assert_eq!(log[0].component_id, OS_COMPONENT_ID);
+    assert_eq!(log[0].image_id.to_string(), release_id, "{ready}");
+    assert_eq!(ready["attestation"], "Trusted", "{ready}");
+    assert_eq!(ready["attestationReasons"], serde_json::json!([]));
+    assert!(ready["certificateNotAfter"].is_string(), "{ready}");
+    let certs = ferro_device::DataDir::new(dd.clone()).certificates();
+    let pem = fs::read_to_string(certs.join("device-cert.pem")).expect("device certificate");
+    assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
+}
