@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 
 use ferro_device::ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
 use ferro_device::run::replay_json;
+mod common;
+
+use common::s;
 use ferro_e2e::{Service, User, binary};
-use ferro_image::{OS_COMPONENT_ID, PackOptions, Version, pack_os};
+use ferro_image::{OS_COMPONENT_ID, Version};
 use ferro_pki::{KeyList, ManufacturingState, PlatformKeyRole, verify_registration_record};
 use ferro_signing::{DeviceId, SoftwareSigningKey};
 use serde_json::Value;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn device(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferro-device"))
@@ -142,48 +141,13 @@ fn provision_identity_boot_and_attacks() {
     let admin = User::new();
     admin.login_as_admin(&service, "a long enough passphrase");
 
-    // An OS bundle holding the real ferro-device (stripped to keep the test fast), packed under
-    // a build key, published (the service re-signs it with the platform OS release key) and
-    // downloaded.
-    let os_dir = work.join("os");
-    fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    let bin = os_dir.join("bin/ferro-device");
-    fs::copy(env!("CARGO_BIN_EXE_ferro-device"), &bin).expect("copy binary");
-    let _ = Command::new("strip").arg(&bin).status();
-    let build_key = SoftwareSigningKey::generate();
-    let build_pub = work.join("build.pub.pem");
-    fs::write(&build_pub, build_key.public_key().to_pem()).expect("write");
-    let built = work.join("os-built.imagepackage");
-    let options = PackOptions {
-        version: Version::new(1, 2, 0),
-        security_version: 2,
-        ..PackOptions::default()
-    };
-    pack_os(&os_dir, &options, &build_key, &built).expect("pack_os");
-    admin.json(&["os-release", "key", "add", "--public-key", s(&build_pub)]);
-    let release = admin.json(&[
-        "os-release",
-        "publish",
-        "--image",
-        s(&built),
-        "--feed",
-        "RetailEval",
-    ]);
-    let release_id = release["imageId"].as_str().expect("imageId").to_string();
-    let factory = work.join("os-release.imagepackage");
-    let out = admin.run(&[
-        "os-release",
-        "download",
-        "--image",
-        &release_id,
-        "--destination",
-        s(&factory),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // An OS release of the real ferro-device, the factory OS image.
+    let common::FactoryOs {
+        factory,
+        built,
+        bin,
+        ..
+    } = common::publish_factory_os(&admin, work, Version::new(1, 2, 0), 2);
 
     let root_pem = service.platform_root_pem();
     let provision = |dir: &Path, image: &Path| {

@@ -14,15 +14,13 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ferro_e2e::{Service, User, binary};
-use ferro_image::{OS_COMPONENT_ID, PackOptions, Version, pack_os};
-use ferro_pki::{RootOfTrust as RegisteredRot, verify_registration_record};
-use ferro_signing::SoftwareSigningKey;
-use serde_json::Value;
+mod common;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use common::s;
+use ferro_e2e::{Service, User, binary};
+use ferro_image::{OS_COMPONENT_ID, Version};
+use ferro_pki::{RootOfTrust as RegisteredRot, verify_registration_record};
+use serde_json::Value;
 
 struct Swtpm {
     child: Child,
@@ -162,47 +160,12 @@ fn tpm_device_boots_and_attests_trusted() {
     admin.login_as_admin(&service, "a long enough passphrase");
     admin.json(&["tenant", "create", "--name", "Contoso"]);
 
-    // An OS bundle holding the real ferro-device (built with the `tpm` feature by this test
-    // run), published (re-signed by the service) and downloaded.
-    let os_dir = work.join("os");
-    fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    let bin = os_dir.join("bin/ferro-device");
-    fs::copy(env!("CARGO_BIN_EXE_ferro-device"), &bin).expect("copy binary");
-    let _ = Command::new("strip").arg(&bin).status();
-    let build_key = SoftwareSigningKey::generate();
-    let build_pub = work.join("build.pub.pem");
-    fs::write(&build_pub, build_key.public_key().to_pem()).expect("write");
-    let built = work.join("os-built.imagepackage");
-    let options = PackOptions {
-        version: Version::new(1, 3, 0),
-        security_version: 1,
-        ..PackOptions::default()
-    };
-    pack_os(&os_dir, &options, &build_key, &built).expect("pack_os");
-    admin.json(&["os-release", "key", "add", "--public-key", s(&build_pub)]);
-    let release = admin.json(&[
-        "os-release",
-        "publish",
-        "--image",
-        s(&built),
-        "--feed",
-        "RetailEval",
-    ]);
-    let release_id = release["imageId"].as_str().expect("imageId").to_string();
-    let factory = work.join("os-release.imagepackage");
-    let out = admin.run(&[
-        "os-release",
-        "download",
-        "--image",
-        &release_id,
-        "--destination",
-        s(&factory),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // An OS release of the real ferro-device, the factory OS image.
+    let common::FactoryOs {
+        factory,
+        release_id,
+        ..
+    } = common::publish_factory_os(&admin, work, Version::new(1, 3, 0), 1);
 
     // Provision with the TPM as root of trust.
     let dd = work.join("device");
