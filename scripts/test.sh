@@ -35,6 +35,9 @@ log "sample apps (wasm32-wasip2)"
 cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
 
 log "unit, integration, property and interoperability tests"
+# The end-to-end tests run the real binaries (ferro-service, ferro, ferro-device, ferro-boot);
+# `cargo test` builds only the binaries of packages that have integration tests, so build all.
+cargo build --workspace --locked
 cargo test --workspace --locked
 
 log "root of trust on a TPM 2.0 (swtpm, started by the tests on loopback)"
