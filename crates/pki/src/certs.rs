@@ -848,3 +848,133 @@ pub fn certificate_key_id(certificate: &Certificate) -> Option<KeyId> {
         .ok()
         .map(|k| k.key_id())
 }
+
+/// What a device certificate names, read without checking its signature ([`DeviceCertificate::parse`]):
+/// enough to find the tenant CA that must have issued it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    /// The device (subject CN).
+    pub device_id: DeviceId,
+    /// The tenant (subject O).
+    pub tenant_id: Uuid,
+    /// The certified key (its SHA-512 is the device ID).
+    pub public_key: PublicKey,
+    /// Validity start.
+    pub not_before: OffsetDateTime,
+    /// Validity end.
+    pub not_after: OffsetDateTime,
+}
+
+impl DeviceCertificate {
+    /// Read the subject of a certificate shaped as [`issue_device_certificate`] makes them:
+    /// `CN=<device ID>, O=<tenant UUID>`, not a CA, and a key whose SHA-512 is the device ID.
+    /// Nothing here is trusted until [`verify_device_certificate`] checked the issuer.
+    pub fn parse(der: &[u8]) -> Result<DeviceCertificate, CertError> {
+        const WHAT: &str = "device";
+        let bad = |reason| CertError::InvalidCertificate {
+            expected: WHAT,
+            reason,
+        };
+        let cert = parse(der, WHAT)?;
+        let tbs = &cert.tbs_certificate;
+        if let Ok(Some(bc)) = cert.basic_constraints()
+            && bc.value.ca
+        {
+            return Err(bad("a CA certificate is not a device certificate"));
+        }
+        let cn =
+            single_attribute(tbs.subject.iter_common_name()).ok_or(bad("not one common name"))?;
+        let org =
+            single_attribute(tbs.subject.iter_organization()).ok_or(bad("not one organization"))?;
+        let device_id: DeviceId = cn
+            .parse()
+            .map_err(|_| bad("the common name is not a device ID"))?;
+        let tenant_id =
+            Uuid::try_parse(&org).map_err(|_| bad("the organization is not a tenant ID"))?;
+        let public_key = PublicKey::from_spki_der(tbs.subject_pki.raw)
+            .map_err(|_| bad("not an ECDSA P-256 key"))?;
+        let computed = DeviceId::from_public_key(&public_key);
+        if !bool::from(computed.as_bytes().ct_eq(device_id.as_bytes())) {
+            return Err(CertError::DeviceKeyMismatch(Box::new(device_id)));
+        }
+        Ok(DeviceCertificate {
+            device_id,
+            tenant_id,
+            public_key,
+            not_before: tbs.validity.not_before.to_datetime(),
+            not_after: tbs.validity.not_after.to_datetime(),
+        })
+    }
+}
+
+/// The value of the only attribute an iterator yields (`None` for zero, several or non-text).
+fn single_attribute<'a>(
+    mut it: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+) -> Option<String> {
+    let first = it.next()?;
+    if it.next().is_some() {
+        return None;
+    }
+    first.as_str().ok().map(str::to_string)
+}
+
+/// A device certificate issued by one of its tenant's CAs and valid at the time it was checked.
+/// Only [`verify_device_certificate`] makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedDeviceCertificate {
+    cert: DeviceCertificate,
+    ca_serial: String,
+}
+
+impl VerifiedDeviceCertificate {
+    /// What it certifies.
+    pub fn certificate(&self) -> &DeviceCertificate {
+        &self.cert
+    }
+    /// The serial (hex) of the tenant CA that issued it.
+    pub fn ca_serial(&self) -> &str {
+        &self.ca_serial
+    }
+}
+
+/// Verify a device certificate against its tenant's CAs: one of `cas` (all of the tenant the
+/// certificate names, else refused) signed it, and it is valid at `now`. The TLS layer has
+/// already checked that the peer holds the certified key.
+pub fn verify_device_certificate(
+    der: &[u8],
+    cas: &[TenantCa],
+    now: OffsetDateTime,
+) -> Result<VerifiedDeviceCertificate, CertError> {
+    let bad = |reason| CertError::InvalidCertificate {
+        expected: "device",
+        reason,
+    };
+    let cert = DeviceCertificate::parse(der)?;
+    if now < cert.not_before || now > cert.not_after {
+        return Err(bad("not valid now (expired or not yet valid)"));
+    }
+    let parsed = parse(der, "device")?;
+    let issuer = parsed.tbs_certificate.issuer.as_raw();
+    for ca in cas {
+        if ca.tenant_id != cert.tenant_id {
+            continue;
+        }
+        let ca_cert = parse(ca.der(), "tenant CA")?;
+        if ca_cert.tbs_certificate.subject.as_raw() != issuer {
+            continue;
+        }
+        let Ok(ca_key) = PublicKey::from_spki_der(ca.certificate.subject_public_key_info()) else {
+            continue;
+        };
+        if signature_ok(&parsed, &ca_key) {
+            if !ca.certificate.is_valid_at(now) {
+                return Err(bad("the issuing tenant CA is not valid now"));
+            }
+            return Ok(VerifiedDeviceCertificate {
+                cert,
+                ca_serial: ca.serial_hex(),
+            });
+        }
+    }
+    Err(bad("not issued by a CA of the tenant it names"))
+}

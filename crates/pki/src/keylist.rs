@@ -33,14 +33,18 @@ pub enum PlatformKeyRole {
     Capability,
     /// The service's TLS key (optional; lets a device pin it in addition to the certificate).
     ServiceTls,
+    /// Signs device ownership documents (which tenant owns a device, and that tenant's image and
+    /// metadata keys). Optional in the format; a device without one cannot take updates.
+    TenantEndorsement,
 }
 
 impl PlatformKeyRole {
     /// Every role, in code order.
-    pub const ALL: [PlatformKeyRole; 3] = [
+    pub const ALL: [PlatformKeyRole; 4] = [
         PlatformKeyRole::OsRelease,
         PlatformKeyRole::Capability,
         PlatformKeyRole::ServiceTls,
+        PlatformKeyRole::TenantEndorsement,
     ];
 
     /// The CBOR code.
@@ -49,6 +53,7 @@ impl PlatformKeyRole {
             PlatformKeyRole::OsRelease => 1,
             PlatformKeyRole::Capability => 2,
             PlatformKeyRole::ServiceTls => 3,
+            PlatformKeyRole::TenantEndorsement => 4,
         }
     }
 

@@ -91,6 +91,11 @@ impl KeyName {
         KeyName("platform/service-tls".into())
     }
 
+    /// `platform/tenant-endorsement`: signs device ownership documents.
+    pub fn platform_tenant_endorsement() -> KeyName {
+        KeyName("platform/tenant-endorsement".into())
+    }
+
     /// `tenants/<uuid>/image`: the tenant image key (production signature of uploaded images).
     pub fn tenant_image(tenant: Uuid) -> KeyName {
         KeyName(format!("tenants/{}/image", tenant.hyphenated()))

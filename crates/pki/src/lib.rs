@@ -5,7 +5,7 @@
 //! certificates, proof-of-possession certificates for brokers), all ECDSA P-256 / SHA-256, built
 //! with rcgen and signed through [`ferro_signing::Signer`] so any CA key can live in an HSM; and
 //! the signed identity documents (device registration records, capability files, the platform
-//! key list) in purpose-bound COSE_Sign1 over deterministic, integer-keyed CBOR
+//! key list, device ownership documents, update target sets) in purpose-bound COSE_Sign1 over deterministic, integer-keyed CBOR
 //! (`docs/identity-documents.md`, certificate profiles in `docs/pki.md`).
 //!
 //! It depends on `ferro-signing` only among Ferrosphere crates, and must not depend on HTTP,
@@ -21,22 +21,25 @@ mod certs;
 mod error;
 mod keylist;
 mod keystore;
+mod ownership;
 mod rcgen_signer;
 mod registration;
+mod target_set;
 
 pub use capability::{
     Capability, CapabilityFile, MAX_CAPABILITY_FILE_LEN, MAX_DEVELOPER_KEYS, VerifiedCapability,
     verify_capability,
 };
 pub use certs::{
-    Certificate, DEVICE_CERT_VALIDITY, MAX_SERVICE_NAMES, MAX_VERIFICATION_CODE_LEN,
-    PLATFORM_ROOT_VALIDITY, PROOF_OF_POSSESSION_VALIDITY, SERVICE_TLS_VALIDITY, SelfCheck,
-    TENANT_CA_CN_PREFIX, TENANT_CA_CUTOVER_MARGIN, TENANT_CA_ROTATION_MARGIN, TENANT_CA_VALIDITY,
-    TenantCa, certificate_key_id, create_tenant_ca, current_tenant_ca, issue_device_certificate,
+    Certificate, DEVICE_CERT_VALIDITY, DeviceCertificate, MAX_SERVICE_NAMES,
+    MAX_VERIFICATION_CODE_LEN, PLATFORM_ROOT_VALIDITY, PROOF_OF_POSSESSION_VALIDITY,
+    SERVICE_TLS_VALIDITY, SelfCheck, TENANT_CA_CN_PREFIX, TENANT_CA_CUTOVER_MARGIN,
+    TENANT_CA_ROTATION_MARGIN, TENANT_CA_VALIDITY, TenantCa, VerifiedDeviceCertificate,
+    certificate_key_id, create_tenant_ca, current_tenant_ca, issue_device_certificate,
     issue_device_certificate_checked, issue_platform_root_certificate,
     issue_proof_of_possession_certificate, issue_service_tls_certificate, sanitize_organization,
     tenant_ca_chain_pem, tenant_ca_rotation_due, validate_verification_code,
-    verify_certificate_signature,
+    verify_certificate_signature, verify_device_certificate,
 };
 pub use error::{CertError, DocumentError, KeyStoreError};
 pub use keylist::{
@@ -46,10 +49,17 @@ pub use keystore::{
     FileKeyStore, KeyName, KeyStore, MAX_KEY_NAME_LEN, MAX_KEY_NAME_SEGMENT_LEN,
     MAX_KEY_NAME_SEGMENTS, SharedSigner,
 };
+pub use ownership::{
+    DeviceOwnership, MAX_OWNERSHIP_LEN, MAX_TENANT_KEYS, VerifiedOwnership, verify_ownership,
+};
 pub use rcgen_signer::RcgenSigner;
 pub use registration::{
     MAX_EK_CERTIFICATE_LEN, MAX_REGISTRATION_RECORD_LEN, ManufacturingState, RegistrationRecord,
     RootOfTrust, VerifiedRegistration, verify_registration_record,
+};
+pub use target_set::{
+    MAX_TARGET_IMAGES, MAX_TARGET_SET_LEN, TargetImage, TargetKind, TargetSet, VerifiedTargetSet,
+    verify_target_set,
 };
 
 /// The `time` crate this API uses (for `OffsetDateTime` and `Duration`).

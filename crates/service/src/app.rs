@@ -3,7 +3,9 @@
 
 use crate::error::error_response;
 use crate::routes::{attestation, deployments, developer_keys, images, os_releases};
-use crate::routes::{auth, ca, devices, error_reports, me, ops, pki, products, tenants, users};
+use crate::routes::{
+    auth, ca, devices, error_reports, me, ops, pki, products, tenants, updates, users,
+};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -55,6 +57,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "devices", description = "Claiming, devices, capability files, error reports"),
         (name = "ca-certificates", description = "Tenant CA certificates"),
         (name = "attestation", description = "Device attestation: challenges, evidence, device certificates (no bearer token: the evidence signature authenticates)"),
+        (name = "updates", description = "Over-the-air updates: target sets, downloads, status (device routes authenticate with the device certificate in TLS)"),
     )
 )]
 struct ApiDoc;
@@ -74,6 +77,18 @@ impl Modify for SecurityAddon {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "deviceCertificate",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "The device's 24-hour certificate (from POST /v1/attestation/evidence) in the \
+                     TLS handshake"
+                        .to_string(),
+                ),
+                extensions: None,
+                deprecated: None,
+            },
         );
     }
 }
@@ -151,6 +166,14 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(os_releases::get_os_release_content))
         .routes(routes!(attestation::challenge))
         .routes(routes!(attestation::evidence))
+        .routes(routes!(updates::device_target_set))
+        .routes(routes!(updates::device_image))
+        .routes(routes!(updates::device_update_status))
+        .routes(routes!(updates::device_update_signal))
+        .routes(routes!(updates::deployment_status))
+        .routes(routes!(updates::targeted_images))
+        .routes(routes!(updates::group_update_now))
+        .routes(routes!(updates::device_update_now))
 }
 
 /// The OpenAPI document of the service, as checked in at `openapi/ferrosphere.json`.

@@ -9,7 +9,6 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use ferro_wire::ErrorCode;
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
 
 /// A JSON request body: `Content-Type: application/json`, at most the configured size, strictly
 /// typed (request types deny unknown fields).
@@ -179,8 +178,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(ClientIp(
             parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
+                .get::<ConnectInfo<crate::server::ConnInfo>>()
+                .map(|c| c.0.addr.ip().to_string())
                 .unwrap_or_else(|| "unknown".into()),
         ))
     }

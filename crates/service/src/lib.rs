@@ -18,6 +18,7 @@ pub mod appraisal;
 pub mod auth;
 pub mod auth_cache;
 pub mod db;
+pub mod device_auth;
 pub mod error;
 pub mod extract;
 pub mod hooks;
@@ -28,6 +29,7 @@ pub mod routes;
 pub mod server;
 pub mod setup;
 pub mod state;
+pub mod targets;
 
 pub use app::{build_app, openapi, openapi_json};
 pub use error::{ApiError, ApiResult};

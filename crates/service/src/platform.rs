@@ -173,6 +173,7 @@ pub fn init(data_dir: &Path, names: &[String]) -> Result<PlatformInit, PlatformE
     let os = store.create(&KeyName::platform_os_release())?;
     let capability = store.create(&KeyName::platform_capability())?;
     let tls = store.create(&KeyName::platform_service_tls())?;
+    let endorsement = store.create(&KeyName::platform_tenant_endorsement())?;
     let root_signer = store.signer(&KeyName::platform_root())?;
     let root = ferro_pki::issue_platform_root_certificate(root_signer.as_ref(), now)?;
     let service = issue_service(&root_signer, &root, &tls, names, now)?;
@@ -183,6 +184,7 @@ pub fn init(data_dir: &Path, names: &[String]) -> Result<PlatformInit, PlatformE
             (PlatformKeyRole::OsRelease, vec![os]),
             (PlatformKeyRole::Capability, vec![capability]),
             (PlatformKeyRole::ServiceTls, vec![tls]),
+            (PlatformKeyRole::TenantEndorsement, vec![endorsement]),
         ]),
     }
     .sign(root_signer.as_ref())?;

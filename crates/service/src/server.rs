@@ -2,7 +2,6 @@
 //! loopback only), graceful shutdown.
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +33,46 @@ pub enum BindError {
          [::1]); serve HTTPS (the default) on other addresses"
     )]
     InsecureNotLoopback(String),
+}
+
+/// What the service knows about one connection: the peer's address and, over HTTPS, the
+/// certificate the client presented (possession of its key proven by the TLS handshake, its
+/// chain **not yet verified**: see `crate::device_auth`). Every request of the connection sees
+/// the same value, so a device's verified identity is computed once per connection.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The client certificate (leaf, DER), if the client sent one.
+    pub client_certificate: Option<Arc<[u8]>>,
+    /// The device identity verified from `client_certificate`, once a handler needed it.
+    pub device: Arc<tokio::sync::OnceCell<crate::device_auth::DeviceIdentity>>,
+}
+
+impl ConnInfo {
+    fn new(addr: SocketAddr, client_certificate: Option<Arc<[u8]>>) -> ConnInfo {
+        ConnInfo {
+            addr,
+            client_certificate,
+            device: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for ConnInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> ConnInfo {
+        stream.remote_addr().clone()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PlainListener>>
+    for ConnInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, PlainListener>) -> ConnInfo {
+        stream.remote_addr().clone()
+    }
 }
 
 /// A bound listener: HTTPS, or plain HTTP on loopback.
@@ -99,19 +138,35 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     match listener.inner {
         Inner::Plain(l) => {
-            axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Inner::Tls(l) => {
-            // `tap_io` makes axum hand the listener's address type to `ConnectInfo`.
             axum::serve(
-                l.tap_io(|_| {}),
-                app.into_make_service_with_connect_info::<SocketAddr>(),
+                PlainListener(l),
+                app.into_make_service_with_connect_info::<ConnInfo>(),
             )
             .with_graceful_shutdown(shutdown)
             .await
         }
+        Inner::Tls(l) => {
+            axum::serve(l, app.into_make_service_with_connect_info::<ConnInfo>())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// Plain HTTP on loopback: no client certificates.
+struct PlainListener(TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = TcpStream;
+    type Addr = ConnInfo;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        (io, ConnInfo::new(addr, None))
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(ConnInfo::new(self.0.local_addr()?, None))
     }
 }
 
@@ -178,18 +233,26 @@ impl Drop for TlsListener {
 
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+    type Addr = ConnInfo;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
-            Some(c) => c,
+            Some((stream, peer)) => {
+                let certificate = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| Arc::<[u8]>::from(leaf.as_ref()));
+                (stream, ConnInfo::new(peer, certificate))
+            }
             // The accept task ended (only when the runtime shuts down): accept nothing more.
             None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
+        Ok(ConnInfo::new(self.local_addr, None))
     }
 }
 
@@ -217,7 +280,8 @@ pub async fn shutdown_signal() {
 }
 
 /// The rustls server configuration for `chain` (leaf first, then the platform root) and the
-/// service TLS key's signer.
+/// service TLS key's signer. Clients may present a certificate (devices do, for the device
+/// routes); its chain is verified per connection by `crate::device_auth`.
 pub fn tls_config(
     chain: &[ferro_pki::Certificate],
     signer: ferro_pki::SharedSigner,
@@ -226,5 +290,7 @@ pub fn tls_config(
         .iter()
         .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec()))
         .collect();
-    Ok(Arc::new(ferro_tls::server_config(chain, signer)?))
+    Ok(Arc::new(ferro_tls::server_config_with_client_certificates(
+        chain, signer,
+    )?))
 }

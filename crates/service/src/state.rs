@@ -77,4 +77,7 @@ pub struct AppState {
     /// validated against the database's (serial, SHA-256 thumbprint) set on every use
     /// (`crate::routes::ca::load_cas_cached`).
     pub ca_cache: Arc<crate::routes::ca::CaCache>,
+    /// The newest update-now signal, polled from the database while long polls wait
+    /// (`crate::routes::updates::SignalWatch`).
+    pub signals: Arc<crate::routes::updates::SignalWatch>,
 }

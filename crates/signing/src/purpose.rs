@@ -20,17 +20,21 @@ pub enum Purpose {
     KeyList,
     /// A device registration record, signed by the device key it contains (proof of possession).
     RegistrationRecord,
+    /// A device ownership document: which tenant owns a device and that tenant's image and
+    /// metadata keys, signed by the platform tenant endorsement key.
+    DeviceOwnership,
 }
 
 impl Purpose {
     /// Every purpose, in registry order.
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 7] = [
         Purpose::ImagePackage,
         Purpose::TargetSet,
         Purpose::CapabilityFile,
         Purpose::AttestationEvidence,
         Purpose::KeyList,
         Purpose::RegistrationRecord,
+        Purpose::DeviceOwnership,
     ];
 
     /// The COSE content type (header label 3) that names this purpose.
@@ -42,6 +46,7 @@ impl Purpose {
             Purpose::AttestationEvidence => "application/vnd.ferrosphere.attestation-evidence+cbor",
             Purpose::KeyList => "application/vnd.ferrosphere.key-list+cbor",
             Purpose::RegistrationRecord => "application/vnd.ferrosphere.registration-record+cbor",
+            Purpose::DeviceOwnership => "application/vnd.ferrosphere.device-ownership+cbor",
         }
     }
 

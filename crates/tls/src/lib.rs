@@ -150,6 +150,92 @@ pub fn server_config(
     Ok(config)
 }
 
+/// [`server_config`] that also asks clients for a certificate, optionally: a client that sends
+/// one must prove it holds the certified key (rustls checks the handshake signature with
+/// [`PossessionOnlyClientVerifier`]), but the chain is **not** verified here. The application
+/// must verify the certificate against its issuer before trusting anything in it (the service
+/// does, against the tenant CAs in its database, which a static verifier cannot see).
+pub fn server_config_with_client_certificates(
+    chain: Vec<CertificateDer<'static>>,
+    signer: SharedSigner,
+) -> Result<ServerConfig, TlsError> {
+    let resolver: Arc<dyn ResolvesServerCert> =
+        Arc::new(SingleCertAndKey::from(certified_key(chain, signer)?));
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(PossessionOnlyClientVerifier {
+            provider: provider(),
+        }))
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Optional client authentication that checks only proof of possession: the client's handshake
+/// signature under the public key of the certificate it sent. Chain and validity are left to
+/// the application (see [`server_config_with_client_certificates`]).
+#[derive(Debug)]
+pub struct PossessionOnlyClientVerifier {
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for PossessionOnlyClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Deliberately no chain check: the application verifies the certificate against the
+        // tenant CAs before it trusts the identity (documented on the constructor).
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+    }
+}
+
 /// A client configuration trusting only `anchors`, authenticating with `chain` and `signer`
 /// when given (a device presenting its certificate while its key stays in the root of trust).
 pub fn client_config(

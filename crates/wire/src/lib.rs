@@ -95,6 +95,8 @@ mod images;
 pub use images::*;
 mod attestation;
 pub use attestation::*;
+mod updates;
+pub use updates::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///

@@ -15,4 +15,5 @@ pub mod os_releases;
 pub mod pki;
 pub mod products;
 pub mod tenants;
+pub mod updates;
 pub mod users;

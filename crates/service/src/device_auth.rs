@@ -1,0 +1,100 @@
+//! Device authentication for the `/v1/device/...` routes (DESIGN section 4: "device calls
+//! authenticate the device: its signature, then its certificate"). The device presents its
+//! 24-hour certificate in the TLS handshake, where rustls checks that it holds the certified key
+//! (`ferro_tls::PossessionOnlyClientVerifier`); here the certificate is verified against the CAs
+//! of the tenant it names and the device must be claimed by that tenant. The result is kept on
+//! the connection ([`crate::server::ConnInfo`]), so a device that keeps its connection pays for
+//! one ECDSA verification, not one per request; its expiry is re-checked on every request, and
+//! handlers re-read the device row (blocked, group) on every request.
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use ferro_wire::ErrorCode;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::routes::ca::load_cas_cached;
+use crate::server::ConnInfo;
+use crate::state::AppState;
+
+/// A device whose certificate verified on this connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// Device ID, 128 lowercase hex.
+    pub device_id: String,
+    /// Its tenant (hyphenated UUID, as stored).
+    pub tenant_id: String,
+    /// When the certificate expires (requests after it are refused: re-attest).
+    pub not_after: OffsetDateTime,
+}
+
+/// Extractor: the device that made the request, authenticated by its certificate.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedDevice(pub DeviceIdentity);
+
+fn refused(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, message.to_string())
+}
+
+impl FromRequestParts<AppState> for AuthenticatedDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let conn = parts
+            .extensions
+            .get::<ConnectInfo<ConnInfo>>()
+            .map(|c| c.0.clone())
+            .ok_or_else(|| refused("device routes are served over HTTPS only"))?;
+        let Some(der) = conn.client_certificate.clone() else {
+            return Err(refused(
+                "this route needs the device certificate in the TLS handshake; attest \
+                 (POST /v1/attestation/evidence) to obtain one",
+            ));
+        };
+        let identity = conn
+            .device
+            .get_or_try_init(|| verify(state, &der))
+            .await?
+            .clone();
+        if OffsetDateTime::now_utc() > identity.not_after {
+            return Err(refused(
+                "the device certificate expired; attest again for a new one and reconnect",
+            ));
+        }
+        Ok(AuthenticatedDevice(identity))
+    }
+}
+
+/// Verify a client certificate as a device certificate of a claimed device.
+async fn verify(state: &AppState, der: &[u8]) -> Result<DeviceIdentity, ApiError> {
+    let parsed = ferro_pki::DeviceCertificate::parse(der)
+        .map_err(|_| refused("the client certificate is not a Ferrosphere device certificate"))?;
+    let tid = parsed.tenant_id.hyphenated().to_string();
+    let cas = load_cas_cached(state, &tid).await?;
+    let now = OffsetDateTime::now_utc();
+    let verified = ferro_pki::verify_device_certificate(der, &cas, now).map_err(|e| {
+        tracing::debug!(error = %e, "device certificate refused");
+        refused("the device certificate is expired or not issued by its tenant's CA; attest again")
+    })?;
+    let device_id = verified.certificate().device_id.to_string();
+    let claimed = sqlx::query("SELECT tenant_id FROM devices WHERE id = $1")
+        .bind(&device_id)
+        .fetch_optional(state.db.pool())
+        .await?
+        .map(|r| r.try_get::<String, _>("tenant_id"))
+        .transpose()?;
+    if claimed.as_deref() != Some(tid.as_str()) {
+        return Err(refused(
+            "the device certificate names a tenant that does not own this device",
+        ));
+    }
+    Ok(DeviceIdentity {
+        device_id,
+        tenant_id: tid,
+        not_after: verified.certificate().not_after,
+    })
+}

@@ -1,0 +1,315 @@
+//! Target sets (docs/updates.md): for each claimed device, what it should run, computed from its
+//! group's current deployment, the group's OS feed (newest release) and update policy, signed by
+//! the tenant metadata key, with a version that only grows and an expiry.
+//!
+//! Cost model: one read (the device row with its inputs) answers an unchanged set, which is by
+//! far the common case: the signed set is kept on the device row with the inputs it was computed
+//! from (group, deployment, OS release, policy, feed). Only when an input changed, or the stored
+//! set is past half its life, is it recomputed; its version grows only when its content changed.
+
+use std::sync::Arc;
+
+use base64ct::{Base64, Encoding};
+use ferro_pki::{DeviceOwnership, KeyName, TargetImage, TargetKind, TargetSet};
+use ferro_signing::DeviceId;
+use sqlx::Row;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::db;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// How long a signed target set is valid. A device that cannot reach the service for longer
+/// keeps running what it has, but accepts no set older than this (freeze protection).
+pub const TARGET_SET_VALIDITY: Duration = Duration::days(7);
+
+/// A device's current target set, as stored.
+#[derive(Clone, Debug)]
+pub struct CurrentTarget {
+    /// Its version.
+    pub version: u64,
+    /// The signed target set (COSE_Sign1 bytes).
+    pub signed: Arc<Vec<u8>>,
+    /// The ownership document (COSE_Sign1 bytes).
+    pub ownership: Arc<Vec<u8>>,
+    /// When the signed set expires.
+    pub expires_at: OffsetDateTime,
+}
+
+/// The row read on every check: the device, what its set was computed from, and the inputs now.
+const CHECK_SQL: &str = "SELECT d.tenant_id, d.device_group_id, d.target_version, \
+     d.target_inputs, d.target_set, d.target_expires_at, d.ownership_doc, d.ownership_inputs, \
+     g.update_policy, g.os_feed, \
+     (SELECT dep.id FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
+      ORDER BY dep.id DESC LIMIT 1) AS deployment_id, \
+     (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
+      ORDER BY o.id DESC LIMIT 1) AS os_release_id \
+     FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE d.id = $1";
+
+/// What a target set is computed from; equal inputs give an equal set.
+fn inputs(row: &sqlx::any::AnyRow) -> ApiResult<String> {
+    let part = |name: &str| -> ApiResult<String> {
+        Ok(row.try_get::<Option<String>, _>(name)?.unwrap_or_default())
+    };
+    Ok(format!(
+        "g={};d={};o={};p={};f={}",
+        part("device_group_id")?,
+        part("deployment_id")?,
+        part("os_release_id")?,
+        part("update_policy")?,
+        part("os_feed")?
+    ))
+}
+
+fn decode(b64: Option<String>) -> ApiResult<Option<Vec<u8>>> {
+    b64.map(|s| {
+        Base64::decode_vec(&s).map_err(|_| ApiError::Internal("malformed stored document".into()))
+    })
+    .transpose()
+}
+
+/// The device's current target set, recomputed and re-signed only when needed. `None`: the
+/// device is not claimed.
+pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Option<CurrentTarget>> {
+    let Some(row) = sqlx::query(CHECK_SQL)
+        .bind(device_id)
+        .fetch_optional(state.db.pool())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let now = OffsetDateTime::now_utc();
+    let inputs_now = inputs(&row)?;
+    let stored_version = u64::try_from(row.try_get::<i64, _>("target_version")?).unwrap_or(0);
+    let stored_inputs: Option<String> = row.try_get("target_inputs")?;
+    let stored_set = decode(row.try_get("target_set")?)?;
+    let stored_expiry: Option<i64> = row.try_get("target_expires_at")?;
+    let ownership = decode(row.try_get("ownership_doc")?)?;
+    let ownership_inputs: Option<String> = row.try_get("ownership_inputs")?;
+    let tid: String = row.try_get("tenant_id")?;
+    let owner_inputs_now = ownership_key(&tid);
+    if let (Some(set), Some(expiry), Some(own)) = (&stored_set, stored_expiry, &ownership) {
+        let expires_at = db::ts(expiry);
+        let fresh = expires_at - now > TARGET_SET_VALIDITY / 2;
+        if fresh
+            && stored_inputs.as_deref() == Some(inputs_now.as_str())
+            && ownership_inputs.as_deref() == Some(owner_inputs_now.as_str())
+        {
+            return Ok(Some(CurrentTarget {
+                version: stored_version,
+                signed: Arc::new(set.clone()),
+                ownership: Arc::new(own.clone()),
+                expires_at,
+            }));
+        }
+    }
+    recompute(
+        state,
+        device_id,
+        &row,
+        &tid,
+        stored_version,
+        stored_set,
+        inputs_now,
+        now,
+    )
+    .await
+}
+
+/// Which tenant keys an ownership document names (a rotation of either makes a new one).
+fn ownership_key(tid: &str) -> String {
+    format!("t={tid};k=1")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn recompute(
+    state: &AppState,
+    device_id: &str,
+    row: &sqlx::any::AnyRow,
+    tid: &str,
+    stored_version: u64,
+    stored_set: Option<Vec<u8>>,
+    inputs_now: String,
+    now: OffsetDateTime,
+) -> ApiResult<Option<CurrentTarget>> {
+    let tenant = crate::auth::parse_id::<ferro_wire::TenantId>(tid)?.0;
+    let device: DeviceId = device_id
+        .parse()
+        .map_err(|_| ApiError::Internal("malformed device ID in database".into()))?;
+    let group: Option<String> = row.try_get("device_group_id")?;
+    let policy: Option<String> = row.try_get("update_policy")?;
+    let deployment: Option<String> = row.try_get("deployment_id")?;
+    let os_release: Option<String> = row.try_get("os_release_id")?;
+    // Without a group a device gets Retail OS updates and keeps its apps (as Azure Sphere's
+    // unassigned devices do); No3rdPartyAppUpdates keeps apps as they are.
+    let manage_apps = group.is_some() && policy.as_deref() == Some("UpdateAll");
+    let mut images = Vec::new();
+    if let Some(os) = &os_release {
+        let r = sqlx::query(
+            "SELECT image_id, version_major, version_minor, version_patch, security_version, \
+             payload_sha256, package_sha256, package_size FROM os_releases WHERE id = $1",
+        )
+        .bind(os)
+        .fetch_one(state.db.pool())
+        .await?;
+        images.push(target_image(
+            &r,
+            ferro_image::OS_COMPONENT_ID,
+            TargetKind::Os,
+        )?);
+    }
+    if let (true, Some(dep)) = (manage_apps, &deployment) {
+        let rows = sqlx::query(
+            "SELECT i.image_id, i.component_id, i.image_type, i.version_major, i.version_minor, \
+             i.version_patch, i.security_version, i.payload_sha256, i.package_sha256, \
+             i.package_size FROM deployment_images di JOIN images i ON i.id = di.image_row_id \
+             WHERE di.deployment_id = $1",
+        )
+        .bind(dep)
+        .fetch_all(state.db.pool())
+        .await?;
+        for r in &rows {
+            let component = Uuid::try_parse(&r.try_get::<String, _>("component_id")?)
+                .map_err(|_| ApiError::Internal("malformed component ID".into()))?;
+            let kind = match r.try_get::<String, _>("image_type")?.as_str() {
+                "App" => TargetKind::App,
+                "RtApp" => TargetKind::RtApp,
+                "BoardConfig" => TargetKind::BoardConfig,
+                _ => return Err(ApiError::Internal("unknown image type".into())),
+            };
+            images.push(target_image(r, component, kind)?);
+        }
+    }
+    images.sort_by_key(|i| i.component_id);
+    let group_id = group
+        .as_deref()
+        .map(Uuid::try_parse)
+        .transpose()
+        .map_err(|_| ApiError::Internal("malformed group ID".into()))?;
+    let issued_at = now.replace_nanosecond(0).unwrap_or(now);
+    let mut set = TargetSet {
+        device_id: device,
+        tenant_id: tenant,
+        device_group_id: group_id,
+        version: stored_version.max(1),
+        issued_at,
+        expires_at: issued_at + TARGET_SET_VALIDITY,
+        manage_apps,
+        images,
+    };
+    // The version grows only when the content (beyond times and version) changed.
+    let unchanged = stored_set
+        .as_deref()
+        .and_then(|bytes| ferro_signing::parse_unverified(bytes).ok())
+        .and_then(|env| TargetSet::from_cbor(&env.unverified_payload).ok())
+        .is_some_and(|old| {
+            old.device_group_id == set.device_group_id
+                && old.manage_apps == set.manage_apps
+                && old.images == set.images
+        });
+    if !unchanged || stored_version == 0 {
+        set.version = stored_version + 1;
+    }
+    let keys = state.platform.keys.0.clone();
+    let key_err = |e: ferro_pki::KeyStoreError| ApiError::Internal(format!("tenant key: {e}"));
+    let set_for_signing = set.clone();
+    let owner = DeviceOwnership {
+        device_id: device,
+        tenant_id: tenant,
+        issued_at,
+        image_keys: vec![
+            keys.public_key(&KeyName::tenant_image(tenant))
+                .map_err(key_err)?,
+        ],
+        metadata_keys: vec![
+            keys.public_key(&KeyName::tenant_metadata(tenant))
+                .map_err(key_err)?,
+        ],
+    };
+    let (signed, ownership) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let metadata = keys
+            .signer(&KeyName::tenant_metadata(tenant))
+            .map_err(key_err)?;
+        let endorsement = keys
+            .signer(&KeyName::platform_tenant_endorsement())
+            .map_err(key_err)?;
+        let signed = set_for_signing
+            .sign(metadata.as_ref())
+            .map_err(|e| ApiError::Internal(format!("signing the target set: {e}")))?;
+        let ownership = owner
+            .sign(endorsement.as_ref())
+            .map_err(|e| ApiError::Internal(format!("signing the ownership document: {e}")))?;
+        Ok((signed, ownership))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("signing task: {e}")))??;
+    // Optimistic: store only if nobody stored another set since we read the row; otherwise
+    // answer with what is stored now (a concurrent check computed the same inputs).
+    let stored = sqlx::query(
+        "UPDATE devices SET target_version = $1, target_inputs = $2, target_set = $3, \
+         target_expires_at = $4, ownership_doc = $5, ownership_inputs = $6 \
+         WHERE id = $7 AND target_version = $8",
+    )
+    .bind(i64::try_from(set.version).unwrap_or(i64::MAX))
+    .bind(&inputs_now)
+    .bind(Base64::encode_string(&signed))
+    .bind(set.expires_at.unix_timestamp())
+    .bind(Base64::encode_string(&ownership))
+    .bind(ownership_key(tid))
+    .bind(device_id)
+    .bind(i64::try_from(stored_version).unwrap_or(i64::MAX))
+    .execute(state.db.writer())
+    .await?
+    .rows_affected();
+    if stored == 0 {
+        return Box::pin(current_target(state, device_id)).await;
+    }
+    Ok(Some(CurrentTarget {
+        version: set.version,
+        signed: Arc::new(signed),
+        ownership: Arc::new(ownership),
+        expires_at: set.expires_at,
+    }))
+}
+
+fn digest(hex_text: &str) -> ApiResult<[u8; 32]> {
+    let mut d = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut d)
+        .map_err(|_| ApiError::Internal("malformed digest in database".into()))?;
+    Ok(d)
+}
+
+fn target_image(
+    r: &sqlx::any::AnyRow,
+    component_id: Uuid,
+    kind: TargetKind,
+) -> ApiResult<TargetImage> {
+    let int = |name: &str| -> ApiResult<i64> { Ok(r.try_get::<i64, _>(name)?) };
+    Ok(TargetImage {
+        component_id,
+        image_id: Uuid::try_parse(&r.try_get::<String, _>("image_id")?)
+            .map_err(|_| ApiError::Internal("malformed image ID".into()))?,
+        kind,
+        version: format!(
+            "{}.{}.{}",
+            int("version_major")?,
+            int("version_minor")?,
+            int("version_patch")?
+        ),
+        security_version: u32::try_from(int("security_version")?)
+            .map_err(|_| ApiError::Internal("security version out of range".into()))?,
+        package_sha256: digest(&r.try_get::<String, _>("package_sha256")?)?,
+        package_size: u64::try_from(int("package_size")?)
+            .map_err(|_| ApiError::Internal("package size out of range".into()))?,
+        payload_sha256: digest(&r.try_get::<String, _>("payload_sha256")?)?,
+    })
+}
+
+/// Decode a stored signed target set's content (the service's own, already trusted).
+pub fn content(signed: &[u8]) -> ApiResult<TargetSet> {
+    let env = ferro_signing::parse_unverified(signed)
+        .map_err(|_| ApiError::Internal("malformed stored target set".into()))?;
+    TargetSet::from_cbor(&env.unverified_payload)
+        .map_err(|_| ApiError::Internal("malformed stored target set".into()))
+}
