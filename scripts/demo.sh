@@ -8,7 +8,11 @@
 #      tenant and a product, uploads the app (re-signed for production) and deploys it to a group,
 #   5. publishes the built ferro-device as an OS release, provisions a virtual device with it,
 #      registers and claims the device, and boots it: ferro-boot verifies and measures the OS
-#      bundle and runs ferro-device, which attests and receives its 24-hour device certificate.
+#      bundle and runs ferro-device, which attests and receives its 24-hour device certificate,
+#   6. updates over the air: the device installs its group's deployment at boot; version 2 of the
+#      app is deployed and `update-now` makes the device install it within seconds; then a broken
+#      OS bundle is published: the device stages it in its other slot, restarts into it, it fails
+#      its boot attempts, the device falls back to the OS it ran and reports why.
 # Everything it writes goes under .demo/ (including the demo's own test-signing key); the
 # service stops when the demo ends.
 set -euo pipefail
@@ -119,13 +123,72 @@ ferro device claim --device "${device_id}"
 ferro device update --device "${device_id}" --device-group "Coffee Maker/Field Test"
 
 step "Boot it: ferro-boot verifies and measures the OS bundle, then runs ferro-device, which attests"
-"${FERRO_ROOT}/target/debug/ferro-boot" --data-dir "${DEMO}/device" 2>"${DEMO}/device.log" &
-device_pid=$!
-trap 'kill ${device_pid} ${service_pid} 2>/dev/null; wait ${device_pid} ${service_pid} 2>/dev/null' EXIT
+# A watchdog, as a board's hardware watchdog or systemd would be: when the device's process ends
+# (a crash, a broken OS), boot it again.
+(
+    while [ ! -e "${DEMO}/device.stop" ]; do
+        "${FERRO_ROOT}/target/debug/ferro-boot" --data-dir "${DEMO}/device" 2>>"${DEMO}/device.log" || true
+        sleep 0.2
+    done
+) &
+watchdog_pid=$!
+stop_device() {
+    touch "${DEMO}/device.stop"
+    pkill -TERM -f "slots/./root/bin/ferro-device run --data-dir ${DEMO}/device" 2>/dev/null || true
+    wait "${watchdog_pid}" 2>/dev/null || true
+}
+trap 'stop_device; kill ${service_pid} 2>/dev/null; wait ${service_pid} 2>/dev/null' EXIT
 for _ in $(seq 1 300); do [ -s "${DEMO}/device/run/ready.json" ] && break; sleep 0.1; done
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("attestation:", r["attestation"], r["attestationReasons"] or "", "| measurements replay:", r["replays"])' "${DEMO}/device/run/ready.json"
 ferro device show --device "${device_id}"
 openssl x509 -in "${DEMO}/device/certs/device-cert.pem" -noout -subject -issuer -dates
 openssl verify -CAfile "${DEMO}/device/certs/tenant-ca-chain.pem" "${DEMO}/device/certs/device-cert.pem"
+
+# Polls the device's deployment status until the Python expression over `s` holds.
+wait_status() {
+    for _ in $(seq 1 600); do
+        if "${ferro}" device show-deployment-status --device "${device_id}" --output json \
+            | python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if ($1) else 1)"; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "DEMO FAILED: timed out waiting for: $1" >&2
+    exit 1
+}
+app_version='next((i["version"] for i in s["installed"] if i["kind"] == "App"), None)'
+
+step "The device installed its group's deployment (hello 1.0.0) at boot, and reported it"
+wait_status "${app_version} == '1.0.0'"
+ferro device show-deployment-status --device "${device_id}"
+
+step "Version 2 of the app: pack, upload, deploy, and press update-now"
+ferro image-package pack-application \
+    --package-directory "${DEMO}/hello" \
+    --destination "${DEMO}/hello-2.imagepackage" \
+    --hardware-definitions hardware/ferro_vboard \
+    --target-definition-filename sample_appliance.json \
+    --version 2.0.0 --security-version 1
+image2_id="$("${ferro}" image add --image "${DEMO}/hello-2.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image2_id}"
+ferro device-group update-now --device-group "Coffee Maker/Field Test"
+wait_status "${app_version} == '2.0.0'"
+ferro device image list-targeted --device "${device_id}"
+ferro device show-deployment-status --device "${device_id}"
+
+step "A broken OS bundle (its ferro-device exits at once) is published to the group's feed"
+mkdir -p "${DEMO}/broken-os/bin"
+printf '#!/bin/sh\necho "broken OS: exiting" >&2\nexit 1\n' > "${DEMO}/broken-os/bin/ferro-device"
+chmod 755 "${DEMO}/broken-os/bin/ferro-device"
+ferro image-package pack-os --os-directory "${DEMO}/broken-os" --version 1.1.0 --destination "${DEMO}/broken-os.imagepackage"
+ferro os-release publish --image "${DEMO}/broken-os.imagepackage" --feed Retail
+ferro device-group update-now --device-group "Coffee Maker/Field Test"
+
+step "The device stages it in its other slot, restarts into it, it fails its boot attempts, and the device falls back and reports why"
+wait_status "s['state'] == 'Failed' and 'fell back' in (s['detail'] or '')"
+ferro device show-deployment-status --device "${device_id}"
+grep -h 'abandoned\|broken OS' "${DEMO}/device/boot-failures.json" "${DEMO}/device.log" | tail -n 3 || true
+ferro tenant download-error-report --destination "${DEMO}/error-report.csv"
+grep UpdateFailed "${DEMO}/error-report.csv" | head -n 1
 
 printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the device and the service stop now.\n' "${DEMO}"

@@ -90,6 +90,10 @@ fn main() -> ExitCode {
         .arg(&args.data_dir)
         .arg("--booted-slot")
         .arg(plan.slot.as_str());
+    // The OS restarts through us to switch slots (an update): tell it where we are.
+    if let Ok(me) = std::env::current_exe() {
+        command.env("FERRO_BOOT_EXE", me);
+    }
     run(command)
 }
 

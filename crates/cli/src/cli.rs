@@ -124,6 +124,39 @@ pub enum DeviceCommand {
     /// Device capability files.
     #[command(subcommand)]
     Capability(CapabilityCommand),
+    /// Show a device's update status: the target set version the service computed for it and
+    /// what the device last reported (state, detail, installed images).
+    ShowDeploymentStatus {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Images targeted at a device.
+    #[command(subcommand)]
+    Image(DeviceImageCommand),
+    /// Make the device check for updates now (within seconds, if it is online).
+    UpdateNow {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceImageCommand {
+    /// List the images of the device's current target set (what its device group's deployment
+    /// and OS feed make it run).
+    ListTargeted {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -624,6 +657,14 @@ pub enum DeviceGroupCommand {
     /// A device group's devices.
     #[command(subcommand)]
     Device(GroupDeviceCommand),
+    /// Make every device of the group check for updates now (within seconds, if online).
+    UpdateNow {
+        /// Device group ID, or PRODUCT/GROUP.
+        #[arg(long, value_name = "GROUP")]
+        device_group: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

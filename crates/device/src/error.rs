@@ -76,6 +76,9 @@ pub enum DeviceError {
     /// No slot holds a bundle that verifies.
     #[error("no bootable OS slot: {0}")]
     NoBootableSlot(String),
+    /// An update step failed.
+    #[error("update: {0}")]
+    Update(#[from] ferro_update::UpdateError),
 }
 
 impl DeviceError {

@@ -183,6 +183,14 @@ impl DataDir {
     pub fn certificates(&self) -> PathBuf {
         self.root.join("certs")
     }
+    /// `update/`: the update agent's state (`ferro_update::UpdateDir`).
+    pub fn update_dir(&self) -> PathBuf {
+        self.root.join("update")
+    }
+    /// `apps/`: installed app and board configuration packages (`ferro_update::AppStore`).
+    pub fn apps_dir(&self) -> PathBuf {
+        self.root.join("apps")
+    }
     /// `run/ready.json`: written by `ferro-device run` once started.
     pub fn ready(&self) -> PathBuf {
         self.run_dir().join("ready.json")

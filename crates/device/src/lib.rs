@@ -28,6 +28,8 @@ pub mod provision;
 pub mod net;
 #[cfg(feature = "agent")]
 pub mod run;
+#[cfg(feature = "agent")]
+pub mod update_agent;
 
 pub use error::DeviceError;
 pub use identity::{DeviceContext, PlatformRoot};

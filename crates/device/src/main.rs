@@ -61,6 +61,11 @@ enum Command {
         /// The slot ferro-boot booted (a or b).
         #[arg(long, value_parser = parse_slot)]
         booted_slot: Option<Slot>,
+        /// Seconds between update checks made without being told (update-now signals and
+        /// boot always check).
+        #[arg(long, env = "FERRO_UPDATE_INTERVAL_SECS", default_value_t = 20 * 3600,
+              value_parser = clap::value_parser!(u64).range(10..=7 * 24 * 3600))]
+        update_interval_secs: u64,
     },
 }
 
@@ -146,6 +151,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Re-execute `ferro-boot` (same PID, fresh process image: the software root of trust's
+/// measurements start over, as at a reboot). ferro-boot tells us where it is in `FERRO_BOOT_EXE`.
+fn restart_through_boot(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let boot = std::env::var_os("FERRO_BOOT_EXE").context(
+        "an OS switch is pending but FERRO_BOOT_EXE is not set (ferro-device was not started by \
+         ferro-boot); restart the device to boot the new OS",
+    )?;
+    tracing::info!("restarting through ferro-boot to switch the OS");
+    let mut command = std::process::Command::new(boot);
+    command.arg("--data-dir").arg(data_dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let e = command.exec();
+        Err(anyhow::anyhow!("cannot re-execute ferro-boot: {e}"))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command.status().context("running ferro-boot")?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}
+
 fn init_logs(run: bool) {
     let default = if run { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -218,13 +246,22 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Run {
             data_dir,
             booted_slot,
+            update_interval_secs,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(ferro_device::run::run(DataDir::new(data_dir), booted_slot))?;
+            let exit = runtime.block_on(ferro_device::run::run(
+                DataDir::new(&data_dir),
+                booted_slot,
+                std::time::Duration::from_secs(update_interval_secs),
+            ))?;
+            drop(runtime);
+            if exit == ferro_device::run::RunExit::Reboot {
+                restart_through_boot(&data_dir)?;
+            }
             Ok(())
         }
     }

@@ -14,7 +14,7 @@ use ferro_device::ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
 use ferro_device::run::replay_json;
 mod common;
 
-use common::s;
+use common::{copy_dir, s};
 use ferro_e2e::{Service, User, binary};
 use ferro_image::{OS_COMPONENT_ID, Version};
 use ferro_pki::{KeyList, ManufacturingState, PlatformKeyRole, verify_registration_record};
@@ -45,19 +45,6 @@ fn failed(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// A fresh copy of the provisioned device (a software RoT directory copies like a disk image).

@@ -7,7 +7,7 @@
 //! `scripts/test.sh`) builds them before any test runs. Run alone, `cargo build --workspace`
 //! first; a missing binary fails with that advice.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -102,13 +102,15 @@ impl Service {
         let root_fingerprint = labelled("Platform root SHA-256 fingerprint:");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
+        // The log goes to a file (a pipe nobody reads would fill and stall the service).
+        let log = std::fs::File::create(data_dir.path().join("service.log")).expect("service log");
         let child = Command::new(binary("ferro-service"))
             .args(["run", "--data-dir"])
             .arg(&data)
             .args(["--listen", &listen])
             .args(extra_run_args)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("run ferro-service run");
         let scheme = if extra_run_args.contains(&"--insecure-http") || root_fingerprint.is_none() {
@@ -128,18 +130,16 @@ impl Service {
         service
     }
 
+    /// What the service logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("service.log")).unwrap_or_default()
+    }
+
     fn wait_until_listening(&mut self, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let mut log = String::new();
-                if let Some(stderr) = self.child.stderr.take() {
-                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        log.push_str(&line);
-                        log.push('\n');
-                    }
-                }
-                panic!("ferro-service exited early ({status}):\n{log}");
+                panic!("ferro-service exited early ({status}):\n{}", self.log());
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;

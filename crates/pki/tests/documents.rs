@@ -249,6 +249,33 @@ fn payload_strictness_is_the_same_for_every_document() {
             list.to_cbor().unwrap(),
             Box::new(|b| KeyList::from_cbor(b).map(|_| ())),
         ),
+        (
+            DeviceOwnership {
+                device_id: device,
+                tenant_id: uuid::Uuid::from_u128(7),
+                issued_at: T0,
+                image_keys: vec![key.public_key().clone()],
+                metadata_keys: vec![key.public_key().clone()],
+            }
+            .to_cbor()
+            .unwrap(),
+            Box::new(|b| DeviceOwnership::from_cbor(b).map(|_| ())),
+        ),
+        (
+            TargetSet {
+                device_id: device,
+                tenant_id: uuid::Uuid::from_u128(7),
+                device_group_id: Some(uuid::Uuid::from_u128(8)),
+                version: 1,
+                issued_at: T0,
+                expires_at: T0 + ferro_pki::time::Duration::days(7),
+                manage_apps: true,
+                images: vec![],
+            }
+            .to_cbor()
+            .unwrap(),
+            Box::new(|b| TargetSet::from_cbor(b).map(|_| ())),
+        ),
     ];
     for (valid, decode) in checks {
         decode(&valid).unwrap();

@@ -93,8 +93,102 @@ fn key_list() -> impl Strategy<Value = KeyList> {
         })
 }
 
+fn target_image() -> impl Strategy<Value = TargetImage> {
+    (
+        any::<u128>(),
+        0usize..4,
+        "[0-9.]{1,32}",
+        any::<u32>(),
+        any::<[u8; 32]>(),
+        any::<u64>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(
+            |(image, kind, version, security_version, package, size, payload)| TargetImage {
+                // Set by `target_set()`: one image per component.
+                component_id: uuid::Uuid::nil(),
+                image_id: uuid::Uuid::from_u128(image),
+                kind: [
+                    TargetKind::App,
+                    TargetKind::RtApp,
+                    TargetKind::BoardConfig,
+                    TargetKind::Os,
+                ][kind],
+                version,
+                security_version,
+                package_sha256: package,
+                package_size: size,
+                payload_sha256: payload,
+            },
+        )
+}
+
+fn target_set() -> impl Strategy<Value = TargetSet> {
+    (
+        any::<[u8; 32]>(),
+        any::<u128>(),
+        proptest::option::of(any::<u128>()),
+        1u64..,
+        0u64..=253_402_300_000,
+        1u64..=799,
+        any::<bool>(),
+        proptest::collection::btree_set(any::<u128>(), 0..=8),
+        proptest::collection::vec(target_image(), 8),
+    )
+        .prop_map(
+            |(id, tenant, group, version, issued, life, manage_apps, components, images)| {
+                let mut device = [0u8; 64];
+                device[..32].copy_from_slice(&id);
+                let issued_at = OffsetDateTime::from_unix_timestamp(issued as i64).unwrap();
+                let mut os_seen = false;
+                let images = components
+                    .into_iter()
+                    .zip(images)
+                    .map(|(c, mut i)| {
+                        i.component_id = uuid::Uuid::from_u128(c);
+                        // At most one OS bundle per set.
+                        if i.kind == TargetKind::Os && std::mem::replace(&mut os_seen, true) {
+                            i.kind = TargetKind::App;
+                        }
+                        i
+                    })
+                    .collect();
+                TargetSet {
+                    device_id: DeviceId::from_bytes(device),
+                    tenant_id: uuid::Uuid::from_u128(tenant),
+                    device_group_id: group.map(uuid::Uuid::from_u128),
+                    version,
+                    issued_at,
+                    expires_at: issued_at + ferro_pki::time::Duration::seconds(life as i64),
+                    manage_apps,
+                    images,
+                }
+            },
+        )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn target_sets_round_trip(s in target_set()) {
+        let bytes = s.to_cbor().unwrap();
+        prop_assert_eq!(TargetSet::from_cbor(&bytes).unwrap(), s.clone());
+        let owner = DeviceOwnership {
+            device_id: s.device_id,
+            tenant_id: s.tenant_id,
+            issued_at: s.issued_at,
+            image_keys: vec![public(3)],
+            metadata_keys: vec![public(2)],
+        };
+        let endorsement: TrustedKeys = [public(4)].into_iter().collect();
+        let owner = verify_ownership(&owner.sign(&keys()[4]).unwrap(), &endorsement, &s.device_id)
+            .unwrap();
+        let v = verify_target_set(&s.sign(&keys()[2]).unwrap(), &owner, &s.device_id).unwrap();
+        prop_assert_eq!(v.target_set(), &s);
+        // Never under the image key.
+        prop_assert!(verify_target_set(&s.sign(&keys()[3]).unwrap(), &owner, &s.device_id).is_err());
+    }
 
     #[test]
     fn registration_records_round_trip(r in record()) {
@@ -127,6 +221,9 @@ proptest! {
         let _ = RegistrationRecord::from_cbor(&bytes);
         let _ = CapabilityFile::from_cbor(&bytes);
         let _ = KeyList::from_cbor(&bytes);
+        let _ = DeviceOwnership::from_cbor(&bytes);
+        let _ = TargetSet::from_cbor(&bytes);
+        let _ = DeviceCertificate::parse(&bytes);
         let _ = verify_registration_record(&bytes);
         let trusted: TrustedKeys = [public(0)].into_iter().collect();
         let _ = verify_capability(&bytes, &trusted, &DeviceId::from_bytes([0; 64]));

@@ -232,6 +232,11 @@ async fn track_metrics(req: Request, next: Next) -> Response {
 /// `Config::request_timeout` (a 512 MiB body takes longer than 30 s on most links).
 const UPLOAD_ROUTES: [&str; 2] = ["/v1/tenants/{tenantId}/images", "/v1/os-releases"];
 
+/// The update-signal long poll waits up to `waitSeconds` (at most
+/// [`ferro_wire::MAX_SIGNAL_WAIT_SECONDS`]) by design: it gets that on top of
+/// `Config::request_timeout`, else every wait longer than the request timeout would end in 504.
+const LONG_POLL_ROUTE: &str = "/v1/device/update-signal";
+
 async fn timeout(
     axum::extract::State((normal, upload)): axum::extract::State<(
         std::time::Duration,
@@ -240,12 +245,21 @@ async fn timeout(
     req: Request,
     next: Next,
 ) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
     let is_upload = req.method() == axum::http::Method::POST
-        && req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|p| UPLOAD_ROUTES.contains(&p.as_str()));
-    let limit = if is_upload { upload } else { normal };
+        && route.is_some_and(|p| UPLOAD_ROUTES.contains(&p));
+    let limit = if is_upload {
+        upload
+    } else if route == Some(LONG_POLL_ROUTE) {
+        normal.saturating_add(std::time::Duration::from_secs(
+            ferro_wire::MAX_SIGNAL_WAIT_SECONDS,
+        ))
+    } else {
+        normal
+    };
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => error_response(

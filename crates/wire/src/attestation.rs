@@ -106,4 +106,11 @@ pub struct AttestationResult {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub not_after: Option<OffsetDateTime>,
+    /// The device's current update target set and ownership document, as
+    /// `GET /v1/device/target-set` answers them (docs/updates.md). Given to every claimed
+    /// device whose evidence its own key signed, **Untrusted ones included**: a device without
+    /// a certificate cannot call the device routes, and this is how it can still heal.
+    /// Absent before the claim check, or if the service could not compute it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_set: Option<crate::DeviceTargetSet>,
 }

@@ -16,8 +16,9 @@ pub const MAX_REPORTED_IMAGES: usize = 64;
 pub const MAX_SIGNAL_WAIT_SECONDS: u64 = 300;
 
 /// `GET /v1/device/target-set`: the device's current target set and the ownership document
-/// that says whose metadata key signs it. The `ETag` is `"v<version>"`; with a matching
-/// `If-None-Match` the answer is 304 without a body.
+/// that says whose metadata key signs it. The `ETag` is `"v<version>-<expiry>"` (expiry in Unix
+/// seconds: an unchanged set is re-signed with a later expiry at half its life); with a
+/// matching `If-None-Match` the answer is 304 without a body.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -1,5 +1,6 @@
-//! `ferro device ...`, `ferro device-group device list`, `ferro manufacturing register`,
-//! `ferro ca-certificate ...` and `ferro tenant download-error-report`.
+//! `ferro device ...` (update status, targeted images and update-now included), `ferro
+//! device-group device list`, `ferro manufacturing register`, `ferro ca-certificate ...` and
+//! `ferro tenant download-error-report`.
 
 use std::path::Path;
 
@@ -9,11 +10,12 @@ use serde_json::{Value, json};
 use super::list_all;
 use super::product::resolve_group;
 use crate::cli::{
-    CaCertificateCommand, CapabilityCommand, DeviceCommand, GroupDeviceCommand,
+    CaCertificateCommand, CapabilityCommand, DeviceCommand, DeviceImageCommand, GroupDeviceCommand,
     ManufacturingCommand,
 };
-use crate::output::{JsonView, OutputFormat, emit};
+use crate::output::{JsonView, OutputFormat, Render, emit, new_table, property_table, timestamp};
 use crate::session::Session;
+use ferro_wire::{DeviceDeploymentStatus, TargetedImages, UpdateNowResult};
 
 const DEVICE_FIELDS: &[(&str, &str)] = &[
     ("Device ID", "deviceId"),
@@ -34,6 +36,80 @@ const CA_FIELDS: &[(&str, &str)] = &[
     ("Not before", "notBefore"),
     ("Not after", "notAfter"),
 ];
+
+impl Render for DeviceDeploymentStatus {
+    fn table(&self) -> comfy_table::Table {
+        let optional = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        property_table([
+            ("Device ID", self.device_id.clone()),
+            ("Target set version", optional(self.target_version)),
+            (
+                "Reported state",
+                self.state
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|| "(never reported)".into()),
+            ),
+            (
+                "Reported for version",
+                optional(self.reported_target_version),
+            ),
+            ("Detail", self.detail.clone().unwrap_or_default()),
+            (
+                "Deferred until",
+                self.deferred_until.map(timestamp).unwrap_or_default(),
+            ),
+            (
+                "Reported",
+                self.reported_at.map(timestamp).unwrap_or_default(),
+            ),
+            (
+                "Installed",
+                self.installed
+                    .iter()
+                    .map(|i| format!("{} {} ({})", i.kind, i.version, i.image_id))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ])
+    }
+}
+
+/// `--output json` gives the whole answer (version, expiry, policy); the table lists the images.
+impl Render for TargetedImages {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec![
+            "Image ID",
+            "Component ID",
+            "Type",
+            "Version",
+            "Security version",
+            "Package SHA-256",
+            "Size",
+        ]);
+        for image in &self.images {
+            table.add_row(vec![
+                image.image_id.to_string(),
+                image.component_id.to_string(),
+                image.kind.clone(),
+                image.version.clone(),
+                image.security_version.to_string(),
+                image.package_sha256.clone(),
+                image.package_size.to_string(),
+            ]);
+        }
+        table
+    }
+}
+
+impl Render for UpdateNowResult {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("Signal", self.signal.clone()),
+            ("Devices told to check now", self.device_count.to_string()),
+        ])
+    }
+}
 
 /// Writes a downloaded file and says where.
 fn write_file(destination: &Path, bytes: &[u8]) -> Result<()> {
@@ -190,6 +266,40 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 .context("the service's answer holds no capability file")?;
             let bytes = base64_decode(encoded)?;
             write_file(&destination, &bytes)
+        }
+        DeviceCommand::ShowDeploymentStatus { device, tenant } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let status: DeviceDeploymentStatus = client.get(&format!(
+                "/v1/tenants/{tenant}/devices/{device}/deployment-status"
+            ))?;
+            emit(output, &status)
+        }
+        DeviceCommand::Image(DeviceImageCommand::ListTargeted { device, tenant }) => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let targeted: TargetedImages = client.get(&format!(
+                "/v1/tenants/{tenant}/devices/{device}/targeted-images"
+            ))?;
+            if output == OutputFormat::Table {
+                eprintln!(
+                    "Target set version {}, expires {}{}.",
+                    targeted.target_version,
+                    timestamp(targeted.expires_at),
+                    if targeted.manage_apps {
+                        ""
+                    } else {
+                        "; apps are not updated (No3rdPartyAppUpdates or no device group)"
+                    }
+                );
+            }
+            emit(output, &targeted)
+        }
+        DeviceCommand::UpdateNow { device, tenant } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let result: UpdateNowResult = client.post(
+                &format!("/v1/tenants/{tenant}/devices/{device}/update-now"),
+                &json!({}),
+            )?;
+            emit(output, &result)
         }
     }
 }

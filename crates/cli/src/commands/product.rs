@@ -4,7 +4,8 @@ use anyhow::{Result, anyhow, bail};
 use ferro_client::Client;
 use ferro_wire::{
     CreateDeviceGroupRequest, CreateProductRequest, DeviceGroup, DeviceGroupId, OsFeed, Product,
-    ProductId, TenantId, UpdateDeviceGroupRequest, UpdatePolicy, UpdateProductRequest,
+    ProductId, TenantId, UpdateDeviceGroupRequest, UpdateNowResult, UpdatePolicy,
+    UpdateProductRequest,
 };
 
 use super::list_all;
@@ -310,5 +311,17 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
         }
         DeviceGroupCommand::Deployment(command) => super::images::deployment(command, output),
         DeviceGroupCommand::Device(command) => super::devices::group_devices(command, output),
+        DeviceGroupCommand::UpdateNow {
+            device_group,
+            tenant,
+        } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let id = resolve_group(&client, tenant, &device_group)?;
+            let result: UpdateNowResult = client.post(
+                &format!("{}/{id}/update-now", groups_path(tenant)),
+                &serde_json::json!({}),
+            )?;
+            emit(output, &result)
+        }
     }
 }

@@ -152,6 +152,7 @@ fn untrusted(reasons: Vec<AttestationReason>) -> AttestationResult {
         ca_chain_pem: None,
         service_time: OffsetDateTime::now_utc(),
         not_after: None,
+        target_set: None,
     }
 }
 
@@ -389,6 +390,7 @@ pub async fn evidence(
                     ca_chain_pem: Some(ferro_pki::tenant_ca_chain_pem(&cas, service_time)),
                     service_time,
                     not_after: Some(cert.not_after()),
+                    target_set: None,
                 };
             }
         }
@@ -451,6 +453,20 @@ pub async fn evidence(
     )
     .await?;
     tx.commit().await?;
+    // The target set for every claimed device whose own key signed fresh evidence, trusted or
+    // not (DESIGN 3.4: an untrusted device gets no certificate, so no access to the device
+    // routes, but must still learn what to run to heal). Never fails the attestation.
+    match crate::targets::current_target(&state, &did).await {
+        Ok(Some(target)) => {
+            result.target_set = Some(ferro_wire::DeviceTargetSet {
+                version: target.version,
+                target_set: Base64::encode_string(&target.signed),
+                ownership: Base64::encode_string(&target.ownership),
+            });
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "no target set for the attestation answer"),
+    }
     Ok(Json(result))
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,22 +26,27 @@ use crate::auth::TenantCaller;
 use crate::db;
 use crate::device_auth::AuthenticatedDevice;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, path_id};
+use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::routes::error_reports::{DeviceEvent, record_device_events};
 use crate::routes::images::serve_package;
 use crate::state::AppState;
 use crate::targets::{self, current_target};
 
-fn etag(version: u64) -> String {
-    format!("\"v{version}\"")
+/// The validator of a device's target set: its version and its expiry. The expiry is part of it
+/// because an unchanged set is re-signed with a later expiry when half its life is over: a
+/// device that holds the older signature must get the new one (200), not 304, or it would
+/// freeze when its copy expires although the service has a fresh one.
+fn etag(version: u64, expires_at: time::OffsetDateTime) -> String {
+    format!("\"v{version}-{}\"", expires_at.unix_timestamp())
 }
 
 fn header(s: &str) -> ApiResult<HeaderValue> {
     HeaderValue::from_str(s).map_err(|_| ApiError::Internal("header value".into()))
 }
 
-/// The device's current target set (device certificate). `ETag` is `"v<version>"`; a matching
-/// `If-None-Match` gets 304 without a body, which is what a device that checks often mostly gets.
+/// The device's current target set (device certificate). `ETag` is `"v<version>-<expiry>"`
+/// (expiry in Unix seconds); a matching `If-None-Match` gets 304 without a body, which is what a
+/// device that checks often mostly gets.
 #[utoipa::path(get, path = "/v1/device/target-set", tag = "updates",
     responses((status = 200, body = DeviceTargetSet),
         (status = 304, description = "Not modified: the device holds this version"),
@@ -55,7 +60,7 @@ pub async fn device_target_set(
     let target = current_target(&state, &device.device_id)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
-    let tag = etag(target.version);
+    let tag = etag(target.version, target.expires_at);
     let matches = headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -279,7 +284,7 @@ async fn newest_signal(state: &AppState, did: &str, tid: &str) -> ApiResult<Opti
 pub async fn device_update_signal(
     State(state): State<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
-    Query(q): Query<SignalQuery>,
+    StrictQuery(q): StrictQuery<SignalQuery>,
 ) -> ApiResult<Response> {
     let wait = q.wait_seconds.unwrap_or(0);
     if wait > MAX_SIGNAL_WAIT_SECONDS {

@@ -1,0 +1,248 @@
+//! Crash injection (issue 5, "Proof"): the device is killed at every crash point of an update
+//! that changes both the OS and an app (download, verification, staging, the transaction, the
+//! OS switch through ferro-boot, the app switch, confirmation), restarted, and must come up
+//! running a complete set and attesting; after recovery it must have converged on the new set
+//! with its floors raised. Crash points are `ferro_update::crash::point` calls: with
+//! `FERRO_CRASH_AT=N` the N-th aborts the process (no destructors, no flushing: a power cut
+//! after the last completed system call), numbered across the re-exec of ferro-boot.
+//!
+//! By default every point outside the bulk download is crashed and every 16th 64 KiB download
+//! block; `FERRO_CRASH_ALL=1` crashes every point. Needs `cargo build --workspace` first.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{VirtualDevice, s};
+use ferro_device::ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
+use ferro_e2e::{Service, User};
+use ferro_image::Version;
+use serde_json::Value;
+
+const GROUP: &str = "Crash/Field Test OS Evaluation";
+const COMPONENT: &str = "7a0c4e2b-1d3f-4b5a-8c6d-9e0f1a2b3c4d";
+
+fn upload_app(admin: &User, work: &Path, version: &str, sv: u32) -> String {
+    let dir = work.join(format!("app-{version}"));
+    fs::create_dir_all(dir.join("bin")).expect("mkdir");
+    fs::write(
+        dir.join("app_manifest.json"),
+        format!(
+            r#"{{"SchemaVersion":1,"Name":"crash","ComponentId":"{COMPONENT}","EntryPoint":"/bin/app","CmdArgs":[],"Capabilities":{{}},"ApplicationType":"Default"}}"#
+        ),
+    )
+    .expect("manifest");
+    // Big enough to span several download blocks.
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(dir.join("bin/app"), body).expect("app");
+    let package = work.join(format!("app-{version}.imagepackage"));
+    admin.json(&[
+        "image-package",
+        "pack-application",
+        "--package-directory",
+        s(&dir),
+        "--destination",
+        s(&package),
+        "--version",
+        version,
+        "--security-version",
+        &sv.to_string(),
+    ]);
+    admin.json(&["image", "add", "--image", s(&package)])["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+/// The device finished the update: no transaction, the new app installed, the new OS booted from
+/// slot b and attested Trusted.
+fn converged(dev: &VirtualDevice) -> Result<(), String> {
+    if dev.dir.join("update/transaction.json").exists() {
+        return Err("transaction in progress".into());
+    }
+    let installed = read_json(&dev.dir.join("apps/installed.json")).ok_or("no apps")?;
+    if installed["apps"][0]["version"] != "2.0.0" {
+        return Err(format!("apps: {installed}"));
+    }
+    let ready = read_json(&dev.dir.join("run/ready.json")).ok_or("not ready")?;
+    if ready["bootedSlot"] != "b" || ready["attestation"] != "Trusted" {
+        return Err(format!("ready: {ready}"));
+    }
+    Ok(())
+}
+
+fn wait_converged(dev: &mut VirtualDevice, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        dev.supervise();
+        match converged(dev) {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => {
+                panic!("{what}: not converged: {e}\n{}", dev.log_tail())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let work = work.path();
+    let service = Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, "a long enough passphrase");
+    admin.json(&["tenant", "create", "--name", "Crash Tenant"]);
+    admin.json(&["product", "create", "--name", "Crash"]);
+    admin.json(&["developer-key", "add"]);
+    let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
+    let v1 = upload_app(&admin, work, "1.0.0", 1);
+    admin.json(&[
+        "device-group",
+        "deployment",
+        "create",
+        "--device-group",
+        GROUP,
+        "--images",
+        &v1,
+    ]);
+    let mut golden = VirtualDevice::provision_and_claim(&service, &admin, work, &factory.factory);
+    admin.json(&[
+        "device",
+        "update",
+        "--device",
+        &golden.device_id,
+        "--device-group",
+        GROUP,
+    ]);
+
+    // The starting point: OS 1.0.0 and app 1.0.0 installed and confirmed.
+    golden.boot(&[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(golden.dir.join("apps/installed.json").exists()
+        && !golden.dir.join("update/transaction.json").exists())
+    {
+        assert!(Instant::now() < deadline, "{}", golden.log_tail());
+        golden.supervise();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    golden.stop();
+
+    // The update: OS 1.1.0 (security version 2) and app 2.0.0 (security version 2).
+    let v2 = upload_app(&admin, work, "2.0.0", 2);
+    admin.json(&[
+        "device-group",
+        "deployment",
+        "create",
+        "--device-group",
+        GROUP,
+        "--images",
+        &v2,
+    ]);
+    common::publish_os(&admin, work, "os2", Version::new(1, 1, 0), 2, None);
+
+    // Dry run: list the crash points the update passes.
+    let dry_log = work.join("dry-run.points");
+    let mut dry = golden.clone_to(&work.join("dry"), &work.join("dry.log"));
+    dry.boot(&[("FERRO_CRASH_LOG", s(&dry_log))]);
+    wait_converged(&mut dry, "dry run");
+    dry.stop();
+    let points: Vec<String> = fs::read_to_string(&dry_log)
+        .expect("points")
+        .lines()
+        .map(|l| l.split_once(' ').map(|x| x.1).unwrap_or("").to_string())
+        .collect();
+    let total = points.len();
+    assert!(
+        points.iter().any(|p| p == "boot.pending-written"),
+        "{points:?}"
+    );
+    assert!(
+        points.iter().any(|p| p == "transaction.finished"),
+        "{points:?}"
+    );
+    let all = std::env::var_os("FERRO_CRASH_ALL").is_some();
+    let mut block = 0;
+    let chosen: Vec<usize> = points
+        .iter()
+        .enumerate()
+        .filter(|(_, label)| {
+            if label.as_str() != "download.block" {
+                return true;
+            }
+            block += 1;
+            all || block % 16 == 1
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+
+    let started = Instant::now();
+    let mut recovered_via_fallback = 0;
+    for &n in &chosen {
+        let dir = work.join("run");
+        let log = work.join("run.log");
+        let _ = fs::remove_file(&log);
+        let points_log = work.join("run.points");
+        let _ = fs::remove_file(&points_log);
+        let mut dev = golden.clone_to(&dir, &log);
+        dev.boot(&[
+            ("FERRO_CRASH_AT", &n.to_string()),
+            ("FERRO_CRASH_LOG", s(&points_log)),
+        ]);
+        assert!(
+            dev.wait_exit(Duration::from_secs(120)),
+            "point {n} ({}) was never reached:\n{}",
+            points[n - 1],
+            dev.log_tail()
+        );
+        let crashed_at = fs::read_to_string(&points_log).unwrap_or_default();
+        assert_eq!(
+            crashed_at.lines().count(),
+            n,
+            "crash point {n} not the one reached:\n{crashed_at}"
+        );
+        // Power back on, without crashes: it must boot, run a complete set, and finish.
+        let _ = fs::remove_file(dir.join("run/ready.json"));
+        dev.boot(&[]);
+        let ready = dev.wait_ready();
+        assert!(
+            ready["attestation"] == "Trusted",
+            "point {n} ({}): not trusted after restart: {ready}",
+            points[n - 1]
+        );
+        if dev.restarts > 0 {
+            recovered_via_fallback += 1;
+        }
+        wait_converged(&mut dev, &format!("point {n} ({})", points[n - 1]));
+        dev.stop();
+        let rot = SoftwareRootOfTrust::open(dir.join("rot")).expect("rot");
+        assert_eq!(
+            rot.counter("os-security-version").expect("os floor"),
+            2,
+            "point {n}"
+        );
+        assert_eq!(
+            rot.counter(
+                &uuid::Uuid::parse_str(COMPONENT)
+                    .expect("uuid")
+                    .simple()
+                    .to_string()
+            )
+            .expect("app floor"),
+            2,
+            "point {n}"
+        );
+    }
+    eprintln!(
+        "crash injection: {} of {total} crash points crashed and recovered ({} with a watchdog restart) in {:?}",
+        chosen.len(),
+        recovered_via_fallback,
+        started.elapsed()
+    );
+}

@@ -1,0 +1,122 @@
+//! Software devices for the device-facing tests: a software root of trust, registration,
+//! claim, attestation (challenge + evidence) and an HTTPS listener for the real TLS paths.
+#![allow(dead_code)]
+
+use super::{TestApp, b64};
+use axum::http::StatusCode;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use ferro_trust::evidence::{DebugStatus, create_evidence};
+use ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
+use serde_json::{Value, json};
+
+/// A software device: its root of trust (in a temporary directory) and ID.
+pub struct Dev {
+    pub _dir: tempfile::TempDir,
+    pub rot: SoftwareRootOfTrust,
+    pub id: String,
+}
+
+pub fn new_rot() -> Dev {
+    let dir = tempfile::tempdir().unwrap();
+    let rot = SoftwareRootOfTrust::open(dir.path().join("rot")).unwrap();
+    let id = rot.device_id().to_string();
+    Dev { _dir: dir, rot, id }
+}
+
+pub async fn register(t: &TestApp, d: &Dev) {
+    let record = ferro_pki::RegistrationRecord {
+        device_key: d.rot.public_key().clone(),
+        root_of_trust: ferro_pki::RootOfTrust::Software,
+        tpm_ek_certificate: None,
+        manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    let bytes = record.sign(d.rot.device_key().as_ref()).unwrap();
+    let r = t
+        .post(
+            "/v1/manufacturing/registrations",
+            &t.operator,
+            json!({"records": [b64(&bytes)]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+pub async fn claimed(t: &TestApp, tid: &str, admin: &str) -> Dev {
+    let d = new_rot();
+    register(t, &d).await;
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/devices/claim"),
+            admin,
+            json!({"deviceIds": [d.id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    d
+}
+
+pub async fn challenge(t: &TestApp, did: &str) -> String {
+    let r = t
+        .call(
+            axum::http::Method::POST,
+            "/v1/attestation/challenge",
+            None,
+            Some(json!({"deviceId": did})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["nonce"].as_str().unwrap().to_string()
+}
+
+pub fn evidence(rot: &dyn RootOfTrust, nonce: &str) -> Vec<u8> {
+    let n = Base64UrlUnpadded::decode_vec(nonce).unwrap();
+    create_evidence(rot, &n, DebugStatus::Disabled).unwrap()
+}
+
+pub async fn submit(t: &TestApp, did: &str, nonce: &str, ev: &[u8]) -> Value {
+    let r = t
+        .call(
+            axum::http::Method::POST,
+            "/v1/attestation/evidence",
+            None,
+            Some(json!({"deviceId": did, "nonce": nonce, "evidence": b64(ev)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
+pub async fn attest(t: &TestApp, d: &Dev) -> Value {
+    let n = challenge(t, &d.id).await;
+    submit(t, &d.id, &n, &evidence(&d.rot, &n)).await
+}
+
+/// Serve the app over HTTPS on a free loopback port; returns (base URL, root PEM, stop).
+pub async fn serve_https(
+    t: &TestApp,
+) -> (
+    String,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let data = t.dir.path().join("data");
+    let (chain, signer) =
+        ferro_service::platform::service_tls(&data, &t.state.platform, &[]).unwrap();
+    let config = ferro_service::server::tls_config(&chain, signer).unwrap();
+    let listener = ferro_service::server::bind("127.0.0.1:0", Some(config))
+        .await
+        .unwrap();
+    let port = listener.local_addr().port();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let h = tokio::spawn(ferro_service::server::serve(
+        listener,
+        ferro_service::build_app(t.state.clone()),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let root = std::fs::read_to_string(data.join("pki/platform-root.pem")).unwrap();
+    (format!("https://127.0.0.1:{port}"), root, stop, h)
+}

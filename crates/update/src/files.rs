@@ -1,0 +1,101 @@
+//! Crash-safe file primitives shared by the device's state files: bounded reads and atomic
+//! writes (temporary file in the same directory, fsync, rename, fsync of the directory), so a
+//! reader sees the old content or the new, never a torn one.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::UpdateError;
+
+/// Read at most `max` bytes of `path` (more is an error).
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, UpdateError> {
+    let file = fs::File::open(path).map_err(UpdateError::io(path))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(UpdateError::io(path))?;
+    if bytes.len() as u64 > max {
+        return Err(UpdateError::malformed(
+            path,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Read a bounded JSON file (64 KiB at most).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, UpdateError> {
+    let bytes = read_bounded(path, 64 * 1024)?;
+    serde_json::from_slice(&bytes).map_err(|e| UpdateError::malformed(path, e))
+}
+
+/// Read a bounded JSON file, `None` if it does not exist.
+pub fn read_json_opt<T: serde::de::DeserializeOwned>(
+    path: &Path,
+) -> Result<Option<T>, UpdateError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    read_json(path).map(Some)
+}
+
+/// Write pretty JSON atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), UpdateError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| UpdateError::malformed(path, e))?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Write `path` atomically with mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UpdateError> {
+    let dir = parent(path);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".ferro-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o600));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(UpdateError::io(dir))?;
+    tmp.write_all(bytes).map_err(UpdateError::io(path))?;
+    tmp.as_file().sync_all().map_err(UpdateError::io(path))?;
+    tmp.persist(path)
+        .map_err(|e| UpdateError::io(path)(e.error))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Move a complete file into place atomically (same file system), then fsync the directory.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<(), UpdateError> {
+    fs::rename(from, to).map_err(UpdateError::io(to))?;
+    sync_dir(parent(to));
+    Ok(())
+}
+
+/// The directory of `path` (`.` for a bare name).
+pub fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// fsync a directory (best effort: not every file system supports it).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Create `dir` (and parents) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<(), UpdateError> {
+    fs::create_dir_all(dir).map_err(UpdateError::io(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(UpdateError::io(dir))?;
+    }
+    Ok(())
+}
