@@ -233,6 +233,9 @@ pub fn write_registration(
         tpm_ek_certificate: None,
         manufacturing_state: state,
         created_at: ferro_pki::time::OffsetDateTime::now_utc(),
+        // TPM: the attestation key (a primary key, the same at every boot), which the service
+        // will require on every quote; this makes the record format version 2.
+        tpm_attestation_key: rot.attestation_key(),
     };
     let signed =
         record

@@ -6,7 +6,10 @@
 //!   stored: `fixedTPM | fixedParent | sensitiveDataOrigin`, so it can never leave the TPM. It
 //!   changes only if the owner hierarchy is cleared (TPM2_Clear), which is a new device.
 //! - **Attestation key**: a restricted ECC P-256 signing primary key (same derivation), used only
-//!   for TPM2_Quote; restricted, so nobody can make it sign a forged `TPMS_ATTEST`.
+//!   for TPM2_Quote; restricted, so nobody can make it sign a forged `TPMS_ATTEST`. Being a
+//!   primary key, it is the same key at every open and after every reboot (nothing to persist),
+//!   so the copy provisioning writes into the registration record stays valid for the life of
+//!   the owner hierarchy; the service accepts quotes by that key only.
 //! - **Measurements**: TPM2_PCR_Extend of each log entry digest into PCR [`crate::FERRO_PCR`]
 //!   (SHA-256 bank); the log is kept in memory per instance and in `log_path` if configured.
 //! - **Counters**: one NV counter index per name (handle `0x01380000 | 19 bits of SHA-256(name)`),
@@ -392,11 +395,6 @@ impl TpmRootOfTrust {
             log_path: config.log_path.clone(),
         })
     }
-
-    /// The attestation key's public key.
-    pub fn attestation_key(&self) -> &PublicKey {
-        &self.ak_public
-    }
 }
 
 fn load_log(path: &std::path::Path) -> Option<MeasurementLog> {
@@ -597,6 +595,10 @@ impl RootOfTrust for TpmRootOfTrust {
         }
         out.truncate(n);
         Ok(out)
+    }
+
+    fn attestation_key(&self) -> Option<PublicKey> {
+        Some(self.ak_public.clone())
     }
 
     fn tpm_quote(&self, nonce: &[u8]) -> Result<Option<TpmQuote>, TrustError> {
