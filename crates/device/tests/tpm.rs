@@ -173,15 +173,13 @@ fn tpm_provision_manufacturing_and_boot() {
 /// The registration record names the TPM's attestation key (record format version 2), and that
 /// key is the one the TPM quotes with in every later process and after the TPM reboots, so the
 /// registered key stays valid for the device's life.
-#[test]
-fn tpm_registration_binds_the_attestation_key_across_restarts() {
-    let tpm = Swtpm::start();
-    let work = tempfile::tempdir().expect("tempdir");
+/// Provision a device on `tpm` in `work/device` with a test platform.
+fn provision_device(tpm: &Swtpm, work: &std::path::Path) -> DataDir {
     let root = SoftwareSigningKey::generate();
     let os_key = SoftwareSigningKey::generate();
     let now = ferro_pki::time::OffsetDateTime::now_utc();
     let cert = issue_platform_root_certificate(&root, now).expect("root cert");
-    let pem_path = work.path().join("root.pem");
+    let pem_path = work.join("root.pem");
     std::fs::write(&pem_path, cert.pem()).expect("write");
     let key_list = KeyList {
         version: 1,
@@ -201,13 +199,13 @@ fn tpm_registration_binds_the_attestation_key_across_restarts() {
     }
     .sign(&root)
     .expect("sign");
-    let os_dir = work.path().join("os");
+    let os_dir = work.join("os");
     std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
     std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
-    let package = work.path().join("os.imagepackage");
+    let package = work.join("os.imagepackage");
     pack_os(&os_dir, &PackOptions::default(), &os_key, &package).expect("pack");
-    let dd = DataDir::new(work.path().join("device"));
-    let mut opts = ProvisionOptions {
+    let dd = DataDir::new(work.join("device"));
+    let opts = ProvisionOptions {
         data_dir: dd.clone(),
         service_url: "https://ferro.invalid".to_string(),
         platform_root_pem: pem_path,
@@ -215,11 +213,51 @@ fn tpm_registration_binds_the_attestation_key_across_restarts() {
         config: DeviceConfig::Tpm { tcti: tpm.tcti() },
     };
     provision(&opts, move |_, _| Ok(key_list)).expect("provision");
+    dd
+}
+
+/// The registration record carries the EK certificate the TPM's manufacturer stored in NV (here
+/// made by `swtpm_setup --create-ek-cert`), and none when the TPM has none.
+#[test]
+fn tpm_registration_carries_the_ek_certificate() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("swtpm_setup")
+        .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+        .arg(state.path())
+        .output()
+        .expect("swtpm_setup not found: apt-get install swtpm-tools");
+    assert!(
+        out.status.success(),
+        "swtpm_setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tpm = Swtpm::start_on(state);
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
+    let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("registration record verifies");
+    let ek = record
+        .record()
+        .tpm_ek_certificate
+        .as_deref()
+        .expect("the EK certificate");
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(ctx.rot.ek_certificate().expect("read").as_deref(), Some(ek));
+    assert!(record.record().tpm_attestation_key.is_some());
+}
+
+#[test]
+fn tpm_registration_binds_the_attestation_key_across_restarts() {
+    let tpm = Swtpm::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
 
     let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
         .expect("registration record verifies");
     assert_eq!(record.record().root_of_trust, ferro_pki::RootOfTrust::Tpm);
     assert_eq!(record.record().format_version(), 2);
+    // swtpm without `swtpm_setup` has no EK certificate.
+    assert_eq!(record.record().tpm_ek_certificate, None);
     let registered = record
         .record()
         .tpm_attestation_key
@@ -253,9 +291,9 @@ fn tpm_registration_binds_the_attestation_key_across_restarts() {
 
     // The TPM reboots (same state, new swtpm process): same device and attestation key.
     let tpm = tpm.reboot();
-    opts.config = DeviceConfig::Tpm { tcti: tpm.tcti() };
     // (The swtpm came back on another port: point the device's configuration at it.)
-    ferro_device::layout::write_json(&dd.config(), &opts.config).expect("config");
+    ferro_device::layout::write_json(&dd.config(), &DeviceConfig::Tpm { tcti: tpm.tcti() })
+        .expect("config");
     let ctx = DeviceContext::open(&dd).expect("open after reboot");
     assert_eq!(ctx.rot.public_key(), record.record().device_key);
     assert_eq!(ctx.rot.attestation_key(), Some(registered.clone()));

@@ -146,6 +146,13 @@ pub trait RootOfTrust: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The TPM's endorsement key certificate (DER, as its manufacturer stored it in NV), if it
+    /// has one; `None` for a TPM without one and for roots of trust that are not TPMs.
+    /// Provisioning puts it in the registration record for the service to check later.
+    fn ek_certificate(&self) -> Result<Option<Vec<u8>>, TrustError> {
+        Ok(None)
+    }
+
     /// A platform quote over the measurement register with `nonce` as qualifying data: `Some` for
     /// a TPM (TPM2_Quote), `None` for roots of trust that have no platform quote (software).
     fn tpm_quote(&self, nonce: &[u8]) -> Result<Option<TpmQuote>, TrustError> {

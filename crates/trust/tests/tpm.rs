@@ -41,6 +41,23 @@ impl Swtpm {
         Swtpm::start_on(state)
     }
 
+    /// A swtpm whose state was manufactured by `swtpm_setup --create-ek-cert` (EK certificates
+    /// in NV, signed by swtpm's local CA), as a TPM with an EK certificate ships.
+    fn start_with_ek_certificate() -> Swtpm {
+        let state = tempfile::tempdir().unwrap();
+        let out = Command::new("swtpm_setup")
+            .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+            .arg(state.path())
+            .output()
+            .expect("swtpm_setup not found: apt-get install swtpm-tools");
+        assert!(
+            out.status.success(),
+            "swtpm_setup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Swtpm::start_on(state)
+    }
+
     fn start_on(state: tempfile::TempDir) -> Swtpm {
         for _ in 0..20 {
             // The swtpm TCTI uses `port` for commands and `port + 1` for control.
@@ -364,4 +381,28 @@ fn log_file_survives_a_process_restart_within_a_boot() {
     let m = rot.read_measurements().unwrap();
     assert_eq!(m.log.len(), 2);
     assert!(m.replays());
+}
+
+/// The EK certificate the TPM's manufacturer stored in NV (here swtpm_setup's), exactly the DER
+/// certificate without NV padding; none on a TPM without one.
+#[test]
+fn ek_certificate_is_read_from_nv() {
+    let bare = Swtpm::start();
+    assert_eq!(bare.open().ek_certificate().unwrap(), None);
+    drop(bare);
+    let tpm = Swtpm::start_with_ek_certificate();
+    let cert = tpm
+        .open()
+        .ek_certificate()
+        .unwrap()
+        .expect("an EK certificate");
+    assert_eq!(cert[0], 0x30, "a DER SEQUENCE");
+    assert!(cert.len() > 200 && cert.len() <= 4096, "{}", cert.len());
+    // The outer SEQUENCE's length covers exactly the returned bytes.
+    let len = match cert[1] {
+        0x81 => usize::from(cert[2]) + 3,
+        0x82 => usize::from(u16::from_be_bytes([cert[2], cert[3]])) + 4,
+        n => usize::from(n) + 2,
+    };
+    assert_eq!(len, cert.len());
 }
