@@ -23,6 +23,8 @@ fn key() -> &'static PublicKey {
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_claims(data);
-    let _ = verify_evidence(data, key(), &[7u8; 32]);
+    // With and without a registered attestation key (the test key stands in for one).
+    let _ = verify_evidence(data, key(), None, &[7u8; 32]);
+    let _ = verify_evidence(data, key(), Some(key()), &[7u8; 32]);
     let _ = parse_quote(data);
 });

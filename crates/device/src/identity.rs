@@ -223,23 +223,35 @@ pub fn write_registration(
     rot: &dyn RootOfTrust,
     state: ManufacturingState,
 ) -> Result<(), DeviceError> {
-    let record = RegistrationRecord {
+    let mut record = RegistrationRecord {
         device_key: rot.public_key(),
         root_of_trust: match rot.kind() {
             RootOfTrustKind::Software => ferro_pki::RootOfTrust::Software,
             RootOfTrustKind::Tpm => ferro_pki::RootOfTrust::Tpm,
         },
-        // Reading the EK certificate from the TPM's NV is not implemented yet.
-        tpm_ek_certificate: None,
+        // TPM: the EK certificate its manufacturer stored in NV, if any.
+        tpm_ek_certificate: rot.ek_certificate()?,
         manufacturing_state: state,
         created_at: ferro_pki::time::OffsetDateTime::now_utc(),
+        // TPM: the attestation key (a primary key, the same at every boot), which the service
+        // will require on every quote; this makes the record format version 2.
+        tpm_attestation_key: rot.attestation_key(),
     };
-    let signed =
-        record
-            .sign(rot.device_key().as_ref())
-            .map_err(|source| DeviceError::Document {
-                what: "registration record",
-                source,
-            })?;
+    let signed = match record.sign(rot.device_key().as_ref()) {
+        // An EK certificate that is not one DER X.509 certificate (or too large) is left out
+        // rather than making the device unprovisionable: nothing relies on it yet.
+        Err(DocumentError::InvalidField {
+            field: "tpm_ek_certificate",
+            ..
+        }) => {
+            record.tpm_ek_certificate = None;
+            record.sign(rot.device_key().as_ref())
+        }
+        other => other,
+    }
+    .map_err(|source| DeviceError::Document {
+        what: "registration record",
+        source,
+    })?;
     write_atomic(&data_dir.registration(), &signed)
 }

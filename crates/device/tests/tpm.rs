@@ -8,10 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferro_device::boot::plan_boot;
+use ferro_device::ferro_trust::evidence::{DebugStatus, create_evidence, verify_evidence};
 use ferro_device::provision::{ProvisionOptions, provision};
 use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
 use ferro_image::{PackOptions, pack_os};
-use ferro_pki::{KeyList, PlatformKeyRole, issue_platform_root_certificate};
+use ferro_pki::{
+    KeyList, PlatformKeyRole, issue_platform_root_certificate, verify_registration_record,
+};
 use ferro_signing::SoftwareSigningKey;
 
 struct Swtpm {
@@ -22,7 +25,23 @@ struct Swtpm {
 
 impl Swtpm {
     fn start() -> Swtpm {
-        let state = tempfile::tempdir().expect("tempdir");
+        Swtpm::start_on(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Stop this swtpm and start another on the same state: a reboot of the TPM (PCRs reset;
+    /// seeds, NV and so primary keys kept).
+    fn reboot(mut self) -> Swtpm {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let state = std::mem::replace(&mut self._state, tempfile::tempdir().expect("tempdir"));
+        Swtpm::start_on(state)
+    }
+
+    fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    fn start_on(state: tempfile::TempDir) -> Swtpm {
         for _ in 0..20 {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             let port = l.local_addr().expect("addr").port();
@@ -115,9 +134,7 @@ fn tpm_provision_manufacturing_and_boot() {
         service_url: "https://ferro.invalid".to_string(),
         platform_root_pem: pem_path,
         os_image: package,
-        config: DeviceConfig::Tpm {
-            tcti: format!("swtpm:host=127.0.0.1,port={}", tpm.port),
-        },
+        config: DeviceConfig::Tpm { tcti: tpm.tcti() },
     };
     let kl = key_list.clone();
     let device_id = provision(&opts, move |_, _| Ok(kl)).expect("provision");
@@ -151,4 +168,134 @@ fn tpm_provision_manufacturing_and_boot() {
     let m = ctx.rot.read_measurements().expect("measurements");
     assert_eq!(m.log.len(), 1);
     assert!(m.replays());
+}
+
+/// The registration record names the TPM's attestation key (record format version 2), and that
+/// key is the one the TPM quotes with in every later process and after the TPM reboots, so the
+/// registered key stays valid for the device's life.
+/// Provision a device on `tpm` in `work/device` with a test platform.
+fn provision_device(tpm: &Swtpm, work: &std::path::Path) -> DataDir {
+    let root = SoftwareSigningKey::generate();
+    let os_key = SoftwareSigningKey::generate();
+    let now = ferro_pki::time::OffsetDateTime::now_utc();
+    let cert = issue_platform_root_certificate(&root, now).expect("root cert");
+    let pem_path = work.join("root.pem");
+    std::fs::write(&pem_path, cert.pem()).expect("write");
+    let key_list = KeyList {
+        version: 1,
+        issued_at: now,
+        keys: [
+            (
+                PlatformKeyRole::OsRelease,
+                vec![os_key.public_key().clone()],
+            ),
+            (
+                PlatformKeyRole::Capability,
+                vec![os_key.public_key().clone()],
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    }
+    .sign(&root)
+    .expect("sign");
+    let os_dir = work.join("os");
+    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
+    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
+    let package = work.join("os.imagepackage");
+    pack_os(&os_dir, &PackOptions::default(), &os_key, &package).expect("pack");
+    let dd = DataDir::new(work.join("device"));
+    let opts = ProvisionOptions {
+        data_dir: dd.clone(),
+        service_url: "https://ferro.invalid".to_string(),
+        platform_root_pem: pem_path,
+        os_image: package,
+        config: DeviceConfig::Tpm { tcti: tpm.tcti() },
+    };
+    provision(&opts, move |_, _| Ok(key_list)).expect("provision");
+    dd
+}
+
+/// The registration record carries the EK certificate the TPM's manufacturer stored in NV (here
+/// made by `swtpm_setup --create-ek-cert`), and none when the TPM has none.
+#[test]
+fn tpm_registration_carries_the_ek_certificate() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("swtpm_setup")
+        .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+        .arg(state.path())
+        .output()
+        .expect("swtpm_setup not found: apt-get install swtpm-tools");
+    assert!(
+        out.status.success(),
+        "swtpm_setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tpm = Swtpm::start_on(state);
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
+    let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("registration record verifies");
+    let ek = record
+        .record()
+        .tpm_ek_certificate
+        .as_deref()
+        .expect("the EK certificate");
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(ctx.rot.ek_certificate().expect("read").as_deref(), Some(ek));
+    assert!(record.record().tpm_attestation_key.is_some());
+}
+
+#[test]
+fn tpm_registration_binds_the_attestation_key_across_restarts() {
+    let tpm = Swtpm::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
+
+    let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("registration record verifies");
+    assert_eq!(record.record().root_of_trust, ferro_pki::RootOfTrust::Tpm);
+    assert_eq!(record.record().format_version(), 2);
+    // swtpm without `swtpm_setup` has no EK certificate.
+    assert_eq!(record.record().tpm_ek_certificate, None);
+    let registered = record
+        .record()
+        .tpm_attestation_key
+        .clone()
+        .expect("a TPM record names its attestation key");
+    assert_ne!(registered, record.record().device_key);
+
+    let quote_key = |ctx: &DeviceContext| {
+        let nonce = [7u8; 32];
+        let ev = create_evidence(ctx.rot.as_ref(), &nonce, DebugStatus::Disabled).expect("ev");
+        verify_evidence(&ev, &ctx.rot.public_key(), Some(&registered), &nonce)
+            .expect("evidence verifies with the registered attestation key")
+            .quote()
+            .expect("quote")
+            .attestation_key
+            .clone()
+    };
+    // Another process (a new context on the same TPM).
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(quote_key(&ctx), registered);
+    // Re-signing the record (manufacturing state) keeps the key.
+    ctx.set_manufacturing_state(ManufacturingState::DeviceComplete)
+        .expect("forward");
+    let again = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("verifies");
+    assert_eq!(
+        again.record().tpm_attestation_key.as_ref(),
+        Some(&registered)
+    );
+    drop(ctx);
+
+    // The TPM reboots (same state, new swtpm process): same device and attestation key.
+    let tpm = tpm.reboot();
+    // (The swtpm came back on another port: point the device's configuration at it.)
+    ferro_device::layout::write_json(&dd.config(), &DeviceConfig::Tpm { tcti: tpm.tcti() })
+        .expect("config");
+    let ctx = DeviceContext::open(&dd).expect("open after reboot");
+    assert_eq!(ctx.rot.public_key(), record.record().device_key);
+    assert_eq!(ctx.rot.attestation_key(), Some(registered.clone()));
+    assert_eq!(quote_key(&ctx), registered);
 }

@@ -30,8 +30,20 @@ struct Swtpm {
 
 impl Swtpm {
     fn start() -> Swtpm {
+        Swtpm::start_on(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Stop this swtpm and start another on the same state: a reboot of the TPM (PCRs reset;
+    /// seeds, NV and so primary keys kept).
+    fn reboot(mut self) -> Swtpm {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let state = std::mem::replace(&mut self._state, tempfile::tempdir().expect("tempdir"));
+        Swtpm::start_on(state)
+    }
+
+    fn start_on(state: tempfile::TempDir) -> Swtpm {
         for _ in 0..20 {
-            let state = tempfile::tempdir().expect("tempdir");
             // The swtpm TCTI uses `port` for commands and `port + 1` for control.
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");
             let port = l.local_addr().expect("addr").port();
@@ -212,6 +224,8 @@ fn tpm_device_boots_and_attests_trusted() {
         .expect("registration record verifies");
     assert_eq!(reg.device_id().to_string(), device_id);
     assert_eq!(reg.record().root_of_trust, RegisteredRot::Tpm);
+    // Format version 2: the TPM's attestation key, which the service will require on quotes.
+    assert!(reg.record().tpm_attestation_key.is_some());
 
     // Manufacturing registers the record; the tenant claims the device.
     admin.json(&["manufacturing", "register", "--file", s(&registration)]);
@@ -243,4 +257,39 @@ fn tpm_device_boots_and_attests_trusted() {
     let certs = ferro_device::DataDir::new(dd.clone()).certificates();
     let pem = fs::read_to_string(certs.join("device-cert.pem")).expect("device certificate");
     assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
+
+    // The registered attestation key outlives the process and the TPM's boot. The certificate
+    // is removed each time so that the device must attest again.
+    let boot_again = |dd: &Path| {
+        fs::remove_file(certs.join("device-cert.pem")).expect("remove certificate");
+        let mut child = Command::new(binary("ferro-boot"))
+            .args(["--data-dir", s(dd)])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ferro-boot");
+        let ready = wait_ready(&mut child, dd);
+        stop(child);
+        ready
+    };
+    // 1. ferro-device restarted (a new process) on the same running TPM.
+    let ready = boot_again(&dd);
+    assert_eq!(ready["replays"], true, "{ready}");
+    assert_eq!(ready["attestation"], "Trusted", "{ready}");
+    // 2. The TPM reboots (a new swtpm on the same state; PCRs back to zero, /run emptied as a
+    //    tmpfs would be). It listens on another port: point the device's configuration at it.
+    let tpm = tpm.reboot();
+    fs::remove_dir_all(dd.join("run")).expect("clear run/");
+    ferro_device::layout::write_json(
+        &ferro_device::DataDir::new(dd.clone()).config(),
+        &ferro_device::DeviceConfig::Tpm { tcti: tpm.tcti() },
+    )
+    .expect("write config");
+    let ready = boot_again(&dd);
+    assert_eq!(ready["replays"], true, "{ready}");
+    let log: Vec<ferro_device::os::EventJson> =
+        serde_json::from_value(ready["log"].clone()).expect("log");
+    assert_eq!(log.len(), 1, "a new TPM boot starts a new log: {ready}");
+    assert_eq!(ready["attestation"], "Trusted", "{ready}");
 }

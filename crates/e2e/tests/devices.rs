@@ -25,6 +25,7 @@ fn registration(dir: &Path, name: &str, key: &SoftwareSigningKey) -> std::path::
         tpm_ek_certificate: None,
         manufacturing_state: ManufacturingState::DeviceComplete,
         created_at: OffsetDateTime::now_utc(),
+        tpm_attestation_key: None,
     };
     let path = dir.join(format!("{name}.registration"));
     std::fs::write(&path, record.sign(key).expect("sign")).expect("write");

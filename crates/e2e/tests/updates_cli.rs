@@ -29,6 +29,7 @@ fn claimed_device(admin: &User, dir: &Path) -> String {
         tpm_ek_certificate: None,
         manufacturing_state: ManufacturingState::DeviceComplete,
         created_at: OffsetDateTime::now_utc(),
+        tpm_attestation_key: None,
     };
     let id = DeviceId::from_public_key(key.public_key()).to_string();
     let path = dir.join(format!("{id}.registration"));

@@ -169,6 +169,18 @@ pub(crate) fn check_version(
     Ok(())
 }
 
+/// Check format version field 1 against several supported versions; returns the version.
+pub(crate) fn check_version_in(
+    slots: &mut [Option<Value>],
+    supported: &[u64],
+) -> Result<u64, DocumentError> {
+    let v = as_uint(required(slots, 1, "format_version")?, "format_version")?;
+    if !supported.contains(&v) {
+        return Err(DocumentError::UnsupportedVersion(v));
+    }
+    Ok(v)
+}
+
 /// Refuse `bytes` unless they are exactly `canonical` (the re-encoding of what was decoded).
 pub(crate) fn check_canonical(bytes: &[u8], canonical: &[u8]) -> Result<(), DocumentError> {
     if bytes != canonical {

@@ -19,7 +19,10 @@ pub const MAX_REGISTRATION_RECORD_LEN: usize = 16 * 1024;
 pub const MAX_EK_CERTIFICATE_LEN: usize = 4096;
 /// The largest device public key SubjectPublicKeyInfo (a P-256 SPKI is 91 bytes).
 const MAX_SPKI_LEN: usize = 256;
-const FORMAT_VERSION: u64 = 1;
+/// Version 1: no attestation key (software records, and TPM records made before version 2).
+const FORMAT_VERSION_1: u64 = 1;
+/// Version 2: version 1 plus field 8, the TPM attestation key (required in version 2).
+const FORMAT_VERSION_2: u64 = 2;
 
 const K_VERSION: u64 = 1;
 const K_DEVICE_ID: u64 = 2;
@@ -28,7 +31,8 @@ const K_ROOT_OF_TRUST: u64 = 4;
 const K_EK_CERT: u64 = 5;
 const K_MANUFACTURING_STATE: u64 = 6;
 const K_CREATED_AT: u64 = 7;
-const K_MAX: u64 = 7;
+const K_ATTESTATION_KEY: u64 = 8;
+const K_MAX: u64 = 8;
 
 /// Where the device key lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,6 +125,11 @@ pub struct RegistrationRecord {
     pub manufacturing_state: ManufacturingState,
     /// When the record was made (whole seconds; fractions are dropped).
     pub created_at: OffsetDateTime,
+    /// The TPM's attestation key (the restricted signing key whose TPM2_Quotes the service
+    /// accepts for this device), only with [`RootOfTrust::Tpm`]. `Some` makes the record format
+    /// version 2; `None` keeps version 1 (a TPM record without it cannot attest: the service
+    /// fails closed).
+    pub tpm_attestation_key: Option<PublicKey>,
 }
 
 impl RegistrationRecord {
@@ -129,7 +138,33 @@ impl RegistrationRecord {
         DeviceId::from_public_key(&self.device_key)
     }
 
+    /// The format version this record is written in: 2 with an attestation key, else 1.
+    pub fn format_version(&self) -> u64 {
+        if self.tpm_attestation_key.is_some() {
+            FORMAT_VERSION_2
+        } else {
+            FORMAT_VERSION_1
+        }
+    }
+
     fn validate(&self) -> Result<(), DocumentError> {
+        match (&self.tpm_attestation_key, self.root_of_trust) {
+            (Some(_), RootOfTrust::Software) => {
+                return Err(DocumentError::InvalidField {
+                    field: "tpm_attestation_key",
+                    reason: "only a TPM root of trust has an attestation key",
+                });
+            }
+            // The device key is unrestricted (it signs whatever it is given, so it could sign a
+            // forged TPMS_ATTEST): it can never be the attestation key.
+            (Some(ak), RootOfTrust::Tpm) if ak.to_spki_der() == self.device_key.to_spki_der() => {
+                return Err(DocumentError::InvalidField {
+                    field: "tpm_attestation_key",
+                    reason: "the attestation key must not be the device key",
+                });
+            }
+            _ => {}
+        }
         match (&self.tpm_ek_certificate, self.root_of_trust) {
             (Some(_), RootOfTrust::Software) => Err(DocumentError::InvalidField {
                 field: "tpm_ek_certificate",
@@ -144,7 +179,7 @@ impl RegistrationRecord {
     pub fn to_cbor(&self) -> Result<Vec<u8>, DocumentError> {
         self.validate()?;
         let mut map = vec![
-            (cbor::uint(K_VERSION), cbor::uint(FORMAT_VERSION)),
+            (cbor::uint(K_VERSION), cbor::uint(self.format_version())),
             (
                 cbor::uint(K_DEVICE_ID),
                 Value::Bytes(self.device_id().as_bytes().to_vec()),
@@ -169,15 +204,39 @@ impl RegistrationRecord {
             cbor::uint(K_CREATED_AT),
             cbor::uint(cbor::secs_from_time(self.created_at, "created_at")?),
         ));
+        if let Some(ak) = &self.tpm_attestation_key {
+            map.push((
+                cbor::uint(K_ATTESTATION_KEY),
+                Value::Bytes(ak.to_spki_der()),
+            ));
+        }
         cbor::encode(&Value::Map(map))
     }
 
     /// Decode a payload: strict (known keys, types, lengths, canonical form) and checks that the
     /// encoded device ID is the SHA-512 of the encoded key ([`DocumentError::DeviceIdMismatch`]).
+    /// Versions 1 and 2 are read; field 8 exists only in (and is required by) version 2.
     /// Not a signature check: use [`verify_registration_record`].
     pub fn from_cbor(bytes: &[u8]) -> Result<RegistrationRecord, DocumentError> {
         let mut f = cbor::decode_map(bytes, MAX_REGISTRATION_RECORD_LEN, K_MAX)?;
-        cbor::check_version(&mut f, FORMAT_VERSION)?;
+        let version = cbor::check_version_in(&mut f, &[FORMAT_VERSION_1, FORMAT_VERSION_2])?;
+        let ak = cbor::take(&mut f, K_ATTESTATION_KEY);
+        let tpm_attestation_key = match (version, ak) {
+            (FORMAT_VERSION_1, None) => None,
+            (FORMAT_VERSION_1, Some(_)) => {
+                return Err(DocumentError::UnknownKey(K_ATTESTATION_KEY.to_string()));
+            }
+            (_, None) => return Err(DocumentError::MissingField("tpm_attestation_key")),
+            (_, Some(v)) => {
+                let spki = cbor::as_bytes(v, "tpm_attestation_key", 1, MAX_SPKI_LEN)?;
+                Some(
+                    PublicKey::from_spki_der(&spki).map_err(|_| DocumentError::InvalidField {
+                        field: "tpm_attestation_key",
+                        reason: "not a P-256 SubjectPublicKeyInfo",
+                    })?,
+                )
+            }
+        };
         let claimed = cbor::as_bytes(
             cbor::required(&mut f, K_DEVICE_ID, "device_id")?,
             "device_id",
@@ -235,6 +294,7 @@ impl RegistrationRecord {
             tpm_ek_certificate,
             manufacturing_state,
             created_at,
+            tpm_attestation_key,
         };
         cbor::check_canonical(bytes, &record.to_cbor()?)?;
         Ok(record)

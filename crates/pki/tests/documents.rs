@@ -23,6 +23,7 @@ fn record(key: &SoftwareSigningKey) -> RegistrationRecord {
         tpm_ek_certificate: None,
         manufacturing_state: ManufacturingState::DeviceComplete,
         created_at: T0,
+        tpm_attestation_key: None,
     }
 }
 
@@ -95,6 +96,87 @@ fn registration_record_round_trip_and_proof_of_possession() {
     assert_eq!(
         soft_with_ek.to_cbor().unwrap_err().code(),
         "document-invalid-field"
+    );
+}
+
+/// Format version 2: a TPM record with its attestation key (field 8). Version 1 records (no
+/// field 8) are still read and written unchanged.
+#[test]
+fn registration_record_version_2_attestation_key() {
+    let key = SoftwareSigningKey::generate();
+    let ak = SoftwareSigningKey::generate();
+    let tpm = RegistrationRecord {
+        root_of_trust: RootOfTrust::Tpm,
+        tpm_attestation_key: Some(ak.public_key().clone()),
+        ..record(&key)
+    };
+    assert_eq!(tpm.format_version(), 2);
+    assert_eq!(record(&key).format_version(), 1);
+    let payload = tpm.to_cbor().unwrap();
+    // a7 (7 fields), version 2, ..., then 08 58 5b <AK SPKI> last.
+    assert_eq!(&payload[..3], &[0xa7, 0x01, 0x02]);
+    let mut tail = vec![0x08, 0x58, 91];
+    tail.extend_from_slice(&ak.public_key().to_spki_der());
+    assert!(payload.ends_with(&tail));
+    let v = verify_registration_record(&tpm.sign(&key).unwrap()).unwrap();
+    assert_eq!(
+        v.record().tpm_attestation_key.as_ref(),
+        Some(ak.public_key())
+    );
+    assert_eq!(v.into_record(), tpm);
+    // A version-1 TPM record (made before version 2) still verifies, without an attestation key.
+    let v1 = RegistrationRecord {
+        root_of_trust: RootOfTrust::Tpm,
+        ..record(&key)
+    };
+    let v = verify_registration_record(&v1.sign(&key).unwrap()).unwrap();
+    assert_eq!(v.record().tpm_attestation_key, None);
+
+    // Rules: only TPM records have an attestation key, and it is not the device key.
+    let soft = RegistrationRecord {
+        root_of_trust: RootOfTrust::Software,
+        ..tpm.clone()
+    };
+    assert_eq!(soft.to_cbor().unwrap_err().code(), "document-invalid-field");
+    let same = RegistrationRecord {
+        tpm_attestation_key: Some(key.public_key().clone()),
+        ..tpm.clone()
+    };
+    assert_eq!(same.to_cbor().unwrap_err().code(), "document-invalid-field");
+
+    // Hand-made payloads, correctly signed by the device key.
+    let pairs = match ciborium::de::from_reader::<Value, _>(&payload[..]).unwrap() {
+        Value::Map(p) => p,
+        _ => unreachable!(),
+    };
+    let signed = |pairs: Pairs| {
+        let bytes = cbor(&Value::Map(pairs));
+        verify_registration_record(&sign1(&key, Purpose::RegistrationRecord, &bytes, &[]).unwrap())
+    };
+    // Version 1 with field 8: an unknown key in version 1.
+    let mut v1_with_ak = pairs.clone();
+    v1_with_ak[0].1 = uint(1);
+    assert_eq!(
+        signed(v1_with_ak).unwrap_err().code(),
+        "document-unknown-key"
+    );
+    // Version 2 without field 8.
+    let mut v2_without = pairs.clone();
+    v2_without.pop();
+    assert_eq!(
+        signed(v2_without).unwrap_err().code(),
+        "document-missing-field"
+    );
+    // Field 8 not a P-256 key.
+    let mut bad_ak = pairs.clone();
+    bad_ak.last_mut().unwrap().1 = Value::Bytes(vec![0x30, 0x00]);
+    assert_eq!(signed(bad_ak).unwrap_err().code(), "document-invalid-field");
+    // Version 3 is unknown.
+    let mut v3 = pairs;
+    v3[0].1 = uint(3);
+    assert_eq!(
+        signed(v3).unwrap_err().code(),
+        "document-unsupported-version"
     );
 }
 
@@ -213,8 +295,8 @@ fn malformed_payloads(valid: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static str)
             "document-missing-field",
         ),
         (
-            "version 2",
-            with(&|p| p[0].1 = uint(2)),
+            "version 99",
+            with(&|p| p[0].1 = uint(99)),
             "document-unsupported-version",
         ),
         ("keys out of order", with(&|p| p.swap(1, 2)), ""),

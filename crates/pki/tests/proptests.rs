@@ -24,16 +24,25 @@ fn time() -> impl Strategy<Value = OffsetDateTime> {
 }
 
 fn record() -> impl Strategy<Value = RegistrationRecord> {
-    (0usize..6, 0u64..3, time()).prop_map(|(k, state, t)| RegistrationRecord {
-        device_key: public(k),
-        root_of_trust: RootOfTrust::Software,
-        tpm_ek_certificate: None,
-        manufacturing_state: match state {
-            0 => ManufacturingState::Blank,
-            1 => ManufacturingState::Module1Complete,
-            _ => ManufacturingState::DeviceComplete,
-        },
-        created_at: t,
+    // `ak`: None = a software record (version 1); Some(j) = a TPM record whose attestation key
+    // is fixed key k + 1 + j (never the device key), format version 2.
+    (0usize..6, 0u64..3, time(), proptest::option::of(0usize..5)).prop_map(|(k, state, t, ak)| {
+        RegistrationRecord {
+            device_key: public(k),
+            root_of_trust: if ak.is_some() {
+                RootOfTrust::Tpm
+            } else {
+                RootOfTrust::Software
+            },
+            tpm_ek_certificate: None,
+            manufacturing_state: match state {
+                0 => ManufacturingState::Blank,
+                1 => ManufacturingState::Module1Complete,
+                _ => ManufacturingState::DeviceComplete,
+            },
+            created_at: t,
+            tpm_attestation_key: ak.map(|j| public(k + 1 + j)),
+        }
     })
 }
 

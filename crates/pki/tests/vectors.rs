@@ -62,10 +62,25 @@ fn identity_document_vectors() {
         tpm_ek_certificate: None,
         manufacturing_state: ManufacturingState::DeviceComplete,
         created_at: at(1_790_000_000),
+        tpm_attestation_key: None,
     };
     let bytes = golden("registration-record.cose", record.sign(&device).unwrap());
     let verified = verify_registration_record(&bytes).unwrap();
     assert_eq!(verified.device_id(), device_id);
+    assert!(verify_registration_record(&flipped(&bytes)).is_err());
+
+    // Format version 2: a TPM record with its attestation key (the untrusted test key).
+    let tpm_record = RegistrationRecord {
+        root_of_trust: RootOfTrust::Tpm,
+        tpm_attestation_key: Some(platform.public_key().clone()),
+        ..record.clone()
+    };
+    let bytes = golden(
+        "registration-record-tpm-v2.cose",
+        tpm_record.sign(&device).unwrap(),
+    );
+    let verified = verify_registration_record(&bytes).unwrap();
+    assert_eq!(verified.record(), &tpm_record);
     assert!(verify_registration_record(&flipped(&bytes)).is_err());
 
     let capability = CapabilityFile::app_development(

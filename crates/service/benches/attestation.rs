@@ -114,6 +114,7 @@ fn main() {
                 tpm_ek_certificate: None,
                 manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
                 created_at: time::OffsetDateTime::now_utc(),
+                tpm_attestation_key: None,
             };
             records.push(Base64::encode_string(
                 &rec.sign(rot.device_key().as_ref()).unwrap(),

@@ -27,6 +27,9 @@ pub mod codes {
     pub const WRONG_DEVICE: &str = "wrong_device";
     /// TPM: the quote is missing, unsigned, for another nonce, or the log does not replay to it.
     pub const QUOTE_MISMATCH: &str = "quote_mismatch";
+    /// TPM: the quote is not signed by the attestation key of the device's registration record,
+    /// or the record has none (a TPM device registered before record format version 2).
+    pub const UNKNOWN_ATTESTATION_KEY: &str = "unknown_attestation_key";
     /// A measurement is neither a published OS release nor an image of the device's tenant.
     pub const UNKNOWN_MEASUREMENT: &str = "unknown_measurement";
     /// An image unknown to the tenant (test-signed) on a device without AppDevelopment.
@@ -50,6 +53,7 @@ pub fn evidence_reason(e: &EvidenceError) -> AttestationReason {
         E::TooLarge | E::Envelope(_) | E::Malformed(_) => codes::BAD_SIGNATURE,
         E::NonceMismatch => codes::NONCE_MISMATCH,
         E::WrongDevice => codes::WRONG_DEVICE,
+        E::UnknownAttestationKey | E::NoRegisteredAttestationKey => codes::UNKNOWN_ATTESTATION_KEY,
         _ => codes::QUOTE_MISMATCH,
     };
     reason(code, format!("{} ({})", e, e.code()))

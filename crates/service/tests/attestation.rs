@@ -189,6 +189,59 @@ async fn attacks_are_refused(t: &TestApp) {
         &submit(t, &d.id, &n1, &evidence(&d.rot, &n2)).await,
         "nonce_mismatch",
     );
+    // None of these is recorded on the device: they prove nothing about who sent them (a
+    // stranger's signature, a captured evidence replayed with a fresh nonce).
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/devices/{}", d.id), &admin)
+        .await;
+    assert_eq!(r.body["lastAttestationResult"], "Trusted", "{:?}", r.body);
+    assert_eq!(r.body["lastAttestationReasons"], json!([]));
+    // Evidence the device key signed over the fresh nonce but that fails later checks is the
+    // device's own statement: recorded (here it names another device).
+    let n = challenge(t, &d.id).await;
+    let mut claims = ferro_trust::evidence::decode_claims(
+        &ferro_signing::parse_unverified(&evidence(&d.rot, &n))
+            .unwrap()
+            .unverified_payload,
+    )
+    .unwrap();
+    claims.device_id = other.rot.device_id();
+    let signed = ferro_signing::sign1(
+        d.rot.device_key().as_ref(),
+        ferro_signing::Purpose::AttestationEvidence,
+        &ferro_trust::evidence::encode_claims(&claims).unwrap(),
+        &[],
+    )
+    .unwrap();
+    assert_untrusted(&submit(t, &d.id, &n, &signed).await, "wrong_device");
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/devices/{}", d.id), &admin)
+        .await;
+    assert_eq!(r.body["lastAttestationResult"], "Untrusted", "{:?}", r.body);
+    assert_eq!(r.body["lastAttestationReasons"][0]["code"], "wrong_device");
+    // ... and the other device's record is untouched.
+    let r = t
+        .get(&format!("/v1/tenants/{tid}/devices/{}", other.id), &admin)
+        .await;
+    assert!(r.body["lastAttestationResult"].is_null(), "{:?}", r.body);
+    // A software device cannot send TPM-kind evidence either.
+    let n = challenge(t, &d.id).await;
+    let mut claims = ferro_trust::evidence::decode_claims(
+        &ferro_signing::parse_unverified(&evidence(&d.rot, &n))
+            .unwrap()
+            .unverified_payload,
+    )
+    .unwrap();
+    claims.root_of_trust = ferro_trust::RootOfTrustKind::Tpm;
+    let signed = ferro_signing::sign1(
+        d.rot.device_key().as_ref(),
+        ferro_signing::Purpose::AttestationEvidence,
+        &ferro_trust::evidence::encode_claims(&claims).unwrap(),
+        &[],
+    )
+    .unwrap();
+    assert_untrusted(&submit(t, &d.id, &n, &signed).await, "quote_mismatch");
+    assert_eq!(attest(t, &d).await["verdict"], "Trusted");
     // Unregistered: still gets a nonce (no registration oracle on the challenge route).
     let u = new_rot();
     assert_untrusted(&attest(t, &u).await, "unregistered");
@@ -585,7 +638,7 @@ async fn device_client_and_mosquitto(t: &TestApp) {
 #[cfg(feature = "tpm-tests")]
 mod tpm {
     use super::*;
-    use ferro_signing::{Purpose, Signer as _, SoftwareSigningKey, sign1};
+    use ferro_signing::{PublicKey, Purpose, Signer as _, SoftwareSigningKey, sign1};
     use ferro_trust::evidence::{Claims, decode_claims, encode_claims};
     use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse_quote};
     use ferro_trust::{TpmConfig, TpmQuote, TpmRootOfTrust};
@@ -597,6 +650,9 @@ mod tpm {
     both!(
         tpm_device_is_trusted_and_quote_attacks_refused,
         tpm_device_cannot_downgrade_to_software_evidence,
+        tpm_quote_by_a_foreign_attestation_key_is_refused,
+        tpm_record_with_another_attestation_key_is_refused,
+        tpm_record_without_attestation_key_is_refused,
     );
 
     /// A running `swtpm socket` with its state directory; killed on drop (as in
@@ -669,22 +725,39 @@ mod tpm {
         }
     }
 
-    /// Register `rot` as a TPM device (RootOfTrust::Tpm record signed by the TPM-held key) and
-    /// claim it for `tid`.
-    async fn register_and_claim(t: &TestApp, rot: &TpmRootOfTrust, tid: &str, admin: &str) {
-        let record = ferro_pki::RegistrationRecord {
+    /// A TPM registration record for `rot` (signed by the TPM-held device key) naming `ak` as
+    /// its attestation key (format version 2; `None`: version 1).
+    fn tpm_record(rot: &TpmRootOfTrust, ak: Option<PublicKey>) -> Vec<u8> {
+        ferro_pki::RegistrationRecord {
             device_key: rot.public_key(),
             root_of_trust: ferro_pki::RootOfTrust::Tpm,
             tpm_ek_certificate: None,
             manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
             created_at: time::OffsetDateTime::now_utc(),
-        };
-        let bytes = record.sign(rot.device_key().as_ref()).unwrap();
+            tpm_attestation_key: ak,
+        }
+        .sign(rot.device_key().as_ref())
+        .unwrap()
+    }
+
+    /// Register `rot` as a TPM device with its own attestation key and claim it for `tid`.
+    async fn register_and_claim(t: &TestApp, rot: &TpmRootOfTrust, tid: &str, admin: &str) {
+        register_with_ak_and_claim(t, rot, rot.attestation_key(), tid, admin).await;
+    }
+
+    /// Register `rot` as a TPM device whose record names `ak`, and claim it for `tid`.
+    async fn register_with_ak_and_claim(
+        t: &TestApp,
+        rot: &TpmRootOfTrust,
+        ak: Option<PublicKey>,
+        tid: &str,
+        admin: &str,
+    ) {
         let r = t
             .post(
                 "/v1/manufacturing/registrations",
                 &t.operator,
-                json!({"records": [b64(&bytes)]}),
+                json!({"records": [b64(&tpm_record(rot, ak))]}),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -703,6 +776,23 @@ mod tpm {
             )
             .await;
         assert_eq!(r.body["rootOfTrust"], "Tpm", "{:?}", r.body);
+    }
+
+    /// The device's last recorded attestation result and reason codes.
+    async fn recorded(t: &TestApp, tid: &str, admin: &str, did: &str) -> (Value, Vec<String>) {
+        let r = t
+            .get(&format!("/v1/tenants/{tid}/devices/{did}"), admin)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let reasons = r.body["lastAttestationReasons"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| r["code"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (r.body["lastAttestationResult"].clone(), reasons)
     }
 
     /// The claims of genuine evidence for `nonce` (base64url).
@@ -786,8 +876,11 @@ mod tpm {
             &submit(t, &did, &n, &resign(&rot, &c)).await,
             "quote_mismatch",
         );
-        // (Evidence that fails verification, a bad quote included, is not recorded on the
-        // device: lastAttestationResult stays as it was. See the report.)
+        // Signed by the device key over the fresh nonce, so recorded on the device.
+        assert_eq!(
+            recorded(t, &tid, &admin, &did).await,
+            (json!("Untrusted"), vec!["quote_mismatch".to_string()])
+        );
 
         // 2. The quote is over another PCR value: the TPM measured a tampered OS but the log
         //    claims the published one.
@@ -839,8 +932,9 @@ mod tpm {
             "quote_mismatch",
         );
 
-        // 4. A quote over another PCR selection, validly signed by its (software) AK: refused
-        //    by the selection check.
+        // 4. A quote over another PCR selection, validly signed by its own (software) AK:
+        //    refused, as that is not the registered AK (the selection check itself is tested
+        //    in crates/trust/tests/tpm.rs with a stand-in registered key).
         let ak = SoftwareSigningKey::generate();
         for pcrs in [vec![16], vec![15, 16], vec![]] {
             let n = challenge(t, &did).await;
@@ -858,7 +952,7 @@ mod tpm {
             });
             assert_untrusted(
                 &submit(t, &did, &n, &resign(&rot, &c)).await,
-                "quote_mismatch",
+                "unknown_attestation_key",
             );
         }
 
@@ -875,9 +969,29 @@ mod tpm {
         let n = challenge(t, &did).await;
         let v = submit(t, &did, &n, &evidence(&rot, &n)).await;
         assert_eq!(v["verdict"], "Trusted", "{v}");
+        assert_eq!(
+            recorded(t, &tid, &admin, &did).await,
+            (json!("Trusted"), vec![])
+        );
+
+        // Failures that prove nothing about the sender are not recorded: evidence signed by
+        // another key, and genuine evidence for another nonce (a replayed capture).
+        let n = challenge(t, &did).await;
+        assert_untrusted(
+            &submit(t, &did, &n, &evidence(&evil_rot, &n)).await,
+            "bad_signature",
+        );
+        let n_old = challenge(t, &did).await;
+        let captured = evidence(&rot, &n_old);
+        let n = challenge(t, &did).await;
+        assert_untrusted(&submit(t, &did, &n, &captured).await, "nonce_mismatch");
+        assert_eq!(
+            recorded(t, &tid, &admin, &did).await,
+            (json!("Trusted"), vec![])
+        );
     }
 
-    /// A TPM-registered device that measured a tampered OS, for the gap tests below.
+    /// A TPM-registered device that measured a tampered OS, for the attack tests below.
     async fn tampered_tpm_device(t: &TestApp) -> (Swtpm, TpmRootOfTrust, MeasurementEvent) {
         let (tid, admin) = t.tenant().await;
         let os = os_event(t).await;
@@ -909,12 +1023,22 @@ mod tpm {
         );
     }
 
-    /// KNOWN GAP (ignored until the attestation key is bound to the TPM, e.g. by credential
-    /// activation against the EK, or certified by the device key at registration): the quote's
-    /// attestation key travels in the evidence and is trusted as is, so a compromised OS signs
-    /// its own quote over the PCR value of a forged log with a software key.
+    /// A compromised OS on a TPM device (which can use the TPM-held device key, but not make
+    /// the TPM's restricted attestation key sign a forged `TPMS_ATTEST`) signs its own quote over
+    /// the PCR value of a forged log with a software key: refused, because the quote must be by
+    /// exactly the attestation key of the device's registration record; and recorded on the
+    /// device, since the device key signed it over the fresh nonce.
     async fn tpm_quote_by_a_foreign_attestation_key_is_refused(t: &TestApp) {
-        let (_swtpm, rot, os) = tampered_tpm_device(t).await;
+        let (tid, admin) = t.tenant().await;
+        let os = os_event(t).await;
+        let swtpm = Swtpm::start();
+        let rot = swtpm.open();
+        register_and_claim(t, &rot, &tid, &admin).await;
+        rot.extend_measurement(&MeasurementEvent {
+            digest: [0xab; 32],
+            ..os.clone()
+        })
+        .unwrap();
         let did = rot.device_id().to_string();
         let n = challenge(t, &did).await;
         let mut c = claims_for(&rot, &n);
@@ -926,22 +1050,151 @@ mod tpm {
         let ak = SoftwareSigningKey::generate();
         c.tpm_quote = Some(TpmQuote {
             signature: ak.sign(&attest).unwrap().0,
-            attest,
+            attest: attest.clone(),
             attestation_key: ak.public_key().to_spki_der(),
         });
+        let v = submit(t, &did, &n, &resign(&rot, &c)).await;
+        assert_untrusted(&v, "unknown_attestation_key");
+        assert_eq!(codes(&v), ["unknown_attestation_key"], "{v}");
+        assert_eq!(
+            recorded(t, &tid, &admin, &did).await,
+            (
+                json!("Untrusted"),
+                vec!["unknown_attestation_key".to_string()]
+            )
+        );
+        // The same forgery naming the registered AK: its signature does not verify.
+        let n = challenge(t, &did).await;
+        let mut c2 = claims_for(&rot, &n);
+        c2.measurements = c.measurements.clone();
+        let mut q = c.tpm_quote.clone().unwrap();
+        let mut info = parse_quote(&q.attest).unwrap();
+        info.extra_data = Base64UrlUnpadded::decode_vec(&n).unwrap();
+        q.attest = marshal_quote(&info);
+        q.signature = ak.sign(&q.attest).unwrap().0;
+        q.attestation_key = rot.attestation_key().unwrap().to_spki_der();
+        c2.tpm_quote = Some(q);
+        assert_untrusted(
+            &submit(t, &did, &n, &resign(&rot, &c2)).await,
+            "quote_mismatch",
+        );
+        // The honest evidence of the tampered OS is what the device can send: Untrusted for
+        // its measurement, not for its key.
+        let n = challenge(t, &did).await;
+        let v = submit(t, &did, &n, &evidence(&rot, &n)).await;
+        assert_eq!(codes(&v), ["unknown_measurement"], "{v}");
+    }
+
+    /// The registration record binds the device to one attestation key: a device registered
+    /// with another TPM's attestation key (or any other key) cannot attest with this TPM's
+    /// genuine quotes, and re-registering the device with another key is a conflict.
+    async fn tpm_record_with_another_attestation_key_is_refused(t: &TestApp) {
+        let (tid, admin) = t.tenant().await;
+        let os = os_event(t).await;
+        let swtpm = Swtpm::start();
+        let rot = swtpm.open();
+        let other_ak = {
+            let other = Swtpm::start();
+            other.open().attestation_key().unwrap()
+        };
+        assert_ne!(Some(&other_ak), rot.attestation_key().as_ref());
+        register_with_ak_and_claim(t, &rot, Some(other_ak), &tid, &admin).await;
+        rot.extend_measurement(&os).unwrap();
+        let did = rot.device_id().to_string();
+        let n = challenge(t, &did).await;
+        let v = submit(t, &did, &n, &evidence(&rot, &n)).await;
+        assert_untrusted(&v, "unknown_attestation_key");
+        assert_eq!(
+            recorded(t, &tid, &admin, &did).await,
+            (
+                json!("Untrusted"),
+                vec!["unknown_attestation_key".to_string()]
+            )
+        );
+        // A second record for the device (now with its true AK) does not replace the first.
+        let r = t
+            .post(
+                "/v1/manufacturing/registrations",
+                &t.operator,
+                json!({"records": [b64(&tpm_record(&rot, rot.attestation_key()))]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        assert_eq!(r.code(), "registration_conflict");
+        let n = challenge(t, &did).await;
+        assert_untrusted(
+            &submit(t, &did, &n, &evidence(&rot, &n)).await,
+            "unknown_attestation_key",
+        );
+    }
+
+    /// Fail closed without an attestation key: a TPM record without one (format version 1) is
+    /// refused at upload, and a TPM device stored without one (registered before version 2;
+    /// made here by clearing the column) is refused at appraisal, genuine quote or not.
+    async fn tpm_record_without_attestation_key_is_refused(t: &TestApp) {
+        let (tid, admin) = t.tenant().await;
+        let os = os_event(t).await;
+        let swtpm = Swtpm::start();
+        let rot = swtpm.open();
+        let did = rot.device_id().to_string();
+        let r = t
+            .post(
+                "/v1/manufacturing/registrations",
+                &t.operator,
+                json!({"records": [b64(&tpm_record(&rot, None))]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+        assert_eq!(r.code(), "invalid_registration_record");
+        assert_eq!(
+            r.body["error"]["details"][0]["code"], "missing_attestation_key",
+            "{:?}",
+            r.body
+        );
+        assert_eq!(
+            t.count(&format!(
+                "SELECT COUNT(*) FROM device_registrations WHERE device_id = '{did}'"
+            ))
+            .await,
+            0
+        );
+
+        register_and_claim(t, &rot, &tid, &admin).await;
+        rot.extend_measurement(&os).unwrap();
+        let n = challenge(t, &did).await;
+        assert_eq!(
+            submit(t, &did, &n, &evidence(&rot, &n)).await["verdict"],
+            "Trusted"
+        );
+        t.exec(&format!(
+            "UPDATE device_registrations SET attestation_key = NULL WHERE device_id = '{did}'"
+        ))
+        .await;
+        let n = challenge(t, &did).await;
+        let v = submit(t, &did, &n, &evidence(&rot, &n)).await;
+        assert_untrusted(&v, "unknown_attestation_key");
+        assert!(
+            v["reasons"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no TPM attestation key"),
+            "{v}"
+        );
+        assert_eq!(
+            recorded(t, &tid, &admin, &did).await,
+            (
+                json!("Untrusted"),
+                vec!["unknown_attestation_key".to_string()]
+            )
+        );
+        // Nor can it fall back to software evidence.
+        let n = challenge(t, &did).await;
+        let mut c = claims_for(&rot, &n);
+        c.root_of_trust = ferro_trust::RootOfTrustKind::Software;
+        c.tpm_quote = None;
         assert_untrusted(
             &submit(t, &did, &n, &resign(&rot, &c)).await,
             "quote_mismatch",
         );
-    }
-
-    mod known_gaps {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        #[ignore = "known gap: the quote's attestation key is not bound to the TPM (see report)"]
-        async fn foreign_attestation_key() {
-            let t = crate::common::TestApp::new(crate::common::Backend::Sqlite).await;
-            super::tpm_quote_by_a_foreign_attestation_key_is_refused(&t).await;
-            t.finish().await;
-        }
     }
 }

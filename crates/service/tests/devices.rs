@@ -28,6 +28,7 @@ fn record_for(key: &SoftwareSigningKey, created: i64) -> RegistrationRecord {
         tpm_ek_certificate: None,
         manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
         created_at: time::OffsetDateTime::from_unix_timestamp(created).unwrap(),
+        tpm_attestation_key: None,
     }
 }
 

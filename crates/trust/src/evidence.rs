@@ -21,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ciborium::value::Value;
 use ferro_signing::{DeviceId, PublicKey, Purpose, TrustedKeys, VerifyError, sign1, verify1};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::cbor;
 use crate::software::verify_p256;
@@ -126,6 +127,12 @@ pub enum EvidenceError {
     /// The measurement log does not replay to the quoted PCR.
     #[error("measurement log does not replay to the quoted PCR value")]
     LogDoesNotReplay,
+    /// The quote is not by the attestation key registered for the device.
+    #[error("TPM quote is not signed by the attestation key registered for this device")]
+    UnknownAttestationKey,
+    /// TPM evidence for a device whose registration has no attestation key (fail closed).
+    #[error("the device's registration has no TPM attestation key, so no quote can be accepted")]
+    NoRegisteredAttestationKey,
 }
 
 impl EvidenceError {
@@ -144,6 +151,8 @@ impl EvidenceError {
             EvidenceError::QuoteNonceMismatch => "quote-nonce-mismatch",
             EvidenceError::QuotePcrSelection => "quote-pcr-selection",
             EvidenceError::LogDoesNotReplay => "log-does-not-replay",
+            EvidenceError::UnknownAttestationKey => "unknown-attestation-key",
+            EvidenceError::NoRegisteredAttestationKey => "no-registered-attestation-key",
         }
     }
 }
@@ -365,14 +374,15 @@ pub fn create_evidence_at(
 /// A verified TPM quote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedQuote {
-    /// The attestation key that signed the quote (as the device key vouched for it).
+    /// The attestation key that signed the quote (the one registered for the device).
     pub attestation_key: PublicKey,
     /// The parsed quote (clock, reset count, ...).
     pub info: QuoteInfo,
 }
 
-/// Evidence whose signature, nonce, device and (TPM) quote verified. Only [`verify_evidence`]
-/// makes one. Appraising the measurements (known OS releases, tenant images) is the caller's job.
+/// Evidence whose signature, nonce, device and (TPM) quote verified. Only
+/// [`AuthenticatedEvidence::verify`] (the second stage of [`verify_evidence`]) makes one.
+/// Appraising the measurements (known OS releases, tenant images) is the caller's job.
 #[derive(Clone, Debug)]
 pub struct VerifiedEvidence {
     claims: Claims,
@@ -419,17 +429,27 @@ impl VerifiedEvidence {
     }
 }
 
-/// Verify a TPM quote: the attestation key's signature over `TPMS_ATTEST`, a quote structure,
-/// qualifying data equal to `expected_nonce`, a selection of exactly PCR [`FERRO_PCR`] in the
-/// SHA-256 bank, and a PCR digest equal to SHA-256 of `expected_pcr_value`.
+/// Verify a TPM quote: made by exactly `registered_ak`, the attestation key registered for the
+/// device (the quote's own key field must be that key, compared in constant time, and the
+/// signature over `TPMS_ATTEST` must verify with it), a quote structure, qualifying data equal
+/// to `expected_nonce`, a selection of exactly PCR [`FERRO_PCR`] in the SHA-256 bank, and a PCR
+/// digest equal to SHA-256 of `expected_pcr_value`.
 pub fn verify_tpm_quote(
     quote: &TpmQuote,
+    registered_ak: &PublicKey,
     expected_nonce: &[u8],
     expected_pcr_value: &[u8; 32],
 ) -> Result<VerifiedQuote, EvidenceError> {
-    let ak = PublicKey::from_spki_der(&quote.attestation_key)
-        .map_err(|_| EvidenceError::Malformed("quote attestation key"))?;
-    if !verify_p256(&ak, &quote.attest, &quote.signature) {
+    let registered = registered_ak.to_spki_der();
+    if !bool::from(
+        quote
+            .attestation_key
+            .as_slice()
+            .ct_eq(registered.as_slice()),
+    ) {
+        return Err(EvidenceError::UnknownAttestationKey);
+    }
+    if !verify_p256(registered_ak, &quote.attest, &quote.signature) {
         return Err(EvidenceError::QuoteSignature);
     }
     let info = tpm_attest::parse_quote(&quote.attest)?;
@@ -448,43 +468,93 @@ pub fn verify_tpm_quote(
         return Err(EvidenceError::LogDoesNotReplay);
     }
     Ok(VerifiedQuote {
-        attestation_key: ak,
+        attestation_key: registered_ak.clone(),
         info,
     })
 }
 
-/// Verify evidence from the device whose key is `device_key`, for the challenge
-/// `expected_nonce`: the COSE_Sign1 (purpose, key, signature, strict profile), the claims
-/// (strict, deterministic), the nonce, the device ID and UEID, and by root of trust kind:
-/// software evidence must carry no quote; TPM evidence must carry a quote that verifies
-/// ([`verify_tpm_quote`]) against the PCR value the measurement log replays to.
-pub fn verify_evidence(
+/// Evidence whose COSE_Sign1 verified with the device key and whose (strict) claims sign exactly
+/// the expected nonce: the device key's holder answered this challenge. Nothing else is checked
+/// yet; [`AuthenticatedEvidence::verify`] does the rest. Only [`authenticate_evidence`] makes
+/// one. A verifier may act on a failure of the second stage as the device's own statement (the
+/// service records it on the device), which it must not do for a failure of the first.
+#[derive(Clone, Debug)]
+pub struct AuthenticatedEvidence {
+    claims: Claims,
+    device_key: PublicKey,
+}
+
+impl AuthenticatedEvidence {
+    /// The claims (signed by the device key, over the expected nonce; not yet appraised).
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The second stage of [`verify_evidence`]: the device ID and UEID are those of the device
+    /// key, and by root of trust kind: software evidence carries no quote; TPM evidence carries a
+    /// quote by exactly `registered_ak` that verifies ([`verify_tpm_quote`]) against the PCR
+    /// value the measurement log replays to. TPM evidence with no registered attestation key is
+    /// refused ([`EvidenceError::NoRegisteredAttestationKey`]).
+    pub fn verify(
+        self,
+        registered_ak: Option<&PublicKey>,
+    ) -> Result<VerifiedEvidence, EvidenceError> {
+        let claims = self.claims;
+        if claims.device_id != DeviceId::from_public_key(&self.device_key) {
+            return Err(EvidenceError::WrongDevice);
+        }
+        let pcr_value = MeasurementLog::from_events(claims.measurements.iter().cloned()).replay();
+        let quote = match (claims.root_of_trust, &claims.tpm_quote) {
+            (RootOfTrustKind::Software, None) => None,
+            (RootOfTrustKind::Software, Some(_)) => return Err(EvidenceError::UnexpectedQuote),
+            (RootOfTrustKind::Tpm, None) => return Err(EvidenceError::MissingQuote),
+            (RootOfTrustKind::Tpm, Some(q)) => {
+                let ak = registered_ak.ok_or(EvidenceError::NoRegisteredAttestationKey)?;
+                Some(verify_tpm_quote(q, ak, &claims.nonce, &pcr_value)?)
+            }
+        };
+        Ok(VerifiedEvidence {
+            claims,
+            pcr_value,
+            quote,
+        })
+    }
+}
+
+/// The first stage of [`verify_evidence`]: size, the COSE_Sign1 (purpose, exactly `device_key`,
+/// signature, strict profile), strict deterministic claims, and the nonce equal to
+/// `expected_nonce`.
+pub fn authenticate_evidence(
     bytes: &[u8],
     device_key: &PublicKey,
     expected_nonce: &[u8],
-) -> Result<VerifiedEvidence, EvidenceError> {
+) -> Result<AuthenticatedEvidence, EvidenceError> {
     if bytes.len() > MAX_EVIDENCE_LEN {
         return Err(EvidenceError::TooLarge);
     }
     let trusted: TrustedKeys = [device_key.clone()].into_iter().collect();
     let verified = verify1(bytes, Purpose::AttestationEvidence, &trusted, &[])?;
     let claims = decode_claims(verified.payload())?;
-    if claims.nonce != expected_nonce {
+    if !bool::from(claims.nonce.as_slice().ct_eq(expected_nonce)) {
         return Err(EvidenceError::NonceMismatch);
     }
-    if claims.device_id != DeviceId::from_public_key(device_key) {
-        return Err(EvidenceError::WrongDevice);
-    }
-    let pcr_value = MeasurementLog::from_events(claims.measurements.iter().cloned()).replay();
-    let quote = match (claims.root_of_trust, &claims.tpm_quote) {
-        (RootOfTrustKind::Software, None) => None,
-        (RootOfTrustKind::Software, Some(_)) => return Err(EvidenceError::UnexpectedQuote),
-        (RootOfTrustKind::Tpm, None) => return Err(EvidenceError::MissingQuote),
-        (RootOfTrustKind::Tpm, Some(q)) => Some(verify_tpm_quote(q, expected_nonce, &pcr_value)?),
-    };
-    Ok(VerifiedEvidence {
+    Ok(AuthenticatedEvidence {
         claims,
-        pcr_value,
-        quote,
+        device_key: device_key.clone(),
     })
+}
+
+/// Verify evidence from the device whose key is `device_key` and whose registered TPM
+/// attestation key (if any) is `registered_ak`, for the challenge `expected_nonce`:
+/// [`authenticate_evidence`] (COSE_Sign1, strict claims, nonce), then
+/// [`AuthenticatedEvidence::verify`] (device ID and UEID; software evidence carries no quote;
+/// TPM evidence carries a quote by exactly `registered_ak` that verifies against the PCR value
+/// the measurement log replays to; no registered attestation key means no TPM evidence passes).
+pub fn verify_evidence(
+    bytes: &[u8],
+    device_key: &PublicKey,
+    registered_ak: Option<&PublicKey>,
+    expected_nonce: &[u8],
+) -> Result<VerifiedEvidence, EvidenceError> {
+    authenticate_evidence(bytes, device_key, expected_nonce)?.verify(registered_ak)
 }

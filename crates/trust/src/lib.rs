@@ -86,7 +86,9 @@ pub struct TpmQuote {
     pub attest: Vec<u8>,
     /// The attestation key's ECDSA P-256 / SHA-256 signature over `attest`, `r || s`.
     pub signature: [u8; 64],
-    /// The attestation key (restricted signing key in the TPM), DER SubjectPublicKeyInfo.
+    /// The attestation key (restricted signing key in the TPM), DER SubjectPublicKeyInfo. Only
+    /// informative: the verifier checks the quote with the attestation key registered for the
+    /// device and refuses any other.
     pub attestation_key: Vec<u8>,
 }
 
@@ -135,6 +137,21 @@ pub trait RootOfTrust: Send + Sync + std::fmt::Debug {
 
     /// `n` random bytes (at most [`MAX_RANDOM_LEN`]) from the root of trust's generator.
     fn random(&self, n: usize) -> Result<Vec<u8>, TrustError>;
+
+    /// The attestation key that signs this root of trust's platform quotes (a TPM's restricted
+    /// signing key, the same key at every open), or `None` for roots of trust without quotes
+    /// (software). Provisioning records it in the registration record, and the service accepts
+    /// only quotes signed by the key recorded there.
+    fn attestation_key(&self) -> Option<PublicKey> {
+        None
+    }
+
+    /// The TPM's endorsement key certificate (DER, as its manufacturer stored it in NV), if it
+    /// has one; `None` for a TPM without one and for roots of trust that are not TPMs.
+    /// Provisioning puts it in the registration record for the service to check later.
+    fn ek_certificate(&self) -> Result<Option<Vec<u8>>, TrustError> {
+        Ok(None)
+    }
 
     /// A platform quote over the measurement register with `nonce` as qualifying data: `Some` for
     /// a TPM (TPM2_Quote), `None` for roots of trust that have no platform quote (software).

@@ -6,7 +6,10 @@
 //!   stored: `fixedTPM | fixedParent | sensitiveDataOrigin`, so it can never leave the TPM. It
 //!   changes only if the owner hierarchy is cleared (TPM2_Clear), which is a new device.
 //! - **Attestation key**: a restricted ECC P-256 signing primary key (same derivation), used only
-//!   for TPM2_Quote; restricted, so nobody can make it sign a forged `TPMS_ATTEST`.
+//!   for TPM2_Quote; restricted, so nobody can make it sign a forged `TPMS_ATTEST`. Being a
+//!   primary key, it is the same key at every open and after every reboot (nothing to persist),
+//!   so the copy provisioning writes into the registration record stays valid for the life of
+//!   the owner hierarchy; the service accepts quotes by that key only.
 //! - **Measurements**: TPM2_PCR_Extend of each log entry digest into PCR [`crate::FERRO_PCR`]
 //!   (SHA-256 bank); the log is kept in memory per instance and in `log_path` if configured.
 //! - **Counters**: one NV counter index per name (handle `0x01380000 | 19 bits of SHA-256(name)`),
@@ -17,6 +20,8 @@
 //!   so write-once is enforced by the index's policy instead: writes are authorised only by
 //!   `PolicyNvWritten(NO) + PolicyCommandCode(NV_Write)`, so the TPM itself refuses every write
 //!   after the first (no unlocked window between write and lock).
+//! - **EK certificate**: read from the TCG EK Credential Profile's NV indices if the TPM's
+//!   manufacturer (or `swtpm_setup --create-ek-cert`) put one there, for the registration record.
 //! - **Random**: TPM2_GetRandom. **Quote**: TPM2_Quote by the attestation key over the SHA-256
 //!   PCR [`crate::FERRO_PCR`] with the nonce as qualifying data.
 //!
@@ -267,6 +272,75 @@ fn nv_read_all(ctx: &mut Context, index: u32, auth_owner: bool) -> Result<Vec<u8
     Ok(data.value().to_vec())
 }
 
+/// NV indices of EK certificates (TCG EK Credential Profile 2.x), in order of preference: ECC
+/// NIST P-256 (low range), then the high range's P-256, P-384 and P-521, then RSA 2048 (low and
+/// high range), RSA 3072 and RSA 4096.
+const EK_CERT_INDICES: [u32; 8] = [
+    0x01C0_000A,
+    0x01C0_0014,
+    0x01C0_0016,
+    0x01C0_0018,
+    0x01C0_0002,
+    0x01C0_0012,
+    0x01C0_001C,
+    0x01C0_001E,
+];
+/// The largest EK certificate read (as a registration record holds).
+const MAX_EK_CERT_LEN: usize = 4096;
+/// Bytes per NV_Read (below every TPM's TPM_PT_NV_BUFFER_MAX).
+const NV_READ_CHUNK: usize = 512;
+
+/// Read NV index `index` in chunks (an EK certificate may exceed one NV_Read), at most `max`
+/// bytes; readable with the owner's authorization (empty by assumption) or, failing that, the
+/// index's own (EK certificate indices allow both).
+fn nv_read_chunked(ctx: &mut Context, index: u32, max: usize) -> Result<Vec<u8>, TrustError> {
+    let handle = nv_handle(ctx, index)?;
+    let (public, _) = ctx
+        .execute_without_session(|ctx| ctx.nv_read_public(handle))
+        .map_err(tpm_err)?;
+    let size = public.data_size().min(max);
+    let read = |ctx: &mut Context, auth: NvAuth| -> Result<Vec<u8>, TrustError> {
+        let mut out = Vec::with_capacity(size);
+        while out.len() < size {
+            let n = (size - out.len()).min(NV_READ_CHUNK);
+            let (n16, offset) = (
+                u16::try_from(n).map_err(|_| TrustError::TpmUnexpected("NV chunk"))?,
+                u16::try_from(out.len()).map_err(|_| TrustError::TpmUnexpected("NV offset"))?,
+            );
+            let data = ctx
+                .execute_with_nullauth_session(|ctx| ctx.nv_read(auth, handle, n16, offset))
+                .map_err(tpm_err)?;
+            if data.value().is_empty() {
+                return Err(TrustError::TpmUnexpected("NV_Read returned nothing"));
+            }
+            out.extend_from_slice(data.value());
+        }
+        Ok(out)
+    };
+    read(ctx, NvAuth::Owner).or_else(|_| read(ctx, NvAuth::NvIndex(handle)))
+}
+
+/// The DER certificate at the start of `data` (EK certificate indices may be larger than the
+/// certificate and padded): the bytes of the outer SEQUENCE, or `None` if `data` does not start
+/// with a complete definite-length SEQUENCE.
+fn der_sequence_prefix(data: &[u8]) -> Option<&[u8]> {
+    let (&tag, rest) = data.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, header) = match first {
+        n if n < 0x80 => (usize::from(n), 2),
+        0x81 => (usize::from(*rest.first()?), 3),
+        0x82 => (
+            usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+            4,
+        ),
+        _ => return None,
+    };
+    data.get(..header + len)
+}
+
 /// Define a write-once index of `data.len()` bytes and write `data` with the write-once policy.
 /// Returns `Ok(false)` if the index existed and was written already.
 fn write_once(ctx: &mut Context, index: u32, data: &[u8]) -> Result<bool, TrustError> {
@@ -391,11 +465,6 @@ impl TpmRootOfTrust {
             ak_public,
             log_path: config.log_path.clone(),
         })
-    }
-
-    /// The attestation key's public key.
-    pub fn attestation_key(&self) -> &PublicKey {
-        &self.ak_public
     }
 }
 
@@ -597,6 +666,25 @@ impl RootOfTrust for TpmRootOfTrust {
         }
         out.truncate(n);
         Ok(out)
+    }
+
+    fn attestation_key(&self) -> Option<PublicKey> {
+        Some(self.ak_public.clone())
+    }
+
+    fn ek_certificate(&self) -> Result<Option<Vec<u8>>, TrustError> {
+        let mut inner = lock(&self.inner);
+        let ctx = &mut inner.ctx;
+        for index in EK_CERT_INDICES {
+            if !nv_exists(ctx, index)? {
+                continue;
+            }
+            let data = nv_read_chunked(ctx, index, MAX_EK_CERT_LEN)?;
+            if let Some(cert) = der_sequence_prefix(&data) {
+                return Ok(Some(cert.to_vec()));
+            }
+        }
+        Ok(None)
     }
 
     fn tpm_quote(&self, nonce: &[u8]) -> Result<Option<TpmQuote>, TrustError> {

@@ -162,7 +162,7 @@ fn seals_are_not_evidence() {
     let rot = open(&d);
     rot.advance_counter("os", 1).unwrap();
     let sealed = fs::read(rot.dir().join("counters.sealed")).unwrap();
-    assert!(verify_evidence(&sealed, &rot.public_key(), &[0; 32]).is_err());
+    assert!(verify_evidence(&sealed, &rot.public_key(), None, &[0; 32]).is_err());
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn software_evidence_with_a_quote_is_refused() {
     )
     .unwrap();
     assert_eq!(
-        verify_evidence(&forged, &rot.public_key(), &nonce).unwrap_err(),
+        verify_evidence(&forged, &rot.public_key(), None, &nonce).unwrap_err(),
         EvidenceError::UnexpectedQuote
     );
     // And TPM kind without a quote.
@@ -203,7 +203,7 @@ fn software_evidence_with_a_quote_is_refused() {
     )
     .unwrap();
     assert_eq!(
-        verify_evidence(&forged, &rot.public_key(), &nonce).unwrap_err(),
+        verify_evidence(&forged, &rot.public_key(), None, &nonce).unwrap_err(),
         EvidenceError::MissingQuote
     );
 }

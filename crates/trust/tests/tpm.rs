@@ -11,11 +11,14 @@ use std::time::{Duration, Instant};
 
 use ferro_signing::Signer as _;
 use ferro_signing::SoftwareSigningKey;
+use ferro_signing::{Purpose, sign1};
 use ferro_trust::evidence::{
-    DebugStatus, EvidenceError, create_evidence, decode_claims, verify_tpm_quote,
+    DebugStatus, EvidenceError, create_evidence, decode_claims, encode_claims, verify_evidence,
+    verify_tpm_quote,
 };
 use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse_quote};
 use ferro_trust::{RootOfTrust, RootOfTrustKind, TpmConfig, TpmQuote, TpmRootOfTrust};
+use sha2::Digest as _;
 
 /// A running `swtpm socket` with its state directory; killed on drop.
 struct Swtpm {
@@ -26,7 +29,36 @@ struct Swtpm {
 
 impl Swtpm {
     fn start() -> Swtpm {
+        Swtpm::start_on(tempfile::tempdir().unwrap())
+    }
+
+    /// Stop this swtpm and start another on the same state (a reboot of the TPM: PCRs reset,
+    /// seeds, NV and so primary keys kept).
+    fn reboot(mut self) -> Swtpm {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let state = std::mem::replace(&mut self._state, tempfile::tempdir().unwrap());
+        Swtpm::start_on(state)
+    }
+
+    /// A swtpm whose state was manufactured by `swtpm_setup --create-ek-cert` (EK certificates
+    /// in NV, signed by swtpm's local CA), as a TPM with an EK certificate ships.
+    fn start_with_ek_certificate() -> Swtpm {
         let state = tempfile::tempdir().unwrap();
+        let out = Command::new("swtpm_setup")
+            .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+            .arg(state.path())
+            .output()
+            .expect("swtpm_setup not found: apt-get install swtpm-tools");
+        assert!(
+            out.status.success(),
+            "swtpm_setup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Swtpm::start_on(state)
+    }
+
+    fn start_on(state: tempfile::TempDir) -> Swtpm {
         for _ in 0..20 {
             // The swtpm TCTI uses `port` for commands and `port + 1` for control.
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -35,7 +67,7 @@ impl Swtpm {
                 continue;
             }
             drop(l);
-            let child = Command::new("swtpm")
+            let mut child = Command::new("swtpm")
                 .args(["socket", "--tpm2"])
                 .arg("--server")
                 .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
@@ -48,26 +80,29 @@ impl Swtpm {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("swtpm not found: apt-get install swtpm swtpm-tools");
-            let mut s = Swtpm {
-                child,
-                port,
-                _state: state,
-            };
             let deadline = Instant::now() + Duration::from_secs(10);
+            let mut up = false;
             while Instant::now() < deadline {
-                if let Ok(Some(_)) = s.child.try_wait() {
+                if let Ok(Some(_)) = child.try_wait() {
                     break; // port taken meanwhile: try another
                 }
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     // swtpm serves one client at a time; let it notice our probe went away.
                     std::thread::sleep(Duration::from_millis(50));
-                    return s;
+                    up = true;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-            return Swtpm::start();
+            if up {
+                return Swtpm {
+                    child,
+                    port,
+                    _state: state,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("no free loopback port pair for swtpm");
     }
@@ -166,21 +201,23 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
     )
     .unwrap();
     let quote = claims.tpm_quote.unwrap();
-    assert_eq!(quote.attestation_key, rot.attestation_key().to_spki_der());
-    assert_ne!(rot.attestation_key(), &rot.public_key());
+    let registered = rot.attestation_key().unwrap();
+    assert_eq!(quote.attestation_key, registered.to_spki_der());
+    assert_ne!(registered, rot.public_key());
     let pcr = rot.read_measurements().unwrap().pcr_value;
 
-    let v = verify_tpm_quote(&quote, &nonce, &pcr).unwrap();
+    let v = verify_tpm_quote(&quote, &registered, &nonce, &pcr).unwrap();
     assert_eq!(v.info.extra_data, nonce);
+    assert_eq!(v.attestation_key, registered);
 
     // Another nonce.
     assert_eq!(
-        verify_tpm_quote(&quote, &[0x43; 32], &pcr).unwrap_err(),
+        verify_tpm_quote(&quote, &registered, &[0x43; 32], &pcr).unwrap_err(),
         EvidenceError::QuoteNonceMismatch
     );
     // Another PCR value (a log that does not replay).
     assert_eq!(
-        verify_tpm_quote(&quote, &nonce, &[0; 32]).unwrap_err(),
+        verify_tpm_quote(&quote, &registered, &nonce, &[0; 32]).unwrap_err(),
         EvidenceError::LogDoesNotReplay
     );
     // Another PCR selection in the genuine quote: the TPM's signature no longer verifies.
@@ -194,10 +231,11 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
         ..quote.clone()
     };
     assert_eq!(
-        verify_tpm_quote(&edited, &nonce, &pcr).unwrap_err(),
+        verify_tpm_quote(&edited, &registered, &nonce, &pcr).unwrap_err(),
         EvidenceError::QuoteSignature
     );
-    // A correctly signed quote over another selection is refused by the selection check.
+    // A correctly signed quote over another selection is refused by the selection check (here
+    // with a software key standing in as the registered attestation key).
     let ak = SoftwareSigningKey::generate();
     for pcrs in [vec![16], vec![15, 16], vec![]] {
         let mut info = parse_quote(&quote.attest).unwrap();
@@ -212,7 +250,7 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
             attestation_key: ak.public_key().to_spki_der(),
         };
         assert_eq!(
-            verify_tpm_quote(&signed, &nonce, &pcr).unwrap_err(),
+            verify_tpm_quote(&signed, ak.public_key(), &nonce, &pcr).unwrap_err(),
             EvidenceError::QuotePcrSelection
         );
     }
@@ -226,9 +264,104 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
         attestation_key: ak.public_key().to_spki_der(),
     };
     assert_eq!(
-        verify_tpm_quote(&signed, &nonce, &pcr).unwrap_err(),
+        verify_tpm_quote(&signed, ak.public_key(), &nonce, &pcr).unwrap_err(),
         EvidenceError::QuotePcrSelection
     );
+}
+
+/// The attestation key is bound: a quote by any other key is refused, whatever it says.
+#[test]
+fn only_the_registered_attestation_key_is_accepted() {
+    let tpm = Swtpm::start();
+    let rot = tpm.open();
+    rot.extend_measurement(&common::event(1)).unwrap();
+    let registered = rot.attestation_key().unwrap();
+    let nonce = [0x42u8; 32];
+    let ev = create_evidence(&rot, &nonce, DebugStatus::Enabled).unwrap();
+    let mut claims = decode_claims(
+        &ferro_signing::parse_unverified(&ev)
+            .unwrap()
+            .unverified_payload,
+    )
+    .unwrap();
+    let quote = claims.tpm_quote.clone().unwrap();
+    let pcr = rot.read_measurements().unwrap().pcr_value;
+    verify_evidence(&ev, &rot.public_key(), Some(&registered), &nonce).unwrap();
+
+    // A compromised OS forges a quote over a PCR value of its choosing with its own key.
+    let foreign = SoftwareSigningKey::generate();
+    let mut info = parse_quote(&quote.attest).unwrap();
+    info.pcr_digest = sha2::Sha256::digest([0x11; 32]).to_vec();
+    let attest = marshal_quote(&info);
+    let forged = TpmQuote {
+        signature: foreign.sign(&attest).unwrap().0,
+        attest: attest.clone(),
+        attestation_key: foreign.public_key().to_spki_der(),
+    };
+    assert_eq!(
+        verify_tpm_quote(&forged, &registered, &nonce, &[0x11; 32]).unwrap_err(),
+        EvidenceError::UnknownAttestationKey
+    );
+    // ... naming the registered key but signed by its own: the signature fails.
+    let named = TpmQuote {
+        attestation_key: registered.to_spki_der(),
+        ..forged.clone()
+    };
+    assert_eq!(
+        verify_tpm_quote(&named, &registered, &nonce, &[0x11; 32]).unwrap_err(),
+        EvidenceError::QuoteSignature
+    );
+    // A genuine quote of this TPM is refused for a device registered with another key.
+    assert_eq!(
+        verify_tpm_quote(&quote, foreign.public_key(), &nonce, &pcr).unwrap_err(),
+        EvidenceError::UnknownAttestationKey
+    );
+    // Through the evidence (re-signed by the device key, as a compromised OS could).
+    claims.tpm_quote = Some(forged);
+    let resigned = sign1(
+        rot.device_key().as_ref(),
+        Purpose::AttestationEvidence,
+        &encode_claims(&claims).unwrap(),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        verify_evidence(&resigned, &rot.public_key(), Some(&registered), &nonce).unwrap_err(),
+        EvidenceError::UnknownAttestationKey
+    );
+    // No registered attestation key: TPM evidence never passes (fail closed), genuine or not.
+    assert_eq!(
+        verify_evidence(&ev, &rot.public_key(), None, &nonce).unwrap_err(),
+        EvidenceError::NoRegisteredAttestationKey
+    );
+    assert_eq!(
+        EvidenceError::NoRegisteredAttestationKey.code(),
+        "no-registered-attestation-key"
+    );
+}
+
+/// The attestation key (and the device key) are primary keys: the same after the process
+/// reopens the TPM and after the TPM itself restarts on the same state (a reboot), so the key in
+/// the registration record stays valid; quotes after the reboot verify with it.
+#[test]
+fn attestation_key_survives_reopen_and_reboot() {
+    let tpm = Swtpm::start();
+    let (dk, ak) = {
+        let rot = tpm.open();
+        (rot.public_key(), rot.attestation_key().unwrap())
+    };
+    let rot = tpm.open();
+    assert_eq!(rot.attestation_key().unwrap(), ak);
+    drop(rot);
+    let tpm = tpm.reboot();
+    let rot = tpm.open();
+    assert_eq!(rot.public_key(), dk);
+    assert_eq!(rot.attestation_key().unwrap(), ak);
+    assert_eq!(rot.read_measurements().unwrap().pcr_value, [0; 32]);
+    rot.extend_measurement(&common::event(3)).unwrap();
+    let nonce = [0x24u8; 32];
+    let ev = create_evidence(&rot, &nonce, DebugStatus::Enabled).unwrap();
+    verify_evidence(&ev, &dk, Some(&ak), &nonce).unwrap();
 }
 
 #[test]
@@ -248,4 +381,28 @@ fn log_file_survives_a_process_restart_within_a_boot() {
     let m = rot.read_measurements().unwrap();
     assert_eq!(m.log.len(), 2);
     assert!(m.replays());
+}
+
+/// The EK certificate the TPM's manufacturer stored in NV (here swtpm_setup's), exactly the DER
+/// certificate without NV padding; none on a TPM without one.
+#[test]
+fn ek_certificate_is_read_from_nv() {
+    let bare = Swtpm::start();
+    assert_eq!(bare.open().ek_certificate().unwrap(), None);
+    drop(bare);
+    let tpm = Swtpm::start_with_ek_certificate();
+    let cert = tpm
+        .open()
+        .ek_certificate()
+        .unwrap()
+        .expect("an EK certificate");
+    assert_eq!(cert[0], 0x30, "a DER SEQUENCE");
+    assert!(cert.len() > 200 && cert.len() <= 4096, "{}", cert.len());
+    // The outer SEQUENCE's length covers exactly the returned bytes.
+    let len = match cert[1] {
+        0x81 => usize::from(cert[2]) + 3,
+        0x82 => usize::from(u16::from_be_bytes([cert[2], cert[3]])) + 4,
+        n => usize::from(n) + 2,
+    };
+    assert_eq!(len, cert.len());
 }

@@ -262,7 +262,8 @@ pub async fn evidence(
     })?;
     let hash = nonce_hash(&nonce);
     let row = sqlx::query(
-        "SELECT r.device_key, r.root_of_trust, d.tenant_id, d.blocked, n.used_ms, n.expires_ms \
+        "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.tenant_id, d.blocked, \
+         n.used_ms, n.expires_ms \
          FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
          LEFT JOIN attestation_nonces n ON n.nonce_sha256 = $2 AND n.device_id = r.device_id \
          WHERE r.device_id = $1",
@@ -293,68 +294,86 @@ pub async fn evidence(
         .ok()
         .and_then(|der| PublicKey::from_spki_der(&der).ok())
         .ok_or_else(|| ApiError::Internal("malformed device key in database".into()))?;
-    let verified = match ferro_trust::evidence::verify_evidence(&evidence, &key, &nonce) {
-        Ok(v) => v,
+    // Stage 1: the device key signed these claims over this fresh nonce. A failure here proves
+    // nothing about who sent the request, so it is answered but never recorded on the device.
+    let authenticated = match ferro_trust::evidence::authenticate_evidence(&evidence, &key, &nonce)
+    {
+        Ok(a) => a,
         Err(e) => {
             consume_nonce_only(&state, &did, &hash).await?;
             return Ok(Json(untrusted(vec![appraisal::evidence_reason(&e)])));
         }
     };
-    // A device registered with a TPM must prove itself with a TPM quote: software-type evidence
-    // (signed by a device key a compromised OS can use) would be a downgrade.
+    // Stage 2 and everything after it: the holder of the device key answered this challenge,
+    // so a failure is the device's own statement and is recorded on it like any verdict
+    // (docs/attestation.md, "What is recorded").
+    let registered_ak = row
+        .try_get::<Option<String>, _>("attestation_key")?
+        .map(|b64| {
+            Base64::decode_vec(&b64)
+                .ok()
+                .and_then(|der| PublicKey::from_spki_der(&der).ok())
+                .ok_or_else(|| ApiError::Internal("malformed attestation key in database".into()))
+        })
+        .transpose()?;
     let registered_rot: String = row.try_get("root_of_trust")?;
-    let evidence_rot = match verified.root_of_trust() {
-        ferro_trust::RootOfTrustKind::Software => "Software",
-        ferro_trust::RootOfTrustKind::Tpm => "Tpm",
-    };
-    if registered_rot != evidence_rot {
-        consume_nonce_only(&state, &did, &hash).await?;
-        return Ok(Json(untrusted(vec![reason(
-            codes::QUOTE_MISMATCH,
-            format!(
-                "the device was registered with a {registered_rot} root of trust but sent {evidence_rot} evidence"
-            ),
-        )])));
-    }
+    let verified = same_root_of_trust(authenticated.claims().root_of_trust, &registered_rot)
+        .and_then(|()| {
+            authenticated
+                .verify(registered_ak.as_ref())
+                .map_err(|e| appraisal::evidence_reason(&e))
+        });
     let tenant: Option<String> = row.try_get("tenant_id")?;
     let Some(tid) = tenant else {
+        // No device record to write to: answer only.
         consume_nonce_only(&state, &did, &hash).await?;
-        return Ok(Json(untrusted(vec![reason(
+        let mut reasons: Vec<_> = verified.err().into_iter().collect();
+        reasons.push(reason(
             codes::UNCLAIMED,
             "the device is registered but no tenant has claimed it",
-        )])));
+        ));
+        return Ok(Json(untrusted(reasons)));
     };
     let mut reasons = Vec::new();
+    let verified = match verified {
+        Ok(v) => Some(v),
+        Err(r) => {
+            reasons.push(r);
+            None
+        }
+    };
     if row.try_get::<Option<i64>, _>("blocked")?.unwrap_or(0) != 0 {
         reasons.push(reason(codes::BLOCKED, "the tenant blocked this device"));
     }
-    let measurements = verified.measurements();
-    let (os, images) = known_images(&state, &tid, measurements).await?;
-    let lookup = |map: &HashMap<String, Known>, m: &MeasurementEvent| {
-        map.get(&m.image_id.to_string())
-            .cloned()
-            .unwrap_or(Known::Unknown)
-    };
-    let needs_capability = measurements.iter().any(|m| {
-        m.component_id != ferro_image::OS_COMPONENT_ID
-            && !images.contains_key(&m.image_id.to_string())
-    });
-    let app_development = needs_capability
-        && sqlx::query(
-            "SELECT id FROM device_capabilities WHERE tenant_id = $1 AND device_id = $2 \
-             AND capability_type = 'AppDevelopment' AND revoked_at IS NULL LIMIT 1",
-        )
-        .bind(&tid)
-        .bind(&did)
-        .fetch_optional(state.db.pool())
-        .await?
-        .is_some();
-    reasons.extend(appraisal::appraise_measurements(
-        measurements,
-        |m| lookup(&os, m),
-        |m| lookup(&images, m),
-        app_development,
-    ));
+    if let Some(verified) = &verified {
+        let measurements = verified.measurements();
+        let (os, images) = known_images(&state, &tid, measurements).await?;
+        let lookup = |map: &HashMap<String, Known>, m: &MeasurementEvent| {
+            map.get(&m.image_id.to_string())
+                .cloned()
+                .unwrap_or(Known::Unknown)
+        };
+        let needs_capability = measurements.iter().any(|m| {
+            m.component_id != ferro_image::OS_COMPONENT_ID
+                && !images.contains_key(&m.image_id.to_string())
+        });
+        let app_development = needs_capability
+            && sqlx::query(
+                "SELECT id FROM device_capabilities WHERE tenant_id = $1 AND device_id = $2 \
+                 AND capability_type = 'AppDevelopment' AND revoked_at IS NULL LIMIT 1",
+            )
+            .bind(&tid)
+            .bind(&did)
+            .fetch_optional(state.db.pool())
+            .await?
+            .is_some();
+        reasons.extend(appraisal::appraise_measurements(
+            measurements,
+            |m| lookup(&os, m),
+            |m| lookup(&images, m),
+            app_development,
+        ));
+    }
     let service_time = OffsetDateTime::now_utc();
     let mut result = untrusted(Vec::new());
     let mut serial = None;
@@ -468,6 +487,30 @@ pub async fn evidence(
         Err(e) => tracing::warn!(error = %e, "no target set for the attestation answer"),
     }
     Ok(Json(result))
+}
+
+/// A device registered with a TPM must prove itself with a TPM quote: software-type evidence
+/// (signed by a device key a compromised OS can use) would be a downgrade. And the other way
+/// round: a software device has no TPM to quote with.
+fn same_root_of_trust(
+    evidence_rot: ferro_trust::RootOfTrustKind,
+    registered_rot: &str,
+) -> Result<(), AttestationReason> {
+    let evidence_rot = match evidence_rot {
+        ferro_trust::RootOfTrustKind::Software => "Software",
+        ferro_trust::RootOfTrustKind::Tpm => "Tpm",
+    };
+    if registered_rot == evidence_rot {
+        Ok(())
+    } else {
+        Err(reason(
+            codes::QUOTE_MISMATCH,
+            format!(
+                "the device was registered with a {registered_rot} root of trust but sent \
+                 {evidence_rot} evidence"
+            ),
+        ))
+    }
 }
 
 /// Mark the nonce used (when the request is refused before the final transaction).

@@ -124,6 +124,21 @@ fn verify_all(records: Vec<String>) -> (Vec<Checked>, Vec<ErrorItem>) {
             continue;
         };
         match ferro_pki::verify_registration_record(&bytes) {
+            // A TPM record without the attestation key (format version 1) verifies, but such a
+            // device could never attest (its quotes cannot be told from anyone's): refused here
+            // so that the manufacturer learns it now.
+            Ok(verified)
+                if verified.record().root_of_trust == ferro_pki::RootOfTrust::Tpm
+                    && verified.record().tpm_attestation_key.is_none() =>
+            {
+                errors.push(item(
+                    index,
+                    Some(verified.device_id().to_string()),
+                    "missing_attestation_key",
+                    "a TPM registration record must carry the TPM's attestation key (record \
+                     format version 2); provision the device with a current ferro-device",
+                ));
+            }
             Ok(verified) => ok.push(Checked {
                 index,
                 device_id: verified.device_id().to_string(),
@@ -201,8 +216,9 @@ pub async fn register(
         let rec = c.verified.record();
         let inserted = sqlx::query(
             "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
-             manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (device_id) DO NOTHING",
+             manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
+             attestation_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (device_id) DO NOTHING",
         )
         .bind(&c.device_id)
         .bind(Base64::encode_string(&rec.device_key.to_spki_der()))
@@ -214,6 +230,11 @@ pub async fn register(
         .bind(rec.created_at.unix_timestamp())
         .bind(now)
         .bind(caller.uid())
+        .bind(
+            rec.tpm_attestation_key
+                .as_ref()
+                .map(|k| Base64::encode_string(&k.to_spki_der())),
+        )
         .execute(&mut *tx)
         .await?
         .rows_affected()

@@ -30,6 +30,7 @@ pub async fn register(t: &TestApp, d: &Dev) {
         tpm_ek_certificate: None,
         manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
         created_at: time::OffsetDateTime::now_utc(),
+        tpm_attestation_key: None,
     };
     let bytes = record.sign(d.rot.device_key().as_ref()).unwrap();
     let r = t

@@ -384,6 +384,7 @@ pub fn registration_record() -> (String, String) {
         tpm_ek_certificate: None,
         manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
         created_at: time::OffsetDateTime::now_utc(),
+        tpm_attestation_key: None,
     };
     let bytes = record.sign(&key).expect("sign record");
     (record.device_id().to_string(), b64(&bytes))

@@ -29,9 +29,12 @@ pub fn device_key_signs(rot: &dyn RootOfTrust) {
 }
 
 pub fn key_is_stable(open: &dyn Fn() -> Box<dyn RootOfTrust>) {
-    let a = open().public_key();
-    let b = open().public_key();
-    assert_eq!(a, b);
+    // One instance at a time (a TPM without a resource manager serves one client).
+    let keys = || {
+        let rot = open();
+        (rot.public_key(), rot.attestation_key())
+    };
+    assert_eq!(keys(), keys());
 }
 
 pub fn measurements_replay(rot: &dyn RootOfTrust) {
@@ -127,7 +130,9 @@ pub fn evidence_round_trip(rot: &dyn RootOfTrust, kind: RootOfTrustKind) {
     rot.extend_measurement(&event(2)).unwrap();
     let nonce = rot.random(32).unwrap();
     let ev = create_evidence(rot, &nonce, DebugStatus::Disabled).unwrap();
-    let v = verify_evidence(&ev, &rot.public_key(), &nonce).unwrap();
+    let ak = rot.attestation_key();
+    assert_eq!(ak.is_some(), kind == RootOfTrustKind::Tpm);
+    let v = verify_evidence(&ev, &rot.public_key(), ak.as_ref(), &nonce).unwrap();
     assert_eq!(v.device_id(), rot.device_id());
     assert_eq!(v.root_of_trust(), kind);
     assert_eq!(v.nonce(), nonce.as_slice());
@@ -140,13 +145,13 @@ pub fn evidence_round_trip(rot: &dyn RootOfTrust, kind: RootOfTrustKind) {
     let mut other = nonce.clone();
     other[0] ^= 1;
     assert_eq!(
-        verify_evidence(&ev, &rot.public_key(), &other).unwrap_err(),
+        verify_evidence(&ev, &rot.public_key(), ak.as_ref(), &other).unwrap_err(),
         EvidenceError::NonceMismatch
     );
     // Another key.
     let stranger = SoftwareSigningKey::generate();
     assert_eq!(
-        verify_evidence(&ev, stranger.public_key(), &nonce)
+        verify_evidence(&ev, stranger.public_key(), ak.as_ref(), &nonce)
             .unwrap_err()
             .code(),
         "evidence-envelope"
@@ -162,7 +167,7 @@ pub fn evidence_round_trip(rot: &dyn RootOfTrust, kind: RootOfTrustKind) {
     )
     .unwrap();
     assert_eq!(
-        verify_evidence(&forged, stranger.public_key(), &nonce).unwrap_err(),
+        verify_evidence(&forged, stranger.public_key(), ak.as_ref(), &nonce).unwrap_err(),
         EvidenceError::WrongDevice
     );
     // Every single-byte change is refused.
@@ -170,7 +175,7 @@ pub fn evidence_round_trip(rot: &dyn RootOfTrust, kind: RootOfTrustKind) {
         let mut t = ev.clone();
         t[i] ^= 0x01;
         assert!(
-            verify_evidence(&t, &rot.public_key(), &nonce).is_err(),
+            verify_evidence(&t, &rot.public_key(), ak.as_ref(), &nonce).is_err(),
             "flip at byte {i} accepted"
         );
     }
