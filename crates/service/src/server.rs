@@ -50,7 +50,9 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    fn new(addr: SocketAddr, client_certificate: Option<Arc<[u8]>>) -> ConnInfo {
+    /// A connection from `addr` that presented `client_certificate` (the listeners make these;
+    /// benchmarks and tests drive the router in-process with them).
+    pub fn new(addr: SocketAddr, client_certificate: Option<Arc<[u8]>>) -> ConnInfo {
         ConnInfo {
             addr,
             client_certificate,

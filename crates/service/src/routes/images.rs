@@ -502,7 +502,9 @@ pub(crate) async fn serve_package(
     let part_len = obj.range.end - obj.range.start;
     let stream = futures_util::stream::unfold(obj.reader, |mut r| async move {
         use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 * 1024];
+        // Large reads: each one is a hop to the blocking pool (tokio::fs), which dominates the
+        // cost at 64 KiB (docs/updates.md, benchmark).
+        let mut buf = vec![0u8; 512 * 1024];
         match r.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
