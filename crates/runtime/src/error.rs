@@ -16,8 +16,14 @@ pub enum InstallError {
     TooLarge { size: usize, limit: usize },
     #[error("not a valid WebAssembly component: {0}")]
     InvalidComponent(String),
-    #[error("the component imports {import}, which {reason}")]
-    ImportNotGranted { import: String, reason: String },
+    #[error("the component imports {import}, which {reason}{}", if others.is_empty() { String::new() } else { format!(" (also not linked: {})", others.join(", ")) })]
+    ImportNotGranted {
+        /// The first import refused.
+        import: String,
+        reason: String,
+        /// Every other import refused.
+        others: Vec<String>,
+    },
     #[error("the component cannot be linked: {0}")]
     Link(String),
     #[error(

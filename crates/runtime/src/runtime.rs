@@ -541,6 +541,7 @@ fn check_imports(
     capabilities: &Capabilities<Resolved>,
 ) -> Result<(), InstallError> {
     let linked = linked_interfaces(capabilities);
+    let mut refused: Vec<(String, String)> = Vec::new();
     for (name, _) in component.component_type().imports(engine) {
         let base = name.split('@').next().unwrap_or(name);
         if linked.contains(base) {
@@ -562,12 +563,17 @@ fn check_imports(
                      interfaces)"
                 .to_owned(),
         };
-        return Err(InstallError::ImportNotGranted {
-            import: name.to_owned(),
-            reason,
-        });
+        refused.push((name.to_owned(), reason));
     }
-    Ok(())
+    let mut refused = refused.into_iter();
+    match refused.next() {
+        None => Ok(()),
+        Some((import, reason)) => Err(InstallError::ImportNotGranted {
+            import,
+            reason,
+            others: refused.map(|(name, _)| name).collect(),
+        }),
+    }
 }
 
 fn build_linker(
