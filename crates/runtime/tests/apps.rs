@@ -34,5 +34,5 @@ fn every_app_manifest_resolves_against_the_sample_appliance() {
             count += 1;
         }
     }
-    assert!(count >= 11, "{count} apps");
+    assert!(count >= 12, "{count} apps");
 }
