@@ -29,6 +29,9 @@ pub struct Limits {
     pub max_table_elements: usize,
     /// Most open sockets and listeners per instance.
     pub max_sockets: usize,
+    /// Most WASI host resources (streams, pollables) an instance may hold at once; bounds the
+    /// host memory a guest can make the runtime allocate outside its linear memory.
+    pub max_host_resources: usize,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             max_log_line_bytes: 1024,
             max_table_elements: 20_000,
             max_sockets: 16,
+            max_host_resources: 1024,
         }
     }
 }

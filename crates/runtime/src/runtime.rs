@@ -649,9 +649,11 @@ fn supervise(context: &Context, slot: &Arc<Slot>) {
 
 fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
     let shared = slot.shared.clone();
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(shared.limits.max_host_resources);
     let state = HostState {
         wasi: wasi::context(&shared.name, &slot.args, &shared.logs),
-        table: ResourceTable::new(),
+        table,
         app: shared.clone(),
         peripherals: context.peripherals.clone(),
         services: context.services.clone(),
