@@ -45,6 +45,11 @@ fn main() {
         "tls-unlisted",
         TcpStream::connect_tls("example.com", 443, TIMEOUT),
     );
+    // A listed host, but the manifest grants no DeviceAuthentication.
+    report(
+        "tls-no-deviceauth",
+        TcpStream::connect_tls("127.0.0.1", port, TIMEOUT),
+    );
     report("listen", TcpListener::bind(port.wrapping_add(1)));
     match UdpSocket::bind(0) {
         Ok(socket) => report("udp 127.0.0.2", socket.send_to("127.0.0.2", port, b"x")),

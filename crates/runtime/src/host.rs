@@ -404,7 +404,12 @@ impl api::uart::Host for HostState {
         if let Err(error) = self.named_allowed(self.app.capabilities.uart(), "Uart", &uart) {
             return Ok(Err(error));
         }
-        let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
+        if max_len == 0 {
+            return Ok(Ok(Vec::new()));
+        }
+        let timeout =
+            Duration::from_millis(u64::from(timeout_ms)).min(ferro_peripherals::MAX_TIMEOUT);
+        let deadline = Instant::now() + timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let step = remaining.min(STOP_POLL);

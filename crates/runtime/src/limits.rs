@@ -33,8 +33,10 @@ pub(crate) struct MemoryCounters {
     pub(crate) limit: AtomicU64,
 }
 
-/// The store's limiter. The first growth of a memory (from 0) is its initial size, part of the
-/// image; later growth counts against the allowance.
+/// The store's limiter. While the instance is being created, a memory's first growth (from 0)
+/// is its initial size, part of the image (at most `max_image_memory_bytes` in all); every other
+/// growth counts against the allowance. After instantiation even a growth from 0 (a memory
+/// declared empty) is growth, so an empty initial memory cannot smuggle in an image-sized one.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     extra: u64,
@@ -42,6 +44,7 @@ pub(crate) struct MemoryLimiter {
     max_table_elements: usize,
     image: u64,
     current: u64,
+    instantiating: bool,
     counters: std::sync::Arc<crate::host::AppShared>,
 }
 
@@ -56,8 +59,14 @@ impl MemoryLimiter {
             max_table_elements: limits.max_table_elements,
             image: 0,
             current: 0,
+            instantiating: true,
             counters: app,
         }
+    }
+
+    /// Instantiation is over: from now on all growth counts against the allowance.
+    pub(crate) fn instantiated(&mut self) {
+        self.instantiating = false;
     }
 
     fn publish(&self) {
@@ -81,7 +90,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         let current = current as u64;
         let desired = desired as u64;
         let growth = desired.saturating_sub(current);
-        if current == 0 {
+        if current == 0 && self.instantiating {
             let image = self.image.saturating_add(desired);
             if image > self.max_image {
                 return Err(wasmtime::Error::new(Interrupt::ImageTooLarge {

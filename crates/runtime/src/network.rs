@@ -1,13 +1,16 @@
 //! Networking through the host. Every destination is checked against `AllowedConnections` as
 //! the app wrote it (a host name and its address are different entries: `localhost` is not
 //! `127.0.0.1`), before any name resolution; servers bind only `AllowedTcpServerPorts` /
-//! `AllowedUdpServerPorts`. TLS with the device certificate is declared in the ABI but not
-//! implemented yet: it answers `unsupported` after the same checks.
+//! `AllowedUdpServerPorts`. TLS connections authenticate with the device certificate through a
+//! rustls configuration the device lends (`DeviceServices::tls_client_config`); the app never
+//! sees the key.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
 
 use crate::host::{HostResult, HostState, STOP_POLL, api};
 
@@ -23,6 +26,7 @@ const MAX_HOST_CHARS: usize = 253;
 #[derive(Debug)]
 pub(crate) enum Socket {
     Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
     Listener(TcpListener),
     Udp(UdpSocket),
 }
@@ -120,18 +124,66 @@ impl HostState {
         Ok(addresses)
     }
 
-    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
+    fn connect_stream(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout_ms: u32,
+    ) -> Result<TcpStream, ApiError> {
         self.host_allowed(host)?;
         let addresses = Self::resolve(host, port)?;
         let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
         let mut last = ApiError::Io(format!("cannot connect to {host}:{port}"));
         for address in addresses {
             match TcpStream::connect_timeout(&address, timeout) {
-                Ok(stream) => return self.sockets.insert(Socket::Tcp(stream)),
+                Ok(stream) => return Ok(stream),
                 Err(error) => last = io_error(&format!("connect to {host}:{port}"), &error),
             }
         }
         Err(last)
+    }
+
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
+        let stream = self.connect_stream(host, port, timeout_ms)?;
+        self.sockets.insert(Socket::Tcp(stream))
+    }
+
+    fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
+        self.host_allowed(host)?;
+        let Some(tenant) = self.app.capabilities.device_authentication() else {
+            return Err(self
+                .app
+                .denied("the app manifest does not grant DeviceAuthentication".to_owned()));
+        };
+        let Some(config) = self.services.tls_client_config(self.app.id, tenant) else {
+            return Err(ApiError::NoSuchResource(
+                "no current device certificate (the device has not attested yet)".to_owned(),
+            ));
+        };
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|error| ApiError::InvalidArgument(format!("{host}: {error}")))?;
+        let mut stream = self.connect_stream(host, port, timeout_ms)?;
+        let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
+        let handshake_error =
+            |error: &std::io::Error| io_error(&format!("TLS handshake with {host}:{port}"), error);
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|error| handshake_error(&error))?;
+        let mut connection = rustls::ClientConnection::new(config, name)
+            .map_err(|error| ApiError::Io(format!("TLS with {host}:{port}: {error}")))?;
+        while connection.is_handshaking() {
+            connection
+                .complete_io(&mut stream)
+                .map_err(|error| handshake_error(&error))?;
+        }
+        stream
+            .set_write_timeout(Some(MAX_CONNECT))
+            .map_err(|error| handshake_error(&error))?;
+        self.sockets
+            .insert(Socket::Tls(Box::new(rustls::StreamOwned::new(
+                connection, stream,
+            ))))
     }
 
     fn receive(
@@ -147,6 +199,10 @@ impl HostState {
             let step = remaining.min(STOP_POLL).max(Duration::from_millis(1));
             let result = match self.sockets.get(handle) {
                 Ok(Socket::Tcp(stream)) => stream
+                    .set_read_timeout(Some(step))
+                    .and_then(|()| stream.read(&mut buffer)),
+                Ok(Socket::Tls(stream)) => stream
+                    .sock
                     .set_read_timeout(Some(step))
                     .and_then(|()| stream.read(&mut buffer)),
                 Ok(_) => {
@@ -186,24 +242,21 @@ impl api::networking::Host for HostState {
         Ok(result)
     }
 
-    fn tls_connect(&mut self, host: String, _port: u16, _timeout_ms: u32) -> HostResult<u32> {
-        if let Err(error) = self.host_allowed(&host) {
-            return Ok(Err(error));
-        }
-        if self.app.capabilities.device_authentication().is_none() {
-            return Ok(Err(self.app.denied(
-                "the app manifest does not grant DeviceAuthentication".to_owned(),
-            )));
-        }
-        Ok(Err(ApiError::Unsupported(
-            "TLS with the device certificate is not implemented by this runtime yet".to_owned(),
-        )))
+    fn tls_connect(&mut self, host: String, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        let result = self.connect_tls(&host, port, timeout_ms);
+        self.yielded();
+        Ok(result)
     }
 
     fn send(&mut self, socket: u32, data: Vec<u8>) -> HostResult<u32> {
         let result = match self.sockets.get(socket) {
             Ok(Socket::Tcp(stream)) => stream
                 .write(&data)
+                .map(|count| u32::try_from(count).unwrap_or(u32::MAX))
+                .map_err(|error| io_error("send", &error)),
+            Ok(Socket::Tls(stream)) => stream
+                .write(&data)
+                .and_then(|count| stream.flush().map(|()| count))
                 .map(|count| u32::try_from(count).unwrap_or(u32::MAX))
                 .map_err(|error| io_error("send", &error)),
             Ok(_) => Err(ApiError::InvalidArgument(format!(

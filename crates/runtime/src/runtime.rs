@@ -693,6 +693,7 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
             };
         }
     };
+    store.data_mut().limiter.instantiated();
     {
         let mut control = slot.control();
         control.state = AppState::Running;

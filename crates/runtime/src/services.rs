@@ -3,6 +3,9 @@
 //! [`DeviceServices`]; the runtime checks the manifest before calling it.
 
 use std::fmt;
+use std::sync::Arc;
+
+use uuid::Uuid;
 
 use crate::AppId;
 
@@ -32,7 +35,14 @@ pub enum PowerProfile {
 /// Device services for apps. Every method has a fail-closed default (not ready, nothing
 /// pending, unsupported).
 pub trait DeviceServices: Send + Sync + fmt::Debug {
-    /// The device certificate chain (PEM, leaf first) of `tenant`, if current.
+    /// A TLS client configuration authenticating with the device certificate of `tenant` (the
+    /// app's `DeviceAuthentication`), its key kept in the root of trust (e.g.
+    /// `ferro_attest::mtls_client_config`), trusting the anchors the device trusts for app
+    /// connections. `None` while there is no current certificate.
+    fn tls_client_config(&self, _app: AppId, _tenant: Uuid) -> Option<Arc<rustls::ClientConfig>> {
+        None
+    }
+    /// The device certificate chain (PEM, leaf first), if current.
     fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
         None
     }

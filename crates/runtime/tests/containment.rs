@@ -249,12 +249,14 @@ fn undeclared_hosts_are_refused_by_name_and_by_address() {
         "0x7f.0.0.1",
         "::1",
         "tls-unlisted",
+        "tls-no-deviceauth",
         "listen",
         "udp 127.0.0.2",
     ] {
         let line = outcome(refused);
         assert!(line.contains("not permitted"), "{line}");
     }
+    assert!(outcome("tls-no-deviceauth").contains("DeviceAuthentication"));
     let injection = outcome("127.0.0.1:port-injection");
     assert!(
         injection.contains("not permitted") || injection.contains("invalid argument"),
