@@ -628,16 +628,17 @@ fn supervise(context: &Context, slot: &Arc<Slot>) {
             level,
             &format!("app {kind}; restarting in {} ms", delay.as_millis()),
         );
-        context
-            .events
-            .push(shared.id, &shared.name, kind.clone(), Some(delay));
+        // Status first, so whoever sees the event sees the status that goes with it.
         {
             let mut control = slot.control();
             control.restarts = control.restarts.saturating_add(1);
-            control.last_exit = Some(kind);
+            control.last_exit = Some(kind.clone());
             control.state = AppState::BackingOff { restart_in: delay };
             control.running_since = None;
         }
+        context
+            .events
+            .push(shared.id, &shared.name, kind, Some(delay));
         if shared.stop.wait(delay) {
             break;
         }
