@@ -729,9 +729,10 @@ fn classify(error: &wasmtime::Error) -> Outcome {
             }),
         };
     }
+    // The outermost message is wasmtime's backtrace context; the cause is what went wrong.
     let reason = match error.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{error}"),
+        None => error.root_cause().to_string(),
     };
     Outcome::Ended(ErrorKind::Trapped { reason })
 }

@@ -168,7 +168,12 @@ fn deep_recursion_traps() {
     let ErrorKind::Trapped { reason } = &event.kind else {
         unreachable!()
     };
-    assert!(!reason.is_empty());
+    // Rust keeps its stack in linear memory: overflowing it leaves the memory's bounds (or the
+    // engine's own stack limit trips first).
+    assert!(
+        reason.contains("out of bounds") || reason.contains("stack"),
+        "{reason}"
+    );
     assert_blinking(&device);
     assert_eq!(device.runtime.status(blink).unwrap().restarts, 0);
 }

@@ -178,3 +178,73 @@ fn a_granted_interface_with_the_wrong_type_fails_to_link() {
         .unwrap_err();
     assert!(matches!(error, InstallError::Link(_)), "{error}");
 }
+
+#[test]
+fn holding_more_wasi_resources_than_the_cap_traps() {
+    let device = device();
+    // Calls wasi:cli/stdout.get-stdout 5000 times without dropping a handle: each call makes
+    // the host allocate an output stream. The cap (1024) ends the instance.
+    let text = r#"(component
+        (import "wasi:io/streams@0.2.6" (instance $streams
+            (export "output-stream" (type (sub resource)))))
+        (alias export $streams "output-stream" (type $output-stream))
+        (import "wasi:cli/stdout@0.2.6" (instance $stdout
+            (alias outer 1 $output-stream (type $os))
+            (export "output-stream" (type $exported (eq $os)))
+            (export "get-stdout" (func (result (own $exported))))))
+        (core func $get-stdout (canon lower (func $stdout "get-stdout")))
+        (core module $m
+            (import "host" "get-stdout" (func $get (result i32)))
+            (func (export "run") (result i32)
+                (local $i i32)
+                (loop $again
+                    (drop (call $get))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $again (i32.lt_u (local.get $i) (i32.const 5000))))
+                (i32.const 0)))
+        (core instance $host (export "get-stdout" (func $get-stdout)))
+        (core instance $i (instantiate $m (with "host" (instance $host))))
+        (func $run (result (result)) (canon lift (core func $i "run")))
+        (instance $run-instance (export "run" (func $run)))
+        (export "wasi:cli/run@0.2.6" (instance $run-instance)))"#;
+    let app = device
+        .runtime
+        .install(
+            &component(text),
+            &manifest("hello"),
+            InstallOptions::default(),
+        )
+        .expect("install");
+    let event = wait_until(Duration::from_secs(30), || {
+        device
+            .runtime
+            .recent_events()
+            .into_iter()
+            .find(|event| event.app == app)
+    })
+    .expect("an event");
+    let ErrorKind::Trapped { reason } = &event.kind else {
+        panic!("{event:?}");
+    };
+    eprintln!("trap reason: {reason}");
+    assert!(reason.contains("table"), "{reason}");
+    // The same guest under a cap above 5000 runs to completion: the cap is what stopped it.
+    let roomy = common::device_with(|config| config.limits.max_host_resources = 10_000);
+    let app = roomy
+        .runtime
+        .install(
+            &component(text),
+            &manifest("hello"),
+            InstallOptions::default(),
+        )
+        .expect("install");
+    let event = wait_until(Duration::from_secs(30), || {
+        roomy
+            .runtime
+            .recent_events()
+            .into_iter()
+            .find(|event| event.app == app)
+    })
+    .expect("an event");
+    assert_eq!(event.kind, ErrorKind::Exited { code: 0 });
+}
