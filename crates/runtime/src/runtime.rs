@@ -111,6 +111,8 @@ struct Control {
     last_exit: Option<ErrorKind>,
     last_start_duration: Option<Duration>,
     running_since: Option<SystemTime>,
+    /// Set by uninstall: the slot may still be referenced, but never starts again.
+    uninstalled: bool,
 }
 
 struct Slot {
@@ -120,6 +122,9 @@ struct Slot {
     manual_start: bool,
     storage: Option<(PathBuf, u64)>,
     control: Mutex<Control>,
+    /// Held for the whole of a start, stop or uninstall, so they never interleave (one
+    /// supervisor thread per app at most).
+    lifecycle: Mutex<()>,
 }
 
 impl fmt::Debug for Slot {
@@ -354,7 +359,9 @@ impl Runtime {
                 last_exit: None,
                 last_start_duration: None,
                 running_since: None,
+                uninstalled: false,
             }),
+            lifecycle: Mutex::new(()),
         });
         lock(&self.apps).insert(id, slot);
         drop(ownership);
@@ -375,7 +382,11 @@ impl Runtime {
     /// Starts an app (a no-op if it is running or restarting).
     pub fn start(&self, id: AppId) -> Result<(), ControlError> {
         let slot = self.slot(id)?;
+        let _lifecycle = lock(&slot.lifecycle);
         let mut control = slot.control();
+        if control.uninstalled {
+            return Err(ControlError::NotInstalled(id));
+        }
         if control
             .thread
             .as_ref()
@@ -407,14 +418,8 @@ impl Runtime {
     /// within about 20 ms in a blocking call, at most the connect timeout in a connect).
     pub fn stop(&self, id: AppId) -> Result<(), ControlError> {
         let slot = self.slot(id)?;
-        slot.shared.stop.request();
-        let thread = slot.control().thread.take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-        let mut control = slot.control();
-        control.state = AppState::Stopped;
-        control.running_since = None;
+        let _lifecycle = lock(&slot.lifecycle);
+        stop_slot(&slot);
         tracing::info!(app = %id, "app stopped");
         Ok(())
     }
@@ -422,12 +427,17 @@ impl Runtime {
     /// Stops and removes an app, releasing its peripherals and ports; deletes its mutable
     /// storage unless `keep_storage` (an update keeps it).
     pub fn uninstall(&self, id: AppId, keep_storage: bool) -> Result<(), ControlError> {
-        self.stop(id)?;
+        let slot = self.slot(id)?;
+        let _lifecycle = lock(&slot.lifecycle);
+        if slot.control().uninstalled {
+            return Err(ControlError::NotInstalled(id));
+        }
+        stop_slot(&slot);
+        slot.control().uninstalled = true;
         let mut ownership = lock(&self.ownership);
-        let slot = lock(&self.apps).remove(&id);
+        lock(&self.apps).remove(&id);
         ownership.release(&id.to_string());
-        if let Some(slot) = slot
-            && !keep_storage
+        if !keep_storage
             && let Some((path, _)) = &slot.storage
             && let Some(parent) = path.parent()
         {
@@ -519,6 +529,18 @@ impl Drop for Runtime {
             let _ = self.stop(app);
         }
     }
+}
+
+/// Stops the app's supervisor and waits for it; the caller holds the slot's lifecycle lock.
+fn stop_slot(slot: &Slot) {
+    slot.shared.stop.request();
+    let thread = slot.control().thread.take();
+    if let Some(thread) = thread {
+        let _ = thread.join();
+    }
+    let mut control = slot.control();
+    control.state = AppState::Stopped;
+    control.running_since = None;
 }
 
 /// Which `ferrosphere:device` and WASI interfaces `capabilities` link.

@@ -380,3 +380,40 @@ fn unknown_apps_are_reported() {
     assert!(device.runtime.stop(unknown).is_err());
     assert!(device.runtime.logs(unknown).is_err());
 }
+
+#[test]
+fn concurrent_starts_and_stops_leave_one_supervisor_at_most() {
+    let device = std::sync::Arc::new(device());
+    let manifest = manifest_with("blink", |json| json["CmdArgs"] = serde_json::json!(["10"]));
+    let app = device
+        .runtime
+        .install(&wasm("blink"), &manifest, InstallOptions::default())
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|index| {
+            let device = device.clone();
+            std::thread::spawn(move || {
+                for round in 0..15 {
+                    if (index + round) % 2 == 0 {
+                        device.runtime.start(app).unwrap();
+                    } else {
+                        device.runtime.stop(app).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    device.runtime.stop(app).unwrap();
+    // Nothing keeps running behind the runtime's back: the LED stays still.
+    let led = device.board.gpio_by_name("SAMPLE_LED").unwrap();
+    let before = device.board.transitions(led);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(device.board.transitions(led), before);
+    assert_eq!(device.runtime.status(app).unwrap().state, AppState::Stopped);
+    // And after uninstall it cannot be started.
+    device.runtime.uninstall(app, false).unwrap();
+    assert!(device.runtime.start(app).is_err());
+}
