@@ -82,7 +82,7 @@ fn stop_is_prompt_while_the_app_sleeps() {
     let started = Instant::now();
     device.runtime.stop(app).unwrap();
     assert!(
-        started.elapsed() < Duration::from_millis(500),
+        started.elapsed() < Duration::from_secs(2),
         "{:?}",
         started.elapsed()
     );
