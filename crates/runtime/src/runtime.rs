@@ -758,3 +758,75 @@ fn classify(error: &wasmtime::Error) -> Outcome {
     };
     Outcome::Ended(ErrorKind::Trapped { reason })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Even without the install-time import check, a component importing an interface the
+    /// manifest does not grant cannot be instantiated: the linker simply lacks it.
+    #[test]
+    fn an_unlinked_interface_fails_instantiate_pre_naming_it() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../apps/target/wasm32-wasip2/release/hostile-storage.wasm");
+        let Ok(bytes) = std::fs::read(&path) else {
+            panic!(
+                "{} is missing; build the apps: cargo build --manifest-path apps/Cargo.toml \
+                 --workspace --release --target wasm32-wasip2",
+                path.display()
+            );
+        };
+        let engine = Engine::default();
+        let component = Component::from_binary(&engine, &bytes).expect("component");
+        let without_storage = ResolvedManifest::parse(
+            br#"{"SchemaVersion": 1, "Name": "x", "ComponentId": "1689d8b2-c835-2e27-27ad-e894d6d15fa9",
+                "EntryPoint": "/bin/app", "ApplicationType": "Default", "Capabilities": {}}"#,
+        )
+        .expect("manifest");
+        let linker = build_linker(&engine, without_storage.capabilities()).expect("linker");
+        let error = linker.instantiate_pre(&component).err().expect("refused");
+        assert!(
+            format!("{error:#}").contains("ferrosphere:device/storage"),
+            "{error:#}"
+        );
+        let with_storage = ResolvedManifest::parse(
+            br#"{"SchemaVersion": 1, "Name": "x", "ComponentId": "1689d8b2-c835-2e27-27ad-e894d6d15fa9",
+                "EntryPoint": "/bin/app", "ApplicationType": "Default",
+                "Capabilities": {"MutableStorage": {"SizeKB": 4}}}"#,
+        )
+        .expect("manifest");
+        let linker = build_linker(&engine, with_storage.capabilities()).expect("linker");
+        assert!(linker.instantiate_pre(&component).is_ok());
+    }
+
+    #[test]
+    fn linked_interfaces_follow_the_manifest() {
+        let manifest = ResolvedManifest::parse(
+            br#"{"SchemaVersion": 1, "Name": "x", "ComponentId": "1689d8b2-c835-2e27-27ad-e894d6d15fa9",
+                "EntryPoint": "/bin/app", "ApplicationType": "Default",
+                "Capabilities": {"Gpio": [8], "AllowedTcpServerPorts": [80]}}"#,
+        )
+        .expect("manifest");
+        let linked = linked_interfaces(manifest.capabilities());
+        for present in [
+            "ferrosphere:device/types",
+            "ferrosphere:device/log",
+            "ferrosphere:device/timers",
+            "ferrosphere:device/gpio",
+            "ferrosphere:device/networking",
+            "wasi:cli/stdout",
+        ] {
+            assert!(linked.contains(present), "{present}");
+        }
+        for absent in [
+            "ferrosphere:device/uart",
+            "ferrosphere:device/storage",
+            "ferrosphere:device/deviceauth",
+            "ferrosphere:device/powermanagement",
+            "wasi:sockets/tcp",
+            "wasi:clocks/monotonic-clock",
+        ] {
+            assert!(!linked.contains(absent), "{absent}");
+        }
+    }
+}
