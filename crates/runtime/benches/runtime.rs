@@ -99,6 +99,7 @@ fn main() {
     let mut config = RuntimeConfig::new(storage.path().to_path_buf());
     config.limits = Limits {
         cpu_slice: Duration::from_secs(60),
+        cpu_budget: Duration::from_secs(60),
         ..Limits::default()
     };
     let rss_empty_process = rss_kib();

@@ -19,6 +19,11 @@ pub struct Limits {
     /// Longest an app may compute without a blocking host call (sleep, waiting reads); past it
     /// the instance is stopped as hung (`ErrorKind::CpuLimit`).
     pub cpu_slice: Duration,
+    /// Computation (time outside blocking host calls) an app may use in each `cpu_window`;
+    /// past it the instance is stopped (`ErrorKind::CpuBudget`). Catches apps that yield just
+    /// often enough to dodge the slice. A budget at least as long as the window disables it.
+    pub cpu_budget: Duration,
+    pub cpu_window: Duration,
     /// Sustained log lines per second; bursts up to `log_burst_lines`. Excess lines are dropped
     /// and counted.
     pub log_lines_per_second: u32,
@@ -40,6 +45,8 @@ impl Default for Limits {
             extra_memory_bytes: 256 * 1024,
             max_image_memory_bytes: 16 * 1024 * 1024,
             cpu_slice: Duration::from_millis(500),
+            cpu_budget: Duration::from_secs(5),
+            cpu_window: Duration::from_secs(10),
             log_lines_per_second: 50,
             log_burst_lines: 200,
             max_log_line_bytes: 1024,

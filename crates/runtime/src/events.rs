@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Trapped { reason: String },
     /// The app computed longer than its CPU slice without yielding.
     CpuLimit { slice: Duration },
+    /// The app computed more than its CPU budget within one window.
+    CpuBudget { budget: Duration, window: Duration },
     /// The app asked for more linear memory than its limit.
     MemoryLimit { limit_bytes: u64 },
     /// Log lines were dropped by the rate limit.
@@ -36,6 +38,7 @@ impl ErrorKind {
             self,
             Self::Trapped { .. }
                 | Self::CpuLimit { .. }
+                | Self::CpuBudget { .. }
                 | Self::MemoryLimit { .. }
                 | Self::StartFailed { .. }
         )
@@ -47,6 +50,7 @@ impl ErrorKind {
             Self::Exited { .. } => "exited",
             Self::Trapped { .. } => "trapped",
             Self::CpuLimit { .. } => "cpu-limit",
+            Self::CpuBudget { .. } => "cpu-budget",
             Self::MemoryLimit { .. } => "memory-limit",
             Self::LogRateLimited { .. } => "log-rate-limited",
             Self::StorageQuota { .. } => "storage-quota",
@@ -68,6 +72,12 @@ impl fmt::Display for ErrorKind {
                     slice.as_millis()
                 )
             }
+            Self::CpuBudget { budget, window } => write!(
+                f,
+                "used more than {} ms of CPU in {} ms",
+                budget.as_millis(),
+                window.as_millis()
+            ),
             Self::MemoryLimit { limit_bytes } => {
                 write!(f, "exceeded its linear memory limit of {limit_bytes} bytes")
             }

@@ -130,6 +130,8 @@ pub(crate) struct HostState {
     pub(crate) limiter: MemoryLimiter,
     /// When the app last blocked in the host (the CPU slice runs from here).
     pub(crate) last_yield: Instant,
+    /// Computation per window (the CPU budget).
+    pub(crate) cpu: crate::limits::CpuWindow,
     pub(crate) gpio_open: BTreeSet<u32>,
     pub(crate) uart_open: BTreeSet<String>,
     pub(crate) sockets: Sockets,
@@ -180,8 +182,17 @@ impl HostState {
         self.last_yield = Instant::now();
     }
 
+    /// Marks the start of a blocking call: the computation since the last one counts against
+    /// the CPU budget; the wait does not.
+    pub(crate) fn begin_blocking(&mut self) {
+        let now = Instant::now();
+        self.cpu.account(now, self.last_yield);
+        self.last_yield = now;
+    }
+
     /// Sleeps `duration` unless a stop is requested (then traps).
     pub(crate) fn interruptible_sleep(&mut self, duration: Duration) -> wasmtime::Result<()> {
+        self.begin_blocking();
         let stopped = self.app.stop.wait(duration);
         self.yielded();
         if stopped {
@@ -407,6 +418,7 @@ impl api::uart::Host for HostState {
         if max_len == 0 {
             return Ok(Ok(Vec::new()));
         }
+        self.begin_blocking();
         let timeout =
             Duration::from_millis(u64::from(timeout_ms)).min(ferro_peripherals::MAX_TIMEOUT);
         let deadline = Instant::now() + timeout;

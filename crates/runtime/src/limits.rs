@@ -16,6 +16,8 @@ pub(crate) enum Interrupt {
     Stopped,
     #[error("computed for more than {} ms without yielding", slice.as_millis())]
     CpuLimit { slice: Duration },
+    #[error("used more than {} ms of CPU in {} ms", budget.as_millis(), window.as_millis())]
+    CpuBudget { budget: Duration, window: Duration },
     #[error("linear memory limit exceeded: {wanted} bytes asked, {limit} allowed")]
     MemoryLimit { wanted: u64, limit: u64 },
     #[error("the image's initial memory ({wanted} bytes) exceeds the {limit}-byte limit")]
@@ -144,8 +146,77 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// Computation time of an instance in fixed windows: time outside blocking host calls.
+#[derive(Debug)]
+pub(crate) struct CpuWindow {
+    start: Instant,
+    busy: Duration,
+    pub(crate) budget: Duration,
+    pub(crate) window: Duration,
+}
+
+impl CpuWindow {
+    pub(crate) fn new(budget: Duration, window: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            busy: Duration::ZERO,
+            budget,
+            window: window.max(Duration::from_millis(1)),
+        }
+    }
+
+    fn roll(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.start) >= self.window {
+            self.start = now;
+            self.busy = Duration::ZERO;
+        }
+    }
+
+    /// Adds the computation from `since` to `now` (a blocking call begins).
+    pub(crate) fn account(&mut self, now: Instant, since: Instant) {
+        self.roll(now);
+        self.busy += now.saturating_duration_since(since.max(self.start));
+    }
+
+    /// Whether the window's computation, with the one running since `since`, exceeds the budget.
+    pub(crate) fn exceeded(&mut self, now: Instant, since: Instant) -> bool {
+        self.roll(now);
+        self.budget < self.window
+            && self.busy + now.saturating_duration_since(since.max(self.start)) > self.budget
+    }
+}
+
 /// The origin of `timers.monotonic-ms` (the first use in this process).
 pub(crate) fn monotonic_origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     *ORIGIN.get_or_init(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_window_counts_computation_and_rolls_over() {
+        let start = Instant::now();
+        let mut window = CpuWindow::new(Duration::from_millis(100), Duration::from_secs(1));
+        window.start = start;
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // 60 ms of computation, then a wait, then 30 ms: 90 ms, under budget.
+        window.account(at(60), at(0));
+        assert!(!window.exceeded(at(230), at(200)));
+        window.account(at(230), at(200));
+        // 20 more ms of running computation: 110 ms, over.
+        assert!(window.exceeded(at(320), at(300)));
+        // A new window forgets the old one; computation before it does not count.
+        assert!(!window.exceeded(at(1050), at(990)));
+        assert!(window.exceeded(at(1200), at(990)));
+    }
+
+    #[test]
+    fn a_budget_as_long_as_the_window_is_off() {
+        let start = Instant::now();
+        let mut window = CpuWindow::new(Duration::from_secs(1), Duration::from_secs(1));
+        assert!(!window.exceeded(start + Duration::from_millis(999), start));
+    }
 }

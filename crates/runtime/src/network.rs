@@ -192,6 +192,7 @@ impl HostState {
         max_len: u32,
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, ApiError>> {
+        self.begin_blocking();
         let deadline = Instant::now() + millis(timeout_ms);
         let mut buffer = vec![0; max_len.min(MAX_RECEIVE) as usize];
         loop {
@@ -237,12 +238,14 @@ impl HostState {
 
 impl api::networking::Host for HostState {
     fn tcp_connect(&mut self, host: String, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        self.begin_blocking();
         let result = self.connect(&host, port, timeout_ms);
         self.yielded();
         Ok(result)
     }
 
     fn tls_connect(&mut self, host: String, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        self.begin_blocking();
         let result = self.connect_tls(&host, port, timeout_ms);
         self.yielded();
         Ok(result)
@@ -285,6 +288,7 @@ impl api::networking::Host for HostState {
     }
 
     fn tcp_accept(&mut self, listener: u32, timeout_ms: u32) -> HostResult<u32> {
+        self.begin_blocking();
         let deadline = Instant::now() + millis(timeout_ms);
         loop {
             let result = match self.sockets.get(listener) {
@@ -376,6 +380,7 @@ impl api::networking::Host for HostState {
         max_len: u32,
         timeout_ms: u32,
     ) -> HostResult<(Vec<u8>, String)> {
+        self.begin_blocking();
         let deadline = Instant::now() + millis(timeout_ms);
         let mut buffer = vec![0; max_len.min(MAX_RECEIVE) as usize];
         loop {

@@ -682,6 +682,7 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
         services: context.services.clone(),
         limiter: MemoryLimiter::new(shared.clone()),
         last_yield: Instant::now(),
+        cpu: crate::limits::CpuWindow::new(shared.limits.cpu_budget, shared.limits.cpu_window),
         gpio_open: BTreeSet::new(),
         uart_open: BTreeSet::new(),
         sockets: Sockets::new(shared.limits.max_sockets, context.bind_address),
@@ -694,13 +695,21 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
     store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     let slice = shared.limits.cpu_slice;
-    store.epoch_deadline_callback(move |store| {
-        let state = store.data();
+    store.epoch_deadline_callback(move |mut store| {
+        let state = store.data_mut();
         if state.app.stop.is_requested() {
             return Err(wasmtime::Error::new(Interrupt::Stopped));
         }
-        if state.last_yield.elapsed() > slice {
+        let now = Instant::now();
+        if now.saturating_duration_since(state.last_yield) > slice {
             return Err(wasmtime::Error::new(Interrupt::CpuLimit { slice }));
+        }
+        let since = state.last_yield;
+        if state.cpu.exceeded(now, since) {
+            return Err(wasmtime::Error::new(Interrupt::CpuBudget {
+                budget: state.cpu.budget,
+                window: state.cpu.window,
+            }));
         }
         Ok(UpdateDeadline::Continue(1))
     });
@@ -740,6 +749,10 @@ fn classify(error: &wasmtime::Error) -> Outcome {
         return match interrupt {
             Interrupt::Stopped => Outcome::Stopped,
             Interrupt::CpuLimit { slice } => Outcome::Ended(ErrorKind::CpuLimit { slice: *slice }),
+            Interrupt::CpuBudget { budget, window } => Outcome::Ended(ErrorKind::CpuBudget {
+                budget: *budget,
+                window: *window,
+            }),
             Interrupt::MemoryLimit { limit, .. } => Outcome::Ended(ErrorKind::MemoryLimit {
                 limit_bytes: *limit,
             }),

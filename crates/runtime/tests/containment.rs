@@ -106,6 +106,37 @@ fn endless_loop_is_stopped_by_the_cpu_limit_and_restarted() {
 }
 
 #[test]
+fn a_busy_app_that_dodges_the_slice_hits_the_cpu_budget() {
+    // A 1 s budget per 3 s window keeps the test short (the default is 5 s per 10 s).
+    let device = common::device_with(|config| {
+        config.limits.cpu_budget = Duration::from_secs(1);
+        config.limits.cpu_window = Duration::from_secs(3);
+    });
+    let blink = install_blink(&device);
+    let hostile = install_hostile(&device, "hostile-busy");
+    let event = wait_event(&device, hostile, |kind| {
+        matches!(kind, ErrorKind::CpuBudget { .. })
+    });
+    assert_eq!(
+        event.kind,
+        ErrorKind::CpuBudget {
+            budget: Duration::from_secs(1),
+            window: Duration::from_secs(3)
+        }
+    );
+    assert!(
+        device
+            .runtime
+            .recent_events()
+            .iter()
+            .all(|event| !matches!(event.kind, ErrorKind::CpuLimit { .. })),
+        "the slice did not trip: only the budget did"
+    );
+    assert_blinking(&device);
+    assert_eq!(device.runtime.status(blink).unwrap().restarts, 0);
+}
+
+#[test]
 fn memory_bomb_hits_the_memory_limit() {
     let device = device();
     let blink = install_blink(&device);
