@@ -291,9 +291,10 @@ impl VirtualBoard {
         Ok(())
     }
 
-    /// Sets the temperature every simulated sensor reports, in millidegrees Celsius.
+    /// Sets the temperature every simulated sensor reports, in millidegrees Celsius, clamped to
+    /// what the sensor's 12-bit register holds (-55 °C to 127.9375 °C).
     pub fn set_temperature_millicelsius(&self, millicelsius: i32) {
-        let clamped = millicelsius.clamp(-55_000, 150_000);
+        let clamped = millicelsius.clamp(-55_000, 127_937);
         for bus in self.lock().i2c.values_mut() {
             for sensor in bus.sensors.values_mut() {
                 sensor.millicelsius = clamped;
@@ -747,6 +748,10 @@ mod tests {
         let bytes = board.write_read("ISU2", 0x48, &[0x00], 2).unwrap();
         let raw = i16::from_be_bytes([bytes[0], bytes[1]]) >> 4;
         assert_eq!(f32::from(raw) * 0.0625, 25.0);
+        board.set_temperature_millicelsius(1_000_000);
+        let bytes = board.write_read("ISU2", 0x48, &[0x00], 2).unwrap();
+        let raw = i16::from_be_bytes([bytes[0], bytes[1]]) >> 4;
+        assert_eq!(f32::from(raw) * 0.0625, 127.875, "clamped, not wrapped");
         board.set_temperature_millicelsius(-10_250);
         let bytes = board.write_read("ISU2", 0x48, &[0x00], 2).unwrap();
         let raw = i16::from_be_bytes([bytes[0], bytes[1]]) >> 4;
