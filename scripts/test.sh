@@ -13,8 +13,9 @@ SECONDS=0
 
 log "prerequisites"
 # swtpm: the TPM 2.0 simulator the root-of-trust tests start on loopback; libtss2-dev: tss-esapi.
-# mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto
+# mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback;
+# mosquitto-clients: mosquitto_sub, the subscriber of the telemetry sample's test.
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients
 ensure_rust_targets
 ensure_python_env
 ensure_postgres
@@ -29,9 +30,13 @@ log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p ferro-trust -p ferro-device -p ferro-attest --features ferro-trust/tpm,ferro-device/tpm --all-targets --locked -- -D warnings
 cargo clippy -p ferro-service --features tpm-tests --all-targets --locked -- -D warnings
+# The Linux peripheral backends (GPIO character device, i2c-dev, spidev, serial) need device
+# nodes to run, so they are only compiled and linted here.
+cargo clippy -p ferro-peripherals --features linux --all-targets --locked -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
 
-log "sample apps (wasm32-wasip2)"
+log "sample apps and hostile guests (wasm32-wasip2)"
+# ferro-runtime's tests load these components (apps/target/wasm32-wasip2/release/*.wasm).
 cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
 
 log "unit, integration, property and interoperability tests"

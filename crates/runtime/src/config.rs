@@ -1,0 +1,157 @@
+//! Runtime and per-app configuration.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferro_peripherals::PinBlocks;
+
+use crate::services::{DeviceServices, NoDeviceServices};
+
+/// Limits applied to each app instance. Defaults follow DESIGN section 5.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory an app may grow beyond its image's initial memory (default 256 KiB).
+    pub extra_memory_bytes: u64,
+    /// Largest initial linear memory (all memories of the component) an image may declare.
+    pub max_image_memory_bytes: u64,
+    /// Longest an app may compute without a blocking host call (sleep, waiting reads); past it
+    /// the instance is stopped as hung (`ErrorKind::CpuLimit`).
+    pub cpu_slice: Duration,
+    /// Computation (time outside blocking host calls) an app may use in each `cpu_window`;
+    /// past it the instance is stopped (`ErrorKind::CpuBudget`). Catches apps that yield just
+    /// often enough to dodge the slice. A budget at least as long as the window disables it.
+    pub cpu_budget: Duration,
+    pub cpu_window: Duration,
+    /// Sustained log lines per second; bursts up to `log_burst_lines`. Excess lines are dropped
+    /// and counted.
+    pub log_lines_per_second: u32,
+    pub log_burst_lines: u32,
+    /// Longest log line kept; longer lines are cut.
+    pub max_log_line_bytes: usize,
+    /// Most table elements per table.
+    pub max_table_elements: usize,
+    /// Most open sockets and listeners per instance.
+    pub max_sockets: usize,
+    /// Most WASI host resources (streams, pollables) an instance may hold at once; bounds the
+    /// host memory a guest can make the runtime allocate outside its linear memory.
+    pub max_host_resources: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            extra_memory_bytes: 256 * 1024,
+            max_image_memory_bytes: 16 * 1024 * 1024,
+            cpu_slice: Duration::from_millis(500),
+            cpu_budget: Duration::from_secs(5),
+            cpu_window: Duration::from_secs(10),
+            log_lines_per_second: 50,
+            log_burst_lines: 200,
+            max_log_line_bytes: 1024,
+            max_table_elements: 20_000,
+            max_sockets: 16,
+            max_host_resources: 1024,
+        }
+    }
+}
+
+/// Restart policy after an exit or trap: exponential backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the first restart.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// A run at least this long resets the backoff.
+    pub reset_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restart number `failures` (1-based) of a crash loop.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(20);
+        self.initial.saturating_mul(1u32 << exponent).min(self.max)
+    }
+}
+
+/// How a runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Root of the apps' mutable storage: `<storage_dir>/<component id>/mutable.bin`.
+    pub storage_dir: PathBuf,
+    /// Default limits; an install may override them (e.g. per board).
+    pub limits: Limits,
+    pub backoff: Backoff,
+    /// Address app servers (`AllowedTcpServerPorts`, `AllowedUdpServerPorts`) bind to.
+    pub server_bind_address: IpAddr,
+    /// Epoch tick: the granularity of CPU limits and stop requests (default 10 ms).
+    pub epoch_tick: Duration,
+    /// Log lines kept per app.
+    pub log_capacity_lines: usize,
+    /// Error events kept for subscribers.
+    pub event_capacity: usize,
+    /// Largest component accepted at install.
+    pub max_component_bytes: usize,
+    /// Pin blocks for peripheral ownership (from the board's hardware definition).
+    pub pin_blocks: PinBlocks,
+    /// Device services (certificate, updates, power) the integration provides.
+    pub services: Arc<dyn DeviceServices>,
+}
+
+impl RuntimeConfig {
+    /// Defaults with storage under `storage_dir`.
+    pub fn new(storage_dir: PathBuf) -> Self {
+        Self {
+            storage_dir,
+            limits: Limits::default(),
+            backoff: Backoff::default(),
+            server_bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            epoch_tick: Duration::from_millis(10),
+            log_capacity_lines: 1000,
+            event_capacity: 1000,
+            max_component_bytes: 32 * 1024 * 1024,
+            pin_blocks: PinBlocks::none(),
+            services: Arc::new(NoDeviceServices),
+        }
+    }
+}
+
+/// Options of one install.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// Do not start at install (or at boot); wait for `Runtime::start`.
+    pub manual_start: bool,
+    /// Limits for this app instead of the runtime's defaults.
+    pub limits: Option<Limits>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            reset_after: Duration::from_secs(10),
+        };
+        assert_eq!(backoff.delay(1), Duration::from_millis(100));
+        assert_eq!(backoff.delay(2), Duration::from_millis(200));
+        assert_eq!(backoff.delay(4), Duration::from_millis(800));
+        assert_eq!(backoff.delay(5), Duration::from_secs(1));
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(1));
+    }
+}

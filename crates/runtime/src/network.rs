@@ -1,0 +1,426 @@
+//! Networking through the host. Every destination is checked against `AllowedConnections` as
+//! the app wrote it (a host name and its address are different entries: `localhost` is not
+//! `127.0.0.1`), before any name resolution; servers bind only `AllowedTcpServerPorts` /
+//! `AllowedUdpServerPorts`. TLS connections authenticate with the device certificate through a
+//! rustls configuration the device lends (`DeviceServices::tls_client_config`); the app never
+//! sees the key.
+
+use std::collections::BTreeMap;
+use std::io::{ErrorKind as IoErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
+
+use crate::host::{HostResult, HostState, STOP_POLL, api};
+
+use api::types::Error as ApiError;
+
+/// Longest connect attempt (a connect cannot be interrupted by a stop request).
+const MAX_CONNECT: Duration = Duration::from_secs(10);
+/// Largest single receive.
+const MAX_RECEIVE: u32 = 64 * 1024;
+/// Longest host string accepted (a DNS name is at most 253 characters).
+const MAX_HOST_CHARS: usize = 253;
+
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Listener(TcpListener),
+    Udp(UdpSocket),
+}
+
+/// An instance's sockets, by handle.
+#[derive(Debug)]
+pub(crate) struct Sockets {
+    open: BTreeMap<u32, Socket>,
+    next: u32,
+    max: usize,
+    pub(crate) bind_address: IpAddr,
+}
+
+impl Sockets {
+    pub(crate) fn new(max: usize, bind_address: IpAddr) -> Self {
+        Self {
+            open: BTreeMap::new(),
+            next: 1,
+            max,
+            bind_address,
+        }
+    }
+
+    fn insert(&mut self, socket: Socket) -> Result<u32, ApiError> {
+        if self.open.len() >= self.max {
+            return Err(ApiError::LimitExceeded(format!(
+                "at most {} open sockets per app",
+                self.max
+            )));
+        }
+        let handle = self.next;
+        self.next = self.next.wrapping_add(1).max(1);
+        self.open.insert(handle, socket);
+        Ok(handle)
+    }
+
+    fn get(&mut self, handle: u32) -> Result<&mut Socket, ApiError> {
+        self.open
+            .get_mut(&handle)
+            .ok_or_else(|| ApiError::NoSuchResource(format!("socket {handle}")))
+    }
+}
+
+fn io_error(what: &str, error: &std::io::Error) -> ApiError {
+    match error.kind() {
+        IoErrorKind::TimedOut | IoErrorKind::WouldBlock => ApiError::TimedOut,
+        _ => ApiError::Io(format!("{what}: {error}")),
+    }
+}
+
+fn millis(ms: u32) -> Duration {
+    Duration::from_millis(u64::from(ms))
+}
+
+impl HostState {
+    /// Checks `host` against `AllowedConnections` exactly as written.
+    fn host_allowed(&self, host: &str) -> Result<(), ApiError> {
+        let well_formed = !host.is_empty()
+            && host.len() <= MAX_HOST_CHARS
+            && host
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':'));
+        if !well_formed {
+            return Err(ApiError::InvalidArgument(format!(
+                "{host:?} is not a host name or an IP address"
+            )));
+        }
+        let allowed = self
+            .app
+            .capabilities
+            .allowed_connections()
+            .iter()
+            .any(|entry| entry.allows_host(host));
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.app.denied(format!(
+                "{host} is not in the app manifest's AllowedConnections"
+            )))
+        }
+    }
+
+    /// Resolves an allowed host: an address as is, a name through the system resolver.
+    fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ApiError> {
+        if let Ok(address) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(address, port)]);
+        }
+        let addresses: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|error| ApiError::Io(format!("cannot resolve {host}: {error}")))?
+            .collect();
+        if addresses.is_empty() {
+            return Err(ApiError::Io(format!("{host} has no addresses")));
+        }
+        Ok(addresses)
+    }
+
+    fn connect_stream(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout_ms: u32,
+    ) -> Result<TcpStream, ApiError> {
+        self.host_allowed(host)?;
+        let addresses = Self::resolve(host, port)?;
+        let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
+        let mut last = ApiError::Io(format!("cannot connect to {host}:{port}"));
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(error) => last = io_error(&format!("connect to {host}:{port}"), &error),
+            }
+        }
+        Err(last)
+    }
+
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
+        let stream = self.connect_stream(host, port, timeout_ms)?;
+        self.sockets.insert(Socket::Tcp(stream))
+    }
+
+    fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
+        self.host_allowed(host)?;
+        let Some(tenant) = self.app.capabilities.device_authentication() else {
+            return Err(self
+                .app
+                .denied("the app manifest does not grant DeviceAuthentication".to_owned()));
+        };
+        let Some(config) = self.services.tls_client_config(self.app.id, tenant) else {
+            return Err(ApiError::NoSuchResource(
+                "no current device certificate (the device has not attested yet)".to_owned(),
+            ));
+        };
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|error| ApiError::InvalidArgument(format!("{host}: {error}")))?;
+        let mut stream = self.connect_stream(host, port, timeout_ms)?;
+        let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
+        let handshake_error =
+            |error: &std::io::Error| io_error(&format!("TLS handshake with {host}:{port}"), error);
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|error| handshake_error(&error))?;
+        let mut connection = rustls::ClientConnection::new(config, name)
+            .map_err(|error| ApiError::Io(format!("TLS with {host}:{port}: {error}")))?;
+        while connection.is_handshaking() {
+            connection
+                .complete_io(&mut stream)
+                .map_err(|error| handshake_error(&error))?;
+        }
+        stream
+            .set_write_timeout(Some(MAX_CONNECT))
+            .map_err(|error| handshake_error(&error))?;
+        self.sockets
+            .insert(Socket::Tls(Box::new(rustls::StreamOwned::new(
+                connection, stream,
+            ))))
+    }
+
+    fn receive(
+        &mut self,
+        handle: u32,
+        max_len: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, ApiError>> {
+        self.begin_blocking();
+        let deadline = Instant::now() + millis(timeout_ms);
+        let mut buffer = vec![0; max_len.min(MAX_RECEIVE) as usize];
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let step = remaining.min(STOP_POLL).max(Duration::from_millis(1));
+            let result = match self.sockets.get(handle) {
+                Ok(Socket::Tcp(stream)) => stream
+                    .set_read_timeout(Some(step))
+                    .and_then(|()| stream.read(&mut buffer)),
+                Ok(Socket::Tls(stream)) => stream
+                    .sock
+                    .set_read_timeout(Some(step))
+                    .and_then(|()| stream.read(&mut buffer)),
+                Ok(_) => {
+                    return Ok(Err(ApiError::InvalidArgument(format!(
+                        "socket {handle} is not a connected stream"
+                    ))));
+                }
+                Err(error) => return Ok(Err(error)),
+            };
+            self.yielded();
+            match result {
+                Ok(count) => {
+                    buffer.truncate(count);
+                    return Ok(Ok(buffer));
+                }
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        IoErrorKind::WouldBlock | IoErrorKind::TimedOut
+                    ) =>
+                {
+                    if remaining.is_zero() {
+                        return Ok(Err(ApiError::TimedOut));
+                    }
+                    self.check_stop()?;
+                }
+                Err(error) => return Ok(Err(io_error("receive", &error))),
+            }
+        }
+    }
+}
+
+impl api::networking::Host for HostState {
+    fn tcp_connect(&mut self, host: String, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        self.begin_blocking();
+        let result = self.connect(&host, port, timeout_ms);
+        self.yielded();
+        Ok(result)
+    }
+
+    fn tls_connect(&mut self, host: String, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        self.begin_blocking();
+        let result = self.connect_tls(&host, port, timeout_ms);
+        self.yielded();
+        Ok(result)
+    }
+
+    fn send(&mut self, socket: u32, data: Vec<u8>) -> HostResult<u32> {
+        let result = match self.sockets.get(socket) {
+            Ok(Socket::Tcp(stream)) => stream
+                .write(&data)
+                .map(|count| u32::try_from(count).unwrap_or(u32::MAX))
+                .map_err(|error| io_error("send", &error)),
+            Ok(Socket::Tls(stream)) => stream
+                .write(&data)
+                .and_then(|count| stream.flush().map(|()| count))
+                .map(|count| u32::try_from(count).unwrap_or(u32::MAX))
+                .map_err(|error| io_error("send", &error)),
+            Ok(_) => Err(ApiError::InvalidArgument(format!(
+                "socket {socket} is not a connected stream"
+            ))),
+            Err(error) => Err(error),
+        };
+        Ok(result)
+    }
+
+    fn receive(&mut self, socket: u32, max_len: u32, timeout_ms: u32) -> HostResult<Vec<u8>> {
+        HostState::receive(self, socket, max_len, timeout_ms)
+    }
+
+    fn tcp_listen(&mut self, port: u16) -> HostResult<u32> {
+        if !self.app.capabilities.tcp_server_ports().contains(&port) {
+            return Ok(Err(self.app.denied(format!(
+                "TCP port {port} is not in the app manifest's AllowedTcpServerPorts"
+            ))));
+        }
+        let result = TcpListener::bind(SocketAddr::new(self.sockets.bind_address, port))
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|error| io_error(&format!("listen on TCP port {port}"), &error))
+            .and_then(|listener| self.sockets.insert(Socket::Listener(listener)));
+        Ok(result)
+    }
+
+    fn tcp_accept(&mut self, listener: u32, timeout_ms: u32) -> HostResult<u32> {
+        self.begin_blocking();
+        let deadline = Instant::now() + millis(timeout_ms);
+        loop {
+            let result = match self.sockets.get(listener) {
+                Ok(Socket::Listener(listener)) => listener.accept(),
+                Ok(_) => {
+                    return Ok(Err(ApiError::InvalidArgument(format!(
+                        "socket {listener} is not a listener"
+                    ))));
+                }
+                Err(error) => return Ok(Err(error)),
+            };
+            match result {
+                Ok((stream, _)) => {
+                    self.yielded();
+                    let result = stream
+                        .set_nonblocking(false)
+                        .map_err(|error| io_error("accept", &error))
+                        .and_then(|()| self.sockets.insert(Socket::Tcp(stream)));
+                    return Ok(result);
+                }
+                Err(error) if error.kind() == IoErrorKind::WouldBlock => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        self.yielded();
+                        return Ok(Err(ApiError::TimedOut));
+                    }
+                    self.interruptible_sleep(remaining.min(Duration::from_millis(5)))?;
+                }
+                Err(error) => return Ok(Err(io_error("accept", &error))),
+            }
+        }
+    }
+
+    fn udp_bind(&mut self, port: u16) -> HostResult<u32> {
+        let capabilities = &self.app.capabilities;
+        let allowed = if port == 0 {
+            !capabilities.allowed_connections().is_empty()
+        } else {
+            capabilities.udp_server_ports().contains(&port)
+        };
+        if !allowed {
+            let what = if port == 0 {
+                "an ephemeral UDP port needs AllowedConnections".to_owned()
+            } else {
+                format!("UDP port {port} is not in the app manifest's AllowedUdpServerPorts")
+            };
+            return Ok(Err(self.app.denied(what)));
+        }
+        let result = UdpSocket::bind(SocketAddr::new(self.sockets.bind_address, port))
+            .map_err(|error| io_error(&format!("bind UDP port {port}"), &error))
+            .and_then(|socket| self.sockets.insert(Socket::Udp(socket)));
+        Ok(result)
+    }
+
+    fn udp_send_to(
+        &mut self,
+        socket: u32,
+        host: String,
+        port: u16,
+        data: Vec<u8>,
+    ) -> HostResult<u32> {
+        if let Err(error) = self.host_allowed(&host) {
+            return Ok(Err(error));
+        }
+        let addresses = match Self::resolve(&host, port) {
+            Ok(addresses) => addresses,
+            Err(error) => return Ok(Err(error)),
+        };
+        let result = match self.sockets.get(socket) {
+            Ok(Socket::Udp(udp)) => addresses
+                .first()
+                .ok_or_else(|| ApiError::Io(format!("{host} has no addresses")))
+                .and_then(|address| {
+                    udp.send_to(&data, address)
+                        .map(|count| u32::try_from(count).unwrap_or(u32::MAX))
+                        .map_err(|error| io_error("send", &error))
+                }),
+            Ok(_) => Err(ApiError::InvalidArgument(format!(
+                "socket {socket} is not a UDP socket"
+            ))),
+            Err(error) => Err(error),
+        };
+        Ok(result)
+    }
+
+    fn udp_receive(
+        &mut self,
+        socket: u32,
+        max_len: u32,
+        timeout_ms: u32,
+    ) -> HostResult<(Vec<u8>, String)> {
+        self.begin_blocking();
+        let deadline = Instant::now() + millis(timeout_ms);
+        let mut buffer = vec![0; max_len.min(MAX_RECEIVE) as usize];
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let step = remaining.min(STOP_POLL).max(Duration::from_millis(1));
+            let result = match self.sockets.get(socket) {
+                Ok(Socket::Udp(udp)) => udp
+                    .set_read_timeout(Some(step))
+                    .and_then(|()| udp.recv_from(&mut buffer)),
+                Ok(_) => {
+                    return Ok(Err(ApiError::InvalidArgument(format!(
+                        "socket {socket} is not a UDP socket"
+                    ))));
+                }
+                Err(error) => return Ok(Err(error)),
+            };
+            self.yielded();
+            match result {
+                Ok((count, from)) => {
+                    buffer.truncate(count);
+                    return Ok(Ok((buffer, from.to_string())));
+                }
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        IoErrorKind::WouldBlock | IoErrorKind::TimedOut
+                    ) =>
+                {
+                    if remaining.is_zero() {
+                        return Ok(Err(ApiError::TimedOut));
+                    }
+                    self.check_stop()?;
+                }
+                Err(error) => return Ok(Err(io_error("receive", &error))),
+            }
+        }
+    }
+
+    fn close(&mut self, socket: u32) -> wasmtime::Result<()> {
+        self.sockets.open.remove(&socket);
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! The telemetry sample end to end: the app reads the virtual board's I2C temperature sensor and
+//! publishes JSON over MQTT to a real Mosquitto broker that requires a client certificate from
+//! the tenant CA; the device (not the app) holds the key. A subscriber on a plain loopback
+//! listener of the same broker receives the message.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::pki::{Services, TENANT, client_config, pki};
+use common::{device_with, manifest_with, wasm};
+use ferro_runtime::InstallOptions;
+
+const MOSQUITTO: [&str; 2] = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// Kills and reaps a child process this test started.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_broker(dir: &Path, tls_port: u16, plain_port: u16, pki: &common::pki::Pki) -> Reaped {
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
+    write("clients.pem", &pki.tenant_ca_pem);
+    write("server.pem", &pki.server_cert_pem);
+    write(
+        "server.key",
+        &pki.server_key.to_pkcs8_pem().expect("server key pem"),
+    );
+    let d = dir.display();
+    write(
+        "mosquitto.conf",
+        &format!(
+            "allow_anonymous true\npersistence false\nlog_dest stderr\n\
+             listener {plain_port} 127.0.0.1\n\
+             listener {tls_port} 127.0.0.1\nrequire_certificate true\n\
+             cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+        ),
+    );
+    // Mosquitto started as root drops to the `mosquitto` user: let it read this throw-away
+    // directory (test keys only).
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let path = entry.expect("entry").path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let binary = MOSQUITTO
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .expect(
+            "mosquitto is not installed (scripts/test.sh installs it: apt-get install mosquitto)",
+        );
+    let broker = Reaped(
+        Command::new(binary)
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let up = [tls_port, plain_port]
+            .iter()
+            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
+        if up {
+            return broker;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("mosquitto did not listen on {tls_port} and {plain_port}");
+}
+
+#[test]
+fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
+    let pki = pki();
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let _broker = start_broker(broker_dir.path(), tls_port, plain_port, &pki);
+    let mut subscriber = Reaped(
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &plain_port.to_string()])
+            .args(["-t", "ferro/telemetry", "-C", "1", "-W", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (apt-get install mosquitto-clients)"),
+    );
+    // Let the subscription reach the broker before the first publish.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let tenant = TENANT.parse().expect("uuid");
+    let config = client_config(&pki);
+    let device = device_with(move |runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(config),
+            tenant,
+        });
+    });
+    device.board.set_temperature_millicelsius(24_250);
+    let manifest = manifest_with("telemetry", |json| {
+        json["CmdArgs"] =
+            serde_json::json!(["127.0.0.1", tls_port.to_string(), "200", "ferro/telemetry"]);
+    });
+    let app = device
+        .runtime
+        .install(&wasm("telemetry"), &manifest, InstallOptions::default())
+        .expect("install telemetry");
+    device.wait_for_log(app, "telemetry: first sample", Duration::from_secs(30));
+
+    let mut received = String::new();
+    let mut stdout = subscriber.0.stdout.take().expect("stdout");
+    stdout
+        .read_to_string(&mut received)
+        .expect("subscriber output");
+    assert!(
+        received.starts_with("{\"temperature_c\":24.25,\"sample\":"),
+        "received {received:?}; app log {:#?}",
+        device.log_texts(app)
+    );
+    assert_eq!(device.runtime.status(app).unwrap().restarts, 0);
+}
+
+#[test]
+fn a_broker_that_requires_another_ca_refuses_the_device() {
+    let pki = pki();
+    let other = common::pki::pki();
+    let broker_dir = tempfile::tempdir().expect("tempdir");
+    let (tls_port, plain_port) = (free_port(), free_port());
+    // The broker trusts `other`'s tenant CA, not the device's.
+    let _broker = start_broker(broker_dir.path(), tls_port, plain_port, &other);
+    let tenant = TENANT.parse().expect("uuid");
+    // The device trusts `other`'s platform root (the broker's server certificate), and presents
+    // its own device certificate.
+    let config = Arc::new(
+        ferro_tls::client_config(
+            std::slice::from_ref(&other.platform_root),
+            Some((pki.device_chain.clone(), pki.device_key.clone())),
+        )
+        .expect("client config"),
+    );
+    let device = device_with(move |runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(config),
+            tenant,
+        });
+    });
+    let manifest = manifest_with("telemetry", |json| {
+        json["CmdArgs"] =
+            serde_json::json!(["127.0.0.1", tls_port.to_string(), "200", "ferro/telemetry"]);
+    });
+    let app = device
+        .runtime
+        .install(&wasm("telemetry"), &manifest, InstallOptions::default())
+        .expect("install telemetry");
+    let line = device.wait_for_log(app, "telemetry: ", Duration::from_secs(30));
+    assert!(!line.contains("first sample"), "{line}");
+    assert!(!line.contains("connected"), "{line}");
+}
