@@ -2,13 +2,11 @@
 //!
 //! Peripherals come from the sample appliance hardware definition
 //! (`hardware/ferro_vboard/sample_appliance.json`): `SAMPLE_LED` blinks, `SAMPLE_BUTTON_1`
-//! toggles `SAMPLE_RGBLED_GREEN`. `src/sample_appliance.rs` holds the constants generated from
+//! toggles `SAMPLE_RGBLED_GREEN`. The `sample-appliance` crate holds the constants generated from
 //! that definition (a runtime test checks it is current). The first command-line argument
 //! (`CmdArgs` in `app_manifest.json`) is the blink half-period in milliseconds.
 
 #[allow(dead_code)]
-mod sample_appliance;
-
 use std::time::Duration;
 
 use applibs::gpio::{InputPin, Level, OutputPin};

@@ -4,8 +4,6 @@
 //! `probe <what>: <outcome>`; steps on resources the manifest does not grant must be refused.
 
 #[allow(dead_code)]
-mod sample_appliance;
-
 use std::time::Duration;
 
 use applibs::adc::Adc;

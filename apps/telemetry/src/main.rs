@@ -6,8 +6,6 @@
 
 mod mqtt;
 #[allow(dead_code)]
-mod sample_appliance;
-
 use std::time::Duration;
 
 use applibs::i2c::I2cMaster;

@@ -25,35 +25,9 @@ const GROUP: &str = "Crash/Field Test OS Evaluation";
 const COMPONENT: &str = "7a0c4e2b-1d3f-4b5a-8c6d-9e0f1a2b3c4d";
 
 fn upload_app(admin: &User, work: &Path, version: &str, sv: u32) -> String {
-    let dir = work.join(format!("app-{version}"));
-    fs::create_dir_all(dir.join("bin")).expect("mkdir");
-    fs::write(
-        dir.join("app_manifest.json"),
-        format!(
-            r#"{{"SchemaVersion":1,"Name":"crash","ComponentId":"{COMPONENT}","EntryPoint":"/bin/app","CmdArgs":[],"Capabilities":{{}},"ApplicationType":"Default"}}"#
-        ),
-    )
-    .expect("manifest");
     // Big enough to span several download blocks.
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    fs::write(dir.join("bin/app"), body).expect("app");
-    let package = work.join(format!("app-{version}.imagepackage"));
-    admin.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&dir),
-        "--destination",
-        s(&package),
-        "--version",
-        version,
-        "--security-version",
-        &sv.to_string(),
-    ]);
-    admin.json(&["image", "add", "--image", s(&package)])["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+    common::upload_app(admin, work, COMPONENT, version, sv, &body)
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -125,9 +99,11 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
     // The starting point: OS 1.0.0 and app 1.0.0 installed and confirmed.
     golden.boot(&[]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !(golden.dir.join("apps/installed.json").exists()
-        && !golden.dir.join("update/transaction.json").exists())
-    {
+    let installed = |d: &VirtualDevice| {
+        d.dir.join("apps/installed.json").exists()
+            && !d.dir.join("update/transaction.json").exists()
+    };
+    while !installed(&golden) {
         assert!(Instant::now() < deadline, "{}", golden.log_tail());
         golden.supervise();
         std::thread::sleep(Duration::from_millis(50));

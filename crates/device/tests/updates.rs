@@ -20,34 +20,15 @@ use serde_json::Value;
 const GROUP: &str = "Updater/Field Test OS Evaluation";
 const COMPONENT: &str = "4f1d3a5e-8b2c-4d6e-9a7f-0c1b2d3e4f50";
 
-/// Packs and uploads version `version` (security version `sv`) of the test app; returns its
-/// image ID.
 fn upload_app(admin: &User, work: &Path, version: &str, sv: u32) -> String {
-    let dir = work.join(format!("app-{version}"));
-    fs::create_dir_all(dir.join("bin")).expect("mkdir");
-    fs::write(
-        dir.join("app_manifest.json"),
-        format!(
-            r#"{{"SchemaVersion":1,"Name":"updater","ComponentId":"{COMPONENT}","EntryPoint":"/bin/app","CmdArgs":[],"Capabilities":{{}},"ApplicationType":"Default"}}"#
-        ),
-    )
-    .expect("manifest");
-    fs::write(dir.join("bin/app"), format!("app {version}")).expect("app");
-    let package = work.join(format!("app-{version}.imagepackage"));
-    admin.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&dir),
-        "--destination",
-        s(&package),
-        "--version",
+    common::upload_app(
+        admin,
+        work,
+        COMPONENT,
         version,
-        "--security-version",
-        &sv.to_string(),
-    ]);
-    let image = admin.json(&["image", "add", "--image", s(&package)]);
-    image["id"].as_str().expect("image id").to_string()
+        sv,
+        format!("app {version}").as_bytes(),
+    )
 }
 
 fn status(admin: &User, device_id: &str) -> Value {

@@ -10,8 +10,8 @@ fn blink_constants_match_the_sample_appliance() {
         &common::hardware(),
         "hardware/ferro_vboard/sample_appliance.json",
     );
-    let path = common::repo_root().join("apps/blink/src/sample_appliance.rs");
-    let checked_in = std::fs::read_to_string(&path).expect("blink constants");
+    let path = common::repo_root().join("apps/sample-appliance/src/sample_appliance.rs");
+    let checked_in = std::fs::read_to_string(&path).expect("sample appliance constants");
     assert_eq!(
         checked_in,
         generated,

@@ -28,6 +28,47 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Packs version `version` (security version `sv`) of an app of `component` whose `bin/app` is
+/// `body`, uploads it to the admin's tenant (signed with the admin's developer key) and returns
+/// its image ID.
+#[allow(dead_code)]
+pub fn upload_app(
+    admin: &User,
+    work: &Path,
+    component: &str,
+    version: &str,
+    sv: u32,
+    body: &[u8],
+) -> String {
+    let dir = work.join(format!("app-{version}"));
+    fs::create_dir_all(dir.join("bin")).expect("mkdir");
+    fs::write(
+        dir.join("app_manifest.json"),
+        format!(
+            r#"{{"SchemaVersion":1,"Name":"updater","ComponentId":"{component}","EntryPoint":"/bin/app","CmdArgs":[],"Capabilities":{{}},"ApplicationType":"Default"}}"#
+        ),
+    )
+    .expect("manifest");
+    fs::write(dir.join("bin/app"), body).expect("app");
+    let package = work.join(format!("app-{version}.imagepackage"));
+    admin.json(&[
+        "image-package",
+        "pack-application",
+        "--package-directory",
+        s(&dir),
+        "--destination",
+        s(&package),
+        "--version",
+        version,
+        "--security-version",
+        &sv.to_string(),
+    ]);
+    admin.json(&["image", "add", "--image", s(&package)])["id"]
+        .as_str()
+        .expect("image id")
+        .to_string()
+}
+
 /// What [`publish_factory_os`] made.
 // Each test binary compiles this module and reads a different subset of the fields.
 #[allow(dead_code)]
