@@ -5,7 +5,9 @@
 //! of the tenant it names and the device must be claimed by that tenant. The result is kept on
 //! the connection ([`crate::server::ConnInfo`]), so a device that keeps its connection pays for
 //! one ECDSA verification, not one per request; its expiry is re-checked on every request, and
-//! handlers re-read the device row (blocked, group) on every request.
+//! handlers re-read the device row (group, target set) on every request. A blocked device gets no
+//! new certificate at attestation, so its access here ends when its current one expires (24 h at
+//! most); the device routes do not re-check the block themselves.
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
