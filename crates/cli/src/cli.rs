@@ -76,8 +76,20 @@ pub enum Command {
     OsRelease(OsReleaseCommand),
 }
 
+/// `ferro device ...`: the attached device's commands and the service's, side by side as in
+/// azsphere.
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
+    /// Commands for the attached device (its local device API).
+    #[command(flatten)]
+    Attached(AttachedDeviceCommand),
+    /// Commands about the tenant's devices (the security service).
+    #[command(flatten)]
+    Cloud(CloudDeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CloudDeviceCommand {
     /// Claim devices for the tenant, permanently.
     Claim {
         /// Device ID (128 hex characters); repeat for several.
@@ -133,9 +145,6 @@ pub enum DeviceCommand {
         #[command(flatten)]
         tenant: TenantArg,
     },
-    /// Images targeted at a device.
-    #[command(subcommand)]
-    Image(DeviceImageCommand),
     /// Make the device check for updates now (within seconds, if it is online).
     UpdateNow {
         /// Device ID.
@@ -146,8 +155,165 @@ pub enum DeviceCommand {
     },
 }
 
+/// `--device-dir`: which attached device (the local device API's socket lives in its data
+/// directory).
+#[derive(Debug, Args)]
+pub struct AttachedArg {
+    /// The attached device's data directory (or the path of its `device-api.sock`).
+    #[arg(long, value_name = "DIR", env = "FERRO_DEVICE_DIR")]
+    pub device_dir: PathBuf,
+}
+
+/// What the attached device does on request, through its local device API.
+#[derive(Debug, Subcommand)]
+pub enum AttachedDeviceCommand {
+    /// Show the attached device: ID, OS, attestation, certificate, development mode, board.
+    ShowAttached {
+        #[command(flatten)]
+        attached: AttachedArg,
+    },
+    /// Restart the attached device (through ferro-boot, which verifies its OS again).
+    Restart {
+        #[command(flatten)]
+        attached: AttachedArg,
+    },
+    /// Put the attached device in development mode: download an appDevelopment capability for
+    /// it from the service and apply it, so it accepts apps signed by your developer keys.
+    EnableDevelopment {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// Developer key IDs the device may accept (default: the tenant's registered keys).
+        #[arg(long, value_name = "KEY_ID")]
+        developer_key: Vec<String>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Leave development mode: remove the capability and every sideloaded app.
+    DisableDevelopment {
+        #[command(flatten)]
+        attached: AttachedArg,
+    },
+    /// Sideloaded apps (development mode).
+    #[command(subcommand)]
+    Sideload(SideloadCommand),
+    /// The attached device's apps.
+    #[command(subcommand)]
+    App(AppCommand),
+    /// The attached virtual device's board: LEDs, buttons, sensor.
+    #[command(subcommand)]
+    Board(BoardCommand),
+    /// Images installed on the attached device, or targeted at a device by the service.
+    #[command(subcommand)]
+    Image(DeviceImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SideloadCommand {
+    /// Install an app image package on the attached device (replacing one of the same component).
+    Deploy {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// The image package (`ferro image-package pack-application`).
+        #[arg(long, value_name = "FILE")]
+        image_package: PathBuf,
+        /// Do not start the app; wait for `ferro device app start`.
+        #[arg(long)]
+        manual_start: bool,
+        /// The signer's public key (SPKI PEM); default: your test-signing key.
+        #[arg(long, value_name = "PEM")]
+        public_key: Option<PathBuf>,
+    },
+    /// Remove a sideloaded app (a cloud-deployed app of the same component comes back).
+    Delete {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// The app's component ID.
+        #[arg(long, value_name = "ID")]
+        component_id: String,
+    },
+}
+
+/// `--component-id`.
+#[derive(Debug, Args)]
+pub struct ComponentArg {
+    #[command(flatten)]
+    pub attached: AttachedArg,
+    /// The app's component ID.
+    #[arg(long, value_name = "ID")]
+    pub component_id: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Start an app.
+    Start(ComponentArg),
+    /// Stop an app.
+    Stop(ComponentArg),
+    /// Show an app's state, or every app's without --component-id.
+    ShowStatus {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// The app's component ID (default: all apps).
+        #[arg(long, value_name = "ID")]
+        component_id: Option<String>,
+    },
+    /// Show an app's mutable storage use and quota.
+    ShowQuota(ComponentArg),
+    /// Show an app's linear memory: image, current, peak, limit.
+    ShowMemoryStats(ComponentArg),
+    /// Print an app's log (kept lines; with --follow, new ones until interrupted).
+    Logs {
+        #[command(flatten)]
+        app: ComponentArg,
+        /// Keep printing new lines.
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoardCommand {
+    /// Show the LEDs (lit or not) and buttons (pressed or not).
+    Show {
+        #[command(flatten)]
+        attached: AttachedArg,
+    },
+    /// Press a button (by its hardware definition name) and release it, or hold it.
+    PressButton {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// The button, e.g. SAMPLE_BUTTON_1.
+        #[arg(long, value_name = "NAME")]
+        button: String,
+        /// Milliseconds to hold it before releasing (0: keep it pressed).
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        hold_ms: u64,
+    },
+    /// Release a held button.
+    ReleaseButton {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// The button, e.g. SAMPLE_BUTTON_1.
+        #[arg(long, value_name = "NAME")]
+        button: String,
+    },
+    /// Set the simulated temperature sensor.
+    SetTemperature {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// Degrees Celsius.
+        #[arg(long, value_name = "C", allow_negative_numbers = true)]
+        celsius: f64,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DeviceImageCommand {
+    /// List the images installed on the attached device (cloud and sideloaded).
+    ListInstalled {
+        #[command(flatten)]
+        attached: AttachedArg,
+    },
     /// List the images of the device's current target set (what its device group's deployment
     /// and OS feed make it run).
     ListTargeted {

@@ -112,6 +112,29 @@ impl Client {
         })
     }
 
+    /// A client of the local device API (`ferro_wire::device_api`) listening on the Unix socket
+    /// at `socket` (plain HTTP: the socket's file permissions are its access control).
+    #[cfg(unix)]
+    pub fn local_device(socket: &Path) -> Result<Client, ClientError> {
+        let base = "http://localhost";
+        let http = reqwest::blocking::Client::builder()
+            // Log streams stay open as long as the user follows them.
+            .timeout(None)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("ferro/", env!("CARGO_PKG_VERSION")))
+            .unix_socket(socket)
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: socket.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            base: base.to_string(),
+            token: None,
+        })
+    }
+
     /// The service's base URL.
     pub fn base_url(&self) -> &str {
         &self.base
@@ -348,6 +371,49 @@ impl Client {
             let _ = std::fs::remove_file(&temp);
         }
         result
+    }
+
+    /// `method path` with a raw body of `content_type` and extra `headers`, decoding a JSON
+    /// answer.
+    pub fn send_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let mut builder = self
+            .request(method, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = self.send(path, builder)?;
+        self.decode(path, response)
+    }
+
+    /// `GET path`, handing each line of the answer to `line` as it arrives (a streamed log),
+    /// until the body ends or `line` returns false.
+    pub fn get_lines(
+        &self,
+        path: &str,
+        mut line: impl FnMut(&str) -> bool,
+    ) -> Result<(), ClientError> {
+        use std::io::BufRead;
+        let response = self.send(path, self.request(Method::GET, path))?;
+        let reader = std::io::BufReader::new(response);
+        for text in reader.lines() {
+            let text = text.map_err(|e| ClientError::Transport {
+                url: self.url(path),
+                reason: e.to_string(),
+            })?;
+            if !line(&text) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// `DELETE path`.

@@ -15,6 +15,9 @@ pub enum DeviceError {
         #[source]
         source: std::io::Error,
     },
+    /// The app manager could not be set up.
+    #[error("apps: {0}")]
+    Apps(String),
     /// Attestation could not be set up (service URL, platform root, certificate store).
     #[error("attestation: {0}")]
     Attestation(String),

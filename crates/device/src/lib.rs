@@ -25,6 +25,12 @@ pub mod os;
 pub mod provision;
 
 #[cfg(feature = "agent")]
+pub mod app_services;
+#[cfg(feature = "agent")]
+pub mod apps;
+#[cfg(feature = "agent")]
+pub mod local_api;
+#[cfg(feature = "agent")]
 pub mod net;
 #[cfg(feature = "agent")]
 pub mod run;

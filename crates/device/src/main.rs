@@ -39,6 +39,10 @@ enum Command {
         /// TCTI of the TPM (with --rot tpm), e.g. swtpm:host=127.0.0.1,port=2321.
         #[arg(long)]
         tpm: Option<String>,
+        /// The board's hardware definition, relative to the OS bundle's hardware/ directory
+        /// (default: the virtual board of the sample appliance).
+        #[arg(long, value_name = "PATH", default_value = ferro_device::apps::DEFAULT_BOARD)]
+        board: String,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -193,8 +197,15 @@ fn dispatch(command: Command) -> Result<()> {
             os_image,
             rot,
             tpm,
+            board,
             output,
         } => {
+            let board = ferro_device::apps::BoardConfig {
+                hardware_definition: board,
+            };
+            board
+                .validate()
+                .map_err(|reason| anyhow::anyhow!("--board: {reason}"))?;
             let config = match (rot, tpm) {
                 (RotKind::Software, None) => DeviceConfig::Software,
                 (RotKind::Software, Some(_)) => anyhow::bail!("--tpm needs --rot tpm"),
@@ -211,6 +222,8 @@ fn dispatch(command: Command) -> Result<()> {
             };
             let device_id = provision(&opts, ferro_device::net::fetch_key_list)
                 .context("provisioning failed")?;
+            ferro_device::layout::write_json(&dd.root().join("board.json"), &board)
+                .context("writing board.json")?;
             if output == Output::Table {
                 eprintln!("Provisioned device {device_id}.");
             }

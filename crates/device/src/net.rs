@@ -47,6 +47,31 @@ pub fn fetch_key_list(
     Ok(bytes.to_vec())
 }
 
+/// An HTTPS client of the service that authenticates with the device certificate
+/// (`certificate_pem`: leaf then chain) and signs with the root of trust's device key, trusting
+/// only the platform root for the service.
+#[cfg(feature = "agent")]
+pub fn mtls_client(
+    ctx: &crate::DeviceContext,
+    certificate_pem: &str,
+) -> Result<reqwest::Client, DeviceError> {
+    use rustls::pki_types::CertificateDer;
+    let chain: Vec<CertificateDer<'static>> = pem::parse_many(certificate_pem)
+        .map_err(|e| DeviceError::Attestation(format!("device certificate PEM: {e}")))?
+        .into_iter()
+        .map(|p| CertificateDer::from(p.contents().to_vec()))
+        .collect();
+    let anchors = [CertificateDer::from(ctx.platform_root.certificate_der.clone())];
+    let tls = ferro_attest::mtls_client_config(&*ctx.rot, chain, &anchors)
+        .map_err(|e| DeviceError::Attestation(e.to_string()))?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("ferro-device/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| DeviceError::Service(format!("HTTPS client: {}", error_chain(&e))))
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();

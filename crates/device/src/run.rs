@@ -1,8 +1,11 @@
 //! `ferro-device run`: the device agent's main loop.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use ferro_signing::TrustedKeys;
+use ferro_wire::device_api::AttachedDevice;
+use tokio::sync::Notify;
+
 use ferro_trust::{MeasurementLog, RootOfTrustKind};
 use serde::Serialize;
 
@@ -12,58 +15,6 @@ use crate::identity::DeviceContext;
 use crate::layout::{DataDir, Slot, write_json};
 use crate::os::{EventJson, read_events};
 use crate::update_agent::UpdateOutcome;
-
-/// Images the device uses besides the OS: the installed apps and board configuration
-/// (`apps/installed.json`), each with the keys that must have signed it (the owning tenant's
-/// image keys, from the verified ownership document). Without an ownership document no tenant
-/// key is trusted, so installed packages would all be refused.
-pub fn images_in_use(ctx: &DeviceContext) -> Result<Vec<(PathBuf, TrustedKeys)>, DeviceError> {
-    let store = ferro_update::AppStore::open(ctx.data_dir.apps_dir())?;
-    let installed = store.installed()?;
-    if installed.apps.is_empty() {
-        return Ok(Vec::new());
-    }
-    let dir = ferro_update::UpdateDir::open(ctx.data_dir.update_dir())?;
-    let keys = dir
-        .load_ownership(&ctx.key_list, &ctx.device_id())?
-        .map(|o| o.image_keys())
-        .unwrap_or_default();
-    Ok(installed
-        .apps
-        .iter()
-        .map(|a| (store.package_path(&a.package_sha256), keys.clone()))
-        .collect())
-}
-
-/// Verify an image package under `trusted` and measure it.
-pub fn verify_and_measure(
-    ctx: &DeviceContext,
-    package: &std::path::Path,
-    trusted: &TrustedKeys,
-) -> Result<ferro_image::VerifiedImage, DeviceError> {
-    let image =
-        ferro_image::verify_file(package, trusted, &mut std::io::sink()).map_err(|source| {
-            DeviceError::Image {
-                path: package.to_path_buf(),
-                source,
-            }
-        })?;
-    ctx.measure(&crate::os::image_measurement(&image))?;
-    Ok(image)
-}
-
-/// Verify and measure the images in use; a package that does not verify is logged and not used.
-fn measure_images_in_use(ctx: &DeviceContext) -> Result<(), DeviceError> {
-    for (package, keys) in images_in_use(ctx)? {
-        match verify_and_measure(ctx, &package, &keys) {
-            Ok(image) => {
-                tracing::info!(image_id = %image.metadata().image_id, "image verified and measured");
-            }
-            Err(error) => tracing::error!(%error, "installed image refused; it will not run"),
-        }
-    }
-    Ok(())
-}
 
 /// How `run` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,11 +85,71 @@ pub async fn run(
     let device_id = ctx.device_id().to_string();
     let adopted = adopt_boot_measurements(&ctx)?;
     tracing::info!(device_id = %device_id, adopted, "identity and key list loaded");
-    let update_agent = crate::update_agent::UpdateAgent::new(&ctx, booted_slot)?;
-    if let Err(error) = update_agent.prepare_boot() {
+    if let Err(error) =
+        crate::update_agent::UpdateAgent::new(&ctx, booted_slot).and_then(|a| a.prepare_boot())
+    {
         tracing::error!(%error, "could not align the apps with the booted OS");
     }
-    measure_images_in_use(&ctx)?;
+    // Apps: verified, measured and started before the first attestation, so that a device that
+    // cannot reach its service still runs what it has (and attests to what it runs).
+    let restart = Arc::new(Notify::new());
+    shutdown.restart = Some(restart.clone());
+    let services = Arc::new(crate::app_services::AppServices::new(&ctx, restart.clone()));
+    let apps = Arc::new(
+        crate::apps::AppManager::new(&ctx, hardware_dir().as_deref(), services)
+            .map_err(|e| DeviceError::Apps(e.to_string()))?,
+    );
+    if let Err(error) = apps.sync(&ctx) {
+        tracing::error!(%error, "could not start the installed apps");
+    }
+    let attached = Arc::new(Mutex::new(attached_device(&ctx, booted_slot)?));
+    lock(&attached).board = apps.board().map(|b| b.name().to_string());
+    let api_stop = Arc::new(Notify::new());
+    let api_task = {
+        let state = crate::local_api::LocalApi::new(
+            ctx.clone(),
+            apps.clone(),
+            attached.clone(),
+            restart.clone(),
+        );
+        let stop = api_stop.clone();
+        let socket = data_dir.root().join(ferro_wire::device_api::SOCKET_PATH);
+        tokio::spawn(async move {
+            if let Err(error) =
+                crate::local_api::serve(socket, state, async move { stop.notified().await }).await
+            {
+                tracing::error!(%error, "the local device API stopped");
+            }
+        })
+    };
+    let exit = run_attested(
+        &ctx,
+        booted_slot,
+        update_interval,
+        &mut shutdown,
+        &apps,
+        &attached,
+    )
+    .await;
+    api_stop.notify_one();
+    let _ = api_task.await;
+    drop(apps);
+    let _ = std::fs::remove_file(data_dir.ready());
+    exit
+}
+
+/// The attested part of `run`: first verdict, readiness, then renewals and update checks.
+async fn run_attested(
+    ctx: &DeviceContext,
+    booted_slot: Option<Slot>,
+    update_interval: std::time::Duration,
+    shutdown: &mut Shutdown,
+    apps: &Arc<crate::apps::AppManager>,
+    attached: &Arc<Mutex<AttachedDevice>>,
+) -> Result<RunExit, DeviceError> {
+    let data_dir = &ctx.data_dir;
+    let device_id = ctx.device_id().to_string();
+    let update_agent = crate::update_agent::UpdateAgent::new(ctx, booted_slot)?;
     let measurements = ctx.rot.read_measurements()?;
     let replays = measurements.replays();
     if !replays {
@@ -148,7 +159,7 @@ pub async fn run(
     // boot's measurements (a verdict was received; docs/device.md). Retries with backoff until
     // then, or until asked to stop.
     let connection =
-        ferro_attest::ServiceConnection::new(&ctx.service_url, &platform_root_pem(&ctx))
+        ferro_attest::ServiceConnection::new(&ctx.service_url, &platform_root_pem(ctx))
             .map_err(|e| DeviceError::Attestation(e.to_string()))?;
     std::fs::create_dir_all(data_dir.certificates())
         .map_err(DeviceError::io("certificate directory"))?;
@@ -163,8 +174,8 @@ pub async fn run(
             (Some(Ok(outcome)), _) => break outcome_summary(&outcome),
             (Some(Err(error)), next) => {
                 tracing::warn!(%error, retry_at = %next, "attestation failed; will retry");
-                if sleep_or_shutdown(&mut shutdown, next).await? {
-                    return Ok(RunExit::Stopped);
+                if let Some(exit) = sleep_or_shutdown(shutdown, next).await? {
+                    return Ok(exit);
                 }
             }
             // A valid certificate from an earlier run: this boot still needs its own verdict.
@@ -175,8 +186,10 @@ pub async fn run(
                 }
                 Err(error) => {
                     tracing::warn!(%error, "attestation failed; will retry");
-                    if sleep_or_shutdown(&mut shutdown, now + time::Duration::seconds(5)).await? {
-                        return Ok(RunExit::Stopped);
+                    if let Some(exit) =
+                        sleep_or_shutdown(shutdown, now + time::Duration::seconds(5)).await?
+                    {
+                        return Ok(exit);
                     }
                 }
             },
@@ -184,7 +197,7 @@ pub async fn run(
     };
     tracing::info!(verdict = %first.0, reasons = ?first.1, "attested");
     if let Some(slot) = booted_slot {
-        let state = mark_healthy(&ctx, slot)?;
+        let state = mark_healthy(ctx, slot)?;
         tracing::info!(slot = %slot, active = %state.active, "boot reported healthy");
     }
     let trusted = first.0 == "Trusted";
@@ -210,12 +223,19 @@ pub async fn run(
     };
     write_json(&data_dir.ready(), &ready)?;
     tracing::info!("device ready");
+    {
+        let mut a = lock(attached);
+        a.attestation = Some(ready.attestation.clone());
+        a.attestation_reasons = ready.attestation_reasons.clone();
+        a.certificate_not_after = ready.certificate_not_after.clone();
+    }
     let mut updates = UpdateLoop {
         agent: update_agent,
+        apps: apps.clone(),
     };
     // Finish an update a previous run started, then check at boot.
     if updates
-        .resume_and_check(&ctx, &connection, &mut certificates, trusted)
+        .resume_and_check(ctx, &connection, &mut certificates, trusted)
         .await?
     {
         return Ok(RunExit::Reboot);
@@ -230,7 +250,7 @@ pub async fn run(
             && let Some(pem_text) = certificate_bundle(&certificates)
         {
             signal_task = Some(tokio::spawn(listen_for_signals(
-                crate::update_agent::UpdateAgent::new(&ctx, booted_slot)?,
+                crate::update_agent::UpdateAgent::new(ctx, booted_slot)?,
                 pem_text,
                 signal_tx.clone(),
             )));
@@ -241,6 +261,7 @@ pub async fn run(
             Some(Ok(outcome)) => {
                 let (verdict, reasons) = outcome_summary(&outcome);
                 tracing::info!(%verdict, ?reasons, "re-attested");
+                record_verdict(attached, &certificates, verdict, reasons);
                 if let Some(t) = signal_task.take() {
                     t.abort(); // reconnect with the new certificate
                 }
@@ -260,11 +281,11 @@ pub async fn run(
                 tracing::info!("update-now signal received");
                 true
             }
-            r = shutdown.requested() => { r?; break RunExit::Stopped; }
+            r = shutdown.requested() => break r?,
         };
         if check_now {
             next_check = tokio::time::Instant::now() + update_interval;
-            if updates.check(&ctx, &connection, &mut certificates).await? {
+            if updates.check(ctx, &connection, &mut certificates).await? {
                 break RunExit::Reboot;
             }
         }
@@ -273,7 +294,6 @@ pub async fn run(
         t.abort();
     }
     tracing::info!(?exit, "shutting down");
-    let _ = std::fs::remove_file(data_dir.ready());
     Ok(exit)
 }
 
@@ -320,6 +340,8 @@ async fn listen_for_signals(
 /// The update agent and the state of its checks.
 struct UpdateLoop {
     agent: crate::update_agent::UpdateAgent,
+    /// Restarted on the new apps after a switch.
+    apps: Arc<crate::apps::AppManager>,
 }
 
 impl UpdateLoop {
@@ -364,7 +386,10 @@ impl UpdateLoop {
         let trusted = if attested_at_boot {
             true
         } else {
-            measure_images_in_use(ctx)?;
+            // Stop the replaced apps, verify, measure and start the new ones.
+            if let Err(error) = self.apps.sync(ctx) {
+                tracing::error!(%error, "could not start the new apps");
+            }
             match ferro_attest::attest(&*ctx.rot, connection).await {
                 Ok(outcome) => {
                     let _ =
@@ -454,10 +479,11 @@ fn outcome_summary(outcome: &ferro_attest::AttestationOutcome) -> (String, Vec<S
     }
 }
 
-/// The process's SIGTERM/SIGINT, installed once.
+/// The process's SIGTERM/SIGINT, installed once, and restart requests (local API, apps).
 struct Shutdown {
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    restart: Option<Arc<Notify>>,
 }
 
 impl Shutdown {
@@ -466,34 +492,107 @@ impl Shutdown {
             #[cfg(unix)]
             terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(DeviceError::io("signal handler"))?,
+            restart: None,
         })
     }
 
-    async fn requested(&mut self) -> Result<(), DeviceError> {
+    /// How the process was asked to end: a signal stops it, a restart request reboots it
+    /// through ferro-boot.
+    async fn requested(&mut self) -> Result<RunExit, DeviceError> {
+        let restart = self.restart.clone();
+        let restart = async move {
+            match restart {
+                Some(r) => r.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         #[cfg(unix)]
         tokio::select! {
-            _ = self.terminate.recv() => Ok(()),
-            r = tokio::signal::ctrl_c() => r.map_err(DeviceError::io("signal handler")),
+            _ = self.terminate.recv() => Ok(RunExit::Stopped),
+            r = tokio::signal::ctrl_c() => r.map(|()| RunExit::Stopped).map_err(DeviceError::io("signal handler")),
+            () = restart => Ok(RunExit::Reboot),
         }
         #[cfg(not(unix))]
-        tokio::signal::ctrl_c()
-            .await
-            .map_err(DeviceError::io("signal handler"))
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| RunExit::Stopped).map_err(DeviceError::io("signal handler")),
+            () = restart => Ok(RunExit::Reboot),
+        }
     }
 }
 
-/// Sleeps until `until` (at most an hour at a time); true if a shutdown signal came first.
+/// Sleeps until `until` (at most an hour at a time); how to end if asked to first.
 async fn sleep_or_shutdown(
     shutdown: &mut Shutdown,
     until: time::OffsetDateTime,
-) -> Result<bool, DeviceError> {
+) -> Result<Option<RunExit>, DeviceError> {
     let wait = (until - time::OffsetDateTime::now_utc())
         .clamp(time::Duration::ZERO, time::Duration::hours(1));
     let wait = std::time::Duration::try_from(wait).unwrap_or_default();
     tokio::select! {
-        _ = tokio::time::sleep(wait) => Ok(false),
-        r = shutdown.requested() => r.map(|()| true),
+        _ = tokio::time::sleep(wait) => Ok(None),
+        r = shutdown.requested() => r.map(Some),
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The OS bundle's `hardware/` directory: beside the running `bin/ferro-device`, so it is the
+/// one ferro-boot verified and unpacked with it.
+fn hardware_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?.join("hardware");
+    dir.is_dir().then_some(dir)
+}
+
+/// The local API's view of the device at start (attestation fields filled in later).
+fn attached_device(
+    ctx: &DeviceContext,
+    booted_slot: Option<Slot>,
+) -> Result<AttachedDevice, DeviceError> {
+    let os_version = ctx.rot.read_measurements().ok().and_then(|m| {
+        m.log
+            .entries()
+            .iter()
+            .find(|e| e.event.component_id == ferro_image::OS_COMPONENT_ID)
+            .map(|e| e.event.version.clone())
+    });
+    Ok(AttachedDevice {
+        device_id: ctx.device_id().to_string(),
+        manufacturing_state: ctx.manufacturing_state()?.as_str().to_string(),
+        root_of_trust: match ctx.rot.kind() {
+            RootOfTrustKind::Software => "Software".into(),
+            _ => "Tpm".into(),
+        },
+        os_version,
+        booted_slot: booted_slot.map(|s| s.as_str().to_string()),
+        attestation: None,
+        attestation_reasons: Vec::new(),
+        certificate_not_after: None,
+        board: None,
+        development: Default::default(),
+        service_url: ctx.service_url.clone(),
+    })
+}
+
+/// Record a verdict in the local API's view.
+fn record_verdict(
+    attached: &Mutex<AttachedDevice>,
+    certificates: &ferro_attest::CertificateManager,
+    verdict: String,
+    reasons: Vec<String>,
+) {
+    let mut a = lock(attached);
+    a.attestation = Some(verdict);
+    a.attestation_reasons = reasons;
+    a.certificate_not_after = certificates.current().and_then(|c| {
+        c.not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
 }
 
 /// Replay a JSON log (as in `ready.json`) and return the register value it produces.

@@ -16,7 +16,6 @@ use ferro_update::{
     Transaction, UpdateDir, accept_target_set, check_package, component_floor_counter, crash,
 };
 use ferro_wire::{DeviceTargetSet, InstalledImage, UpdateSignal, UpdateState, UpdateStatusReport};
-use rustls::pki_types::CertificateDer;
 use uuid::Uuid;
 
 use crate::DeviceError;
@@ -93,21 +92,7 @@ impl UpdateAgent {
         {
             return Ok(client.clone());
         }
-        let chain: Vec<CertificateDer<'static>> = pem::parse_many(certificate_pem)
-            .map_err(|e| DeviceError::Attestation(format!("device certificate PEM: {e}")))?
-            .into_iter()
-            .map(|p| CertificateDer::from(p.contents().to_vec()))
-            .collect();
-        let anchors = [CertificateDer::from(
-            self.ctx.platform_root.certificate_der.clone(),
-        )];
-        let tls = ferro_attest::mtls_client_config(&*self.ctx.rot, chain, &anchors)
-            .map_err(|e| DeviceError::Attestation(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(io_err("HTTPS client"))?;
+        let client = crate::net::mtls_client(&self.ctx, certificate_pem)?;
         self.client = Some((certificate_pem.to_string(), client.clone()));
         Ok(client)
     }

@@ -193,6 +193,24 @@ impl VirtualBoard {
         }
     }
 
+    /// A board with no parts at all (a device whose hardware definition is missing): every
+    /// peripheral an app asks for is refused.
+    pub fn empty(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            names: BTreeMap::new(),
+            state: Mutex::new(State {
+                pins: BTreeMap::new(),
+                uarts: BTreeMap::new(),
+                i2c: BTreeMap::new(),
+                spi: BTreeMap::new(),
+                adc: BTreeMap::new(),
+                pwm: BTreeMap::new(),
+            }),
+            uart_data: Condvar::new(),
+        }
+    }
+
     /// `Description.Name` of the definition the board was built from.
     pub fn name(&self) -> &str {
         &self.name
@@ -209,6 +227,16 @@ impl VirtualBoard {
     /// The GPIO number of a hardware definition name (`FERRO_VBOARD_BUTTON_A`, `SAMPLE_LED`).
     pub fn gpio_by_name(&self, name: &str) -> Option<u32> {
         self.names.get(name).copied()
+    }
+
+    /// The hardware definition names that map to GPIO `pin` (e.g. `SAMPLE_LED` and
+    /// `FERRO_VBOARD_LED1_RED`), sorted.
+    pub fn gpio_names(&self, pin: u32) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|(_, p)| **p == pin)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Every pin of the board.
@@ -278,6 +306,14 @@ impl VirtualBoard {
             .ok_or_else(|| PeripheralError::NoSuchResource(format!("a button on GPIO {pin}")))?;
         entry.external = if pressed { Level::Low } else { Level::High };
         Ok(())
+    }
+
+    /// Whether the button on `pin` is held down.
+    pub fn button_is_pressed(&self, pin: u32) -> bool {
+        self.lock()
+            .pins
+            .get(&pin)
+            .is_some_and(|state| state.part == Some(Part::Button) && state.external == Level::Low)
     }
 
     /// Sets the level the outside world presents to `pin` (what an input reads).

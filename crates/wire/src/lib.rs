@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod device_api;
 mod devices;
 pub use devices::*;
 use std::str::FromStr;

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::list_all;
 use super::product::resolve_group;
 use crate::cli::{
-    CaCertificateCommand, CapabilityCommand, DeviceCommand, DeviceImageCommand, GroupDeviceCommand,
+    CaCertificateCommand, CapabilityCommand, CloudDeviceCommand, DeviceCommand, GroupDeviceCommand,
+    TenantArg,
     ManufacturingCommand,
 };
 use crate::output::{JsonView, OutputFormat, Render, emit, new_table, property_table, timestamp};
@@ -138,10 +139,15 @@ fn device_ids(devices: Vec<String>, file: Option<&Path>) -> Result<Vec<String>> 
 }
 
 pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
+    let command = match command {
+        // The attached device's commands talk to the device, not (only) the service.
+        DeviceCommand::Attached(command) => return super::attached::run(command, output),
+        DeviceCommand::Cloud(command) => command,
+    };
     let session = Session::require()?;
     let client = session.client()?;
     match command {
-        DeviceCommand::Claim {
+        CloudDeviceCommand::Claim {
             device,
             device_file,
             tenant,
@@ -178,7 +184,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        DeviceCommand::List {
+        CloudDeviceCommand::List {
             device_group,
             tenant,
         } => {
@@ -199,7 +205,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        DeviceCommand::Show { device, tenant } => {
+        CloudDeviceCommand::Show { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let shown: Value = client.get(&format!("/v1/tenants/{tenant}/devices/{device}"))?;
             emit(
@@ -210,7 +216,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        DeviceCommand::ShowCount { tenant } => {
+        CloudDeviceCommand::ShowCount { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let count: Value = client.get(&format!("/v1/tenants/{tenant}/devices/count"))?;
             emit(
@@ -221,7 +227,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        DeviceCommand::Update {
+        CloudDeviceCommand::Update {
             device,
             device_group,
             tenant,
@@ -240,7 +246,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        DeviceCommand::Capability(CapabilityCommand::Download {
+        CloudDeviceCommand::Capability(CapabilityCommand::Download {
             capability_type,
             device,
             destination,
@@ -267,33 +273,14 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             let bytes = base64_decode(encoded)?;
             write_file(&destination, &bytes)
         }
-        DeviceCommand::ShowDeploymentStatus { device, tenant } => {
+        CloudDeviceCommand::ShowDeploymentStatus { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let status: DeviceDeploymentStatus = client.get(&format!(
                 "/v1/tenants/{tenant}/devices/{device}/deployment-status"
             ))?;
             emit(output, &status)
         }
-        DeviceCommand::Image(DeviceImageCommand::ListTargeted { device, tenant }) => {
-            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let targeted: TargetedImages = client.get(&format!(
-                "/v1/tenants/{tenant}/devices/{device}/targeted-images"
-            ))?;
-            if output == OutputFormat::Table {
-                eprintln!(
-                    "Target set version {}, expires {}{}.",
-                    targeted.target_version,
-                    timestamp(targeted.expires_at),
-                    if targeted.manage_apps {
-                        ""
-                    } else {
-                        "; apps are not updated (No3rdPartyAppUpdates or no device group)"
-                    }
-                );
-            }
-            emit(output, &targeted)
-        }
-        DeviceCommand::UpdateNow { device, tenant } => {
+        CloudDeviceCommand::UpdateNow { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let result: UpdateNowResult = client.post(
                 &format!("/v1/tenants/{tenant}/devices/{device}/update-now"),
@@ -310,10 +297,10 @@ pub fn group_devices(command: GroupDeviceCommand, output: OutputFormat) -> Resul
         tenant,
     } = command;
     device(
-        DeviceCommand::List {
+        DeviceCommand::Cloud(CloudDeviceCommand::List {
             device_group: Some(device_group),
             tenant,
-        },
+        }),
         output,
     )
 }
@@ -431,3 +418,26 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
     use base64ct::{Base64, Encoding};
     Base64::decode_vec(text.trim()).context("the service sent invalid base64")
 }
+
+/// `ferro device image list-targeted`.
+pub fn list_targeted(device: String, tenant: TenantArg, output: OutputFormat) -> Result<()> {
+    let session = Session::require()?;
+    let client = session.client()?;
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let targeted: TargetedImages = client.get(&format!(
+                "/v1/tenants/{tenant}/devices/{device}/targeted-images"
+            ))?;
+            if output == OutputFormat::Table {
+                eprintln!(
+                    "Target set version {}, expires {}{}.",
+                    targeted.target_version,
+                    timestamp(targeted.expires_at),
+                    if targeted.manage_apps {
+                        ""
+                    } else {
+                        "; apps are not updated (No3rdPartyAppUpdates or no device group)"
+                    }
+                );
+            }
+            emit(output, &targeted)
+        }

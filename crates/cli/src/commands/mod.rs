@@ -1,6 +1,7 @@
 //! One module per command group; each handler returns a value that `output::emit` renders.
 
 mod account;
+mod attached;
 mod devices;
 mod hardware_definition;
 mod image_package;

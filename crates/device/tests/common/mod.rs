@@ -28,6 +28,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The repository's hardware definitions, as an OS bundle ships them (`hardware/`): the
+/// virtual board of the device comes from there.
+pub fn add_hardware(os_dir: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hardware");
+    for board in ["ferro_vboard", "ferro_vchip"] {
+        let to = os_dir.join("hardware").join(board);
+        fs::create_dir_all(&to).expect("mkdir hardware");
+        for entry in fs::read_dir(repo.join(board)).expect("read hardware") {
+            let entry = entry.expect("entry");
+            if entry.path().extension().is_some_and(|e| e == "json") {
+                fs::copy(entry.path(), to.join(entry.file_name())).expect("copy definition");
+            }
+        }
+    }
+}
+
 /// Packs version `version` (security version `sv`) of an app of `component` whose `bin/app` is
 /// `body`, uploads it to the admin's tenant (signed with the admin's developer key) and returns
 /// its image ID.
@@ -98,6 +114,7 @@ pub fn publish_factory_os(
     let bin = os_dir.join("bin/ferro-device");
     fs::copy(env!("CARGO_BIN_EXE_ferro-device"), &bin).expect("copy binary");
     let _ = Command::new("strip").arg(&bin).status();
+    add_hardware(&os_dir);
     let build_key = SoftwareSigningKey::generate();
     let build_pub = work.join("build.pub.pem");
     fs::write(&build_pub, build_key.public_key().to_pem()).expect("write");
@@ -167,6 +184,7 @@ pub fn publish_os(
         None => {
             fs::copy(env!("CARGO_BIN_EXE_ferro-device"), &bin).expect("copy binary");
             let _ = Command::new("strip").arg(&bin).status();
+            add_hardware(&os_dir);
         }
     }
     let build_key = SoftwareSigningKey::generate();

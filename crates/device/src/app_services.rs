@@ -1,0 +1,93 @@
+//! What the device lends its apps through `ferro_runtime::DeviceServices`: TLS client
+//! configurations that authenticate with the device certificate (the key stays in the root of
+//! trust), the certificate chain, and power requests. The runtime has already checked the app's
+//! manifest (DeviceAuthentication, PowerControls) before it calls any of these.
+
+use std::sync::Arc;
+
+use ferro_attest::{CertificateManager, RenewalPolicy};
+use ferro_runtime::{AppId, DeviceServices, PowerRequest};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::identity::DeviceContext;
+
+/// The device's services for apps.
+#[derive(Debug)]
+pub struct AppServices {
+    ctx: DeviceContext,
+    restart: Arc<Notify>,
+}
+
+impl AppServices {
+    /// Services of `ctx`'s device; a reboot request is told to `restart`.
+    pub fn new(ctx: &DeviceContext, restart: Arc<Notify>) -> AppServices {
+        AppServices {
+            ctx: ctx.clone(),
+            restart,
+        }
+    }
+
+    /// The tenant that owns the device (from its verified ownership document).
+    fn owner(&self) -> Option<Uuid> {
+        let dir = ferro_update::UpdateDir::open(self.ctx.data_dir.update_dir()).ok()?;
+        dir.load_ownership(&self.ctx.key_list, &self.ctx.device_id())
+            .ok()
+            .flatten()
+            .map(|o| o.tenant_id())
+    }
+
+    /// The current device certificate, read from the certificate store each time (the agent
+    /// renews it in place).
+    fn certificate(&self) -> Option<ferro_attest::DeviceCertificate> {
+        let manager = CertificateManager::open(
+            &self.ctx.data_dir.certificates(),
+            RenewalPolicy::default(),
+        )
+        .ok()?;
+        manager
+            .valid_at(time::OffsetDateTime::now_utc())
+            .cloned()
+    }
+}
+
+impl DeviceServices for AppServices {
+    /// Only for the tenant that owns the device: an app that names another tenant in its
+    /// DeviceAuthentication gets nothing. Servers are verified against the platform root and
+    /// the owning tenant's CA chain.
+    fn tls_client_config(&self, app: AppId, tenant: Uuid) -> Option<Arc<rustls::ClientConfig>> {
+        if self.owner() != Some(tenant) {
+            tracing::warn!(%app, %tenant, "an app asked for the certificate of a tenant that does not own this device");
+            return None;
+        }
+        let certificate = self.certificate()?;
+        let chain = certificate.chain_der().ok()?;
+        let mut anchors = vec![CertificateDer::from(
+            self.ctx.platform_root.certificate_der.clone(),
+        )];
+        anchors.extend(ferro_attest::pem_certificates(&certificate.ca_chain_pem).ok()?);
+        ferro_attest::mtls_client_config(&*self.ctx.rot, chain, &anchors)
+            .map(Arc::new)
+            .map_err(|error| tracing::warn!(%app, %error, "no TLS configuration for the app"))
+            .ok()
+    }
+
+    fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
+        self.certificate()
+            .map(|c| format!("{}\n{}", c.certificate_pem.trim_end(), c.ca_chain_pem))
+    }
+
+    fn power_request(&self, app: AppId, request: PowerRequest) -> Result<(), String> {
+        match request {
+            PowerRequest::ForceReboot => {
+                tracing::info!(%app, "the app asked for a reboot");
+                self.restart.notify_one();
+                Ok(())
+            }
+            PowerRequest::ForcePowerDown { .. } | PowerRequest::SetPowerProfile(_) => {
+                Err("this device cannot power down or change its power profile".to_owned())
+            }
+        }
+    }
+}

@@ -1,0 +1,956 @@
+//! The app manager: runs the device's installed high-level apps in `ferro-runtime`.
+//!
+//! Two sources feed it: the cloud set (`apps/installed.json`, written by the update agent from
+//! the target set, verified under the owning tenant's image keys) and sideloaded apps
+//! (`apps/sideloaded/`, development mode only: verified under a developer key that the device's
+//! appDevelopment capability names). A sideloaded app takes the place of a cloud app of the same
+//! component until it is deleted or development mode ends. Every image is verified from its
+//! package and measured before its component reaches the runtime; the bytes the runtime compiles
+//! are the bytes that verified. An image that fails is kept out of the runtime and shown as
+//! `Failed` with the reason, and reported as an error event.
+//!
+//! The board: the hardware definition named in `board.json` (written at provisioning), looked up
+//! in the verified OS bundle's `hardware/` directory, becomes the virtual board the apps'
+//! peripherals live on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use base64ct::{Base64, Encoding};
+use ferro_image::{ImageType, VerifiedImage};
+use ferro_manifest::{HardwareDefinition, ResolvedManifest};
+use ferro_peripherals::{Peripherals, PinBlocks, VirtualBoard};
+use ferro_pki::{Capability, PlatformKeyRole, VerifiedCapability, VerifiedOwnership};
+use ferro_runtime::{AppId, DeviceServices, InstallOptions, Runtime, RuntimeConfig};
+use ferro_signing::{DeviceId, PublicKey, TrustedKeys};
+
+use ferro_wire::device_api as api;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::identity::DeviceContext;
+use crate::layout::{DataDir, read_bounded, read_json, write_atomic, write_json};
+
+/// Largest app package the device verifies into memory (the runtime caps components at 32 MiB).
+const MAX_APP_PACKAGE: u64 = api::MAX_SIDELOAD_BYTES as u64;
+/// Largest capability file read.
+const MAX_CAPABILITY_FILE: u64 = 64 * 1024;
+/// The board a virtual device uses when `board.json` names none.
+pub const DEFAULT_BOARD: &str = "ferro_vboard/sample_appliance.json";
+
+/// What went wrong with an app operation; each maps to one error code of the local API.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Sideloading needs an appDevelopment capability for this device.
+    #[error(
+        "the device is not in development mode: run `ferro device enable-development` first (it \
+         applies an appDevelopment capability for this device)"
+    )]
+    NotInDevelopmentMode,
+    /// The developer key is not named by the capability.
+    #[error(
+        "developer key {0} is not one this device's appDevelopment capability accepts: register it \
+         (`ferro developer-key add`) and run `ferro device enable-development` again"
+    )]
+    UntrustedDeveloperKey(String),
+    /// The developer key header is missing or malformed.
+    #[error("the {header} header must carry the developer's public key (base64 DER): {0}", header = api::DEVELOPER_KEY_HEADER)]
+    BadDeveloperKey(String),
+    /// The package did not verify.
+    #[error("the image package did not verify: {0}")]
+    InvalidImage(String),
+    /// The package verified but is not something this route installs.
+    #[error("{0}")]
+    WrongImageType(String),
+    /// The capability file was refused.
+    #[error("the capability file was refused: {0}")]
+    InvalidCapability(String),
+    /// No such app.
+    #[error("no app with component ID {0} is installed")]
+    NoSuchApp(Uuid),
+    /// The app exists but is not sideloaded.
+    #[error(
+        "app {0} was deployed from the cloud, not sideloaded; it changes with its device group's \
+         deployment"
+    )]
+    NotSideloaded(Uuid),
+    /// The runtime refused an operation.
+    #[error("{0}")]
+    Runtime(String),
+    /// The virtual board has no such part, or the device has no virtual board.
+    #[error("{0}")]
+    Board(String),
+    /// Device state could not be read or written.
+    #[error(transparent)]
+    Device(#[from] crate::DeviceError),
+}
+
+/// `board.json`: which hardware definition the device's peripherals follow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BoardConfig {
+    /// Path of the hardware definition inside the OS bundle's `hardware/` directory.
+    pub hardware_definition: String,
+}
+
+impl BoardConfig {
+    /// Checks that the path stays inside `hardware/` (no `..`, not absolute).
+    pub fn validate(&self) -> Result<(), String> {
+        let path = Path::new(&self.hardware_definition);
+        if self.hardware_definition.is_empty()
+            || !path
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "{:?} is not a relative path inside the OS bundle's hardware/ directory",
+                self.hardware_definition
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One sideloaded app (`apps/sideloaded/sideloaded.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SideloadedApp {
+    component_id: Uuid,
+    /// SHA-256 of the package, hex: its file name in `apps/sideloaded/`.
+    package_sha256: String,
+    /// The developer key that signed it (base64 DER SubjectPublicKeyInfo).
+    developer_key: String,
+    manual_start: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SideloadedApps {
+    apps: Vec<SideloadedApp>,
+}
+
+/// An image the manager wants installed.
+#[derive(Clone, Debug)]
+struct Wanted {
+    component_id: Uuid,
+    package: PathBuf,
+    package_sha256: String,
+    trusted: TrustedKeys,
+    source: api::ImageSource,
+    manual_start: bool,
+}
+
+/// An image the manager knows.
+#[derive(Clone, Debug)]
+struct Known {
+    info: api::InstalledImage,
+    package_sha256: String,
+    /// Why the runtime does not run it, if it does not.
+    refused: Option<String>,
+    /// In the runtime.
+    in_runtime: bool,
+    manual_start: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    images: BTreeMap<Uuid, Known>,
+    /// (component, payload digest) measured in this boot.
+    measured: BTreeSet<(Uuid, [u8; 32])>,
+}
+
+/// The app manager of one device.
+#[derive(Debug)]
+pub struct AppManager {
+    data_dir: DataDir,
+    device_id: DeviceId,
+    capability_keys: TrustedKeys,
+    runtime: Runtime,
+    board: Option<Arc<VirtualBoard>>,
+    state: Mutex<State>,
+    /// Serializes sync, sideload and capability changes (each reads, verifies and installs).
+    changes: Mutex<()>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl AppManager {
+    /// The manager of `ctx`'s device: the board from `board.json` found under `hardware_dir`
+    /// (the verified OS bundle's `hardware/`), and a runtime whose app storage lives in
+    /// `apps/storage/`. A missing or unloadable board leaves the device without peripherals
+    /// (logged): apps that ask for one fail to install with a clear reason.
+    pub fn new(
+        ctx: &DeviceContext,
+        hardware_dir: Option<&Path>,
+        services: Arc<dyn DeviceServices>,
+    ) -> Result<AppManager, AppError> {
+        let data_dir = ctx.data_dir.clone();
+        let definition = load_board(&data_dir, hardware_dir);
+        let board = definition
+            .as_ref()
+            .map(|d| Arc::new(VirtualBoard::from_hardware_definition(d)));
+        let storage = data_dir.apps_dir().join("storage");
+        crate::layout::create_private_dir(&storage)?;
+        let mut config = RuntimeConfig::new(storage);
+        config.services = services;
+        // App servers listen on loopback only: a virtual device shares its host's network, and
+        // apps never route between interfaces.
+        config.server_bind_address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        if let Some(definition) = &definition {
+            config.pin_blocks = PinBlocks::from_hardware_definition(definition);
+        }
+        let peripherals = match &board {
+            Some(board) => Peripherals::all_from(board.clone()),
+            None => Peripherals::all_from(Arc::new(VirtualBoard::empty("none"))),
+        };
+        let runtime = Runtime::new(config, peripherals).map_err(|e| AppError::Runtime(e.to_string()))?;
+        Ok(AppManager {
+            data_dir,
+            device_id: ctx.device_id(),
+            capability_keys: ctx.key_list.trusted(PlatformKeyRole::Capability),
+            runtime,
+            board,
+            state: Mutex::new(State::default()),
+            changes: Mutex::new(()),
+        })
+    }
+
+    /// The runtime (events, logs).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The virtual board, if the device has one.
+    pub fn board(&self) -> Option<&Arc<VirtualBoard>> {
+        self.board.as_ref()
+    }
+
+    fn sideload_dir(&self) -> PathBuf {
+        self.data_dir.apps_dir().join("sideloaded")
+    }
+
+    fn sideload_index(&self) -> PathBuf {
+        self.sideload_dir().join("sideloaded.json")
+    }
+
+    fn capability_path(&self) -> PathBuf {
+        self.data_dir.root().join("capabilities").join("app-development.cose")
+    }
+
+    /// The applied appDevelopment capability, if there is a valid one for this device.
+    pub fn capability(&self) -> Option<VerifiedCapability> {
+        let path = self.capability_path();
+        if std::fs::symlink_metadata(&path).is_err() {
+            return None;
+        }
+        let bytes = read_bounded(&path, MAX_CAPABILITY_FILE).ok()?;
+        match ferro_pki::verify_capability(&bytes, &self.capability_keys, &self.device_id) {
+            Ok(c) if matches!(c.capability(), Capability::AppDevelopment { .. }) => Some(c),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "the stored capability file no longer verifies; ignored");
+                None
+            }
+        }
+    }
+
+    /// Development mode as the local API shows it.
+    pub fn development_mode(&self) -> api::DevelopmentMode {
+        match self.capability() {
+            Some(c) => api::DevelopmentMode {
+                enabled: true,
+                developer_keys: match c.capability() {
+                    Capability::AppDevelopment { developer_keys } => {
+                        developer_keys.iter().map(|k| k.to_string()).collect()
+                    }
+                    Capability::FieldServicing => Vec::new(),
+                },
+            },
+            None => api::DevelopmentMode::default(),
+        }
+    }
+
+    /// Apply a capability file: it must verify under the platform's capability keys, name this
+    /// device and grant appDevelopment. Stored only if it does.
+    pub fn apply_capability(&self, bytes: &[u8]) -> Result<api::DevelopmentMode, AppError> {
+        let _changes = lock(&self.changes);
+        if bytes.len() as u64 > MAX_CAPABILITY_FILE {
+            return Err(AppError::InvalidCapability(format!(
+                "larger than {MAX_CAPABILITY_FILE} bytes"
+            )));
+        }
+        let verified = ferro_pki::verify_capability(bytes, &self.capability_keys, &self.device_id)
+            .map_err(|e| AppError::InvalidCapability(e.to_string()))?;
+        if !matches!(verified.capability(), Capability::AppDevelopment { .. }) {
+            return Err(AppError::InvalidCapability(
+                "it grants fieldServicing, not appDevelopment".into(),
+            ));
+        }
+        let path = self.capability_path();
+        crate::layout::create_private_dir(&self.data_dir.root().join("capabilities"))?;
+        write_atomic(&path, bytes)?;
+        tracing::info!(signer = %verified.signer(), "appDevelopment capability applied");
+        Ok(self.development_mode())
+    }
+
+    /// Leave development mode: the capability and every sideloaded app are removed (cloud apps
+    /// of the same components come back).
+    pub fn remove_capability(&self, ctx: &DeviceContext) -> Result<api::DevelopmentMode, AppError> {
+        {
+            let _changes = lock(&self.changes);
+            let path = self.capability_path();
+            if std::fs::symlink_metadata(&path).is_ok() {
+                std::fs::remove_file(&path).map_err(crate::DeviceError::io(&path))?;
+            }
+            self.write_sideloaded(&SideloadedApps::default())?;
+            self.prune_sideloaded_packages(&SideloadedApps::default());
+        }
+        self.sync(ctx)?;
+        Ok(self.development_mode())
+    }
+
+    fn read_sideloaded(&self) -> SideloadedApps {
+        let path = self.sideload_index();
+        if std::fs::symlink_metadata(&path).is_err() {
+            return SideloadedApps::default();
+        }
+        read_json(&path).unwrap_or_else(|error| {
+            tracing::warn!(%error, "sideloaded app index unreadable; ignoring sideloaded apps");
+            SideloadedApps::default()
+        })
+    }
+
+    fn write_sideloaded(&self, apps: &SideloadedApps) -> Result<(), AppError> {
+        crate::layout::create_private_dir(&self.sideload_dir())?;
+        write_json(&self.sideload_index(), apps)?;
+        Ok(())
+    }
+
+    fn prune_sideloaded_packages(&self, keep: &SideloadedApps) {
+        let Ok(entries) = std::fs::read_dir(self.sideload_dir()) else {
+            return;
+        };
+        let keep: BTreeSet<String> = keep
+            .apps
+            .iter()
+            .map(|a| format!("{}.imagepackage", a.package_sha256))
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".imagepackage") && !keep.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// What should run: the cloud set, with sideloaded apps in place of the same components
+    /// (only while a valid appDevelopment capability names their developer keys).
+    fn wanted(&self, ctx: &DeviceContext) -> Result<Vec<Wanted>, AppError> {
+        let mut wanted: BTreeMap<Uuid, Wanted> = BTreeMap::new();
+        let store = ferro_update::AppStore::open(ctx.data_dir.apps_dir())
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        let installed = store
+            .installed()
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        if !installed.apps.is_empty() {
+            let update_dir = ferro_update::UpdateDir::open(ctx.data_dir.update_dir())
+                .map_err(|e| AppError::Runtime(e.to_string()))?;
+            let keys = update_dir
+                .load_ownership(&ctx.key_list, &ctx.device_id())
+                .map_err(|e| AppError::Runtime(e.to_string()))?
+                .map(|o: VerifiedOwnership| o.image_keys())
+                .unwrap_or_default();
+            for app in installed.apps {
+                wanted.insert(
+                    app.component_id,
+                    Wanted {
+                        component_id: app.component_id,
+                        package: store.package_path(&app.package_sha256),
+                        package_sha256: app.package_sha256.clone(),
+                        trusted: keys.clone(),
+                        source: api::ImageSource::Cloud,
+                        manual_start: false,
+                    },
+                );
+            }
+        }
+        if let Some(capability) = self.capability() {
+            for app in self.read_sideloaded().apps {
+                let Ok(key) = developer_key(&app.developer_key) else {
+                    tracing::warn!(component = %app.component_id, "sideloaded app with a malformed key; ignored");
+                    continue;
+                };
+                if !capability.allows_test_key(&key.key_id()) {
+                    tracing::warn!(component = %app.component_id, "sideloaded app's developer key is no longer accepted; ignored");
+                    continue;
+                }
+                wanted.insert(
+                    app.component_id,
+                    Wanted {
+                        component_id: app.component_id,
+                        package: self
+                            .sideload_dir()
+                            .join(format!("{}.imagepackage", app.package_sha256)),
+                        package_sha256: app.package_sha256.clone(),
+                        trusted: std::iter::once(key).collect(),
+                        source: api::ImageSource::Sideloaded,
+                        manual_start: app.manual_start,
+                    },
+                );
+            }
+        }
+        Ok(wanted.into_values().collect())
+    }
+
+    /// Bring the runtime in line with what should run: verify, measure and install new or
+    /// changed images, uninstall the ones no longer wanted. Returns how many images changed.
+    /// Each image that fails is kept out and recorded; the others go on.
+    pub fn sync(&self, ctx: &DeviceContext) -> Result<usize, AppError> {
+        let _changes = lock(&self.changes);
+        let wanted = self.wanted(ctx)?;
+        let wanted_ids: BTreeSet<Uuid> = wanted.iter().map(|w| w.component_id).collect();
+        let mut changed = 0;
+        // Gone: uninstall (their storage goes with them, as on Azure Sphere).
+        let gone: Vec<Uuid> = lock(&self.state)
+            .images
+            .keys()
+            .filter(|id| !wanted_ids.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(known) = lock(&self.state).images.remove(&id)
+                && known.in_runtime
+            {
+                let _ = self.runtime.uninstall(AppId::from(id), false);
+            }
+            tracing::info!(component = %id, "app removed");
+            changed += 1;
+        }
+        for w in wanted {
+            let current = lock(&self.state).images.get(&w.component_id).cloned();
+            if current.as_ref().is_some_and(|k| {
+                k.package_sha256 == w.package_sha256 && k.manual_start == w.manual_start
+            }) {
+                continue;
+            }
+            changed += 1;
+            if let Some(old) = current
+                && old.in_runtime
+            {
+                // A new version keeps the app's mutable storage.
+                let _ = self.runtime.uninstall(AppId::from(w.component_id), true);
+            }
+            let known = self.install_one(ctx, &w);
+            lock(&self.state).images.insert(w.component_id, known);
+        }
+        Ok(changed)
+    }
+
+    /// Verify, measure and install one image; never fails as a whole (a refusal is recorded).
+    fn install_one(&self, ctx: &DeviceContext, w: &Wanted) -> Known {
+        let package_size = std::fs::metadata(&w.package).map(|m| m.len()).unwrap_or(0);
+        let mut known = Known {
+            info: api::InstalledImage {
+                component_id: w.component_id,
+                image_id: Uuid::nil(),
+                name: String::new(),
+                kind: "App".into(),
+                version: String::new(),
+                source: w.source,
+                verified: false,
+                package_size,
+            },
+            package_sha256: w.package_sha256.clone(),
+            refused: None,
+            in_runtime: false,
+            manual_start: w.manual_start,
+        };
+        let (image, payload) = match verify_into_memory(&w.package, &w.trusted) {
+            Ok(v) => v,
+            Err(reason) => {
+                tracing::error!(component = %w.component_id, %reason, "installed image refused; it will not run");
+                known.refused = Some(format!("did not verify: {reason}"));
+                return known;
+            }
+        };
+        let m = image.metadata();
+        known.info.image_id = m.image_id;
+        known.info.name = m.name.clone();
+        known.info.version = m.version.to_string();
+        known.info.verified = true;
+        known.info.kind = match m.image_type {
+            ImageType::App => "App",
+            ImageType::RtApp => "RtApp",
+            ImageType::BoardConfig => "BoardConfig",
+            ImageType::Os => "Os",
+        }
+        .into();
+        if m.component_id != w.component_id {
+            known.refused = Some(format!(
+                "the package is of component {}, not {}",
+                m.component_id, w.component_id
+            ));
+            return known;
+        }
+        let digest = image.payload_sha256();
+        let first = lock(&self.state).measured.insert((w.component_id, digest));
+        if first && let Err(error) = ctx.measure(&crate::os::image_measurement(&image)) {
+            tracing::error!(%error, "measuring an image failed; it will not run");
+            known.refused = Some(format!("could not be measured: {error}"));
+            return known;
+        }
+        tracing::info!(image_id = %m.image_id, name = %m.name, "image verified and measured");
+        match m.image_type {
+            ImageType::App => {}
+            ImageType::RtApp => {
+                known.refused = Some(
+                    "real-time apps need the real-time core host, which this device does not run"
+                        .into(),
+                );
+                return known;
+            }
+            // Verified and measured is all a board configuration needs here.
+            _ => return known,
+        }
+        match self.install_app(&image, &payload, w.manual_start) {
+            Ok(()) => known.in_runtime = true,
+            Err(reason) => {
+                tracing::error!(component = %w.component_id, %reason, "app not installed");
+                known.refused = Some(reason);
+            }
+        }
+        known
+    }
+
+    fn install_app(
+        &self,
+        image: &VerifiedImage,
+        payload: &[u8],
+        manual_start: bool,
+    ) -> Result<(), String> {
+        let app = image
+            .metadata()
+            .app
+            .as_ref()
+            .ok_or("the image carries no app manifest")?;
+        let manifest = ResolvedManifest::parse(&app.manifest_json)
+            .map_err(|e| format!("its manifest is invalid: {e}"))?;
+        let component = entry_point(payload, app.entry_point_tar_path())?;
+        self.runtime
+            .install(
+                &component,
+                &manifest,
+                InstallOptions {
+                    manual_start,
+                    limits: None,
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sideload `package` signed by `developer_key_b64` (development mode only). Replaces an app
+    /// of the same component. Nothing changes unless the package verifies and is an app.
+    pub fn sideload(
+        &self,
+        ctx: &DeviceContext,
+        package: &[u8],
+        developer_key_b64: &str,
+        manual_start: bool,
+    ) -> Result<api::SideloadResult, AppError> {
+        let capability = self.capability().ok_or(AppError::NotInDevelopmentMode)?;
+        let key = developer_key(developer_key_b64).map_err(AppError::BadDeveloperKey)?;
+        if !capability.allows_test_key(&key.key_id()) {
+            return Err(AppError::UntrustedDeveloperKey(key.key_id().to_string()));
+        }
+        if package.len() > api::MAX_SIDELOAD_BYTES {
+            return Err(AppError::InvalidImage(format!(
+                "larger than {} bytes",
+                api::MAX_SIDELOAD_BYTES
+            )));
+        }
+        let trusted: TrustedKeys = std::iter::once(key).collect();
+        let image = ferro_image::verify(package, &trusted, &mut std::io::sink())
+            .map_err(|e| AppError::InvalidImage(e.to_string()))?;
+        let m = image.metadata();
+        if m.image_type != ImageType::App {
+            return Err(AppError::WrongImageType(format!(
+                "the package is an image of type {:?}; only high-level apps (type App) can be \
+                 sideloaded here",
+                m.image_type
+            )));
+        }
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(package));
+        let replaced = lock(&self.state)
+            .images
+            .get(&m.component_id)
+            .map(|k| k.info.image_id);
+        {
+            let _changes = lock(&self.changes);
+            crate::layout::create_private_dir(&self.sideload_dir())?;
+            write_atomic(
+                &self.sideload_dir().join(format!("{sha}.imagepackage")),
+                package,
+            )?;
+            let mut index = self.read_sideloaded();
+            index.apps.retain(|a| a.component_id != m.component_id);
+            index.apps.push(SideloadedApp {
+                component_id: m.component_id,
+                package_sha256: sha,
+                developer_key: developer_key_b64.trim().to_string(),
+                manual_start,
+            });
+            index.apps.sort_by_key(|a| a.component_id);
+            self.write_sideloaded(&index)?;
+            self.prune_sideloaded_packages(&index);
+        }
+        self.sync(ctx)?;
+        if let Some(reason) = lock(&self.state)
+            .images
+            .get(&m.component_id)
+            .and_then(|k| k.refused.clone())
+        {
+            return Err(AppError::Runtime(format!(
+                "the app was stored but does not run: {reason}"
+            )));
+        }
+        Ok(api::SideloadResult {
+            component_id: m.component_id,
+            image_id: m.image_id,
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            manual_start,
+            replaced_image_id: replaced,
+        })
+    }
+
+    /// Delete a sideloaded app (a cloud app of its component, if any, comes back).
+    pub fn delete_sideloaded(&self, ctx: &DeviceContext, component: Uuid) -> Result<(), AppError> {
+        {
+            let _changes = lock(&self.changes);
+            let mut index = self.read_sideloaded();
+            if !index.apps.iter().any(|a| a.component_id == component) {
+                return Err(if lock(&self.state).images.contains_key(&component) {
+                    AppError::NotSideloaded(component)
+                } else {
+                    AppError::NoSuchApp(component)
+                });
+            }
+            index.apps.retain(|a| a.component_id != component);
+            self.write_sideloaded(&index)?;
+            self.prune_sideloaded_packages(&index);
+        }
+        self.sync(ctx)?;
+        Ok(())
+    }
+
+    /// The installed images.
+    pub fn images(&self) -> api::InstalledImages {
+        api::InstalledImages {
+            images: lock(&self.state)
+                .images
+                .values()
+                .map(|k| k.info.clone())
+                .collect(),
+        }
+    }
+
+    fn known(&self, component: Uuid) -> Result<Known, AppError> {
+        lock(&self.state)
+            .images
+            .get(&component)
+            .cloned()
+            .ok_or(AppError::NoSuchApp(component))
+    }
+
+    /// Status of one app.
+    pub fn status(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        let known = self.known(component)?;
+        if !known.in_runtime {
+            return Ok(api::AppStatus {
+                component_id: component,
+                name: known.info.name,
+                state: api::AppState::Failed,
+                manual_start: known.manual_start,
+                restarts: 0,
+                last_exit: known.refused,
+                restart_in_ms: None,
+                running_since: None,
+            });
+        }
+        let s = self
+            .runtime
+            .status(AppId::from(component))
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        let (state, restart_in_ms) = match s.state {
+            ferro_runtime::AppState::Stopped => (api::AppState::Stopped, None),
+            ferro_runtime::AppState::Starting => (api::AppState::Starting, None),
+            ferro_runtime::AppState::Running => (api::AppState::Running, None),
+            ferro_runtime::AppState::BackingOff { restart_in } => (
+                api::AppState::BackingOff,
+                Some(u64::try_from(restart_in.as_millis()).unwrap_or(u64::MAX)),
+            ),
+        };
+        Ok(api::AppStatus {
+            component_id: component,
+            name: s.name,
+            state,
+            manual_start: s.manual_start,
+            restarts: s.restarts,
+            last_exit: s.last_exit.map(|k| k.to_string()),
+            restart_in_ms,
+            running_since: s.running_since.map(rfc3339),
+        })
+    }
+
+    /// Status of every app.
+    pub fn statuses(&self) -> api::AppStatusList {
+        let ids: Vec<Uuid> = lock(&self.state)
+            .images
+            .iter()
+            .filter(|(_, k)| k.info.kind == "App" || k.info.kind == "RtApp")
+            .map(|(id, _)| *id)
+            .collect();
+        api::AppStatusList {
+            apps: ids.into_iter().filter_map(|id| self.status(id).ok()).collect(),
+        }
+    }
+
+    fn running(&self, component: Uuid) -> Result<AppId, AppError> {
+        let known = self.known(component)?;
+        if !known.in_runtime {
+            return Err(AppError::Runtime(format!(
+                "app {component} is not installed in the runtime: {}",
+                known.refused.unwrap_or_default()
+            )));
+        }
+        Ok(AppId::from(component))
+    }
+
+    /// Start an app.
+    pub fn start(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        let id = self.running(component)?;
+        self.runtime
+            .start(id)
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        self.status(component)
+    }
+
+    /// Stop an app.
+    pub fn stop(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        let id = self.running(component)?;
+        self.runtime
+            .stop(id)
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        self.status(component)
+    }
+
+    /// Storage quota of an app.
+    pub fn quota(&self, component: Uuid) -> Result<api::AppQuota, AppError> {
+        let id = self.running(component)?;
+        let quota = self
+            .runtime
+            .quota(id)
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        Ok(api::AppQuota {
+            component_id: component,
+            used_bytes: quota.map(|q| q.used_bytes).unwrap_or(0),
+            quota_bytes: quota.map(|q| q.quota_bytes).unwrap_or(0),
+        })
+    }
+
+    /// Memory of an app.
+    pub fn memory(&self, component: Uuid) -> Result<api::AppMemoryStats, AppError> {
+        let id = self.running(component)?;
+        let m = self
+            .runtime
+            .memory_stats(id)
+            .map_err(|e| AppError::Runtime(e.to_string()))?;
+        Ok(api::AppMemoryStats {
+            component_id: component,
+            image_bytes: m.image_bytes,
+            current_bytes: m.current_bytes,
+            peak_bytes: m.peak_bytes,
+            limit_bytes: m.limit_bytes,
+        })
+    }
+
+    /// The lines of an app's log kept so far.
+    pub fn logs(&self, component: Uuid) -> Result<Vec<api::LogLine>, AppError> {
+        let id = self.running(component)?;
+        Ok(self
+            .runtime
+            .logs(id)
+            .map_err(|e| AppError::Runtime(e.to_string()))?
+            .iter()
+            .map(log_line)
+            .collect())
+    }
+
+    /// A follower of an app's log (lines from now on).
+    pub fn follow_logs(&self, component: Uuid) -> Result<ferro_runtime::LogFollower, AppError> {
+        let id = self.running(component)?;
+        self.runtime
+            .follow_logs(id)
+            .map_err(|e| AppError::Runtime(e.to_string()))
+    }
+
+    /// The virtual board's LEDs and buttons.
+    pub fn board_state(&self) -> Result<api::BoardState, AppError> {
+        let board = self.virtual_board()?;
+        let pin = |pin: u32, active: bool| api::BoardPin {
+            names: board.gpio_names(pin),
+            pin,
+            active,
+        };
+        Ok(api::BoardState {
+            name: board.name().to_string(),
+            leds: board
+                .leds()
+                .into_iter()
+                .map(|p| pin(p, board.led_is_on(p)))
+                .collect(),
+            buttons: board
+                .buttons()
+                .into_iter()
+                .map(|p| pin(p, board.button_is_pressed(p)))
+                .collect(),
+        })
+    }
+
+    fn virtual_board(&self) -> Result<&Arc<VirtualBoard>, AppError> {
+        self.board
+            .as_ref()
+            .ok_or_else(|| AppError::Board("this device has no virtual board".into()))
+    }
+
+    /// Press or release a button, named as in the hardware definition.
+    pub fn set_button(&self, name: &str, pressed: bool) -> Result<api::BoardState, AppError> {
+        let board = self.virtual_board()?;
+        let pin = board
+            .gpio_by_name(name)
+            .filter(|p| board.buttons().contains(p))
+            .ok_or_else(|| {
+                AppError::Board(format!(
+                    "the board has no button named {name:?} (see `ferro device board show`)"
+                ))
+            })?;
+        board
+            .set_button(pin, pressed)
+            .map_err(|e| AppError::Board(e.to_string()))?;
+        self.board_state()
+    }
+
+    /// Set the simulated temperature sensor.
+    pub fn set_temperature(&self, millicelsius: i32) -> Result<api::BoardState, AppError> {
+        self.virtual_board()?
+            .set_temperature_millicelsius(millicelsius);
+        self.board_state()
+    }
+}
+
+/// `board.json`, or the default virtual board, loaded from `hardware_dir`.
+fn load_board(data_dir: &DataDir, hardware_dir: Option<&Path>) -> Option<HardwareDefinition> {
+    let config_path = data_dir.root().join("board.json");
+    let config: BoardConfig = if std::fs::symlink_metadata(&config_path).is_ok() {
+        match read_json(&config_path) {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::error!(%error, "board.json unreadable; no peripherals");
+                return None;
+            }
+        }
+    } else {
+        BoardConfig {
+            hardware_definition: DEFAULT_BOARD.into(),
+        }
+    };
+    if let Err(reason) = config.validate() {
+        tracing::error!(%reason, "board.json refused; no peripherals");
+        return None;
+    }
+    let Some(dir) = hardware_dir else {
+        tracing::warn!("the OS bundle has no hardware/ directory; no peripherals");
+        return None;
+    };
+    let path = dir.join(&config.hardware_definition);
+    match HardwareDefinition::load(&path, &[dir.to_path_buf()]) {
+        Ok(d) => {
+            tracing::info!(board = %d.name(), "virtual board loaded");
+            Some(d)
+        }
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "hardware definition unusable; no peripherals");
+            None
+        }
+    }
+}
+
+/// A developer key from the header's base64 DER.
+fn developer_key(b64: &str) -> Result<PublicKey, String> {
+    let der = Base64::decode_vec(b64.trim()).map_err(|_| "not base64".to_string())?;
+    PublicKey::from_spki_der(&der).map_err(|e| e.to_string())
+}
+
+/// Verify a package into memory: (the verified image, its payload bytes).
+fn verify_into_memory(
+    package: &Path,
+    trusted: &TrustedKeys,
+) -> Result<(VerifiedImage, Vec<u8>), String> {
+    let size = std::fs::metadata(package)
+        .map_err(|e| format!("{}: {e}", package.display()))?
+        .len();
+    if size > MAX_APP_PACKAGE {
+        return Err(format!("larger than {MAX_APP_PACKAGE} bytes"));
+    }
+    let mut payload = Vec::new();
+    let image = ferro_image::verify_file(package, trusted, &mut payload).map_err(|e| e.to_string())?;
+    Ok((image, payload))
+}
+
+/// The entry point's bytes out of a verified ustar payload.
+fn entry_point(payload: &[u8], tar_path: &str) -> Result<Vec<u8>, String> {
+    let mut archive = tar::Archive::new(payload);
+    let entries = archive.entries().map_err(|e| e.to_string())?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?;
+        if path.as_os_str() == tar_path {
+            let mut bytes = Vec::new();
+            entry
+                .by_ref()
+                .take(MAX_APP_PACKAGE)
+                .read_to_end(&mut bytes)
+                .map_err(|e| e.to_string())?;
+            return Ok(bytes);
+        }
+    }
+    Err(format!("the payload has no entry point {tar_path}"))
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A runtime log line on the wire.
+pub fn log_line(line: &ferro_runtime::LogLine) -> api::LogLine {
+    api::LogLine {
+        seq: line.seq,
+        at: rfc3339(line.at),
+        level: format!("{:?}", line.level),
+        source: format!("{:?}", line.source),
+        text: line.text.clone(),
+    }
+}
+
+/// How long a log follower waits for a line before checking the connection.
+pub const LOG_POLL: Duration = Duration::from_millis(500);

@@ -1,0 +1,429 @@
+//! The local device API (`ferro_wire::device_api`): what the `ferro` CLI on the developer's
+//! machine asks of one attached device, as Azure Sphere's device REST API. It listens on a Unix
+//! socket in the data directory's `run/` (mode 0700, the socket 0600): whoever may read the
+//! device's data directory may use it, and nobody else, with no network exposure at all.
+//! Sideloading still needs an appDevelopment capability for this device and a developer key it
+//! names (the capability, not the socket, is what allows code onto the device).
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use ferro_wire::device_api as api;
+use ferro_wire::{ErrorBody, ErrorCode, ErrorDetail};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::apps::{AppError, AppManager, LOG_POLL, log_line};
+use crate::identity::DeviceContext;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct LocalApi {
+    ctx: DeviceContext,
+    apps: Arc<AppManager>,
+    device: Arc<Mutex<api::AttachedDevice>>,
+    restart: Arc<Notify>,
+}
+
+impl LocalApi {
+    /// The API of `ctx`'s device; `device` is the snapshot the agent keeps current.
+    pub fn new(
+        ctx: DeviceContext,
+        apps: Arc<AppManager>,
+        device: Arc<Mutex<api::AttachedDevice>>,
+        restart: Arc<Notify>,
+    ) -> LocalApi {
+        LocalApi {
+            ctx,
+            apps,
+            device,
+            restart,
+        }
+    }
+}
+
+/// An error of the local API: the service's JSON error body.
+struct ApiError(StatusCode, ErrorCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.1,
+                message: self.2,
+                details: Vec::new(),
+            },
+        };
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        let (status, code) = match &error {
+            AppError::NotInDevelopmentMode => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            AppError::UntrustedDeveloperKey(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::UntrustedSigningKey,
+            ),
+            AppError::BadDeveloperKey(_) | AppError::InvalidCapability(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody)
+            }
+            AppError::InvalidImage(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidImage),
+            AppError::WrongImageType(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::WrongImageType)
+            }
+            AppError::NoSuchApp(_) | AppError::Board(_) => {
+                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
+            }
+            AppError::NotSideloaded(_) | AppError::Runtime(_) => {
+                (StatusCode::CONFLICT, ErrorCode::Conflict)
+            }
+            AppError::Device(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%error, "local API request failed");
+        }
+        ApiError(status, code, error.to_string())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Run a blocking manager call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("the request's task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+fn component(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+            format!("{id:?} is not a component ID (a GUID such as 1689d8b2-c835-2e27-27ad-e894d6d15fa9)"),
+        )
+    })
+}
+
+/// A JSON body, with the service's error codes for bad ones.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() {
+            ErrorCode::MalformedJson
+        } else {
+            ErrorCode::InvalidBody
+        };
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    })
+}
+
+/// The router.
+pub fn router(state: LocalApi) -> Router {
+    Router::new()
+        .route("/v1/device", get(show_device))
+        .route("/v1/device/restart", post(restart))
+        .route(
+            "/v1/capability",
+            put(apply_capability)
+                .delete(remove_capability)
+                .layer(DefaultBodyLimit::max(64 * 1024)),
+        )
+        .route("/v1/images", get(list_images))
+        .route(
+            "/v1/sideload",
+            post(sideload).layer(DefaultBodyLimit::max(api::MAX_SIDELOAD_BYTES)),
+        )
+        .route(
+            "/v1/sideload/{component}",
+            axum::routing::delete(delete_sideloaded),
+        )
+        .route("/v1/apps", get(list_apps))
+        .route("/v1/apps/{component}", get(app_status))
+        .route("/v1/apps/{component}/start", post(start_app))
+        .route("/v1/apps/{component}/stop", post(stop_app))
+        .route("/v1/apps/{component}/quota", get(app_quota))
+        .route("/v1/apps/{component}/memory", get(app_memory))
+        .route("/v1/apps/{component}/logs", get(app_logs))
+        .route("/v1/board", get(board))
+        .route("/v1/board/buttons/{name}", put(press_button))
+        .route("/v1/board/temperature", put(set_temperature))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such route on the local device API (is the CLI newer than the device?)".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// Bind the socket at `path` (replacing a stale one), private to the device's user, and serve
+/// until `shutdown` resolves.
+pub async fn serve(
+    path: PathBuf,
+    state: LocalApi,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::DeviceError> {
+    let listener = bind(&path)?;
+    tracing::info!(socket = %path.display(), "local device API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(crate::DeviceError::io(&path))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+fn bind(path: &Path) -> Result<tokio::net::UnixListener, crate::DeviceError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    crate::layout::create_private_dir(dir)?;
+    if std::fs::symlink_metadata(path).is_ok() {
+        std::fs::remove_file(path).map_err(crate::DeviceError::io(path))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(crate::DeviceError::io(path))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(crate::DeviceError::io(path))?;
+    }
+    Ok(listener)
+}
+
+async fn show_device(State(s): State<LocalApi>) -> ApiResult<axum::Json<api::AttachedDevice>> {
+    let apps = s.apps.clone();
+    let development = blocking(move || Ok(apps.development_mode())).await?;
+    let mut device = s
+        .device
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    device.development = development;
+    Ok(axum::Json(device))
+}
+
+async fn restart(State(s): State<LocalApi>) -> StatusCode {
+    tracing::info!("restart requested through the local device API");
+    s.restart.notify_one();
+    StatusCode::ACCEPTED
+}
+
+async fn apply_capability(
+    State(s): State<LocalApi>,
+    body: Bytes,
+) -> ApiResult<axum::Json<api::DevelopmentMode>> {
+    let apps = s.apps.clone();
+    blocking(move || apps.apply_capability(&body))
+        .await
+        .map(axum::Json)
+}
+
+async fn remove_capability(
+    State(s): State<LocalApi>,
+) -> ApiResult<axum::Json<api::DevelopmentMode>> {
+    let (apps, ctx) = (s.apps.clone(), s.ctx.clone());
+    blocking(move || apps.remove_capability(&ctx))
+        .await
+        .map(axum::Json)
+}
+
+async fn list_images(State(s): State<LocalApi>) -> axum::Json<api::InstalledImages> {
+    axum::Json(s.apps.images())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SideloadQuery {
+    #[serde(default)]
+    manual_start: bool,
+}
+
+async fn sideload(
+    State(s): State<LocalApi>,
+    query: Result<Query<SideloadQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, axum::Json<api::SideloadResult>)> {
+    let Query(query) = query.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            e.body_text(),
+        )
+    })?;
+    let key = headers
+        .get(api::DEVELOPER_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::from(AppError::BadDeveloperKey("missing".into())))?;
+    let (apps, ctx) = (s.apps.clone(), s.ctx.clone());
+    let result = blocking(move || apps.sideload(&ctx, &body, &key, query.manual_start)).await?;
+    Ok((StatusCode::CREATED, axum::Json(result)))
+}
+
+async fn delete_sideloaded(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<StatusCode> {
+    let id = component(&id)?;
+    let (apps, ctx) = (s.apps.clone(), s.ctx.clone());
+    blocking(move || apps.delete_sideloaded(&ctx, id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_apps(State(s): State<LocalApi>) -> axum::Json<api::AppStatusList> {
+    axum::Json(s.apps.statuses())
+}
+
+async fn app_status(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<axum::Json<api::AppStatus>> {
+    Ok(axum::Json(s.apps.status(component(&id)?)?))
+}
+
+async fn start_app(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<axum::Json<api::AppStatus>> {
+    let id = component(&id)?;
+    let apps = s.apps.clone();
+    blocking(move || apps.start(id)).await.map(axum::Json)
+}
+
+async fn stop_app(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<axum::Json<api::AppStatus>> {
+    let id = component(&id)?;
+    let apps = s.apps.clone();
+    blocking(move || apps.stop(id)).await.map(axum::Json)
+}
+
+async fn app_quota(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<axum::Json<api::AppQuota>> {
+    Ok(axum::Json(s.apps.quota(component(&id)?)?))
+}
+
+async fn app_memory(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<axum::Json<api::AppMemoryStats>> {
+    Ok(axum::Json(s.apps.memory(component(&id)?)?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// The kept lines, then (with `follow`) new lines as they come, one JSON object a line, until
+/// the client goes away.
+async fn app_logs(
+    State(s): State<LocalApi>,
+    UrlPath(id): UrlPath<String>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            e.body_text(),
+        )
+    })?;
+    let id = component(&id)?;
+    // Subscribe before reading the kept lines so nothing falls between the two.
+    let follower = if query.follow {
+        Some(s.apps.follow_logs(id)?)
+    } else {
+        None
+    };
+    let kept = s.apps.logs(id)?;
+    let last_seq = kept.last().map(|l| l.seq).unwrap_or(0);
+    let mut text = String::new();
+    for line in &kept {
+        text.push_str(&serde_json::to_string(line).unwrap_or_default());
+        text.push('\n');
+    }
+    let Some(mut follower) = follower else {
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response());
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let _ = tx.try_send(Bytes::from(text));
+    std::thread::Builder::new()
+        .name(format!("log-follow-{id}"))
+        .spawn(move || {
+            while !tx.is_closed() {
+                if let Some(line) = follower.next_timeout(LOG_POLL) {
+                    if line.seq <= last_seq {
+                        continue;
+                    }
+                    let mut json = serde_json::to_string(&log_line(&line)).unwrap_or_default();
+                    json.push('\n');
+                    if tx.blocking_send(Bytes::from(json)).is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                format!("cannot follow the log: {e}"),
+            )
+        })?;
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn board(State(s): State<LocalApi>) -> ApiResult<axum::Json<api::BoardState>> {
+    Ok(axum::Json(s.apps.board_state()?))
+}
+
+async fn press_button(
+    State(s): State<LocalApi>,
+    UrlPath(name): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<api::BoardState>> {
+    let press: api::ButtonPress = json_body(&body)?;
+    Ok(axum::Json(s.apps.set_button(&name, press.pressed)?))
+}
+
+async fn set_temperature(
+    State(s): State<LocalApi>,
+    body: Bytes,
+) -> ApiResult<axum::Json<api::BoardState>> {
+    let setting: api::TemperatureSetting = json_body(&body)?;
+    Ok(axum::Json(s.apps.set_temperature(setting.millicelsius)?))
+}
