@@ -54,7 +54,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "os-releases", description = "OS feeds: OS release build keys, publishing, promotion, download"),
         (name = "platform", description = "The platform root certificate and key list"),
         (name = "manufacturing", description = "Device registration records"),
-        (name = "devices", description = "Claiming, devices, capability files, error reports"),
+        (name = "devices", description = "Claiming, devices, capability files, error reports, device event uploads (POST /v1/device/events authenticates with the device certificate in TLS)"),
         (name = "ca-certificates", description = "Tenant CA certificates"),
         (name = "attestation", description = "Device attestation: challenges, evidence, device certificates (no bearer token: the evidence signature authenticates)"),
         (name = "updates", description = "Over-the-air updates: target sets, downloads, status (device routes authenticate with the device certificate in TLS)"),
@@ -170,6 +170,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(updates::device_image))
         .routes(routes!(updates::device_update_status))
         .routes(routes!(updates::device_update_signal))
+        .routes(routes!(error_reports::device_events))
         .routes(routes!(updates::deployment_status))
         .routes(routes!(updates::targeted_images))
         .routes(routes!(updates::group_update_now))

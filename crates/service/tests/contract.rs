@@ -236,6 +236,10 @@ async fn matrix_line(
             Some(json!({"imageIds": [t.image(&ten.id, &admin).await]}))
         }
         "POST /v1/attestation/challenge" => Some(json!({"deviceId": device})),
+        "POST /v1/device/events" => Some(json!({"batchId": uuid::Uuid::new_v4(),
+            "events": [{"eventType": "AppCrash", "eventClass": "Errors", "eventCategory": "Update",
+            "count": 1, "description": "", "start": "2026-01-01T00:00:00Z",
+            "end": "2026-01-01T00:00:00Z"}]})),
         "POST /v1/attestation/evidence" => Some(json!({"deviceId": device,
             "nonce": "A".repeat(43), "evidence": "AAAA"})),
         _ => None,

@@ -98,6 +98,8 @@ mod attestation;
 pub use attestation::*;
 mod updates;
 pub use updates::*;
+mod events;
+pub use events::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///

@@ -1,16 +1,23 @@
 //! Device events and the tenant's error report (`GET /v1/tenants/{tenantId}/error-report`), with
-//! Azure Sphere's CSV columns.
+//! Azure Sphere's CSV columns; devices upload their events with `POST /v1/device/events`
+//! (device certificate in TLS).
 
 use crate::auth::TenantCaller;
 use crate::db::{self, Tx};
+use crate::device_auth::AuthenticatedDevice;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::StrictQuery;
+use crate::extract::{JsonBody, StrictQuery};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ferro_wire::{ERROR_REPORT_CSV_HEADER, ErrorBody, ErrorReportQuery, Role};
+use ferro_wire::{
+    DeviceEventRecord, DeviceEventsUpload, ERROR_REPORT_CSV_HEADER, ErrorBody, ErrorCode,
+    ErrorItem, ErrorReportQuery, MAX_EVENT_CLOCK_SKEW_SECS, MAX_EVENT_DESCRIPTION_LEN,
+    MAX_EVENT_NAME_LEN, MAX_EVENTS_PER_UPLOAD, Role,
+};
 use sqlx::Row;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// How far back the error report reaches (as Azure Sphere's: 14 days).
@@ -18,7 +25,13 @@ pub const REPORT_WINDOW_SECS: i64 = 14 * 24 * 3600;
 /// Most rows in one report (newest kept); beyond it the report says it was cut.
 pub const MAX_REPORT_ROWS: i64 = 100_000;
 /// Longest text field of an event, in characters (longer ones are cut).
-pub const MAX_EVENT_TEXT: usize = 1024;
+pub const MAX_EVENT_TEXT: usize = MAX_EVENT_DESCRIPTION_LEN;
+/// The window of the per-device cap on uploaded events (`Config::device_events_per_day`).
+pub const EVENT_CAP_WINDOW_SECS: i64 = 24 * 3600;
+/// How long a device's batch IDs are remembered. A batch re-sent later than this could only
+/// add events that ended before its first upload (plus the clock skew allowance), which the
+/// report, reaching 14 days back, no longer shows.
+pub const BATCH_ID_RETENTION_SECS: i64 = REPORT_WINDOW_SECS + MAX_EVENT_CLOCK_SKEW_SECS;
 
 /// One aggregated event a device reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,27 +61,35 @@ fn clip(s: &str) -> String {
         .collect()
 }
 
-/// Store events of `tenant`'s devices in `tx` (the device upload route, a later issue, will
-/// call this; tests call it directly). Events of devices that are not the tenant's are refused
-/// (`not_found`), as are empty periods and counts below 1 (`invalid_body`).
+/// Store events of `tenant`'s devices in `tx` (`POST /v1/device/events` and failed update
+/// status reports call this; tests may call it directly). Events of devices that are not the
+/// tenant's are refused (`not_found`), as are empty periods and counts below 1
+/// (`invalid_body`). Text fields lose control characters other than line feed and tab and are
+/// cut to [`MAX_EVENT_TEXT`] characters. Nothing is committed here: the caller's transaction
+/// stores all of `events` or none.
 pub async fn record_device_events(
     tx: &mut Tx,
     tenant: &str,
     events: &[DeviceEvent],
 ) -> ApiResult<()> {
     let now = db::now();
+    let mut checked: Option<&str> = None;
     for e in events {
         if e.count < 1 || e.end < e.start {
             return Err(ApiError::invalid_body(
                 "an event needs a count of at least 1 and an end not before its start",
             ));
         }
-        sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(&e.device_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| ApiError::not_found("device"))?;
+        // One look-up per run of events of one device (an upload is all one device's).
+        if checked != Some(e.device_id.as_str()) {
+            sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&e.device_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| ApiError::not_found("device"))?;
+            checked = Some(e.device_id.as_str());
+        }
         sqlx::query(
             "INSERT INTO device_events (id, tenant_id, device_id, event_type, event_class, \
              event_category, event_count, description, start_time, end_time, received_at) \
@@ -89,6 +110,196 @@ pub async fn record_device_events(
         .await?;
     }
     Ok(())
+}
+
+/// Why one uploaded event is refused: (item code, message). Messages name the field and the
+/// rule, never the value.
+fn check_event(e: &DeviceEventRecord, now: i64) -> Result<(i64, i64), (&'static str, String)> {
+    for (field, value) in [
+        ("eventType", &e.event_type),
+        ("eventClass", &e.event_class),
+        ("eventCategory", &e.event_category),
+    ] {
+        if value.is_empty() {
+            return Err(("empty_text", format!("`{field}` is empty")));
+        }
+        if value.chars().count() > MAX_EVENT_NAME_LEN {
+            return Err((
+                "text_too_long",
+                format!("`{field}` is longer than {MAX_EVENT_NAME_LEN} characters"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err((
+                "control_character",
+                format!("`{field}` contains a control character"),
+            ));
+        }
+    }
+    if e.description.chars().count() > MAX_EVENT_DESCRIPTION_LEN {
+        return Err((
+            "text_too_long",
+            format!("`description` is longer than {MAX_EVENT_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    if e.count < 1 {
+        return Err(("invalid_count", "`count` must be at least 1".into()));
+    }
+    let parse = |field: &str, value: &str| {
+        OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
+            (
+                "invalid_time",
+                format!("`{field}` is not an RFC 3339 time such as 2026-11-25T10:00:00Z"),
+            )
+        })
+    };
+    let start = parse("start", &e.start)?;
+    let end = parse("end", &e.end)?;
+    if end < start {
+        return Err(("end_before_start", "`end` is before `start`".into()));
+    }
+    let (start, end) = (start.unix_timestamp(), end.unix_timestamp());
+    if end > now.saturating_add(MAX_EVENT_CLOCK_SKEW_SECS) {
+        return Err((
+            "end_in_future",
+            "`end` is more than 24 hours after the service's clock; check the device's time".into(),
+        ));
+    }
+    Ok((start, end))
+}
+
+/// Check a whole upload: every refused event is listed (`details`, by index), and one refused
+/// event refuses the upload.
+fn check_upload(
+    upload: &DeviceEventsUpload,
+    device_id: &str,
+    now: i64,
+) -> ApiResult<Vec<DeviceEvent>> {
+    if upload.batch_id.is_nil() {
+        return Err(ApiError::invalid_body(
+            "`batchId` must not be the nil UUID; pick a random UUID per batch",
+        ));
+    }
+    if upload.events.is_empty() || upload.events.len() > MAX_EVENTS_PER_UPLOAD {
+        return Err(ApiError::invalid_body(format!(
+            "`events` must list 1 to {MAX_EVENTS_PER_UPLOAD} events; send more in further batches"
+        )));
+    }
+    let mut events = Vec::with_capacity(upload.events.len());
+    let mut refused = Vec::new();
+    for (i, e) in upload.events.iter().enumerate() {
+        match check_event(e, now) {
+            Ok((start, end)) => events.push(DeviceEvent {
+                device_id: device_id.to_string(),
+                event_type: e.event_type.clone(),
+                event_class: e.event_class.clone(),
+                event_category: e.event_category.clone(),
+                count: i64::from(e.count),
+                description: e.description.clone(),
+                start,
+                end,
+            }),
+            Err((code, message)) => refused.push(ErrorItem {
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                id: None,
+                code: code.to_string(),
+                message,
+            }),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::InvalidBody,
+            message: "some events were refused (see `details`); nothing of this batch was stored"
+                .into(),
+            items: refused,
+        });
+    }
+    Ok(events)
+}
+
+/// Upload a batch of the device's events for its tenant's error report (device certificate;
+/// the device and tenant come from the certificate). All or nothing. A `batchId` this device
+/// sent before stores nothing and answers 204 too (retries are safe). At most 2,000 events
+/// (the service's default; `Config::device_events_per_day`) per device in any 24 hours: more is
+/// 429 with `Retry-After`, nothing stored.
+#[utoipa::path(post, path = "/v1/device/events", tag = "devices",
+    request_body = DeviceEventsUpload,
+    responses((status = 204, description = "Stored, or stored before (a batch ID this device already sent)"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "Invalid upload; `details` lists refused events by index", body = ErrorBody),
+        (status = 429, description = "The device's event cap for 24 hours is reached; see `Retry-After`", body = ErrorBody)),
+    security(("deviceCertificate" = [])))]
+pub async fn device_events(
+    State(state): State<AppState>,
+    AuthenticatedDevice(device): AuthenticatedDevice,
+    JsonBody(upload): JsonBody<DeviceEventsUpload>,
+) -> ApiResult<StatusCode> {
+    let now = db::now();
+    let events = check_upload(&upload, &device.device_id, now)?;
+    let batch = upload.batch_id.hyphenated().to_string();
+    let stored = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let mut tx = state.db.begin_write().await?;
+    // The device's row lock (PostgreSQL; SQLite writers are serialised anyway): this device's
+    // uploads run one at a time from here, so the checks below see each other's batches.
+    let locked =
+        sqlx::query("UPDATE devices SET events_uploaded_at = $1 WHERE id = $2 AND tenant_id = $3")
+            .bind(now)
+            .bind(&device.device_id)
+            .bind(&device.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+    if locked.rows_affected() != 1 {
+        return Err(ApiError::not_found("device"));
+    }
+    let new_batch = sqlx::query(
+        "INSERT INTO device_event_batches (device_id, batch_id, tenant_id, event_count, \
+         received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, batch_id) DO NOTHING",
+    )
+    .bind(&device.device_id)
+    .bind(&batch)
+    .bind(&device.tenant_id)
+    .bind(stored)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if new_batch.rows_affected() == 0 {
+        // Sent before and stored then: nothing to do (the transaction rolls back).
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let cap = i64::from(state.config.device_events_per_day)
+        .max(i64::try_from(MAX_EVENTS_PER_UPLOAD).unwrap_or(i64::MAX));
+    let window = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) AS n, MIN(received_at) AS oldest \
+         FROM device_event_batches WHERE device_id = $1 AND received_at > $2",
+    )
+    .bind(&device.device_id)
+    .bind(now - EVENT_CAP_WINDOW_SECS)
+    .fetch_one(&mut *tx)
+    .await?;
+    let in_window: i64 = window.try_get("n")?;
+    if in_window > cap {
+        let oldest: Option<i64> = window.try_get("oldest")?;
+        let retry = oldest.map_or(EVENT_CAP_WINDOW_SECS, |o| o + EVENT_CAP_WINDOW_SECS - now);
+        return Err(ApiError::Client {
+            code: ErrorCode::RateLimited,
+            message: format!(
+                "this device may store at most {cap} events in 24 hours; keep the batch and \
+                 send it again after `Retry-After` seconds"
+            ),
+            retry_after: Some(u64::try_from(retry.max(1)).unwrap_or(1)),
+        });
+    }
+    // Batch IDs old enough that a re-send could no longer show in the report.
+    sqlx::query("DELETE FROM device_event_batches WHERE device_id = $1 AND received_at < $2")
+        .bind(&device.device_id)
+        .bind(now - BATCH_ID_RETENTION_SECS)
+        .execute(&mut *tx)
+        .await?;
+    record_device_events(&mut tx, &device.tenant_id, &events).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One CSV cell: CSV-injection-safe (a cell starting with `=`, `+`, `-`, `@`, tab or CR gets a

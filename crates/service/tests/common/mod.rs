@@ -6,6 +6,7 @@
 //! the end. If the server is unreachable the test FAILS, it never skips.
 #![allow(dead_code)]
 
+pub mod device_https;
 pub mod devices;
 pub mod packages;
 
