@@ -117,6 +117,8 @@ impl Client {
     #[cfg(unix)]
     pub fn local_device(socket: &Path) -> Result<Client, ClientError> {
         let base = "http://localhost";
+        // reqwest builds its TLS layer even when it is not used: give it the one provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::blocking::Client::builder()
             // Log streams stay open as long as the user follows them.
             .timeout(None)

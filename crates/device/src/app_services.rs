@@ -41,14 +41,10 @@ impl AppServices {
     /// The current device certificate, read from the certificate store each time (the agent
     /// renews it in place).
     fn certificate(&self) -> Option<ferro_attest::DeviceCertificate> {
-        let manager = CertificateManager::open(
-            &self.ctx.data_dir.certificates(),
-            RenewalPolicy::default(),
-        )
-        .ok()?;
-        manager
-            .valid_at(time::OffsetDateTime::now_utc())
-            .cloned()
+        let manager =
+            CertificateManager::open(&self.ctx.data_dir.certificates(), RenewalPolicy::default())
+                .ok()?;
+        manager.valid_at(time::OffsetDateTime::now_utc()).cloned()
     }
 }
 

@@ -210,7 +210,8 @@ impl AppManager {
             Some(board) => Peripherals::all_from(board.clone()),
             None => Peripherals::all_from(Arc::new(VirtualBoard::empty("none"))),
         };
-        let runtime = Runtime::new(config, peripherals).map_err(|e| AppError::Runtime(e.to_string()))?;
+        let runtime =
+            Runtime::new(config, peripherals).map_err(|e| AppError::Runtime(e.to_string()))?;
         Ok(AppManager {
             data_dir,
             device_id: ctx.device_id(),
@@ -241,7 +242,10 @@ impl AppManager {
     }
 
     fn capability_path(&self) -> PathBuf {
-        self.data_dir.root().join("capabilities").join("app-development.cose")
+        self.data_dir
+            .root()
+            .join("capabilities")
+            .join("app-development.cose")
     }
 
     /// The applied appDevelopment capability, if there is a valid one for this device.
@@ -592,6 +596,7 @@ impl AppManager {
             .images
             .get(&m.component_id)
             .map(|k| k.info.image_id);
+        let previous = self.read_sideloaded();
         {
             let _changes = lock(&self.changes);
             crate::layout::create_private_dir(&self.sideload_dir())?;
@@ -599,7 +604,7 @@ impl AppManager {
                 &self.sideload_dir().join(format!("{sha}.imagepackage")),
                 package,
             )?;
-            let mut index = self.read_sideloaded();
+            let mut index = previous.clone();
             index.apps.retain(|a| a.component_id != m.component_id);
             index.apps.push(SideloadedApp {
                 component_id: m.component_id,
@@ -609,17 +614,27 @@ impl AppManager {
             });
             index.apps.sort_by_key(|a| a.component_id);
             self.write_sideloaded(&index)?;
-            self.prune_sideloaded_packages(&index);
         }
         self.sync(ctx)?;
-        if let Some(reason) = lock(&self.state)
+        let refused = lock(&self.state)
             .images
             .get(&m.component_id)
-            .and_then(|k| k.refused.clone())
-        {
+            .and_then(|k| k.refused.clone());
+        if let Some(reason) = refused {
+            // Put back what ran before (the previous sideloaded or cloud app of the component).
+            {
+                let _changes = lock(&self.changes);
+                self.write_sideloaded(&previous)?;
+                self.prune_sideloaded_packages(&previous);
+            }
+            self.sync(ctx)?;
             return Err(AppError::Runtime(format!(
-                "the app was stored but does not run: {reason}"
+                "the device cannot run the app, so it was not installed: {reason}"
             )));
+        }
+        {
+            let _changes = lock(&self.changes);
+            self.prune_sideloaded_packages(&self.read_sideloaded());
         }
         Ok(api::SideloadResult {
             component_id: m.component_id,
@@ -719,7 +734,10 @@ impl AppManager {
             .map(|(id, _)| *id)
             .collect();
         api::AppStatusList {
-            apps: ids.into_iter().filter_map(|id| self.status(id).ok()).collect(),
+            apps: ids
+                .into_iter()
+                .filter_map(|id| self.status(id).ok())
+                .collect(),
         }
     }
 
@@ -911,7 +929,8 @@ fn verify_into_memory(
         return Err(format!("larger than {MAX_APP_PACKAGE} bytes"));
     }
     let mut payload = Vec::new();
-    let image = ferro_image::verify_file(package, trusted, &mut payload).map_err(|e| e.to_string())?;
+    let image =
+        ferro_image::verify_file(package, trusted, &mut payload).map_err(|e| e.to_string())?;
     Ok((image, payload))
 }
 

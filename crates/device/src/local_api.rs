@@ -77,7 +77,9 @@ impl From<AppError> for ApiError {
             AppError::BadDeveloperKey(_) | AppError::InvalidCapability(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidBody)
             }
-            AppError::InvalidImage(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidImage),
+            AppError::InvalidImage(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidImage)
+            }
             AppError::WrongImageType(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::WrongImageType)
             }
@@ -119,7 +121,9 @@ fn component(id: &str) -> ApiResult<Uuid> {
         ApiError(
             StatusCode::BAD_REQUEST,
             ErrorCode::InvalidId,
-            format!("{id:?} is not a component ID (a GUID such as 1689d8b2-c835-2e27-27ad-e894d6d15fa9)"),
+            format!(
+                "{id:?} is not a component ID (a GUID such as 1689d8b2-c835-2e27-27ad-e894d6d15fa9)"
+            ),
         )
     })
 }

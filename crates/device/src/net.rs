@@ -61,7 +61,9 @@ pub fn mtls_client(
         .into_iter()
         .map(|p| CertificateDer::from(p.contents().to_vec()))
         .collect();
-    let anchors = [CertificateDer::from(ctx.platform_root.certificate_der.clone())];
+    let anchors = [CertificateDer::from(
+        ctx.platform_root.certificate_der.clone(),
+    )];
     let tls = ferro_attest::mtls_client_config(&*ctx.rot, chain, &anchors)
         .map_err(|e| DeviceError::Attestation(e.to_string()))?;
     reqwest::Client::builder()

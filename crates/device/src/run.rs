@@ -122,6 +122,14 @@ pub async fn run(
             }
         })
     };
+    let events_stop = Arc::new(Notify::new());
+    let events_task = {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        crate::events::EventReporter::forward(apps.runtime().subscribe_events(), tx)
+            .map_err(DeviceError::io("event forwarder"))?;
+        let reporter = crate::events::EventReporter::open(&ctx, event_upload_interval());
+        tokio::spawn(reporter.run(rx, events_stop.clone()))
+    };
     let exit = run_attested(
         &ctx,
         booted_slot,
@@ -132,7 +140,9 @@ pub async fn run(
     )
     .await;
     api_stop.notify_one();
+    events_stop.notify_one();
     let _ = api_task.await;
+    let _ = events_task.await;
     drop(apps);
     let _ = std::fs::remove_file(data_dir.ready());
     exit
@@ -532,6 +542,17 @@ async fn sleep_or_shutdown(
         _ = tokio::time::sleep(wait) => Ok(None),
         r = shutdown.requested() => r.map(Some),
     }
+}
+
+/// How often routine (non-crash) app events are uploaded: daily, or `FERRO_EVENT_UPLOAD_SECS`
+/// (at least 10 s; tests shorten it).
+fn event_upload_interval() -> std::time::Duration {
+    let secs = std::env::var("FERRO_EVENT_UPLOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|s| s.max(10))
+        .unwrap_or(24 * 3600);
+    std::time::Duration::from_secs(secs)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::keys;
 use crate::cli::{
-    AppCommand, AttachedArg, AttachedDeviceCommand, BoardCommand, DeviceImageCommand, SideloadCommand,
+    AppCommand, AttachedArg, AttachedDeviceCommand, BoardCommand, DeviceImageCommand,
+    SideloadCommand,
 };
 use crate::output::{OutputFormat, Render, emit, new_table, property_table};
 use crate::progress;
@@ -61,7 +62,8 @@ fn component(id: &str) -> Result<uuid::Uuid> {
 pub fn run(command: AttachedDeviceCommand, output: OutputFormat) -> Result<()> {
     match command {
         AttachedDeviceCommand::ShowAttached { attached } => {
-            let shown: api::AttachedDevice = device(&attached)?.get("/v1/device").map_err(explain)?;
+            let shown: api::AttachedDevice =
+                device(&attached)?.get("/v1/device").map_err(explain)?;
             emit(output, &shown)
         }
         AttachedDeviceCommand::Restart { attached } => {
@@ -97,15 +99,10 @@ pub fn run(command: AttachedDeviceCommand, output: OutputFormat) -> Result<()> {
             let encoded = answer["capabilityFile"]
                 .as_str()
                 .context("the service's answer holds no capability file")?;
-            let file = Base64::decode_vec(encoded.trim()).context("the service sent invalid base64")?;
+            let file =
+                Base64::decode_vec(encoded.trim()).context("the service sent invalid base64")?;
             let mode: api::DevelopmentMode = dev
-                .send_bytes(
-                    Method::PUT,
-                    "/v1/capability",
-                    "application/cose",
-                    &[],
-                    file,
-                )
+                .send_bytes(Method::PUT, "/v1/capability", "application/cose", &[], file)
                 .map_err(explain)?;
             if output == OutputFormat::Table {
                 eprintln!(
@@ -179,9 +176,9 @@ fn sideload(command: SideloadCommand, output: OutputFormat) -> Result<()> {
                 bytes,
             );
             bar.finish_and_clear();
-            let result = result.map_err(explain).with_context(|| {
-                format!("the device refused {}", image_package.display())
-            })?;
+            let result = result
+                .map_err(explain)
+                .with_context(|| format!("the device refused {}", image_package.display()))?;
             emit(output, &result)
         }
         SideloadCommand::Delete {
@@ -252,12 +249,7 @@ fn app(command: AppCommand, output: OutputFormat) -> Result<()> {
             dev.get_lines(&format!("/v1/apps/{id}/logs?follow={follow}"), |text| {
                 match serde_json::from_str::<api::LogLine>(text) {
                     Ok(_) if output == OutputFormat::Json => println!("{text}"),
-                    Ok(line) => println!(
-                        "{} {:<7} {}",
-                        line.at,
-                        line.level,
-                        line.text.trim_end()
-                    ),
+                    Ok(line) => println!("{} {:<7} {}", line.at, line.level, line.text.trim_end()),
                     Err(e) => {
                         failed = Some(e);
                         return false;

@@ -11,8 +11,7 @@ use super::list_all;
 use super::product::resolve_group;
 use crate::cli::{
     CaCertificateCommand, CapabilityCommand, CloudDeviceCommand, DeviceCommand, GroupDeviceCommand,
-    TenantArg,
-    ManufacturingCommand,
+    ManufacturingCommand, TenantArg,
 };
 use crate::output::{JsonView, OutputFormat, Render, emit, new_table, property_table, timestamp};
 use crate::session::Session;
@@ -423,21 +422,21 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
 pub fn list_targeted(device: String, tenant: TenantArg, output: OutputFormat) -> Result<()> {
     let session = Session::require()?;
     let client = session.client()?;
-            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let targeted: TargetedImages = client.get(&format!(
-                "/v1/tenants/{tenant}/devices/{device}/targeted-images"
-            ))?;
-            if output == OutputFormat::Table {
-                eprintln!(
-                    "Target set version {}, expires {}{}.",
-                    targeted.target_version,
-                    timestamp(targeted.expires_at),
-                    if targeted.manage_apps {
-                        ""
-                    } else {
-                        "; apps are not updated (No3rdPartyAppUpdates or no device group)"
-                    }
-                );
+    let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+    let targeted: TargetedImages = client.get(&format!(
+        "/v1/tenants/{tenant}/devices/{device}/targeted-images"
+    ))?;
+    if output == OutputFormat::Table {
+        eprintln!(
+            "Target set version {}, expires {}{}.",
+            targeted.target_version,
+            timestamp(targeted.expires_at),
+            if targeted.manage_apps {
+                ""
+            } else {
+                "; apps are not updated (No3rdPartyAppUpdates or no device group)"
             }
-            emit(output, &targeted)
-        }
+        );
+    }
+    emit(output, &targeted)
+}
