@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ferrosphere's main demo. Installs what it needs, then:
-#   1. builds the `ferro` CLI, `ferro-service` and the sample app `hello` (a wasm32-wasip2 component),
+#   1. builds the `ferro` CLI, `ferro-service` and the sample app `blink` (a wasm32-wasip2 component),
 #   2. packs the app into a signed image package, resolving its peripherals through the
 #      sample appliance's hardware definition (a test-signing key is made on first use),
 #   3. shows and verifies the package, and shows verification refusing a copy with one byte flipped,
@@ -12,7 +12,11 @@
 #   6. updates over the air: the device installs its group's deployment at boot; version 2 of the
 #      app is deployed and `update-now` makes the device install it within seconds; then a broken
 #      OS bundle is published: the device stages it in its other slot, restarts into it, it fails
-#      its boot attempts, the device falls back to the OS it ran and reports why.
+#      its boot attempts, the device falls back to the OS it ran and reports why,
+#   7. the deployed app runs on the virtual board: a button pressed through the device's local API
+#      toggles its LED; development mode (an appDevelopment capability for this device) lets a
+#      test-signed blink be sideloaded in its place; an app that crashes at start is contained
+#      and its crashes reach the tenant's error report.
 # Everything it writes goes under .demo/ (including the demo's own test-signing key); the
 # service stops when the demo ends.
 set -euo pipefail
@@ -30,14 +34,16 @@ ensure_rust_targets
 
 step "Build the ferro CLI and the sample app"
 cargo build --locked -q -p ferro-cli -p ferro-service -p ferro-device -p ferro-boot
-cargo build --locked -q --manifest-path apps/Cargo.toml -p hello --release --target wasm32-wasip2
+cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap --release --target wasm32-wasip2
 ferro="${FERRO_ROOT}/target/debug/ferro"
 ferro() { run "${ferro}" "$@"; }
 
 rm -rf "${DEMO}"
-mkdir -p "${DEMO}/hello/bin"
-cp apps/hello/app_manifest.json "${DEMO}/hello/"
-cp apps/target/wasm32-wasip2/release/hello.wasm "${DEMO}/hello/bin/app"
+mkdir -p "${DEMO}/blink/bin" "${DEMO}/hostile-trap/bin"
+cp apps/blink/app_manifest.json "${DEMO}/blink/"
+cp apps/target/wasm32-wasip2/release/blink.wasm "${DEMO}/blink/bin/blink"
+cp apps/hostile-trap/app_manifest.json "${DEMO}/hostile-trap/"
+cp apps/target/wasm32-wasip2/release/hostile-trap.wasm "${DEMO}/hostile-trap/bin/hostile-trap"
 
 step "Generate the Rust constants of the sample appliance's hardware definition"
 ferro hardware-definition generate-header \
@@ -47,20 +53,20 @@ grep -m 3 'pub const' "${DEMO}/sample_appliance.rs"
 
 step "Pack the app ('\$SAMPLE_LED' resolves through the sample appliance definition)"
 ferro image-package pack-application \
-    --package-directory "${DEMO}/hello" \
-    --destination "${DEMO}/hello.imagepackage" \
+    --package-directory "${DEMO}/blink" \
+    --destination "${DEMO}/blink.imagepackage" \
     --hardware-definitions hardware/ferro_vboard \
     --target-definition-filename sample_appliance.json \
     --version 1.0.0
 
 step "Show it"
-ferro image-package show --image-package "${DEMO}/hello.imagepackage"
+ferro image-package show --image-package "${DEMO}/blink.imagepackage"
 
 step "Verify it"
-ferro image-package verify --image-package "${DEMO}/hello.imagepackage"
+ferro image-package verify --image-package "${DEMO}/blink.imagepackage"
 
 step "Tamper with one byte of the payload: verification must refuse it"
-cp "${DEMO}/hello.imagepackage" "${DEMO}/tampered.imagepackage"
+cp "${DEMO}/blink.imagepackage" "${DEMO}/tampered.imagepackage"
 size=$(stat -c %s "${DEMO}/tampered.imagepackage")
 offset=$((size - 2000))
 byte=$(dd if="${DEMO}/tampered.imagepackage" bs=1 skip="${offset}" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
@@ -96,15 +102,17 @@ ferro product device-group list --product "Coffee Maker"
 
 step "Trust your test key for this tenant, then upload the app: the service verifies it and re-signs it"
 ferro developer-key add
-image_id="$("${ferro}" image add --image "${DEMO}/hello.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+image_id="$("${ferro}" image add --image "${DEMO}/blink.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 ferro image show --image "${image_id}"
 
 step "Deploy it to the Field Test group"
 ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image_id}"
 
 step "Publish the OS: the built ferro-device, packed as an OS image, published by the operator"
-mkdir -p "${DEMO}/os/bin"
+mkdir -p "${DEMO}/os/bin" "${DEMO}/os/hardware"
 strip -o "${DEMO}/os/bin/ferro-device" "${FERRO_ROOT}/target/debug/ferro-device"
+# The board definitions travel in the signed OS: the device's virtual board comes from there.
+cp -r hardware/ferro_vboard hardware/ferro_vchip "${DEMO}/os/hardware/"
 ferro image-package pack-os --os-directory "${DEMO}/os" --version 1.0.0 --destination "${DEMO}/os.imagepackage"
 ferro os-release key add
 release_id="$("${ferro}" os-release publish --image "${DEMO}/os.imagepackage" --feed Retail --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["imageId"])')"
@@ -158,18 +166,18 @@ wait_status() {
 }
 app_version='next((i["version"] for i in s["installed"] if i["kind"] == "App"), None)'
 
-step "The device installed its group's deployment (hello 1.0.0) at boot, and reported it"
+step "The device installed its group's deployment (blink 1.0.0) at boot, and reported it"
 wait_status "${app_version} == '1.0.0'"
 ferro device show-deployment-status --device "${device_id}"
 
 step "Version 2 of the app: pack, upload, deploy, and press update-now"
 ferro image-package pack-application \
-    --package-directory "${DEMO}/hello" \
-    --destination "${DEMO}/hello-2.imagepackage" \
+    --package-directory "${DEMO}/blink" \
+    --destination "${DEMO}/blink-2.imagepackage" \
     --hardware-definitions hardware/ferro_vboard \
     --target-definition-filename sample_appliance.json \
     --version 2.0.0 --security-version 1
-image2_id="$("${ferro}" image add --image "${DEMO}/hello-2.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+image2_id="$("${ferro}" image add --image "${DEMO}/blink-2.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image2_id}"
 ferro device-group update-now --device-group "Coffee Maker/Field Test"
 wait_status "${app_version} == '2.0.0'"
@@ -190,5 +198,56 @@ ferro device show-deployment-status --device "${device_id}"
 grep -h 'abandoned\|broken OS' "${DEMO}/device/boot-failures.json" "${DEMO}/device.log" | tail -n 3 || true
 ferro tenant download-error-report --destination "${DEMO}/error-report.csv"
 grep UpdateFailed "${DEMO}/error-report.csv" | head -n 1
+
+step "The deployed app runs on the device's virtual board (local device API on a Unix socket)"
+export FERRO_DEVICE_DIR="${DEMO}/device"
+blink_id="d7a8d1a6-6f0b-4b8e-9a59-2f2c1b0c4e01"
+ferro device show-attached
+ferro device image list-installed
+ferro device app show-status
+# Waits until the green LED differs from $1 ("on"/"off").
+green() { "${ferro}" device board show --output json | python3 -c 'import json,sys; b=json.load(sys.stdin); print(next("on" if l["active"] else "off" for l in b["leds"] if "SAMPLE_RGBLED_GREEN" in l["names"]))'; }
+wait_green_change() {
+    for _ in $(seq 1 100); do [ "$(green)" != "$1" ] && return 0; sleep 0.1; done
+    echo "DEMO FAILED: the green LED did not change" >&2; exit 1
+}
+before="$(green)"
+ferro device board press-button --button SAMPLE_BUTTON_1
+wait_green_change "${before}"
+echo "The green LED went from ${before} to $(green)."
+ferro device app logs --component-id "${blink_id}" | tail -n 3
+
+step "Development mode: the service issues an appDevelopment capability for this device only"
+ferro device enable-development
+
+step "Sideload a test-signed blink 3.0.0 in place of the deployed one, and press the button again"
+ferro image-package pack-application \
+    --package-directory "${DEMO}/blink" \
+    --destination "${DEMO}/blink-dev.imagepackage" \
+    --hardware-definitions hardware/ferro_vboard \
+    --target-definition-filename sample_appliance.json \
+    --version 3.0.0
+ferro device sideload deploy --image-package "${DEMO}/blink-dev.imagepackage"
+ferro device image list-installed
+for _ in $(seq 1 100); do
+    "${ferro}" device app show-status --component-id "${blink_id}" --output json | grep -q '"Running"' && break
+    sleep 0.1
+done
+before="$(green)"
+ferro device board press-button --button SAMPLE_BUTTON_1
+wait_green_change "${before}"
+echo "The green LED went from ${before} to $(green)."
+
+step "An app that crashes at start is contained: it backs off, blink keeps running, the crash is reported at once"
+ferro image-package pack-application --package-directory "${DEMO}/hostile-trap" \
+    --destination "${DEMO}/hostile-trap.imagepackage" --version 1.0.0
+ferro device sideload deploy --image-package "${DEMO}/hostile-trap.imagepackage"
+for _ in $(seq 1 150); do
+    "${ferro}" tenant download-error-report --destination "${DEMO}/error-report.csv" 2>/dev/null
+    grep -q AppCrash "${DEMO}/error-report.csv" && break
+    sleep 0.2
+done
+ferro device app show-status
+grep -h AppCrash "${DEMO}/error-report.csv" | head -n 1
 
 printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the device and the service stop now.\n' "${DEMO}"

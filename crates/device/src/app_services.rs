@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use ferro_attest::{CertificateManager, RenewalPolicy};
-use ferro_runtime::{AppId, DeviceServices, PowerRequest};
+use ferro_runtime::{AppId, DeviceServices, PendingUpdate, PowerRequest};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -18,14 +18,21 @@ use crate::identity::DeviceContext;
 pub struct AppServices {
     ctx: DeviceContext,
     restart: Arc<Notify>,
+    deferrals: Arc<crate::deferral::Deferrals>,
 }
 
 impl AppServices {
-    /// Services of `ctx`'s device; a reboot request is told to `restart`.
-    pub fn new(ctx: &DeviceContext, restart: Arc<Notify>) -> AppServices {
+    /// Services of `ctx`'s device; a reboot request is told to `restart`; update notices and
+    /// deferrals go through `deferrals`.
+    pub fn new(
+        ctx: &DeviceContext,
+        restart: Arc<Notify>,
+        deferrals: Arc<crate::deferral::Deferrals>,
+    ) -> AppServices {
         AppServices {
             ctx: ctx.clone(),
             restart,
+            deferrals,
         }
     }
 
@@ -72,6 +79,20 @@ impl DeviceServices for AppServices {
     fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
         self.certificate()
             .map(|c| format!("{}\n{}", c.certificate_pem.trim_end(), c.ca_chain_pem))
+    }
+
+    fn pending_update(&self) -> Option<PendingUpdate> {
+        self.deferrals
+            .pending_update(time::OffsetDateTime::now_utc())
+    }
+
+    fn defer_update(&self, app: AppId, minutes: u32) -> Result<(), String> {
+        self.deferrals
+            .defer(app, minutes, time::OffsetDateTime::now_utc())
+    }
+
+    fn resume_update(&self, app: AppId) -> Result<(), String> {
+        self.deferrals.resume(app)
     }
 
     fn power_request(&self, app: AppId, request: PowerRequest) -> Result<(), String> {

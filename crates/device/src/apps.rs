@@ -153,6 +153,8 @@ struct Known {
     /// In the runtime.
     in_runtime: bool,
     manual_start: bool,
+    /// Its manifest grants SoftwareUpdateDeferral.
+    can_defer: bool,
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +175,8 @@ pub struct AppManager {
     state: Mutex<State>,
     /// Serializes sync, sideload and capability changes (each reads, verifies and installs).
     changes: Mutex<()>,
+    /// Told how many installed apps may defer updates.
+    deferrals: Arc<crate::deferral::Deferrals>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -190,6 +194,7 @@ impl AppManager {
         ctx: &DeviceContext,
         hardware_dir: Option<&Path>,
         services: Arc<dyn DeviceServices>,
+        deferrals: Arc<crate::deferral::Deferrals>,
     ) -> Result<AppManager, AppError> {
         let data_dir = ctx.data_dir.clone();
         let definition = load_board(&data_dir, hardware_dir);
@@ -220,6 +225,7 @@ impl AppManager {
             board,
             state: Mutex::new(State::default()),
             changes: Mutex::new(()),
+            deferrals,
         })
     }
 
@@ -454,6 +460,12 @@ impl AppManager {
             let known = self.install_one(ctx, &w);
             lock(&self.state).images.insert(w.component_id, known);
         }
+        let deferrers = lock(&self.state)
+            .images
+            .values()
+            .filter(|k| k.in_runtime && k.can_defer)
+            .count();
+        self.deferrals.set_deferrers(deferrers);
         Ok(changed)
     }
 
@@ -475,6 +487,7 @@ impl AppManager {
             refused: None,
             in_runtime: false,
             manual_start: w.manual_start,
+            can_defer: false,
         };
         let (image, payload) = match verify_into_memory(&w.package, &w.trusted) {
             Ok(v) => v,
@@ -524,7 +537,10 @@ impl AppManager {
             _ => return known,
         }
         match self.install_app(&image, &payload, w.manual_start) {
-            Ok(()) => known.in_runtime = true,
+            Ok(can_defer) => {
+                known.in_runtime = true;
+                known.can_defer = can_defer;
+            }
             Err(reason) => {
                 tracing::error!(component = %w.component_id, %reason, "app not installed");
                 known.refused = Some(reason);
@@ -538,7 +554,7 @@ impl AppManager {
         image: &VerifiedImage,
         payload: &[u8],
         manual_start: bool,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let app = image
             .metadata()
             .app
@@ -556,7 +572,11 @@ impl AppManager {
                     limits: None,
                 },
             )
-            .map(|_| ())
+            .map(|_| {
+                manifest
+                    .capabilities()
+                    .has(ferro_manifest::CapabilityFlag::SoftwareUpdateDeferral)
+            })
             .map_err(|e| e.to_string())
     }
 

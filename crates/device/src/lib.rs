@@ -29,6 +29,8 @@ pub mod app_services;
 #[cfg(feature = "agent")]
 pub mod apps;
 #[cfg(feature = "agent")]
+pub mod deferral;
+#[cfg(feature = "agent")]
 pub mod events;
 #[cfg(feature = "agent")]
 pub mod local_api;

@@ -94,9 +94,14 @@ pub async fn run(
     // cannot reach its service still runs what it has (and attests to what it runs).
     let restart = Arc::new(Notify::new());
     shutdown.restart = Some(restart.clone());
-    let services = Arc::new(crate::app_services::AppServices::new(&ctx, restart.clone()));
+    let deferrals = Arc::new(crate::deferral::Deferrals::new(update_notice()));
+    let services = Arc::new(crate::app_services::AppServices::new(
+        &ctx,
+        restart.clone(),
+        deferrals.clone(),
+    ));
     let apps = Arc::new(
-        crate::apps::AppManager::new(&ctx, hardware_dir().as_deref(), services)
+        crate::apps::AppManager::new(&ctx, hardware_dir().as_deref(), services, deferrals.clone())
             .map_err(|e| DeviceError::Apps(e.to_string()))?,
     );
     if let Err(error) = apps.sync(&ctx) {
@@ -137,6 +142,7 @@ pub async fn run(
         &mut shutdown,
         &apps,
         &attached,
+        &deferrals,
     )
     .await;
     api_stop.notify_one();
@@ -156,10 +162,12 @@ async fn run_attested(
     shutdown: &mut Shutdown,
     apps: &Arc<crate::apps::AppManager>,
     attached: &Arc<Mutex<AttachedDevice>>,
+    deferrals: &Arc<crate::deferral::Deferrals>,
 ) -> Result<RunExit, DeviceError> {
     let data_dir = &ctx.data_dir;
     let device_id = ctx.device_id().to_string();
-    let update_agent = crate::update_agent::UpdateAgent::new(ctx, booted_slot)?;
+    let update_agent =
+        crate::update_agent::UpdateAgent::new(ctx, booted_slot)?.with_deferrals(deferrals.clone());
     let measurements = ctx.rot.read_measurements()?;
     let replays = measurements.replays();
     if !replays {
@@ -242,6 +250,7 @@ async fn run_attested(
     let mut updates = UpdateLoop {
         agent: update_agent,
         apps: apps.clone(),
+        deferred_until: None,
     };
     // Finish an update a previous run started, then check at boot.
     if updates
@@ -251,6 +260,9 @@ async fn run_attested(
         return Ok(RunExit::Reboot);
     }
     let mut next_check = tokio::time::Instant::now() + update_interval;
+    if let Some(at) = updates.deferred_until.take() {
+        next_check = next_check.min(at);
+    }
     let (signal_tx, mut signal_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut signal_task: Option<tokio::task::JoinHandle<()>> = None;
     // Renew the certificate at half its life (with jitter and backoff, per CertificateManager);
@@ -291,12 +303,16 @@ async fn run_attested(
                 tracing::info!("update-now signal received");
                 true
             }
+            () = deferrals.resumed() => true,
             r = shutdown.requested() => break r?,
         };
         if check_now {
             next_check = tokio::time::Instant::now() + update_interval;
             if updates.check(ctx, &connection, &mut certificates).await? {
                 break RunExit::Reboot;
+            }
+            if let Some(at) = updates.deferred_until.take() {
+                next_check = next_check.min(at);
             }
         }
     };
@@ -352,6 +368,8 @@ struct UpdateLoop {
     agent: crate::update_agent::UpdateAgent,
     /// Restarted on the new apps after a switch.
     apps: Arc<crate::apps::AppManager>,
+    /// When a deferred update should be checked again.
+    deferred_until: Option<tokio::time::Instant>,
 }
 
 impl UpdateLoop {
@@ -458,6 +476,13 @@ impl UpdateLoop {
                     .await?;
                 Ok(false)
             }
+            Ok(UpdateOutcome::Deferred(until)) => {
+                let wait = std::time::Duration::try_from(until - time::OffsetDateTime::now_utc())
+                    .unwrap_or_default();
+                tracing::info!(until = %until, "update deferred for the apps");
+                self.deferred_until = Some(tokio::time::Instant::now() + wait);
+                Ok(false)
+            }
             Ok(outcome) => {
                 tracing::debug!(?outcome, "update check");
                 Ok(false)
@@ -542,6 +567,16 @@ async fn sleep_or_shutdown(
         _ = tokio::time::sleep(wait) => Ok(None),
         r = shutdown.requested() => r.map(Some),
     }
+}
+
+/// How long apps that may defer updates are given to do so before a switch (`FERRO_UPDATE_NOTICE_SECS`,
+/// default 10 s).
+fn update_notice() -> std::time::Duration {
+    std::env::var("FERRO_UPDATE_NOTICE_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(crate::deferral::DEFAULT_NOTICE)
 }
 
 /// How often routine (non-crash) app events are uploaded: daily, or `FERRO_EVENT_UPLOAD_SECS`

@@ -50,6 +50,9 @@ pub enum UpdateOutcome {
     Reboot,
     /// The update was abandoned; the device keeps what it runs (the reason).
     Failed(String),
+    /// Apps were told about the update and it waits for them (a notice period or a
+    /// deferral) until this time; check again then. Nothing was staged.
+    Deferred(time::OffsetDateTime),
 }
 
 /// The agent: one per `ferro-device run`.
@@ -61,6 +64,8 @@ pub struct UpdateAgent {
     apps: AppStore,
     etag: Option<String>,
     client: Option<(String, reqwest::Client)>,
+    /// Apps that may defer updates are asked before a switch (none: switch at once).
+    deferrals: Option<std::sync::Arc<crate::deferral::Deferrals>>,
 }
 
 fn io_err(what: &str) -> impl FnOnce(reqwest::Error) -> DeviceError + '_ {
@@ -77,7 +82,17 @@ impl UpdateAgent {
             apps: AppStore::open(ctx.data_dir.apps_dir())?,
             etag: None,
             client: None,
+            deferrals: None,
         })
+    }
+
+    /// Ask `deferrals` before switching to a new set.
+    pub fn with_deferrals(
+        mut self,
+        deferrals: std::sync::Arc<crate::deferral::Deferrals>,
+    ) -> UpdateAgent {
+        self.deferrals = Some(deferrals);
+        self
     }
 
     /// The app store.
@@ -139,6 +154,23 @@ impl UpdateAgent {
             .map(|e| e.event.image_id)
     }
 
+    /// Report that apps hold the update back until `until`.
+    async fn report_deferred(
+        &mut self,
+        certificate_pem: &str,
+        version: u64,
+        until: time::OffsetDateTime,
+    ) {
+        self.report_with(
+            certificate_pem,
+            UpdateState::Deferred,
+            Some(version),
+            Some("the device's apps were told about the update; it waits for them".into()),
+            Some(until),
+        )
+        .await;
+    }
+
     /// Report the update state (best effort: a report that cannot be sent is logged).
     pub async fn report(
         &mut self,
@@ -147,11 +179,23 @@ impl UpdateAgent {
         target_version: Option<u64>,
         detail: Option<String>,
     ) {
+        self.report_with(certificate_pem, state, target_version, detail, None)
+            .await;
+    }
+
+    async fn report_with(
+        &mut self,
+        certificate_pem: &str,
+        state: UpdateState,
+        target_version: Option<u64>,
+        detail: Option<String>,
+        deferred_until: Option<time::OffsetDateTime>,
+    ) {
         let report = UpdateStatusReport {
             state,
             target_version,
             detail: detail.map(|d| d.chars().take(ferro_wire::MAX_UPDATE_DETAIL_LEN).collect()),
-            deferred_until: None,
+            deferred_until,
             installed: self.installed_report(),
         };
         let url = self.url("/v1/device/update-status");
@@ -434,8 +478,16 @@ impl UpdateAgent {
         let version = accepted.target_set().version;
         match self.apply(&client, certificate_pem, &accepted).await {
             Ok(outcome) => {
-                self.etag = etag;
+                // A deferred set must be fetched and applied again, not answered with 304.
+                self.etag = if matches!(outcome, UpdateOutcome::Deferred(_)) {
+                    None
+                } else {
+                    etag
+                };
                 match &outcome {
+                    UpdateOutcome::Deferred(until) => {
+                        self.report_deferred(certificate_pem, version, *until).await;
+                    }
                     UpdateOutcome::UpToDate => {
                         self.report(certificate_pem, UpdateState::UpToDate, Some(version), None)
                             .await;
@@ -537,6 +589,15 @@ impl UpdateAgent {
                 &*self.ctx.rot,
             )?);
             crash::point("package.checked");
+        }
+        if let Some(until) = self.deferrals.as_ref().and_then(|d| {
+            d.gate(
+                set.version,
+                os_target.is_some(),
+                time::OffsetDateTime::now_utc(),
+            )
+        }) {
+            return Ok(UpdateOutcome::Deferred(until));
         }
         self.report(
             certificate_pem,

@@ -49,14 +49,7 @@ fn pack(
     fs::copy(&manifest_path, dir.join("app_manifest.json")).expect("copy manifest");
     let wasm = repo()
         .join("apps/target/wasm32-wasip2/release")
-        .join(format!("{}.wasm", name.replace('-', "_")));
-    let wasm = if wasm.exists() {
-        wasm
-    } else {
-        repo()
-            .join("apps/target/wasm32-wasip2/release")
-            .join(format!("{name}.wasm"))
-    };
+        .join(format!("{name}.wasm"));
     fs::copy(&wasm, &entry_path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the apps first (scripts/test.sh does)",
@@ -523,4 +516,151 @@ fn attached_fails_or_ok(user: &User, dir: &Path, args: &[&str]) {
     let mut all = args.to_vec();
     all.extend(["--device-dir", s(dir)]);
     let _ = user.run(&all);
+}
+
+const DEFERRAL: &str = "3c0e7a52-1d4b-4f6a-8e2c-5b7d9f1a3e60";
+
+fn upload(admin: &User, package: &Path) -> String {
+    admin.json(&["image", "add", "--image", s(package)])["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+/// An app with SoftwareUpdateDeferral holds an app update back while its job runs (the device
+/// reports `Deferred` with the time), and lets it go when the job ends (button 2): the new
+/// version is then installed and running.
+#[test]
+fn an_app_defers_an_update_until_its_job_is_done() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let work = work.path();
+    let service = Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, "a long enough passphrase");
+    admin.json(&["tenant", "create", "--name", "Deferral Tenant"]);
+    admin.json(&["product", "create", "--name", "Appliance"]);
+    admin.json(&["developer-key", "add"]);
+    let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
+    let deferral = upload(
+        &admin,
+        &pack(&admin, work, "update-deferral", "1.0.0", None),
+    );
+    let blink1 = upload(&admin, &pack(&admin, work, "blink", "1.0.0", None));
+    let deploy = |images: &[&str]| {
+        let mut args = vec![
+            "device-group",
+            "deployment",
+            "create",
+            "--device-group",
+            GROUP,
+        ];
+        for image in images {
+            args.extend(["--images", image]);
+        }
+        admin.json(&args);
+    };
+    deploy(&[&deferral, &blink1]);
+    let mut dev = VirtualDevice::provision_and_claim(&service, &admin, work, &factory.factory);
+    let device_id = dev.device_id.clone();
+    admin.json(&[
+        "device",
+        "update",
+        "--device",
+        &device_id,
+        "--device-group",
+        GROUP,
+    ]);
+    let dir = dev.dir.clone();
+    dev.boot(&[("FERRO_UPDATE_NOTICE_SECS", "2")]);
+    dev.wait_ready();
+    let status =
+        |admin: &User| admin.json(&["device", "show-deployment-status", "--device", &device_id]);
+    let blink_version = |st: &Value| {
+        st["installed"].as_array().and_then(|i| {
+            i.iter()
+                .find(|i| i["componentId"] == BLINK)
+                .and_then(|i| i["version"].as_str().map(str::to_string))
+        })
+    };
+    // The first deployment: nothing could defer it yet.
+    wait_for(
+        &mut dev,
+        "the first deployment",
+        || status(&admin),
+        |st| blink_version(st).as_deref() == Some("1.0.0"),
+    );
+    wait_for(
+        &mut dev,
+        "the deferring app to run",
+        || {
+            try_attached(
+                &admin,
+                &dir,
+                &["device", "app", "show-status", "--component-id", DEFERRAL],
+            )
+        },
+        |v| app_state(v) == "Running",
+    );
+
+    // Blink 2.0.0: the app is told, defers it by 30 minutes, and the device says so.
+    let blink2 = upload(&admin, &pack(&admin, work, "blink", "2.0.0", None));
+    deploy(&[&deferral, &blink2]);
+    admin.json(&["device", "update-now", "--device", &device_id]);
+    // (First the notice period is reported, then the app's deferral.)
+    let minutes_ahead = |st: &Value| {
+        st["deferredUntil"]
+            .as_str()
+            .and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|until| (until - time::OffsetDateTime::now_utc()).whole_minutes())
+    };
+    let deferred = wait_for(
+        &mut dev,
+        "the update to be deferred by the app",
+        || status(&admin),
+        |st| st["state"] == "Deferred" && minutes_ahead(st).is_some_and(|m| m >= 25),
+    );
+    assert!(
+        minutes_ahead(&deferred).is_some_and(|m| m <= 30),
+        "{deferred}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(blink_version(&status(&admin)).as_deref(), Some("1.0.0"));
+
+    // The job ends: the app withdraws its deferral and the update goes ahead at once.
+    attached(
+        &admin,
+        &dir,
+        &[
+            "device",
+            "board",
+            "press-button",
+            "--button",
+            "SAMPLE_BUTTON_2",
+            "--hold-ms",
+            "300",
+        ],
+    );
+    wait_for(
+        &mut dev,
+        "blink 2.0.0 after the job",
+        || status(&admin),
+        |st| blink_version(st).as_deref() == Some("2.0.0"),
+    );
+    let logs = admin.run(&[
+        "device",
+        "app",
+        "logs",
+        "--component-id",
+        DEFERRAL,
+        "--device-dir",
+        s(&dir),
+    ]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        text.contains("deferred by 30 min") && text.contains("may proceed"),
+        "{text}"
+    );
+    dev.stop();
 }
