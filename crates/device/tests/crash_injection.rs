@@ -6,8 +6,8 @@
 //! `FERRO_CRASH_AT=N` the N-th aborts the process (no destructors, no flushing: a power cut
 //! after the last completed system call), numbered across the re-exec of ferro-boot.
 //!
-//! By default every point outside the bulk download is crashed and every 16th 64 KiB download
-//! block; `FERRO_CRASH_ALL=1` crashes every point. Needs `cargo build --workspace` first.
+//! By default every point outside the bulk download is crashed and 24 of the 64 KiB download
+//! blocks, spread over the download; `FERRO_CRASH_ALL=1` crashes every point. Needs `cargo build --workspace` first.
 
 use std::fs;
 use std::path::Path;
@@ -144,6 +144,10 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
         "{points:?}"
     );
     let all = std::env::var_os("FERRO_CRASH_ALL").is_some();
+    // Download blocks are many alike points (one per 64 KiB, so their number follows the OS
+    // bundle's size): by default 24 of them, spread over the download, plus the first.
+    let blocks = points.iter().filter(|p| *p == "download.block").count();
+    let step = (blocks / 24).max(1);
     let mut block = 0;
     let chosen: Vec<usize> = points
         .iter()
@@ -153,7 +157,7 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
                 return true;
             }
             block += 1;
-            all || block % 16 == 1
+            all || block % step == 1 || step == 1
         })
         .map(|(i, _)| i + 1)
         .collect();
