@@ -16,7 +16,9 @@
 #   7. the deployed app runs on the virtual board: a button pressed through the device's local API
 #      toggles its LED; development mode (an appDevelopment capability for this device) lets a
 #      test-signed blink be sideloaded in its place; an app that crashes at start is contained
-#      and its crashes reach the tenant's error report.
+#      and its crashes reach the tenant's error report; the telemetry sample publishes the virtual
+#      I2C sensor's temperature over MQTT with TLS, authenticated by the device certificate whose
+#      key stays in the root of trust, to a local Mosquitto that requires the tenant's CA.
 # Everything it writes goes under .demo/ (including the demo's own test-signing key); the
 # service stops when the demo ends.
 set -euo pipefail
@@ -29,12 +31,13 @@ step() { printf '\n\033[1;34m### %s\033[0m\n' "$*"; }
 run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 
 step "Prerequisites"
-ensure_apt_packages build-essential pkg-config
+# mosquitto, mosquitto-clients, openssl: the telemetry step's broker, subscriber and certificate.
+ensure_apt_packages build-essential pkg-config mosquitto mosquitto-clients openssl
 ensure_rust_targets
 
 step "Build the ferro CLI and the sample app"
 cargo build --locked -q -p ferro-cli -p ferro-service -p ferro-device -p ferro-boot
-cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap --release --target wasm32-wasip2
+cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap -p telemetry --release --target wasm32-wasip2
 ferro="${FERRO_ROOT}/target/debug/ferro"
 ferro() { run "${ferro}" "$@"; }
 
@@ -249,5 +252,54 @@ for _ in $(seq 1 150); do
 done
 ferro device app show-status
 grep -h AppCrash "${DEMO}/error-report.csv" | head -n 1
+
+step "Telemetry: the I2C sensor over MQTT with TLS, authenticated by the device certificate"
+# The broker: a platform service, so the operator issues its certificate under the platform root
+# (which devices trust); it accepts only clients with a certificate of this tenant's CA.
+broker="$(mktemp -d)"
+chmod 755 "${broker}"
+ferro ca-certificate download-chain --destination "${broker}/tenant-ca-chain.pem"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "${broker}/broker.key" 2>/dev/null
+openssl req -new -key "${broker}/broker.key" -subj "/CN=127.0.0.1" -out "${broker}/broker.csr"
+printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > "${broker}/ext.cnf"
+openssl x509 -req -in "${broker}/broker.csr" -days 1 -out "${broker}/broker.pem" \
+    -CA "${DEMO}/service/pki/platform-root.pem" -CAkey "${DEMO}/service/keys/platform/root.pem" \
+    -CAcreateserial -CAserial "${broker}/serial" -extfile "${broker}/ext.cnf" 2>/dev/null
+tls_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+plain_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cat > "${broker}/mosquitto.conf" <<CONF
+allow_anonymous true
+persistence false
+log_dest stderr
+listener ${plain_port} 127.0.0.1
+listener ${tls_port} 127.0.0.1
+require_certificate true
+cafile ${broker}/tenant-ca-chain.pem
+certfile ${broker}/broker.pem
+keyfile ${broker}/broker.key
+CONF
+chmod 644 "${broker}"/*
+mosquitto -c "${broker}/mosquitto.conf" 2>"${DEMO}/mosquitto.log" &
+broker_pid=$!
+trap 'kill ${broker_pid} 2>/dev/null; stop_device; kill ${service_pid} 2>/dev/null; wait ${service_pid} 2>/dev/null' EXIT
+for _ in $(seq 1 50); do (echo > "/dev/tcp/127.0.0.1/${tls_port}") 2>/dev/null && break; sleep 0.1; done
+# The app names the tenant whose certificate it uses (DeviceAuthentication) and the broker.
+tenant_id="$("${ferro}" tenant show-selected --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+mkdir -p "${DEMO}/telemetry/bin"
+cp apps/target/wasm32-wasip2/release/telemetry.wasm "${DEMO}/telemetry/bin/telemetry"
+python3 - "${tenant_id}" "${tls_port}" > "${DEMO}/telemetry/app_manifest.json" <<'PY'
+import json, sys
+m = json.load(open("apps/telemetry/app_manifest.json"))
+m["Capabilities"]["DeviceAuthentication"] = sys.argv[1]
+m["CmdArgs"] = ["127.0.0.1", sys.argv[2], "1000", "ferro/telemetry"]
+print(json.dumps(m, indent=2))
+PY
+ferro image-package pack-application --package-directory "${DEMO}/telemetry" \
+    --destination "${DEMO}/telemetry.imagepackage" --version 1.0.0 \
+    --hardware-definitions hardware/ferro_vboard --target-definition-filename sample_appliance.json
+ferro device board set-temperature --celsius 31.5 --output json >/dev/null
+ferro device sideload deploy --image-package "${DEMO}/telemetry.imagepackage"
+echo "A message the broker received from the device:"
+run mosquitto_sub -h 127.0.0.1 -p "${plain_port}" -t ferro/telemetry -C 1 -W 30
 
 printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the device and the service stop now.\n' "${DEMO}"
