@@ -616,9 +616,10 @@ impl AppManager {
             .images
             .get(&m.component_id)
             .map(|k| k.info.image_id);
-        let previous = self.read_sideloaded();
+        let previous;
         {
             let _changes = lock(&self.changes);
+            previous = self.read_sideloaded();
             crate::layout::create_private_dir(&self.sideload_dir())?;
             write_atomic(
                 &self.sideload_dir().join(format!("{sha}.imagepackage")),

@@ -104,7 +104,8 @@ pub async fn run(
         crate::apps::AppManager::new(&ctx, hardware_dir().as_deref(), services, deferrals.clone())
             .map_err(|e| DeviceError::Apps(e.to_string()))?,
     );
-    if let Err(error) = apps.sync(&ctx) {
+    // Verifying and compiling apps blocks: keep the runtime's other tasks moving meanwhile.
+    if let Err(error) = tokio::task::block_in_place(|| apps.sync(&ctx)) {
         tracing::error!(%error, "could not start the installed apps");
     }
     let attached = Arc::new(Mutex::new(attached_device(&ctx, booted_slot)?));
@@ -415,7 +416,7 @@ impl UpdateLoop {
             true
         } else {
             // Stop the replaced apps, verify, measure and start the new ones.
-            if let Err(error) = self.apps.sync(ctx) {
+            if let Err(error) = tokio::task::block_in_place(|| self.apps.sync(ctx)) {
                 tracing::error!(%error, "could not start the new apps");
             }
             match ferro_attest::attest(&*ctx.rot, connection).await {
