@@ -289,9 +289,7 @@ impl EventReporter {
         loop {
             self.state.take_batch();
             self.save();
-            let Some(batch) = self.state.outgoing.clone() else {
-                return None;
-            };
+            let batch = self.state.outgoing.clone()?;
             match self.send(&batch).await {
                 Sent::Stored => {
                     tracing::info!(batch = %batch.batch_id, events = batch.events.len(), "events uploaded");

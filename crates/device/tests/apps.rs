@@ -338,6 +338,7 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
         "{images}"
     );
     press_and_see_toggle(&admin, &mut dev, &dir);
+    follow_sees_a_new_line(&admin, &mut dev, &dir);
     let memory = attached(
         &admin,
         &dir,
@@ -472,6 +473,52 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     );
     assert_eq!(source_of(&images, BLINK), Some("Cloud".into()), "{images}");
     dev.stop();
+}
+
+/// `ferro device app logs --follow` prints the kept lines, then new ones as they come: a button
+/// press appears while the command runs.
+fn follow_sees_a_new_line(admin: &User, dev: &mut VirtualDevice, dir: &Path) {
+    use std::io::BufRead;
+    let mut follow = std::process::Command::new(ferro_e2e::binary("ferro"))
+        .args([
+            "device",
+            "app",
+            "logs",
+            "--follow",
+            "--component-id",
+            BLINK,
+            "--device-dir",
+            s(dir),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ferro device app logs --follow");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The kept lines first.
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a kept line");
+    assert!(first.contains("blink"), "{first}");
+    while rx.recv_timeout(Duration::from_millis(500)).is_ok() {}
+    press_and_see_toggle(admin, dev, dir);
+    let new = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a new line while following");
+    assert!(new.contains("button pressed"), "{new}");
+    let _ = follow.kill();
+    let _ = follow.wait();
 }
 
 fn source_of(images: &Value, component: &str) -> Option<String> {
