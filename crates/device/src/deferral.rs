@@ -132,8 +132,10 @@ impl Deferrals {
             } else {
                 MAX_APP_DEFERRAL
             };
-        let wanted = now + Duration::from_secs(u64::from(minutes) * 60);
-        let until = wanted.min(limit);
+        // Checked: an app may ask for u32::MAX minutes, which no clock can add.
+        let until = now
+            .checked_add(time::Duration::minutes(i64::from(minutes)))
+            .map_or(limit, |wanted| wanted.min(limit));
         tracing::info!(%app, minutes, until = %until, "an app deferred the update");
         p.deferrals.insert(app, until);
         Ok(())
