@@ -14,9 +14,10 @@ ALTER TABLE deployments ADD COLUMN rollout_max_failure BIGINT;
 -- The wave (0-based) reached at rollout_wave_at (the creation, a pause, or the last resume).
 ALTER TABLE deployments ADD COLUMN rollout_wave BIGINT;
 ALTER TABLE deployments ADD COLUMN rollout_wave_at BIGINT;
--- When the last wave starts if nothing pauses the rollout; NULL while paused or superseded.
--- The update check finds a group's newest complete deployment with it.
-ALTER TABLE deployments ADD COLUMN rollout_complete_at BIGINT;
+-- The group's newest deployment that had reached every device when this one was created (NULL:
+-- none): devices outside this rollout's waves that hold nothing newer of the group get it. Fixed
+-- at creation: an older rollout is either complete then, or frozen (superseded) for good.
+ALTER TABLE deployments ADD COLUMN rollout_base_id TEXT;
 -- Failures reported before this are not counted (the creation, or the last resume).
 ALTER TABLE deployments ADD COLUMN rollout_failures_since BIGINT;
 -- The pause, while paused: when, why ('FailureThreshold' or 'Operator'), the detail, and the

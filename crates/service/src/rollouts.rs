@@ -52,6 +52,9 @@ pub struct Schedule {
     pub wave_at: i64,
     /// Paused or superseded: the rollout stays at `wave`.
     pub frozen: bool,
+    /// The deployment devices outside the waves get when they hold nothing newer of the group:
+    /// the group's newest deployment that had reached every device when this one was created.
+    pub base: Option<String>,
 }
 
 impl Schedule {
@@ -94,19 +97,6 @@ impl Schedule {
         Some(
             self.wave_at
                 .saturating_add(waves_ahead.saturating_mul(self.wait)),
-        )
-    }
-
-    /// When the last wave starts if nothing pauses the rollout (`None` while frozen): stored as
-    /// `rollout_complete_at`, so that SQL can find a group's newest complete deployment.
-    pub fn complete_at(&self) -> Option<i64> {
-        if self.frozen {
-            return None;
-        }
-        let waves_left = i64::try_from(self.last().saturating_sub(self.wave)).ok()?;
-        Some(
-            self.wave_at
-                .saturating_add(waves_left.saturating_mul(self.wait)),
         )
     }
 
@@ -157,8 +147,8 @@ fn parse_waves(text: &str) -> ApiResult<Vec<u32>> {
 }
 
 /// The group's current deployment as the update check reads it: its ID, then, with a rollout,
-/// ` <waves> <wait> <wave> <wave_at> <frozen 0|1>` (one column, so that the check stays one
-/// query: `targets::CHECK_SQL` builds it).
+/// ` <waves> <wait> <wave> <wave_at> <frozen 0|1> <base ID or ->` (one column, so that the check
+/// stays one query: `targets::CHECK_SQL` builds it).
 pub fn parse_current(text: &str) -> ApiResult<(String, Option<Schedule>)> {
     let bad = || ApiError::Internal("malformed current deployment".into());
     let mut parts = text.split(' ');
@@ -176,6 +166,14 @@ pub fn parse_current(text: &str) -> ApiResult<(String, Option<Schedule>)> {
     let wave = usize::try_from(int()?).map_err(|_| bad())?;
     let wave_at = int()?;
     let frozen = int()? != 0;
+    let base = match parts.next() {
+        Some("-") => None,
+        Some(b) if !b.is_empty() => Some(b.to_string()),
+        _ => return Err(bad()),
+    };
+    if parts.next().is_some() {
+        return Err(bad());
+    }
     Ok((
         id,
         Some(Schedule {
@@ -184,19 +182,20 @@ pub fn parse_current(text: &str) -> ApiResult<(String, Option<Schedule>)> {
             wave,
             wave_at,
             frozen,
+            base,
         }),
     ))
 }
 
 /// The deployment whose images a device is given: the group's current deployment when it has
 /// no rollout or its rollout includes the device; otherwise the newer of what the device was
-/// given before in this group (`kept`) and the group's newest deployment whose rollout is
-/// complete (`complete`), so a device outside the waves keeps what it has and never goes back.
+/// given before in this group (`kept`) and the rollout's base (the group's newest deployment that
+/// had reached every device when the rollout began), so a device outside the waves keeps what it
+/// has and is never told to go back.
 pub fn effective_deployment(
     device_id: &str,
     current: Option<(String, Option<Schedule>)>,
     kept: Option<String>,
-    complete: Option<String>,
     now: i64,
 ) -> Option<String> {
     let (id, schedule) = current?;
@@ -204,7 +203,7 @@ pub fn effective_deployment(
         None => Some(id),
         Some(s) if s.includes(&id, device_id, now) => Some(id),
         // Deployment IDs are UUIDv7: text order is creation order.
-        Some(_) => kept.max(complete),
+        Some(s) => kept.max(s.base),
     }
 }
 
@@ -300,25 +299,25 @@ impl ValidRollout {
     }
 }
 
-/// Store a new deployment's rollout (inside the transaction that inserts the deployment).
-pub async fn insert(tx: &mut Tx, deployment_id: &str, r: &ValidRollout, now: i64) -> ApiResult<()> {
-    let schedule = Schedule {
-        waves: r.waves.clone(),
-        wait: r.wait,
-        wave: 0,
-        wave_at: now,
-        frozen: false,
-    };
+/// Store a new deployment's rollout (inside the transaction that inserts the deployment, after
+/// [`supersede`], which gives its `base`).
+pub async fn insert(
+    tx: &mut Tx,
+    deployment_id: &str,
+    r: &ValidRollout,
+    base: Option<&str>,
+    now: i64,
+) -> ApiResult<()> {
     sqlx::query(
         "UPDATE deployments SET rollout_waves = $1, rollout_wait = $2, rollout_max_failure = $3, \
-         rollout_wave = 0, rollout_wave_at = $4, rollout_complete_at = $5, \
-         rollout_failures_since = $4 WHERE id = $6",
+         rollout_wave = 0, rollout_wave_at = $4, rollout_failures_since = $4, \
+         rollout_base_id = $5 WHERE id = $6",
     )
     .bind(waves_text(&r.waves))
     .bind(r.wait)
     .bind(i64::from(r.max_failure))
     .bind(now)
-    .bind(schedule.complete_at())
+    .bind(base)
     .bind(deployment_id)
     .execute(&mut **tx)
     .await?;
@@ -366,7 +365,7 @@ pub struct RolloutRow {
 const ROW_COLUMNS: &str = "id, tenant_id, device_group_id, rollout_waves, rollout_wait, \
      rollout_max_failure, rollout_wave, rollout_wave_at, rollout_failures_since, \
      rollout_paused_at, rollout_pause_reason, rollout_pause_detail, rollout_paused_by, \
-     rollout_superseded_at";
+     rollout_superseded_at, rollout_base_id";
 
 fn row_of(r: &sqlx::any::AnyRow) -> ApiResult<Option<RolloutRow>> {
     let Some(waves) = r.try_get::<Option<String>, _>("rollout_waves")? else {
@@ -409,6 +408,7 @@ fn row_of(r: &sqlx::any::AnyRow) -> ApiResult<Option<RolloutRow>> {
                 .map_err(|_| ApiError::Internal("negative rollout wave".into()))?,
             wave_at: int("rollout_wave_at")?,
             frozen: paused.is_some() || superseded_at.is_some(),
+            base: r.try_get("rollout_base_id")?,
         },
         max_failure: u32::try_from(int("rollout_max_failure")?)
             .map_err(|_| ApiError::Internal("rollout threshold out of range".into()))?,
@@ -591,8 +591,8 @@ async fn write_pause(
     let by = by.map(Caller::uid);
     let n = sqlx::query(
         "UPDATE deployments SET rollout_paused_at = $1, rollout_pause_reason = $2, \
-         rollout_pause_detail = $3, rollout_paused_by = $4, rollout_wave = $5, \
-         rollout_complete_at = NULL WHERE id = $6 AND rollout_paused_at IS NULL AND \
+         rollout_pause_detail = $3, rollout_paused_by = $4, rollout_wave = $5 \
+         WHERE id = $6 AND rollout_paused_at IS NULL AND \
          rollout_superseded_at IS NULL AND rollout_wave = $7 AND rollout_wave_at = $8 AND \
          rollout_failures_since = $9",
     )
@@ -756,21 +756,15 @@ pub async fn resume(
         return Err(e);
     }
     if let Some((_, reason, _, _)) = &row.paused {
-        let resumed = Schedule {
-            wave_at: now,
-            frozen: false,
-            ..row.schedule.clone()
-        };
         let mut tx = state.db.begin_write().await?;
         auth::require_role(&mut *tx, by, tid, Role::Contributor).await?;
         let n = sqlx::query(
             "UPDATE deployments SET rollout_paused_at = NULL, rollout_pause_reason = NULL, \
              rollout_pause_detail = NULL, rollout_paused_by = NULL, rollout_wave_at = $1, \
-             rollout_failures_since = $1, rollout_complete_at = $2 WHERE id = $3 AND \
-             rollout_paused_at IS NOT NULL AND rollout_superseded_at IS NULL",
+             rollout_failures_since = $1 WHERE id = $2 AND rollout_paused_at IS NOT NULL AND \
+             rollout_superseded_at IS NULL",
         )
         .bind(now)
-        .bind(resumed.complete_at())
         .bind(&row.id)
         .execute(&mut *tx)
         .await?
@@ -796,11 +790,22 @@ pub async fn resume(
     show(state, tid, gid, did).await
 }
 
-/// Inside the transaction creating a deployment (tenant lock held): freeze the group's current
-/// deployment's rollout where it stands, if it is under way or paused. Devices it included keep
-/// its images (unless the new deployment includes them); the others keep what they had. Returns
-/// the frozen deployment's ID.
-pub async fn supersede(tx: &mut Tx, gid: &str, now: i64) -> ApiResult<Option<String>> {
+/// What creating a deployment did to the group's previous one ([`supersede`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Superseded {
+    /// The previous deployment, if its rollout was under way or paused and is now frozen.
+    pub frozen: Option<String>,
+    /// The group's newest deployment that has reached every device: the base of a rollout that
+    /// starts now.
+    pub base: Option<String>,
+}
+
+/// Inside the transaction creating a deployment (tenant lock held), before it is inserted:
+/// freeze the group's current deployment's rollout where it stands if it is under way or
+/// paused (devices it included keep its images unless the new deployment includes them; the
+/// others keep what they had), and find the base for a new rollout. The base is fixed here for
+/// good: an older rollout is complete now, or frozen and never completes.
+pub async fn supersede(tx: &mut Tx, gid: &str, now: i64) -> ApiResult<Superseded> {
     let sql = format!(
         "SELECT {ROW_COLUMNS} FROM deployments WHERE device_group_id = $1 ORDER BY id DESC LIMIT 1"
     );
@@ -809,24 +814,35 @@ pub async fn supersede(tx: &mut Tx, gid: &str, now: i64) -> ApiResult<Option<Str
         .fetch_optional(&mut **tx)
         .await?
     else {
-        return Ok(None);
+        return Ok(Superseded::default());
     };
+    let id: String = r.try_get("id")?;
     let Some(row) = row_of(&r)? else {
-        return Ok(None);
+        // No rollout: it reached every device.
+        return Ok(Superseded {
+            frozen: None,
+            base: Some(id),
+        });
     };
-    if row.superseded_at.is_some() || (row.paused.is_none() && row.schedule.complete(now)) {
-        return Ok(None);
+    if row.paused.is_none() && row.superseded_at.is_none() && row.schedule.complete(now) {
+        return Ok(Superseded {
+            frozen: None,
+            base: Some(id),
+        });
     }
     sqlx::query(
-        "UPDATE deployments SET rollout_superseded_at = $1, rollout_wave = $2, \
-         rollout_complete_at = NULL WHERE id = $3",
+        "UPDATE deployments SET rollout_superseded_at = $1, rollout_wave = $2 \
+         WHERE id = $3 AND rollout_superseded_at IS NULL",
     )
     .bind(now)
     .bind(i64::try_from(row.schedule.reached(now)).unwrap_or(i64::MAX))
     .bind(&row.id)
     .execute(&mut **tx)
     .await?;
-    Ok(Some(row.id))
+    Ok(Superseded {
+        frozen: Some(row.id),
+        base: row.schedule.base,
+    })
 }
 
 #[cfg(test)]
@@ -840,6 +856,7 @@ mod tests {
             wave,
             wave_at,
             frozen,
+            base: None,
         }
     }
 
@@ -861,17 +878,14 @@ mod tests {
         assert_eq!(s.next_wave_at(1000), Some(1060));
         assert_eq!(s.next_wave_at(1070), Some(1120));
         assert_eq!(s.next_wave_at(1120), None);
-        assert_eq!(s.complete_at(), Some(1120));
         assert!(!s.complete(1119));
         assert!(s.complete(1120));
         let frozen = schedule(&[1000, 5000, 10000], 60, 1, 1000, true);
         assert_eq!(frozen.reached(999_999), 1);
         assert_eq!(frozen.next_wave_at(999_999), None);
-        assert_eq!(frozen.complete_at(), None);
         let resumed = schedule(&[1000, 5000, 10000], 60, 1, 5000, false);
         assert_eq!(resumed.reached(5059), 1);
         assert_eq!(resumed.reached(5060), 2);
-        assert_eq!(resumed.complete_at(), Some(5060));
         let at_once = schedule(&[1000, 10000], 0, 0, 1000, false);
         assert_eq!(at_once.reached(1000), 1);
     }
@@ -896,7 +910,7 @@ mod tests {
     fn current_deployment_column_round_trips() {
         let (id, s) = parse_current("0190-x").unwrap();
         assert_eq!((id.as_str(), s), ("0190-x", None));
-        let (id, s) = parse_current("0190-y 1000,5000,10000 3600 1 1700000000 0").unwrap();
+        let (id, s) = parse_current("0190-y 1000,5000,10000 3600 1 1700000000 0 -").unwrap();
         assert_eq!(id, "0190-y");
         assert_eq!(
             s,
@@ -908,8 +922,12 @@ mod tests {
                 false
             ))
         );
-        assert!(parse_current("0190-y 1000,5000 3600 1 1700000000 0").is_err());
+        let (_, s) = parse_current("0190-y 10000 0 0 1 1 0190-b").unwrap();
+        assert_eq!(s.unwrap().base.as_deref(), Some("0190-b"));
+        assert!(parse_current("0190-y 1000,5000 3600 1 1700000000 0 -").is_err());
         assert!(parse_current("0190-y 1000,10000 3600").is_err());
+        assert!(parse_current("0190-y 1000,10000 3600 1 1700000000 0").is_err());
+        assert!(parse_current("0190-y 1000,10000 3600 1 1700000000 0 - x").is_err());
     }
 
     #[test]
@@ -917,33 +935,43 @@ mod tests {
         let cur = "0190c1a8-0000-7000-8000-000000000003".to_string();
         let old = Some("0190c1a8-0000-7000-8000-000000000001".to_string());
         let older = Some("0190c1a8-0000-7000-8000-000000000000".to_string());
-        let none_yet = schedule(&[1, 10000], 3600, 0, 0, false);
+        let none_yet = Schedule {
+            base: older.clone(),
+            ..schedule(&[1, 10000], 3600, 0, 0, false)
+        };
         let device = (0..)
             .map(|i: u32| format!("{i:0128x}"))
             .find(|d| !none_yet.includes(&cur, d, 0))
             .unwrap();
-        let current = Some((cur.clone(), Some(none_yet)));
+        let current = Some((cur.clone(), Some(none_yet.clone())));
         assert_eq!(
-            effective_deployment(&device, current.clone(), old.clone(), older.clone(), 0),
-            old
+            effective_deployment(&device, current.clone(), old.clone(), 0),
+            old,
+            "what it has, when newer than the base"
         );
         assert_eq!(
-            effective_deployment(&device, current.clone(), None, older.clone(), 0),
-            older
+            effective_deployment(&device, current.clone(), None, 0),
+            older,
+            "the base, for a device with nothing of the group"
         );
+        let no_base = Schedule {
+            base: None,
+            ..none_yet.clone()
+        };
         assert_eq!(
-            effective_deployment(&device, current.clone(), None, None, 0),
+            effective_deployment(&device, Some((cur.clone(), Some(no_base))), None, 0),
             None
         );
         assert_eq!(
-            effective_deployment(&device, current, old.clone(), None, 3600),
+            effective_deployment(&device, current, old.clone(), 3600),
             Some(cur.clone()),
             "the last wave includes everyone"
         );
         assert_eq!(
-            effective_deployment(&device, Some((cur.clone(), None)), old, None, 0),
+            effective_deployment(&device, Some((cur.clone(), None)), old, 0),
             Some(cur)
         );
+        assert_eq!(effective_deployment(&device, None, older, 0), None);
     }
 
     fn req(waves: &[f64], wait: i64, fail: f64) -> RolloutRequest {

@@ -43,29 +43,34 @@ pub struct CurrentTarget {
 }
 
 /// The row read on every check: the device, what its set was computed from, and the inputs now.
-/// `deployment` is the group's current deployment, with its rollout's course when it has one
-/// (`rollouts::parse_current`: one column, so that the check stays one query); `complete_id` is
-/// the group's newest deployment that reaches every device (no rollout, or its last wave
-/// started by `$2`, now); `kept_id` the deployment of the device's stored set if it is one of
-/// its group's. The last two matter only while the current deployment's rollout does not
-/// include the device.
+/// `deployment` is the group's current deployment, followed by its rollout's course when it has
+/// one (`rollouts::parse_current`: one column, so that the check stays one query).
 const CHECK_SQL: &str = "SELECT d.tenant_id, d.device_group_id, d.target_version, \
      d.target_inputs, d.target_set, d.target_expires_at, d.ownership_doc, d.ownership_inputs, \
      d.target_deployment_id, d.target_deployment_version, g.update_policy, g.os_feed, \
      (SELECT dep.id || COALESCE(' ' || dep.rollout_waves || ' ' || \
       CAST(dep.rollout_wait AS TEXT) || ' ' || CAST(dep.rollout_wave AS TEXT) || ' ' || \
       CAST(dep.rollout_wave_at AS TEXT) || ' ' || CASE WHEN dep.rollout_paused_at IS NULL AND \
-      dep.rollout_superseded_at IS NULL THEN '0' ELSE '1' END, '') \
+      dep.rollout_superseded_at IS NULL THEN '0' ELSE '1' END || ' ' || \
+      COALESCE(dep.rollout_base_id, '-'), '') \
       FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
       ORDER BY dep.id DESC LIMIT 1) AS deployment, \
-     (SELECT c.id FROM deployments c WHERE c.device_group_id = d.device_group_id AND \
-      (c.rollout_waves IS NULL OR c.rollout_complete_at <= $2) ORDER BY c.id DESC LIMIT 1) \
-      AS complete_id, \
-     (SELECT k.id FROM deployments k WHERE k.id = d.target_deployment_id AND \
-      k.device_group_id = d.device_group_id) AS kept_id, \
      (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
       ORDER BY o.id DESC LIMIT 1) AS os_release_id \
      FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE d.id = $1";
+
+/// The deployment the device's stored set came from, if that set was computed for the group the
+/// device is in now (so the deployment is one of the group's).
+fn kept(row: &sqlx::any::AnyRow, stored_inputs: Option<&str>) -> ApiResult<Option<String>> {
+    let group: Option<String> = row.try_get("device_group_id")?;
+    let stored_group = stored_inputs
+        .and_then(|i| i.strip_prefix("g="))
+        .and_then(|i| i.split(';').next());
+    Ok(match (group, stored_group) {
+        (Some(g), Some(s)) if g == s => row.try_get("target_deployment_id")?,
+        _ => None,
+    })
+}
 
 /// What a target set is computed from; equal inputs give an equal set. `deployment` is the
 /// deployment whose images the device is given: the group's current one, unless its rollout
@@ -97,26 +102,28 @@ pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Opti
     let now = state.clock.now();
     let Some(row) = sqlx::query(CHECK_SQL)
         .bind(device_id)
-        .bind(now.unix_timestamp())
         .fetch_optional(state.db.pool())
         .await?
     else {
         return Ok(None);
     };
+    let stored_inputs: Option<String> = row.try_get("target_inputs")?;
     let current = row
         .try_get::<Option<String>, _>("deployment")?
         .map(|c| rollouts::parse_current(&c))
         .transpose()?;
-    let deployment = rollouts::effective_deployment(
-        device_id,
-        current,
-        row.try_get("kept_id")?,
-        row.try_get("complete_id")?,
-        now.unix_timestamp(),
-    );
+    let deployment = match current {
+        // No rollout (the common case): the current deployment, nothing more to read.
+        Some((id, None)) => Some(id),
+        current => rollouts::effective_deployment(
+            device_id,
+            current,
+            kept(&row, stored_inputs.as_deref())?,
+            now.unix_timestamp(),
+        ),
+    };
     let inputs_now = inputs(&row, deployment.as_deref())?;
     let stored_version = u64::try_from(row.try_get::<i64, _>("target_version")?).unwrap_or(0);
-    let stored_inputs: Option<String> = row.try_get("target_inputs")?;
     let stored_set = decode(row.try_get("target_set")?)?;
     let stored_expiry: Option<i64> = row.try_get("target_expires_at")?;
     let ownership = decode(row.try_get("ownership_doc")?)?;

@@ -601,6 +601,20 @@ async fn newer_deployments_supersede_and_devices_never_go_back(t: &TestApp) {
         );
     }
     assert!(holding(&newcomers, &a).len() > 10);
+    // Devices that come from another group, whose deployment is newer than D1: what they had
+    // there is not "kept" here.
+    let g2 = group(t, &tid, &admin).await;
+    deploy(t, &tid, &admin, &g2, &[&e], None).await;
+    let mut movers = fleet(t, &tid, &admin, Some(&g2), 20).await;
+    check_all(t, &mut movers).await;
+    assert_eq!(holding(&movers, &e).len(), 20);
+    for d in &movers {
+        move_to(t, &tid, &admin, &d.id, &g).await;
+    }
+    assert_eq!(check_all(t, &mut movers).await, 20);
+    assert!(holding(&movers, &e).is_empty());
+    assert!(holding(&movers, &a).len() + holding(&movers, &c).len() == 20);
+    assert!(!holding(&movers, &a).is_empty());
     // D3's last wave: everyone gets C, one version up from where they were.
     t.state.clock.advance(Duration::from_secs(1800));
     let before: BTreeMap<String, u64> = devices.iter().map(|d| (d.id.clone(), d.version)).collect();

@@ -212,7 +212,7 @@ pub async fn create_deployment(
         .await?;
     }
     if let Some(r) = &rollout {
-        rollouts::insert(&mut tx, &did, r, now).await?;
+        rollouts::insert(&mut tx, &did, r, superseded.base.as_deref(), now).await?;
     }
     db::audit(
         &mut tx,
@@ -225,7 +225,7 @@ pub async fn create_deployment(
             "deviceGroupId": gid,
             "imageIds": deployment.images.iter().map(|i| i.image_id).collect::<Vec<_>>(),
             "rollout": deployment.rollout,
-            "supersededRollout": superseded,
+            "supersededRollout": superseded.frozen,
         }),
     )
     .await?;
