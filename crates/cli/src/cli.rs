@@ -835,7 +835,9 @@ pub enum DeviceGroupCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DeploymentCommand {
-    /// Deploy a set of images to the group (one image per component); it becomes current.
+    /// Deploy a set of images to the group (one image per component); it becomes current. With
+    /// --waves it reaches the group's devices in waves, and pauses itself when more than
+    /// --max-failure-percent of the devices included so far report a failed update.
     Create {
         /// Device group ID, or PRODUCT/GROUP.
         #[arg(long, value_name = "GROUP")]
@@ -843,6 +845,19 @@ pub enum DeploymentCommand {
         /// Image IDs.
         #[arg(long, value_name = "ID", num_args = 1.., required = true)]
         images: Vec<String>,
+        /// Roll out in waves: cumulative percentages of the group's devices, increasing, the
+        /// last one 100 (e.g. 10,50,100).
+        #[arg(long, value_name = "PERCENTS", value_delimiter = ',', num_args = 1..,
+            requires_all = ["wave_wait_minutes", "max_failure_percent"])]
+        waves: Option<Vec<f64>>,
+        /// With --waves: minutes from the start of one wave to the start of the next (0 to
+        /// 43200, i.e. 30 days).
+        #[arg(long, value_name = "MINUTES", requires = "waves")]
+        wave_wait_minutes: Option<u64>,
+        /// With --waves: pause the rollout when more than this percentage of the devices
+        /// included so far report a failed update (0 to 100).
+        #[arg(long, value_name = "PERCENT", requires = "waves")]
+        max_failure_percent: Option<f64>,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -854,6 +869,27 @@ pub enum DeploymentCommand {
         #[command(flatten)]
         tenant: TenantArg,
     },
+    /// Show where a deployment's rollout stands: the wave reached, the devices included,
+    /// targeted and failed, and why it paused.
+    ShowRollout(RolloutArgs),
+    /// Pause a deployment's rollout: no further wave starts; devices already included keep it.
+    Pause(RolloutArgs),
+    /// Resume a paused rollout: the current wave's wait starts again, and failures reported so
+    /// far no longer count.
+    Resume(RolloutArgs),
+}
+
+/// Which deployment's rollout.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Device group ID, or PRODUCT/GROUP.
+    #[arg(long, value_name = "GROUP")]
+    pub device_group: String,
+    /// Deployment ID (default: the group's current deployment).
+    #[arg(long, value_name = "ID")]
+    pub deployment: Option<String>,
+    #[command(flatten)]
+    pub tenant: TenantArg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -168,3 +168,163 @@ fn targeted_images_deployment_status_and_update_now() {
     let stderr = admin.fails(&["device", "show-deployment-status", "--device", "xyz"]);
     assert!(stderr.contains("invalid_id"), "{stderr}");
 }
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn rollout_in_waves_show_pause_resume() {
+    let service = Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, PASSWORD);
+    admin.json(&["tenant", "create", "--name", "Contoso"]);
+    admin.json(&["product", "create", "--name", "Coffee Maker"]);
+    let work = tempfile::tempdir().expect("temp dir");
+    let device = claimed_device(&admin, work.path());
+    admin.json(&[
+        "device",
+        "update",
+        "--device",
+        &device,
+        "--device-group",
+        GROUP,
+    ]);
+    let image_id = uploaded_image(&admin, work.path());
+    let create = |waves: &str| {
+        vec![
+            "device-group",
+            "deployment",
+            "create",
+            "--device-group",
+            GROUP,
+            "--images",
+            &image_id,
+            "--waves",
+            waves,
+            "--wave-wait-minutes",
+            "60",
+            "--max-failure-percent",
+            "5",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+
+    // Bad waves: the service's specific refusal, and no deployment.
+    let stderr = admin.fails(&args(&create("50,10,100")));
+    assert!(stderr.contains("invalid_rollout"), "{stderr}");
+    let stderr = admin.fails(&args(&create("10,50")));
+    assert!(stderr.contains("must end at 100"), "{stderr}");
+    let list = admin.json(&[
+        "device-group",
+        "deployment",
+        "list",
+        "--device-group",
+        GROUP,
+    ]);
+    assert_eq!(list, serde_json::json!([]), "{list}");
+    // --waves needs its wait and threshold.
+    let stderr = admin.fails(&[
+        "device-group",
+        "deployment",
+        "create",
+        "--device-group",
+        GROUP,
+        "--images",
+        &image_id,
+        "--waves",
+        "10,100",
+    ]);
+    assert!(stderr.contains("--wave-wait-minutes"), "{stderr}");
+
+    let created = admin.json(&args(&create("10,50,100")));
+    assert_eq!(
+        created["rollout"],
+        serde_json::json!({"waves": [10.0, 50.0, 100.0], "waveWaitSeconds": 3600,
+            "maxFailurePercent": 5.0}),
+        "{created}"
+    );
+    let deployment = created["id"].as_str().expect("id").to_string();
+    // The group's current deployment by default.
+    let shown = admin.json(&[
+        "device-group",
+        "deployment",
+        "show-rollout",
+        "--device-group",
+        GROUP,
+    ]);
+    assert_eq!(shown["deploymentId"], deployment.as_str(), "{shown}");
+    assert_eq!(shown["state"], "Rolling");
+    assert_eq!(shown["currentWave"], 1);
+    assert_eq!(shown["devicesInGroup"], 1);
+    let output = admin.run(&[
+        "device-group",
+        "deployment",
+        "show-rollout",
+        "--device-group",
+        GROUP,
+    ]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1 of 3 (10 % of the group)"), "{stdout}");
+    assert!(stdout.contains("60 min"), "{stdout}");
+
+    let rollout = |action: &str| {
+        admin.json(&[
+            "device-group",
+            "deployment",
+            action,
+            "--device-group",
+            GROUP,
+            "--deployment",
+            &deployment,
+        ])
+    };
+    let paused = rollout("pause");
+    assert_eq!(paused["state"], "Paused", "{paused}");
+    assert_eq!(paused["pause"]["reason"], "Operator");
+    let output = admin.run(&[
+        "device-group",
+        "deployment",
+        "show-rollout",
+        "--device-group",
+        GROUP,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("paused by an operator"), "{stdout}");
+    let resumed = rollout("resume");
+    assert_eq!(resumed["state"], "Rolling", "{resumed}");
+    assert!(resumed["nextWaveAt"].is_string());
+
+    // A deployment without waves supersedes it, and has no rollout of its own.
+    admin.json(&[
+        "device-group",
+        "deployment",
+        "create",
+        "--device-group",
+        GROUP,
+        "--images",
+        &image_id,
+    ]);
+    assert_eq!(rollout("show-rollout")["state"], "Superseded");
+    let stderr = admin.fails(&[
+        "device-group",
+        "deployment",
+        "show-rollout",
+        "--device-group",
+        GROUP,
+    ]);
+    assert!(stderr.contains("no_rollout"), "{stderr}");
+    let stderr = admin.fails(&[
+        "device-group",
+        "deployment",
+        "pause",
+        "--device-group",
+        GROUP,
+        "--deployment",
+        &deployment,
+    ]);
+    assert!(stderr.contains("rollout_not_active"), "{stderr}");
+}

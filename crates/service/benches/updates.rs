@@ -6,7 +6,10 @@
 //!
 //! In-process (`oneshot`, no TLS or HTTP parsing on either side of the comparison), SQLite.
 //! `cargo bench -p ferro-service --bench updates` (env `FLEET`, `DEVICES`, `ROUNDS`,
-//! `PAYLOAD_MB`).
+//! `PAYLOAD_MB`, `GROUP`). `GROUP=none` (default): the devices are in no group, as the first
+//! measurements were; `GROUP=plain`: all in one UpdateAll group with a deployment;
+//! `GROUP=rollout`: the same, whose current deployment rolls out in waves (10/50/100 %, first
+//! wave under way), so every check takes the rollout path (devices in and outside the wave).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +83,11 @@ fn main() {
     let devices = env("DEVICES", 256);
     let rounds = env("ROUNDS", 200);
     let payload_mb = env("PAYLOAD_MB", 64);
+    let group_mode = std::env::var("GROUP").unwrap_or_else(|_| "none".into());
+    assert!(
+        ["none", "plain", "rollout"].contains(&group_mode.as_str()),
+        "GROUP must be none, plain or rollout"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,6 +245,55 @@ fn main() {
         }
         tx.commit().await.unwrap();
 
+        // GROUP=plain|rollout: every device in one group with a deployment (with a rollout).
+        let mut rollout_path = None;
+        if group_mode != "none" {
+            let product = call(
+                &app,
+                &format!("/v1/tenants/{tenant}/products"),
+                Some(&op),
+                json!({"name": "Bench", "noDefaultDeviceGroups": true}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let group = call(
+                &app,
+                &format!("/v1/tenants/{tenant}/device-groups"),
+                Some(&op),
+                json!({"productId": product, "name": "Bench", "osFeed": "Retail",
+                    "updatePolicy": "UpdateAll"}),
+            )
+            .await["id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let deployments = format!("/v1/tenants/{tenant}/device-groups/{group}/deployments");
+            call(&app, &deployments, Some(&op), json!({"imageIds": []})).await;
+            if group_mode == "rollout" {
+                let d = call(
+                    &app,
+                    &deployments,
+                    Some(&op),
+                    json!({"imageIds": [], "rollout": {"waves": [10, 50, 100],
+                        "waveWaitSeconds": 86400, "maxFailurePercent": 5}}),
+                )
+                .await;
+                assert!(d["rollout"].is_object(), "{d}");
+                rollout_path = Some(format!(
+                    "{deployments}/{}/rollout",
+                    d["id"].as_str().unwrap()
+                ));
+            }
+            sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2")
+                .bind(&group)
+                .bind(&tid)
+                .execute(state.db.writer())
+                .await
+                .unwrap();
+        }
+
         // First check of each device computes and signs its set.
         let mut etags = Vec::new();
         let mut sha = String::new();
@@ -318,9 +375,34 @@ fn main() {
             assert_eq!(total as f64, size);
             best_disk = best_disk.min(t.elapsed().as_secs_f64());
         }
+        // GROUP=rollout: a rollout's status counts every device of the group (best of 3).
+        let mut status_ms = None;
+        if let Some(path) = &rollout_path {
+            let mut best = f64::MAX;
+            for _ in 0..3 {
+                let t = Instant::now();
+                let resp = app
+                    .clone()
+                    .oneshot(
+                        Request::get(path.as_str())
+                            .header("authorization", format!("Bearer {op}"))
+                            .body(Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                best = best.min(t.elapsed().as_secs_f64());
+                let status: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(status["devicesInGroup"], fleet as u64);
+            }
+            status_ms = Some(best * 1000.0);
+        }
         let mb = size / (1024.0 * 1024.0);
         println!("| measure | value |\n|---|---|");
         println!("| claimed devices in the database | {fleet} |");
+        println!("| devices' group (GROUP) | {group_mode} |");
         println!("| checking devices x rounds | {devices} x {rounds} |");
         println!("| bare route (/healthz), same harness | {bare:.0} /s |");
         println!("| update checks, nothing changed (If-None-Match -> 304) | {unchanged:.0} /s ({ok304} ok) |");
@@ -330,5 +412,8 @@ fn main() {
         println!("| download through the route (best of 3) | {:.0} MiB/s |", mb / best_route);
         println!("| read of the same object from disk (best of 3) | {:.0} MiB/s |", mb / best_disk);
         println!("| download / disk | {:.2} |", best_disk / best_route);
+        if let Some(ms) = status_ms {
+            println!("| rollout status, counting the group's {fleet} devices (best of 3) | {ms:.0} ms |");
+        }
     });
 }

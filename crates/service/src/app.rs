@@ -152,6 +152,9 @@ fn api_router() -> OpenApiRouter<AppState> {
             deployments::list_deployments
         ))
         .routes(routes!(deployments::get_deployment))
+        .routes(routes!(deployments::get_rollout))
+        .routes(routes!(deployments::pause_rollout))
+        .routes(routes!(deployments::resume_rollout))
         .routes(routes!(
             os_releases::add_os_release_key,
             os_releases::list_os_release_keys

@@ -255,6 +255,7 @@ pub async fn state(
         auth_cache: std::sync::Arc::new(auth_cache),
         ca_cache: std::sync::Arc::default(),
         signals: std::sync::Arc::default(),
+        clock: std::sync::Arc::default(),
         config: std::sync::Arc::new(config),
         dummy_hash: std::sync::Arc::new(dummy_hash),
         platform: std::sync::Arc::new(platform),

@@ -86,4 +86,7 @@ pub struct AppState {
     /// The newest update-now signal, polled from the database while long polls wait
     /// (`crate::routes::updates::SignalWatch`).
     pub signals: Arc<crate::routes::updates::SignalWatch>,
+    /// The clock of update decisions (target set times, rollout waves): the system clock;
+    /// tests move it forward (`crate::clock`).
+    pub clock: Arc<crate::clock::Clock>,
 }

@@ -6,6 +6,10 @@
 //! far the common case: the signed set is kept on the device row with the inputs it was computed
 //! from (group, deployment, OS release, policy, feed). Only when an input changed, or the stored
 //! set is past half its life, is it recomputed; its version grows only when its content changed.
+//!
+//! Rollouts in waves (`crate::rollouts`): the deployment in the inputs is the one whose images
+//! the device is given, the group's current one only once its rollout includes the device, so a
+//! wave that starts changes the inputs of the devices it adds and of no others.
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::error::{ApiError, ApiResult};
+use crate::rollouts;
 use crate::state::AppState;
 
 /// How long a signed target set is valid. A device that cannot reach the service for longer
@@ -38,24 +43,46 @@ pub struct CurrentTarget {
 }
 
 /// The row read on every check: the device, what its set was computed from, and the inputs now.
+/// `deployment` is the group's current deployment, followed by its rollout's course when it has
+/// one (`rollouts::parse_current`: one column, so that the check stays one query).
 const CHECK_SQL: &str = "SELECT d.tenant_id, d.device_group_id, d.target_version, \
      d.target_inputs, d.target_set, d.target_expires_at, d.ownership_doc, d.ownership_inputs, \
-     g.update_policy, g.os_feed, \
-     (SELECT dep.id FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
-      ORDER BY dep.id DESC LIMIT 1) AS deployment_id, \
+     d.target_deployment_id, d.target_deployment_version, g.update_policy, g.os_feed, \
+     (SELECT dep.id || COALESCE(' ' || dep.rollout_waves || ' ' || \
+      CAST(dep.rollout_wait AS TEXT) || ' ' || CAST(dep.rollout_wave AS TEXT) || ' ' || \
+      CAST(dep.rollout_wave_at AS TEXT) || ' ' || CASE WHEN dep.rollout_paused_at IS NULL AND \
+      dep.rollout_superseded_at IS NULL THEN '0' ELSE '1' END || ' ' || \
+      COALESCE(dep.rollout_base_id, '-'), '') \
+      FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
+      ORDER BY dep.id DESC LIMIT 1) AS deployment, \
      (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
       ORDER BY o.id DESC LIMIT 1) AS os_release_id \
      FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE d.id = $1";
 
-/// What a target set is computed from; equal inputs give an equal set.
-fn inputs(row: &sqlx::any::AnyRow) -> ApiResult<String> {
+/// The deployment the device's stored set came from, if that set was computed for the group the
+/// device is in now (so the deployment is one of the group's).
+fn kept(row: &sqlx::any::AnyRow, stored_inputs: Option<&str>) -> ApiResult<Option<String>> {
+    let group: Option<String> = row.try_get("device_group_id")?;
+    let stored_group = stored_inputs
+        .and_then(|i| i.strip_prefix("g="))
+        .and_then(|i| i.split(';').next());
+    Ok(match (group, stored_group) {
+        (Some(g), Some(s)) if g == s => row.try_get("target_deployment_id")?,
+        _ => None,
+    })
+}
+
+/// What a target set is computed from; equal inputs give an equal set. `deployment` is the
+/// deployment whose images the device is given: the group's current one, unless its rollout
+/// does not include the device yet (`rollouts::effective_deployment`).
+fn inputs(row: &sqlx::any::AnyRow, deployment: Option<&str>) -> ApiResult<String> {
     let part = |name: &str| -> ApiResult<String> {
         Ok(row.try_get::<Option<String>, _>(name)?.unwrap_or_default())
     };
     Ok(format!(
         "g={};d={};o={};p={};f={}",
         part("device_group_id")?,
-        part("deployment_id")?,
+        deployment.unwrap_or_default(),
         part("os_release_id")?,
         part("update_policy")?,
         part("os_feed")?
@@ -72,6 +99,7 @@ fn decode(b64: Option<String>) -> ApiResult<Option<Vec<u8>>> {
 /// The device's current target set, recomputed and re-signed only when needed. `None`: the
 /// device is not claimed.
 pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Option<CurrentTarget>> {
+    let now = state.clock.now();
     let Some(row) = sqlx::query(CHECK_SQL)
         .bind(device_id)
         .fetch_optional(state.db.pool())
@@ -79,10 +107,23 @@ pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Opti
     else {
         return Ok(None);
     };
-    let now = OffsetDateTime::now_utc();
-    let inputs_now = inputs(&row)?;
-    let stored_version = u64::try_from(row.try_get::<i64, _>("target_version")?).unwrap_or(0);
     let stored_inputs: Option<String> = row.try_get("target_inputs")?;
+    let current = row
+        .try_get::<Option<String>, _>("deployment")?
+        .map(|c| rollouts::parse_current(&c))
+        .transpose()?;
+    let deployment = match current {
+        // No rollout (the common case): the current deployment, nothing more to read.
+        Some((id, None)) => Some(id),
+        current => rollouts::effective_deployment(
+            device_id,
+            current,
+            kept(&row, stored_inputs.as_deref())?,
+            now.unix_timestamp(),
+        ),
+    };
+    let inputs_now = inputs(&row, deployment.as_deref())?;
+    let stored_version = u64::try_from(row.try_get::<i64, _>("target_version")?).unwrap_or(0);
     let stored_set = decode(row.try_get("target_set")?)?;
     let stored_expiry: Option<i64> = row.try_get("target_expires_at")?;
     let ownership = decode(row.try_get("ownership_doc")?)?;
@@ -111,6 +152,7 @@ pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Opti
         &tid,
         stored_version,
         stored_set,
+        deployment,
         inputs_now,
         now,
     )
@@ -130,6 +172,7 @@ async fn recompute(
     tid: &str,
     stored_version: u64,
     stored_set: Option<Vec<u8>>,
+    deployment: Option<String>,
     inputs_now: String,
     now: OffsetDateTime,
 ) -> ApiResult<Option<CurrentTarget>> {
@@ -139,7 +182,6 @@ async fn recompute(
         .map_err(|_| ApiError::Internal("malformed device ID in database".into()))?;
     let group: Option<String> = row.try_get("device_group_id")?;
     let policy: Option<String> = row.try_get("update_policy")?;
-    let deployment: Option<String> = row.try_get("deployment_id")?;
     let os_release: Option<String> = row.try_get("os_release_id")?;
     // Without a group a device gets Retail OS updates and keeps its apps (as Azure Sphere's
     // unassigned devices do); No3rdPartyAppUpdates keeps apps as they are.
@@ -244,11 +286,19 @@ async fn recompute(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("signing task: {e}")))??;
+    // The first version that named this deployment's images: a Failed report for it or a later
+    // version counts against the deployment's rollout (`rollouts::counts`).
+    let stored_deployment: Option<String> = row.try_get("target_deployment_id")?;
+    let deployment_since = match row.try_get::<Option<i64>, _>("target_deployment_version")? {
+        Some(v) if stored_deployment == deployment => v,
+        _ => i64::try_from(set.version).unwrap_or(i64::MAX),
+    };
     // Optimistic: store only if nobody stored another set since we read the row; otherwise
     // answer with what is stored now (a concurrent check computed the same inputs).
     let stored = sqlx::query(
         "UPDATE devices SET target_version = $1, target_inputs = $2, target_set = $3, \
-         target_expires_at = $4, ownership_doc = $5, ownership_inputs = $6 \
+         target_expires_at = $4, ownership_doc = $5, ownership_inputs = $6, \
+         target_deployment_id = $9, target_deployment_version = $10 \
          WHERE id = $7 AND target_version = $8",
     )
     .bind(i64::try_from(set.version).unwrap_or(i64::MAX))
@@ -259,6 +309,8 @@ async fn recompute(
     .bind(ownership_key(tid))
     .bind(device_id)
     .bind(i64::try_from(stored_version).unwrap_or(i64::MAX))
+    .bind(&deployment)
+    .bind(deployment_since)
     .execute(state.db.writer())
     .await?
     .rows_affected();

@@ -307,11 +307,18 @@ async fn images_objects(
     }
     if path.contains("{deploymentId}") {
         let image = t.image(&ten.id, admin).await;
+        // The rollout routes need a deployment with a rollout (under way: it can be paused).
+        let body = if path.contains("/rollout") {
+            json!({"imageIds": [image], "rollout": {"waves": [10, 100], "waveWaitSeconds": 3600,
+                "maxFailurePercent": 5}})
+        } else {
+            json!({"imageIds": [image]})
+        };
         let r = t
             .post(
                 &format!("/v1/tenants/{}/device-groups/{group}/deployments", ten.id),
                 admin,
-                json!({"imageIds": [image]}),
+                body,
             )
             .await;
         concrete = concrete.replace("{deploymentId}", r.body["id"].as_str().unwrap());

@@ -204,6 +204,9 @@ pub struct CreateDeploymentRequest {
     /// at most 64. An empty list deploys no apps (removes them from the group's devices).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub image_ids: Vec<ImageId>,
+    /// Roll the deployment out in waves (absent: every device of the group at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutRequest>,
 }
 
 /// An image as a deployment lists it.
@@ -226,7 +229,7 @@ pub struct DeployedImage {
 
 /// A deployment: an immutable set of images. The newest deployment of a device group is its
 /// current one; older ones are kept as history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
@@ -244,6 +247,156 @@ pub struct Deployment {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub deployed_at: OffsetDateTime,
+    /// Its rollout in waves (absent: it went to every device of the group at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollouts in waves (docs/updates.md, "Rollout waves")
+
+/// Most waves a rollout may have.
+pub const MAX_ROLLOUT_WAVES: usize = 10;
+/// Longest wait between two waves, in seconds (30 days).
+pub const MAX_WAVE_WAIT_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A rollout in waves, as a deployment is created with it: the deployment reaches a cumulative
+/// percentage of the group's devices per wave, the next wave starting `waveWaitSeconds` after
+/// the one before, and the service pauses it by itself when more than `maxFailurePercent` of the
+/// devices included so far report `Failed` for it.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutRequest {
+    /// Cumulative percentages of the group's devices, strictly increasing, the last one 100: for
+    /// example `[10, 50, 100]`. 1 to 10 waves; each above 0 with at most two decimals.
+    pub waves: Vec<f64>,
+    /// Seconds from the start of one wave to the start of the next (0 to 2,592,000, i.e. 30
+    /// days; 0 starts every wave at once).
+    pub wave_wait_seconds: i64,
+    /// Pause the rollout when more than this percentage of the devices included so far report
+    /// `Failed` for the deployment (0 to 100, at most two decimals; 0: any failure pauses it).
+    pub max_failure_percent: f64,
+}
+
+/// A deployment's rollout configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Cumulative percentages of the group's devices, the last one 100.
+    pub waves: Vec<f64>,
+    /// Seconds between the starts of two waves.
+    pub wave_wait_seconds: u64,
+    /// The failure percentage above which the rollout pauses itself.
+    pub max_failure_percent: f64,
+}
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum RolloutState {
+    /// Waves start as their waits pass.
+    Rolling,
+    /// Paused (see `pause`): no further wave starts until it is resumed.
+    Paused,
+    /// The last wave has started: every device of the group is included.
+    Complete,
+    /// A newer deployment of the group froze it where it stood.
+    Superseded,
+}
+
+/// Why a rollout paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PauseReason {
+    /// More than `maxFailurePercent` of the included devices reported `Failed` (the service
+    /// paused it).
+    FailureThreshold,
+    /// An operator paused it.
+    Operator,
+}
+
+impl PauseReason {
+    /// The name as serialised and stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::FailureThreshold => "FailureThreshold",
+            PauseReason::Operator => "Operator",
+        }
+    }
+}
+
+/// A rollout's pause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPause {
+    /// When it paused.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: OffsetDateTime,
+    /// Why.
+    pub reason: PauseReason,
+    /// What the service saw (failures and devices), or who paused it.
+    pub detail: String,
+    /// The operator who paused it (absent: the service paused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<UserId>,
+}
+
+/// `GET .../deployments/{deploymentId}/rollout`, and the answer of pause and resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The deployment.
+    pub deployment_id: DeploymentId,
+    /// Its device group.
+    pub device_group_id: DeviceGroupId,
+    /// Its rollout configuration.
+    pub rollout: Rollout,
+    /// Where it stands.
+    pub state: RolloutState,
+    /// The wave reached (1 = the first).
+    pub current_wave: u32,
+    /// That wave's cumulative percentage of the group's devices.
+    pub current_percent: f64,
+    /// When the next wave starts if nothing pauses the rollout first (absent when paused,
+    /// superseded or complete).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub next_wave_at: Option<OffsetDateTime>,
+    /// Devices in the group now.
+    pub devices_in_group: u64,
+    /// Of those, in the waves reached: they are given this deployment's images.
+    pub devices_included: u64,
+    /// Devices given a target set with this deployment's images so far.
+    pub devices_targeted: u64,
+    /// Included devices whose last report is `Failed` for this deployment's images, reported
+    /// since `failuresCountedSince`.
+    pub devices_failed: u64,
+    /// `devicesFailed` as a percentage of `devicesIncluded`.
+    pub failure_percent: f64,
+    /// Failures are counted from here: the deployment's creation, or the last resume.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub failures_counted_since: OffsetDateTime,
+    /// The pause, while paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<RolloutPause>,
+    /// When a newer deployment of the group froze this rollout.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub superseded_at: Option<OffsetDateTime>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,5 +512,17 @@ mod tests {
             serde_json::from_str(r#"{"imageIds":["0190c1a8-3c7a-7c4e-9b1e-2f4d5a6b7c8d"]}"#)
                 .unwrap();
         assert_eq!(r.image_ids.len(), 1);
+        assert!(r.rollout.is_none());
+        let r: CreateDeploymentRequest = serde_json::from_str(
+            r#"{"imageIds":[],"rollout":{"waves":[10,50,100],"waveWaitSeconds":3600,"maxFailurePercent":5}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.rollout.unwrap().waves, vec![10.0, 50.0, 100.0]);
+        assert!(
+            serde_json::from_str::<CreateDeploymentRequest>(
+                r#"{"imageIds":[],"rollout":{"waves":[100],"waveWaitSeconds":0,"maxFailurePercent":5,"x":1}}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -381,6 +381,14 @@ pub enum ErrorCode {
     Timeout,
     /// 500: a bug or an unexpected failure; the message carries a request ID for the operator.
     Internal,
+    /// 422: a deployment's rollout is not acceptable: waves not increasing, not ending at 100,
+    /// out of range or too many; a negative or too long wait; a threshold out of range.
+    InvalidRollout,
+    /// 404: the deployment has no rollout (it went to every device of its group at once).
+    NoRollout,
+    /// 409: the rollout cannot be paused or resumed: it is complete, or a newer deployment
+    /// superseded it.
+    RolloutNotActive,
 }
 
 impl ErrorCode {
@@ -418,6 +426,9 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidRollout => "invalid_rollout",
+            ErrorCode::NoRollout => "no_rollout",
+            ErrorCode::RolloutNotActive => "rollout_not_active",
         }
     }
 
@@ -427,13 +438,14 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
             ErrorCode::PasswordChangeRequired | ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound | ErrorCode::DeviceNotRegistered => 404,
+            ErrorCode::NotFound | ErrorCode::DeviceNotRegistered | ErrorCode::NoRollout => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict
             | ErrorCode::NotEmpty
             | ErrorCode::LastAdministrator
             | ErrorCode::RegistrationConflict
-            | ErrorCode::AlreadyClaimed => 409,
+            | ErrorCode::AlreadyClaimed
+            | ErrorCode::RolloutNotActive => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId
@@ -447,7 +459,8 @@ impl ErrorCode {
             ErrorCode::InvalidBody
             | ErrorCode::InvalidName
             | ErrorCode::WeakPassword
-            | ErrorCode::InvalidRegistrationRecord => 422,
+            | ErrorCode::InvalidRegistrationRecord
+            | ErrorCode::InvalidRollout => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Timeout => 504,
@@ -487,6 +500,9 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::InvalidRollout,
+        ErrorCode::NoRollout,
+        ErrorCode::RolloutNotActive,
     ];
 }
 

@@ -11,11 +11,13 @@ use super::list_all;
 use super::product::resolve_group;
 use crate::cli::{
     DeploymentCommand, DeveloperKeyCommand, ImageCommand, OsReleaseCommand, OsReleaseKeyCommand,
+    RolloutArgs,
 };
 use crate::commands::keys;
-use crate::output::{JsonView, OutputFormat, emit};
+use crate::output::{JsonView, OutputFormat, Render, emit, property_table, timestamp};
 use crate::progress;
 use crate::session::Session;
+use ferro_wire::{DeploymentId, Page, RolloutStatus, TenantId};
 
 const IMAGE_FIELDS: &[(&str, &str)] = &[
     ("Image ID", "id"),
@@ -59,7 +61,104 @@ const DEPLOYMENT_FIELDS: &[(&str, &str)] = &[
     ("Device group ID", "deviceGroupId"),
     ("Images", "images"),
     ("Deployed", "deployedAt"),
+    ("Rollout waves (%)", "rollout.waves"),
 ];
+
+fn percent(p: f64) -> String {
+    // Percentages have at most two decimals; show 10 rather than 10.0.
+    let text = format!("{p:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// `--output json` gives the service's answer; the table reads as a status report.
+impl Render for RolloutStatus {
+    fn table(&self) -> comfy_table::Table {
+        let waves = self
+            .rollout
+            .waves
+            .iter()
+            .map(|w| percent(*w))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let wait = self.rollout.wave_wait_seconds;
+        let mut rows = vec![
+            ("Deployment ID", self.deployment_id.to_string()),
+            ("State", format!("{:?}", self.state)),
+            (
+                "Wave",
+                format!(
+                    "{} of {} ({} % of the group)",
+                    self.current_wave,
+                    self.rollout.waves.len(),
+                    percent(self.current_percent)
+                ),
+            ),
+            ("Waves (%)", waves),
+            (
+                "Wait between waves",
+                if wait.is_multiple_of(60) {
+                    format!("{} min", wait / 60)
+                } else {
+                    format!("{wait} s")
+                },
+            ),
+            (
+                "Next wave",
+                self.next_wave_at.map(timestamp).unwrap_or_default(),
+            ),
+            ("Devices in group", self.devices_in_group.to_string()),
+            ("Devices included", self.devices_included.to_string()),
+            ("Devices targeted", self.devices_targeted.to_string()),
+            (
+                "Devices failed",
+                format!(
+                    "{} ({} %; pauses above {} %)",
+                    self.devices_failed,
+                    percent((self.failure_percent * 100.0).round() / 100.0),
+                    percent(self.rollout.max_failure_percent)
+                ),
+            ),
+            (
+                "Failures counted since",
+                timestamp(self.failures_counted_since),
+            ),
+        ];
+        if let Some(p) = &self.pause {
+            rows.push(("Paused", timestamp(p.at)));
+            rows.push(("Pause reason", p.reason.as_str().to_string()));
+            rows.push(("Pause detail", p.detail.clone()));
+            if let Some(by) = p.by {
+                rows.push(("Paused by", by.to_string()));
+            }
+        }
+        if let Some(at) = self.superseded_at {
+            rows.push(("Superseded", timestamp(at)));
+        }
+        property_table(rows)
+    }
+}
+
+/// The deployment a rollout command names: `--deployment`, or the group's current one.
+fn rollout_path(session: &Session, client: &Client, args: &RolloutArgs) -> Result<String> {
+    let tenant: TenantId = session.tenant(client, args.tenant.tenant.as_deref())?;
+    let group = resolve_group(client, tenant, &args.device_group)?;
+    let deployments = format!("/v1/tenants/{tenant}/device-groups/{group}/deployments");
+    let deployment: DeploymentId = match &args.deployment {
+        Some(id) => id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--deployment {id:?}: give a deployment ID (a UUID)"))?,
+        None => {
+            let page: Page<ferro_wire::Deployment> =
+                client.get(&format!("{deployments}?limit=1"))?;
+            page.items.first().map(|d| d.id).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the device group has no deployment yet: `ferro device-group deployment create`"
+                )
+            })?
+        }
+    };
+    Ok(format!("{deployments}/{deployment}/rollout"))
+}
 
 /// Deployments list their images as objects; show them as `name version (imageId)`.
 fn summarise_deployments(mut value: Value) -> Value {
@@ -330,13 +429,30 @@ pub fn deployment(command: DeploymentCommand, output: OutputFormat) -> Result<()
         DeploymentCommand::Create {
             device_group,
             images,
+            waves,
+            wave_wait_minutes,
+            max_failure_percent,
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let group = resolve_group(&client, tenant, &device_group)?;
+            let mut body = json!({ "imageIds": images });
+            if let (Some(waves), Some(minutes), Some(max_failure)) =
+                (waves, wave_wait_minutes, max_failure_percent)
+            {
+                let seconds = minutes.checked_mul(60).and_then(|s| i64::try_from(s).ok());
+                let seconds = seconds.ok_or_else(|| {
+                    anyhow::anyhow!("--wave-wait-minutes {minutes}: at most 43200 (30 days)")
+                })?;
+                body["rollout"] = json!({
+                    "waves": waves,
+                    "waveWaitSeconds": seconds,
+                    "maxFailurePercent": max_failure,
+                });
+            }
             let created: Value = client.post(
                 &format!("/v1/tenants/{tenant}/device-groups/{group}/deployments"),
-                &json!({ "imageIds": images }),
+                &body,
             )?;
             emit(
                 output,
@@ -363,6 +479,34 @@ pub fn deployment(command: DeploymentCommand, output: OutputFormat) -> Result<()
                     fields: DEPLOYMENT_FIELDS,
                 },
             )
+        }
+        DeploymentCommand::ShowRollout(args) => {
+            let path = rollout_path(&session, &client, &args)?;
+            let status: RolloutStatus = client.get(&path)?;
+            emit(output, &status)
+        }
+        DeploymentCommand::Pause(args) => {
+            let path = rollout_path(&session, &client, &args)?;
+            let status: RolloutStatus = client.post(&format!("{path}/pause"), &json!({}))?;
+            if let Some(p) = &status.pause {
+                eprintln!(
+                    "Rollout paused ({}): no further wave starts until `ferro device-group \
+                     deployment resume`.",
+                    p.reason.as_str()
+                );
+            }
+            emit(output, &status)
+        }
+        DeploymentCommand::Resume(args) => {
+            let path = rollout_path(&session, &client, &args)?;
+            let status: RolloutStatus = client.post(&format!("{path}/resume"), &json!({}))?;
+            if let Some(at) = status.next_wave_at {
+                eprintln!(
+                    "Rollout rolling: the next wave starts at {}.",
+                    timestamp(at)
+                );
+            }
+            emit(output, &status)
         }
     }
 }

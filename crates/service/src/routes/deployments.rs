@@ -1,12 +1,16 @@
 //! `/v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments`: immutable sets of images
 //! (Azure Sphere's model). The newest deployment of a group is its current one; older ones are
 //! history. There is no update or delete: deploying again creates a new deployment.
+//!
+//! A deployment may roll out in waves (`crate::rollouts`): `.../rollout` shows where it stands,
+//! `.../rollout/pause` and `.../rollout/resume` stop and continue it.
 
 use crate::auth::{self, Caller, parse_id};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
+use crate::rollouts;
 use crate::routes::developer_keys::strip_row_ids;
 use crate::routes::images::version_string;
 use crate::state::AppState;
@@ -15,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ferro_wire::{
     CreateDeploymentRequest, DeployedImage, Deployment, DeploymentId, DeviceGroupId, ErrorBody,
-    MAX_DEPLOYMENT_IMAGES, Page, PageQuery, Role, TenantId,
+    MAX_DEPLOYMENT_IMAGES, Page, PageQuery, Role, RolloutStatus, TenantId,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -91,6 +95,7 @@ async fn load(
                 images: images.remove(&id).unwrap_or_default(),
                 deployed_by: parse_id(&r.try_get::<String, _>("deployed_by")?)?,
                 deployed_at: db::ts(r.try_get("deployed_at")?),
+                rollout: rollouts::config_of(r)?,
             };
             Ok((id, d))
         })
@@ -99,14 +104,16 @@ async fn load(
 
 /// Deploy a set of images to a device group (Contributor): a new, immutable deployment that
 /// becomes the group's current one. Each image must be an image of this tenant, at most one per
-/// component.
+/// component. With `rollout`, it reaches the group's devices in waves (docs/updates.md,
+/// "Rollout waves"); a rollout of the previous deployment that is still under way or paused
+/// stops where it stands (superseded).
 #[utoipa::path(post, path = "/v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments",
     tag = "deployments", request_body = CreateDeploymentRequest,
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
         ("deviceGroupId" = String, Path, format = Uuid, description = "Device group ID")),
     responses((status = 201, body = Deployment), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, description = "Unknown image, duplicate, or two images of one component", body = ErrorBody)),
+        (status = 422, description = "Unknown image, duplicate, two images of one component, or an invalid rollout (`invalid_rollout`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_deployment(
     State(state): State<AppState>,
@@ -123,6 +130,7 @@ pub async fn create_deployment(
             "`imageIds` may list at most {MAX_DEPLOYMENT_IMAGES} images"
         )));
     }
+    let rollout = req.rollout.as_ref().map(rollouts::validate).transpose()?;
     let mut seen = HashMap::new();
     for (i, id) in req.image_ids.iter().enumerate() {
         if let Some(j) = seen.insert(*id, i) {
@@ -176,8 +184,11 @@ pub async fn create_deployment(
             .collect(),
         deployed_by: caller.user.id,
         deployed_at: db::ts(db::now()),
+        rollout: rollout.as_ref().map(rollouts::ValidRollout::wire),
     };
     let did = deployment.id.to_string();
+    let now = state.clock.unix();
+    let superseded = rollouts::supersede(&mut tx, &gid, now).await?;
     sqlx::query(
         "INSERT INTO deployments (id, tenant_id, device_group_id, deployed_by, deployed_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -200,6 +211,9 @@ pub async fn create_deployment(
         .execute(&mut *tx)
         .await?;
     }
+    if let Some(r) = &rollout {
+        rollouts::insert(&mut tx, &did, r, superseded.base.as_deref(), now).await?;
+    }
     db::audit(
         &mut tx,
         Some(&tid),
@@ -210,6 +224,8 @@ pub async fn create_deployment(
         json!({
             "deviceGroupId": gid,
             "imageIds": deployment.images.iter().map(|i| i.image_id).collect::<Vec<_>>(),
+            "rollout": deployment.rollout,
+            "supersededRollout": superseded.frozen,
         }),
     )
     .await?;
@@ -236,7 +252,8 @@ pub async fn list_deployments(
     require_group(state.db.pool(), &tid, &gid).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let rows = sqlx::query(
-        "SELECT id, device_group_id, deployed_by, deployed_at FROM deployments \
+        "SELECT id, device_group_id, deployed_by, deployed_at, rollout_waves, rollout_wait, \
+         rollout_max_failure FROM deployments \
          WHERE tenant_id = $1 AND device_group_id = $2 AND ($3 = '' OR id < $3) \
          ORDER BY id DESC LIMIT $4",
     )
@@ -269,7 +286,8 @@ pub async fn get_deployment(
     let did = path_id::<DeploymentId>(&deployment_id, "deploymentId")?.to_string();
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
     let rows = sqlx::query(
-        "SELECT id, device_group_id, deployed_by, deployed_at FROM deployments \
+        "SELECT id, device_group_id, deployed_by, deployed_at, rollout_waves, rollout_wait, \
+         rollout_max_failure FROM deployments \
          WHERE tenant_id = $1 AND device_group_id = $2 AND id = $3",
     )
     .bind(&tid)
@@ -282,4 +300,86 @@ pub async fn get_deployment(
         .pop()
         .map(|(_, d)| Json(d))
         .ok_or_else(|| ApiError::not_found("deployment"))
+}
+
+fn rollout_ids(
+    tenant_id: &str,
+    group_id: &str,
+    deployment_id: &str,
+) -> ApiResult<(String, String, String)> {
+    let (_, tid, gid) = ids(tenant_id, group_id)?;
+    let did = path_id::<DeploymentId>(deployment_id, "deploymentId")?.to_string();
+    Ok((tid, gid, did))
+}
+
+/// Where a deployment's rollout stands (any role): the wave reached, the devices included,
+/// given its images and failed, and the pause with its reason. Counts the group's devices.
+#[utoipa::path(get,
+    path = "/v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments/{deploymentId}/rollout",
+    tag = "deployments",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceGroupId" = String, Path, format = Uuid, description = "Device group ID"),
+        ("deploymentId" = String, Path, format = Uuid, description = "Deployment ID")),
+    responses((status = 200, body = RolloutStatus), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such deployment (`not_found`), or it has no rollout (`no_rollout`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant_id, group_id, deployment_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<RolloutStatus>> {
+    let (tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
+    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    Ok(Json(rollouts::show(&state, &tid, &gid, &did).await?))
+}
+
+/// Pause a deployment's rollout (Contributor): no further wave starts until it is resumed;
+/// devices already included keep its images. Pausing a paused rollout changes nothing.
+#[utoipa::path(post,
+    path = "/v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments/{deploymentId}/rollout/pause",
+    tag = "deployments",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceGroupId" = String, Path, format = Uuid, description = "Device group ID"),
+        ("deploymentId" = String, Path, format = Uuid, description = "Deployment ID")),
+    responses((status = 200, body = RolloutStatus), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such deployment (`not_found`), or it has no rollout (`no_rollout`)", body = ErrorBody),
+        (status = 409, description = "The rollout is complete or superseded (`rollout_not_active`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn pause_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant_id, group_id, deployment_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<RolloutStatus>> {
+    let (tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
+    auth::require_role(state.db.pool(), &caller, &tid, Role::Contributor).await?;
+    Ok(Json(
+        rollouts::pause(&state, &tid, &gid, &did, &caller).await?,
+    ))
+}
+
+/// Resume a paused rollout (Contributor): the current wave's wait starts again now, and failures
+/// reported before now no longer count. Resuming a rollout that is not paused changes nothing.
+#[utoipa::path(post,
+    path = "/v1/tenants/{tenantId}/device-groups/{deviceGroupId}/deployments/{deploymentId}/rollout/resume",
+    tag = "deployments",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceGroupId" = String, Path, format = Uuid, description = "Device group ID"),
+        ("deploymentId" = String, Path, format = Uuid, description = "Deployment ID")),
+    responses((status = 200, body = RolloutStatus), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such deployment (`not_found`), or it has no rollout (`no_rollout`)", body = ErrorBody),
+        (status = 409, description = "The rollout is complete or superseded (`rollout_not_active`)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resume_rollout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant_id, group_id, deployment_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<RolloutStatus>> {
+    let (tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
+    auth::require_role(state.db.pool(), &caller, &tid, Role::Contributor).await?;
+    Ok(Json(
+        rollouts::resume(&state, &tid, &gid, &did, &caller).await?,
+    ))
 }

@@ -27,6 +27,7 @@ use crate::db;
 use crate::device_auth::AuthenticatedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
+use crate::rollouts;
 use crate::routes::error_reports::{DeviceEvent, record_device_events};
 use crate::routes::images::serve_package;
 use crate::state::AppState;
@@ -127,7 +128,8 @@ pub async fn device_image(
 }
 
 /// Report the device's update state (device certificate). Failures are also stored as device
-/// events for the error report.
+/// events for the error report, and count against the rollout of the deployment whose images
+/// the device was given, which pauses when they exceed its threshold.
 #[utoipa::path(post, path = "/v1/device/update-status", tag = "updates",
     request_body = UpdateStatusReport,
     responses((status = 204, description = "Recorded"), (status = 400, body = ErrorBody),
@@ -161,10 +163,30 @@ pub async fn device_update_status(
             "an installed image's `kind` (at most 16 characters) or `version` (at most 32) is too long",
         ));
     }
-    let now = db::now();
+    let now = state.clock.unix();
     let installed = serde_json::to_string(&report.installed)
         .map_err(|e| ApiError::Internal(format!("installed: {e}")))?;
     let mut tx = state.db.begin_write().await?;
+    // A report that turns the device's state to Failed (for this version) re-counts the rollout
+    // of the deployment it was given (below, after the commit); repeated reports do not.
+    let before = sqlx::query(
+        "SELECT update_state, update_target_version FROM devices WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(&device.device_id)
+    .bind(&device.tenant_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let newly_failed = report.state == UpdateState::Failed
+        && match &before {
+            Some(r) => {
+                r.try_get::<Option<String>, _>("update_state")?.as_deref() != Some("Failed")
+                    || r.try_get::<Option<i64>, _>("update_target_version")?
+                        != report
+                            .target_version
+                            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            None => false,
+        };
     sqlx::query(
         "UPDATE devices SET update_state = $1, update_target_version = $2, update_detail = $3, \
          update_deferred_until = $4, update_reported_at = $5, update_installed = $6 \
@@ -202,6 +224,10 @@ pub async fn device_update_status(
         .await?;
     }
     tx.commit().await?;
+    if newly_failed && let Err(e) = rollouts::after_failure(&state, &device.device_id).await {
+        // The report is stored; the next Failed report (or an operator) pauses the rollout.
+        tracing::error!(device = %device.device_id, "counting a rollout's failures: {e}");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
