@@ -128,6 +128,19 @@ fn component(id: &str) -> ApiResult<Uuid> {
     })
 }
 
+/// A query string, or the service's `invalid_query`.
+fn query_or_400<T>(
+    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<T> {
+    query.map(|Query(q)| q).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            e.body_text(),
+        )
+    })
+}
+
 /// A JSON body, with the service's error codes for bad ones.
 fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| {
@@ -268,13 +281,7 @@ async fn sideload(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, axum::Json<api::SideloadResult>)> {
-    let Query(query) = query.map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidQuery,
-            e.body_text(),
-        )
-    })?;
+    let query = query_or_400(query)?;
     let key = headers
         .get(api::DEVELOPER_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -352,13 +359,7 @@ async fn app_logs(
     UrlPath(id): UrlPath<String>,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidQuery,
-            e.body_text(),
-        )
-    })?;
+    let query = query_or_400(query)?;
     let id = component(&id)?;
     // Subscribe before reading the kept lines so nothing falls between the two.
     let follower = if query.follow {

@@ -86,7 +86,7 @@ struct I2cBus {
     sensors: BTreeMap<u16, TemperatureSensor>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct State {
     pins: BTreeMap<u32, Pin>,
     uarts: BTreeMap<String, Uart>,
@@ -108,14 +108,7 @@ pub struct VirtualBoard {
 impl VirtualBoard {
     /// The board a hardware definition (with its imports) describes, with its simulated parts.
     pub fn from_hardware_definition(definition: &HardwareDefinition) -> Self {
-        let mut state = State {
-            pins: BTreeMap::new(),
-            uarts: BTreeMap::new(),
-            i2c: BTreeMap::new(),
-            spi: BTreeMap::new(),
-            adc: BTreeMap::new(),
-            pwm: BTreeMap::new(),
-        };
+        let mut state = State::default();
         let mut names = BTreeMap::new();
         let sensor_address = definition
             .peripherals()
@@ -199,14 +192,7 @@ impl VirtualBoard {
         Self {
             name: name.to_owned(),
             names: BTreeMap::new(),
-            state: Mutex::new(State {
-                pins: BTreeMap::new(),
-                uarts: BTreeMap::new(),
-                i2c: BTreeMap::new(),
-                spi: BTreeMap::new(),
-                adc: BTreeMap::new(),
-                pwm: BTreeMap::new(),
-            }),
+            state: Mutex::new(State::default()),
             uart_data: Condvar::new(),
         }
     }

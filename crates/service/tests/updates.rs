@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use base64ct::{Base64, Encoding};
-use common::devices::{Dev, attest, claimed, new_rot, register, serve_https};
+use common::device_https::{Device, Server, certified, json_of, send};
+use common::devices::{Dev, attest, claimed, new_rot, register};
 use common::{TestApp, uniq};
 use ferro_pki::{PlatformKeyRole, TargetKind, TargetSet};
 use ferro_signing::PublicKey;
-use ferro_tls::SharedSigner;
 use ferro_trust::RootOfTrust;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -26,84 +26,6 @@ both!(
     status_reports_are_shown_and_failures_reported,
     update_now_wakes_waiting_devices,
 );
-
-/// A running HTTPS listener for one test.
-struct Server {
-    url: String,
-    root: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Server {
-    async fn start(t: &TestApp) -> Server {
-        let (url, root, stop, handle) = serve_https(t).await;
-        Server {
-            url,
-            root,
-            stop: Some(stop),
-            handle: Some(handle),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-    }
-
-    /// A client trusting the platform root, presenting `identity` (leaf DER and its key).
-    fn client(&self, identity: Option<(Vec<u8>, SharedSigner)>) -> reqwest::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let root = ferro_service::platform::pem_body(&self.root).unwrap();
-        let config = ferro_tls::client_config(
-            &[root.into()],
-            identity.map(|(der, signer)| (vec![der.into()], signer)),
-        )
-        .unwrap();
-        reqwest::Client::builder()
-            .use_preconfigured_tls(config)
-            .build()
-            .unwrap()
-    }
-}
-
-/// A claimed, attested device and its HTTPS client (device certificate as client identity).
-struct Device {
-    dev: Dev,
-    cert: Vec<u8>,
-    http: reqwest::Client,
-}
-
-impl Device {
-    fn id(&self) -> &str {
-        &self.dev.id
-    }
-}
-
-async fn certified(t: &TestApp, s: &Server, tid: &str, admin: &str) -> Device {
-    let dev = claimed(t, tid, admin).await;
-    let v = attest(t, &dev).await;
-    assert_eq!(v["verdict"], "Trusted", "{v}");
-    let cert = ferro_service::platform::pem_body(v["certificatePem"].as_str().unwrap()).unwrap();
-    let http = s.client(Some((cert.clone(), dev.rot.device_key())));
-    Device { dev, cert, http }
-}
-
-/// (status, headers, raw body) of a request.
-async fn send(rb: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
-    let r = rb.send().await.expect("request");
-    let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
-    let headers = r.headers().clone();
-    (status, headers, r.bytes().await.unwrap().to_vec())
-}
-
-fn json_of(raw: &[u8]) -> Value {
-    serde_json::from_slice(raw).unwrap_or(Value::Null)
-}
 
 /// GET a device route; (status, headers, JSON body or Null).
 async fn dget(c: &reqwest::Client, url: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {

@@ -1,6 +1,5 @@
 //! Device routes over a real HTTPS listener: a running server for one test and claimed,
 //! attested devices whose HTTPS client presents their device certificate in the handshake.
-//! (`tests/updates.rs` has its own copy of these, written first.)
 #![allow(dead_code)]
 
 use super::TestApp;
