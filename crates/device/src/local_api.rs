@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -125,6 +126,19 @@ fn component(id: &str) -> ApiResult<Uuid> {
                 "{id:?} is not a component ID (a GUID such as 1689d8b2-c835-2e27-27ad-e894d6d15fa9)"
             ),
         )
+    })
+}
+
+/// A request body, or the service's `payload_too_large` (as JSON, like every other error).
+fn body_or_413(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|e| {
+        let status = e.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorCode::PayloadTooLarge
+        } else {
+            ErrorCode::InvalidBody
+        };
+        ApiError(status, code, e.body_text())
     })
 }
 
@@ -247,8 +261,9 @@ async fn restart(State(s): State<LocalApi>) -> StatusCode {
 
 async fn apply_capability(
     State(s): State<LocalApi>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<api::DevelopmentMode>> {
+    let body = body_or_413(body)?;
     let apps = s.apps.clone();
     blocking(move || apps.apply_capability(&body))
         .await
@@ -279,8 +294,9 @@ async fn sideload(
     State(s): State<LocalApi>,
     query: Result<Query<SideloadQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, axum::Json<api::SideloadResult>)> {
+    let body = body_or_413(body)?;
     let query = query_or_400(query)?;
     let key = headers
         .get(api::DEVELOPER_KEY_HEADER)
@@ -419,16 +435,18 @@ async fn board(State(s): State<LocalApi>) -> ApiResult<axum::Json<api::BoardStat
 async fn press_button(
     State(s): State<LocalApi>,
     UrlPath(name): UrlPath<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<api::BoardState>> {
+    let body = body_or_413(body)?;
     let press: api::ButtonPress = json_body(&body)?;
     Ok(axum::Json(s.apps.set_button(&name, press.pressed)?))
 }
 
 async fn set_temperature(
     State(s): State<LocalApi>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<axum::Json<api::BoardState>> {
+    let body = body_or_413(body)?;
     let setting: api::TemperatureSetting = json_body(&body)?;
     Ok(axum::Json(s.apps.set_temperature(setting.millicelsius)?))
 }

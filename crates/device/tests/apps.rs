@@ -250,6 +250,8 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     assert_eq!(mode["enabled"], true, "{mode}");
     assert_eq!(mode["developerKeys"].as_array().expect("keys").len(), 1);
 
+    local_api_refuses_bad_input(&dir);
+
     // A key the capability does not name: refused.
     let stranger_key = work.join("stranger.pem");
     let stranger = ferro_signing::SoftwareSigningKey::load_or_create(&stranger_key).expect("key");
@@ -519,6 +521,89 @@ fn follow_sees_a_new_line(admin: &User, dev: &mut VirtualDevice, dir: &Path) {
     assert!(new.contains("button pressed"), "{new}");
     let _ = follow.kill();
     let _ = follow.wait();
+}
+
+/// Malformed requests to the local device API: each a specific JSON error, nothing changed.
+fn local_api_refuses_bad_input(dir: &Path) {
+    use ferro_client::{Client, ClientError, Method};
+    let api = Client::local_device(&dir.join("run/device-api.sock")).expect("client");
+    let code = |r: Result<Value, ClientError>| match r {
+        Err(ClientError::Api { status, code, .. }) => (status, code),
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    let button = "/v1/board/buttons/SAMPLE_BUTTON_1";
+    let put = |path: &str, body: &[u8]| {
+        api.send_bytes::<Value>(Method::PUT, path, "application/json", &[], body.to_vec())
+    };
+    assert_eq!(code(put(button, b"{")), (422, "malformed_json".into()));
+    assert_eq!(
+        code(put(button, br#"{"pressed":"yes"}"#)),
+        (422, "invalid_body".into())
+    );
+    assert_eq!(
+        code(put(button, br#"{"pressed":true,"x":1}"#)),
+        (422, "invalid_body".into())
+    );
+    assert_eq!(
+        code(put("/v1/board/buttons/NO_SUCH", br#"{"pressed":true}"#)),
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        code(put("/v1/board/temperature", &vec![b' '; 100_000])),
+        (413, "payload_too_large".into())
+    );
+    assert_eq!(
+        code(api.get("/v1/apps/not-a-guid")),
+        (400, "invalid_id".into())
+    );
+    assert_eq!(
+        code(api.get(&format!("/v1/apps/{BLINK}/logs?follow=maybe"))),
+        (400, "invalid_query".into())
+    );
+    assert_eq!(
+        code(api.get("/v1/no/such/route")),
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        code(api.send_bytes(
+            Method::PUT,
+            "/v1/capability",
+            "application/cose",
+            &[],
+            b"garbage".to_vec()
+        )),
+        (422, "invalid_body".into())
+    );
+    assert_eq!(
+        code(api.send_bytes(
+            Method::POST,
+            "/v1/sideload",
+            "application/octet-stream",
+            &[],
+            b"x".to_vec()
+        )),
+        (422, "invalid_body".into()),
+        "no developer key header"
+    );
+    assert_eq!(
+        code(api.send_bytes(
+            Method::POST,
+            "/v1/sideload",
+            "application/octet-stream",
+            &[("ferro-developer-key", "AAAA")],
+            vec![0u8; 33 * 1024 * 1024],
+        )),
+        (413, "payload_too_large".into())
+    );
+    // Development mode is still on, nothing was installed.
+    let mode: Value = api.get("/v1/device").expect("device");
+    assert_eq!(mode["development"]["enabled"], true);
+    let images: Value = api.get("/v1/images").expect("images");
+    assert_eq!(
+        images["images"].as_array().expect("images").len(),
+        1,
+        "{images}"
+    );
 }
 
 fn source_of(images: &Value, component: &str) -> Option<String> {
