@@ -1,8 +1,9 @@
 //! Update deferral (SoftwareUpdateDeferral, DESIGN section 3 step 5): before the update agent
 //! switches to a downloaded and checked set, apps that may defer are told (`sysevent.pending-update`)
 //! and get a notice period; any of them may push the switch back (`defer-update`) by minutes, up
-//! to a limit counted from the first notice (OS updates 24 hours, app updates 7 days, as Azure
-//! Sphere's), and may let it go early (`resume-update`). Devices without such apps switch at once.
+//! to a limit counted from the first notice (by default OS updates 24 hours, app updates 7 days,
+//! as Azure Sphere's; configurable), and may let it go early (`resume-update`). Devices without
+//! such apps switch at once.
 //!
 //! The state lives in memory: a restart of the device re-announces the update with a fresh
 //! notice, and the limits count again from then. That is fail-safe for the device (an update is
@@ -50,6 +51,8 @@ pub struct Deferrals {
     /// Apps installed that may defer (the app manager keeps it current).
     deferrers: AtomicUsize,
     notice: Duration,
+    /// Longest deferral from the first notice: (OS updates, app updates).
+    limits: (Duration, Duration),
     /// Told when an app withdraws its deferral (the agent may switch now).
     resumed: Notify,
 }
@@ -59,12 +62,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Deferrals {
-    /// Deferrals with a notice period of `notice`.
+    /// Deferrals with a notice period of `notice` and the default limits.
     pub fn new(notice: Duration) -> Deferrals {
+        Deferrals::with_limits(notice, MAX_OS_DEFERRAL, MAX_APP_DEFERRAL)
+    }
+
+    /// Deferrals whose OS updates wait at most `max_os` and app updates `max_app` from the
+    /// first notice.
+    pub fn with_limits(notice: Duration, max_os: Duration, max_app: Duration) -> Deferrals {
         Deferrals {
             pending: Mutex::new(None),
             deferrers: AtomicUsize::new(0),
             notice,
+            limits: (max_os, max_app),
             resumed: Notify::new(),
         }
     }
@@ -126,12 +136,7 @@ impl Deferrals {
         let p = pending
             .as_mut()
             .ok_or_else(|| "no update is pending".to_owned())?;
-        let limit = p.first_notice
-            + if p.os {
-                MAX_OS_DEFERRAL
-            } else {
-                MAX_APP_DEFERRAL
-            };
+        let limit = p.first_notice + if p.os { self.limits.0 } else { self.limits.1 };
         // Checked: an app may ask for u32::MAX minutes, which no clock can add.
         let until = now
             .checked_add(time::Duration::minutes(i64::from(minutes)))
@@ -198,6 +203,22 @@ mod tests {
         d.defer(app(1), u32::MAX, at(401)).expect("defer");
         assert_eq!(d.gate(4, true, at(500)), Some(at(400 + 24 * 3600)));
         assert_eq!(d.gate(4, true, at(400 + 24 * 3600)), None);
+    }
+
+    #[test]
+    fn limits_are_configurable() {
+        let d = Deferrals::with_limits(
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+            Duration::from_secs(60),
+        );
+        d.set_deferrers(1);
+        d.gate(1, false, at(0));
+        d.defer(app(1), 30, at(1)).expect("defer");
+        assert_eq!(d.gate(1, false, at(20)), Some(at(60)));
+        d.gate(2, true, at(100));
+        d.defer(app(1), 30, at(101)).expect("defer");
+        assert_eq!(d.gate(2, true, at(120)), Some(at(700)));
     }
 
     #[test]

@@ -94,7 +94,11 @@ pub async fn run(
     // cannot reach its service still runs what it has (and attests to what it runs).
     let restart = Arc::new(Notify::new());
     shutdown.restart = Some(restart.clone());
-    let deferrals = Arc::new(crate::deferral::Deferrals::new(update_notice()));
+    let deferrals = Arc::new(crate::deferral::Deferrals::with_limits(
+        update_notice(),
+        env_secs("FERRO_MAX_OS_DEFERRAL_SECS").unwrap_or(crate::deferral::MAX_OS_DEFERRAL),
+        env_secs("FERRO_MAX_APP_DEFERRAL_SECS").unwrap_or(crate::deferral::MAX_APP_DEFERRAL),
+    ));
     let services = Arc::new(crate::app_services::AppServices::new(
         &ctx,
         restart.clone(),
@@ -573,22 +577,23 @@ async fn sleep_or_shutdown(
 /// How long apps that may defer updates are given to do so before a switch (`FERRO_UPDATE_NOTICE_SECS`,
 /// default 10 s).
 fn update_notice() -> std::time::Duration {
-    std::env::var("FERRO_UPDATE_NOTICE_SECS")
+    env_secs("FERRO_UPDATE_NOTICE_SECS").unwrap_or(crate::deferral::DEFAULT_NOTICE)
+}
+
+/// A duration in whole seconds from the environment (device configuration).
+fn env_secs(name: &str) -> Option<std::time::Duration> {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .map(std::time::Duration::from_secs)
-        .unwrap_or(crate::deferral::DEFAULT_NOTICE)
 }
 
 /// How often routine (non-crash) app events are uploaded: daily, or `FERRO_EVENT_UPLOAD_SECS`
 /// (at least 10 s; tests shorten it).
 fn event_upload_interval() -> std::time::Duration {
-    let secs = std::env::var("FERRO_EVENT_UPLOAD_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|s| s.max(10))
-        .unwrap_or(24 * 3600);
-    std::time::Duration::from_secs(secs)
+    env_secs("FERRO_EVENT_UPLOAD_SECS")
+        .map(|d| d.max(std::time::Duration::from_secs(10)))
+        .unwrap_or(std::time::Duration::from_secs(24 * 3600))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -163,7 +163,10 @@ pub async fn cas_rotated_by(
     let mut tx = state.db.begin_write().await?;
     db::lock_tenant(&mut tx, tid).await?;
     let current = load_cas(&mut *tx, tid).await?;
-    if !ferro_pki::tenant_ca_rotation_due(&current, now) {
+    // Re-check with a fresh clock: a successor another request made while this one waited for
+    // the lock may start after `now` (certificate times have whole seconds), and at the stale
+    // time it would look not yet valid, making a second successor.
+    if !ferro_pki::tenant_ca_rotation_due(&current, OffsetDateTime::now_utc()) {
         return Ok(current);
     }
     insert_ca(&mut tx, tid, &ca, db::now()).await?;
