@@ -2,7 +2,7 @@
 //! and helpers that keep SQL portable (see `docs/service/storage.md`).
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,6 +10,9 @@ use time::OffsetDateTime;
 
 /// The migrations, embedded at compile time; identical SQL for both backends.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 
 /// Which database engine a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +51,28 @@ pub struct Db {
     backend: Backend,
 }
 
+/// Pool options shared by every pool.
+///
+/// sqlx pings every connection before handing it out (`test_before_acquire`, on by default) and
+/// again when it comes back to the pool. Each ping is a hand-off to SQLite's worker thread or a
+/// round trip to PostgreSQL: with both, a one-query read cost three. sqlx always pings on release
+/// (not configurable, and off the request's path); before acquiring we ping only a connection
+/// that sat idle for over [`IDLE_PING_AFTER`] (where a server restart or a dropped socket would
+/// show), so a busy pool pays one hand-off per query plus the release ping.
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(5))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_PING_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// The SQLite URL of the database file in a data directory.
 pub fn sqlite_url(data_dir: &Path) -> String {
     format!(
@@ -69,17 +94,15 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(url)?;
         let sqlite_setup = || {
-            AnyPoolOptions::new()
-                .acquire_timeout(Duration::from_secs(5))
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 5000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        Ok(())
-                    })
+            pool_options().after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
                 })
+            })
         };
         let writer = if backend == Backend::Sqlite {
             Some(
@@ -91,9 +114,7 @@ impl Db {
         } else {
             None
         };
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5));
+        let mut pool = pool_options().max_connections(max_connections);
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| {
                 Box::pin(async move {
