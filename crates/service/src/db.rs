@@ -412,6 +412,37 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `ReadConns`: a failed query drops its connection and the next read works; after
+    /// `close`, reads fail instead of opening connections. (SQLite here; the same code serves
+    /// PostgreSQL, which every integration test exercises.)
+    #[tokio::test]
+    async fn read_connections_recover_and_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&sqlite_url(dir.path()), 2).await.unwrap();
+        let one = |db: Db| async move {
+            db.read_optional(sqlx::query("SELECT 1 AS n"))
+                .await
+                .map(|r| r.map(|r| r.try_get::<i64, _>("n").unwrap()))
+        };
+        assert_eq!(one(db.clone()).await.unwrap(), Some(1));
+        assert!(
+            db.read_all(sqlx::query("SELECT * FROM no_such_table"))
+                .await
+                .is_err()
+        );
+        assert_eq!(one(db.clone()).await.unwrap(), Some(1));
+        // More concurrent reads than connections: they queue, none fails.
+        let reads = (0..8).map(|_| one(db.clone()));
+        for r in futures_util::future::join_all(reads).await {
+            assert_eq!(r.unwrap(), Some(1));
+        }
+        db.close().await;
+        assert!(matches!(
+            one(db.clone()).await,
+            Err(sqlx::Error::PoolClosed)
+        ));
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
