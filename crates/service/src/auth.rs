@@ -337,30 +337,25 @@ async fn authenticate(
     let hash = hex_lower(&digest);
     let row = match tenant {
         None => {
-            sqlx::query(
+            let q = sqlx::query(
                 "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
                  t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
                  u.password_change_required, u.platform_operator, u.created_at, \
                  NULL AS role FROM tokens t JOIN users u ON u.id = t.user_id \
                  WHERE t.token_hash = $1",
-            )
-            .bind(&hash)
-            .fetch_optional(state.db.pool())
-            .await?
+            );
+            state.db.read_optional(q.bind(&hash)).await?
         }
         Some(tid) => {
-            sqlx::query(
+            let q = sqlx::query(
                 "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
                  t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
                  u.password_change_required, u.platform_operator, u.created_at, r.role \
                  FROM tokens t JOIN users u ON u.id = t.user_id \
                  LEFT JOIN tenant_roles r ON r.user_id = t.user_id AND r.tenant_id = $2 \
                  WHERE t.token_hash = $1",
-            )
-            .bind(&hash)
-            .bind(tid)
-            .fetch_optional(state.db.pool())
-            .await?
+            );
+            state.db.read_optional(q.bind(&hash).bind(tid)).await?
         }
     }
     .ok_or_else(ApiError::unauthenticated)?;

@@ -562,7 +562,7 @@ pub async fn list_devices(
     for b in &binds {
         query = query.bind(b);
     }
-    let rows = query.fetch_all(state.db.pool()).await?;
+    let rows = state.db.read_all(query).await?;
     let items = rows
         .iter()
         .map(device_from_row)
@@ -624,7 +624,17 @@ pub async fn get_device(
 ) -> ApiResult<Json<Device>> {
     who.require(Role::Reader)?;
     let did = device_param(&device_id)?;
-    Ok(Json(get_device_row(state.db.pool(), &who.tid, &did).await?))
+    // The hottest read: through `Db::read_optional` (no pool ping; see `db::ReadConns`).
+    let sql = format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id = $2");
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&who.tid)
+        .bind(&did);
+    let row = state
+        .db
+        .read_optional(query)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    Ok(Json(device_from_row(&row)?))
 }
 
 /// Move a device into a device group of the tenant, or out of any with `null` (Contributor).
