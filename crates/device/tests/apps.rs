@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::{VirtualDevice, s};
-use ferro_e2e::{Service, User};
+use ferro_e2e::User;
 use ferro_image::Version;
 use serde_json::Value;
 
@@ -164,12 +164,7 @@ fn app_state(status: &Value) -> &str {
 fn apps_run_sideload_is_gated_and_failures_are_reported() {
     let work = tempfile::tempdir().expect("tempdir");
     let work = work.path();
-    let service = Service::start(&[]);
-    let admin = User::new();
-    admin.login_as_admin(&service, "a long enough passphrase");
-    admin.json(&["tenant", "create", "--name", "Apps Tenant"]);
-    admin.json(&["product", "create", "--name", "Appliance"]);
-    admin.json(&["developer-key", "add"]);
+    let (service, admin) = common::service_with_tenant("Apps Tenant", "Appliance");
 
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     // The cloud deployment: blink, re-signed by the service for production.
@@ -666,12 +661,7 @@ fn upload(admin: &User, package: &Path) -> String {
 fn an_app_defers_an_update_until_its_job_is_done() {
     let work = tempfile::tempdir().expect("tempdir");
     let work = work.path();
-    let service = Service::start(&[]);
-    let admin = User::new();
-    admin.login_as_admin(&service, "a long enough passphrase");
-    admin.json(&["tenant", "create", "--name", "Deferral Tenant"]);
-    admin.json(&["product", "create", "--name", "Appliance"]);
-    admin.json(&["developer-key", "add"]);
+    let (service, admin) = common::service_with_tenant("Deferral Tenant", "Appliance");
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     let deferral = upload(
         &admin,

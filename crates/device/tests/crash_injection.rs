@@ -17,7 +17,7 @@ mod common;
 
 use common::{VirtualDevice, s};
 use ferro_device::ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
-use ferro_e2e::{Service, User};
+use ferro_e2e::User;
 use ferro_image::Version;
 use serde_json::Value;
 
@@ -69,12 +69,7 @@ fn wait_converged(dev: &mut VirtualDevice, what: &str) {
 fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
     let work = tempfile::tempdir().expect("tempdir");
     let work = work.path();
-    let service = Service::start(&[]);
-    let admin = User::new();
-    admin.login_as_admin(&service, "a long enough passphrase");
-    admin.json(&["tenant", "create", "--name", "Crash Tenant"]);
-    admin.json(&["product", "create", "--name", "Crash"]);
-    admin.json(&["developer-key", "add"]);
+    let (service, admin) = common::service_with_tenant("Crash Tenant", "Crash");
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     let v1 = upload_app(&admin, work, "1.0.0", 1);
     admin.json(&[

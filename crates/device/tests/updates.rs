@@ -13,7 +13,7 @@ mod common;
 
 use common::{VirtualDevice, s};
 use ferro_device::ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
-use ferro_e2e::{Service, User};
+use ferro_e2e::User;
 use ferro_image::Version;
 use serde_json::Value;
 
@@ -79,12 +79,7 @@ fn installed_version(st: &Value, kind: &str) -> Option<String> {
 fn deployments_update_apps_and_os_and_a_broken_os_falls_back() {
     let work = tempfile::tempdir().expect("tempdir");
     let work = work.path();
-    let service = Service::start(&[]);
-    let admin = User::new();
-    admin.login_as_admin(&service, "a long enough passphrase");
-    admin.json(&["tenant", "create", "--name", "Update Tenant"]);
-    admin.json(&["product", "create", "--name", "Updater"]);
-    admin.json(&["developer-key", "add"]);
+    let (service, admin) = common::service_with_tenant("Update Tenant", "Updater");
 
     // Factory OS 1.0.0 (security version 1), published to RetailEval: the group below follows
     // RetailEval, so it is also the group's OS target.

@@ -85,6 +85,19 @@ pub fn upload_app(
         .to_string()
 }
 
+/// A running service with its administrator logged in, a tenant and a product (with its default
+/// device groups) created, and the administrator's test-signing key registered as a developer key.
+#[allow(dead_code)]
+pub fn service_with_tenant(tenant: &str, product: &str) -> (ferro_e2e::Service, User) {
+    let service = ferro_e2e::Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, "a long enough passphrase");
+    admin.json(&["tenant", "create", "--name", tenant]);
+    admin.json(&["product", "create", "--name", product]);
+    admin.json(&["developer-key", "add"]);
+    (service, admin)
+}
+
 /// What [`publish_factory_os`] made.
 // Each test binary compiles this module and reads a different subset of the fields.
 #[allow(dead_code)]
