@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use ferro_attest::{CertificateManager, RenewalPolicy};
 use ferro_runtime::{AppId, DeviceServices, PendingUpdate, PowerRequest};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
@@ -48,10 +47,7 @@ impl AppServices {
     /// The current device certificate, read from the certificate store each time (the agent
     /// renews it in place).
     fn certificate(&self) -> Option<ferro_attest::DeviceCertificate> {
-        let manager =
-            CertificateManager::open(&self.ctx.data_dir.certificates(), RenewalPolicy::default())
-                .ok()?;
-        manager.valid_at(time::OffsetDateTime::now_utc()).cloned()
+        crate::run::stored_certificate(&self.ctx)
     }
 }
 
@@ -77,8 +73,7 @@ impl DeviceServices for AppServices {
     }
 
     fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
-        self.certificate()
-            .map(|c| format!("{}\n{}", c.certificate_pem.trim_end(), c.ca_chain_pem))
+        self.certificate().map(|c| crate::run::pem_bundle(&c))
     }
 
     fn pending_update(&self) -> Option<PendingUpdate> {

@@ -308,7 +308,9 @@ impl EventReporter {
     }
 
     async fn send(&self, batch: &Outgoing) -> Sent {
-        let Some(pem_text) = current_certificate(&self.ctx) else {
+        let Some(pem_text) =
+            crate::run::stored_certificate(&self.ctx).map(|c| crate::run::pem_bundle(&c))
+        else {
             tracing::debug!("no device certificate yet; events wait");
             return Sent::Later(Duration::ZERO);
         };
@@ -371,18 +373,6 @@ impl EventReporter {
             }
         }
     }
-}
-
-/// The current device certificate and chain as PEM, if valid now.
-fn current_certificate(ctx: &DeviceContext) -> Option<String> {
-    let manager = ferro_attest::CertificateManager::open(
-        &ctx.data_dir.certificates(),
-        ferro_attest::RenewalPolicy::default(),
-    )
-    .ok()?;
-    manager
-        .valid_at(time::OffsetDateTime::now_utc())
-        .map(|c| format!("{}\n{}", c.certificate_pem.trim_end(), c.ca_chain_pem))
 }
 
 #[cfg(test)]

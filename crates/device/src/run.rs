@@ -332,7 +332,28 @@ async fn run_attested(
 fn certificate_bundle(certificates: &ferro_attest::CertificateManager) -> Option<String> {
     certificates
         .valid_at(time::OffsetDateTime::now_utc())
-        .map(|c| format!("{}\n{}", c.certificate_pem.trim_end(), c.ca_chain_pem))
+        .map(pem_bundle)
+}
+
+/// A device certificate and its CA chain as one PEM bundle (leaf first), as TLS clients load it.
+pub(crate) fn pem_bundle(certificate: &ferro_attest::DeviceCertificate) -> String {
+    format!(
+        "{}\n{}",
+        certificate.certificate_pem.trim_end(),
+        certificate.ca_chain_pem
+    )
+}
+
+/// The device certificate valid now, read from the certificate store (the agent renews it in
+/// place, so readers outside the agent's loop read it each time).
+pub(crate) fn stored_certificate(ctx: &DeviceContext) -> Option<ferro_attest::DeviceCertificate> {
+    ferro_attest::CertificateManager::open(
+        &ctx.data_dir.certificates(),
+        ferro_attest::RenewalPolicy::default(),
+    )
+    .ok()?
+    .valid_at(time::OffsetDateTime::now_utc())
+    .cloned()
 }
 
 /// Long-poll the service for update-now signals and forward them (one task per certificate).
@@ -469,11 +490,7 @@ impl UpdateLoop {
             tracing::info!("no valid device certificate; the update check waits for one");
             return Ok(false);
         };
-        let pem_text = format!(
-            "{}\n{}",
-            current.certificate_pem.trim_end(),
-            current.ca_chain_pem
-        );
+        let pem_text = pem_bundle(&current);
         match self.agent.check(&pem_text, current.not_before).await {
             Ok(UpdateOutcome::Reboot) => Ok(true),
             Ok(UpdateOutcome::AppsSwitched) => {

@@ -156,6 +156,22 @@ fn led(board: &Value, name: &str) -> bool {
         .expect("active")
 }
 
+/// Waits until app `component` is Running (`what` says why, for the timeout message).
+fn wait_running(admin: &User, dev: &mut VirtualDevice, dir: &Path, component: &str, what: &str) {
+    wait_for(
+        dev,
+        what,
+        || {
+            try_attached(
+                admin,
+                dir,
+                &["device", "app", "show-status", "--component-id", component],
+            )
+        },
+        |v| app_state(v) == "Running",
+    );
+}
+
 fn app_state(status: &Value) -> &str {
     status["state"].as_str().unwrap_or_default()
 }
@@ -203,17 +219,12 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
 
     // The cloud app runs: installed by the update agent, verified, measured, started; the
     // button pressed through the local device API toggles its green LED.
-    wait_for(
+    wait_running(
+        &admin,
         &mut dev,
+        &dir,
+        BLINK,
         "blink to run from the cloud deployment",
-        || {
-            try_attached(
-                &admin,
-                &dir,
-                &["device", "app", "show-status", "--component-id", BLINK],
-            )
-        },
-        |v| app_state(v) == "Running",
     );
     let images = attached(&admin, &dir, &["device", "image", "list-installed"]);
     assert_eq!(source_of(&images, BLINK), Some("Cloud".into()), "{images}");
@@ -316,18 +327,7 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     );
     assert_eq!(result["componentId"], BLINK);
     assert!(result["replacedImageId"].is_string(), "{result}");
-    wait_for(
-        &mut dev,
-        "the sideloaded blink to run",
-        || {
-            try_attached(
-                &admin,
-                &dir,
-                &["device", "app", "show-status", "--component-id", BLINK],
-            )
-        },
-        |v| app_state(v) == "Running",
-    );
+    wait_running(&admin, &mut dev, &dir, BLINK, "the sideloaded blink to run");
     let images = attached(&admin, &dir, &["device", "image", "list-installed"]);
     assert_eq!(
         source_of(&images, BLINK),
@@ -421,17 +421,12 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     );
     let again = dev.wait_ready();
     assert_eq!(again["attestation"], "Trusted", "{again}");
-    wait_for(
+    wait_running(
+        &admin,
         &mut dev,
+        &dir,
+        BLINK,
         "blink to run after the restart",
-        || {
-            try_attached(
-                &admin,
-                &dir,
-                &["device", "app", "show-status", "--component-id", BLINK],
-            )
-        },
-        |v| app_state(v) == "Running",
     );
 
     // Deleting the sideloaded apps brings the cloud blink back; a cloud app cannot be deleted.
@@ -711,18 +706,7 @@ fn an_app_defers_an_update_until_its_job_is_done() {
         || status(&admin),
         |st| blink_version(st).as_deref() == Some("1.0.0"),
     );
-    wait_for(
-        &mut dev,
-        "the deferring app to run",
-        || {
-            try_attached(
-                &admin,
-                &dir,
-                &["device", "app", "show-status", "--component-id", DEFERRAL],
-            )
-        },
-        |v| app_state(v) == "Running",
-    );
+    wait_running(&admin, &mut dev, &dir, DEFERRAL, "the deferring app to run");
 
     // Blink 2.0.0: the app is told, defers it by 30 minutes, and the device says so.
     let blink2 = upload(&admin, &pack(&admin, work, "blink", "2.0.0", None));
