@@ -53,10 +53,10 @@ fn registration_record_known_answer_payload() {
     expected.extend_from_slice(&[0x04, 0x01, 0x06, 0x02, 0x07, 0x1a]);
     expected.extend_from_slice(&(T0.unix_timestamp() as u32).to_be_bytes());
     assert_eq!(hex::encode(&payload), hex::encode(&expected));
-    // RFC 6979: the whole envelope is deterministic too.
+    // RFC 6979 (`deterministic()`): the whole envelope is deterministic too.
     assert_eq!(
-        record(&key).sign(&key).unwrap(),
-        record(&key).sign(&key).unwrap()
+        record(&key).sign(&key.deterministic()).unwrap(),
+        record(&key).sign(&key.deterministic()).unwrap()
     );
 }
 

@@ -1,5 +1,5 @@
 //! Golden test vectors of the signed identity documents (test-vectors/identity/): made from the
-//! checked-in TEST-ONLY key with fixed times, so ECDSA's RFC 6979 nonces make them byte-stable.
+//! checked-in TEST-ONLY key with fixed times, so ECDSA's RFC 6979 nonces (`deterministic()`) make them byte-stable.
 //! The test rebuilds each document and compares it with the checked-in file byte for byte
 //! (`FERRO_BLESS=1` rewrites them after an intended format change), then verifies each file and
 //! checks that a one-byte change is refused. The files also seed the `identity_documents` fuzzer.
@@ -64,7 +64,10 @@ fn identity_document_vectors() {
         created_at: at(1_790_000_000),
         tpm_attestation_key: None,
     };
-    let bytes = golden("registration-record.cose", record.sign(&device).unwrap());
+    let bytes = golden(
+        "registration-record.cose",
+        record.sign(&device.deterministic()).unwrap(),
+    );
     let verified = verify_registration_record(&bytes).unwrap();
     assert_eq!(verified.device_id(), device_id);
     assert!(verify_registration_record(&flipped(&bytes)).is_err());
@@ -77,7 +80,7 @@ fn identity_document_vectors() {
     };
     let bytes = golden(
         "registration-record-tpm-v2.cose",
-        tpm_record.sign(&device).unwrap(),
+        tpm_record.sign(&device.deterministic()).unwrap(),
     );
     let verified = verify_registration_record(&bytes).unwrap();
     assert_eq!(verified.record(), &tpm_record);
@@ -90,7 +93,7 @@ fn identity_document_vectors() {
     );
     let bytes = golden(
         "capability-app-development.cose",
-        capability.sign(&platform).unwrap(),
+        capability.sign(&platform.deterministic()).unwrap(),
     );
     let trusted: TrustedKeys = [platform.public_key().clone()].into_iter().collect();
     let verified = verify_capability(&bytes, &trusted, &device_id).unwrap();
@@ -113,7 +116,10 @@ fn identity_document_vectors() {
             ),
         ]),
     };
-    let bytes = golden("key-list.cose", list.sign(&platform).unwrap());
+    let bytes = golden(
+        "key-list.cose",
+        list.sign(&platform.deterministic()).unwrap(),
+    );
     let verified = verify_key_list(&bytes, platform.public_key()).unwrap();
     assert_eq!(verified.version(), 1);
     assert!(verify_key_list(&bytes, device.public_key()).is_err());

@@ -23,6 +23,7 @@ pub mod device_auth;
 pub mod error;
 pub mod extract;
 pub mod hooks;
+pub mod nonce;
 pub mod object_store;
 pub mod page;
 pub mod platform;

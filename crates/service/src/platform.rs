@@ -58,6 +58,9 @@ pub enum PlatformError {
     /// A file holds something else than expected.
     #[error("{0}: {1}")]
     Invalid(PathBuf, &'static str),
+    /// The attestation nonce key.
+    #[error(transparent)]
+    NonceKey(#[from] crate::nonce::NonceKeyError),
     /// Leftovers of an earlier, failed `init`.
     #[error(
         "{0} already holds platform keys; this data directory was partly initialised. Remove \
@@ -92,6 +95,8 @@ pub struct Platform {
     pub root: Certificate,
     /// The root-signed key list (COSE bytes).
     pub key_list: Arc<Vec<u8>>,
+    /// The secret attestation nonces are authenticated with (`crate::nonce`).
+    pub nonce_key: crate::nonce::NonceKey,
 }
 
 /// SHA-256 fingerprint of a DER certificate as `openssl x509 -fingerprint -sha256` prints it
@@ -235,10 +240,13 @@ pub fn load(data_dir: &Path) -> Result<Platform, PlatformError> {
     let key_list = std::fs::read(&kl_path).map_err(|e| PlatformError::Io(kl_path.clone(), e))?;
     ferro_pki::verify_key_list(&key_list, &root_key)
         .map_err(|_| PlatformError::Invalid(kl_path, "does not verify with the platform root"))?;
+    // Made here rather than by `init` alone, so data directories from before it get one.
+    let nonce_key = crate::nonce::NonceKey::load_or_create(&data_dir.join(KEYS_DIR))?;
     Ok(Platform {
         keys: Keys(Arc::new(store)),
         root,
         key_list: Arc::new(key_list),
+        nonce_key,
     })
 }
 

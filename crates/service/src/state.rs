@@ -32,8 +32,6 @@ pub struct Config {
     pub auth_cache_capacity: usize,
     /// Life of an attestation challenge (nonce); docs/attestation.md.
     pub attestation_nonce_ttl: Duration,
-    /// Most outstanding (unused, unexpired) challenges per device ID; more is `rate_limited`.
-    pub attestation_max_outstanding: u32,
     /// Most events one device may store through `POST /v1/device/events` in any rolling 24
     /// hours; an upload that would go over is `rate_limited` (429, nothing stored). Values
     /// below `ferro_wire::MAX_EVENTS_PER_UPLOAD` count as that (a full batch always fits an
@@ -54,7 +52,6 @@ impl Default for Config {
             auth_cache_ttl: crate::auth_cache::DEFAULT_TTL,
             auth_cache_capacity: crate::auth_cache::DEFAULT_CAPACITY,
             attestation_nonce_ttl: Duration::from_secs(60),
-            attestation_max_outstanding: 8,
             device_events_per_day: 2000,
         }
     }

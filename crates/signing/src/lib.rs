@@ -6,8 +6,8 @@
 //! verifier [`verify1`] whose only success value is a [`VerifiedPayload`].
 //!
 //! This crate must not depend on any other Ferrosphere crate (it is the bottom of the trust stack),
-//! must not hand-write cryptography, CBOR or COSE (it uses `p256`, `sha2` and `coset`), and must
-//! never print secret key material in `Debug`, `Display` or errors.
+//! must not hand-write cryptography, CBOR or COSE (it uses `p256` and `ring` for ECDSA, `sha2` and
+//! `coset`), and must never print secret key material in `Debug`, `Display` or errors.
 
 mod cose;
 mod error;
@@ -20,6 +20,6 @@ pub use cose::{
     verify1,
 };
 pub use error::{DeviceIdError, KeyError, SignError, VerifyError};
-pub use keys::{DeviceId, KeyId, PublicKey, SoftwareSigningKey};
+pub use keys::{DeterministicSigner, DeviceId, KeyId, PublicKey, SoftwareSigningKey};
 pub use purpose::Purpose;
 pub use signer::{Signature, Signer};

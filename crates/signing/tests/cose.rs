@@ -48,16 +48,24 @@ fn round_trip() {
     assert_eq!(v.payload(), b"hello");
     assert_eq!(v.key_id(), k.key_id());
     assert_eq!(v.purpose(), Purpose::ImagePackage);
-    // RFC 6979: deterministic.
+    // The key's own signatures are hedged (a fresh nonce each time): two envelopes differ but
+    // both verify.
+    let again = sign1(&k, Purpose::ImagePackage, b"hello", b"aad").unwrap();
+    assert_ne!(env, again);
+    verify1(&again, Purpose::ImagePackage, &trusted(&k), b"aad").unwrap();
+    // RFC 6979 through `deterministic()`: the same bytes every time, and the hand-built "good"
+    // envelope is byte-identical to sign1's output (one encoding only).
+    let det = k.deterministic();
+    let env = sign1(&det, Purpose::ImagePackage, b"hello", b"aad").unwrap();
     assert_eq!(
         env,
-        sign1(&k, Purpose::ImagePackage, b"hello", b"aad").unwrap()
+        sign1(&det, Purpose::ImagePackage, b"hello", b"aad").unwrap()
     );
-    // The hand-built "good" envelope is byte-identical to sign1's output (one encoding only).
+    verify1(&env, Purpose::ImagePackage, &trusted(&k), b"aad").unwrap();
     let hand = CoseSign1Builder::new()
         .protected(good_header(&k).build())
         .payload(b"hello".to_vec())
-        .create_signature(b"aad", |tbs| k.sign(tbs).unwrap().as_bytes().to_vec())
+        .create_signature(b"aad", |tbs| det.sign(tbs).unwrap().as_bytes().to_vec())
         .build()
         .to_tagged_vec()
         .unwrap();

@@ -11,7 +11,7 @@ use ferro_image::{
     pack_board_config, pack_os, verify,
 };
 use ferro_manifest::{AppManifest, HardwareDefinition};
-use ferro_signing::{KeyId, SoftwareSigningKey};
+use ferro_signing::{DeterministicSigner, KeyId};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -203,11 +203,12 @@ fn pack_and_report(
     source: &Path,
     destination: &Path,
     output: OutputFormat,
-    pack: impl FnOnce(&SoftwareSigningKey) -> Result<ImageMetadata, ImageError>,
+    pack: impl FnOnce(&DeterministicSigner<'_>) -> Result<ImageMetadata, ImageError>,
 ) -> Result<()> {
     let signer = keys::signing_key(signing_key)?;
     let bar = spinner(format!("Packing {}", source.display()));
-    let packed = pack(&signer);
+    // RFC 6979 signatures: the same inputs and image ID give the same package bytes.
+    let packed = pack(&signer.deterministic());
     bar.finish_and_clear();
     let metadata = packed.with_context(|| {
         format!(

@@ -124,7 +124,7 @@ pub fn pack_os_bytes(device_binary: &[u8]) -> Vec<u8> {
     write_file(&src, "bin/ferro-device", device_binary, 0o755);
     write_file(&src, "etc/os-release", b"NAME=Ferrosphere\n", 0o644);
     let dest = dir.path().join("os.fsimg");
-    pack_os(&src, &options(2), &key(), &dest).unwrap();
+    pack_os(&src, &options(2), &key().deterministic(), &dest).unwrap();
     std::fs::read(dest).unwrap()
 }
 
@@ -136,7 +136,7 @@ pub fn pack_board_bytes() -> Vec<u8> {
     let src = dir.path().join("board.json");
     std::fs::write(&src, BOARD_CONFIG).unwrap();
     let dest = dir.path().join("board.fsimg");
-    pack_board_config(&src, &options(3), &key(), &dest).unwrap();
+    pack_board_config(&src, &options(3), &key().deterministic(), &dest).unwrap();
     std::fs::read(dest).unwrap()
 }
 
@@ -255,11 +255,11 @@ pub fn raw_tar(entries: &[RawEntry<'_>]) -> Vec<u8> {
 /// Build a signed app package around an arbitrary payload: the metadata is that of the valid
 /// app vector with the payload's size and digest.
 pub fn app_with_payload(payload: &[u8]) -> Vec<u8> {
-    let mut md = metadata_of(&pack_app_bytes(false, &key()));
+    let mut md = metadata_of(&pack_app_bytes(false, &key().deterministic()));
     md.payload_size = payload.len() as u64;
     md.payload_sha256 = sha256(payload);
     craft(
-        &key(),
+        &key().deterministic(),
         Purpose::ImagePackage,
         &md.to_cbor().unwrap(),
         payload,
@@ -292,7 +292,9 @@ fn flip(mut b: Vec<u8>, at: usize) -> Vec<u8> {
 
 /// Generate every test vector deterministically.
 pub fn generate_vectors() -> Vec<Vector> {
-    let k = key();
+    // RFC 6979 signatures: the vectors are byte-stable.
+    let key = key();
+    let k = key.deterministic();
     let app = pack_app_bytes(false, &k);
     let (env_start, payload_start) = sections(&app);
     let md = metadata_of(&app);
@@ -407,7 +409,7 @@ pub fn generate_vectors() -> Vec<Vector> {
     add(
         "unknown-key.fsimg",
         "valid-app's content signed by the test-only untrusted key.",
-        pack_app_bytes(false, &untrusted_key()),
+        pack_app_bytes(false, &untrusted_key().deterministic()),
         Some("unknown-key"),
     );
     add(

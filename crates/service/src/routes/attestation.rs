@@ -5,6 +5,7 @@ use crate::appraisal::{self, Known, codes, reason};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
+use crate::nonce::NonceError;
 use crate::routes::ca::cas_rotated_by;
 use crate::state::AppState;
 use axum::Json;
@@ -15,22 +16,17 @@ use ferro_trust::MeasurementEvent;
 use ferro_wire::{
     ATTESTATION_NONCE_LEN, AttestationChallenge, AttestationChallengeRequest,
     AttestationEvidenceRequest, AttestationReason, AttestationResult, AttestationVerdict,
-    ErrorBody, ErrorCode, normalize_device_id,
+    ErrorBody, normalize_device_id,
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
 
-/// Used nonces are kept this long after their expiry, so that a replay is reported as
-/// `nonce_replayed` rather than `nonce_unknown` (both are refused).
-const NONCE_KEEP_MS: i64 = 10 * 60 * 1000;
-
-fn now_ms() -> i64 {
+fn now_us() -> u64 {
     let t = OffsetDateTime::now_utc();
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    u64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(0)
 }
 
 fn device_param(raw: &str) -> ApiResult<String> {
@@ -39,54 +35,29 @@ fn device_param(raw: &str) -> ApiResult<String> {
     })
 }
 
-fn nonce_hash(nonce: &[u8]) -> String {
-    hex::encode(Sha256::digest(nonce))
-}
-
 /// Ask for a challenge (no authentication). Every well-formed device ID gets a nonce, registered
-/// or not, so this route tells nobody which devices exist. At most
-/// `attestation_max_outstanding` unused, unexpired nonces per device ID (`rate_limited`).
+/// or not, so this route tells nobody which devices exist. Nothing is stored: the nonce carries
+/// its device and issue time under the service's nonce key (`crate::nonce`), so asking for
+/// challenges costs the service no state however often anyone asks.
 #[utoipa::path(post, path = "/v1/attestation/challenge", tag = "attestation",
     request_body = AttestationChallengeRequest,
     responses((status = 200, body = AttestationChallenge),
-        (status = 422, description = "invalid_body: malformed device ID", body = ErrorBody),
-        (status = 429, description = "rate_limited: too many outstanding challenges for this device", body = ErrorBody)))]
+        (status = 422, description = "invalid_body: malformed device ID", body = ErrorBody)))]
 pub async fn challenge(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<AttestationChallengeRequest>,
 ) -> ApiResult<Json<AttestationChallenge>> {
     let did = device_param(&req.device_id)?;
-    let mut nonce = [0u8; ATTESTATION_NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| ApiError::Internal(format!("random: {e}")))?;
-    let now = now_ms();
-    let ttl = i64::try_from(state.config.attestation_nonce_ttl.as_millis()).unwrap_or(60_000);
-    let expires = now + ttl;
-    purge_nonces(&state, now).await?;
-    // One autocommit statement (atomic by itself; on SQLite through the single writer): insert
-    // the nonce only while the device has fewer than the allowed outstanding nonces.
-    let inserted = sqlx::query(
-        "INSERT INTO attestation_nonces (nonce_sha256, device_id, created_ms, expires_ms) \
-         SELECT $1, $2, $3, $4 WHERE (SELECT COUNT(*) FROM attestation_nonces WHERE \
-         device_id = $2 AND used_ms IS NULL AND expires_ms >= $3) < $5",
-    )
-    .bind(nonce_hash(&nonce))
-    .bind(&did)
-    .bind(now)
-    .bind(expires)
-    .bind(i64::from(state.config.attestation_max_outstanding))
-    .execute(state.db.writer())
-    .await?
-    .rows_affected();
-    if inserted != 1 {
-        return Err(ApiError::Client {
-            code: ErrorCode::RateLimited,
-            message: "too many outstanding attestation challenges for this device; answer one \
-                      or wait for them to expire"
-                .into(),
-            retry_after: Some(state.config.attestation_nonce_ttl.as_secs().max(1)),
-        });
-    }
-    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires) * 1_000_000)
+    let issued = now_us();
+    let nonce = state
+        .platform
+        .nonce_key
+        .issue(&did, issued)
+        .map_err(|e| ApiError::Internal(format!("random: {e}")))?;
+    let expires_us = issued.saturating_add(
+        u64::try_from(state.config.attestation_nonce_ttl.as_micros()).unwrap_or(60_000_000),
+    );
+    let expires_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_us) * 1_000)
         .map_err(|_| ApiError::Internal("expiry out of range".into()))?;
     Ok(Json(AttestationChallenge {
         nonce: Base64UrlUnpadded::encode_string(&nonce),
@@ -94,54 +65,31 @@ pub async fn challenge(
     }))
 }
 
-/// When this process last purged old nonces (Unix ms).
-static LAST_PURGE_MS: AtomicI64 = AtomicI64::new(0);
-
-/// Delete nonces expired more than [`NONCE_KEEP_MS`] ago, at most once a second per process
-/// (rather than in every challenge's transaction; a few extra rows for a second are harmless).
-async fn purge_nonces(state: &AppState, now: i64) -> ApiResult<()> {
-    let last = LAST_PURGE_MS.load(Ordering::Relaxed);
-    if now - last < 1000
-        || LAST_PURGE_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-    {
-        return Ok(());
-    }
-    sqlx::query("DELETE FROM attestation_nonces WHERE expires_ms < $1")
-        .bind(now - NONCE_KEEP_MS)
-        .execute(state.db.writer())
-        .await?;
-    Ok(())
-}
-
-enum NonceState {
-    Fresh,
-    Bad(AttestationReason),
-}
-
-fn nonce_state(row: Option<&sqlx::any::AnyRow>, now: i64) -> ApiResult<NonceState> {
-    let Some(row) = row else {
-        return Ok(NonceState::Bad(reason(
+/// The reason for a nonce that is not ours, not this device's, or not fresh.
+fn nonce_reason(e: NonceError) -> AttestationReason {
+    match e {
+        NonceError::Unknown => reason(
             codes::NONCE_UNKNOWN,
             "this nonce was not issued for this device; ask for a new challenge",
-        )));
-    };
-    let used: Option<i64> = row.try_get("used_ms")?;
-    let expires: i64 = row.try_get("expires_ms")?;
-    Ok(if used.is_some() {
-        NonceState::Bad(reason(
-            codes::NONCE_REPLAYED,
-            "this nonce was already used; a nonce answers one attestation",
-        ))
-    } else if expires < now {
-        NonceState::Bad(reason(
+        ),
+        NonceError::Expired => reason(
             codes::NONCE_EXPIRED,
             "this nonce expired; ask for a new challenge and answer it promptly",
-        ))
-    } else {
-        NonceState::Fresh
-    })
+        ),
+        NonceError::FromTheFuture => reason(
+            codes::NONCE_UNKNOWN,
+            "this nonce was issued in the future (the service clocks are out of step); ask for \
+             a new challenge",
+        ),
+    }
+}
+
+fn replayed() -> AttestationReason {
+    reason(
+        codes::NONCE_REPLAYED,
+        "this nonce was already used, or a newer challenge was answered since; a nonce answers \
+         one attestation: ask for a new challenge",
+    )
 }
 
 fn untrusted(reasons: Vec<AttestationReason>) -> AttestationResult {
@@ -260,34 +208,37 @@ pub async fn evidence(
     let evidence = Base64::decode_vec(req.evidence.trim()).map_err(|_| {
         ApiError::invalid_body("`evidence` must be standard base64 (RFC 4648 with padding)")
     })?;
-    let hash = nonce_hash(&nonce);
+    // Ours, for this device, fresh: checked before any database read or cryptography.
+    let issued = match state.platform.nonce_key.open(
+        &nonce,
+        &did,
+        now_us(),
+        state.config.attestation_nonce_ttl,
+    ) {
+        Ok(issued) => issued,
+        Err(e) => return Ok(Json(untrusted(vec![nonce_reason(e)]))),
+    };
+    let issued_db = i64::try_from(issued)
+        .map_err(|_| ApiError::Internal("nonce issue time out of range".into()))?;
     let row = sqlx::query(
         "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.tenant_id, d.blocked, \
-         n.used_ms, n.expires_ms \
+         d.attestation_nonce_floor \
          FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
-         LEFT JOIN attestation_nonces n ON n.nonce_sha256 = $2 AND n.device_id = r.device_id \
          WHERE r.device_id = $1",
     )
-    .bind(&did)
-    .bind(&hash)
-    .fetch_optional(state.db.pool())
-    .await?;
-    let Some(row) = row else {
-        // Consume the nonce anyway: single use whatever the outcome.
-        consume_nonce_only(&state, &did, &hash).await?;
+    .bind(&did);
+    let Some(row) = state.db.read_optional(row).await? else {
+        // Nothing to record a verdict on (and nothing to consume: an unregistered device's
+        // nonce gets this same answer however often it is replayed).
         return Ok(Json(untrusted(vec![reason(
             codes::UNREGISTERED,
             "no registration record for this device ID",
         )])));
     };
-    let now = now_ms();
-    // Cheap refusal of bad nonces before any cryptography (re-checked atomically below).
-    let nonce_row = row
-        .try_get::<Option<i64>, _>("expires_ms")?
-        .is_some()
-        .then_some(&row);
-    if let NonceState::Bad(r) = nonce_state(nonce_row, now)? {
-        return Ok(Json(untrusted(vec![r])));
+    // Cheap refusal of an answered nonce (the final UPDATE re-checks atomically).
+    let floor: Option<i64> = row.try_get("attestation_nonce_floor")?;
+    if floor.is_some_and(|f| f >= issued_db) {
+        return Ok(Json(untrusted(vec![replayed()])));
     }
     let key_b64: String = row.try_get("device_key")?;
     let key = Base64::decode_vec(&key_b64)
@@ -299,10 +250,9 @@ pub async fn evidence(
     let authenticated = match ferro_trust::evidence::authenticate_evidence(&evidence, &key, &nonce)
     {
         Ok(a) => a,
-        Err(e) => {
-            consume_nonce_only(&state, &did, &hash).await?;
-            return Ok(Json(untrusted(vec![appraisal::evidence_reason(&e)])));
-        }
+        // Not consumed either: only the device key's answer spends its nonce, so a stranger
+        // cannot burn a device's challenge by sending garbage for it.
+        Err(e) => return Ok(Json(untrusted(vec![appraisal::evidence_reason(&e)]))),
     };
     // Stage 2 and everything after it: the holder of the device key answered this challenge,
     // so a failure is the device's own statement and is recorded on it like any verdict
@@ -326,7 +276,6 @@ pub async fn evidence(
     let tenant: Option<String> = row.try_get("tenant_id")?;
     let Some(tid) = tenant else {
         // No device record to write to: answer only.
-        consume_nonce_only(&state, &did, &hash).await?;
         let mut reasons: Vec<_> = verified.err().into_iter().collect();
         reasons.push(reason(
             codes::UNCLAIMED,
@@ -417,49 +366,33 @@ pub async fn evidence(
     if !reasons.is_empty() {
         result = untrusted(reasons);
     }
-    // One write transaction: consume the nonce (atomically: a concurrent use wins once), then
-    // record the result on the device and in the audit log.
-    let mut tx = state.db.begin_write().await?;
-    let consumed = sqlx::query(
-        "UPDATE attestation_nonces SET used_ms = $1 WHERE nonce_sha256 = $2 AND device_id = $3 \
-         AND used_ms IS NULL AND expires_ms >= $1",
-    )
-    .bind(now_ms())
-    .bind(&hash)
-    .bind(&did)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !consumed {
-        let r = sqlx::query(
-            "SELECT used_ms, expires_ms FROM attestation_nonces WHERE nonce_sha256 = $1 AND device_id = $2",
-        )
-        .bind(&hash)
-        .bind(&did)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let bad = match nonce_state(r.as_ref(), now_ms())? {
-            NonceState::Bad(r) => r,
-            NonceState::Fresh => reason(codes::NONCE_REPLAYED, "the nonce was used concurrently"),
-        };
-        return Ok(Json(untrusted(vec![bad])));
-    }
+    // One write transaction: consume the nonce by raising the device's floor (atomically: of
+    // two concurrent answers, or an older nonce answered after a newer one, only one passes
+    // the condition) and record the result on the device and in the audit log.
     let at = service_time.unix_timestamp();
     let reasons_json = serde_json::to_string(&result.reasons)
         .map_err(|e| ApiError::Internal(format!("reasons: {e}")))?;
-    sqlx::query(
-        "UPDATE devices SET last_attested_at = $1, last_attestation_result = $2, \
-         last_attestation_reasons = $3 WHERE id = $4 AND tenant_id = $5",
+    let mut tx = state.db.begin_write().await?;
+    let consumed = sqlx::query(
+        "UPDATE devices SET attestation_nonce_floor = $1, last_attested_at = $2, \
+         last_attestation_result = $3, last_attestation_reasons = $4 \
+         WHERE id = $5 AND tenant_id = $6 \
+         AND (attestation_nonce_floor IS NULL OR attestation_nonce_floor < $1)",
     )
+    .bind(issued_db)
     .bind(at)
     .bind(result.verdict.as_str())
     .bind(&reasons_json)
     .bind(&did)
     .bind(&tid)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if !consumed {
+        drop(tx);
+        return Ok(Json(untrusted(vec![replayed()])));
+    }
     let codes: Vec<&str> = result.reasons.iter().map(|r| r.code.as_str()).collect();
     db::audit(
         &mut tx,
@@ -511,20 +444,4 @@ fn same_root_of_trust(
             ),
         ))
     }
-}
-
-/// Mark the nonce used (when the request is refused before the final transaction).
-async fn consume_nonce_only(state: &AppState, did: &str, hash: &str) -> ApiResult<()> {
-    let mut tx = state.db.begin_write().await?;
-    sqlx::query(
-        "UPDATE attestation_nonces SET used_ms = $1 WHERE nonce_sha256 = $2 AND device_id = $3 \
-         AND used_ms IS NULL",
-    )
-    .bind(now_ms())
-    .bind(hash)
-    .bind(did)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }
