@@ -10,6 +10,11 @@
 //! request. Runs on SQLite, and on PostgreSQL if `FERRO_BENCH_PG_URL` (default
 //! postgres://postgres@127.0.0.1:5432) is reachable. Client: reqwest over loopback with
 //! keep-alive, `CONCURRENCY` tasks, `REQUESTS` requests per scenario (bounded).
+//!
+//! For a quick loop, `FERRO_BENCH_REQUESTS` and `FERRO_BENCH_DEVICES` lower the requests per
+//! scenario and the claimed devices, `FERRO_BENCH_ONLY=text` runs only the scenarios whose label
+//! contains `text` (for a profile of one), and `FERRO_BENCH_PG_URL=none` skips PostgreSQL; the
+//! defaults are the figures the documentation reports.
 
 use ferro_service::{Config, setup};
 use serde_json::json;
@@ -20,6 +25,14 @@ const CONCURRENCY: usize = 16;
 const REQUESTS: usize = 20_000;
 const WARMUP: usize = 1_000;
 const CLAIM_DEVICES: usize = 100_000;
+
+/// `name` from the environment, else `default`.
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 struct Stats {
     rps: f64,
@@ -150,7 +163,9 @@ async fn bench_backend(
     }
     // 100,000 registered devices (rows written directly: record verification is not what is
     // measured), claimed through the API in batches of 1000.
-    let ids: Vec<String> = (0..CLAIM_DEVICES)
+    let claim_devices = env_count("FERRO_BENCH_DEVICES", CLAIM_DEVICES).max(1);
+    let requests = env_count("FERRO_BENCH_REQUESTS", REQUESTS).max(CONCURRENCY);
+    let ids: Vec<String> = (0..claim_devices)
         .map(|i| format!("{:0128x}", 0xfe00_0000_u64 + i as u64))
         .collect();
     let t0 = Instant::now();
@@ -190,12 +205,12 @@ async fn bench_backend(
     }
     let claimed = t0.elapsed();
     println!(
-        "| {name:<10} | bulk: {CLAIM_DEVICES} devices registered (DB) in {:.1} s, claimed via API (1000/request) in {:.1} s ({:.0} devices/s) |",
+        "| {name:<10} | bulk: {claim_devices} devices registered (DB) in {:.1} s, claimed via API (1000/request) in {:.1} s ({:.0} devices/s) |",
         registered.as_secs_f64(),
         claimed.as_secs_f64(),
-        CLAIM_DEVICES as f64 / claimed.as_secs_f64()
+        claim_devices as f64 / claimed.as_secs_f64()
     );
-    let device = &ids[CLAIM_DEVICES / 2];
+    let device = &ids[claim_devices / 2];
     let scenarios: [(&str, String, Option<&str>); 6] = [
         ("bare axum route", bare_url.to_string(), None),
         // The service's middleware (request ID, trace span, metrics, timeout, panic catching)
@@ -222,13 +237,14 @@ async fn bench_backend(
             Some(&token),
         ),
     ];
-    for (label, url, tok) in &scenarios {
+    let only = std::env::var("FERRO_BENCH_ONLY").unwrap_or_default();
+    for (label, url, tok) in scenarios.iter().filter(|s| s.0.contains(only.as_str())) {
         // The bare route again right before each scenario: its ratio is to a baseline measured
         // seconds earlier, so load from elsewhere on the machine skews both alike.
         run(client, bare_url, None, WARMUP).await;
-        let bare_rps = run(client, bare_url, None, REQUESTS).await.rps;
+        let bare_rps = run(client, bare_url, None, requests).await.rps;
         run(client, url, *tok, WARMUP).await;
-        let s = run(client, url, *tok, REQUESTS).await;
+        let s = run(client, url, *tok, requests).await;
         println!(
             "| {name:<10} | {label:<20} | {:>9.0} | {:>8.2} | {:>8.2} | {:>6.2} |",
             s.rps,
@@ -260,6 +276,9 @@ async fn pg_database() -> Option<String> {
     sqlx::any::install_default_drivers();
     let base = std::env::var("FERRO_BENCH_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    if base == "none" {
+        return None;
+    }
     let mut c = sqlx::AnyConnection::connect(&format!("{base}/postgres"))
         .await
         .ok()?;
@@ -292,7 +311,7 @@ async fn main() {
         .expect("client");
     println!(
         "{} requests per scenario, {} concurrent keep-alive clients over loopback, {} cores",
-        REQUESTS,
+        env_count("FERRO_BENCH_REQUESTS", REQUESTS).max(CONCURRENCY),
         CONCURRENCY,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );

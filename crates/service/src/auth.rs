@@ -2,7 +2,7 @@
 //! the [`Caller`] extractor, tenant role checks and the database-backed login rate limit.
 
 use crate::auth_cache::AuthKey;
-use crate::db::{self, Tx};
+use crate::db::{self, Arg, DbRow, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use argon2::password_hash::phc::PasswordHash;
@@ -166,16 +166,17 @@ impl UserRow {
     pub const COLUMNS: &'static str = "u.id, u.login, u.display_name, u.password_hash, \
         u.password_change_required, u.platform_operator, u.created_at";
 
-    /// Read from a row that has [`UserRow::COLUMNS`].
-    pub fn from_row(row: &sqlx::any::AnyRow) -> ApiResult<UserRow> {
+    /// Read from a row (of either engine: `DbRow::from(&any_row)`) that has
+    /// [`UserRow::COLUMNS`].
+    pub fn from_row(row: &DbRow<'_>) -> ApiResult<UserRow> {
         Ok(UserRow {
-            id: parse_id(&row.try_get::<String, _>("id")?)?,
-            login: row.try_get("login")?,
-            display_name: row.try_get("display_name")?,
-            password_hash: row.try_get("password_hash")?,
-            password_change_required: row.try_get::<i64, _>("password_change_required")? != 0,
-            platform_operator: row.try_get::<i64, _>("platform_operator")? != 0,
-            created_at: row.try_get("created_at")?,
+            id: parse_id(&row.get::<String>("id")?)?,
+            login: row.get("login")?,
+            display_name: row.get("display_name")?,
+            password_hash: row.get("password_hash")?,
+            password_change_required: row.get("password_change_required")?,
+            platform_operator: row.get("platform_operator")?,
+            created_at: row.get("created_at")?,
         })
     }
 
@@ -298,6 +299,31 @@ impl FromRequestParts<AppState> for TenantCaller {
     }
 }
 
+/// A token with its user and, for a tenant route, the user's role there (the token check's row).
+struct TokenRow {
+    token_id: String,
+    token_hash: String,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+    user: UserRow,
+    role: Option<String>,
+}
+
+impl TokenRow {
+    fn from_row(row: &DbRow<'_>) -> ApiResult<TokenRow> {
+        Ok(TokenRow {
+            token_id: row.get("token_id")?,
+            token_hash: row.get("token_hash")?,
+            expires_at: row.get("expires_at")?,
+            revoked_at: row.get("revoked_at")?,
+            last_used_at: row.get("last_used_at")?,
+            user: UserRow::from_row(row)?,
+            role: row.get("role")?,
+        })
+    }
+}
+
 /// Check the bearer token of `parts`; with `tenant`, also return the caller's role there (one
 /// query, or none when [`crate::auth_cache::AuthCache`] answered within its TTL).
 async fn authenticate(
@@ -335,41 +361,51 @@ async fn authenticate(
     }
     let generation = cache.generation();
     let hash = hex_lower(&digest);
+    // The token check on a cache miss: one indexed read (`Db::read_optional`).
     let row = match tenant {
         None => {
-            let q = sqlx::query(
-                "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
+            const SQL: &str = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
                  t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
                  u.password_change_required, u.platform_operator, u.created_at, \
                  NULL AS role FROM tokens t JOIN users u ON u.id = t.user_id \
-                 WHERE t.token_hash = $1",
-            );
-            state.db.read_optional(q.bind(&hash)).await?
+                 WHERE t.token_hash = $1";
+            let args = [Arg::from(&hash)];
+            state
+                .db
+                .read_optional(SQL, &args, TokenRow::from_row)
+                .await?
         }
         Some(tid) => {
-            let q = sqlx::query(
-                "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
+            const SQL: &str = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
                  t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
                  u.password_change_required, u.platform_operator, u.created_at, r.role \
                  FROM tokens t JOIN users u ON u.id = t.user_id \
                  LEFT JOIN tenant_roles r ON r.user_id = t.user_id AND r.tenant_id = $2 \
-                 WHERE t.token_hash = $1",
-            );
-            state.db.read_optional(q.bind(&hash).bind(tid)).await?
+                 WHERE t.token_hash = $1";
+            let args = [Arg::from(&hash), Arg::from(tid)];
+            state
+                .db
+                .read_optional(SQL, &args, TokenRow::from_row)
+                .await?
         }
     }
     .ok_or_else(ApiError::unauthenticated)?;
     // The lookup is by hash (an index cannot leak the secret); compare again in constant time.
-    let stored: String = row.try_get("token_hash")?;
-    if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
+    if !bool::from(row.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
         return Err(ApiError::unauthenticated());
     }
-    let expires_at: i64 = row.try_get("expires_at")?;
-    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let TokenRow {
+        token_id,
+        expires_at,
+        revoked_at,
+        last_used_at,
+        mut user,
+        role,
+        ..
+    } = row;
     if revoked_at.is_some() || expires_at <= now {
         return Err(ApiError::unauthenticated());
     }
-    let mut user = UserRow::from_row(&row)?;
     // Callers never carry the password hash (nor does the cache).
     user.password_hash = String::new();
     if user.password_change_required {
@@ -378,9 +414,7 @@ async fn authenticate(
             "change your password with POST /v1/auth/change-password, then log in again",
         ));
     }
-    let token_id: String = row.try_get("token_id")?;
-    let last_used: Option<i64> = row.try_get("last_used_at")?;
-    if last_used.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
+    if last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
         sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&token_id)
@@ -389,8 +423,7 @@ async fn authenticate(
     }
     let role = match tenant {
         None => None,
-        Some(_) => row
-            .try_get::<Option<String>, _>("role")?
+        Some(_) => role
             .map(|r| {
                 r.parse::<Role>()
                     .map_err(|_| ApiError::Internal("unknown role in database".into()))

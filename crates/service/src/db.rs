@@ -1,7 +1,12 @@
 //! The database: one [`sqlx::AnyPool`] that is SQLite or PostgreSQL, the same migrations on both,
 //! and helpers that keep SQL portable (see `docs/service/storage.md`).
 
-use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+mod lite;
+mod row;
+
+pub use row::{Arg, Column, DbRow};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use std::path::Path;
 use std::str::FromStr;
@@ -40,6 +45,37 @@ pub enum DbError {
     /// Running migrations failed.
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query or a column read on the SQLite read path failed ([`Db::read_optional`],
+    /// [`Db::read_all`]).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A read's argument `$N` names no parameter of its statement.
+    #[error("query argument ${0} is not a parameter of the statement")]
+    UnusedArgument(usize),
+    /// A read's statement has a parameter no argument binds (placeholders are `$1`, `$2`, ...,
+    /// one argument each).
+    #[error("query parameter without an argument")]
+    UnboundParameter,
+}
+
+impl DbError {
+    /// Whether the database is unavailable (closed, overloaded, busy, unreachable) rather than
+    /// the query wrong: the client may retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlx(e) => matches!(
+                e,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            ),
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// A transaction; every write goes through one.
@@ -55,7 +91,7 @@ pub struct Db {
     writer: Option<AnyPool>,
     /// Connections for single-statement reads on the hottest paths ([`Db::read_optional`],
     /// [`Db::read_all`]).
-    reads: ReadConns,
+    reads: Reads,
     backend: Backend,
 }
 
@@ -117,7 +153,10 @@ impl Db {
         if backend == Backend::Sqlite {
             pool = pool.after_connect(|conn, _meta| Box::pin(sqlite_pragmas(conn)));
         }
-        let reads = ReadConns::new(options.clone(), backend, max_connections);
+        let reads = match sqlite_file(url) {
+            Some(path) => Reads::Sqlite(Arc::new(lite::LiteReads::new(path, max_connections))),
+            None => Reads::Sqlx(ReadConns::new(options.clone(), backend, max_connections)),
+        };
         let pool = pool.connect_with(options).await?;
         Ok(Db {
             pool,
@@ -160,27 +199,69 @@ impl Db {
         }
     }
 
-    /// Run a single-statement read, returning at most one row. Same result as
-    /// `query.fetch_optional(db.pool())`, one thread hand-off (SQLite) or round trip (PostgreSQL)
-    /// cheaper: see [`ReadConns`]. For reads outside transactions only.
-    pub async fn read_optional(&self, query: ReadQuery<'_>) -> Result<Option<AnyRow>, sqlx::Error> {
-        let mut conn = self.reads.acquire().await?;
-        let result = query.fetch_optional(conn.get()?).await;
-        if result.is_err() {
-            conn.discard();
+    /// Run a single-statement read with `args` bound to `$1`, `$2`, ... and map its first row
+    /// with `map`, or `None` without rows. The result is the same as through sqlx's pool:
+    ///
+    /// - SQLite: on the calling thread, through rusqlite on a few read-only connections
+    ///   ([`lite`]; why blocking is right here is explained there). For bounded indexed reads
+    ///   only: a point lookup or one page.
+    /// - PostgreSQL: on connections kept outside sqlx's pool ([`ReadConns`]), one round trip.
+    ///
+    /// For reads outside transactions only; `map` sees each row in place through [`DbRow`], so
+    /// one mapping serves both engines.
+    pub async fn read_optional<T, E>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        map: impl FnOnce(&DbRow<'_>) -> Result<T, E>,
+    ) -> Result<Option<T>, E>
+    where
+        E: From<DbError>,
+    {
+        match &self.reads {
+            Reads::Sqlite(lite) => lite.read_optional(sql, args, map).await,
+            Reads::Sqlx(conns) => {
+                let mut conn = conns.acquire().await.map_err(DbError::Sqlx)?;
+                let result = sqlx_query(sql, args)
+                    .fetch_optional(conn.get().map_err(DbError::Sqlx)?)
+                    .await;
+                match result {
+                    Ok(row) => row.as_ref().map(|r| map(&DbRow::Any(r))).transpose(),
+                    Err(e) => {
+                        conn.discard();
+                        Err(DbError::Sqlx(e).into())
+                    }
+                }
+            }
         }
-        result
     }
 
-    /// Run a single-statement read, returning all rows. Same result as
-    /// `query.fetch_all(db.pool())`; see [`Db::read_optional`].
-    pub async fn read_all(&self, query: ReadQuery<'_>) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let mut conn = self.reads.acquire().await?;
-        let result = query.fetch_all(conn.get()?).await;
-        if result.is_err() {
-            conn.discard();
+    /// Run a single-statement read and map every row with `map`; see [`Db::read_optional`].
+    pub async fn read_all<T, E>(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        mut map: impl FnMut(&DbRow<'_>) -> Result<T, E>,
+    ) -> Result<Vec<T>, E>
+    where
+        E: From<DbError>,
+    {
+        match &self.reads {
+            Reads::Sqlite(lite) => lite.read_all(sql, args, map).await,
+            Reads::Sqlx(conns) => {
+                let mut conn = conns.acquire().await.map_err(DbError::Sqlx)?;
+                let result = sqlx_query(sql, args)
+                    .fetch_all(conn.get().map_err(DbError::Sqlx)?)
+                    .await;
+                match result {
+                    Ok(rows) => rows.iter().map(|r| map(&DbRow::Any(r))).collect(),
+                    Err(e) => {
+                        conn.discard();
+                        Err(DbError::Sqlx(e).into())
+                    }
+                }
+            }
         }
-        result
     }
 
     /// Whether the database answers and every migration this binary knows has been applied.
@@ -199,7 +280,10 @@ impl Db {
 
     /// Close the pool (waits for connections to be returned).
     pub async fn close(&self) {
-        self.reads.close().await;
+        match &self.reads {
+            Reads::Sqlite(lite) => lite.close(),
+            Reads::Sqlx(conns) => conns.close().await,
+        }
         if let Some(w) = &self.writer {
             w.close().await;
         }
@@ -207,8 +291,39 @@ impl Db {
     }
 }
 
-/// A query as built by `sqlx::query(..).bind(..)`.
-pub type ReadQuery<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
+/// Where [`Db::read_optional`] and [`Db::read_all`] run.
+#[derive(Clone, Debug)]
+enum Reads {
+    /// SQLite file: rusqlite on the calling thread.
+    Sqlite(Arc<lite::LiteReads>),
+    /// PostgreSQL (and in-memory SQLite, which a second driver could not share): sqlx.
+    Sqlx(ReadConns),
+}
+
+/// The database file of a SQLite URL, or `None` for PostgreSQL and in-memory SQLite.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
+/// `sql` with `args` bound, for sqlx.
+fn sqlx_query<'a>(
+    sql: &str,
+    args: &[Arg<'a>],
+) -> sqlx::query::Query<'a, Any, sqlx::any::AnyArguments> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+    for arg in args {
+        query = match *arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(n) => query.bind(n),
+            Arg::Null => query.bind(None::<String>),
+        };
+    }
+    query
+}
 
 /// Connections for the hottest single-statement reads, kept without sqlx's pool.
 ///
@@ -412,35 +527,274 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
-    /// `ReadConns`: a failed query drops its connection and the next read works; after
-    /// `close`, reads fail instead of opening connections. (SQLite here; the same code serves
-    /// PostgreSQL, which every integration test exercises.)
-    #[tokio::test]
-    async fn read_connections_recover_and_close() {
+    fn int(row: &DbRow<'_>) -> Result<i64, DbError> {
+        row.get("n")
+    }
+
+    /// A fresh migrated database of each engine this run can reach: SQLite always,
+    /// PostgreSQL when `FERRO_TEST_PG_URL` is set (a new database, dropped by the caller's
+    /// [`drop_pg`]).
+    async fn databases() -> (Vec<(Db, Option<String>)>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&sqlite_url(dir.path()), 2).await.unwrap();
-        let one = |db: Db| async move {
-            db.read_optional(sqlx::query("SELECT 1 AS n"))
+        db.migrate().await.unwrap();
+        let mut all = vec![(db, None)];
+        if let Ok(base) = std::env::var("FERRO_TEST_PG_URL") {
+            sqlx::any::install_default_drivers();
+            let name = format!("ferro_dbtest_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = AnyConnection::connect(&format!("{base}/postgres"))
                 .await
-                .map(|r| r.map(|r| r.try_get::<i64, _>("n").unwrap()))
-        };
-        assert_eq!(one(db.clone()).await.unwrap(), Some(1));
-        assert!(
-            db.read_all(sqlx::query("SELECT * FROM no_such_table"))
+                .unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .await
-                .is_err()
-        );
-        assert_eq!(one(db.clone()).await.unwrap(), Some(1));
-        // More concurrent reads than connections: they queue, none fails.
-        let reads = (0..8).map(|_| one(db.clone()));
-        for r in futures_util::future::join_all(reads).await {
-            assert_eq!(r.unwrap(), Some(1));
+                .unwrap();
+            let db = Db::connect(&format!("{base}/{name}"), 2).await.unwrap();
+            db.migrate().await.unwrap();
+            all.push((db, Some(name)));
         }
+        (all, dir)
+    }
+
+    async fn drop_pg(name: Option<String>) {
+        if let (Some(name), Ok(base)) = (name, std::env::var("FERRO_TEST_PG_URL")) {
+            let mut admin = AnyConnection::connect(&format!("{base}/postgres"))
+                .await
+                .unwrap();
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .await;
+        }
+    }
+
+    /// The read path: a failed query drops its connection and the next read works; more
+    /// concurrent reads than connections queue and none fails; after `close`, reads fail
+    /// instead of opening connections. On each engine (SQLite: rusqlite on the calling thread;
+    /// PostgreSQL: `ReadConns`).
+    #[tokio::test]
+    async fn read_connections_recover_and_close() {
+        let (dbs, _dir) = databases().await;
+        for (db, pg) in dbs {
+            let one = |db: Db| async move {
+                db.read_optional("SELECT 1 AS n", &[], int)
+                    .await
+                    .map_err(|e: DbError| e)
+            };
+            assert_eq!(one(db.clone()).await.unwrap(), Some(1));
+            let failed: Result<Vec<i64>, DbError> =
+                db.read_all("SELECT n FROM no_such_table", &[], int).await;
+            assert!(failed.is_err());
+            assert_eq!(one(db.clone()).await.unwrap(), Some(1));
+            // More concurrent reads than connections (2): they queue, none fails. Each read
+            // runs on its own task, so on SQLite they contend from both runtime threads.
+            let reads = (0..32).map(|_| tokio::spawn(one(db.clone())));
+            for r in futures_util::future::join_all(reads).await {
+                assert_eq!(r.unwrap().unwrap(), Some(1));
+            }
+            db.close().await;
+            let closed = one(db.clone()).await.unwrap_err();
+            assert!(
+                matches!(closed, DbError::Sqlx(sqlx::Error::PoolClosed)),
+                "{closed:?}"
+            );
+            assert!(closed.is_unavailable());
+            drop_pg(pg).await;
+        }
+    }
+
+    /// Connections are bounded: while every connection is held, a read waits for one instead
+    /// of opening another, and gets it as soon as one is returned (SQLite read path).
+    #[tokio::test]
+    async fn sqlite_reads_wait_for_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&sqlite_url(dir.path()), 1).await.unwrap();
+        let Reads::Sqlite(lite) = &db.reads else {
+            panic!("a SQLite file reads through rusqlite");
+        };
+        let held = lite.acquire().await.unwrap();
+        let waiting = tokio::spawn({
+            let db = db.clone();
+            async move { db.read_optional("SELECT 2 AS n", &[], int).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert_eq!(waiting.await.unwrap().unwrap(), Some(2));
         db.close().await;
-        assert!(matches!(
-            one(db.clone()).await,
-            Err(sqlx::Error::PoolClosed)
-        ));
+    }
+
+    /// `$N` placeholders bind by name on SQLite exactly as on PostgreSQL: repeated, out of
+    /// order, NULLs in and out; an argument without its placeholder or a placeholder without its
+    /// argument is an error on both.
+    #[tokio::test]
+    async fn placeholders_and_nulls() {
+        let (dbs, _dir) = databases().await;
+        for (db, pg) in dbs {
+            let sql = "SELECT $2 AS b, $1 AS a, $2 || $1 AS ba, CAST($3 AS BIGINT) + 1 AS n, \
+                       CAST(NULL AS TEXT) AS t, CAST(NULL AS BIGINT) AS i";
+            let row = db
+                .read_optional(
+                    sql,
+                    &[Arg::Text("x"), Arg::Text("y"), Arg::Int(41)],
+                    |r| -> Result<_, DbError> {
+                        Ok((
+                            r.get::<String>("b")?,
+                            r.get::<String>("a")?,
+                            r.get::<String>("ba")?,
+                            r.get::<i64>("n")?,
+                            r.get::<Option<String>>("t")?,
+                            r.get::<Option<i64>>("i")?,
+                        ))
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                row,
+                Some((
+                    "y".to_string(),
+                    "x".to_string(),
+                    "yx".to_string(),
+                    42,
+                    None,
+                    None
+                ))
+            );
+            // A NULL where a value is required is an error, not a default.
+            let null: Result<_, DbError> = db
+                .read_optional("SELECT CAST(NULL AS TEXT) AS t", &[], |r| {
+                    r.get::<String>("t")
+                })
+                .await;
+            assert!(null.is_err());
+            // A NULL argument, and no row.
+            let none: Result<Option<i64>, DbError> = db
+                .read_optional(
+                    "SELECT 1 AS n WHERE CAST($1 AS TEXT) IS NOT NULL",
+                    &[Arg::from(None::<&str>)],
+                    int,
+                )
+                .await;
+            assert_eq!(none.unwrap(), None);
+            // Arguments and placeholders must match. (An argument no placeholder takes is refused
+            // on SQLite only: sqlx's PostgreSQL driver sends what the statement asks for.)
+            let extra: Result<Option<i64>, DbError> = db
+                .read_optional(
+                    "SELECT 1 AS n WHERE $1 = 'a'",
+                    &[Arg::Text("a"), Arg::Int(1)],
+                    int,
+                )
+                .await;
+            if db.backend() == Backend::Sqlite {
+                assert!(
+                    matches!(extra, Err(DbError::UnusedArgument(2))),
+                    "{extra:?}"
+                );
+            }
+            let missing: Result<Option<i64>, DbError> = db
+                .read_optional(
+                    "SELECT 1 AS n WHERE $1 = 'a' AND $2 = 'b'",
+                    &[Arg::Text("a")],
+                    int,
+                )
+                .await;
+            assert!(missing.is_err());
+            if db.backend() == Backend::Sqlite {
+                assert!(
+                    matches!(missing, Err(DbError::UnboundParameter)),
+                    "{missing:?}"
+                );
+            }
+            // The connection that failed is gone; reads go on.
+            let rows: Vec<i64> = db
+                .read_all(
+                    "SELECT 1 AS n UNION ALL SELECT CAST($1 AS BIGINT) AS n ORDER BY n",
+                    &[Arg::Int(2)],
+                    |r| r.get::<i64>("n").map_err(|e: DbError| e),
+                )
+                .await
+                .unwrap();
+            assert_eq!(rows, vec![1, 2]);
+            db.close().await;
+            drop_pg(pg).await;
+        }
+    }
+
+    /// The same rows mapped through the read path (rusqlite on SQLite) and through sqlx
+    /// (`AnyRow`, as in transactions) give the same values, on each engine.
+    #[tokio::test]
+    async fn rows_map_alike_from_both_drivers() {
+        let (dbs, _dir) = databases().await;
+        for (db, pg) in dbs {
+            let mut tx = db.begin_write().await.unwrap();
+            sqlx::query(
+                "INSERT INTO users (id, login, display_name, password_hash, \
+                 password_change_required, platform_operator, created_at) VALUES \
+                 ('00000000-0000-7000-8000-000000000001', 'a@x', 'A', 'h', 1, 0, 1700000000)",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            let sql = "SELECT u.id, u.login, u.display_name, u.password_hash, \
+                       u.password_change_required, u.platform_operator, u.created_at, \
+                       CAST(NULL AS TEXT) AS no_text, CAST(NULL AS BIGINT) AS no_number \
+                       FROM users u WHERE u.login = $1";
+            type Mapped = (String, String, bool, bool, i64, Option<String>, Option<i64>);
+            let map = |r: &DbRow<'_>| -> Result<Mapped, DbError> {
+                Ok((
+                    r.get("id")?,
+                    r.get("display_name")?,
+                    r.get("password_change_required")?,
+                    r.get("platform_operator")?,
+                    r.get("created_at")?,
+                    r.get("no_text")?,
+                    r.get("no_number")?,
+                ))
+            };
+            let read = db
+                .read_optional(sql, &[Arg::Text("a@x")], map)
+                .await
+                .unwrap()
+                .unwrap();
+            let any = sqlx::query(sql)
+                .bind("a@x")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            assert_eq!(map(&DbRow::from(&any)).unwrap(), read);
+            assert_eq!(
+                read,
+                (
+                    "00000000-0000-7000-8000-000000000001".to_string(),
+                    "A".to_string(),
+                    true,
+                    false,
+                    1_700_000_000,
+                    None,
+                    None
+                )
+            );
+            // A column of another type, or no such column, is an error on both.
+            let wrong = |r: &DbRow<'_>| r.get::<i64>("login").map_err(|e: DbError| e);
+            assert!(map_err(wrong(&DbRow::from(&any))));
+            assert!(map_err(
+                db.read_optional(sql, &[Arg::Text("a@x")], wrong).await
+            ));
+            let missing = |r: &DbRow<'_>| r.get::<i64>("no_such").map_err(|e: DbError| e);
+            assert!(map_err(missing(&DbRow::from(&any))));
+            assert!(map_err(
+                db.read_optional(sql, &[Arg::Text("a@x")], missing).await
+            ));
+            db.close().await;
+            drop_pg(pg).await;
+        }
+    }
+
+    fn map_err<T>(r: Result<T, DbError>) -> bool {
+        r.is_err()
     }
 
     #[test]

@@ -31,9 +31,24 @@ pub enum ApiError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database failed outside sqlx (the SQLite read path of `Db::read_optional` and
+    /// `Db::read_all`), or a read was malformed.
+    #[error("{0}")]
+    Db(crate::db::DbError),
     /// Any other server-side failure.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<crate::db::DbError> for ApiError {
+    /// sqlx's errors keep their variant ([`ApiError::Database`]: unique violations, pool
+    /// timeouts), so both read paths answer alike.
+    fn from(e: crate::db::DbError) -> Self {
+        match e {
+            crate::db::DbError::Sqlx(e) => ApiError::Database(e),
+            other => ApiError::Db(other),
+        }
+    }
 }
 
 /// Result of a handler or store function.
@@ -116,7 +131,8 @@ impl ApiError {
         match self {
             ApiError::Client { code, .. } | ApiError::Items { code, .. } => *code,
             ApiError::Database(e) if is_unavailable(e) => ErrorCode::Unavailable,
-            ApiError::Database(_) | ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::Db(e) if e.is_unavailable() => ErrorCode::Unavailable,
+            ApiError::Database(_) | ApiError::Db(_) | ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -169,6 +185,13 @@ impl IntoResponse for ApiError {
                 items,
             } => error_response_with(code, message, items),
             ApiError::Database(e) if is_unavailable(&e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                error_response(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry later".into(),
+                )
+            }
+            ApiError::Db(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, "database unavailable");
                 error_response(
                     ErrorCode::Unavailable,

@@ -18,7 +18,9 @@ async fn find_user(state: &AppState, login: &str) -> ApiResult<Option<UserRow>> 
         .bind(login)
         .fetch_optional(state.db.pool())
         .await?;
-    row.as_ref().map(UserRow::from_row).transpose()
+    row.as_ref()
+        .map(|r| UserRow::from_row(&r.into()))
+        .transpose()
 }
 
 fn invalid_credentials() -> ApiError {

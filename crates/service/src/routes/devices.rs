@@ -2,7 +2,7 @@
 //! (`/v1/tenants/{tenantId}/devices...`), and device capability files.
 
 use crate::auth::{self, Caller, TenantCaller, parse_id};
-use crate::db;
+use crate::db::{self, Arg, DbRow};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, parse_json};
 use crate::page::PageReq;
@@ -26,6 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 /// Largest body of a registration upload: 1000 records of up to 16 KiB, base64 in JSON.
 pub const MAX_REGISTRATION_BODY: usize = 24 * 1024 * 1024;
@@ -462,32 +463,38 @@ const DEVICE_COLUMNS: &str = "d.id, d.tenant_id, d.device_group_id, g.product_id
 const DEVICE_FROM: &str = "FROM devices d JOIN device_registrations r ON r.device_id = d.id \
     LEFT JOIN device_groups g ON g.id = d.device_group_id";
 
-fn device_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Device> {
+/// `SELECT` of one device of a tenant: `$1` tenant ID, `$2` device ID.
+static GET_DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id = $2")
+});
+
+/// A device from a row of [`DEVICE_COLUMNS`] (either engine: `DbRow::from(&any_row)`).
+fn device_from_row(r: &DbRow<'_>) -> ApiResult<Device> {
     let bad = |what: &str| ApiError::Internal(format!("unknown {what} in database"));
     Ok(Device {
-        device_id: r.try_get("id")?,
-        tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
+        device_id: r.get("id")?,
+        tenant_id: parse_id(&r.get::<String>("tenant_id")?)?,
         device_group_id: r
-            .try_get::<Option<String>, _>("device_group_id")?
+            .get::<Option<String>>("device_group_id")?
             .map(|s| parse_id(&s))
             .transpose()?,
         product_id: r
-            .try_get::<Option<String>, _>("product_id")?
+            .get::<Option<String>>("product_id")?
             .map(|s| parse_id(&s))
             .transpose()?,
         manufacturing_state: r
-            .try_get::<String, _>("manufacturing_state")?
+            .get::<String>("manufacturing_state")?
             .parse()
             .map_err(|_| bad("manufacturing state"))?,
         root_of_trust: r
-            .try_get::<String, _>("root_of_trust")?
+            .get::<String>("root_of_trust")?
             .parse()
             .map_err(|_| bad("root of trust"))?,
-        claimed_at: db::ts(r.try_get("claimed_at")?),
-        last_attested_at: r.try_get::<Option<i64>, _>("last_attested_at")?.map(db::ts),
-        last_attestation_result: r.try_get("last_attestation_result")?,
+        claimed_at: db::ts(r.get("claimed_at")?),
+        last_attested_at: r.get::<Option<i64>>("last_attested_at")?.map(db::ts),
+        last_attestation_result: r.get("last_attestation_result")?,
         last_attestation_reasons: r
-            .try_get::<Option<String>, _>("last_attestation_reasons")?
+            .get::<Option<String>>("last_attestation_reasons")?
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|_| bad("attestation reasons"))?,
@@ -555,18 +562,14 @@ pub async fn list_devices(
         "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id > $2{extra} \
          ORDER BY d.id LIMIT $3"
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&who.tid)
-        .bind(&page.after)
-        .bind(page.fetch());
-    for b in &binds {
-        query = query.bind(b);
-    }
-    let rows = state.db.read_all(query).await?;
-    let items = rows
-        .iter()
-        .map(device_from_row)
-        .collect::<ApiResult<Vec<_>>>()?;
+    let mut args = vec![
+        Arg::from(&who.tid),
+        Arg::from(&page.after),
+        Arg::from(page.fetch()),
+    ];
+    args.extend(binds.iter().map(Arg::from));
+    // A bounded indexed read (one page by key order): `Db::read_all`.
+    let items = state.db.read_all(&sql, &args, device_from_row).await?;
     Ok(Json(page.finish(items, |d| d.device_id.clone())))
 }
 
@@ -600,14 +603,13 @@ async fn get_device_row<'e, E>(ex: E, tid: &str, did: &str) -> ApiResult<Device>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let sql = format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = sqlx::query(sqlx::AssertSqlSafe(GET_DEVICE_SQL.as_str()))
         .bind(tid)
         .bind(did)
         .fetch_optional(ex)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
-    device_from_row(&row)
+    device_from_row(&DbRow::from(&row))
 }
 
 /// One device of the tenant (any role).
@@ -624,17 +626,14 @@ pub async fn get_device(
 ) -> ApiResult<Json<Device>> {
     who.require(Role::Reader)?;
     let did = device_param(&device_id)?;
-    // The hottest read: through `Db::read_optional` (no pool ping; see `db::ReadConns`).
-    let sql = format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id = $2");
-    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&who.tid)
-        .bind(&did);
-    let row = state
+    // The hottest read, a point lookup: `Db::read_optional` (SQLite on the calling thread).
+    let args = [Arg::from(&who.tid), Arg::from(&did)];
+    let device = state
         .db
-        .read_optional(query)
+        .read_optional(&GET_DEVICE_SQL, &args, device_from_row)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
-    Ok(Json(device_from_row(&row)?))
+    Ok(Json(device))
 }
 
 /// Move a device into a device group of the tenant, or out of any with `null` (Contributor).

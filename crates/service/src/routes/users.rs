@@ -172,7 +172,7 @@ pub async fn list_users(
     .await?;
     let items = rows
         .iter()
-        .map(|r| UserRow::from_row(r).map(|u| u.to_wire()))
+        .map(|r| UserRow::from_row(&r.into()).map(|u| u.to_wire()))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(page.finish(items, |u| u.id.to_string())))
 }
