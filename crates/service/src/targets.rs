@@ -20,7 +20,7 @@ use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::db;
+use crate::db::{self, Arg, DbRow};
 use crate::error::{ApiError, ApiResult};
 use crate::rollouts;
 use crate::state::AppState;
@@ -61,32 +61,70 @@ const CHECK_SQL: &str = "SELECT d.tenant_id, d.device_group_id, d.target_version
 
 /// The deployment the device's stored set came from, if that set was computed for the group the
 /// device is in now (so the deployment is one of the group's).
-fn kept(row: &sqlx::any::AnyRow, stored_inputs: Option<&str>) -> ApiResult<Option<String>> {
-    let group: Option<String> = row.try_get("device_group_id")?;
+fn kept(row: &CheckRow, stored_inputs: Option<&str>) -> Option<String> {
     let stored_group = stored_inputs
         .and_then(|i| i.strip_prefix("g="))
         .and_then(|i| i.split(';').next());
-    Ok(match (group, stored_group) {
-        (Some(g), Some(s)) if g == s => row.try_get("target_deployment_id")?,
+    match (&row.device_group_id, stored_group) {
+        (Some(g), Some(s)) if g == s => row.target_deployment_id.clone(),
         _ => None,
-    })
+    }
+}
+
+/// [`CHECK_SQL`]'s row.
+struct CheckRow {
+    tenant_id: String,
+    device_group_id: Option<String>,
+    target_version: i64,
+    target_inputs: Option<String>,
+    /// Base64 of the signed set.
+    target_set: Option<String>,
+    target_expires_at: Option<i64>,
+    /// Base64 of the signed ownership document.
+    ownership_doc: Option<String>,
+    ownership_inputs: Option<String>,
+    target_deployment_id: Option<String>,
+    target_deployment_version: Option<i64>,
+    update_policy: Option<String>,
+    os_feed: Option<String>,
+    deployment: Option<String>,
+    os_release_id: Option<String>,
+}
+
+impl CheckRow {
+    fn from_row(r: &DbRow<'_>) -> ApiResult<CheckRow> {
+        Ok(CheckRow {
+            tenant_id: r.get("tenant_id")?,
+            device_group_id: r.get("device_group_id")?,
+            target_version: r.get("target_version")?,
+            target_inputs: r.get("target_inputs")?,
+            target_set: r.get("target_set")?,
+            target_expires_at: r.get("target_expires_at")?,
+            ownership_doc: r.get("ownership_doc")?,
+            ownership_inputs: r.get("ownership_inputs")?,
+            target_deployment_id: r.get("target_deployment_id")?,
+            target_deployment_version: r.get("target_deployment_version")?,
+            update_policy: r.get("update_policy")?,
+            os_feed: r.get("os_feed")?,
+            deployment: r.get("deployment")?,
+            os_release_id: r.get("os_release_id")?,
+        })
+    }
 }
 
 /// What a target set is computed from; equal inputs give an equal set. `deployment` is the
 /// deployment whose images the device is given: the group's current one, unless its rollout
 /// does not include the device yet (`rollouts::effective_deployment`).
-fn inputs(row: &sqlx::any::AnyRow, deployment: Option<&str>) -> ApiResult<String> {
-    let part = |name: &str| -> ApiResult<String> {
-        Ok(row.try_get::<Option<String>, _>(name)?.unwrap_or_default())
-    };
-    Ok(format!(
+fn inputs(row: &CheckRow, deployment: Option<&str>) -> String {
+    let part = |v: &Option<String>| v.clone().unwrap_or_default();
+    format!(
         "g={};d={};o={};p={};f={}",
-        part("device_group_id")?,
+        part(&row.device_group_id),
         deployment.unwrap_or_default(),
-        part("os_release_id")?,
-        part("update_policy")?,
-        part("os_feed")?
-    ))
+        part(&row.os_release_id),
+        part(&row.update_policy),
+        part(&row.os_feed)
+    )
 }
 
 fn decode(b64: Option<String>) -> ApiResult<Option<Vec<u8>>> {
@@ -100,17 +138,20 @@ fn decode(b64: Option<String>) -> ApiResult<Option<Vec<u8>>> {
 /// device is not claimed.
 pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Option<CurrentTarget>> {
     let now = state.clock.now();
-    let Some(row) = sqlx::query(CHECK_SQL)
-        .bind(device_id)
-        .fetch_optional(state.db.pool())
+    // On every attestation and update check: a point lookup (`Db::read_optional`).
+    let args = [Arg::Text(device_id)];
+    let Some(row) = state
+        .db
+        .read_optional(CHECK_SQL, &args, CheckRow::from_row)
         .await?
     else {
         return Ok(None);
     };
-    let stored_inputs: Option<String> = row.try_get("target_inputs")?;
+    let stored_inputs = row.target_inputs.clone();
     let current = row
-        .try_get::<Option<String>, _>("deployment")?
-        .map(|c| rollouts::parse_current(&c))
+        .deployment
+        .as_deref()
+        .map(rollouts::parse_current)
         .transpose()?;
     let deployment = match current {
         // No rollout (the common case): the current deployment, nothing more to read.
@@ -118,17 +159,17 @@ pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Opti
         current => rollouts::effective_deployment(
             device_id,
             current,
-            kept(&row, stored_inputs.as_deref())?,
+            kept(&row, stored_inputs.as_deref()),
             now.unix_timestamp(),
         ),
     };
-    let inputs_now = inputs(&row, deployment.as_deref())?;
-    let stored_version = u64::try_from(row.try_get::<i64, _>("target_version")?).unwrap_or(0);
-    let stored_set = decode(row.try_get("target_set")?)?;
-    let stored_expiry: Option<i64> = row.try_get("target_expires_at")?;
-    let ownership = decode(row.try_get("ownership_doc")?)?;
-    let ownership_inputs: Option<String> = row.try_get("ownership_inputs")?;
-    let tid: String = row.try_get("tenant_id")?;
+    let inputs_now = inputs(&row, deployment.as_deref());
+    let stored_version = u64::try_from(row.target_version).unwrap_or(0);
+    let stored_set = decode(row.target_set.clone())?;
+    let stored_expiry = row.target_expires_at;
+    let ownership = decode(row.ownership_doc.clone())?;
+    let ownership_inputs = row.ownership_inputs.clone();
+    let tid = row.tenant_id.clone();
     let owner_inputs_now = ownership_key(&tid);
     if let (Some(set), Some(expiry), Some(own)) = (&stored_set, stored_expiry, &ownership) {
         let expires_at = db::ts(expiry);
@@ -168,7 +209,7 @@ fn ownership_key(tid: &str) -> String {
 async fn recompute(
     state: &AppState,
     device_id: &str,
-    row: &sqlx::any::AnyRow,
+    row: &CheckRow,
     tid: &str,
     stored_version: u64,
     stored_set: Option<Vec<u8>>,
@@ -180,9 +221,9 @@ async fn recompute(
     let device: DeviceId = device_id
         .parse()
         .map_err(|_| ApiError::Internal("malformed device ID in database".into()))?;
-    let group: Option<String> = row.try_get("device_group_id")?;
-    let policy: Option<String> = row.try_get("update_policy")?;
-    let os_release: Option<String> = row.try_get("os_release_id")?;
+    let group = row.device_group_id.clone();
+    let policy = row.update_policy.clone();
+    let os_release = row.os_release_id.clone();
     // Without a group a device gets Retail OS updates and keeps its apps (as Azure Sphere's
     // unassigned devices do); No3rdPartyAppUpdates keeps apps as they are.
     let manage_apps = group.is_some() && policy.as_deref() == Some("UpdateAll");
@@ -288,9 +329,9 @@ async fn recompute(
     .map_err(|e| ApiError::Internal(format!("signing task: {e}")))??;
     // The first version that named this deployment's images: a Failed report for it or a later
     // version counts against the deployment's rollout (`rollouts::counts`).
-    let stored_deployment: Option<String> = row.try_get("target_deployment_id")?;
-    let deployment_since = match row.try_get::<Option<i64>, _>("target_deployment_version")? {
-        Some(v) if stored_deployment == deployment => v,
+    let stored_deployment = &row.target_deployment_id;
+    let deployment_since = match row.target_deployment_version {
+        Some(v) if *stored_deployment == deployment => v,
         _ => i64::try_from(set.version).unwrap_or(i64::MAX),
     };
     // Optimistic: store only if nobody stored another set since we read the row; otherwise

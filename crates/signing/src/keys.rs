@@ -362,6 +362,13 @@ impl Signer for SoftwareSigningKey {
             .map_err(|_| SignError::Signer("ECDSA signature of unexpected length".into()))?;
         Ok(Signature(bytes))
     }
+
+    /// No: `ring` draws every nonce from the key, the message and fresh randomness, so a
+    /// corrupted computation yields a signature that does not verify (refused by its verifier)
+    /// rather than one of a key-revealing pair; and the key is this process's, not a device's.
+    fn needs_self_check(&self) -> bool {
+        false
+    }
 }
 
 /// A [`SoftwareSigningKey`] that signs deterministically (RFC 6979 nonce, `p256`): the same key

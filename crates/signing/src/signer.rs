@@ -37,4 +37,13 @@ pub trait Signer {
 
     /// Sign `message` with ECDSA P-256 / SHA-256.
     fn sign(&self, message: &[u8]) -> Result<Signature, SignError>;
+
+    /// Whether [`crate::sign1`] must verify this signer's signature before releasing it (the
+    /// default, and what hardware signers and deterministic nonces need: a faulty device or a
+    /// fault injected into a repeated deterministic computation must never yield a released bad
+    /// signature, which for RFC 6979 can expose the key). Only a software signer with hedged
+    /// nonces, where a fault cannot be repeated into a key-revealing pair, may say no.
+    fn needs_self_check(&self) -> bool {
+        true
+    }
 }

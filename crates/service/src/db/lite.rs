@@ -166,29 +166,35 @@ fn prepare<'c, E>(
     sql: &str,
     args: &[Arg<'_>],
 ) -> Result<rusqlite::CachedStatement<'c>, Failure<E>> {
-    let db = |e: rusqlite::Error| Failure::Db(e.into());
-    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(|e| Failure::Db(e.into()))?;
+    bind(&mut stmt, args).map_err(Failure::Db)?;
+    Ok(stmt)
+}
+
+/// Bind `args` to `$1`, `$2`, ... of `stmt` by name (also for [`super::lite_write`]). Every
+/// argument must name a parameter of the statement and every parameter must have an argument.
+pub(super) fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Result<(), DbError> {
     if args.len() > PLACEHOLDERS.len() {
-        return Err(Failure::Db(DbError::UnusedArgument(PLACEHOLDERS.len() + 1)));
+        return Err(DbError::UnusedArgument(PLACEHOLDERS.len() + 1));
     }
     for (i, (arg, name)) in args.iter().zip(PLACEHOLDERS).enumerate() {
         let index = stmt
-            .parameter_index(name)
-            .map_err(db)?
-            .ok_or(Failure::Db(DbError::UnusedArgument(i + 1)))?;
+            .parameter_index(name)?
+            .ok_or(DbError::UnusedArgument(i + 1))?;
         match arg {
             Arg::Text(s) => stmt.raw_bind_parameter(index, s),
             Arg::Int(n) => stmt.raw_bind_parameter(index, n),
             Arg::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null),
-        }
-        .map_err(db)?;
+        }?;
     }
     // Each `$N` is one parameter however often it appears: the arguments bound (each to a
     // distinct name) must be all of them.
     if stmt.parameter_count() != args.len() {
-        return Err(Failure::Db(DbError::UnboundParameter));
+        return Err(DbError::UnboundParameter);
     }
-    Ok(stmt)
+    Ok(())
 }
 
 /// A connection taken from [`LiteReads`]; goes back on drop unless a statement failed on it.

@@ -2,7 +2,7 @@
 //! HTTP layer: the device proves itself by the evidence signature with its registered key.
 
 use crate::appraisal::{self, Known, codes, reason};
-use crate::db;
+use crate::db::{self, Arg, WriteStmt, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::nonce::NonceError;
@@ -90,6 +90,24 @@ fn replayed() -> AttestationReason {
         "this nonce was already used, or a newer challenge was answered since; a nonce answers \
          one attestation: ask for a new challenge",
     )
+}
+
+/// What the evidence route reads about a device: its registration and, once claimed, its record.
+const EVIDENCE_SQL: &str = "SELECT r.device_key, r.root_of_trust, r.attestation_key, \
+    d.tenant_id, d.blocked, d.attestation_nonce_floor \
+    FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id = $1";
+
+struct EvidenceRow {
+    /// Base64 DER SubjectPublicKeyInfo.
+    device_key: String,
+    root_of_trust: String,
+    /// Base64 DER SubjectPublicKeyInfo of the TPM attestation key.
+    attestation_key: Option<String>,
+    /// None while unclaimed.
+    tenant_id: Option<String>,
+    blocked: bool,
+    /// Issue time (Unix microseconds) of the last nonce the device's key answered.
+    nonce_floor: Option<i64>,
 }
 
 fn untrusted(reasons: Vec<AttestationReason>) -> AttestationResult {
@@ -220,14 +238,21 @@ pub async fn evidence(
     };
     let issued_db = i64::try_from(issued)
         .map_err(|_| ApiError::Internal("nonce issue time out of range".into()))?;
-    let row = sqlx::query(
-        "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.tenant_id, d.blocked, \
-         d.attestation_nonce_floor \
-         FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
-         WHERE r.device_id = $1",
-    )
-    .bind(&did);
-    let Some(row) = state.db.read_optional(row).await? else {
+    let args = [Arg::from(&did)];
+    let Some(row) = state
+        .db
+        .read_optional(EVIDENCE_SQL, &args, |r| {
+            Ok::<_, ApiError>(EvidenceRow {
+                device_key: r.get("device_key")?,
+                root_of_trust: r.get("root_of_trust")?,
+                attestation_key: r.get("attestation_key")?,
+                tenant_id: r.get("tenant_id")?,
+                blocked: r.get::<Option<i64>>("blocked")?.unwrap_or(0) != 0,
+                nonce_floor: r.get("attestation_nonce_floor")?,
+            })
+        })
+        .await?
+    else {
         // Nothing to record a verdict on (and nothing to consume: an unregistered device's
         // nonce gets this same answer however often it is replayed).
         return Ok(Json(untrusted(vec![reason(
@@ -236,12 +261,11 @@ pub async fn evidence(
         )])));
     };
     // Cheap refusal of an answered nonce (the final UPDATE re-checks atomically).
-    let floor: Option<i64> = row.try_get("attestation_nonce_floor")?;
-    if floor.is_some_and(|f| f >= issued_db) {
+    if row.nonce_floor.is_some_and(|f| f >= issued_db) {
         return Ok(Json(untrusted(vec![replayed()])));
     }
-    let key_b64: String = row.try_get("device_key")?;
-    let key = Base64::decode_vec(&key_b64)
+    let key_b64 = &row.device_key;
+    let key = Base64::decode_vec(key_b64)
         .ok()
         .and_then(|der| PublicKey::from_spki_der(&der).ok())
         .ok_or_else(|| ApiError::Internal("malformed device key in database".into()))?;
@@ -258,23 +282,22 @@ pub async fn evidence(
     // so a failure is the device's own statement and is recorded on it like any verdict
     // (docs/attestation.md, "What is recorded").
     let registered_ak = row
-        .try_get::<Option<String>, _>("attestation_key")?
+        .attestation_key
+        .as_deref()
         .map(|b64| {
-            Base64::decode_vec(&b64)
+            Base64::decode_vec(b64)
                 .ok()
                 .and_then(|der| PublicKey::from_spki_der(&der).ok())
                 .ok_or_else(|| ApiError::Internal("malformed attestation key in database".into()))
         })
         .transpose()?;
-    let registered_rot: String = row.try_get("root_of_trust")?;
-    let verified = same_root_of_trust(authenticated.claims().root_of_trust, &registered_rot)
+    let verified = same_root_of_trust(authenticated.claims().root_of_trust, &row.root_of_trust)
         .and_then(|()| {
             authenticated
                 .verify(registered_ak.as_ref())
                 .map_err(|e| appraisal::evidence_reason(&e))
         });
-    let tenant: Option<String> = row.try_get("tenant_id")?;
-    let Some(tid) = tenant else {
+    let Some(tid) = row.tenant_id.clone() else {
         // No device record to write to: answer only.
         let mut reasons: Vec<_> = verified.err().into_iter().collect();
         reasons.push(reason(
@@ -291,7 +314,7 @@ pub async fn evidence(
             None
         }
     };
-    if row.try_get::<Option<i64>, _>("blocked")?.unwrap_or(0) != 0 {
+    if row.blocked {
         reasons.push(reason(codes::BLOCKED, "the tenant blocked this device"));
     }
     if let Some(verified) = &verified {
@@ -372,39 +395,50 @@ pub async fn evidence(
     let at = service_time.unix_timestamp();
     let reasons_json = serde_json::to_string(&result.reasons)
         .map_err(|e| ApiError::Internal(format!("reasons: {e}")))?;
-    let mut tx = state.db.begin_write().await?;
-    let consumed = sqlx::query(
-        "UPDATE devices SET attestation_nonce_floor = $1, last_attested_at = $2, \
-         last_attestation_result = $3, last_attestation_reasons = $4 \
-         WHERE id = $5 AND tenant_id = $6 \
-         AND (attestation_nonce_floor IS NULL OR attestation_nonce_floor < $1)",
-    )
-    .bind(issued_db)
-    .bind(at)
-    .bind(result.verdict.as_str())
-    .bind(&reasons_json)
-    .bind(&did)
-    .bind(&tid)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !consumed {
-        drop(tx);
+    let codes: Vec<&str> = result.reasons.iter().map(|r| r.code.as_str()).collect();
+    let audit_id = uuid::Uuid::now_v7().to_string();
+    let details =
+        json!({ "verdict": result.verdict, "reasons": codes, "certificateSerial": serial })
+            .to_string();
+    let consume_and_record = [
+        Arg::Int(issued_db),
+        Arg::Int(at),
+        Arg::Text(result.verdict.as_str()),
+        Arg::Text(&reasons_json),
+        Arg::Text(&did),
+        Arg::Text(&tid),
+    ];
+    let audit = [
+        Arg::Text(&audit_id),
+        Arg::Text(&tid),
+        Arg::Int(db::now()),
+        Arg::Text(&did),
+        Arg::Text(&details),
+    ];
+    let written = state
+        .db
+        .write_atomic(&[
+            WriteStmt {
+                sql: "UPDATE devices SET attestation_nonce_floor = $1, last_attested_at = $2, \
+                      last_attestation_result = $3, last_attestation_reasons = $4 \
+                      WHERE id = $5 AND tenant_id = $6 \
+                      AND (attestation_nonce_floor IS NULL OR attestation_nonce_floor < $1)",
+                args: &consume_and_record,
+                must_change_one_row: true,
+            },
+            // The audit row `db::audit` would write (actor: the service itself).
+            WriteStmt {
+                sql: "INSERT INTO audit_log (id, tenant_id, at, actor, action, object_type, \
+                      object_id, details) \
+                      VALUES ($1, $2, $3, NULL, 'device.attest', 'device', $4, $5)",
+                args: &audit,
+                must_change_one_row: true,
+            },
+        ])
+        .await?;
+    if written == Written::Unchanged {
         return Ok(Json(untrusted(vec![replayed()])));
     }
-    let codes: Vec<&str> = result.reasons.iter().map(|r| r.code.as_str()).collect();
-    db::audit(
-        &mut tx,
-        Some(&tid),
-        None,
-        "device.attest",
-        "device",
-        &did,
-        json!({ "verdict": result.verdict, "reasons": codes, "certificateSerial": serial }),
-    )
-    .await?;
-    tx.commit().await?;
     // The target set for every claimed device whose own key signed fresh evidence, trusted or
     // not (DESIGN 3.4: an untrusted device gets no certificate, so no access to the device
     // routes, but must still learn what to run to heal). Never fails the attestation.

@@ -102,17 +102,19 @@ impl CaCache {
 /// [`load_cas`] through [`CaCache`]: one small query for the (serial, thumbprint) set of the
 /// tenant's active CAs; the DER is loaded and parsed only when that set is not the cached one.
 pub async fn load_cas_cached(state: &AppState, tid: &str) -> ApiResult<Vec<TenantCa>> {
-    let rows = sqlx::query(
-        "SELECT serial, sha256_thumbprint FROM tenant_cas WHERE tenant_id = $1 AND \
-         status = 'active' ORDER BY not_before, serial",
-    )
-    .bind(tid)
-    .fetch_all(state.db.pool())
-    .await?;
-    let set = rows
-        .iter()
-        .map(|r| Ok((r.try_get("serial")?, r.try_get("sha256_thumbprint")?)))
-        .collect::<ApiResult<CaSet>>()?;
+    // On every attestation: a bounded indexed read (`Db::read_all`).
+    let args = [crate::db::Arg::Text(tid)];
+    let set: CaSet = state
+        .db
+        .read_all(
+            "SELECT serial, sha256_thumbprint FROM tenant_cas WHERE tenant_id = $1 AND \
+             status = 'active' ORDER BY not_before, serial",
+            &args,
+            |r| Ok::<_, ApiError>((r.get("serial")?, r.get("sha256_thumbprint")?)),
+        )
+        .await?
+        .into_iter()
+        .collect();
     if let Some(cas) = state.ca_cache.get(tid, &set) {
         return Ok(cas);
     }
