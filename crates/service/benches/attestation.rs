@@ -17,6 +17,17 @@ use std::time::Instant;
 use tower::ServiceExt;
 
 async fn call(app: &axum::Router, path: &str, token: Option<&str>, body: Value) -> Value {
+    call_as(app, path, token, body).await.unwrap_or(Value::Null)
+}
+
+/// A request whose answer is parsed into `T` (the simulated devices parse typed wire answers,
+/// as `ferro-attest` does).
+async fn call_as<T: serde::de::DeserializeOwned>(
+    app: &axum::Router,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Option<T> {
     let mut req = Request::post(path).header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -27,7 +38,7 @@ async fn call(app: &axum::Router, path: &str, token: Option<&str>, body: Value) 
         .await
         .unwrap();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Seconds per ECDSA P-256 sign and verify on one core with the implementation attestation uses
@@ -156,25 +167,27 @@ fn main() {
                 let id = rot.device_id().to_string();
                 let mut ok = 0usize;
                 for _ in 0..rounds {
-                    let c = call(
+                    let c: ferro_wire::AttestationChallenge = call_as(
                         &app,
                         "/v1/attestation/challenge",
                         None,
                         json!({"deviceId": id}),
                     )
-                    .await;
-                    let nonce = c["nonce"].as_str().unwrap().to_string();
+                    .await
+                    .expect("a challenge");
+                    let nonce = c.nonce;
                     let n = Base64UrlUnpadded::decode_vec(&nonce).unwrap();
                     let ev = create_evidence(rot.as_ref(), &n, DebugStatus::Disabled).unwrap();
-                    let v = call(
+                    let v: ferro_wire::AttestationResult = call_as(
                         &app,
                         "/v1/attestation/evidence",
                         None,
                         json!({"deviceId": id,
                         "nonce": nonce, "evidence": Base64::encode_string(&ev)}),
                     )
-                    .await;
-                    ok += usize::from(v["verdict"] == "Trusted");
+                    .await
+                    .expect("a verdict");
+                    ok += usize::from(v.verdict == ferro_wire::AttestationVerdict::Trusted);
                 }
                 ok
             }));

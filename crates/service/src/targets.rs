@@ -42,10 +42,12 @@ pub struct CurrentTarget {
     pub expires_at: OffsetDateTime,
 }
 
-/// The row read on every check: the device, what its set was computed from, and the inputs now.
-/// `deployment` is the group's current deployment, followed by its rollout's course when it has
-/// one (`rollouts::parse_current`: one column, so that the check stays one query).
-const CHECK_SQL: &str = "SELECT d.tenant_id, d.device_group_id, d.target_version, \
+/// The columns of [`CHECK_SQL`], for queries that read them along with others (the evidence
+/// route reads them with the registration: one read per attestation instead of two). They need
+/// `devices d` and `device_groups g` joined as in [`CHECK_SQL`].
+macro_rules! target_check_columns {
+    () => {
+        "d.tenant_id, d.device_group_id, d.target_version, \
      d.target_inputs, d.target_set, d.target_expires_at, d.ownership_doc, d.ownership_inputs, \
      d.target_deployment_id, d.target_deployment_version, g.update_policy, g.os_feed, \
      (SELECT dep.id || COALESCE(' ' || dep.rollout_waves || ' ' || \
@@ -56,8 +58,20 @@ const CHECK_SQL: &str = "SELECT d.tenant_id, d.device_group_id, d.target_version
       FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
       ORDER BY dep.id DESC LIMIT 1) AS deployment, \
      (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
-      ORDER BY o.id DESC LIMIT 1) AS os_release_id \
-     FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE d.id = $1";
+      ORDER BY o.id DESC LIMIT 1) AS os_release_id"
+    };
+}
+
+pub(crate) use target_check_columns;
+
+/// The row read on every check: the device, what its set was computed from, and the inputs now.
+/// `deployment` is the group's current deployment, followed by its rollout's course when it has
+/// one (`rollouts::parse_current`: one column, so that the check stays one query).
+const CHECK_SQL: &str = concat!(
+    "SELECT ",
+    target_check_columns!(),
+    " FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE d.id = $1"
+);
 
 /// The deployment the device's stored set came from, if that set was computed for the group the
 /// device is in now (so the deployment is one of the group's).
@@ -72,7 +86,7 @@ fn kept(row: &CheckRow, stored_inputs: Option<&str>) -> Option<String> {
 }
 
 /// [`CHECK_SQL`]'s row.
-struct CheckRow {
+pub(crate) struct CheckRow {
     tenant_id: String,
     device_group_id: Option<String>,
     target_version: i64,
@@ -92,6 +106,15 @@ struct CheckRow {
 }
 
 impl CheckRow {
+    /// The check columns of a row that may have no device (`d.tenant_id` NULL: an unclaimed
+    /// device's registration): `None` then.
+    pub(crate) fn from_optional_row(r: &DbRow<'_>) -> ApiResult<Option<CheckRow>> {
+        match r.get::<Option<String>>("tenant_id")? {
+            None => Ok(None),
+            Some(_) => Self::from_row(r).map(Some),
+        }
+    }
+
     fn from_row(r: &DbRow<'_>) -> ApiResult<CheckRow> {
         Ok(CheckRow {
             tenant_id: r.get("tenant_id")?,
@@ -137,7 +160,6 @@ fn decode(b64: Option<String>) -> ApiResult<Option<Vec<u8>>> {
 /// The device's current target set, recomputed and re-signed only when needed. `None`: the
 /// device is not claimed.
 pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Option<CurrentTarget>> {
-    let now = state.clock.now();
     // On every attestation and update check: a point lookup (`Db::read_optional`).
     let args = [Arg::Text(device_id)];
     let Some(row) = state
@@ -147,6 +169,16 @@ pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Opti
     else {
         return Ok(None);
     };
+    current_target_from(state, device_id, row).await
+}
+
+/// [`current_target`] from its row, read already (with [`target_check_columns`]).
+pub(crate) async fn current_target_from(
+    state: &AppState,
+    device_id: &str,
+    row: CheckRow,
+) -> ApiResult<Option<CurrentTarget>> {
+    let now = state.clock.now();
     let stored_inputs = row.target_inputs.clone();
     let current = row
         .deployment

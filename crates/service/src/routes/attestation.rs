@@ -92,10 +92,15 @@ fn replayed() -> AttestationReason {
     )
 }
 
-/// What the evidence route reads about a device: its registration and, once claimed, its record.
-const EVIDENCE_SQL: &str = "SELECT r.device_key, r.root_of_trust, r.attestation_key, \
-    d.tenant_id, d.blocked, d.attestation_nonce_floor \
-    FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id = $1";
+/// What the evidence route reads about a device: its registration and, once claimed, its record
+/// with what its update target set is computed from (`targets::CheckRow`), in one read.
+const EVIDENCE_SQL: &str = concat!(
+    "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.blocked, \
+     d.attestation_nonce_floor, ",
+    crate::targets::target_check_columns!(),
+    " FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
+     LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE r.device_id = $1"
+);
 
 struct EvidenceRow {
     /// Base64 DER SubjectPublicKeyInfo.
@@ -108,6 +113,8 @@ struct EvidenceRow {
     blocked: bool,
     /// Issue time (Unix microseconds) of the last nonce the device's key answered.
     nonce_floor: Option<i64>,
+    /// The target check's columns (None while unclaimed).
+    target: Option<crate::targets::CheckRow>,
 }
 
 fn untrusted(reasons: Vec<AttestationReason>) -> AttestationResult {
@@ -249,6 +256,7 @@ pub async fn evidence(
                 tenant_id: r.get("tenant_id")?,
                 blocked: r.get::<Option<i64>>("blocked")?.unwrap_or(0) != 0,
                 nonce_floor: r.get("attestation_nonce_floor")?,
+                target: crate::targets::CheckRow::from_optional_row(r)?,
             })
         })
         .await?
@@ -442,7 +450,11 @@ pub async fn evidence(
     // The target set for every claimed device whose own key signed fresh evidence, trusted or
     // not (DESIGN 3.4: an untrusted device gets no certificate, so no access to the device
     // routes, but must still learn what to run to heal). Never fails the attestation.
-    match crate::targets::current_target(&state, &did).await {
+    let target = match row.target {
+        Some(check) => crate::targets::current_target_from(&state, &did, check).await,
+        None => Ok(None),
+    };
+    match target {
         Ok(Some(target)) => {
             result.target_set = Some(ferro_wire::DeviceTargetSet {
                 version: target.version,
