@@ -522,6 +522,12 @@ pub fn b2i(b: bool) -> i64 {
     i64::from(b)
 }
 
+/// The audit-log row insert: `$1` id (UUIDv7), `$2` tenant, `$3` time (Unix seconds), `$4`
+/// actor, `$5` action, `$6` object type, `$7` object ID, `$8` details (JSON, no secrets).
+pub const AUDIT_INSERT: &str = "INSERT INTO audit_log \
+    (id, tenant_id, at, actor, action, object_type, object_id, details) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
 /// Append an audit-log row inside `tx`. `details` must hold no secrets.
 pub async fn audit(
     tx: &mut Tx,
@@ -532,20 +538,17 @@ pub async fn audit(
     object_id: &str,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, tenant_id, at, actor, action, object_type, object_id, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(tenant_id)
-    .bind(now())
-    .bind(actor)
-    .bind(action)
-    .bind(object_type)
-    .bind(object_id)
-    .bind(details.to_string())
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(AUDIT_INSERT)
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(tenant_id)
+        .bind(now())
+        .bind(actor)
+        .bind(action)
+        .bind(object_type)
+        .bind(object_id)
+        .bind(details.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

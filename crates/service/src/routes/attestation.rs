@@ -416,10 +416,14 @@ pub async fn evidence(
         Arg::Text(&did),
         Arg::Text(&tid),
     ];
+    // The row `db::audit` writes; actor: the service itself.
     let audit = [
         Arg::Text(&audit_id),
         Arg::Text(&tid),
         Arg::Int(db::now()),
+        Arg::Null,
+        Arg::Text("device.attest"),
+        Arg::Text("device"),
         Arg::Text(&did),
         Arg::Text(&details),
     ];
@@ -434,11 +438,8 @@ pub async fn evidence(
                 args: &consume_and_record,
                 must_change_one_row: true,
             },
-            // The audit row `db::audit` would write (actor: the service itself).
             WriteStmt {
-                sql: "INSERT INTO audit_log (id, tenant_id, at, actor, action, object_type, \
-                      object_id, details) \
-                      VALUES ($1, $2, $3, NULL, 'device.attest', 'device', $4, $5)",
+                sql: db::AUDIT_INSERT,
                 args: &audit,
                 must_change_one_row: true,
             },
