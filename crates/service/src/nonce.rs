@@ -16,7 +16,6 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,7 +85,7 @@ impl NonceKey {
                 let mut secret = [0u8; SECRET_LEN];
                 getrandom::fill(&mut secret)
                     .map_err(|e| NonceKeyError::Io(path.clone(), std::io::Error::other(e)))?;
-                match write_new_private(&path, hex::encode(secret).as_bytes()) {
+                match crate::setup::write_new_private(&path, hex::encode(secret).as_bytes()) {
                     Ok(()) => Ok(NonceKey(secret)),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(&path),
                     Err(e) => Err(NonceKeyError::Io(path, e)),
@@ -164,30 +163,6 @@ impl NonceKey {
         }
         Ok(issued)
     }
-}
-
-/// Create `path` with `bytes`, mode 0600, failing if it exists (temp file + no-clobber link).
-fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".ferro-nonce-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder.tempfile_in(&dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

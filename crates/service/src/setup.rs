@@ -103,18 +103,34 @@ fn create_private_dir(dir: &Path) -> Result<(), SetupError> {
 }
 
 fn write_private_file(path: &Path, contents: &str) -> Result<(), SetupError> {
+    write_new_private(path, contents.as_bytes()).map_err(|e| SetupError::Io(path.to_path_buf(), e))
+}
+
+/// Create `path` holding `bytes`, mode 0600, failing (`AlreadyExists`) if it exists: a temp file
+/// in the same directory, fsynced, then a no-clobber rename, so a crash never leaves a partial
+/// file and of two concurrent creators exactly one wins (the config file, the nonce key).
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let io = |e| SetupError::Io(path.to_path_buf(), e);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".ferro-new-").suffix(".tmp");
     #[cfg(unix)]
     {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o600));
     }
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(contents.as_bytes()).map_err(io)?;
-    f.sync_all().map_err(io)
+    let mut tmp = builder.tempfile_in(&dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Initialise a data directory: create it (mode 0700), write the config file, create and
