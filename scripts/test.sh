@@ -9,6 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/prereqs.sh"
 cd "${FERRO_ROOT}"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+# The optional features the tests cover besides the defaults.
+TEST_FEATURES="ferro-trust/tpm,ferro-device/tpm,ferro-boot/tpm,ferro-service/tpm-tests"
 SECONDS=0
 
 log "prerequisites"
@@ -27,28 +29,24 @@ cargo fmt --manifest-path apps/Cargo.toml --all --check
 cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 log "lint"
+# Twice: with the default features (what the demo builds), and with every optional backend (the
+# TPM 2.0 root of trust, the service's TPM attestation tests, the Linux peripheral backends,
+# which need device nodes to run and so are only compiled and linted here).
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p ferro-trust -p ferro-device -p ferro-attest --features ferro-trust/tpm,ferro-device/tpm --all-targets --locked -- -D warnings
-cargo clippy -p ferro-service --features tpm-tests --all-targets --locked -- -D warnings
-# The Linux peripheral backends (GPIO character device, i2c-dev, spidev, serial) need device
-# nodes to run, so they are only compiled and linted here.
-cargo clippy -p ferro-peripherals --features linux --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features "${TEST_FEATURES},ferro-peripherals/linux" -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
 
 log "sample apps and hostile guests (wasm32-wasip2)"
 # ferro-runtime's tests load these components (apps/target/wasm32-wasip2/release/*.wasm).
 cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
 
-log "unit, integration, property and interoperability tests"
-# The end-to-end tests run the real binaries (ferro-service, ferro, ferro-device, ferro-boot);
+log "unit, integration, property and interoperability tests (with the TPM 2.0 root of trust on swtpm)"
+# One build with the TPM features on, so the TPM tests (swtpm, started by the tests on loopback)
+# run in the same pass as the rest instead of rebuilding half the workspace for them. The
+# end-to-end tests run the real binaries (ferro-service, ferro, ferro-device, ferro-boot);
 # `cargo test` builds only the binaries of packages that have integration tests, so build all.
-cargo build --workspace --locked
-cargo test --workspace --locked
-
-log "root of trust on a TPM 2.0 (swtpm, started by the tests on loopback)"
-cargo build -p ferro-boot --features tpm --locked
-cargo test -p ferro-trust -p ferro-device --features ferro-trust/tpm,ferro-device/tpm --locked
-cargo test -p ferro-service --features tpm-tests --locked --test attestation
+cargo build --workspace --locked --features "${TEST_FEATURES}"
+cargo test --workspace --locked --features "${TEST_FEATURES}"
 
 if [ "${FUZZ_SECONDS}" -gt 0 ]; then
     log "fuzz smoke: ${FUZZ_SECONDS}s per target"

@@ -3,7 +3,7 @@
 //! the in-process service (SQLite, `oneshot`), against the bound of the P-256 crypto one
 //! attestation needs (device sign + service verify + certificate sign), measured in the same run.
 //!
-//! `cargo bench -p ferro-service --bench attestation` (env `DEVICES`, `ROUNDS`).
+//! `cargo bench -p ferro-service --bench attestation` (env `DEVICES`, `ROUNDS`, `WORKERS`).
 
 use axum::body::Body;
 use axum::http::Request;
@@ -72,6 +72,39 @@ fn crypto_bound() -> (f64, f64, f64) {
     (sign, verify, cores / (2.0 * sign + verify))
 }
 
+/// CPU time (ns) of each live thread of this process by thread name, from
+/// `/proc/self/task/*/schedstat` (Linux; empty elsewhere): what was busy during the run.
+fn cpu_by_thread() -> std::collections::BTreeMap<(String, u32), u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let tid: u32 = task.file_name().to_string_lossy().parse().unwrap_or(0);
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        out.insert((name.trim().to_string(), tid), ns);
+    }
+    out
+}
+
+/// CPU seconds per thread name spent between two [`cpu_by_thread`] readings.
+fn cpu_between(
+    before: &std::collections::BTreeMap<(String, u32), u64>,
+    after: &std::collections::BTreeMap<(String, u32), u64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, ns) in after {
+        let spent = ns.saturating_sub(before.get(key).copied().unwrap_or(0));
+        *out.entry(key.0.clone()).or_insert(0.0) += spent as f64 / 1e9;
+    }
+    out
+}
+
 fn main() {
     let devices: usize = std::env::var("DEVICES")
         .ok()
@@ -82,10 +115,13 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
     let (sign, verify, bound) = crypto_bound();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // Diagnostic knob: more runtime threads than cores show whether threads block (the
+    // service runs with tokio's default, one per core).
+    if let Some(workers) = std::env::var("WORKERS").ok().and_then(|v| v.parse().ok()) {
+        rt.worker_threads(workers);
+    }
+    let rt = rt.enable_all().build().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -159,6 +195,7 @@ fn main() {
             json!({"deviceIds": ids}),
         )
         .await;
+        let cpu_before = cpu_by_thread();
         let start = Instant::now();
         let mut tasks = Vec::new();
         for (_, rot) in &rots {
@@ -197,6 +234,7 @@ fn main() {
             trusted += t.await.unwrap();
         }
         let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_between(&cpu_before, &cpu_by_thread());
         let rate = trusted as f64 / secs;
         println!("| measure | value |\n|---|---|");
         println!("| P-256 sign (1 core) | {:.1} us |", sign * 1e6);
@@ -206,5 +244,22 @@ fn main() {
         println!("| trusted attestations | {trusted} in {secs:.2} s |");
         println!("| end-to-end attestations | {rate:.0} /s |");
         println!("| fraction of bound | {:.0} % |", 100.0 * rate / bound);
+        let cpu_total: f64 = cpu.values().sum();
+        if cpu_total > 0.0 && trusted > 0 {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            println!(
+                "| CPU per attestation (all threads) | {:.0} us |",
+                cpu_total * 1e6 / trusted as f64
+            );
+            println!(
+                "| cores busy during the run | {:.0} % |",
+                100.0 * cpu_total / (secs * cores)
+            );
+            for (name, s) in &cpu {
+                if *s > 0.001 {
+                    println!("| CPU of threads `{name}` | {s:.3} s |");
+                }
+            }
+        }
     });
 }

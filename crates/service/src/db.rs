@@ -165,7 +165,9 @@ impl Db {
             ))),
             None => Reads::Sqlx(ReadConns::new(options.clone(), backend, max_connections)),
         };
-        let fast_writer = file.map(|path| Arc::new(lite_write::LiteWriter::new(path)));
+        let fast_writer = file
+            .map(|path| lite_write::LiteWriter::new(path).map(Arc::new))
+            .transpose()?;
         let pool = pool.connect_with(options).await?;
         Ok(Db {
             pool,
@@ -278,10 +280,10 @@ impl Db {
     /// them or none. A statement marked [`WriteStmt::must_change_one_row`] that changes another
     /// number of rows rolls everything back: [`Written::Unchanged`] (a compare-and-set).
     ///
-    /// For small writes on hot paths (an attestation's verdict): on a SQLite file the whole
-    /// transaction runs on the calling thread on one connection ([`lite_write`]), one write at
-    /// a time, instead of a round trip to sqlx's worker thread per statement; on PostgreSQL (and
-    /// in-memory SQLite) it is an ordinary sqlx transaction on the pool.
+    /// For small writes on hot paths (an attestation's verdict): on a SQLite file one writer
+    /// thread commits the writes waiting at the same moment together, each in a savepoint of
+    /// its own ([`lite_write`]), instead of a round trip to sqlx's worker thread per statement;
+    /// on PostgreSQL (and in-memory SQLite) it is an ordinary sqlx transaction on the pool.
     pub async fn write_atomic(&self, stmts: &[WriteStmt<'_>]) -> Result<Written, DbError> {
         if let Some(writer) = &self.fast_writer {
             return writer.write_atomic(stmts).await;
@@ -320,6 +322,9 @@ impl Db {
         match &self.reads {
             Reads::Sqlite(lite) => lite.close(),
             Reads::Sqlx(conns) => conns.close().await,
+        }
+        if let Some(w) = &self.fast_writer {
+            w.close().await;
         }
         if let Some(w) = &self.writer {
             w.close().await;
@@ -962,6 +967,123 @@ mod tests {
             .unwrap();
         assert_eq!(n, Some(52));
         db.close().await;
+    }
+
+    /// Writes committed together (on SQLite: queued while the write lock is held elsewhere, then
+    /// committed as one batch) stay independent: of 20 compare-and-sets on one row exactly one
+    /// lands, of 20 inserts of one key exactly one lands, and a write that lost keeps none of its
+    /// other statements, while every independent write lands. On both engines.
+    #[tokio::test]
+    async fn writes_committed_together_stay_independent() {
+        let (dbs, _dir) = databases().await;
+        for (db, pg) in dbs {
+            for sql in [
+                "CREATE TABLE t_batch (id TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+                "CREATE TABLE t_hold (id TEXT PRIMARY KEY)",
+                "INSERT INTO t_batch (id, n) VALUES ('shared', 0)",
+            ] {
+                sqlx::query(sql).execute(db.pool()).await.unwrap();
+            }
+            // Hold the write lock so that the writes below queue up and commit together.
+            let mut hold = db.begin_write().await.unwrap();
+            sqlx::query("INSERT INTO t_hold (id) VALUES ('x')")
+                .execute(&mut *hold)
+                .await
+                .unwrap();
+            let insert = "INSERT INTO t_batch (id, n) VALUES ($1, $2)";
+            let bump = "UPDATE t_batch SET n = $2 WHERE id = $1 AND n < $2";
+            let write = |kind: usize, i: usize| {
+                let db = db.clone();
+                async move {
+                    let own = format!("{kind}-{i}");
+                    let own_args = [Arg::Text(&own), Arg::Int(1)];
+                    let bump_args = [Arg::Text("shared"), Arg::Int(1)];
+                    let dup_args = [Arg::Text("dup"), Arg::Int(1)];
+                    let stmts = match kind {
+                        // Compare-and-set on one row: one winner.
+                        0 => vec![
+                            WriteStmt {
+                                sql: insert,
+                                args: &own_args,
+                                must_change_one_row: false,
+                            },
+                            WriteStmt {
+                                sql: bump,
+                                args: &bump_args,
+                                must_change_one_row: true,
+                            },
+                        ],
+                        // One key inserted by all: one winner, the others fail.
+                        1 => vec![
+                            WriteStmt {
+                                sql: insert,
+                                args: &own_args,
+                                must_change_one_row: false,
+                            },
+                            WriteStmt {
+                                sql: insert,
+                                args: &dup_args,
+                                must_change_one_row: true,
+                            },
+                        ],
+                        // Independent.
+                        _ => vec![WriteStmt {
+                            sql: insert,
+                            args: &own_args,
+                            must_change_one_row: true,
+                        }],
+                    };
+                    (kind, db.write_atomic(&stmts).await)
+                }
+            };
+            let writes: Vec<_> = (0..3)
+                .flat_map(|kind| (0..20).map(move |i| (kind, i)))
+                .map(|(kind, i)| tokio::spawn(write(kind, i)))
+                .collect();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            hold.commit().await.unwrap();
+            let mut outcomes = [[0usize; 3]; 3];
+            for w in writes {
+                let (kind, result) = w.await.unwrap();
+                let slot = match result {
+                    Ok(Written::Committed) => 0,
+                    Ok(Written::Unchanged) => 1,
+                    Err(_) => 2,
+                };
+                outcomes[kind][slot] += 1;
+            }
+            assert_eq!(outcomes[0], [1, 19, 0], "compare-and-set: one winner");
+            assert_eq!(outcomes[1], [1, 0, 19], "duplicate key: one winner");
+            assert_eq!(outcomes[2], [20, 0, 0], "independent writes all land");
+            let n = db
+                .read_optional("SELECT COUNT(*) AS n FROM t_batch", &[], int)
+                .await
+                .unwrap();
+            // shared + dup + one row of each winner + 20 independent rows.
+            assert_eq!(n, Some(1 + 1 + 2 + 20));
+            let bumped = db
+                .read_optional(
+                    "SELECT n FROM t_batch WHERE id = $1",
+                    &[Arg::Text("shared")],
+                    int,
+                )
+                .await
+                .unwrap();
+            assert_eq!(bumped, Some(1));
+            db.close().await;
+            // After close, a write is refused and nothing is written.
+            let late = [Arg::Text("late"), Arg::Int(1)];
+            assert!(
+                db.write_atomic(&[WriteStmt {
+                    sql: insert,
+                    args: &late,
+                    must_change_one_row: true,
+                }])
+                .await
+                .is_err()
+            );
+            drop_pg(pg).await;
+        }
     }
 
     fn map_err<T>(r: Result<T, DbError>) -> bool {

@@ -20,7 +20,7 @@ use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::db::{self, Arg, DbRow};
+use crate::db::{self, Arg, DbRow, WriteStmt, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::rollouts;
 use crate::state::AppState;
@@ -368,26 +368,38 @@ async fn recompute(
     };
     // Optimistic: store only if nobody stored another set since we read the row; otherwise
     // answer with what is stored now (a concurrent check computed the same inputs).
-    let stored = sqlx::query(
-        "UPDATE devices SET target_version = $1, target_inputs = $2, target_set = $3, \
-         target_expires_at = $4, ownership_doc = $5, ownership_inputs = $6, \
-         target_deployment_id = $9, target_deployment_version = $10 \
-         WHERE id = $7 AND target_version = $8",
-    )
-    .bind(i64::try_from(set.version).unwrap_or(i64::MAX))
-    .bind(&inputs_now)
-    .bind(Base64::encode_string(&signed))
-    .bind(set.expires_at.unix_timestamp())
-    .bind(Base64::encode_string(&ownership))
-    .bind(ownership_key(tid))
-    .bind(device_id)
-    .bind(i64::try_from(stored_version).unwrap_or(i64::MAX))
-    .bind(&deployment)
-    .bind(deployment_since)
-    .execute(state.db.writer())
-    .await?
-    .rows_affected();
-    if stored == 0 {
+    // Through the hot-path writer (`Db::write_atomic`): every attestation may store a set, and
+    // sharing SQLite's write lock with the verdict writes through a second connection made
+    // both wait on each other.
+    let version_db = i64::try_from(set.version).unwrap_or(i64::MAX);
+    let signed_b64 = Base64::encode_string(&signed);
+    let ownership_b64 = Base64::encode_string(&ownership);
+    let owner_inputs = ownership_key(tid);
+    let stored_version_db = i64::try_from(stored_version).unwrap_or(i64::MAX);
+    let args = [
+        Arg::Int(version_db),
+        Arg::Text(&inputs_now),
+        Arg::Text(&signed_b64),
+        Arg::Int(set.expires_at.unix_timestamp()),
+        Arg::Text(&ownership_b64),
+        Arg::Text(&owner_inputs),
+        Arg::Text(device_id),
+        Arg::Int(stored_version_db),
+        Arg::from(deployment.as_ref()),
+        Arg::Int(deployment_since),
+    ];
+    let stored = state
+        .db
+        .write_atomic(&[WriteStmt {
+            sql: "UPDATE devices SET target_version = $1, target_inputs = $2, target_set = $3, \
+                  target_expires_at = $4, ownership_doc = $5, ownership_inputs = $6, \
+                  target_deployment_id = $9, target_deployment_version = $10 \
+                  WHERE id = $7 AND target_version = $8",
+            args: &args,
+            must_change_one_row: true,
+        }])
+        .await?;
+    if stored == Written::Unchanged {
         return Box::pin(current_target(state, device_id)).await;
     }
     Ok(Some(CurrentTarget {

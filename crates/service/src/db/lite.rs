@@ -169,17 +169,21 @@ fn prepare<'c, E>(
     let mut stmt = conn
         .prepare_cached(sql)
         .map_err(|e| Failure::Db(e.into()))?;
-    bind(&mut stmt, args).map_err(Failure::Db)?;
+    bind(&mut stmt, args.iter().copied()).map_err(Failure::Db)?;
     Ok(stmt)
 }
 
 /// Bind `args` to `$1`, `$2`, ... of `stmt` by name (also for [`super::lite_write`]). Every
 /// argument must name a parameter of the statement and every parameter must have an argument.
-pub(super) fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Result<(), DbError> {
-    if args.len() > PLACEHOLDERS.len() {
+pub(super) fn bind<'a>(
+    stmt: &mut rusqlite::Statement<'_>,
+    args: impl ExactSizeIterator<Item = Arg<'a>>,
+) -> Result<(), DbError> {
+    let count = args.len();
+    if count > PLACEHOLDERS.len() {
         return Err(DbError::UnusedArgument(PLACEHOLDERS.len() + 1));
     }
-    for (i, (arg, name)) in args.iter().zip(PLACEHOLDERS).enumerate() {
+    for (i, (arg, name)) in args.zip(PLACEHOLDERS).enumerate() {
         let index = stmt
             .parameter_index(name)?
             .ok_or(DbError::UnusedArgument(i + 1))?;
@@ -191,7 +195,7 @@ pub(super) fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Arg<'_>]) -> Resu
     }
     // Each `$N` is one parameter however often it appears: the arguments bound (each to a
     // distinct name) must be all of them.
-    if stmt.parameter_count() != args.len() {
+    if stmt.parameter_count() != count {
         return Err(DbError::UnboundParameter);
     }
     Ok(())
