@@ -128,8 +128,12 @@ pub enum CloudDeviceCommand {
         #[arg(long, value_name = "ID")]
         device: String,
         /// Device group ID or PRODUCT/GROUP.
-        #[arg(long, value_name = "GROUP")]
-        device_group: String,
+        #[arg(long, value_name = "GROUP", required_unless_present = "blocked")]
+        device_group: Option<String>,
+        /// `true` blocks the device (Administrator): its attestations are untrusted, so it gets
+        /// no new certificate (the one it holds expires within 24 hours); `false` unblocks it.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        blocked: Option<bool>,
         #[command(flatten)]
         tenant: TenantArg,
     },

@@ -111,6 +111,19 @@ fn manufacturing_claim_group_capability_and_ca() {
         "Coffee Maker/Development",
     ]);
     assert!(moved["deviceGroupId"].is_string());
+    assert_eq!(moved["blocked"], false);
+    // Blocking (Administrator) keeps the group; unblocking; neither flag is a usage error.
+    let blocked = admin.json(&["device", "update", "--device", &a, "--blocked", "true"]);
+    assert_eq!(blocked["blocked"], true);
+    assert_eq!(blocked["deviceGroupId"], moved["deviceGroupId"]);
+    assert_eq!(
+        admin.json(&["device", "show", "--device", &a])["blocked"],
+        true
+    );
+    let unblocked = admin.json(&["device", "update", "--device", &a, "--blocked", "false"]);
+    assert_eq!(unblocked["blocked"], false);
+    let stderr = admin.fails(&["device", "update", "--device", &a]);
+    assert!(stderr.contains("--device-group"), "{stderr}");
     let in_group = admin.json(&[
         "device-group",
         "device",

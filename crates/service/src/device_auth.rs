@@ -5,9 +5,9 @@
 //! of the tenant it names and the device must be claimed by that tenant. The result is kept on
 //! the connection ([`crate::server::ConnInfo`]), so a device that keeps its connection pays for
 //! one ECDSA verification, not one per request; its expiry is re-checked on every request, and
-//! handlers re-read the device row (group, target set) on every request. A blocked device gets no
-//! new certificate at attestation, so its access here ends when its current one expires (24 h at
-//! most); the device routes do not re-check the block themselves.
+//! handlers re-read the device row (group, target set) on every request. A device its tenant
+//! blocked is refused here at its next request, on a kept connection too (one indexed read per
+//! request), and gets no new certificate at attestation.
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -15,6 +15,7 @@ use ferro_wire::ErrorCode;
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use crate::db::Arg;
 use crate::error::ApiError;
 use crate::routes::ca::load_cas_cached;
 use crate::server::ConnInfo;
@@ -67,7 +68,31 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
                 "the device certificate expired; attest again for a new one and reconnect",
             ));
         }
-        Ok(AuthenticatedDevice(identity))
+        // Blocking takes effect at once, not when the certificate expires.
+        let args = [
+            Arg::Text(&identity.device_id),
+            Arg::Text(&identity.tenant_id),
+        ];
+        let blocked = state
+            .db
+            .read_optional(
+                "SELECT blocked FROM devices WHERE id = $1 AND tenant_id = $2",
+                &args,
+                |r| r.get::<bool>("blocked"),
+            )
+            .await?;
+        match blocked {
+            Some(false) => Ok(AuthenticatedDevice(identity)),
+            Some(true) => Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the tenant blocked this device; a tenant administrator can unblock it (ferro \
+                 device update --blocked false)"
+                    .to_string(),
+            )),
+            None => Err(refused(
+                "the device certificate names a tenant that does not own this device",
+            )),
+        }
     }
 }
 

@@ -270,19 +270,61 @@ async fn attacks_are_refused(t: &TestApp) {
     let uc = new_rot();
     register(t, &uc).await;
     assert_untrusted(&attest(t, &uc).await, "unclaimed");
-    // Blocked.
+    // Blocked by the tenant's administrator (a Contributor may not; nothing changes then).
     let b = claimed(t, &tid, &admin).await;
-    t.exec(&format!(
-        "UPDATE devices SET blocked = 1 WHERE id = '{}'",
-        b.id
-    ))
-    .await;
-    assert_untrusted(&attest(t, &b).await, "blocked");
+    let device_path = format!("/v1/tenants/{tid}/devices/{}", b.id);
+    let (_, contributor, _) = t.user(Some((&tid, "Contributor", &admin))).await;
+    let block = |blocked: bool| Some(json!({ "blocked": blocked }));
     let r = t
-        .get(&format!("/v1/tenants/{tid}/devices/{}", b.id), &admin)
+        .call(
+            axum::http::Method::PATCH,
+            &device_path,
+            Some(&contributor),
+            block(true),
+        )
         .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert_eq!(attest(t, &b).await["verdict"], "Trusted");
+    let r = t
+        .call(
+            axum::http::Method::PATCH,
+            &device_path,
+            Some(&admin),
+            block(true),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["blocked"], true);
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'device.block' AND object_id = '{}'",
+            b.id
+        ))
+        .await,
+        1
+    );
+    let blocked = attest(t, &b).await;
+    assert_untrusted(&blocked, "blocked");
+    assert!(
+        blocked["certificatePem"].is_null(),
+        "no certificate while blocked"
+    );
+    let r = t.get(&device_path, &admin).await;
+    assert_eq!(r.body["blocked"], true);
     assert_eq!(r.body["lastAttestationResult"], "Untrusted");
     assert_eq!(r.body["lastAttestationReasons"][0]["code"], "blocked");
+    // Unblocked: trusted again at the next attestation.
+    let r = t
+        .call(
+            axum::http::Method::PATCH,
+            &device_path,
+            Some(&admin),
+            block(false),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["blocked"], false);
+    assert_eq!(attest(t, &b).await["verdict"], "Trusted");
     // Malformed requests are 422 (not an appraisal).
     let r = t
         .call(

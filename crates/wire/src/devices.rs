@@ -187,6 +187,10 @@ pub struct Device {
     /// Why the last attestation was untrusted (empty when trusted; null until devices attest).
     #[serde(default)]
     pub last_attestation_reasons: Option<Vec<crate::AttestationReason>>,
+    /// Blocked by a tenant administrator: every attestation is untrusted (no certificate) until
+    /// unblocked.
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// Query of `GET /v1/tenants/{tenantId}/devices`.
@@ -245,8 +249,8 @@ where
 }
 
 /// `PATCH /v1/tenants/{tenantId}/devices/{deviceId}`: move the device into a device group of the
-/// tenant, or out of any group with `null`. The field is required (an empty body changes
-/// nothing and is refused).
+/// tenant, or out of any group with `null`; block or unblock it. At least one field is required
+/// (an empty body changes nothing and is refused).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -255,6 +259,10 @@ pub struct UpdateDeviceRequest {
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub device_group_id: Option<Option<DeviceGroupId>>,
+    /// `true` blocks the device (Administrator): its attestations are untrusted and it gets no
+    /// new certificate; `false` unblocks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ const DEVICE_FIELDS: &[(&str, &str)] = &[
     ("Last attestation", "lastAttestationResult"),
     ("Attested", "lastAttestedAt"),
     ("Reasons", "lastAttestationReasons"),
+    ("Blocked", "blocked"),
 ];
 
 const CA_FIELDS: &[(&str, &str)] = &[
@@ -229,13 +230,21 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
         CloudDeviceCommand::Update {
             device,
             device_group,
+            blocked,
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let group = resolve_group(&client, tenant, &device_group)?;
+            let mut body = serde_json::Map::new();
+            if let Some(group) = device_group {
+                let group = resolve_group(&client, tenant, &group)?;
+                body.insert("deviceGroupId".into(), json!(group));
+            }
+            if let Some(blocked) = blocked {
+                body.insert("blocked".into(), json!(blocked));
+            }
             let updated: Value = client.patch(
                 &format!("/v1/tenants/{tenant}/devices/{device}"),
-                &json!({ "deviceGroupId": group }),
+                &Value::Object(body),
             )?;
             emit(
                 output,

@@ -458,7 +458,7 @@ pub async fn claim(
 }
 
 const DEVICE_COLUMNS: &str = "d.id, d.tenant_id, d.device_group_id, g.product_id, d.claimed_at, \
-    d.last_attested_at, d.last_attestation_result, d.last_attestation_reasons, \
+    d.last_attested_at, d.last_attestation_result, d.last_attestation_reasons, d.blocked, \
     r.manufacturing_state, r.root_of_trust";
 const DEVICE_FROM: &str = "FROM devices d JOIN device_registrations r ON r.device_id = d.id \
     LEFT JOIN device_groups g ON g.id = d.device_group_id";
@@ -498,6 +498,7 @@ fn device_from_row(r: &DbRow<'_>) -> ApiResult<Device> {
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|_| bad("attestation reasons"))?,
+        blocked: r.get("blocked")?,
     })
 }
 
@@ -636,13 +637,17 @@ pub async fn get_device(
     Ok(Json(device))
 }
 
-/// Move a device into a device group of the tenant, or out of any with `null` (Contributor).
+/// Move a device into a device group of the tenant, or out of any with `null` (Contributor);
+/// block or unblock it (Administrator). A blocked device's attestations are untrusted with the
+/// reason `blocked`, so it gets no new certificate (the one it holds expires within 24 hours)
+/// and no access to the device routes; it still learns its target set, as any untrusted device.
 #[utoipa::path(patch, path = "/v1/tenants/{tenantId}/devices/{deviceId}", tag = "devices",
     request_body = UpdateDeviceRequest,
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
         ("deviceId" = String, Path, description = "Device ID (128 hex characters)")),
     responses((status = 200, body = Device), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, description = "No such device or device group", body = ErrorBody),
+        (status = 403, description = "Not a Contributor, or `blocked` without Administrator", body = ErrorBody),
+        (status = 404, description = "No such device or device group", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_device(
@@ -652,42 +657,72 @@ pub async fn update_device(
     JsonBody(req): JsonBody<UpdateDeviceRequest>,
 ) -> ApiResult<Json<Device>> {
     who.require(Role::Contributor)?;
+    if req.blocked.is_some() {
+        who.require(Role::Administrator)?;
+    }
     let did = device_param(&device_id)?;
-    let Some(group) = req.device_group_id else {
+    if req.device_group_id.is_none() && req.blocked.is_none() {
         return Err(ApiError::invalid_body(
-            "give `deviceGroupId`: a device group ID of this tenant, or null to remove the device \
-             from its group",
+            "give `deviceGroupId` (a device group ID of this tenant, or null to remove the device \
+             from its group) and/or `blocked` (true or false)",
         ));
-    };
+    }
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    if req.blocked.is_some() {
+        auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+    }
     // Serialises with deleting the group (which checks for devices under the same lock).
     db::lock_tenant(&mut tx, &who.tid).await?;
     let before = get_device_row(&mut *tx, &who.tid, &did).await?;
-    if let Some(g) = group {
-        sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND id = $2")
+    if let Some(group) = req.device_group_id {
+        if let Some(g) = group {
+            sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND id = $2")
+                .bind(&who.tid)
+                .bind(g.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| ApiError::not_found("device group"))?;
+        }
+        sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(group.map(|g| g.to_string()))
             .bind(&who.tid)
-            .bind(g.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| ApiError::not_found("device group"))?;
-    }
-    sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(group.map(|g| g.to_string()))
-        .bind(&who.tid)
-        .bind(&did)
-        .execute(&mut *tx)
+            .bind(&did)
+            .execute(&mut *tx)
+            .await?;
+        db::audit(
+            &mut tx,
+            Some(&who.tid),
+            Some(&who.caller.uid()),
+            "device.update",
+            "device",
+            &did,
+            json!({ "from": before.device_group_id, "to": group }),
+        )
         .await?;
-    db::audit(
-        &mut tx,
-        Some(&who.tid),
-        Some(&who.caller.uid()),
-        "device.update",
-        "device",
-        &did,
-        json!({ "from": before.device_group_id, "to": group }),
-    )
-    .await?;
+    }
+    if let Some(blocked) = req.blocked {
+        sqlx::query("UPDATE devices SET blocked = $1 WHERE tenant_id = $2 AND id = $3")
+            .bind(db::b2i(blocked))
+            .bind(&who.tid)
+            .bind(&did)
+            .execute(&mut *tx)
+            .await?;
+        db::audit(
+            &mut tx,
+            Some(&who.tid),
+            Some(&who.caller.uid()),
+            if blocked {
+                "device.block"
+            } else {
+                "device.unblock"
+            },
+            "device",
+            &did,
+            json!({ "from": before.blocked, "to": blocked }),
+        )
+        .await?;
+    }
     let after = get_device_row(&mut *tx, &who.tid, &did).await?;
     tx.commit().await?;
     Ok(Json(after))
