@@ -690,16 +690,8 @@ pub async fn update_device(
             .bind(&did)
             .execute(&mut *tx)
             .await?;
-        db::audit(
-            &mut tx,
-            Some(&who.tid),
-            Some(&who.caller.uid()),
-            "device.update",
-            "device",
-            &did,
-            json!({ "from": before.device_group_id, "to": group }),
-        )
-        .await?;
+        let details = json!({ "from": before.device_group_id, "to": group });
+        audit_device(&mut tx, &who, &did, "device.update", details).await?;
     }
     if let Some(blocked) = req.blocked {
         sqlx::query("UPDATE devices SET blocked = $1 WHERE tenant_id = $2 AND id = $3")
@@ -708,24 +700,38 @@ pub async fn update_device(
             .bind(&did)
             .execute(&mut *tx)
             .await?;
-        db::audit(
-            &mut tx,
-            Some(&who.tid),
-            Some(&who.caller.uid()),
-            if blocked {
-                "device.block"
-            } else {
-                "device.unblock"
-            },
-            "device",
-            &did,
-            json!({ "from": before.blocked, "to": blocked }),
-        )
-        .await?;
+        let action = if blocked {
+            "device.block"
+        } else {
+            "device.unblock"
+        };
+        let details = json!({ "from": before.blocked, "to": blocked });
+        audit_device(&mut tx, &who, &did, action, details).await?;
     }
     let after = get_device_row(&mut *tx, &who.tid, &did).await?;
     tx.commit().await?;
     Ok(Json(after))
+}
+
+/// The audit record of a change a tenant's user made to one of its devices.
+async fn audit_device(
+    tx: &mut db::Tx,
+    who: &TenantCaller,
+    device_id: &str,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let actor = who.caller.uid();
+    db::audit(
+        tx,
+        Some(&who.tid),
+        Some(&actor),
+        action,
+        "device",
+        device_id,
+        details,
+    )
+    .await
 }
 
 /// Issue a capability file for a device of the tenant (Contributor), signed by the platform
@@ -834,16 +840,8 @@ pub async fn create_capability(
     .bind(who.caller.uid())
     .execute(&mut *tx)
     .await?;
-    db::audit(
-        &mut tx,
-        Some(&who.tid),
-        Some(&who.caller.uid()),
-        "device.capability",
-        "device",
-        &did,
-        json!({ "type": req.capability_type, "developerKeyIds": developer_key_ids }),
-    )
-    .await?;
+    let details = json!({ "type": req.capability_type, "developerKeyIds": developer_key_ids });
+    audit_device(&mut tx, &who, &did, "device.capability", details).await?;
     tx.commit().await?;
     Ok(Json(CapabilityFileResponse {
         device_id: did,
