@@ -26,6 +26,10 @@ const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
 /// How long a query waits for a connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A read connection ([`ReadConns`]) idle for longer than this is closed, so a replica gives
+/// back to PostgreSQL the connections a burst of reads opened.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Which database engine a [`Db`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -421,16 +425,50 @@ impl Drop for ReadConn {
     }
 }
 
+impl ReadInner {
+    /// Take the connections idle for longer than `timeout`. They are at the front of the list:
+    /// connections are reused from its end and returned to its end, so it stays ordered by the
+    /// time each went idle.
+    fn take_expired(&self, timeout: Duration) -> Vec<AnyConnection> {
+        let Ok(mut idle) = self.idle.lock() else {
+            return Vec::new();
+        };
+        let expired = idle
+            .iter()
+            .position(|(_, since)| since.elapsed() <= timeout)
+            .unwrap_or(idle.len());
+        idle.drain(..expired).map(|(conn, _)| conn).collect()
+    }
+}
+
 impl ReadConns {
     fn new(options: AnyConnectOptions, backend: Backend, max: u32) -> ReadConns {
-        ReadConns {
-            inner: Arc::new(ReadInner {
-                options,
-                backend,
-                permits: Arc::new(Semaphore::new(max.max(1) as usize)),
-                idle: Mutex::new(Vec::new()),
-            }),
+        let inner = Arc::new(ReadInner {
+            options,
+            backend,
+            permits: Arc::new(Semaphore::new(max.max(1) as usize)),
+            idle: Mutex::new(Vec::new()),
+        });
+        // Close connections idle for too long, checked a few times per timeout; the task ends
+        // with the handle or at `close`.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&inner);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(READ_IDLE_TIMEOUT / 5);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.permits.is_closed() {
+                        break;
+                    }
+                    for conn in inner.take_expired(READ_IDLE_TIMEOUT) {
+                        let _ = conn.close().await;
+                    }
+                }
+            });
         }
+        ReadConns { inner }
     }
 
     async fn acquire(&self) -> Result<ReadConn, sqlx::Error> {
@@ -648,6 +686,37 @@ mod tests {
                 "{closed:?}"
             );
             assert!(closed.is_unavailable());
+            drop_pg(pg).await;
+        }
+    }
+
+    /// Read connections (PostgreSQL) idle for longer than the timeout are taken away, the
+    /// longest idle first, and reads open new ones as needed.
+    #[tokio::test]
+    async fn idle_read_connections_expire() {
+        let (dbs, _dir) = databases().await;
+        for (db, pg) in dbs {
+            let Reads::Sqlx(conns) = &db.reads else {
+                continue; // a SQLite file reads through rusqlite
+            };
+            let (a, b) = (
+                conns.acquire().await.unwrap(),
+                conns.acquire().await.unwrap(),
+            );
+            drop(a);
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            drop(b);
+            let idle = |conns: &ReadConns| conns.inner.idle.lock().unwrap().len();
+            assert_eq!(idle(conns), 2);
+            assert!(conns.inner.take_expired(Duration::from_secs(60)).is_empty());
+            // Only the one idle for longer than 30 ms goes.
+            assert_eq!(conns.inner.take_expired(Duration::from_millis(30)).len(), 1);
+            assert_eq!(idle(conns), 1);
+            assert_eq!(conns.inner.take_expired(Duration::ZERO).len(), 1);
+            assert_eq!(idle(conns), 0);
+            let n = db.read_optional("SELECT 1 AS n", &[], int).await.unwrap();
+            assert_eq!(n, Some(1));
+            db.close().await;
             drop_pg(pg).await;
         }
     }
