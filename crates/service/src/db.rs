@@ -617,6 +617,18 @@ mod tests {
         row.get("n")
     }
 
+    fn stmt<'a>(
+        sql: &'static str,
+        args: &'a [Arg<'a>],
+        must_change_one_row: bool,
+    ) -> WriteStmt<'a> {
+        WriteStmt {
+            sql,
+            args,
+            must_change_one_row,
+        }
+    }
+
     /// A fresh migrated database of each engine this run can reach: SQLite always,
     /// PostgreSQL when `FERRO_TEST_PG_URL` is set (a new database, dropped by the caller's
     /// [`drop_pg`]).
@@ -928,15 +940,10 @@ mod tests {
             };
             let insert = "INSERT INTO t_write (id, n) VALUES ($1, $2)";
             let bump = "UPDATE t_write SET n = $2 WHERE id = $1 AND n < $2";
-            let w = |sql, args, one| WriteStmt {
-                sql,
-                args,
-                must_change_one_row: one,
-            };
             let a = [Arg::Text("a"), Arg::Int(1)];
             let b = [Arg::Text("b"), Arg::Int(1)];
             assert_eq!(
-                db.write_atomic(&[w(insert, &a, true), w(insert, &b, false)])
+                db.write_atomic(&[stmt(insert, &a, true), stmt(insert, &b, false)])
                     .await
                     .unwrap(),
                 Written::Committed
@@ -945,7 +952,7 @@ mod tests {
             // Compare-and-set: n is not below 1, so nothing of the write is kept.
             let c = [Arg::Text("c"), Arg::Int(1)];
             assert_eq!(
-                db.write_atomic(&[w(insert, &c, false), w(bump, &a, true)])
+                db.write_atomic(&[stmt(insert, &c, false), stmt(bump, &a, true)])
                     .await
                     .unwrap(),
                 Written::Unchanged
@@ -953,18 +960,22 @@ mod tests {
             assert_eq!(count(db.clone()).await, 2);
             // A failing statement (duplicate key) after a good one: an error, nothing kept.
             assert!(
-                db.write_atomic(&[w(insert, &c, false), w(insert, &a, false)])
+                db.write_atomic(&[stmt(insert, &c, false), stmt(insert, &a, false)])
                     .await
                     .is_err()
             );
             assert_eq!(count(db.clone()).await, 2);
             // An argument the statement does not have is refused before anything is written.
             let extra = [Arg::Text("d"), Arg::Int(1), Arg::Int(9)];
-            assert!(db.write_atomic(&[w(insert, &extra, false)]).await.is_err());
+            assert!(
+                db.write_atomic(&[stmt(insert, &extra, false)])
+                    .await
+                    .is_err()
+            );
             // ... and the connection is fine afterwards.
             let two = [Arg::Text("a"), Arg::Int(2)];
             assert_eq!(
-                db.write_atomic(&[w(bump, &two, true)]).await.unwrap(),
+                db.write_atomic(&[stmt(bump, &two, true)]).await.unwrap(),
                 Written::Committed
             );
             let n = db
@@ -1070,37 +1081,14 @@ mod tests {
                     let dup_args = [Arg::Text("dup"), Arg::Int(1)];
                     let stmts = match kind {
                         // Compare-and-set on one row: one winner.
-                        0 => vec![
-                            WriteStmt {
-                                sql: insert,
-                                args: &own_args,
-                                must_change_one_row: false,
-                            },
-                            WriteStmt {
-                                sql: bump,
-                                args: &bump_args,
-                                must_change_one_row: true,
-                            },
-                        ],
+                        0 => vec![stmt(insert, &own_args, false), stmt(bump, &bump_args, true)],
                         // One key inserted by all: one winner, the others fail.
                         1 => vec![
-                            WriteStmt {
-                                sql: insert,
-                                args: &own_args,
-                                must_change_one_row: false,
-                            },
-                            WriteStmt {
-                                sql: insert,
-                                args: &dup_args,
-                                must_change_one_row: true,
-                            },
+                            stmt(insert, &own_args, false),
+                            stmt(insert, &dup_args, true),
                         ],
                         // Independent.
-                        _ => vec![WriteStmt {
-                            sql: insert,
-                            args: &own_args,
-                            must_change_one_row: true,
-                        }],
+                        _ => vec![stmt(insert, &own_args, true)],
                     };
                     (kind, db.write_atomic(&stmts).await)
                 }
@@ -1142,15 +1130,7 @@ mod tests {
             db.close().await;
             // After close, a write is refused and nothing is written.
             let late = [Arg::Text("late"), Arg::Int(1)];
-            assert!(
-                db.write_atomic(&[WriteStmt {
-                    sql: insert,
-                    args: &late,
-                    must_change_one_row: true,
-                }])
-                .await
-                .is_err()
-            );
+            assert!(db.write_atomic(&[stmt(insert, &late, true)]).await.is_err());
             drop_pg(pg).await;
         }
     }

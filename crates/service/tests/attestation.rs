@@ -274,25 +274,11 @@ async fn attacks_are_refused(t: &TestApp) {
     let b = claimed(t, &tid, &admin).await;
     let device_path = format!("/v1/tenants/{tid}/devices/{}", b.id);
     let (_, contributor, _) = t.user(Some((&tid, "Contributor", &admin))).await;
-    let block = |blocked: bool| Some(json!({ "blocked": blocked }));
-    let r = t
-        .call(
-            axum::http::Method::PATCH,
-            &device_path,
-            Some(&contributor),
-            block(true),
-        )
-        .await;
+    let block = |blocked: bool| json!({ "blocked": blocked });
+    let r = t.patch(&device_path, &contributor, block(true)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     assert_eq!(attest(t, &b).await["verdict"], "Trusted");
-    let r = t
-        .call(
-            axum::http::Method::PATCH,
-            &device_path,
-            Some(&admin),
-            block(true),
-        )
-        .await;
+    let r = t.patch(&device_path, &admin, block(true)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["blocked"], true);
     assert_eq!(
@@ -314,14 +300,7 @@ async fn attacks_are_refused(t: &TestApp) {
     assert_eq!(r.body["lastAttestationResult"], "Untrusted");
     assert_eq!(r.body["lastAttestationReasons"][0]["code"], "blocked");
     // Unblocked: trusted again at the next attestation.
-    let r = t
-        .call(
-            axum::http::Method::PATCH,
-            &device_path,
-            Some(&admin),
-            block(false),
-        )
-        .await;
+    let r = t.patch(&device_path, &admin, block(false)).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["blocked"], false);
     assert_eq!(attest(t, &b).await["verdict"], "Trusted");

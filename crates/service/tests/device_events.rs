@@ -633,14 +633,7 @@ async fn uploads_need_the_device_certificate_of_the_tenant(t: &TestApp) {
     // Blocked by its tenant: refused at the next request on the same connection, with a valid
     // certificate; nothing stored. Unblocked: accepted again.
     let device_path = format!("/v1/tenants/{tid}/devices/{}", a.id());
-    let set_blocked = |blocked: bool| {
-        t.call(
-            axum::http::Method::PATCH,
-            &device_path,
-            Some(&admin),
-            Some(json!({ "blocked": blocked })),
-        )
-    };
+    let set_blocked = |blocked: bool| t.patch(&device_path, &admin, json!({ "blocked": blocked }));
     assert_eq!(set_blocked(true).await.status, StatusCode::OK);
     let stored_before = stored(t, a.id()).await;
     let (status, _, answer) = upload(&s, &a.http, &batch(vec![event("AppCrash", 1, "x", 1)])).await;
