@@ -5,7 +5,6 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ferro_signing::{DeviceId, KeyId, PublicKey, Signer, SoftwareSigningKey};
-use p256::ecdsa::signature::Verifier as _;
 use p256::elliptic_curve::rand_core::{OsRng, RngCore};
 use p256::pkcs8::LineEnding;
 use rcgen::{
@@ -170,14 +169,11 @@ pub fn verify_certificate_signature(der: &[u8], issuer: &PublicKey) -> Result<()
 }
 
 fn signature_ok(cert: &X509Certificate<'_>, issuer: &PublicKey) -> bool {
-    let Ok(vk) = p256::ecdsa::VerifyingKey::from_sec1_bytes(&issuer.to_sec1_uncompressed()) else {
-        return false;
-    };
-    let Ok(sig) = p256::ecdsa::DerSignature::try_from(cert.signature_value.data.as_ref()) else {
-        return false;
-    };
     cert.signature_algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256
-        && vk.verify(cert.tbs_certificate.as_ref(), &sig).is_ok()
+        && issuer.verify_der_signature(
+            cert.tbs_certificate.as_ref(),
+            cert.signature_value.data.as_ref(),
+        )
 }
 
 /// RFC 7093 method 1 key identifier: the first 160 bits of SHA-256 over the DER
@@ -236,45 +232,62 @@ fn params(
     p
 }
 
-/// An rcgen issuer for the CA certificate `ca_der`: its subject (rebuilt attribute by attribute;
-/// only CN and O, which is all our CAs use), its subject key identifier (for the authority key
-/// identifier of what it issues) and `key`.
-fn issuer_for<'k>(
-    ca_der: &[u8],
-    key: RcgenSigner<'k>,
-) -> Result<Issuer<'static, RcgenSigner<'k>>, CertError> {
-    const WHAT: &str = "issuer";
-    let bad = |reason| CertError::InvalidCertificate {
-        expected: WHAT,
-        reason,
-    };
-    let cert = parse(ca_der, WHAT)?;
-    let mut name = DistinguishedName::new();
-    for attr in cert.tbs_certificate.subject.iter_attributes() {
-        let value = attr
-            .as_str()
-            .map_err(|_| bad("a subject attribute is not a string"))?;
-        let ty = if *attr.attr_type() == x509_parser::oid_registry::OID_X509_COMMON_NAME {
-            DnType::CommonName
-        } else if *attr.attr_type() == x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME {
-            DnType::OrganizationName
-        } else {
-            return Err(bad("the subject has attributes other than CN and O"));
+/// What signing under a CA certificate needs of it, read from its DER once: the subject as rcgen
+/// writes it into the issued certificate's issuer field (rebuilt attribute by attribute: only CN
+/// and O, all our CAs use), the subject key identifier (the
+/// authority key identifier of what it signs) and the subject's DER (which the issued
+/// certificate's issuer field must equal, byte for byte).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct IssuerData {
+    name: DistinguishedName,
+    ski: Vec<u8>,
+    subject_der: Vec<u8>,
+}
+
+impl IssuerData {
+    fn from_der(ca_der: &[u8]) -> Result<IssuerData, CertError> {
+        const WHAT: &str = "issuer";
+        let bad = |reason| CertError::InvalidCertificate {
+            expected: WHAT,
+            reason,
         };
-        name.push(ty, value);
-    }
-    let ski = cert
-        .iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-            _ => None,
+        let cert = parse(ca_der, WHAT)?;
+        let mut name = DistinguishedName::new();
+        for attr in cert.tbs_certificate.subject.iter_attributes() {
+            let value = attr
+                .as_str()
+                .map_err(|_| bad("a subject attribute is not a string"))?;
+            let ty = if *attr.attr_type() == x509_parser::oid_registry::OID_X509_COMMON_NAME {
+                DnType::CommonName
+            } else if *attr.attr_type() == x509_parser::oid_registry::OID_X509_ORGANIZATION_NAME {
+                DnType::OrganizationName
+            } else {
+                return Err(bad("the subject has attributes other than CN and O"));
+            };
+            name.push(ty, value);
+        }
+        let ski = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+            .ok_or(bad("no subject key identifier"))?;
+        Ok(IssuerData {
+            name,
+            ski,
+            subject_der: cert.tbs_certificate.subject.as_raw().to_vec(),
         })
-        .ok_or(bad("no subject key identifier"))?;
-    let mut p = CertificateParams::default();
-    p.distinguished_name = name;
-    p.key_identifier_method = KeyIdMethod::PreSpecified(ski);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ok(Issuer::new(p, key))
+    }
+
+    /// The rcgen issuer that signs with `key` under this CA's name and key identifier.
+    fn issuer<'k>(&self, key: RcgenSigner<'k>) -> Issuer<'static, RcgenSigner<'k>> {
+        let mut p = CertificateParams::default();
+        p.distinguished_name = self.name.clone();
+        p.key_identifier_method = KeyIdMethod::PreSpecified(self.ski.clone());
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Issuer::new(p, key)
+    }
 }
 
 /// Sign `params` (self-signed when `issuer_der` is `None`), then check that the result parses,
@@ -286,7 +299,8 @@ fn sign(
     signer: &dyn Signer,
     issuer_der: Option<&[u8]>,
 ) -> Result<Certificate, CertError> {
-    sign_checked(params, subject, signer, issuer_der, SelfCheck::Full)
+    let issuer = issuer_der.map(IssuerData::from_der).transpose()?;
+    sign_checked(params, subject, signer, issuer.as_ref(), SelfCheck::Full)
 }
 
 /// How much of a freshly issued certificate [`issue_device_certificate_checked`] checks.
@@ -307,14 +321,14 @@ fn sign_checked(
     params: &CertificateParams,
     subject: &PublicKey,
     signer: &dyn Signer,
-    issuer_der: Option<&[u8]>,
+    issuer: Option<&IssuerData>,
     check: SelfCheck,
 ) -> Result<Certificate, CertError> {
     let key = RcgenSigner::new(signer);
-    let result = match issuer_der {
+    let result = match issuer {
         None => params.self_signed(&key).map_err(|e| (e, key.take_error())),
-        Some(der) => {
-            let issuer = issuer_for(der, key)?;
+        Some(data) => {
+            let issuer = data.issuer(key);
             params
                 .signed_by(&SubjectKey::new(subject), &issuer)
                 .map_err(|e| (e, issuer.key().take_error()))
@@ -327,13 +341,12 @@ fn sign_checked(
     };
     let der = cert.der().to_vec();
     let parsed = parse(&der, "issued")?;
-    if let Some(issuer_der) = issuer_der {
-        let issuer = parse(issuer_der, "issuer")?;
-        if parsed.tbs_certificate.issuer.as_raw() != issuer.tbs_certificate.subject.as_raw() {
-            return Err(CertError::Encoding(
-                "the issued certificate's issuer name differs from the CA's subject".into(),
-            ));
-        }
+    if let Some(data) = issuer
+        && parsed.tbs_certificate.issuer.as_raw() != data.subject_der.as_slice()
+    {
+        return Err(CertError::Encoding(
+            "the issued certificate's issuer name differs from the CA's subject".into(),
+        ));
     }
     if parsed.tbs_certificate.subject_pki.raw != subject.to_spki_der().as_slice() {
         return Err(CertError::Encoding(
@@ -506,6 +519,8 @@ pub struct TenantCa {
     tenant_id: Uuid,
     key_name: KeyName,
     certificate: Certificate,
+    /// Read from the certificate once: what each certificate it issues needs.
+    issuer: IssuerData,
 }
 
 impl fmt::Debug for TenantCa {
@@ -555,10 +570,12 @@ impl TenantCa {
         let certificate = Certificate::from_parsed(der, &cert);
         let key_name = KeyName::tenant_ca(tenant_id, &certificate.serial_hex())
             .map_err(|_| bad("the serial does not make a key name"))?;
+        let issuer = IssuerData::from_der(der)?;
         Ok(TenantCa {
             tenant_id,
             key_name,
             certificate,
+            issuer,
         })
     }
 
@@ -672,10 +689,12 @@ pub fn create_tenant_ca(
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let certificate = sign(&p, &public, signer.as_ref(), None)?;
+    let issuer = IssuerData::from_der(certificate.der())?;
     Ok(TenantCa {
         tenant_id,
         key_name,
         certificate,
+        issuer,
     })
 }
 
@@ -747,7 +766,7 @@ pub fn issue_device_certificate_checked(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     p.use_authority_key_identifier_extension = true;
-    sign_checked(&p, device_key, signer.as_ref(), Some(ca.der()), check)
+    sign_checked(&p, device_key, signer.as_ref(), Some(&ca.issuer), check)
 }
 
 /// Check a proof-of-possession verification code: 1 to 64 characters of `A-Z a-z 0-9 - _ .`.
@@ -797,7 +816,13 @@ pub fn issue_proof_of_possession_certificate(
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.use_authority_key_identifier_extension = true;
-    sign(&p, &subject, signer.as_ref(), Some(ca.der()))
+    sign_checked(
+        &p,
+        &subject,
+        signer.as_ref(),
+        Some(&ca.issuer),
+        SelfCheck::Full,
+    )
 }
 
 /// Whether the tenant needs a new CA now: true when none of `cas` is valid at `now` with more

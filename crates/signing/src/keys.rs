@@ -196,6 +196,18 @@ impl PublicKey {
             .verify(message, signature)
             .is_ok()
     }
+
+    /// Verify an ECDSA P-256 / SHA-256 signature in the ASN.1 DER `Ecdsa-Sig-Value` form (as
+    /// X.509 certificates carry it) over `message`. Refuses a malformed encoding and `r` or `s`
+    /// out of range.
+    pub fn verify_der_signature(&self, message: &[u8], signature: &[u8]) -> bool {
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_ASN1,
+            &self.sec1,
+        )
+        .verify(message, signature)
+        .is_ok()
+    }
 }
 
 impl fmt::Debug for PublicKey {
@@ -502,5 +514,29 @@ mod tests {
             }
         };
         assert!(key.public.verify(b"m", &flipped.to_bytes()));
+    }
+
+    /// DER signatures (X.509's form): `ring` accepts `p256`'s DER encoding of the same
+    /// signature, and refuses it over another message, with another key, in the fixed form, with
+    /// a trailing byte, truncated, or empty.
+    #[test]
+    fn der_signatures_verify_and_malformed_ones_are_refused() {
+        let key = SoftwareSigningKey::generate();
+        let other = SoftwareSigningKey::generate();
+        let fixed = key.sign(b"tbs").unwrap().0;
+        let sig = p256::ecdsa::Signature::from_slice(&fixed).unwrap();
+        let der = sig.to_der().as_bytes().to_vec();
+        assert!(key.public.verify_der_signature(b"tbs", &der));
+        assert!(!key.public.verify_der_signature(b"tbs!", &der));
+        assert!(!other.public.verify_der_signature(b"tbs", &der));
+        assert!(!key.public.verify_der_signature(b"tbs", &fixed));
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert!(!key.public.verify_der_signature(b"tbs", &trailing));
+        assert!(
+            !key.public
+                .verify_der_signature(b"tbs", &der[..der.len() - 1])
+        );
+        assert!(!key.public.verify_der_signature(b"tbs", &[]));
     }
 }
