@@ -9,7 +9,8 @@
 //! never waits for the scheduler: it takes every write queued while it was busy (up to
 //! [`MAX_BATCH`]) and commits them in one transaction, each inside its own savepoint so that
 //! one write's failure or unmet condition rolls back that write alone. Fewer commits also mean
-//! fewer WAL frames written and fewer invalidations of the read connections' page caches.
+//! fewer WAL frames written and fewer invalidations of the read connections' page caches, so
+//! under concurrent write load it waits [`COMMIT_DELAY`] for more writes before committing.
 //!
 //! Through sqlx, by contrast, every statement of a transaction is a round trip to the
 //! connection's worker thread; here a whole batch costs one hand-off there and one back per
@@ -17,16 +18,23 @@
 //!
 //! Sharing the file with sqlx's writer: both take SQLite's write lock with `BEGIN IMMEDIATE`.
 //! While sqlx's writer holds it, this thread retries every [`BUSY_RETRY`] for up to
-//! [`BUSY_TIMEOUT`] (its own thread: no runtime thread waits). It never checkpoints the WAL
-//! inside a commit (that would fsync while writes wait); every [`CHECKPOINT_EVERY`] commits a
-//! passive checkpoint runs on a short-lived thread of its own, besides those sqlx's connections
-//! make.
+//! [`BUSY_TIMEOUT`] (its own thread: no runtime thread waits).
+//!
+//! Checkpoints: this thread restarts the WAL itself, between two batches, once the WAL holds
+//! [`CHECKPOINT_FRAMES`] frames (`wal_checkpoint(RESTART)`: copy every frame back, wait up to
+//! [`READERS_WAIT`] for the readers still on old frames, so that the next commit writes the WAL
+//! from its start again). A passive checkpoint from another thread never caught up under
+//! sustained writes: frames were appended while it copied and some reader always held an old
+//! snapshot, so the WAL was never restarted and grew without bound (230 MB in 5 s of the
+//! attestation benchmark), every commit allocating new file blocks.
 
 use super::DbError;
 use super::row::Arg;
+use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags};
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -38,11 +46,34 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between two attempts at the write lock.
 const BUSY_RETRY: Duration = Duration::from_micros(200);
 
-/// Commits between two background WAL checkpoints.
-const CHECKPOINT_EVERY: u64 = 500;
+/// WAL frames (pages) after which the writer restarts the WAL: SQLite's own default for its
+/// automatic checkpoints (4 MB with 4 KB pages).
+const CHECKPOINT_FRAMES: c_int = 1000;
+
+/// How long a WAL restart waits for readers still on frames it wants to reuse (reads are single
+/// statements of microseconds); if they outlast it, the WAL grows and the restart is retried
+/// [`CHECKPOINT_FRAMES`] frames later.
+const READERS_WAIT: Duration = Duration::from_millis(50);
+
+thread_local! {
+    /// Frames in the WAL after the writer connection's last commit (set by its WAL hook, which
+    /// SQLite calls on the committing thread: the writer thread).
+    static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
+}
 
 /// The most writes one transaction commits: bounds how long one commit holds SQLite's lock.
 const MAX_BATCH: usize = 256;
+
+/// How long the writer lets writes queue up before committing, under concurrent write load only
+/// (see [`run`]): PostgreSQL's `commit_delay` with `commit_siblings`, for the same reason. Each
+/// commit writes its dirty pages to the WAL, wakes the thread, and empties every read
+/// connection's page cache; one commit of ten writes shares the pages of the audit log's B-trees
+/// and costs one of each. Without it, the attestation benchmark committed ~1.5 writes at a time
+/// and the writer thread spent twice the CPU.
+const COMMIT_DELAY: Duration = Duration::from_millis(2);
+
+/// With this many writes already queued, the writer commits without waiting for more.
+const DELAY_BELOW: usize = 32;
 
 /// One statement of [`super::Db::write_atomic`].
 #[derive(Clone, Copy, Debug)]
@@ -181,8 +212,9 @@ impl LiteWriter {
 /// together, repeat.
 fn run(path: &Path, queue: &mpsc::Receiver<Msg>) {
     let mut conn: Option<Connection> = None;
-    let mut commits: u64 = 0;
-    let checkpointing = Arc::new(AtomicBool::new(false));
+    let mut checkpoint_at = CHECKPOINT_FRAMES;
+    let mut last_commit = Instant::now();
+    let mut last_batch_len = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut close = None;
     while close.is_none() {
@@ -192,12 +224,18 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>) {
             // Every sender is gone: the service dropped its database handle.
             Err(_) => break,
         }
-        while batch.len() < MAX_BATCH && close.is_none() {
-            match queue.try_recv() {
-                Ok(Msg::Write(job)) => batch.push(job),
-                Ok(Msg::Close(done)) => close = Some(done),
-                Err(_) => break,
-            }
+        drain(queue, &mut batch, &mut close);
+        // Under concurrent write load (the last commit was of several writes and ended less
+        // than `COMMIT_DELAY` ago) and with few writes queued, let the next ones queue up for
+        // that long and commit them together. One caller writing in sequence is never delayed
+        // (its batches are of one write), at most once after a burst.
+        if close.is_none()
+            && batch.len() < DELAY_BELOW
+            && last_batch_len > 1
+            && last_commit.elapsed() < COMMIT_DELAY
+        {
+            std::thread::sleep(COMMIT_DELAY);
+            drain(queue, &mut batch, &mut close);
         }
         // A caller that stopped waiting (its request was cancelled) gets nothing written.
         batch.retain(|job| !job.done.is_closed());
@@ -214,13 +252,20 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>) {
         };
         match outcome {
             Ok(results) => {
-                commits += 1;
+                last_commit = Instant::now();
+                last_batch_len = batch.len();
                 for (job, result) in batch.drain(..).zip(results) {
                     // The caller may have gone meanwhile; its write stands.
                     let _ = job.done.send(result);
                 }
-                if commits.is_multiple_of(CHECKPOINT_EVERY) {
-                    checkpoint(path, &checkpointing);
+                let frames = WAL_FRAMES.get();
+                if frames >= checkpoint_at
+                    && let Some(c) = conn.as_ref()
+                {
+                    checkpoint_at = match restart_wal(c) {
+                        true => CHECKPOINT_FRAMES,
+                        false => frames.saturating_add(CHECKPOINT_FRAMES),
+                    };
                 }
             }
             Err(e) => {
@@ -258,16 +303,22 @@ fn commit_batch(
     begin_immediate(conn)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        conn.execute_batch("SAVEPOINT write")?;
+        control(conn, "SAVEPOINT write")?;
         let result = run_job(conn, &job.stmts);
         if !matches!(result, Ok(Written::Committed)) {
-            conn.execute_batch("ROLLBACK TO write")?;
+            control(conn, "ROLLBACK TO write")?;
         }
-        conn.execute_batch("RELEASE write")?;
+        control(conn, "RELEASE write")?;
         results.push(result);
     }
-    conn.execute_batch("COMMIT")?;
+    control(conn, "COMMIT")?;
     Ok(results)
+}
+
+/// A transaction-control statement, prepared once (`execute_batch` would parse it each time:
+/// four statements per write).
+fn control(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
 }
 
 /// One job's statements, inside its savepoint.
@@ -283,11 +334,26 @@ fn run_job(conn: &Connection, stmts: &[OwnedStmt]) -> Result<Written, DbError> {
     Ok(Written::Committed)
 }
 
+/// Take every write already queued (up to [`MAX_BATCH`] in `batch`), and a close request.
+fn drain(
+    queue: &mpsc::Receiver<Msg>,
+    batch: &mut Vec<Job>,
+    close: &mut Option<oneshot::Sender<()>>,
+) {
+    while batch.len() < MAX_BATCH && close.is_none() {
+        match queue.try_recv() {
+            Ok(Msg::Write(job)) => batch.push(job),
+            Ok(Msg::Close(done)) => *close = Some(done),
+            Err(_) => break,
+        }
+    }
+}
+
 /// `BEGIN IMMEDIATE`, waiting (on this thread) while another connection holds the write lock.
 fn begin_immediate(conn: &Connection) -> Result<(), DbError> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
-        match conn.execute_batch("BEGIN IMMEDIATE") {
+        match control(conn, "BEGIN IMMEDIATE") {
             Ok(()) => return Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
@@ -320,26 +386,38 @@ fn replicate(e: &DbError) -> DbError {
     }
 }
 
-/// A passive WAL checkpoint on a thread of its own (it may fsync); skipped while one runs.
-fn checkpoint(path: &Path, running: &Arc<AtomicBool>) {
-    if running.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let (path, flag) = (path.to_path_buf(), running.clone());
-    let spawned = std::thread::Builder::new()
-        .name("ferro-db-checkpoint".into())
-        .spawn(move || {
-            // Passive: copies what no reader needs, never waits for or blocks a writer.
-            let result = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .and_then(|c| c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)"));
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "WAL checkpoint failed (the next one retries)");
-            }
-            flag.store(false, Ordering::Release);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start a WAL checkpoint (the next one retries)");
-        running.store(false, Ordering::Release);
+/// `wal_checkpoint(RESTART)` on the writer connection, between two batches: `true` when the WAL
+/// was copied back and its readers left it (the next commit starts it over). It syncs the
+/// database file, so writes queue meanwhile (and commit together after it).
+fn restart_wal(conn: &Connection) -> bool {
+    let started = Instant::now();
+    let outcome = conn.busy_timeout(READERS_WAIT).and_then(|()| {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+    });
+    // Back to no busy wait: `begin_immediate` waits for the lock itself.
+    let reset = conn.busy_timeout(Duration::ZERO);
+    match (outcome, reset) {
+        (Ok((0, frames)), Ok(())) => {
+            tracing::debug!(
+                frames,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "WAL restarted"
+            );
+            true
+        }
+        (Ok((_, frames)), Ok(())) => {
+            tracing::debug!(
+                frames,
+                "WAL restart postponed: a reader or writer outlasted the wait"
+            );
+            false
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "WAL checkpoint failed (retried later)");
+            false
+        }
     }
 }
 
@@ -358,5 +436,13 @@ fn open(path: &Path) -> Result<Connection, DbError> {
          PRAGMA temp_store = MEMORY",
     )?;
     conn.set_prepared_statement_cache_capacity(16);
+    // After `wal_autocheckpoint`, which installs a hook of its own.
+    conn.wal_hook(Some(note_wal_frames));
     Ok(conn)
+}
+
+/// The writer connection's WAL hook: remember the WAL's size for the checkpoint decision.
+fn note_wal_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.set(frames);
+    Ok(())
 }
