@@ -654,6 +654,18 @@ mod tests {
         (all, dir)
     }
 
+    /// A migrated SQLite database file in a fresh directory, with one more table for the test.
+    async fn sqlite_with_table(create_table: &str) -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&sqlite_url(dir.path()), 2).await.unwrap();
+        db.migrate().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(create_table.to_string()))
+            .execute(db.pool())
+            .await
+            .unwrap();
+        (db, dir)
+    }
+
     async fn drop_pg(name: Option<String>) {
         if let (Some(name), Ok(base)) = (name, std::env::var("FERRO_TEST_PG_URL")) {
             let mut admin = AnyConnection::connect(&format!("{base}/postgres"))
@@ -997,13 +1009,9 @@ mod tests {
     /// concurrent atomic writes all land.
     #[tokio::test]
     async fn sqlite_atomic_writes_wait_for_the_sqlx_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&sqlite_url(dir.path()), 2).await.unwrap();
-        db.migrate().await.unwrap();
-        sqlx::query("CREATE TABLE t_write (id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        let (db, _dir) =
+            sqlite_with_table("CREATE TABLE t_write (id TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+                .await;
         let mut tx = db.begin_write().await.unwrap();
         sqlx::query("INSERT INTO t_write (id, n) VALUES ('tx', 0)")
             .execute(&mut *tx)
@@ -1055,13 +1063,9 @@ mod tests {
     /// (a passive checkpoint never caught up: the benchmark's WAL grew without bound).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wal_stays_bounded_under_sustained_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&sqlite_url(dir.path()), 2).await.unwrap();
-        db.migrate().await.unwrap();
-        sqlx::query("CREATE TABLE t_wal (id BIGINT PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        let (db, dir) =
+            sqlite_with_table("CREATE TABLE t_wal (id BIGINT PRIMARY KEY, body TEXT NOT NULL)")
+                .await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readers: Vec<_> = (0..4)
             .map(|_| {
