@@ -349,6 +349,18 @@ pub enum CapabilityCommand {
         #[command(flatten)]
         tenant: TenantArg,
     },
+    /// Revoke the device's capabilities of one type at the service: its attestations no longer
+    /// count them (appDevelopment: test-signed images fail appraisal again).
+    Revoke {
+        /// appDevelopment or fieldServicing.
+        #[arg(long = "type", value_name = "TYPE")]
+        capability_type: String,
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -183,6 +183,18 @@ fn manufacturing_claim_group_capability_and_ca() {
         .expect("kid");
     assert!(verified.allows_test_key(&kid));
     assert!(verify_capability(&bytes, &capability_keys, &b.parse().expect("device id")).is_err());
+    // Revoked at the service (attestation stops honouring it; tests/attestation.rs): one file.
+    let revoked = admin.json(&[
+        "device",
+        "capability",
+        "revoke",
+        "--type",
+        "appDevelopment",
+        "--device",
+        &a,
+    ]);
+    assert_eq!(revoked["revoked"], 1, "{revoked}");
+    assert_eq!(revoked["type"], "AppDevelopment", "{revoked}");
 
     // The tenant CA: listed, downloaded; its chain verifies a proof-of-possession certificate.
     let cas = admin.json(&["ca-certificate", "list", "--tenant", "Contoso"]);

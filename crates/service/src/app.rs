@@ -136,6 +136,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::count_devices))
         .routes(routes!(devices::get_device, devices::update_device))
         .routes(routes!(devices::create_capability))
+        .routes(routes!(devices::revoke_capabilities))
         .routes(routes!(error_reports::error_report))
         .routes(routes!(ca::list_cas))
         .routes(routes!(ca::get_chain))

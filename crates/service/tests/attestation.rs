@@ -415,6 +415,24 @@ async fn measurements_are_appraised(t: &TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let v = attest(t, &d).await;
     assert_eq!(v["verdict"], "Trusted", "{v}");
+    // Revoked at the service, AppDevelopment no longer counts (the device still holds its file).
+    let caps = format!("/v1/tenants/{tb}/devices/{}/capabilities", d.id);
+    let r = t.delete(&format!("{caps}/AppDevelopment"), &admin_b).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["revoked"], 1);
+    assert_eq!(r.body["type"], "AppDevelopment");
+    assert_untrusted(&attest(t, &d).await, "test_signed_without_capability");
+    // Nothing left to revoke; an unknown kind is refused and changes nothing.
+    let r = t.delete(&format!("{caps}/AppDevelopment"), &admin_b).await;
+    assert_eq!(r.body["revoked"], 0);
+    let r = t.delete(&format!("{caps}/Debugging"), &admin_b).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    // A new AppDevelopment capability counts again.
+    let r = t
+        .post(&caps, &admin_b, json!({"type": "AppDevelopment"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(attest(t, &d).await["verdict"], "Trusted");
 }
 
 mod expired_nonce {

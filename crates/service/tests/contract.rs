@@ -183,6 +183,7 @@ async fn matrix_line(
         .replace("{tenantId}", &ten.id)
         .replace("{deviceId}", &device)
         .replace("{serial}", &serial)
+        .replace("{capabilityType}", "FieldServicing")
         .replace("{productId}", &product)
         .replace("{deviceGroupId}", &group)
         .replace("{userId}", &victim)

@@ -313,6 +313,22 @@ pub struct CapabilityFileResponse {
     pub capability_file: String,
 }
 
+/// `DELETE /v1/tenants/{tenantId}/devices/{deviceId}/capabilities/{capabilityType}`: what was
+/// revoked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedCapabilities {
+    /// The device.
+    pub device_id: String,
+    /// The kind revoked.
+    #[serde(rename = "type")]
+    pub capability_type: CapabilityType,
+    /// How many capability files of this kind issued for the device were in force and are now
+    /// revoked (0: none was).
+    pub revoked: u64,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tenant CA certificates
 

@@ -15,7 +15,8 @@ use crate::cli::{
 };
 use crate::output::{JsonView, OutputFormat, Render, emit, new_table, property_table, timestamp};
 use crate::session::Session;
-use ferro_wire::{DeviceDeploymentStatus, TargetedImages, UpdateNowResult};
+use ferro_client::Method;
+use ferro_wire::{DeviceDeploymentStatus, RevokedCapabilities, TargetedImages, UpdateNowResult};
 
 const DEVICE_FIELDS: &[(&str, &str)] = &[
     ("Device ID", "deviceId"),
@@ -100,6 +101,25 @@ impl Render for TargetedImages {
             ]);
         }
         table
+    }
+}
+
+impl Render for RevokedCapabilities {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            ("Device", self.device_id.clone()),
+            ("Type", format!("{:?}", self.capability_type)),
+            ("Revoked", self.revoked.to_string()),
+        ])
+    }
+}
+
+/// The service's name of a capability type given as `--type` (azsphere spells them in camel case).
+fn capability_kind(given: &str) -> Result<&'static str> {
+    match given.to_ascii_lowercase().as_str() {
+        "appdevelopment" => Ok("AppDevelopment"),
+        "fieldservicing" => Ok("FieldServicing"),
+        _ => bail!("--type {given:?}: use appDevelopment or fieldServicing"),
     }
 }
 
@@ -262,11 +282,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         }) => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let kind = match capability_type.to_ascii_lowercase().as_str() {
-                "appdevelopment" => "AppDevelopment",
-                "fieldservicing" => "FieldServicing",
-                _ => bail!("--type {capability_type:?}: use appDevelopment or fieldServicing"),
-            };
+            let kind = capability_kind(&capability_type)?;
             let mut body = json!({ "type": kind });
             if !developer_key.is_empty() {
                 body["developerKeyIds"] = json!(developer_key);
@@ -280,6 +296,20 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 .context("the service's answer holds no capability file")?;
             let bytes = base64_decode(encoded)?;
             write_file(&destination, &bytes)
+        }
+        CloudDeviceCommand::Capability(CapabilityCommand::Revoke {
+            capability_type,
+            device,
+            tenant,
+        }) => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let kind = capability_kind(&capability_type)?;
+            let revoked: RevokedCapabilities = client.send_json(
+                Method::DELETE,
+                &format!("/v1/tenants/{tenant}/devices/{device}/capabilities/{kind}"),
+                &json!({}),
+            )?;
+            emit(output, &revoked)
         }
         CloudDeviceCommand::ShowDeploymentStatus { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;

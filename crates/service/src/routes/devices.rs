@@ -19,7 +19,7 @@ use ferro_wire::{
     CreateCapabilityRequest, Device, DeviceCount, DeviceCountQuery, DeviceGroupId, DeviceQuery,
     ErrorBody, ErrorCode, ErrorItem, MAX_CLAIMS_PER_REQUEST, MAX_REGISTRATIONS_PER_REQUEST,
     ManufacturingState, Page, RegisterDevicesRequest, RegisterDevicesResponse, RegisteredDevice,
-    Role, RootOfTrustKind, UpdateDeviceRequest, normalize_device_id,
+    RevokedCapabilities, Role, RootOfTrustKind, UpdateDeviceRequest, normalize_device_id,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -732,6 +732,60 @@ async fn audit_device(
         details,
     )
     .await
+}
+
+/// Revoke a device's capabilities of one kind (Contributor): attestation stops counting them at
+/// the device's next attestation, so images test-signed by developer keys no longer pass
+/// appraisal once AppDevelopment is revoked. A capability file is a signed, device-bound
+/// statement the device may still hold: remove it from the device too (`ferro device
+/// disable-development`); the service's appraisal no longer honours it either way.
+#[utoipa::path(delete, path = "/v1/tenants/{tenantId}/devices/{deviceId}/capabilities/{capabilityType}",
+    tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceId" = String, Path, description = "Device ID (128 hex characters)"),
+        ("capabilityType" = String, Path, description = "AppDevelopment or FieldServicing")),
+    responses((status = 200, body = RevokedCapabilities), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_capabilities(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, device_id, kind)): Path<(String, String, String)>,
+) -> ApiResult<Json<RevokedCapabilities>> {
+    who.require(Role::Contributor)?;
+    let did = device_param(&device_id)?;
+    let (capability_type, stored) = match kind.as_str() {
+        "AppDevelopment" => (CapabilityType::AppDevelopment, "AppDevelopment"),
+        "FieldServicing" => (CapabilityType::FieldServicing, "FieldServicing"),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidId,
+                "the capability type in the path must be AppDevelopment or FieldServicing",
+            ));
+        }
+    };
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    get_device_row(&mut *tx, &who.tid, &did).await?;
+    let revoked = sqlx::query(
+        "UPDATE device_capabilities SET revoked_at = $1 WHERE tenant_id = $2 AND device_id = $3 \
+         AND capability_type = $4 AND revoked_at IS NULL",
+    )
+    .bind(db::now())
+    .bind(&who.tid)
+    .bind(&did)
+    .bind(stored)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let details = json!({ "type": capability_type, "revoked": revoked });
+    audit_device(&mut tx, &who, &did, "device.capability.revoke", details).await?;
+    tx.commit().await?;
+    Ok(Json(RevokedCapabilities {
+        device_id: did,
+        capability_type,
+        revoked,
+    }))
 }
 
 /// Issue a capability file for a device of the tenant (Contributor), signed by the platform

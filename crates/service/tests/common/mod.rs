@@ -257,6 +257,10 @@ impl TestApp {
             .await
     }
 
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
     pub async fn login(&self, login: &str, password: &str) -> Resp {
         self.call(
             Method::POST,
