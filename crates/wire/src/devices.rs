@@ -278,6 +278,28 @@ pub enum CapabilityType {
     FieldServicing,
 }
 
+impl CapabilityType {
+    /// The name used on the wire, in paths and in the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapabilityType::AppDevelopment => "AppDevelopment",
+            CapabilityType::FieldServicing => "FieldServicing",
+        }
+    }
+}
+
+impl std::str::FromStr for CapabilityType {
+    type Err = crate::UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "AppDevelopment" => Ok(CapabilityType::AppDevelopment),
+            "FieldServicing" => Ok(CapabilityType::FieldServicing),
+            _ => Err(crate::UnknownVariant),
+        }
+    }
+}
+
 /// `POST /v1/tenants/{tenantId}/devices/{deviceId}/capabilities`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

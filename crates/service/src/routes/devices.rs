@@ -754,16 +754,12 @@ pub async fn revoke_capabilities(
 ) -> ApiResult<Json<RevokedCapabilities>> {
     who.require(Role::Contributor)?;
     let did = device_param(&device_id)?;
-    let (capability_type, stored) = match kind.as_str() {
-        "AppDevelopment" => (CapabilityType::AppDevelopment, "AppDevelopment"),
-        "FieldServicing" => (CapabilityType::FieldServicing, "FieldServicing"),
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidId,
-                "the capability type in the path must be AppDevelopment or FieldServicing",
-            ));
-        }
-    };
+    let capability_type: CapabilityType = kind.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            "the capability type in the path must be AppDevelopment or FieldServicing",
+        )
+    })?;
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
     get_device_row(&mut *tx, &who.tid, &did).await?;
@@ -774,7 +770,7 @@ pub async fn revoke_capabilities(
     .bind(db::now())
     .bind(&who.tid)
     .bind(&did)
-    .bind(stored)
+    .bind(capability_type.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -885,10 +881,7 @@ pub async fn create_capability(
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(&who.tid)
     .bind(&did)
-    .bind(match req.capability_type {
-        CapabilityType::AppDevelopment => "AppDevelopment",
-        CapabilityType::FieldServicing => "FieldServicing",
-    })
+    .bind(req.capability_type.as_str())
     .bind(serde_json::to_string(&developer_key_ids).unwrap_or_else(|_| "[]".into()))
     .bind(now.unix_timestamp())
     .bind(who.caller.uid())
