@@ -10,14 +10,23 @@ use common::TestApp;
 use ferro_pki::{TENANT_CA_ROTATION_MARGIN, TENANT_CA_VALIDITY, create_tenant_ca};
 use time::{Duration, OffsetDateTime};
 
-both!(next_ca_is_made_once_before_expiry);
+both!(
+    next_ca_is_made_once_before_expiry,
+    another_replicas_ca_change_is_used_at_once
+);
 
-/// Replaces the tenant's CAs by one that expires in `remaining`.
+/// Replaces the tenant's CAs by one that expires in `remaining`, as another replica's
+/// transaction would (raising the tenant's CA generation).
 async fn plant_ageing_ca(t: &TestApp, tid: &str, remaining: Duration) -> String {
     let not_before = OffsetDateTime::now_utc() - TENANT_CA_VALIDITY + remaining;
+    plant_ca(t, tid, not_before).await
+}
+
+/// Replaces the tenant's CAs by a new one valid from `not_before` (see [`plant_ageing_ca`]).
+async fn plant_ca(t: &TestApp, tid: &str, not_before: OffsetDateTime) -> String {
     let tenant = tid.parse().expect("tenant UUID");
     let ca =
-        create_tenant_ca(&*t.state.platform.keys, tenant, "Ageing", not_before).expect("ageing CA");
+        create_tenant_ca(&*t.state.platform.keys, tenant, "Planted", not_before).expect("a CA");
     t.exec(&format!(
         "UPDATE tenant_cas SET status = 'revoked' WHERE tenant_id = '{tid}'"
     ))
@@ -34,7 +43,47 @@ async fn plant_ageing_ca(t: &TestApp, tid: &str, remaining: Duration) -> String 
         OffsetDateTime::now_utc().unix_timestamp(),
     ))
     .await;
+    t.exec(&format!(
+        "UPDATE tenants SET ca_generation = ca_generation + 1 WHERE id = '{tid}'"
+    ))
+    .await;
     ca.serial_hex()
+}
+
+/// The serial (lowercase hex) of the CA in `chain_pem` that signed `cert_pem` (verified).
+fn issuer_serial_of(chain_pem: &str, cert_pem: &str) -> String {
+    let cas: Vec<_> = pem::parse_many(chain_pem)
+        .expect("chain PEM")
+        .iter()
+        .map(|block| ferro_pki::TenantCa::from_der(block.contents()).expect("CA"))
+        .collect();
+    let cert = pem::parse(cert_pem).expect("certificate PEM");
+    ferro_pki::verify_device_certificate(cert.contents(), &cas, OffsetDateTime::now_utc())
+        .expect("the certificate verifies under the returned chain")
+        .ca_serial()
+        .to_string()
+}
+
+async fn another_replicas_ca_change_is_used_at_once(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let d = common::devices::claimed(t, &tid, &admin).await;
+    // The first attestation fills this process's CA cache for the tenant.
+    let first = common::devices::attest(t, &d).await;
+    assert_eq!(first["verdict"], "Trusted", "{first}");
+    let old = t
+        .get(&format!("/v1/tenants/{tid}/ca-certificates"), &admin)
+        .await;
+    let old_serial = old.body[0]["serial"].as_str().expect("serial").to_string();
+    // Another replica replaces the tenant's CAs (as a revocation with its successor would).
+    let new_serial = plant_ca(t, &tid, OffsetDateTime::now_utc() - Duration::hours(1)).await;
+    assert_ne!(new_serial, old_serial);
+    // The next attestation here signs with the new CA and returns only its chain.
+    let next = common::devices::attest(t, &d).await;
+    assert_eq!(next["verdict"], "Trusted", "{next}");
+    let chain = next["caChainPem"].as_str().expect("chain");
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 1, "{chain}");
+    let cert = next["certificatePem"].as_str().expect("certificate");
+    assert_eq!(issuer_serial_of(chain, cert), new_serial);
 }
 
 async fn next_ca_is_made_once_before_expiry(t: &TestApp) {

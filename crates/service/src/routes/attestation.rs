@@ -93,13 +93,15 @@ fn replayed() -> AttestationReason {
 }
 
 /// What the evidence route reads about a device: its registration and, once claimed, its record
-/// with what its update target set is computed from (`targets::CheckRow`), in one read.
+/// with what its update target set is computed from (`targets::CheckRow`) and its tenant's CA
+/// generation (`routes::ca::CaCache`), in one read.
 const EVIDENCE_SQL: &str = concat!(
     "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.blocked, \
-     d.attestation_nonce_floor, ",
+     d.attestation_nonce_floor, t.ca_generation, ",
     crate::targets::target_check_columns!(),
     " FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
-     LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE r.device_id = $1"
+     LEFT JOIN device_groups g ON g.id = d.device_group_id \
+     LEFT JOIN tenants t ON t.id = d.tenant_id WHERE r.device_id = $1"
 );
 
 struct EvidenceRow {
@@ -113,6 +115,8 @@ struct EvidenceRow {
     blocked: bool,
     /// Issue time (Unix microseconds) of the last nonce the device's key answered.
     nonce_floor: Option<i64>,
+    /// The tenant's `ca_generation` (None while unclaimed).
+    ca_generation: Option<i64>,
     /// The target check's columns (None while unclaimed).
     target: Option<crate::targets::CheckRow>,
 }
@@ -256,6 +260,7 @@ pub async fn evidence(
                 tenant_id: r.get("tenant_id")?,
                 blocked: r.get::<Option<i64>>("blocked")?.unwrap_or(0) != 0,
                 nonce_floor: r.get("attestation_nonce_floor")?,
+                ca_generation: r.get("ca_generation")?,
                 target: crate::targets::CheckRow::from_optional_row(r)?,
             })
         })
@@ -358,7 +363,10 @@ pub async fn evidence(
     let mut result = untrusted(Vec::new());
     let mut serial = None;
     if reasons.is_empty() {
-        let cas = cas_rotated_by(&state, None, &tid).await?;
+        let generation = row
+            .ca_generation
+            .ok_or_else(|| ApiError::Internal("claimed device without a tenant row".into()))?;
+        let cas = cas_rotated_by(&state, None, &tid, generation).await?;
         match ferro_pki::current_tenant_ca(&cas, service_time) {
             None => reasons.push(reason(
                 codes::NO_TENANT_CA,

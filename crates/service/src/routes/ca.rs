@@ -23,7 +23,8 @@ use time::OffsetDateTime;
 const PEM: &str = "application/x-pem-file";
 const DER: &str = "application/pkix-cert";
 
-/// Store a CA generation of a tenant in `tx`.
+/// Store a CA generation of a tenant in `tx`, raising the tenant's `ca_generation` (which
+/// [`CaCache`] entries are checked against) in the same transaction.
 pub async fn insert_ca(tx: &mut Tx, tid: &str, ca: &TenantCa, now: i64) -> ApiResult<()> {
     sqlx::query(
         "INSERT INTO tenant_cas (tenant_id, serial, der, sha1_thumbprint, sha256_thumbprint, \
@@ -39,6 +40,14 @@ pub async fn insert_ca(tx: &mut Tx, tid: &str, ca: &TenantCa, now: i64) -> ApiRe
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    let bumped = sqlx::query("UPDATE tenants SET ca_generation = ca_generation + 1 WHERE id = $1")
+        .bind(tid)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if bumped != 1 {
+        return Err(ApiError::not_found("tenant"));
+    }
     Ok(())
 }
 
@@ -68,63 +77,73 @@ where
 /// parse per tenant).
 const CA_CACHE_CAPACITY: usize = 4096;
 
-/// (serial hex, SHA-256 thumbprint) of each active CA generation of a tenant, in `load_cas` order.
-type CaSet = Vec<(String, String)>;
-
-/// Parsed tenant CAs per tenant, with the (serial, SHA-256 thumbprint) set they were parsed
-/// from. Parsing a CA checks its self-signature (an ECDSA verify), which the attestation route
-/// would otherwise pay on every request. An entry is used only while the database's current set
-/// of active generations of the tenant is exactly the cached one (checked on every use, so a
-/// rotation, a status change or another replica's new CA is seen at once: no TTL needed). The
-/// thumbprint binds the entry to the DER bytes that were parsed and verified.
+/// Parsed tenant CAs per tenant, with the tenant's `ca_generation` they were loaded at. Parsing a
+/// CA checks its self-signature (an ECDSA verify), which the attestation route would otherwise
+/// pay on every request. An entry is used only while the database's `tenants.ca_generation` is
+/// the cached one (read on every use, by the attestation route with the device's row), and every
+/// change to a tenant's CAs raises that number in its own transaction: a rotation, a status
+/// change or another replica's new CA is seen at once, no TTL needed.
+///
+/// An entry's CAs are read after its generation, so they are never older than it says (at worst
+/// newer, which the next generation's first request reloads).
 #[derive(Debug, Default)]
 pub struct CaCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (CaSet, Vec<TenantCa>)>>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<TenantCa>)>>,
 }
 
 impl CaCache {
-    fn get(&self, tid: &str, set: &CaSet) -> Option<Vec<TenantCa>> {
+    fn get(&self, tid: &str, generation: i64) -> Option<Vec<TenantCa>> {
         let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         map.get(tid)
-            .filter(|(cached, _)| cached == set)
+            .filter(|(cached, _)| *cached == generation)
             .map(|(_, cas)| cas.clone())
     }
 
-    fn put(&self, tid: &str, set: CaSet, cas: Vec<TenantCa>) {
+    fn put(&self, tid: &str, generation: i64, cas: Vec<TenantCa>) {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CA_CACHE_CAPACITY && !map.contains_key(tid) {
             map.clear();
         }
-        map.insert(tid.to_string(), (set, cas));
+        match map.get(tid) {
+            // A slower request that read an older generation does not replace a newer entry.
+            Some((cached, _)) if *cached > generation => {}
+            _ => {
+                map.insert(tid.to_string(), (generation, cas));
+            }
+        }
     }
 }
 
-/// [`load_cas`] through [`CaCache`]: one small query for the (serial, thumbprint) set of the
-/// tenant's active CAs; the DER is loaded and parsed only when that set is not the cached one.
-pub async fn load_cas_cached(state: &AppState, tid: &str) -> ApiResult<Vec<TenantCa>> {
-    // On every attestation: a bounded indexed read (`Db::read_all`).
+/// The tenant's CA generation number (`tenants.ca_generation`).
+async fn ca_generation(state: &AppState, tid: &str) -> ApiResult<i64> {
     let args = [crate::db::Arg::Text(tid)];
-    let set: CaSet = state
+    state
         .db
-        .read_all(
-            "SELECT serial, sha256_thumbprint FROM tenant_cas WHERE tenant_id = $1 AND \
-             status = 'active' ORDER BY not_before, serial",
+        .read_optional(
+            "SELECT ca_generation FROM tenants WHERE id = $1",
             &args,
-            |r| Ok::<_, ApiError>((r.get("serial")?, r.get("sha256_thumbprint")?)),
+            |r| r.get::<i64>("ca_generation"),
         )
         .await?
-        .into_iter()
-        .collect();
-    if let Some(cas) = state.ca_cache.get(tid, &set) {
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+/// [`load_cas`] through [`CaCache`]: one point read of the tenant's CA generation; the DER is
+/// loaded and parsed only when the cache does not hold that generation.
+pub async fn load_cas_cached(state: &AppState, tid: &str) -> ApiResult<Vec<TenantCa>> {
+    let generation = ca_generation(state, tid).await?;
+    load_cas_at(state, tid, generation).await
+}
+
+/// [`load_cas_cached`] for a caller that read the tenant's `ca_generation` already (with the
+/// device's row, in the attestation route).
+pub async fn load_cas_at(state: &AppState, tid: &str, generation: i64) -> ApiResult<Vec<TenantCa>> {
+    if let Some(cas) = state.ca_cache.get(tid, generation) {
         return Ok(cas);
     }
+    // Read after the generation: these CAs are that generation's or newer.
     let cas = load_cas(state.db.pool(), tid).await?;
-    let parsed: CaSet = cas
-        .iter()
-        .map(|ca| (ca.serial_hex(), ca.sha256_thumbprint()))
-        .collect();
-    // Cache only what the parsed DER itself says (the set may have changed between the queries).
-    state.ca_cache.put(tid, parsed, cas.clone());
+    state.ca_cache.put(tid, generation, cas.clone());
     Ok(cas)
 }
 
@@ -133,18 +152,20 @@ pub async fn load_cas_cached(state: &AppState, tid: &str) -> ApiResult<Vec<Tenan
 /// concurrent requests never store two new CAs (the loser's key stays an unreferenced orphan
 /// under a random serial, harmless).
 pub async fn cas_rotated(state: &AppState, caller: &Caller, tid: &str) -> ApiResult<Vec<TenantCa>> {
-    cas_rotated_by(state, Some(&caller.uid()), tid).await
+    let generation = ca_generation(state, tid).await?;
+    cas_rotated_by(state, Some(&caller.uid()), tid, generation).await
 }
 
 /// [`cas_rotated`] with the audit actor given directly (`None`: the service itself, as when a
-/// device attests).
+/// device attests) and the tenant's `ca_generation` read by the caller.
 pub async fn cas_rotated_by(
     state: &AppState,
     actor: Option<&str>,
     tid: &str,
+    generation: i64,
 ) -> ApiResult<Vec<TenantCa>> {
     let now = OffsetDateTime::now_utc();
-    let cas = load_cas_cached(state, tid).await?;
+    let cas = load_cas_at(state, tid, generation).await?;
     if !ferro_pki::tenant_ca_rotation_due(&cas, now) {
         return Ok(cas);
     }
