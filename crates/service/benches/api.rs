@@ -21,6 +21,10 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The service binary's allocator, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+
 const CONCURRENCY: usize = 16;
 const REQUESTS: usize = 20_000;
 const WARMUP: usize = 1_000;

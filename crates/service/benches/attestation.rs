@@ -16,17 +16,23 @@ use serde_json::{Value, json};
 use std::time::Instant;
 use tower::ServiceExt;
 
+/// The service binary's allocator, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+
 async fn call(app: &axum::Router, path: &str, token: Option<&str>, body: Value) -> Value {
-    call_as(app, path, token, body).await.unwrap_or(Value::Null)
+    call_as(app, path, token, &body)
+        .await
+        .unwrap_or(Value::Null)
 }
 
-/// A request whose answer is parsed into `T` (the simulated devices parse typed wire answers,
-/// as `ferro-attest` does).
+/// A request whose answer is parsed into `T` (the simulated devices send and parse typed wire
+/// messages, as `ferro-attest` does).
 async fn call_as<T: serde::de::DeserializeOwned>(
     app: &axum::Router,
     path: &str,
     token: Option<&str>,
-    body: Value,
+    body: &impl serde::Serialize,
 ) -> Option<T> {
     let mut req = Request::post(path).header("content-type", "application/json");
     if let Some(t) = token {
@@ -34,7 +40,10 @@ async fn call_as<T: serde::de::DeserializeOwned>(
     }
     let resp = app
         .clone()
-        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .oneshot(
+            req.body(Body::from(serde_json::to_vec(body).unwrap()))
+                .unwrap(),
+        )
         .await
         .unwrap();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -208,7 +217,9 @@ fn main() {
                         &app,
                         "/v1/attestation/challenge",
                         None,
-                        json!({"deviceId": id}),
+                        &ferro_wire::AttestationChallengeRequest {
+                            device_id: id.clone(),
+                        },
                     )
                     .await
                     .expect("a challenge");
@@ -219,8 +230,11 @@ fn main() {
                         &app,
                         "/v1/attestation/evidence",
                         None,
-                        json!({"deviceId": id,
-                        "nonce": nonce, "evidence": Base64::encode_string(&ev)}),
+                        &ferro_wire::AttestationEvidenceRequest {
+                            device_id: id.clone(),
+                            nonce,
+                            evidence: Base64::encode_string(&ev),
+                        },
                     )
                     .await
                     .expect("a verdict");

@@ -27,6 +27,10 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// The service binary's allocator, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

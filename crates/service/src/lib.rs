@@ -37,3 +37,9 @@ pub mod targets;
 pub use app::{build_app, openapi, openapi_json};
 pub use error::{ApiError, ApiResult};
 pub use state::{AppState, Config};
+
+/// The heap allocator of the `ferro-service` binary and of the service's benchmarks (each sets it
+/// as its `#[global_allocator]`; a library cannot). mimalloc: under many concurrent requests
+/// glibc's malloc spent ~9% of an attestation's CPU, much of it on arena locks shared by the
+/// runtime threads (docs/service/README.md, "Memory allocator").
+pub type Allocator = mimalloc::MiMalloc;

@@ -6,6 +6,9 @@ use ferro_service::auth::PasswordParams;
 use ferro_service::{Config, server, setup};
 use std::path::PathBuf;
 
+#[global_allocator]
+static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ferro-service",
