@@ -20,13 +20,22 @@
 //! While sqlx's writer holds it, this thread retries every [`BUSY_RETRY`] for up to
 //! [`BUSY_TIMEOUT`] (its own thread: no runtime thread waits).
 //!
-//! Checkpoints: this thread restarts the WAL itself, between two batches, once the WAL holds
-//! [`CHECKPOINT_FRAMES`] frames (`wal_checkpoint(RESTART)`: copy every frame back, wait up to
-//! [`READERS_WAIT`] for the readers still on old frames, so that the next commit writes the WAL
-//! from its start again). A passive checkpoint from another thread never caught up under
-//! sustained writes: frames were appended while it copied and some reader always held an old
-//! snapshot, so the WAL was never restarted and grew without bound (230 MB in 5 s of the
-//! attestation benchmark), every commit allocating new file blocks.
+//! Checkpoints, in two steps. Every [`PASSIVE_FRAMES`] frames this thread asks a checkpointer
+//! thread of its own for a passive checkpoint (`wal_checkpoint(PASSIVE)`: copy the frames back
+//! and sync both files, while this thread goes on committing). Once the WAL holds
+//! [`RESTART_FRAMES`] frames and a passive checkpoint has just finished, this thread restarts
+//! the WAL between two batches (`wal_checkpoint(RESTART)`: copy the few frames appended
+//! meanwhile, wait up to [`READERS_WAIT`] for readers still on old frames, so that the next
+//! commit writes the WAL from its start again). A restart blocks writes while it syncs the two
+//! files, a few milliseconds however little it copies: restarting alone every 1,000 frames, as
+//! this thread first did, took 5-10 ms each time under the attestation benchmark, ~8% of the
+//! run with the cores idle. If the checkpointer does not answer within [`PASSIVE_FRAMES`]
+//! frames of the restart being due, this thread restarts the WAL alone.
+//!
+//! A passive checkpoint alone is not enough: under sustained writes frames are appended while it
+//! copies and some reader always holds an old snapshot, so the WAL was never restarted and grew
+//! without bound (230 MB in 5 s of the attestation benchmark), every commit allocating new file
+//! blocks.
 
 use super::DbError;
 use super::row::Arg;
@@ -36,7 +45,7 @@ use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -46,13 +55,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The pause between two attempts at the write lock.
 const BUSY_RETRY: Duration = Duration::from_micros(200);
 
-/// WAL frames (pages) after which the writer restarts the WAL: SQLite's own default for its
-/// automatic checkpoints (4 MB with 4 KB pages).
-const CHECKPOINT_FRAMES: c_int = 1000;
+/// WAL frames (pages) between two passive checkpoints: SQLite's own default for its automatic
+/// checkpoints (4 MB with 4 KB pages).
+pub(super) const PASSIVE_FRAMES: c_int = 1000;
+
+/// WAL frames after which the writer restarts the WAL (16 MB with 4 KB pages; below 4,096, so
+/// the WAL index stays one hash table for readers to search).
+pub(super) const RESTART_FRAMES: c_int = 4000;
 
 /// How long a WAL restart waits for readers still on frames it wants to reuse (reads are single
 /// statements of microseconds); if they outlast it, the WAL grows and the restart is retried
-/// [`CHECKPOINT_FRAMES`] frames later.
+/// [`PASSIVE_FRAMES`] frames later.
 const READERS_WAIT: Duration = Duration::from_millis(50);
 
 thread_local! {
@@ -158,9 +171,10 @@ impl LiteWriter {
     /// [`LiteWriter::close`] is called or the writer is dropped.
     pub(super) fn new(path: PathBuf) -> Result<LiteWriter, DbError> {
         let (queue, jobs) = mpsc::channel();
+        let checkpointer = Checkpointer::start(path.clone())?;
         std::thread::Builder::new()
             .name("ferro-db-writer".into())
-            .spawn(move || run(&path, &jobs))
+            .spawn(move || run(&path, &jobs, checkpointer))
             .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
         Ok(LiteWriter {
             queue,
@@ -208,11 +222,99 @@ impl LiteWriter {
     }
 }
 
+/// The checkpointer thread's side of the writer: asks it for passive checkpoints and learns
+/// when one is done.
+struct Checkpointer {
+    /// One request at a time (capacity 1); dropping it stops the thread.
+    requests: Option<mpsc::SyncSender<()>>,
+    /// Set by the checkpointer when a requested passive checkpoint finished.
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// A request is outstanding.
+    pending: bool,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Result<Checkpointer, DbError> {
+        let (requests, wanted) = mpsc::sync_channel(1);
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let thread = std::thread::Builder::new()
+            .name("ferro-db-ckpt".into())
+            .spawn(move || checkpoint_passively(&path, &wanted, &finished))
+            .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
+        Ok(Checkpointer {
+            requests: Some(requests),
+            done,
+            thread: Some(thread),
+            pending: false,
+        })
+    }
+
+    /// Ask for a passive checkpoint (nothing is pending if the thread is gone).
+    fn request(&mut self) {
+        self.pending = self
+            .requests
+            .as_ref()
+            .is_some_and(|r| !matches!(r.try_send(()), Err(mpsc::TrySendError::Disconnected(_))));
+    }
+
+    /// Whether the outstanding request was done (consumes the answer).
+    fn finished(&mut self) -> bool {
+        if self.pending && self.done.swap(false, Ordering::AcqRel) {
+            self.pending = false;
+            return true;
+        }
+        false
+    }
+
+    /// Stop the thread and wait for it (its connection is closed when this returns).
+    fn stop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The checkpointer thread: a passive checkpoint per request, on a connection of its own.
+fn checkpoint_passively(path: &Path, wanted: &mpsc::Receiver<()>, done: &AtomicBool) {
+    let mut conn: Option<Connection> = None;
+    while wanted.recv().is_ok() {
+        let connection = match conn.as_mut() {
+            Some(c) => Ok(c),
+            None => open(path).map(|c| conn.insert(c)),
+        };
+        let started = Instant::now();
+        let outcome = connection.and_then(|c| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(DbError::from)
+        });
+        match outcome {
+            Ok((frames, copied)) => tracing::debug!(
+                frames,
+                copied,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "WAL checkpointed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "passive WAL checkpoint failed (the writer restarts the WAL alone)");
+                conn = None;
+            }
+        }
+        // Answered either way: the writer's restart does what is left.
+        done.store(true, Ordering::Release);
+    }
+}
+
 /// The writer thread: wait for a write, take every write queued behind it, commit them
 /// together, repeat.
-fn run(path: &Path, queue: &mpsc::Receiver<Msg>) {
+fn run(path: &Path, queue: &mpsc::Receiver<Msg>, mut checkpointer: Checkpointer) {
     let mut conn: Option<Connection> = None;
-    let mut checkpoint_at = CHECKPOINT_FRAMES;
+    let mut restart_at = RESTART_FRAMES;
+    let mut next_passive_at = PASSIVE_FRAMES;
     let mut last_commit = Instant::now();
     let mut last_batch_len = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -259,13 +361,22 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>) {
                     let _ = job.done.send(result);
                 }
                 let frames = WAL_FRAMES.get();
-                if frames >= checkpoint_at
-                    && let Some(c) = conn.as_ref()
-                {
-                    checkpoint_at = match restart_wal(c) {
-                        true => CHECKPOINT_FRAMES,
-                        false => frames.saturating_add(CHECKPOINT_FRAMES),
-                    };
+                // Passive checkpoints on the other thread; the restart here right after one,
+                // or alone when none comes (see the module docs).
+                let passive_done = checkpointer.finished();
+                let restart_now = frames >= restart_at
+                    && (passive_done || frames >= restart_at.saturating_add(PASSIVE_FRAMES));
+                if restart_now && let Some(c) = conn.as_ref() {
+                    if restart_wal(c) {
+                        restart_at = RESTART_FRAMES;
+                        next_passive_at = PASSIVE_FRAMES;
+                    } else {
+                        restart_at = frames.saturating_add(PASSIVE_FRAMES);
+                    }
+                } else if frames >= next_passive_at && !checkpointer.pending {
+                    // If the checkpointer is gone, the restart above happens alone.
+                    checkpointer.request();
+                    next_passive_at = frames.saturating_add(PASSIVE_FRAMES);
                 }
             }
             Err(e) => {
@@ -284,6 +395,7 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>) {
         }
     }
     drop(conn);
+    checkpointer.stop();
     if let Some(done) = close {
         // Writes sent after the close request are refused (their callers see `PoolClosed`).
         while let Ok(Msg::Write(job)) = queue.try_recv() {
@@ -400,6 +512,8 @@ fn restart_wal(conn: &Connection) -> bool {
     let reset = conn.busy_timeout(Duration::ZERO);
     match (outcome, reset) {
         (Ok((0, frames)), Ok(())) => {
+            // Until the next commit's hook says otherwise, the WAL is empty.
+            WAL_FRAMES.set(0);
             tracing::debug!(
                 frames,
                 elapsed_us = started.elapsed().as_micros() as u64,
