@@ -59,8 +59,8 @@ const BUSY_RETRY: Duration = Duration::from_micros(200);
 /// checkpoints (4 MB with 4 KB pages).
 pub(super) const PASSIVE_FRAMES: c_int = 1000;
 
-/// WAL frames after which the writer restarts the WAL (16 MB with 4 KB pages; below 4,096, so
-/// the WAL index stays one hash table for readers to search).
+/// WAL frames after which the writer restarts the WAL (16 MB with 4 KB pages; within the first
+/// WAL-index hash table, 4,062 frames, so a reader's page lookup usually searches one table).
 pub(super) const RESTART_FRAMES: c_int = 4000;
 
 /// How long a WAL restart waits for readers still on frames it wants to reuse (reads are single
