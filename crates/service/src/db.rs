@@ -1102,13 +1102,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, Some(6000));
-        let wal = std::fs::metadata(dir.path().join("ferrosphere.db-wal"))
+        assert_wal_bounded(dir.path());
+        db.close().await;
+    }
+
+    /// The WAL was restarted by the time it held `RESTART_FRAMES`, or `PASSIVE_FRAMES` later
+    /// when no passive checkpoint came (a frame: a 4 KB page and its 24-byte header).
+    fn assert_wal_bounded(dir: &std::path::Path) {
+        let wal = std::fs::metadata(dir.join("ferrosphere.db-wal"))
             .unwrap()
             .len();
-        // Restarted by the time it holds RESTART_FRAMES, or PASSIVE_FRAMES later when the
-        // passive checkpoint is late (a frame: a 4 KB page and its 24-byte header).
         let most = (lite_write::RESTART_FRAMES + 2 * lite_write::PASSIVE_FRAMES) as u64 * 4120;
         assert!(wal < most, "a WAL of {wal} bytes (at most {most} expected)");
+    }
+
+    /// Without its checkpointer thread (gone, or never answering) the writer restarts the WAL
+    /// alone, and it stays bounded all the same.
+    #[tokio::test]
+    async fn wal_stays_bounded_without_the_checkpointer() {
+        let (db, dir) =
+            sqlite_with_table("CREATE TABLE t_wal (id BIGINT PRIMARY KEY, body TEXT NOT NULL)")
+                .await;
+        let writer =
+            lite_write::LiteWriter::without_checkpointer(dir.path().join("ferrosphere.db"))
+                .unwrap();
+        let body = "x".repeat(3000);
+        for i in 0..6000 {
+            let args = [Arg::Int(i), Arg::Text(&body)];
+            let insert = stmt("INSERT INTO t_wal (id, body) VALUES ($1, $2)", &args, true);
+            assert_eq!(
+                writer.write_atomic(&[insert]).await.unwrap(),
+                Written::Committed
+            );
+        }
+        assert_wal_bounded(dir.path());
+        writer.close().await;
         db.close().await;
     }
 

@@ -170,8 +170,25 @@ impl LiteWriter {
     /// in WAL mode). The thread opens its connection at the first write and stops when
     /// [`LiteWriter::close`] is called or the writer is dropped.
     pub(super) fn new(path: PathBuf) -> Result<LiteWriter, DbError> {
-        let (queue, jobs) = mpsc::channel();
         let checkpointer = Checkpointer::start(path.clone())?;
+        Self::with_checkpointer(path, checkpointer)
+    }
+
+    /// A writer whose checkpointer thread is gone from the start: it restarts the WAL alone
+    /// (the fallback, tested on its own).
+    #[cfg(test)]
+    pub(super) fn without_checkpointer(path: PathBuf) -> Result<LiteWriter, DbError> {
+        let gone = Checkpointer {
+            requests: None,
+            done: Arc::default(),
+            thread: None,
+            pending: false,
+        };
+        Self::with_checkpointer(path, gone)
+    }
+
+    fn with_checkpointer(path: PathBuf, checkpointer: Checkpointer) -> Result<LiteWriter, DbError> {
+        let (queue, jobs) = mpsc::channel();
         std::thread::Builder::new()
             .name("ferro-db-writer".into())
             .spawn(move || run(&path, &jobs, checkpointer))
