@@ -1057,10 +1057,10 @@ mod tests {
         db.close().await;
     }
 
-    /// Sustained writes while readers are always active (SQLite): the writer thread restarts the
-    /// WAL once it holds 1,000 frames (`lite_write`, `wal_checkpoint(RESTART)`), so the file
-    /// stays near 4 MB. Without it, 3,000 commits of a 3 KB row each left a WAL of ~50 MB
-    /// (a passive checkpoint never caught up: the benchmark's WAL grew without bound).
+    /// Sustained writes while readers are always active (SQLite): passive checkpoints on the
+    /// checkpointer thread and the writer's restarts (`lite_write`) keep the WAL under its bound.
+    /// Without the restarts, these 6,000 commits of a 3 KB row left a WAL of ~100 MB (passive
+    /// checkpoints alone never caught up: the benchmark's WAL grew without bound).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn wal_stays_bounded_under_sustained_writes() {
         let (db, dir) =
@@ -1083,16 +1083,7 @@ mod tests {
                 })
             })
             .collect();
-        let body = "x".repeat(3000);
-        // Each insert writes about two pages: without restarts the WAL ends near 100 MB.
-        for i in 0..6000 {
-            let args = [Arg::Int(i), Arg::Text(&body)];
-            let insert = stmt("INSERT INTO t_wal (id, body) VALUES ($1, $2)", &args, true);
-            assert_eq!(
-                db.write_atomic(&[insert]).await.unwrap(),
-                Written::Committed
-            );
-        }
+        insert_wal_rows(async |w| db.write_atomic(w).await).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for r in readers {
             assert!(r.await.unwrap() > 0, "the readers ran meanwhile");
@@ -1104,6 +1095,17 @@ mod tests {
         assert_eq!(n, Some(6000));
         assert_wal_bounded(dir.path());
         db.close().await;
+    }
+
+    /// 6,000 commits of one 3 KB row each into `t_wal` through `write` (about two pages each:
+    /// without restarts the WAL ends near 100 MB).
+    async fn insert_wal_rows(write: impl AsyncFn(&[WriteStmt<'_>]) -> Result<Written, DbError>) {
+        let body = "x".repeat(3000);
+        for i in 0..6000 {
+            let args = [Arg::Int(i), Arg::Text(&body)];
+            let insert = stmt("INSERT INTO t_wal (id, body) VALUES ($1, $2)", &args, true);
+            assert_eq!(write(&[insert]).await.unwrap(), Written::Committed);
+        }
     }
 
     /// The WAL was restarted by the time it held `RESTART_FRAMES`, or `PASSIVE_FRAMES` later
@@ -1126,15 +1128,7 @@ mod tests {
         let writer =
             lite_write::LiteWriter::without_checkpointer(dir.path().join("ferrosphere.db"))
                 .unwrap();
-        let body = "x".repeat(3000);
-        for i in 0..6000 {
-            let args = [Arg::Int(i), Arg::Text(&body)];
-            let insert = stmt("INSERT INTO t_wal (id, body) VALUES ($1, $2)", &args, true);
-            assert_eq!(
-                writer.write_atomic(&[insert]).await.unwrap(),
-                Written::Committed
-            );
-        }
+        insert_wal_rows(async |w| writer.write_atomic(w).await).await;
         assert_wal_bounded(dir.path());
         writer.close().await;
         db.close().await;
