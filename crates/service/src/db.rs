@@ -365,7 +365,8 @@ fn sqlx_query<'a>(
         query = match *arg {
             Arg::Text(s) => query.bind(s),
             Arg::Int(n) => query.bind(n),
-            Arg::Null => query.bind(None::<String>),
+            Arg::NullText => query.bind(None::<String>),
+            Arg::NullInt => query.bind(None::<i64>),
         };
     }
     query
@@ -929,6 +930,52 @@ mod tests {
             assert!(map_err(
                 db.read_optional(sql, &[Arg::Text("a@x")], missing).await
             ));
+            db.close().await;
+            drop_pg(pg).await;
+        }
+    }
+
+    /// A missing integer (`Option<i64>`) binds as a NULL the column's type accepts, on both
+    /// engines and through every path (the write path, a read's argument): PostgreSQL refuses a
+    /// text-typed NULL in a BIGINT column or comparison.
+    #[tokio::test]
+    async fn missing_integers_bind_as_null_on_both_engines() {
+        let (dbs, _dir) = databases().await;
+        for (db, pg) in dbs {
+            sqlx::query("CREATE TABLE t_null (id TEXT PRIMARY KEY, n BIGINT, label TEXT)")
+                .execute(db.pool())
+                .await
+                .unwrap();
+            let none: Option<i64> = None;
+            let no_label: Option<&str> = None;
+            let args = [Arg::Text("a"), Arg::from(none), Arg::from(no_label)];
+            let insert = stmt(
+                "INSERT INTO t_null (id, n, label) VALUES ($1, $2, $3)",
+                &args,
+                true,
+            );
+            assert_eq!(
+                db.write_atomic(&[insert]).await.unwrap(),
+                Written::Committed
+            );
+            let args = [Arg::Text("a"), Arg::from(none)];
+            let set = stmt(
+                "UPDATE t_null SET n = COALESCE($2, 7) WHERE id = $1",
+                &args,
+                true,
+            );
+            assert_eq!(db.write_atomic(&[set]).await.unwrap(), Written::Committed);
+            let args = [Arg::from(none)];
+            let n = db
+                .read_optional(
+                    "SELECT COUNT(*) AS n FROM t_null WHERE $1 IS NULL AND label IS NULL \
+                     AND n = 7",
+                    &args,
+                    int,
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, Some(1), "pg: {}", pg.is_some());
             db.close().await;
             drop_pg(pg).await;
         }

@@ -190,7 +190,7 @@ pub(super) fn bind<'a>(
         match arg {
             Arg::Text(s) => stmt.raw_bind_parameter(index, s),
             Arg::Int(n) => stmt.raw_bind_parameter(index, n),
-            Arg::Null => stmt.raw_bind_parameter(index, rusqlite::types::Null),
+            Arg::NullText | Arg::NullInt => stmt.raw_bind_parameter(index, rusqlite::types::Null),
         }?;
     }
     // Each `$N` is one parameter however often it appears: the arguments bound (each to a

@@ -116,7 +116,8 @@ pub enum Written {
 enum OwnedArg {
     Text(Box<str>),
     Int(i64),
-    Null,
+    NullText,
+    NullInt,
 }
 
 impl OwnedArg {
@@ -124,7 +125,8 @@ impl OwnedArg {
         match *arg {
             Arg::Text(s) => OwnedArg::Text(s.into()),
             Arg::Int(n) => OwnedArg::Int(n),
-            Arg::Null => OwnedArg::Null,
+            Arg::NullText => OwnedArg::NullText,
+            Arg::NullInt => OwnedArg::NullInt,
         }
     }
 
@@ -132,7 +134,8 @@ impl OwnedArg {
         match self {
             OwnedArg::Text(s) => Arg::Text(s),
             OwnedArg::Int(n) => Arg::Int(*n),
-            OwnedArg::Null => Arg::Null,
+            OwnedArg::NullText => Arg::NullText,
+            OwnedArg::NullInt => Arg::NullInt,
         }
     }
 }

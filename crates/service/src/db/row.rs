@@ -14,8 +14,11 @@ pub enum Arg<'a> {
     Text(&'a str),
     /// A 64-bit integer (also bools, stored as 0/1: see [`super::b2i`]).
     Int(i64),
-    /// SQL NULL.
-    Null,
+    /// SQL NULL in place of text.
+    NullText,
+    /// SQL NULL in place of an integer. PostgreSQL types a parameter by what is bound, and a
+    /// text-typed NULL is refused in a BIGINT column or comparison, so the two NULLs differ.
+    NullInt,
 }
 
 impl<'a> From<&'a str> for Arg<'a> {
@@ -36,9 +39,21 @@ impl From<i64> for Arg<'_> {
     }
 }
 
-impl<'a, T: Into<Arg<'a>>> From<Option<T>> for Arg<'a> {
-    fn from(v: Option<T>) -> Self {
-        v.map_or(Arg::Null, Into::into)
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Arg::NullText, Arg::Text)
+    }
+}
+
+impl<'a> From<Option<&'a String>> for Arg<'a> {
+    fn from(v: Option<&'a String>) -> Self {
+        v.map_or(Arg::NullText, |s| Arg::Text(s))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Arg::NullInt, Arg::Int)
     }
 }
 

@@ -429,7 +429,7 @@ pub async fn evidence(
         Arg::Text(&audit_id),
         Arg::Text(&tid),
         Arg::Int(db::now()),
-        Arg::Null,
+        Arg::NullText,
         Arg::Text("device.attest"),
         Arg::Text("device"),
         Arg::Text(&did),
