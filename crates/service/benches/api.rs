@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// The service binary's allocator, so the figures are the service's.
 #[global_allocator]
-static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
 
 const CONCURRENCY: usize = 16;
 const REQUESTS: usize = 20_000;

@@ -27,7 +27,7 @@ use tower::ServiceExt;
 
 /// The service binary's allocator, so the figures are the service's.
 #[global_allocator]
-static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
 
 async fn call(app: &axum::Router, path: &str, token: Option<&str>, body: Value) -> Value {
     call_as(app, path, token, &body)

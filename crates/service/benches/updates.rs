@@ -29,7 +29,7 @@ use tower::ServiceExt;
 
 /// The service binary's allocator, so the figures are the service's.
 #[global_allocator]
-static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

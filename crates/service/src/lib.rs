@@ -43,3 +43,7 @@ pub use state::{AppState, Config};
 /// glibc's malloc spent ~9% of an attestation's CPU, much of it on arena locks shared by the
 /// runtime threads (docs/service/README.md, "Memory allocator").
 pub type Allocator = mimalloc::MiMalloc;
+
+/// The value of [`Allocator`] each `#[global_allocator]` static is set to, so that which
+/// allocator it is is decided here alone.
+pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;

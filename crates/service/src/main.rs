@@ -7,7 +7,7 @@ use ferro_service::{Config, server, setup};
 use std::path::PathBuf;
 
 #[global_allocator]
-static ALLOCATOR: ferro_service::Allocator = mimalloc::MiMalloc;
+static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
 
 #[derive(Parser, Debug)]
 #[command(
