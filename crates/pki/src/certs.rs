@@ -521,6 +521,8 @@ pub struct TenantCa {
     certificate: Certificate,
     /// Read from the certificate once: what each certificate it issues needs.
     issuer: IssuerData,
+    /// Encoded once: every trusted attestation answer carries the chain.
+    pem: String,
 }
 
 impl fmt::Debug for TenantCa {
@@ -571,11 +573,13 @@ impl TenantCa {
         let key_name = KeyName::tenant_ca(tenant_id, &certificate.serial_hex())
             .map_err(|_| bad("the serial does not make a key name"))?;
         let issuer = IssuerData::from_der(der)?;
+        let pem = certificate.pem();
         Ok(TenantCa {
             tenant_id,
             key_name,
             certificate,
             issuer,
+            pem,
         })
     }
 
@@ -600,8 +604,8 @@ impl TenantCa {
     }
 
     /// PEM of the certificate.
-    pub fn pem(&self) -> String {
-        self.certificate.pem()
+    pub fn pem(&self) -> &str {
+        &self.pem
     }
 
     /// Serial (lowercase hex).
@@ -690,11 +694,13 @@ pub fn create_tenant_ca(
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let certificate = sign(&p, &public, signer.as_ref(), None)?;
     let issuer = IssuerData::from_der(certificate.der())?;
+    let pem = certificate.pem();
     Ok(TenantCa {
         tenant_id,
         key_name,
         certificate,
         issuer,
+        pem,
     })
 }
 
@@ -844,8 +850,8 @@ pub fn current_tenant_ca(cas: &[TenantCa], now: OffsetDateTime) -> Option<&Tenan
     let valid = || cas.iter().filter(move |ca| ca.certificate.is_valid_at(now));
     valid()
         .filter(|ca| ca.not_after() - now > TENANT_CA_CUTOVER_MARGIN)
-        .min_by_key(|ca| (ca.not_after(), ca.serial_hex()))
-        .or_else(|| valid().max_by_key(|ca| (ca.not_after(), ca.serial_hex())))
+        .min_by_key(|ca| (ca.not_after(), ca.certificate.serial()))
+        .or_else(|| valid().max_by_key(|ca| (ca.not_after(), ca.certificate.serial())))
 }
 
 /// The CA certificates a broker should trust at `now` (`ferro ca-certificate download-chain`):
@@ -856,10 +862,10 @@ pub fn tenant_ca_chain_pem(cas: &[TenantCa], now: OffsetDateTime) -> String {
     let mut others: Vec<&TenantCa> = cas
         .iter()
         .filter(|ca| now < ca.not_after())
-        .filter(|ca| current.is_none_or(|c| c.serial_hex() != ca.serial_hex()))
+        .filter(|ca| current.is_none_or(|c| c.certificate.serial() != ca.certificate.serial()))
         .collect();
-    others.sort_by_key(|ca| std::cmp::Reverse((ca.not_after(), ca.serial_hex())));
-    others.dedup_by_key(|ca| ca.serial_hex());
+    others.sort_by_key(|ca| std::cmp::Reverse((ca.not_after(), ca.certificate.serial())));
+    others.dedup_by_key(|ca| ca.certificate.serial());
     current
         .into_iter()
         .chain(others)

@@ -314,7 +314,7 @@ fn tenant_ca_profile_thumbprints_and_reload() {
     // Thumbprints: uppercase hex, as `openssl x509 -fingerprint` computes them.
     assert_eq!(ca.sha1_thumbprint().len(), 40);
     assert_eq!(ca.sha256_thumbprint().len(), 64);
-    let pem = write(&e.work, "ca.pem", &ca.pem());
+    let pem = write(&e.work, "ca.pem", ca.pem());
     for (alg, ours) in [
         ("-sha1", ca.sha1_thumbprint()),
         ("-sha256", ca.sha256_thumbprint()),
@@ -393,8 +393,8 @@ fn device_certificates_chain_to_their_tenant_ca_only() {
     assert_ne!(cert_a.serial(), cert_a2.serial());
     assert_eq!(cert_a.serial().len(), 16);
 
-    let a = write(&e.work, "a.pem", &ca_a.pem());
-    let b = write(&e.work, "b.pem", &ca_b.pem());
+    let a = write(&e.work, "a.pem", ca_a.pem());
+    let b = write(&e.work, "b.pem", ca_b.pem());
     let da = write(&e.work, "da.pem", &cert_a.pem());
     let db = write(&e.work, "db.pem", &cert_b.pem());
     let during = at + Duration::hours(1);
@@ -508,7 +508,7 @@ fn proof_of_possession_certificate() {
     assert_eq!(c.issuer().as_raw(), parsed(ca.der()).subject().as_raw());
     assert!(!c.basic_constraints().unwrap().unwrap().value.ca);
     assert_eq!(pop.not_after(), at + PROOF_OF_POSSESSION_VALIDITY);
-    let ca_pem = write(&e.work, "ca.pem", &ca.pem());
+    let ca_pem = write(&e.work, "ca.pem", ca.pem());
     let pop_pem = write(&e.work, "pop.pem", &pop.pem());
     assert!(openssl_verify(
         &ca_pem,
@@ -569,10 +569,10 @@ fn tenant_ca_rotation_and_download_chain() {
 
     // download-chain: current first, then the other unexpired CA.
     let chain = tenant_ca_chain_pem(&cas, rotate_at);
-    assert_eq!(chain, first.pem() + &second.pem());
+    assert_eq!(chain, first.pem().to_owned() + second.pem());
     assert_eq!(
         tenant_ca_chain_pem(&cas, cutover),
-        second.pem() + &first.pem()
+        second.pem().to_owned() + first.pem()
     );
     assert_eq!(tenant_ca_chain_pem(&cas, first.not_after()), second.pem());
 

@@ -70,7 +70,7 @@ pub fn pki() -> Pki {
         platform_root: CertificateDer::from(root.der().to_vec()),
         platform_root_pem: root.pem(),
         tenant_ca: CertificateDer::from(ca.der().to_vec()),
-        tenant_ca_pem: ca.pem(),
+        tenant_ca_pem: ca.pem().to_string(),
         device_chain: vec![CertificateDer::from(device.der().to_vec())],
         device_key: Arc::new(device_key),
         _store: store_dir,

@@ -301,7 +301,9 @@ pub async fn get_ca(
     let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
     let ca = find(&cas, &serial)?;
     Ok(match q.format.unwrap_or_default() {
-        CertificateFormat::Pem => download(ca.pem().into_bytes(), PEM, format!("{serial}.pem")),
+        CertificateFormat::Pem => {
+            download(ca.pem().as_bytes().to_vec(), PEM, format!("{serial}.pem"))
+        }
         CertificateFormat::Der => download(ca.der().to_vec(), DER, format!("{serial}.cer")),
     })
 }
