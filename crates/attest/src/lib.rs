@@ -44,6 +44,13 @@ pub enum AttestError {
         /// Message.
         message: String,
     },
+    /// The service refused for now (429): too many attestation requests from this device's
+    /// address. The next attempt waits at least `retry_after` (see [`CertificateManager::record`]).
+    #[error("the service is limiting attestation requests from this address; retry in {}s", .retry_after.as_secs())]
+    RateLimited {
+        /// What the service's `Retry-After` said (1 s if it said nothing usable).
+        retry_after: Duration,
+    },
     /// The root of trust failed.
     #[error("root of trust: {0}")]
     Trust(#[from] ferro_trust::TrustError),
@@ -115,6 +122,17 @@ impl ServiceConnection {
             .await
             .map_err(|e| AttestError::Transport(e.to_string()))?;
         let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let secs = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            return Err(AttestError::RateLimited {
+                retry_after: Duration::from_secs(secs),
+            });
+        }
         let bytes = resp
             .bytes()
             .await
@@ -431,7 +449,8 @@ impl CertificateManager {
     }
 
     /// Record the result of an attempt made at `now`: a Trusted outcome is stored; an Untrusted
-    /// outcome or an error schedules a retry after the backoff (the old certificate, if still
+    /// outcome or an error schedules a retry after the backoff, or after the service's
+    /// `Retry-After` if it limited the request and that is later (the old certificate, if still
     /// valid, stays in use). Returns when to try next.
     pub fn record(
         &mut self,
@@ -443,7 +462,10 @@ impl CertificateManager {
             return Ok(self.next_attempt(now));
         }
         self.failures = self.failures.saturating_add(1);
-        let delay = self.policy.backoff(self.failures);
+        let mut delay = self.policy.backoff(self.failures);
+        if let Err(AttestError::RateLimited { retry_after }) = outcome {
+            delay = delay.max(*retry_after);
+        }
         let at = now + time::Duration::try_from(delay).unwrap_or(time::Duration::HOUR);
         self.renew_at = Some(at);
         Ok(at)

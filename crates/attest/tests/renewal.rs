@@ -69,7 +69,7 @@ fn certificate(
         validity,
     )
     .unwrap();
-    check_certificate(&dev.rot, &cert.pem(), &t.ca.pem()).unwrap()
+    check_certificate(&dev.rot, &cert.pem(), t.ca.pem()).unwrap()
 }
 
 fn trusted(certificate: DeviceCertificate) -> Result<AttestationOutcome, AttestError> {
@@ -360,6 +360,40 @@ fn failures_schedule_exponential_backoff_and_success_resets_it() {
 }
 
 #[test]
+fn a_rate_limited_attempt_waits_for_the_services_retry_after() {
+    let t = tenant();
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let cert = certificate(&t, &dev, now, ferro_pki::DEVICE_CERT_VALIDITY);
+    let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
+    mgr.store(cert.clone()).unwrap();
+    let limited = |secs| -> Result<AttestationOutcome, AttestError> {
+        Err(AttestError::RateLimited {
+            retry_after: Duration::from_secs(secs),
+        })
+    };
+    // The first backoff is at most 5 s; the service asked for 2 minutes.
+    let next = mgr.record(now, &limited(120)).unwrap();
+    assert!(
+        next >= now + time::Duration::seconds(120) && next <= now + time::Duration::seconds(121),
+        "{next} after {now}"
+    );
+    assert_eq!(mgr.failures(), 1);
+    assert_eq!(mgr.current(), Some(&cert), "the old certificate stays");
+    // A shorter Retry-After never shortens a longer backoff.
+    let mut at = next;
+    for _ in 0..10 {
+        at = mgr.record(at, &transport_error()).unwrap();
+    }
+    let next = mgr.record(at, &limited(1)).unwrap();
+    assert!(
+        next >= at + time::Duration::minutes(30),
+        "{next} after {at}"
+    );
+}
+
+#[test]
 fn state_survives_a_restart() {
     let t = tenant();
     let dev = device();
@@ -408,14 +442,14 @@ fn check_certificate_refuses_another_key_and_another_ca() {
     )
     .unwrap();
     // Genuine certificate from the right CA, but for another device's key.
-    match check_certificate(&dev.rot, &cert.pem(), &t.ca.pem()) {
+    match check_certificate(&dev.rot, &cert.pem(), t.ca.pem()) {
         Err(AttestError::BadCertificate(m)) => assert!(m.contains("another key"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(check_certificate(&other.rot, &cert.pem(), &t.ca.pem()).is_ok());
+    assert!(check_certificate(&other.rot, &cert.pem(), t.ca.pem()).is_ok());
     // Right key, but the returned chain does not contain the issuer (another tenant's CA).
     let stranger = tenant();
-    match check_certificate(&other.rot, &cert.pem(), &stranger.ca.pem()) {
+    match check_certificate(&other.rot, &cert.pem(), stranger.ca.pem()) {
         Err(AttestError::BadCertificate(m)) => assert!(m.contains("no CA"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -424,13 +458,13 @@ fn check_certificate_refuses_another_key_and_another_ca() {
     assert!(check_certificate(&other.rot, &cert.pem(), &both).is_ok());
     // Garbage.
     assert!(matches!(
-        check_certificate(&other.rot, "junk", &t.ca.pem()),
+        check_certificate(&other.rot, "junk", t.ca.pem()),
         Err(AttestError::BadCertificate(_))
     ));
     assert!(check_certificate(&other.rot, &cert.pem(), "junk").is_err());
     // A CA certificate presented as the leaf is for the CA's key, not the device's.
     assert!(matches!(
-        check_certificate(&other.rot, &t.ca.pem(), &t.ca.pem()),
+        check_certificate(&other.rot, t.ca.pem(), t.ca.pem()),
         Err(AttestError::BadCertificate(_))
     ));
 }

@@ -30,7 +30,7 @@ use tower::ServiceExt;
 static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
 
 async fn call(app: &axum::Router, path: &str, token: Option<&str>, body: Value) -> Value {
-    call_as(app, path, token, &body)
+    call_as(app, path, token, None, &body)
         .await
         .unwrap_or(Value::Null)
 }
@@ -41,11 +41,18 @@ async fn call_as<T: serde::de::DeserializeOwned>(
     app: &axum::Router,
     path: &str,
     token: Option<&str>,
+    peer: Option<std::net::SocketAddr>,
     body: &impl serde::Serialize,
 ) -> Option<T> {
     let mut req = Request::post(path).header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(addr) = peer {
+        // What the listener attaches to each connection (the rate limit's key).
+        req = req.extension(axum::extract::ConnectInfo(
+            ferro_service::server::ConnInfo::new(addr, None),
+        ));
     }
     let resp = app
         .clone()
@@ -140,8 +147,13 @@ async fn run_devices(app: &axum::Router, devices: &Devices, rounds: usize) -> Ru
     let cpu_before = cpu_by_thread();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (_, rot) in devices {
+    for (i, (_, rot)) in devices.iter().enumerate() {
         let (app, rot) = (app.clone(), rot.clone());
+        // Each simulated device from an address of its own, as over the network.
+        let peer = Some(std::net::SocketAddr::from((
+            std::net::Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).unwrap()),
+            40_000,
+        )));
         tasks.push(tokio::spawn(async move {
             let id = rot.device_id().to_string();
             let mut ok = 0usize;
@@ -151,6 +163,7 @@ async fn run_devices(app: &axum::Router, devices: &Devices, rounds: usize) -> Ru
                     &app,
                     "/v1/attestation/challenge",
                     None,
+                    peer,
                     &ferro_wire::AttestationChallengeRequest {
                         device_id: id.clone(),
                     },
@@ -164,6 +177,7 @@ async fn run_devices(app: &axum::Router, devices: &Devices, rounds: usize) -> Ru
                     &app,
                     "/v1/attestation/evidence",
                     None,
+                    peer,
                     &ferro_wire::AttestationEvidenceRequest {
                         device_id: id.clone(),
                         nonce,
@@ -348,6 +362,12 @@ fn main() {
         let (db, _) = setup::open(&data, None).await.unwrap();
         let config = Config {
             password_params: params,
+            // The per-address limit is checked on every request (its cost is measured) but set
+            // far above what the simulated devices send.
+            attestation_rate: ferro_service::rate_limit::AddressRate {
+                per_second: 1_000_000,
+                burst: 1_000_000,
+            },
             ..Config::default()
         };
         let state = setup::state(&data, db, config).await.unwrap();

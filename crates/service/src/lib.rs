@@ -9,7 +9,8 @@
 //! depend on it (devices and clients use `ferro-wire`).
 //!
 //! Map: [`app`] builds the router and the OpenAPI document; [`routes`] holds the handlers;
-//! [`auth`] passwords, tokens, roles and rate limits; [`db`] the pool, transactions and audit
+//! [`auth`] passwords, tokens, roles and login rate limits; [`rate_limit`] per-address limits on
+//! the attestation routes; [`db`] the pool, transactions and audit
 //! rows; [`extract`] the strict request extractors; [`setup`] the data directory; [`server`] the
 //! listener and graceful shutdown.
 
@@ -27,6 +28,7 @@ pub mod nonce;
 pub mod object_store;
 pub mod page;
 pub mod platform;
+pub mod rate_limit;
 pub mod rollouts;
 pub mod routes;
 pub mod server;

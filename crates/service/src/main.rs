@@ -131,7 +131,13 @@ async fn main() -> anyhow::Result<()> {
             let (db, file) = setup::open(&data_dir, database_url.as_deref())
                 .await
                 .context("opening the data directory")?;
-            let state = setup::state(&data_dir, db.clone(), Config::default())
+            let config = Config {
+                attestation_rate: file
+                    .attestation_rate_limit
+                    .unwrap_or(ferro_service::rate_limit::AddressRate::ATTESTATION_DEFAULT),
+                ..Config::default()
+            };
+            let state = setup::state(&data_dir, db.clone(), config)
                 .await
                 .context("building the service state")?;
             let addr = listen

@@ -27,6 +27,10 @@ pub struct FileConfig {
     /// renewed); empty means `localhost` and `127.0.0.1`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_names: Vec<String>,
+    /// Per-address limit of the attestation routes (`per_second`, `burst`); absent means
+    /// [`crate::rate_limit::AddressRate::ATTESTATION_DEFAULT`], `per_second = 0` turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation_rate_limit: Option<crate::rate_limit::AddressRate>,
 }
 
 /// Errors of `init` and `open`.
@@ -168,6 +172,7 @@ pub async fn init_with_names(
         database_url: database_url_flag.map(str::to_string),
         listen: None,
         service_names: service_names.to_vec(),
+        attestation_rate_limit: None,
     };
     let url = database_url(data_dir, database_url_flag, &file);
     let db = Db::connect(&url, 2).await?;
@@ -266,7 +271,18 @@ pub async fn state(
     let dummy_hash = crate::auth::hash_password(config.password_params, dummy).await?;
     let auth_cache =
         crate::auth_cache::AuthCache::new(config.auth_cache_ttl, config.auth_cache_capacity);
+    let attestation_limiter = config
+        .attestation_rate
+        .limiter()
+        .map_err(|e| {
+            SetupError::Config(
+                data_dir.join(CONFIG_FILE),
+                format!("attestation_rate_limit: {e}"),
+            )
+        })?
+        .map(std::sync::Arc::new);
     Ok(crate::AppState {
+        attestation_limiter,
         db,
         auth_cache: std::sync::Arc::new(auth_cache),
         ca_cache: std::sync::Arc::default(),

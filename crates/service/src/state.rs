@@ -37,6 +37,9 @@ pub struct Config {
     /// below `ferro_wire::MAX_EVENTS_PER_UPLOAD` count as that (a full batch always fits an
     /// empty window).
     pub device_events_per_day: u32,
+    /// What one client address may send to the unauthenticated attestation routes (challenge
+    /// and evidence together); `per_second` 0 turns the limit off (`crate::rate_limit`).
+    pub attestation_rate: crate::rate_limit::AddressRate,
 }
 
 impl Default for Config {
@@ -53,14 +56,16 @@ impl Default for Config {
             auth_cache_capacity: crate::auth_cache::DEFAULT_CAPACITY,
             attestation_nonce_ttl: Duration::from_secs(60),
             device_events_per_day: 2000,
+            attestation_rate: crate::rate_limit::AddressRate::ATTESTATION_DEFAULT,
         }
     }
 }
 
 /// What every handler sees. Holds no per-request or per-user state: everything that must be
 /// shared between replicas (sessions, tokens, rate limits) lives in the database. The one
-/// exception is derived and bounded: the authentication cache (`crate::auth_cache`), a copy of
-/// token checks kept for at most `Config::auth_cache_ttl` (2 s at most).
+/// exceptions are derived and bounded: the authentication cache (`crate::auth_cache`), a copy of
+/// token checks kept for at most `Config::auth_cache_ttl` (2 s at most), and the per-address
+/// request buckets of the attestation routes (`crate::rate_limit`), a defense of this replica.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The database.
@@ -86,4 +91,6 @@ pub struct AppState {
     /// The clock of update decisions (target set times, rollout waves): the system clock;
     /// tests move it forward (`crate::clock`).
     pub clock: Arc<crate::clock::Clock>,
+    /// Per-address limits on the attestation routes (`None`: off; `crate::rate_limit`).
+    pub attestation_limiter: Option<Arc<crate::rate_limit::AddressLimiter>>,
 }

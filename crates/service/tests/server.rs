@@ -192,6 +192,37 @@ async fn binary_init_refuses_twice_and_run_serves() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    // The config file's attestation limit: a burst of 0 is refused by name, then a small one
+    // is used (checked below).
+    let config_file = data.join("ferro-service.toml");
+    let original = std::fs::read_to_string(&config_file).unwrap();
+    std::fs::write(
+        &config_file,
+        format!("{original}attestation_rate_limit = {{ per_second = 5, burst = 0 }}\n"),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args([
+            "run",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("attestation_rate_limit") && stderr.contains("burst"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &config_file,
+        format!("{original}attestation_rate_limit = {{ per_second = 1, burst = 2 }}\n"),
+    )
+    .unwrap();
     // `run` serves, and stops on SIGTERM.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -235,6 +266,20 @@ async fn binary_init_refuses_twice_and_run_serves() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ready, "service did not become ready");
+    let statuses = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            let r = http
+                .post(format!("https://127.0.0.1:{port}/v1/attestation/challenge"))
+                .json(&json!({ "deviceId": "cd".repeat(64) }))
+                .send()
+                .await
+                .unwrap();
+            v.push(r.status().as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, [200, 200, 429], "the config file's limit applies");
     #[cfg(unix)]
     {
         let pid = child.id().to_string();
@@ -273,4 +318,106 @@ async fn binary_init_refuses_twice_and_run_serves() {
 fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
+}
+
+/// The attestation routes' per-address limit over a real socket: the listener's peer address is
+/// the key, a limited address gets `429 rate_limited` with `Retry-After` before its body is even
+/// read, other addresses are unaffected, in-process callers (no address) are limited too, and
+/// the bucket refills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_requests_are_limited_per_address() {
+    let config = ferro_service::Config {
+        attestation_rate: ferro_service::rate_limit::AddressRate {
+            per_second: 1,
+            burst: 3,
+        },
+        ..common::test_config()
+    };
+    let t = TestApp::with_config(Backend::Sqlite, config).await;
+    let (base, stop, handle) = serve(&t).await;
+    let device_id = "ab".repeat(64);
+    let challenge = |http: reqwest::Client| {
+        let url = format!("{base}/v1/attestation/challenge");
+        let body = json!({ "deviceId": device_id });
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    let http = http_client();
+    for _ in 0..3 {
+        assert_eq!(challenge(http.clone()).await.status(), 200);
+    }
+    let refused = challenge(http.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        retry, 1,
+        "one token a second: the next comes within a second"
+    );
+    let e: ferro_wire::ErrorBody = refused.json().await.unwrap();
+    assert_eq!(e.error.code, ferro_wire::ErrorCode::RateLimited);
+    assert!(
+        e.error.message.contains("try again in 1 s"),
+        "{}",
+        e.error.message
+    );
+    // The evidence route shares the bucket and refuses before reading the body: a malformed
+    // body gets 429, not 422.
+    let r = http
+        .post(format!("{base}/v1/attestation/evidence"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    // The device's attestation client reports the limit with the service's Retry-After, and its
+    // certificate manager waits at least that long.
+    let rot_dir = tempfile::tempdir().unwrap();
+    let rot = ferro_trust::SoftwareRootOfTrust::open(rot_dir.path().join("rot")).unwrap();
+    let root = std::fs::read_to_string(t.dir.path().join("data/pki/platform-root.pem")).unwrap();
+    let connection = ferro_attest::ServiceConnection::new(&base, &root).unwrap();
+    let outcome = ferro_attest::attest(&rot, &connection).await;
+    assert!(
+        matches!(outcome, Err(ferro_attest::AttestError::RateLimited { retry_after })
+            if retry_after == Duration::from_secs(1)),
+        "{outcome:?}"
+    );
+    // Another address has its own bucket (the whole of 127/8 is loopback).
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    assert_eq!(challenge(other).await.status(), 200);
+    // Other routes are not limited by it.
+    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // In-process callers have no address: they share one bucket, limited like any other.
+    let in_process = |_| {
+        t.call(
+            axum::http::Method::POST,
+            "/v1/attestation/challenge",
+            None,
+            Some(json!({ "deviceId": device_id })),
+        )
+    };
+    let statuses: Vec<u16> = futures_util::future::join_all((0..4).map(in_process))
+        .await
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    // The bucket refills.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(challenge(http.clone()).await.status(), 200);
+    assert_eq!(challenge(http).await.status(), 429);
+    let _ = stop.send(());
+    handle.await.expect("join").expect("serve");
+    t.finish().await;
 }

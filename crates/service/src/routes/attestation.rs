@@ -6,6 +6,7 @@ use crate::db::{self, Arg, WriteStmt, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::nonce::NonceError;
+use crate::rate_limit::AttestationAllowance;
 use crate::routes::ca::cas_rotated_by;
 use crate::state::AppState;
 use axum::Json;
@@ -42,9 +43,11 @@ fn device_param(raw: &str) -> ApiResult<String> {
 #[utoipa::path(post, path = "/v1/attestation/challenge", tag = "attestation",
     request_body = AttestationChallengeRequest,
     responses((status = 200, body = AttestationChallenge),
-        (status = 422, description = "invalid_body: malformed device ID", body = ErrorBody)))]
+        (status = 422, description = "invalid_body: malformed device ID", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many attestation requests from this client address; `Retry-After` says when to try again", body = ErrorBody)))]
 pub async fn challenge(
     State(state): State<AppState>,
+    _: AttestationAllowance,
     JsonBody(req): JsonBody<AttestationChallengeRequest>,
 ) -> ApiResult<Json<AttestationChallenge>> {
     let did = device_param(&req.device_id)?;
@@ -222,9 +225,11 @@ fn placeholders(start: usize, n: usize) -> String {
 #[utoipa::path(post, path = "/v1/attestation/evidence", tag = "attestation",
     request_body = AttestationEvidenceRequest,
     responses((status = 200, body = AttestationResult),
-        (status = 422, description = "invalid_body: malformed device ID, nonce or evidence encoding", body = ErrorBody)))]
+        (status = 422, description = "invalid_body: malformed device ID, nonce or evidence encoding", body = ErrorBody),
+        (status = 429, description = "rate_limited: too many attestation requests from this client address; `Retry-After` says when to try again", body = ErrorBody)))]
 pub async fn evidence(
     State(state): State<AppState>,
+    _: AttestationAllowance,
     JsonBody(req): JsonBody<AttestationEvidenceRequest>,
 ) -> ApiResult<Json<AttestationResult>> {
     let did = device_param(&req.device_id)?;
