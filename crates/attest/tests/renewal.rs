@@ -72,6 +72,22 @@ fn certificate(
     check_certificate(&dev.rot, &cert.pem(), t.ca.pem()).unwrap()
 }
 
+/// A tenant, a device, an empty certificate directory, now, and a 24-hour certificate from now.
+fn fresh() -> (
+    Tenant,
+    Device,
+    tempfile::TempDir,
+    OffsetDateTime,
+    DeviceCertificate,
+) {
+    let t = tenant();
+    let dev = device();
+    let dir = tempfile::tempdir().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let cert = certificate(&t, &dev, now, ferro_pki::DEVICE_CERT_VALIDITY);
+    (t, dev, dir, now, cert)
+}
+
 fn trusted(certificate: DeviceCertificate) -> Result<AttestationOutcome, AttestError> {
     Ok(AttestationOutcome::Trusted {
         certificate,
@@ -259,11 +275,7 @@ fn an_expired_certificate_never_locks_the_device_out() {
 
 #[test]
 fn a_valid_certificate_is_renewed_at_renew_at() {
-    let t = tenant();
-    let dev = device();
-    let dir = tempfile::tempdir().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let cert = certificate(&t, &dev, now, ferro_pki::DEVICE_CERT_VALIDITY);
+    let (_, _, dir, now, cert) = fresh();
     let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
     let next = mgr.record(now, &trusted(cert.clone())).unwrap();
     assert_eq!(mgr.current(), Some(&cert));
@@ -300,11 +312,7 @@ fn a_valid_certificate_is_renewed_at_renew_at() {
 
 #[test]
 fn failures_schedule_exponential_backoff_and_success_resets_it() {
-    let t = tenant();
-    let dev = device();
-    let dir = tempfile::tempdir().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let cert = certificate(&t, &dev, now, ferro_pki::DEVICE_CERT_VALIDITY);
+    let (t, dev, dir, now, cert) = fresh();
     let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
     mgr.store(cert.clone()).unwrap();
     // Failed renewals (error, then Untrusted) while the certificate is valid: retry after the
@@ -361,11 +369,7 @@ fn failures_schedule_exponential_backoff_and_success_resets_it() {
 
 #[test]
 fn a_rate_limited_attempt_waits_for_the_services_retry_after() {
-    let t = tenant();
-    let dev = device();
-    let dir = tempfile::tempdir().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let cert = certificate(&t, &dev, now, ferro_pki::DEVICE_CERT_VALIDITY);
+    let (_, _, dir, now, cert) = fresh();
     let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
     mgr.store(cert.clone()).unwrap();
     let limited = |secs| -> Result<AttestationOutcome, AttestError> {
@@ -395,11 +399,7 @@ fn a_rate_limited_attempt_waits_for_the_services_retry_after() {
 
 #[test]
 fn state_survives_a_restart() {
-    let t = tenant();
-    let dev = device();
-    let dir = tempfile::tempdir().unwrap();
-    let now = OffsetDateTime::now_utc();
-    let cert = certificate(&t, &dev, now, ferro_pki::DEVICE_CERT_VALIDITY);
+    let (t, dev, dir, now, cert) = fresh();
     {
         let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
         mgr.record(now, &trusted(cert.clone())).unwrap();
