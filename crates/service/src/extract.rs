@@ -167,6 +167,15 @@ pub fn path_id<T: From<uuid::Uuid>>(raw: &str, name: &str) -> Result<T, ApiError
     })
 }
 
+/// The client's address as every rate limit sees it: the socket's peer (`None` without a socket,
+/// as for in-process tests). One place, so the login and attestation limits always agree.
+pub fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<crate::server::ConnInfo>>()
+        .map(|c| c.0.addr.ip())
+}
+
 /// The client's address, for rate limiting (`unknown` without a socket, as in in-process tests).
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);
@@ -176,11 +185,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<crate::server::ConnInfo>>()
-                .map(|c| c.0.addr.ip().to_string())
-                .unwrap_or_else(|| "unknown".into()),
+            client_addr(parts).map_or_else(|| "unknown".into(), |ip| ip.to_string()),
         ))
     }
 }

@@ -18,7 +18,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use ferro_wire::ErrorCode;
 use governor::clock::Clock;
@@ -120,12 +120,8 @@ impl FromRequestParts<AppState> for AttestationAllowance {
         let Some(limiter) = &state.attestation_limiter else {
             return Ok(AttestationAllowance);
         };
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<crate::server::ConnInfo>>()
-            .map(|c| c.0.addr.ip());
         limiter
-            .check(addr)
+            .check(crate::extract::client_addr(parts))
             .map(|()| AttestationAllowance)
             .map_err(|wait| {
                 let secs = retry_after_secs(wait);
