@@ -568,7 +568,8 @@ pub struct TenantArg {
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
-    /// Create a user, who receives a one-time password.
+    /// Create an account (platform operators), which receives a one-time password that
+    /// expires. To give someone a role in a tenant, invite them: `ferro role add`.
     Create {
         /// Login name (email-like).
         #[arg(long, value_name = "NAME")]
@@ -576,14 +577,16 @@ pub enum UserCommand {
         /// Display name.
         #[arg(long, value_name = "TEXT")]
         display_name: String,
-        /// Role to give the user in the tenant.
-        #[arg(long, value_name = "ROLE")]
-        role: Option<String>,
-        /// Make the user a platform operator (platform operators only).
+        /// Make the user a platform operator.
         #[arg(long)]
         platform_operator: bool,
-        #[command(flatten)]
-        tenant: TenantArg,
+    },
+    /// Issue a new one-time password for an account (platform operators); its old password,
+    /// sessions and API tokens stop working.
+    ResetPassword {
+        /// User ID (`ferro user list`).
+        #[arg(long, value_name = "ID")]
+        user: String,
     },
     /// List users.
     List,
@@ -602,9 +605,18 @@ pub enum ApiTokenCommand {
         /// A name to recognise it by.
         #[arg(long, value_name = "NAME")]
         name: String,
-        /// Lifetime in days, 1 to 366 (default 90).
+        /// Lifetime in days, 1 to 90 (default 30).
         #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<u32>,
+        /// Limit the token to one tenant (ID or name); default: every tenant you hold a role in.
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
+        /// The strongest role the token acts with: Reader, Contributor or Administrator.
+        #[arg(long, value_name = "ROLE")]
+        max_role: Option<String>,
+        /// The token only reads (GET), e.g. for a metrics scraper or a dashboard.
+        #[arg(long)]
+        read_only: bool,
     },
     /// List your tokens (never their secrets).
     List,
@@ -654,14 +666,48 @@ pub enum TenantCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
-    /// Give a user a role in the tenant.
+    /// Invite a user to a role in the tenant: prints an invitation code (shown once) to give
+    /// them by a channel you trust; they accept it with `ferro role accept`.
     Add {
+        /// The login name that may accept it.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Administrator, Contributor or Reader.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// Days the invitation stays open, 1 to 7 (default 7).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Accept an invitation (as the logged-in user); the tenant is selected.
+    Accept {
+        /// The invitation code (fsi_...).
+        #[arg(long, value_name = "CODE")]
+        code: String,
+    },
+    /// Change a member's role in the tenant.
+    Update {
         /// The user's login name.
         #[arg(long, value_name = "NAME")]
         user: String,
         /// Administrator, Contributor or Reader.
         #[arg(long, value_name = "ROLE")]
         role: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the tenant's open invitations.
+    ListInvitations {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Revoke an open invitation.
+    DeleteInvitation {
+        /// Invitation ID (`ferro role list-invitations`).
+        #[arg(long, value_name = "ID")]
+        invitation: String,
         #[command(flatten)]
         tenant: TenantArg,
     },

@@ -2,7 +2,7 @@
 //! IDs, tracing, metrics, timeouts, panic catching, JSON fallbacks) and the OpenAPI document.
 
 use crate::error::error_response;
-use crate::routes::{attestation, deployments, developer_keys, images, os_releases};
+use crate::routes::{attestation, deployments, developer_keys, images, invitations, os_releases};
 use crate::routes::{
     auth, ca, devices, error_reports, me, ops, pki, products, tenants, updates, users,
 };
@@ -46,7 +46,7 @@ pub const REQUEST_ID: &str = "x-request-id";
         (name = "me", description = "The caller and their API tokens"),
         (name = "users", description = "Platform-level user management"),
         (name = "tenants", description = "Tenants and their audit logs"),
-        (name = "roles", description = "Users' roles in a tenant"),
+        (name = "roles", description = "Users' roles in a tenant, and the invitations through which accounts join a tenant"),
         (name = "products", description = "Products"),
         (name = "device-groups", description = "Device groups"),
         (name = "operations", description = "Health, readiness, metrics"),
@@ -110,10 +110,21 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(me::revoke_token))
         .routes(routes!(users::create_user, users::list_users))
         .routes(routes!(users::delete_user))
+        .routes(routes!(users::reset_password))
         .routes(routes!(tenants::create_tenant, tenants::list_tenants))
         .routes(routes!(tenants::get_tenant, tenants::update_tenant))
-        .routes(routes!(tenants::list_roles, tenants::add_role))
-        .routes(routes!(tenants::get_role, tenants::delete_role))
+        .routes(routes!(tenants::list_roles))
+        .routes(routes!(
+            tenants::get_role,
+            tenants::update_role,
+            tenants::delete_role
+        ))
+        .routes(routes!(
+            invitations::create_invitation,
+            invitations::list_invitations
+        ))
+        .routes(routes!(invitations::revoke_invitation))
+        .routes(routes!(invitations::accept_invitation))
         .routes(routes!(tenants::audit_log))
         .routes(routes!(products::create_product, products::list_products))
         .routes(routes!(

@@ -2,7 +2,7 @@
 //! the [`Caller`] extractor, tenant role checks and the database-backed login rate limit.
 
 use crate::auth_cache::AuthKey;
-use crate::db::{self, Arg, DbRow, Tx};
+use crate::db::{self, Arg, DbRow};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use argon2::password_hash::phc::PasswordHash;
@@ -62,31 +62,43 @@ impl PasswordParams {
     }
 }
 
-/// Hash a password (Argon2id, random salt) to a PHC string. CPU-heavy: runs on the blocking pool.
-pub async fn hash_password(params: PasswordParams, password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || {
-        let hash = params
-            .argon2()?
-            .hash_password(password.as_bytes())
-            .map_err(|e| ApiError::Internal(format!("argon2 hash: {e}")))?;
-        Ok(hash.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("hash task: {e}")))?
+/// Hash a password (Argon2id, random salt) to a PHC string. CPU- and memory-heavy: call it
+/// through [`crate::login_guard::PasswordGate::run`] (or, outside a serving process, on a
+/// blocking thread).
+pub fn hash_password_blocking(params: PasswordParams, password: &str) -> ApiResult<String> {
+    let hash = params
+        .argon2()?
+        .hash_password(password.as_bytes())
+        .map_err(|e| ApiError::Internal(format!("argon2 hash: {e}")))?;
+    Ok(hash.to_string())
 }
 
-/// Check a password against a PHC string. Any malformed hash counts as a mismatch.
-pub async fn verify_password(password: String, phc: String) -> ApiResult<bool> {
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&phc) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("verify task: {e}")))
+/// Hash a password through the state's password gate (bounded concurrency and memory).
+pub async fn hash_password(state: &AppState, password: String) -> ApiResult<String> {
+    let params = state.config.password_params;
+    state
+        .password_gate
+        .run(move || hash_password_blocking(params, &password))
+        .await?
+}
+
+/// Check a password against a PHC string. Any malformed hash counts as a mismatch. Blocking;
+/// see [`hash_password_blocking`].
+pub fn verify_password_blocking(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// Check a password through the state's password gate.
+pub async fn verify_password(state: &AppState, password: String, phc: String) -> ApiResult<bool> {
+    state
+        .password_gate
+        .run(move || verify_password_blocking(&password, &phc))
+        .await
 }
 
 /// `n` random bytes from the OS.
@@ -155,6 +167,8 @@ pub struct UserRow {
     pub password_hash: String,
     /// One-time password not yet changed.
     pub password_change_required: bool,
+    /// When a one-time password stops logging in (Unix seconds); `None` for chosen passwords.
+    pub password_expires_at: Option<i64>,
     /// Platform operator.
     pub platform_operator: bool,
     /// Creation time (Unix seconds).
@@ -164,7 +178,7 @@ pub struct UserRow {
 impl UserRow {
     /// Columns to select, in [`UserRow::from_row`]'s names.
     pub const COLUMNS: &'static str = "u.id, u.login, u.display_name, u.password_hash, \
-        u.password_change_required, u.platform_operator, u.created_at";
+        u.password_change_required, u.password_expires_at, u.platform_operator, u.created_at";
 
     /// Read from a row (of either engine: `DbRow::from(&any_row)`) that has
     /// [`UserRow::COLUMNS`].
@@ -175,9 +189,15 @@ impl UserRow {
             display_name: row.get("display_name")?,
             password_hash: row.get("password_hash")?,
             password_change_required: row.get("password_change_required")?,
+            password_expires_at: row.get("password_expires_at")?,
             platform_operator: row.get("platform_operator")?,
             created_at: row.get("created_at")?,
         })
+    }
+
+    /// Whether the password is a one-time password past its life (it no longer logs in).
+    pub fn password_expired(&self, now: i64) -> bool {
+        self.password_change_required && self.password_expires_at.is_some_and(|t| t <= now)
     }
 
     /// The wire form.
@@ -200,14 +220,56 @@ pub fn parse_id<T: From<uuid::Uuid>>(s: &str) -> ApiResult<T> {
         .map_err(|_| ApiError::Internal(format!("malformed ID in database: {s:?}")))
 }
 
+/// What a token may do (docs/service/accounts.md, "API tokens"). Sessions are unscoped; an API
+/// token may be limited to one tenant, to a role at most, and to reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenScope {
+    /// A session (from a password login) rather than an API token.
+    pub session: bool,
+    /// When the token was made (Unix seconds): a session's age decides whether it counts as a
+    /// fresh login.
+    pub created_at: i64,
+    /// The one tenant the token reaches (stored form); `None`: every tenant of the user.
+    pub tenant: Option<String>,
+    /// The strongest role the token acts with; `None`: the user's role.
+    pub max_role: Option<Role>,
+    /// Only `GET` and `HEAD`.
+    pub read_only: bool,
+}
+
+impl TokenScope {
+    /// The role the token acts with in `tenant` (stored form), given the user's `role` there:
+    /// none outside its tenant, at most its maximum role.
+    pub fn effective_role(&self, tenant: &str, role: Option<Role>) -> Option<Role> {
+        if self.tenant.as_deref().is_some_and(|t| t != tenant) {
+            return None;
+        }
+        match (role, self.max_role) {
+            (Some(r), Some(max)) => Some(r.min(max)),
+            (r, _) => r,
+        }
+    }
+
+    /// Whether the token is limited to a tenant or a role (such a token never acts as a
+    /// platform operator).
+    pub fn is_narrowed(&self) -> bool {
+        self.tenant.is_some() || self.max_role.is_some()
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// The user.
+    /// The user (`platform_operator` is false when the token is narrowed to a tenant or role).
     pub user: UserRow,
     /// The token presented.
     pub token_id: String,
+    /// What the token may do.
+    pub scope: TokenScope,
 }
+
+/// How long after a password login a session may still create API tokens.
+pub const FRESH_LOGIN_SECS: i64 = 15 * 60;
 
 impl Caller {
     /// The user ID as stored.
@@ -223,6 +285,20 @@ impl Caller {
             Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "this operation needs a platform operator",
+            ))
+        }
+    }
+
+    /// 403 `reauthentication_required` unless the caller presents a session made by a password
+    /// login within [`FRESH_LOGIN_SECS`] (API tokens never qualify).
+    pub fn require_fresh_login(&self, now: i64) -> ApiResult<()> {
+        if self.scope.session && now - self.scope.created_at <= FRESH_LOGIN_SECS {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::ReauthenticationRequired,
+                "this needs a fresh password login, not an API token or an older session: log in \
+                 again (`ferro login`) and retry within 15 minutes",
             ))
         }
     }
@@ -306,45 +382,97 @@ struct TokenRow {
     expires_at: i64,
     revoked_at: Option<i64>,
     last_used_at: Option<i64>,
+    scope: TokenScope,
     user: UserRow,
     role: Option<String>,
 }
 
 impl TokenRow {
     fn from_row(row: &DbRow<'_>) -> ApiResult<TokenRow> {
+        let max_role: Option<String> = row.get("max_role")?;
         Ok(TokenRow {
             token_id: row.get("token_id")?,
             token_hash: row.get("token_hash")?,
             expires_at: row.get("expires_at")?,
             revoked_at: row.get("revoked_at")?,
             last_used_at: row.get("last_used_at")?,
+            scope: TokenScope {
+                session: row.get::<String>("kind")? == "session",
+                created_at: row.get("token_created_at")?,
+                tenant: row.get("scope_tenant_id")?,
+                max_role: max_role
+                    .map(|r| {
+                        r.parse::<Role>()
+                            .map_err(|_| ApiError::Internal("unknown role in database".into()))
+                    })
+                    .transpose()?,
+                read_only: row.get("read_only")?,
+            },
             user: UserRow::from_row(row)?,
             role: row.get("role")?,
         })
     }
 }
 
+/// The bearer token of a request, or 401. Exactly one `Authorization` header (a second one
+/// makes the credentials ambiguous: refused, never "the first wins"), scheme `Bearer` in any
+/// case (RFC 9110 section 11.1).
+pub fn bearer_token(parts: &Parts) -> ApiResult<&str> {
+    let mut headers = parts.headers.get_all(AUTHORIZATION).iter();
+    let header = headers.next().ok_or_else(ApiError::unauthenticated)?;
+    if headers.next().is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "send exactly one Authorization header: several make the credentials ambiguous",
+        ));
+    }
+    let header = header.to_str().map_err(|_| ApiError::unauthenticated())?;
+    let (scheme, token) = header
+        .trim_start()
+        .split_once(' ')
+        .ok_or_else(ApiError::unauthenticated)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthenticated());
+    }
+    Ok(token.trim())
+}
+
 /// Check the bearer token of `parts`; with `tenant`, also return the caller's role there (one
-/// query, or none when [`crate::auth_cache::AuthCache`] answered within its TTL).
+/// query, or none when [`crate::auth_cache::AuthCache`] answered within its TTL), narrowed by
+/// the token's scope.
 async fn authenticate(
     parts: &Parts,
     state: &AppState,
     tenant: Option<&str>,
 ) -> ApiResult<(Caller, Option<Role>)> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(ApiError::unauthenticated)?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .ok_or_else(ApiError::unauthenticated)?;
+    let token = bearer_token(parts)?;
     if !(token.starts_with(SESSION_PREFIX) || token.starts_with(API_TOKEN_PREFIX))
         || token.len() > 100
     {
         return Err(ApiError::unauthenticated());
     }
+    let (caller, role) = check_token(state, token, tenant).await?;
+    // Per request (also on cache hits): a read-only token only reads.
+    if caller.scope.read_only
+        && !matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD
+        )
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this API token is read-only; use a token that may write",
+        ));
+    }
+    Ok((caller, role))
+}
+
+/// The token check behind [`authenticate`].
+async fn check_token(
+    state: &AppState,
+    token: &str,
+    tenant: Option<&str>,
+) -> ApiResult<(Caller, Option<Role>)> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let now = db::now();
     // Cache key: the digest (never the token) and the tenant; an unparsable tenant ID is not
@@ -365,10 +493,11 @@ async fn authenticate(
     let row = match tenant {
         None => {
             const SQL: &str = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
-                 t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
-                 u.password_change_required, u.platform_operator, u.created_at, \
-                 NULL AS role FROM tokens t JOIN users u ON u.id = t.user_id \
-                 WHERE t.token_hash = $1";
+                 t.last_used_at, t.kind, t.created_at AS token_created_at, t.scope_tenant_id, \
+                 t.max_role, t.read_only, u.id, u.login, u.display_name, u.password_hash, \
+                 u.password_change_required, u.password_expires_at, u.platform_operator, \
+                 u.created_at, NULL AS role \
+                 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1";
             let args = [Arg::from(&hash)];
             state
                 .db
@@ -377,8 +506,10 @@ async fn authenticate(
         }
         Some(tid) => {
             const SQL: &str = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
-                 t.last_used_at, u.id, u.login, u.display_name, u.password_hash, \
-                 u.password_change_required, u.platform_operator, u.created_at, r.role \
+                 t.last_used_at, t.kind, t.created_at AS token_created_at, t.scope_tenant_id, \
+                 t.max_role, t.read_only, u.id, u.login, u.display_name, u.password_hash, \
+                 u.password_change_required, u.password_expires_at, u.platform_operator, \
+                 u.created_at, r.role \
                  FROM tokens t JOIN users u ON u.id = t.user_id \
                  LEFT JOIN tenant_roles r ON r.user_id = t.user_id AND r.tenant_id = $2 \
                  WHERE t.token_hash = $1";
@@ -399,6 +530,7 @@ async fn authenticate(
         expires_at,
         revoked_at,
         last_used_at,
+        scope,
         mut user,
         role,
         ..
@@ -414,6 +546,10 @@ async fn authenticate(
             "change your password with POST /v1/auth/change-password, then log in again",
         ));
     }
+    // A token narrowed to a tenant or a role never carries the platform's powers.
+    if scope.is_narrowed() {
+        user.platform_operator = false;
+    }
     if last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
         sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
@@ -423,22 +559,29 @@ async fn authenticate(
     }
     let role = match tenant {
         None => None,
-        Some(_) => role
-            .map(|r| {
-                r.parse::<Role>()
-                    .map_err(|_| ApiError::Internal("unknown role in database".into()))
-            })
-            .transpose()?,
+        Some(t) => {
+            let role = role
+                .map(|r| {
+                    r.parse::<Role>()
+                        .map_err(|_| ApiError::Internal("unknown role in database".into()))
+                })
+                .transpose()?;
+            scope.effective_role(t, role)
+        }
     };
-    let caller = Caller { user, token_id };
+    let caller = Caller {
+        user,
+        token_id,
+        scope,
+    };
     if let Some(k) = key {
         cache.insert(k, generation, expires_at, &caller, role);
     }
     Ok((caller, role))
 }
 
-/// The caller's role in a tenant, or 404 (no role: indistinguishable from a missing tenant), or
-/// 403 (a role weaker than `needed`).
+/// The caller's role in a tenant (narrowed by the token's scope), or 404 (no role:
+/// indistinguishable from a missing tenant), or 403 (a role weaker than `needed`).
 pub async fn require_role<'e, E>(
     executor: E,
     caller: &Caller,
@@ -452,26 +595,33 @@ where
         .bind(tenant_id)
         .bind(caller.uid())
         .fetch_optional(executor)
-        .await?
+        .await?;
+    let role = row
+        .map(|row| {
+            row.try_get::<String, _>("role")?
+                .parse::<Role>()
+                .map_err(|_| ApiError::Internal("unknown role in database".into()))
+        })
+        .transpose()?;
+    let role = caller
+        .scope
+        .effective_role(tenant_id, role)
         .ok_or_else(|| ApiError::not_found("tenant"))?;
-    let role: Role = row
-        .try_get::<String, _>("role")?
-        .parse()
-        .map_err(|_| ApiError::Internal("unknown role in database".into()))?;
     if role < needed {
         return Err(ApiError::forbidden(needed.as_str()));
     }
     Ok(role)
 }
 
-/// Limits on failed logins, enforced in the database (so every replica sees the same counts).
+/// Limits on login attempts, enforced in the database (so every replica sees the same counts;
+/// `crate::login_guard`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     /// Window in seconds.
     pub window_secs: i64,
-    /// Failures per login name within the window before 429.
+    /// Failed attempts per login name within the window before 429.
     pub per_login: i64,
-    /// Failures per client address within the window before 429.
+    /// Failed attempts per client address (IPv4 address, IPv6 /64) within the window before 429.
     pub per_ip: i64,
 }
 
@@ -483,67 +633,6 @@ impl Default for RateLimit {
             per_ip: 20,
         }
     }
-}
-
-/// 429 with `Retry-After` if the login name or address has too many recent failures.
-pub async fn check_rate_limit(state: &AppState, login: &str, ip: &str) -> ApiResult<()> {
-    let limit = state.config.rate_limit;
-    let since = db::now() - limit.window_secs;
-    for (key, max) in [
-        (format!("login:{login}"), limit.per_login),
-        (format!("ip:{ip}"), limit.per_ip),
-    ] {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE scope_key = $1 AND at > $2",
-        )
-        .bind(&key)
-        .bind(since)
-        .fetch_one(state.db.pool())
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        if n >= max {
-            let oldest: Option<i64> = row.try_get("oldest")?;
-            let retry = (oldest.unwrap_or(since) + limit.window_secs - db::now()).max(1);
-            return Err(ApiError::Client {
-                code: ErrorCode::RateLimited,
-                message: format!(
-                    "too many failed attempts; wait {retry} seconds before trying again"
-                ),
-                retry_after: Some(u64::try_from(retry).unwrap_or(1)),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Record a failed attempt for the login name and the address (and prune old rows for them).
-pub async fn record_failure(state: &AppState, login: &str, ip: &str) -> ApiResult<()> {
-    let now = db::now();
-    let mut tx: Tx = state.db.begin_write().await?;
-    for key in [format!("login:{login}"), format!("ip:{ip}")] {
-        sqlx::query("DELETE FROM login_failures WHERE scope_key = $1 AND at <= $2")
-            .bind(&key)
-            .bind(now - state.config.rate_limit.window_secs)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO login_failures (id, scope_key, at) VALUES ($1, $2, $3)")
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Forget the failures of a login name (after a successful login).
-pub async fn clear_failures(tx: &mut Tx, login: &str) -> ApiResult<()> {
-    sqlx::query("DELETE FROM login_failures WHERE scope_key = $1")
-        .bind(format!("login:{login}"))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -560,20 +649,14 @@ mod tests {
         assert_eq!(token_hash(&a).len(), 64);
     }
 
-    #[tokio::test]
-    async fn password_round_trip() {
+    #[test]
+    fn password_round_trip() {
         let p = PasswordParams::insecure_fast_for_tests();
-        let h = hash_password(p, "correct horse battery".into())
-            .await
-            .unwrap();
+        let h = hash_password_blocking(p, "correct horse battery").unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(
-            verify_password("correct horse battery".into(), h.clone())
-                .await
-                .unwrap()
-        );
-        assert!(!verify_password("wrong".into(), h).await.unwrap());
-        assert!(!verify_password("x".into(), "garbage".into()).await.unwrap());
+        assert!(verify_password_blocking("correct horse battery", &h));
+        assert!(!verify_password_blocking("wrong", &h));
+        assert!(!verify_password_blocking("x", "garbage"));
     }
 
     #[test]

@@ -226,9 +226,11 @@ mod tests {
                 display_name: "A".into(),
                 password_hash: "$argon2id$secret".into(),
                 password_change_required: false,
+                password_expires_at: None,
                 platform_operator: false,
                 created_at: 0,
             },
+            scope: crate::auth::TokenScope::default(),
             token_id: "t".into(),
         }
     }

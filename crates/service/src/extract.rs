@@ -176,17 +176,16 @@ pub fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
         .map(|c| c.0.addr.ip())
 }
 
-/// The client's address, for rate limiting (`unknown` without a socket, as in in-process tests).
-#[derive(Debug, Clone)]
-pub struct ClientIp(pub String);
+/// The client's address, for rate limiting ([`client_addr`]; `None` without a socket, as in
+/// in-process tests).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            client_addr(parts).map_or_else(|| "unknown".into(), |ip| ip.to_string()),
-        ))
+        Ok(ClientAddr(client_addr(parts)))
     }
 }
 

@@ -24,6 +24,7 @@ pub mod device_auth;
 pub mod error;
 pub mod extract;
 pub mod hooks;
+pub mod login_guard;
 pub mod nonce;
 pub mod object_store;
 pub mod page;

@@ -131,12 +131,9 @@ async fn main() -> anyhow::Result<()> {
             let (db, file) = setup::open(&data_dir, database_url.as_deref())
                 .await
                 .context("opening the data directory")?;
-            let config = Config {
-                attestation_rate: file
-                    .attestation_rate_limit
-                    .unwrap_or(ferro_service::rate_limit::AddressRate::ATTESTATION_DEFAULT),
-                ..Config::default()
-            };
+            let config: Config = file
+                .to_config(&data_dir.join(setup::CONFIG_FILE))
+                .context("reading the config file")?;
             let state = setup::state(&data_dir, db.clone(), config)
                 .await
                 .context("building the service state")?;

@@ -31,6 +31,43 @@ pub struct FileConfig {
     /// [`crate::rate_limit::AddressRate::ATTESTATION_DEFAULT`], `per_second = 0` turns it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation_rate_limit: Option<crate::rate_limit::AddressRate>,
+    /// Who may create tenants: `"operators"` (absent: the default) or `"any_user"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_creation: Option<crate::state::TenantCreation>,
+    /// Most tenants a user may administer under `tenant_creation = "any_user"` (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tenants_per_user: Option<u32>,
+    /// Life of one-time passwords in hours (default 72).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_time_password_hours: Option<u32>,
+}
+
+impl FileConfig {
+    /// The service configuration this file asks for: [`crate::Config::default`] with the
+    /// file's settings, checked (a setting out of range is refused by name).
+    pub fn to_config(&self, path: &Path) -> Result<crate::Config, SetupError> {
+        let defaults = crate::Config::default();
+        let bad = |what: &str| SetupError::Config(path.to_path_buf(), what.to_string());
+        let max_tenants_per_user = self
+            .max_tenants_per_user
+            .unwrap_or(defaults.max_tenants_per_user);
+        if max_tenants_per_user == 0 {
+            return Err(bad("max_tenants_per_user must be at least 1"));
+        }
+        let otp_hours = self.one_time_password_hours.unwrap_or(72);
+        if !(1..=720).contains(&otp_hours) {
+            return Err(bad("one_time_password_hours must be 1 to 720"));
+        }
+        Ok(crate::Config {
+            attestation_rate: self
+                .attestation_rate_limit
+                .unwrap_or(crate::rate_limit::AddressRate::ATTESTATION_DEFAULT),
+            tenant_creation: self.tenant_creation.unwrap_or_default(),
+            max_tenants_per_user,
+            one_time_password_ttl_secs: i64::from(otp_hours) * 3600,
+            ..defaults
+        })
+    }
 }
 
 /// Errors of `init` and `open`.
@@ -172,7 +209,7 @@ pub async fn init_with_names(
         database_url: database_url_flag.map(str::to_string),
         listen: None,
         service_names: service_names.to_vec(),
-        attestation_rate_limit: None,
+        ..FileConfig::default()
     };
     let url = database_url(data_dir, database_url_flag, &file);
     let db = Db::connect(&url, 2).await?;
@@ -188,7 +225,22 @@ pub async fn init_with_names(
             format!("an initialised database at {}", db::redact_url(&url)),
         ));
     }
-    let (user, otp) = insert_user(&mut tx, params, admin_login, "Administrator", true).await?;
+    let otp = crate::auth::new_one_time_password()?;
+    let secret = otp.clone();
+    let hash =
+        tokio::task::spawn_blocking(move || crate::auth::hash_password_blocking(params, &secret))
+            .await
+            .map_err(|e| ApiError::Internal(format!("hash task: {e}")))??;
+    let otp_expires = db::now() + crate::Config::default().one_time_password_ttl_secs;
+    let user = insert_user(
+        &mut tx,
+        admin_login,
+        "Administrator",
+        true,
+        &hash,
+        otp_expires,
+    )
+    .await?;
     sqlx::query("INSERT INTO platform_meta (key, value) VALUES ('initialized', $1)")
         .bind(db::now().to_string())
         .execute(&mut *tx)
@@ -268,7 +320,11 @@ pub async fn state(
     .map_err(|e| ApiError::Internal(format!("object store task: {e}")))?
     .map_err(|e| ApiError::Internal(format!("object store: {e}")))?;
     let dummy = crate::auth::new_one_time_password()?;
-    let dummy_hash = crate::auth::hash_password(config.password_params, dummy).await?;
+    let params = config.password_params;
+    let dummy_hash =
+        tokio::task::spawn_blocking(move || crate::auth::hash_password_blocking(params, &dummy))
+            .await
+            .map_err(|e| ApiError::Internal(format!("hash task: {e}")))??;
     let auth_cache =
         crate::auth_cache::AuthCache::new(config.auth_cache_ttl, config.auth_cache_capacity);
     let attestation_limiter = config
@@ -283,6 +339,9 @@ pub async fn state(
         .map(std::sync::Arc::new);
     Ok(crate::AppState {
         attestation_limiter,
+        password_gate: std::sync::Arc::new(crate::login_guard::PasswordGate::new(
+            config.password_gate,
+        )),
         db,
         auth_cache: std::sync::Arc::new(auth_cache),
         ca_cache: std::sync::Arc::default(),

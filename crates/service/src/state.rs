@@ -40,6 +40,29 @@ pub struct Config {
     /// What one client address may send to the unauthenticated attestation routes (challenge
     /// and evidence together); `per_second` 0 turns the limit off (`crate::rate_limit`).
     pub attestation_rate: crate::rate_limit::AddressRate,
+    /// Who may create tenants (`ferro-service.toml` `tenant_creation`); platform operators
+    /// only by default.
+    pub tenant_creation: TenantCreation,
+    /// Most tenants one user may administer when users may create tenants (platform operators
+    /// are not counted against it).
+    pub max_tenants_per_user: u32,
+    /// Life of a one-time password in seconds (`one_time_password_hours`).
+    pub one_time_password_ttl_secs: i64,
+    /// Argon2 computations at once, and requests that may wait for one
+    /// (`crate::login_guard::PasswordGate`).
+    pub password_gate: crate::login_guard::GateSize,
+}
+
+/// Who may create tenants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantCreation {
+    /// Platform operators only (the default): every tenant on the platform is one the
+    /// operator made (and then handed over by invitation).
+    #[default]
+    Operators,
+    /// Any logged-in user (a self-service platform), up to `max_tenants_per_user` each.
+    AnyUser,
 }
 
 impl Default for Config {
@@ -57,6 +80,10 @@ impl Default for Config {
             attestation_nonce_ttl: Duration::from_secs(60),
             device_events_per_day: 2000,
             attestation_rate: crate::rate_limit::AddressRate::ATTESTATION_DEFAULT,
+            tenant_creation: TenantCreation::Operators,
+            max_tenants_per_user: 10,
+            one_time_password_ttl_secs: 72 * 3600,
+            password_gate: crate::login_guard::GateSize::default(),
         }
     }
 }
@@ -93,4 +120,6 @@ pub struct AppState {
     pub clock: Arc<crate::clock::Clock>,
     /// Per-address limits on the attestation routes (`None`: off; `crate::rate_limit`).
     pub attestation_limiter: Option<Arc<crate::rate_limit::AddressLimiter>>,
+    /// Bounds the Argon2 computations of this process (`crate::login_guard`).
+    pub password_gate: Arc<crate::login_guard::PasswordGate>,
 }

@@ -467,7 +467,9 @@ async fn bad_input(t: &TestApp) {
     ] {
         let r = t.post(&products, &admin, json!({"name": name})).await;
         check(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name");
-        let r = t.post("/v1/tenants", &admin, json!({"name": name})).await;
+        let r = t
+            .post("/v1/tenants", &t.operator, json!({"name": name}))
+            .await;
         check(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_name");
     }
     let pid = t.product(&tid, &admin, true).await;
@@ -836,32 +838,20 @@ async fn roles_and_last_administrator(t: &TestApp) {
         (r.status, r.code()),
         (StatusCode::CONFLICT, "last_administrator")
     );
-    // Add an existing user by login.
-    let (uid, utoken, ulogin) = t.user(None).await;
+    // A member joins by invitation, which they accept with their own session.
+    let (uid, utoken, _) = t.user(None).await;
     assert_eq!(
         t.get(&format!("/v1/tenants/{tid}"), &utoken).await.status,
         StatusCode::NOT_FOUND
     );
+    let code = t.invite(&tid, "Reader", &admin).await;
+    t.accept(&code, &utoken).await;
+    // A code is single-use.
+    let (_, other, _) = t.user(None).await;
     let r = t
-        .post(&roles, &admin, json!({"login": ulogin, "role": "Reader"}))
+        .post("/v1/invitations/accept", &other, json!({"code": code}))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = t
-        .post(
-            &roles,
-            &admin,
-            json!({"login": ulogin, "role": "Contributor"}),
-        )
-        .await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "conflict"));
-    let r = t
-        .post(
-            &roles,
-            &admin,
-            json!({"login": "ghost@example.com", "role": "Reader"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
     let r = t.get(&format!("/v1/tenants/{tid}"), &utoken).await;
     assert_eq!(
         (r.status, r.body["role"].as_str()),
@@ -878,7 +868,7 @@ async fn roles_and_last_administrator(t: &TestApp) {
     assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
     let r = t.get(&format!("{roles}/{uid}"), &admin).await;
     assert_eq!(r.body["role"], "Reader");
-    // Promote to Administrator; then the first may leave.
+    // Remove, then a new invitation brings them back.
     let r = t
         .call(
             Method::DELETE,
@@ -892,12 +882,21 @@ async fn roles_and_last_administrator(t: &TestApp) {
         t.get(&format!("/v1/tenants/{tid}"), &utoken).await.status,
         StatusCode::NOT_FOUND
     );
-    t.post(
-        &roles,
-        &admin,
-        json!({"login": ulogin, "role": "Administrator"}),
-    )
-    .await;
+    let code = t.invite(&tid, "Reader", &admin).await;
+    t.accept(&code, &utoken).await;
+    // Promote to Administrator (PATCH); then the first may leave.
+    let r = t
+        .patch(
+            &format!("{roles}/{uid}"),
+            &admin,
+            json!({"role": "Administrator"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["role"].as_str()),
+        (StatusCode::OK, Some("Administrator"))
+    );
+    // The last Administrator cannot demote themselves either.
     let r = t
         .call(
             Method::DELETE,
@@ -907,6 +906,17 @@ async fn roles_and_last_administrator(t: &TestApp) {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = t
+        .patch(
+            &format!("{roles}/{uid}"),
+            &utoken,
+            json!({"role": "Reader"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "last_administrator")
+    );
     assert_eq!(
         t.get(&format!("/v1/tenants/{tid}"), &admin).await.status,
         StatusCode::NOT_FOUND
@@ -917,11 +927,12 @@ async fn roles_and_last_administrator(t: &TestApp) {
 
 async fn users_model(t: &TestApp) {
     let (tid, admin) = t.tenant().await;
-    // An Administrator creates a user with a role in their tenant.
+    // An invited account holds the role it accepted.
     let (uid, utoken, _) = t.user(Some((&tid, "Contributor", &admin))).await;
     let r = t.get(&format!("/v1/tenants/{tid}"), &utoken).await;
     assert_eq!(r.body["role"], "Contributor");
-    // ...but not without a tenant, nor a platform operator.
+    // Tenant Administrators create no accounts: not alone, not with a role (the old shape is
+    // refused by name), not operators.
     let r = t
         .post(
             "/v1/users",
@@ -935,17 +946,15 @@ async fn users_model(t: &TestApp) {
             "/v1/users",
             &admin,
             json!({"login": format!("a{}@x.io", uniq()), "displayName": "A",
-        "tenantId": tid, "role": "Reader", "platformOperator": true}),
+        "tenantId": tid, "role": "Reader"}),
         )
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
-    // A Contributor cannot create users in the tenant.
+    assert_eq!(r.code(), "unknown_field");
     let r = t
         .post(
             "/v1/users",
-            &utoken,
-            json!({"login": format!("a{}@x.io", uniq()), "displayName": "A",
-        "tenantId": tid, "role": "Reader"}),
+            &admin,
+            json!({"login": format!("a{}@x.io", uniq()), "displayName": "A", "platformOperator": true}),
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -1042,10 +1051,19 @@ async fn audit_log_records_writes(t: &TestApp) {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
+    // The tenant's making (operator creates, invites, the Administrator joins, the operator
+    // leaves), then the writes.
     assert_eq!(
         actions,
-        ["tenant.create", "product.create", "tenant.update"]
+        [
+            "tenant.create",
+            "invitation.create",
+            "invitation.accept",
+            "role.delete",
+            "product.create",
+            "tenant.update"
+        ]
     );
-    assert_eq!(r.body["items"][1]["objectId"], pid.as_str());
-    assert_eq!(r.body["items"][1]["details"]["defaultDeviceGroups"], 5);
+    assert_eq!(r.body["items"][4]["objectId"], pid.as_str());
+    assert_eq!(r.body["items"][4]["details"]["defaultDeviceGroups"], 5);
 }

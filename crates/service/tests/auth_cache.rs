@@ -120,20 +120,14 @@ async fn changes_take_effect_at_once_on_the_same_replica(t: &TestApp) {
     let (tenant, admin) = t.tenant().await;
     let tenant_path = format!("/v1/tenants/{tenant}");
     // A user without a role: 404 (and that answer is cached) ...
-    let (uid, session, login) = t.user(None).await;
+    let (uid, session, _) = t.user(None).await;
     assert_eq!(
         t.get(&tenant_path, &session).await.status,
         StatusCode::NOT_FOUND
     );
-    // ... until a role is added: at once.
-    let r = t
-        .post(
-            &format!("/v1/tenants/{tenant}/roles"),
-            &admin,
-            json!({"login": login, "role": "Reader"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // ... until an invitation is accepted: at once.
+    let code = t.invite(&tenant, "Reader", &admin).await;
+    t.accept(&code, &session).await;
     assert_eq!(t.get(&tenant_path, &session).await.status, StatusCode::OK);
     // A removed role: at once.
     let r = t

@@ -148,10 +148,20 @@ async fn matrix_line(
         .as_str()
         .unwrap()
         .to_string();
-    let victim_login = format!("victim{}@example.com", uniq());
-    let r = t.post("/v1/users", &admin, json!({"login": victim_login, "displayName": "Victim", "tenantId": ten.id, "role": "Reader"})).await;
-    let victim = r.body["user"]["id"].as_str().unwrap().to_string();
-    let victim_otp = r.body["oneTimePassword"].as_str().unwrap().to_string();
+    // A Reader of the tenant whose password is PASSWORD (the role routes' `{userId}`).
+    let (victim, _, victim_login) = t.user(Some((&ten.id, "Reader", &admin))).await;
+    let invitation = t
+        .post(
+            &format!("/v1/tenants/{}/invitations", ten.id),
+            &admin,
+            json!({"role": "Reader"}),
+        )
+        .await;
+    let invitation_id = invitation.body["invitation"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invitation_code = invitation.body["code"].as_str().unwrap().to_string();
     let token_id = match &token {
         Some(tok) if !caller.starts_with("bad") => {
             let r = t
@@ -187,26 +197,25 @@ async fn matrix_line(
         .replace("{productId}", &product)
         .replace("{deviceGroupId}", &group)
         .replace("{userId}", &victim)
+        .replace("{invitationId}", &invitation_id)
         .replace("{tokenId}", &token_id);
     let (concrete, binary) = images_objects(t, ten, &admin, &group, method, path, concrete).await;
     let key = format!("{method} {path}");
     let body = match key.as_str() {
         "POST /v1/auth/login" => Some(json!({"login": ten.logins[0].1, "password": PASSWORD})),
         "POST /v1/auth/change-password" => Some(
-            json!({"login": victim_login, "currentPassword": victim_otp, "newPassword": PASSWORD}),
+            json!({"login": victim_login, "currentPassword": PASSWORD, "newPassword": "another long password"}),
         ),
         "POST /v1/me/tokens" => Some(json!({"name": format!("new {}", uniq())})),
-        "POST /v1/users" => Some(
-            json!({"login": format!("new{}@example.com", uniq()), "displayName": "New",
-            "tenantId": ten.id, "role": "Reader"}),
-        ),
+        "POST /v1/users" => {
+            Some(json!({"login": format!("new{}@example.com", uniq()), "displayName": "New"}))
+        }
         "POST /v1/tenants" | "PATCH /v1/tenants/{tenantId}" => {
             Some(json!({"name": format!("Tenant {}", uniq())}))
         }
-        "POST /v1/tenants/{tenantId}/roles" => {
-            let (_, _, login) = t.user(None).await;
-            Some(json!({"login": login, "role": "Reader"}))
-        }
+        "PATCH /v1/tenants/{tenantId}/roles/{userId}" => Some(json!({"role": "Contributor"})),
+        "POST /v1/tenants/{tenantId}/invitations" => Some(json!({"role": "Reader"})),
+        "POST /v1/invitations/accept" => Some(json!({"code": invitation_code})),
         "POST /v1/tenants/{tenantId}/products" => {
             Some(json!({"name": format!("Product {}", uniq())}))
         }

@@ -90,6 +90,10 @@ typed_id!(
     /// One entry of a tenant's audit log.
     AuditEventId
 );
+typed_id!(
+    /// An invitation to a role in a tenant (the ID is public; the code is shown once).
+    InvitationId
+);
 
 // Images, deployments, OS releases (after `typed_id!`, which they use).
 mod images;
@@ -100,6 +104,8 @@ mod updates;
 pub use updates::*;
 mod events;
 pub use events::*;
+mod accounts;
+pub use accounts::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///
@@ -389,6 +395,12 @@ pub enum ErrorCode {
     /// 409: the rollout cannot be paused or resumed: it is complete, or a newer deployment
     /// superseded it.
     RolloutNotActive,
+    /// 403: the operation needs a fresh password login (a session younger than 15 minutes),
+    /// not an API token or an older session: log in again and retry.
+    ReauthenticationRequired,
+    /// 409: a quota of the platform is used up (tenants per user, ...); the message says the
+    /// usage, the limit and what to do.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -429,6 +441,8 @@ impl ErrorCode {
             ErrorCode::InvalidRollout => "invalid_rollout",
             ErrorCode::NoRollout => "no_rollout",
             ErrorCode::RolloutNotActive => "rollout_not_active",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -437,7 +451,9 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::Unauthenticated | ErrorCode::InvalidCredentials => 401,
-            ErrorCode::PasswordChangeRequired | ErrorCode::Forbidden => 403,
+            ErrorCode::PasswordChangeRequired
+            | ErrorCode::Forbidden
+            | ErrorCode::ReauthenticationRequired => 403,
             ErrorCode::NotFound | ErrorCode::DeviceNotRegistered | ErrorCode::NoRollout => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict
@@ -445,7 +461,8 @@ impl ErrorCode {
             | ErrorCode::LastAdministrator
             | ErrorCode::RegistrationConflict
             | ErrorCode::AlreadyClaimed
-            | ErrorCode::RolloutNotActive => 409,
+            | ErrorCode::RolloutNotActive
+            | ErrorCode::QuotaExceeded => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId
@@ -503,6 +520,8 @@ impl ErrorCode {
         ErrorCode::InvalidRollout,
         ErrorCode::NoRollout,
         ErrorCode::RolloutNotActive,
+        ErrorCode::ReauthenticationRequired,
+        ErrorCode::QuotaExceeded,
     ];
 }
 
@@ -605,6 +624,10 @@ pub struct ChangePasswordRequest {
     pub current_password: String,
     /// New password: at least 12 characters, different from the current one.
     pub new_password: String,
+    /// Keep the user's API tokens valid. By default a password change revokes every session and
+    /// every API token of the user (a leaked password may have minted tokens).
+    #[serde(default)]
+    pub keep_api_tokens: bool,
 }
 
 impl fmt::Debug for ChangePasswordRequest {
@@ -663,10 +686,9 @@ pub struct TenantRole {
     pub role: Role,
 }
 
-/// `POST /v1/users`: create a user, who receives a one-time password.
-///
-/// A platform operator may create a user without a tenant. A tenant Administrator must name
-/// `tenantId` (a tenant they administer) and `role`: the user is created holding that role.
+/// `POST /v1/users` (platform operators only): create an account, which receives a one-time
+/// password that expires. Accounts hold no role anywhere until they accept an invitation
+/// (`POST /v1/invitations/accept`); tenant Administrators invite, they never create accounts.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -675,13 +697,7 @@ pub struct CreateUserRequest {
     pub login: String,
     /// Display name, 1 to 100 characters.
     pub display_name: String,
-    /// Tenant in which to grant `role`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<TenantId>,
-    /// Role to grant in `tenantId`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
-    /// Make the user a platform operator (platform operators only).
+    /// Make the user a platform operator.
     #[serde(default)]
     pub platform_operator: bool,
 }
@@ -693,8 +709,12 @@ pub struct CreateUserRequest {
 pub struct CreatedUser {
     /// The user.
     pub user: User,
-    /// One-time password: the user must change it at first login.
+    /// One-time password: the user must change it at first login, before it expires.
     pub one_time_password: String,
+    /// When the one-time password stops working (a platform operator can issue a new one).
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub one_time_password_expires_at: OffsetDateTime,
 }
 
 impl fmt::Debug for CreatedUser {
@@ -706,16 +726,32 @@ impl fmt::Debug for CreatedUser {
     }
 }
 
-/// `POST /v1/me/tokens`: a named API token for automation.
+/// Longest life of an API token, in days.
+pub const MAX_API_TOKEN_DAYS: u32 = 90;
+/// Life of an API token when none is asked for, in days.
+pub const DEFAULT_API_TOKEN_DAYS: u32 = 30;
+
+/// `POST /v1/me/tokens`: a named API token for automation. Needs a fresh password login (a
+/// session younger than 15 minutes); an API token cannot make another.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApiTokenRequest {
     /// Name (same pattern as tenant names), unique among the caller's live tokens.
     pub name: String,
-    /// Lifetime in days, 1 to 366 (default 90).
+    /// Lifetime in days, 1 to 90 (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
+    /// The one tenant the token reaches (the caller must hold a role there); absent: every
+    /// tenant of the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<TenantId>,
+    /// The strongest role the token acts with; absent: the caller's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_role: Option<Role>,
+    /// Only reads (`GET`, `HEAD`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// An API token (without its secret).
@@ -735,6 +771,12 @@ pub struct ApiToken {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub expires_at: OffsetDateTime,
+    /// The one tenant it reaches; `null`: every tenant of its user.
+    pub tenant_id: Option<TenantId>,
+    /// The strongest role it acts with; `null`: its user's role.
+    pub max_role: Option<Role>,
+    /// Whether it only reads.
+    pub read_only: bool,
 }
 
 /// The API token created, with its secret (shown only here).
@@ -811,14 +853,13 @@ pub struct RoleAssignment {
     pub role: Role,
 }
 
-/// `POST /v1/tenants/{tenantId}/roles`: give an existing user a role (one role per user and tenant).
+/// `PATCH /v1/tenants/{tenantId}/roles/{userId}`: change a member's role. New members join
+/// through invitations (`POST /v1/tenants/{tenantId}/invitations`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AddRoleRequest {
-    /// Login name of the user.
-    pub login: String,
-    /// Role.
+pub struct UpdateRoleRequest {
+    /// The new role.
     pub role: Role,
 }
 

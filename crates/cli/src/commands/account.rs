@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use ferro_client::{Client, ClientError, Method, ServiceTrust, probe_presented_chain};
 use ferro_wire::{
     ApiToken, ChangePasswordRequest, CreateApiTokenRequest, CreateUserRequest, CreatedApiToken,
-    CreatedUser, LoginRequest, LoginResponse, Me, Role, User,
+    CreatedUser, LoginRequest, LoginResponse, Me, OneTimePassword, Role, User,
 };
 use serde::Serialize;
 
@@ -55,6 +55,8 @@ impl Render for Vec<User> {
 struct CreatedUserReport {
     user: User,
     one_time_password: String,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: time::OffsetDateTime,
 }
 
 impl Render for CreatedUserReport {
@@ -70,6 +72,7 @@ impl Render for CreatedUserReport {
                     self.one_time_password
                 ),
             ),
+            ("Expires", crate::output::timestamp(self.expires_at)),
         ])
     }
 }
@@ -239,6 +242,7 @@ pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
                 login: login.clone(),
                 current_password: request.password.clone(),
                 new_password: new_password.clone(),
+                keep_api_tokens: false,
             };
             anonymous
                 .send_json_no_content(Method::POST, "/v1/auth/change-password", Some(&change))
@@ -310,29 +314,13 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
         UserCommand::Create {
             login,
             display_name,
-            role,
             platform_operator,
-            tenant,
         } => {
-            let role: Option<Role> = role
-                .map(|r| {
-                    r.parse().map_err(|_| {
-                        anyhow::anyhow!("--role {r:?}: use Administrator, Contributor or Reader")
-                    })
-                })
-                .transpose()?;
-            let tenant_id = match (&role, tenant.tenant.as_deref()) {
-                (Some(_), explicit) => Some(session.tenant(&client, explicit)?),
-                (None, Some(explicit)) => Some(session.tenant(&client, Some(explicit))?),
-                (None, None) => None,
-            };
             let created: CreatedUser = client.post(
                 "/v1/users",
                 &CreateUserRequest {
                     login,
                     display_name,
-                    tenant_id,
-                    role,
                     platform_operator,
                 },
             )?;
@@ -341,6 +329,29 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
                 &CreatedUserReport {
                     user: created.user,
                     one_time_password: created.one_time_password,
+                    expires_at: created.one_time_password_expires_at,
+                },
+            )
+        }
+        UserCommand::ResetPassword { user } => {
+            let id: ferro_wire::UserId = user.parse().map_err(|_| {
+                anyhow::anyhow!("--user {user:?} is not a user ID (`ferro user list`)")
+            })?;
+            let users = list_all::<User>(&client, "/v1/users")?;
+            let found = users
+                .into_iter()
+                .find(|u| u.id == id)
+                .ok_or_else(|| anyhow::anyhow!("no user {id} (`ferro user list`)"))?;
+            let otp: OneTimePassword = client.post(
+                &format!("/v1/users/{id}/one-time-password"),
+                &serde_json::json!({}),
+            )?;
+            emit(
+                output,
+                &CreatedUserReport {
+                    user: found,
+                    one_time_password: otp.one_time_password,
+                    expires_at: otp.expires_at,
                 },
             )
         }
@@ -359,17 +370,33 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
 impl Render for Vec<ApiToken> {
     fn table(&self) -> comfy_table::Table {
         let mut table = new_table();
-        table.set_header(vec!["ID", "Name", "Created", "Expires"]);
+        table.set_header(vec!["ID", "Name", "Scope", "Created", "Expires"]);
         for token in self {
             table.add_row(vec![
                 token.id.to_string(),
                 token.name.clone(),
+                token_scope(token),
                 crate::output::timestamp(token.created_at),
                 crate::output::timestamp(token.expires_at),
             ]);
         }
         table
     }
+}
+
+/// A token's scope in words: "all tenants", "tenant <id>, at most Reader, read-only".
+fn token_scope(token: &ApiToken) -> String {
+    let mut parts = vec![match token.tenant_id {
+        Some(t) => format!("tenant {t}"),
+        None => "all tenants".to_string(),
+    }];
+    if let Some(r) = token.max_role {
+        parts.push(format!("at most {r}"));
+    }
+    if token.read_only {
+        parts.push("read-only".to_string());
+    }
+    parts.join(", ")
 }
 
 /// A new API token with its secret, which the service shows only once.
@@ -385,6 +412,7 @@ impl Render for CreatedTokenReport {
         property_table([
             ("Token ID", self.token.id.to_string()),
             ("Name", self.token.name.clone()),
+            ("Scope", token_scope(&self.token)),
             ("Expires", crate::output::timestamp(self.token.expires_at)),
             (
                 "Secret",
@@ -404,14 +432,42 @@ pub fn api_token(command: ApiTokenCommand, output: OutputFormat) -> Result<()> {
         ApiTokenCommand::Create {
             name,
             expires_in_days,
+            tenant,
+            max_role,
+            read_only,
         } => {
-            let created: CreatedApiToken = client.post(
-                "/v1/me/tokens",
-                &CreateApiTokenRequest {
-                    name,
-                    expires_in_days,
-                },
-            )?;
+            let tenant_id = tenant
+                .map(|t| session.tenant(&client, Some(&t)))
+                .transpose()?;
+            let max_role = max_role
+                .map(|r| {
+                    r.parse::<Role>().map_err(|_| {
+                        anyhow::anyhow!(
+                            "--max-role {r:?}: use Administrator, Contributor or Reader"
+                        )
+                    })
+                })
+                .transpose()?;
+            let created: CreatedApiToken = client
+                .post(
+                    "/v1/me/tokens",
+                    &CreateApiTokenRequest {
+                        name,
+                        expires_in_days,
+                        tenant_id,
+                        max_role,
+                        read_only,
+                    },
+                )
+                .map_err(|e| match &e {
+                    ClientError::Api { code, .. } if code == "reauthentication_required" => {
+                        anyhow::anyhow!(
+                            "making an API token needs a fresh password login: run `ferro login` \
+                             and try again within 15 minutes"
+                        )
+                    }
+                    _ => anyhow::Error::from(e),
+                })?;
             emit(
                 output,
                 &CreatedTokenReport {

@@ -1,8 +1,10 @@
 //! `ferro tenant ...` and `ferro role ...`.
 
 use anyhow::{Context, Result, anyhow, bail};
+use ferro_client::ClientError;
 use ferro_wire::{
-    AddRoleRequest, CreateTenantRequest, Role, RoleAssignment, Tenant, UpdateTenantRequest,
+    AcceptInvitationRequest, CreateInvitationRequest, CreateTenantRequest, CreatedInvitation,
+    Invitation, Role, RoleAssignment, Tenant, TenantRole, UpdateRoleRequest, UpdateTenantRequest,
 };
 
 use super::list_all;
@@ -128,16 +130,71 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
     let session = Session::require()?;
     let client = session.client()?;
     match command {
-        RoleCommand::Add { user, role, tenant } => {
+        RoleCommand::Add {
+            user,
+            role,
+            expires_in_days,
+            tenant,
+        } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            let added: RoleAssignment = client.post(
-                &format!("/v1/tenants/{id}/roles"),
-                &AddRoleRequest {
-                    login: user,
+            let created: CreatedInvitation = client.post(
+                &format!("/v1/tenants/{id}/invitations"),
+                &CreateInvitationRequest {
+                    role: parse_role(&role)?,
+                    login: Some(user),
+                    expires_in_days,
+                },
+            )?;
+            emit(output, &InvitationReport(created))
+        }
+        RoleCommand::Accept { code } => {
+            let joined: TenantRole = client
+                .post("/v1/invitations/accept", &AcceptInvitationRequest { code })
+                .map_err(|e| match &e {
+                    ClientError::Api { code, .. } if code == "not_found" => anyhow!(
+                        "no open invitation has this code for your account (wrong, used, revoked \
+                         or expired, or for another login): ask the tenant's Administrator for a \
+                         new one"
+                    ),
+                    _ => anyhow::Error::from(e),
+                })?;
+            let mut session = session;
+            if !session.from_env {
+                session.selected_tenant = Some(joined.tenant_id);
+                session.save()?;
+            }
+            emit(output, &joined)
+        }
+        RoleCommand::Update { user, role, tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            let roles = list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?;
+            let found = find_role(&roles, &user)?;
+            let updated: RoleAssignment = client.patch(
+                &format!("/v1/tenants/{id}/roles/{}", found.user_id),
+                &UpdateRoleRequest {
                     role: parse_role(&role)?,
                 },
             )?;
-            emit(output, &added)
+            emit(output, &updated)
+        }
+        RoleCommand::ListInvitations { tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            emit(
+                output,
+                &list_all::<Invitation>(&client, &format!("/v1/tenants/{id}/invitations"))?,
+            )
+        }
+        RoleCommand::DeleteInvitation { invitation, tenant } => {
+            let id = session.tenant(&client, tenant.tenant.as_deref())?;
+            let inv: ferro_wire::InvitationId = invitation.parse().map_err(|_| {
+                anyhow!(
+                    "--invitation {invitation:?} is not an invitation ID \
+                     (`ferro role list-invitations`)"
+                )
+            })?;
+            client.delete(&format!("/v1/tenants/{id}/invitations/{inv}"))?;
+            eprintln!("Revoked invitation {inv}.");
+            Ok(())
         }
         RoleCommand::Delete { user, tenant } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
@@ -162,5 +219,66 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
             }
             emit(output, &find_role(&roles, &user)?)
         }
+    }
+}
+
+/// A new invitation with its code, which the service shows only once.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct InvitationReport(CreatedInvitation);
+
+impl Render for InvitationReport {
+    fn table(&self) -> comfy_table::Table {
+        let i = &self.0.invitation;
+        property_table([
+            ("Invitation ID", i.id.to_string()),
+            ("Role", i.role.to_string()),
+            (
+                "For",
+                i.login
+                    .clone()
+                    .unwrap_or_else(|| "anyone with the code".into()),
+            ),
+            ("Expires", crate::output::timestamp(i.expires_at)),
+            (
+                "Code",
+                format!(
+                    "{} (shown once: give it to the user by a channel you trust; they run \
+                     `ferro role accept --code CODE`)",
+                    self.0.code
+                ),
+            ),
+        ])
+    }
+}
+
+impl Render for Vec<Invitation> {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec!["ID", "Role", "For", "Created", "Expires"]);
+        for i in self {
+            table.add_row(vec![
+                i.id.to_string(),
+                i.role.to_string(),
+                i.login
+                    .clone()
+                    .unwrap_or_else(|| "anyone with the code".into()),
+                crate::output::timestamp(i.created_at),
+                crate::output::timestamp(i.expires_at),
+            ]);
+        }
+        table
+    }
+}
+
+impl Render for TenantRole {
+    fn table(&self) -> comfy_table::Table {
+        property_table([
+            (
+                "Tenant",
+                format!("{} ({})", self.tenant_name, self.tenant_id),
+            ),
+            ("Role", self.role.to_string()),
+        ])
     }
 }

@@ -3,18 +3,21 @@
 use crate::auth::{self, Caller, SESSION_PREFIX, UserRow};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ClientIp, JsonBody};
+use crate::extract::{ClientAddr, JsonBody};
+use crate::login_guard::{self, Reservation};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ferro_wire::{ChangePasswordRequest, ErrorBody, ErrorCode, LoginRequest, LoginResponse};
 use serde_json::json;
+use std::net::IpAddr;
 
 async fn find_user(state: &AppState, login: &str) -> ApiResult<Option<UserRow>> {
-    let sql = "SELECT u.id, u.login, u.display_name, u.password_hash, u.password_change_required, \
-               u.platform_operator, u.created_at FROM users u WHERE u.login = $1";
-    let row = sqlx::query(sql)
+    const SQL: &str = "SELECT u.id, u.login, u.display_name, u.password_hash, \
+        u.password_change_required, u.password_expires_at, u.platform_operator, u.created_at \
+        FROM users u WHERE u.login = $1";
+    let row = sqlx::query(SQL)
         .bind(login)
         .fetch_optional(state.db.pool())
         .await?;
@@ -26,32 +29,43 @@ async fn find_user(state: &AppState, login: &str) -> ApiResult<Option<UserRow>> 
 fn invalid_credentials() -> ApiError {
     ApiError::new(
         ErrorCode::InvalidCredentials,
-        "login name or password is wrong; after 5 failures within 15 minutes logins are refused for a while",
+        "login name or password is wrong (or a one-time password expired: ask a platform \
+         operator for a new one); after 5 failures within 15 minutes logins are refused for a while",
     )
 }
 
-/// Check login + password with the rate limit; on success return the user.
+/// A short, stable tag of a login name for logs: never the text itself, which sometimes holds a
+/// mistyped password (SHA-256, first 8 bytes, hex).
+pub fn login_tag(login: &str) -> String {
+    auth::token_hash(login)[..16].to_string()
+}
+
+/// Check login + password: reserve an attempt first (`crate::login_guard`: atomic per login
+/// and address, so parallel guesses are counted), then run Argon2 through the password gate.
+/// On success, returns the user and the reservation to release in the caller's transaction.
 async fn authenticate(
     state: &AppState,
-    ip: &str,
+    addr: Option<IpAddr>,
     login: &str,
     password: &str,
-) -> ApiResult<UserRow> {
+) -> ApiResult<(UserRow, Reservation)> {
     if login.len() > ferro_wire::MAX_LOGIN_LEN || password.len() > ferro_wire::MAX_PASSWORD_LEN {
         return Err(invalid_credentials());
     }
-    auth::check_rate_limit(state, login, ip).await?;
+    let reservation = login_guard::reserve(state, login, addr).await?;
     let user = find_user(state, login).await?;
     let phc = user.as_ref().map_or_else(
         || state.dummy_hash.as_str().to_string(),
         |u| u.password_hash.clone(),
     );
-    let ok = auth::verify_password(password.to_string(), phc).await?;
+    let ok = auth::verify_password(state, password.to_string(), phc).await?;
     match user {
-        Some(u) if ok => Ok(u),
-        _ => {
-            auth::record_failure(state, login, ip).await?;
-            tracing::info!(login, ip, "failed login");
+        Some(u) if ok && !u.password_expired(db::now()) => Ok((u, reservation)),
+        found => {
+            // The reservation stays: it is the failure's record.
+            let expired = found.is_some() && ok;
+            tracing::info!(login = %login_tag(login), ip = ?addr, expired_one_time_password = expired,
+                "failed login");
             Err(invalid_credentials())
         }
     }
@@ -64,16 +78,17 @@ async fn authenticate(
         (status = 401, description = "Wrong login or password", body = ErrorBody),
         (status = 403, description = "password_change_required: change the one-time password first", body = ErrorBody),
         (status = 429, description = "Too many failures; see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many password checks under way; see Retry-After", body = ErrorBody),
     ),
     security(()))]
 pub async fn login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let user = authenticate(&state, &ip, &req.login, &req.password).await?;
+    let (user, reservation) = authenticate(&state, addr, &req.login, &req.password).await?;
     let mut tx = state.db.begin_write().await?;
-    auth::clear_failures(&mut tx, &user.login).await?;
+    reservation.release(&mut tx).await?;
     if user.password_change_required {
         tx.commit().await?;
         return Err(ApiError::new(
@@ -104,7 +119,7 @@ pub async fn login(
         "session.create",
         "token",
         &token_id,
-        json!({ "ip": ip }),
+        json!({ "ip": addr.map(|a| a.to_string()) }),
     )
     .await?;
     tx.commit().await?;
@@ -143,21 +158,22 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 /// Change a password, authenticated by the current (or one-time) password. Ends every session
-/// of the user; API tokens stay valid.
+/// of the user and, unless `keepApiTokens`, revokes every API token of the user.
 #[utoipa::path(post, path = "/v1/auth/change-password", tag = "auth", request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; log in with the new one"),
         (status = 401, description = "Wrong login or password", body = ErrorBody),
         (status = 422, description = "weak_password", body = ErrorBody),
         (status = 429, description = "Too many failures", body = ErrorBody),
+        (status = 503, description = "Too many password checks under way; see Retry-After", body = ErrorBody),
     ),
     security(()))]
 pub async fn change_password(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    ClientAddr(addr): ClientAddr,
     JsonBody(req): JsonBody<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    let user = authenticate(&state, &ip, &req.login, &req.current_password).await?;
+    let (user, reservation) = authenticate(&state, addr, &req.login, &req.current_password).await?;
     auth::check_password_policy(&user.login, &req.new_password)?;
     if req.new_password == req.current_password {
         return Err(ApiError::new(
@@ -165,17 +181,25 @@ pub async fn change_password(
             "the new password must differ from the current one",
         ));
     }
-    let hash = auth::hash_password(state.config.password_params, req.new_password).await?;
+    let hash = auth::hash_password(&state, req.new_password).await?;
     let uid = user.id.to_string();
     let now = db::now();
     let mut tx = state.db.begin_write().await?;
-    auth::clear_failures(&mut tx, &user.login).await?;
-    sqlx::query("UPDATE users SET password_hash = $1, password_change_required = 0 WHERE id = $2")
-        .bind(hash)
-        .bind(&uid)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL")
+    reservation.release(&mut tx).await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $1, password_change_required = 0, \
+         password_expires_at = NULL WHERE id = $2",
+    )
+    .bind(hash)
+    .bind(&uid)
+    .execute(&mut *tx)
+    .await?;
+    let revoke = if req.keep_api_tokens {
+        "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL"
+    } else {
+        "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL"
+    };
+    sqlx::query(revoke)
         .bind(now)
         .bind(&uid)
         .execute(&mut *tx)
@@ -187,7 +211,7 @@ pub async fn change_password(
         "user.change_password",
         "user",
         &uid,
-        json!({}),
+        json!({ "apiTokensRevoked": !req.keep_api_tokens }),
     )
     .await?;
     tx.commit().await?;

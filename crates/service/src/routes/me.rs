@@ -56,12 +56,27 @@ fn token_from_row(r: &sqlx::any::AnyRow) -> ApiResult<ApiToken> {
         name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
         created_at: db::ts(r.try_get("created_at")?),
         expires_at: db::ts(r.try_get("expires_at")?),
+        tenant_id: r
+            .try_get::<Option<String>, _>("scope_tenant_id")?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
+        max_role: r
+            .try_get::<Option<String>, _>("max_role")?
+            .as_deref()
+            .map(parse_role)
+            .transpose()?,
+        read_only: r.try_get::<i64, _>("read_only")? != 0,
     })
 }
 
-/// Create an API token for automation. The secret is returned once.
+/// Create an API token for automation, optionally narrowed to one tenant, a maximum role and
+/// reading. Needs a fresh password login (a session younger than 15 minutes): an API token
+/// cannot make another, nor can a stolen old session. The secret is returned once.
 #[utoipa::path(post, path = "/v1/me/tokens", tag = "me", request_body = CreateApiTokenRequest,
     responses((status = 201, body = CreatedApiToken), (status = 401, body = ErrorBody),
+        (status = 403, description = "reauthentication_required: log in again first", body = ErrorBody),
+        (status = 404, description = "No role in the tenant named by `tenantId`", body = ErrorBody),
         (status = 409, description = "A live token has this name", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -70,17 +85,28 @@ pub async fn create_token(
     caller: Caller,
     JsonBody(req): JsonBody<CreateApiTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiToken>)> {
+    let now = db::now();
+    caller.require_fresh_login(now)?;
     if !ferro_wire::is_valid_name(&req.name) {
         return Err(ApiError::invalid_name("name"));
     }
-    let days = req.expires_in_days.unwrap_or(90);
-    if !(1..=366).contains(&days) {
-        return Err(ApiError::invalid_body("`expiresInDays` must be 1 to 366"));
+    let days = req
+        .expires_in_days
+        .unwrap_or(ferro_wire::DEFAULT_API_TOKEN_DAYS);
+    if !(1..=ferro_wire::MAX_API_TOKEN_DAYS).contains(&days) {
+        return Err(ApiError::invalid_body(format!(
+            "`expiresInDays` must be 1 to {}",
+            ferro_wire::MAX_API_TOKEN_DAYS
+        )));
     }
-    let now = db::now();
     let expires = now + i64::from(days) * 86_400;
     let uid = caller.uid();
+    let scope_tenant = req.tenant_id.map(|t| t.to_string());
     let mut tx = state.db.begin_write().await?;
+    if let Some(t) = &scope_tenant {
+        // A token for a tenant where the caller holds no role would be useless; say so.
+        auth::require_role(&mut *tx, &caller, t, Role::Reader).await?;
+    }
     let taken = sqlx::query(
         "SELECT id FROM tokens WHERE user_id = $1 AND kind = 'api' AND name = $2 \
          AND revoked_at IS NULL AND expires_at > $3",
@@ -98,8 +124,8 @@ pub async fn create_token(
     let secret = auth::new_token(API_TOKEN_PREFIX)?;
     let id = ApiTokenId::new();
     sqlx::query(
-        "INSERT INTO tokens (id, user_id, kind, name, token_hash, created_at, expires_at) \
-         VALUES ($1, $2, 'api', $3, $4, $5, $6)",
+        "INSERT INTO tokens (id, user_id, kind, name, token_hash, created_at, expires_at, \
+         scope_tenant_id, max_role, read_only) VALUES ($1, $2, 'api', $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id.to_string())
     .bind(&uid)
@@ -107,6 +133,9 @@ pub async fn create_token(
     .bind(auth::token_hash(&secret))
     .bind(now)
     .bind(expires)
+    .bind(scope_tenant.as_deref())
+    .bind(req.max_role.map(Role::as_str))
+    .bind(db::b2i(req.read_only))
     .execute(&mut *tx)
     .await?;
     db::audit(
@@ -116,7 +145,8 @@ pub async fn create_token(
         "token.create",
         "token",
         &id.to_string(),
-        json!({ "name": req.name, "expiresAt": expires }),
+        json!({ "name": req.name, "expiresAt": expires, "tenantId": scope_tenant,
+            "maxRole": req.max_role, "readOnly": req.read_only }),
     )
     .await?;
     tx.commit().await?;
@@ -128,6 +158,9 @@ pub async fn create_token(
                 name: req.name,
                 created_at: db::ts(now),
                 expires_at: db::ts(expires),
+                tenant_id: req.tenant_id,
+                max_role: req.max_role,
+                read_only: req.read_only,
             },
             secret,
         }),
@@ -145,7 +178,8 @@ pub async fn list_tokens(
 ) -> ApiResult<Json<Page<ApiToken>>> {
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let rows = sqlx::query(
-        "SELECT id, name, created_at, expires_at FROM tokens WHERE user_id = $1 AND kind = 'api' \
+        "SELECT id, name, created_at, expires_at, scope_tenant_id, max_role, read_only FROM tokens \
+         WHERE user_id = $1 AND kind = 'api' \
          AND revoked_at IS NULL AND expires_at > $2 AND id > $3 ORDER BY id LIMIT $4",
     )
     .bind(caller.uid())

@@ -9,6 +9,7 @@ pub mod developer_keys;
 pub mod devices;
 pub mod error_reports;
 pub mod images;
+pub mod invitations;
 pub mod me;
 pub mod ops;
 pub mod os_releases;

@@ -1,6 +1,9 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics. Unauthenticated: expose them
-//! only to the operator's network (or front them with a proxy that does).
+//! Operations endpoints: liveness and readiness (unauthenticated: they say nothing but "up"),
+//! and Prometheus metrics, which need a platform operator's token (a read-only API token is
+//! the one to give a scraper: `ferro api-token create --read-only`).
 
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -40,13 +43,18 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     }
 }
 
-/// Prometheus text exposition: `http_requests_total` and `http_request_duration_seconds` by
-/// method, route template and status.
+/// Prometheus text exposition (platform operators): `http_requests_total` and
+/// `http_request_duration_seconds` by method, route template and status, and the service's own
+/// counters. Route templates and counts tell an outsider what the fleet does, so they are not
+/// public.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")), security(()))]
-pub async fn metrics() -> impl IntoResponse {
-    (
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, body = ferro_wire::ErrorBody), (status = 403, body = ferro_wire::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn metrics(caller: Caller) -> ApiResult<impl IntoResponse> {
+    caller.require_operator()?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::app::metrics_handle().render(),
-    )
+    ))
 }

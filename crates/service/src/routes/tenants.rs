@@ -6,13 +6,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
 use crate::routes::me::parse_role;
-use crate::state::AppState;
+use crate::state::{AppState, TenantCreation};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ferro_wire::{
-    AddRoleRequest, AuditEvent, CreateTenantRequest, ErrorBody, ErrorCode, Page, PageQuery, Role,
-    RoleAssignment, Tenant, TenantId, UpdateTenantRequest, UserId,
+    AuditEvent, CreateTenantRequest, ErrorBody, ErrorCode, Page, PageQuery, Role, RoleAssignment,
+    Tenant, TenantId, UpdateRoleRequest, UpdateTenantRequest, UserId,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -30,16 +30,33 @@ fn name_taken() -> &'static str {
     "a tenant with this name already exists; choose another name"
 }
 
-/// Create a tenant; the caller becomes its Administrator.
+/// Create a tenant; the caller becomes its Administrator. Who may is the operator's setting
+/// (`tenant_creation` in `ferro-service.toml`): platform operators only by default; with
+/// `any_user`, each user up to `max_tenants_per_user` tenants they administer.
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = CreateTenantRequest,
     responses((status = 201, body = Tenant), (status = 401, body = ErrorBody),
-        (status = 409, description = "Name taken", body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 403, description = "Only platform operators create tenants here", body = ErrorBody),
+        (status = 409, description = "Name taken, or quota_exceeded", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(req): JsonBody<CreateTenantRequest>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
+    let operator = caller.user.platform_operator;
+    if state.config.tenant_creation == TenantCreation::Operators && !operator {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "on this platform only platform operators create tenants; ask one to create it and \
+             invite you as its Administrator",
+        ));
+    }
+    if caller.scope.is_narrowed() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "an API token limited to a tenant or a role cannot create tenants",
+        ));
+    }
     if !ferro_wire::is_valid_name(&req.name) {
         return Err(ApiError::invalid_name("name"));
     }
@@ -49,6 +66,31 @@ pub async fn create_tenant(
     let uid = caller.uid();
     let prepared = crate::hooks::prepare_tenant(&state, id, &req.name).await?;
     let mut tx = state.db.begin_write().await?;
+    if !operator {
+        // Inside the write transaction: concurrent creations by one user are counted in turn
+        // (SQLite has one writer; on PostgreSQL the user's row is locked first).
+        sqlx::query("UPDATE users SET login = login WHERE id = $1")
+            .bind(&uid)
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM tenant_roles WHERE user_id = $1 AND role = 'Administrator'",
+        )
+        .bind(&uid)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        let max = i64::from(state.config.max_tenants_per_user);
+        if n >= max {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "you administer {n} tenants, the most this platform allows ({max}); delete \
+                     or hand over one, or ask a platform operator"
+                ),
+            ));
+        }
+    }
     sqlx::query(
         "INSERT INTO tenants (id, name, name_key, version, created_at) VALUES ($1, $2, $3, 0, $4)",
     )
@@ -111,7 +153,16 @@ pub async fn list_tenants(
     let items = rows
         .iter()
         .map(tenant_from_row)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<ApiResult<Vec<_>>>()?
+        .into_iter()
+        // A token narrowed to a tenant or role lists what it reaches, with the role it acts with.
+        .filter_map(|mut t| {
+            t.role = caller
+                .scope
+                .effective_role(&t.id.to_string(), Some(t.role))?;
+            Some(t)
+        })
+        .collect();
     Ok(Json(page.finish(items, |t| t.id.to_string())))
 }
 
@@ -225,63 +276,79 @@ pub async fn list_roles(
     Ok(Json(page.finish(items, |a| a.user_id.to_string())))
 }
 
-/// Give an existing user a role in the tenant (Administrator). One role per user and tenant.
-#[utoipa::path(post, path = "/v1/tenants/{tenantId}/roles", tag = "roles", request_body = AddRoleRequest,
-    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID")),
-    responses((status = 201, body = RoleAssignment), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "No such tenant or user", body = ErrorBody),
-        (status = 409, description = "The user already holds a role here", body = ErrorBody)),
+/// Change a member's role (Administrator). New members join by invitation
+/// (`POST /v1/tenants/{tenantId}/invitations`), never by an Administrator naming a login.
+/// Refused when it would leave the tenant without an Administrator.
+#[utoipa::path(patch, path = "/v1/tenants/{tenantId}/roles/{userId}", tag = "roles", request_body = UpdateRoleRequest,
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("userId" = String, Path, format = Uuid, description = "User ID")),
+    responses((status = 200, body = RoleAssignment), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "last_administrator", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn add_role(
+pub async fn update_role(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant_id): Path<String>,
-    JsonBody(req): JsonBody<AddRoleRequest>,
-) -> ApiResult<(StatusCode, Json<RoleAssignment>)> {
+    Path((tenant_id, user_id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<UpdateRoleRequest>,
+) -> ApiResult<Json<RoleAssignment>> {
     let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let uid = path_id::<UserId>(&user_id, "userId")?.to_string();
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    let user = sqlx::query("SELECT id, login, display_name FROM users WHERE login = $1")
-        .bind(&req.login)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    let uid: String = user.try_get("id")?;
-    sqlx::query(
-        "INSERT INTO tenant_roles (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+    let row = sqlx::query(
+        "SELECT u.id, u.login, u.display_name, r.role FROM tenant_roles r JOIN users u ON u.id = r.user_id \
+         WHERE r.tenant_id = $1 AND r.user_id = $2",
     )
     .bind(&tid)
     .bind(&uid)
-    .bind(req.role.as_str())
-    .bind(db::now())
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| {
-        ApiError::from(e)
-            .on_unique("the user already holds a role in this tenant; delete it first to change it")
-    })?;
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("role assignment"))?;
+    let mut assignment = assignment_from_row(&row)?;
+    let old = assignment.role;
+    if old == Role::Administrator && req.role != Role::Administrator {
+        require_another_administrator(&mut tx, &tid).await?;
+    }
+    sqlx::query("UPDATE tenant_roles SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
+        .bind(req.role.as_str())
+        .bind(&tid)
+        .bind(&uid)
+        .execute(&mut *tx)
+        .await?;
     db::audit(
         &mut tx,
         Some(&tid),
         Some(&caller.uid()),
-        "role.add",
+        "role.update",
         "user",
         &uid,
-        json!({ "role": req.role }),
+        json!({ "from": old, "role": req.role }),
     )
     .await?;
     tx.commit().await?;
     state.auth_cache.invalidate_user(&uid);
-    Ok((
-        StatusCode::CREATED,
-        Json(RoleAssignment {
-            user_id: parse_id(&uid)?,
-            login: user.try_get("login")?,
-            display_name: user.try_get("display_name")?,
-            role: req.role,
-        }),
-    ))
+    assignment.role = req.role;
+    Ok(Json(assignment))
+}
+
+/// 409 `last_administrator` unless the tenant has another Administrator (inside `tx`, after
+/// the tenant's lock).
+async fn require_another_administrator(tx: &mut db::Tx, tid: &str) -> ApiResult<()> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM tenant_roles WHERE tenant_id = $1 AND role = 'Administrator'",
+    )
+    .bind(tid)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    if n <= 1 {
+        return Err(ApiError::new(
+            ErrorCode::LastAdministrator,
+            "this is the tenant's last Administrator; make another user Administrator first",
+        ));
+    }
+    Ok(())
 }
 
 /// One user's role in the tenant (Administrator).
@@ -336,17 +403,7 @@ pub async fn delete_role(
         .ok_or_else(|| ApiError::not_found("role assignment"))?;
     let role = parse_role(&role.try_get::<String, _>("role")?)?;
     if role == Role::Administrator {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM tenant_roles WHERE tenant_id = $1 AND role = 'Administrator'")
-            .bind(&tid)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("n")?;
-        if n <= 1 {
-            return Err(ApiError::new(
-                ErrorCode::LastAdministrator,
-                "this is the tenant's last Administrator; make another user Administrator first",
-            ));
-        }
+        require_another_administrator(&mut tx, &tid).await?;
     }
     sqlx::query("DELETE FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
         .bind(&tid)

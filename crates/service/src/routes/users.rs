@@ -1,8 +1,9 @@
 //! `/v1/users`: platform-level user management.
 //!
-//! Model: users are platform-wide identities; roles are per tenant. A platform operator manages
-//! all users. A tenant Administrator may create a user only together with a role in a tenant
-//! they administer (`tenantId` + `role`), and manages existing users through that tenant's roles.
+//! Model: users are platform-wide identities; roles are per tenant. Only platform operators
+//! create accounts (docs/service/accounts.md: an account a tenant Administrator could create
+//! under any login name is an account that another tenant might later trust). Tenants gain
+//! members through invitations (`routes::invitations`) that the account holder accepts.
 
 use crate::auth::{self, Caller, UserRow};
 use crate::db;
@@ -14,7 +15,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ferro_wire::{
-    CreateUserRequest, CreatedUser, ErrorBody, ErrorCode, Page, PageQuery, Role, User, UserId,
+    CreateUserRequest, CreatedUser, ErrorBody, ErrorCode, OneTimePassword, Page, PageQuery, User,
+    UserId,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -30,14 +32,16 @@ pub fn check_display_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Insert a user with a fresh one-time password (inside `tx`). Returns the row and the password.
+/// Insert a user whose password is the one-time password hashed as `otp_hash`, expiring at
+/// `otp_expires_at` (inside `tx`).
 pub async fn insert_user(
     tx: &mut db::Tx,
-    params: auth::PasswordParams,
     login: &str,
     display_name: &str,
     platform_operator: bool,
-) -> ApiResult<(UserRow, String)> {
+    otp_hash: &str,
+    otp_expires_at: i64,
+) -> ApiResult<UserRow> {
     if !ferro_wire::is_valid_login(login) {
         return Err(ApiError::new(
             ErrorCode::InvalidName,
@@ -45,41 +49,55 @@ pub async fn insert_user(
         ));
     }
     check_display_name(display_name)?;
-    let otp = auth::new_one_time_password()?;
-    let hash = auth::hash_password(params, otp.clone()).await?;
     let user = UserRow {
         id: UserId::new(),
         login: login.to_string(),
         display_name: display_name.to_string(),
-        password_hash: hash,
+        password_hash: otp_hash.to_string(),
         password_change_required: true,
+        password_expires_at: Some(otp_expires_at),
         platform_operator,
         created_at: db::now(),
     };
     sqlx::query(
         "INSERT INTO users (id, login, display_name, password_hash, password_change_required, \
-         platform_operator, created_at) VALUES ($1, $2, $3, $4, 1, $5, $6)",
+         password_expires_at, platform_operator, created_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)",
     )
     .bind(user.id.to_string())
     .bind(&user.login)
     .bind(&user.display_name)
     .bind(&user.password_hash)
+    .bind(otp_expires_at)
     .bind(db::b2i(platform_operator))
     .bind(user.created_at)
     .execute(&mut **tx)
     .await
     .map_err(|e| {
         ApiError::from(e).on_unique(
-            "a user with this login already exists; give them a role with POST /v1/tenants/{tenantId}/roles",
+            "a user with this login already exists; invite them to a tenant with \
+             POST /v1/tenants/{tenantId}/invitations",
         )
     })?;
-    Ok((user, otp))
+    Ok(user)
 }
 
-/// Create a user with a one-time password (shown once in the response).
+/// A fresh one-time password, its hash (through the password gate) and its expiry.
+async fn one_time_password(state: &AppState) -> ApiResult<(String, String, i64)> {
+    let otp = auth::new_one_time_password()?;
+    let hash = auth::hash_password(state, otp.clone()).await?;
+    Ok((
+        otp,
+        hash,
+        db::now() + state.config.one_time_password_ttl_secs,
+    ))
+}
+
+/// Create an account with a one-time password that expires (shown once in the response).
+/// Platform operators only: accounts are platform-wide, so no tenant Administrator may mint
+/// one; tenants gain members through invitations.
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = CreateUserRequest,
     responses((status = 201, body = CreatedUser), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 409, description = "Login taken", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_user(
@@ -87,58 +105,33 @@ pub async fn create_user(
     caller: Caller,
     JsonBody(req): JsonBody<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedUser>)> {
-    if req.platform_operator {
-        caller.require_operator()?;
-    }
+    caller.require_operator().map_err(|_| {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            "only platform operators create accounts; to give someone a role in your tenant, \
+             invite them (POST /v1/tenants/{tenantId}/invitations, `ferro role add`)",
+        )
+    })?;
+    let (otp, hash, expires) = one_time_password(&state).await?;
     let mut tx = state.db.begin_write().await?;
-    let tenant = match (req.tenant_id, req.role) {
-        (Some(t), Some(role)) => {
-            let t = t.to_string();
-            auth::require_role(&mut *tx, &caller, &t, Role::Administrator).await?;
-            db::lock_tenant(&mut tx, &t).await?;
-            Some((t, role))
-        }
-        (None, None) => {
-            caller.require_operator().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Forbidden,
-                    "only platform operators create users without a tenant; give `tenantId` and `role`",
-                )
-            })?;
-            None
-        }
-        _ => {
-            return Err(ApiError::invalid_body(
-                "give both `tenantId` and `role`, or neither",
-            ));
-        }
-    };
-    let (user, otp) = insert_user(
+    let user = insert_user(
         &mut tx,
-        state.config.password_params,
         &req.login,
         &req.display_name,
         req.platform_operator,
+        &hash,
+        expires,
     )
     .await?;
     let uid = user.id.to_string();
-    if let Some((t, role)) = &tenant {
-        sqlx::query("INSERT INTO tenant_roles (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(t)
-            .bind(&uid)
-            .bind(role.as_str())
-            .bind(db::now())
-            .execute(&mut *tx)
-            .await?;
-    }
     db::audit(
         &mut tx,
-        tenant.as_ref().map(|t| t.0.as_str()),
+        None,
         Some(&caller.uid()),
         "user.create",
         "user",
         &uid,
-        json!({ "login": user.login, "role": tenant.as_ref().map(|t| t.1), "platformOperator": req.platform_operator }),
+        json!({ "login": user.login, "platformOperator": req.platform_operator }),
     )
     .await?;
     tx.commit().await?;
@@ -147,8 +140,63 @@ pub async fn create_user(
         Json(CreatedUser {
             user: user.to_wire(),
             one_time_password: otp,
+            one_time_password_expires_at: db::ts(expires),
         }),
     ))
+}
+
+/// Issue a new one-time password for an account (platform operators only), for a user who
+/// forgot theirs or whose one-time password expired. The old password stops working at once and
+/// every session and API token of the user is revoked.
+#[utoipa::path(post, path = "/v1/users/{userId}/one-time-password", tag = "users",
+    params(("userId" = String, Path, format = Uuid, description = "User ID")),
+    responses((status = 200, body = OneTimePassword), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<OneTimePassword>> {
+    caller.require_operator()?;
+    let id: UserId = path_id(&user_id, "userId")?;
+    let uid = id.to_string();
+    let (otp, hash, expires) = one_time_password(&state).await?;
+    let now = db::now();
+    let mut tx = state.db.begin_write().await?;
+    let r = sqlx::query(
+        "UPDATE users SET password_hash = $1, password_change_required = 1, \
+         password_expires_at = $2 WHERE id = $3",
+    )
+    .bind(&hash)
+    .bind(expires)
+    .bind(&uid)
+    .execute(&mut *tx)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Err(ApiError::not_found("user"));
+    }
+    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(&uid)
+        .execute(&mut *tx)
+        .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&caller.uid()),
+        "user.reset_password",
+        "user",
+        &uid,
+        json!({ "expiresAt": expires }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth_cache.invalidate_user(&uid);
+    Ok(Json(OneTimePassword {
+        one_time_password: otp,
+        expires_at: db::ts(expires),
+    }))
 }
 
 /// All users (platform operators only).
@@ -164,7 +212,8 @@ pub async fn list_users(
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let rows = sqlx::query(
         "SELECT u.id, u.login, u.display_name, u.password_hash, u.password_change_required, \
-         u.platform_operator, u.created_at FROM users u WHERE u.id > $1 ORDER BY u.id LIMIT $2",
+         u.password_expires_at, u.platform_operator, u.created_at FROM users u WHERE u.id > $1 \
+         ORDER BY u.id LIMIT $2",
     )
     .bind(&page.after)
     .bind(page.fetch())

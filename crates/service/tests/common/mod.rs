@@ -292,40 +292,81 @@ impl TestApp {
         r.body["token"].as_str().expect("token").to_string()
     }
 
-    /// A tenant created by a fresh Administrator. Returns (tenant ID, admin token).
+    /// A tenant with a fresh Administrator, made as the default configuration allows: the
+    /// platform operator creates it, invites a new account as Administrator, the account
+    /// accepts, and the operator leaves. Returns (tenant ID, admin token).
     pub async fn tenant(&self) -> (String, String) {
-        let admin = self.user(None).await.1;
         let r = self
             .post(
                 "/v1/tenants",
-                &admin,
+                &self.operator,
                 json!({"name": format!("Tenant {}", uniq())}),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        (r.body["id"].as_str().expect("id").to_string(), admin)
+        let tenant = r.body["id"].as_str().expect("id").to_string();
+        let (_, admin, _) = self
+            .user(Some((&tenant, "Administrator", &self.operator)))
+            .await;
+        let me = self.get("/v1/me", &self.operator).await;
+        let op_id = me.body["user"]["id"]
+            .as_str()
+            .expect("operator id")
+            .to_string();
+        let r = self
+            .delete(&format!("/v1/tenants/{tenant}/roles/{op_id}"), &admin)
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::NO_CONTENT,
+            "operator leaves: {:?}",
+            r.body
+        );
+        (tenant, admin)
     }
 
-    /// A new active user, made by the operator; with `Some((tenant, role, admin_token))` the
-    /// tenant's admin makes them with that role. Returns (user ID, session token, login).
+    /// A new active account, made by the operator; with `Some((tenant, role, admin_token))`
+    /// the tenant's admin invites it with that role and it accepts. Returns (user ID, session
+    /// token, login).
     pub async fn user(&self, role_in: Option<(&str, &str, &str)>) -> (String, String, String) {
         let login = format!("user{}@example.com", uniq());
-        let (token, body) = match role_in {
-            Some((tenant, role, admin)) => (
-                admin.to_string(),
-                json!({"login": login, "displayName": "Test User", "tenantId": tenant, "role": role}),
-            ),
-            None => (
-                self.operator.clone(),
+        let r = self
+            .post(
+                "/v1/users",
+                &self.operator,
                 json!({"login": login, "displayName": "Test User"}),
-            ),
-        };
-        let r = self.post("/v1/users", &token, body).await;
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "create user: {:?}", r.body);
         let otp = r.body["oneTimePassword"].as_str().expect("otp").to_string();
         let id = r.body["user"]["id"].as_str().expect("id").to_string();
         let session = self.activate(&login, &otp).await;
+        if let Some((tenant, role, admin)) = role_in {
+            let code = self.invite(tenant, role, admin).await;
+            self.accept(&code, &session).await;
+        }
         (id, session, login)
+    }
+
+    /// An invitation to `role` in `tenant` by `admin`; returns its code.
+    pub async fn invite(&self, tenant: &str, role: &str, admin: &str) -> String {
+        let r = self
+            .post(
+                &format!("/v1/tenants/{tenant}/invitations"),
+                admin,
+                json!({"role": role}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "invite: {:?}", r.body);
+        r.body["code"].as_str().expect("code").to_string()
+    }
+
+    /// Accept an invitation as the holder of `session`.
+    pub async fn accept(&self, code: &str, session: &str) {
+        let r = self
+            .post("/v1/invitations/accept", session, json!({"code": code}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "accept: {:?}", r.body);
     }
 
     /// A product (with default groups unless `no_defaults`). Returns its ID.
