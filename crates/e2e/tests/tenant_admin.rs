@@ -150,7 +150,8 @@ fn tenant_administrator_workflow() {
         "Coffee Maker/Beta",
     ]);
 
-    // A Reader: invited with a one-time password, can read, cannot write.
+    // A Reader: the operator makes her account (a one-time password that expires), the
+    // tenant's Administrator invites her, she accepts with her own login; she can read, not write.
     let created = admin.json(&[
         "user",
         "create",
@@ -158,9 +159,8 @@ fn tenant_administrator_workflow() {
         "reader@example.com",
         "--display-name",
         "Rita Reader",
-        "--role",
-        "Reader",
     ]);
+    assert!(created["expiresAt"].is_string(), "{created}");
     let reader_otp = created["oneTimePassword"]
         .as_str()
         .expect("one-time password")
@@ -176,6 +176,31 @@ fn tenant_administrator_workflow() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // Only platform operators make tenants here (the default).
+    let stderr = reader.fails(&["tenant", "create", "--name", "Rita's"]);
+    assert!(stderr.contains("platform operators"), "{stderr}");
+    let invitation = admin.json(&[
+        "role",
+        "add",
+        "--user",
+        "reader@example.com",
+        "--role",
+        "Reader",
+    ]);
+    let code = invitation["code"].as_str().expect("code").to_string();
+    let pending = admin.json(&["role", "list-invitations"]);
+    assert_eq!(pending.as_array().map(Vec::len), Some(1));
+    assert!(
+        !pending.to_string().contains(&code),
+        "listings never show codes"
+    );
+    let stderr = reader.fails(&["role", "accept", "--code", "fsi_not-the-code"]);
+    assert!(
+        stderr.contains("ask the tenant's Administrator"),
+        "{stderr}"
+    );
+    let joined = reader.json(&["role", "accept", "--code", &code]);
+    assert_eq!(joined["role"], "Reader");
     let products = reader.json(&["product", "list"]);
     assert_eq!(products.as_array().map(Vec::len), Some(1));
     let stderr = reader.fails(&["product", "create", "--name", "Toaster"]);

@@ -421,3 +421,135 @@ async fn attestation_requests_are_limited_per_address() {
     handle.await.expect("join").expect("serve");
     t.finish().await;
 }
+
+/// Resident memory of a process, from /proc: (current, peak) in KiB.
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("rss field")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Issue 16 item 2, against the binary with production Argon2 cost (19 MiB a check): a flood of
+/// parallel logins from many addresses, each under its address limit, once grew the service
+/// to ~1.3 GB (every request hashed at once). The password gate lets two checks run and 32
+/// wait; the rest are refused with 503 and `Retry-After` before any hashing, so the peak
+/// resident memory stays bounded. Prints the figures it measured.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bin = env!("CARGO_BIN_EXE_ferro-service");
+    let out = Command::new(bin)
+        .args(["init", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("run init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Port 0: the service binds and logs the address it got (no free-port race).
+    let mut child = Command::new(bin)
+        .args([
+            "run",
+            "--insecure-http",
+            "--log-format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    // Killed however the test ends (a failed assertion must not leave the service running).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the logs to the end (so the service never blocks on a full pipe), sending the
+    // address of the "serving" line.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("\"serving\"")
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            {
+                let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the service logs its address");
+    let (baseline, _) = rss_kib(pid);
+    // 15 source addresses x 20 attempts: each address stays within its limit (20 failures per
+    // 15 minutes), so only the gate stands between the flood and Argon2.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for source in 2u8..17 {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, source]))
+            .build()
+            .unwrap();
+        for i in 0..20 {
+            let http = http.clone();
+            let url = format!("http://{addr}/v1/auth/login");
+            tasks.spawn(async move {
+                let r = http
+                    .post(url)
+                    .json(&json!({"login": format!("guess{source}x{i}@example.com"),
+                        "password": "not the password"}))
+                    .send()
+                    .await
+                    .expect("answer");
+                (r.status().as_u16(), r.headers().contains_key("retry-after"))
+            });
+        }
+    }
+    let mut counts = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(r) = tasks.join_next().await {
+        let (status, retry_after) = r.unwrap();
+        if status == 503 {
+            assert!(retry_after, "503 without Retry-After");
+        }
+        *counts.entry(status).or_default() += 1;
+    }
+    let (rss, peak) = rss_kib(pid);
+    eprintln!(
+        "300 parallel logins: {counts:?}; resident memory {baseline} KiB before, {rss} KiB after, \
+         peak {peak} KiB"
+    );
+    assert!(counts.keys().all(|s| [401, 503].contains(s)), "{counts:?}");
+    assert!(
+        counts.get(&503).copied().unwrap_or(0) > 0,
+        "the gate refused none: {counts:?}"
+    );
+    // Two checks at 19 MiB each plus what 300 connections cost; without the gate every request
+    // hashed at once (300 x 19 MiB).
+    assert!(
+        peak < baseline + 192 * 1024,
+        "peak resident memory {peak} KiB grew more than 192 MiB over {baseline} KiB"
+    );
+}

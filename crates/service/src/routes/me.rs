@@ -28,16 +28,19 @@ pub async fn get_me(State(state): State<AppState>, caller: Caller) -> ApiResult<
     .bind(caller.uid())
     .fetch_all(state.db.pool())
     .await?;
-    let roles = rows
-        .iter()
-        .map(|r| {
-            Ok(TenantRole {
-                tenant_id: parse_id(&r.try_get::<String, _>("id")?)?,
+    let mut roles = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let tid: String = r.try_get("id")?;
+        // What the token reaches, with the role it acts with.
+        let role = parse_role(&r.try_get::<String, _>("role")?)?;
+        if let Some(role) = caller.scope.effective_role(&tid, Some(role)) {
+            roles.push(TenantRole {
+                tenant_id: parse_id(&tid)?,
                 tenant_name: r.try_get("name")?,
-                role: parse_role(&r.try_get::<String, _>("role")?)?,
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+                role,
+            });
+        }
+    }
     Ok(Json(Me {
         user: caller.user.to_wire(),
         roles,

@@ -176,7 +176,13 @@ async fn load_tenant(state: &AppState, caller: &Caller, tid: &str) -> ApiResult<
     .fetch_optional(state.db.pool())
     .await?
     .ok_or_else(|| ApiError::not_found("tenant"))?;
-    tenant_from_row(&row)
+    let mut tenant = tenant_from_row(&row)?;
+    // As the token's scope allows: outside its tenant, as missing; its role at most.
+    tenant.role = caller
+        .scope
+        .effective_role(tid, Some(tenant.role))
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(tenant)
 }
 
 /// One tenant (any role).
