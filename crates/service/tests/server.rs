@@ -69,9 +69,10 @@ async fn over_a_socket(t: &TestApp) {
             .await,
         5
     );
-    // Metrics carry route templates.
+    // Metrics (a platform operator's) carry route templates.
     let m = http
         .get(format!("{base}/metrics"))
+        .bearer_auth(&login.token)
         .send()
         .await
         .unwrap()
