@@ -191,7 +191,7 @@ fn package_upload_deploy_and_os_release() {
         "signed by the platform OS key"
     );
 
-    // A Reader may download releases but not publish.
+    // Any user may download releases; only platform operators publish.
     let created = admin.json(&[
         "user",
         "create",
@@ -199,8 +199,6 @@ fn package_upload_deploy_and_os_release() {
         "rita@example.com",
         "--display-name",
         "Rita",
-        "--role",
-        "Reader",
     ]);
     let reader = User::new();
     let otp = created["oneTimePassword"]
