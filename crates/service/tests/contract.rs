@@ -221,7 +221,8 @@ async fn matrix_line(
             Some(json!({"records": [common::registration_record().1]}))
         }
         "POST /v1/tenants/{tenantId}/devices/claim" => {
-            Some(json!({"deviceIds": [t.register_device().await]}))
+            let (id, code) = t.register_device_with_code().await;
+            Some(json!({"devices": [{"deviceId": id, "claimCode": code}]}))
         }
         "PATCH /v1/tenants/{tenantId}/devices/{deviceId}" => Some(json!({"deviceGroupId": group})),
         "POST /v1/tenants/{tenantId}/devices/{deviceId}/capabilities" => {

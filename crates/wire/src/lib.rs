@@ -100,6 +100,8 @@ mod updates;
 pub use updates::*;
 mod events;
 pub use events::*;
+mod claims;
+pub use claims::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///

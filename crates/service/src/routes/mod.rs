@@ -12,6 +12,7 @@ pub mod images;
 pub mod me;
 pub mod ops;
 pub mod os_releases;
+pub mod ownership;
 pub mod pki;
 pub mod products;
 pub mod tenants;
