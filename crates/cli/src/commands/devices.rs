@@ -140,22 +140,78 @@ fn write_file(destination: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The non-comment lines of a device file, split at commas or white space.
+fn device_file_lines(file: &Path) -> Result<Vec<Vec<String>>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect())
+}
+
+/// Device IDs from `--device` and the first field of each line of `--device-file`.
 fn device_ids(devices: Vec<String>, file: Option<&Path>) -> Result<Vec<String>> {
     let mut ids = devices;
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
         ids.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
+            device_file_lines(file)?
+                .into_iter()
+                .filter_map(|f| f.into_iter().next()),
         );
     }
     if ids.is_empty() {
-        bail!("name the devices to claim with --device ID or --device-file FILE");
+        bail!("name the devices with --device ID or --device-file FILE");
     }
     Ok(ids)
+}
+
+/// (device ID, claim code) pairs from `--device`/`--claim-code` (in order) and `--device-file`
+/// (`DEVICE_ID,CLAIM_CODE` lines).
+fn device_claims(
+    devices: Vec<String>,
+    codes: Vec<String>,
+    file: Option<&Path>,
+) -> Result<Vec<Value>> {
+    if devices.len() != codes.len() {
+        bail!(
+            "give one --claim-code per --device, in the same order ({} devices, {} codes); the \
+             seller or manufacturer gives each device's claim code with it",
+            devices.len(),
+            codes.len()
+        );
+    }
+    let mut claims: Vec<Value> = devices
+        .into_iter()
+        .zip(codes)
+        .map(|(d, c)| json!({ "deviceId": d, "claimCode": c }))
+        .collect();
+    if let Some(file) = file {
+        for (n, fields) in device_file_lines(file)?.into_iter().enumerate() {
+            let [id, code] = fields.as_slice() else {
+                bail!(
+                    "{} line {}: expected `DEVICE_ID,CLAIM_CODE` (as `ferro manufacturing register \
+                     --claim-codes-file` writes it)",
+                    file.display(),
+                    n + 1
+                );
+            };
+            claims.push(json!({ "deviceId": id, "claimCode": code }));
+        }
+    }
+    if claims.is_empty() {
+        bail!(
+            "name the devices to claim with --device ID --claim-code CODE, or --device-file FILE"
+        );
+    }
+    Ok(claims)
 }
 
 pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
@@ -169,11 +225,12 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
     match command {
         CloudDeviceCommand::Claim {
             device,
+            claim_code,
             device_file,
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let ids = device_ids(device, device_file.as_deref())?;
+            let ids = device_claims(device, claim_code, device_file.as_deref())?;
             let (mut claimed, mut already_owned) = (0u64, 0u64);
             // The service takes at most 1000 per request, each request all-or-nothing; a failed
             // batch stops here and says how far the earlier ones got.
@@ -181,7 +238,7 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                 let answer: Value = client
                     .post(
                         &format!("/v1/tenants/{tenant}/devices/claim"),
-                        &json!({ "deviceIds": batch }),
+                        &json!({ "devices": batch }),
                     )
                     .with_context(|| {
                         format!(
@@ -203,6 +260,17 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
                     ],
                 },
             )
+        }
+        CloudDeviceCommand::Transfer(command) => {
+            super::ownership::transfer(&session, &client, command, output)
+        }
+        CloudDeviceCommand::Reassign {
+            device,
+            to_tenant,
+            reason,
+        } => super::ownership::reassign(&client, &device, Some(&to_tenant), &reason, output),
+        CloudDeviceCommand::Unclaim { device, reason } => {
+            super::ownership::reassign(&client, &device, None, &reason, output)
         }
         CloudDeviceCommand::List {
             device_group,
@@ -346,7 +414,20 @@ pub fn group_devices(command: GroupDeviceCommand, output: OutputFormat) -> Resul
 pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Result<()> {
     let session = Session::require()?;
     let client = session.client()?;
-    let ManufacturingCommand::Register { file } = command;
+    let (file, claim_codes_file) = match command {
+        ManufacturingCommand::Register {
+            file,
+            claim_codes_file,
+        } => (file, claim_codes_file),
+        ManufacturingCommand::Assign {
+            to_tenant,
+            device,
+            device_file,
+        } => {
+            let ids = device_ids(device, device_file.as_deref())?;
+            return super::ownership::assign(&client, &to_tenant, ids, output);
+        }
+    };
     let mut records = Vec::new();
     for path in &file {
         let bytes =
@@ -358,6 +439,21 @@ pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Res
         &json!({ "records": records }),
     )?;
     let devices = answer.get("devices").cloned().unwrap_or(answer);
+    if let Some(path) = claim_codes_file {
+        let mut text = String::from("# deviceId,claimCode (give each buyer their lines)\n");
+        let mut n = 0;
+        for d in devices.as_array().into_iter().flatten() {
+            if let (Some(id), Some(code)) = (d["deviceId"].as_str(), d["claimCode"].as_str()) {
+                text.push_str(&format!("{id},{code}\n"));
+                n += 1;
+            }
+        }
+        crate::session::write_private(&path, text.as_bytes())?;
+        eprintln!(
+            "Wrote {n} claim codes to {} (devices registered earlier keep the code shown then).",
+            path.display()
+        );
+    }
     emit(
         output,
         &JsonView {
@@ -366,6 +462,7 @@ pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Res
                 ("Device ID", "deviceId"),
                 ("Root of trust", "rootOfTrust"),
                 ("Registered", "registeredAt"),
+                ("Claim code (shown once)", "claimCode"),
             ],
         },
     )
