@@ -143,7 +143,11 @@ fn ownership_round_trip_and_verification() {
     assert_eq!(p[0].1, uint(2));
     assert_eq!(p.last().unwrap(), &(uint(7), uint(3)));
     assert_eq!(DeviceOwnership::from_cbor(&moved_payload).unwrap(), moved);
-    let v = verify_ownership(&moved.sign(&keys.endorsement).unwrap(), &keys.trusted(), &dev);
+    let v = verify_ownership(
+        &moved.sign(&keys.endorsement).unwrap(),
+        &keys.trusted(),
+        &dev,
+    );
     assert_eq!(v.unwrap().document().ownership_epoch, 3);
 
     // Several keys (rotation overlap) are encoded sorted by key ID, whatever the given order.

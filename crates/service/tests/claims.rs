@@ -93,7 +93,10 @@ async fn claims_need_the_claim_code(t: &TestApp) {
     let (tb, admin_b) = t.tenant().await;
     let (id, code) = t.register_device_with_code().await;
     // The code is 128 random bits, shown once; only its SHA-256 is stored.
-    assert_eq!(ferro_wire::parse_claim_code(&code).map(|b| b.len()), Some(16));
+    assert_eq!(
+        ferro_wire::parse_claim_code(&code).map(|b| b.len()),
+        Some(16)
+    );
     let stored = t
         .count(&format!(
             "SELECT COUNT(*) FROM device_registrations WHERE device_id = '{id}' \
@@ -317,7 +320,10 @@ async fn transfers_need_both_tenants_administrators(t: &TestApp) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body[0]["id"], transfer);
     let r = t
-        .get(&format!("/v1/tenants/{tb}/device-transfers"), &contributor_b)
+        .get(
+            &format!("/v1/tenants/{tb}/device-transfers"),
+            &contributor_b,
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = act(t, &tb, &admin_b, &transfer, "accept").await;
@@ -485,13 +491,15 @@ async fn operator_reassignment_needs_a_reason_and_is_audited(t: &TestApp) {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     for reason in ["", "   ", &"x".repeat(1001)] {
         let r = t
-            .post(&path, &t.operator, json!({ "tenantId": tb, "reason": reason }))
+            .post(
+                &path,
+                &t.operator,
+                json!({ "tenantId": tb, "reason": reason }),
+            )
             .await;
         assert_eq!(r.code(), "invalid_body", "{:?}", r.body);
     }
-    let r = t
-        .post(&path, &t.operator, json!({ "tenantId": tb }))
-        .await;
+    let r = t.post(&path, &t.operator, json!({ "tenantId": tb })).await;
     assert!(r.status.is_client_error());
     let r = t
         .get(&format!("/v1/tenants/{ta}/devices/{device}"), &admin_a)
@@ -500,7 +508,11 @@ async fn operator_reassignment_needs_a_reason_and_is_audited(t: &TestApp) {
     // Reassigned to B, with the reason in the audit logs.
     let reason = "ticket 4711: sold to B, A's claim was a mistake";
     let r = t
-        .post(&path, &t.operator, json!({ "tenantId": tb, "reason": reason }))
+        .post(
+            &path,
+            &t.operator,
+            json!({ "tenantId": tb, "reason": reason }),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["fromTenantId"], ta);

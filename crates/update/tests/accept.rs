@@ -759,7 +759,11 @@ fn a_transfer_moves_the_pin_only_under_a_newer_epoch() {
     assert_eq!(w.device.counter(), 6);
     let before = w.device.snapshot();
     // A's documents at the old epoch (the one it held, or a fresh one) cannot take it back.
-    for own_a in [w.ownership_a(), signed(&w.a, 0, 2 * HOUR), signed(&w.a, 1, 2 * HOUR)] {
+    for own_a in [
+        w.ownership_a(),
+        signed(&w.a, 0, 2 * HOUR),
+        signed(&w.a, 1, 2 * HOUR),
+    ] {
         let err = w.accept_bytes(&next(&w, 7), &own_a, None).unwrap_err();
         assert!(
             matches!(err, UpdateError::TenantChanged { pinned, found }

@@ -8,11 +8,11 @@
 //! four groups of eight (`1f2e3d4c-...`); input may use either case and any hyphens or spaces.
 
 use crate::{TenantId, UserId};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
-use uuid::Uuid;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// Bytes of randomness in a claim code (128 bits: guessing one is pointless).
 pub const CLAIM_CODE_BYTES: usize = 16;
@@ -208,7 +208,10 @@ mod tests {
         let text = format_claim_code(&bytes);
         assert_eq!(text, "abababab-abababab-abababab-abababab");
         assert_eq!(parse_claim_code(&text), Some(bytes));
-        assert_eq!(parse_claim_code(&text.to_uppercase().replace('-', " ")), Some(bytes));
+        assert_eq!(
+            parse_claim_code(&text.to_uppercase().replace('-', " ")),
+            Some(bytes)
+        );
         assert_eq!(parse_claim_code(&text[..34]), None);
         assert_eq!(parse_claim_code(&format!("{text}ab")), None);
         assert_eq!(parse_claim_code(&text.replace('a', "g")), None);

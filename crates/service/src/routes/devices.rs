@@ -80,7 +80,12 @@ fn snake(code: &str) -> String {
     code.replace('-', "_")
 }
 
-pub(crate) fn item(index: usize, id: Option<String>, code: &str, message: impl Into<String>) -> ErrorItem {
+pub(crate) fn item(
+    index: usize,
+    id: Option<String>,
+    code: &str,
+    message: impl Into<String>,
+) -> ErrorItem {
     ErrorItem {
         index: u32::try_from(index).unwrap_or(u32::MAX),
         id,
@@ -409,7 +414,8 @@ pub async fn claim(
         }
         // Unknown, claimed (code cleared) or wrong code: one answer, after one comparison.
         let stored = stored.and_then(|h| hex::decode(h).ok());
-        if tenant.is_none() && crate::routes::ownership::code_matches(stored.as_deref(), presented) {
+        if tenant.is_none() && crate::routes::ownership::code_matches(stored.as_deref(), presented)
+        {
             new.push(id.clone());
         } else {
             refused.push(item(

@@ -637,7 +637,8 @@ pub async fn accept_transfer(
     .bind(t.id.to_string())
     .execute(&mut *tx)
     .await?;
-    let details = json!({ "transferId": t.id, "deviceId": t.device_id, "from": from, "to": who.tid });
+    let details =
+        json!({ "transferId": t.id, "deviceId": t.device_id, "from": from, "to": who.tid });
     for tenant in [&from, &who.tid] {
         db::audit(
             &mut tx,
@@ -709,4 +710,3 @@ pub async fn cancel_transfer(
     tx.commit().await?;
     Ok(Json(done))
 }
-
