@@ -214,6 +214,31 @@ fn device_claims(
     Ok(claims)
 }
 
+/// POSTs `items` in requests of up to 1000 (`body(batch)`), as the service takes them, each all
+/// or nothing; a failed batch stops here and says how far the earlier ones got. Returns the
+/// summed `{"claimed", "alreadyOwned"}` of the answers.
+pub(super) fn post_in_batches<T>(
+    client: &ferro_client::Client,
+    path: &str,
+    items: &[T],
+    body: impl Fn(&[T]) -> Value,
+    verb: &str,
+) -> Result<Value> {
+    let (mut done, mut already_owned) = (0u64, 0u64);
+    for (index, batch) in items.chunks(1000).enumerate() {
+        let answer: Value = client.post(path, &body(batch)).with_context(|| {
+            format!(
+                "{verb} batch {} of {} failed (earlier batches: {done} devices)",
+                index + 1,
+                items.len().div_ceil(1000)
+            )
+        })?;
+        done += answer["claimed"].as_u64().unwrap_or(0);
+        already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
+    }
+    Ok(json!({ "claimed": done, "alreadyOwned": already_owned }))
+}
+
 pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
     let command = match command {
         // The attached device's commands talk to the device, not (only) the service.
@@ -231,29 +256,17 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let ids = device_claims(device, claim_code, device_file.as_deref())?;
-            let (mut claimed, mut already_owned) = (0u64, 0u64);
-            // The service takes at most 1000 per request, each request all-or-nothing; a failed
-            // batch stops here and says how far the earlier ones got.
-            for (index, batch) in ids.chunks(1000).enumerate() {
-                let answer: Value = client
-                    .post(
-                        &format!("/v1/tenants/{tenant}/devices/claim"),
-                        &json!({ "devices": batch }),
-                    )
-                    .with_context(|| {
-                        format!(
-                            "claiming batch {} of {} failed (earlier batches claimed {claimed} devices)",
-                            index + 1,
-                            ids.len().div_ceil(1000)
-                        )
-                    })?;
-                claimed += answer["claimed"].as_u64().unwrap_or(0);
-                already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
-            }
+            let value = post_in_batches(
+                &client,
+                &format!("/v1/tenants/{tenant}/devices/claim"),
+                &ids,
+                |batch| json!({ "devices": batch }),
+                "claim",
+            )?;
             emit(
                 output,
                 &JsonView {
-                    value: json!({ "claimed": claimed, "alreadyOwned": already_owned }),
+                    value,
                     fields: &[
                         ("Claimed now", "claimed"),
                         ("Already this tenant's", "alreadyOwned"),

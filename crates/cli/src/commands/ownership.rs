@@ -130,27 +130,17 @@ pub fn reassign(
 /// `ferro manufacturing assign`, in requests of up to 1000 devices.
 pub fn assign(client: &Client, to: &str, ids: Vec<String>, output: OutputFormat) -> Result<()> {
     let to = resolve_tenant(client, to)?;
-    let (mut assigned, mut already_owned) = (0u64, 0u64);
-    for (index, batch) in ids.chunks(1000).enumerate() {
-        let answer: Value = client
-            .post(
-                "/v1/manufacturing/assignments",
-                &json!({ "tenantId": to, "deviceIds": batch }),
-            )
-            .with_context(|| {
-                format!(
-                    "assigning batch {} of {} failed (earlier batches assigned {assigned} devices)",
-                    index + 1,
-                    ids.len().div_ceil(1000)
-                )
-            })?;
-        assigned += answer["claimed"].as_u64().unwrap_or(0);
-        already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
-    }
+    let value = super::devices::post_in_batches(
+        client,
+        "/v1/manufacturing/assignments",
+        &ids,
+        |batch| json!({ "tenantId": to, "deviceIds": batch }),
+        "assignment",
+    )?;
     emit(
         output,
         &JsonView {
-            value: json!({ "claimed": assigned, "alreadyOwned": already_owned }),
+            value,
             fields: &[
                 ("Assigned now", "claimed"),
                 ("Already the tenant's", "alreadyOwned"),

@@ -6,6 +6,7 @@ use crate::db::{self, Arg, DbRow};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, parse_json};
 use crate::page::PageReq;
+use crate::routes::ownership;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -227,7 +228,7 @@ pub async fn register(
     for c in &checked {
         let rec = c.verified.record();
         // Shown once (in this answer, if this request stores the record); only its hash is kept.
-        let code = crate::routes::ownership::new_claim_code()?;
+        let code = ownership::new_claim_code()?;
         let inserted = sqlx::query(
             "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
              manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
@@ -354,12 +355,7 @@ pub async fn claim(
     let mut unique = std::collections::HashSet::new();
     for (i, d) in req.devices.iter().enumerate() {
         let Some(id) = normalize_device_id(&d.device_id) else {
-            bad.push(item(
-                i,
-                None,
-                "invalid_device_id",
-                "a device ID is 128 hexadecimal characters",
-            ));
+            bad.push(ownership::bad_device_id(i));
             continue;
         };
         let Some(code) = ferro_wire::parse_claim_code(&d.claim_code) else {
@@ -387,22 +383,8 @@ pub async fn claim(
     }
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
-    let sql = format!(
-        "SELECT r.device_id, r.claim_code_sha256, d.tenant_id FROM device_registrations r \
-         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (_, id, _) in &ids {
-        q = q.bind(id);
-    }
-    let mut known: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
-    for r in q.fetch_all(&mut *tx).await? {
-        known.insert(
-            r.try_get("device_id")?,
-            (r.try_get("claim_code_sha256")?, r.try_get("tenant_id")?),
-        );
-    }
+    let keys: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
+    let known = ownership::registrations(&mut tx, &keys).await?;
     let mut refused = Vec::new();
     let mut new = Vec::new();
     let mut owned = 0u32;
@@ -414,8 +396,7 @@ pub async fn claim(
         }
         // Unknown, claimed (code cleared) or wrong code: one answer, after one comparison.
         let stored = stored.and_then(|h| hex::decode(h).ok());
-        if tenant.is_none() && crate::routes::ownership::code_matches(stored.as_deref(), presented)
-        {
+        if tenant.is_none() && ownership::code_matches(stored.as_deref(), presented) {
             new.push(id.clone());
         } else {
             refused.push(item(
@@ -445,7 +426,7 @@ pub async fn claim(
     }
     let now = db::now();
     if !new.is_empty() {
-        crate::routes::ownership::insert_devices(&mut tx, &who.tid, &new, now).await?;
+        ownership::insert_devices(&mut tx, &who.tid, &new, now).await?;
     }
     db::audit(
         &mut tx,

@@ -53,6 +53,42 @@ pub(crate) fn code_matches(stored: Option<&[u8]>, presented: &[u8; 32]) -> bool 
     }
 }
 
+/// `invalid_device_id` for entry `index` of a request's list.
+pub(crate) fn bad_device_id(index: usize) -> ferro_wire::ErrorItem {
+    item(
+        index,
+        None,
+        "invalid_device_id",
+        "a device ID is 128 hexadecimal characters",
+    )
+}
+
+/// What the service holds of each registered device among `ids` (unregistered ones are absent):
+/// the hex SHA-256 of its claim code (`None`: used up or never made) and its tenant (`None`:
+/// unclaimed).
+pub(crate) type Registrations = HashMap<String, (Option<String>, Option<String>)>;
+
+/// [`Registrations`] of `ids`, read in the caller's transaction.
+pub(crate) async fn registrations(tx: &mut Tx, ids: &[&str]) -> ApiResult<Registrations> {
+    let sql = format!(
+        "SELECT r.device_id, r.claim_code_sha256, d.tenant_id FROM device_registrations r \
+         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let mut known = HashMap::new();
+    for r in q.fetch_all(&mut **tx).await? {
+        known.insert(
+            r.try_get("device_id")?,
+            (r.try_get("claim_code_sha256")?, r.try_get("tenant_id")?),
+        );
+    }
+    Ok(known)
+}
+
 /// Insert claimed devices for `tid` and use up their claim codes (in the caller's transaction).
 pub(crate) async fn insert_devices(
     tx: &mut Tx,
@@ -241,12 +277,7 @@ pub async fn assign(
         match normalize_device_id(raw) {
             Some(id) if unique.insert(id.clone()) => ids.push((i, id)),
             Some(_) => {}
-            None => bad.push(item(
-                i,
-                None,
-                "invalid_device_id",
-                "a device ID is 128 hexadecimal characters",
-            )),
+            None => bad.push(bad_device_id(i)),
         }
     }
     if !bad.is_empty() {
@@ -260,23 +291,12 @@ pub async fn assign(
     let tid = req.tenant_id.to_string();
     let mut tx = state.db.begin_write().await?;
     tenant_exists(&mut tx, &tid).await?;
-    let sql = format!(
-        "SELECT r.device_id, d.tenant_id FROM device_registrations r \
-         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (_, id) in &ids {
-        q = q.bind(id);
-    }
-    let mut known: HashMap<String, Option<String>> = HashMap::new();
-    for r in q.fetch_all(&mut *tx).await? {
-        known.insert(r.try_get("device_id")?, r.try_get("tenant_id")?);
-    }
+    let keys: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let known = registrations(&mut tx, &keys).await?;
     let (mut missing, mut taken, mut new) = (Vec::new(), Vec::new(), Vec::new());
     let mut owned = 0u32;
     for (i, id) in &ids {
-        match known.get(id) {
+        match known.get(id).map(|(_, tenant)| tenant) {
             None => missing.push(item(
                 *i,
                 Some(id.clone()),
@@ -481,6 +501,49 @@ async fn get_transfer(tx: &mut Tx, tid: &str, raw_id: &str) -> ApiResult<DeviceT
     transfer_from_row(&row)
 }
 
+/// Close a pending transfer as `to_state` (`409 conflict` if it is not pending any more) and
+/// audit `action` in both tenants.
+async fn close_transfer(
+    tx: &mut Tx,
+    t: &DeviceTransfer,
+    to_state: TransferState,
+    actor: &str,
+    action: &str,
+) -> ApiResult<()> {
+    let changed = sqlx::query(
+        "UPDATE device_transfers SET state = $1, closed_at = $2, closed_by = $3 \
+         WHERE id = $4 AND state = 'Pending'",
+    )
+    .bind(to_state.as_str())
+    .bind(db::now())
+    .bind(actor)
+    .bind(t.id.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(ApiError::conflict(format!(
+            "this transfer is {}, not pending",
+            t.state.as_str()
+        )));
+    }
+    let details = json!({ "transferId": t.id, "deviceId": t.device_id,
+        "from": t.from_tenant_id, "to": t.to_tenant_id });
+    for tenant in [t.from_tenant_id.to_string(), t.to_tenant_id.to_string()] {
+        db::audit(
+            tx,
+            Some(&tenant),
+            Some(actor),
+            action,
+            "device_transfer",
+            &t.id.to_string(),
+            details.clone(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Offer a device of the tenant to another tenant (Administrator). The device stays this
 /// tenant's until an Administrator of the target tenant accepts; either side may cancel. One
 /// pending offer per device.
@@ -588,6 +651,20 @@ pub async fn list_transfers(
         .map(Json)
 }
 
+/// A write transaction with the caller's Administrator role re-checked in it, and the transfer
+/// (of the caller's tenant) that `accept` or `cancel` acts on.
+async fn open_transfer(
+    state: &AppState,
+    who: &TenantCaller,
+    transfer_id: &str,
+) -> ApiResult<(Tx, DeviceTransfer)> {
+    who.require(Role::Administrator)?;
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+    let t = get_transfer(&mut tx, &who.tid, transfer_id).await?;
+    Ok((tx, t))
+}
+
 /// Accept a transfer offered to the tenant (Administrator of the receiving tenant): the device
 /// becomes this tenant's, without a device group, capabilities or block; the sender loses it at
 /// once (its device routes refuse the certificate the device holds) and the device gets this
@@ -605,10 +682,7 @@ pub async fn accept_transfer(
     who: TenantCaller,
     Path((_, transfer_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceTransfer>> {
-    who.require(Role::Administrator)?;
-    let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
-    let t = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
+    let (mut tx, t) = open_transfer(&state, &who, &transfer_id).await?;
     // Only the receiving tenant accepts; to the sender its own offer is not acceptable.
     if t.to_tenant_id != who.tenant {
         return Err(ApiError::not_found("device transfer"));
@@ -628,29 +702,14 @@ pub async fn accept_transfer(
     }
     let actor = who.caller.uid();
     change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
-    sqlx::query(
-        "UPDATE device_transfers SET state = 'Accepted', closed_at = $1, closed_by = $2 \
-         WHERE id = $3",
+    close_transfer(
+        &mut tx,
+        &t,
+        TransferState::Accepted,
+        &actor,
+        "device.transfer.accept",
     )
-    .bind(db::now())
-    .bind(&actor)
-    .bind(t.id.to_string())
-    .execute(&mut *tx)
     .await?;
-    let details =
-        json!({ "transferId": t.id, "deviceId": t.device_id, "from": from, "to": who.tid });
-    for tenant in [&from, &who.tid] {
-        db::audit(
-            &mut tx,
-            Some(tenant),
-            Some(&actor),
-            "device.transfer.accept",
-            "device",
-            &t.device_id,
-            details.clone(),
-        )
-        .await?;
-    }
     let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
     tx.commit().await?;
     tracing::info!(device = %t.device_id, from = %from, to = %who.tid, "device transferred");
@@ -672,40 +731,15 @@ pub async fn cancel_transfer(
     who: TenantCaller,
     Path((_, transfer_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceTransfer>> {
-    who.require(Role::Administrator)?;
-    let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
-    let t = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
-    let actor = who.caller.uid();
-    let changed = sqlx::query(
-        "UPDATE device_transfers SET state = 'Cancelled', closed_at = $1, closed_by = $2 \
-         WHERE id = $3 AND state = 'Pending'",
+    let (mut tx, t) = open_transfer(&state, &who, &transfer_id).await?;
+    close_transfer(
+        &mut tx,
+        &t,
+        TransferState::Cancelled,
+        &who.caller.uid(),
+        "device.transfer.cancel",
     )
-    .bind(db::now())
-    .bind(&actor)
-    .bind(t.id.to_string())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if changed != 1 {
-        return Err(ApiError::conflict(format!(
-            "this transfer is {}, not pending",
-            t.state.as_str()
-        )));
-    }
-    let details = json!({ "transferId": t.id, "deviceId": t.device_id });
-    for tenant in [t.from_tenant_id.to_string(), t.to_tenant_id.to_string()] {
-        db::audit(
-            &mut tx,
-            Some(&tenant),
-            Some(&actor),
-            "device.transfer.cancel",
-            "device_transfer",
-            &t.id.to_string(),
-            details.clone(),
-        )
-        .await?;
-    }
+    .await?;
     let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
     tx.commit().await?;
     Ok(Json(done))
