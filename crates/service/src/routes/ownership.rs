@@ -522,10 +522,9 @@ async fn close_transfer(
     .await?
     .rows_affected();
     if changed != 1 {
-        return Err(ApiError::conflict(format!(
-            "this transfer is {}, not pending",
-            t.state.as_str()
-        )));
+        return Err(ApiError::conflict(
+            "this transfer is no longer pending (it was accepted or cancelled)",
+        ));
     }
     let details = json!({ "transferId": t.id, "deviceId": t.device_id,
         "from": t.from_tenant_id, "to": t.to_tenant_id });
@@ -701,7 +700,7 @@ pub async fn accept_transfer(
         ));
     }
     let actor = who.caller.uid();
-    change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
+    // Closed first: moving the device cancels the pending offers it still has.
     close_transfer(
         &mut tx,
         &t,
@@ -710,6 +709,7 @@ pub async fn accept_transfer(
         "device.transfer.accept",
     )
     .await?;
+    change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
     let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
     tx.commit().await?;
     tracing::info!(device = %t.device_id, from = %from, to = %who.tid, "device transferred");
