@@ -365,3 +365,125 @@ fn manufacturing_claim_group_capability_and_ca() {
     let csv = std::fs::read_to_string(&report).expect("csv");
     assert!(csv.starts_with("Device ID,Event Type,Event Class,Event Category,Event Count,Description,Start Time,End Time"));
 }
+
+/// Ownership after the claim, through the CLI: the manufacturer assigns devices without codes, a
+/// tenant offers a device to another, whose Administrator accepts it, and a platform operator
+/// unclaims a disputed device with a reason (a new claim code, shown once).
+#[test]
+fn assign_transfer_and_unclaim() {
+    let service = Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, "correct horse battery staple");
+    let contoso = admin.json(&["tenant", "create", "--name", "Contoso"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let fabrikam = admin.json(&["tenant", "create", "--name", "Fabrikam"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let work = tempfile::tempdir().expect("temp dir");
+    let key = SoftwareSigningKey::generate();
+    let file = registration(work.path(), "device", &key);
+    admin.json(&["manufacturing", "register", "--file", s(&file)]);
+    let id = device_id(&key);
+
+    // The manufacturer's flow: assigned to Contoso, no code needed.
+    let assigned = admin.json(&[
+        "manufacturing",
+        "assign",
+        "--to-tenant",
+        "Contoso",
+        "--device",
+        &id,
+    ]);
+    assert_eq!(assigned["claimed"], 1, "{assigned}");
+
+    // Contoso offers it to Fabrikam (by ID); Fabrikam accepts.
+    let stderr = admin.fails(&[
+        "device",
+        "transfer",
+        "create",
+        "--device",
+        &id,
+        "--target-tenant",
+        "Fabrikam",
+        "--tenant",
+        "Contoso",
+    ]);
+    assert!(stderr.contains("--target-tenant"), "{stderr}");
+    let offer = admin.json(&[
+        "device",
+        "transfer",
+        "create",
+        "--device",
+        &id,
+        "--target-tenant",
+        &fabrikam,
+        "--tenant",
+        "Contoso",
+    ]);
+    assert_eq!(offer["state"], "Pending", "{offer}");
+    assert_eq!(offer["fromTenantId"], contoso.as_str());
+    let listed = admin.json(&["device", "transfer", "list", "--tenant", "Fabrikam"]);
+    let transfer = listed[0]["id"].as_str().expect("transfer id").to_string();
+    let stderr = admin.fails(&[
+        "device",
+        "transfer",
+        "accept",
+        "--transfer",
+        &transfer,
+        "--tenant",
+        "Contoso",
+    ]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+    let accepted = admin.json(&[
+        "device",
+        "transfer",
+        "accept",
+        "--transfer",
+        &transfer,
+        "--tenant",
+        "Fabrikam",
+    ]);
+    assert_eq!(accepted["state"], "Accepted", "{accepted}");
+    let shown = admin.json(&["device", "show", "--device", &id, "--tenant", "Fabrikam"]);
+    assert_eq!(shown["tenantId"], fabrikam.as_str());
+    let stderr = admin.fails(&["device", "show", "--device", &id, "--tenant", "Contoso"]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+
+    // A dispute: the operator unclaims it, with a reason; the new code claims it for Contoso.
+    let stderr = admin.fails(&["device", "unclaim", "--device", &id, "--reason", " "]);
+    assert!(stderr.contains("invalid_body"), "{stderr}");
+    let unclaimed = admin.json(&[
+        "device",
+        "unclaim",
+        "--device",
+        &id,
+        "--reason",
+        "returned to the reseller",
+    ]);
+    let code = unclaimed["claimCode"].as_str().expect("new claim code");
+    let claimed = admin.json(&[
+        "device",
+        "claim",
+        "--device",
+        &id,
+        "--claim-code",
+        code,
+        "--tenant",
+        "Contoso",
+    ]);
+    assert_eq!(claimed["claimed"], 1, "{claimed}");
+    let reassigned = admin.json(&[
+        "device",
+        "reassign",
+        "--device",
+        &id,
+        "--to-tenant",
+        "Fabrikam",
+        "--reason",
+        "court order 12",
+    ]);
+    assert_eq!(reassigned["toTenantId"], fabrikam.as_str(), "{reassigned}");
+}
