@@ -127,10 +127,12 @@ run "${device_bin}" provision --data-dir "${DEMO}/device" --service "https://127
     --platform-root "${DEMO}/service/pki/platform-root.pem" --os-image "${DEMO}/os-release.imagepackage"
 device_id="$("${device_bin}" show-identity --data-dir "${DEMO}/device" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["deviceId"])')"
 
-step "Manufacturing finishes the device (state only moves forward), registers it; the tenant claims it"
+step "Manufacturing finishes the device (state only moves forward), registers it; the tenant claims it with its claim code"
 run "${device_bin}" manufacturing-state update --data-dir "${DEMO}/device" --state DeviceComplete
-ferro manufacturing register --file "${DEMO}/device/registration.cose"
-ferro device claim --device "${device_id}"
+# Registering makes the device's claim code (shown once; the service keeps only its hash): the
+# manufacturer hands it to the buyer with the device, and only its holder can claim the device.
+ferro manufacturing register --file "${DEMO}/device/registration.cose" --claim-codes-file "${DEMO}/claim-codes.csv"
+ferro device claim --device-file "${DEMO}/claim-codes.csv"
 ferro device update --device "${device_id}" --device-group "Coffee Maker/Field Test"
 
 step "Boot it: ferro-boot verifies and measures the OS bundle, then runs ferro-device, which attests"

@@ -90,16 +90,47 @@ pub enum DeviceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CloudDeviceCommand {
-    /// Claim devices for the tenant, permanently.
+    /// Claim devices for the tenant with the claim codes that came with them (from the
+    /// manufacturer or seller). A wrong code answers as an unknown device does.
     Claim {
-        /// Device ID (128 hex characters); repeat for several.
+        /// Device ID (128 hex characters); repeat for several, each with its --claim-code.
         #[arg(long, value_name = "ID")]
         device: Vec<String>,
-        /// A file with one device ID per line (bulk claim, up to 1000 per request).
+        /// The device's claim code (32 hex digits, hyphens optional), in --device's order.
+        #[arg(long, value_name = "CODE")]
+        claim_code: Vec<String>,
+        /// A file of `DEVICE_ID,CLAIM_CODE` lines, as `ferro manufacturing register
+        /// --claim-codes-file` writes it (bulk claim, up to 1000 per request).
         #[arg(long, value_name = "FILE")]
         device_file: Option<PathBuf>,
         #[command(flatten)]
         tenant: TenantArg,
+    },
+    /// Offer a device to another tenant, and accept, cancel or list offers (Administrator).
+    #[command(subcommand)]
+    Transfer(TransferCommand),
+    /// Settle a dispute: give a device to another tenant (platform operators; audited, with a
+    /// reason).
+    Reassign {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// The tenant that gets the device (ID).
+        #[arg(long, value_name = "TENANT_ID")]
+        to_tenant: String,
+        /// Why (kept in the audit logs of the platform and of both tenants).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Settle a dispute: take a device from its tenant, unclaimed with a new claim code
+    /// (platform operators; audited, with a reason).
+    Unclaim {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// Why (kept in the audit logs of the platform and of the tenant).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
     /// List the tenant's devices.
     List {
@@ -365,11 +396,66 @@ pub enum CapabilityCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ManufacturingCommand {
-    /// Upload device registration records (as written by `ferro-device provision`).
+    /// Upload device registration records (as written by `ferro-device provision`); each newly
+    /// registered device gets a claim code, shown once: give it to the buyer.
     Register {
         /// A registration record file; repeat for several (up to 1000).
         #[arg(long, value_name = "FILE", required = true)]
         file: Vec<PathBuf>,
+        /// Also write the new claim codes to FILE (`DEVICE_ID,CLAIM_CODE` lines, mode 0600),
+        /// which `ferro device claim --device-file` reads.
+        #[arg(long, value_name = "FILE")]
+        claim_codes_file: Option<PathBuf>,
+    },
+    /// Assign registered, unclaimed devices to a tenant without claim codes (the manufacturer's
+    /// bulk flow; platform operators).
+    Assign {
+        /// The tenant that gets the devices (ID).
+        #[arg(long, value_name = "TENANT_ID")]
+        to_tenant: String,
+        /// Device ID; repeat for several.
+        #[arg(long, value_name = "ID")]
+        device: Vec<String>,
+        /// A file with one device ID per line (the first field of a `DEVICE_ID,...` line).
+        #[arg(long, value_name = "FILE")]
+        device_file: Option<PathBuf>,
+    },
+}
+
+/// `ferro device transfer ...`: ownership transfers between tenants.
+#[derive(Debug, Subcommand)]
+pub enum TransferCommand {
+    /// Offer a device of your tenant to another tenant, whose Administrator must accept it.
+    Create {
+        /// Device ID.
+        #[arg(long, value_name = "ID")]
+        device: String,
+        /// The tenant that may accept the device (its ID: ask its Administrator).
+        #[arg(long, value_name = "TENANT_ID")]
+        target_tenant: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the transfers your tenant sent or received.
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Accept a transfer offered to your tenant: the device becomes yours.
+    Accept {
+        /// Transfer ID (`ferro device transfer list`).
+        #[arg(long, value_name = "ID")]
+        transfer: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Cancel a pending transfer your tenant sent, or decline one it received.
+    Cancel {
+        /// Transfer ID.
+        #[arg(long, value_name = "ID")]
+        transfer: String,
+        #[command(flatten)]
+        tenant: TenantArg,
     },
 }
 

@@ -109,25 +109,7 @@ impl Session {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let text = serde_json::to_string_pretty(self)?;
-        let temp = dir.join(format!(".{SESSION_FILE}.{}.tmp", std::process::id()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let write = || -> std::io::Result<()> {
-            let mut file = options.open(&temp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &path)
-        };
-        write()
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&temp);
-            })
-            .with_context(|| format!("cannot write {}", path.display()))
+        write_private(&path, text.as_bytes())
     }
 
     /// Forgets the session (logout).
@@ -188,4 +170,33 @@ pub fn resolve_tenant(client: &Client, wanted: &str) -> Result<TenantId> {
         [] => bail!("no tenant named {wanted:?} among yours: `ferro tenant list` shows them"),
         _ => bail!("several tenants are named {wanted:?}: pass the tenant ID instead"),
     }
+}
+
+/// Writes `bytes` to `path` atomically (temp file beside it, then rename) with mode 0600: for
+/// secrets (the session, claim codes).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let write = || -> std::io::Result<()> {
+        let mut file = options.open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }

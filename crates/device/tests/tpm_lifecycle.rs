@@ -228,8 +228,16 @@ fn tpm_device_boots_and_attests_trusted() {
     assert!(reg.record().tpm_attestation_key.is_some());
 
     // Manufacturing registers the record; the tenant claims the device.
-    admin.json(&["manufacturing", "register", "--file", s(&registration)]);
-    let claimed = admin.json(&["device", "claim", "--device", &device_id]);
+    let registered = admin.json(&["manufacturing", "register", "--file", s(&registration)]);
+    let code = registered[0]["claimCode"].as_str().expect("claim code");
+    let claimed = admin.json(&[
+        "device",
+        "claim",
+        "--device",
+        &device_id,
+        "--claim-code",
+        code,
+    ]);
     assert_eq!(claimed["claimed"], 1, "{claimed}");
 
     // Boot: ferro-boot verifies and measures the OS into the TPM, then runs ferro-device, which

@@ -72,6 +72,7 @@ fn manufacturing_claim_group_capability_and_ca() {
         s(&tampered),
     ]);
     assert!(stderr.contains("invalid_registration_record"), "{stderr}");
+    let codes_file = work.path().join("claim-codes.csv");
     let registered = admin.json(&[
         "manufacturing",
         "register",
@@ -81,20 +82,99 @@ fn manufacturing_claim_group_capability_and_ca() {
         s(&files[1]),
         "--file",
         s(&files[2]),
+        "--claim-codes-file",
+        s(&codes_file),
     ]);
     assert_eq!(registered.as_array().map(Vec::len), Some(3), "{registered}");
+    let code_of = |id: &str| {
+        registered
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["deviceId"] == id)
+            .and_then(|d| d["claimCode"].as_str())
+            .expect("claim code")
+            .to_string()
+    };
 
-    // Claim: once, for good; again by us is idempotent, by another tenant refused.
+    // Claim: only with the claim code; once, for good; again by us is idempotent, by another
+    // tenant (even with the used code) refused as an unknown device.
     let (a, b) = (device_id(&keys[0]), device_id(&keys[1]));
-    let claimed = admin.json(&["device", "claim", "--device", &a, "--device", &b]);
+    let stderr = admin.fails(&["device", "claim", "--device", &a]);
+    assert!(stderr.contains("--claim-code"), "{stderr}");
+    let (code_a, code_b) = (code_of(&a), code_of(&b));
+    let claimed = admin.json(&[
+        "device",
+        "claim",
+        "--device",
+        &a,
+        "--claim-code",
+        &code_a,
+        "--device",
+        &b,
+        "--claim-code",
+        &code_b,
+    ]);
     assert_eq!(claimed["claimed"], 2);
-    let again = admin.json(&["device", "claim", "--device", &a]);
+    let again = admin.json(&["device", "claim", "--device", &a, "--claim-code", &code_a]);
     assert_eq!(again["alreadyOwned"], 1);
     admin.json(&["tenant", "create", "--name", "Fabrikam"]);
-    let stderr = admin.fails(&["device", "claim", "--device", &a, "--tenant", "Fabrikam"]);
-    assert!(stderr.contains("already_claimed"), "{stderr}");
-    let stderr = admin.fails(&["device", "claim", "--device", &"0".repeat(128)]);
+    let stderr = admin.fails(&[
+        "device",
+        "claim",
+        "--device",
+        &a,
+        "--claim-code",
+        &code_a,
+        "--tenant",
+        "Fabrikam",
+    ]);
     assert!(stderr.contains("device_not_registered"), "{stderr}");
+    let stderr = admin.fails(&[
+        "device",
+        "claim",
+        "--device",
+        &"0".repeat(128),
+        "--claim-code",
+        &code_a,
+    ]);
+    assert!(stderr.contains("device_not_registered"), "{stderr}");
+    // The claim codes file (mode 0600) claims the third device in bulk for Fabrikam.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&codes_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // All or nothing: the file also names Contoso's two devices, so nothing is claimed ...
+    let stderr = admin.fails(&[
+        "device",
+        "claim",
+        "--device-file",
+        s(&codes_file),
+        "--tenant",
+        "Fabrikam",
+    ]);
+    assert!(stderr.contains("device_not_registered"), "{stderr}");
+    // ... and the third device's line alone claims it.
+    let c = device_id(&keys[2]);
+    let third = work.path().join("third.csv");
+    let line = std::fs::read_to_string(&codes_file)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(&c))
+        .expect("the third device's line")
+        .to_string();
+    std::fs::write(&third, format!("{line}\n")).unwrap();
+    let bulk = admin.json(&[
+        "device",
+        "claim",
+        "--device-file",
+        s(&third),
+        "--tenant",
+        "Fabrikam",
+    ]);
+    assert_eq!(bulk["claimed"], 1, "{bulk}");
 
     // Devices: listed, counted, grouped; a group holding devices cannot be deleted.
     assert_eq!(
@@ -284,4 +364,126 @@ fn manufacturing_claim_group_capability_and_ca() {
     );
     let csv = std::fs::read_to_string(&report).expect("csv");
     assert!(csv.starts_with("Device ID,Event Type,Event Class,Event Category,Event Count,Description,Start Time,End Time"));
+}
+
+/// Ownership after the claim, through the CLI: the manufacturer assigns devices without codes, a
+/// tenant offers a device to another, whose Administrator accepts it, and a platform operator
+/// unclaims a disputed device with a reason (a new claim code, shown once).
+#[test]
+fn assign_transfer_and_unclaim() {
+    let service = Service::start(&[]);
+    let admin = User::new();
+    admin.login_as_admin(&service, "correct horse battery staple");
+    let contoso = admin.json(&["tenant", "create", "--name", "Contoso"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let fabrikam = admin.json(&["tenant", "create", "--name", "Fabrikam"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let work = tempfile::tempdir().expect("temp dir");
+    let key = SoftwareSigningKey::generate();
+    let file = registration(work.path(), "device", &key);
+    admin.json(&["manufacturing", "register", "--file", s(&file)]);
+    let id = device_id(&key);
+
+    // The manufacturer's flow: assigned to Contoso, no code needed.
+    let assigned = admin.json(&[
+        "manufacturing",
+        "assign",
+        "--to-tenant",
+        "Contoso",
+        "--device",
+        &id,
+    ]);
+    assert_eq!(assigned["claimed"], 1, "{assigned}");
+
+    // Contoso offers it to Fabrikam (by ID); Fabrikam accepts.
+    let stderr = admin.fails(&[
+        "device",
+        "transfer",
+        "create",
+        "--device",
+        &id,
+        "--target-tenant",
+        "Fabrikam",
+        "--tenant",
+        "Contoso",
+    ]);
+    assert!(stderr.contains("--target-tenant"), "{stderr}");
+    let offer = admin.json(&[
+        "device",
+        "transfer",
+        "create",
+        "--device",
+        &id,
+        "--target-tenant",
+        &fabrikam,
+        "--tenant",
+        "Contoso",
+    ]);
+    assert_eq!(offer["state"], "Pending", "{offer}");
+    assert_eq!(offer["fromTenantId"], contoso.as_str());
+    let listed = admin.json(&["device", "transfer", "list", "--tenant", "Fabrikam"]);
+    let transfer = listed[0]["id"].as_str().expect("transfer id").to_string();
+    let stderr = admin.fails(&[
+        "device",
+        "transfer",
+        "accept",
+        "--transfer",
+        &transfer,
+        "--tenant",
+        "Contoso",
+    ]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+    let accepted = admin.json(&[
+        "device",
+        "transfer",
+        "accept",
+        "--transfer",
+        &transfer,
+        "--tenant",
+        "Fabrikam",
+    ]);
+    assert_eq!(accepted["state"], "Accepted", "{accepted}");
+    let shown = admin.json(&["device", "show", "--device", &id, "--tenant", "Fabrikam"]);
+    assert_eq!(shown["tenantId"], fabrikam.as_str());
+    let stderr = admin.fails(&["device", "show", "--device", &id, "--tenant", "Contoso"]);
+    assert!(stderr.contains("not_found"), "{stderr}");
+
+    // A dispute: the operator unclaims it, with a reason; the new code claims it for Contoso.
+    let stderr = admin.fails(&["device", "unclaim", "--device", &id, "--reason", " "]);
+    assert!(stderr.contains("invalid_body"), "{stderr}");
+    let unclaimed = admin.json(&[
+        "device",
+        "unclaim",
+        "--device",
+        &id,
+        "--reason",
+        "returned to the reseller",
+    ]);
+    let code = unclaimed["claimCode"].as_str().expect("new claim code");
+    let claimed = admin.json(&[
+        "device",
+        "claim",
+        "--device",
+        &id,
+        "--claim-code",
+        code,
+        "--tenant",
+        "Contoso",
+    ]);
+    assert_eq!(claimed["claimed"], 1, "{claimed}");
+    let reassigned = admin.json(&[
+        "device",
+        "reassign",
+        "--device",
+        &id,
+        "--to-tenant",
+        "Fabrikam",
+        "--reason",
+        "court order 12",
+    ]);
+    assert_eq!(reassigned["toTenantId"], fabrikam.as_str(), "{reassigned}");
 }

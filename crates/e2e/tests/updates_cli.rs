@@ -34,8 +34,9 @@ fn claimed_device(admin: &User, dir: &Path) -> String {
     let id = DeviceId::from_public_key(key.public_key()).to_string();
     let path = dir.join(format!("{id}.registration"));
     std::fs::write(&path, record.sign(&key).expect("sign")).expect("write");
-    admin.json(&["manufacturing", "register", "--file", s(&path)]);
-    let claimed = admin.json(&["device", "claim", "--device", &id]);
+    let registered = admin.json(&["manufacturing", "register", "--file", s(&path)]);
+    let code = registered[0]["claimCode"].as_str().expect("claim code");
+    let claimed = admin.json(&["device", "claim", "--device", &id, "--claim-code", code]);
     assert_eq!(claimed["claimed"], 1, "{claimed}");
     id
 }

@@ -16,7 +16,10 @@ use crate::error::DocumentError;
 pub const MAX_OWNERSHIP_LEN: usize = 8 * 1024;
 /// The most keys of one kind (image, metadata) an ownership document lists (rotation overlap).
 pub const MAX_TENANT_KEYS: usize = 4;
-const FORMAT_VERSION: u64 = 1;
+/// Version 1: fields 1 to 6 (a device that never changed tenant).
+const FORMAT_VERSION_1: u64 = 1;
+/// Version 2: version 1 plus field 7, the ownership epoch (required, at least 1).
+const FORMAT_VERSION_2: u64 = 2;
 
 const K_VERSION: u64 = 1;
 const K_DEVICE_ID: u64 = 2;
@@ -24,7 +27,8 @@ const K_TENANT_ID: u64 = 3;
 const K_ISSUED_AT: u64 = 4;
 const K_IMAGE_KEYS: u64 = 5;
 const K_METADATA_KEYS: u64 = 6;
-const K_MAX: u64 = 6;
+const K_OWNERSHIP_EPOCH: u64 = 7;
+const K_MAX: u64 = 7;
 
 /// An ownership document's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +44,11 @@ pub struct DeviceOwnership {
     pub image_keys: Vec<PublicKey>,
     /// Keys whose signature on target sets the device accepts (1 to [`MAX_TENANT_KEYS`]).
     pub metadata_keys: Vec<PublicKey>,
+    /// How many times the device has changed tenant (transfer or reassignment) before this
+    /// document: 0 is written as format version 1 (byte for byte as before), anything else as
+    /// version 2 with field 7. A device accepts a document of another tenant than the one it
+    /// holds only with a greater epoch, and never one with a smaller epoch.
+    pub ownership_epoch: u64,
 }
 
 fn encode_keys(keys: &[PublicKey], field: &'static str) -> Result<Value, DocumentError> {
@@ -104,8 +113,13 @@ pub(crate) fn as_device_id(v: Value, field: &'static str) -> Result<DeviceId, Do
 impl DeviceOwnership {
     /// The deterministic CBOR payload.
     pub fn to_cbor(&self) -> Result<Vec<u8>, DocumentError> {
-        let map = vec![
-            (cbor::uint(K_VERSION), cbor::uint(FORMAT_VERSION)),
+        let version = if self.ownership_epoch == 0 {
+            FORMAT_VERSION_1
+        } else {
+            FORMAT_VERSION_2
+        };
+        let mut map = vec![
+            (cbor::uint(K_VERSION), cbor::uint(version)),
             (
                 cbor::uint(K_DEVICE_ID),
                 Value::Bytes(self.device_id.as_bytes().to_vec()),
@@ -124,13 +138,37 @@ impl DeviceOwnership {
                 encode_keys(&self.metadata_keys, "metadata_keys")?,
             ),
         ];
+        if self.ownership_epoch > 0 {
+            map.push((
+                cbor::uint(K_OWNERSHIP_EPOCH),
+                cbor::uint(self.ownership_epoch),
+            ));
+        }
         cbor::encode(&Value::Map(map))
     }
 
     /// Decode a payload strictly (no signature check; see [`verify_ownership`]).
     pub fn from_cbor(bytes: &[u8]) -> Result<DeviceOwnership, DocumentError> {
         let mut f = cbor::decode_map(bytes, MAX_OWNERSHIP_LEN, K_MAX)?;
-        cbor::check_version(&mut f, FORMAT_VERSION)?;
+        let version = cbor::check_version_in(&mut f, &[FORMAT_VERSION_1, FORMAT_VERSION_2])?;
+        // Field 7 exists only in (and is required by) version 2, and is never 0 there: each
+        // content has exactly one encoding.
+        let ownership_epoch = match (version, cbor::take(&mut f, K_OWNERSHIP_EPOCH)) {
+            (FORMAT_VERSION_1, None) => 0,
+            (FORMAT_VERSION_1, Some(_)) => {
+                return Err(DocumentError::UnknownKey(K_OWNERSHIP_EPOCH.to_string()));
+            }
+            (_, None) => return Err(DocumentError::MissingField("ownership_epoch")),
+            (_, Some(v)) => match cbor::as_uint(v, "ownership_epoch")? {
+                0 => {
+                    return Err(DocumentError::InvalidField {
+                        field: "ownership_epoch",
+                        reason: "0 is written as format version 1",
+                    });
+                }
+                n => n,
+            },
+        };
         let doc = DeviceOwnership {
             device_id: as_device_id(
                 cbor::required(&mut f, K_DEVICE_ID, "device_id")?,
@@ -152,6 +190,7 @@ impl DeviceOwnership {
                 cbor::required(&mut f, K_METADATA_KEYS, "metadata_keys")?,
                 "metadata_keys",
             )?,
+            ownership_epoch,
         };
         cbor::check_canonical(bytes, &doc.to_cbor()?)?;
         Ok(doc)

@@ -338,6 +338,7 @@ fn payload_strictness_is_the_same_for_every_document() {
                 issued_at: T0,
                 image_keys: vec![key.public_key().clone()],
                 metadata_keys: vec![key.public_key().clone()],
+                ownership_epoch: 0,
             }
             .to_cbor()
             .unwrap(),

@@ -189,6 +189,7 @@ proptest! {
             issued_at: s.issued_at,
             image_keys: vec![public(3)],
             metadata_keys: vec![public(2)],
+            ownership_epoch: 0,
         };
         let endorsement: TrustedKeys = [public(4)].into_iter().collect();
         let owner = verify_ownership(&owner.sign(&keys()[4]).unwrap(), &endorsement, &s.device_id)

@@ -65,6 +65,7 @@ fn ownership(keys: &Keys, device: DeviceId, tenant: Uuid) -> DeviceOwnership {
         issued_at: T0,
         image_keys: vec![keys.image.public_key().clone()],
         metadata_keys: vec![keys.metadata.public_key().clone()],
+        ownership_epoch: 0,
     }
 }
 
@@ -133,6 +134,21 @@ fn ownership_round_trip_and_verification() {
         Purpose::DeviceOwnership.content_type(),
         "application/vnd.ferrosphere.device-ownership+cbor"
     );
+
+    // A device that changed tenant: version 2, field 7 the epoch; epoch 0 stays version 1.
+    let mut moved = doc.clone();
+    moved.ownership_epoch = 3;
+    let moved_payload = moved.to_cbor().unwrap();
+    let p = pairs(&moved_payload);
+    assert_eq!(p[0].1, uint(2));
+    assert_eq!(p.last().unwrap(), &(uint(7), uint(3)));
+    assert_eq!(DeviceOwnership::from_cbor(&moved_payload).unwrap(), moved);
+    let v = verify_ownership(
+        &moved.sign(&keys.endorsement).unwrap(),
+        &keys.trusted(),
+        &dev,
+    );
+    assert_eq!(v.unwrap().document().ownership_epoch, 3);
 
     // Several keys (rotation overlap) are encoded sorted by key ID, whatever the given order.
     let extra: Vec<SoftwareSigningKey> = (0..3).map(|_| SoftwareSigningKey::generate()).collect();
@@ -249,9 +265,31 @@ fn ownership_refusals() {
             "document-missing-field",
         ),
         (
-            "version 2",
-            edit(&|q| q[0].1 = uint(2)),
+            "version 3",
+            edit(&|q| q[0].1 = uint(3)),
             "document-unsupported-version",
+        ),
+        (
+            "version 2 without the ownership epoch",
+            edit(&|q| q[0].1 = uint(2)),
+            "document-missing-field",
+        ),
+        (
+            "version 2 with ownership epoch 0",
+            edit(&|q| {
+                q[0].1 = uint(2);
+                q.push((uint(7), uint(0)))
+            }),
+            "document-invalid-field",
+        ),
+        (
+            "version 2 with an unknown key 8",
+            edit(&|q| {
+                q[0].1 = uint(2);
+                q.push((uint(7), uint(1)));
+                q.push((uint(8), uint(0)))
+            }),
+            "document-unknown-key",
         ),
         (
             "short device ID",

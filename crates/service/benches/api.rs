@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
 
+/// The claim code of every bench device (the rows are written directly) and its SHA-256.
+const BENCH_CLAIM_CODE: &str = "11111111-11111111-11111111-11111111";
+const BENCH_CLAIM_CODE_SHA256: &str =
+    "b8f12ea8c9a95d4b4641b03d9fa5a71ad30b44ed6cd4bf793bbe1a5801b986d4";
+
 const CONCURRENCY: usize = 16;
 const REQUESTS: usize = 20_000;
 const WARMUP: usize = 1_000;
@@ -177,7 +182,8 @@ async fn bench_backend(
         let values = (0..chunk.len())
             .map(|i| {
                 format!(
-                    "(${}, 'AA==', 'Software', NULL, 'DeviceComplete', 'AA==', 'x', 0, 0, NULL)",
+                    "(${}, 'AA==', 'Software', NULL, 'DeviceComplete', 'AA==', 'x', 0, 0, NULL, \
+                     '{BENCH_CLAIM_CODE_SHA256}')",
                     i + 1
                 )
             })
@@ -185,7 +191,8 @@ async fn bench_backend(
             .join(", ");
         let sql = format!(
             "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
-             manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by) VALUES {values}"
+             manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
+             claim_code_sha256) VALUES {values}"
         );
         let mut tx = db.begin_write().await.expect("tx");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -201,7 +208,10 @@ async fn bench_backend(
         let r = client
             .post(format!("{base}/v1/tenants/{tid}/devices/claim"))
             .bearer_auth(&token)
-            .json(&json!({ "deviceIds": chunk }))
+            .json(&json!({ "devices": chunk
+                .iter()
+                .map(|id| json!({ "deviceId": id, "claimCode": BENCH_CLAIM_CODE }))
+                .collect::<Vec<_>>() }))
             .send()
             .await
             .expect("claim");

@@ -413,22 +413,25 @@ fn main() {
             ));
             rots.push((d, Arc::new(rot)));
         }
-        call(
+        let registered = call(
             &app,
             "/v1/manufacturing/registrations",
             Some(&op),
             json!({"records": records}),
         )
         .await;
-        let ids: Vec<String> = rots
+        // Each device with the claim code its registration answered with.
+        let ids: Vec<serde_json::Value> = registered["devices"]
+            .as_array()
+            .expect("devices")
             .iter()
-            .map(|(_, r)| r.device_id().to_string())
+            .map(|d| json!({"deviceId": d["deviceId"], "claimCode": d["claimCode"]}))
             .collect();
         call(
             &app,
             &format!("/v1/tenants/{tenant}/devices/claim"),
             Some(&op),
-            json!({"deviceIds": ids}),
+            json!({"devices": ids}),
         )
         .await;
         let run = run_devices(&app, &rots, rounds).await;

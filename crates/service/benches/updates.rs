@@ -192,19 +192,25 @@ fn main() {
             ));
             rots.push((d, rot));
         }
-        call(
+        let registered = call(
             &app,
             "/v1/manufacturing/registrations",
             Some(&op),
             json!({"records": records}),
         )
         .await;
-        let ids: Vec<String> = rots.iter().map(|(_, r)| r.device_id().to_string()).collect();
+        // Each device with the claim code its registration answered with.
+        let ids: Vec<serde_json::Value> = registered["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| json!({"deviceId": d["deviceId"], "claimCode": d["claimCode"]}))
+            .collect();
         call(
             &app,
             &format!("/v1/tenants/{tenant}/devices/claim"),
             Some(&op),
-            json!({"deviceIds": ids}),
+            json!({"devices": ids}),
         )
         .await;
         let mut conns = Vec::new();

@@ -2,7 +2,9 @@
 //! IDs, tracing, metrics, timeouts, panic catching, JSON fallbacks) and the OpenAPI document.
 
 use crate::error::error_response;
-use crate::routes::{attestation, deployments, developer_keys, images, invitations, os_releases};
+use crate::routes::{
+    attestation, deployments, developer_keys, images, invitations, os_releases, ownership,
+};
 use crate::routes::{
     auth, ca, devices, error_reports, me, ops, pki, products, tenants, updates, users,
 };
@@ -148,6 +150,12 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get_device, devices::update_device))
         .routes(routes!(devices::create_capability))
         .routes(routes!(devices::revoke_capabilities))
+        .routes(routes!(ownership::assign))
+        .routes(routes!(ownership::reassign))
+        .routes(routes!(ownership::create_transfer))
+        .routes(routes!(ownership::list_transfers))
+        .routes(routes!(ownership::accept_transfer))
+        .routes(routes!(ownership::cancel_transfer))
         .routes(routes!(error_reports::error_report))
         .routes(routes!(ca::list_cas))
         .routes(routes!(ca::get_chain))

@@ -58,7 +58,9 @@ macro_rules! target_check_columns {
       FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
       ORDER BY dep.id DESC LIMIT 1) AS deployment, \
      (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
-      ORDER BY o.id DESC LIMIT 1) AS os_release_id"
+      ORDER BY o.id DESC LIMIT 1) AS os_release_id, \
+     (SELECT reg.ownership_epoch FROM device_registrations reg WHERE reg.device_id = d.id) \
+      AS ownership_epoch"
     };
 }
 
@@ -103,6 +105,8 @@ pub(crate) struct CheckRow {
     os_feed: Option<String>,
     deployment: Option<String>,
     os_release_id: Option<String>,
+    /// Times the device changed tenant (migration 0012); in its ownership document.
+    ownership_epoch: i64,
 }
 
 impl CheckRow {
@@ -131,6 +135,7 @@ impl CheckRow {
             os_feed: r.get("os_feed")?,
             deployment: r.get("deployment")?,
             os_release_id: r.get("os_release_id")?,
+            ownership_epoch: r.get::<Option<i64>>("ownership_epoch")?.unwrap_or(0),
         })
     }
 }
@@ -202,7 +207,7 @@ pub(crate) async fn current_target_from(
     let ownership = decode(row.ownership_doc.clone())?;
     let ownership_inputs = row.ownership_inputs.clone();
     let tid = row.tenant_id.clone();
-    let owner_inputs_now = ownership_key(&tid);
+    let owner_inputs_now = ownership_key(&tid, row.ownership_epoch);
     if let (Some(set), Some(expiry), Some(own)) = (&stored_set, stored_expiry, &ownership) {
         let expires_at = db::ts(expiry);
         let fresh = expires_at - now > TARGET_SET_VALIDITY / 2;
@@ -233,8 +238,12 @@ pub(crate) async fn current_target_from(
 }
 
 /// Which tenant keys an ownership document names (a rotation of either makes a new one).
-fn ownership_key(tid: &str) -> String {
-    format!("t={tid};k=1")
+fn ownership_key(tid: &str, epoch: i64) -> String {
+    if epoch == 0 {
+        format!("t={tid};k=1")
+    } else {
+        format!("t={tid};k=1;e={epoch}")
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -341,6 +350,7 @@ async fn recompute(
             keys.public_key(&KeyName::tenant_metadata(tenant))
                 .map_err(key_err)?,
         ],
+        ownership_epoch: u64::try_from(row.ownership_epoch).unwrap_or(0),
     };
     let (signed, ownership) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
         let metadata = keys
@@ -374,7 +384,7 @@ async fn recompute(
     let version_db = i64::try_from(set.version).unwrap_or(i64::MAX);
     let signed_b64 = Base64::encode_string(&signed);
     let ownership_b64 = Base64::encode_string(&ownership);
-    let owner_inputs = ownership_key(tid);
+    let owner_inputs = ownership_key(tid, row.ownership_epoch);
     let stored_version_db = i64::try_from(stored_version).unwrap_or(i64::MAX);
     let args = [
         Arg::Int(version_db),

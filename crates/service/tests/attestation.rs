@@ -807,11 +807,12 @@ mod tpm {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let claims = common::claims_of(&r);
         let r = t
             .post(
                 &format!("/v1/tenants/{tid}/devices/claim"),
                 admin,
-                json!({"deviceIds": [rot.device_id().to_string()]}),
+                json!({"devices": claims}),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

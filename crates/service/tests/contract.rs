@@ -189,7 +189,23 @@ async fn matrix_line(
     } else {
         String::new()
     };
+    // A pending transfer offered to this tenant by another one.
+    let transfer = if path.contains("{transferId}") {
+        let (from, from_admin) = t.tenant().await;
+        let offered = t.claimed_device(&from, &from_admin).await;
+        let r = t
+            .post(
+                &format!("/v1/tenants/{from}/devices/{offered}/transfers"),
+                &from_admin,
+                json!({"targetTenantId": ten.id}),
+            )
+            .await;
+        r.body["id"].as_str().unwrap().to_string()
+    } else {
+        String::new()
+    };
     let concrete = path
+        .replace("{transferId}", &transfer)
         .replace("{tenantId}", &ten.id)
         .replace("{deviceId}", &device)
         .replace("{serial}", &serial)
@@ -230,9 +246,19 @@ async fn matrix_line(
             Some(json!({"records": [common::registration_record().1]}))
         }
         "POST /v1/tenants/{tenantId}/devices/claim" => {
-            Some(json!({"deviceIds": [t.register_device().await]}))
+            let (id, code) = t.register_device_with_code().await;
+            Some(json!({"devices": [{"deviceId": id, "claimCode": code}]}))
         }
         "PATCH /v1/tenants/{tenantId}/devices/{deviceId}" => Some(json!({"deviceGroupId": group})),
+        "POST /v1/manufacturing/assignments" => {
+            Some(json!({"tenantId": ten.id, "deviceIds": [t.register_device().await]}))
+        }
+        "POST /v1/manufacturing/devices/{deviceId}/reassign" => {
+            Some(json!({"tenantId": ten.id, "reason": "contract test"}))
+        }
+        "POST /v1/tenants/{tenantId}/devices/{deviceId}/transfers" => {
+            Some(json!({"targetTenantId": t.tenant().await.0}))
+        }
         "POST /v1/tenants/{tenantId}/devices/{deviceId}/capabilities" => {
             Some(json!({"type": "FieldServicing"}))
         }

@@ -150,37 +150,57 @@ async fn registration_records_are_verified(t: &TestApp) {
 async fn claiming_is_permanent_and_all_or_nothing(t: &TestApp) {
     let (ta, admin_a) = t.tenant().await;
     let (tb, admin_b) = t.tenant().await;
-    let claim = |tenant: String, token: String, ids: Vec<String>| async move {
+    let claim = |tenant: String, token: String, devices: Vec<(String, String)>| async move {
+        let devices: Vec<_> = devices
+            .into_iter()
+            .map(|(id, code)| json!({ "deviceId": id, "claimCode": code }))
+            .collect();
         t.post(
             &format!("/v1/tenants/{tenant}/devices/claim"),
             &token,
-            json!({ "deviceIds": ids }),
+            json!({ "devices": devices }),
         )
         .await
     };
+    let any_code = "00000000-00000000-00000000-00000000".to_string();
     // Unregistered device.
     let (unregistered, _) = registration_record();
-    let r = claim(ta.clone(), admin_a.clone(), vec![unregistered.clone()]).await;
+    let r = claim(
+        ta.clone(),
+        admin_a.clone(),
+        vec![(unregistered.clone(), any_code.clone())],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
     assert_eq!(r.code(), "device_not_registered");
     assert_eq!(r.body["error"]["details"][0]["id"], unregistered);
     // Claimed by A; A again is idempotent (upper case accepted).
-    let d1 = t.register_device().await;
+    let d1 = t.register_device_with_code().await;
     let r = claim(ta.clone(), admin_a.clone(), vec![d1.clone()]).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body, json!({"claimed": 1, "alreadyOwned": 0}));
-    let r = claim(ta.clone(), admin_a.clone(), vec![d1.to_uppercase()]).await;
+    let r = claim(
+        ta.clone(),
+        admin_a.clone(),
+        vec![(d1.0.to_uppercase(), d1.1.to_uppercase())],
+    )
+    .await;
     assert_eq!(r.body, json!({"claimed": 0, "alreadyOwned": 1}));
-    // B cannot take it, and is not told who holds it.
+    // B cannot take it, even with its (used) code, and is not told who holds it.
     let r = claim(tb.clone(), admin_b.clone(), vec![d1.clone()]).await;
-    assert_eq!(r.status, StatusCode::CONFLICT);
-    assert_eq!(r.code(), "already_claimed");
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.code(), "device_not_registered");
     assert!(!String::from_utf8_lossy(&r.raw).contains(&ta));
-    // Bulk with one bad ID writes nothing.
-    let d2 = t.register_device().await;
-    let d3 = t.register_device().await;
+    // Bulk with one bad device writes nothing.
+    let d2 = t.register_device_with_code().await;
+    let d3 = t.register_device_with_code().await;
     let before = t.count("SELECT COUNT(*) FROM devices").await;
-    for bad in [unregistered.clone(), d1.clone(), "xyz".to_string()] {
+    for bad in [
+        (unregistered.clone(), any_code.clone()),
+        d1.clone(),
+        ("xyz".to_string(), any_code.clone()),
+        (d2.0.clone(), "not a code".to_string()),
+    ] {
         let r = claim(
             tb.clone(),
             admin_b.clone(),
@@ -196,10 +216,13 @@ async fn claiming_is_permanent_and_all_or_nothing(t: &TestApp) {
     // Count limits.
     let r = claim(tb.clone(), admin_b.clone(), vec![]).await;
     assert_eq!(r.code(), "invalid_body");
-    let many: Vec<String> = (0..1001).map(|_| "a".repeat(128)).collect();
+    let many: Vec<(String, String)> = (0..1001)
+        .map(|_| ("a".repeat(128), any_code.clone()))
+        .collect();
     let r = claim(tb.clone(), admin_b.clone(), many).await;
     assert_eq!(r.code(), "invalid_body");
     // Another tenant's device answers exactly as a missing one.
+    let d1 = d1.0;
     let (missing, _) = registration_record();
     let a = t
         .get(&format!("/v1/tenants/{tb}/devices/{d1}"), &admin_b)

@@ -97,12 +97,12 @@ async fn fleet(t: &TestApp, tid: &str, admin: &str, group: Option<&str>, n: usiz
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let claims = common::claims_of(&r);
     let r = t
         .post(
             &format!("/v1/tenants/{tid}/devices/claim"),
             admin,
-            json!({ "deviceIds": ids }),
+            json!({ "devices": claims }),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

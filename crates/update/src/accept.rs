@@ -205,7 +205,8 @@ impl AcceptedTargetSet {
 /// the service time advanced. `service_time_hint` is another service-signed time the caller
 /// knows (the device certificate's `notBefore`).
 ///
-/// The tenant pin is the stored ownership document's tenant even when the key list no longer
+/// The tenant pin is the stored ownership document's tenant (a document of another tenant is
+/// accepted only with a greater ownership epoch: a transfer) even when the key list no longer
 /// holds the endorsement key that signed it; a stored ownership document that cannot be read
 /// refuses every set ([`UpdateError::Malformed`]) rather than unpinning the device. An ownership
 /// document older than the stored one is refused (`UpdateError::Ownership` with an
@@ -229,11 +230,22 @@ pub fn accept_target_set(
     // pin" (claims are permanent).
     let stored = dir.pinned_ownership(&device)?;
     if let Some(pinned) = &stored {
-        if pinned.tenant_id != ownership.tenant_id() {
+        let epoch = ownership.document().ownership_epoch;
+        // A new tenant only under a newer ownership epoch: the platform raises it at every
+        // transfer or reassignment, so an old owner's documents (replayed, or signed before the
+        // transfer) can never win the device back, and a new owner's need no old owner's consent
+        // on the device (the service required it before signing).
+        if pinned.tenant_id != ownership.tenant_id() && epoch <= pinned.ownership_epoch {
             return Err(UpdateError::TenantChanged {
                 pinned: pinned.tenant_id,
                 found: ownership.tenant_id(),
             });
+        }
+        if epoch < pinned.ownership_epoch {
+            return Err(UpdateError::Ownership(DocumentError::InvalidField {
+                field: "ownership_epoch",
+                reason: "older than the ownership epoch this device already holds",
+            }));
         }
         // The device keeps the newest ownership document it verified; an older one (which may
         // list metadata or image keys the tenant has since rotated out) is refused.

@@ -28,7 +28,7 @@ pub enum UpdateError {
     /// The ownership document names another tenant than the one the device already belongs to.
     #[error(
         "ownership document names tenant {found}, but this device belongs to tenant {pinned}; \
-         claims are permanent"
+         a tenant change needs a newer ownership epoch (a transfer)"
     )]
     TenantChanged {
         /// The tenant recorded on the device.

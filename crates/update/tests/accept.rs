@@ -730,6 +730,69 @@ fn the_tenant_pin_survives_an_endorsement_key_rotation() {
     assert_eq!(w.device.counter(), 6);
 }
 
+/// A transfer (docs/identity-documents.md, "Ownership epoch"): the device moves to another
+/// tenant only under a greater ownership epoch; the old owner's documents, replayed or newly
+/// signed at the old epoch, never win it back, and a smaller epoch is refused for the owner too.
+#[test]
+fn a_transfer_moves_the_pin_only_under_a_newer_epoch() {
+    let w = baseline();
+    let signed = |tenant: &Tenant, epoch: u64, issued: i64| {
+        let mut doc = ownership_doc(tenant, w.device.id, at(issued));
+        doc.ownership_epoch = epoch;
+        doc.sign(&w.platform.endorsement).unwrap()
+    };
+    let set_b = |version: u64| {
+        target_set(&w.b, w.device.id, version, at(HOUR))
+            .sign(&w.b.metadata_key)
+            .unwrap()
+    };
+    // Without a newer epoch, B is refused, whatever the time of its document.
+    let before = w.device.snapshot();
+    let err = w
+        .accept_bytes(&set_b(6), &signed(&w.b, 0, HOUR), None)
+        .unwrap_err();
+    assert!(matches!(err, UpdateError::TenantChanged { .. }), "{err:?}");
+    assert_eq!(w.device.snapshot(), before);
+    // The transfer: epoch 1 for B is accepted and pins B.
+    w.accept_bytes(&set_b(6), &signed(&w.b, 1, HOUR), None)
+        .unwrap();
+    assert_eq!(w.device.counter(), 6);
+    let before = w.device.snapshot();
+    // A's documents at the old epoch (the one it held, or a fresh one) cannot take it back.
+    for own_a in [
+        w.ownership_a(),
+        signed(&w.a, 0, 2 * HOUR),
+        signed(&w.a, 1, 2 * HOUR),
+    ] {
+        let err = w.accept_bytes(&next(&w, 7), &own_a, None).unwrap_err();
+        assert!(
+            matches!(err, UpdateError::TenantChanged { pinned, found }
+                if pinned == w.b.id && found == w.a.id),
+            "{err:?}"
+        );
+        assert_eq!(w.device.snapshot(), before);
+    }
+    // B's own document at a smaller epoch is refused too.
+    let err = w
+        .accept_bytes(&set_b(7), &signed(&w.b, 0, 2 * HOUR), None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            UpdateError::Ownership(DocumentError::InvalidField {
+                field: "ownership_epoch",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(w.device.snapshot(), before);
+    // Transferred back: epoch 2 for A is accepted, and the version only grew.
+    w.accept_bytes(&next(&w, 7), &signed(&w.a, 2, 2 * HOUR), None)
+        .unwrap();
+    assert_eq!(w.device.counter(), 7);
+}
+
 /// A stored ownership document that cannot be read must not silently unpin the device.
 #[test]
 fn a_corrupted_stored_ownership_does_not_unpin_the_device() {

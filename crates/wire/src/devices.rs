@@ -104,8 +104,8 @@ pub struct RegisterDevicesRequest {
     pub records: Vec<String>,
 }
 
-/// One registered device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One registered device (its `Debug` leaves the claim code out).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredDevice {
@@ -119,6 +119,21 @@ pub struct RegisteredDevice {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub registered_at: OffsetDateTime,
+    /// The device's claim code, only in the answer that first stored its record (shown once;
+    /// the service keeps its SHA-256): hand it to the buyer, who needs it to claim the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_code: Option<String>,
+}
+
+impl std::fmt::Debug for RegisteredDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredDevice")
+            .field("device_id", &self.device_id)
+            .field("root_of_trust", &self.root_of_trust)
+            .field("manufacturing_state", &self.manufacturing_state)
+            .field("registered_at", &self.registered_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Answer of `POST /v1/manufacturing/registrations`: every record of the request, in order.
@@ -142,8 +157,9 @@ pub struct RegisterDevicesResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimDevicesRequest {
-    /// 1 to 1000 device IDs. Claiming is permanent.
-    pub device_ids: Vec<String>,
+    /// 1 to 1000 devices, each with the claim code that came with it (from the manufacturer).
+    /// A wrong code gets the same answer as an unknown device.
+    pub devices: Vec<crate::DeviceClaim>,
 }
 
 /// Answer of a claim: all or nothing.

@@ -106,6 +106,8 @@ mod events;
 pub use events::*;
 mod accounts;
 pub use accounts::*;
+mod claims;
+pub use claims::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///

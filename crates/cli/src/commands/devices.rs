@@ -140,22 +140,103 @@ fn write_file(destination: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The non-comment lines of a device file, split at commas or white space.
+fn device_file_lines(file: &Path) -> Result<Vec<Vec<String>>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect())
+}
+
+/// Device IDs from `--device` and the first field of each line of `--device-file`.
 fn device_ids(devices: Vec<String>, file: Option<&Path>) -> Result<Vec<String>> {
     let mut ids = devices;
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
         ids.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
+            device_file_lines(file)?
+                .into_iter()
+                .filter_map(|f| f.into_iter().next()),
         );
     }
     if ids.is_empty() {
-        bail!("name the devices to claim with --device ID or --device-file FILE");
+        bail!("name the devices with --device ID or --device-file FILE");
     }
     Ok(ids)
+}
+
+/// (device ID, claim code) pairs from `--device`/`--claim-code` (in order) and `--device-file`
+/// (`DEVICE_ID,CLAIM_CODE` lines).
+fn device_claims(
+    devices: Vec<String>,
+    codes: Vec<String>,
+    file: Option<&Path>,
+) -> Result<Vec<Value>> {
+    if devices.len() != codes.len() {
+        bail!(
+            "give one --claim-code per --device, in the same order ({} devices, {} codes); the \
+             seller or manufacturer gives each device's claim code with it",
+            devices.len(),
+            codes.len()
+        );
+    }
+    let mut claims: Vec<Value> = devices
+        .into_iter()
+        .zip(codes)
+        .map(|(d, c)| json!({ "deviceId": d, "claimCode": c }))
+        .collect();
+    if let Some(file) = file {
+        for (n, fields) in device_file_lines(file)?.into_iter().enumerate() {
+            let [id, code] = fields.as_slice() else {
+                bail!(
+                    "{} line {}: expected `DEVICE_ID,CLAIM_CODE` (as `ferro manufacturing register \
+                     --claim-codes-file` writes it)",
+                    file.display(),
+                    n + 1
+                );
+            };
+            claims.push(json!({ "deviceId": id, "claimCode": code }));
+        }
+    }
+    if claims.is_empty() {
+        bail!(
+            "name the devices to claim with --device ID --claim-code CODE, or --device-file FILE"
+        );
+    }
+    Ok(claims)
+}
+
+/// POSTs `items` in requests of up to 1000 (`body(batch)`), as the service takes them, each all
+/// or nothing; a failed batch stops here and says how far the earlier ones got. Returns the
+/// summed `{"claimed", "alreadyOwned"}` of the answers.
+pub(super) fn post_in_batches<T>(
+    client: &ferro_client::Client,
+    path: &str,
+    items: &[T],
+    body: impl Fn(&[T]) -> Value,
+    verb: &str,
+) -> Result<Value> {
+    let (mut done, mut already_owned) = (0u64, 0u64);
+    for (index, batch) in items.chunks(1000).enumerate() {
+        let answer: Value = client.post(path, &body(batch)).with_context(|| {
+            format!(
+                "{verb} batch {} of {} failed (earlier batches: {done} devices)",
+                index + 1,
+                items.len().div_ceil(1000)
+            )
+        })?;
+        done += answer["claimed"].as_u64().unwrap_or(0);
+        already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
+    }
+    Ok(json!({ "claimed": done, "alreadyOwned": already_owned }))
 }
 
 pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
@@ -169,40 +250,40 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
     match command {
         CloudDeviceCommand::Claim {
             device,
+            claim_code,
             device_file,
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let ids = device_ids(device, device_file.as_deref())?;
-            let (mut claimed, mut already_owned) = (0u64, 0u64);
-            // The service takes at most 1000 per request, each request all-or-nothing; a failed
-            // batch stops here and says how far the earlier ones got.
-            for (index, batch) in ids.chunks(1000).enumerate() {
-                let answer: Value = client
-                    .post(
-                        &format!("/v1/tenants/{tenant}/devices/claim"),
-                        &json!({ "deviceIds": batch }),
-                    )
-                    .with_context(|| {
-                        format!(
-                            "claiming batch {} of {} failed (earlier batches claimed {claimed} devices)",
-                            index + 1,
-                            ids.len().div_ceil(1000)
-                        )
-                    })?;
-                claimed += answer["claimed"].as_u64().unwrap_or(0);
-                already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
-            }
+            let ids = device_claims(device, claim_code, device_file.as_deref())?;
+            let value = post_in_batches(
+                &client,
+                &format!("/v1/tenants/{tenant}/devices/claim"),
+                &ids,
+                |batch| json!({ "devices": batch }),
+                "claim",
+            )?;
             emit(
                 output,
                 &JsonView {
-                    value: json!({ "claimed": claimed, "alreadyOwned": already_owned }),
+                    value,
                     fields: &[
                         ("Claimed now", "claimed"),
                         ("Already this tenant's", "alreadyOwned"),
                     ],
                 },
             )
+        }
+        CloudDeviceCommand::Transfer(command) => {
+            super::ownership::transfer(&session, &client, command, output)
+        }
+        CloudDeviceCommand::Reassign {
+            device,
+            to_tenant,
+            reason,
+        } => super::ownership::reassign(&client, &device, Some(&to_tenant), &reason, output),
+        CloudDeviceCommand::Unclaim { device, reason } => {
+            super::ownership::reassign(&client, &device, None, &reason, output)
         }
         CloudDeviceCommand::List {
             device_group,
@@ -346,7 +427,20 @@ pub fn group_devices(command: GroupDeviceCommand, output: OutputFormat) -> Resul
 pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Result<()> {
     let session = Session::require()?;
     let client = session.client()?;
-    let ManufacturingCommand::Register { file } = command;
+    let (file, claim_codes_file) = match command {
+        ManufacturingCommand::Register {
+            file,
+            claim_codes_file,
+        } => (file, claim_codes_file),
+        ManufacturingCommand::Assign {
+            to_tenant,
+            device,
+            device_file,
+        } => {
+            let ids = device_ids(device, device_file.as_deref())?;
+            return super::ownership::assign(&client, &to_tenant, ids, output);
+        }
+    };
     let mut records = Vec::new();
     for path in &file {
         let bytes =
@@ -358,6 +452,21 @@ pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Res
         &json!({ "records": records }),
     )?;
     let devices = answer.get("devices").cloned().unwrap_or(answer);
+    if let Some(path) = claim_codes_file {
+        let mut text = String::from("# deviceId,claimCode (give each buyer their lines)\n");
+        let mut n = 0;
+        for d in devices.as_array().into_iter().flatten() {
+            if let (Some(id), Some(code)) = (d["deviceId"].as_str(), d["claimCode"].as_str()) {
+                text.push_str(&format!("{id},{code}\n"));
+                n += 1;
+            }
+        }
+        crate::session::write_private(&path, text.as_bytes())?;
+        eprintln!(
+            "Wrote {n} claim codes to {} (devices registered earlier keep the code shown then).",
+            path.display()
+        );
+    }
     emit(
         output,
         &JsonView {
@@ -366,6 +475,7 @@ pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Res
                 ("Device ID", "deviceId"),
                 ("Root of trust", "rootOfTrust"),
                 ("Registered", "registeredAt"),
+                ("Claim code (shown once)", "claimCode"),
             ],
         },
     )

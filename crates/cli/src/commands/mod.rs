@@ -7,6 +7,7 @@ mod hardware_definition;
 mod image_package;
 mod images;
 mod keys;
+mod ownership;
 mod product;
 mod tenant;
 

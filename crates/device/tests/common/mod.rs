@@ -289,13 +289,21 @@ impl VirtualDevice {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        admin.json(&[
+        let registered = admin.json(&[
             "manufacturing",
             "register",
             "--file",
             s(&dir.join("registration.cose")),
         ]);
-        admin.json(&["device", "claim", "--device", &device_id]);
+        let code = registered[0]["claimCode"].as_str().expect("claim code");
+        admin.json(&[
+            "device",
+            "claim",
+            "--device",
+            &device_id,
+            "--claim-code",
+            code,
+        ]);
         let log = work.join("device.log");
         VirtualDevice {
             dir,

@@ -6,6 +6,7 @@ use crate::db::{self, Arg, DbRow};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, parse_json};
 use crate::page::PageReq;
+use crate::routes::ownership;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -32,7 +33,9 @@ use std::sync::LazyLock;
 pub const MAX_REGISTRATION_BODY: usize = 24 * 1024 * 1024;
 
 /// A JSON body of up to [`MAX_REGISTRATION_BODY`] bytes (bulk uploads), otherwise as
-/// [`JsonBody`]. Read only after authentication (axum runs header extractors first).
+/// [`JsonBody`]. Handlers read it only after authentication and authorization (taking the
+/// `Request` and calling `from_request` after their role check), so a caller without the role
+/// cannot make the service read and parse a large body.
 #[derive(Debug)]
 pub struct BulkJsonBody<T>(pub T);
 
@@ -78,7 +81,12 @@ fn snake(code: &str) -> String {
     code.replace('-', "_")
 }
 
-fn item(index: usize, id: Option<String>, code: &str, message: impl Into<String>) -> ErrorItem {
+pub(crate) fn item(
+    index: usize,
+    id: Option<String>,
+    code: &str,
+    message: impl Into<String>,
+) -> ErrorItem {
     ErrorItem {
         index: u32::try_from(index).unwrap_or(u32::MAX),
         id,
@@ -168,9 +176,13 @@ fn verify_all(records: Vec<String>) -> (Vec<Checked>, Vec<ErrorItem>) {
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
-    BulkJsonBody(req): BulkJsonBody<RegisterDevicesRequest>,
+    request: Request<Body>,
 ) -> ApiResult<Json<RegisterDevicesResponse>> {
+    // Authorization before the body: up to 24 MiB of JSON is read and parsed only for a
+    // platform operator, never for any other caller.
     caller.require_operator()?;
+    let BulkJsonBody(req) =
+        BulkJsonBody::<RegisterDevicesRequest>::from_request(request, &state).await?;
     if req.records.is_empty() || req.records.len() > MAX_REGISTRATIONS_PER_REQUEST {
         return Err(ApiError::invalid_body(format!(
             "`records` must hold 1 to {MAX_REGISTRATIONS_PER_REQUEST} registration records; split \
@@ -215,11 +227,13 @@ pub async fn register(
     let mut new_ids = Vec::new();
     for c in &checked {
         let rec = c.verified.record();
+        // Shown once (in this answer, if this request stores the record); only its hash is kept.
+        let code = ownership::new_claim_code()?;
         let inserted = sqlx::query(
             "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
              manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
-             attestation_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (device_id) DO NOTHING",
+             attestation_key, claim_code_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (device_id) DO NOTHING",
         )
         .bind(&c.device_id)
         .bind(Base64::encode_string(&rec.device_key.to_spki_der()))
@@ -236,6 +250,7 @@ pub async fn register(
                 .as_ref()
                 .map(|k| Base64::encode_string(&k.to_spki_der())),
         )
+        .bind(&code.sha256_hex)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -256,9 +271,11 @@ pub async fn register(
             ));
             continue;
         }
+        let mut claim_code = None;
         if inserted {
             registered += 1;
             new_ids.push(c.device_id.clone());
+            claim_code = Some(code.text);
         } else if !new_ids.contains(&c.device_id) {
             unchanged += 1;
         }
@@ -267,6 +284,7 @@ pub async fn register(
             root_of_trust: rot_kind(rec.root_of_trust),
             manufacturing_state: mfg_state(rec.manufacturing_state),
             registered_at: db::ts(row.try_get("registered_at")?),
+            claim_code,
         });
     }
     if !conflicts.is_empty() {
@@ -299,23 +317,26 @@ pub async fn register(
     }))
 }
 
-fn placeholders(start: usize, n: usize) -> String {
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Claim registered devices for the tenant (Contributor): 1 to 1000 IDs, all or nothing.
-/// Claiming is permanent; a device this tenant already holds is an idempotent repeat.
+/// Claim registered devices for the tenant (Contributor): 1 to 1000 devices, each with its
+/// claim code, all or nothing. A wrong code, an unknown device and a device that is already
+/// claimed (its code was used up) get the same answer, `device_not_registered`, so the route
+/// tells nothing about devices whose code the caller does not hold. A device this tenant
+/// already holds is an idempotent repeat.
 #[utoipa::path(post, path = "/v1/tenants/{tenantId}/devices/claim", tag = "devices",
     request_body = ClaimDevicesRequest,
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID")),
     responses((status = 200, body = ClaimDevicesResponse),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, description = "Tenant not found, or device_not_registered (details list the device IDs)", body = ErrorBody),
-        (status = 409, description = "already_claimed: claimed by another tenant (details list the device IDs)", body = ErrorBody),
-        (status = 422, description = "invalid_body: malformed device IDs (details) or count", body = ErrorBody)),
+        (status = 404, description = "Tenant not found, or device_not_registered: no registered, unclaimed device with this ID and claim code (details list them)", body = ErrorBody),
+        (status = 409, description = "already_claimed: another request claimed one of the devices at the same moment", body = ErrorBody),
+        (status = 422, description = "invalid_body: malformed device IDs or claim codes (details) or count", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn claim(
     State(state): State<AppState>,
@@ -323,122 +344,89 @@ pub async fn claim(
     JsonBody(req): JsonBody<ClaimDevicesRequest>,
 ) -> ApiResult<Json<ClaimDevicesResponse>> {
     who.require(Role::Contributor)?;
-    if req.device_ids.is_empty() || req.device_ids.len() > MAX_CLAIMS_PER_REQUEST {
+    if req.devices.is_empty() || req.devices.len() > MAX_CLAIMS_PER_REQUEST {
         return Err(ApiError::invalid_body(format!(
-            "`deviceIds` must hold 1 to {MAX_CLAIMS_PER_REQUEST} device IDs; split larger claims"
+            "`devices` must hold 1 to {MAX_CLAIMS_PER_REQUEST} devices (each `deviceId` with its \
+             `claimCode`); split larger claims"
         )));
     }
     let mut bad = Vec::new();
-    let mut ids: Vec<(usize, String)> = Vec::with_capacity(req.device_ids.len());
+    let mut ids: Vec<(usize, String, [u8; 32])> = Vec::with_capacity(req.devices.len());
     let mut unique = std::collections::HashSet::new();
-    for (i, raw) in req.device_ids.iter().enumerate() {
-        match normalize_device_id(raw) {
-            Some(id) => {
-                if unique.insert(id.clone()) {
-                    ids.push((i, id));
-                }
-            }
-            None => bad.push(item(
+    for (i, d) in req.devices.iter().enumerate() {
+        let Some(id) = normalize_device_id(&d.device_id) else {
+            bad.push(ownership::bad_device_id(i));
+            continue;
+        };
+        let Some(code) = ferro_wire::parse_claim_code(&d.claim_code) else {
+            bad.push(item(
                 i,
-                None,
-                "invalid_device_id",
-                "a device ID is 128 hexadecimal characters",
-            )),
+                Some(id),
+                "invalid_claim_code",
+                "a claim code is 32 hexadecimal digits (hyphens and spaces are ignored), as the \
+                 manufacturer gave it with the device",
+            ));
+            continue;
+        };
+        if unique.insert(id.clone()) {
+            ids.push((i, id, Sha256::digest(code).into()));
         }
     }
     if !bad.is_empty() {
         return Err(ApiError::Items {
             code: ErrorCode::InvalidBody,
-            message: "some device IDs are malformed and nothing was claimed (see `details`)".into(),
+            message: "some device IDs or claim codes are malformed and nothing was claimed (see \
+                      `details`)"
+                .into(),
             items: bad,
         });
     }
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
-    let sql = format!(
-        "SELECT r.device_id, d.tenant_id FROM device_registrations r \
-         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (_, id) in &ids {
-        q = q.bind(id);
-    }
-    let mut known: HashMap<String, Option<String>> = HashMap::new();
-    for r in q.fetch_all(&mut *tx).await? {
-        known.insert(r.try_get("device_id")?, r.try_get("tenant_id")?);
-    }
-    let mut missing = Vec::new();
-    let mut taken = Vec::new();
+    let keys: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
+    let known = ownership::registrations(&mut tx, &keys).await?;
+    let mut refused = Vec::new();
     let mut new = Vec::new();
     let mut owned = 0u32;
-    for (i, id) in &ids {
-        match known.get(id) {
-            None => missing.push(item(
+    for (i, id, presented) in &ids {
+        let (stored, tenant) = known.get(id).cloned().unwrap_or((None, None));
+        if tenant.as_deref() == Some(who.tid.as_str()) {
+            owned += 1;
+            continue;
+        }
+        // Unknown, claimed (code cleared) or wrong code: one answer, after one comparison.
+        let stored = stored.and_then(|h| hex::decode(h).ok());
+        if tenant.is_none() && ownership::code_matches(stored.as_deref(), presented) {
+            new.push(id.clone());
+        } else {
+            refused.push(item(
                 *i,
                 Some(id.clone()),
                 "device_not_registered",
-                "no registration record for this device ID; the manufacturer must register it",
-            )),
-            Some(Some(t)) if *t == who.tid => owned += 1,
-            Some(Some(_)) => taken.push(item(
-                *i,
-                Some(id.clone()),
-                "already_claimed",
-                "claimed by another tenant; claiming is permanent",
-            )),
-            Some(None) => new.push(id.clone()),
+                "no registered, unclaimed device has this ID and claim code; check both with the \
+                 seller, or ask them to have the platform operator assign the device",
+            ));
         }
     }
-    if !missing.is_empty() {
+    if !refused.is_empty() {
+        tracing::info!(
+            tenant = %who.tid,
+            refused = refused.len(),
+            "claim refused: unknown device or wrong claim code"
+        );
         return Err(ApiError::Items {
             code: ErrorCode::DeviceNotRegistered,
             message: format!(
-                "{} devices are not registered and nothing was claimed; check the IDs, or ask the \
-                 manufacturer to register them (see `details`)",
-                missing.len()
+                "{} devices are not registered and unclaimed with the claim codes given, and \
+                 nothing was claimed; check the IDs and codes (see `details`)",
+                refused.len()
             ),
-            items: missing.into_iter().chain(taken).collect(),
-        });
-    }
-    if !taken.is_empty() {
-        return Err(ApiError::Items {
-            code: ErrorCode::AlreadyClaimed,
-            message: format!(
-                "{} devices are claimed by another tenant and nothing was claimed; remove them \
-                 (see `details`)",
-                taken.len()
-            ),
-            items: taken,
+            items: refused,
         });
     }
     let now = db::now();
     if !new.is_empty() {
-        let values = (0..new.len())
-            .map(|i| format!("(${}, $1, NULL, $2)", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO devices (id, tenant_id, device_group_id, claimed_at) VALUES {values}"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&who.tid)
-            .bind(now);
-        for id in &new {
-            q = q.bind(id);
-        }
-        q.execute(&mut *tx).await.map_err(|e| {
-            let e = ApiError::from(e);
-            if e.is_unique_violation() {
-                ApiError::new(
-                    ErrorCode::AlreadyClaimed,
-                    "a device in the request was claimed at the same moment by another request; \
-                     retry to see which",
-                )
-            } else {
-                e
-            }
-        })?;
+        ownership::insert_devices(&mut tx, &who.tid, &new, now).await?;
     }
     db::audit(
         &mut tx,
@@ -502,7 +490,7 @@ fn device_from_row(r: &DbRow<'_>) -> ApiResult<Device> {
     })
 }
 
-fn device_param(raw: &str) -> ApiResult<String> {
+pub(crate) fn device_param(raw: &str) -> ApiResult<String> {
     normalize_device_id(raw).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidId,

@@ -13,6 +13,7 @@ pub mod invitations;
 pub mod me;
 pub mod ops;
 pub mod os_releases;
+pub mod ownership;
 pub mod pki;
 pub mod products;
 pub mod tenants;

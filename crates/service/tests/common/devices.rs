@@ -23,7 +23,8 @@ pub fn new_rot() -> Dev {
     Dev { _dir: dir, rot, id }
 }
 
-pub async fn register(t: &TestApp, d: &Dev) {
+/// Registers the device; returns its claim code.
+pub async fn register(t: &TestApp, d: &Dev) -> String {
     let record = ferro_pki::RegistrationRecord {
         device_key: d.rot.public_key().clone(),
         root_of_trust: ferro_pki::RootOfTrust::Software,
@@ -41,16 +42,20 @@ pub async fn register(t: &TestApp, d: &Dev) {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["devices"][0]["claimCode"]
+        .as_str()
+        .expect("claim code")
+        .to_string()
 }
 
 pub async fn claimed(t: &TestApp, tid: &str, admin: &str) -> Dev {
     let d = new_rot();
-    register(t, &d).await;
+    let code = register(t, &d).await;
     let r = t
         .post(
             &format!("/v1/tenants/{tid}/devices/claim"),
             admin,
-            json!({"deviceIds": [d.id]}),
+            json!({"devices": [{"deviceId": d.id, "claimCode": code}]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

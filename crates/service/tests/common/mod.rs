@@ -399,6 +399,12 @@ impl TestApp {
 
     /// Register a fresh device through the API as the platform operator. Returns its ID.
     pub async fn register_device(&self) -> String {
+        self.register_device_with_code().await.0
+    }
+
+    /// Register a fresh device through the API as the platform operator. Returns its ID and
+    /// its claim code (shown once, in the registration's answer).
+    pub async fn register_device_with_code(&self) -> (String, String) {
         let (id, record) = registration_record();
         let r = self
             .post(
@@ -408,22 +414,36 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "register: {:?}", r.body);
-        id
+        let code = r.body["devices"][0]["claimCode"]
+            .as_str()
+            .expect("claim code of a new registration")
+            .to_string();
+        (id, code)
     }
 
     /// A fresh device registered and claimed by `tenant`. Returns its ID.
     pub async fn claimed_device(&self, tenant: &str, token: &str) -> String {
-        let id = self.register_device().await;
+        let (id, code) = self.register_device_with_code().await;
         let r = self
             .post(
                 &format!("/v1/tenants/{tenant}/devices/claim"),
                 token,
-                json!({"deviceIds": [id]}),
+                json!({"devices": [{"deviceId": id, "claimCode": code}]}),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "claim: {:?}", r.body);
         id
     }
+}
+
+/// The claim request entries (`{deviceId, claimCode}`) of a registration answer's new devices.
+pub fn claims_of(registered: &Resp) -> Vec<Value> {
+    registered.body["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| json!({"deviceId": d["deviceId"], "claimCode": d["claimCode"]}))
+        .collect()
 }
 
 /// A signed registration record of a fresh software device: (device ID, base64 record).

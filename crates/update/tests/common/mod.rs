@@ -140,6 +140,7 @@ pub fn ownership_doc(
         issued_at,
         image_keys: vec![tenant.image_key.public_key().clone()],
         metadata_keys: vec![tenant.metadata_key.public_key().clone()],
+        ownership_epoch: 0,
     }
 }
 

@@ -1,0 +1,746 @@
+//! Who owns a device, beyond the claim (`devices::claim`): claim codes, the manufacturer's
+//! assignment of devices to a tenant, ownership transfers between tenants, and the platform
+//! operator's reassignment of a disputed device (docs/service/README.md, "Claiming and
+//! ownership"). Every change is audited; every tenant change goes through [`change_owner`],
+//! which clears what belonged to the old tenant and raises the device's ownership epoch.
+
+use crate::auth::{self, Caller, TenantCaller, parse_id};
+use crate::db::{self, Tx};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::routes::devices::{device_param, item, placeholders};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use ferro_wire::{
+    AssignDevicesRequest, CLAIM_CODE_BYTES, ClaimDevicesResponse, CreateTransferRequest,
+    DeviceReassigned, DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode,
+    MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN, ReassignDeviceRequest, Role, TransferState,
+    format_claim_code, normalize_device_id,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::HashMap;
+use subtle::ConstantTimeEq;
+
+/// A new claim code: its text (shown once) and the hex SHA-256 the service keeps.
+pub(crate) struct NewClaimCode {
+    pub text: String,
+    pub sha256_hex: String,
+}
+
+/// 16 bytes from the operating system's CSPRNG.
+pub(crate) fn new_claim_code() -> ApiResult<NewClaimCode> {
+    let mut bytes = [0u8; CLAIM_CODE_BYTES];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(format!("random: {e}")))?;
+    Ok(NewClaimCode {
+        text: format_claim_code(&bytes),
+        sha256_hex: hex::encode(Sha256::digest(bytes)),
+    })
+}
+
+/// Whether `presented` (the SHA-256 of the code a claimer sent) is the stored hash, compared in
+/// constant time. A device without a stored hash (unknown, claimed, or registered before claim
+/// codes) is compared against a fixed value, so every refusal costs the same.
+pub(crate) fn code_matches(stored: Option<&[u8]>, presented: &[u8; 32]) -> bool {
+    match stored {
+        Some(stored) if stored.len() == 32 => bool::from(stored.ct_eq(presented)),
+        _ => {
+            let _ = [0u8; 32].ct_eq(presented);
+            false
+        }
+    }
+}
+
+/// `invalid_device_id` for entry `index` of a request's list.
+pub(crate) fn bad_device_id(index: usize) -> ferro_wire::ErrorItem {
+    item(
+        index,
+        None,
+        "invalid_device_id",
+        "a device ID is 128 hexadecimal characters",
+    )
+}
+
+/// What the service holds of each registered device among `ids` (unregistered ones are absent):
+/// the hex SHA-256 of its claim code (`None`: used up or never made) and its tenant (`None`:
+/// unclaimed).
+pub(crate) type Registrations = HashMap<String, (Option<String>, Option<String>)>;
+
+/// [`Registrations`] of `ids`, read in the caller's transaction.
+pub(crate) async fn registrations(tx: &mut Tx, ids: &[&str]) -> ApiResult<Registrations> {
+    let sql = format!(
+        "SELECT r.device_id, r.claim_code_sha256, d.tenant_id FROM device_registrations r \
+         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        q = q.bind(*id);
+    }
+    let mut known = HashMap::new();
+    for r in q.fetch_all(&mut **tx).await? {
+        known.insert(
+            r.try_get("device_id")?,
+            (r.try_get("claim_code_sha256")?, r.try_get("tenant_id")?),
+        );
+    }
+    Ok(known)
+}
+
+/// Insert claimed devices for `tid` and use up their claim codes (in the caller's transaction).
+pub(crate) async fn insert_devices(
+    tx: &mut Tx,
+    tid: &str,
+    ids: &[String],
+    now: i64,
+) -> ApiResult<()> {
+    let values = (0..ids.len())
+        .map(|i| format!("(${}, $1, NULL, $2)", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql =
+        format!("INSERT INTO devices (id, tenant_id, device_group_id, claimed_at) VALUES {values}");
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tid).bind(now);
+    for id in ids {
+        q = q.bind(id);
+    }
+    q.execute(&mut **tx).await.map_err(|e| {
+        let e = ApiError::from(e);
+        if e.is_unique_violation() {
+            ApiError::new(
+                ErrorCode::AlreadyClaimed,
+                "a device in the request was claimed at the same moment by another request; \
+                 retry to see which",
+            )
+        } else {
+            e
+        }
+    })?;
+    let sql = format!(
+        "UPDATE device_registrations SET claim_code_sha256 = NULL WHERE device_id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        q = q.bind(id);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Move a claimed device from its tenant to `to` (`None`: unclaimed), in the caller's
+/// transaction. What was the old tenant's goes: its device group (so its deployments), its
+/// capabilities, its block, its update signals, its cached ownership document and target set
+/// inputs (the next answer is signed for the new tenant), and any pending transfer offer. The
+/// device's target set version is kept (it only grows, also across tenants) and its ownership
+/// epoch grows by one, so the device can tell the new owner's documents from replays of the
+/// old one's. The device certificate it holds names the old tenant, so the device routes refuse
+/// it at once (`device_auth`); it gets the new tenant's certificate at its next attestation.
+pub(crate) async fn change_owner(
+    tx: &mut Tx,
+    device_id: &str,
+    to: Option<&str>,
+    closed_by: &str,
+) -> ApiResult<()> {
+    let now = db::now();
+    sqlx::query(
+        "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE device_transfers SET state = 'Cancelled', closed_at = $1, closed_by = $2 \
+         WHERE device_id = $3 AND state = 'Pending'",
+    )
+    .bind(now)
+    .bind(closed_by)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM update_signals WHERE device_id = $1")
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    match to {
+        Some(to) => {
+            sqlx::query(
+                "UPDATE device_capabilities SET revoked_at = $1 WHERE device_id = $2 \
+                 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE devices SET tenant_id = $1, device_group_id = NULL, claimed_at = $2, \
+                 blocked = 0, last_attested_at = NULL, last_attestation_result = NULL, \
+                 last_attestation_reasons = NULL, target_inputs = NULL, ownership_doc = NULL, \
+                 ownership_inputs = NULL, target_deployment_id = NULL, \
+                 target_deployment_version = NULL WHERE id = $3",
+            )
+            .bind(to)
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            // Unclaimed: the device row and what hangs off it go (the old tenant's error report
+            // rows for this device too: they reference the row).
+            for table in [
+                "device_capabilities",
+                "device_event_batches",
+                "device_events",
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE device_id = $1"
+                )))
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM devices WHERE id = $1")
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The device's tenant (`None`: registered, unclaimed), after taking the registration row's
+/// write lock, so that concurrent ownership changes of one device serialise. 404 if the device
+/// is not registered.
+async fn lock_device(tx: &mut Tx, device_id: &str) -> ApiResult<Option<String>> {
+    let locked = sqlx::query(
+        "UPDATE device_registrations SET ownership_epoch = ownership_epoch WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if locked != 1 {
+        return Err(ApiError::new(
+            ErrorCode::DeviceNotRegistered,
+            "no registration record for this device ID; check it, or register the device",
+        ));
+    }
+    let row = sqlx::query("SELECT tenant_id FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get("tenant_id")?),
+        None => None,
+    })
+}
+
+async fn tenant_exists(tx: &mut Tx, tid: &str) -> ApiResult<()> {
+    sqlx::query("SELECT id FROM tenants WHERE id = $1")
+        .bind(tid)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+/// Assign registered, unclaimed devices to a tenant (platform operator, for the manufacturer):
+/// 1 to 1000 device IDs, all or nothing, no claim codes needed; their claim codes are used up.
+/// A device the tenant already holds is an idempotent repeat.
+#[utoipa::path(post, path = "/v1/manufacturing/assignments", tag = "manufacturing",
+    request_body = AssignDevicesRequest,
+    responses((status = 200, body = ClaimDevicesResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "Tenant not found, or device_not_registered (details list the device IDs)", body = ErrorBody),
+        (status = 409, description = "already_claimed: held by another tenant (details list the device IDs); reassign them one by one if that is right", body = ErrorBody),
+        (status = 422, description = "invalid_body: malformed device IDs (details) or count", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn assign(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(req): JsonBody<AssignDevicesRequest>,
+) -> ApiResult<Json<ClaimDevicesResponse>> {
+    caller.require_operator()?;
+    if req.device_ids.is_empty() || req.device_ids.len() > MAX_CLAIMS_PER_REQUEST {
+        return Err(ApiError::invalid_body(format!(
+            "`deviceIds` must hold 1 to {MAX_CLAIMS_PER_REQUEST} device IDs; split larger \
+             assignments"
+        )));
+    }
+    let mut bad = Vec::new();
+    let mut ids: Vec<(usize, String)> = Vec::new();
+    let mut unique = std::collections::HashSet::new();
+    for (i, raw) in req.device_ids.iter().enumerate() {
+        match normalize_device_id(raw) {
+            Some(id) if unique.insert(id.clone()) => ids.push((i, id)),
+            Some(_) => {}
+            None => bad.push(bad_device_id(i)),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::InvalidBody,
+            message: "some device IDs are malformed and nothing was assigned (see `details`)"
+                .into(),
+            items: bad,
+        });
+    }
+    let tid = req.tenant_id.to_string();
+    let mut tx = state.db.begin_write().await?;
+    tenant_exists(&mut tx, &tid).await?;
+    let keys: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let known = registrations(&mut tx, &keys).await?;
+    let (mut missing, mut taken, mut new) = (Vec::new(), Vec::new(), Vec::new());
+    let mut owned = 0u32;
+    for (i, id) in &ids {
+        match known.get(id).map(|(_, tenant)| tenant) {
+            None => missing.push(item(
+                *i,
+                Some(id.clone()),
+                "device_not_registered",
+                "no registration record for this device ID; register it first",
+            )),
+            Some(Some(t)) if *t == tid => owned += 1,
+            Some(Some(_)) => taken.push(item(
+                *i,
+                Some(id.clone()),
+                "already_claimed",
+                "held by another tenant; settle it with `ferro device reassign` if it must move",
+            )),
+            Some(None) => new.push(id.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::DeviceNotRegistered,
+            message: format!(
+                "{} devices are not registered and nothing was assigned (see `details`)",
+                missing.len()
+            ),
+            items: missing.into_iter().chain(taken).collect(),
+        });
+    }
+    if !taken.is_empty() {
+        return Err(ApiError::Items {
+            code: ErrorCode::AlreadyClaimed,
+            message: format!(
+                "{} devices are held by another tenant and nothing was assigned (see `details`)",
+                taken.len()
+            ),
+            items: taken,
+        });
+    }
+    if !new.is_empty() {
+        insert_devices(&mut tx, &tid, &new, db::now()).await?;
+    }
+    let details = json!({ "assigned": new.len(), "alreadyOwned": owned, "deviceIds": new });
+    let actor = caller.uid();
+    db::audit(
+        &mut tx,
+        None,
+        Some(&actor),
+        "manufacturing.assign",
+        "tenant",
+        &tid,
+        details.clone(),
+    )
+    .await?;
+    db::audit(
+        &mut tx,
+        Some(&tid),
+        Some(&actor),
+        "device.assign",
+        "device",
+        new.first().map_or("", String::as_str),
+        details,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(ClaimDevicesResponse {
+        claimed: u32::try_from(new.len()).unwrap_or(u32::MAX),
+        already_owned: owned,
+    }))
+}
+
+/// Settle a dispute (platform operator): give a registered device to another tenant, or to none
+/// (unclaimed, with a new claim code shown once), with a reason that the platform's audit log
+/// and both tenants' audit logs keep. Pending transfers of the device are cancelled.
+#[utoipa::path(post, path = "/v1/manufacturing/devices/{deviceId}/reassign", tag = "manufacturing",
+    request_body = ReassignDeviceRequest,
+    params(("deviceId" = String, Path, description = "Device ID (128 hex characters)")),
+    responses((status = 200, body = DeviceReassigned),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "device_not_registered, or the tenant does not exist", body = ErrorBody),
+        (status = 422, description = "invalid_body: no reason, or a reason over 1000 characters", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reassign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(device_id): Path<String>,
+    JsonBody(req): JsonBody<ReassignDeviceRequest>,
+) -> ApiResult<Json<DeviceReassigned>> {
+    caller.require_operator()?;
+    let did = device_param(&device_id)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
+        return Err(ApiError::invalid_body(format!(
+            "`reason` must say why, in 1 to {MAX_REASON_LEN} characters (it is kept in the \
+             audit logs of the platform and of both tenants)"
+        )));
+    }
+    let to = req.tenant_id.map(|t| t.to_string());
+    let mut tx = state.db.begin_write().await?;
+    if let Some(to) = &to {
+        tenant_exists(&mut tx, to).await?;
+    }
+    let from = lock_device(&mut tx, &did).await?;
+    let actor = caller.uid();
+    let mut claim_code = None;
+    if from != to {
+        match (&from, &to) {
+            (Some(_), _) => change_owner(&mut tx, &did, to.as_deref(), &actor).await?,
+            (None, Some(to)) => {
+                insert_devices(&mut tx, to, std::slice::from_ref(&did), db::now()).await?;
+                // Nothing of the old owner to clear, but the epoch still grows.
+                sqlx::query(
+                    "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 \
+                     WHERE device_id = $1",
+                )
+                .bind(&did)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (None, None) => {}
+        }
+    }
+    if to.is_none() {
+        // Unclaimed (or left unclaimed): a new code, so that whoever held the old one cannot
+        // claim the device back.
+        let code = new_claim_code()?;
+        sqlx::query("UPDATE device_registrations SET claim_code_sha256 = $1 WHERE device_id = $2")
+            .bind(&code.sha256_hex)
+            .bind(&did)
+            .execute(&mut *tx)
+            .await?;
+        claim_code = Some(code.text);
+    }
+    let details = json!({ "from": from, "to": to, "reason": reason });
+    db::audit(
+        &mut tx,
+        None,
+        Some(&actor),
+        "manufacturing.reassign",
+        "device",
+        &did,
+        details.clone(),
+    )
+    .await?;
+    let mut tenants: Vec<&String> = from.iter().chain(to.iter()).collect();
+    tenants.dedup();
+    for t in tenants {
+        db::audit(
+            &mut tx,
+            Some(t),
+            Some(&actor),
+            "device.reassign",
+            "device",
+            &did,
+            details.clone(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(device = %did, from = ?from, to = ?to, "device reassigned by an operator");
+    Ok(Json(DeviceReassigned {
+        device_id: did,
+        from_tenant_id: from.as_deref().map(parse_id).transpose()?,
+        to_tenant_id: to.as_deref().map(parse_id).transpose()?,
+        claim_code,
+    }))
+}
+
+const TRANSFER_COLUMNS: &str =
+    "id, device_id, from_tenant_id, to_tenant_id, state, created_by, created_at, closed_at";
+
+fn transfer_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceTransfer> {
+    Ok(DeviceTransfer {
+        id: parse_id(&r.try_get::<String, _>("id")?)?,
+        device_id: r.try_get("device_id")?,
+        from_tenant_id: parse_id(&r.try_get::<String, _>("from_tenant_id")?)?,
+        to_tenant_id: parse_id(&r.try_get::<String, _>("to_tenant_id")?)?,
+        state: r
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(|_| ApiError::Internal("unknown transfer state in database".into()))?,
+        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
+        created_at: db::ts(r.try_get("created_at")?),
+        closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(db::ts),
+    })
+}
+
+/// A transfer in which the tenant takes part (as sender or receiver), else 404.
+async fn get_transfer(tx: &mut Tx, tid: &str, raw_id: &str) -> ApiResult<DeviceTransfer> {
+    let id: DeviceTransferId = raw_id.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            "`transferId` must be a transfer ID (a UUID)",
+        )
+    })?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE id = $1 \
+         AND (from_tenant_id = $2 OR to_tenant_id = $2)"
+    )))
+    .bind(id.to_string())
+    .bind(tid)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| ApiError::not_found("device transfer"))?;
+    transfer_from_row(&row)
+}
+
+/// Close a pending transfer as `to_state` (`409 conflict` if it is not pending any more) and
+/// audit `action` in both tenants.
+async fn close_transfer(
+    tx: &mut Tx,
+    t: &DeviceTransfer,
+    to_state: TransferState,
+    actor: &str,
+    action: &str,
+) -> ApiResult<()> {
+    let changed = sqlx::query(
+        "UPDATE device_transfers SET state = $1, closed_at = $2, closed_by = $3 \
+         WHERE id = $4 AND state = 'Pending'",
+    )
+    .bind(to_state.as_str())
+    .bind(db::now())
+    .bind(actor)
+    .bind(t.id.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed != 1 {
+        return Err(ApiError::conflict(
+            "this transfer is no longer pending (it was accepted or cancelled)",
+        ));
+    }
+    let details = json!({ "transferId": t.id, "deviceId": t.device_id,
+        "from": t.from_tenant_id, "to": t.to_tenant_id });
+    for tenant in [t.from_tenant_id.to_string(), t.to_tenant_id.to_string()] {
+        db::audit(
+            tx,
+            Some(&tenant),
+            Some(actor),
+            action,
+            "device_transfer",
+            &t.id.to_string(),
+            details.clone(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Offer a device of the tenant to another tenant (Administrator). The device stays this
+/// tenant's until an Administrator of the target tenant accepts; either side may cancel. One
+/// pending offer per device.
+#[utoipa::path(post, path = "/v1/tenants/{tenantId}/devices/{deviceId}/transfers", tag = "devices",
+    request_body = CreateTransferRequest,
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("deviceId" = String, Path, description = "Device ID (128 hex characters)")),
+    responses((status = 201, body = DeviceTransfer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such device in this tenant, or no such target tenant", body = ErrorBody),
+        (status = 409, description = "conflict: the device already has a pending transfer", body = ErrorBody),
+        (status = 422, description = "invalid_body: the target is this tenant", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_transfer(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, device_id)): Path<(String, String)>,
+    JsonBody(req): JsonBody<CreateTransferRequest>,
+) -> ApiResult<(axum::http::StatusCode, Json<DeviceTransfer>)> {
+    who.require(Role::Administrator)?;
+    let did = device_param(&device_id)?;
+    let to = req.target_tenant_id.to_string();
+    if to == who.tid {
+        return Err(ApiError::invalid_body(
+            "`targetTenantId` is this tenant; name the tenant that should receive the device",
+        ));
+    }
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+    let owner = lock_device(&mut tx, &did)
+        .await
+        .map_err(|_| ApiError::not_found("device"))?;
+    if owner.as_deref() != Some(who.tid.as_str()) {
+        return Err(ApiError::not_found("device"));
+    }
+    tenant_exists(&mut tx, &to).await?;
+    let pending: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM device_transfers WHERE device_id = $1 AND state = 'Pending'",
+    )
+    .bind(&did)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("n")?;
+    if pending > 0 {
+        return Err(ApiError::conflict(
+            "this device already has a pending transfer; cancel it first (`ferro device transfer \
+             cancel`)",
+        ));
+    }
+    let id = DeviceTransferId::new();
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO device_transfers (id, device_id, from_tenant_id, to_tenant_id, state, \
+         created_by, created_at) VALUES ($1, $2, $3, $4, 'Pending', $5, $6)",
+    )
+    .bind(id.to_string())
+    .bind(&did)
+    .bind(&who.tid)
+    .bind(&to)
+    .bind(who.caller.uid())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let details = json!({ "transferId": id, "deviceId": did, "from": who.tid, "to": to });
+    let actor = who.caller.uid();
+    for t in [&who.tid, &to] {
+        db::audit(
+            &mut tx,
+            Some(t),
+            Some(&actor),
+            "device.transfer.create",
+            "device_transfer",
+            &id.to_string(),
+            details.clone(),
+        )
+        .await?;
+    }
+    let transfer = get_transfer(&mut tx, &who.tid, &id.to_string()).await?;
+    tx.commit().await?;
+    Ok((axum::http::StatusCode::CREATED, Json(transfer)))
+}
+
+/// The transfers the tenant sends or receives (Administrator), newest first, at most 500.
+#[utoipa::path(get, path = "/v1/tenants/{tenantId}/device-transfers", tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID")),
+    responses((status = 200, body = Vec<DeviceTransfer>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_transfers(
+    State(state): State<AppState>,
+    who: TenantCaller,
+) -> ApiResult<Json<Vec<DeviceTransfer>>> {
+    who.require(Role::Administrator)?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE from_tenant_id = $1 \
+         UNION SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE to_tenant_id = $1 \
+         ORDER BY id DESC LIMIT 500"
+    )))
+    .bind(&who.tid)
+    .fetch_all(state.db.pool())
+    .await?;
+    rows.iter()
+        .map(transfer_from_row)
+        .collect::<ApiResult<Vec<_>>>()
+        .map(Json)
+}
+
+/// A write transaction with the caller's Administrator role re-checked in it, and the transfer
+/// (of the caller's tenant) that `accept` or `cancel` acts on.
+async fn open_transfer(
+    state: &AppState,
+    who: &TenantCaller,
+    transfer_id: &str,
+) -> ApiResult<(Tx, DeviceTransfer)> {
+    who.require(Role::Administrator)?;
+    let mut tx = state.db.begin_write().await?;
+    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+    let t = get_transfer(&mut tx, &who.tid, transfer_id).await?;
+    Ok((tx, t))
+}
+
+/// Accept a transfer offered to the tenant (Administrator of the receiving tenant): the device
+/// becomes this tenant's, without a device group, capabilities or block; the sender loses it at
+/// once (its device routes refuse the certificate the device holds) and the device gets this
+/// tenant's ownership document, target set and certificate at its next attestation.
+#[utoipa::path(post, path = "/v1/tenants/{tenantId}/device-transfers/{transferId}/accept", tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("transferId" = String, Path, format = Uuid, description = "Transfer ID")),
+    responses((status = 200, body = DeviceTransfer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No transfer to this tenant with this ID", body = ErrorBody),
+        (status = 409, description = "conflict: the transfer is not pending", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn accept_transfer(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, transfer_id)): Path<(String, String)>,
+) -> ApiResult<Json<DeviceTransfer>> {
+    let (mut tx, t) = open_transfer(&state, &who, &transfer_id).await?;
+    // Only the receiving tenant accepts; to the sender its own offer is not acceptable.
+    if t.to_tenant_id != who.tenant {
+        return Err(ApiError::not_found("device transfer"));
+    }
+    if t.state != TransferState::Pending {
+        return Err(ApiError::conflict(format!(
+            "this transfer is {}, not pending",
+            t.state.as_str()
+        )));
+    }
+    let owner = lock_device(&mut tx, &t.device_id).await?;
+    let from = t.from_tenant_id.to_string();
+    if owner.as_deref() != Some(from.as_str()) {
+        return Err(ApiError::conflict(
+            "the device no longer belongs to the tenant that offered it; ask for a new offer",
+        ));
+    }
+    let actor = who.caller.uid();
+    // Closed first: moving the device cancels the pending offers it still has.
+    close_transfer(
+        &mut tx,
+        &t,
+        TransferState::Accepted,
+        &actor,
+        "device.transfer.accept",
+    )
+    .await?;
+    change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
+    let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
+    tx.commit().await?;
+    tracing::info!(device = %t.device_id, from = %from, to = %who.tid, "device transferred");
+    Ok(Json(done))
+}
+
+/// Cancel a pending transfer (Administrator of the sending or the receiving tenant, which
+/// declines it).
+#[utoipa::path(post, path = "/v1/tenants/{tenantId}/device-transfers/{transferId}/cancel", tag = "devices",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("transferId" = String, Path, format = Uuid, description = "Transfer ID")),
+    responses((status = 200, body = DeviceTransfer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No transfer of this tenant with this ID", body = ErrorBody),
+        (status = 409, description = "conflict: the transfer is not pending", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel_transfer(
+    State(state): State<AppState>,
+    who: TenantCaller,
+    Path((_, transfer_id)): Path<(String, String)>,
+) -> ApiResult<Json<DeviceTransfer>> {
+    let (mut tx, t) = open_transfer(&state, &who, &transfer_id).await?;
+    close_transfer(
+        &mut tx,
+        &t,
+        TransferState::Cancelled,
+        &who.caller.uid(),
+        "device.transfer.cancel",
+    )
+    .await?;
+    let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
+    tx.commit().await?;
+    Ok(Json(done))
+}
