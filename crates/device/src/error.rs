@@ -57,10 +57,10 @@ pub enum DeviceError {
          one with a fresh data directory"
     )]
     IdentityMismatch {
-        /// The device the registration record names.
-        registered: ferro_signing::DeviceId,
+        /// The device the registration record names (boxed: device IDs are 64 bytes).
+        registered: Box<ferro_signing::DeviceId>,
         /// The device whose key the root of trust holds.
-        root_of_trust: ferro_signing::DeviceId,
+        root_of_trust: Box<ferro_signing::DeviceId>,
     },
     /// The data directory is not provisioned (or incompletely).
     #[error("{0} is not a provisioned device data directory (run `ferro-device provision`)")]

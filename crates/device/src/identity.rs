@@ -241,8 +241,8 @@ pub fn check_registered_identity(
         return Ok(());
     }
     Err(DeviceError::IdentityMismatch {
-        registered: registered.device_id(),
-        root_of_trust: rot.device_id(),
+        registered: Box::new(registered.device_id()),
+        root_of_trust: Box::new(rot.device_id()),
     })
 }
 

@@ -178,8 +178,8 @@ fn a_data_directory_with_another_devices_root_of_trust_is_refused() {
             registered,
             root_of_trust,
         }) => {
-            assert_eq!(registered, my_id);
-            assert_eq!(root_of_trust, other_id);
+            assert_eq!(*registered, my_id);
+            assert_eq!(*root_of_trust, other_id);
         }
         other => panic!("expected IdentityMismatch, got {other:?}"),
     }

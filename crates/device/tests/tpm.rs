@@ -340,8 +340,8 @@ fn tpm_a_data_directory_on_another_tpm_is_refused() {
             registered,
             root_of_trust,
         }) => {
-            assert_eq!(registered, id_a);
-            assert_eq!(root_of_trust, id_b);
+            assert_eq!(*registered, id_a);
+            assert_eq!(*root_of_trust, id_b);
         }
         other => panic!("expected IdentityMismatch, got {other:?}"),
     }
