@@ -381,22 +381,18 @@ mod tests {
     fn the_notice_after_a_restart_ends_at_the_limit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("deferral.json");
-        let d = Deferrals::with_limits(
-            Duration::from_secs(600),
-            Duration::from_secs(3600),
-            Duration::from_secs(3600),
-        )
-        .with_state_file(&state);
-        d.set_deferrers(1);
-        assert_eq!(d.gate(4, false, at(0)), Some(at(600)));
-        let d = Deferrals::with_limits(
-            Duration::from_secs(600),
-            Duration::from_secs(3600),
-            Duration::from_secs(3600),
-        )
-        .with_state_file(&state);
-        d.set_deferrers(1);
-        assert_eq!(d.gate(4, false, at(3300)), Some(at(3600)));
+        let boot = || {
+            let d = Deferrals::with_limits(
+                Duration::from_secs(600),
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            )
+            .with_state_file(&state);
+            d.set_deferrers(1);
+            d
+        };
+        assert_eq!(boot().gate(4, false, at(0)), Some(at(600)));
+        assert_eq!(boot().gate(4, false, at(3300)), Some(at(3600)));
     }
 
     /// A malformed, tampered or unreadable state file means "announced long ago": no deferral

@@ -1,70 +1,27 @@
 //! The data directory's privacy and its binding to its own root of trust, on software devices
 //! provisioned in process with a test platform (no service): docs/device.md, "Data directory".
 
-use std::path::Path;
+#[allow(dead_code)] // only `copy_dir` is used here
+mod common;
+mod platform;
 
-use ferro_device::provision::{ProvisionOptions, provision};
+use std::path::{Path, PathBuf};
+
 use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, Slot};
-use ferro_image::{PackOptions, pack_os};
-use ferro_pki::{KeyList, PlatformKeyRole, issue_platform_root_certificate};
-use ferro_signing::SoftwareSigningKey;
-
-/// A test platform: root certificate PEM, signed key list, factory OS bundle.
-struct Platform {
-    root_pem: std::path::PathBuf,
-    key_list: Vec<u8>,
-    os_image: std::path::PathBuf,
-}
-
-fn platform(work: &Path) -> Platform {
-    let root = SoftwareSigningKey::generate();
-    let os_key = SoftwareSigningKey::generate();
-    let now = ferro_pki::time::OffsetDateTime::now_utc();
-    let cert = issue_platform_root_certificate(&root, now).expect("root cert");
-    let root_pem = work.join("root.pem");
-    std::fs::write(&root_pem, cert.pem()).expect("write");
-    let key_list = KeyList {
-        version: 1,
-        issued_at: now,
-        keys: [
-            (
-                PlatformKeyRole::OsRelease,
-                vec![os_key.public_key().clone()],
-            ),
-            (
-                PlatformKeyRole::Capability,
-                vec![os_key.public_key().clone()],
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    }
-    .sign(&root)
-    .expect("sign");
-    let os_dir = work.join("os");
-    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
-    let os_image = work.join("os.imagepackage");
-    pack_os(&os_dir, &PackOptions::default(), &os_key, &os_image).expect("pack");
-    Platform {
-        root_pem,
-        key_list,
-        os_image,
-    }
-}
+use platform::Platform;
 
 fn provision_software(platform: &Platform, dir: &Path) -> DataDir {
-    let dd = DataDir::new(dir);
-    let opts = ProvisionOptions {
-        data_dir: dd.clone(),
-        service_url: "https://ferro.invalid".to_string(),
-        platform_root_pem: platform.root_pem.clone(),
-        os_image: platform.os_image.clone(),
-        config: DeviceConfig::Software,
-    };
-    let key_list = platform.key_list.clone();
-    provision(&opts, move |_, _| Ok(key_list)).expect("provision");
-    dd
+    platform.provision(dir, DeviceConfig::Software)
+}
+
+/// The directories docs/device.md promises 0700.
+fn private_dirs(dd: &DataDir) -> Vec<PathBuf> {
+    vec![
+        dd.root().to_path_buf(),
+        dd.root().join("slots"),
+        dd.slot_dir(Slot::A),
+        dd.slot_dir(Slot::B),
+    ]
 }
 
 #[cfg(unix)]
@@ -89,15 +46,9 @@ fn chmod(path: &Path, mode: u32) {
 #[test]
 fn provisioning_creates_private_directories_and_files() {
     let work = tempfile::tempdir().expect("tempdir");
-    let p = platform(work.path());
+    let p = Platform::generate(work.path());
     let dd = provision_software(&p, &work.path().join("device"));
-    for dir in [
-        dd.root().to_path_buf(),
-        dd.root().join("slots"),
-        dd.slot_dir(Slot::A),
-        dd.slot_dir(Slot::B),
-        dd.slot_root(Slot::A),
-    ] {
+    for dir in private_dirs(&dd).into_iter().chain([dd.slot_root(Slot::A)]) {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
     for file in [
@@ -118,7 +69,7 @@ fn provisioning_creates_private_directories_and_files() {
 #[test]
 fn opening_tightens_a_data_directory_left_too_open() {
     let work = tempfile::tempdir().expect("tempdir");
-    let p = platform(work.path());
+    let p = Platform::generate(work.path());
     let dd = provision_software(&p, &work.path().join("device"));
     let certs = dd.certificates();
     std::fs::create_dir_all(&certs).expect("mkdir");
@@ -129,13 +80,7 @@ fn opening_tightens_a_data_directory_left_too_open() {
     std::fs::write(&outside, "not the device's").expect("write");
     chmod(&outside, 0o644);
     std::os::unix::fs::symlink(&outside, certs.join("link.pem")).expect("symlink");
-    for dir in [
-        dd.root().to_path_buf(),
-        dd.root().join("slots"),
-        dd.slot_dir(Slot::A),
-        dd.slot_dir(Slot::B),
-        certs.clone(),
-    ] {
+    for dir in private_dirs(&dd).into_iter().chain([certs.clone()]) {
         chmod(&dir, 0o755);
     }
     chmod(&certs.join("device-cert.pem"), 0o644);
@@ -143,13 +88,7 @@ fn opening_tightens_a_data_directory_left_too_open() {
 
     DeviceContext::open(&dd).expect("open");
 
-    for dir in [
-        dd.root().to_path_buf(),
-        dd.root().join("slots"),
-        dd.slot_dir(Slot::A),
-        dd.slot_dir(Slot::B),
-        certs.clone(),
-    ] {
+    for dir in private_dirs(&dd).into_iter().chain([certs.clone()]) {
         assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     }
     assert_eq!(mode(&certs.join("device-cert.pem")), 0o600);
@@ -163,7 +102,7 @@ fn opening_tightens_a_data_directory_left_too_open() {
 #[test]
 fn a_data_directory_with_another_devices_root_of_trust_is_refused() {
     let work = tempfile::tempdir().expect("tempdir");
-    let p = platform(work.path());
+    let p = Platform::generate(work.path());
     let mine = provision_software(&p, &work.path().join("mine"));
     let other = provision_software(&p, &work.path().join("other"));
     let my_id = DeviceContext::open(&mine).expect("open").device_id();
@@ -172,7 +111,7 @@ fn a_data_directory_with_another_devices_root_of_trust_is_refused() {
 
     // Same platform (anchors, key list) but the other device's root of trust.
     std::fs::remove_dir_all(mine.rot_dir()).expect("rm");
-    copy_dir(&other.rot_dir(), &mine.rot_dir());
+    common::copy_dir(&other.rot_dir(), &mine.rot_dir());
     match DeviceContext::open(&mine) {
         Err(DeviceError::IdentityMismatch {
             registered,
@@ -197,17 +136,4 @@ fn a_data_directory_with_another_devices_root_of_trust_is_refused() {
     ));
     std::fs::remove_file(mine.registration()).expect("rm");
     assert!(DeviceContext::open(&mine).is_err());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).expect("copy");
-        }
-    }
 }

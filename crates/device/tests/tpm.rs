@@ -7,15 +7,15 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod platform;
+
 use ferro_device::boot::plan_boot;
 use ferro_device::ferro_trust::evidence::{DebugStatus, create_evidence, verify_evidence};
 use ferro_device::provision::{ProvisionOptions, provision};
 use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
-use ferro_image::{PackOptions, pack_os};
-use ferro_pki::{
-    KeyList, PlatformKeyRole, issue_platform_root_certificate, verify_registration_record,
-};
+use ferro_pki::verify_registration_record;
 use ferro_signing::SoftwareSigningKey;
+use platform::Platform;
 
 struct Swtpm {
     child: Child,
@@ -96,46 +96,13 @@ fn tpm_provision_manufacturing_and_boot() {
     let work = tempfile::tempdir().expect("tempdir");
     let root = SoftwareSigningKey::generate();
     let os_key = SoftwareSigningKey::generate();
-    let now = ferro_pki::time::OffsetDateTime::now_utc();
-    let cert = issue_platform_root_certificate(&root, now).expect("root cert");
-    let pem_path = work.path().join("root.pem");
-    std::fs::write(&pem_path, cert.pem()).expect("write");
-    let key_list = KeyList {
-        version: 1,
-        issued_at: now,
-        keys: [
-            (
-                PlatformKeyRole::OsRelease,
-                vec![os_key.public_key().clone()],
-            ),
-            (
-                PlatformKeyRole::Capability,
-                vec![os_key.public_key().clone()],
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    }
-    .sign(&root)
-    .expect("sign");
-    let os_dir = work.path().join("os");
-    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
-    let package = work.path().join("os.imagepackage");
-    let options = PackOptions {
-        security_version: 1,
-        ..PackOptions::default()
-    };
-    pack_os(&os_dir, &options, &os_key, &package).expect("pack");
-
-    let dd = DataDir::new(work.path().join("device"));
-    let opts = ProvisionOptions {
-        data_dir: dd.clone(),
-        service_url: "https://ferro.invalid".to_string(),
-        platform_root_pem: pem_path,
-        os_image: package,
-        config: DeviceConfig::Tpm { tcti: tpm.tcti() },
-    };
+    let platform = Platform::new(work.path(), &root, &os_key, 1);
+    let key_list = platform.key_list.clone();
+    let opts = platform.options(
+        &work.path().join("device"),
+        DeviceConfig::Tpm { tcti: tpm.tcti() },
+    );
+    let dd = opts.data_dir.clone();
     let kl = key_list.clone();
     let device_id = provision(&opts, move |_, _| Ok(kl)).expect("provision");
     assert!(!dd.rot_dir().exists(), "no software RoT files with a TPM");
@@ -175,12 +142,7 @@ fn tpm_provision_manufacturing_and_boot() {
 /// registered key stays valid for the device's life.
 /// Provision a device on `tpm` in `work/device` with a test platform.
 fn provision_device(tpm: &Swtpm, work: &std::path::Path) -> DataDir {
-    provision_device_with(
-        tpm,
-        work,
-        &SoftwareSigningKey::generate(),
-        &SoftwareSigningKey::generate(),
-    )
+    Platform::generate(work).provision(&work.join("device"), DeviceConfig::Tpm { tcti: tpm.tcti() })
 }
 
 /// Provision a device on `tpm` in `work/device` with the platform of `root` and `os_key`.
@@ -190,43 +152,8 @@ fn provision_device_with(
     root: &SoftwareSigningKey,
     os_key: &SoftwareSigningKey,
 ) -> DataDir {
-    let now = ferro_pki::time::OffsetDateTime::now_utc();
-    let cert = issue_platform_root_certificate(root, now).expect("root cert");
-    let pem_path = work.join("root.pem");
-    std::fs::write(&pem_path, cert.pem()).expect("write");
-    let key_list = KeyList {
-        version: 1,
-        issued_at: now,
-        keys: [
-            (
-                PlatformKeyRole::OsRelease,
-                vec![os_key.public_key().clone()],
-            ),
-            (
-                PlatformKeyRole::Capability,
-                vec![os_key.public_key().clone()],
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    }
-    .sign(root)
-    .expect("sign");
-    let os_dir = work.join("os");
-    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
-    let package = work.join("os.imagepackage");
-    pack_os(&os_dir, &PackOptions::default(), os_key, &package).expect("pack");
-    let dd = DataDir::new(work.join("device"));
-    let opts = ProvisionOptions {
-        data_dir: dd.clone(),
-        service_url: "https://ferro.invalid".to_string(),
-        platform_root_pem: pem_path,
-        os_image: package,
-        config: DeviceConfig::Tpm { tcti: tpm.tcti() },
-    };
-    provision(&opts, move |_, _| Ok(key_list)).expect("provision");
-    dd
+    Platform::new(work, root, os_key, 0)
+        .provision(&work.join("device"), DeviceConfig::Tpm { tcti: tpm.tcti() })
 }
 
 /// The registration record carries the EK certificate the TPM's manufacturer stored in NV (here

@@ -251,6 +251,27 @@ fn log_flood_is_rate_limited_and_bounded() {
     assert!(reports <= 5, "{reports} events");
 }
 
+/// Install `hostile-connect` against `port` (with `allowed` as its AllowedConnections, if
+/// given) and wait until it has made its last attempt.
+fn run_hostile_connect(device: &Device, port: u16, allowed: Option<serde_json::Value>) -> AppId {
+    let manifest = manifest_with("hostile-connect", |json| {
+        json["CmdArgs"] = serde_json::json!([port.to_string()]);
+        if let Some(allowed) = allowed {
+            json["Capabilities"]["AllowedConnections"] = allowed;
+        }
+    });
+    let app = device
+        .runtime
+        .install(
+            &wasm("hostile-connect"),
+            &manifest,
+            InstallOptions::default(),
+        )
+        .unwrap();
+    device.wait_for_log(app, "attempt 127.0.0.1:", WAIT);
+    app
+}
+
 /// Issue 16 (DNS rebinding): a name the manifest lists is refused when it resolves to a
 /// loopback address (here `localhost`), unless the manifest lists that address itself.
 #[test]
@@ -259,19 +280,7 @@ fn a_listed_name_that_resolves_to_loopback_is_refused() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let attempt = |allowed: serde_json::Value| {
-        let manifest = manifest_with("hostile-connect", |json| {
-            json["CmdArgs"] = serde_json::json!([port.to_string()]);
-            json["Capabilities"]["AllowedConnections"] = allowed;
-        });
-        let app = device
-            .runtime
-            .install(
-                &wasm("hostile-connect"),
-                &manifest,
-                InstallOptions::default(),
-            )
-            .unwrap();
-        device.wait_for_log(app, "attempt 127.0.0.1:", WAIT);
+        let app = run_hostile_connect(&device, port, Some(allowed));
         device.runtime.stop(app).unwrap();
         let line = device
             .log_texts(app)
@@ -298,18 +307,7 @@ fn undeclared_hosts_are_refused_by_name_and_by_address() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
-    let manifest = manifest_with("hostile-connect", |json| {
-        json["CmdArgs"] = serde_json::json!([port.to_string()]);
-    });
-    let hostile = device
-        .runtime
-        .install(
-            &wasm("hostile-connect"),
-            &manifest,
-            InstallOptions::default(),
-        )
-        .unwrap();
-    device.wait_for_log(hostile, "attempt 127.0.0.1:", WAIT);
+    let hostile = run_hostile_connect(&device, port, None);
     let log = device.log_texts(hostile);
     let outcome = |what: &str| {
         log.iter()

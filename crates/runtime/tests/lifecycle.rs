@@ -365,18 +365,21 @@ fn a_sideloaded_image_does_not_see_the_production_apps_storage() {
     std::fs::write(&production_file, &written).unwrap();
     // Replaced by a sideloaded image of the same component (an update keeps storage).
     device.runtime.uninstall(production, true).unwrap();
-    let sideloaded = device
-        .runtime
-        .install(
-            &wasm("hostile-storage"),
-            &manifest("hostile-storage"),
-            InstallOptions {
-                manual_start: true,
-                storage_area: ferro_runtime::StorageArea::Development,
-                ..InstallOptions::default()
-            },
-        )
-        .unwrap();
+    let install = |storage_area| {
+        device
+            .runtime
+            .install(
+                &wasm("hostile-storage"),
+                &manifest("hostile-storage"),
+                InstallOptions {
+                    manual_start: true,
+                    storage_area,
+                    ..InstallOptions::default()
+                },
+            )
+            .unwrap()
+    };
+    let sideloaded = install(ferro_runtime::StorageArea::Development);
     assert_eq!(sideloaded, production, "same component ID");
     assert_eq!(
         device
@@ -410,17 +413,7 @@ fn a_sideloaded_image_does_not_see_the_production_apps_storage() {
     device.runtime.uninstall(sideloaded, false).unwrap();
     assert!(!development_file.exists());
     assert_eq!(std::fs::read(&production_file).unwrap(), written);
-    let back = device
-        .runtime
-        .install(
-            &wasm("hostile-storage"),
-            &manifest("hostile-storage"),
-            InstallOptions {
-                manual_start: true,
-                ..InstallOptions::default()
-            },
-        )
-        .unwrap();
+    let back = install(ferro_runtime::StorageArea::Production);
     assert_eq!(
         device.runtime.quota(back).unwrap().unwrap().used_bytes,
         written.len() as u64
