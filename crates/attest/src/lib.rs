@@ -373,7 +373,8 @@ pub const CERT_FILE: &str = "device-cert.pem";
 pub const CHAIN_FILE: &str = "tenant-ca-chain.pem";
 
 /// Keeps the device certificate in the device's data directory and decides when to attest.
-/// Certificates are public, so files are written atomically (temp file, rename) but not secret.
+/// Files are written atomically (temp file, fsync, rename) with mode 0600 in a 0700 directory,
+/// as the device's data directory promises (docs/device.md).
 #[derive(Debug)]
 pub struct CertificateManager {
     dir: PathBuf,
@@ -387,7 +388,13 @@ impl CertificateManager {
     /// Open (creating) `dir` and load a stored certificate if any. A stored certificate that
     /// does not parse is ignored (the next attestation replaces it).
     pub fn open(dir: &Path, policy: RenewalPolicy) -> Result<CertificateManager, AttestError> {
-        std::fs::create_dir_all(dir).map_err(|e| AttestError::Io(dir.to_path_buf(), e))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| AttestError::Io(dir.to_path_buf(), e))?;
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
         let current = match (read(CERT_FILE), read(CHAIN_FILE)) {
             (Some(cert), Some(chain)) => pem_certificates(&cert)
@@ -500,10 +507,27 @@ impl CertificateManager {
     }
 }
 
+/// Write `path` through a temporary file (mode 0600, fsynced) renamed over it.
 fn write_atomic(path: &Path, text: &str) -> Result<(), AttestError> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| AttestError::Io(tmp.clone(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| AttestError::Io(path.to_path_buf(), e))
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| AttestError::Io(p, e)
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    // A temporary file left by a crash keeps its old mode when opened: start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    file.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Shared handle type for a root of trust.

@@ -468,3 +468,23 @@ fn check_certificate_refuses_another_key_and_another_ca() {
         Err(AttestError::BadCertificate(_))
     ));
 }
+
+/// docs/device.md: `certs/` is 0700 and its files 0600 when the manager creates them, even
+/// under a permissive umask and over a temporary file a crash left with mode 0644.
+#[cfg(unix)]
+#[test]
+fn the_certificate_store_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_t, _dev, dir, now, cert) = fresh();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let certs = dir.path().join("certs");
+    let mut mgr = CertificateManager::open(&certs, RenewalPolicy::default()).unwrap();
+    // A leftover temporary file, readable by everyone.
+    let stale = certs.join(CERT_FILE).with_extension("tmp");
+    std::fs::write(&stale, "stale").unwrap();
+    std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+    mgr.record(now, &trusted(cert)).unwrap();
+    assert_eq!(mode(&certs), 0o700, "certs/");
+    assert_eq!(mode(&certs.join(CERT_FILE)), 0o600, "{CERT_FILE}");
+    assert_eq!(mode(&certs.join(CHAIN_FILE)), 0o600, "{CHAIN_FILE}");
+}

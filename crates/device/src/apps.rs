@@ -24,7 +24,7 @@ use ferro_image::{ImageType, VerifiedImage};
 use ferro_manifest::{HardwareDefinition, ResolvedManifest};
 use ferro_peripherals::{Peripherals, PinBlocks, VirtualBoard};
 use ferro_pki::{Capability, PlatformKeyRole, VerifiedCapability, VerifiedOwnership};
-use ferro_runtime::{AppId, DeviceServices, InstallOptions, Runtime, RuntimeConfig};
+use ferro_runtime::{AppId, DeviceServices, InstallOptions, Runtime, RuntimeConfig, StorageArea};
 use ferro_signing::{DeviceId, PublicKey, TrustedKeys};
 
 use ferro_wire::device_api as api;
@@ -536,7 +536,13 @@ impl AppManager {
             // Verified and measured is all a board configuration needs here.
             _ => return known,
         }
-        match self.install_app(&image, &payload, w.manual_start) {
+        // A sideloaded (test-signed) image may claim a production app's component ID: it
+        // gets storage of its own, never the production app's (docs/device-apps.md).
+        let storage_area = match w.source {
+            api::ImageSource::Sideloaded => StorageArea::Development,
+            api::ImageSource::Cloud => StorageArea::Production,
+        };
+        match self.install_app(&image, &payload, w.manual_start, storage_area) {
             Ok(can_defer) => {
                 known.in_runtime = true;
                 known.can_defer = can_defer;
@@ -554,6 +560,7 @@ impl AppManager {
         image: &VerifiedImage,
         payload: &[u8],
         manual_start: bool,
+        storage_area: StorageArea,
     ) -> Result<bool, String> {
         let app = image
             .metadata()
@@ -570,6 +577,7 @@ impl AppManager {
                 InstallOptions {
                     manual_start,
                     limits: None,
+                    storage_area,
                 },
             )
             .map(|_| {

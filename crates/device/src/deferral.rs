@@ -5,12 +5,19 @@
 //! as Azure Sphere's; configurable), and may let it go early (`resume-update`). Devices without
 //! such apps switch at once.
 //!
-//! The state lives in memory: a restart of the device re-announces the update with a fresh
-//! notice, and the limits count again from then. That is fail-safe for the device (an update is
-//! never lost) but lets a device that restarts often defer for longer than the limit; the
-//! service sees each deferral as the `Deferred` state with its end.
+//! The first-notice time of the update being announced survives restarts: with a state file
+//! ([`Deferrals::with_state_file`], `update/deferral.json` on a device) it is written (atomic,
+//! fsynced) when a target version is first announced and read back when the same version is
+//! announced after a restart, so an app that defers and then reboots the device (ForceReboot)
+//! cannot reset the limit. After a restart the apps get a new notice period, but never past the
+//! limit, and once the limit is spent the update goes ahead at once. A state file that cannot be
+//! read or parsed, or whose first notice lies in the future, fails closed: the update counts as
+//! announced long ago (no more deferral), never as just announced. The per-app deferrals
+//! themselves stay in memory (a restart ends them: apps ask again). The service sees each
+//! deferral as the `Deferred` state with its end.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,6 +32,16 @@ pub const DEFAULT_NOTICE: Duration = Duration::from_secs(10);
 pub const MAX_OS_DEFERRAL: Duration = Duration::from_secs(24 * 3600);
 /// Longest deferral of an app update, from the first notice.
 pub const MAX_APP_DEFERRAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The state file: when the target set `version` (an OS update or not) was first announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FirstNotice {
+    version: u64,
+    os: bool,
+    /// Unix time, seconds.
+    first_notice: i64,
+}
 
 #[derive(Debug)]
 struct Pending {
@@ -55,6 +72,8 @@ pub struct Deferrals {
     limits: (Duration, Duration),
     /// Told when an app withdraws its deferral (the agent may switch now).
     resumed: Notify,
+    /// Where the first notice of the announced version is kept across restarts.
+    state_file: Option<PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,7 +95,87 @@ impl Deferrals {
             notice,
             limits: (max_os, max_app),
             resumed: Notify::new(),
+            state_file: None,
         }
+    }
+
+    /// Keep the first notice of the announced version in `path` (created with its directory
+    /// on first use), so the limits hold across restarts.
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Deferrals {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    fn limit(&self, os: bool) -> Duration {
+        if os { self.limits.0 } else { self.limits.1 }
+    }
+
+    /// When `version` was first announced: from the state file if it was announced before a
+    /// restart, else `now` (recorded). Fails closed: a state file that cannot be read, parsed
+    /// or written, or that names a first notice in the future, gives the Unix epoch (the limit
+    /// is spent).
+    fn first_notice(&self, version: u64, os: bool, now: OffsetDateTime) -> OffsetDateTime {
+        let Some(path) = &self.state_file else {
+            return now;
+        };
+        let spent = OffsetDateTime::UNIX_EPOCH;
+        if std::fs::symlink_metadata(path).is_ok() {
+            match crate::layout::read_json::<FirstNotice>(path) {
+                Ok(stored) if stored.version == version && stored.os == os => {
+                    return match OffsetDateTime::from_unix_timestamp(stored.first_notice) {
+                        Ok(at) if at <= now => at,
+                        _ => {
+                            tracing::warn!(
+                                path = %path.display(),
+                                "deferral state names a first notice in the future; no more \
+                                 deferral for this update"
+                            );
+                            spent
+                        }
+                    };
+                }
+                Ok(_) => {} // another update: this one is announced now
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        "deferral state unreadable; no more deferral for this update"
+                    );
+                    // Record it as spent, so the next restart agrees.
+                    let _ = self.record(path, version, os, spent);
+                    return spent;
+                }
+            }
+        }
+        match self.record(path, version, os, now) {
+            Ok(()) => now,
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "could not record the update's first notice; no deferral for this update"
+                );
+                spent
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        path: &std::path::Path,
+        version: u64,
+        os: bool,
+        at: OffsetDateTime,
+    ) -> Result<(), crate::DeviceError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::layout::create_private_dir(dir)?;
+        }
+        crate::layout::write_json(
+            path,
+            &FirstNotice {
+                version,
+                os,
+                first_notice: at.unix_timestamp(),
+            },
+        )
     }
 
     /// How many installed apps may defer updates.
@@ -103,11 +202,24 @@ impl Deferrals {
                 }
             }
             _ => {
-                let notice_until = now + self.notice;
+                let first_notice = self.first_notice(version, os, now);
+                let limit = first_notice + self.limit(os);
+                if now >= limit {
+                    // Announced before a restart and its limit is spent (or the state failed
+                    // closed): no new notice period.
+                    *pending = None;
+                    tracing::info!(
+                        version,
+                        os,
+                        "the update's deferral limit is spent; applying it without notice"
+                    );
+                    return None;
+                }
+                let notice_until = (now + self.notice).min(limit);
                 *pending = Some(Pending {
                     version,
                     os,
-                    first_notice: now,
+                    first_notice,
                     notice_until,
                     deferrals: BTreeMap::new(),
                 });
@@ -136,7 +248,7 @@ impl Deferrals {
         let p = pending
             .as_mut()
             .ok_or_else(|| "no update is pending".to_owned())?;
-        let limit = p.first_notice + if p.os { self.limits.0 } else { self.limits.1 };
+        let limit = p.first_notice + self.limit(p.os);
         // Checked: an app may ask for u32::MAX minutes, which no clock can add.
         let until = now
             .checked_add(time::Duration::minutes(i64::from(minutes)))
@@ -219,6 +331,113 @@ mod tests {
         d.gate(2, true, at(100));
         d.defer(app(1), 30, at(101)).expect("defer");
         assert_eq!(d.gate(2, true, at(120)), Some(at(700)));
+    }
+
+    /// Issue 16: an app with SoftwareUpdateDeferral and ForceReboot defers, reboots the
+    /// device and defers again, forever. Each boot is a new `Deferrals` on the same state file;
+    /// the limit counts from the first notice before the first boot, so the OS update goes
+    /// ahead once 24 hours have passed, however many reboots there were.
+    #[test]
+    fn a_reboot_loop_does_not_reset_the_deferral_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("update").join("deferral.json");
+        let boot = || {
+            let d = Deferrals::new(Duration::from_secs(10)).with_state_file(&state);
+            d.set_deferrers(1);
+            d
+        };
+        let limit = 24 * 3600;
+        let mut t = 0;
+        let mut boots = 0;
+        loop {
+            let d = boot();
+            boots += 1;
+            match d.gate(9, true, at(t)) {
+                None => break,
+                Some(until) => {
+                    assert!(until <= at(limit), "boot {boots}: {until} past the limit");
+                    // The app defers as long as it may, then reboots the device.
+                    d.defer(app(1), u32::MAX, at(t + 1)).expect("defer");
+                    assert_eq!(d.gate(9, true, at(t + 2)), Some(at(limit)));
+                }
+            }
+            t += 1800; // a reboot every half hour
+            assert!(boots < 1000, "the update never went ahead");
+        }
+        assert!(t >= limit, "went ahead at {t}, before the limit");
+        assert!(t < limit + 1800, "went ahead at {t}, long after the limit");
+        assert_eq!(boots, 49);
+        // A boot after that applies it at once, without a new notice period.
+        assert_eq!(boot().gate(9, true, at(limit + 5000)), None);
+        // A new target version is announced afresh.
+        assert_eq!(
+            boot().gate(10, true, at(limit + 6000)),
+            Some(at(limit + 6010))
+        );
+    }
+
+    /// Within the limit, a restart gives the apps a new notice period, but not past the limit.
+    #[test]
+    fn the_notice_after_a_restart_ends_at_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("deferral.json");
+        let boot = || {
+            let d = Deferrals::with_limits(
+                Duration::from_secs(600),
+                Duration::from_secs(3600),
+                Duration::from_secs(3600),
+            )
+            .with_state_file(&state);
+            d.set_deferrers(1);
+            d
+        };
+        assert_eq!(boot().gate(4, false, at(0)), Some(at(600)));
+        assert_eq!(boot().gate(4, false, at(3300)), Some(at(3600)));
+    }
+
+    /// A malformed, tampered or unreadable state file means "announced long ago": no deferral
+    /// at all, never a fresh notice period.
+    #[test]
+    fn a_bad_state_file_fails_closed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("deferral.json");
+        let boot = || {
+            let d = Deferrals::new(Duration::from_secs(10)).with_state_file(&state);
+            d.set_deferrers(1);
+            d
+        };
+        assert_eq!(boot().gate(5, true, at(0)), Some(at(10)));
+        let now = at(100);
+        let bad: [&[u8]; 5] = [
+            b"",
+            b"{not json",
+            br#"{"version":5,"os":true,"firstNotice":"yesterday"}"#,
+            br#"{"version":5,"os":true,"firstNotice":1800000000,"extra":1}"#,
+            // Tampered to a first notice in the future, to stretch the limit.
+            br#"{"version":5,"os":true,"firstNotice":1900000000}"#,
+        ];
+        for bytes in bad {
+            std::fs::write(&state, bytes).expect("write");
+            let d = boot();
+            assert_eq!(
+                d.gate(5, true, now),
+                None,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert!(d.defer(app(1), 60, now).is_err(), "nothing to defer");
+            // ... and stays so at the next boot.
+            assert_eq!(boot().gate(5, true, at(101)), None);
+        }
+        // Too large to be a state file.
+        std::fs::write(&state, vec![b' '; 65 * 1024]).expect("write");
+        assert_eq!(boot().gate(5, true, now), None);
+        // A state file that cannot be written (its directory is a file): no deferral either.
+        let blocked = dir.path().join("file");
+        std::fs::write(&blocked, b"").expect("write");
+        let d = Deferrals::new(Duration::from_secs(10)).with_state_file(blocked.join("x.json"));
+        d.set_deferrers(1);
+        assert_eq!(d.gate(1, false, now), None);
     }
 
     #[test]

@@ -48,6 +48,20 @@ pub enum DeviceError {
     /// The data directory is already provisioned.
     #[error("{0} is already provisioned (refusing to provision it again)")]
     AlreadyProvisioned(PathBuf),
+    /// The root of trust is not the one the data directory was provisioned with.
+    #[error(
+        "this data directory belongs to device {registered}, but its root of trust holds the key \
+         of device {root_of_trust} (was the data directory moved to another TPM, or its rot/ \
+         replaced?); refusing to run as a device the registration record and certificate do \
+         not name: put the data directory back with its own root of trust, or provision this \
+         one with a fresh data directory"
+    )]
+    IdentityMismatch {
+        /// The device the registration record names (boxed: device IDs are 64 bytes).
+        registered: Box<ferro_signing::DeviceId>,
+        /// The device whose key the root of trust holds.
+        root_of_trust: Box<ferro_signing::DeviceId>,
+    },
     /// The data directory is not provisioned (or incompletely).
     #[error("{0} is not a provisioned device data directory (run `ferro-device provision`)")]
     NotProvisioned(PathBuf),

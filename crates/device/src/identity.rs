@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ferro_pki::{
     Certificate, DocumentError, MAX_KEY_LIST_LEN, ManufacturingState, RegistrationRecord,
-    VerifiedKeyList, verify_certificate_signature, verify_key_list,
+    VerifiedKeyList, verify_certificate_signature, verify_key_list, verify_registration_record,
 };
 use ferro_signing::{DeviceId, PublicKey};
 use ferro_trust::{MeasurementEvent, RootOfTrust, RootOfTrustKind, TrustAnchors};
@@ -142,12 +142,21 @@ impl DeviceContext {
     /// Load and cross-check a provisioned device: root of trust, anchors, platform root
     /// certificate (same key as anchored, self-signed), key list (signed by the anchored root,
     /// not older than the accepted one).
+    ///
+    /// The registration record must name the root of trust's device key (and, with a TPM, its
+    /// attestation key): a data directory booted on a root of trust other than its own
+    /// (another TPM, another device's `rot/`) is refused with [`DeviceError::IdentityMismatch`]
+    /// instead of running under a device ID its registration and certificate do not match.
+    /// Permissions a data directory of an older version left too open are tightened first
+    /// ([`crate::layout::tighten_permissions`]).
     pub fn open(data_dir: &DataDir) -> Result<DeviceContext, DeviceError> {
         let config = data_dir.read_config()?;
+        crate::layout::tighten_permissions(data_dir)?;
         let rot = open_rot(data_dir, &config)?;
         let anchors = rot
             .read_trust_anchors()?
             .ok_or_else(|| DeviceError::NotProvisioned(data_dir.root().to_path_buf()))?;
+        check_registered_identity(data_dir, rot.as_ref())?;
         let root_key = PublicKey::from_spki_der(&anchors.platform_root).map_err(|e| {
             DeviceError::PlatformRoot(format!("anchored platform root is not a P-256 key: {e}"))
         })?;
@@ -207,6 +216,34 @@ impl DeviceContext {
         self.rot.extend_measurement(event)?;
         Ok(())
     }
+}
+
+/// Refuse a root of trust whose device key (or TPM attestation key) is not the one this data
+/// directory's registration record names.
+pub fn check_registered_identity(
+    data_dir: &DataDir,
+    rot: &dyn RootOfTrust,
+) -> Result<(), DeviceError> {
+    let path = data_dir.registration();
+    let bytes = read_bounded(&path, ferro_pki::MAX_REGISTRATION_RECORD_LEN as u64)?;
+    let registered =
+        verify_registration_record(&bytes).map_err(|source| DeviceError::Document {
+            what: "registration record (registration.cose)",
+            source,
+        })?;
+    let record = registered.record();
+    let key_matches = record.device_key == rot.public_key();
+    let attestation_matches = match &record.tpm_attestation_key {
+        Some(registered_ak) => rot.attestation_key().as_ref() == Some(registered_ak),
+        None => true,
+    };
+    if key_matches && attestation_matches {
+        return Ok(());
+    }
+    Err(DeviceError::IdentityMismatch {
+        registered: Box::new(registered.device_id()),
+        root_of_trust: Box::new(rot.device_id()),
+    })
 }
 
 /// The manufacturing state held in the root of trust.

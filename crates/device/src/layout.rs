@@ -187,6 +187,11 @@ impl DataDir {
     pub fn update_dir(&self) -> PathBuf {
         self.root.join("update")
     }
+    /// `update/deferral.json`: when the update being deferred was first announced
+    /// (`deferral::Deferrals`), so deferral limits hold across restarts.
+    pub fn deferral_state(&self) -> PathBuf {
+        self.update_dir().join("deferral.json")
+    }
     /// `apps/`: installed app and board configuration packages (`ferro_update::AppStore`).
     pub fn apps_dir(&self) -> PathBuf {
         self.root.join("apps")
@@ -307,14 +312,66 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Create `dir` (and parents) with mode 0700.
+/// Create `dir` and any missing parents, each with mode 0700 (parents included: `slots/` is
+/// as private as `slots/a/`), and make `dir` itself 0700 if it already existed.
 pub fn create_private_dir(dir: &Path) -> Result<(), DeviceError> {
-    fs::create_dir_all(dir).map_err(DeviceError::io(dir))?;
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).map_err(DeviceError::io(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .map_err(DeviceError::io(dir))?;
     }
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(DeviceError::io(dir))?;
     Ok(())
+}
+
+/// Tighten what a data directory made by an older version (or by hand) left readable by
+/// others: the directory itself, `slots/` with its slots and `certs/` become 0700 and the files
+/// of `certs/` 0600, as docs/device.md promises. Only group/other bits are removed; symbolic
+/// links are left alone (never followed). Called whenever the device opens its data directory.
+pub fn tighten_permissions(data_dir: &DataDir) -> Result<(), DeviceError> {
+    #[cfg(unix)]
+    {
+        let dirs = [
+            data_dir.root().to_path_buf(),
+            data_dir.root().join("slots"),
+            data_dir.slot_dir(Slot::A),
+            data_dir.slot_dir(Slot::B),
+            data_dir.certificates(),
+        ];
+        for dir in &dirs {
+            restrict(dir, 0o700, true)?;
+        }
+        if let Ok(entries) = fs::read_dir(data_dir.certificates()) {
+            for entry in entries {
+                let entry = entry.map_err(DeviceError::io(data_dir.certificates()))?;
+                restrict(&entry.path(), 0o600, false)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove from `path`'s mode every bit outside `allowed` (no-op if already within, if absent,
+/// or if it is a symbolic link or not of the expected kind).
+#[cfg(unix)]
+fn restrict(path: &Path, allowed: u32, dir: bool) -> Result<(), DeviceError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() || meta.is_dir() != dir {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & !allowed == 0 {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & allowed))
+        .map_err(DeviceError::io(path))
 }

@@ -38,7 +38,7 @@ pub fn verify_os_package(
         ),
         Some(dest) => {
             let parent = dest.parent().unwrap_or(Path::new("."));
-            fs::create_dir_all(parent).map_err(DeviceError::io(parent))?;
+            crate::layout::create_private_dir(parent)?;
             let tmp = tempfile::tempfile_in(parent).map_err(DeviceError::io(parent))?;
             let mut sink = BufWriter::new(tmp);
             let image = ferro_image::verify(reader, &trusted, &mut sink).map_err(image_err)?;
@@ -98,6 +98,13 @@ fn unpack(payload: fs::File, dest: &Path) -> Result<(), DeviceError> {
     if fs::symlink_metadata(fresh.path().join(OS_DEVICE_BINARY)).is_err() {
         // verify() already required it; defensive.
         return Err(DeviceError::BundleRefused(format!("no {OS_DEVICE_BINARY}")));
+    }
+    // The archive's own entry for its top directory may have widened it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(fresh.path(), fs::Permissions::from_mode(0o700))
+            .map_err(DeviceError::io(fresh.path()))?;
     }
     if fs::symlink_metadata(dest).is_ok() {
         fs::remove_dir_all(dest).map_err(DeviceError::io(dest))?;

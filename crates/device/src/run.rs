@@ -94,11 +94,14 @@ pub async fn run(
     // cannot reach its service still runs what it has (and attests to what it runs).
     let restart = Arc::new(Notify::new());
     shutdown.restart = Some(restart.clone());
-    let deferrals = Arc::new(crate::deferral::Deferrals::with_limits(
-        update_notice(),
-        env_secs("FERRO_MAX_OS_DEFERRAL_SECS").unwrap_or(crate::deferral::MAX_OS_DEFERRAL),
-        env_secs("FERRO_MAX_APP_DEFERRAL_SECS").unwrap_or(crate::deferral::MAX_APP_DEFERRAL),
-    ));
+    let deferrals = Arc::new(
+        crate::deferral::Deferrals::with_limits(
+            update_notice(),
+            env_secs("FERRO_MAX_OS_DEFERRAL_SECS").unwrap_or(crate::deferral::MAX_OS_DEFERRAL),
+            env_secs("FERRO_MAX_APP_DEFERRAL_SECS").unwrap_or(crate::deferral::MAX_APP_DEFERRAL),
+        )
+        .with_state_file(data_dir.deferral_state()),
+    );
     let services = Arc::new(crate::app_services::AppServices::new(
         &ctx,
         restart.clone(),
@@ -184,8 +187,7 @@ async fn run_attested(
     let connection =
         ferro_attest::ServiceConnection::new(&ctx.service_url, &platform_root_pem(ctx))
             .map_err(|e| DeviceError::Attestation(e.to_string()))?;
-    std::fs::create_dir_all(data_dir.certificates())
-        .map_err(DeviceError::io("certificate directory"))?;
+    crate::layout::create_private_dir(&data_dir.certificates())?;
     let mut certificates = ferro_attest::CertificateManager::open(
         &data_dir.certificates(),
         ferro_attest::RenewalPolicy::default(),

@@ -7,15 +7,15 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod platform;
+
 use ferro_device::boot::plan_boot;
 use ferro_device::ferro_trust::evidence::{DebugStatus, create_evidence, verify_evidence};
 use ferro_device::provision::{ProvisionOptions, provision};
 use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
-use ferro_image::{PackOptions, pack_os};
-use ferro_pki::{
-    KeyList, PlatformKeyRole, issue_platform_root_certificate, verify_registration_record,
-};
+use ferro_pki::verify_registration_record;
 use ferro_signing::SoftwareSigningKey;
+use platform::Platform;
 
 struct Swtpm {
     child: Child,
@@ -96,46 +96,13 @@ fn tpm_provision_manufacturing_and_boot() {
     let work = tempfile::tempdir().expect("tempdir");
     let root = SoftwareSigningKey::generate();
     let os_key = SoftwareSigningKey::generate();
-    let now = ferro_pki::time::OffsetDateTime::now_utc();
-    let cert = issue_platform_root_certificate(&root, now).expect("root cert");
-    let pem_path = work.path().join("root.pem");
-    std::fs::write(&pem_path, cert.pem()).expect("write");
-    let key_list = KeyList {
-        version: 1,
-        issued_at: now,
-        keys: [
-            (
-                PlatformKeyRole::OsRelease,
-                vec![os_key.public_key().clone()],
-            ),
-            (
-                PlatformKeyRole::Capability,
-                vec![os_key.public_key().clone()],
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    }
-    .sign(&root)
-    .expect("sign");
-    let os_dir = work.path().join("os");
-    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
-    let package = work.path().join("os.imagepackage");
-    let options = PackOptions {
-        security_version: 1,
-        ..PackOptions::default()
-    };
-    pack_os(&os_dir, &options, &os_key, &package).expect("pack");
-
-    let dd = DataDir::new(work.path().join("device"));
-    let opts = ProvisionOptions {
-        data_dir: dd.clone(),
-        service_url: "https://ferro.invalid".to_string(),
-        platform_root_pem: pem_path,
-        os_image: package,
-        config: DeviceConfig::Tpm { tcti: tpm.tcti() },
-    };
+    let platform = Platform::new(work.path(), &root, &os_key, 1);
+    let key_list = platform.key_list.clone();
+    let opts = platform.options(
+        &work.path().join("device"),
+        DeviceConfig::Tpm { tcti: tpm.tcti() },
+    );
+    let dd = opts.data_dir.clone();
     let kl = key_list.clone();
     let device_id = provision(&opts, move |_, _| Ok(kl)).expect("provision");
     assert!(!dd.rot_dir().exists(), "no software RoT files with a TPM");
@@ -175,45 +142,18 @@ fn tpm_provision_manufacturing_and_boot() {
 /// registered key stays valid for the device's life.
 /// Provision a device on `tpm` in `work/device` with a test platform.
 fn provision_device(tpm: &Swtpm, work: &std::path::Path) -> DataDir {
-    let root = SoftwareSigningKey::generate();
-    let os_key = SoftwareSigningKey::generate();
-    let now = ferro_pki::time::OffsetDateTime::now_utc();
-    let cert = issue_platform_root_certificate(&root, now).expect("root cert");
-    let pem_path = work.join("root.pem");
-    std::fs::write(&pem_path, cert.pem()).expect("write");
-    let key_list = KeyList {
-        version: 1,
-        issued_at: now,
-        keys: [
-            (
-                PlatformKeyRole::OsRelease,
-                vec![os_key.public_key().clone()],
-            ),
-            (
-                PlatformKeyRole::Capability,
-                vec![os_key.public_key().clone()],
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    }
-    .sign(&root)
-    .expect("sign");
-    let os_dir = work.join("os");
-    std::fs::create_dir_all(os_dir.join("bin")).expect("mkdir");
-    std::fs::write(os_dir.join("bin/ferro-device"), b"#!/bin/sh\n").expect("write");
-    let package = work.join("os.imagepackage");
-    pack_os(&os_dir, &PackOptions::default(), &os_key, &package).expect("pack");
-    let dd = DataDir::new(work.join("device"));
-    let opts = ProvisionOptions {
-        data_dir: dd.clone(),
-        service_url: "https://ferro.invalid".to_string(),
-        platform_root_pem: pem_path,
-        os_image: package,
-        config: DeviceConfig::Tpm { tcti: tpm.tcti() },
-    };
-    provision(&opts, move |_, _| Ok(key_list)).expect("provision");
-    dd
+    Platform::generate(work).provision(&work.join("device"), DeviceConfig::Tpm { tcti: tpm.tcti() })
+}
+
+/// Provision a device on `tpm` in `work/device` with the platform of `root` and `os_key`.
+fn provision_device_with(
+    tpm: &Swtpm,
+    work: &std::path::Path,
+    root: &SoftwareSigningKey,
+    os_key: &SoftwareSigningKey,
+) -> DataDir {
+    Platform::new(work, root, os_key, 0)
+        .provision(&work.join("device"), DeviceConfig::Tpm { tcti: tpm.tcti() })
 }
 
 /// The registration record carries the EK certificate the TPM's manufacturer stored in NV (here
@@ -298,4 +238,44 @@ fn tpm_registration_binds_the_attestation_key_across_restarts() {
     assert_eq!(ctx.rot.public_key(), record.record().device_key);
     assert_eq!(ctx.rot.attestation_key(), Some(registered.clone()));
     assert_eq!(quote_key(&ctx), registered);
+}
+
+/// Issue 16: a data directory booted on a TPM other than its own (both provisioned for the
+/// same platform, so anchors and key list agree) used to take that TPM's device ID while keeping
+/// its registration record and certificate. It is refused, naming both devices; on its own TPM
+/// it opens again.
+#[test]
+fn tpm_a_data_directory_on_another_tpm_is_refused() {
+    let root = SoftwareSigningKey::generate();
+    let os_key = SoftwareSigningKey::generate();
+    let (tpm_a, tpm_b) = (Swtpm::start(), Swtpm::start());
+    let (work_a, work_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let dd_a = provision_device_with(&tpm_a, work_a.path(), &root, &os_key);
+    let dd_b = provision_device_with(&tpm_b, work_b.path(), &root, &os_key);
+    let id_a = DeviceContext::open(&dd_a).expect("open a").device_id();
+    let id_b = DeviceContext::open(&dd_b).expect("open b").device_id();
+    assert_ne!(id_a, id_b);
+
+    // Device a's data directory, now on TPM b.
+    ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_b.tcti() })
+        .expect("config");
+    match DeviceContext::open(&dd_a) {
+        Err(DeviceError::IdentityMismatch {
+            registered,
+            root_of_trust,
+        }) => {
+            assert_eq!(*registered, id_a);
+            assert_eq!(*root_of_trust, id_b);
+        }
+        other => panic!("expected IdentityMismatch, got {other:?}"),
+    }
+    assert!(plan_boot(&dd_a, 3).is_err(), "the loader refuses it too");
+
+    // Back on its own TPM.
+    ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_a.tcti() })
+        .expect("config");
+    assert_eq!(DeviceContext::open(&dd_a).expect("open").device_id(), id_a);
 }

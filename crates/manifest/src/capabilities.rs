@@ -215,6 +215,76 @@ pub enum AllowedConnection {
     AnySubdomainOf(String),
     Ipv4(Ipv4Addr),
     Ipv6(Ipv6Addr),
+    /// A DNS service discovery (RFC 6763) service type, e.g. `_sample-service._tcp.local` (as
+    /// Azure Sphere's DNSServiceDiscovery sample lists it): stored lowercase. It names the
+    /// service instances an app may discover; it grants no connection to the name itself
+    /// ([`AllowedConnection::allows_host`] is false for it).
+    ServiceDiscovery(ServiceType),
+}
+
+/// A DNS-SD service type `_<service>._tcp|_udp.<domain>` (RFC 6763 section 7; the service
+/// name as RFC 6335 section 5.1 allows: 1-15 letters, digits and hyphens, at least one letter,
+/// no hyphen at either end or twice in a row).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceType {
+    service: String,
+    tcp: bool,
+    domain: String,
+}
+
+impl ServiceType {
+    /// The service name without its underscore, e.g. `sample-service`.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+    /// Whether the protocol is `_tcp` (else `_udp`).
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+    /// The domain the service is browsed in, e.g. `local`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        const ALLOWED: &str = "a DNS service discovery type `_service._tcp.domain` or \
+             `_service._udp.domain` (service: 1-15 letters, digits and `-`, at least one letter)";
+        let mut parts = text.splitn(3, '.');
+        let (Some(service), Some(protocol), Some(domain)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ALLOWED.to_owned());
+        };
+        let service = service.strip_prefix('_').ok_or(ALLOWED)?;
+        let valid_service = (1..=15).contains(&service.len())
+            && service
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+            && service.bytes().any(|byte| byte.is_ascii_alphabetic())
+            && !service.starts_with('-')
+            && !service.ends_with('-')
+            && !service.contains("--");
+        let tcp = match protocol.to_ascii_lowercase().as_str() {
+            "_tcp" => true,
+            "_udp" => false,
+            _ => return Err(ALLOWED.to_owned()),
+        };
+        if !valid_service || validate_hostname(domain).is_err() {
+            return Err(ALLOWED.to_owned());
+        }
+        Ok(Self {
+            service: service.to_ascii_lowercase(),
+            tcp,
+            domain: domain.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl fmt::Display for ServiceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = if self.tcp { "tcp" } else { "udp" };
+        write!(f, "_{}._{protocol}.{}", self.service, self.domain)
+    }
 }
 
 impl AllowedConnection {
@@ -225,6 +295,9 @@ impl AllowedConnection {
         }
         if let Ok(address) = text.parse::<Ipv6Addr>() {
             return Ok(Self::Ipv6(address));
+        }
+        if text.starts_with('_') {
+            return ServiceType::parse(text).map(Self::ServiceDiscovery);
         }
         if let Some(domain) = text.strip_prefix("*.") {
             validate_hostname(domain)?;
@@ -257,6 +330,8 @@ impl AllowedConnection {
             Self::Ipv6(address) => host
                 .parse::<Ipv6Addr>()
                 .is_ok_and(|parsed| parsed == *address),
+            // Discovery names what may be discovered, not a host to connect to.
+            Self::ServiceDiscovery(_) => false,
         }
     }
 }
@@ -268,12 +343,13 @@ impl fmt::Display for AllowedConnection {
             Self::AnySubdomainOf(domain) => write!(f, "*.{domain}"),
             Self::Ipv4(address) => write!(f, "{address}"),
             Self::Ipv6(address) => write!(f, "{address}"),
+            Self::ServiceDiscovery(service) => write!(f, "{service}"),
         }
     }
 }
 
 fn validate_hostname(name: &str) -> Result<(), String> {
-    const ALLOWED: &str = "a host name (letters, digits, `-`; dot-separated labels of 1-63 characters; at most 253 characters), an IPv4/IPv6 address, or `*.domain`";
+    const ALLOWED: &str = "a host name (letters, digits, `-`; dot-separated labels of 1-63 characters; at most 253 characters), an IPv4/IPv6 address, `*.domain`, or a DNS service discovery type `_service._tcp.domain`";
     if name.is_empty() || name.len() > MAX_HOSTNAME_CHARS {
         return Err(ALLOWED.to_owned());
     }
@@ -538,7 +614,7 @@ pub(crate) fn parse_capabilities(
                             item,
                             item_path,
                             sink,
-                            "a host name, IP address or `*.domain`",
+                            "a host name, IP address, `*.domain` or `_service._tcp.domain`",
                         )?;
                         AllowedConnection::parse(text)
                             .map_err(|allowed| {
@@ -915,6 +991,47 @@ mod tests {
         }
         let long_label = "a".repeat(64);
         assert!(AllowedConnection::parse(&format!("{long_label}.com")).is_err());
+    }
+
+    /// Azure Sphere's DNSServiceDiscovery sample lists `_sample-service._tcp.local`.
+    #[test]
+    fn dns_service_discovery_types_are_accepted() {
+        let Ok(AllowedConnection::ServiceDiscovery(service)) =
+            AllowedConnection::parse("_Sample-Service._TCP.local")
+        else {
+            panic!("a DNS-SD service type is accepted");
+        };
+        assert_eq!(service.service(), "sample-service");
+        assert!(service.is_tcp());
+        assert_eq!(service.domain(), "local");
+        assert_eq!(service.to_string(), "_sample-service._tcp.local");
+        assert!(matches!(
+            AllowedConnection::parse("_printer._udp.example.com"),
+            Ok(AllowedConnection::ServiceDiscovery(s)) if !s.is_tcp()
+        ));
+        // It grants discovery, not a connection to the name.
+        let entry = AllowedConnection::parse("_sample-service._tcp.local").expect("parse");
+        assert!(!entry.allows_host("_sample-service._tcp.local"));
+        assert!(!entry.allows_host("local"));
+        for bad in [
+            "_sample-service",
+            "_sample-service._tcp",
+            "_sample-service._sctp.local",
+            "_._tcp.local",
+            "_sixteen-chars-xx._tcp.local",
+            "_-svc._tcp.local",
+            "_svc-._tcp.local",
+            "_s--v._tcp.local",
+            "_123._tcp.local",
+            "_svc._tcp.",
+            "_svc._tcp.a..b",
+            "_svc._tcp.local.",
+            "_s_v._tcp.local",
+            "sample._tcp.local",
+            "_svc._tcp.*.local",
+        ] {
+            assert!(AllowedConnection::parse(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

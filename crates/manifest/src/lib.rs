@@ -28,8 +28,8 @@ mod resolve;
 pub use capabilities::{
     AllowedConnection, Capabilities, CapabilityFlag, MAX_CAPABILITY_ENTRIES,
     MAX_MUTABLE_STORAGE_KIB, MAX_PERIPHERAL_ID_CHARS, MAX_REFERENCE_NAME_CHARS, PeripheralForm,
-    PeripheralKind, PeripheralRef, PowerControl, Resolved, Unresolved, is_peripheral_id,
-    is_reference_name, parse_guid,
+    PeripheralKind, PeripheralRef, PowerControl, Resolved, ServiceType, Unresolved,
+    is_peripheral_id, is_reference_name, parse_guid,
 };
 pub use error::{HardwareDefinitionError, HardwareIssue, IssueCode, ManifestErrors, ManifestIssue};
 pub use hardware::{

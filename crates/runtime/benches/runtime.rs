@@ -122,6 +122,7 @@ fn main() {
                 InstallOptions {
                     manual_start: true,
                     limits: None,
+                    ..InstallOptions::default()
                 },
             )
             .expect("install");
@@ -140,6 +141,7 @@ fn main() {
             InstallOptions {
                 manual_start: true,
                 limits: None,
+                ..InstallOptions::default()
             },
         )
         .expect("install");

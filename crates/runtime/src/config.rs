@@ -135,6 +135,22 @@ pub struct InstallOptions {
     pub manual_start: bool,
     /// Limits for this app instead of the runtime's defaults.
     pub limits: Option<Limits>,
+    /// Whose mutable storage the app gets: production images and sideloaded (test-signed)
+    /// images of the same component never share it.
+    pub storage_area: StorageArea,
+}
+
+/// Which of the two storage areas an app's mutable storage lives in. A sideloaded image
+/// signed by a developer key may claim any component ID, including a production app's, so it
+/// must not see that app's data: it gets `<storage_dir>/development/<component>/` instead of
+/// `<storage_dir>/<component>/` (docs/runtime.md, "Mutable storage").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StorageArea {
+    /// Images signed for production (deployed from the cloud).
+    #[default]
+    Production,
+    /// Images sideloaded in development mode (signed by a developer's test key).
+    Development,
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ mod services;
 mod storage;
 mod wasi;
 
-pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig};
+pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig, StorageArea};
 pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};

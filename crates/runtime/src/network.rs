@@ -1,9 +1,13 @@
 //! Networking through the host. Every destination is checked against `AllowedConnections` as
 //! the app wrote it (a host name and its address are different entries: `localhost` is not
-//! `127.0.0.1`), before any name resolution; servers bind only `AllowedTcpServerPorts` /
-//! `AllowedUdpServerPorts`. TLS connections authenticate with the device certificate through a
-//! rustls configuration the device lends (`DeviceServices::tls_client_config`); the app never
-//! sees the key.
+//! `127.0.0.1`), before any name resolution; then every address a listed name resolves to is
+//! checked before it is connected to: loopback, link-local, private, shared (CGN), unspecified
+//! and broadcast addresses are refused unless the manifest lists that address itself (DNS
+//! rebinding protection: a listed public name cannot lead into the device or its LAN). Servers
+//! bind only `AllowedTcpServerPorts` / `AllowedUdpServerPorts`. TLS connections authenticate
+//! with the device certificate through a rustls configuration the device lends
+//! (`DeviceServices::tls_client_config`); the app never sees the key, and a stop request
+//! interrupts the handshake.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 
 use crate::host::{HostResult, HostState, STOP_POLL, api};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use api::types::Error as ApiError;
 
@@ -109,19 +114,50 @@ impl HostState {
         }
     }
 
-    /// Resolves an allowed host: an address as is, a name through the system resolver.
-    fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ApiError> {
+    /// Resolves an allowed host: an address as is (the manifest lists it), a name through the
+    /// system resolver, keeping only the addresses an app may reach through a name
+    /// ([`internal_range`]): the ones returned are the ones connected to.
+    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ApiError> {
         if let Ok(address) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(address, port)]);
         }
-        let addresses: Vec<SocketAddr> = (host, port)
+        let resolved: Vec<SocketAddr> = (host, port)
             .to_socket_addrs()
             .map_err(|error| ApiError::Io(format!("cannot resolve {host}: {error}")))?
             .collect();
-        if addresses.is_empty() {
+        if resolved.is_empty() {
             return Err(ApiError::Io(format!("{host} has no addresses")));
         }
-        Ok(addresses)
+        let mut refused = None;
+        let addresses: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|address| match internal_range(address.ip()) {
+                None => true,
+                Some(_) if self.address_listed(address.ip()) => true,
+                Some(range) => {
+                    refused.get_or_insert((address.ip(), range));
+                    false
+                }
+            })
+            .collect();
+        match (addresses.is_empty(), refused) {
+            (true, Some((address, range))) => Err(self.app.denied(format!(
+                "{host} resolves to {address}, a {range} address, which the app manifest's \
+                 AllowedConnections does not list itself"
+            ))),
+            (true, None) => Err(ApiError::Io(format!("{host} has no addresses"))),
+            (false, _) => Ok(addresses),
+        }
+    }
+
+    /// Whether `AllowedConnections` lists `address` itself.
+    fn address_listed(&self, address: IpAddr) -> bool {
+        let text = address.to_string();
+        self.app
+            .capabilities
+            .allowed_connections()
+            .iter()
+            .any(|entry| entry.allows_host(&text))
     }
 
     fn connect_stream(
@@ -131,7 +167,7 @@ impl HostState {
         timeout_ms: u32,
     ) -> Result<TcpStream, ApiError> {
         self.host_allowed(host)?;
-        let addresses = Self::resolve(host, port)?;
+        let addresses = self.resolve(host, port)?;
         let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
         let mut last = ApiError::Io(format!("cannot connect to {host}:{port}"));
         for address in addresses {
@@ -148,7 +184,69 @@ impl HostState {
         self.sockets.insert(Socket::Tcp(stream))
     }
 
-    fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
+    /// Connects with TLS. The handshake waits for the server in steps of [`STOP_POLL`], so a
+    /// stop request interrupts it (the instance traps) however slow the server is.
+    fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        let (config, name) = match self.tls_setup(host) {
+            Ok(setup) => setup,
+            Err(error) => return Ok(Err(error)),
+        };
+        let mut stream = match self.connect_stream(host, port, timeout_ms) {
+            Ok(stream) => stream,
+            Err(error) => return Ok(Err(error)),
+        };
+        let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
+        let deadline = Instant::now() + timeout;
+        let handshake_error =
+            |error: &std::io::Error| io_error(&format!("TLS handshake with {host}:{port}"), error);
+        if let Err(error) = stream.set_write_timeout(Some(timeout)) {
+            return Ok(Err(handshake_error(&error)));
+        }
+        let mut connection = match rustls::ClientConnection::new(config, name) {
+            Ok(connection) => connection,
+            Err(error) => {
+                return Ok(Err(ApiError::Io(format!(
+                    "TLS with {host}:{port}: {error}"
+                ))));
+            }
+        };
+        while connection.is_handshaking() {
+            self.check_stop()?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(Err(ApiError::TimedOut));
+            }
+            let step = remaining.min(STOP_POLL).max(Duration::from_millis(1));
+            if let Err(error) = stream.set_read_timeout(Some(step)) {
+                return Ok(Err(handshake_error(&error)));
+            }
+            match connection.complete_io(&mut stream) {
+                Ok(_) => {}
+                // Nothing from the server within this step: check for a stop, wait again.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        IoErrorKind::WouldBlock | IoErrorKind::TimedOut
+                    ) => {}
+                Err(error) => return Ok(Err(handshake_error(&error))),
+            }
+        }
+        if let Err(error) = stream.set_write_timeout(Some(MAX_CONNECT)) {
+            return Ok(Err(handshake_error(&error)));
+        }
+        Ok(self
+            .sockets
+            .insert(Socket::Tls(Box::new(rustls::StreamOwned::new(
+                connection, stream,
+            )))))
+    }
+
+    /// The checks before a TLS connection: listed host, DeviceAuthentication for a tenant, a
+    /// current device certificate, a valid server name.
+    fn tls_setup(
+        &self,
+        host: &str,
+    ) -> Result<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>), ApiError> {
         self.host_allowed(host)?;
         let Some(tenant) = self.app.capabilities.device_authentication() else {
             return Err(self
@@ -162,28 +260,7 @@ impl HostState {
         };
         let name = ServerName::try_from(host.to_owned())
             .map_err(|error| ApiError::InvalidArgument(format!("{host}: {error}")))?;
-        let mut stream = self.connect_stream(host, port, timeout_ms)?;
-        let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
-        let handshake_error =
-            |error: &std::io::Error| io_error(&format!("TLS handshake with {host}:{port}"), error);
-        stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| stream.set_write_timeout(Some(timeout)))
-            .map_err(|error| handshake_error(&error))?;
-        let mut connection = rustls::ClientConnection::new(config, name)
-            .map_err(|error| ApiError::Io(format!("TLS with {host}:{port}: {error}")))?;
-        while connection.is_handshaking() {
-            connection
-                .complete_io(&mut stream)
-                .map_err(|error| handshake_error(&error))?;
-        }
-        stream
-            .set_write_timeout(Some(MAX_CONNECT))
-            .map_err(|error| handshake_error(&error))?;
-        self.sockets
-            .insert(Socket::Tls(Box::new(rustls::StreamOwned::new(
-                connection, stream,
-            ))))
+        Ok((config, name))
     }
 
     fn receive(
@@ -248,7 +325,7 @@ impl api::networking::Host for HostState {
         self.begin_blocking();
         let result = self.connect_tls(&host, port, timeout_ms);
         self.yielded();
-        Ok(result)
+        result
     }
 
     fn send(&mut self, socket: u32, data: Vec<u8>) -> HostResult<u32> {
@@ -353,7 +430,7 @@ impl api::networking::Host for HostState {
         if let Err(error) = self.host_allowed(&host) {
             return Ok(Err(error));
         }
-        let addresses = match Self::resolve(&host, port) {
+        let addresses = match self.resolve(&host, port) {
             Ok(addresses) => addresses,
             Err(error) => return Ok(Err(error)),
         };
@@ -422,5 +499,103 @@ impl api::networking::Host for HostState {
     fn close(&mut self, socket: u32) -> wasmtime::Result<()> {
         self.sockets.open.remove(&socket);
         Ok(())
+    }
+}
+
+/// The kind of internal address `address` is, if it is one an app may reach only by listing
+/// the address itself: loopback, unspecified, private (RFC 1918, IPv6 unique local), link-local,
+/// shared address space (RFC 6598, carrier-grade NAT) and broadcast. IPv4-mapped and
+/// IPv4-compatible IPv6 addresses are judged by their IPv4 address.
+pub(crate) fn internal_range(address: IpAddr) -> Option<&'static str> {
+    match address {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4() {
+                // `::` and `::1` map to 0.0.0.0 / 0.0.0.1 here; judge them as IPv6 below.
+                if !v6.is_unspecified() && !v6.is_loopback() {
+                    return internal_v4(v4);
+                }
+            }
+            internal_v6(v6)
+        }
+    }
+}
+
+fn internal_v4(v4: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = v4.octets();
+    if v4.is_loopback() {
+        Some("loopback")
+    } else if v4.is_unspecified() || a == 0 {
+        Some("unspecified (\"this network\")")
+    } else if v4.is_private() {
+        Some("private")
+    } else if v4.is_link_local() {
+        Some("link-local")
+    } else if a == 100 && (b & 0xc0) == 64 {
+        Some("shared (carrier-grade NAT)")
+    } else if v4.is_broadcast() {
+        Some("broadcast")
+    } else {
+        None
+    }
+}
+
+fn internal_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let first = v6.segments()[0];
+    if v6.is_loopback() {
+        Some("loopback")
+    } else if v6.is_unspecified() {
+        Some("unspecified")
+    } else if (first & 0xfe00) == 0xfc00 {
+        Some("private (unique local)")
+    } else if (first & 0xffc0) == 0xfe80 {
+        Some("link-local")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::internal_range;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for (address, internal) in [
+            ("127.0.0.1", true),
+            ("127.255.0.9", true),
+            ("0.0.0.0", true),
+            ("10.1.2.3", true),
+            ("172.16.0.1", true),
+            ("172.31.255.255", true),
+            ("192.168.1.1", true),
+            ("169.254.169.254", true),
+            ("100.64.0.1", true),
+            ("100.127.255.254", true),
+            ("255.255.255.255", true),
+            ("::1", true),
+            ("::", true),
+            ("fd00::1", true),
+            ("fc00::1", true),
+            ("fe80::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("::ffff:10.0.0.1", true),
+            ("::ffff:169.254.169.254", true),
+            ("8.8.8.8", false),
+            ("172.32.0.1", false),
+            ("100.128.0.1", false),
+            ("192.169.0.1", false),
+            ("2001:db8::1", false),
+            ("2606:4700::1111", false),
+            ("::ffff:8.8.8.8", false),
+        ] {
+            let parsed = address.parse().expect("address");
+            assert_eq!(
+                internal_range(parsed).is_some(),
+                internal,
+                "{address}: {:?}",
+                internal_range(parsed)
+            );
+        }
     }
 }

@@ -313,7 +313,7 @@ impl Runtime {
         ownership.claim(&id.to_string(), &Resource::claimed_by(capabilities))?;
         let storage = capabilities.mutable_storage_kib().map(|kib| {
             (
-                storage_path(&self.config.storage_dir, id),
+                storage_path(&self.config.storage_dir, id, options.storage_area),
                 u64::from(kib) * 1024,
             )
         });

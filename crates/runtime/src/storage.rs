@@ -21,8 +21,14 @@ pub(crate) struct Storage {
     file: Option<File>,
 }
 
-/// Where an app's storage lives.
-pub(crate) fn storage_path(root: &Path, app: crate::AppId) -> PathBuf {
+/// Where an app's storage lives: `<root>/<component>/mutable.bin` for production images,
+/// `<root>/development/<component>/mutable.bin` for sideloaded ones (a component ID is a UUID,
+/// so the two never meet).
+pub(crate) fn storage_path(root: &Path, app: crate::AppId, area: crate::StorageArea) -> PathBuf {
+    let root = match area {
+        crate::StorageArea::Production => root.to_path_buf(),
+        crate::StorageArea::Development => root.join("development"),
+    };
     root.join(app.to_string()).join("mutable.bin")
 }
 

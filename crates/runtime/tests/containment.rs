@@ -174,6 +174,7 @@ fn memory_allowance_is_configurable_per_install() {
             InstallOptions {
                 manual_start: false,
                 limits: Some(limits),
+                ..InstallOptions::default()
             },
         )
         .unwrap();
@@ -250,6 +251,54 @@ fn log_flood_is_rate_limited_and_bounded() {
     assert!(reports <= 5, "{reports} events");
 }
 
+/// Install `hostile-connect` against `port` (with `allowed` as its AllowedConnections, if
+/// given) and wait until it has made its last attempt.
+fn run_hostile_connect(device: &Device, port: u16, allowed: Option<serde_json::Value>) -> AppId {
+    let manifest = manifest_with("hostile-connect", |json| {
+        json["CmdArgs"] = serde_json::json!([port.to_string()]);
+        if let Some(allowed) = allowed {
+            json["Capabilities"]["AllowedConnections"] = allowed;
+        }
+    });
+    let app = device
+        .runtime
+        .install(
+            &wasm("hostile-connect"),
+            &manifest,
+            InstallOptions::default(),
+        )
+        .unwrap();
+    device.wait_for_log(app, "attempt 127.0.0.1:", WAIT);
+    app
+}
+
+/// Issue 16 (DNS rebinding): a name the manifest lists is refused when it resolves to a
+/// loopback address (here `localhost`), unless the manifest lists that address itself.
+#[test]
+fn a_listed_name_that_resolves_to_loopback_is_refused() {
+    let device = device();
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempt = |allowed: serde_json::Value| {
+        let app = run_hostile_connect(&device, port, Some(allowed));
+        device.runtime.stop(app).unwrap();
+        let line = device
+            .log_texts(app)
+            .into_iter()
+            .find(|line| line.starts_with("attempt localhost: "))
+            .expect("a localhost attempt");
+        device.runtime.uninstall(app, false).unwrap();
+        line
+    };
+    // `localhost` listed, its address not: refused, naming the address.
+    let refused = attempt(serde_json::json!(["localhost"]));
+    assert!(refused.contains("not permitted"), "{refused}");
+    assert!(refused.contains("loopback"), "{refused}");
+    // Listing the address itself lets the name reach it.
+    let allowed = attempt(serde_json::json!(["localhost", "127.0.0.1"]));
+    assert!(allowed.contains("CONNECTED"), "{allowed}");
+}
+
 #[test]
 fn undeclared_hosts_are_refused_by_name_and_by_address() {
     let device = device();
@@ -258,18 +307,7 @@ fn undeclared_hosts_are_refused_by_name_and_by_address() {
     let listener = TcpListener::bind("0.0.0.0:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
-    let manifest = manifest_with("hostile-connect", |json| {
-        json["CmdArgs"] = serde_json::json!([port.to_string()]);
-    });
-    let hostile = device
-        .runtime
-        .install(
-            &wasm("hostile-connect"),
-            &manifest,
-            InstallOptions::default(),
-        )
-        .unwrap();
-    device.wait_for_log(hostile, "attempt 127.0.0.1:", WAIT);
+    let hostile = run_hostile_connect(&device, port, None);
     let log = device.log_texts(hostile);
     let outcome = |what: &str| {
         log.iter()

@@ -105,6 +105,7 @@ fn manual_start_waits_for_start() {
             InstallOptions {
                 manual_start: true,
                 limits: None,
+                ..InstallOptions::default()
             },
         )
         .unwrap();
@@ -341,6 +342,82 @@ fn storage_survives_restarts_and_is_deleted_at_uninstall() {
     // Apps without MutableStorage have no quota.
     let hello = device.install("hello");
     assert_eq!(device.runtime.quota(hello).unwrap(), None);
+}
+
+/// Issue 16: a test-signed image sideloaded under a production app's component ID must not
+/// read that app's mutable storage. The production app fills its storage; the same component
+/// installed in the development area starts with empty storage of its own, its writes do not
+/// reach the production file, and removing it leaves the production data in place.
+#[test]
+fn a_sideloaded_image_does_not_see_the_production_apps_storage() {
+    let device = device();
+    let production = device.install("hostile-storage");
+    device.wait_for_log(production, "size", WAIT);
+    device.runtime.stop(production).unwrap();
+    let production_file = device
+        .storage
+        .path()
+        .join(production.to_string())
+        .join("mutable.bin");
+    assert_eq!(std::fs::read(&production_file).unwrap(), vec![0x5a; 4096]);
+    // What the production app keeps there (the guest only ever writes 0x5a).
+    let written = b"production secret".to_vec();
+    std::fs::write(&production_file, &written).unwrap();
+    // Replaced by a sideloaded image of the same component (an update keeps storage).
+    device.runtime.uninstall(production, true).unwrap();
+    let install = |storage_area| {
+        device
+            .runtime
+            .install(
+                &wasm("hostile-storage"),
+                &manifest("hostile-storage"),
+                InstallOptions {
+                    manual_start: true,
+                    storage_area,
+                    ..InstallOptions::default()
+                },
+            )
+            .unwrap()
+    };
+    let sideloaded = install(ferro_runtime::StorageArea::Development);
+    assert_eq!(sideloaded, production, "same component ID");
+    assert_eq!(
+        device
+            .runtime
+            .quota(sideloaded)
+            .unwrap()
+            .unwrap()
+            .used_bytes,
+        0,
+        "the sideloaded image sees empty storage"
+    );
+    // It writes its own storage, in its own place.
+    let mut logs = device.runtime.follow_logs(sideloaded).unwrap();
+    device.runtime.start(sideloaded).unwrap();
+    while !logs
+        .next_timeout(WAIT)
+        .expect("a log line")
+        .text
+        .starts_with("size")
+    {}
+    device.runtime.stop(sideloaded).unwrap();
+    let development_file = device
+        .storage
+        .path()
+        .join("development")
+        .join(sideloaded.to_string())
+        .join("mutable.bin");
+    assert_eq!(std::fs::read(&development_file).unwrap().len(), 4096);
+    // Deleting the sideloaded image deletes its storage only; the production app comes back
+    // to its own data.
+    device.runtime.uninstall(sideloaded, false).unwrap();
+    assert!(!development_file.exists());
+    assert_eq!(std::fs::read(&production_file).unwrap(), written);
+    let back = install(ferro_runtime::StorageArea::Production);
+    assert_eq!(
+        device.runtime.quota(back).unwrap().unwrap().used_bytes,
+        written.len() as u64
+    );
 }
 
 #[test]

@@ -151,3 +151,83 @@ fn the_server_must_be_trusted() {
     );
     assert_eq!(server.join().expect("server"), None);
 }
+
+/// How the slow server's connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum SlowServer {
+    /// The client closed it.
+    ClosedByClient,
+    /// The server gave up first (its hang guard).
+    GaveUp,
+}
+
+/// Issue 16: a TLS handshake with a slow server could not be interrupted by a stop request.
+/// The server accepts, takes the ClientHello and answers with the header of a 16 KiB handshake
+/// record whose body it sends one byte every half second (each read got a fresh timeout
+/// before, so such a server held the handshake, and the stop, for as long as it liked). Now
+/// the stop interrupts the handshake: `stop` returns with the app Stopped and it is the client
+/// that closes the connection, not the server's hang guard (a minute).
+#[test]
+fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
+    let pki = pki();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("accept");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut hello = [0u8; 5];
+        socket.read_exact(&mut hello).expect("a ClientHello record");
+        assert_eq!(hello[0], 22, "a handshake record");
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes([hello[3], hello[4]]))];
+        socket.read_exact(&mut body).expect("the ClientHello");
+        // A handshake record of 16 KiB, then its body a byte at a time.
+        socket.write_all(&[22, 3, 3, 0x40, 0x00]).expect("header");
+        started_tx.send(()).expect("send");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        for _ in 0..120 {
+            if socket.write_all(&[2]).is_err() {
+                return SlowServer::ClosedByClient;
+            }
+            let mut byte = [0u8; 1];
+            match socket.read(&mut byte) {
+                Ok(0) => return SlowServer::ClosedByClient,
+                Ok(_) => {}
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return SlowServer::ClosedByClient,
+            }
+        }
+        SlowServer::GaveUp
+    });
+    let tenant: Uuid = TENANT.parse().expect("uuid");
+    let device = device_with(|runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(client_config(&pki)),
+            tenant,
+        });
+    });
+    let manifest = manifest_with("tls-client", |json| {
+        json["CmdArgs"] = serde_json::json!(["127.0.0.1", port.to_string()]);
+    });
+    let app = device
+        .runtime
+        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
+        .expect("install");
+    started_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the client started a handshake");
+    device.runtime.stop(app).expect("stop");
+    assert_eq!(
+        device.runtime.status(app).expect("status").state,
+        ferro_runtime::AppState::Stopped
+    );
+    assert_eq!(server.join().expect("server"), SlowServer::ClosedByClient);
+}
