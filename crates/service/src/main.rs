@@ -135,6 +135,9 @@ async fn main() -> anyhow::Result<()> {
                 attestation_rate: file
                     .attestation_rate_limit
                     .unwrap_or(ferro_service::rate_limit::AddressRate::ATTESTATION_DEFAULT),
+                tenant_image_quota_bytes: file
+                    .tenant_image_quota_bytes
+                    .unwrap_or(ferro_service::state::DEFAULT_TENANT_IMAGE_QUOTA),
                 ..Config::default()
             };
             let state = setup::state(&data_dir, db.clone(), config)

@@ -31,6 +31,10 @@ pub struct FileConfig {
     /// [`crate::rate_limit::AddressRate::ATTESTATION_DEFAULT`], `per_second = 0` turns it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation_rate_limit: Option<crate::rate_limit::AddressRate>,
+    /// Most bytes of image packages one tenant may store; absent means
+    /// [`crate::state::DEFAULT_TENANT_IMAGE_QUOTA`] (10 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_image_quota_bytes: Option<u64>,
 }
 
 /// Errors of `init` and `open`.
@@ -173,6 +177,7 @@ pub async fn init_with_names(
         listen: None,
         service_names: service_names.to_vec(),
         attestation_rate_limit: None,
+        tenant_image_quota_bytes: None,
     };
     let url = database_url(data_dir, database_url_flag, &file);
     let db = Db::connect(&url, 2).await?;

@@ -40,7 +40,15 @@ pub struct Config {
     /// What one client address may send to the unauthenticated attestation routes (challenge
     /// and evidence together); `per_second` 0 turns the limit off (`crate::rate_limit`).
     pub attestation_rate: crate::rate_limit::AddressRate,
+    /// Most bytes of image packages (as stored, signed by the service) one tenant may hold;
+    /// an upload that would go over is `storage_quota_exceeded` (409, nothing stored).
+    /// `ferro-service.toml` `tenant_image_quota_bytes`; default [`DEFAULT_TENANT_IMAGE_QUOTA`].
+    pub tenant_image_quota_bytes: u64,
 }
+
+/// The default image storage quota of a tenant: 10 GiB (20 maximal uploads; thousands of
+/// typical app images).
+pub const DEFAULT_TENANT_IMAGE_QUOTA: u64 = 10 * 1024 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -57,6 +65,7 @@ impl Default for Config {
             attestation_nonce_ttl: Duration::from_secs(60),
             device_events_per_day: 2000,
             attestation_rate: crate::rate_limit::AddressRate::ATTESTATION_DEFAULT,
+            tenant_image_quota_bytes: DEFAULT_TENANT_IMAGE_QUOTA,
         }
     }
 }

@@ -100,6 +100,8 @@ mod updates;
 pub use updates::*;
 mod events;
 pub use events::*;
+mod os_feeds;
+pub use os_feeds::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///
@@ -389,6 +391,9 @@ pub enum ErrorCode {
     /// 409: the rollout cannot be paused or resumed: it is complete, or a newer deployment
     /// superseded it.
     RolloutNotActive,
+    /// 409: storing the upload would take the tenant over its image storage quota; the message
+    /// says the usage and the limit (the service's `tenant_image_quota_bytes`).
+    StorageQuotaExceeded,
 }
 
 impl ErrorCode {
@@ -429,6 +434,7 @@ impl ErrorCode {
             ErrorCode::InvalidRollout => "invalid_rollout",
             ErrorCode::NoRollout => "no_rollout",
             ErrorCode::RolloutNotActive => "rollout_not_active",
+            ErrorCode::StorageQuotaExceeded => "storage_quota_exceeded",
         }
     }
 
@@ -445,7 +451,8 @@ impl ErrorCode {
             | ErrorCode::LastAdministrator
             | ErrorCode::RegistrationConflict
             | ErrorCode::AlreadyClaimed
-            | ErrorCode::RolloutNotActive => 409,
+            | ErrorCode::RolloutNotActive
+            | ErrorCode::StorageQuotaExceeded => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId
@@ -503,6 +510,7 @@ impl ErrorCode {
         ErrorCode::InvalidRollout,
         ErrorCode::NoRollout,
         ErrorCode::RolloutNotActive,
+        ErrorCode::StorageQuotaExceeded,
     ];
 }
 
