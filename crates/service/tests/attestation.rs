@@ -725,10 +725,15 @@ async fn feed_minimum_security_version_is_enforced(t: &TestApp) {
     let d2 = claimed(t, &tid, &admin).await;
     boot(t, &d2).await;
     assert_eq!(attest_as_is(t, &d2).await["verdict"], "Trusted");
+    // A newer release below the minimum is not offered: the fixed one still is.
+    let low = t.os_release_with("Retail", 0).await;
+    assert_eq!(offered_os(&attest_as_is(t, &d2).await), Some(fixed.clone()));
     // Lowering undoes it (audited like raising).
     let r = set(t.operator.clone(), "Retail", 0).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(v["verdict"], "Trusted", "{v}");
+    assert_eq!(offered_os(&v), Some(low));
     use sqlx::Row;
     let n: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'os_feed.set_minimum_security_version'",
