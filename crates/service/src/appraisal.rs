@@ -183,18 +183,19 @@ pub fn appraise(measurements: &[MeasurementEvent], debug: DebugStatus, facts: &F
             continue;
         }
         match facts.tenant_images.get(&m.image_id) {
-            Some(known) => {
-                if known.payload_sha256 != digest || known.component_id != m.component_id {
-                    out.push(reason(
-                        codes::UNKNOWN_MEASUREMENT,
-                        format!(
-                            "measurement {i}: image {} is known, but not with digest {digest} \
-                             for component {} (tampered or corrupted image)",
-                            m.image_id, m.component_id
-                        ),
-                    ));
-                }
+            Some(known)
+                if known.payload_sha256 != digest || known.component_id != m.component_id =>
+            {
+                out.push(reason(
+                    codes::UNKNOWN_MEASUREMENT,
+                    format!(
+                        "measurement {i}: image {} is known, but not with digest {digest} for \
+                         component {} (tampered or corrupted image)",
+                        m.image_id, m.component_id
+                    ),
+                ));
             }
+            Some(_) => {}
             None if !facts.app_development => out.push(reason(
                 codes::TEST_SIGNED_WITHOUT_CAPABILITY,
                 format!(
