@@ -172,13 +172,26 @@ fn main() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::CREATED);
+        let release: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        // What ferro-boot measures when it boots that release (the appraisal wants it first).
+        let os_event = ferro_trust::MeasurementEvent {
+            component_id: ferro_image::OS_COMPONENT_ID,
+            image_id: release["imageId"].as_str().unwrap().parse().unwrap(),
+            version: release["version"].as_str().unwrap().to_string(),
+            digest: hex::decode(release["payloadSha256"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        };
 
-        // The checking devices: registered, claimed, attested (certificate in hand).
+        // The checking devices: registered, claimed, booted, attested (certificate in hand).
         let mut rots = Vec::new();
         let mut records = Vec::new();
         for _ in 0..devices {
             let d = tempfile::tempdir().unwrap();
             let rot = SoftwareRootOfTrust::open(d.path().join("rot")).unwrap();
+            rot.extend_measurement(&os_event).unwrap();
             let rec = ferro_pki::RegistrationRecord {
                 device_key: rot.public_key().clone(),
                 root_of_trust: ferro_pki::RootOfTrust::Software,
