@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+#[path = "common/os_release.rs"]
+mod os_release;
+
 /// The service binary's allocator, so the figures are the service's.
 #[global_allocator]
 static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
@@ -95,54 +98,6 @@ fn crypto_bound() -> (f64, f64, f64) {
     let verify = t.elapsed().as_secs_f64() / f64::from(n);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     (sign, verify, cores / (2.0 * sign + verify))
-}
-
-/// Publish a small OS release to Retail (as the operator `op`); the measurement ferro-boot makes
-/// of it.
-async fn publish_os(app: &axum::Router, op: &str) -> ferro_trust::MeasurementEvent {
-    let build = SoftwareSigningKey::generate();
-    call(
-        app,
-        "/v1/os-release-keys",
-        Some(op),
-        json!({"publicKeyPem": build.public_key().to_pem(), "name": "bench build"}),
-    )
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let os_dir = dir.path().join("os");
-    std::fs::create_dir_all(os_dir.join("bin")).unwrap();
-    std::fs::write(os_dir.join("bin/ferro-device"), b"bench os").unwrap();
-    let package = dir.path().join("os.fsimg");
-    ferro_image::pack_os(
-        &os_dir,
-        &ferro_image::PackOptions::default(),
-        &build,
-        &package,
-    )
-    .unwrap();
-    let resp = app
-        .clone()
-        .oneshot(
-            Request::post("/v1/os-releases?feed=Retail")
-                .header("authorization", format!("Bearer {op}"))
-                .header("content-type", "application/octet-stream")
-                .body(Body::from(std::fs::read(&package).unwrap()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), axum::http::StatusCode::CREATED);
-    let release: Value =
-        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    ferro_trust::MeasurementEvent {
-        component_id: ferro_image::OS_COMPONENT_ID,
-        image_id: release["imageId"].as_str().unwrap().parse().unwrap(),
-        version: release["version"].as_str().unwrap().to_string(),
-        digest: hex::decode(release["payloadSha256"].as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    }
 }
 
 /// CPU time (ns) of each live thread of this process by thread name, from
@@ -444,7 +399,8 @@ fn main() {
             .unwrap()
             .to_string();
         // A Retail OS release the devices booted (the appraisal wants its measurement first).
-        let os_event = publish_os(&app, &op).await;
+        let os_dir = tempfile::tempdir().unwrap();
+        let os_event = os_release::publish_retail_os(&app, &op, b"bench os", os_dir.path()).await;
         let mut rots = Vec::new();
         let mut records = Vec::new();
         for _ in 0..devices {

@@ -114,11 +114,12 @@ async fn uploads_past_the_quota_are_refused(t: &TestApp, quota: u64) {
         assert!(message.contains(&needle), "{needle}: {message}");
     }
     // Nothing stored by the refusal: rows and objects as before, again on a second try.
-    let images = t
-        .count(&format!(
+    let image_rows = || {
+        t.count(&format!(
             "SELECT COUNT(*) FROM images WHERE tenant_id = '{tid}'"
         ))
-        .await;
+    };
+    let images = image_rows().await;
     let objects = t.object_files();
     let r = t
         .upload(
@@ -128,13 +129,7 @@ async fn uploads_past_the_quota_are_refused(t: &TestApp, quota: u64) {
         )
         .await;
     assert_eq!(r.code(), "storage_quota_exceeded", "{:?}", r.body);
-    assert_eq!(
-        t.count(&format!(
-            "SELECT COUNT(*) FROM images WHERE tenant_id = '{tid}'"
-        ))
-        .await,
-        images
-    );
+    assert_eq!(image_rows().await, images);
     assert_eq!(t.object_files(), objects);
     assert_eq!(used(tid.clone()).await, used_now);
     // Re-sending a stored package adds nothing and still answers 200.
@@ -143,13 +138,10 @@ async fn uploads_past_the_quota_are_refused(t: &TestApp, quota: u64) {
     // The quota is per tenant.
     let (other, admin_b) = t.tenant().await;
     let kb = t.developer_key(&other, &admin_b).await;
-    let r = t
-        .upload(
-            &other,
-            &admin_b,
-            app_package(&kb, Uuid::new_v4(), Version::new(1, 0, 0)),
-        )
-        .await;
+    let fresh = |k: &ferro_signing::SoftwareSigningKey| {
+        app_package(k, Uuid::new_v4(), Version::new(1, 0, 0))
+    };
+    let r = t.upload(&other, &admin_b, fresh(&kb)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 

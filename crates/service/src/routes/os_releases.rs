@@ -380,6 +380,24 @@ pub async fn publish_os_release(
     Ok((StatusCode::CREATED, Json(release)))
 }
 
+/// For a platform operator's change of one release: the write transaction (holding the release
+/// writers' lock), the image ID, its row and the release.
+async fn operator_release(
+    state: &AppState,
+    caller: &Caller,
+    image_id: &str,
+) -> ApiResult<(db::Tx, String, sqlx::any::AnyRow, OsRelease)> {
+    caller.require_operator()?;
+    let iid = path_id::<ImageId>(image_id, "imageId")?.to_string();
+    let mut tx = state.db.begin_write().await?;
+    lock_releases(&mut tx).await?;
+    let row = release_row(&mut *tx, &iid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("OS release"))?;
+    let release = release_from_row(&row)?;
+    Ok((tx, iid, row, release))
+}
+
 /// Promote a RetailEval release to Retail (platform operator). It must be newer than Retail's
 /// newest release; promoting a release already in Retail answers it unchanged.
 #[utoipa::path(post, path = "/v1/os-releases/{imageId}/promote", tag = "os-releases",
@@ -393,14 +411,7 @@ pub async fn promote_os_release(
     caller: Caller,
     Path(image_id): Path<String>,
 ) -> ApiResult<Json<OsRelease>> {
-    caller.require_operator()?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
-    let mut tx = state.db.begin_write().await?;
-    lock_releases(&mut tx).await?;
-    let row = release_row(&mut *tx, &iid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("OS release"))?;
-    let mut release = release_from_row(&row)?;
+    let (mut tx, iid, row, mut release) = operator_release(&state, &caller, &image_id).await?;
     if release.retail_at.is_some() {
         return Ok(Json(release));
     }
@@ -532,14 +543,7 @@ pub async fn revoke_os_release(
     caller: Caller,
     Path(image_id): Path<String>,
 ) -> ApiResult<Json<OsRelease>> {
-    caller.require_operator()?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
-    let mut tx = state.db.begin_write().await?;
-    lock_releases(&mut tx).await?;
-    let row = release_row(&mut *tx, &iid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("OS release"))?;
-    let mut release = release_from_row(&row)?;
+    let (mut tx, iid, _, mut release) = operator_release(&state, &caller, &image_id).await?;
     if release.revoked_at.is_some() {
         return Ok(Json(release));
     }
