@@ -115,9 +115,8 @@ async fn uploads_past_the_quota_are_refused(t: &TestApp, quota: u64) {
     }
     // Nothing stored by the refusal: rows and objects as before, again on a second try.
     let image_rows = || {
-        t.count(&format!(
-            "SELECT COUNT(*) FROM images WHERE tenant_id = '{tid}'"
-        ))
+        let sql = format!("SELECT COUNT(*) FROM images WHERE tenant_id = '{tid}'");
+        async move { t.count(&sql).await }
     };
     let images = image_rows().await;
     let objects = t.object_files();
