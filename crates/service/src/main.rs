@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferro_service::auth::PasswordParams;
-use ferro_service::{Config, server, setup};
+use ferro_service::{server, setup};
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -131,15 +131,7 @@ async fn main() -> anyhow::Result<()> {
             let (db, file) = setup::open(&data_dir, database_url.as_deref())
                 .await
                 .context("opening the data directory")?;
-            let config = Config {
-                attestation_rate: file
-                    .attestation_rate_limit
-                    .unwrap_or(ferro_service::rate_limit::AddressRate::ATTESTATION_DEFAULT),
-                tenant_image_quota_bytes: file
-                    .tenant_image_quota_bytes
-                    .unwrap_or(ferro_service::state::DEFAULT_TENANT_IMAGE_QUOTA),
-                ..Config::default()
-            };
+            let config = file.config();
             let state = setup::state(&data_dir, db.clone(), config)
                 .await
                 .context("building the service state")?;

@@ -37,6 +37,22 @@ pub struct FileConfig {
     pub tenant_image_quota_bytes: Option<u64>,
 }
 
+impl FileConfig {
+    /// The service's [`crate::Config`]: the defaults, with what this file sets.
+    pub fn config(&self) -> crate::Config {
+        let defaults = crate::Config::default();
+        crate::Config {
+            attestation_rate: self
+                .attestation_rate_limit
+                .unwrap_or(defaults.attestation_rate),
+            tenant_image_quota_bytes: self
+                .tenant_image_quota_bytes
+                .unwrap_or(defaults.tenant_image_quota_bytes),
+            ..defaults
+        }
+    }
+}
+
 /// Errors of `init` and `open`.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -302,3 +318,22 @@ pub async fn state(
 
 /// Grace period the binary gives in-flight requests at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::FileConfig;
+
+    #[test]
+    fn the_image_quota_is_read_from_the_file() {
+        let file: FileConfig = toml::from_str("tenant_image_quota_bytes = 1000\n").unwrap();
+        assert_eq!(file.config().tenant_image_quota_bytes, 1000);
+        let file: FileConfig = toml::from_str("").unwrap();
+        assert_eq!(
+            file.config().tenant_image_quota_bytes,
+            crate::state::DEFAULT_TENANT_IMAGE_QUOTA
+        );
+        // A negative or misspelled value is refused, not ignored.
+        assert!(toml::from_str::<FileConfig>("tenant_image_quota_bytes = -1\n").is_err());
+        assert!(toml::from_str::<FileConfig>("tenant_image_quota = 1\n").is_err());
+    }
+}
