@@ -597,6 +597,25 @@ pub enum OsReleaseCommand {
         #[arg(long, value_name = "ID")]
         image: String,
     },
+    /// Revoke a release for good: no device is offered it again, and devices that run it
+    /// attest Untrusted until they update (platform operators).
+    Revoke {
+        /// Image ID of the release.
+        #[arg(long, value_name = "ID")]
+        image: String,
+    },
+    /// Show each feed's minimum security version.
+    ShowFeeds,
+    /// Set a feed's minimum security version: older releases are neither offered nor trusted
+    /// (platform operators).
+    SetMinimumSecurityVersion {
+        /// Retail or RetailEval.
+        #[arg(long, value_name = "FEED")]
+        feed: String,
+        /// The minimum (at most the highest security version of the feed's live releases).
+        #[arg(long, value_name = "N")]
+        security_version: u32,
+    },
     /// The build keys whose OS packages may be published (platform operators).
     #[command(subcommand)]
     Key(OsReleaseKeyCommand),

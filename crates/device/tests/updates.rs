@@ -81,8 +81,8 @@ fn deployments_update_apps_and_os_and_a_broken_os_falls_back() {
     let work = work.path();
     let (service, admin) = common::service_with_tenant("Update Tenant", "Updater");
 
-    // Factory OS 1.0.0 (security version 1), published to RetailEval: the group below follows
-    // RetailEval, so it is also the group's OS target.
+    // Factory OS 1.0.0 (security version 1), published to Retail (so RetailEval too): the group
+    // below follows RetailEval, so it is also the group's OS target.
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     let v1 = upload_app(&admin, work, "1.0.0", 1);
     admin.json(&[

@@ -169,6 +169,28 @@ fn package_upload_deploy_and_os_release() {
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
     let promoted = admin.json(&["os-release", "promote", "--image", &release_id]);
     assert!(promoted["retailAt"].is_string(), "{promoted}");
+    // Feed minimums: none set; one no release meets is refused with what to do.
+    let feeds = admin.json(&["os-release", "show-feeds"]);
+    assert_eq!(feeds[0]["feed"], "Retail", "{feeds}");
+    assert_eq!(feeds[0]["minimumSecurityVersion"], 0, "{feeds}");
+    let stderr = admin.fails(&[
+        "os-release",
+        "set-minimum-security-version",
+        "--feed",
+        "Retail",
+        "--security-version",
+        "1",
+    ]);
+    assert!(stderr.contains("publish"), "{stderr}");
+    let set = admin.json(&[
+        "os-release",
+        "set-minimum-security-version",
+        "--feed",
+        "Retail",
+        "--security-version",
+        "0",
+    ]);
+    assert_eq!(set["minimumSecurityVersion"], 0, "{set}");
     let os_download = work.path().join("os-release.imagepackage");
     let output = admin.run(&[
         "os-release",
@@ -231,4 +253,11 @@ fn package_upload_deploy_and_os_release() {
         "Retail",
     ]);
     assert!(stderr.contains("403"), "{stderr}");
+    // Nor revoke; the operator can, for good.
+    let stderr = reader.fails(&["os-release", "revoke", "--image", &release_id]);
+    assert!(stderr.contains("403"), "{stderr}");
+    let revoked = admin.json(&["os-release", "revoke", "--image", &release_id]);
+    assert!(revoked["revokedAt"].is_string(), "{revoked}");
+    let listed = reader.json(&["os-release", "list"]);
+    assert_eq!(listed[0]["revokedAt"], revoked["revokedAt"], "{listed}");
 }

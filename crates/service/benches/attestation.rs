@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
+#[path = "common/os_release.rs"]
+mod os_release;
+
 /// The service binary's allocator, so the figures are the service's.
 #[global_allocator]
 static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
@@ -395,11 +398,15 @@ fn main() {
             .as_str()
             .unwrap()
             .to_string();
+        // A Retail OS release the devices booted (the appraisal wants its measurement first).
+        let os_dir = tempfile::tempdir().unwrap();
+        let os_event = os_release::publish_retail_os(&app, &op, b"bench os", os_dir.path()).await;
         let mut rots = Vec::new();
         let mut records = Vec::new();
         for _ in 0..devices {
             let d = tempfile::tempdir().unwrap();
             let rot = SoftwareRootOfTrust::open(d.path().join("rot")).unwrap();
+            rot.extend_measurement(&os_event).unwrap();
             let rec = ferro_pki::RegistrationRecord {
                 device_key: rot.public_key().clone(),
                 root_of_trust: ferro_pki::RootOfTrust::Software,

@@ -27,6 +27,9 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+#[path = "common/os_release.rs"]
+mod os_release;
+
 /// The service binary's allocator, so the figures are the service's.
 #[global_allocator]
 static ALLOCATOR: ferro_service::Allocator = ferro_service::ALLOCATOR;
@@ -136,49 +139,20 @@ fn main() {
             .unwrap()
             .to_string();
 
-        // An OS release in Retail: the target of devices in no group.
-        let build = ferro_signing::SoftwareSigningKey::generate();
-        call(
-            &app,
-            "/v1/os-release-keys",
-            Some(&op),
-            json!({"publicKeyPem": build.public_key().to_pem(), "name": "bench build"}),
-        )
-        .await;
-        let os_dir = dir.path().join("os");
-        std::fs::create_dir_all(os_dir.join("bin")).unwrap();
+        // An OS release in Retail: the target of devices in no group, and what they booted.
         let payload: Vec<u8> = (0..payload_mb * 1024 * 1024)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        std::fs::write(os_dir.join("bin/ferro-device"), &payload).unwrap();
+        let os_event = os_release::publish_retail_os(&app, &op, &payload, dir.path()).await;
         drop(payload);
-        let package = dir.path().join("os.fsimg");
-        ferro_image::pack_os(
-            &os_dir,
-            &ferro_image::PackOptions::default(),
-            &build,
-            &package,
-        )
-        .unwrap();
-        let resp = app
-            .clone()
-            .oneshot(
-                Request::post("/v1/os-releases?feed=Retail")
-                    .header("authorization", format!("Bearer {op}"))
-                    .header("content-type", "application/octet-stream")
-                    .body(Body::from(std::fs::read(&package).unwrap()))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::CREATED);
 
-        // The checking devices: registered, claimed, attested (certificate in hand).
+        // The checking devices: registered, claimed, booted, attested (certificate in hand).
         let mut rots = Vec::new();
         let mut records = Vec::new();
         for _ in 0..devices {
             let d = tempfile::tempdir().unwrap();
             let rot = SoftwareRootOfTrust::open(d.path().join("rot")).unwrap();
+            rot.extend_measurement(&os_event).unwrap();
             let rec = ferro_pki::RegistrationRecord {
                 device_key: rot.public_key().clone(),
                 root_of_trust: ferro_pki::RootOfTrust::Software,

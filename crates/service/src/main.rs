@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferro_service::auth::PasswordParams;
-use ferro_service::{Config, server, setup};
+use ferro_service::{server, setup};
 use std::path::PathBuf;
 
 #[global_allocator]
@@ -131,8 +131,8 @@ async fn main() -> anyhow::Result<()> {
             let (db, file) = setup::open(&data_dir, database_url.as_deref())
                 .await
                 .context("opening the data directory")?;
-            let config: Config = file
-                .to_config(&data_dir.join(setup::CONFIG_FILE))
+            let config = file
+                .config(&data_dir.join(setup::CONFIG_FILE))
                 .context("reading the config file")?;
             let state = setup::state(&data_dir, db.clone(), config)
                 .await

@@ -31,6 +31,10 @@ pub struct FileConfig {
     /// [`crate::rate_limit::AddressRate::ATTESTATION_DEFAULT`], `per_second = 0` turns it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation_rate_limit: Option<crate::rate_limit::AddressRate>,
+    /// Most bytes of image packages one tenant may store; absent means
+    /// [`crate::state::DEFAULT_TENANT_IMAGE_QUOTA`] (10 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_image_quota_bytes: Option<u64>,
     /// Who may create tenants: `"operators"` (absent: the default) or `"any_user"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_creation: Option<crate::state::TenantCreation>,
@@ -45,7 +49,7 @@ pub struct FileConfig {
 impl FileConfig {
     /// The service configuration this file asks for: [`crate::Config::default`] with the
     /// file's settings, checked (a setting out of range is refused by name).
-    pub fn to_config(&self, path: &Path) -> Result<crate::Config, SetupError> {
+    pub fn config(&self, path: &Path) -> Result<crate::Config, SetupError> {
         let defaults = crate::Config::default();
         let bad = |what: &str| SetupError::Config(path.to_path_buf(), what.to_string());
         let max_tenants_per_user = self
@@ -65,6 +69,9 @@ impl FileConfig {
             tenant_creation: self.tenant_creation.unwrap_or_default(),
             max_tenants_per_user,
             one_time_password_ttl_secs: i64::from(otp_hours) * 3600,
+            tenant_image_quota_bytes: self
+                .tenant_image_quota_bytes
+                .unwrap_or(defaults.tenant_image_quota_bytes),
             ..defaults
         })
     }
@@ -356,3 +363,60 @@ pub async fn state(
 
 /// Grace period the binary gives in-flight requests at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::FileConfig;
+
+    fn config_of(text: &str) -> Result<crate::Config, SetupError> {
+        let file: FileConfig = toml::from_str(text).unwrap();
+        file.config(Path::new("ferro-service.toml"))
+    }
+
+    #[test]
+    fn the_image_quota_is_read_from_the_file() {
+        let config = config_of("tenant_image_quota_bytes = 1000\n").unwrap();
+        assert_eq!(config.tenant_image_quota_bytes, 1000);
+        assert_eq!(
+            config_of("").unwrap().tenant_image_quota_bytes,
+            crate::state::DEFAULT_TENANT_IMAGE_QUOTA
+        );
+        // A negative or misspelled value is refused, not ignored.
+        assert!(toml::from_str::<FileConfig>("tenant_image_quota_bytes = -1\n").is_err());
+        assert!(toml::from_str::<FileConfig>("tenant_image_quota = 1\n").is_err());
+    }
+
+    #[test]
+    fn account_settings_are_read_and_checked() {
+        use crate::state::TenantCreation;
+        let defaults = config_of("").unwrap();
+        assert_eq!(
+            defaults.tenant_creation,
+            TenantCreation::Operators,
+            "safe by default"
+        );
+        assert_eq!(defaults.max_tenants_per_user, 10);
+        assert_eq!(defaults.one_time_password_ttl_secs, 72 * 3600);
+        let c = config_of(
+            "tenant_creation = \"any_user\"\nmax_tenants_per_user = 3\none_time_password_hours = 24\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.tenant_creation,
+                c.max_tenants_per_user,
+                c.one_time_password_ttl_secs
+            ),
+            (TenantCreation::AnyUser, 3, 24 * 3600)
+        );
+        for (text, name) in [
+            ("max_tenants_per_user = 0\n", "max_tenants_per_user"),
+            ("one_time_password_hours = 0\n", "one_time_password_hours"),
+            ("one_time_password_hours = 721\n", "one_time_password_hours"),
+        ] {
+            let e = config_of(text).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+        assert!(toml::from_str::<FileConfig>("tenant_creation = \"everyone\"\n").is_err());
+    }
+}

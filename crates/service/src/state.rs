@@ -40,6 +40,10 @@ pub struct Config {
     /// What one client address may send to the unauthenticated attestation routes (challenge
     /// and evidence together); `per_second` 0 turns the limit off (`crate::rate_limit`).
     pub attestation_rate: crate::rate_limit::AddressRate,
+    /// Most bytes of image packages (as stored, signed by the service) one tenant may hold;
+    /// an upload that would go over is `storage_quota_exceeded` (409, nothing stored).
+    /// `ferro-service.toml` `tenant_image_quota_bytes`; default [`DEFAULT_TENANT_IMAGE_QUOTA`].
+    pub tenant_image_quota_bytes: u64,
     /// Who may create tenants (`ferro-service.toml` `tenant_creation`); platform operators
     /// only by default.
     pub tenant_creation: TenantCreation,
@@ -65,6 +69,10 @@ pub enum TenantCreation {
     AnyUser,
 }
 
+/// The default image storage quota of a tenant: 10 GiB (20 maximal uploads; thousands of
+/// typical app images).
+pub const DEFAULT_TENANT_IMAGE_QUOTA: u64 = 10 * 1024 * 1024 * 1024;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -80,6 +88,7 @@ impl Default for Config {
             attestation_nonce_ttl: Duration::from_secs(60),
             device_events_per_day: 2000,
             attestation_rate: crate::rate_limit::AddressRate::ATTESTATION_DEFAULT,
+            tenant_image_quota_bytes: DEFAULT_TENANT_IMAGE_QUOTA,
             tenant_creation: TenantCreation::Operators,
             max_tenants_per_user: 10,
             one_time_password_ttl_secs: 72 * 3600,

@@ -1,5 +1,6 @@
 //! Target sets (docs/updates.md): for each claimed device, what it should run, computed from its
-//! group's current deployment, the group's OS feed (newest release) and update policy, signed by
+//! group's current deployment, the group's OS feed (newest release that is not revoked and is at
+//! or above the feed's minimum security version) and update policy, signed by
 //! the tenant metadata key, with a version that only grows and an expiry.
 //!
 //! Cost model: one read (the device row with its inputs) answers an unchanged set, which is by
@@ -58,6 +59,8 @@ macro_rules! target_check_columns {
       FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
       ORDER BY dep.id DESC LIMIT 1) AS deployment, \
      (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
+      AND o.revoked_at IS NULL AND o.security_version >= COALESCE((SELECT f.minimum_security_version \
+      FROM os_feed_policies f WHERE f.feed = COALESCE(g.os_feed, 'Retail')), 0) \
       ORDER BY o.id DESC LIMIT 1) AS os_release_id, \
      (SELECT reg.ownership_epoch FROM device_registrations reg WHERE reg.device_id = d.id) \
       AS ownership_epoch"

@@ -8,7 +8,8 @@ mod common;
 use axum::http::StatusCode;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use common::devices::{
-    attest, challenge, claimed, evidence, new_rot, register, serve_https, submit,
+    attest, boot, challenge, claimed, evidence, new_rot, os_boot_event, register, serve_https,
+    submit,
 };
 use common::{Backend, TestApp, b64};
 use ferro_trust::{MeasurementEvent, RootOfTrust};
@@ -19,6 +20,10 @@ both!(
     trusted_path_issues_tenant_certificate,
     attacks_are_refused,
     measurements_are_appraised,
+    os_measurement_is_appraised,
+    revoked_os_releases_are_refused,
+    feed_minimum_security_version_is_enforced,
+    debug_needs_app_development,
     device_client_and_mosquitto,
 );
 
@@ -153,6 +158,7 @@ async fn trusted_path_issues_tenant_certificate(t: &TestApp) {
 async fn attacks_are_refused(t: &TestApp) {
     let (tid, admin) = t.tenant().await;
     let d = claimed(t, &tid, &admin).await;
+    boot(t, &d).await;
     // Replayed nonce: the same evidence twice.
     let n = challenge(t, &d.id).await;
     let ev = evidence(&d.rot, &n);
@@ -383,6 +389,7 @@ async fn measurements_are_appraised(t: &TestApp) {
     // Another tenant's image is unknown to this one (test-signed from its point of view).
     let (tb, admin_b) = t.tenant().await;
     let d = claimed(t, &tb, &admin_b).await;
+    d.rot.extend_measurement(&os_event).unwrap();
     d.rot.extend_measurement(&app_event).unwrap();
     let v = attest(t, &d).await;
     assert_untrusted(&v, "test_signed_without_capability");
@@ -433,6 +440,346 @@ async fn measurements_are_appraised(t: &TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(attest(t, &d).await["verdict"], "Trusted");
+}
+
+/// The evidence of `d` for a fresh challenge, submitted as is (no boot added).
+async fn attest_as_is(t: &TestApp, d: &common::devices::Dev) -> Value {
+    let n = challenge(t, &d.id).await;
+    submit(t, &d.id, &n, &evidence(&d.rot, &n)).await
+}
+
+/// The OS image the target set of an attestation answer offers (decoded, the service's own).
+fn offered_os(v: &Value) -> Option<String> {
+    let signed = base64ct::Base64::decode_vec(v["targetSet"]["targetSet"].as_str()?).unwrap();
+    let env = ferro_signing::parse_unverified(&signed).unwrap();
+    let set = ferro_pki::TargetSet::from_cbor(&env.unverified_payload).unwrap();
+    set.images
+        .iter()
+        .find(|i| i.kind == ferro_pki::TargetKind::Os)
+        .map(|i| i.image_id.to_string())
+}
+
+/// Attacks on the OS measurement: an empty or app-only log, an OS measured after an app or
+/// twice, a RetailEval release on a Retail device. Each was Trusted before the OS rules.
+async fn os_measurement_is_appraised(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let os = os_boot_event(t).await;
+    let app = {
+        use sqlx::Row;
+        let image_id = t.image(&tid, &admin).await;
+        let row =
+            sqlx::query("SELECT component_id, payload_sha256 FROM images WHERE image_id = $1")
+                .bind(&image_id)
+                .fetch_one(t.db.pool())
+                .await
+                .unwrap();
+        MeasurementEvent {
+            component_id: row
+                .try_get::<String, _>("component_id")
+                .unwrap()
+                .parse()
+                .unwrap(),
+            image_id: image_id.parse().unwrap(),
+            version: "1.0.0".into(),
+            digest: hex::decode(row.try_get::<String, _>("payload_sha256").unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        }
+    };
+    // An empty log: nothing says which OS runs.
+    let d = claimed(t, &tid, &admin).await;
+    let v = attest_as_is(t, &d).await;
+    assert_untrusted(&v, "os_measurement_missing");
+    assert_eq!(codes(&v), ["os_measurement_missing"]);
+    // Apps only.
+    d.rot.extend_measurement(&app).unwrap();
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(codes(&v), ["os_measurement_missing"], "{v}");
+    // The OS after an app.
+    d.rot.extend_measurement(&os).unwrap();
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(codes(&v), ["os_not_first"], "{v}");
+    // Two OS measurements.
+    let d = claimed(t, &tid, &admin).await;
+    d.rot.extend_measurement(&os).unwrap();
+    d.rot.extend_measurement(&os).unwrap();
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(codes(&v), ["multiple_os_measurements"], "{v}");
+    // The OS first, then the app: Trusted.
+    let d = claimed(t, &tid, &admin).await;
+    d.rot.extend_measurement(&os).unwrap();
+    d.rot.extend_measurement(&app).unwrap();
+    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
+    // A RetailEval release on a device in no group (Retail) or in a Retail group is refused;
+    // in a RetailEval group it is trusted.
+    t.os_release("RetailEval").await;
+    let eval = {
+        use sqlx::Row;
+        let row = sqlx::query(
+            "SELECT image_id, payload_sha256 FROM os_releases WHERE retail_at IS NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(t.db.pool())
+        .await
+        .unwrap();
+        MeasurementEvent {
+            image_id: row
+                .try_get::<String, _>("image_id")
+                .unwrap()
+                .parse()
+                .unwrap(),
+            digest: hex::decode(row.try_get::<String, _>("payload_sha256").unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+            ..os.clone()
+        }
+    };
+    let d = claimed(t, &tid, &admin).await;
+    d.rot.extend_measurement(&eval).unwrap();
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(codes(&v), ["os_release_not_in_feed"], "{v}");
+    let product = t.product(&tid, &admin, true).await;
+    let mut groups = Vec::new();
+    for feed in ["Retail", "RetailEval"] {
+        let r = t
+            .post(
+                &format!("/v1/tenants/{tid}/device-groups"),
+                &admin,
+                json!({"productId": product, "name": format!("G {}", common::uniq()),
+                    "osFeed": feed}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        groups.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let move_to = |group: String| {
+        let path = format!("/v1/tenants/{tid}/devices/{}", d.id);
+        let admin = admin.clone();
+        async move {
+            let r = t
+                .call(
+                    axum::http::Method::PATCH,
+                    &path,
+                    Some(&admin),
+                    Some(json!({ "deviceGroupId": group })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+    };
+    move_to(groups[0].clone()).await;
+    assert_eq!(
+        codes(&attest_as_is(t, &d).await),
+        ["os_release_not_in_feed"]
+    );
+    move_to(groups[1].clone()).await;
+    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
+}
+
+/// A revoked release: refused at attestation, never offered again, revocation by the platform
+/// operator only, audited.
+async fn revoked_os_releases_are_refused(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let old = os_boot_event(t).await;
+    let d = claimed(t, &tid, &admin).await;
+    boot(t, &d).await;
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(v["verdict"], "Trusted", "{v}");
+    assert_eq!(offered_os(&v), Some(old.image_id.to_string()));
+    let newer = t.os_release("Retail").await;
+    // Only the platform operator revokes; a tenant Administrator is refused and changes nothing.
+    let path = format!("/v1/os-releases/{}/revoke", old.image_id);
+    let r = t.post(&path, &admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
+    let r = t
+        .post(
+            &format!("/v1/os-releases/{}/revoke", uuid::Uuid::new_v4()),
+            &t.operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    // Also the newest release can be revoked: the feed then offers the one before it.
+    let r = t
+        .post(
+            &format!("/v1/os-releases/{newer}/revoke"),
+            &t.operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert!(r.body["revokedAt"].is_string(), "{:?}", r.body);
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(v["verdict"], "Trusted", "{v}");
+    assert_eq!(offered_os(&v), Some(old.image_id.to_string()));
+    // The release the device runs is revoked: Untrusted, and no revoked release is offered.
+    let r = t.post(&path, &t.operator, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let at = r.body["revokedAt"].clone();
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(codes(&v), ["os_release_revoked"], "{v}");
+    assert_eq!(offered_os(&v), None, "{v}");
+    // Revoking again answers it unchanged; a revoked release cannot be promoted or be listed
+    // without its revocation.
+    let r = t.post(&path, &t.operator, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["revokedAt"], at);
+    let r = t
+        .get(&format!("/v1/os-releases/{}", old.image_id), &admin)
+        .await;
+    assert_eq!(r.body["revokedAt"], at);
+    let eval = t.os_release("RetailEval").await;
+    let r = t
+        .post(
+            &format!("/v1/os-releases/{eval}/revoke"),
+            &t.operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = t
+        .post(
+            &format!("/v1/os-releases/{eval}/promote"),
+            &t.operator,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    // Audited.
+    use sqlx::Row;
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'os_release.revoke' AND object_id = $1",
+    )
+    .bind(old.image_id.to_string())
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap();
+    assert_eq!(n, 1);
+}
+
+/// A feed's minimum security version: releases below it are neither trusted nor offered; set by
+/// the platform operator only, never above the feed's newest live release, audited.
+async fn feed_minimum_security_version_is_enforced(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let d = claimed(t, &tid, &admin).await;
+    boot(t, &d).await; // a security version 0 release
+    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
+    let r = t.get("/v1/os-feeds", &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body[0]["feed"], "Retail");
+    assert_eq!(r.body[0]["minimumSecurityVersion"], 0);
+    let set = move |who: String, feed: &'static str, v: u32| async move {
+        t.call(
+            axum::http::Method::PATCH,
+            &format!("/v1/os-feeds/{feed}"),
+            Some(&who),
+            Some(json!({ "minimumSecurityVersion": v })),
+        )
+        .await
+    };
+    // Refused, changing nothing: a tenant Administrator; a minimum no live release meets; a
+    // feed that does not exist; a malformed body.
+    let r = set(admin.clone(), "Retail", 1).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let r = set(t.operator.clone(), "Retail", 1).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("publish"),
+        "{:?}",
+        r.body
+    );
+    let r = set(t.operator.clone(), "Beta", 0).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = t
+        .call(
+            axum::http::Method::PATCH,
+            "/v1/os-feeds/Retail",
+            Some(&t.operator),
+            Some(json!({ "minimumSecurityVersion": -1 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
+    // A RetailEval release with security version 1 does not make Retail's minimum 1 possible.
+    t.os_release_with("RetailEval", 1).await;
+    let r = set(t.operator.clone(), "Retail", 1).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    // With a Retail release of security version 1, the minimum rises; the device's release is
+    // below it: Untrusted, and offered the new one.
+    let fixed = t.os_release_with("Retail", 1).await;
+    let r = set(t.operator.clone(), "Retail", 1).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["minimumSecurityVersion"], 1);
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(codes(&v), ["os_below_minimum_security_version"], "{v}");
+    assert_eq!(offered_os(&v), Some(fixed.clone()));
+    // A device that runs the fixed release is trusted.
+    let d2 = claimed(t, &tid, &admin).await;
+    boot(t, &d2).await;
+    assert_eq!(attest_as_is(t, &d2).await["verdict"], "Trusted");
+    // A newer release below the minimum is not offered: the fixed one still is.
+    let low = t.os_release_with("Retail", 0).await;
+    assert_eq!(offered_os(&attest_as_is(t, &d2).await), Some(fixed.clone()));
+    // Lowering undoes it (audited like raising).
+    let r = set(t.operator.clone(), "Retail", 0).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let v = attest_as_is(t, &d).await;
+    assert_eq!(v["verdict"], "Trusted", "{v}");
+    assert_eq!(offered_os(&v), Some(low));
+    use sqlx::Row;
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'os_feed.set_minimum_security_version'",
+    )
+    .fetch_one(t.db.pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap();
+    assert_eq!(n, 2);
+}
+
+/// Evidence that says debugging is enabled is refused unless the device holds AppDevelopment.
+async fn debug_needs_app_development(t: &TestApp) {
+    use ferro_trust::evidence::{DebugStatus, create_evidence};
+    let (tid, admin) = t.tenant().await;
+    let d = claimed(t, &tid, &admin).await;
+    boot(t, &d).await;
+    let dev = &d;
+    let debug_attest = move || async move {
+        let n = challenge(t, &dev.id).await;
+        let raw = Base64UrlUnpadded::decode_vec(&n).unwrap();
+        let ev = create_evidence(&dev.rot, &raw, DebugStatus::Enabled).unwrap();
+        submit(t, &dev.id, &n, &ev).await
+    };
+    let v = debug_attest().await;
+    assert_eq!(codes(&v), ["debug_without_capability"], "{v}");
+    // FieldServicing does not allow debugging.
+    let caps = format!("/v1/tenants/{tid}/devices/{}/capabilities", d.id);
+    let r = t
+        .post(&caps, &admin, json!({"type": "FieldServicing"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(codes(&debug_attest().await), ["debug_without_capability"]);
+    t.developer_key(&tid, &admin).await;
+    let r = t
+        .post(&caps, &admin, json!({"type": "AppDevelopment"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(debug_attest().await["verdict"], "Trusted");
+    // Revoked: refused again.
+    let r = t.delete(&format!("{caps}/AppDevelopment"), &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(codes(&debug_attest().await), ["debug_without_capability"]);
+    // Debugging disabled needs nothing.
+    assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
 }
 
 mod expired_nonce {
@@ -629,6 +976,8 @@ async fn device_client_and_mosquitto(t: &TestApp) {
     let (tb, admin_b) = t.tenant().await;
     let a = claimed(t, &tid, &admin).await;
     let b = claimed(t, &tb, &admin_b).await;
+    boot(t, &a).await;
+    boot(t, &b).await;
     let (url, root, stop, h) = serve_https(t).await;
     let conn = ferro_attest::ServiceConnection::new(&url, &root).unwrap();
     let certs = tempfile::tempdir().unwrap();

@@ -214,7 +214,8 @@ async fn matrix_line(
         .replace("{deviceGroupId}", &group)
         .replace("{userId}", &victim)
         .replace("{invitationId}", &invitation_id)
-        .replace("{tokenId}", &token_id);
+        .replace("{tokenId}", &token_id)
+        .replace("{feed}", "RetailEval");
     let (concrete, binary) = images_objects(t, ten, &admin, &group, method, path, concrete).await;
     let key = format!("{method} {path}");
     let body = match key.as_str() {
@@ -272,6 +273,7 @@ async fn matrix_line(
             Some(json!({"imageIds": [t.image(&ten.id, &admin).await]}))
         }
         "POST /v1/attestation/challenge" => Some(json!({"deviceId": device})),
+        "PATCH /v1/os-feeds/{feed}" => Some(json!({"minimumSecurityVersion": 0})),
         "POST /v1/device/events" => Some(json!({"batchId": uuid::Uuid::new_v4(),
             "events": [{"eventType": "AppCrash", "eventClass": "Errors", "eventCategory": "Update",
             "count": 1, "description": "", "start": "2026-01-01T00:00:00Z",

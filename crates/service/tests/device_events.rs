@@ -20,6 +20,7 @@ both!(
     malformed_uploads_are_refused_and_store_nothing,
     uploads_need_the_device_certificate_of_the_tenant,
     a_flooding_device_is_capped,
+    failed_update_reports_respect_the_event_cap,
 );
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -708,5 +709,65 @@ async fn a_flooding_device_is_capped(t: &TestApp) {
     let (status, _, answer) = upload(&s, &d.http, &one).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
     assert_eq!(stored(t, d.id()).await, 2001);
+    s.stop().await;
+}
+
+/// A Failed update status report is an event of the error report: it counts against the
+/// device's 24-hour event cap and stores no event past it (the report itself is still recorded).
+/// Before the cap, every Failed report added an event row however many the device had sent.
+async fn failed_update_reports_respect_the_event_cap(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let s = Server::start(t).await;
+    let full = || {
+        batch(
+            (0..ferro_wire::MAX_EVENTS_PER_UPLOAD)
+                .map(|i| event(&format!("Flood{i}"), 1, "", 1))
+                .collect(),
+        )
+    };
+    let failed = |d: &Device, version: u64| {
+        let req = d
+            .http
+            .post(format!("{}/v1/device/update-status", s.url))
+            .json(
+                &json!({"state": "Failed", "targetVersion": version, "detail": "install failed"}),
+            );
+        async move {
+            let (status, _, raw) = send(req).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{}", json_of(&raw));
+        }
+    };
+    // A device at its cap: Failed reports are recorded on the device, no event is stored.
+    let d = certified(t, &s, &tid, &admin).await;
+    for _ in 0..4 {
+        let (status, _, answer) = upload(&s, &d.http, &full()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    }
+    assert_eq!(stored(t, d.id()).await, 2000);
+    for v in 1..=3 {
+        failed(&d, v).await;
+    }
+    assert_eq!(stored(t, d.id()).await, 2000);
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM devices WHERE id = '{}' AND update_state = 'Failed' \
+             AND update_target_version = 3",
+            d.id()
+        ))
+        .await,
+        1
+    );
+    // Below the cap a Failed report stores its event, which counts: after it only three more
+    // full batches fit.
+    let e = certified(t, &s, &tid, &admin).await;
+    failed(&e, 1).await;
+    assert_eq!(stored(t, e.id()).await, 1);
+    for _ in 0..3 {
+        let (status, _, answer) = upload(&s, &e.http, &full()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    }
+    let (status, _, answer) = upload(&s, &e.http, &full()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(stored(t, e.id()).await, 1501);
     s.stop().await;
 }

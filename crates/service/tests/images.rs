@@ -49,6 +49,101 @@ macro_rules! both_small_uploads {
 
 both_small_uploads!(oversized_uploads);
 
+/// A tenant's image storage quota (`tenant_image_quota_bytes`), 10,000 bytes here.
+mod image_quota {
+    const QUOTA: u64 = 10_000;
+    fn config() -> ferro_service::Config {
+        ferro_service::Config {
+            tenant_image_quota_bytes: QUOTA,
+            ..crate::test_config()
+        }
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let t = crate::TestApp::with_config(crate::Backend::Sqlite, config()).await;
+        super::uploads_past_the_quota_are_refused(&t, QUOTA).await;
+        t.finish().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let t = crate::TestApp::with_config(crate::Backend::Postgres, config()).await;
+        super::uploads_past_the_quota_are_refused(&t, QUOTA).await;
+        t.finish().await;
+    }
+}
+
+/// Uploads fill a tenant's quota; the one that would go over is refused with
+/// `storage_quota_exceeded`, a message with the usage, the limit and what to do, and stores
+/// nothing. Without the quota every upload was stored.
+async fn uploads_past_the_quota_are_refused(t: &TestApp, quota: u64) {
+    let (tid, admin) = t.tenant().await;
+    let k = t.developer_key(&tid, &admin).await;
+    let used = |tid: String| async move {
+        t.count(&format!(
+            "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) FROM images WHERE tenant_id = '{tid}'"
+        ))
+        .await
+    };
+    let mut first = None;
+    let mut refused = None;
+    for _ in 0..50 {
+        let bytes = app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0));
+        let r = t.upload(&tid, &admin, bytes.clone()).await;
+        match r.status {
+            StatusCode::CREATED => {
+                first.get_or_insert(bytes);
+            }
+            StatusCode::CONFLICT => {
+                refused = Some(r);
+                break;
+            }
+            other => panic!("{other}: {:?}", r.body),
+        }
+    }
+    let r = refused.expect("the quota stops uploads");
+    let first = first.expect("uploads below the quota are stored");
+    assert_eq!(r.code(), "storage_quota_exceeded", "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    let used_now = used(tid.clone()).await;
+    assert!(u64::try_from(used_now).unwrap() <= quota);
+    for needle in [
+        format!("{used_now} bytes used"),
+        format!("quota of {quota} bytes"),
+        "tenant_image_quota_bytes".to_string(),
+    ] {
+        assert!(message.contains(&needle), "{needle}: {message}");
+    }
+    // Nothing stored by the refusal: rows and objects as before, again on a second try.
+    let image_rows = || {
+        let sql = format!("SELECT COUNT(*) FROM images WHERE tenant_id = '{tid}'");
+        async move { t.count(&sql).await }
+    };
+    let images = image_rows().await;
+    let objects = t.object_files();
+    let r = t
+        .upload(
+            &tid,
+            &admin,
+            app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0)),
+        )
+        .await;
+    assert_eq!(r.code(), "storage_quota_exceeded", "{:?}", r.body);
+    assert_eq!(image_rows().await, images);
+    assert_eq!(t.object_files(), objects);
+    assert_eq!(used(tid.clone()).await, used_now);
+    // Re-sending a stored package adds nothing and still answers 200.
+    let r = t.upload(&tid, &admin, first).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // The quota is per tenant.
+    let (other, admin_b) = t.tenant().await;
+    let kb = t.developer_key(&other, &admin_b).await;
+    let fresh = |k: &ferro_signing::SoftwareSigningKey| {
+        app_package(k, Uuid::new_v4(), Version::new(1, 0, 0))
+    };
+    let r = t.upload(&other, &admin_b, fresh(&kb)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
 fn verify_with(bytes: &[u8], key: &PublicKey) -> Result<ferro_image::VerifiedImage, String> {
     let mut trusted = TrustedKeys::new();
     trusted.insert(key.clone());

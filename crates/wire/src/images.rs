@@ -445,6 +445,15 @@ pub struct OsRelease {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub retail_at: Option<OffsetDateTime>,
+    /// When the platform operator revoked it (`POST /v1/os-releases/{imageId}/revoke`): never
+    /// offered again, and a device that runs it attests Untrusted (`os_release_revoked`).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// Query of `POST /v1/os-releases`: the feed to publish to.

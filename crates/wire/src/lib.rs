@@ -108,6 +108,8 @@ mod accounts;
 pub use accounts::*;
 mod claims;
 pub use claims::*;
+mod os_feeds;
+pub use os_feeds::*;
 
 /// A role a user holds in one tenant, with Azure Sphere's meaning.
 ///
@@ -403,6 +405,9 @@ pub enum ErrorCode {
     /// 409: a quota of the platform is used up (tenants per user, ...); the message says the
     /// usage, the limit and what to do.
     QuotaExceeded,
+    /// 409: storing the upload would take the tenant over its image storage quota; the message
+    /// says the usage and the limit (the service's `tenant_image_quota_bytes`).
+    StorageQuotaExceeded,
 }
 
 impl ErrorCode {
@@ -445,6 +450,7 @@ impl ErrorCode {
             ErrorCode::RolloutNotActive => "rollout_not_active",
             ErrorCode::ReauthenticationRequired => "reauthentication_required",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::StorageQuotaExceeded => "storage_quota_exceeded",
         }
     }
 
@@ -464,7 +470,8 @@ impl ErrorCode {
             | ErrorCode::RegistrationConflict
             | ErrorCode::AlreadyClaimed
             | ErrorCode::RolloutNotActive
-            | ErrorCode::QuotaExceeded => 409,
+            | ErrorCode::QuotaExceeded
+            | ErrorCode::StorageQuotaExceeded => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId
@@ -524,6 +531,7 @@ impl ErrorCode {
         ErrorCode::RolloutNotActive,
         ErrorCode::ReauthenticationRequired,
         ErrorCode::QuotaExceeded,
+        ErrorCode::StorageQuotaExceeded,
     ];
 }
 

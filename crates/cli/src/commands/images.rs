@@ -54,6 +54,13 @@ const OS_RELEASE_FIELDS: &[(&str, &str)] = &[
     ("Security version", "securityVersion"),
     ("Published", "publishedAt"),
     ("In Retail since", "retailAt"),
+    ("Revoked", "revokedAt"),
+];
+
+const OS_FEED_FIELDS: &[(&str, &str)] = &[
+    ("Feed", "feed"),
+    ("Minimum security version", "minimumSecurityVersion"),
+    ("Set", "updatedAt"),
 ];
 
 const DEPLOYMENT_FIELDS: &[(&str, &str)] = &[
@@ -387,6 +394,43 @@ pub fn os_release(command: OsReleaseCommand, output: OutputFormat) -> Result<()>
                 &JsonView {
                     value: promoted,
                     fields: OS_RELEASE_FIELDS,
+                },
+            )
+        }
+        OsReleaseCommand::Revoke { image } => {
+            let revoked: Value =
+                client.post(&format!("/v1/os-releases/{image}/revoke"), &json!({}))?;
+            emit(
+                output,
+                &JsonView {
+                    value: revoked,
+                    fields: OS_RELEASE_FIELDS,
+                },
+            )
+        }
+        OsReleaseCommand::ShowFeeds => {
+            let feeds: Value = client.get("/v1/os-feeds")?;
+            emit(
+                output,
+                &JsonView {
+                    value: feeds,
+                    fields: OS_FEED_FIELDS,
+                },
+            )
+        }
+        OsReleaseCommand::SetMinimumSecurityVersion {
+            feed,
+            security_version,
+        } => {
+            let policy: Value = client.patch(
+                &format!("/v1/os-feeds/{feed}"),
+                &json!({ "minimumSecurityVersion": security_version }),
+            )?;
+            emit(
+                output,
+                &JsonView {
+                    value: policy,
+                    fields: OS_FEED_FIELDS,
                 },
             )
         }

@@ -113,9 +113,10 @@ pub struct FactoryOs {
 }
 
 /// Packs the real ferro-device (stripped, to keep the tests fast) as an OS bundle under a fresh
-/// build key, registers that key, publishes the bundle to RetailEval (the service re-signs it
-/// with the platform OS release key) and downloads the release into `work`. Returns the
-/// downloaded package, the factory OS image a device is provisioned with.
+/// build key, registers that key, publishes the bundle to Retail (so also RetailEval; the service
+/// re-signs it with the platform OS release key) and downloads the release into `work`. Returns
+/// the downloaded package, the factory OS image a device is provisioned with. Retail: devices in
+/// no group, or in a Retail group, attest Trusted only on a Retail release.
 pub fn publish_factory_os(
     admin: &User,
     work: &Path,
@@ -145,7 +146,7 @@ pub fn publish_factory_os(
         "--image",
         s(&built),
         "--feed",
-        "RetailEval",
+        "Retail",
     ]);
     let release_id = release["imageId"].as_str().expect("imageId").to_string();
     let factory = work.join("os-release.imagepackage");

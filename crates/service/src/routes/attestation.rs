@@ -1,7 +1,7 @@
 //! `/v1/attestation/...`: challenges and evidence (docs/attestation.md). Unauthenticated at the
 //! HTTP layer: the device proves itself by the evidence signature with its registered key.
 
-use crate::appraisal::{self, Known, codes, reason};
+use crate::appraisal::{self, Facts, KnownImage, KnownOsRelease, codes, reason};
 use crate::db::{self, Arg, WriteStmt, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
@@ -14,16 +14,18 @@ use axum::extract::State;
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use ferro_signing::{DeviceId, PublicKey};
 use ferro_trust::MeasurementEvent;
+use ferro_trust::evidence::DebugStatus;
 use ferro_wire::{
     ATTESTATION_NONCE_LEN, AttestationChallenge, AttestationChallengeRequest,
     AttestationEvidenceRequest, AttestationReason, AttestationResult, AttestationVerdict,
-    ErrorBody, normalize_device_id,
+    ErrorBody, OsFeed, normalize_device_id,
 };
 use serde_json::json;
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 fn now_us() -> u64 {
     let t = OffsetDateTime::now_utc();
@@ -100,7 +102,9 @@ fn replayed() -> AttestationReason {
 /// generation (`routes::ca::CaCache`), in one read.
 const EVIDENCE_SQL: &str = concat!(
     "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.blocked, \
-     d.attestation_nonce_floor, t.ca_generation, ",
+     d.attestation_nonce_floor, t.ca_generation, \
+     (SELECT f.minimum_security_version FROM os_feed_policies f \
+      WHERE f.feed = COALESCE(g.os_feed, 'Retail')) AS feed_minimum_security_version, ",
     crate::targets::target_check_columns!(),
     " FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
      LEFT JOIN device_groups g ON g.id = d.device_group_id \
@@ -120,6 +124,10 @@ struct EvidenceRow {
     nonce_floor: Option<i64>,
     /// The tenant's `ca_generation` (None while unclaimed).
     ca_generation: Option<i64>,
+    /// The OS feed of the device's group (None: in no group, or unclaimed).
+    os_feed: Option<String>,
+    /// That feed's minimum security version (None: not set).
+    feed_minimum_security_version: Option<i64>,
     /// The target check's columns (None while unclaimed).
     target: Option<crate::targets::CheckRow>,
 }
@@ -141,15 +149,19 @@ async fn known_images(
     state: &AppState,
     tid: &str,
     measurements: &[MeasurementEvent],
-) -> ApiResult<(HashMap<String, Known>, HashMap<String, Known>)> {
+) -> ApiResult<(HashMap<Uuid, KnownOsRelease>, HashMap<Uuid, KnownImage>)> {
     let mut os = HashMap::new();
     let mut tenant = HashMap::new();
     let (os_ids, app_ids): (Vec<_>, Vec<_>) = measurements
         .iter()
         .partition(|m| m.component_id == ferro_image::OS_COMPONENT_ID);
+    let uuid = |text: String| {
+        Uuid::try_parse(&text).map_err(|_| ApiError::Internal("malformed image ID".into()))
+    };
     if !os_ids.is_empty() {
         let sql = format!(
-            "SELECT image_id, payload_sha256 FROM os_releases WHERE image_id IN ({})",
+            "SELECT image_id, payload_sha256, security_version, retail_at, revoked_at \
+             FROM os_releases WHERE image_id IN ({})",
             placeholders(1, os_ids.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -158,10 +170,13 @@ async fn known_images(
         }
         for r in q.fetch_all(state.db.pool()).await? {
             os.insert(
-                r.try_get::<String, _>("image_id")?,
-                Known::Image {
+                uuid(r.try_get("image_id")?)?,
+                KnownOsRelease {
                     payload_sha256: r.try_get("payload_sha256")?,
-                    component_id: None,
+                    security_version: u32::try_from(r.try_get::<i64, _>("security_version")?)
+                        .map_err(|_| ApiError::Internal("security version out of range".into()))?,
+                    in_retail: r.try_get::<Option<i64>, _>("retail_at")?.is_some(),
+                    revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
                 },
             );
         }
@@ -178,10 +193,10 @@ async fn known_images(
         }
         for r in q.fetch_all(state.db.pool()).await? {
             tenant.insert(
-                r.try_get::<String, _>("image_id")?,
-                Known::Image {
+                uuid(r.try_get("image_id")?)?,
+                KnownImage {
                     payload_sha256: r.try_get("payload_sha256")?,
-                    component_id: Some(r.try_get("component_id")?),
+                    component_id: uuid(r.try_get("component_id")?)?,
                 },
             );
         }
@@ -266,6 +281,8 @@ pub async fn evidence(
                 blocked: r.get::<Option<i64>>("blocked")?.unwrap_or(0) != 0,
                 nonce_floor: r.get("attestation_nonce_floor")?,
                 ca_generation: r.get("ca_generation")?,
+                os_feed: r.get("os_feed")?,
+                feed_minimum_security_version: r.get("feed_minimum_security_version")?,
                 target: crate::targets::CheckRow::from_optional_row(r)?,
             })
         })
@@ -337,16 +354,13 @@ pub async fn evidence(
     }
     if let Some(verified) = &verified {
         let measurements = verified.measurements();
-        let (os, images) = known_images(&state, &tid, measurements).await?;
-        let lookup = |map: &HashMap<String, Known>, m: &MeasurementEvent| {
-            map.get(&m.image_id.to_string())
-                .cloned()
-                .unwrap_or(Known::Unknown)
-        };
-        let needs_capability = measurements.iter().any(|m| {
-            m.component_id != ferro_image::OS_COMPONENT_ID
-                && !images.contains_key(&m.image_id.to_string())
-        });
+        let debug = verified.debug_status();
+        let (os_releases, tenant_images) = known_images(&state, &tid, measurements).await?;
+        let needs_capability = debug == DebugStatus::Enabled
+            || measurements.iter().any(|m| {
+                m.component_id != ferro_image::OS_COMPONENT_ID
+                    && !tenant_images.contains_key(&m.image_id)
+            });
         let app_development = needs_capability
             && sqlx::query(
                 "SELECT id FROM device_capabilities WHERE tenant_id = $1 AND device_id = $2 \
@@ -357,12 +371,22 @@ pub async fn evidence(
             .fetch_optional(state.db.pool())
             .await?
             .is_some();
-        reasons.extend(appraisal::appraise_measurements(
-            measurements,
-            |m| lookup(&os, m),
-            |m| lookup(&images, m),
+        // A device in no group follows Retail, as its target sets do (`crate::targets`).
+        let feed = match row.os_feed.as_deref() {
+            Some("RetailEval") => OsFeed::RetailEval,
+            _ => OsFeed::Retail,
+        };
+        let facts = Facts {
+            feed,
+            feed_minimum_security_version: row
+                .feed_minimum_security_version
+                .map_or(Ok(0), u32::try_from)
+                .map_err(|_| ApiError::Internal("minimum security version out of range".into()))?,
+            os_releases,
+            tenant_images,
             app_development,
-        ));
+        };
+        reasons.extend(appraisal::appraise(measurements, debug, &facts).into_reasons());
     }
     let service_time = OffsetDateTime::now_utc();
     let mut result = untrusted(Vec::new());

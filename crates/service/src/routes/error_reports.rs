@@ -268,19 +268,9 @@ pub async fn device_events(
         // Sent before and stored then: nothing to do (the transaction rolls back).
         return Ok(StatusCode::NO_CONTENT);
     }
-    let cap = i64::from(state.config.device_events_per_day)
-        .max(i64::try_from(MAX_EVENTS_PER_UPLOAD).unwrap_or(i64::MAX));
-    let window = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) AS n, MIN(received_at) AS oldest \
-         FROM device_event_batches WHERE device_id = $1 AND received_at > $2",
-    )
-    .bind(&device.device_id)
-    .bind(now - EVENT_CAP_WINDOW_SECS)
-    .fetch_one(&mut *tx)
-    .await?;
-    let in_window: i64 = window.try_get("n")?;
+    let cap = event_cap(&state);
+    let (in_window, oldest) = events_in_window(&mut tx, &device.device_id, now).await?;
     if in_window > cap {
-        let oldest: Option<i64> = window.try_get("oldest")?;
         let retry = oldest.map_or(EVENT_CAP_WINDOW_SECS, |o| o + EVENT_CAP_WINDOW_SECS - now);
         return Err(ApiError::Client {
             code: ErrorCode::RateLimited,
@@ -300,6 +290,32 @@ pub async fn device_events(
     record_device_events(&mut tx, &device.tenant_id, &events).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The most events one device may store in any [`EVENT_CAP_WINDOW_SECS`]
+/// (`Config::device_events_per_day`, at least a full upload).
+pub(crate) fn event_cap(state: &AppState) -> i64 {
+    i64::from(state.config.device_events_per_day)
+        .max(i64::try_from(MAX_EVENTS_PER_UPLOAD).unwrap_or(i64::MAX))
+}
+
+/// The events `device` stored in the cap's window before `now` (every batch row counts: uploads
+/// and failed update status reports), and when the oldest of them arrived. Call it after taking
+/// the device's row lock (an `UPDATE devices` in `tx`), so concurrent writers see each other.
+pub(crate) async fn events_in_window(
+    tx: &mut Tx,
+    device: &str,
+    now: i64,
+) -> ApiResult<(i64, Option<i64>)> {
+    let window = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) AS n, MIN(received_at) AS oldest \
+         FROM device_event_batches WHERE device_id = $1 AND received_at > $2",
+    )
+    .bind(device)
+    .bind(now - EVENT_CAP_WINDOW_SECS)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok((window.try_get("n")?, window.try_get("oldest")?))
 }
 
 /// One CSV cell: CSV-injection-safe (a cell starting with `=`, `+`, `-`, `@`, tab or CR gets a

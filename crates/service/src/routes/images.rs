@@ -641,7 +641,7 @@ fn i64_of(v: u64) -> ApiResult<i64> {
     responses((status = 201, description = "Stored", body = Image),
         (status = 200, description = "The same package was already uploaded", body = Image),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "Another package with this image ID exists", body = ErrorBody),
+        (status = 409, description = "conflict: another package with this image ID exists; storage_quota_exceeded: the tenant's image storage quota would be exceeded", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "untrusted_signing_key, invalid_image or wrong_image_type", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -681,6 +681,7 @@ pub async fn upload_image(
              unique: pack the new build again (a new image ID) and upload that"
         )));
     }
+    check_image_quota(&state, &mut tx, &tid, signed.package_size).await?;
     let image = Image {
         id: ImageId(m.image_id),
         tenant_id: t,
@@ -755,6 +756,39 @@ pub async fn upload_image(
     )
     .await?;
     Ok((StatusCode::CREATED, Json(image)))
+}
+
+/// Refuse an upload of `adding` bytes that would take `tenant` over its image storage quota
+/// (`Config::tenant_image_quota_bytes`). Called in the upload's transaction after the tenant's
+/// lock, so two concurrent uploads cannot both fit in the last free bytes.
+async fn check_image_quota(
+    state: &AppState,
+    tx: &mut Tx,
+    tenant: &str,
+    adding: u64,
+) -> ApiResult<()> {
+    let used: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) AS n FROM images \
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    let used = u64::try_from(used).unwrap_or(0);
+    let limit = state.config.tenant_image_quota_bytes;
+    if used.saturating_add(adding) > limit {
+        return Err(ApiError::new(
+            ErrorCode::StorageQuotaExceeded,
+            format!(
+                "this image ({adding} bytes) would take the tenant's image storage to {} bytes, \
+                 over its quota of {limit} bytes ({used} bytes used); nothing was stored. Ask \
+                 the service operator to raise `tenant_image_quota_bytes` in ferro-service.toml",
+                used.saturating_add(adding)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The tenant's images (any role), in upload order; `componentId` filters.

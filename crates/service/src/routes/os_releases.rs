@@ -10,6 +10,11 @@
 //! Feeds: every release is in RetailEval; publishing with `feed=Retail` or promoting
 //! (`POST /v1/os-releases/{imageId}/promote`) puts it in Retail too. Versions grow with every
 //! publication (409 otherwise), and a promotion must be newer than Retail's newest release.
+//!
+//! What devices may run (docs/attestation.md, "OS appraisal"): a release can be revoked
+//! (`POST /v1/os-releases/{imageId}/revoke`) and each feed has a minimum security version
+//! (`PATCH /v1/os-feeds/{feed}`); target sets never offer, and the appraisal never trusts, a
+//! revoked release or one below its feed's minimum.
 
 use crate::auth::{Caller, parse_id};
 use crate::db;
@@ -32,8 +37,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ferro_pki::KeyName;
 use ferro_wire::{
-    ErrorBody, ImageId, MAX_SIGNING_KEYS, OsFeed, OsRelease, OsReleaseQuery, Page, PageQuery,
-    PublishOsReleaseQuery, RegisterSigningKeyRequest, RegisteredSigningKey,
+    ErrorBody, ErrorCode, ImageId, MAX_SIGNING_KEYS, OsFeed, OsFeedPolicy, OsRelease,
+    OsReleaseQuery, Page, PageQuery, PublishOsReleaseQuery, RegisterSigningKeyRequest,
+    RegisteredSigningKey, SetOsFeedPolicyRequest,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -176,7 +182,8 @@ async fn lock_releases(tx: &mut db::Tx) -> ApiResult<()> {
 
 const RELEASE_COLUMNS: &str = "id, image_id, name, version_major, version_minor, version_patch, \
     security_version, target_runtime_version, payload_sha256, package_sha256, package_size, \
-    signer_key_id, uploaded_signer_key_id, uploaded_sha256, published_by, published_at, retail_at";
+    signer_key_id, uploaded_signer_key_id, uploaded_sha256, published_by, published_at, retail_at, \
+    revoked_at";
 
 fn release_from_row(r: &sqlx::any::AnyRow) -> ApiResult<OsRelease> {
     let retail_at: Option<i64> = r.try_get("retail_at")?;
@@ -199,6 +206,7 @@ fn release_from_row(r: &sqlx::any::AnyRow) -> ApiResult<OsRelease> {
         published_by: parse_id(&r.try_get::<String, _>("published_by")?)?,
         published_at: db::ts(r.try_get("published_at")?),
         retail_at: retail_at.map(db::ts),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(db::ts),
     })
 }
 
@@ -319,6 +327,7 @@ pub async fn publish_os_release(
         published_by: caller.user.id,
         published_at: db::ts(now),
         retail_at: retail_at.map(db::ts),
+        revoked_at: None,
     };
     let package_size = i64::try_from(release.package_size)
         .map_err(|_| ApiError::invalid_body("the package is too large"))?;
@@ -371,29 +380,45 @@ pub async fn publish_os_release(
     Ok((StatusCode::CREATED, Json(release)))
 }
 
+/// For a platform operator's change of one release: the write transaction (holding the release
+/// writers' lock), the image ID, its row and the release.
+async fn operator_release(
+    state: &AppState,
+    caller: &Caller,
+    image_id: &str,
+) -> ApiResult<(db::Tx, String, sqlx::any::AnyRow, OsRelease)> {
+    caller.require_operator()?;
+    let iid = path_id::<ImageId>(image_id, "imageId")?.to_string();
+    let mut tx = state.db.begin_write().await?;
+    lock_releases(&mut tx).await?;
+    let row = release_row(&mut *tx, &iid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("OS release"))?;
+    let release = release_from_row(&row)?;
+    Ok((tx, iid, row, release))
+}
+
 /// Promote a RetailEval release to Retail (platform operator). It must be newer than Retail's
 /// newest release; promoting a release already in Retail answers it unchanged.
 #[utoipa::path(post, path = "/v1/os-releases/{imageId}/promote", tag = "os-releases",
     params(("imageId" = String, Path, format = Uuid, description = "Image ID of the release")),
     responses((status = 200, body = OsRelease), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "Retail already has a newer release", body = ErrorBody)),
+        (status = 409, description = "Retail already has a newer release, or the release is revoked", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn promote_os_release(
     State(state): State<AppState>,
     caller: Caller,
     Path(image_id): Path<String>,
 ) -> ApiResult<Json<OsRelease>> {
-    caller.require_operator()?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
-    let mut tx = state.db.begin_write().await?;
-    lock_releases(&mut tx).await?;
-    let row = release_row(&mut *tx, &iid)
-        .await?
-        .ok_or_else(|| ApiError::not_found("OS release"))?;
-    let mut release = release_from_row(&row)?;
+    let (mut tx, iid, row, mut release) = operator_release(&state, &caller, &image_id).await?;
     if release.retail_at.is_some() {
         return Ok(Json(release));
+    }
+    if release.revoked_at.is_some() {
+        return Err(ApiError::conflict(
+            "this OS release is revoked and cannot be promoted; publish a fixed release",
+        ));
     }
     let v: (i64, i64, i64) = (
         row.try_get("version_major")?,
@@ -500,4 +525,174 @@ pub async fn get_os_release_content(
     let sha: String = row.try_get("package_sha256")?;
     let len = to_u64(row.try_get("package_size")?)?;
     serve_package(&state, &headers, &sha, len, &format!("{iid}.fsimg")).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation and feed minimums
+
+/// Revoke an OS release (platform operator), for good: no target set offers it again and a
+/// device that runs it attests Untrusted (`os_release_revoked`) until it runs another release.
+/// Revoking a revoked release answers it unchanged.
+#[utoipa::path(post, path = "/v1/os-releases/{imageId}/revoke", tag = "os-releases",
+    params(("imageId" = String, Path, format = Uuid, description = "Image ID of the release")),
+    responses((status = 200, body = OsRelease), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_os_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(image_id): Path<String>,
+) -> ApiResult<Json<OsRelease>> {
+    let (mut tx, iid, _, mut release) = operator_release(&state, &caller, &image_id).await?;
+    if release.revoked_at.is_some() {
+        return Ok(Json(release));
+    }
+    let now = db::now();
+    sqlx::query("UPDATE os_releases SET revoked_at = $1, revoked_by = $2 WHERE image_id = $3")
+        .bind(now)
+        .bind(caller.uid())
+        .bind(&iid)
+        .execute(&mut *tx)
+        .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&caller.uid()),
+        "os_release.revoke",
+        "os_release",
+        &iid,
+        json!({ "version": release.version, "securityVersion": release.security_version }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(image_id = %iid, version = %release.version, "OS release revoked");
+    release.revoked_at = Some(db::ts(now));
+    Ok(Json(release))
+}
+
+fn feed_param(raw: &str) -> ApiResult<OsFeed> {
+    raw.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            "the feed must be `Retail` or `RetailEval`",
+        )
+    })
+}
+
+async fn feed_policies<'e, E>(ex: E) -> ApiResult<Vec<OsFeedPolicy>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT feed, minimum_security_version, updated_by, updated_at FROM os_feed_policies",
+    )
+    .fetch_all(ex)
+    .await?;
+    let mut out = Vec::new();
+    for feed in [OsFeed::Retail, OsFeed::RetailEval] {
+        let mut policy = OsFeedPolicy {
+            feed,
+            minimum_security_version: 0,
+            updated_by: None,
+            updated_at: None,
+        };
+        for r in rows
+            .iter()
+            .filter(|r| r.try_get::<String, _>("feed").ok().as_deref() == Some(feed.as_str()))
+        {
+            policy.minimum_security_version = to_u32(r.try_get("minimum_security_version")?)?;
+            policy.updated_by = Some(parse_id(&r.try_get::<String, _>("updated_by")?)?);
+            policy.updated_at = Some(db::ts(r.try_get("updated_at")?));
+        }
+        out.push(policy);
+    }
+    Ok(out)
+}
+
+/// The OS feeds' policies (any authenticated user): both feeds, with their minimum security
+/// versions (0 when never set).
+#[utoipa::path(get, path = "/v1/os-feeds", tag = "os-releases",
+    responses((status = 200, body = Vec<OsFeedPolicy>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_os_feeds(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<Vec<OsFeedPolicy>>> {
+    Ok(Json(feed_policies(state.db.pool()).await?))
+}
+
+/// Set a feed's minimum security version (platform operator). Devices of the feed's groups (and,
+/// for Retail, devices in no group) are then offered only releases at or above it, and attest
+/// Untrusted (`os_below_minimum_security_version`) while they run an older one. It may not
+/// exceed the highest security version of the feed's releases that are not revoked (409), so
+/// the feed always has an OS to offer. Lowering it is allowed (to undo a mistake) and audited.
+#[utoipa::path(patch, path = "/v1/os-feeds/{feed}", tag = "os-releases",
+    params(("feed" = String, Path, description = "Retail or RetailEval")),
+    request_body = SetOsFeedPolicyRequest,
+    responses((status = 200, body = OsFeedPolicy), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "No release of the feed that is not revoked has that security version", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_os_feed_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(feed): Path<String>,
+    JsonBody(req): JsonBody<SetOsFeedPolicyRequest>,
+) -> ApiResult<Json<OsFeedPolicy>> {
+    caller.require_operator()?;
+    let feed = feed_param(&feed)?;
+    let minimum = req.minimum_security_version;
+    let mut tx = state.db.begin_write().await?;
+    lock_releases(&mut tx).await?;
+    let highest: Option<i64> = sqlx::query(
+        "SELECT MAX(security_version) AS v FROM os_releases WHERE revoked_at IS NULL \
+         AND ($1 = 'RetailEval' OR retail_at IS NOT NULL)",
+    )
+    .bind(feed.as_str())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("v")?;
+    if minimum > 0 && highest.is_none_or(|h| h < i64::from(minimum)) {
+        return Err(ApiError::conflict(format!(
+            "no {} release that is not revoked has security version {minimum} or higher (the \
+             highest is {}); publish (or promote) such a release first, then raise the minimum",
+            feed.as_str(),
+            highest.map_or_else(|| "none".to_string(), |h| h.to_string())
+        )));
+    }
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO os_feed_policies (feed, minimum_security_version, updated_by, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (feed) DO UPDATE SET \
+         minimum_security_version = $2, updated_by = $3, updated_at = $4",
+    )
+    .bind(feed.as_str())
+    .bind(i64::from(minimum))
+    .bind(caller.uid())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    db::audit(
+        &mut tx,
+        None,
+        Some(&caller.uid()),
+        "os_feed.set_minimum_security_version",
+        "os_feed",
+        feed.as_str(),
+        json!({ "minimumSecurityVersion": minimum }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(
+        feed = feed.as_str(),
+        minimum,
+        "OS feed minimum security version set"
+    );
+    Ok(Json(OsFeedPolicy {
+        feed,
+        minimum_security_version: minimum,
+        updated_by: Some(caller.user.id),
+        updated_at: Some(db::ts(now)),
+    }))
 }

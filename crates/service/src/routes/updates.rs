@@ -28,7 +28,9 @@ use crate::device_auth::AuthenticatedDevice;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::rollouts;
-use crate::routes::error_reports::{DeviceEvent, record_device_events};
+use crate::routes::error_reports::{
+    BATCH_ID_RETENTION_SECS, DeviceEvent, event_cap, events_in_window, record_device_events,
+};
 use crate::routes::images::serve_package;
 use crate::state::AppState;
 use crate::targets::{self, current_target};
@@ -206,7 +208,40 @@ pub async fn device_update_status(
     .bind(&device.tenant_id)
     .execute(&mut *tx)
     .await?;
-    if report.state == UpdateState::Failed {
+    // A Failed report is also an event of the error report, counted against the device's
+    // event cap like an upload of one event (the UPDATE above holds the device's row lock):
+    // past the cap the state is still recorded, the event is not.
+    let event_room = if report.state == UpdateState::Failed {
+        let at = db::now();
+        let (in_window, _) = events_in_window(&mut tx, &device.device_id, at).await?;
+        let room = in_window < event_cap(&state);
+        if room {
+            sqlx::query(
+                "INSERT INTO device_event_batches (device_id, batch_id, tenant_id, event_count, \
+                 received_at) VALUES ($1, $2, $3, 1, $4)",
+            )
+            .bind(&device.device_id)
+            .bind(uuid::Uuid::new_v4().hyphenated().to_string())
+            .bind(&device.tenant_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM device_event_batches WHERE device_id = $1 AND received_at < $2",
+            )
+            .bind(&device.device_id)
+            .bind(at - BATCH_ID_RETENTION_SECS)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            tracing::warn!(device = %device.device_id,
+                "update failure not stored as an event: the device's event cap for 24 hours is reached");
+        }
+        room
+    } else {
+        false
+    };
+    if event_room {
         record_device_events(
             &mut tx,
             &device.tenant_id,

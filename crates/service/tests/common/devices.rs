@@ -6,7 +6,7 @@ use super::{TestApp, b64};
 use axum::http::StatusCode;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ferro_trust::evidence::{DebugStatus, create_evidence};
-use ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
+use ferro_trust::{MeasurementEvent, RootOfTrust, SoftwareRootOfTrust};
 use serde_json::{Value, json};
 
 /// A software device: its root of trust (in a temporary directory) and ID.
@@ -93,7 +93,58 @@ pub async fn submit(t: &TestApp, did: &str, nonce: &str, ev: &[u8]) -> Value {
     r.body
 }
 
+/// The measurement ferro-boot makes of an OS release it boots: the newest Retail release that
+/// is not revoked, published first (as the operator) when there is none.
+pub async fn os_boot_event(t: &TestApp) -> MeasurementEvent {
+    use sqlx::Row;
+    const NEWEST: &str = "SELECT image_id, payload_sha256, version_major, version_minor, \
+        version_patch FROM os_releases WHERE retail_at IS NOT NULL AND revoked_at IS NULL \
+        ORDER BY id DESC LIMIT 1";
+    let mut row = sqlx::query(NEWEST)
+        .fetch_optional(t.db.pool())
+        .await
+        .unwrap();
+    if row.is_none() {
+        t.os_release("Retail").await;
+        row = sqlx::query(NEWEST)
+            .fetch_optional(t.db.pool())
+            .await
+            .unwrap();
+    }
+    let row = row.expect("a Retail OS release");
+    let part = |c: &str| row.try_get::<i64, _>(c).unwrap();
+    MeasurementEvent {
+        component_id: ferro_image::OS_COMPONENT_ID,
+        image_id: row
+            .try_get::<String, _>("image_id")
+            .unwrap()
+            .parse()
+            .unwrap(),
+        version: format!(
+            "{}.{}.{}",
+            part("version_major"),
+            part("version_minor"),
+            part("version_patch")
+        ),
+        digest: hex::decode(row.try_get::<String, _>("payload_sha256").unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    }
+}
+
+/// Boot the device's OS as ferro-boot does: the OS release's measurement first in the log.
+pub async fn boot(t: &TestApp, d: &Dev) {
+    d.rot.extend_measurement(&os_boot_event(t).await).unwrap();
+}
+
+/// Attest the device; a device that measured nothing yet boots first ([`boot`]), so every
+/// device attests with the OS measurement ferro-boot makes (evidence with an empty log is
+/// Untrusted: send it with [`submit`]).
 pub async fn attest(t: &TestApp, d: &Dev) -> Value {
+    if d.rot.read_measurements().unwrap().log.is_empty() {
+        boot(t, d).await;
+    }
     let n = challenge(t, &d.id).await;
     submit(t, &d.id, &n, &evidence(&d.rot, &n)).await
 }

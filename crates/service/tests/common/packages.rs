@@ -63,6 +63,15 @@ pub fn app_package_with_id(
 
 /// An OS bundle package signed by `key`.
 pub fn os_package(key: &SoftwareSigningKey, version: Version) -> Vec<u8> {
+    os_package_with(key, version, PackOptions::default().security_version)
+}
+
+/// [`os_package`] with a security version.
+pub fn os_package_with(
+    key: &SoftwareSigningKey,
+    version: Version,
+    security_version: u32,
+) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("os");
     std::fs::create_dir_all(src.join("bin")).expect("mkdir");
@@ -72,6 +81,7 @@ pub fn os_package(key: &SoftwareSigningKey, version: Version) -> Vec<u8> {
         &src,
         &PackOptions {
             version,
+            security_version,
             ..PackOptions::default()
         },
         key,
@@ -169,6 +179,12 @@ impl TestApp {
     /// Publish an OS release (as the operator) with a version above every earlier one in this
     /// process. Returns its image ID.
     pub async fn os_release(&self, feed: &str) -> String {
+        self.os_release_with(feed, PackOptions::default().security_version)
+            .await
+    }
+
+    /// [`TestApp::os_release`] with a security version.
+    pub async fn os_release_with(&self, feed: &str, security_version: u32) -> String {
         let k = self.os_release_key().await;
         let v = Version::new(1, 0, u32::try_from(1000 + uniq()).expect("small"));
         let r = self
@@ -176,7 +192,7 @@ impl TestApp {
                 &format!("/v1/os-releases?feed={feed}"),
                 Some(&self.operator),
                 "application/octet-stream",
-                os_package(&k, v),
+                os_package_with(&k, v, security_version),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
