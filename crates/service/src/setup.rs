@@ -366,7 +366,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
-    use super::FileConfig;
+    use super::{FileConfig, SetupError};
+    use std::path::Path;
 
     fn config_of(text: &str) -> Result<crate::Config, SetupError> {
         let file: FileConfig = toml::from_str(text).unwrap();
