@@ -153,6 +153,8 @@ struct Context {
     backoff: Backoff,
     events: Arc<EventLog>,
     bind_address: std::net::IpAddr,
+    dns_resolver: Option<std::net::SocketAddr>,
+    discovery_allows_loopback: bool,
 }
 
 #[derive(Debug)]
@@ -228,6 +230,8 @@ impl Runtime {
                 backoff: config.backoff.clone(),
                 events: events.clone(),
                 bind_address: config.server_bind_address,
+                dns_resolver: config.dns_resolver,
+                discovery_allows_loopback: config.discovery_allows_loopback,
             },
             ownership: Mutex::new(OwnershipTable::new(config.pin_blocks.clone())),
             config,
@@ -686,6 +690,10 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
         gpio_open: BTreeSet::new(),
         uart_open: BTreeSet::new(),
         sockets: Sockets::new(shared.limits.max_sockets, context.bind_address),
+        discovery: crate::discovery::Discovery::new(
+            context.dns_resolver,
+            context.discovery_allows_loopback,
+        ),
         storage: slot
             .storage
             .as_ref()
