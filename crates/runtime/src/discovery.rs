@@ -352,8 +352,8 @@ fn discover(
             let answer = client.query(&target, record_type)?;
             for record in answer.answers.iter().filter(|record| record.name == target) {
                 let address = match &record.data {
-                    RData::A(a) => IpAddr::V4(Ipv4Addr::from(a.0)),
-                    RData::AAAA(aaaa) => IpAddr::V6(Ipv6Addr::from(aaaa.0)),
+                    RData::A(a) => IpAddr::V4(a.0),
+                    RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
                     _ => continue,
                 };
                 if !reachable_address(address, allow_loopback) {
