@@ -26,7 +26,7 @@ use ferro_manifest::{AllowedConnection, ServiceType};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use crate::host::{AppShared, HostResult, HostState, STOP_POLL, api};
+use crate::host::{HostResult, HostState, STOP_POLL, StopSignal, api};
 use crate::limits::Interrupt;
 use api::servicediscovery::ServiceInstance;
 use api::types::Error as ApiError;
@@ -159,7 +159,7 @@ struct Client<'a> {
     socket: UdpSocket,
     resolver: SocketAddr,
     deadline: Instant,
-    app: &'a AppShared,
+    stop: &'a StopSignal,
 }
 
 impl Client<'_> {
@@ -185,7 +185,7 @@ impl Client<'_> {
         // One byte more than the largest answer accepted, to tell a too large one.
         let mut buffer = vec![0; MAX_DNS_MESSAGE + 1];
         loop {
-            if self.app.stop.is_requested() {
+            if self.stop.is_requested() {
                 return Err(Failure::Stopped);
             }
             let remaining = self.deadline.saturating_duration_since(Instant::now());
@@ -451,7 +451,7 @@ impl HostState {
             socket,
             resolver,
             deadline: Instant::now() + timeout,
-            app: &self.app,
+            stop: &self.app.stop,
         };
         let (instances, endpoints) = discover(&client, &service, self.discovery.allow_loopback)?;
         tracing::debug!(app = %self.app.name, %service, instances = instances.len(), "discovered");
@@ -479,7 +479,50 @@ impl api::servicediscovery::Host for HostState {
 
 #[cfg(test)]
 mod tests {
-    use super::{reachable_address, resolver_from_resolv_conf};
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::{Client, Failure, MAX_DISCOVERY, reachable_address, resolver_from_resolv_conf};
+    use crate::host::StopSignal;
+
+    /// A resolver that takes the query and never answers holds a discovery for at most
+    /// `MAX_DISCOVERY`; a stop request while it waits ends the wait (the instance then traps),
+    /// as it ends a TLS handshake. The stop is requested only once the resolver has the query,
+    /// so the client is waiting for the answer then.
+    #[test]
+    fn a_stop_interrupts_a_discovery_waiting_for_a_silent_resolver() {
+        let resolver = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let resolver_address = resolver.local_addr().expect("address");
+        let stop = Arc::new(StopSignal::default());
+        let requester = stop.clone();
+        let silent = std::thread::spawn(move || {
+            let mut query = [0u8; 512];
+            let received = resolver.recv(&mut query).expect("the query arrives");
+            requester.request();
+            received
+        });
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        socket.connect(resolver_address).expect("connect");
+        let client = Client {
+            socket,
+            resolver: resolver_address,
+            deadline: Instant::now() + MAX_DISCOVERY,
+            stop: &stop,
+        };
+        let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
+        let outcome = client.query(&name, RecordType::PTR);
+        assert!(
+            silent.join().expect("resolver") > 12,
+            "a DNS query was sent"
+        );
+        assert!(
+            matches!(outcome, Err(Failure::Stopped)),
+            "the stop ended the wait (not the deadline, not an answer)"
+        );
+    }
 
     #[test]
     fn the_first_nameserver_is_the_resolver() {
