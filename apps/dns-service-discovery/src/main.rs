@@ -50,7 +50,10 @@ fn main() {
         match TcpStream::connect(&instance.host, instance.port, TIMEOUT) {
             Ok(stream) => {
                 let sent = stream.send(format!("hello {}\n", instance.name).as_bytes());
-                println!("attempt {}:{}: CONNECTED, sent {sent:?}", instance.host, instance.port);
+                println!(
+                    "attempt {}:{}: CONNECTED, sent {sent:?}",
+                    instance.host, instance.port
+                );
             }
             Err(error) => println!("attempt {}:{}: {error}", instance.host, instance.port),
         }
@@ -60,27 +63,27 @@ fn main() {
             "unlisted service type",
             discover("_other-service._tcp.local", TIMEOUT),
         );
-        if let Some(instance) = instances.first() {
-            if let Some(address) = instance.addresses.first() {
-                report(
-                    "discovered address",
-                    TcpStream::connect(address, instance.port, TIMEOUT),
-                );
-                report(
-                    "other port",
-                    TcpStream::connect(address, instance.port.wrapping_add(1), TIMEOUT),
-                );
-                report(
-                    "other address",
-                    TcpStream::connect("127.0.0.2", instance.port, TIMEOUT),
-                );
-                match UdpSocket::bind(0) {
-                    Ok(socket) => report(
-                        "udp to the tcp instance",
-                        socket.send_to(address, instance.port, b"x"),
-                    ),
-                    Err(error) => println!("attempt udp to the tcp instance: {error}"),
-                }
+        if let Some(instance) = instances.first()
+            && let Some(address) = instance.addresses.first()
+        {
+            report(
+                "discovered address",
+                TcpStream::connect(address, instance.port, TIMEOUT),
+            );
+            report(
+                "other port",
+                TcpStream::connect(address, instance.port.wrapping_add(1), TIMEOUT),
+            );
+            report(
+                "other address",
+                TcpStream::connect("127.0.0.2", instance.port, TIMEOUT),
+            );
+            match UdpSocket::bind(0) {
+                Ok(socket) => report(
+                    "udp to the tcp instance",
+                    socket.send_to(address, instance.port, b"x"),
+                ),
+                Err(error) => println!("attempt udp to the tcp instance: {error}"),
             }
         }
     }
