@@ -850,4 +850,28 @@ mod tests {
             assert!(!linked.contains(absent), "{absent}");
         }
     }
+
+    /// Service discovery is linked only for a manifest listing a service type, not for one
+    /// listing host names only.
+    #[test]
+    fn service_discovery_is_linked_only_for_a_listed_service_type() {
+        let linked = |allowed: &str| {
+            let manifest = ResolvedManifest::parse(
+                format!(
+                    r#"{{"SchemaVersion": 1, "Name": "x", "ComponentId": "1689d8b2-c835-2e27-27ad-e894d6d15fa9",
+                    "EntryPoint": "/bin/app", "ApplicationType": "Default",
+                    "Capabilities": {{"AllowedConnections": {allowed}}}}}"#
+                )
+                .as_bytes(),
+            )
+            .expect("manifest");
+            linked_interfaces(manifest.capabilities())
+        };
+        let hosts = linked(r#"["example.com", "192.168.1.20"]"#);
+        assert!(hosts.contains("ferrosphere:device/networking"));
+        assert!(!hosts.contains("ferrosphere:device/servicediscovery"));
+        let service = linked(r#"["_sample-service._tcp.local"]"#);
+        assert!(service.contains("ferrosphere:device/servicediscovery"));
+        assert!(service.contains("ferrosphere:device/networking"));
+    }
 }
