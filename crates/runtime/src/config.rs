@@ -1,6 +1,6 @@
 //! Runtime and per-app configuration.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +108,13 @@ pub struct RuntimeConfig {
     pub pin_blocks: PinBlocks,
     /// Device services (certificate, updates, power) the integration provides.
     pub services: Arc<dyn DeviceServices>,
+    /// The DNS resolver apps' service discoveries query (`None`, the default: the first
+    /// `nameserver` of `/etc/resolv.conf`, read at each discovery).
+    pub dns_resolver: Option<SocketAddr>,
+    /// Whether a discovery may return loopback and unspecified addresses (the device itself).
+    /// Off by default: a LAN resolver must not lead an app into the device's own services.
+    /// For devices whose discoverable services run on the device itself, and for tests.
+    pub discovery_allows_loopback: bool,
 }
 
 impl RuntimeConfig {
@@ -124,6 +131,8 @@ impl RuntimeConfig {
             max_component_bytes: 32 * 1024 * 1024,
             pin_blocks: PinBlocks::none(),
             services: Arc::new(NoDeviceServices),
+            dns_resolver: None,
+            discovery_allows_loopback: false,
         }
     }
 }

@@ -135,6 +135,7 @@ pub(crate) struct HostState {
     pub(crate) gpio_open: BTreeSet<u32>,
     pub(crate) uart_open: BTreeSet<String>,
     pub(crate) sockets: Sockets,
+    pub(crate) discovery: crate::discovery::Discovery,
     pub(crate) storage: Option<Storage>,
 }
 
@@ -795,6 +796,21 @@ pub(crate) const DEVICE_INTERFACES: &[DeviceInterface] = &[
         },
         add: |linker| {
             api::networking::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)
+        },
+    },
+    DeviceInterface {
+        name: "servicediscovery",
+        grant: Some("AllowedConnections listing a service type (`_service._tcp.domain`)"),
+        granted: |caps| {
+            caps.allowed_connections().iter().any(|entry| {
+                matches!(
+                    entry,
+                    ferro_manifest::AllowedConnection::ServiceDiscovery(_)
+                )
+            })
+        },
+        add: |linker| {
+            api::servicediscovery::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)
         },
     },
     DeviceInterface {

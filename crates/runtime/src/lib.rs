@@ -30,6 +30,7 @@
 //! ```
 
 mod config;
+mod discovery;
 mod error;
 mod events;
 mod host;

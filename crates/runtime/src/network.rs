@@ -75,6 +75,14 @@ impl Sockets {
     }
 }
 
+/// Why [`HostState::host_allowed`] refused a host.
+enum HostRefusal {
+    /// Not a host name or address at all.
+    Malformed(ApiError),
+    /// Well formed, but `AllowedConnections` does not list it (the message says so).
+    NotListed(String),
+}
+
 fn io_error(what: &str, error: &std::io::Error) -> ApiError {
     match error.kind() {
         IoErrorKind::TimedOut | IoErrorKind::WouldBlock => ApiError::TimedOut,
@@ -87,17 +95,33 @@ fn millis(ms: u32) -> Duration {
 }
 
 impl HostState {
+    /// Where the app may reach `host:port` (`tcp`: over TCP, else UDP): a host
+    /// `AllowedConnections` lists exactly as written, resolved ([`HostState::resolve`]), or an
+    /// address or host name the last discovery of a listed service type of that protocol
+    /// returned with that port ([`crate::discovery::Discovery::reachable`]), never resolved
+    /// again.
+    fn destination(&self, host: &str, port: u16, tcp: bool) -> Result<Vec<SocketAddr>, ApiError> {
+        match self.host_allowed(host) {
+            Ok(()) => self.resolve(host, port),
+            Err(HostRefusal::Malformed(error)) => Err(error),
+            Err(HostRefusal::NotListed(why)) => match self.discovery.reachable(host, port, tcp) {
+                Ok(addresses) => Ok(addresses),
+                Err(discovered) => Err(self.app.denied(discovered.unwrap_or(why))),
+            },
+        }
+    }
+
     /// Checks `host` against `AllowedConnections` exactly as written.
-    fn host_allowed(&self, host: &str) -> Result<(), ApiError> {
+    fn host_allowed(&self, host: &str) -> Result<(), HostRefusal> {
         let well_formed = !host.is_empty()
             && host.len() <= MAX_HOST_CHARS
             && host
                 .bytes()
                 .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':'));
         if !well_formed {
-            return Err(ApiError::InvalidArgument(format!(
+            return Err(HostRefusal::Malformed(ApiError::InvalidArgument(format!(
                 "{host:?} is not a host name or an IP address"
-            )));
+            ))));
         }
         let allowed = self
             .app
@@ -108,7 +132,7 @@ impl HostState {
         if allowed {
             Ok(())
         } else {
-            Err(self.app.denied(format!(
+            Err(HostRefusal::NotListed(format!(
                 "{host} is not in the app manifest's AllowedConnections"
             )))
         }
@@ -160,14 +184,13 @@ impl HostState {
             .any(|entry| entry.allows_host(&text))
     }
 
+    /// Connects to the first of `addresses` (checked by [`HostState::destination`]) that answers.
     fn connect_stream(
-        &mut self,
         host: &str,
         port: u16,
+        addresses: Vec<SocketAddr>,
         timeout_ms: u32,
     ) -> Result<TcpStream, ApiError> {
-        self.host_allowed(host)?;
-        let addresses = self.resolve(host, port)?;
         let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
         let mut last = ApiError::Io(format!("cannot connect to {host}:{port}"));
         for address in addresses {
@@ -180,18 +203,23 @@ impl HostState {
     }
 
     fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
-        let stream = self.connect_stream(host, port, timeout_ms)?;
+        let addresses = self.destination(host, port, true)?;
+        let stream = Self::connect_stream(host, port, addresses, timeout_ms)?;
         self.sockets.insert(Socket::Tcp(stream))
     }
 
     /// Connects with TLS. The handshake waits for the server in steps of [`STOP_POLL`], so a
     /// stop request interrupts it (the instance traps) however slow the server is.
     fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        let addresses = match self.destination(host, port, true) {
+            Ok(addresses) => addresses,
+            Err(error) => return Ok(Err(error)),
+        };
         let (config, name) = match self.tls_setup(host) {
             Ok(setup) => setup,
             Err(error) => return Ok(Err(error)),
         };
-        let mut stream = match self.connect_stream(host, port, timeout_ms) {
+        let mut stream = match Self::connect_stream(host, port, addresses, timeout_ms) {
             Ok(stream) => stream,
             Err(error) => return Ok(Err(error)),
         };
@@ -241,13 +269,12 @@ impl HostState {
             )))))
     }
 
-    /// The checks before a TLS connection: listed host, DeviceAuthentication for a tenant, a
-    /// current device certificate, a valid server name.
+    /// The checks before a TLS connection (after [`HostState::destination`]):
+    /// DeviceAuthentication for a tenant, a current device certificate, a valid server name.
     fn tls_setup(
         &self,
         host: &str,
     ) -> Result<(std::sync::Arc<rustls::ClientConfig>, ServerName<'static>), ApiError> {
-        self.host_allowed(host)?;
         let Some(tenant) = self.app.capabilities.device_authentication() else {
             return Err(self
                 .app
@@ -427,10 +454,7 @@ impl api::networking::Host for HostState {
         port: u16,
         data: Vec<u8>,
     ) -> HostResult<u32> {
-        if let Err(error) = self.host_allowed(&host) {
-            return Ok(Err(error));
-        }
-        let addresses = match self.resolve(&host, port) {
+        let addresses = match self.destination(&host, port, false) {
             Ok(addresses) => addresses,
             Err(error) => return Ok(Err(error)),
         };

@@ -153,6 +153,8 @@ struct Context {
     backoff: Backoff,
     events: Arc<EventLog>,
     bind_address: std::net::IpAddr,
+    dns_resolver: Option<std::net::SocketAddr>,
+    discovery_allows_loopback: bool,
 }
 
 #[derive(Debug)]
@@ -228,6 +230,8 @@ impl Runtime {
                 backoff: config.backoff.clone(),
                 events: events.clone(),
                 bind_address: config.server_bind_address,
+                dns_resolver: config.dns_resolver,
+                discovery_allows_loopback: config.discovery_allows_loopback,
             },
             ownership: Mutex::new(OwnershipTable::new(config.pin_blocks.clone())),
             config,
@@ -686,6 +690,10 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
         gpio_open: BTreeSet::new(),
         uart_open: BTreeSet::new(),
         sockets: Sockets::new(shared.limits.max_sockets, context.bind_address),
+        discovery: crate::discovery::Discovery::new(
+            context.dns_resolver,
+            context.discovery_allows_loopback,
+        ),
         storage: slot
             .storage
             .as_ref()
@@ -841,5 +849,29 @@ mod tests {
         ] {
             assert!(!linked.contains(absent), "{absent}");
         }
+    }
+
+    /// Service discovery is linked only for a manifest listing a service type, not for one
+    /// listing host names only.
+    #[test]
+    fn service_discovery_is_linked_only_for_a_listed_service_type() {
+        let linked = |allowed: &str| {
+            let manifest = ResolvedManifest::parse(
+                format!(
+                    r#"{{"SchemaVersion": 1, "Name": "x", "ComponentId": "1689d8b2-c835-2e27-27ad-e894d6d15fa9",
+                    "EntryPoint": "/bin/app", "ApplicationType": "Default",
+                    "Capabilities": {{"AllowedConnections": {allowed}}}}}"#
+                )
+                .as_bytes(),
+            )
+            .expect("manifest");
+            linked_interfaces(manifest.capabilities())
+        };
+        let hosts = linked(r#"["example.com", "192.168.1.20"]"#);
+        assert!(hosts.contains("ferrosphere:device/networking"));
+        assert!(!hosts.contains("ferrosphere:device/servicediscovery"));
+        let service = linked(r#"["_sample-service._tcp.local"]"#);
+        assert!(service.contains("ferrosphere:device/servicediscovery"));
+        assert!(service.contains("ferrosphere:device/networking"));
     }
 }

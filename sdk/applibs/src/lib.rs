@@ -40,6 +40,7 @@ mod error;
 
 pub mod adc;
 pub mod deviceauth;
+pub mod discovery;
 pub mod gpio;
 pub mod i2c;
 pub mod log;

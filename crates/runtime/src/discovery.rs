@@ -1,0 +1,570 @@
+//! DNS service discovery (RFC 6763) for apps, over unicast DNS: a PTR query for the service
+//! type (`_sample-service._tcp.local.`) names its instances; an SRV and a TXT query per instance
+//! give its host, port and TXT entries; A and AAAA queries give the host's addresses. Queries go
+//! to one resolver (the device's, from `/etc/resolv.conf`, unless `RuntimeConfig::dns_resolver`
+//! names one) over a connected UDP socket; hickory-proto encodes and decodes every message.
+//!
+//! Only a service type the app's manifest lists may be discovered. What a discovery returns is
+//! remembered per app instance and per service type ([`Discovery::reachable`]): the app may then
+//! connect to exactly those (address, port) pairs, by address or by the instance's host name
+//! (mapped to the discovered addresses, never resolved again), and the next discovery of the same
+//! type replaces them. Discovered addresses may be private or link-local (LAN services are the
+//! point of discovery), but not loopback, unspecified, broadcast or multicast ones (the device
+//! itself, never a LAN service) unless `RuntimeConfig::discovery_allows_loopback` says so.
+//!
+//! Everything is bounded: one answer is at most [`MAX_DNS_MESSAGE`] bytes, a discovery returns at
+//! most [`MAX_INSTANCES`] instances of at most [`MAX_ADDRESSES`] addresses each, and the whole
+//! discovery takes at most the app's timeout (at most [`MAX_DISCOVERY`]), waiting in steps of
+//! [`STOP_POLL`] so a stop request interrupts it.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind as IoErrorKind;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use ferro_manifest::{AllowedConnection, ServiceType};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::host::{HostResult, HostState, STOP_POLL, StopSignal, api};
+use crate::limits::Interrupt;
+use api::servicediscovery::ServiceInstance;
+use api::types::Error as ApiError;
+
+/// Largest DNS answer accepted (a larger datagram is refused, not truncated).
+pub(crate) const MAX_DNS_MESSAGE: usize = 4096;
+/// Most instances one discovery returns (the first ones the PTR answer names).
+pub(crate) const MAX_INSTANCES: usize = 16;
+/// Most addresses kept per instance.
+pub(crate) const MAX_ADDRESSES: usize = 8;
+/// Longest discovery, whatever timeout the app asks for.
+pub(crate) const MAX_DISCOVERY: Duration = Duration::from_secs(10);
+/// The resolver configuration read when no resolver is configured.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// One discovered endpoint: a host, its addresses and the port its SRV record named.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    /// Lowercase, without the final dot.
+    host: String,
+    addresses: Vec<IpAddr>,
+    port: u16,
+}
+
+/// An instance's discovery state: where queries go and what the last discoveries returned.
+#[derive(Debug)]
+pub(crate) struct Discovery {
+    resolver: Option<SocketAddr>,
+    allow_loopback: bool,
+    last: BTreeMap<ServiceType, Vec<Endpoint>>,
+}
+
+impl Discovery {
+    /// `resolver`: where queries go (`None`: the first `nameserver` of `/etc/resolv.conf`, read
+    /// at each discovery).
+    pub(crate) fn new(resolver: Option<SocketAddr>, allow_loopback: bool) -> Self {
+        Self {
+            resolver,
+            allow_loopback,
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// The addresses `host:port` may be reached at because the last discovery of a listed
+    /// service type of this protocol returned them: `host` is a discovered address or a
+    /// discovered host name, and `port` the port discovered with it. `Err(None)`: `host` was
+    /// never discovered; `Err(Some(why))`: it was, but not with this port or protocol.
+    pub(crate) fn reachable(
+        &self,
+        host: &str,
+        port: u16,
+        tcp: bool,
+    ) -> Result<Vec<SocketAddr>, Option<String>> {
+        let address = host.parse::<IpAddr>().ok();
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        let mut known = None;
+        for (service, endpoints) in &self.last {
+            for endpoint in endpoints {
+                let matches = match address {
+                    Some(address) => endpoint.addresses.contains(&address),
+                    None => endpoint.host == name,
+                };
+                if !matches {
+                    continue;
+                }
+                if endpoint.addresses.is_empty() {
+                    known.get_or_insert_with(|| {
+                        format!(
+                            "{host} was discovered for {service} without an address the app may \
+                             reach (loopback, unspecified, broadcast and multicast addresses are \
+                             never kept)"
+                        )
+                    });
+                    continue;
+                }
+                if endpoint.port == port && service.is_tcp() == tcp {
+                    let addresses = match address {
+                        Some(address) => vec![address],
+                        None => endpoint.addresses.clone(),
+                    };
+                    return Ok(addresses
+                        .into_iter()
+                        .map(|address| SocketAddr::new(address, port))
+                        .collect());
+                }
+                known.get_or_insert_with(|| {
+                    format!(
+                        "{host} was discovered for {service} with port {}, not {port} over {}",
+                        endpoint.port,
+                        if tcp { "TCP" } else { "UDP" }
+                    )
+                });
+            }
+        }
+        Err(known)
+    }
+}
+
+/// Why a discovery stopped early.
+enum Failure {
+    Api(ApiError),
+    Stopped,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Self::Api(error)
+    }
+}
+
+fn io(what: impl std::fmt::Display) -> Failure {
+    Failure::Api(ApiError::Io(what.to_string()))
+}
+
+/// The first `nameserver` of a resolv.conf text (port 53).
+pub(crate) fn resolver_from_resolv_conf(text: &str) -> Option<SocketAddr> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("nameserver"))
+            .then(|| words.next())
+            .flatten()
+            .and_then(|address| address.parse::<IpAddr>().ok())
+            .map(|address| SocketAddr::new(address, 53))
+    })
+}
+
+/// One discovery's DNS client: a UDP socket connected to the resolver, a deadline, and the
+/// app's stop signal.
+struct Client<'a> {
+    socket: UdpSocket,
+    resolver: SocketAddr,
+    deadline: Instant,
+    stop: &'a StopSignal,
+}
+
+impl Client<'_> {
+    /// Sends one query and returns the resolver's answer to it (answer records for `NXDOMAIN`:
+    /// none). Datagrams answering another query ID are ignored; a malformed, oversized or
+    /// truncated answer, or a resolver failure, is an error.
+    fn query(&self, name: &Name, record_type: RecordType) -> Result<Message, Failure> {
+        let mut id = [0; 2];
+        getrandom::fill(&mut id).map_err(|error| io(format!("random query ID: {error}")))?;
+        let id = u16::from_be_bytes(id);
+        let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(name.clone(), record_type));
+        let mut edns = Edns::new();
+        edns.set_max_payload(MAX_DNS_MESSAGE as u16);
+        query.set_edns(edns);
+        let bytes = query
+            .to_vec()
+            .map_err(|error| io(format!("cannot encode a DNS query for {name}: {error}")))?;
+        self.socket
+            .send(&bytes)
+            .map_err(|error| io(format!("DNS query to {}: {error}", self.resolver)))?;
+        // One byte more than the largest answer accepted, to tell a too large one.
+        let mut buffer = vec![0; MAX_DNS_MESSAGE + 1];
+        loop {
+            if self.stop.is_requested() {
+                return Err(Failure::Stopped);
+            }
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Failure::Api(ApiError::TimedOut));
+            }
+            self.socket
+                .set_read_timeout(Some(remaining.min(STOP_POLL).max(Duration::from_millis(1))))
+                .map_err(|error| io(format!("DNS socket: {error}")))?;
+            let count = match self.socket.recv(&mut buffer) {
+                Ok(count) => count,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        IoErrorKind::WouldBlock | IoErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => {
+                    return Err(io(format!("DNS answer from {}: {error}", self.resolver)));
+                }
+            };
+            if count > MAX_DNS_MESSAGE {
+                return Err(Failure::Api(ApiError::LimitExceeded(format!(
+                    "the DNS answer from {} for {name} {record_type} is larger than \
+                     {MAX_DNS_MESSAGE} bytes",
+                    self.resolver
+                ))));
+            }
+            let answer = Message::from_vec(&buffer[..count]).map_err(|error| {
+                io(format!(
+                    "malformed DNS answer from {} for {name} {record_type}: {error}",
+                    self.resolver
+                ))
+            })?;
+            if answer.metadata.id != id {
+                // A late answer to an earlier query (or a stray datagram): keep waiting.
+                continue;
+            }
+            return self.check_answer(answer, name, record_type);
+        }
+    }
+
+    fn check_answer(
+        &self,
+        answer: Message,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<Message, Failure> {
+        let resolver = self.resolver;
+        let asked = answer.queries.len() == 1
+            && answer.queries[0].name == *name
+            && answer.queries[0].query_type == record_type;
+        if answer.metadata.message_type != MessageType::Response || !asked {
+            return Err(io(format!(
+                "the DNS answer from {resolver} does not answer the query for {name} {record_type}"
+            )));
+        }
+        if answer.metadata.truncation {
+            return Err(Failure::Api(ApiError::LimitExceeded(format!(
+                "the DNS answer from {resolver} for {name} {record_type} was truncated (larger \
+                 than the resolver sends over UDP; DNS over TCP is not supported)"
+            ))));
+        }
+        match answer.metadata.response_code {
+            ResponseCode::NoError => Ok(answer),
+            ResponseCode::NXDomain => Ok(Message::new(
+                answer.metadata.id,
+                MessageType::Response,
+                OpCode::Query,
+            )),
+            code => Err(io(format!(
+                "the DNS resolver {resolver} answered {code} for {name} {record_type}"
+            ))),
+        }
+    }
+}
+
+/// Whether an app may reach a discovered `address` (see the module documentation).
+fn reachable_address(address: IpAddr, allow_loopback: bool) -> bool {
+    let device_itself = match address {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.octets()[0] == 0,
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+        }
+    };
+    let never = match address {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    };
+    !never && (allow_loopback || !device_itself)
+}
+
+/// Discovers the instances of `service` through `client`.
+fn discover(
+    client: &Client<'_>,
+    service: &ServiceType,
+    allow_loopback: bool,
+) -> Result<(Vec<ServiceInstance>, Vec<Endpoint>), Failure> {
+    let service_name = Name::from_ascii(format!("{service}."))
+        .map_err(|error| io(format!("{service} is not a DNS name: {error}")))?;
+    let browse = client.query(&service_name, RecordType::PTR)?;
+    let mut instance_names: Vec<Name> = Vec::new();
+    for record in &browse.answers {
+        let RData::PTR(target) = &record.data else {
+            continue;
+        };
+        // Only instances of this service type (`<instance>.<service type>`).
+        if record.name != service_name
+            || target.0.num_labels() != service_name.num_labels() + 1
+            || target.0.base_name() != service_name
+            || instance_names.contains(&target.0)
+        {
+            continue;
+        }
+        if instance_names.len() == MAX_INSTANCES {
+            tracing::debug!(%service, "more than {MAX_INSTANCES} instances; the rest ignored");
+            break;
+        }
+        instance_names.push(target.0.clone());
+    }
+    let mut instances = Vec::new();
+    let mut endpoints = Vec::new();
+    for instance in instance_names {
+        let srv = client.query(&instance, RecordType::SRV)?;
+        let Some(chosen) = srv
+            .answers
+            .iter()
+            .filter(|record| record.name == instance)
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(srv),
+                _ => None,
+            })
+            .min_by_key(|srv| (srv.priority, std::cmp::Reverse(srv.weight)))
+        else {
+            tracing::debug!(%service, %instance, "no SRV record: instance skipped");
+            continue;
+        };
+        // A target of "." means the service is not available there (RFC 2782).
+        if chosen.target.is_root() {
+            continue;
+        }
+        let target = chosen.target.clone();
+        let port = chosen.port;
+        let txt = client.query(&instance, RecordType::TXT)?;
+        let entries: Vec<Vec<u8>> = txt
+            .answers
+            .iter()
+            .filter(|record| record.name == instance)
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => Some(txt),
+                _ => None,
+            })
+            .flat_map(|txt| txt.txt_data.iter().map(|entry| entry.to_vec()))
+            .filter(|entry| !entry.is_empty())
+            .collect();
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        for record_type in [RecordType::A, RecordType::AAAA] {
+            let answer = client.query(&target, record_type)?;
+            for record in answer.answers.iter().filter(|record| record.name == target) {
+                let address = match &record.data {
+                    RData::A(a) => IpAddr::V4(a.0),
+                    RData::AAAA(aaaa) => IpAddr::V6(aaaa.0),
+                    _ => continue,
+                };
+                if !reachable_address(address, allow_loopback) {
+                    tracing::debug!(%service, %target, %address, "discovered address refused");
+                    continue;
+                }
+                if addresses.len() < MAX_ADDRESSES && !addresses.contains(&address) {
+                    addresses.push(address);
+                }
+            }
+        }
+        let host = target.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+        let name = instance
+            .iter()
+            .next()
+            .map(|label| String::from_utf8_lossy(label).into_owned())
+            .unwrap_or_default();
+        instances.push(ServiceInstance {
+            name,
+            host: host.clone(),
+            port,
+            addresses: addresses.iter().map(ToString::to_string).collect(),
+            txt: entries,
+        });
+        endpoints.push(Endpoint {
+            host,
+            addresses,
+            port,
+        });
+    }
+    Ok((instances, endpoints))
+}
+
+impl HostState {
+    /// The listed service type `text` names, or why not.
+    fn listed_service_type(&self, text: &str) -> Result<ServiceType, ApiError> {
+        let invalid = || {
+            ApiError::InvalidArgument(format!(
+                "{text:?} is not a DNS service discovery type (`_service._tcp.domain` or \
+                 `_service._udp.domain`)"
+            ))
+        };
+        if text.len() > 253 {
+            return Err(invalid());
+        }
+        let Ok(AllowedConnection::ServiceDiscovery(service)) = AllowedConnection::parse(text)
+        else {
+            return Err(invalid());
+        };
+        let listed = self
+            .app
+            .capabilities
+            .allowed_connections()
+            .iter()
+            .any(|entry| matches!(entry, AllowedConnection::ServiceDiscovery(listed) if *listed == service));
+        if listed {
+            Ok(service)
+        } else {
+            Err(self.app.denied(format!(
+                "the service type {service} is not in the app manifest's AllowedConnections"
+            )))
+        }
+    }
+
+    fn resolver(&self) -> Result<SocketAddr, ApiError> {
+        if let Some(resolver) = self.discovery.resolver {
+            return Ok(resolver);
+        }
+        let text = std::fs::read_to_string(RESOLV_CONF)
+            .map_err(|error| ApiError::Io(format!("no DNS resolver: {RESOLV_CONF}: {error}")))?;
+        resolver_from_resolv_conf(&text).ok_or_else(|| {
+            ApiError::Io(format!(
+                "no DNS resolver: {RESOLV_CONF} lists no usable nameserver"
+            ))
+        })
+    }
+
+    fn discover_service(
+        &mut self,
+        service_type: &str,
+        timeout_ms: u32,
+    ) -> Result<Vec<ServiceInstance>, Failure> {
+        let service = self.listed_service_type(service_type)?;
+        let resolver = self.resolver()?;
+        let local: SocketAddr = match resolver {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = UdpSocket::bind(local)
+            .and_then(|socket| socket.connect(resolver).map(|()| socket))
+            .map_err(|error| io(format!("DNS socket to {resolver}: {error}")))?;
+        let timeout = Duration::from_millis(u64::from(timeout_ms))
+            .clamp(Duration::from_millis(1), MAX_DISCOVERY);
+        let client = Client {
+            socket,
+            resolver,
+            deadline: Instant::now() + timeout,
+            stop: &self.app.stop,
+        };
+        let (instances, endpoints) = discover(&client, &service, self.discovery.allow_loopback)?;
+        tracing::debug!(app = %self.app.name, %service, instances = instances.len(), "discovered");
+        self.discovery.last.insert(service, endpoints);
+        Ok(instances)
+    }
+}
+
+impl api::servicediscovery::Host for HostState {
+    fn discover(
+        &mut self,
+        service_type: String,
+        timeout_ms: u32,
+    ) -> HostResult<Vec<ServiceInstance>> {
+        self.begin_blocking();
+        let result = self.discover_service(&service_type, timeout_ms);
+        self.yielded();
+        match result {
+            Ok(instances) => Ok(Ok(instances)),
+            Err(Failure::Api(error)) => Ok(Err(error)),
+            Err(Failure::Stopped) => Err(wasmtime::Error::new(Interrupt::Stopped)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::{Client, Failure, MAX_DISCOVERY, reachable_address, resolver_from_resolv_conf};
+    use crate::host::StopSignal;
+
+    /// A resolver that takes the query and never answers holds a discovery for at most
+    /// `MAX_DISCOVERY`; a stop request while it waits ends the wait (the instance then traps),
+    /// as it ends a TLS handshake. The stop is requested only once the resolver has the query,
+    /// so the client is waiting for the answer then.
+    #[test]
+    fn a_stop_interrupts_a_discovery_waiting_for_a_silent_resolver() {
+        let resolver = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let resolver_address = resolver.local_addr().expect("address");
+        let stop = Arc::new(StopSignal::default());
+        let requester = stop.clone();
+        let silent = std::thread::spawn(move || {
+            let mut query = [0u8; 512];
+            let received = resolver.recv(&mut query).expect("the query arrives");
+            requester.request();
+            received
+        });
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        socket.connect(resolver_address).expect("connect");
+        let client = Client {
+            socket,
+            resolver: resolver_address,
+            deadline: Instant::now() + MAX_DISCOVERY,
+            stop: &stop,
+        };
+        let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
+        let outcome = client.query(&name, RecordType::PTR);
+        assert!(
+            silent.join().expect("resolver") > 12,
+            "a DNS query was sent"
+        );
+        assert!(
+            matches!(outcome, Err(Failure::Stopped)),
+            "the stop ended the wait (not the deadline, not an answer)"
+        );
+    }
+
+    #[test]
+    fn the_first_nameserver_is_the_resolver() {
+        let conf = "# generated\nsearch lan\nnameserver fe80::1%eth0\nnameserver 192.168.1.1\n\
+                    nameserver 8.8.8.8\n";
+        assert_eq!(
+            resolver_from_resolv_conf(conf),
+            Some("192.168.1.1:53".parse().expect("address"))
+        );
+        assert_eq!(resolver_from_resolv_conf("search lan\n"), None);
+        assert_eq!(resolver_from_resolv_conf("nameserver\n"), None);
+    }
+
+    #[test]
+    fn discovered_addresses_may_be_lan_but_not_the_device_itself() {
+        for (address, reachable) in [
+            ("192.168.1.20", true),
+            ("10.0.0.7", true),
+            ("169.254.3.4", true),
+            ("fe80::1", true),
+            ("fd00::5", true),
+            ("8.8.8.8", true),
+            ("127.0.0.1", false),
+            ("0.0.0.0", false),
+            ("0.1.2.3", false),
+            ("::1", false),
+            ("::", false),
+            ("::ffff:127.0.0.1", false),
+            ("255.255.255.255", false),
+            ("224.0.0.251", false),
+            ("ff02::fb", false),
+        ] {
+            let parsed = address.parse().expect("address");
+            assert_eq!(reachable_address(parsed, false), reachable, "{address}");
+        }
+        assert!(reachable_address(
+            "127.0.0.1".parse().expect("address"),
+            true
+        ));
+        assert!(!reachable_address(
+            "224.0.0.251".parse().expect("address"),
+            true
+        ));
+    }
+}
