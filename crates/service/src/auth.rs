@@ -613,6 +613,40 @@ where
     Ok(role)
 }
 
+/// Which of a user's tokens [`revoke_user_tokens`] revokes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoke {
+    /// Sessions only (API tokens stay).
+    Sessions,
+    /// Sessions and API tokens.
+    All,
+}
+
+/// Revoke a user's live tokens inside `tx` (callers invalidate the authentication cache after
+/// the commit).
+pub async fn revoke_user_tokens(
+    tx: &mut db::Tx,
+    uid: &str,
+    which: Revoke,
+    now: i64,
+) -> ApiResult<()> {
+    let sql = match which {
+        Revoke::Sessions => {
+            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' \
+             AND revoked_at IS NULL"
+        }
+        Revoke::All => {
+            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL"
+        }
+    };
+    sqlx::query(sql)
+        .bind(now)
+        .bind(uid)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Limits on login attempts, enforced in the database (so every replica sees the same counts;
 /// `crate::login_guard`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -67,14 +67,7 @@ async fn account_takeover_through_the_login_namespace_is_closed(t: &TestApp) {
     );
     // Victim's tenant and Administrator; Alice's real account exists (made by the operator).
     let (victim, victim_admin) = t.tenant().await;
-    let r = t
-        .post(
-            "/v1/users",
-            &t.operator,
-            json!({"login": alice, "displayName": "Alice"}),
-        )
-        .await;
-    let otp = r.body["oneTimePassword"].as_str().unwrap().to_string();
+    let (_, otp) = t.account(&alice).await;
     let alice_session = t.activate(&alice, &otp).await;
     // The old way to add a member by login is gone: nothing grants a role by naming a login.
     let r = t
@@ -135,17 +128,7 @@ async fn account_takeover_through_the_login_namespace_is_closed(t: &TestApp) {
 
 async fn one_time_passwords_expire(t: &TestApp) {
     let login = format!("late{}@example.com", uniq());
-    let r = t
-        .post(
-            "/v1/users",
-            &t.operator,
-            json!({"login": login, "displayName": "Late"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    assert!(r.body["oneTimePasswordExpiresAt"].is_string());
-    let uid = r.body["user"]["id"].as_str().unwrap().to_string();
-    let otp = r.body["oneTimePassword"].as_str().unwrap().to_string();
+    let (uid, otp) = t.account(&login).await;
     // Its life ends (moved into the past as time would move it).
     t.exec(&format!(
         "UPDATE users SET password_expires_at = {} WHERE id = '{uid}'",

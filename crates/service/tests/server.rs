@@ -115,16 +115,7 @@ async fn binary_init_refuses_twice_and_run_serves() {
     let _ = url;
     let data = dir.path().join("data");
     let bin = env!("CARGO_BIN_EXE_ferro-service");
-    let out = Command::new(bin)
-        .args(["init", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("run init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = init_binary(&data);
     // stdout: exactly the fingerprint line and the one-time password line.
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
@@ -423,6 +414,22 @@ async fn attestation_requests_are_limited_per_address() {
     t.finish().await;
 }
 
+/// `ferro-service init --data-dir DATA` with the built binary; its output, after checking it
+/// succeeded.
+fn init_binary(data: &std::path::Path) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferro-service"))
+        .args(["init", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("run init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Resident memory of a process, from /proc: (current, peak) in KiB.
 #[cfg(target_os = "linux")]
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -449,16 +456,7 @@ async fn a_login_flood_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let bin = env!("CARGO_BIN_EXE_ferro-service");
-    let out = Command::new(bin)
-        .args(["init", "--data-dir"])
-        .arg(&data)
-        .output()
-        .expect("run init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    init_binary(&data);
     // Port 0: the service binds and logs the address it got (no free-port race).
     let mut child = Command::new(bin)
         .args([

@@ -194,16 +194,12 @@ pub async fn change_password(
     .bind(&uid)
     .execute(&mut *tx)
     .await?;
-    let revoke = if req.keep_api_tokens {
-        "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' AND revoked_at IS NULL"
+    let which = if req.keep_api_tokens {
+        auth::Revoke::Sessions
     } else {
-        "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL"
+        auth::Revoke::All
     };
-    sqlx::query(revoke)
-        .bind(now)
-        .bind(&uid)
-        .execute(&mut *tx)
-        .await?;
+    auth::revoke_user_tokens(&mut tx, &uid, which, now).await?;
     db::audit(
         &mut tx,
         None,

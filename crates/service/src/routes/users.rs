@@ -176,11 +176,7 @@ pub async fn reset_password(
     if r.rows_affected() != 1 {
         return Err(ApiError::not_found("user"));
     }
-    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(&uid)
-        .execute(&mut *tx)
-        .await?;
+    auth::revoke_user_tokens(&mut tx, &uid, auth::Revoke::All, now).await?;
     db::audit(
         &mut tx,
         None,

@@ -330,6 +330,18 @@ impl TestApp {
     /// token, login).
     pub async fn user(&self, role_in: Option<(&str, &str, &str)>) -> (String, String, String) {
         let login = format!("user{}@example.com", uniq());
+        let (id, otp) = self.account(&login).await;
+        let session = self.activate(&login, &otp).await;
+        if let Some((tenant, role, admin)) = role_in {
+            let code = self.invite(tenant, role, admin).await;
+            self.accept(&code, &session).await;
+        }
+        (id, session, login)
+    }
+
+    /// A new account made by the operator (not yet activated). Returns (user ID, one-time
+    /// password).
+    pub async fn account(&self, login: &str) -> (String, String) {
         let r = self
             .post(
                 "/v1/users",
@@ -338,14 +350,10 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "create user: {:?}", r.body);
+        assert!(r.body["oneTimePasswordExpiresAt"].is_string());
         let otp = r.body["oneTimePassword"].as_str().expect("otp").to_string();
         let id = r.body["user"]["id"].as_str().expect("id").to_string();
-        let session = self.activate(&login, &otp).await;
-        if let Some((tenant, role, admin)) = role_in {
-            let code = self.invite(tenant, role, admin).await;
-            self.accept(&code, &session).await;
-        }
-        (id, session, login)
+        (id, otp)
     }
 
     /// An invitation to `role` in `tenant` by `admin`; returns its code.
