@@ -35,3 +35,6 @@ CREATE TABLE login_limit_keys (
     scope_key  TEXT NOT NULL PRIMARY KEY,
     touched_at BIGINT NOT NULL
 );
+-- The periodic prune of stale rows (`login_guard::prune_stale`) by time alone.
+CREATE INDEX login_limit_keys_by_time ON login_limit_keys (touched_at);
+CREATE INDEX login_failures_by_time ON login_failures (at);

@@ -27,7 +27,7 @@ use ferro_wire::ErrorCode;
 use sqlx::Row;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 /// The rate-limit key of a client address (`ip:<address or /64 prefix>`); `ip:unknown` without
@@ -82,6 +82,9 @@ pub async fn reserve(
     let limit = state.config.rate_limit;
     let now = db::now();
     let since = now - limit.window_secs;
+    if state.password_gate.prune_due(now) {
+        prune_stale(state, since).await?;
+    }
     let mut tx = state.db.begin_write().await?;
     let mut ids = Vec::with_capacity(2);
     for (key, max) in [
@@ -143,13 +146,36 @@ pub async fn reserve(
     })
 }
 
+/// How often (seconds) a process prunes the login-limit rows of keys nobody tried since their
+/// window ended ([`prune_stale`]).
+pub const PRUNE_EVERY_SECS: i64 = 60;
+
+/// Forget attempts older than the window, and the lock rows of keys untouched since, for every
+/// key (a reservation prunes only its own keys): a spray of distinct login names must not grow
+/// the tables without bound. Runs at most every [`PRUNE_EVERY_SECS`] per process.
+pub async fn prune_stale(state: &AppState, since: i64) -> ApiResult<()> {
+    let mut tx = state.db.begin_write().await?;
+    sqlx::query("DELETE FROM login_failures WHERE at <= $1")
+        .bind(since)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM login_limit_keys WHERE touched_at <= $1")
+        .bind(since)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Bounds the Argon2 computations of this process: `permits` at once, `queue` more waiting.
+/// Also remembers when this process last pruned stale login-limit rows.
 #[derive(Debug)]
 pub struct PasswordGate {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
     checks: AtomicU64,
+    last_prune: AtomicI64,
 }
 
 /// The gate's settings.
@@ -180,7 +206,19 @@ impl PasswordGate {
             waiting: AtomicUsize::new(0),
             queue: size.queue,
             checks: AtomicU64::new(0),
+            last_prune: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// Whether this process should prune now (at most every [`PRUNE_EVERY_SECS`]; of
+    /// concurrent callers, one is told yes).
+    fn prune_due(&self, now: i64) -> bool {
+        let last = self.last_prune.load(Ordering::Acquire);
+        now.saturating_sub(last) >= PRUNE_EVERY_SECS
+            && self
+                .last_prune
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     /// Run the CPU- and memory-heavy `f` (a hash or a verification) on the blocking pool once a
@@ -216,6 +254,11 @@ impl PasswordGate {
         .await
         .map_err(|e| ApiError::Internal(format!("password task: {e}")))?;
         Ok(out)
+    }
+
+    /// Let the next reservation prune at once (as if the last prune were a minute old).
+    pub fn forget_last_prune(&self) {
+        self.last_prune.store(i64::MIN, Ordering::Release);
     }
 
     /// How many computations this gate has let through (tests and metrics).

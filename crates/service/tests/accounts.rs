@@ -20,6 +20,7 @@ both!(
     a_password_change_revokes_api_tokens,
     ambiguous_or_oddly_cased_authorization,
     metrics_need_an_operator,
+    a_spray_of_login_names_does_not_grow_the_limit_tables,
 );
 
 /// Item 1, as the review ran it: Mallory makes `alice@victim.example` in a tenant of his own,
@@ -531,4 +532,50 @@ async fn metrics_need_an_operator(t: &TestApp) {
     let r = t.get("/metrics", &t.operator).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&r.raw).contains("http_requests_total"));
+}
+
+/// Every failed login leaves rows keyed by its login name; a reservation prunes only its own
+/// keys, so a spray of distinct names would grow the tables for ever. The process prunes every
+/// key's stale rows (older than the window) at most every minute, on a login attempt.
+async fn a_spray_of_login_names_does_not_grow_the_limit_tables(t: &TestApp) {
+    let window = t.state.config.rate_limit.window_secs;
+    let stale = ferro_service::db::now() - window - 1;
+    for i in 0..50 {
+        t.exec(&format!(
+            "INSERT INTO login_failures (id, scope_key, at) VALUES ('{}', 'login:spray{i}@example.com', {stale})",
+            uuid::Uuid::now_v7()
+        ))
+        .await;
+        t.exec(&format!(
+            "INSERT INTO login_limit_keys (scope_key, touched_at) VALUES ('login:spray{i}@example.com', {stale})"
+        ))
+        .await;
+    }
+    // A failure inside the window stays (it still counts).
+    let (_, _, login) = t.user(None).await;
+    assert_eq!(
+        t.login(&login, "a wrong password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The next minute's first attempt prunes (the clock of the prune moved back a minute).
+    t.state.password_gate.forget_last_prune();
+    assert_eq!(t.login(&login, PASSWORD).await.status, StatusCode::OK);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM login_failures WHERE scope_key LIKE 'login:spray%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM login_limit_keys WHERE scope_key LIKE 'login:spray%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM login_limit_keys WHERE scope_key = 'login:{login}'"
+        ))
+        .await,
+        1,
+        "live keys stay"
+    );
 }
