@@ -478,6 +478,20 @@ impl CertificateManager {
         Ok(at)
     }
 
+    /// The service refused the stored certificate on a device route (401: the device moved to
+    /// another tenant, or was blocked): attest at the next tick instead of at half-life, unless
+    /// a backoff after failures already decides (a blocked device's attempts fail, so its
+    /// refusals never make it attest faster than the backoff). Callers learn of refusals from
+    /// update checks, so this happens at most once a check. Returns whether it brought the
+    /// attempt forward.
+    pub fn attest_again_soon(&mut self, now: OffsetDateTime) -> bool {
+        if self.failures > 0 {
+            return false;
+        }
+        self.renew_at = Some(self.renew_at.map_or(now, |at| at.min(now)));
+        true
+    }
+
     /// Consecutive failed attempts.
     pub fn failures(&self) -> u32 {
         self.failures

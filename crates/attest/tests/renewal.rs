@@ -488,3 +488,21 @@ fn the_certificate_store_is_private() {
     assert_eq!(mode(&certs.join(CERT_FILE)), 0o600, "{CERT_FILE}");
     assert_eq!(mode(&certs.join(CHAIN_FILE)), 0o600, "{CHAIN_FILE}");
 }
+
+/// A certificate refused on a device route (the device moved to another tenant) brings the next
+/// attestation forward to now, but not while a failure backoff decides.
+#[test]
+fn a_refused_certificate_brings_the_next_attestation_forward() {
+    let (_, _, dir, now, cert) = fresh();
+    let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
+    mgr.record(now, &trusted(cert)).unwrap();
+    let later = now + time::Duration::minutes(5);
+    assert!(mgr.next_attempt(later) > later + time::Duration::hours(1));
+    assert!(mgr.attest_again_soon(later));
+    assert_eq!(mgr.next_attempt(later), later);
+    // After a failed attempt the backoff decides, not further refusals.
+    let next = mgr.record(later, &transport_error()).unwrap();
+    assert!(next > later);
+    assert!(!mgr.attest_again_soon(later + time::Duration::seconds(1)));
+    assert_eq!(mgr.next_attempt(later + time::Duration::seconds(1)), next);
+}

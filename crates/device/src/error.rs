@@ -87,6 +87,13 @@ pub enum DeviceError {
     /// Talking to the security service failed.
     #[error("security service: {0}")]
     Service(String),
+    /// The service refused the device certificate on a device route (401): the device moved to
+    /// another tenant, or its tenant blocked it. The agent attests again.
+    #[error(
+        "security service: the device certificate was refused on {0} (the device may have moved \
+         to another tenant); attesting again"
+    )]
+    CertificateRefused(&'static str),
     /// The root of trust kind is not available in this build.
     #[error("{0}")]
     Unsupported(String),

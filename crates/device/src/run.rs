@@ -511,6 +511,14 @@ impl UpdateLoop {
                 tracing::debug!(?outcome, "update check");
                 Ok(false)
             }
+            Err(error @ DeviceError::CertificateRefused(_)) => {
+                // Moved to another tenant (a transfer or an operator's reassignment): the next
+                // attestation gets the new tenant's certificate and target sets.
+                let now = time::OffsetDateTime::now_utc();
+                let scheduled = certificates.attest_again_soon(now);
+                tracing::warn!(%error, scheduled, "update check refused");
+                Ok(false)
+            }
             Err(error) => {
                 tracing::warn!(%error, "update check failed");
                 Ok(false)

@@ -434,6 +434,9 @@ impl UpdateAgent {
         if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(UpdateOutcome::NotModified);
         }
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(DeviceError::CertificateRefused("the target set route"));
+        }
         if !resp.status().is_success() {
             return Err(DeviceError::Service(format!(
                 "target set: the service answered {}",
