@@ -240,12 +240,22 @@ pub fn check_certificate(
     })
 }
 
-/// Attest once: challenge, evidence by the root of trust, submission, and (Trusted) the checks
-/// of [`check_certificate`]. Uses only the device key, never a certificate, so an expired or
-/// missing certificate never prevents attestation.
+/// Attest once, stating debugging disabled: see [`attest_with`].
 pub async fn attest(
     rot: &dyn RootOfTrust,
     connection: &ServiceConnection,
+) -> Result<AttestationOutcome, AttestError> {
+    attest_with(rot, connection, DebugStatus::Disabled).await
+}
+
+/// Attest once: challenge, evidence by the root of trust stating `debug` (a device in
+/// development mode says `Enabled`: the service then requires its AppDevelopment capability),
+/// submission, and (Trusted) the checks of [`check_certificate`]. Uses only the device key,
+/// never a certificate, so an expired or missing certificate never prevents attestation.
+pub async fn attest_with(
+    rot: &dyn RootOfTrust,
+    connection: &ServiceConnection,
+    debug: DebugStatus,
 ) -> Result<AttestationOutcome, AttestError> {
     let device_id = rot.device_id().to_string();
     let challenge: AttestationChallenge = connection
@@ -258,7 +268,7 @@ pub async fn attest(
         .await?;
     let nonce = Base64UrlUnpadded::decode_vec(&challenge.nonce)
         .map_err(|_| AttestError::Transport("the challenge nonce is not base64url".into()))?;
-    let evidence = create_evidence(rot, &nonce, DebugStatus::Disabled)?;
+    let evidence = create_evidence(rot, &nonce, debug)?;
     let result: AttestationResult = connection
         .post(
             "/v1/attestation/evidence",
@@ -497,8 +507,8 @@ impl CertificateManager {
         self.failures
     }
 
-    /// Attest if due at `now`, record the result, and return (the outcome if an attempt was
-    /// made, when to call again).
+    /// Attest if due at `now` (stating debugging disabled), record the result, and return (the
+    /// outcome if an attempt was made, when to call again).
     pub async fn tick(
         &mut self,
         rot: &dyn RootOfTrust,
@@ -508,11 +518,26 @@ impl CertificateManager {
         Option<Result<AttestationOutcome, AttestError>>,
         OffsetDateTime,
     ) {
+        self.tick_with(rot, connection, now, DebugStatus::Disabled)
+            .await
+    }
+
+    /// [`CertificateManager::tick`], the evidence stating `debug`.
+    pub async fn tick_with(
+        &mut self,
+        rot: &dyn RootOfTrust,
+        connection: &ServiceConnection,
+        now: OffsetDateTime,
+        debug: DebugStatus,
+    ) -> (
+        Option<Result<AttestationOutcome, AttestError>>,
+        OffsetDateTime,
+    ) {
         let due = self.next_attempt(now);
         if due > now {
             return (None, due);
         }
-        let outcome = attest(rot, connection).await;
+        let outcome = attest_with(rot, connection, debug).await;
         let next = match self.record(now, &outcome) {
             Ok(next) => next,
             Err(e) => return (Some(Err(e)), now + time::Duration::minutes(1)),

@@ -195,7 +195,10 @@ async fn run_attested(
     .map_err(|e| DeviceError::Attestation(e.to_string()))?;
     let first = loop {
         let now = time::OffsetDateTime::now_utc();
-        match certificates.tick(&*ctx.rot, &connection, now).await {
+        match certificates
+            .tick_with(&*ctx.rot, &connection, now, debug_status(apps))
+            .await
+        {
             (Some(Ok(outcome)), _) => break outcome_summary(&outcome),
             (Some(Err(error)), next) => {
                 tracing::warn!(%error, retry_at = %next, "attestation failed; will retry");
@@ -204,20 +207,22 @@ async fn run_attested(
                 }
             }
             // A valid certificate from an earlier run: this boot still needs its own verdict.
-            (None, _) => match ferro_attest::attest(&*ctx.rot, &connection).await {
-                Ok(outcome) => {
-                    let _ = certificates.record(now, &Ok(outcome.clone()));
-                    break outcome_summary(&outcome);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "attestation failed; will retry");
-                    if let Some(exit) =
-                        sleep_or_shutdown(shutdown, now + time::Duration::seconds(5)).await?
-                    {
-                        return Ok(exit);
+            (None, _) => {
+                match ferro_attest::attest_with(&*ctx.rot, &connection, debug_status(apps)).await {
+                    Ok(outcome) => {
+                        let _ = certificates.record(now, &Ok(outcome.clone()));
+                        break outcome_summary(&outcome);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "attestation failed; will retry");
+                        if let Some(exit) =
+                            sleep_or_shutdown(shutdown, now + time::Duration::seconds(5)).await?
+                        {
+                            return Ok(exit);
+                        }
                     }
                 }
-            },
+            }
         }
     };
     tracing::info!(verdict = %first.0, reasons = ?first.1, "attested");
@@ -285,7 +290,9 @@ async fn run_attested(
             )));
         }
         let now = time::OffsetDateTime::now_utc();
-        let (outcome, next) = certificates.tick(&*ctx.rot, &connection, now).await;
+        let (outcome, next) = certificates
+            .tick_with(&*ctx.rot, &connection, now, debug_status(apps))
+            .await;
         match outcome {
             Some(Ok(outcome)) => {
                 let (verdict, reasons) = outcome_summary(&outcome);
@@ -446,7 +453,7 @@ impl UpdateLoop {
             if let Err(error) = tokio::task::block_in_place(|| self.apps.sync(ctx)) {
                 tracing::error!(%error, "could not start the new apps");
             }
-            match ferro_attest::attest(&*ctx.rot, connection).await {
+            match ferro_attest::attest_with(&*ctx.rot, connection, debug_status(&self.apps)).await {
                 Ok(outcome) => {
                     let _ =
                         certificates.record(time::OffsetDateTime::now_utc(), &Ok(outcome.clone()));
@@ -524,6 +531,18 @@ impl UpdateLoop {
                 Ok(false)
             }
         }
+    }
+}
+
+/// What the evidence says of debugging: `Enabled` while the device is in development mode (it
+/// holds an appDevelopment capability file, so test-signed apps may run), `Disabled` otherwise.
+/// The service refuses `Enabled` unless it still honours that capability, so a capability the
+/// tenant revoked makes a device left in development mode untrusted, whatever it runs.
+fn debug_status(apps: &crate::apps::AppManager) -> ferro_trust::evidence::DebugStatus {
+    if apps.development_mode().enabled {
+        ferro_trust::evidence::DebugStatus::Enabled
+    } else {
+        ferro_trust::evidence::DebugStatus::Disabled
     }
 }
 

@@ -449,6 +449,32 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     );
     assert!(refused.contains("deployed from the cloud"), "{refused}");
 
+    // The tenant revokes the appDevelopment capability at the service while the device stays
+    // in development mode (it still holds the file) and runs no test-signed app: its evidence
+    // says debugging is enabled, which the service no longer allows. Untrusted at the restart.
+    admin.json(&[
+        "device",
+        "capability",
+        "revoke",
+        "--type",
+        "appDevelopment",
+        "--device",
+        &dev.device_id,
+    ]);
+    attached_fails_or_ok(&admin, &dir, &["device", "restart"]);
+    wait_for(
+        &mut dev,
+        "the device to go down",
+        || Value::Bool(dir.join("run/ready.json").exists()),
+        |v| v == &Value::Bool(false),
+    );
+    let revoked = dev.wait_ready();
+    assert_eq!(revoked["attestation"], "Untrusted", "{revoked}");
+    assert!(
+        revoked.to_string().contains("debug_without_capability"),
+        "{revoked}"
+    );
+
     // Leaving development mode: no capability; the cloud app stays.
     attached(
         &admin,
@@ -464,6 +490,16 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
         "{images}"
     );
     assert_eq!(source_of(&images, BLINK), Some("Cloud".into()), "{images}");
+    // Out of development mode it states debugging disabled, and is Trusted again.
+    attached_fails_or_ok(&admin, &dir, &["device", "restart"]);
+    wait_for(
+        &mut dev,
+        "the device to go down",
+        || Value::Bool(dir.join("run/ready.json").exists()),
+        |v| v == &Value::Bool(false),
+    );
+    let again = dev.wait_ready();
+    assert_eq!(again["attestation"], "Trusted", "{again}");
     dev.stop();
 }
 
