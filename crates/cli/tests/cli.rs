@@ -13,7 +13,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn fixtures_dir() -> PathBuf {
-    repo_root().join("../shared/fixtures/azure-sphere")
+    repo_root().join("test-vectors/azure-sphere")
 }
 
 /// A sandbox: its own configuration directory (so its own test-signing key) and work folder.

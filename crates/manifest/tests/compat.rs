@@ -1,4 +1,4 @@
-//! Compatibility with Azure Sphere's real files (`/work/shared/fixtures/azure-sphere`): every
+//! Compatibility with Azure Sphere's real files (`test-vectors/azure-sphere`): every
 //! hardware definition loads and generates constants, and every sample manifest resolves
 //! against both Azure Sphere boards and against Ferrosphere's own sample appliance.
 

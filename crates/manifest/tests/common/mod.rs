@@ -8,9 +8,9 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Azure Sphere's real files, shared by all engineers (outside the repository).
+/// Azure Sphere's real files (MIT-licensed sample data, `test-vectors/azure-sphere`).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/azure-sphere")
+    repo_root().join("test-vectors/azure-sphere")
 }
 
 /// Sorted `*.json` files directly in `dir`, skipping nothing; panics (test failure) if unreadable.
