@@ -412,14 +412,7 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     // Restart: the device attests Trusted with its sideloaded (test-signed) apps, which the
     // appDevelopment capability allows, and runs them again. (ferro-boot re-executes in place:
     // same process, so watch ready.json go and come back.)
-    attached_fails_or_ok(&admin, &dir, &["device", "restart"]);
-    wait_for(
-        &mut dev,
-        "the device to go down",
-        || Value::Bool(dir.join("run/ready.json").exists()),
-        |v| v == &Value::Bool(false),
-    );
-    let again = dev.wait_ready();
+    let again = restart(&admin, &mut dev, &dir);
     assert_eq!(again["attestation"], "Trusted", "{again}");
     wait_running(
         &admin,
@@ -461,14 +454,7 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
         "--device",
         &dev.device_id,
     ]);
-    attached_fails_or_ok(&admin, &dir, &["device", "restart"]);
-    wait_for(
-        &mut dev,
-        "the device to go down",
-        || Value::Bool(dir.join("run/ready.json").exists()),
-        |v| v == &Value::Bool(false),
-    );
-    let revoked = dev.wait_ready();
+    let revoked = restart(&admin, &mut dev, &dir);
     assert_eq!(revoked["attestation"], "Untrusted", "{revoked}");
     assert!(
         revoked.to_string().contains("debug_without_capability"),
@@ -491,14 +477,7 @@ fn apps_run_sideload_is_gated_and_failures_are_reported() {
     );
     assert_eq!(source_of(&images, BLINK), Some("Cloud".into()), "{images}");
     // Out of development mode it states debugging disabled, and is Trusted again.
-    attached_fails_or_ok(&admin, &dir, &["device", "restart"]);
-    wait_for(
-        &mut dev,
-        "the device to go down",
-        || Value::Bool(dir.join("run/ready.json").exists()),
-        |v| v == &Value::Bool(false),
-    );
-    let again = dev.wait_ready();
+    let again = restart(&admin, &mut dev, &dir);
     assert_eq!(again["attestation"], "Trusted", "{again}");
     dev.stop();
 }
@@ -674,6 +653,20 @@ fn press_and_see_toggle(admin: &User, dev: &mut VirtualDevice, dir: &Path) {
         || attached(admin, dir, &["device", "board", "show"]),
         |b| led(b, "SAMPLE_RGBLED_GREEN") != before,
     );
+}
+
+/// Restart the attached device through its local API and wait until it is ready again (it goes
+/// down first: ferro-boot re-executes in place, so watch ready.json go and come back); its
+/// ready.json.
+fn restart(admin: &User, dev: &mut VirtualDevice, dir: &Path) -> Value {
+    attached_fails_or_ok(admin, dir, &["device", "restart"]);
+    wait_for(
+        dev,
+        "the device to go down",
+        || Value::Bool(dir.join("run/ready.json").exists()),
+        |v| v == &Value::Bool(false),
+    );
+    dev.wait_ready()
 }
 
 /// `ferro device restart` answers before the device goes away; either outcome of the CLI call is
