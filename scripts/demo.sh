@@ -43,9 +43,9 @@ ferro() { run "${ferro}" "$@"; }
 
 rm -rf "${DEMO}"
 mkdir -p "${DEMO}/blink/bin" "${DEMO}/hostile-trap/bin"
-cp apps/blink/app_manifest.json "${DEMO}/blink/"
+cp apps/samples/blink/app_manifest.json "${DEMO}/blink/"
 cp apps/target/wasm32-wasip2/release/blink.wasm "${DEMO}/blink/bin/blink"
-cp apps/hostile-trap/app_manifest.json "${DEMO}/hostile-trap/"
+cp apps/test-guests/hostile-trap/app_manifest.json "${DEMO}/hostile-trap/"
 cp apps/target/wasm32-wasip2/release/hostile-trap.wasm "${DEMO}/hostile-trap/bin/hostile-trap"
 
 step "Generate the Rust constants of the sample appliance's hardware definition"
@@ -291,7 +291,7 @@ mkdir -p "${DEMO}/telemetry/bin"
 cp apps/target/wasm32-wasip2/release/telemetry.wasm "${DEMO}/telemetry/bin/telemetry"
 python3 - "${tenant_id}" "${tls_port}" > "${DEMO}/telemetry/app_manifest.json" <<'PY'
 import json, sys
-m = json.load(open("apps/telemetry/app_manifest.json"))
+m = json.load(open("apps/samples/telemetry/app_manifest.json"))
 m["Capabilities"]["DeviceAuthentication"] = sys.argv[1]
 m["CmdArgs"] = ["127.0.0.1", sys.argv[2], "1000", "ferro/telemetry"]
 print(json.dumps(m, indent=2))

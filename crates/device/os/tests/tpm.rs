@@ -1,0 +1,281 @@
+//! Provisioning, manufacturing state and the loader's decisions with a TPM root of trust (a real
+//! swtpm, as in crates/device/trust/tests/tpm.rs), in process with a test platform. Run with
+//! `cargo test -p ferro-device --features tpm`.
+#![cfg(feature = "tpm")]
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod platform;
+
+use ferro_device::boot::plan_boot;
+use ferro_device::ferro_trust::evidence::{DebugStatus, create_evidence, verify_evidence};
+use ferro_device::provision::{ProvisionOptions, provision};
+use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
+use ferro_pki::verify_registration_record;
+use ferro_signing::SoftwareSigningKey;
+use platform::Platform;
+
+struct Swtpm {
+    child: Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    fn start() -> Swtpm {
+        Swtpm::start_on(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Stop this swtpm and start another on the same state: a reboot of the TPM (PCRs reset;
+    /// seeds, NV and so primary keys kept).
+    fn reboot(mut self) -> Swtpm {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let state = std::mem::replace(&mut self._state, tempfile::tempdir().expect("tempdir"));
+        Swtpm::start_on(state)
+    }
+
+    fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
+    fn start_on(state: tempfile::TempDir) -> Swtpm {
+        for _ in 0..20 {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
+                continue;
+            }
+            drop(l);
+            let mut child = Command::new("swtpm")
+                .args(["socket", "--tpm2", "--server"])
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.path().display()))
+                .args(["--flags", "startup-clear"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Swtpm {
+                        child,
+                        port,
+                        _state: state,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no free loopback port pair for swtpm");
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tpm_provision_manufacturing_and_boot() {
+    let tpm = Swtpm::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = SoftwareSigningKey::generate();
+    let os_key = SoftwareSigningKey::generate();
+    let platform = Platform::new(work.path(), &root, &os_key, 1);
+    let key_list = platform.key_list.clone();
+    let opts = platform.options(
+        &work.path().join("device"),
+        DeviceConfig::Tpm { tcti: tpm.tcti() },
+    );
+    let dd = opts.data_dir.clone();
+    let kl = key_list.clone();
+    let device_id = provision(&opts, move |_, _| Ok(kl)).expect("provision");
+    assert!(!dd.rot_dir().exists(), "no software RoT files with a TPM");
+
+    // The TPM holds the anchors now: a fresh directory on the same TPM is refused.
+    let again = ProvisionOptions {
+        data_dir: DataDir::new(work.path().join("device2")),
+        ..opts.clone()
+    };
+    let kl = key_list.clone();
+    assert!(matches!(
+        provision(&again, move |_, _| Ok(kl)),
+        Err(DeviceError::AlreadyProvisioned(_))
+    ));
+
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(ctx.device_id(), device_id);
+    ctx.set_manufacturing_state(ManufacturingState::DeviceComplete)
+        .expect("forward");
+    assert!(matches!(
+        ctx.set_manufacturing_state(ManufacturingState::Module1Complete),
+        Err(DeviceError::ManufacturingStateBackwards { .. })
+    ));
+    drop(ctx);
+
+    // The loader's measurement persists in the TPM log and replays for the next process.
+    let plan = plan_boot(&dd, 3).expect("boot");
+    drop(plan);
+    let ctx = DeviceContext::open(&dd).expect("open");
+    let m = ctx.rot.read_measurements().expect("measurements");
+    assert_eq!(m.log.len(), 1);
+    assert!(m.replays());
+}
+
+/// The registration record names the TPM's attestation key (record format version 2), and that
+/// key is the one the TPM quotes with in every later process and after the TPM reboots, so the
+/// registered key stays valid for the device's life.
+/// Provision a device on `tpm` in `work/device` with a test platform.
+fn provision_device(tpm: &Swtpm, work: &std::path::Path) -> DataDir {
+    Platform::generate(work).provision(&work.join("device"), DeviceConfig::Tpm { tcti: tpm.tcti() })
+}
+
+/// Provision a device on `tpm` in `work/device` with the platform of `root` and `os_key`.
+fn provision_device_with(
+    tpm: &Swtpm,
+    work: &std::path::Path,
+    root: &SoftwareSigningKey,
+    os_key: &SoftwareSigningKey,
+) -> DataDir {
+    Platform::new(work, root, os_key, 0)
+        .provision(&work.join("device"), DeviceConfig::Tpm { tcti: tpm.tcti() })
+}
+
+/// The registration record carries the EK certificate the TPM's manufacturer stored in NV (here
+/// made by `swtpm_setup --create-ek-cert`), and none when the TPM has none.
+#[test]
+fn tpm_registration_carries_the_ek_certificate() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("swtpm_setup")
+        .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
+        .arg(state.path())
+        .output()
+        .expect("swtpm_setup not found: apt-get install swtpm-tools");
+    assert!(
+        out.status.success(),
+        "swtpm_setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tpm = Swtpm::start_on(state);
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
+    let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("registration record verifies");
+    let ek = record
+        .record()
+        .tpm_ek_certificate
+        .as_deref()
+        .expect("the EK certificate");
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(ctx.rot.ek_certificate().expect("read").as_deref(), Some(ek));
+    assert!(record.record().tpm_attestation_key.is_some());
+}
+
+#[test]
+fn tpm_registration_binds_the_attestation_key_across_restarts() {
+    let tpm = Swtpm::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
+
+    let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("registration record verifies");
+    assert_eq!(record.record().root_of_trust, ferro_pki::RootOfTrust::Tpm);
+    assert_eq!(record.record().format_version(), 2);
+    // swtpm without `swtpm_setup` has no EK certificate.
+    assert_eq!(record.record().tpm_ek_certificate, None);
+    let registered = record
+        .record()
+        .tpm_attestation_key
+        .clone()
+        .expect("a TPM record names its attestation key");
+    assert_ne!(registered, record.record().device_key);
+
+    let quote_key = |ctx: &DeviceContext| {
+        let nonce = [7u8; 32];
+        let ev = create_evidence(ctx.rot.as_ref(), &nonce, DebugStatus::Disabled).expect("ev");
+        verify_evidence(&ev, &ctx.rot.public_key(), Some(&registered), &nonce)
+            .expect("evidence verifies with the registered attestation key")
+            .quote()
+            .expect("quote")
+            .attestation_key
+            .clone()
+    };
+    // Another process (a new context on the same TPM).
+    let ctx = DeviceContext::open(&dd).expect("open");
+    assert_eq!(quote_key(&ctx), registered);
+    // Re-signing the record (manufacturing state) keeps the key.
+    ctx.set_manufacturing_state(ManufacturingState::DeviceComplete)
+        .expect("forward");
+    let again = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
+        .expect("verifies");
+    assert_eq!(
+        again.record().tpm_attestation_key.as_ref(),
+        Some(&registered)
+    );
+    drop(ctx);
+
+    // The TPM reboots (same state, new swtpm process): same device and attestation key.
+    let tpm = tpm.reboot();
+    // (The swtpm came back on another port: point the device's configuration at it.)
+    ferro_device::layout::write_json(&dd.config(), &DeviceConfig::Tpm { tcti: tpm.tcti() })
+        .expect("config");
+    let ctx = DeviceContext::open(&dd).expect("open after reboot");
+    assert_eq!(ctx.rot.public_key(), record.record().device_key);
+    assert_eq!(ctx.rot.attestation_key(), Some(registered.clone()));
+    assert_eq!(quote_key(&ctx), registered);
+}
+
+/// Issue 16: a data directory booted on a TPM other than its own (both provisioned for the
+/// same platform, so anchors and key list agree) used to take that TPM's device ID while keeping
+/// its registration record and certificate. It is refused, naming both devices; on its own TPM
+/// it opens again.
+#[test]
+fn tpm_a_data_directory_on_another_tpm_is_refused() {
+    let root = SoftwareSigningKey::generate();
+    let os_key = SoftwareSigningKey::generate();
+    let (tpm_a, tpm_b) = (Swtpm::start(), Swtpm::start());
+    let (work_a, work_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let dd_a = provision_device_with(&tpm_a, work_a.path(), &root, &os_key);
+    let dd_b = provision_device_with(&tpm_b, work_b.path(), &root, &os_key);
+    let id_a = DeviceContext::open(&dd_a).expect("open a").device_id();
+    let id_b = DeviceContext::open(&dd_b).expect("open b").device_id();
+    assert_ne!(id_a, id_b);
+
+    // Device a's data directory, now on TPM b.
+    ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_b.tcti() })
+        .expect("config");
+    match DeviceContext::open(&dd_a) {
+        Err(DeviceError::IdentityMismatch {
+            registered,
+            root_of_trust,
+        }) => {
+            assert_eq!(*registered, id_a);
+            assert_eq!(*root_of_trust, id_b);
+        }
+        other => panic!("expected IdentityMismatch, got {other:?}"),
+    }
+    assert!(plan_boot(&dd_a, 3).is_err(), "the loader refuses it too");
+
+    // Back on its own TPM.
+    ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_a.tcti() })
+        .expect("config");
+    assert_eq!(DeviceContext::open(&dd_a).expect("open").device_id(), id_a);
+}
