@@ -530,8 +530,10 @@ fn follow_sees_a_new_line(admin: &User, dev: &mut VirtualDevice, dir: &Path) {
 
 /// Malformed requests to the local device API: each a specific JSON error, nothing changed.
 fn local_api_refuses_bad_input(dir: &Path) {
-    use ferro_client::{Client, ClientError, Method};
-    let api = Client::local_device(&dir.join("run/device-api.sock")).expect("client");
+    use ferro_client::{ClientError, LocalDevice, Method};
+    let device = LocalDevice::connect(&dir.join("run/device-api.sock")).expect("client");
+    // Malformed requests on purpose: the raw requests, not the typed methods.
+    let api = device.raw();
     let code = |r: Result<Value, ClientError>| match r {
         Err(ClientError::Api { status, code, .. }) => (status, code),
         other => panic!("expected an API error, got {other:?}"),

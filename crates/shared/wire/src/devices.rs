@@ -271,8 +271,13 @@ where
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDeviceRequest {
-    /// The device group, or `null` for none.
-    #[serde(default, deserialize_with = "present")]
+    /// The device group, or `null` for none; absent leaves it as it is (so a client serialises
+    /// `None` as no field, `Some(None)` as `null`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub device_group_id: Option<Option<DeviceGroupId>>,
     /// `true` blocks the device (Administrator): its attestations are untrusted and it gets no
