@@ -26,13 +26,32 @@ pub fn emit<T: Render>(format: OutputFormat, value: &T) -> anyhow::Result<()> {
     }
 }
 
-/// Writes one line to standard output.
+/// Standard output was closed before everything was written (`ferro ... | head`): the command
+/// ends quietly, as Unix tools do, with the status a shell reports for SIGPIPE.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// The exit status of a command whose output pipe was closed: 128 + SIGPIPE (13).
+pub const STDOUT_CLOSED_STATUS: u8 = 141;
+
+/// Writes one line to standard output. A closed pipe is [`StdoutClosed`], not a panic.
 pub fn print_line(text: impl std::fmt::Display) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")
         .and_then(|()| out.flush())
-        .map_err(|e| anyhow::Error::new(e).context("cannot write to standard output"))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => anyhow::Error::new(StdoutClosed),
+            _ => anyhow::Error::new(e).context("cannot write to standard output"),
+        })
 }
 
 /// A time as RFC 3339 (UTC), as the JSON output shows it.
