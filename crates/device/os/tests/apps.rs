@@ -39,7 +39,12 @@ fn pack(
     version: &str,
     signing_key: Option<&Path>,
 ) -> PathBuf {
-    let manifest_path = repo().join("apps").join(name).join("app_manifest.json");
+    // Sample apps and the hostile test guests live apart (apps/samples, apps/test-guests).
+    let manifest_path = ["apps/samples", "apps/test-guests"]
+        .iter()
+        .map(|group| repo().join(group).join(name).join("app_manifest.json"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no app {name} in apps/samples or apps/test-guests"));
     let manifest: Value =
         serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("json");
     let entry = manifest["EntryPoint"].as_str().expect("EntryPoint");
