@@ -17,6 +17,8 @@ use std::fmt;
 
 pub mod device_api;
 mod devices;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub use devices::*;
 use std::str::FromStr;
 use time::OffsetDateTime;
@@ -557,6 +559,11 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 100;
 pub struct PageQuery {
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 1, maximum = 500),
+        schema(minimum = 1, maximum = 500)
+    )]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page; absent for the first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -748,6 +755,7 @@ pub const DEFAULT_API_TOKEN_DAYS: u32 = 30;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApiTokenRequest {
     /// Name (same pattern as tenant names), unique among the caller's live tokens.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
     /// Lifetime in days, 1 to 90 (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -835,6 +843,7 @@ pub struct Tenant {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
 }
 
@@ -845,6 +854,7 @@ pub struct CreateTenantRequest {
 pub struct UpdateTenantRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Name>))]
     pub name: Option<String>,
 }
 
@@ -925,6 +935,7 @@ pub struct Product {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProductRequest {
     /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
     /// Description, at most 1024 characters.
     #[serde(default)]
@@ -941,6 +952,7 @@ pub struct CreateProductRequest {
 pub struct UpdateProductRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Name>))]
     pub name: Option<String>,
     /// New description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -982,6 +994,7 @@ pub struct CreateDeviceGroupRequest {
     /// Product.
     pub product_id: ProductId,
     /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
     /// Description, at most 1024 characters.
     #[serde(default)]
@@ -1004,6 +1017,7 @@ pub struct CreateDeviceGroupRequest {
 pub struct UpdateDeviceGroupRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Name>))]
     pub name: Option<String>,
     /// New description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1031,6 +1045,7 @@ pub struct DeviceGroupQuery {
     pub product: Option<ProductId>,
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
