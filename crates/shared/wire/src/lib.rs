@@ -5,8 +5,9 @@
 //! [`Role`], request and response bodies, pagination ([`Page`], [`PageQuery`]) and the error body
 //! ([`ErrorBody`] with a stable [`ErrorCode`]). It is serde only: no HTTP, no database, and it
 //! depends on no other Ferrosphere crate, so anything (including code that runs on a device) may
-//! depend on it. The `openapi` feature adds `utoipa::ToSchema` derives for the service's OpenAPI
-//! document; clients leave it off.
+//! depend on it. The `openapi` feature adds `utoipa::ToSchema` derives and [`schema`], the
+//! patterns of string formats, for the OpenAPI documents of the service and of the local device
+//! API (`ferro-service` and `ferro-device`'s agent turn it on); clients leave it off.
 //!
 //! Conventions: field names are camelCase; enums are PascalCase strings as Azure Sphere's API
 //! uses them (`"Administrator"`, `"RetailEval"`); error codes are snake_case; timestamps are
