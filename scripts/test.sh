@@ -20,7 +20,8 @@ log "prerequisites"
 # swtpm: the TPM 2.0 simulator the root-of-trust tests start on loopback; libtss2-dev: tss-esapi.
 # mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback;
 # mosquitto-clients: mosquitto_sub, the subscriber of the telemetry sample's test.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients
+# curl: scripts/schemathesis.sh checks the run token and reads the request count from the service.
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl
 ensure_rust_targets
 ensure_python_env
 ensure_postgres
