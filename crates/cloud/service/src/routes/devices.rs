@@ -2,11 +2,13 @@
 //! (`/v1/tenants/{tenantId}/devices...`), and device capability files.
 
 use crate::auth::{self, Caller, TenantCaller, parse_id};
+use crate::claims;
 use crate::db::{self, Arg, DbRow};
+use crate::error::item;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::device_param;
 use crate::extract::{JsonBody, StrictQuery, parse_json};
 use crate::page::PageReq;
-use crate::routes::ownership;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -79,20 +81,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for BulkJsonBody<T> {
 
 fn snake(code: &str) -> String {
     code.replace('-', "_")
-}
-
-pub(crate) fn item(
-    index: usize,
-    id: Option<String>,
-    code: &str,
-    message: impl Into<String>,
-) -> ErrorItem {
-    ErrorItem {
-        index: u32::try_from(index).unwrap_or(u32::MAX),
-        id,
-        code: code.to_string(),
-        message: message.into(),
-    }
 }
 
 fn rot_kind(r: ferro_pki::RootOfTrust) -> RootOfTrustKind {
@@ -228,7 +216,7 @@ pub async fn register(
     for c in &checked {
         let rec = c.verified.record();
         // Shown once (in this answer, if this request stores the record); only its hash is kept.
-        let code = ownership::new_claim_code()?;
+        let code = claims::new_claim_code()?;
         let inserted = sqlx::query(
             "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
              manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
@@ -317,13 +305,6 @@ pub async fn register(
     }))
 }
 
-pub(crate) fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Claim registered devices for the tenant (Contributor): 1 to 1000 devices, each with its
 /// claim code, all or nothing. A wrong code, an unknown device and a device that is already
 /// claimed (its code was used up) get the same answer, `device_not_registered`, so the route
@@ -355,7 +336,7 @@ pub async fn claim(
     let mut unique = std::collections::HashSet::new();
     for (i, d) in req.devices.iter().enumerate() {
         let Some(id) = normalize_device_id(&d.device_id) else {
-            bad.push(ownership::bad_device_id(i));
+            bad.push(claims::bad_device_id(i));
             continue;
         };
         let Some(code) = ferro_wire::parse_claim_code(&d.claim_code) else {
@@ -384,7 +365,7 @@ pub async fn claim(
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
     let keys: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
-    let known = ownership::registrations(&mut tx, &keys).await?;
+    let known = claims::registrations(&mut tx, &keys).await?;
     let mut refused = Vec::new();
     let mut new = Vec::new();
     let mut owned = 0u32;
@@ -396,7 +377,7 @@ pub async fn claim(
         }
         // Unknown, claimed (code cleared) or wrong code: one answer, after one comparison.
         let stored = stored.and_then(|h| hex::decode(h).ok());
-        if tenant.is_none() && ownership::code_matches(stored.as_deref(), presented) {
+        if tenant.is_none() && claims::code_matches(stored.as_deref(), presented) {
             new.push(id.clone());
         } else {
             refused.push(item(
@@ -426,7 +407,7 @@ pub async fn claim(
     }
     let now = db::now();
     if !new.is_empty() {
-        ownership::insert_devices(&mut tx, &who.tid, &new, now).await?;
+        claims::insert_devices(&mut tx, &who.tid, &new, now).await?;
     }
     db::audit(
         &mut tx,
@@ -487,15 +468,6 @@ fn device_from_row(r: &DbRow<'_>) -> ApiResult<Device> {
             .transpose()
             .map_err(|_| bad("attestation reasons"))?,
         blocked: r.get("blocked")?,
-    })
-}
-
-pub(crate) fn device_param(raw: &str) -> ApiResult<String> {
-    normalize_device_id(raw).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidId,
-            "`deviceId` must be 128 hexadecimal characters (the device ID)",
-        )
     })
 }
 

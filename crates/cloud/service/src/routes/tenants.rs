@@ -1,11 +1,11 @@
 //! `/v1/tenants`: tenants, their users' roles, and their audit log.
 
+use crate::auth::parse_role;
 use crate::auth::{self, Caller, parse_id};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
-use crate::routes::me::parse_role;
 use crate::state::{AppState, TenantCreation};
 use axum::Json;
 use axum::extract::{Path, State};
