@@ -1,5 +1,20 @@
-//! The datastore: the service's SQL and the typed rows it reads and writes (see
-//! `docs/service/storage.md`). Nothing here knows HTTP; routes and domain modules call it.
+//! The datastore: the service's SQL, one module per resource, each statement a typed function
+//! over typed rows (see `docs/service/storage.md`). Routes and domain modules call it; it knows
+//! nothing of HTTP.
+//!
+//! One way to read, one way to write: a read outside a transaction takes the [`crate::db::Db`]
+//! (and runs on the engine's read path: the hot-path rusqlite reads on SQLite where the read is
+//! a bounded indexed one), a write takes the caller's write transaction ([`crate::db::Tx`],
+//! from `Db::begin_write`), as does a read that must see it.
+//!
+//! Moved so far: devices (with registrations and capabilities), images, device groups (in part),
+//! developer keys (in part). The rest of the service's SQL still sits in the modules that use
+//! it and moves here resource by resource.
+
+pub mod developer_keys;
+pub mod device_groups;
+pub mod devices;
+pub mod images;
 
 use crate::error::{ApiError, ApiResult};
 use sqlx::Row;

@@ -2,8 +2,8 @@
 //! with the tenant image key, store the production package), list, metadata and download.
 //! The package plumbing it shares with OS releases is `crate::packages`.
 
-use crate::auth::{self, Caller, parse_id};
-use crate::datastore::{to_u32, to_u64, version_string};
+use crate::auth::{self, Caller};
+use crate::datastore::images;
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{StrictQuery, path_id};
@@ -24,63 +24,10 @@ use axum::response::Response;
 use ferro_pki::KeyName;
 use ferro_wire::{ErrorBody, ErrorCode, Image, ImageId, ImageQuery, Page, Role, TenantId};
 use serde_json::json;
-use sqlx::Row;
-
-// ---------------------------------------------------------------------------------------------
-// Image rows
-
-const IMAGE_COLUMNS: &str = "id, tenant_id, image_id, component_id, name, image_type, \
-    version_major, version_minor, version_patch, security_version, target_runtime_version, debug, \
-    payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
-    uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at";
-
-fn image_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Image> {
-    Ok(Image {
-        id: parse_id(&r.try_get::<String, _>("image_id")?)?,
-        tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
-        component_id: parse_id(&r.try_get::<String, _>("component_id")?)?,
-        name: r.try_get("name")?,
-        image_type: r
-            .try_get::<String, _>("image_type")?
-            .parse()
-            .map_err(|_| ApiError::Internal("unknown image type in database".into()))?,
-        version: version_string(r)?,
-        security_version: to_u32(r.try_get("security_version")?)?,
-        target_runtime_version: to_u32(r.try_get("target_runtime_version")?)?,
-        debug: r.try_get::<i64, _>("debug")? != 0,
-        payload_size: to_u64(r.try_get("payload_size")?)?,
-        payload_sha256: r.try_get("payload_sha256")?,
-        package_sha256: r.try_get("package_sha256")?,
-        package_size: to_u64(r.try_get("package_size")?)?,
-        test_signed: false,
-        signer_key_id: r.try_get("signer_key_id")?,
-        uploaded_signer_key_id: r.try_get("uploaded_signer_key_id")?,
-        uploaded_sha256: r.try_get("uploaded_sha256")?,
-        uploaded_by: parse_id(&r.try_get::<String, _>("uploaded_by")?)?,
-        uploaded_at: db::ts(r.try_get("uploaded_at")?),
-    })
-}
-
-async fn image_row<'e, E>(ex: E, tid: &str, image_id: &str) -> ApiResult<Option<sqlx::any::AnyRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
-    )))
-    .bind(tid)
-    .bind(image_id)
-    .fetch_optional(ex)
-    .await?)
-}
 
 fn tenant_ids(raw: &str) -> ApiResult<(TenantId, String)> {
     let t: TenantId = path_id(raw, "tenantId")?;
     Ok((t, t.to_string()))
-}
-
-fn i64_of(v: u64) -> ApiResult<i64> {
-    i64::try_from(v).map_err(|_| ApiError::invalid_body("a size in the package is too large"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,8 +74,7 @@ pub async fn upload_image(
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    if let Some(row) = image_row(&mut *tx, &tid, &image_id).await? {
-        let existing = image_from_row(&row)?;
+    if let Some(existing) = images::get_in(&mut tx, &t, &ImageId(m.image_id)).await? {
         if existing.uploaded_sha256 == uploaded_sha {
             return Ok((StatusCode::OK, Json(existing)));
         }
@@ -137,7 +83,7 @@ pub async fn upload_image(
              unique: pack the new build again (a new image ID) and upload that"
         )));
     }
-    check_image_quota(&state, &mut tx, &tid, signed.package_size).await?;
+    check_image_quota(&state, &mut tx, &t, signed.package_size).await?;
     let image = Image {
         id: ImageId(m.image_id),
         tenant_id: t,
@@ -159,37 +105,7 @@ pub async fn upload_image(
         uploaded_by: caller.user.id,
         uploaded_at: db::ts(db::now()),
     };
-    sqlx::query(
-        "INSERT INTO images (id, tenant_id, image_id, component_id, name, image_type, \
-         version_major, version_minor, version_patch, security_version, target_runtime_version, \
-         debug, payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
-         uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-         $19, $20, $21)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&tid)
-    .bind(&image_id)
-    .bind(image.component_id.to_string())
-    .bind(&image.name)
-    .bind(image.image_type.as_str())
-    .bind(i64::from(m.version.major))
-    .bind(i64::from(m.version.minor))
-    .bind(i64::from(m.version.patch))
-    .bind(i64::from(m.security_version))
-    .bind(i64::from(m.target_runtime_version))
-    .bind(db::b2i(m.debug))
-    .bind(i64_of(m.payload_size)?)
-    .bind(&image.payload_sha256)
-    .bind(&image.package_sha256)
-    .bind(i64_of(image.package_size)?)
-    .bind(&image.signer_key_id)
-    .bind(&image.uploaded_signer_key_id)
-    .bind(&image.uploaded_sha256)
-    .bind(caller.uid())
-    .bind(image.uploaded_at.unix_timestamp())
-    .execute(&mut *tx)
-    .await?;
+    images::insert(&mut tx, &image, m).await?;
     let details = json!({
         "componentId": image.component_id, "name": image.name, "imageType": image.image_type,
         "version": image.version, "packageSha256": image.package_sha256,
@@ -220,18 +136,10 @@ pub async fn upload_image(
 async fn check_image_quota(
     state: &AppState,
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     adding: u64,
 ) -> ApiResult<()> {
-    let used: i64 = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) AS n FROM images \
-         WHERE tenant_id = $1",
-    )
-    .bind(tenant)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
-    let used = u64::try_from(used).unwrap_or(0);
+    let used = images::used_bytes_in(tx, tenant).await?;
     let limit = state.config.tenant_image_quota_bytes;
     if used.saturating_add(adding) > limit {
         return Err(ApiError::new(
@@ -259,24 +167,10 @@ pub async fn list_images(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<ImageQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
+    let (t, tid) = tenant_ids(&tenant_id)?;
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let component = q.component_id.map(|c| c.to_string()).unwrap_or_default();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND id > $2 \
-         AND ($3 = '' OR component_id = $3) ORDER BY id LIMIT $4"
-    )))
-    .bind(&tid)
-    .bind(&page.after)
-    .bind(&component)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(|r| Ok((r.try_get::<String, _>("id")?, image_from_row(r)?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items = images::list(&state.db, &t, q.component_id, &page.after, page.fetch()).await?;
     Ok(Json(strip_row_ids(page.finish(items, |x| x.0.clone()))))
 }
 
@@ -292,13 +186,13 @@ pub async fn get_image(
     caller: Caller,
     Path((tenant_id, image_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Image>> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    let iid = path_id::<ImageId>(&image_id, "imageId")?;
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let row = image_row(state.db.pool(), &tid, &iid)
+    let image = images::get(&state.db, &t, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
-    Ok(Json(image_from_row(&row)?))
+    Ok(Json(image))
 }
 
 /// Download the production package (any role): the uploaded package re-signed with the tenant
@@ -319,13 +213,18 @@ pub async fn get_image_content(
     Path((tenant_id, image_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    let iid = path_id::<ImageId>(&image_id, "imageId")?;
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let row = image_row(state.db.pool(), &tid, &iid)
+    let image = images::get(&state.db, &t, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
-    let sha: String = row.try_get("package_sha256")?;
-    let len = to_u64(row.try_get("package_size")?)?;
-    serve_package(&state, &headers, &sha, len, &format!("{iid}.fsimg")).await
+    serve_package(
+        &state,
+        &headers,
+        &image.package_sha256,
+        image.package_size,
+        &format!("{iid}.fsimg"),
+    )
+    .await
 }

@@ -5,7 +5,8 @@
 //! which clears what belonged to the old tenant and raises the device's ownership epoch.
 
 use crate::auth::{self, Caller, TenantCaller, parse_id};
-use crate::claims::{bad_device_id, insert_devices, new_claim_code, registrations};
+use crate::claims::{bad_device_id, insert_devices, new_claim_code};
+use crate::datastore::devices::registrations;
 use crate::db::{self, Tx};
 use crate::error::item;
 use crate::error::{ApiError, ApiResult};
