@@ -7,14 +7,17 @@
 //! a bounded indexed one), a write takes the caller's write transaction ([`crate::db::Tx`],
 //! from `Db::begin_write`), as does a read that must see it.
 //!
-//! Moved so far: devices (with registrations and capabilities), images, device groups (in part),
-//! developer keys (in part). The rest of the service's SQL still sits in the modules that use
+//! Moved so far: devices (with registrations and capabilities), images, ownership (transfers,
+//! epochs, moving a device between tenants), and in part device groups, developer keys and
+//! tenants. The rest of the service's SQL still sits in the modules that use
 //! it and moves here resource by resource.
 
 pub mod developer_keys;
 pub mod device_groups;
 pub mod devices;
 pub mod images;
+pub mod ownership;
+pub mod tenants;
 
 use crate::error::{ApiError, ApiResult};
 use sqlx::Row;
