@@ -24,6 +24,7 @@ pub mod datastore;
 pub mod db;
 pub mod device_auth;
 pub mod device_events;
+pub mod device_groups;
 pub mod error;
 pub mod extract;
 pub mod hooks;

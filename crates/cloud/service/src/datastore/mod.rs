@@ -8,8 +8,8 @@
 //! from `Db::begin_write`), as does a read that must see it.
 //!
 //! Moved so far: devices (with registrations and capabilities), images, ownership (transfers,
-//! epochs, moving a device between tenants), and in part device groups, developer keys and
-//! tenants. The rest of the service's SQL still sits in the modules that use
+//! epochs, moving a device between tenants), products, device groups, and in part developer
+//! keys and tenants. The rest of the service's SQL still sits in the modules that use
 //! it and moves here resource by resource.
 
 pub mod developer_keys;
@@ -17,6 +17,7 @@ pub mod device_groups;
 pub mod devices;
 pub mod images;
 pub mod ownership;
+pub mod products;
 pub mod tenants;
 
 use crate::error::{ApiError, ApiResult};
