@@ -8,16 +8,18 @@
 //! from `Db::begin_write`), as does a read that must see it.
 //!
 //! Moved so far: devices (with registrations and capabilities), images, ownership (transfers,
-//! epochs, moving a device between tenants), products, device groups, and in part developer
-//! keys and tenants. The rest of the service's SQL still sits in the modules that use
-//! it and moves here resource by resource.
+//! epochs, moving a device between tenants), products, device groups, tenants with their roles
+//! and audit log (as the tenant routes read them), and in part developer keys. The rest of the
+//! service's SQL still sits in the modules that use it and moves here resource by resource.
 
+pub mod audit;
 pub mod developer_keys;
 pub mod device_groups;
 pub mod devices;
 pub mod images;
 pub mod ownership;
 pub mod products;
+pub mod roles;
 pub mod tenants;
 
 use crate::error::{ApiError, ApiResult};
