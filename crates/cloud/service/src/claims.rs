@@ -1,6 +1,6 @@
 //! Claiming devices: claim codes (made, hashed, compared in constant time) and storing claimed
-//! devices. The claim, assignment and transfer
-//! routes (`routes::devices`, `routes::ownership`) share these.
+//! devices. The claim, assignment and transfer routes (`routes::devices`, `routes::ownership`)
+//! share these.
 
 use crate::datastore;
 use crate::db::Tx;
