@@ -3,7 +3,8 @@
 
 use crate::error::error_response;
 use crate::routes::{
-    attestation, deployments, developer_keys, images, invitations, os_releases, ownership,
+    attestation, deployments, developer_keys, device_groups, images, invitations, os_releases,
+    ownership,
 };
 use crate::routes::{
     auth, ca, devices, error_reports, me, ops, pki, products, tenants, updates, users,
@@ -135,11 +136,14 @@ fn api_router() -> OpenApiRouter<AppState> {
             products::delete_product
         ))
         .routes(routes!(products::create_defaults))
-        .routes(routes!(products::create_group, products::list_groups))
         .routes(routes!(
-            products::get_group,
-            products::update_group,
-            products::delete_group
+            device_groups::create_group,
+            device_groups::list_groups
+        ))
+        .routes(routes!(
+            device_groups::get_group,
+            device_groups::update_group,
+            device_groups::delete_group
         ))
         .routes(routes!(pki::root_certificate))
         .routes(routes!(pki::key_list))

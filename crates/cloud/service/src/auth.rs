@@ -669,6 +669,12 @@ impl Default for RateLimit {
     }
 }
 
+/// Parse a role stored in the database.
+pub fn parse_role(s: &str) -> ApiResult<Role> {
+    s.parse()
+        .map_err(|_| ApiError::Internal(format!("unknown role in database: {s:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -610,6 +610,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `$start, $start+1, ...`: `n` numbered bind parameters for an `IN (...)` list.
+pub fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

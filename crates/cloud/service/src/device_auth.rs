@@ -17,9 +17,9 @@ use time::OffsetDateTime;
 
 use crate::db::Arg;
 use crate::error::ApiError;
-use crate::routes::ca::load_cas_cached;
 use crate::server::ConnInfo;
 use crate::state::AppState;
+use crate::tenant_ca::load_cas_cached;
 
 /// A device whose certificate verified on this connection.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -209,3 +209,18 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+/// One entry of an error's `details`: what was wrong with entry `index` of a request's list.
+pub(crate) fn item(
+    index: usize,
+    id: Option<String>,
+    code: &str,
+    message: impl Into<String>,
+) -> ErrorItem {
+    ErrorItem {
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        id,
+        code: code.to_string(),
+        message: message.into(),
+    }
+}

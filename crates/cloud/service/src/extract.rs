@@ -1,13 +1,13 @@
 //! Request extractors with the service's error contract: strict JSON bodies, query strings and
 //! path IDs that fail with a specific code and a message naming the field.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use ferro_wire::ErrorCode;
+use ferro_wire::{ErrorCode, normalize_device_id};
 use serde::de::DeserializeOwned;
 
 /// A JSON request body: `Content-Type: application/json`, at most the configured size, strictly
@@ -187,6 +187,16 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(client_addr(parts)))
     }
+}
+
+/// Parse a `{deviceId}` path segment (128 hex digits, any case) into the lowercase device ID.
+pub(crate) fn device_param(raw: &str) -> ApiResult<String> {
+    normalize_device_id(raw).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            "`deviceId` must be 128 hexadecimal characters (the device ID)",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -50,5 +50,5 @@ pub async fn prepare_tenant(
 /// Administrator are written: stores the first CA certificate made by [`prepare_tenant`]. An
 /// error rolls the whole creation back.
 pub async fn tenant_created(tx: &mut Tx, prepared: &PreparedTenant) -> ApiResult<()> {
-    crate::routes::ca::insert_ca(tx, &prepared.tenant.to_string(), &prepared.ca, db::now()).await
+    crate::tenant_ca::insert_ca(tx, &prepared.tenant.to_string(), &prepared.ca, db::now()).await
 }

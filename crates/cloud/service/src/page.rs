@@ -66,3 +66,11 @@ impl PageReq {
         }
     }
 }
+
+/// Drop the row IDs a page was keyed by.
+pub(crate) fn strip_row_ids<T>(p: Page<(String, T)>) -> Page<T> {
+    Page {
+        items: p.items.into_iter().map(|x| x.1).collect(),
+        continuation_token: p.continuation_token,
+    }
+}

@@ -4,7 +4,7 @@
 use crate::auth::PasswordParams;
 use crate::db::{self, Db, DbError};
 use crate::error::ApiError;
-use crate::routes::users::insert_user;
+use crate::users::insert_user;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};

@@ -119,11 +119,11 @@ pub struct AppState {
     pub auth_cache: Arc<crate::auth_cache::AuthCache>,
     /// Parsed (and self-signature checked) tenant CA certificates, keyed by tenant and
     /// validated against the database's (serial, SHA-256 thumbprint) set on every use
-    /// (`crate::routes::ca::load_cas_cached`).
-    pub ca_cache: Arc<crate::routes::ca::CaCache>,
+    /// (`crate::tenant_ca::load_cas_cached`).
+    pub ca_cache: Arc<crate::tenant_ca::CaCache>,
     /// The newest update-now signal, polled from the database while long polls wait
-    /// (`crate::routes::updates::SignalWatch`).
-    pub signals: Arc<crate::routes::updates::SignalWatch>,
+    /// (`crate::update_signals::SignalWatch`).
+    pub signals: Arc<crate::update_signals::SignalWatch>,
     /// The clock of update decisions (target set times, rollout waves): the system clock;
     /// tests move it forward (`crate::clock`).
     pub clock: Arc<crate::clock::Clock>,

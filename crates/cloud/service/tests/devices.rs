@@ -608,7 +608,7 @@ async fn tenant_ca_chain_verifies_device_certificates(t: &TestApp) {
 }
 
 async fn error_report_is_safe_csv(t: &TestApp) {
-    use ferro_service::routes::error_reports::{DeviceEvent, record_device_events};
+    use ferro_service::device_events::{DeviceEvent, record_device_events};
     let (tid, admin) = t.tenant().await;
     let (tb, admin_b) = t.tenant().await;
     let dev = t.claimed_device(&tid, &admin).await;

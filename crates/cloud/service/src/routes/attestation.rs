@@ -7,8 +7,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::nonce::NonceError;
 use crate::rate_limit::AttestationAllowance;
-use crate::routes::ca::cas_rotated_by;
 use crate::state::AppState;
+use crate::tenant_ca::cas_rotated_by;
 use axum::Json;
 use axum::extract::State;
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
@@ -99,7 +99,7 @@ fn replayed() -> AttestationReason {
 
 /// What the evidence route reads about a device: its registration and, once claimed, its record
 /// with what its update target set is computed from (`targets::CheckRow`) and its tenant's CA
-/// generation (`routes::ca::CaCache`), in one read.
+/// generation (`tenant_ca::CaCache`), in one read.
 const EVIDENCE_SQL: &str = concat!(
     "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.blocked, \
      d.attestation_nonce_floor, t.ca_generation, \

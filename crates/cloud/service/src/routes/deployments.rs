@@ -6,13 +6,13 @@
 //! `.../rollout/pause` and `.../rollout/resume` stop and continue it.
 
 use crate::auth::{self, Caller, parse_id};
+use crate::datastore::version_string;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
+use crate::page::strip_row_ids;
 use crate::rollouts;
-use crate::routes::developer_keys::strip_row_ids;
-use crate::routes::images::version_string;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};

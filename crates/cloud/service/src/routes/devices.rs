@@ -1,12 +1,16 @@
 //! Manufacturing registrations (`/v1/manufacturing/registrations`), claiming and devices
 //! (`/v1/tenants/{tenantId}/devices...`), and device capability files.
 
-use crate::auth::{self, Caller, TenantCaller, parse_id};
-use crate::db::{self, Arg, DbRow};
+use crate::auth::{self, Caller, TenantCaller};
+use crate::claims;
+use crate::datastore::devices::{self, DeviceFilter};
+use crate::datastore::{self, device_groups};
+use crate::db;
+use crate::error::item;
 use crate::error::{ApiError, ApiResult};
+use crate::extract::device_param;
 use crate::extract::{JsonBody, StrictQuery, parse_json};
 use crate::page::PageReq;
-use crate::routes::ownership;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -17,17 +21,15 @@ use ferro_pki::{CapabilityFile, KeyName, VerifiedRegistration};
 use ferro_signing::{DeviceId, KeyId};
 use ferro_wire::{
     CapabilityFileResponse, CapabilityType, ClaimDevicesRequest, ClaimDevicesResponse,
-    CreateCapabilityRequest, Device, DeviceCount, DeviceCountQuery, DeviceGroupId, DeviceQuery,
-    ErrorBody, ErrorCode, ErrorItem, MAX_CLAIMS_PER_REQUEST, MAX_REGISTRATIONS_PER_REQUEST,
+    CreateCapabilityRequest, Device, DeviceCount, DeviceCountQuery, DeviceQuery, ErrorBody,
+    ErrorCode, ErrorItem, MAX_CLAIMS_PER_REQUEST, MAX_REGISTRATIONS_PER_REQUEST,
     ManufacturingState, Page, RegisterDevicesRequest, RegisterDevicesResponse, RegisteredDevice,
-    RevokedCapabilities, Role, RootOfTrustKind, UpdateDeviceRequest, normalize_device_id,
+    RevokedCapabilities, Role, RootOfTrustKind, TenantId, UpdateDeviceRequest, normalize_device_id,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 /// Largest body of a registration upload: 1000 records of up to 16 KiB, base64 in JSON.
 pub const MAX_REGISTRATION_BODY: usize = 24 * 1024 * 1024;
@@ -79,20 +81,6 @@ impl<T: DeserializeOwned> FromRequest<AppState> for BulkJsonBody<T> {
 
 fn snake(code: &str) -> String {
     code.replace('-', "_")
-}
-
-pub(crate) fn item(
-    index: usize,
-    id: Option<String>,
-    code: &str,
-    message: impl Into<String>,
-) -> ErrorItem {
-    ErrorItem {
-        index: u32::try_from(index).unwrap_or(u32::MAX),
-        id,
-        code: code.to_string(),
-        message: message.into(),
-    }
 }
 
 fn rot_kind(r: ferro_pki::RootOfTrust) -> RootOfTrustKind {
@@ -228,40 +216,29 @@ pub async fn register(
     for c in &checked {
         let rec = c.verified.record();
         // Shown once (in this answer, if this request stores the record); only its hash is kept.
-        let code = ownership::new_claim_code()?;
-        let inserted = sqlx::query(
-            "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
-             manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
-             attestation_key, claim_code_sha256) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (device_id) DO NOTHING",
+        let code = claims::new_claim_code()?;
+        let inserted = devices::insert_registration(
+            &mut tx,
+            &devices::NewRegistration {
+                device_id: &c.device_id,
+                device_key: Base64::encode_string(&rec.device_key.to_spki_der()),
+                root_of_trust: rot_kind(rec.root_of_trust).as_str(),
+                ek_certificate: rec.tpm_ek_certificate.as_deref().map(Base64::encode_string),
+                manufacturing_state: mfg_state(rec.manufacturing_state).as_str(),
+                record: &c.record_b64,
+                record_sha256: &c.sha256,
+                record_created_at: rec.created_at.unix_timestamp(),
+                registered_at: now,
+                registered_by: &caller.uid(),
+                attestation_key: rec
+                    .tpm_attestation_key
+                    .as_ref()
+                    .map(|k| Base64::encode_string(&k.to_spki_der())),
+                claim_code_sha256: &code.sha256_hex,
+            },
         )
-        .bind(&c.device_id)
-        .bind(Base64::encode_string(&rec.device_key.to_spki_der()))
-        .bind(rot_kind(rec.root_of_trust).as_str())
-        .bind(rec.tpm_ek_certificate.as_deref().map(Base64::encode_string))
-        .bind(mfg_state(rec.manufacturing_state).as_str())
-        .bind(&c.record_b64)
-        .bind(&c.sha256)
-        .bind(rec.created_at.unix_timestamp())
-        .bind(now)
-        .bind(caller.uid())
-        .bind(
-            rec.tpm_attestation_key
-                .as_ref()
-                .map(|k| Base64::encode_string(&k.to_spki_der())),
-        )
-        .bind(&code.sha256_hex)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let row = sqlx::query(
-            "SELECT record_sha256, registered_at FROM device_registrations WHERE device_id = $1",
-        )
-        .bind(&c.device_id)
-        .fetch_one(&mut *tx)
         .await?;
-        let stored_sha: String = row.try_get("record_sha256")?;
+        let (stored_sha, registered_at) = devices::registration_of(&mut tx, &c.device_id).await?;
         if stored_sha != c.sha256 {
             conflicts.push(item(
                 c.index,
@@ -283,7 +260,7 @@ pub async fn register(
             device_id: c.device_id.clone(),
             root_of_trust: rot_kind(rec.root_of_trust),
             manufacturing_state: mfg_state(rec.manufacturing_state),
-            registered_at: db::ts(row.try_get("registered_at")?),
+            registered_at: db::ts(registered_at),
             claim_code,
         });
     }
@@ -317,13 +294,6 @@ pub async fn register(
     }))
 }
 
-pub(crate) fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Claim registered devices for the tenant (Contributor): 1 to 1000 devices, each with its
 /// claim code, all or nothing. A wrong code, an unknown device and a device that is already
 /// claimed (its code was used up) get the same answer, `device_not_registered`, so the route
@@ -355,7 +325,7 @@ pub async fn claim(
     let mut unique = std::collections::HashSet::new();
     for (i, d) in req.devices.iter().enumerate() {
         let Some(id) = normalize_device_id(&d.device_id) else {
-            bad.push(ownership::bad_device_id(i));
+            bad.push(claims::bad_device_id(i));
             continue;
         };
         let Some(code) = ferro_wire::parse_claim_code(&d.claim_code) else {
@@ -384,7 +354,7 @@ pub async fn claim(
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
     let keys: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
-    let known = ownership::registrations(&mut tx, &keys).await?;
+    let known = devices::registrations(&mut tx, &keys).await?;
     let mut refused = Vec::new();
     let mut new = Vec::new();
     let mut owned = 0u32;
@@ -396,7 +366,7 @@ pub async fn claim(
         }
         // Unknown, claimed (code cleared) or wrong code: one answer, after one comparison.
         let stored = stored.and_then(|h| hex::decode(h).ok());
-        if tenant.is_none() && ownership::code_matches(stored.as_deref(), presented) {
+        if tenant.is_none() && claims::code_matches(stored.as_deref(), presented) {
             new.push(id.clone());
         } else {
             refused.push(item(
@@ -426,7 +396,7 @@ pub async fn claim(
     }
     let now = db::now();
     if !new.is_empty() {
-        ownership::insert_devices(&mut tx, &who.tid, &new, now).await?;
+        claims::insert_devices(&mut tx, &who.tid, &new, now).await?;
     }
     db::audit(
         &mut tx,
@@ -443,81 +413,6 @@ pub async fn claim(
         claimed: u32::try_from(new.len()).unwrap_or(u32::MAX),
         already_owned: owned,
     }))
-}
-
-const DEVICE_COLUMNS: &str = "d.id, d.tenant_id, d.device_group_id, g.product_id, d.claimed_at, \
-    d.last_attested_at, d.last_attestation_result, d.last_attestation_reasons, d.blocked, \
-    r.manufacturing_state, r.root_of_trust";
-const DEVICE_FROM: &str = "FROM devices d JOIN device_registrations r ON r.device_id = d.id \
-    LEFT JOIN device_groups g ON g.id = d.device_group_id";
-
-/// `SELECT` of one device of a tenant: `$1` tenant ID, `$2` device ID.
-static GET_DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id = $2")
-});
-
-/// A device from a row of [`DEVICE_COLUMNS`] (either engine: `DbRow::from(&any_row)`).
-fn device_from_row(r: &DbRow<'_>) -> ApiResult<Device> {
-    let bad = |what: &str| ApiError::Internal(format!("unknown {what} in database"));
-    Ok(Device {
-        device_id: r.get("id")?,
-        tenant_id: parse_id(&r.get::<String>("tenant_id")?)?,
-        device_group_id: r
-            .get::<Option<String>>("device_group_id")?
-            .map(|s| parse_id(&s))
-            .transpose()?,
-        product_id: r
-            .get::<Option<String>>("product_id")?
-            .map(|s| parse_id(&s))
-            .transpose()?,
-        manufacturing_state: r
-            .get::<String>("manufacturing_state")?
-            .parse()
-            .map_err(|_| bad("manufacturing state"))?,
-        root_of_trust: r
-            .get::<String>("root_of_trust")?
-            .parse()
-            .map_err(|_| bad("root of trust"))?,
-        claimed_at: db::ts(r.get("claimed_at")?),
-        last_attested_at: r.get::<Option<i64>>("last_attested_at")?.map(db::ts),
-        last_attestation_result: r.get("last_attestation_result")?,
-        last_attestation_reasons: r
-            .get::<Option<String>>("last_attestation_reasons")?
-            .map(|s| serde_json::from_str(&s))
-            .transpose()
-            .map_err(|_| bad("attestation reasons"))?,
-        blocked: r.get("blocked")?,
-    })
-}
-
-pub(crate) fn device_param(raw: &str) -> ApiResult<String> {
-    normalize_device_id(raw).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidId,
-            "`deviceId` must be 128 hexadecimal characters (the device ID)",
-        )
-    })
-}
-
-/// Filters as SQL, binding from `$first`.
-fn filters(
-    group: Option<DeviceGroupId>,
-    product: Option<ferro_wire::ProductId>,
-    first: usize,
-) -> (String, Vec<String>) {
-    let mut sql = String::new();
-    let mut binds = Vec::new();
-    let mut n = first;
-    if let Some(g) = group {
-        sql.push_str(&format!(" AND d.device_group_id = ${n}"));
-        binds.push(g.to_string());
-        n += 1;
-    }
-    if let Some(p) = product {
-        sql.push_str(&format!(" AND g.product_id = ${n}"));
-        binds.push(p.to_string());
-    }
-    (sql, binds)
 }
 
 /// The tenant's devices (any role), by device ID, optionally of one device group or product.
@@ -546,19 +441,11 @@ pub async fn list_devices(
                 )
             })?;
     }
-    let (extra, binds) = filters(q.device_group, q.product, 4);
-    let sql = format!(
-        "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id > $2{extra} \
-         ORDER BY d.id LIMIT $3"
-    );
-    let mut args = vec![
-        Arg::from(&who.tid),
-        Arg::from(&page.after),
-        Arg::from(page.fetch()),
-    ];
-    args.extend(binds.iter().map(Arg::from));
-    // A bounded indexed read (one page by key order): `Db::read_all`.
-    let items = state.db.read_all(&sql, &args, device_from_row).await?;
+    let filter = DeviceFilter {
+        device_group: q.device_group,
+        product: q.product,
+    };
+    let items = devices::list(&state.db, &who.tenant, &filter, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |d| d.device_id.clone())))
 }
 
@@ -573,32 +460,19 @@ pub async fn count_devices(
     StrictQuery(q): StrictQuery<DeviceCountQuery>,
 ) -> ApiResult<Json<DeviceCount>> {
     who.require(Role::Reader)?;
-    let (extra, binds) = filters(q.device_group, q.product, 2);
-    let sql = format!(
-        "SELECT COUNT(*) AS n FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id \
-         WHERE d.tenant_id = $1{extra}"
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&who.tid);
-    for b in &binds {
-        query = query.bind(b);
-    }
-    let n: i64 = query.fetch_one(state.db.pool()).await?.try_get("n")?;
-    Ok(Json(DeviceCount {
-        count: u64::try_from(n).unwrap_or(0),
-    }))
+    let filter = DeviceFilter {
+        device_group: q.device_group,
+        product: q.product,
+    };
+    let count = devices::count(&state.db, &who.tenant, &filter).await?;
+    Ok(Json(DeviceCount { count }))
 }
 
-async fn get_device_row<'e, E>(ex: E, tid: &str, did: &str) -> ApiResult<Device>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row = sqlx::query(sqlx::AssertSqlSafe(GET_DEVICE_SQL.as_str()))
-        .bind(tid)
-        .bind(did)
-        .fetch_optional(ex)
+/// A device of the tenant read in `tx`, or `not_found`.
+async fn get_device_row(tx: &mut db::Tx, tenant: &TenantId, did: &str) -> ApiResult<Device> {
+    devices::get_in(tx, tenant, did)
         .await?
-        .ok_or_else(|| ApiError::not_found("device"))?;
-    device_from_row(&DbRow::from(&row))
+        .ok_or_else(|| ApiError::not_found("device"))
 }
 
 /// One device of the tenant (any role).
@@ -615,11 +489,8 @@ pub async fn get_device(
 ) -> ApiResult<Json<Device>> {
     who.require(Role::Reader)?;
     let did = device_param(&device_id)?;
-    // The hottest read, a point lookup: `Db::read_optional` (SQLite on the calling thread).
-    let args = [Arg::from(&who.tid), Arg::from(&did)];
-    let device = state
-        .db
-        .read_optional(&GET_DEVICE_SQL, &args, device_from_row)
+    // The hottest read, a point lookup (SQLite: on the calling thread).
+    let device = devices::get(&state.db, &who.tenant, &did)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
     Ok(Json(device))
@@ -662,32 +533,19 @@ pub async fn update_device(
     }
     // Serialises with deleting the group (which checks for devices under the same lock).
     db::lock_tenant(&mut tx, &who.tid).await?;
-    let before = get_device_row(&mut *tx, &who.tid, &did).await?;
+    let before = get_device_row(&mut tx, &who.tenant, &did).await?;
     if let Some(group) = req.device_group_id {
-        if let Some(g) = group {
-            sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND id = $2")
-                .bind(&who.tid)
-                .bind(g.to_string())
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| ApiError::not_found("device group"))?;
+        if let Some(g) = group
+            && !device_groups::exists_in(&mut tx, &who.tenant, g).await?
+        {
+            return Err(ApiError::not_found("device group"));
         }
-        sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2 AND id = $3")
-            .bind(group.map(|g| g.to_string()))
-            .bind(&who.tid)
-            .bind(&did)
-            .execute(&mut *tx)
-            .await?;
+        devices::set_group(&mut tx, &who.tenant, &did, group).await?;
         let details = json!({ "from": before.device_group_id, "to": group });
         audit_device(&mut tx, &who, &did, "device.update", details).await?;
     }
     if let Some(blocked) = req.blocked {
-        sqlx::query("UPDATE devices SET blocked = $1 WHERE tenant_id = $2 AND id = $3")
-            .bind(db::b2i(blocked))
-            .bind(&who.tid)
-            .bind(&did)
-            .execute(&mut *tx)
-            .await?;
+        devices::set_blocked(&mut tx, &who.tenant, &did, blocked).await?;
         let action = if blocked {
             "device.block"
         } else {
@@ -696,7 +554,7 @@ pub async fn update_device(
         let details = json!({ "from": before.blocked, "to": blocked });
         audit_device(&mut tx, &who, &did, action, details).await?;
     }
-    let after = get_device_row(&mut *tx, &who.tid, &did).await?;
+    let after = get_device_row(&mut tx, &who.tenant, &did).await?;
     tx.commit().await?;
     Ok(Json(after))
 }
@@ -750,18 +608,10 @@ pub async fn revoke_capabilities(
     })?;
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
-    get_device_row(&mut *tx, &who.tid, &did).await?;
-    let revoked = sqlx::query(
-        "UPDATE device_capabilities SET revoked_at = $1 WHERE tenant_id = $2 AND device_id = $3 \
-         AND capability_type = $4 AND revoked_at IS NULL",
-    )
-    .bind(db::now())
-    .bind(&who.tid)
-    .bind(&did)
-    .bind(capability_type.as_str())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    get_device_row(&mut tx, &who.tenant, &did).await?;
+    let revoked =
+        devices::revoke_capabilities(&mut tx, &who.tenant, &did, capability_type, db::now())
+            .await?;
     let details = json!({ "type": capability_type, "revoked": revoked });
     audit_device(&mut tx, &who, &did, "device.capability.revoke", details).await?;
     tx.commit().await?;
@@ -801,17 +651,7 @@ pub async fn create_capability(
             let ids = match req.developer_key_ids {
                 Some(ids) => ids,
                 // Default: the tenant's registered developer keys (migration 0003).
-                None => {
-                    let rows = sqlx::query(
-                        "SELECT key_id FROM developer_keys WHERE tenant_id = $1 ORDER BY key_id LIMIT 33",
-                    )
-                    .bind(&who.tid)
-                    .fetch_all(state.db.pool())
-                    .await?;
-                    rows.iter()
-                        .map(|r| r.try_get::<String, _>("key_id"))
-                        .collect::<Result<Vec<_>, _>>()?
-                }
+                None => datastore::developer_keys::key_ids(&state.db, &who.tenant, 33).await?,
             };
             if ids.is_empty() || ids.len() > ferro_pki::MAX_DEVELOPER_KEYS {
                 return Err(ApiError::invalid_body(
@@ -846,7 +686,7 @@ pub async fn create_capability(
     };
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
-    get_device_row(&mut *tx, &who.tid, &did).await?;
+    get_device_row(&mut tx, &who.tenant, &did).await?;
     let signer = state
         .platform
         .keys
@@ -862,18 +702,17 @@ pub async fn create_capability(
         ferro_pki::Capability::FieldServicing => Vec::new(),
     };
     // Recorded so that attestation knows which devices hold AppDevelopment (docs/attestation.md).
-    sqlx::query(
-        "INSERT INTO device_capabilities (id, tenant_id, device_id, capability_type, \
-         developer_key_ids, issued_at, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    devices::insert_capability(
+        &mut tx,
+        &who.tenant,
+        &devices::NewCapability {
+            device: &did,
+            kind: req.capability_type,
+            developer_key_ids: &developer_key_ids,
+            issued_at: now.unix_timestamp(),
+            issued_by: &who.caller.uid(),
+        },
     )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&who.tid)
-    .bind(&did)
-    .bind(req.capability_type.as_str())
-    .bind(serde_json::to_string(&developer_key_ids).unwrap_or_else(|_| "[]".into()))
-    .bind(now.unix_timestamp())
-    .bind(who.caller.uid())
-    .execute(&mut *tx)
     .await?;
     let details = json!({ "type": req.capability_type, "developerKeyIds": developer_key_ids });
     audit_device(&mut tx, &who, &did, "device.capability", details).await?;

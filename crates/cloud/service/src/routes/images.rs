@@ -1,630 +1,33 @@
 //! `/v1/tenants/{tenantId}/images`: upload (verify against the tenant's developer keys, re-sign
 //! with the tenant image key, store the production package), list, metadata and download.
-//!
-//! Also the package plumbing OS releases share: streaming an upload to a staging file with a
-//! size limit ([`receive_package`]), verifying and re-signing it ([`resign_package`]), storing
-//! it with its database rows ([`commit_with_object`]) and serving it with HTTP Range support
-//! ([`serve_package`]).
+//! The package plumbing it shares with OS releases is `crate::packages`.
 
-use crate::auth::{self, Caller, parse_id};
+use crate::auth::{self, Caller};
+use crate::datastore::images;
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{StrictQuery, path_id};
-use crate::object_store::{ObjectKey, ObjectStoreError, PutOutcome};
+use crate::object_store::ObjectKey;
+use crate::packages::{
+    AuditRow, Expect, ImagePackage, commit_with_object, receive_package, resign_package,
+    serve_package, wire_image_type,
+};
 use crate::page::PageReq;
-use crate::routes::developer_keys::{strip_row_ids, trusted_developer_keys};
+use crate::page::strip_row_ids;
+use crate::signing_keys::trusted_developer_keys;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, IF_NONE_MATCH, IF_RANGE, RANGE,
-};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use ferro_image::{ImageError, ImageMetadata};
-use ferro_pki::{KeyName, SharedSigner};
-use ferro_signing::{TrustedKeys, VerifyError};
-use ferro_wire::{
-    ErrorBody, ErrorCode, Image, ImageId, ImageQuery, ImageType, Page, Role, TenantId,
-};
-use http_body_util::BodyExt;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use ferro_pki::KeyName;
+use ferro_wire::{ErrorBody, ErrorCode, Image, ImageId, ImageQuery, Page, Role, TenantId};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use sqlx::Row;
-use std::io::{BufReader, Read};
-use std::ops::Range;
-use std::path::PathBuf;
-use tokio::io::AsyncWriteExt;
-
-/// Media type of image package bodies (uploads and downloads).
-pub const PACKAGE_MEDIA_TYPE: &str = "application/octet-stream";
-
-/// The OpenAPI schema of a binary image package body.
-#[derive(Debug, utoipa::ToSchema)]
-#[schema(value_type = String, format = Binary)]
-#[allow(dead_code)]
-pub struct ImagePackage(Vec<u8>);
-
-// ---------------------------------------------------------------------------------------------
-// Receiving a package
-
-/// An upload in a staging file (removed when dropped).
-#[derive(Debug)]
-pub(crate) struct Staged {
-    pub path: tempfile::TempPath,
-    pub sha256: [u8; 32],
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::PayloadTooLarge,
-        format!(
-            "the image package must be at most {limit} bytes; ask the operator to raise the \
-             upload limit if your image needs more"
-        ),
-    )
-}
-
-fn internal_io(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("{what}: {e}"))
-}
-
-/// Stream the request body to a staging file of the object store, hashing it, refusing a body
-/// that is not `application/octet-stream` (415) or larger than the configured limit (413, also
-/// up front from `Content-Length`). Nothing is kept on failure.
-pub(crate) async fn receive_package(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<Staged> {
-    let is_binary = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case(PACKAGE_MEDIA_TYPE));
-    if !is_binary {
-        return Err(ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "send the image package file itself as the body, with `Content-Type: \
-             application/octet-stream`",
-        ));
-    }
-    let limit = state.config.max_upload_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("upload-")
-        .tempfile_in(state.objects.staging_dir())
-        .map_err(|e| internal_io("creating a staging file", e))?;
-    let (file, path) = tmp.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let mut hasher = Sha256::new();
-    let mut size: u64 = 0;
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidImage,
-                "the upload was interrupted before the end of the body; send the whole package again",
-            )
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers
-        };
-        size = size.saturating_add(data.len() as u64);
-        if size > limit {
-            return Err(too_large(limit));
-        }
-        hasher.update(&data);
-        file.write_all(&data)
-            .await
-            .map_err(|e| internal_io("writing a staging file", e))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| internal_io("writing a staging file", e))?;
-    drop(file);
-    if size == 0 {
-        return Err(ApiError::new(
-            ErrorCode::InvalidImage,
-            "the body is empty; send the image package file as the body",
-        ));
-    }
-    Ok(Staged {
-        path,
-        sha256: hasher.finalize().into(),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Verifying and re-signing
-
-/// Which kind of package a route takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Expect {
-    /// App, rt-app or board-config: a tenant image.
-    TenantImage,
-    /// An OS bundle: an OS release.
-    OsRelease,
-}
-
-/// A verified, re-signed package in a staging file (removed when dropped).
-#[derive(Debug)]
-pub(crate) struct Resigned {
-    pub metadata: ImageMetadata,
-    pub uploaded_signer: String,
-    pub signer: String,
-    pub package: tempfile::TempPath,
-    pub package_sha256: [u8; 32],
-    pub package_size: u64,
-    pub uploaded_sha256: [u8; 32],
-}
-
-fn wrong_type(expect: Expect) -> ApiError {
-    match expect {
-        Expect::TenantImage => ApiError::new(
-            ErrorCode::WrongImageType,
-            "this is an OS image: OS images are published by the platform operator as OS \
-             releases (POST /v1/os-releases); upload app, real-time app or board configuration \
-             packages here",
-        ),
-        Expect::OsRelease => ApiError::new(
-            ErrorCode::WrongImageType,
-            "this is not an OS image: publish OS bundles (`ferro image-package pack-os`) here; \
-             upload app and board configuration packages to a tenant (POST \
-             /v1/tenants/{tenantId}/images)",
-        ),
-    }
-}
-
-fn type_ok(expect: Expect, t: ferro_image::ImageType) -> bool {
-    (t == ferro_image::ImageType::Os) == (expect == Expect::OsRelease)
-}
-
-/// Map a verification failure to the client's error (or an internal one for our own I/O).
-fn image_error(e: ImageError, expect: Expect) -> ApiError {
-    match e {
-        ImageError::Signature(VerifyError::UnknownKey(kid)) => ApiError::new(
-            ErrorCode::UntrustedSigningKey,
-            match expect {
-                Expect::TenantImage => format!(
-                    "the package is signed by key {kid}, which this tenant has not registered; \
-                     register the developer's public key with `ferro developer-key add` (POST \
-                     /v1/tenants/{{tenantId}}/developer-keys) and upload again"
-                ),
-                Expect::OsRelease => format!(
-                    "the OS bundle is signed by key {kid}, which is not a registered OS release \
-                     build key; register it with `ferro os-release-key add` (POST \
-                     /v1/os-release-keys) and publish again"
-                ),
-            },
-        ),
-        ImageError::Io(_)
-        | ImageError::Sink(_)
-        | ImageError::PackIo { .. }
-        | ImageError::PackInput(_)
-        | ImageError::Sign(_)
-        | ImageError::PackSelfCheck(_) => ApiError::Internal(format!("re-signing: {e}")),
-        other => ApiError::new(
-            ErrorCode::InvalidImage,
-            format!(
-                "the image package was refused ({}): {other}; upload the file exactly as `ferro \
-                 image-package` packed it",
-                other.code()
-            ),
-        ),
-    }
-}
-
-fn hash_file(path: &std::path::Path) -> std::io::Result<([u8; 32], u64)> {
-    let mut f = BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok((hasher.finalize().into(), size))
-}
-
-fn resign_blocking(
-    staged: Staged,
-    trusted: TrustedKeys,
-    signer: SharedSigner,
-    staging: PathBuf,
-    expect: Expect,
-) -> ApiResult<Resigned> {
-    let open = || {
-        std::fs::File::open(&staged.path)
-            .map(|f| BufReader::with_capacity(1 << 20, f))
-            .map_err(|e| internal_io("reading a staging file", e))
-    };
-    // Unverified look first: refuse the wrong type before the expensive part. The verified
-    // metadata is checked again below.
-    let claimed = ferro_image::inspect(open()?).map_err(|e| image_error(e, expect))?;
-    if !type_ok(expect, claimed.claimed_metadata.image_type) {
-        return Err(wrong_type(expect));
-    }
-    let dest = staging.join(format!("signed-{}.pkg", uuid::Uuid::new_v4().simple()));
-    // Removed on every path unless handed over (resign itself leaves nothing on failure).
-    let package = tempfile::TempPath::try_from_path(&dest)
-        .map_err(|e| internal_io("naming the signed package", e))?;
-    let metadata = ferro_image::resign(open()?, &trusted, &*signer, &dest)
-        .map_err(|e| image_error(e, expect))?;
-    // `resign` verified the envelope with the key named by this kid: it is the real signer.
-    if metadata != claimed.claimed_metadata || !type_ok(expect, metadata.image_type) {
-        return Err(ApiError::Internal(
-            "verified metadata differs from the inspected one".into(),
-        ));
-    }
-    if let Some(app) = &metadata.app {
-        ferro_manifest::ResolvedManifest::parse(&app.manifest_json).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidImage,
-                format!(
-                    "the package's app manifest is refused: {e}; fix app_manifest.json and pack \
-                     the app again"
-                ),
-            )
-        })?;
-    }
-    let (package_sha256, package_size) =
-        hash_file(&dest).map_err(|e| internal_io("hashing the signed package", e))?;
-    Ok(Resigned {
-        uploaded_signer: claimed.claimed_signer.to_string(),
-        signer: signer.key_id().to_string(),
-        metadata,
-        package,
-        package_sha256,
-        package_size,
-        uploaded_sha256: staged.sha256,
-    })
-}
-
-/// Verify `staged` against `trusted` (the whole package: header, envelope, signature, metadata,
-/// payload digest, archive rules; app manifests too), then re-sign it with `key` into a new
-/// staging file. Runs on the blocking pool.
-pub(crate) async fn resign_package(
-    state: &AppState,
-    staged: Staged,
-    trusted: TrustedKeys,
-    key: KeyName,
-    expect: Expect,
-) -> ApiResult<Resigned> {
-    let keys = state.platform.keys.clone();
-    let staging = state.objects.staging_dir().to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        // A missing key is the operator's problem, never the client's: 500, key name in the log.
-        let signer = keys
-            .signer(&key)
-            .map_err(|e| ApiError::Internal(format!("signing key {key}: {e}")))?;
-        resign_blocking(staged, trusted, signer, staging, expect)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("re-signing task: {e}")))?
-}
-
-/// The audit row a write with an object appends.
-#[derive(Debug)]
-pub(crate) struct AuditRow<'a> {
-    pub tenant: Option<&'a str>,
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub object_type: &'a str,
-    pub object_id: &'a str,
-    pub details: serde_json::Value,
-}
-
-/// Store `package` under `key`, then append `audit` and commit `tx`. The object is put after
-/// the caller wrote its rows (so unique constraints have already spoken) and removed again if
-/// this put created it and anything after it fails: no committed row without its object, no
-/// object left by a failed request.
-pub(crate) async fn commit_with_object(
-    state: &AppState,
-    mut tx: Tx,
-    key: &ObjectKey,
-    package: &std::path::Path,
-    audit: AuditRow<'_>,
-) -> ApiResult<()> {
-    let put = state
-        .objects
-        .put_from_file(key, package)
-        .await
-        .map_err(|e| ApiError::Internal(format!("storing {key}: {e}")))?;
-    let finished: ApiResult<()> = async {
-        db::audit(
-            &mut tx,
-            audit.tenant,
-            Some(audit.actor),
-            audit.action,
-            audit.object_type,
-            audit.object_id,
-            audit.details,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = finished {
-        if put == PutOutcome::Created
-            && let Err(de) = state.objects.delete(key).await
-        {
-            tracing::error!(object = %key, error = %de, "could not remove the object of a failed write");
-        }
-        return Err(e);
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Serving a package
-
-/// A resolved `Range` header.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RangeReq {
-    /// No (usable) range: the whole object.
-    Full,
-    /// One satisfiable range.
-    Part(Range<u64>),
-    /// A range outside the object.
-    Unsatisfiable,
-}
-
-/// Interpret a `Range` header for an object of `len` bytes (RFC 9110 section 14). Only single
-/// `bytes` ranges are honoured; anything else is ignored (the whole object is sent), as the RFC
-/// allows.
-pub(crate) fn parse_range(value: &str, len: u64) -> RangeReq {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return RangeReq::Full;
-    };
-    if spec.contains(',') {
-        return RangeReq::Full;
-    }
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return RangeReq::Full;
-    };
-    let num = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    match (a.is_empty(), b.is_empty()) {
-        (false, _) => {
-            let Some(start) = num(a) else {
-                return RangeReq::Full;
-            };
-            let end = if b.is_empty() {
-                len
-            } else {
-                match num(b) {
-                    Some(last) if last >= start => last.saturating_add(1).min(len),
-                    _ => return RangeReq::Full,
-                }
-            };
-            if start >= len {
-                RangeReq::Unsatisfiable
-            } else {
-                RangeReq::Part(start..end)
-            }
-        }
-        (true, false) => match num(b) {
-            Some(0) => RangeReq::Unsatisfiable,
-            Some(n) if len == 0 => {
-                let _ = n;
-                RangeReq::Unsatisfiable
-            }
-            Some(n) => RangeReq::Part(len.saturating_sub(n)..len),
-            None => RangeReq::Full,
-        },
-        (true, true) => RangeReq::Full,
-    }
-}
-
-fn header(v: &str) -> HeaderValue {
-    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// Serve the stored package `sha256_hex` (`len` bytes) with `ETag`, conditional GET
-/// (`If-None-Match`) and single-range requests (`Range`, `If-Range`).
-pub(crate) async fn serve_package(
-    state: &AppState,
-    headers: &HeaderMap,
-    sha256_hex: &str,
-    len: u64,
-    filename: &str,
-) -> ApiResult<Response> {
-    let mut digest = [0u8; 32];
-    hex::decode_to_slice(sha256_hex, &mut digest)
-        .map_err(|_| ApiError::Internal("malformed package digest in database".into()))?;
-    let key = ObjectKey::image(&digest);
-    let etag = format!("\"{sha256_hex}\"");
-    let get = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if get(IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        resp.headers_mut().insert(ETAG, header(&etag));
-        return Ok(resp);
-    }
-    let range = match get(RANGE) {
-        Some(r) if get(IF_RANGE).is_none_or(|v| v.trim() == etag) => parse_range(r, len),
-        _ => RangeReq::Full,
-    };
-    let wanted = match range {
-        RangeReq::Full => None,
-        RangeReq::Part(r) => Some(r),
-        RangeReq::Unsatisfiable => {
-            let mut resp = ApiError::new(
-                ErrorCode::RangeNotSatisfiable,
-                format!(
-                    "the range is outside the package of {len} bytes; ask for bytes 0 to {}",
-                    len.saturating_sub(1)
-                ),
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(CONTENT_RANGE, header(&format!("bytes */{len}")));
-            return Ok(resp);
-        }
-    };
-    let obj = state
-        .objects
-        .get(&key, wanted.clone())
-        .await
-        .map_err(|e| match e {
-            ObjectStoreError::NotFound(_) => {
-                ApiError::Internal(format!("object {key} of a stored row is missing"))
-            }
-            other => ApiError::Internal(format!("reading {key}: {other}")),
-        })?;
-    if obj.len != len {
-        return Err(ApiError::Internal(format!(
-            "object {key} is {} bytes, its row says {len}",
-            obj.len
-        )));
-    }
-    let part_len = obj.range.end - obj.range.start;
-    let stream = futures_util::stream::unfold(obj.reader, |mut r| async move {
-        use tokio::io::AsyncReadExt;
-        // Large reads: each one is a hop to the blocking pool (tokio::fs), which dominates the
-        // cost at 64 KiB (docs/updates.md, benchmark).
-        let mut buf = vec![0u8; 512 * 1024];
-        match r.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), r))
-            }
-            Err(e) => Some((Err(e), r)),
-        }
-    });
-    let status = if wanted.is_some() {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (status, Body::from_stream(stream)).into_response();
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(PACKAGE_MEDIA_TYPE));
-    h.insert(CONTENT_LENGTH, header(&part_len.to_string()));
-    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(ETAG, header(&etag));
-    // The bytes behind this URL never change (immutable, content-addressed), but they are not
-    // public: only private caches.
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("private, max-age=86400, immutable"),
-    );
-    h.insert(
-        CONTENT_DISPOSITION,
-        header(&format!("attachment; filename=\"{filename}\"")),
-    );
-    if let Some(r) = wanted {
-        h.insert(
-            CONTENT_RANGE,
-            header(&format!("bytes {}-{}/{len}", r.start, r.end - 1)),
-        );
-    }
-    Ok(resp)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Image rows
-
-pub(crate) fn version_string(r: &sqlx::any::AnyRow) -> ApiResult<String> {
-    Ok(format!(
-        "{}.{}.{}",
-        r.try_get::<i64, _>("version_major")?,
-        r.try_get::<i64, _>("version_minor")?,
-        r.try_get::<i64, _>("version_patch")?
-    ))
-}
-
-pub(crate) fn to_u32(v: i64) -> ApiResult<u32> {
-    u32::try_from(v).map_err(|_| ApiError::Internal("out-of-range number in database".into()))
-}
-
-pub(crate) fn to_u64(v: i64) -> ApiResult<u64> {
-    u64::try_from(v).map_err(|_| ApiError::Internal("out-of-range number in database".into()))
-}
-
-pub(crate) fn wire_image_type(t: ferro_image::ImageType) -> ImageType {
-    match t {
-        ferro_image::ImageType::App => ImageType::App,
-        ferro_image::ImageType::RtApp => ImageType::RtApp,
-        ferro_image::ImageType::Os => ImageType::Os,
-        ferro_image::ImageType::BoardConfig => ImageType::BoardConfig,
-    }
-}
-
-const IMAGE_COLUMNS: &str = "id, tenant_id, image_id, component_id, name, image_type, \
-    version_major, version_minor, version_patch, security_version, target_runtime_version, debug, \
-    payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
-    uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at";
-
-fn image_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Image> {
-    Ok(Image {
-        id: parse_id(&r.try_get::<String, _>("image_id")?)?,
-        tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
-        component_id: parse_id(&r.try_get::<String, _>("component_id")?)?,
-        name: r.try_get("name")?,
-        image_type: r
-            .try_get::<String, _>("image_type")?
-            .parse()
-            .map_err(|_| ApiError::Internal("unknown image type in database".into()))?,
-        version: version_string(r)?,
-        security_version: to_u32(r.try_get("security_version")?)?,
-        target_runtime_version: to_u32(r.try_get("target_runtime_version")?)?,
-        debug: r.try_get::<i64, _>("debug")? != 0,
-        payload_size: to_u64(r.try_get("payload_size")?)?,
-        payload_sha256: r.try_get("payload_sha256")?,
-        package_sha256: r.try_get("package_sha256")?,
-        package_size: to_u64(r.try_get("package_size")?)?,
-        test_signed: false,
-        signer_key_id: r.try_get("signer_key_id")?,
-        uploaded_signer_key_id: r.try_get("uploaded_signer_key_id")?,
-        uploaded_sha256: r.try_get("uploaded_sha256")?,
-        uploaded_by: parse_id(&r.try_get::<String, _>("uploaded_by")?)?,
-        uploaded_at: db::ts(r.try_get("uploaded_at")?),
-    })
-}
-
-async fn image_row<'e, E>(ex: E, tid: &str, image_id: &str) -> ApiResult<Option<sqlx::any::AnyRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
-    )))
-    .bind(tid)
-    .bind(image_id)
-    .fetch_optional(ex)
-    .await?)
-}
 
 fn tenant_ids(raw: &str) -> ApiResult<(TenantId, String)> {
     let t: TenantId = path_id(raw, "tenantId")?;
     Ok((t, t.to_string()))
-}
-
-fn i64_of(v: u64) -> ApiResult<i64> {
-    i64::try_from(v).map_err(|_| ApiError::invalid_body("a size in the package is too large"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -671,8 +74,7 @@ pub async fn upload_image(
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    if let Some(row) = image_row(&mut *tx, &tid, &image_id).await? {
-        let existing = image_from_row(&row)?;
+    if let Some(existing) = images::get_in(&mut tx, &t, &ImageId(m.image_id)).await? {
         if existing.uploaded_sha256 == uploaded_sha {
             return Ok((StatusCode::OK, Json(existing)));
         }
@@ -681,7 +83,7 @@ pub async fn upload_image(
              unique: pack the new build again (a new image ID) and upload that"
         )));
     }
-    check_image_quota(&state, &mut tx, &tid, signed.package_size).await?;
+    check_image_quota(&state, &mut tx, &t, signed.package_size).await?;
     let image = Image {
         id: ImageId(m.image_id),
         tenant_id: t,
@@ -703,37 +105,7 @@ pub async fn upload_image(
         uploaded_by: caller.user.id,
         uploaded_at: db::ts(db::now()),
     };
-    sqlx::query(
-        "INSERT INTO images (id, tenant_id, image_id, component_id, name, image_type, \
-         version_major, version_minor, version_patch, security_version, target_runtime_version, \
-         debug, payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
-         uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-         $19, $20, $21)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&tid)
-    .bind(&image_id)
-    .bind(image.component_id.to_string())
-    .bind(&image.name)
-    .bind(image.image_type.as_str())
-    .bind(i64::from(m.version.major))
-    .bind(i64::from(m.version.minor))
-    .bind(i64::from(m.version.patch))
-    .bind(i64::from(m.security_version))
-    .bind(i64::from(m.target_runtime_version))
-    .bind(db::b2i(m.debug))
-    .bind(i64_of(m.payload_size)?)
-    .bind(&image.payload_sha256)
-    .bind(&image.package_sha256)
-    .bind(i64_of(image.package_size)?)
-    .bind(&image.signer_key_id)
-    .bind(&image.uploaded_signer_key_id)
-    .bind(&image.uploaded_sha256)
-    .bind(caller.uid())
-    .bind(image.uploaded_at.unix_timestamp())
-    .execute(&mut *tx)
-    .await?;
+    images::insert(&mut tx, &image, m).await?;
     let details = json!({
         "componentId": image.component_id, "name": image.name, "imageType": image.image_type,
         "version": image.version, "packageSha256": image.package_sha256,
@@ -764,18 +136,10 @@ pub async fn upload_image(
 async fn check_image_quota(
     state: &AppState,
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     adding: u64,
 ) -> ApiResult<()> {
-    let used: i64 = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) AS n FROM images \
-         WHERE tenant_id = $1",
-    )
-    .bind(tenant)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
-    let used = u64::try_from(used).unwrap_or(0);
+    let used = images::used_bytes_in(tx, tenant).await?;
     let limit = state.config.tenant_image_quota_bytes;
     if used.saturating_add(adding) > limit {
         return Err(ApiError::new(
@@ -803,24 +167,10 @@ pub async fn list_images(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<ImageQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
+    let (t, tid) = tenant_ids(&tenant_id)?;
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let component = q.component_id.map(|c| c.to_string()).unwrap_or_default();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND id > $2 \
-         AND ($3 = '' OR component_id = $3) ORDER BY id LIMIT $4"
-    )))
-    .bind(&tid)
-    .bind(&page.after)
-    .bind(&component)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(|r| Ok((r.try_get::<String, _>("id")?, image_from_row(r)?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items = images::list(&state.db, &t, q.component_id, &page.after, page.fetch()).await?;
     Ok(Json(strip_row_ids(page.finish(items, |x| x.0.clone()))))
 }
 
@@ -836,13 +186,13 @@ pub async fn get_image(
     caller: Caller,
     Path((tenant_id, image_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Image>> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    let iid = path_id::<ImageId>(&image_id, "imageId")?;
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let row = image_row(state.db.pool(), &tid, &iid)
+    let image = images::get(&state.db, &t, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
-    Ok(Json(image_from_row(&row)?))
+    Ok(Json(image))
 }
 
 /// Download the production package (any role): the uploaded package re-signed with the tenant
@@ -863,39 +213,18 @@ pub async fn get_image_content(
     Path((tenant_id, image_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
-    let iid = path_id::<ImageId>(&image_id, "imageId")?.to_string();
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    let iid = path_id::<ImageId>(&image_id, "imageId")?;
     auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let row = image_row(state.db.pool(), &tid, &iid)
+    let image = images::get(&state.db, &t, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
-    let sha: String = row.try_get("package_sha256")?;
-    let len = to_u64(row.try_get("package_size")?)?;
-    serve_package(&state, &headers, &sha, len, &format!("{iid}.fsimg")).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        use RangeReq::*;
-        assert_eq!(parse_range("bytes=0-0", 10), Part(0..1));
-        assert_eq!(parse_range("bytes=2-4", 10), Part(2..5));
-        assert_eq!(parse_range("bytes=2-", 10), Part(2..10));
-        assert_eq!(parse_range("bytes=5-100", 10), Part(5..10));
-        assert_eq!(parse_range("bytes=-3", 10), Part(7..10));
-        assert_eq!(parse_range("bytes=-30", 10), Part(0..10));
-        assert_eq!(parse_range("bytes=10-", 10), Unsatisfiable);
-        assert_eq!(parse_range("bytes=10-12", 10), Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 10), Unsatisfiable);
-        // Ignored (whole object): other units, several ranges, nonsense, reversed.
-        assert_eq!(parse_range("items=0-1", 10), Full);
-        assert_eq!(parse_range("bytes=0-1,3-4", 10), Full);
-        assert_eq!(parse_range("bytes=x-1", 10), Full);
-        assert_eq!(parse_range("bytes=5-2", 10), Full);
-        assert_eq!(parse_range("bytes=-", 10), Full);
-        assert_eq!(parse_range("bytes=+1-2", 10), Full);
-    }
+    serve_package(
+        &state,
+        &headers,
+        &image.package_sha256,
+        image.package_size,
+        &format!("{iid}.fsimg"),
+    )
+    .await
 }

@@ -7,12 +7,12 @@
 //! whoever happens to hold a login name (login names prove nothing: anyone an operator lets in
 //! may have chosen any of them), only to the account that presents the code.
 
+use crate::auth::parse_role;
 use crate::auth::{self, Caller, parse_id};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
-use crate::routes::me::parse_role;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};

@@ -1,6 +1,6 @@
 //! `/v1/me`: the caller, their roles and their API tokens.
 
-use crate::auth::{self, API_TOKEN_PREFIX, Caller, parse_id};
+use crate::auth::{self, API_TOKEN_PREFIX, Caller, parse_id, parse_role};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
@@ -45,12 +45,6 @@ pub async fn get_me(State(state): State<AppState>, caller: Caller) -> ApiResult<
         user: caller.user.to_wire(),
         roles,
     }))
-}
-
-/// Parse a role stored in the database.
-pub fn parse_role(s: &str) -> ApiResult<Role> {
-    s.parse()
-        .map_err(|_| ApiError::Internal(format!("unknown role in database: {s:?}")))
 }
 
 fn token_from_row(r: &sqlx::any::AnyRow) -> ApiResult<ApiToken> {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod ca;
 pub mod deployments;
 pub mod developer_keys;
+pub mod device_groups;
 pub mod devices;
 pub mod error_reports;
 pub mod images;

@@ -17,18 +17,18 @@
 //! revoked release or one below its feed's minimum.
 
 use crate::auth::{Caller, parse_id};
+use crate::datastore::{to_u32, to_u64, version_string};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::object_store::ObjectKey;
-use crate::page::PageReq;
-use crate::routes::developer_keys::{
-    key_from_row, parse_key_request, path_key_id, strip_row_ids, trusted_from_rows,
-};
-use crate::routes::images::{
+use crate::packages::{
     AuditRow, Expect, ImagePackage, commit_with_object, receive_package, resign_package,
-    serve_package, to_u32, to_u64, version_string,
+    serve_package,
 };
+use crate::page::PageReq;
+use crate::page::strip_row_ids;
+use crate::signing_keys::{key_from_row, parse_key_request, path_key_id, trusted_from_rows};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;

@@ -1,250 +1,46 @@
 //! Who owns a device, beyond the claim (`devices::claim`): claim codes, the manufacturer's
 //! assignment of devices to a tenant, ownership transfers between tenants, and the platform
 //! operator's reassignment of a disputed device (docs/service/README.md, "Claiming and
-//! ownership"). Every change is audited; every tenant change goes through [`change_owner`],
+//! ownership"). Every change is audited; every tenant change goes through `datastore::ownership::change_owner`,
 //! which clears what belonged to the old tenant and raises the device's ownership epoch.
 
 use crate::auth::{self, Caller, TenantCaller, parse_id};
+use crate::claims::{bad_device_id, insert_devices, new_claim_code};
+use crate::datastore::devices::registrations;
+use crate::datastore::{ownership, tenants};
 use crate::db::{self, Tx};
+use crate::error::item;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
-use crate::routes::devices::{device_param, item, placeholders};
+use crate::extract::device_param;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use ferro_wire::{
-    AssignDevicesRequest, CLAIM_CODE_BYTES, ClaimDevicesResponse, CreateTransferRequest,
-    DeviceReassigned, DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode,
-    MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN, ReassignDeviceRequest, Role, TransferState,
-    format_claim_code, normalize_device_id,
+    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DeviceReassigned,
+    DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode, MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN,
+    ReassignDeviceRequest, Role, TransferState, normalize_device_id,
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use sqlx::Row;
-use std::collections::HashMap;
-use subtle::ConstantTimeEq;
-
-/// A new claim code: its text (shown once) and the hex SHA-256 the service keeps.
-pub(crate) struct NewClaimCode {
-    pub text: String,
-    pub sha256_hex: String,
-}
-
-/// 16 bytes from the operating system's CSPRNG.
-pub(crate) fn new_claim_code() -> ApiResult<NewClaimCode> {
-    let mut bytes = [0u8; CLAIM_CODE_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| ApiError::Internal(format!("random: {e}")))?;
-    Ok(NewClaimCode {
-        text: format_claim_code(&bytes),
-        sha256_hex: hex::encode(Sha256::digest(bytes)),
-    })
-}
-
-/// Whether `presented` (the SHA-256 of the code a claimer sent) is the stored hash, compared in
-/// constant time. A device without a stored hash (unknown, claimed, or registered before claim
-/// codes) is compared against a fixed value, so every refusal costs the same.
-pub(crate) fn code_matches(stored: Option<&[u8]>, presented: &[u8; 32]) -> bool {
-    match stored {
-        Some(stored) if stored.len() == 32 => bool::from(stored.ct_eq(presented)),
-        _ => {
-            let _ = [0u8; 32].ct_eq(presented);
-            false
-        }
-    }
-}
-
-/// `invalid_device_id` for entry `index` of a request's list.
-pub(crate) fn bad_device_id(index: usize) -> ferro_wire::ErrorItem {
-    item(
-        index,
-        None,
-        "invalid_device_id",
-        "a device ID is 128 hexadecimal characters",
-    )
-}
-
-/// What the service holds of each registered device among `ids` (unregistered ones are absent):
-/// the hex SHA-256 of its claim code (`None`: used up or never made) and its tenant (`None`:
-/// unclaimed).
-pub(crate) type Registrations = HashMap<String, (Option<String>, Option<String>)>;
-
-/// [`Registrations`] of `ids`, read in the caller's transaction.
-pub(crate) async fn registrations(tx: &mut Tx, ids: &[&str]) -> ApiResult<Registrations> {
-    let sql = format!(
-        "SELECT r.device_id, r.claim_code_sha256, d.tenant_id FROM device_registrations r \
-         LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        q = q.bind(*id);
-    }
-    let mut known = HashMap::new();
-    for r in q.fetch_all(&mut **tx).await? {
-        known.insert(
-            r.try_get("device_id")?,
-            (r.try_get("claim_code_sha256")?, r.try_get("tenant_id")?),
-        );
-    }
-    Ok(known)
-}
-
-/// Insert claimed devices for `tid` and use up their claim codes (in the caller's transaction).
-pub(crate) async fn insert_devices(
-    tx: &mut Tx,
-    tid: &str,
-    ids: &[String],
-    now: i64,
-) -> ApiResult<()> {
-    let values = (0..ids.len())
-        .map(|i| format!("(${}, $1, NULL, $2)", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql =
-        format!("INSERT INTO devices (id, tenant_id, device_group_id, claimed_at) VALUES {values}");
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tid).bind(now);
-    for id in ids {
-        q = q.bind(id);
-    }
-    q.execute(&mut **tx).await.map_err(|e| {
-        let e = ApiError::from(e);
-        if e.is_unique_violation() {
-            ApiError::new(
-                ErrorCode::AlreadyClaimed,
-                "a device in the request was claimed at the same moment by another request; \
-                 retry to see which",
-            )
-        } else {
-            e
-        }
-    })?;
-    let sql = format!(
-        "UPDATE device_registrations SET claim_code_sha256 = NULL WHERE device_id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        q = q.bind(id);
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Move a claimed device from its tenant to `to` (`None`: unclaimed), in the caller's
-/// transaction. What was the old tenant's goes: its device group (so its deployments), its
-/// capabilities, its block, its update signals, its cached ownership document and target set
-/// inputs (the next answer is signed for the new tenant), and any pending transfer offer. The
-/// device's target set version is kept (it only grows, also across tenants) and its ownership
-/// epoch grows by one, so the device can tell the new owner's documents from replays of the
-/// old one's. The device certificate it holds names the old tenant, so the device routes refuse
-/// it at once (`device_auth`); it gets the new tenant's certificate at its next attestation.
-pub(crate) async fn change_owner(
-    tx: &mut Tx,
-    device_id: &str,
-    to: Option<&str>,
-    closed_by: &str,
-) -> ApiResult<()> {
-    let now = db::now();
-    sqlx::query(
-        "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 WHERE device_id = $1",
-    )
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE device_transfers SET state = 'Cancelled', closed_at = $1, closed_by = $2 \
-         WHERE device_id = $3 AND state = 'Pending'",
-    )
-    .bind(now)
-    .bind(closed_by)
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM update_signals WHERE device_id = $1")
-        .bind(device_id)
-        .execute(&mut **tx)
-        .await?;
-    match to {
-        Some(to) => {
-            sqlx::query(
-                "UPDATE device_capabilities SET revoked_at = $1 WHERE device_id = $2 \
-                 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "UPDATE devices SET tenant_id = $1, device_group_id = NULL, claimed_at = $2, \
-                 blocked = 0, last_attested_at = NULL, last_attestation_result = NULL, \
-                 last_attestation_reasons = NULL, target_inputs = NULL, ownership_doc = NULL, \
-                 ownership_inputs = NULL, target_deployment_id = NULL, \
-                 target_deployment_version = NULL WHERE id = $3",
-            )
-            .bind(to)
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut **tx)
-            .await?;
-        }
-        None => {
-            // Unclaimed: the device row and what hangs off it go (the old tenant's error report
-            // rows for this device too: they reference the row).
-            for table in [
-                "device_capabilities",
-                "device_event_batches",
-                "device_events",
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE device_id = $1"
-                )))
-                .bind(device_id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            sqlx::query("DELETE FROM devices WHERE id = $1")
-                .bind(device_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
-}
 
 /// The device's tenant (`None`: registered, unclaimed), after taking the registration row's
-/// write lock, so that concurrent ownership changes of one device serialise. 404 if the device
-/// is not registered.
+/// write lock (`datastore::ownership::lock_device`). `device_not_registered` if the device is
+/// not registered.
 async fn lock_device(tx: &mut Tx, device_id: &str) -> ApiResult<Option<String>> {
-    let locked = sqlx::query(
-        "UPDATE device_registrations SET ownership_epoch = ownership_epoch WHERE device_id = $1",
-    )
-    .bind(device_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if locked != 1 {
-        return Err(ApiError::new(
+    ownership::lock_device(tx, device_id).await?.ok_or_else(|| {
+        ApiError::new(
             ErrorCode::DeviceNotRegistered,
             "no registration record for this device ID; check it, or register the device",
-        ));
-    }
-    let row = sqlx::query("SELECT tenant_id FROM devices WHERE id = $1")
-        .bind(device_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get("tenant_id")?),
-        None => None,
+        )
     })
 }
 
 async fn tenant_exists(tx: &mut Tx, tid: &str) -> ApiResult<()> {
-    sqlx::query("SELECT id FROM tenants WHERE id = $1")
-        .bind(tid)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("tenant"))
+    if tenants::exists_in(tx, tid).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("tenant"))
+    }
 }
 
 /// Assign registered, unclaimed devices to a tenant (platform operator, for the manufacturer):
@@ -401,17 +197,11 @@ pub async fn reassign(
     let mut claim_code = None;
     if from != to {
         match (&from, &to) {
-            (Some(_), _) => change_owner(&mut tx, &did, to.as_deref(), &actor).await?,
+            (Some(_), _) => ownership::change_owner(&mut tx, &did, to.as_deref(), &actor).await?,
             (None, Some(to)) => {
                 insert_devices(&mut tx, to, std::slice::from_ref(&did), db::now()).await?;
                 // Nothing of the old owner to clear, but the epoch still grows.
-                sqlx::query(
-                    "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 \
-                     WHERE device_id = $1",
-                )
-                .bind(&did)
-                .execute(&mut *tx)
-                .await?;
+                ownership::raise_epoch(&mut tx, &did).await?;
             }
             (None, None) => {}
         }
@@ -420,11 +210,7 @@ pub async fn reassign(
         // Unclaimed (or left unclaimed): a new code, so that whoever held the old one cannot
         // claim the device back.
         let code = new_claim_code()?;
-        sqlx::query("UPDATE device_registrations SET claim_code_sha256 = $1 WHERE device_id = $2")
-            .bind(&code.sha256_hex)
-            .bind(&did)
-            .execute(&mut *tx)
-            .await?;
+        ownership::set_claim_code(&mut tx, &did, &code.sha256_hex).await?;
         claim_code = Some(code.text);
     }
     let details = json!({ "from": from, "to": to, "reason": reason });
@@ -462,25 +248,6 @@ pub async fn reassign(
     }))
 }
 
-const TRANSFER_COLUMNS: &str =
-    "id, device_id, from_tenant_id, to_tenant_id, state, created_by, created_at, closed_at";
-
-fn transfer_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceTransfer> {
-    Ok(DeviceTransfer {
-        id: parse_id(&r.try_get::<String, _>("id")?)?,
-        device_id: r.try_get("device_id")?,
-        from_tenant_id: parse_id(&r.try_get::<String, _>("from_tenant_id")?)?,
-        to_tenant_id: parse_id(&r.try_get::<String, _>("to_tenant_id")?)?,
-        state: r
-            .try_get::<String, _>("state")?
-            .parse()
-            .map_err(|_| ApiError::Internal("unknown transfer state in database".into()))?,
-        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
-        created_at: db::ts(r.try_get("created_at")?),
-        closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(db::ts),
-    })
-}
-
 /// A transfer in which the tenant takes part (as sender or receiver), else 404.
 async fn get_transfer(tx: &mut Tx, tid: &str, raw_id: &str) -> ApiResult<DeviceTransfer> {
     let id: DeviceTransferId = raw_id.parse().map_err(|_| {
@@ -489,16 +256,9 @@ async fn get_transfer(tx: &mut Tx, tid: &str, raw_id: &str) -> ApiResult<DeviceT
             "`transferId` must be a transfer ID (a UUID)",
         )
     })?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE id = $1 \
-         AND (from_tenant_id = $2 OR to_tenant_id = $2)"
-    )))
-    .bind(id.to_string())
-    .bind(tid)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("device transfer"))?;
-    transfer_from_row(&row)
+    ownership::get_transfer(tx, tid, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device transfer"))
 }
 
 /// Close a pending transfer as `to_state` (`409 conflict` if it is not pending any more) and
@@ -510,18 +270,7 @@ async fn close_transfer(
     actor: &str,
     action: &str,
 ) -> ApiResult<()> {
-    let changed = sqlx::query(
-        "UPDATE device_transfers SET state = $1, closed_at = $2, closed_by = $3 \
-         WHERE id = $4 AND state = 'Pending'",
-    )
-    .bind(to_state.as_str())
-    .bind(db::now())
-    .bind(actor)
-    .bind(t.id.to_string())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if changed != 1 {
+    if !ownership::close_transfer(tx, t.id, to_state, actor, db::now()).await? {
         return Err(ApiError::conflict(
             "this transfer is no longer pending (it was accepted or cancelled)",
         ));
@@ -579,13 +328,7 @@ pub async fn create_transfer(
         return Err(ApiError::not_found("device"));
     }
     tenant_exists(&mut tx, &to).await?;
-    let pending: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM device_transfers WHERE device_id = $1 AND state = 'Pending'",
-    )
-    .bind(&did)
-    .fetch_one(&mut *tx)
-    .await?
-    .try_get("n")?;
+    let pending = ownership::pending_transfers(&mut tx, &did).await?;
     if pending > 0 {
         return Err(ApiError::conflict(
             "this device already has a pending transfer; cancel it first (`ferro device transfer \
@@ -594,17 +337,17 @@ pub async fn create_transfer(
     }
     let id = DeviceTransferId::new();
     let now = db::now();
-    sqlx::query(
-        "INSERT INTO device_transfers (id, device_id, from_tenant_id, to_tenant_id, state, \
-         created_by, created_at) VALUES ($1, $2, $3, $4, 'Pending', $5, $6)",
+    ownership::insert_transfer(
+        &mut tx,
+        &ownership::NewTransfer {
+            id,
+            device_id: &did,
+            from: &who.tid,
+            to: &to,
+            created_by: &who.caller.uid(),
+            created_at: now,
+        },
     )
-    .bind(id.to_string())
-    .bind(&did)
-    .bind(&who.tid)
-    .bind(&to)
-    .bind(who.caller.uid())
-    .bind(now)
-    .execute(&mut *tx)
     .await?;
     let details = json!({ "transferId": id, "deviceId": did, "from": who.tid, "to": to });
     let actor = who.caller.uid();
@@ -636,17 +379,8 @@ pub async fn list_transfers(
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<DeviceTransfer>>> {
     who.require(Role::Administrator)?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE from_tenant_id = $1 \
-         UNION SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE to_tenant_id = $1 \
-         ORDER BY id DESC LIMIT 500"
-    )))
-    .bind(&who.tid)
-    .fetch_all(state.db.pool())
-    .await?;
-    rows.iter()
-        .map(transfer_from_row)
-        .collect::<ApiResult<Vec<_>>>()
+    ownership::list_transfers(&state.db, &who.tid)
+        .await
         .map(Json)
 }
 
@@ -709,7 +443,7 @@ pub async fn accept_transfer(
         "device.transfer.accept",
     )
     .await?;
-    change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
+    ownership::change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
     let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
     tx.commit().await?;
     tracing::info!(device = %t.device_id, from = %from, to = %who.tid, "device transferred");

@@ -1,11 +1,11 @@
 //! `/v1/tenants`: tenants, their users' roles, and their audit log.
 
-use crate::auth::{self, Caller, parse_id};
+use crate::auth::{self, Caller};
+use crate::datastore::{audit, roles, tenants};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
-use crate::routes::me::parse_role;
 use crate::state::{AppState, TenantCreation};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,16 +15,6 @@ use ferro_wire::{
     Tenant, TenantId, UpdateRoleRequest, UpdateTenantRequest, UserId,
 };
 use serde_json::json;
-use sqlx::Row;
-
-fn tenant_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Tenant> {
-    Ok(Tenant {
-        id: parse_id(&r.try_get::<String, _>("id")?)?,
-        name: r.try_get("name")?,
-        created_at: db::ts(r.try_get("created_at")?),
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
-    })
-}
 
 fn name_taken() -> &'static str {
     "a tenant with this name already exists; choose another name"
@@ -69,17 +59,7 @@ pub async fn create_tenant(
     if !operator {
         // Inside the write transaction: concurrent creations by one user are counted in turn
         // (SQLite has one writer; on PostgreSQL the user's row is locked first).
-        sqlx::query("UPDATE users SET login = login WHERE id = $1")
-            .bind(&uid)
-            .execute(&mut *tx)
-            .await?;
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM tenant_roles WHERE user_id = $1 AND role = 'Administrator'",
-        )
-        .bind(&uid)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        let n = tenants::administered_by_locked(&mut tx, &uid).await?;
         let max = i64::from(state.config.max_tenants_per_user);
         if n >= max {
             return Err(ApiError::new(
@@ -91,22 +71,10 @@ pub async fn create_tenant(
             ));
         }
     }
-    sqlx::query(
-        "INSERT INTO tenants (id, name, name_key, version, created_at) VALUES ($1, $2, $3, 0, $4)",
-    )
-    .bind(&tid)
-    .bind(&req.name)
-    .bind(req.name.to_lowercase())
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| ApiError::from(e).on_unique(name_taken()))?;
-    sqlx::query("INSERT INTO tenant_roles (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'Administrator', $3)")
-        .bind(&tid)
-        .bind(&uid)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    tenants::insert(&mut tx, &tid, &req.name, now)
+        .await
+        .map_err(|e| e.on_unique(name_taken()))?;
+    roles::insert(&mut tx, &tid, &uid, Role::Administrator, now).await?;
     crate::hooks::tenant_created(&mut tx, &prepared).await?;
     db::audit(
         &mut tx,
@@ -140,20 +108,8 @@ pub async fn list_tenants(
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Tenant>>> {
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT t.id, t.name, t.created_at, r.role FROM tenants t \
-         JOIN tenant_roles r ON r.tenant_id = t.id AND r.user_id = $1 \
-         WHERE t.id > $2 ORDER BY t.id LIMIT $3",
-    )
-    .bind(caller.uid())
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(tenant_from_row)
-        .collect::<ApiResult<Vec<_>>>()?
+    let items = tenants::list_of_user(&state.db, &caller.uid(), &page.after, page.fetch())
+        .await?
         .into_iter()
         // A token narrowed to a tenant or role lists what it reaches, with the role it acts with.
         .filter_map(|mut t| {
@@ -167,16 +123,9 @@ pub async fn list_tenants(
 }
 
 async fn load_tenant(state: &AppState, caller: &Caller, tid: &str) -> ApiResult<Tenant> {
-    let row = sqlx::query(
-        "SELECT t.id, t.name, t.created_at, r.role FROM tenants t \
-         JOIN tenant_roles r ON r.tenant_id = t.id AND r.user_id = $1 WHERE t.id = $2",
-    )
-    .bind(caller.uid())
-    .bind(tid)
-    .fetch_optional(state.db.pool())
-    .await?
-    .ok_or_else(|| ApiError::not_found("tenant"))?;
-    let mut tenant = tenant_from_row(&row)?;
+    let mut tenant = tenants::get_of_user(&state.db, &caller.uid(), tid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     // As the token's scope allows: outside its tenant, as missing; its role at most.
     tenant.role = caller
         .scope
@@ -218,15 +167,9 @@ pub async fn update_tenant(
         if !ferro_wire::is_valid_name(name) {
             return Err(ApiError::invalid_name("name"));
         }
-        sqlx::query(
-            "UPDATE tenants SET name = $1, name_key = $2, version = version + 1 WHERE id = $3",
-        )
-        .bind(name)
-        .bind(name.to_lowercase())
-        .bind(&tid)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| ApiError::from(e).on_unique(name_taken()))?;
+        tenants::rename(&mut tx, &tid, name)
+            .await
+            .map_err(|e| e.on_unique(name_taken()))?;
     }
     db::audit(
         &mut tx,
@@ -240,15 +183,6 @@ pub async fn update_tenant(
     .await?;
     tx.commit().await?;
     Ok(Json(load_tenant(&state, &caller, &tid).await?))
-}
-
-fn assignment_from_row(r: &sqlx::any::AnyRow) -> ApiResult<RoleAssignment> {
-    Ok(RoleAssignment {
-        user_id: parse_id(&r.try_get::<String, _>("id")?)?,
-        login: r.try_get("login")?,
-        display_name: r.try_get("display_name")?,
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
-    })
 }
 
 /// The users holding a role in the tenant (Administrator).
@@ -266,19 +200,7 @@ pub async fn list_roles(
     let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
     auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT u.id, u.login, u.display_name, r.role FROM tenant_roles r JOIN users u ON u.id = r.user_id \
-         WHERE r.tenant_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3",
-    )
-    .bind(&tid)
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(assignment_from_row)
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items = roles::list(&state.db, &tid, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |a| a.user_id.to_string())))
 }
 
@@ -302,26 +224,14 @@ pub async fn update_role(
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    let row = sqlx::query(
-        "SELECT u.id, u.login, u.display_name, r.role FROM tenant_roles r JOIN users u ON u.id = r.user_id \
-         WHERE r.tenant_id = $1 AND r.user_id = $2",
-    )
-    .bind(&tid)
-    .bind(&uid)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("role assignment"))?;
-    let mut assignment = assignment_from_row(&row)?;
+    let mut assignment = roles::get_in(&mut tx, &tid, &uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("role assignment"))?;
     let old = assignment.role;
     if old == Role::Administrator && req.role != Role::Administrator {
         require_another_administrator(&mut tx, &tid).await?;
     }
-    sqlx::query("UPDATE tenant_roles SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
-        .bind(req.role.as_str())
-        .bind(&tid)
-        .bind(&uid)
-        .execute(&mut *tx)
-        .await?;
+    roles::set(&mut tx, &tid, &uid, req.role).await?;
     db::audit(
         &mut tx,
         Some(&tid),
@@ -341,13 +251,7 @@ pub async fn update_role(
 /// 409 `last_administrator` unless the tenant has another Administrator (inside `tx`, after
 /// the tenant's lock).
 async fn require_another_administrator(tx: &mut db::Tx, tid: &str) -> ApiResult<()> {
-    let n: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM tenant_roles WHERE tenant_id = $1 AND role = 'Administrator'",
-    )
-    .bind(tid)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
+    let n = roles::administrators_in(tx, tid).await?;
     if n <= 1 {
         return Err(ApiError::new(
             ErrorCode::LastAdministrator,
@@ -372,16 +276,10 @@ pub async fn get_role(
     let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
     let uid = path_id::<UserId>(&user_id, "userId")?.to_string();
     auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
-    let row = sqlx::query(
-        "SELECT u.id, u.login, u.display_name, r.role FROM tenant_roles r JOIN users u ON u.id = r.user_id \
-         WHERE r.tenant_id = $1 AND r.user_id = $2",
-    )
-    .bind(&tid)
-    .bind(&uid)
-    .fetch_optional(state.db.pool())
-    .await?
-    .ok_or_else(|| ApiError::not_found("role assignment"))?;
-    Ok(Json(assignment_from_row(&row)?))
+    let assignment = roles::get(&state.db, &tid, &uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("role assignment"))?;
+    Ok(Json(assignment))
 }
 
 /// Remove a user's role in the tenant (Administrator). Refused for the last Administrator.
@@ -401,21 +299,14 @@ pub async fn delete_role(
     let mut tx = state.db.begin_write().await?;
     auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    let role = sqlx::query("SELECT role FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
-        .bind(&tid)
-        .bind(&uid)
-        .fetch_optional(&mut *tx)
+    let role = roles::get_in(&mut tx, &tid, &uid)
         .await?
-        .ok_or_else(|| ApiError::not_found("role assignment"))?;
-    let role = parse_role(&role.try_get::<String, _>("role")?)?;
+        .ok_or_else(|| ApiError::not_found("role assignment"))?
+        .role;
     if role == Role::Administrator {
         require_another_administrator(&mut tx, &tid).await?;
     }
-    sqlx::query("DELETE FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
-        .bind(&tid)
-        .bind(&uid)
-        .execute(&mut *tx)
-        .await?;
+    roles::delete(&mut tx, &tid, &uid).await?;
     db::audit(
         &mut tx,
         Some(&tid),
@@ -446,30 +337,6 @@ pub async fn audit_log(
     let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
     auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT id, at, actor, action, object_type, object_id, details FROM audit_log \
-         WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(&tid)
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(|r| {
-            let actor: Option<String> = r.try_get("actor")?;
-            let details: String = r.try_get("details")?;
-            Ok(AuditEvent {
-                id: parse_id(&r.try_get::<String, _>("id")?)?,
-                at: db::ts(r.try_get("at")?),
-                actor: actor.as_deref().map(parse_id).transpose()?,
-                action: r.try_get("action")?,
-                object_type: r.try_get("object_type")?,
-                object_id: r.try_get("object_id")?,
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-            })
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items = audit::list(&state.db, &tid, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |e| e.id.to_string())))
 }

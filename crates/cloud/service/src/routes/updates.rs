@@ -20,18 +20,17 @@ use ferro_wire::{
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::Row;
-use tokio::sync::watch;
 
 use crate::auth::TenantCaller;
 use crate::db;
 use crate::device_auth::AuthenticatedDevice;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, StrictQuery, path_id};
-use crate::rollouts;
-use crate::routes::error_reports::{
+use crate::device_events::{
     BATCH_ID_RETENTION_SECS, DeviceEvent, event_cap, events_in_window, record_device_events,
 };
-use crate::routes::images::serve_package;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, StrictQuery, path_id};
+use crate::packages::serve_package;
+use crate::rollouts;
 use crate::state::AppState;
 use crate::targets::{self, current_target};
 
@@ -277,53 +276,6 @@ pub struct SignalQuery {
     pub wait_seconds: Option<u64>,
 }
 
-/// The newest update-now signal in the database, polled once a second by one task per process
-/// while long polls wait (so idle long polls cost no queries of their own).
-#[derive(Debug)]
-pub struct SignalWatch {
-    tx: watch::Sender<String>,
-    started: std::sync::Once,
-}
-
-impl Default for SignalWatch {
-    fn default() -> Self {
-        SignalWatch {
-            tx: watch::channel(String::new()).0,
-            started: std::sync::Once::new(),
-        }
-    }
-}
-
-impl SignalWatch {
-    fn subscribe(&self, state: &AppState) -> watch::Receiver<String> {
-        self.started.call_once(|| {
-            let db = state.db.clone();
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                loop {
-                    if tx.receiver_count() > 0
-                        && let Ok(Some(newest)) = sqlx::query_scalar::<_, Option<String>>(
-                            "SELECT MAX(id) FROM update_signals",
-                        )
-                        .fetch_one(db.pool())
-                        .await
-                    {
-                        tx.send_if_modified(|cur| {
-                            let newer = *cur != newest;
-                            if newer {
-                                *cur = newest;
-                            }
-                            newer
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            });
-        });
-        self.tx.subscribe()
-    }
-}
-
 async fn newest_signal(state: &AppState, did: &str, tid: &str) -> ApiResult<Option<String>> {
     Ok(sqlx::query_scalar::<_, Option<String>>(
         "SELECT MAX(s.id) FROM update_signals s WHERE s.tenant_id = $1 AND (s.device_id = $2 OR \
@@ -362,7 +314,7 @@ pub async fn device_update_signal(
         })
         .into_response());
     };
-    let mut changes = state.signals.subscribe(&state);
+    let mut changes = state.signals.subscribe(&state.db);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         if let Some(newest) = newest_signal(&state, &device.device_id, &device.tenant_id).await?

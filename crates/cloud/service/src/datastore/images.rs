@@ -1,0 +1,144 @@
+//! Tenant images (`images`): the metadata of each stored production package.
+
+use super::{to_u32, to_u64, version_string};
+use crate::auth::parse_id;
+use crate::db::{self, Db, Tx};
+use crate::error::{ApiError, ApiResult};
+use ferro_image::ImageMetadata;
+use ferro_wire::{Image, ImageId, TenantId};
+use sqlx::Row;
+use uuid::Uuid;
+
+const IMAGE_COLUMNS: &str = "id, tenant_id, image_id, component_id, name, image_type, \
+    version_major, version_minor, version_patch, security_version, target_runtime_version, debug, \
+    payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
+    uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at";
+
+fn image_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Image> {
+    Ok(Image {
+        id: parse_id(&r.try_get::<String, _>("image_id")?)?,
+        tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
+        component_id: parse_id(&r.try_get::<String, _>("component_id")?)?,
+        name: r.try_get("name")?,
+        image_type: r
+            .try_get::<String, _>("image_type")?
+            .parse()
+            .map_err(|_| ApiError::Internal("unknown image type in database".into()))?,
+        version: version_string(r)?,
+        security_version: to_u32(r.try_get("security_version")?)?,
+        target_runtime_version: to_u32(r.try_get("target_runtime_version")?)?,
+        debug: r.try_get::<i64, _>("debug")? != 0,
+        payload_size: to_u64(r.try_get("payload_size")?)?,
+        payload_sha256: r.try_get("payload_sha256")?,
+        package_sha256: r.try_get("package_sha256")?,
+        package_size: to_u64(r.try_get("package_size")?)?,
+        test_signed: false,
+        signer_key_id: r.try_get("signer_key_id")?,
+        uploaded_signer_key_id: r.try_get("uploaded_signer_key_id")?,
+        uploaded_sha256: r.try_get("uploaded_sha256")?,
+        uploaded_by: parse_id(&r.try_get::<String, _>("uploaded_by")?)?,
+        uploaded_at: db::ts(r.try_get("uploaded_at")?),
+    })
+}
+
+/// One image of `tenant`.
+pub async fn get(db: &Db, tenant: &TenantId, image: &ImageId) -> ApiResult<Option<Image>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
+    )))
+    .bind(tenant.to_string())
+    .bind(image.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(image_from_row).transpose()
+}
+
+/// One image of `tenant`, read in the caller's write transaction.
+pub async fn get_in(tx: &mut Tx, tenant: &TenantId, image: &ImageId) -> ApiResult<Option<Image>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
+    )))
+    .bind(tenant.to_string())
+    .bind(image.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(image_from_row).transpose()
+}
+
+/// Up to `limit` images of `tenant` (of one component, if given) stored after the row `after`,
+/// in upload order, each with its row ID (the page key).
+pub async fn list(
+    db: &Db,
+    tenant: &TenantId,
+    component: Option<Uuid>,
+    after: &str,
+    limit: i64,
+) -> ApiResult<Vec<(String, Image)>> {
+    let component = component.map(|c| c.to_string()).unwrap_or_default();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND id > $2 \
+         AND ($3 = '' OR component_id = $3) ORDER BY id LIMIT $4"
+    )))
+    .bind(tenant.to_string())
+    .bind(after)
+    .bind(&component)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>("id")?, image_from_row(r)?)))
+        .collect()
+}
+
+/// Bytes of packages `tenant` stores, read in the caller's write transaction.
+pub async fn used_bytes_in(tx: &mut Tx, tenant: &TenantId) -> ApiResult<u64> {
+    let used: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) AS n FROM images \
+         WHERE tenant_id = $1",
+    )
+    .bind(tenant.to_string())
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    Ok(u64::try_from(used).unwrap_or(0))
+}
+
+fn i64_of(v: u64) -> ApiResult<i64> {
+    i64::try_from(v).map_err(|_| ApiError::invalid_body("a size in the package is too large"))
+}
+
+/// Store `image` (its package's metadata `m`) for its tenant.
+pub async fn insert(tx: &mut Tx, image: &Image, m: &ImageMetadata) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO images (id, tenant_id, image_id, component_id, name, image_type, \
+         version_major, version_minor, version_patch, security_version, target_runtime_version, \
+         debug, payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
+         uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+         $19, $20, $21)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(image.tenant_id.to_string())
+    .bind(image.id.to_string())
+    .bind(image.component_id.to_string())
+    .bind(&image.name)
+    .bind(image.image_type.as_str())
+    .bind(i64::from(m.version.major))
+    .bind(i64::from(m.version.minor))
+    .bind(i64::from(m.version.patch))
+    .bind(i64::from(m.security_version))
+    .bind(i64::from(m.target_runtime_version))
+    .bind(db::b2i(m.debug))
+    .bind(i64_of(m.payload_size)?)
+    .bind(&image.payload_sha256)
+    .bind(&image.package_sha256)
+    .bind(i64_of(image.package_size)?)
+    .bind(&image.signer_key_id)
+    .bind(&image.uploaded_signer_key_id)
+    .bind(&image.uploaded_sha256)
+    .bind(image.uploaded_by.to_string())
+    .bind(image.uploaded_at.unix_timestamp())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

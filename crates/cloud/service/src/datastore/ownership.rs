@@ -1,0 +1,251 @@
+//! Ownership of devices: the registration row's ownership epoch and claim code as tenants
+//! change, moving a device between tenants, and transfer offers (`device_transfers`).
+
+use crate::auth::parse_id;
+use crate::db::{self, Db, Tx};
+use crate::error::{ApiError, ApiResult};
+use ferro_wire::{DeviceTransfer, DeviceTransferId, TransferState};
+use sqlx::Row;
+
+/// Move a claimed device from its tenant to `to` (`None`: unclaimed), in the caller's
+/// transaction. What was the old tenant's goes: its device group (so its deployments), its
+/// capabilities, its block, its update signals, its cached ownership document and target set
+/// inputs (the next answer is signed for the new tenant), and any pending transfer offer. The
+/// device's target set version is kept (it only grows, also across tenants) and its ownership
+/// epoch grows by one, so the device can tell the new owner's documents from replays of the
+/// old one's. The device certificate it holds names the old tenant, so the device routes refuse
+/// it at once (`device_auth`); it gets the new tenant's certificate at its next attestation.
+pub async fn change_owner(
+    tx: &mut Tx,
+    device_id: &str,
+    to: Option<&str>,
+    closed_by: &str,
+) -> ApiResult<()> {
+    let now = db::now();
+    sqlx::query(
+        "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE device_transfers SET state = 'Cancelled', closed_at = $1, closed_by = $2 \
+         WHERE device_id = $3 AND state = 'Pending'",
+    )
+    .bind(now)
+    .bind(closed_by)
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM update_signals WHERE device_id = $1")
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    match to {
+        Some(to) => {
+            sqlx::query(
+                "UPDATE device_capabilities SET revoked_at = $1 WHERE device_id = $2 \
+                 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE devices SET tenant_id = $1, device_group_id = NULL, claimed_at = $2, \
+                 blocked = 0, last_attested_at = NULL, last_attestation_result = NULL, \
+                 last_attestation_reasons = NULL, target_inputs = NULL, ownership_doc = NULL, \
+                 ownership_inputs = NULL, target_deployment_id = NULL, \
+                 target_deployment_version = NULL WHERE id = $3",
+            )
+            .bind(to)
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            // Unclaimed: the device row and what hangs off it go (the old tenant's error report
+            // rows for this device too: they reference the row).
+            for table in [
+                "device_capabilities",
+                "device_event_batches",
+                "device_events",
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE device_id = $1"
+                )))
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM devices WHERE id = $1")
+                .bind(device_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The device's tenant (`Some(None)`: registered, unclaimed; `None`: not registered), after
+/// taking the registration row's write lock, so that concurrent ownership changes of one device
+/// serialise.
+pub async fn lock_device(tx: &mut Tx, device_id: &str) -> ApiResult<Option<Option<String>>> {
+    let locked = sqlx::query(
+        "UPDATE device_registrations SET ownership_epoch = ownership_epoch WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if locked != 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT tenant_id FROM devices WHERE id = $1")
+        .bind(device_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(Some(match row {
+        Some(r) => Some(r.try_get("tenant_id")?),
+        None => None,
+    }))
+}
+
+/// Raise the device's ownership epoch by one.
+pub async fn raise_epoch(tx: &mut Tx, device_id: &str) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 \
+         WHERE device_id = $1",
+    )
+    .bind(device_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Give the device a new claim code (its hex SHA-256).
+pub async fn set_claim_code(tx: &mut Tx, device_id: &str, sha256_hex: &str) -> ApiResult<()> {
+    sqlx::query("UPDATE device_registrations SET claim_code_sha256 = $1 WHERE device_id = $2")
+        .bind(sha256_hex)
+        .bind(device_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A transfer in which `tid` takes part (as sender or receiver).
+pub async fn get_transfer(
+    tx: &mut Tx,
+    tid: &str,
+    id: DeviceTransferId,
+) -> ApiResult<Option<DeviceTransfer>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE id = $1 \
+         AND (from_tenant_id = $2 OR to_tenant_id = $2)"
+    )))
+    .bind(id.to_string())
+    .bind(tid)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(transfer_from_row).transpose()
+}
+
+/// Close the transfer `id` as `to_state` if it is pending; whether it was.
+pub async fn close_transfer(
+    tx: &mut Tx,
+    id: DeviceTransferId,
+    to_state: TransferState,
+    actor: &str,
+    now: i64,
+) -> ApiResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE device_transfers SET state = $1, closed_at = $2, closed_by = $3 \
+         WHERE id = $4 AND state = 'Pending'",
+    )
+    .bind(to_state.as_str())
+    .bind(now)
+    .bind(actor)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// How many pending transfers the device has.
+pub async fn pending_transfers(tx: &mut Tx, device_id: &str) -> ApiResult<i64> {
+    Ok(sqlx::query(
+        "SELECT COUNT(*) AS n FROM device_transfers WHERE device_id = $1 AND state = 'Pending'",
+    )
+    .bind(device_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?)
+}
+
+/// A new transfer offer, pending.
+#[derive(Debug)]
+pub struct NewTransfer<'a> {
+    /// Its ID.
+    pub id: DeviceTransferId,
+    /// The device offered.
+    pub device_id: &'a str,
+    /// The sending tenant.
+    pub from: &'a str,
+    /// The receiving tenant.
+    pub to: &'a str,
+    /// Who offered it (user ID).
+    pub created_by: &'a str,
+    /// When (Unix seconds).
+    pub created_at: i64,
+}
+
+/// Store a pending transfer offer.
+pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO device_transfers (id, device_id, from_tenant_id, to_tenant_id, state, \
+         created_by, created_at) VALUES ($1, $2, $3, $4, 'Pending', $5, $6)",
+    )
+    .bind(t.id.to_string())
+    .bind(t.device_id)
+    .bind(t.from)
+    .bind(t.to)
+    .bind(t.created_by)
+    .bind(t.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The newest 500 transfers `tid` sends or receives, newest first.
+pub async fn list_transfers(db: &Db, tid: &str) -> ApiResult<Vec<DeviceTransfer>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE from_tenant_id = $1 \
+         UNION SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE to_tenant_id = $1 \
+         ORDER BY id DESC LIMIT 500"
+    )))
+    .bind(tid)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(transfer_from_row).collect()
+}
+
+const TRANSFER_COLUMNS: &str =
+    "id, device_id, from_tenant_id, to_tenant_id, state, created_by, created_at, closed_at";
+
+fn transfer_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceTransfer> {
+    Ok(DeviceTransfer {
+        id: parse_id(&r.try_get::<String, _>("id")?)?,
+        device_id: r.try_get("device_id")?,
+        from_tenant_id: parse_id(&r.try_get::<String, _>("from_tenant_id")?)?,
+        to_tenant_id: parse_id(&r.try_get::<String, _>("to_tenant_id")?)?,
+        state: r
+            .try_get::<String, _>("state")?
+            .parse()
+            .map_err(|_| ApiError::Internal("unknown transfer state in database".into()))?,
+        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
+        created_at: db::ts(r.try_get("created_at")?),
+        closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(db::ts),
+    })
+}
