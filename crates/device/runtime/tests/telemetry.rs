@@ -42,6 +42,8 @@ fn start_broker(dir: &Path, pki: &common::pki::Pki) -> (Mosquitto, u16, u16) {
         let (plain_port, tls_port) = (ports[0], ports[1]);
         format!(
             "allow_anonymous true\npersistence false\n\
+             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+             log_type subscribe\n\
              listener {plain_port} 127.0.0.1\n\
              listener {tls_port} 127.0.0.1\nrequire_certificate true\n\
              cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
@@ -55,7 +57,7 @@ fn start_broker(dir: &Path, pki: &common::pki::Pki) -> (Mosquitto, u16, u16) {
 fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
     let pki = pki();
     let broker_dir = tempfile::tempdir().expect("tempdir");
-    let (_broker, tls_port, plain_port) = start_broker(broker_dir.path(), &pki);
+    let (broker, tls_port, plain_port) = start_broker(broker_dir.path(), &pki);
     let mut subscriber = Reaped(
         Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &plain_port.to_string()])
@@ -65,8 +67,8 @@ fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
             .spawn()
             .expect("mosquitto_sub (apt-get install mosquitto-clients)"),
     );
-    // Let the subscription reach the broker before the first publish.
-    std::thread::sleep(Duration::from_millis(500));
+    // The subscription reaches the broker before the first publish (the broker logs it).
+    broker.wait_for_log(" 0 ferro/telemetry", Duration::from_secs(10));
 
     let tenant = TENANT.parse().expect("uuid");
     let config = client_config(&pki);
