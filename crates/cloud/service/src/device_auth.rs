@@ -1,4 +1,4 @@
-//! Device authentication for the `/v1/device/...` routes (DESIGN section 4: "device calls
+//! Device authentication for the `/v1/device/...` routes (docs/design.md §4: "device calls
 //! authenticate the device: its signature, then its certificate"). The device presents its
 //! 24-hour certificate in the TLS handshake, where rustls checks that it holds the certified key
 //! (`ferro_tls::PossessionOnlyClientVerifier`); here the certificate is verified against the CAs

@@ -15,7 +15,7 @@ pub struct PreparedTenant {
     pub ca: TenantCa,
 }
 
-/// Create the tenant's image key, metadata key and first CA (DESIGN section 2) in the key store,
+/// Create the tenant's image key, metadata key and first CA (docs/design.md §2) in the key store,
 /// before the database transaction that creates the tenant.
 ///
 /// Keys are named after the tenant's fresh UUIDv7 (`tenants/<uuid>/...`), which no other tenant

@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The nonce length (DESIGN section 3, step 4).
+/// The nonce length (docs/design.md §3.4).
 pub const NONCE_LEN: usize = ferro_wire::ATTESTATION_NONCE_LEN;
 
 /// How far in the future a nonce's issue time may be (another replica's clock running ahead).

@@ -1,4 +1,4 @@
-//! The object store for image payloads (DESIGN section 4): immutable, content-addressed blobs
+//! The object store for image payloads (docs/design.md §4): immutable, content-addressed blobs
 //! behind a trait, so a second replica (or an S3-compatible store later) sees exactly what the
 //! first wrote. The database says which objects exist for the API; the store only holds bytes.
 //!

@@ -1,4 +1,4 @@
-//! The platform's keys and certificates in the data directory (DESIGN section 2, docs/pki.md):
+//! The platform's keys and certificates in the data directory (docs/design.md §2, docs/pki.md):
 //! the key store, the platform root certificate, the service TLS certificate (renewed at start
 //! when it nears expiry) and the root-signed key list.
 //!

@@ -811,25 +811,15 @@ mod expired_nonce {
 }
 
 struct Broker {
-    child: std::process::Child,
-    port: u16,
+    mosquitto: ferro_e2e::mosquitto::Mosquitto,
     _dir: tempfile::TempDir,
     server_ca: String,
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Broker {
+    fn port(&self) -> u16 {
+        self.mosquitto.ports[0]
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Mosquitto with TLS and `require_certificate true`, trusting `client_ca_pem` for clients.
@@ -904,43 +894,19 @@ fn mosquitto(client_ca_pem: &[u8]) -> Broker {
         "-out",
         "server.pem",
     ]);
-    let port = free_port();
-    let conf = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
-         cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
-         persistence false\nlog_dest stderr\n",
-        d = p.display()
-    );
-    std::fs::write(p.join("mosquitto.conf"), conf).unwrap();
-    // Mosquitto started as root drops to the `mosquitto` user: let it read this throw-away
-    // test directory.
-    use std::os::unix::fs::PermissionsExt;
-    for entry in std::fs::read_dir(p).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = ["/usr/sbin/mosquitto", "mosquitto"]
-        .into_iter()
-        .find(|b| std::path::Path::new(b).exists())
-        .unwrap_or("mosquitto");
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(p.join("mosquitto.conf"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("mosquitto (apt-get install mosquitto)");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // Fresh ports, started again if one was taken before mosquitto could bind it.
+    let mosquitto = ferro_e2e::mosquitto::Mosquitto::start(p, 1, |ports| {
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nrequire_certificate true\n\
+             cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+             persistence false\n",
+            port = ports[0],
+            d = p.display()
+        )
+    });
     let server_ca = std::fs::read_to_string(p.join("ca.pem")).unwrap();
     Broker {
-        child,
-        port,
+        mosquitto,
         _dir: dir,
         server_ca,
     }
@@ -1014,12 +980,12 @@ async fn device_client_and_mosquitto(t: &TestApp) {
     let anchors = ferro_attest::pem_certificates(&broker.server_ca).unwrap();
     let config_a =
         ferro_attest::mtls_client_config(&a.rot, cert_a.chain_der().unwrap(), &anchors).unwrap();
-    mqtt_publish(broker.port, config_a)
+    mqtt_publish(broker.port(), config_a)
         .await
         .expect("tenant A's device publishes");
     let config_b =
         ferro_attest::mtls_client_config(&b.rot, cert_b.chain_der().unwrap(), &anchors).unwrap();
-    assert!(mqtt_publish(broker.port, config_b).await.is_err());
+    assert!(mqtt_publish(broker.port(), config_b).await.is_err());
     // A certificate for another key than the RoT's is refused locally.
     assert!(
         ferro_attest::mtls_client_config(&b.rot, cert_a.chain_der().unwrap(), &anchors).is_err()

@@ -216,23 +216,8 @@ async fn binary_init_refuses_twice_and_run_serves() {
     )
     .unwrap();
     // `run` serves, and stops on SIGTERM.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut child = Command::new(bin)
-        .args([
-            "run",
-            "--log-format",
-            "json",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&data)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn run");
+    let running = RunningBinary::start(&data, &[]);
+    let addr = running.addr.clone();
     // HTTPS by default, under the platform root that init made.
     let http = {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -246,10 +231,7 @@ async fn binary_init_refuses_twice_and_run_serves() {
     };
     let mut ready = false;
     for _ in 0..100 {
-        if let Ok(r) = http
-            .get(format!("https://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
+        if let Ok(r) = http.get(format!("https://{addr}/readyz")).send().await
             && r.status() == 200
         {
             ready = true;
@@ -262,7 +244,7 @@ async fn binary_init_refuses_twice_and_run_serves() {
         let mut v = Vec::new();
         for _ in 0..3 {
             let r = http
-                .post(format!("https://127.0.0.1:{port}/v1/attestation/challenge"))
+                .post(format!("https://{addr}/v1/attestation/challenge"))
                 .json(&json!({ "deviceId": "cd".repeat(64) }))
                 .send()
                 .await
@@ -272,37 +254,111 @@ async fn binary_init_refuses_twice_and_run_serves() {
         v
     };
     assert_eq!(statuses, [200, 200, 429], "the config file's limit applies");
-    #[cfg(unix)]
-    {
-        let pid = child.id().to_string();
+    let (status, logs) = running.terminate().await;
+    assert!(status.success(), "exits after SIGTERM: {status:?}");
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"serving\"")),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains(otp.trim()),
+        "the one-time password leaked into logs"
+    );
+}
+
+/// The built `ferro-service run` on port 0: the service binds a port of its own choosing and
+/// logs it (`"serving"`, with `addr`), so no other process can take the port between a probe
+/// and the bind. A thread reads its JSON logs to the end (so it never blocks on a full pipe).
+/// Killed on drop, however the test ends.
+struct RunningBinary {
+    child: std::process::Child,
+    addr: String,
+    logs: Option<std::thread::JoinHandle<String>>,
+}
+
+impl RunningBinary {
+    /// Starts `run --data-dir DATA` with `extra` arguments; returns once the listener is bound.
+    fn start(data: &std::path::Path, extra: &[&str]) -> RunningBinary {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferro-service"))
+            .args(["run", "--log-format", "json", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn run");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = ferro_e2e::serving_addr(&line) {
+                    let _ = tx.send(addr);
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let mut running = RunningBinary {
+            child,
+            addr: String::new(),
+            logs: Some(logs),
+        };
+        // Disconnected at once if the service exits without serving.
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => running.addr = addr,
+            Err(_) => {
+                let _ = running.child.kill();
+                let _ = running.child.wait();
+                let logs = running.logs.take().map(|h| h.join().unwrap_or_default());
+                panic!("the service logged no address: {logs:?}");
+            }
+        }
+        running
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then waits (up to 5 s) for the exit; returns the exit status and the whole log.
+    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
         Command::new("kill")
-            .args(["-TERM", &pid])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .expect("kill");
-        let mut exited = None;
-        for _ in 0..100 {
-            if let Some(s) = child.try_wait().unwrap() {
-                exited = Some(s);
-                break;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let status = exited.expect("exits after SIGTERM");
-        assert!(status.success(), "{status:?}");
-        let mut logs = String::new();
-        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
-        assert!(
-            logs.lines()
-                .any(|l| l.starts_with('{') && l.contains("\"serving\"")),
-            "{logs}"
-        );
-        assert!(
-            !logs.contains(otp.trim()),
-            "the one-time password leaked into logs"
-        );
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no exit within 5 s of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let logs = self
+            .logs
+            .take()
+            .expect("log reader")
+            .join()
+            .expect("log reader");
+        (status, logs)
     }
-    #[cfg(not(unix))]
-    child.kill().unwrap();
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A plain-HTTP client. reqwest is built with `rustls-no-provider` in this workspace, so a
@@ -455,53 +511,9 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 async fn a_login_flood_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let bin = env!("CARGO_BIN_EXE_ferro-service");
     init_binary(&data);
-    // Port 0: the service binds and logs the address it got (no free-port race).
-    let mut child = Command::new(bin)
-        .args([
-            "run",
-            "--insecure-http",
-            "--log-format",
-            "json",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn run");
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    // Killed however the test ends (a failed assertion must not leave the service running).
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _child = KillOnDrop(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Reads the logs to the end (so the service never blocks on a full pipe), sending the
-    // address of the "serving" line.
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("\"serving\"")
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            {
-                let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the service logs its address");
+    let running = RunningBinary::start(&data, &["--insecure-http"]);
+    let (pid, addr) = (running.pid(), running.addr.clone());
     let (baseline, _) = rss_kib(pid);
     // 15 source addresses x 20 attempts: each address stays within its limit (20 failures per
     // 15 minutes), so only the gate stands between the flood and Argon2.

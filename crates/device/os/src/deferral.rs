@@ -1,4 +1,4 @@
-//! Update deferral (SoftwareUpdateDeferral, DESIGN section 3 step 5): before the update agent
+//! Update deferral (SoftwareUpdateDeferral, docs/design.md §3.5): before the update agent
 //! switches to a downloaded and checked set, apps that may defer are told (`sysevent.pending-update`)
 //! and get a notice period; any of them may push the switch back (`defer-update`) by minutes, up
 //! to a limit counted from the first notice (by default OS updates 24 hours, app updates 7 days,

@@ -1,4 +1,4 @@
-//! Failure reporting (DESIGN section 3, step 6): the app runtime's error events (exits, crashes,
+//! Failure reporting (docs/design.md §3.6): the app runtime's error events (exits, crashes,
 //! limit hits), aggregated per kind and uploaded to the service (`POST /v1/device/events`, device
 //! certificate in TLS), at once (after a short pause that gathers a crash loop into one batch) for
 //! crashes and daily otherwise. They appear in the tenant's `ferro tenant download-error-report`.

@@ -1,4 +1,4 @@
-//! `ferro-device` is the device OS layer (DESIGN sections 1 to 3; `docs/device.md`). Today it
+//! `ferro-device` is the device OS layer (docs/design.md §1 to §3; `docs/device.md`). Today it
 //! owns provisioning (device key in the root of trust, write-once trust anchors, the platform
 //! key list, the factory OS bundle, the registration record), the manufacturing state, the data
 //! directory with its two OS slots and `boot.json`, the stage-0 decisions `ferro-boot` makes

@@ -25,7 +25,7 @@ pub enum RunExit {
     Reboot,
 }
 
-/// How often the agent asks for its target set without being told to (DESIGN: 20 hours).
+/// How often the agent asks for its target set without being told to (docs/design.md §3.4: 20 hours).
 pub const DEFAULT_UPDATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20 * 3600);
 
 /// `run/ready.json`.

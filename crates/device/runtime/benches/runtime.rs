@@ -18,14 +18,10 @@ fn repo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
+/// The built app; missing or older than its sources fails, naming the command that builds it.
 fn wasm(name: &str) -> Vec<u8> {
-    let path = repo().join(format!("apps/target/wasm32-wasip2/release/{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error}; build the apps: cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2",
-            path.display()
-        )
-    })
+    let path = ferro_e2e::artifacts::wasm_app(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
 fn manifest(
@@ -33,7 +29,7 @@ fn manifest(
     hardware: &HardwareDefinition,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> ResolvedManifest {
-    let path = repo().join("apps").join(name).join("app_manifest.json");
+    let path = ferro_e2e::artifacts::app_dir(name).join("app_manifest.json");
     let mut json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).expect("manifest")).expect("json");
     edit(&mut json);

@@ -9,7 +9,7 @@ use ferro_peripherals::PinBlocks;
 
 use crate::services::{DeviceServices, NoDeviceServices};
 
-/// Limits applied to each app instance. Defaults follow DESIGN section 5.
+/// Limits applied to each app instance. Defaults follow docs/design.md §5.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory an app may grow beyond its image's initial memory (default 256 KiB).

@@ -788,15 +788,9 @@ mod tests {
     /// manifest does not grant cannot be instantiated: the linker simply lacks it.
     #[test]
     fn an_unlinked_interface_fails_instantiate_pre_naming_it() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../apps/target/wasm32-wasip2/release/hostile-storage.wasm");
-        let Ok(bytes) = std::fs::read(&path) else {
-            panic!(
-                "{} is missing; build the apps: cargo build --manifest-path apps/Cargo.toml \
-                 --workspace --release --target wasm32-wasip2",
-                path.display()
-            );
-        };
+        // Missing or older than its sources fails, naming the command that builds the apps.
+        let path = ferro_e2e::artifacts::wasm_app("hostile-storage");
+        let bytes = std::fs::read(&path).expect("read hostile-storage.wasm");
         let engine = Engine::default();
         let component = Component::from_binary(&engine, &bytes).expect("component");
         let without_storage = ResolvedManifest::parse(

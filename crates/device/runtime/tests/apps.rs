@@ -22,17 +22,11 @@ fn blink_constants_match_the_sample_appliance() {
 
 #[test]
 fn every_app_manifest_resolves_against_the_sample_appliance() {
-    let apps = common::repo_root().join("apps");
     let mut count = 0;
-    for entry in std::fs::read_dir(&apps).unwrap() {
-        let path = entry.unwrap().path();
-        let manifest = path.join("app_manifest.json");
-        if manifest.is_file() {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let resolved = common::manifest(&name);
-            assert_eq!(resolved.name(), name);
-            count += 1;
-        }
+    for (name, _) in ferro_e2e::artifacts::apps_with_manifests() {
+        let resolved = common::manifest(&name);
+        assert_eq!(resolved.name(), name);
+        count += 1;
     }
     assert!(count >= 12, "{count} apps");
 }

@@ -6,24 +6,15 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pki::{Services, TENANT, client_config, pki};
 use common::{device_with, manifest_with, wasm};
+use ferro_e2e::mosquitto::Mosquitto;
 use ferro_runtime::InstallOptions;
-
-const MOSQUITTO: [&str; 2] = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
 
 /// Kills and reaps a child process this test started.
 struct Reaped(Child);
@@ -35,7 +26,10 @@ impl Drop for Reaped {
     }
 }
 
-fn start_broker(dir: &Path, tls_port: u16, plain_port: u16, pki: &common::pki::Pki) -> Reaped {
+/// Mosquitto with a plain listener and a TLS listener that requires a client certificate under
+/// `pki`'s tenant CA, on fresh loopback ports (started again if one was taken before it bound).
+/// Returns the broker and its (TLS, plain) ports.
+fn start_broker(dir: &Path, pki: &common::pki::Pki) -> (Mosquitto, u16, u16) {
     let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
     write("clients.pem", &pki.tenant_ca_pem);
     write("server.pem", &pki.server_cert_pem);
@@ -44,57 +38,26 @@ fn start_broker(dir: &Path, tls_port: u16, plain_port: u16, pki: &common::pki::P
         &pki.server_key.to_pkcs8_pem().expect("server key pem"),
     );
     let d = dir.display();
-    write(
-        "mosquitto.conf",
-        &format!(
-            "allow_anonymous true\npersistence false\nlog_dest stderr\n\
+    let broker = Mosquitto::start(dir, 2, |ports| {
+        let (plain_port, tls_port) = (ports[0], ports[1]);
+        format!(
+            "allow_anonymous true\npersistence false\n\
+             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+             log_type subscribe\n\
              listener {plain_port} 127.0.0.1\n\
              listener {tls_port} 127.0.0.1\nrequire_certificate true\n\
              cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
-        ),
-    );
-    // Mosquitto started as root drops to the `mosquitto` user: let it read this throw-away
-    // directory (test keys only).
-    use std::os::unix::fs::PermissionsExt;
-    for entry in std::fs::read_dir(dir).expect("dir") {
-        let path = entry.expect("entry").path();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let binary = MOSQUITTO
-        .into_iter()
-        .find(|path| Path::new(path).exists())
-        .expect(
-            "mosquitto is not installed (scripts/test.sh installs it: apt-get install mosquitto)",
-        );
-    let broker = Reaped(
-        Command::new(binary)
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let up = [tls_port, plain_port]
-            .iter()
-            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
-        if up {
-            return broker;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("mosquitto did not listen on {tls_port} and {plain_port}");
+        )
+    });
+    let (plain_port, tls_port) = (broker.ports[0], broker.ports[1]);
+    (broker, tls_port, plain_port)
 }
 
 #[test]
 fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
     let pki = pki();
     let broker_dir = tempfile::tempdir().expect("tempdir");
-    let (tls_port, plain_port) = (free_port(), free_port());
-    let _broker = start_broker(broker_dir.path(), tls_port, plain_port, &pki);
+    let (broker, tls_port, plain_port) = start_broker(broker_dir.path(), &pki);
     let mut subscriber = Reaped(
         Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &plain_port.to_string()])
@@ -104,8 +67,8 @@ fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
             .spawn()
             .expect("mosquitto_sub (apt-get install mosquitto-clients)"),
     );
-    // Let the subscription reach the broker before the first publish.
-    std::thread::sleep(Duration::from_millis(500));
+    // The subscription reaches the broker before the first publish (the broker logs it).
+    broker.wait_for_log(" 0 ferro/telemetry", Duration::from_secs(10));
 
     let tenant = TENANT.parse().expect("uuid");
     let config = client_config(&pki);
@@ -144,9 +107,8 @@ fn a_broker_that_requires_another_ca_refuses_the_device() {
     let pki = pki();
     let other = common::pki::pki();
     let broker_dir = tempfile::tempdir().expect("tempdir");
-    let (tls_port, plain_port) = (free_port(), free_port());
     // The broker trusts `other`'s tenant CA, not the device's.
-    let _broker = start_broker(broker_dir.path(), tls_port, plain_port, &other);
+    let (_broker, tls_port, _) = start_broker(broker_dir.path(), &other);
     let tenant = TENANT.parse().expect("uuid");
     // The device trusts `other`'s platform root (the broker's server certificate), and presents
     // its own device certificate.

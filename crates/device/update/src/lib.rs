@@ -1,4 +1,4 @@
-//! `ferro-update` is the device side of over-the-air updates (DESIGN section 3, step 5;
+//! `ferro-update` is the device side of over-the-air updates (docs/design.md §3.5;
 //! `docs/updates.md`): it decides whether a target set may be accepted ([`accept`]: ownership
 //! document under the platform key list, target set under the owner's metadata key, version not
 //! below the last accepted one, not expired by the service's signed time), keeps resumable,

@@ -1,4 +1,4 @@
-//! `ferro-image` owns Ferrosphere image packages (DESIGN section 6; byte layout in
+//! `ferro-image` owns Ferrosphere image packages (docs/design.md §6; byte layout in
 //! `docs/image-format.md`): a 16-byte fixed header, a purpose-bound COSE_Sign1 over a
 //! deterministic CBOR metadata map, then the payload. It packs applications, real-time
 //! applications, OS bundles and board configurations; [`inspect`]s packages without trusting

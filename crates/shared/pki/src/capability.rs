@@ -1,4 +1,4 @@
-//! Device capability files (DESIGN sections 2 and 5): signed by the platform capability key,
+//! Device capability files (docs/design.md §2 and §5): signed by the platform capability key,
 //! each bound to one device ID. Format in `docs/identity-documents.md`.
 
 use ciborium::value::Value;

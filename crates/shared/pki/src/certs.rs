@@ -25,9 +25,9 @@ use crate::rcgen_signer::{RcgenSigner, SubjectKey};
 pub const PLATFORM_ROOT_VALIDITY: Duration = Duration::days(20 * 365 + 5);
 /// Default validity of the service TLS certificate (1 year).
 pub const SERVICE_TLS_VALIDITY: Duration = Duration::days(365);
-/// Validity of a tenant CA certificate (2 years, DESIGN section 2).
+/// Validity of a tenant CA certificate (2 years, docs/design.md §2).
 pub const TENANT_CA_VALIDITY: Duration = Duration::days(730);
-/// Default validity of a device certificate (24 hours, DESIGN section 3.4).
+/// Default validity of a device certificate (24 hours, docs/design.md §3.4).
 pub const DEVICE_CERT_VALIDITY: Duration = Duration::hours(24);
 /// Validity of a proof-of-possession (verification) certificate (1 day; brokers check it once,
 /// when the CA is registered).

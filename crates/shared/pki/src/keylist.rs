@@ -1,4 +1,4 @@
-//! The platform key list (DESIGN section 2): the platform root signs the platform's other public
+//! The platform key list (docs/design.md §2): the platform root signs the platform's other public
 //! keys by role, with a monotonic version. Rotating a platform key = publishing a new list.
 //! Format in `docs/identity-documents.md`.
 

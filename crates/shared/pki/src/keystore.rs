@@ -1,4 +1,4 @@
-//! The key store (DESIGN section 4): named P-256 keys behind a trait. The default backend keeps
+//! The key store (docs/design.md §4): named P-256 keys behind a trait. The default backend keeps
 //! PKCS#8 PEM files; a KMS or HSM backend implements the same trait. Private keys never leave a
 //! store through this API: callers get a [`Signer`], never key bytes.
 

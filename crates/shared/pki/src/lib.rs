@@ -1,4 +1,4 @@
-//! `ferro-pki` owns Ferrosphere's platform PKI (DESIGN sections 2 to 4): the [`KeyStore`] trait
+//! `ferro-pki` owns Ferrosphere's platform PKI (docs/design.md §2 to §4): the [`KeyStore`] trait
 //! behind which every service-held key lives (with [`FileKeyStore`], PKCS#8 files of mode 0600 in
 //! a 0700 directory, as the default backend); the X.509 certificates of the platform (platform
 //! root CA, service TLS certificate, per-tenant self-signed CAs with rotation, 24-hour device

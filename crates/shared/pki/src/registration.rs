@@ -1,4 +1,4 @@
-//! Device registration records (DESIGN section 3.1; format in `docs/identity-documents.md`).
+//! Device registration records (docs/design.md §3.1; format in `docs/identity-documents.md`).
 //! Made at manufacturing by `ferro-device provision`, signed by the device key the record
 //! contains (proof of possession), uploaded by the manufacturer.
 

@@ -1,4 +1,4 @@
-//! Update target sets (DESIGN section 3, step 5; `docs/updates.md`): what one device should run,
+//! Update target sets (docs/design.md §3.5; `docs/updates.md`): what one device should run,
 //! with a version that only grows and an expiry, signed by its tenant's metadata key. A device
 //! verifies one against the metadata keys of its [`VerifiedOwnership`] and keeps the highest
 //! version it accepted.

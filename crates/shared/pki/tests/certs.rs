@@ -237,13 +237,11 @@ fn service_tls_certificate_completes_a_tls_handshake() {
     let tls_pem = write(&e.work, "tls.pem", &tls.pem());
     let key_file = e.store.dir().join("platform/service-tls.pem");
 
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Port 0: s_server binds a port of its own and names it (`ACCEPT 127.0.0.1:PORT`), so no
+    // other process can take it between a probe and the bind.
     let mut server = Command::new("openssl")
         .args(["s_server", "-www", "-tls1_3", "-naccept", "1", "-accept"])
-        .arg(format!("127.0.0.1:{port}"))
+        .arg("127.0.0.1:0")
         .arg("-cert")
         .arg(&tls_pem)
         .arg("-key")
@@ -255,11 +253,15 @@ fn service_tls_certificate_completes_a_tls_handshake() {
         .expect("openssl s_server");
     // s_server prints ACCEPT once it listens (bounded: it exits after one connection).
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("ACCEPT") {
-            break;
-        }
-    }
+    let port: u16 = lines
+        .by_ref()
+        .find_map(|line| {
+            line.unwrap()
+                .strip_prefix("ACCEPT ")
+                .and_then(|addr| addr.rsplit_once(':'))
+                .and_then(|(_, port)| port.trim().parse().ok())
+        })
+        .expect("s_server names the port it listens on");
     let client = Command::new("openssl")
         .args([
             "s_client",

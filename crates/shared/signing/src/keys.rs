@@ -56,7 +56,7 @@ impl std::str::FromStr for KeyId {
     }
 }
 
-/// A device identifier (DESIGN section 2): the SHA-512 of the device public key's DER
+/// A device identifier (docs/design.md §2): the SHA-512 of the device public key's DER
 /// SubjectPublicKeyInfo, written as exactly 128 lowercase hexadecimal characters.
 ///
 /// Device IDs are public; equality is an ordinary comparison. Code that compares a claimed ID with

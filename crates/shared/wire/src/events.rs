@@ -1,4 +1,4 @@
-//! Wire types of device event uploads (failure reporting, DESIGN section 3 step 6): a device
+//! Wire types of device event uploads (failure reporting, docs/design.md §3.6): a device
 //! sends batches of aggregated events (`POST /v1/device/events`, device certificate in TLS), and
 //! the tenant reads them in its error report (`GET /v1/tenants/{tenantId}/error-report`, CSV).
 

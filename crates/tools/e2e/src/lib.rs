@@ -1,49 +1,27 @@
 //! `ferro-e2e` drives Ferrosphere's real binaries end to end: it initialises and runs
-//! `ferro-service` in a temporary data directory on a free loopback port and runs the `ferro`
-//! CLI against it with its own configuration directory, as a user would. It owns only test
-//! harness code; nothing depends on it.
+//! `ferro-service` in a temporary data directory on a loopback port the service picks itself
+//! and reports in its log, and runs the `ferro` CLI against it with its own configuration
+//! directory, as a user would. It also owns the one check every test that runs a built artifact
+//! goes through ([`artifacts`]: workspace binaries of other packages, the wasm sample apps and
+//! test guests), so no test silently runs old code. It owns only test harness code; only tests
+//! depend on it (as a dev-dependency).
 //!
 //! The binaries come from the workspace's target directory: `cargo test --workspace` (and
-//! `scripts/test.sh`) builds them before any test runs. Run alone, `cargo build --workspace`
-//! first; a missing binary fails with that advice.
+//! `scripts/test.sh`) builds them before any test runs. Run alone, a missing or stale binary
+//! fails, naming the `cargo build` command that makes it current.
+
+pub mod artifacts;
+pub mod mosquitto;
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// The workspace's target directory, found from this test binary's own location
-/// (`target/debug/deps/<test>`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "deps"))
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target/debug"))
-}
-
-/// A workspace binary by name; panics with advice when it has not been built.
-pub fn binary(name: &str) -> PathBuf {
-    let path = target_dir().join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace` (scripts/test.sh does) before the end-to-end tests",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
-}
+pub use artifacts::binary;
 
 /// A running `ferro-service` with its data directory; stopped (SIGTERM, then kill) on drop.
 #[derive(Debug)]
@@ -63,7 +41,9 @@ impl Service {
         self.data_dir.path().join("data/pki/platform-root.pem")
     }
 
-    /// `ferro-service init` then `run` on a free port; waits until `/readyz` answers.
+    /// `ferro-service init`, then `run` on port 0: the service binds a port of its own choosing
+    /// and logs it (`"serving"`, with `addr`), so no other process can take the port between a
+    /// probe and the bind. Returns once that line is logged: the listener is bound.
     pub fn start(extra_run_args: &[&str]) -> Service {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let data = data_dir.path().join("data");
@@ -100,14 +80,13 @@ impl Service {
             })
             .unwrap_or_else(|| panic!("no one-time password in init's output:\n{stdout}"));
         let root_fingerprint = labelled("Platform root SHA-256 fingerprint:");
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        // The log goes to a file (a pipe nobody reads would fill and stall the service).
+        // The log goes to a file (a pipe nobody reads would fill and stall the service), as
+        // JSON lines, from which the address is read.
         let log = std::fs::File::create(data_dir.path().join("service.log")).expect("service log");
         let child = Command::new(binary("ferro-service"))
             .args(["run", "--data-dir"])
             .arg(&data)
-            .args(["--listen", &listen])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(extra_run_args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -120,13 +99,14 @@ impl Service {
         };
         let mut service = Service {
             data_dir,
-            url: format!("{scheme}://{listen}"),
+            url: String::new(),
             admin_login,
             one_time_password,
             root_fingerprint,
             child,
         };
-        service.wait_until_listening(port);
+        let addr = service.wait_until_serving();
+        service.url = format!("{scheme}://{addr}");
         service
     }
 
@@ -135,19 +115,31 @@ impl Service {
         std::fs::read_to_string(self.data_dir.path().join("service.log")).unwrap_or_default()
     }
 
-    fn wait_until_listening(&mut self, port: u16) {
+    /// Waits (up to 30 s) for the `"serving"` log line; returns the address it names.
+    fn wait_until_serving(&mut self) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Some(addr) = serving_addr(&self.log()) {
+                return addr;
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("ferro-service exited early ({status}):\n{}", self.log());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("ferro-service did not listen on {port} within 30 s");
+        panic!(
+            "ferro-service logged no \"serving\" line within 30 s:\n{}",
+            self.log()
+        );
     }
+}
+
+/// The address of the `"serving"` line in `ferro-service run`'s JSON log, once it is there.
+pub fn serving_addr(log: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["message"] == "serving")
+        .and_then(|event| event["addr"].as_str().map(str::to_string))
 }
 
 impl Drop for Service {

@@ -486,7 +486,7 @@ pub async fn evidence(
         return Ok(Json(untrusted(vec![replayed()])));
     }
     // The target set for every claimed device whose own key signed fresh evidence, trusted or
-    // not (DESIGN 3.4: an untrusted device gets no certificate, so no access to the device
+    // not (docs/design.md §3.4: an untrusted device gets no certificate, so no access to the device
     // routes, but must still learn what to run to heal). Never fails the attestation.
     let target = match row.target {
         Some(check) => crate::targets::current_target_from(&state, &did, check).await,

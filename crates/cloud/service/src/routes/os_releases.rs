@@ -1,4 +1,4 @@
-//! OS feeds (DESIGN section 4): `/v1/os-release-keys` (the build keys whose signatures the
+//! OS feeds (docs/design.md §4): `/v1/os-release-keys` (the build keys whose signatures the
 //! platform accepts on OS bundles) and `/v1/os-releases` (publish, promote, list, download).
 //!
 //! Trust rule: the platform operator builds and signs an OS bundle with a build key registered

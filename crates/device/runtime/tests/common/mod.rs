@@ -17,19 +17,11 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
-/// The built component of app `name`, or a panic saying how to build it.
+/// The built component of app `name`; panics, naming the command that builds the apps, when it
+/// is missing or older than its sources.
 pub fn wasm(name: &str) -> Vec<u8> {
-    let path = repo_root()
-        .join("apps/target/wasm32-wasip2/release")
-        .join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|error| {
-        panic!(
-            "cannot read {} ({error}). Build the apps first:\n    \
-             cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2\n\
-             (scripts/test.sh does this)",
-            path.display()
-        )
-    })
+    let path = ferro_e2e::artifacts::wasm_app(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
 }
 
 pub fn hardware() -> HardwareDefinition {
@@ -42,10 +34,7 @@ pub fn hardware() -> HardwareDefinition {
 
 /// App `name`'s manifest, edited by `edit`, resolved against the sample appliance.
 pub fn manifest_with(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> ResolvedManifest {
-    let path = repo_root()
-        .join("apps")
-        .join(name)
-        .join("app_manifest.json");
+    let path = ferro_e2e::artifacts::app_dir(name).join("app_manifest.json");
     let mut json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("app manifest")).expect("json");
     edit(&mut json);
