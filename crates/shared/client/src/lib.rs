@@ -5,7 +5,7 @@
 //! code and the service's advice.
 //!
 //! It depends on `ferro-wire` for the shapes of requests and responses and on nothing else of
-//! ours: no service code, no database, no keys. It is blocking (`reqwest::blocking`), which suits
+//! ours but the foundation `ferro-files` (downloads): no service code, no database, no keys. It is blocking (`reqwest::blocking`), which suits
 //! the CLI and scripts; a device's agent will use its own async client.
 
 mod client;
