@@ -113,6 +113,8 @@ mod claims;
 pub use claims::*;
 mod os_feeds;
 pub use os_feeds::*;
+mod body;
+pub use body::{BodyError, is_json_content_type, parse_json_body};
 
 named_enum! {
     /// A role a user holds in one tenant, with Azure Sphere's meaning.
