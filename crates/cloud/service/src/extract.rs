@@ -19,107 +19,56 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config.body_limit;
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the body as JSON with `Content-Type: application/json`",
-            ));
-        }
-        let too_large = || {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body must be at most {limit} bytes"),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        read_json_body(req, state.config.body_limit, "")
             .await
-            .map_err(|_| too_large())?;
-        parse_json(&bytes).map(JsonBody)
+            .map(JsonBody)
     }
 }
 
-/// Parse JSON into `T`, classifying failures. Messages name fields and expected types but never
-/// echo values (a misplaced password must not come back in an error).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first, so malformed JSON is reported as such whatever its shape.
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+/// The one JSON body extractor's work, for [`JsonBody`] and the bulk routes' larger limit:
+/// `Content-Type: application/json`, at most `limit` bytes (refused from `Content-Length` before
+/// reading; `advice` is added to the payload-too-large message), then [`parse_json`].
+pub async fn read_json_body<T: DeserializeOwned>(
+    req: Request<Body>,
+    limit: usize,
+    advice: &str,
+) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(ferro_wire::is_json_content_type);
+    if !is_json {
         return Err(ApiError::new(
-            ErrorCode::MalformedJson,
-            format!("the body is not well-formed JSON ({msg}); send one JSON object"),
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with `Content-Type: application/json`",
         ));
     }
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::new(
-            ErrorCode::InvalidBody,
-            "the body must be a JSON object",
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut *de);
-    let value = result.map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        let msg = inner.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        use serde_json::error::Category;
-        match inner.classify() {
-            Category::Syntax | Category::Eof | Category::Io => ApiError::new(
-                ErrorCode::MalformedJson,
-                format!("the body is not well-formed JSON ({msg}); send a JSON object"),
-            ),
-            Category::Data => {
-                if let Some(rest) = msg.strip_prefix("unknown field ") {
-                    let field = rest.split(',').next().unwrap_or(rest);
-                    let expected = rest.split_once(", expected ").map(|x| x.1).unwrap_or("");
-                    ApiError::new(
-                        ErrorCode::UnknownField,
-                        format!("unknown field {field}; remove it (expected {expected})"),
-                    )
-                } else if msg.starts_with("missing field") {
-                    ApiError::new(ErrorCode::InvalidBody, msg)
-                } else {
-                    let expected = msg
-                        .rsplit_once("expected ")
-                        .map(|x| x.1)
-                        .unwrap_or("another value");
-                    let at = if path == "." {
-                        "the body".to_string()
-                    } else {
-                        format!("`{path}`")
-                    };
-                    ApiError::new(
-                        ErrorCode::InvalidBody,
-                        format!("invalid value at {at}: expected {expected}"),
-                    )
-                }
-            }
-        }
-    })?;
-    // Nothing but whitespace may follow the value.
-    de.end().map_err(|_| {
+    let too_large = || {
         ApiError::new(
-            ErrorCode::MalformedJson,
-            "the body has characters after the JSON value; send exactly one JSON object",
+            ErrorCode::PayloadTooLarge,
+            format!("the body must be at most {limit} bytes{advice}"),
         )
-    })?;
-    Ok(value)
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| too_large())?;
+    parse_json(&bytes)
+}
+
+/// Parse JSON into `T`, classifying failures (`ferro_wire::parse_json_body`, which the
+/// device's local API shares). Messages name fields and expected types but never echo values
+/// (a misplaced password must not come back in an error).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    ferro_wire::parse_json_body(bytes).map_err(|e| ApiError::new(e.code, e.message))
 }
 
 /// A query string, strictly typed (unknown parameters refused).

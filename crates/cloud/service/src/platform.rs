@@ -114,22 +114,10 @@ fn pki_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(PKI_DIR)
 }
 
+/// Certificates and the key list are public: mode 0644.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlatformError> {
-    use std::io::Write;
-    let io = |e| PlatformError::Io(path.to_path_buf(), e);
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o644);
-    }
-    let mut f = opts.open(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    ferro_files::write_atomic(path, bytes, ferro_files::Mode::PUBLIC)
+        .map_err(|e| PlatformError::Io(path.to_path_buf(), e))
 }
 
 fn read_pem_certificate(path: &Path) -> Result<Certificate, PlatformError> {

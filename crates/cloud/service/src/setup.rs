@@ -158,27 +158,7 @@ fn write_private_file(path: &Path, contents: &str) -> Result<(), SetupError> {
 /// in the same directory, fsynced, then a no-clobber rename, so a crash never leaves a partial
 /// file and of two concurrent creators exactly one wins (the config file, the nonce key).
 pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".ferro-new-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder.tempfile_in(&dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist_noclobber(path).map_err(|e| e.error)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    ferro_files::create_new(path, bytes, ferro_files::Mode::SECRET)
 }
 
 /// Initialise a data directory: create it (mode 0700), write the config file, create and

@@ -3,8 +3,8 @@
 //! it in the device's data directory and renew it at half its life. The device key never leaves
 //! the root of trust: TLS client authentication signs through it ([`mtls_client_config`]).
 //!
-//! Depends on `ferro-trust`, `ferro-tls`, `ferro-wire`, `ferro-pki` and `ferro-signing`; never on
-//! the service.
+//! Depends on `ferro-trust`, `ferro-tls`, `ferro-wire`, `ferro-pki`, `ferro-signing` and the
+//! foundation `ferro-files`; never on the service.
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use ferro_pki::Certificate;
@@ -377,14 +377,20 @@ impl RenewalPolicy {
     }
 }
 
-/// File names in the certificate directory.
+/// The certificate file in the certificate directory: the device certificate (leaf), then the
+/// tenant CA chain it was issued with, in one PEM file, so the pair is replaced as one atomic
+/// unit and never seen half old, half new (tools reading the leaf, such as `openssl x509`, read
+/// the first block).
 pub const CERT_FILE: &str = "device-cert.pem";
-/// The tenant CA chain the certificate was issued with.
-pub const CHAIN_FILE: &str = "tenant-ca-chain.pem";
+/// Where versions before the one-file layout kept the chain, beside a leaf-only [`CERT_FILE`]:
+/// still read when [`CERT_FILE`] holds only the leaf, and removed by the next
+/// [`CertificateManager::store`].
+pub const LEGACY_CHAIN_FILE: &str = "tenant-ca-chain.pem";
 
 /// Keeps the device certificate in the device's data directory and decides when to attest.
-/// Files are written atomically (temp file, fsync, rename) with mode 0600 in a 0700 directory,
-/// as the device's data directory promises (docs/device.md).
+/// The certificate and its chain are one file ([`CERT_FILE`]), written atomically
+/// (`ferro_files`: temp file, fsync, rename, fsync of the directory) with mode 0600 in a 0700
+/// directory, as the device's data directory promises (docs/device.md).
 #[derive(Debug)]
 pub struct CertificateManager {
     dir: PathBuf,
@@ -406,18 +412,23 @@ impl CertificateManager {
             .create(dir)
             .map_err(|e| AttestError::Io(dir.to_path_buf(), e))?;
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-        let current = match (read(CERT_FILE), read(CHAIN_FILE)) {
-            (Some(cert), Some(chain)) => pem_certificates(&cert)
-                .ok()
-                .and_then(|d| Certificate::from_der(&d[0]).ok())
-                .map(|c| DeviceCertificate {
-                    certificate_pem: cert,
-                    ca_chain_pem: chain,
-                    not_before: c.not_before(),
-                    not_after: c.not_after(),
-                }),
-            _ => None,
-        };
+        let current = read(CERT_FILE).and_then(|stored| {
+            let (leaf, chain) = split_leaf(&stored)?;
+            let chain = if chain.trim().is_empty() {
+                // The layout before one file: the chain beside a leaf-only file.
+                read(LEGACY_CHAIN_FILE)?
+            } else {
+                chain.to_string()
+            };
+            let der = pem_certificates(leaf).ok()?;
+            let c = Certificate::from_der(&der[0]).ok()?;
+            Some(DeviceCertificate {
+                certificate_pem: leaf.to_string(),
+                ca_chain_pem: chain,
+                not_before: c.not_before(),
+                not_after: c.not_after(),
+            })
+        });
         let renew_at = current
             .as_ref()
             .map(|c| policy.renew_at(c.not_before, c.not_after));
@@ -454,8 +465,30 @@ impl CertificateManager {
 
     /// Store a Trusted outcome's certificate and schedule its renewal.
     pub fn store(&mut self, certificate: DeviceCertificate) -> Result<(), AttestError> {
-        write_atomic(&self.dir.join(CHAIN_FILE), &certificate.ca_chain_pem)?;
-        write_atomic(&self.dir.join(CERT_FILE), &certificate.certificate_pem)?;
+        // Stored as read back: the leaf's first PEM block, then everything else.
+        let mut text = certificate.certificate_pem.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&certificate.ca_chain_pem);
+        let (leaf, chain) = split_leaf(&text)
+            .filter(|(_, chain)| !chain.trim().is_empty())
+            .ok_or_else(|| AttestError::BadCertificate("no PEM certificate and chain".into()))?;
+        let certificate = DeviceCertificate {
+            certificate_pem: leaf.to_string(),
+            ca_chain_pem: chain.to_string(),
+            ..certificate
+        };
+        let path = self.dir.join(CERT_FILE);
+        ferro_files::write_atomic(&path, text.as_bytes(), ferro_files::Mode::SECRET)
+            .map_err(|e| AttestError::Io(path, e))?;
+        let legacy = self.dir.join(LEGACY_CHAIN_FILE);
+        match std::fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(AttestError::Io(legacy, e));
+            }
+            _ => {}
+        }
         self.renew_at = Some(
             self.policy
                 .renew_at(certificate.not_before, certificate.not_after),
@@ -546,27 +579,17 @@ impl CertificateManager {
     }
 }
 
-/// Write `path` through a temporary file (mode 0600, fsynced) renamed over it.
-fn write_atomic(path: &Path, text: &str) -> Result<(), AttestError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| AttestError::Io(p, e)
+/// `text` split after its first PEM certificate block's end line: the leaf, then the rest.
+fn split_leaf(text: &str) -> Option<(&str, &str)> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let end = text.find(END)? + END.len();
+    let rest = text.get(end..)?;
+    let eol = if rest.starts_with("\r\n") {
+        2
+    } else {
+        usize::from(rest.starts_with('\n'))
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    // A temporary file left by a crash keeps its old mode when opened: start afresh.
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = options.open(&tmp).map_err(io(&tmp))?;
-    file.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    Some(text.split_at(end + eol))
 }
 
 /// Shared handle type for a root of trust.

@@ -3,8 +3,8 @@
 //! `FileKeyStore` issues device certificates for software roots of trust. Nothing is mocked.
 
 use ferro_attest::{
-    AttestError, AttestationOutcome, CERT_FILE, CHAIN_FILE, CertificateManager, DeviceCertificate,
-    RenewalPolicy, check_certificate,
+    AttestError, AttestationOutcome, CERT_FILE, CertificateManager, DeviceCertificate,
+    LEGACY_CHAIN_FILE, RenewalPolicy, check_certificate,
 };
 use ferro_pki::{FileKeyStore, TenantCa, create_tenant_ca, issue_device_certificate};
 use ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
@@ -290,24 +290,43 @@ fn a_valid_certificate_is_renewed_at_renew_at() {
     assert_eq!(mgr.next_attempt(now), next);
     assert_eq!(mgr.next_attempt(next - time::Duration::seconds(1)), next);
     assert!(mgr.next_attempt(now) > now);
-    // Files on disk are the certificate and chain returned.
+    // The one file on disk is the certificate returned, then its chain.
     assert_eq!(
         std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap(),
-        cert.certificate_pem
+        format!("{}{}", cert.certificate_pem, cert.ca_chain_pem)
     );
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join(CHAIN_FILE)).unwrap(),
-        cert.ca_chain_pem
-    );
-    // No temporary files left behind by the atomic writes.
-    let names: HashSet<_> = std::fs::read_dir(dir.path())
+    // No temporary files left behind by the atomic write.
+    assert_eq!(names(dir.path()), [CERT_FILE.to_string()].into());
+}
+
+fn names(dir: &std::path::Path) -> HashSet<String> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [CERT_FILE.to_string(), CHAIN_FILE.to_string()].into()
-    );
+        .collect()
+}
+
+/// A device left with the layout before one file (a leaf-only certificate file beside the chain
+/// file) keeps its certificate; the next store replaces both with the one file.
+#[test]
+fn the_two_file_layout_is_read_and_replaced_by_one_file_at_the_next_store() {
+    let (t, dev, dir, now, cert) = fresh();
+    std::fs::write(dir.path().join(CERT_FILE), &cert.certificate_pem).unwrap();
+    std::fs::write(dir.path().join(LEGACY_CHAIN_FILE), &cert.ca_chain_pem).unwrap();
+    let mut mgr = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
+    assert_eq!(mgr.current(), Some(&cert));
+    // A leaf-only file without its chain file is no certificate: attest now.
+    let alone = tempfile::tempdir().unwrap();
+    std::fs::write(alone.path().join(CERT_FILE), &cert.certificate_pem).unwrap();
+    let lone = CertificateManager::open(alone.path(), RenewalPolicy::default()).unwrap();
+    assert!(lone.current().is_none());
+    assert_eq!(lone.next_attempt(now), now);
+
+    let renewed = certificate(&t, &dev, now, time::Duration::hours(24));
+    mgr.store(renewed.clone()).unwrap();
+    assert_eq!(names(dir.path()), [CERT_FILE.to_string()].into());
+    let reopened = CertificateManager::open(dir.path(), RenewalPolicy::default()).unwrap();
+    assert_eq!(reopened.current(), Some(&renewed));
 }
 
 #[test]
@@ -486,7 +505,6 @@ fn the_certificate_store_is_private() {
     mgr.record(now, &trusted(cert)).unwrap();
     assert_eq!(mode(&certs), 0o700, "certs/");
     assert_eq!(mode(&certs.join(CERT_FILE)), 0o600, "{CERT_FILE}");
-    assert_eq!(mode(&certs.join(CHAIN_FILE)), 0o600, "{CHAIN_FILE}");
 }
 
 /// A certificate refused on a device route (the device moved to another tenant) brings the next

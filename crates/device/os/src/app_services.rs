@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferro_runtime::{AppId, DeviceServices, PendingUpdate, PowerRequest};
+use ferro_runtime::{AppId, DeviceServices, PendingUpdate, PowerRequest, ServiceError};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -81,16 +81,16 @@ impl DeviceServices for AppServices {
             .pending_update(time::OffsetDateTime::now_utc())
     }
 
-    fn defer_update(&self, app: AppId, minutes: u32) -> Result<(), String> {
+    fn defer_update(&self, app: AppId, minutes: u32) -> Result<(), ServiceError> {
         self.deferrals
             .defer(app, minutes, time::OffsetDateTime::now_utc())
     }
 
-    fn resume_update(&self, app: AppId) -> Result<(), String> {
+    fn resume_update(&self, app: AppId) -> Result<(), ServiceError> {
         self.deferrals.resume(app)
     }
 
-    fn power_request(&self, app: AppId, request: PowerRequest) -> Result<(), String> {
+    fn power_request(&self, app: AppId, request: PowerRequest) -> Result<(), ServiceError> {
         match request {
             PowerRequest::ForceReboot => {
                 tracing::info!(%app, "the app asked for a reboot");
@@ -98,7 +98,7 @@ impl DeviceServices for AppServices {
                 Ok(())
             }
             PowerRequest::ForcePowerDown { .. } | PowerRequest::SetPowerProfile(_) => {
-                Err("this device cannot power down or change its power profile".to_owned())
+                Err(ServiceError::PowerStateUnsupported)
             }
         }
     }

@@ -98,21 +98,23 @@ pub struct BoardConfig {
 
 impl BoardConfig {
     /// Checks that the path stays inside `hardware/` (no `..`, not absolute).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BoardPathError> {
         let path = Path::new(&self.hardware_definition);
         if self.hardware_definition.is_empty()
             || !path
                 .components()
                 .all(|c| matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(format!(
-                "{:?} is not a relative path inside the OS bundle's hardware/ directory",
-                self.hardware_definition
-            ));
+            return Err(BoardPathError(self.hardware_definition.clone()));
         }
         Ok(())
     }
 }
+
+/// A `board.json` hardware definition path that leaves the OS bundle's `hardware/` directory.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a relative path inside the OS bundle's hardware/ directory")]
+pub struct BoardPathError(pub String);
 
 /// One sideloaded app (`apps/sideloaded/sideloaded.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

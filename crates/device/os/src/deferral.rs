@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ferro_runtime::{AppId, PendingUpdate};
+use ferro_runtime::{AppId, PendingUpdate, ServiceError};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -243,11 +243,9 @@ impl Deferrals {
     }
 
     /// `app` defers the pending update by `minutes` (capped by the limit from the first notice).
-    pub fn defer(&self, app: AppId, minutes: u32, now: OffsetDateTime) -> Result<(), String> {
+    pub fn defer(&self, app: AppId, minutes: u32, now: OffsetDateTime) -> Result<(), ServiceError> {
         let mut pending = lock(&self.pending);
-        let p = pending
-            .as_mut()
-            .ok_or_else(|| "no update is pending".to_owned())?;
+        let p = pending.as_mut().ok_or(ServiceError::NoPendingUpdate)?;
         let limit = p.first_notice + self.limit(p.os);
         // Checked: an app may ask for u32::MAX minutes, which no clock can add.
         let until = now
@@ -259,11 +257,9 @@ impl Deferrals {
     }
 
     /// `app` withdraws its deferral.
-    pub fn resume(&self, app: AppId) -> Result<(), String> {
+    pub fn resume(&self, app: AppId) -> Result<(), ServiceError> {
         let mut pending = lock(&self.pending);
-        let p = pending
-            .as_mut()
-            .ok_or_else(|| "no update is pending".to_owned())?;
+        let p = pending.as_mut().ok_or(ServiceError::NoPendingUpdate)?;
         if p.deferrals.remove(&app).is_some() {
             tracing::info!(%app, "an app let the update proceed");
             self.resumed.notify_one();
@@ -425,7 +421,11 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bytes)
             );
-            assert!(d.defer(app(1), 60, now).is_err(), "nothing to defer");
+            assert_eq!(
+                d.defer(app(1), 60, now),
+                Err(ServiceError::NoPendingUpdate),
+                "nothing to defer"
+            );
             // ... and stays so at the next boot.
             assert_eq!(boot().gate(5, true, at(101)), None);
         }
@@ -451,8 +451,9 @@ mod tests {
         assert_eq!(d.gate(7, false, at(20)), Some(at(1 + 30 * 60)));
         d.resume(app(2)).expect("resume");
         assert_eq!(d.gate(7, false, at(20)), None);
-        assert!(
-            d.defer(app(1), 1, at(21)).is_err(),
+        assert_eq!(
+            d.defer(app(1), 1, at(21)),
+            Err(ServiceError::NoPendingUpdate),
             "nothing pending any more"
         );
     }

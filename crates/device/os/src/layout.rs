@@ -2,7 +2,6 @@
 //! writes.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -283,34 +282,13 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DeviceErro
 }
 
 /// Write `path` atomically (mode 0600): temporary file in the same directory, fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory (`ferro_files::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DeviceError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".ferro-device-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(DeviceError::io(dir))?;
-    tmp.write_all(bytes).map_err(DeviceError::io(path))?;
-    tmp.as_file().sync_all().map_err(DeviceError::io(path))?;
-    tmp.persist(path)
-        .map_err(|e| DeviceError::io(path)(e.error))?;
-    sync_dir(dir);
-    Ok(())
+    ferro_files::write_atomic(path, bytes, ferro_files::Mode::SECRET).map_err(DeviceError::io(path))
 }
 
 /// fsync a directory (best effort: not every file system supports it).
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+pub use ferro_files::sync_dir;
 
 /// Create `dir` and any missing parents, each with mode 0700 (parents included: `slots/` is
 /// as private as `slots/a/`), and make `dir` itself 0700 if it already existed.

@@ -157,15 +157,12 @@ fn query_or_400<T>(
     })
 }
 
-/// A JSON body, with the service's error codes for bad ones.
+/// A JSON body, read as the service reads one (`ferro_wire::parse_json_body`): the same codes,
+/// statuses and messages for bad ones.
 fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() {
-            ErrorCode::MalformedJson
-        } else {
-            ErrorCode::InvalidBody
-        };
-        ApiError(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    ferro_wire::parse_json_body(bytes).map_err(|e| {
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError(status, e.code, e.message)
     })
 }
 

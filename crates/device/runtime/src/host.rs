@@ -652,7 +652,7 @@ impl api::sysevent::Host for HostState {
         Ok(self
             .services
             .defer_update(self.app.id, minutes)
-            .map_err(ApiError::Unsupported))
+            .map_err(|e| ApiError::Unsupported(e.to_string())))
     }
 
     fn resume_update(&mut self) -> HostResult<()> {
@@ -668,7 +668,7 @@ impl api::sysevent::Host for HostState {
         Ok(self
             .services
             .resume_update(self.app.id)
-            .map_err(ApiError::Unsupported))
+            .map_err(|e| ApiError::Unsupported(e.to_string())))
     }
 }
 
@@ -680,7 +680,7 @@ impl api::powermanagement::Host for HostState {
         Ok(self
             .services
             .power_request(self.app.id, PowerRequest::ForceReboot)
-            .map_err(ApiError::Unsupported))
+            .map_err(|e| ApiError::Unsupported(e.to_string())))
     }
 
     fn force_power_down(&mut self, max_seconds: u32) -> HostResult<()> {
@@ -690,7 +690,7 @@ impl api::powermanagement::Host for HostState {
         Ok(self
             .services
             .power_request(self.app.id, PowerRequest::ForcePowerDown { max_seconds })
-            .map_err(ApiError::Unsupported))
+            .map_err(|e| ApiError::Unsupported(e.to_string())))
     }
 
     fn set_power_profile(&mut self, profile: api::powermanagement::PowerProfile) -> HostResult<()> {
@@ -705,7 +705,7 @@ impl api::powermanagement::Host for HostState {
         Ok(self
             .services
             .power_request(self.app.id, PowerRequest::SetPowerProfile(profile))
-            .map_err(ApiError::Unsupported))
+            .map_err(|e| ApiError::Unsupported(e.to_string())))
     }
 }
 

@@ -47,4 +47,6 @@ pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use runtime::{AppId, AppState, AppStatus, MemoryStats, Runtime, StorageQuota};
-pub use services::{DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest};
+pub use services::{
+    DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest, ServiceError,
+};

@@ -32,6 +32,22 @@ pub enum PowerProfile {
     PowerSaver,
 }
 
+/// Why the device did not carry out an app's service request. The message reaches the app (as
+/// the WIT `api-error::unsupported`), so it says what the device cannot do and nothing more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The device does not offer this service at all (the name of the service).
+    #[error("{0} is not available on this device")]
+    Unavailable(&'static str),
+    /// No update is pending: there is nothing to defer or let proceed.
+    #[error("no update is pending")]
+    NoPendingUpdate,
+    /// The device can reboot but cannot power down or change its power profile.
+    #[error("this device cannot power down or change its power profile")]
+    PowerStateUnsupported,
+}
+
 /// Device services for apps. Every method has a fail-closed default (not ready, nothing
 /// pending, unsupported).
 pub trait DeviceServices: Send + Sync + fmt::Debug {
@@ -51,16 +67,16 @@ pub trait DeviceServices: Send + Sync + fmt::Debug {
         None
     }
     /// Defers the pending update for `app` by `minutes`.
-    fn defer_update(&self, _app: AppId, _minutes: u32) -> Result<(), String> {
-        Err("update deferral is not available on this device".to_owned())
+    fn defer_update(&self, _app: AppId, _minutes: u32) -> Result<(), ServiceError> {
+        Err(ServiceError::Unavailable("update deferral"))
     }
     /// Withdraws `app`'s deferral.
-    fn resume_update(&self, _app: AppId) -> Result<(), String> {
-        Err("update deferral is not available on this device".to_owned())
+    fn resume_update(&self, _app: AppId) -> Result<(), ServiceError> {
+        Err(ServiceError::Unavailable("update deferral"))
     }
     /// Carries out a power request.
-    fn power_request(&self, _app: AppId, _request: PowerRequest) -> Result<(), String> {
-        Err("power control is not available on this device".to_owned())
+    fn power_request(&self, _app: AppId, _request: PowerRequest) -> Result<(), ServiceError> {
+        Err(ServiceError::Unavailable("power control"))
     }
 }
 
@@ -69,3 +85,32 @@ pub trait DeviceServices: Send + Sync + fmt::Debug {
 pub struct NoDeviceServices;
 
 impl DeviceServices for NoDeviceServices {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without device services every request is refused with the message the app is shown.
+    #[test]
+    fn the_defaults_refuse_with_the_messages_apps_see() {
+        let app = AppId::from(Uuid::nil());
+        let services = NoDeviceServices;
+        let cases = [
+            (
+                services.defer_update(app, 5),
+                "update deferral is not available on this device",
+            ),
+            (
+                services.resume_update(app),
+                "update deferral is not available on this device",
+            ),
+            (
+                services.power_request(app, PowerRequest::ForceReboot),
+                "power control is not available on this device",
+            ),
+        ];
+        for (result, message) in cases {
+            assert_eq!(result.map_err(|e| e.to_string()), Err(message.to_owned()));
+        }
+    }
+}

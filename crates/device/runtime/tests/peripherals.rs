@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{device_with, manifest, wasm};
-use ferro_runtime::{AppId, DeviceServices, InstallOptions, PowerProfile, PowerRequest};
+use ferro_runtime::{
+    AppId, DeviceServices, InstallOptions, PowerProfile, PowerRequest, ServiceError,
+};
 
 #[derive(Debug, Default)]
 struct RecordingServices {
@@ -16,7 +18,7 @@ struct RecordingServices {
 }
 
 impl DeviceServices for RecordingServices {
-    fn power_request(&self, app: AppId, request: PowerRequest) -> Result<(), String> {
+    fn power_request(&self, app: AppId, request: PowerRequest) -> Result<(), ServiceError> {
         self.power.lock().unwrap().push((app, request));
         Ok(())
     }

@@ -2,10 +2,10 @@
 //!
 //! Encoded as the deterministic CBOR map `{1: platform_root (bstr), 2: service_url (tstr)}`.
 
-use ciborium::value::Value;
+use ferro_cbor::Value;
 
 use crate::TrustError;
-use crate::cbor;
+use ferro_cbor as cbor;
 
 /// The longest encoded trust anchors (one TPM2_NV_Write of the TPM backend, after its 2-byte
 /// length prefix, must hold them).
@@ -34,7 +34,7 @@ impl TrustAnchors {
             (cbor::uint(1), Value::Bytes(self.platform_root.clone())),
             (cbor::uint(2), Value::Text(self.service_url.clone())),
         ]);
-        let bytes = cbor::encode(&v).map_err(TrustError::Encoding)?;
+        let bytes = cbor::encode(&v).map_err(|e| TrustError::Encoding(e.to_string()))?;
         if bytes.len() > MAX_ANCHORS_LEN {
             return Err(TrustError::InvalidAnchors(
                 "encoded anchors exceed 1000 bytes",

@@ -18,18 +18,18 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ciborium::value::Value;
+use ferro_cbor::Value;
 use ferro_signing::{DeviceId, PublicKey, Purpose, TrustedKeys, VerifyError, sign1, verify1};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::cbor;
 use crate::software::verify_p256;
 use crate::tpm_attest::{self, AttestParseError, QuoteInfo, TPM_ALG_SHA256};
 use crate::{
     FERRO_PCR, MAX_LOG_ENTRIES, MeasurementEvent, MeasurementLog, RootOfTrust, RootOfTrustKind,
     TpmQuote, TrustError,
 };
+use ferro_cbor as cbor;
 
 /// The `eat_profile` of Ferrosphere evidence, version 1.
 pub const EAT_PROFILE: &str = "urn:ferrosphere:eat:v1";
@@ -220,7 +220,7 @@ pub fn encode_claims(claims: &Claims) -> Result<Vec<u8>, TrustError> {
             ]),
         ));
     }
-    cbor::encode(&Value::Map(map)).map_err(TrustError::Encoding)
+    cbor::encode(&Value::Map(map)).map_err(|e| TrustError::Encoding(e.to_string()))
 }
 
 /// Strictly decode a claims set (the inverse of [`encode_claims`]; no unknown claims, no other

@@ -19,7 +19,6 @@
 //! `unsafe` stays forbidden: tss-esapi needs none from us.
 
 mod anchors;
-mod cbor;
 mod error;
 pub mod evidence;
 mod measurement;

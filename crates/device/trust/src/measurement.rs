@@ -7,12 +7,12 @@
 //! `register = SHA-256(register || entry_digest)`, starting from 32 zero bytes at boot: exactly
 //! TPM2_PCR_Extend on a SHA-256 PCR.
 
-use ciborium::value::Value;
+use ferro_cbor::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::TrustError;
-use crate::cbor;
+use ferro_cbor as cbor;
 
 /// The most entries one boot's log holds.
 pub const MAX_LOG_ENTRIES: usize = 1024;

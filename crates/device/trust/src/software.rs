@@ -26,18 +26,17 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ciborium::value::Value;
+use ferro_cbor::Value;
 use ferro_signing::{PublicKey, Signer, SoftwareSigningKey};
 
-use crate::cbor;
 use crate::{
     LogEntry, MAX_RANDOM_LEN, MeasurementEvent, MeasurementLog, Measurements, RootOfTrust,
     RootOfTrustKind, TrustAnchors, TrustError, check_counter_name, extend_pcr,
 };
+use ferro_cbor as cbor;
 
 const KEY_FILE: &str = "device-key.pem";
 const COUNTERS_FILE: &str = "counters.sealed";
@@ -117,7 +116,7 @@ impl SoftwareRootOfTrust {
             (cbor::uint(1), Value::Bytes(payload)),
             (cbor::uint(2), Value::Bytes(sig.as_bytes().to_vec())),
         ]);
-        cbor::encode(&v).map_err(TrustError::Encoding)
+        cbor::encode(&v).map_err(|e| TrustError::Encoding(e.to_string()))
     }
 
     /// Read and unseal `file`: `None` if it does not exist.
@@ -183,7 +182,7 @@ impl SoftwareRootOfTrust {
                 .map(|(k, v)| (Value::Text(k.clone()), cbor::uint(*v)))
                 .collect(),
         );
-        let payload = cbor::encode(&v).map_err(TrustError::Encoding)?;
+        let payload = cbor::encode(&v).map_err(|e| TrustError::Encoding(e.to_string()))?;
         let sealed = self.seal("counters", payload)?;
         write_atomic(&self.dir, COUNTERS_FILE, &sealed, true)
     }
@@ -227,8 +226,8 @@ fn read_limited(path: &Path) -> Result<Option<Vec<u8>>, TrustError> {
     Ok(Some(bytes))
 }
 
-/// Write `name` in `dir` atomically with mode 0600. With `replace` false, fails with
-/// `AlreadyExists` if the file exists (no-clobber rename).
+/// Write `name` in `dir` atomically with mode 0600 (`ferro_files`). With `replace` false, fails
+/// with `AlreadyExists` if the file exists (no-clobber rename).
 pub(crate) fn write_atomic(
     dir: &Path,
     name: &str,
@@ -236,29 +235,12 @@ pub(crate) fn write_atomic(
     replace: bool,
 ) -> Result<(), TrustError> {
     let path = dir.join(name);
-    let io = |source| TrustError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".ferro-rot-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    if replace {
-        tmp.persist(&path).map_err(|e| io(e.error))?;
+    let written = if replace {
+        ferro_files::write_atomic(&path, bytes, ferro_files::Mode::SECRET)
     } else {
-        tmp.persist_noclobber(&path).map_err(|e| io(e.error))?;
-    }
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+        ferro_files::create_new(&path, bytes, ferro_files::Mode::SECRET)
+    };
+    written.map_err(|source| TrustError::Io { path, source })
 }
 
 impl RootOfTrust for SoftwareRootOfTrust {

@@ -470,8 +470,8 @@ impl TpmRootOfTrust {
 
 fn load_log(path: &std::path::Path) -> Option<MeasurementLog> {
     let bytes = std::fs::read(path).ok()?;
-    let v = crate::cbor::decode(&bytes).ok()?;
-    let ciborium::value::Value::Array(items) = v else {
+    let v = ferro_cbor::decode(&bytes).ok()?;
+    let ferro_cbor::Value::Array(items) = v else {
         return None;
     };
     let events = items
@@ -482,9 +482,8 @@ fn load_log(path: &std::path::Path) -> Option<MeasurementLog> {
 }
 
 fn save_log(path: &std::path::Path, log: &MeasurementLog) -> Result<(), TrustError> {
-    let v =
-        ciborium::value::Value::Array(log.entries().iter().map(|e| e.event.to_value()).collect());
-    let bytes = crate::cbor::encode(&v).map_err(TrustError::Encoding)?;
+    let v = ferro_cbor::Value::Array(log.entries().iter().map(|e| e.event.to_value()).collect());
+    let bytes = ferro_cbor::encode(&v).map_err(|e| TrustError::Encoding(e.to_string()))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

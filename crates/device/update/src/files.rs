@@ -1,9 +1,9 @@
 //! Crash-safe file primitives shared by the device's state files: bounded reads and atomic
-//! writes (temporary file in the same directory, fsync, rename, fsync of the directory), so a
-//! reader sees the old content or the new, never a torn one.
+//! writes (`ferro-files`: temporary file in the same directory, fsync, rename, fsync of the
+//! directory), so a reader sees the old content or the new, never a torn one.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use crate::UpdateError;
@@ -48,45 +48,18 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Upd
     write_atomic(path, &bytes)
 }
 
-/// Write `path` atomically with mode 0600.
+/// Write `path` atomically with mode 0600 (`ferro_files::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UpdateError> {
-    let dir = parent(path);
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".ferro-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(UpdateError::io(dir))?;
-    tmp.write_all(bytes).map_err(UpdateError::io(path))?;
-    tmp.as_file().sync_all().map_err(UpdateError::io(path))?;
-    tmp.persist(path)
-        .map_err(|e| UpdateError::io(path)(e.error))?;
-    sync_dir(dir);
-    Ok(())
+    ferro_files::write_atomic(path, bytes, ferro_files::Mode::SECRET).map_err(UpdateError::io(path))
 }
 
 /// Move a complete file into place atomically (same file system), then fsync the directory.
 pub fn rename_durable(from: &Path, to: &Path) -> Result<(), UpdateError> {
-    fs::rename(from, to).map_err(UpdateError::io(to))?;
-    sync_dir(parent(to));
-    Ok(())
-}
-
-/// The directory of `path` (`.` for a bare name).
-pub fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    ferro_files::rename_durable(from, to).map_err(UpdateError::io(to))
 }
 
 /// fsync a directory (best effort: not every file system supports it).
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
+pub use ferro_files::sync_dir;
 
 /// Create `dir` (and parents) with mode 0700.
 pub fn create_private_dir(dir: &Path) -> Result<(), UpdateError> {

@@ -307,8 +307,9 @@ impl Call {
         self.body(content_type, body).fetch()
     }
 
-    /// Streams the answer into `destination` through a temporary file renamed into place only
-    /// when the whole body arrived; `progress` gets (bytes so far, total if known).
+    /// Streams the answer into `destination` (mode 0644) through a temporary file renamed into
+    /// place (`ferro_files::AtomicFile`) only when the whole body arrived; `progress` gets
+    /// (bytes so far, total if known).
     pub(crate) fn download(
         self,
         destination: &Path,
@@ -320,51 +321,34 @@ impl Call {
         };
         let (url, mut response) = self.send()?;
         let total = response.content_length();
-        let directory = destination
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let temp = directory.join(format!(
-            ".{}.{}.part",
-            destination
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        let result = (|| -> Result<u64, ClientError> {
-            let mut file = File::create(&temp).map_err(local)?;
-            let mut buffer = vec![0u8; 256 * 1024];
-            let mut done = 0u64;
-            loop {
-                let n = response
-                    .read(&mut buffer)
-                    .map_err(|e| ClientError::Transport {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if n == 0 {
-                    break;
-                }
-                file.write_all(buffer.get(..n).unwrap_or_default())
-                    .map_err(local)?;
-                done += n as u64;
-                progress(done, total);
-            }
-            if total.is_some_and(|t| t != done) {
-                return Err(ClientError::Transport {
+        // Removed unless committed: a failed download leaves nothing behind.
+        let mut file = ferro_files::AtomicFile::create(destination, ferro_files::Mode::PUBLIC)
+            .map_err(local)?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut done = 0u64;
+        loop {
+            let n = response
+                .read(&mut buffer)
+                .map_err(|e| ClientError::Transport {
                     url: url.clone(),
-                    reason: format!("the download ended after {done} bytes"),
-                });
+                    reason: e.to_string(),
+                })?;
+            if n == 0 {
+                break;
             }
-            file.sync_all().map_err(local)?;
-            std::fs::rename(&temp, destination).map_err(local)?;
-            Ok(done)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
+            file.write_all(buffer.get(..n).unwrap_or_default())
+                .map_err(local)?;
+            done += n as u64;
+            progress(done, total);
         }
-        result
+        if total.is_some_and(|t| t != done) {
+            return Err(ClientError::Transport {
+                url,
+                reason: format!("the download ended after {done} bytes"),
+            });
+        }
+        file.commit().map_err(local)?;
+        Ok(done)
     }
 
     /// Hands each line of the answer to `line` as it arrives (a streamed log), until the body

@@ -9,8 +9,9 @@
 //! wire field therefore fails to compile in its callers, not at run time.
 //!
 //! It depends on `ferro-wire` for the shapes of requests and responses and on nothing else of
-//! ours: no service code, no database, no keys. It is blocking (`reqwest::blocking`), which suits
-//! the CLI and scripts; the device's agents keep their own async HTTP code for now.
+//! ours but the foundation `ferro-files` (downloads): no service code, no database, no keys. It
+//! is blocking (`reqwest::blocking`), which suits the CLI and scripts; the device's agents keep
+//! their own async HTTP code for now.
 
 mod client;
 mod device_api;

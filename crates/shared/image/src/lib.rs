@@ -6,10 +6,11 @@
 //! [`VerifiedImage`], the only value an installer should accept; and [`resign`]s a verified
 //! package with another key (same metadata and payload).
 //!
-//! It depends on `ferro-signing` for keys and COSE and must not depend on the manifest crate,
-//! the device, the service or any I/O beyond `std::io` readers/writers and the files it packs.
-//! It never hand-writes cryptography, CBOR or COSE (`sha2`, `ciborium`, `coset` via
-//! `ferro-signing`) and never panics on untrusted bytes.
+//! It depends on `ferro-signing` for keys and COSE and on the foundations `ferro-cbor` (the
+//! strict CBOR rules) and `ferro-files` (the atomic write of a package); it must not depend on
+//! the manifest crate, the device, the service or any I/O beyond `std::io` readers/writers and the
+//! files it packs. It never hand-writes cryptography, CBOR or COSE (`sha2`, `ciborium` through
+//! `ferro-cbor`, `coset` via `ferro-signing`) and never panics on untrusted bytes.
 
 mod archive;
 mod error;

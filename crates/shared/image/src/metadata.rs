@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use ciborium::value::{Integer, Value};
+use ferro_cbor::{CborError, Value, uint};
 use uuid::Uuid;
 
 use crate::archive::validate_tar_path;
@@ -181,10 +181,6 @@ pub struct ImageMetadata {
     pub payload_sha256: [u8; 32],
     /// Present exactly for app and rt-app images.
     pub app: Option<AppMetadata>,
-}
-
-fn uint(v: u64) -> Value {
-    Value::Integer(Integer::from(v))
 }
 
 impl ImageMetadata {
@@ -368,36 +364,15 @@ impl ImageMetadata {
                 Value::Bytes(app.manifest_json.clone()),
             ));
         }
-        let mut out = Vec::new();
-        ciborium::ser::into_writer(&Value::Map(map), &mut out)
-            .map_err(|e| MetadataError::Malformed(e.to_string()))?;
-        Ok(out)
+        ferro_cbor::encode(&Value::Map(map)).map_err(metadata_error)
     }
 
     /// Decode and validate metadata; refuses unknown keys, duplicates and any encoding other
     /// than the deterministic one.
     pub fn from_cbor(bytes: &[u8]) -> Result<ImageMetadata, MetadataError> {
-        let value: Value = ciborium::de::from_reader(bytes)
-            .map_err(|e| MetadataError::Malformed(e.to_string()))?;
-        let Value::Map(entries) = value else {
-            return Err(MetadataError::NotAMap);
-        };
-        let mut fields: [Option<Value>; (K_MAX + 1) as usize] = Default::default();
-        for (k, v) in entries {
-            let key = match &k {
-                Value::Integer(i) => u64::try_from(*i).ok().filter(|k| (1..=K_MAX).contains(k)),
-                _ => None,
-            }
-            .ok_or_else(|| MetadataError::UnknownKey(describe_key(&k)))?;
-            let slot = fields
-                .get_mut(key as usize)
-                .ok_or_else(|| MetadataError::UnknownKey(key.to_string()))?;
-            if slot.is_some() {
-                return Err(MetadataError::DuplicateKey(key));
-            }
-            *slot = Some(v);
-        }
-        let mut take = |k: u64| fields.get_mut(k as usize).and_then(Option::take);
+        let value = ferro_cbor::decode(bytes).map_err(metadata_error)?;
+        let mut fields = ferro_cbor::Fields::from_map(value, K_MAX).map_err(metadata_error)?;
+        let mut take = |k: u64| fields.take(k);
 
         let image_type = ImageType::from_code(get_uint(take(K_TYPE), "image_type")?).ok_or(
             MetadataError::Invalid {
@@ -457,18 +432,22 @@ impl ImageMetadata {
             app,
         };
         md.validate()?;
-        if md.to_cbor()? != bytes {
-            return Err(MetadataError::NonCanonical);
-        }
+        ferro_cbor::check_canonical(bytes, &md.to_cbor()?).map_err(metadata_error)?;
         Ok(md)
     }
 }
 
-fn describe_key(k: &Value) -> String {
-    match k {
-        Value::Integer(i) => i128::from(*i).to_string(),
-        Value::Text(t) => format!("{:?}", t.chars().take(40).collect::<String>()),
-        _ => "(non-integer key)".to_string(),
+/// The metadata's error for a refusal by the strict CBOR rules (`ferro-cbor`).
+fn metadata_error(e: CborError) -> MetadataError {
+    match e {
+        CborError::NotAMap => MetadataError::NotAMap,
+        CborError::NonCanonical => MetadataError::NonCanonical,
+        CborError::UnknownKey(key) => MetadataError::UnknownKey(key),
+        CborError::DuplicateKey(key) => MetadataError::DuplicateKey(key),
+        CborError::Malformed(reason) | CborError::Encode(reason) => {
+            MetadataError::Malformed(reason)
+        }
+        other => MetadataError::Malformed(other.to_string()),
     }
 }
 

@@ -169,10 +169,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 pub(crate) fn destination_dir(destination: &Path) -> PathBuf {
-    match destination.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    ferro_files::parent_dir(destination).to_path_buf()
 }
 
 /// Write the payload produced by `fill` into a temp file next to `destination`, then
@@ -201,17 +198,17 @@ fn assemble(
         (hw.len, <[u8; 32]>::from(hw.hasher.finalize()))
     };
     let metadata = make_metadata(len, digest);
-    write_signed_package(destination, &dir, signer, &metadata, payload_tmp)?;
+    write_signed_package(destination, signer, &metadata, payload_tmp)?;
     Ok(metadata)
 }
 
 /// Sign `metadata` with `signer` and write header + envelope + the payload held in
-/// `payload_tmp` (a temp file in `dir`, any position) to a temp file in `dir`; fsync,
-/// self-verify with the signer's public key, then rename it over `destination` and fsync `dir`.
-/// On any failure nothing is left behind (both temp files are removed when dropped).
+/// `payload_tmp` (a temp file beside `destination`, any position) to an atomic file
+/// (`ferro_files::AtomicFile`, mode 0644); self-verify it with the signer's public key, then
+/// commit it (fsync, rename over `destination`, fsync of the directory). On any failure nothing
+/// is left behind (both temp files are removed when dropped).
 pub(crate) fn write_signed_package(
     destination: &Path,
-    dir: &Path,
     signer: &dyn Signer,
     metadata: &ImageMetadata,
     mut payload_tmp: tempfile::NamedTempFile,
@@ -225,12 +222,10 @@ pub(crate) fn write_signed_package(
         .filter(|l| *l <= MAX_ENVELOPE_LEN)
         .ok_or_else(|| ImageError::PackInput("signed metadata exceeds 256 KiB".into()))?;
 
-    let mut out = tempfile::Builder::new()
-        .prefix(".ferro-image-")
-        .tempfile_in(dir)
+    let mut out = ferro_files::AtomicFile::create(destination, ferro_files::Mode::PUBLIC)
         .map_err(pack_io(destination))?;
     {
-        let mut w = io::BufWriter::with_capacity(1 << 20, out.as_file_mut());
+        let mut w = io::BufWriter::with_capacity(1 << 20, out.file_mut());
         w.write_all(&FixedHeader::new(envelope_len).encode())
             .map_err(pack_io(destination))?;
         w.write_all(&envelope).map_err(pack_io(destination))?;
@@ -239,22 +234,16 @@ pub(crate) fn write_signed_package(
         io::copy(payload_file, &mut w).map_err(pack_io(destination))?;
         w.flush().map_err(pack_io(destination))?;
     }
-    out.as_file().sync_all().map_err(pack_io(destination))?;
     drop(payload_tmp);
 
     // Never emit a package that does not verify with the signer's own key.
     let trusted: TrustedKeys = [signer.public_key().clone()].into_iter().collect();
-    out.as_file_mut().rewind().map_err(pack_io(destination))?;
-    let reader = io::BufReader::with_capacity(1 << 20, out.as_file_mut());
+    out.file_mut().rewind().map_err(pack_io(destination))?;
+    let reader = io::BufReader::with_capacity(1 << 20, out.file_mut());
     verify(reader, &trusted, &mut io::sink())
         .map_err(|e| ImageError::PackSelfCheck(Box::new(e)))?;
 
-    out.persist(destination)
-        .map_err(|e| pack_io(destination)(e.error))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    out.commit().map_err(pack_io(destination))
 }
 
 /// Pack an application (app or rt-app, per `manifest.is_real_time`) from `package_dir`.

@@ -44,6 +44,6 @@ pub fn resign(
     // The payload in the temp file is exactly the bytes whose digest `verify` checked; it is
     // checked once more by the self-verification of the new package.
     let metadata = verified.metadata().clone();
-    write_signed_package(destination, &dir, new_signer, &metadata, payload_tmp)?;
+    write_signed_package(destination, new_signer, &metadata, payload_tmp)?;
     Ok(metadata)
 }

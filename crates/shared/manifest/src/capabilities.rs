@@ -246,14 +246,13 @@ impl ServiceType {
         &self.domain
     }
 
-    fn parse(text: &str) -> Result<Self, String> {
-        const ALLOWED: &str = "a DNS service discovery type `_service._tcp.domain` or \
-             `_service._udp.domain` (service: 1-15 letters, digits and `-`, at least one letter)";
+    fn parse(text: &str) -> Result<Self, ConnectionError> {
+        const ALLOWED: ConnectionError = ConnectionError::NotAServiceType;
         let mut parts = text.splitn(3, '.');
         let (Some(service), Some(protocol), Some(domain)) =
             (parts.next(), parts.next(), parts.next())
         else {
-            return Err(ALLOWED.to_owned());
+            return Err(ALLOWED);
         };
         let service = service.strip_prefix('_').ok_or(ALLOWED)?;
         let valid_service = (1..=15).contains(&service.len())
@@ -267,10 +266,10 @@ impl ServiceType {
         let tcp = match protocol.to_ascii_lowercase().as_str() {
             "_tcp" => true,
             "_udp" => false,
-            _ => return Err(ALLOWED.to_owned()),
+            _ => return Err(ALLOWED),
         };
         if !valid_service || validate_hostname(domain).is_err() {
-            return Err(ALLOWED.to_owned());
+            return Err(ALLOWED);
         }
         Ok(Self {
             service: service.to_ascii_lowercase(),
@@ -289,7 +288,7 @@ impl fmt::Display for ServiceType {
 
 impl AllowedConnection {
     /// Parses one entry; the error says what is allowed.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ConnectionError> {
         if let Ok(address) = text.parse::<Ipv4Addr>() {
             return Ok(Self::Ipv4(address));
         }
@@ -303,10 +302,7 @@ impl AllowedConnection {
             validate_hostname(domain)?;
             // `*.com` would grant a whole top-level domain.
             if !domain.contains('.') {
-                return Err(
-                    "a wildcard needs at least two labels after `*.` (e.g. `*.example.com`)"
-                        .to_owned(),
-                );
+                return Err(ConnectionError::WildcardTooWide);
             }
             return Ok(Self::AnySubdomainOf(domain.to_ascii_lowercase()));
         }
@@ -348,10 +344,33 @@ impl fmt::Display for AllowedConnection {
     }
 }
 
-fn validate_hostname(name: &str) -> Result<(), String> {
-    const ALLOWED: &str = "a host name (letters, digits, `-`; dot-separated labels of 1-63 characters; at most 253 characters), an IPv4/IPv6 address, `*.domain`, or a DNS service discovery type `_service._tcp.domain`";
+/// What an `AllowedConnections` entry may be, as the errors say it.
+const HOST_ALLOWED: &str = "a host name (letters, digits, `-`; dot-separated labels of 1-63 characters; at most 253 characters), an IPv4/IPv6 address, `*.domain`, or a DNS service discovery type `_service._tcp.domain`";
+
+/// Why an `AllowedConnections` entry is refused; the message says what is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// Not a host name, address, wildcard or service type.
+    #[error("{HOST_ALLOWED}")]
+    NotAHost,
+    /// Dotted digits that are no IPv4 address (e.g. `1.2.3.999`).
+    #[error("not a valid IP address; expected {HOST_ALLOWED}")]
+    NotAnAddress,
+    /// A wildcard over a top-level domain (`*.com`).
+    #[error("a wildcard needs at least two labels after `*.` (e.g. `*.example.com`)")]
+    WildcardTooWide,
+    /// Starts with `_` but is no DNS service discovery type.
+    #[error(
+        "a DNS service discovery type `_service._tcp.domain` or `_service._udp.domain` (service: 1-15 letters, digits and `-`, at least one letter)"
+    )]
+    NotAServiceType,
+}
+
+fn validate_hostname(name: &str) -> Result<(), ConnectionError> {
+    const ALLOWED: ConnectionError = ConnectionError::NotAHost;
     if name.is_empty() || name.len() > MAX_HOSTNAME_CHARS {
-        return Err(ALLOWED.to_owned());
+        return Err(ALLOWED);
     }
     let mut last_label = "";
     for label in name.split('.') {
@@ -363,13 +382,13 @@ fn validate_hostname(name: &str) -> Result<(), String> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !valid {
-            return Err(ALLOWED.to_owned());
+            return Err(ALLOWED);
         }
         last_label = label;
     }
     // An all-numeric last label (e.g. `1.2.3.999`) is a malformed address, not a name.
     if last_label.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(format!("not a valid IP address; expected {ALLOWED}"));
+        return Err(ConnectionError::NotAnAddress);
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ mod manifest;
 mod resolve;
 
 pub use capabilities::{
-    AllowedConnection, Capabilities, CapabilityFlag, MAX_CAPABILITY_ENTRIES,
+    AllowedConnection, Capabilities, CapabilityFlag, ConnectionError, MAX_CAPABILITY_ENTRIES,
     MAX_MUTABLE_STORAGE_KIB, MAX_PERIPHERAL_ID_CHARS, MAX_REFERENCE_NAME_CHARS, PeripheralForm,
     PeripheralKind, PeripheralRef, PowerControl, Resolved, ServiceType, Unresolved,
     is_peripheral_id, is_reference_name, parse_guid,

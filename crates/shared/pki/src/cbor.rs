@@ -1,32 +1,35 @@
-//! Shared strict CBOR helpers for the identity documents: integer-keyed maps, typed field
-//! extraction, and times as unsigned seconds since the Unix epoch. Canonical form is enforced by
-//! each document re-encoding what it decoded and comparing bytes.
+//! The identity documents' reading of the strict CBOR rules (`ferro-cbor`): integer-keyed
+//! maps, typed field extraction with this crate's error wording, and times as unsigned seconds
+//! since the Unix epoch. Canonical form is enforced by each document re-encoding what it decoded
+//! and comparing bytes ([`check_canonical`]).
 
-use ciborium::value::{Integer, Value};
+use ferro_cbor::{CborError, Value};
 use time::OffsetDateTime;
 
 use crate::error::DocumentError;
 
+pub(crate) use ferro_cbor::uint;
+
 /// The latest time a document may carry (9999-12-31T23:59:59Z), as X.509 can express.
 pub(crate) const MAX_TIMESTAMP: u64 = 253_402_300_799;
 
-pub(crate) fn uint(v: u64) -> Value {
-    Value::Integer(Integer::from(v))
+/// The identity documents' error for a refusal by the strict rules.
+fn document_error(e: CborError) -> DocumentError {
+    match e {
+        CborError::TooLarge { len, max } => DocumentError::TooLarge { len, max },
+        CborError::NotAMap => DocumentError::Malformed("not a map"),
+        CborError::UnknownKey(key) => DocumentError::UnknownKey(key),
+        CborError::DuplicateKey(key) => DocumentError::DuplicateKey(key),
+        CborError::NonCanonical => DocumentError::Malformed(
+            "not in the deterministic encoding (shortest forms, ascending keys, no trailing bytes)",
+        ),
+        CborError::Encode(_) => DocumentError::Malformed("cannot encode"),
+        _ => DocumentError::Malformed("not CBOR"),
+    }
 }
 
 pub(crate) fn encode(v: &Value) -> Result<Vec<u8>, DocumentError> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(v, &mut out)
-        .map_err(|_| DocumentError::Malformed("cannot encode"))?;
-    Ok(out)
-}
-
-fn describe_key(k: &Value) -> String {
-    match k {
-        Value::Integer(i) => i128::from(*i).to_string(),
-        Value::Text(t) => format!("{:?}", t.chars().take(32).collect::<String>()),
-        _ => "(not an integer)".to_string(),
-    }
+    ferro_cbor::encode(v).map_err(document_error)
 }
 
 /// Decode a map with unsigned integer keys `1..=max_key` into slots indexed by key. Refuses
@@ -35,45 +38,18 @@ pub(crate) fn decode_map(
     bytes: &[u8],
     max_len: usize,
     max_key: u64,
-) -> Result<Vec<Option<Value>>, DocumentError> {
-    if bytes.len() > max_len {
-        return Err(DocumentError::TooLarge {
-            len: bytes.len(),
-            max: max_len,
-        });
-    }
-    let value: Value =
-        ciborium::de::from_reader(bytes).map_err(|_| DocumentError::Malformed("not CBOR"))?;
-    let Value::Map(entries) = value else {
-        return Err(DocumentError::Malformed("not a map"));
-    };
-    let mut slots: Vec<Option<Value>> = vec![None; usize::try_from(max_key).unwrap_or(0) + 1];
-    for (k, v) in entries {
-        let key = match &k {
-            Value::Integer(i) => u64::try_from(*i).ok().filter(|k| (1..=max_key).contains(k)),
-            _ => None,
-        }
-        .ok_or_else(|| DocumentError::UnknownKey(describe_key(&k)))?;
-        let slot = slots
-            .get_mut(usize::try_from(key).unwrap_or(usize::MAX))
-            .ok_or_else(|| DocumentError::UnknownKey(key.to_string()))?;
-        if slot.is_some() {
-            return Err(DocumentError::DuplicateKey(key));
-        }
-        *slot = Some(v);
-    }
-    Ok(slots)
+) -> Result<ferro_cbor::Fields, DocumentError> {
+    let value = ferro_cbor::decode_bounded(bytes, max_len).map_err(document_error)?;
+    ferro_cbor::Fields::from_map(value, max_key).map_err(document_error)
 }
 
-/// Take field `key` out of the slots.
-pub(crate) fn take(slots: &mut [Option<Value>], key: u64) -> Option<Value> {
-    slots
-        .get_mut(usize::try_from(key).unwrap_or(usize::MAX))
-        .and_then(Option::take)
+/// Take field `key` out of the fields.
+pub(crate) fn take(slots: &mut ferro_cbor::Fields, key: u64) -> Option<Value> {
+    slots.take(key)
 }
 
 pub(crate) fn required(
-    slots: &mut [Option<Value>],
+    slots: &mut ferro_cbor::Fields,
     key: u64,
     field: &'static str,
 ) -> Result<Value, DocumentError> {
@@ -159,7 +135,7 @@ pub(crate) fn secs_from_time(t: OffsetDateTime, field: &'static str) -> Result<u
 
 /// Check format version field 1.
 pub(crate) fn check_version(
-    slots: &mut [Option<Value>],
+    slots: &mut ferro_cbor::Fields,
     supported: u64,
 ) -> Result<(), DocumentError> {
     let v = as_uint(required(slots, 1, "format_version")?, "format_version")?;
@@ -171,7 +147,7 @@ pub(crate) fn check_version(
 
 /// Check format version field 1 against several supported versions; returns the version.
 pub(crate) fn check_version_in(
-    slots: &mut [Option<Value>],
+    slots: &mut ferro_cbor::Fields,
     supported: &[u64],
 ) -> Result<u64, DocumentError> {
     let v = as_uint(required(slots, 1, "format_version")?, "format_version")?;
@@ -183,10 +159,5 @@ pub(crate) fn check_version_in(
 
 /// Refuse `bytes` unless they are exactly `canonical` (the re-encoding of what was decoded).
 pub(crate) fn check_canonical(bytes: &[u8], canonical: &[u8]) -> Result<(), DocumentError> {
-    if bytes != canonical {
-        return Err(DocumentError::Malformed(
-            "not in the deterministic encoding (shortest forms, ascending keys, no trailing bytes)",
-        ));
-    }
-    Ok(())
+    ferro_cbor::check_canonical(bytes, canonical).map_err(document_error)
 }

@@ -1,8 +1,7 @@
 //! Key identifiers, public keys and the software signing key.
 
 use std::fmt;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use p256::ecdsa::signature::Signer as _;
@@ -297,31 +296,16 @@ impl SoftwareSigningKey {
     }
 
     /// Write the key to a new file at `path` (mode 0600, atomically: temp file, fsync, then a
-    /// no-clobber rename). Fails if `path` already exists. Creates missing parent directories.
+    /// no-clobber rename; `ferro_files::create_new`). Fails if `path` already exists. Creates
+    /// missing parent directories.
     pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = parent_dir(path);
-        std::fs::create_dir_all(&dir).map_err(io)?;
         let pem = self.to_pkcs8_pem()?;
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".ferro-key-").suffix(".tmp");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o600));
-        }
-        let mut tmp = builder.tempfile_in(&dir).map_err(io)?;
-        tmp.write_all(pem.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist_noclobber(path).map_err(|e| io(e.error))?;
-        // Make the rename durable.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        ferro_files::create_new(path, pem.as_bytes(), ferro_files::Mode::SECRET).map_err(|source| {
+            KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 
     /// Load the key at `path`, or create one there if no file exists (see
@@ -411,13 +395,6 @@ impl Signer for DeterministicSigner<'_> {
             .map_err(|_| SignError::Signer("ECDSA signing failed".into()))?;
         let bytes: [u8; 64] = sig.to_bytes().into();
         Ok(Signature(bytes))
-    }
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 

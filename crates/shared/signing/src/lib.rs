@@ -5,7 +5,8 @@
 //! content type so a signature made for one purpose never verifies as another), and the strict
 //! verifier [`verify1`] whose only success value is a [`VerifiedPayload`].
 //!
-//! This crate must not depend on any other Ferrosphere crate (it is the bottom of the trust stack),
+//! This crate must not depend on any other Ferrosphere crate but the foundation `ferro-files`
+//! (key files are written through its atomic write): it is the bottom of the trust stack. It
 //! must not hand-write cryptography, CBOR or COSE (it uses `p256` and `ring` for ECDSA, `sha2` and
 //! `coset`), and must never print secret key material in `Debug`, `Display` or errors.
 

@@ -48,23 +48,15 @@ pub struct AttestationEvidenceRequest {
     pub evidence: String,
 }
 
-/// The appraisal's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum AttestationVerdict {
-    /// Every check passed; a device certificate was issued.
-    Trusted,
-    /// At least one check failed (see the reasons); no certificate.
-    Untrusted,
-}
-
-impl AttestationVerdict {
-    /// The name as serialised.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttestationVerdict::Trusted => "Trusted",
-            AttestationVerdict::Untrusted => "Untrusted",
-        }
+named_enum! {
+    /// The appraisal's verdict.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum AttestationVerdict {
+        /// Every check passed; a device certificate was issued.
+        Trusted => "Trusted",
+        /// At least one check failed (see the reasons); no certificate.
+        Untrusted => "Untrusted",
     }
 }
 

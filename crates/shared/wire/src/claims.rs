@@ -138,39 +138,17 @@ pub struct CreateTransferRequest {
     pub target_tenant_id: TenantId,
 }
 
-/// Where a transfer is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum TransferState {
-    /// Offered, waiting for the target tenant.
-    Pending,
-    /// Accepted: the device belongs to the target tenant.
-    Accepted,
-    /// Cancelled by either tenant, or void because the device changed hands otherwise.
-    Cancelled,
-}
-
-impl TransferState {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransferState::Pending => "Pending",
-            TransferState::Accepted => "Accepted",
-            TransferState::Cancelled => "Cancelled",
-        }
-    }
-}
-
-impl FromStr for TransferState {
-    type Err = crate::UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Pending" => Ok(TransferState::Pending),
-            "Accepted" => Ok(TransferState::Accepted),
-            "Cancelled" => Ok(TransferState::Cancelled),
-            _ => Err(crate::UnknownVariant),
-        }
+named_enum! {
+    /// Where a transfer is.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum TransferState {
+        /// Offered, waiting for the target tenant.
+        Pending => "Pending",
+        /// Accepted: the device belongs to the target tenant.
+        Accepted => "Accepted",
+        /// Cancelled by either tenant, or void because the device changed hands otherwise.
+        Cancelled => "Cancelled",
     }
 }
 

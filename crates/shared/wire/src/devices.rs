@@ -23,71 +23,29 @@ pub fn normalize_device_id(s: &str) -> Option<String> {
         .then(|| s.to_ascii_lowercase())
 }
 
-/// Where a device's key lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum RootOfTrustKind {
-    /// Software root of trust (virtual devices, development).
-    Software,
-    /// TPM 2.0.
-    Tpm,
-}
-
-impl RootOfTrustKind {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RootOfTrustKind::Software => "Software",
-            RootOfTrustKind::Tpm => "Tpm",
-        }
+named_enum! {
+    /// Where a device's key lives.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum RootOfTrustKind {
+        /// Software root of trust (virtual devices, development).
+        Software => "Software",
+        /// TPM 2.0.
+        Tpm => "Tpm",
     }
 }
 
-impl std::str::FromStr for RootOfTrustKind {
-    type Err = crate::UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Software" => Ok(RootOfTrustKind::Software),
-            "Tpm" => Ok(RootOfTrustKind::Tpm),
-            _ => Err(crate::UnknownVariant),
-        }
-    }
-}
-
-/// Manufacturing state (Azure Sphere's names); it only moves forward.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum ManufacturingState {
-    /// Nothing done yet.
-    Blank,
-    /// Module manufacturing finished.
-    Module1Complete,
-    /// Device manufacturing finished.
-    DeviceComplete,
-}
-
-impl ManufacturingState {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ManufacturingState::Blank => "Blank",
-            ManufacturingState::Module1Complete => "Module1Complete",
-            ManufacturingState::DeviceComplete => "DeviceComplete",
-        }
-    }
-}
-
-impl std::str::FromStr for ManufacturingState {
-    type Err = crate::UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Blank" => Ok(ManufacturingState::Blank),
-            "Module1Complete" => Ok(ManufacturingState::Module1Complete),
-            "DeviceComplete" => Ok(ManufacturingState::DeviceComplete),
-            _ => Err(crate::UnknownVariant),
-        }
+named_enum! {
+    /// Manufacturing state (Azure Sphere's names); it only moves forward.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum ManufacturingState {
+        /// Nothing done yet.
+        Blank => "Blank",
+        /// Module manufacturing finished.
+        Module1Complete => "Module1Complete",
+        /// Device manufacturing finished.
+        DeviceComplete => "DeviceComplete",
     }
 }
 
@@ -294,35 +252,15 @@ pub struct UpdateDeviceRequest {
 // ---------------------------------------------------------------------------------------------
 // Capability files
 
-/// The kind of a device capability.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum CapabilityType {
-    /// Debugging and sideloading of images test-signed by the listed developer keys.
-    AppDevelopment,
-    /// Local servicing operations, no sideloading.
-    FieldServicing,
-}
-
-impl CapabilityType {
-    /// The name used on the wire, in paths and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CapabilityType::AppDevelopment => "AppDevelopment",
-            CapabilityType::FieldServicing => "FieldServicing",
-        }
-    }
-}
-
-impl std::str::FromStr for CapabilityType {
-    type Err = crate::UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "AppDevelopment" => Ok(CapabilityType::AppDevelopment),
-            "FieldServicing" => Ok(CapabilityType::FieldServicing),
-            _ => Err(crate::UnknownVariant),
-        }
+named_enum! {
+    /// The kind of a device capability.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum CapabilityType {
+        /// Debugging and sideloading of images test-signed by the listed developer keys.
+        AppDevelopment => "AppDevelopment",
+        /// Local servicing operations, no sideloading.
+        FieldServicing => "FieldServicing",
     }
 }
 

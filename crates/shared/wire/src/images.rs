@@ -4,7 +4,7 @@
 //! `Content-Type: application/octet-stream`, downloads answer the same content type with HTTP
 //! Range support and an `ETag` that is the package's SHA-256.
 
-use crate::{DeviceGroupId, OsFeed, TenantId, UnknownVariant, UserId};
+use crate::{DeviceGroupId, OsFeed, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -81,49 +81,19 @@ pub struct RegisteredSigningKey {
 // ---------------------------------------------------------------------------------------------
 // Images
 
-/// What an image is (the package's `image_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum ImageType {
-    /// A high-level (WebAssembly component) application.
-    App,
-    /// A real-time (Cortex-M4) application.
-    RtApp,
-    /// The OS bundle (published as OS releases by the platform operator only).
-    Os,
-    /// A board configuration.
-    BoardConfig,
-}
-
-impl ImageType {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageType::App => "App",
-            ImageType::RtApp => "RtApp",
-            ImageType::Os => "Os",
-            ImageType::BoardConfig => "BoardConfig",
-        }
-    }
-}
-
-impl fmt::Display for ImageType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ImageType {
-    type Err = UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "App" => Ok(ImageType::App),
-            "RtApp" => Ok(ImageType::RtApp),
-            "Os" => Ok(ImageType::Os),
-            "BoardConfig" => Ok(ImageType::BoardConfig),
-            _ => Err(UnknownVariant),
-        }
+named_enum! {
+    /// What an image is (the package's `image_type`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum ImageType {
+        /// A high-level (WebAssembly component) application.
+        App => "App",
+        /// A real-time (Cortex-M4) application.
+        RtApp => "RtApp",
+        /// The OS bundle (published as OS releases by the platform operator only).
+        Os => "Os",
+        /// A board configuration.
+        BoardConfig => "BoardConfig",
     }
 }
 
@@ -311,24 +281,16 @@ pub enum RolloutState {
     Superseded,
 }
 
-/// Why a rollout paused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum PauseReason {
-    /// More than `maxFailurePercent` of the included devices reported `Failed` (the service
-    /// paused it).
-    FailureThreshold,
-    /// An operator paused it.
-    Operator,
-}
-
-impl PauseReason {
-    /// The name as serialised and stored.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            PauseReason::FailureThreshold => "FailureThreshold",
-            PauseReason::Operator => "Operator",
-        }
+named_enum! {
+    /// Why a rollout paused.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum PauseReason {
+        /// More than `maxFailurePercent` of the included devices reported `Failed` (the service
+        /// paused it).
+        FailureThreshold => "FailureThreshold",
+        /// An operator paused it.
+        Operator => "Operator",
     }
 }
 

@@ -16,6 +16,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+#[macro_use]
+mod names;
+
 pub mod device_api;
 mod devices;
 #[cfg(feature = "openapi")]
@@ -113,48 +116,22 @@ mod claims;
 pub use claims::*;
 mod os_feeds;
 pub use os_feeds::*;
+mod body;
+pub use body::{BodyError, is_json_content_type, parse_json_body};
 
-/// A role a user holds in one tenant, with Azure Sphere's meaning.
-///
-/// Ordered by power: `Reader < Contributor < Administrator`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum Role {
-    /// Reads everything in the tenant.
-    Reader,
-    /// Reader, plus manages products, device groups, deployments, images and devices.
-    Contributor,
-    /// Contributor, plus manages the tenant itself, users and their roles, and reads the audit log.
-    Administrator,
-}
-
-impl Role {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Reader => "Reader",
-            Role::Contributor => "Contributor",
-            Role::Administrator => "Administrator",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Reader" => Ok(Role::Reader),
-            "Contributor" => Ok(Role::Contributor),
-            "Administrator" => Ok(Role::Administrator),
-            _ => Err(UnknownVariant),
-        }
+named_enum! {
+    /// A role a user holds in one tenant, with Azure Sphere's meaning.
+    ///
+    /// Ordered by power: `Reader < Contributor < Administrator`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum Role {
+        /// Reads everything in the tenant.
+        Reader => "Reader",
+        /// Reader, plus manages products, device groups, deployments, images and devices.
+        Contributor => "Contributor",
+        /// Contributor, plus manages the tenant itself, users and their roles, and reads the audit log.
+        Administrator => "Administrator",
     }
 }
 
@@ -170,67 +147,27 @@ impl fmt::Display for UnknownVariant {
 
 impl std::error::Error for UnknownVariant {}
 
-/// The OS feed a device group follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum OsFeed {
-    /// Released OS versions.
-    Retail,
-    /// Release candidates, published ahead of Retail for evaluation.
-    RetailEval,
-}
-
-impl OsFeed {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OsFeed::Retail => "Retail",
-            OsFeed::RetailEval => "RetailEval",
-        }
+named_enum! {
+    /// The OS feed a device group follows.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum OsFeed {
+        /// Released OS versions.
+        Retail => "Retail",
+        /// Release candidates, published ahead of Retail for evaluation.
+        RetailEval => "RetailEval",
     }
 }
 
-impl FromStr for OsFeed {
-    type Err = UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "Retail" => Ok(OsFeed::Retail),
-            "RetailEval" => Ok(OsFeed::RetailEval),
-            _ => Err(UnknownVariant),
-        }
-    }
-}
-
-/// Which updates a device group's devices receive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum UpdatePolicy {
-    /// OS and app updates.
-    UpdateAll,
-    /// OS updates only; the tenant's apps are not updated (development devices).
-    No3rdPartyAppUpdates,
-}
-
-impl UpdatePolicy {
-    /// The name used on the wire and in the database.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdatePolicy::UpdateAll => "UpdateAll",
-            UpdatePolicy::No3rdPartyAppUpdates => "No3rdPartyAppUpdates",
-        }
-    }
-}
-
-impl FromStr for UpdatePolicy {
-    type Err = UnknownVariant;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "UpdateAll" => Ok(UpdatePolicy::UpdateAll),
-            "No3rdPartyAppUpdates" => Ok(UpdatePolicy::No3rdPartyAppUpdates),
-            _ => Err(UnknownVariant),
-        }
+named_enum! {
+    /// Which updates a device group's devices receive.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum UpdatePolicy {
+        /// OS and app updates.
+        UpdateAll => "UpdateAll",
+        /// OS updates only; the tenant's apps are not updated (development devices).
+        No3rdPartyAppUpdates => "No3rdPartyAppUpdates",
     }
 }
 
@@ -324,139 +261,98 @@ pub struct ErrorItem {
     pub message: String,
 }
 
-/// Stable error codes. Adding a code is compatible; renaming or removing one is not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// 401: no credentials, or a token that is unknown, expired or revoked.
-    Unauthenticated,
-    /// 401: login name or password wrong (never says which).
-    InvalidCredentials,
-    /// 403: the password is a one-time password or expired; change it with `POST /v1/auth/change-password`.
-    PasswordChangeRequired,
-    /// 403: the caller's role in this tenant does not allow the operation.
-    Forbidden,
-    /// 404: no such object, or it belongs to a tenant the caller cannot see (indistinguishable).
-    NotFound,
-    /// 405: the route exists but not with this method.
-    MethodNotAllowed,
-    /// 409: a name is taken, or the object is in a state that forbids the operation.
-    Conflict,
-    /// 409: the object still holds others (a product with device groups that are not empty).
-    NotEmpty,
-    /// 409: the operation would leave a tenant without an Administrator.
-    LastAdministrator,
-    /// 422: a device registration record was refused (bad signature, wrong key, malformed...);
-    /// `details` lists each refused record by index.
-    InvalidRegistrationRecord,
-    /// 409: a different registration record is already stored for this device ID.
-    RegistrationConflict,
-    /// 404: no registration record for this device ID (the manufacturer must register it first).
-    DeviceNotRegistered,
-    /// 409: the device is claimed by another tenant; claiming is permanent.
-    AlreadyClaimed,
-    /// 422: the package is signed by a key this tenant (or, for OS releases, the platform) has
-    /// not registered: register it (`ferro developer-key add`) and upload again.
-    UntrustedSigningKey,
-    /// 422: the body is not a valid image package (truncated, tampered, malformed, bad manifest);
-    /// the message names the check that failed.
-    InvalidImage,
-    /// 422: the package is of a type this route does not take (an OS image uploaded as a tenant
-    /// image, an app published as an OS release).
-    WrongImageType,
-    /// 416: the `Range` header asks for bytes outside the object.
-    RangeNotSatisfiable,
-    /// 400: the body is not well-formed JSON.
-    MalformedJson,
-    /// 400: the body has a field the API does not know (the message names it).
-    UnknownField,
-    /// 400: a path parameter is not a well-formed ID.
-    InvalidId,
-    /// 400: a query parameter is malformed (the message names it).
-    InvalidQuery,
-    /// 413: the body is larger than the limit.
-    PayloadTooLarge,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 422: well-formed JSON of the wrong shape: missing field, wrong type, unknown enum value.
-    InvalidBody,
-    /// 422: a name outside the allowed pattern.
-    InvalidName,
-    /// 422: a password that does not meet the policy.
-    WeakPassword,
-    /// 429: too many failed attempts; retry after the `Retry-After` header's seconds.
-    RateLimited,
-    /// 503: the service cannot reach its database or is shutting down; retry later.
-    Unavailable,
-    /// 504: the request took too long; retry later.
-    Timeout,
-    /// 500: a bug or an unexpected failure; the message carries a request ID for the operator.
-    Internal,
-    /// 422: a deployment's rollout is not acceptable: waves not increasing, not ending at 100,
-    /// out of range or too many; a negative or too long wait; a threshold out of range.
-    InvalidRollout,
-    /// 404: the deployment has no rollout (it went to every device of its group at once).
-    NoRollout,
-    /// 409: the rollout cannot be paused or resumed: it is complete, or a newer deployment
-    /// superseded it.
-    RolloutNotActive,
-    /// 403: the operation needs a fresh password login (a session younger than 15 minutes),
-    /// not an API token or an older session: log in again and retry.
-    ReauthenticationRequired,
-    /// 409: a quota of the platform is used up (tenants per user, ...); the message says the
-    /// usage, the limit and what to do.
-    QuotaExceeded,
-    /// 409: storing the upload would take the tenant over its image storage quota; the message
-    /// says the usage and the limit (the service's `tenant_image_quota_bytes`).
-    StorageQuotaExceeded,
+named_enum! {
+    /// Stable error codes. Adding a code is compatible; renaming or removing one is not.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(rename_all = "snake_case")]
+    #[non_exhaustive]
+    pub enum ErrorCode {
+        /// 401: no credentials, or a token that is unknown, expired or revoked.
+        Unauthenticated => "unauthenticated",
+        /// 401: login name or password wrong (never says which).
+        InvalidCredentials => "invalid_credentials",
+        /// 403: the password is a one-time password or expired; change it with `POST /v1/auth/change-password`.
+        PasswordChangeRequired => "password_change_required",
+        /// 403: the caller's role in this tenant does not allow the operation.
+        Forbidden => "forbidden",
+        /// 404: no such object, or it belongs to a tenant the caller cannot see (indistinguishable).
+        NotFound => "not_found",
+        /// 405: the route exists but not with this method.
+        MethodNotAllowed => "method_not_allowed",
+        /// 409: a name is taken, or the object is in a state that forbids the operation.
+        Conflict => "conflict",
+        /// 409: the object still holds others (a product with device groups that are not empty).
+        NotEmpty => "not_empty",
+        /// 409: the operation would leave a tenant without an Administrator.
+        LastAdministrator => "last_administrator",
+        /// 422: a device registration record was refused (bad signature, wrong key, malformed...);
+        /// `details` lists each refused record by index.
+        InvalidRegistrationRecord => "invalid_registration_record",
+        /// 409: a different registration record is already stored for this device ID.
+        RegistrationConflict => "registration_conflict",
+        /// 404: no registration record for this device ID (the manufacturer must register it first).
+        DeviceNotRegistered => "device_not_registered",
+        /// 409: the device is claimed by another tenant; claiming is permanent.
+        AlreadyClaimed => "already_claimed",
+        /// 422: the package is signed by a key this tenant (or, for OS releases, the platform) has
+        /// not registered: register it (`ferro developer-key add`) and upload again.
+        UntrustedSigningKey => "untrusted_signing_key",
+        /// 422: the body is not a valid image package (truncated, tampered, malformed, bad manifest);
+        /// the message names the check that failed.
+        InvalidImage => "invalid_image",
+        /// 422: the package is of a type this route does not take (an OS image uploaded as a tenant
+        /// image, an app published as an OS release).
+        WrongImageType => "wrong_image_type",
+        /// 416: the `Range` header asks for bytes outside the object.
+        RangeNotSatisfiable => "range_not_satisfiable",
+        /// 400: the body is not well-formed JSON.
+        MalformedJson => "malformed_json",
+        /// 400: the body has a field the API does not know (the message names it).
+        UnknownField => "unknown_field",
+        /// 400: a path parameter is not a well-formed ID.
+        InvalidId => "invalid_id",
+        /// 400: a query parameter is malformed (the message names it).
+        InvalidQuery => "invalid_query",
+        /// 413: the body is larger than the limit.
+        PayloadTooLarge => "payload_too_large",
+        /// 415: the body is not `application/json`.
+        UnsupportedMediaType => "unsupported_media_type",
+        /// 422: well-formed JSON of the wrong shape: missing field, wrong type, unknown enum value.
+        InvalidBody => "invalid_body",
+        /// 422: a name outside the allowed pattern.
+        InvalidName => "invalid_name",
+        /// 422: a password that does not meet the policy.
+        WeakPassword => "weak_password",
+        /// 429: too many failed attempts; retry after the `Retry-After` header's seconds.
+        RateLimited => "rate_limited",
+        /// 503: the service cannot reach its database or is shutting down; retry later.
+        Unavailable => "unavailable",
+        /// 504: the request took too long; retry later.
+        Timeout => "timeout",
+        /// 500: a bug or an unexpected failure; the message carries a request ID for the operator.
+        Internal => "internal",
+        /// 422: a deployment's rollout is not acceptable: waves not increasing, not ending at 100,
+        /// out of range or too many; a negative or too long wait; a threshold out of range.
+        InvalidRollout => "invalid_rollout",
+        /// 404: the deployment has no rollout (it went to every device of its group at once).
+        NoRollout => "no_rollout",
+        /// 409: the rollout cannot be paused or resumed: it is complete, or a newer deployment
+        /// superseded it.
+        RolloutNotActive => "rollout_not_active",
+        /// 403: the operation needs a fresh password login (a session younger than 15 minutes),
+        /// not an API token or an older session: log in again and retry.
+        ReauthenticationRequired => "reauthentication_required",
+        /// 409: a quota of the platform is used up (tenants per user, ...); the message says the
+        /// usage, the limit and what to do.
+        QuotaExceeded => "quota_exceeded",
+        /// 409: storing the upload would take the tenant over its image storage quota; the message
+        /// says the usage and the limit (the service's `tenant_image_quota_bytes`).
+        StorageQuotaExceeded => "storage_quota_exceeded",
+    }
 }
 
 impl ErrorCode {
-    /// The snake_case code as it appears on the wire.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::InvalidCredentials => "invalid_credentials",
-            ErrorCode::PasswordChangeRequired => "password_change_required",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::NotEmpty => "not_empty",
-            ErrorCode::LastAdministrator => "last_administrator",
-            ErrorCode::InvalidRegistrationRecord => "invalid_registration_record",
-            ErrorCode::RegistrationConflict => "registration_conflict",
-            ErrorCode::DeviceNotRegistered => "device_not_registered",
-            ErrorCode::AlreadyClaimed => "already_claimed",
-            ErrorCode::UntrustedSigningKey => "untrusted_signing_key",
-            ErrorCode::InvalidImage => "invalid_image",
-            ErrorCode::WrongImageType => "wrong_image_type",
-            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::UnknownField => "unknown_field",
-            ErrorCode::InvalidId => "invalid_id",
-            ErrorCode::InvalidQuery => "invalid_query",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::InvalidBody => "invalid_body",
-            ErrorCode::InvalidName => "invalid_name",
-            ErrorCode::WeakPassword => "weak_password",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Timeout => "timeout",
-            ErrorCode::Internal => "internal",
-            ErrorCode::InvalidRollout => "invalid_rollout",
-            ErrorCode::NoRollout => "no_rollout",
-            ErrorCode::RolloutNotActive => "rollout_not_active",
-            ErrorCode::ReauthenticationRequired => "reauthentication_required",
-            ErrorCode::QuotaExceeded => "quota_exceeded",
-            ErrorCode::StorageQuotaExceeded => "storage_quota_exceeded",
-        }
-    }
-
     /// The HTTP status that carries this code.
     #[must_use]
     pub fn http_status(self) -> u16 {
@@ -495,52 +391,6 @@ impl ErrorCode {
             ErrorCode::Timeout => 504,
             ErrorCode::Internal => 500,
         }
-    }
-
-    /// Every code, for documentation and tests.
-    pub const ALL: &'static [ErrorCode] = &[
-        ErrorCode::Unauthenticated,
-        ErrorCode::InvalidCredentials,
-        ErrorCode::PasswordChangeRequired,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::Conflict,
-        ErrorCode::NotEmpty,
-        ErrorCode::LastAdministrator,
-        ErrorCode::InvalidRegistrationRecord,
-        ErrorCode::RegistrationConflict,
-        ErrorCode::DeviceNotRegistered,
-        ErrorCode::AlreadyClaimed,
-        ErrorCode::UntrustedSigningKey,
-        ErrorCode::InvalidImage,
-        ErrorCode::WrongImageType,
-        ErrorCode::RangeNotSatisfiable,
-        ErrorCode::MalformedJson,
-        ErrorCode::UnknownField,
-        ErrorCode::InvalidId,
-        ErrorCode::InvalidQuery,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::InvalidBody,
-        ErrorCode::InvalidName,
-        ErrorCode::WeakPassword,
-        ErrorCode::RateLimited,
-        ErrorCode::Unavailable,
-        ErrorCode::Timeout,
-        ErrorCode::Internal,
-        ErrorCode::InvalidRollout,
-        ErrorCode::NoRollout,
-        ErrorCode::RolloutNotActive,
-        ErrorCode::ReauthenticationRequired,
-        ErrorCode::QuotaExceeded,
-        ErrorCode::StorageQuotaExceeded,
-    ];
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -1139,6 +989,39 @@ mod tests {
             assert_eq!(back, *code);
             assert!((400..600).contains(&code.http_status()));
         }
+    }
+
+    /// Every enum of `named_enum!`: serde's name of each variant is its `as_str()`, `Display`
+    /// writes it, `FromStr` reads it back, and any other name is refused.
+    #[test]
+    fn named_enums_agree_with_serde_in_both_directions() {
+        macro_rules! check {
+            ($($t:ty),+ $(,)?) => {$(
+                for v in <$t>::ALL {
+                    let json = serde_json::to_string(v).unwrap();
+                    assert_eq!(json, format!("\"{}\"", v.as_str()), "{}", stringify!($t));
+                    assert_eq!(v.to_string(), v.as_str());
+                    assert_eq!(v.as_str().parse::<$t>(), Ok(*v));
+                }
+                let other = format!("{}x", <$t>::ALL[0].as_str());
+                assert_eq!(other.parse::<$t>(), Err(UnknownVariant), "{}", stringify!($t));
+                assert_eq!("".parse::<$t>(), Err(UnknownVariant), "{}", stringify!($t));
+            )+};
+        }
+        check!(
+            Role,
+            OsFeed,
+            UpdatePolicy,
+            ErrorCode,
+            TransferState,
+            AttestationVerdict,
+            RootOfTrustKind,
+            ManufacturingState,
+            CapabilityType,
+            ImageType,
+            PauseReason,
+            UpdateState,
+        );
     }
 
     #[test]

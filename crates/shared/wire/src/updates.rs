@@ -32,56 +32,25 @@ pub struct DeviceTargetSet {
     pub ownership: String,
 }
 
-/// Where a device is in applying its target set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum UpdateState {
-    /// It runs what its target set names.
-    UpToDate,
-    /// It is asking for its target set.
-    Checking,
-    /// It is downloading images.
-    Downloading,
-    /// It is installing (writing the inactive slot, switching).
-    Installing,
-    /// The new set is installed and running.
-    Installed,
-    /// The update failed (see the detail); the device runs its previous set.
-    Failed,
-    /// An app deferred the update (see `deferredUntil`).
-    Deferred,
-}
-
-impl UpdateState {
-    /// The name as serialised.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            UpdateState::UpToDate => "UpToDate",
-            UpdateState::Checking => "Checking",
-            UpdateState::Downloading => "Downloading",
-            UpdateState::Installing => "Installing",
-            UpdateState::Installed => "Installed",
-            UpdateState::Failed => "Failed",
-            UpdateState::Deferred => "Deferred",
-        }
-    }
-}
-
-impl std::str::FromStr for UpdateState {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        [
-            UpdateState::UpToDate,
-            UpdateState::Checking,
-            UpdateState::Downloading,
-            UpdateState::Installing,
-            UpdateState::Installed,
-            UpdateState::Failed,
-            UpdateState::Deferred,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-        .ok_or(())
+named_enum! {
+    /// Where a device is in applying its target set.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum UpdateState {
+        /// It runs what its target set names.
+        UpToDate => "UpToDate",
+        /// It is asking for its target set.
+        Checking => "Checking",
+        /// It is downloading images.
+        Downloading => "Downloading",
+        /// It is installing (writing the inactive slot, switching).
+        Installing => "Installing",
+        /// The new set is installed and running.
+        Installed => "Installed",
+        /// The update failed (see the detail); the device runs its previous set.
+        Failed => "Failed",
+        /// An app deferred the update (see `deferredUntil`).
+        Deferred => "Deferred",
     }
 }
 

@@ -2,7 +2,6 @@
 //! session token and the selected tenant. Kept in `cli.json` in the configuration directory,
 //! written atomically with mode 0600 because it holds a bearer token.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -172,31 +171,9 @@ pub fn resolve_tenant(client: &Client, wanted: &str) -> Result<TenantId> {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file beside it, then rename) with mode 0600: for
-/// secrets (the session, claim codes).
+/// Writes `bytes` to `path` atomically (`ferro_files`: temp file beside it, fsync, rename, fsync
+/// of the directory) with mode 0600: for secrets (the session, claim codes).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let write = || -> std::io::Result<()> {
-        let mut file = options.open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&temp);
-        })
+    ferro_files::write_atomic(path, bytes, ferro_files::Mode::SECRET)
         .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -9,13 +9,12 @@ use crate::db;
 use crate::error::item;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::device_param;
-use crate::extract::{JsonBody, StrictQuery, parse_json};
+use crate::extract::{JsonBody, StrictQuery};
 use crate::page::PageReq;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use ferro_pki::{CapabilityFile, KeyName, VerifiedRegistration};
 use ferro_signing::{DeviceId, KeyId};
@@ -46,36 +45,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for BulkJsonBody<T> {
 
     async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.body_limit.max(MAX_REGISTRATION_BODY);
-        let is_json = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-        if !is_json {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the body as JSON with `Content-Type: application/json`",
-            ));
-        }
-        let too_large = || {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body must be at most {limit} bytes; split the upload"),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        crate::extract::read_json_body(req, limit, "; split the upload")
             .await
-            .map_err(|_| too_large())?;
-        parse_json(&bytes).map(BulkJsonBody)
+            .map(BulkJsonBody)
     }
 }
 

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ciborium::value::Value;
 use coset::{CoseSign1Builder, HeaderBuilder, TaggedCborSerializable, iana};
+use ferro_cbor::Value;
 use ferro_image::{
     AppPackageManifest, FixedHeader, ImageMetadata, PackOptions, Version, pack_application,
     pack_board_config, pack_os,
@@ -196,9 +196,7 @@ pub fn metadata_pairs(md: &ImageMetadata) -> Vec<(Value, Value)> {
 }
 
 pub fn cbor(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::ser::into_writer(v, &mut out).unwrap();
-    out
+    ferro_cbor::encode(v).unwrap()
 }
 
 /// The app metadata of `pkg` (parsed without trust).
