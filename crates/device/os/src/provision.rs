@@ -79,7 +79,7 @@ pub fn provision(
         Ok(image) => image,
         Err(e) => {
             let _ = fs::remove_file(dd.slot_package(Slot::A));
-            return Err(e);
+            return Err(e.into());
         }
     };
 

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 mod platform;
 
-use ferro_device::boot::plan_boot;
+use ferro_boot::plan_boot;
 use ferro_device::ferro_trust::evidence::{DebugStatus, create_evidence, verify_evidence};
 use ferro_device::provision::{ProvisionOptions, provision};
-use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
+use ferro_device::{
+    BootError, DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState,
+};
 use ferro_pki::verify_registration_record;
 use ferro_signing::SoftwareSigningKey;
 use platform::Platform;
@@ -263,10 +265,10 @@ fn tpm_a_data_directory_on_another_tpm_is_refused() {
     ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_b.tcti() })
         .expect("config");
     match DeviceContext::open(&dd_a) {
-        Err(DeviceError::IdentityMismatch {
+        Err(DeviceError::Boot(BootError::IdentityMismatch {
             registered,
             root_of_trust,
-        }) => {
+        })) => {
             assert_eq!(*registered, id_a);
             assert_eq!(*root_of_trust, id_b);
         }
