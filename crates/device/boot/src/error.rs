@@ -61,6 +61,21 @@ pub enum BootError {
         /// The device whose key the root of trust holds.
         root_of_trust: Box<ferro_signing::DeviceId>,
     },
+    /// The data directory is provisioned, but the root of trust `device.json` names holds no
+    /// trust anchors: it is not the one the device was provisioned on (another TPM, a cleared
+    /// one, a replaced `rot/`).
+    #[error(
+        "{data_dir} was provisioned, but its root of trust ({rot}) holds no trust anchors, so it \
+         does not hold this device's key (another TPM, or one cleared since?): point device.json \
+         at the root of trust this device was provisioned on, or provision a fresh data \
+         directory on this one (`ferro-device provision`)"
+    )]
+    RootOfTrustNotProvisioned {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// Which root of trust ([`crate::DeviceConfig::describe`]).
+        rot: String,
+    },
     /// The data directory is not provisioned (or incompletely).
     #[error("{0} is not a provisioned device data directory (run `ferro-device provision`)")]
     NotProvisioned(PathBuf),

@@ -74,6 +74,22 @@ pub enum DeviceConfig {
     },
 }
 
+impl DeviceConfig {
+    /// Which root of trust, for messages: `the TPM at TCTI "..."` or `the software root of
+    /// trust in <data dir>/rot`.
+    pub fn describe(&self, data_dir: &DataDir) -> String {
+        match self {
+            DeviceConfig::Software => {
+                format!(
+                    "the software root of trust in {}",
+                    data_dir.rot_dir().display()
+                )
+            }
+            DeviceConfig::Tpm { tcti } => format!("the TPM at TCTI {tcti:?}"),
+        }
+    }
+}
+
 /// A slot waiting to prove itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -96,9 +96,12 @@ impl DeviceTrust {
         let config = data_dir.read_config()?;
         crate::layout::tighten_permissions(data_dir)?;
         let rot = open_rot(data_dir, &config)?;
-        let anchors = rot
-            .read_trust_anchors()?
-            .ok_or_else(|| BootError::NotProvisioned(data_dir.root().to_path_buf()))?;
+        let anchors =
+            rot.read_trust_anchors()?
+                .ok_or_else(|| BootError::RootOfTrustNotProvisioned {
+                    data_dir: data_dir.root().to_path_buf(),
+                    rot: config.describe(data_dir),
+                })?;
         check_registered_identity(data_dir, rot.as_ref())?;
         let root_key = PublicKey::from_spki_der(&anchors.platform_root).map_err(|e| {
             BootError::PlatformRoot(format!("anchored platform root is not a P-256 key: {e}"))

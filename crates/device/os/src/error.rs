@@ -27,6 +27,20 @@ pub enum DeviceError {
     /// The platform root certificate is unusable or does not match the anchored key.
     #[error("platform root certificate: {0}")]
     PlatformRoot(String),
+    /// The root of trust already holds trust anchors (write-once): it was provisioned before,
+    /// for another data directory.
+    #[error(
+        "{rot} already holds trust anchors: it was provisioned before (for another data \
+         directory), and anchors are write-once; provision on a fresh TPM (with swtpm: a new \
+         --tpmstate directory) or run the device from the data directory it was provisioned \
+         with ({data_dir} was left as it was)"
+    )]
+    RootOfTrustAlreadyProvisioned {
+        /// Which root of trust.
+        rot: String,
+        /// The data directory provisioning was asked to create.
+        data_dir: PathBuf,
+    },
     /// The data directory is already provisioned.
     #[error("{0} is already provisioned (refusing to provision it again)")]
     AlreadyProvisioned(PathBuf),
