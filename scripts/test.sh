@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of Ferrosphere: formatting, lints, unit, integration, property and
-# interoperability tests, then a short smoke run of every fuzz target.
+# interoperability tests, schemathesis against the running service, then a short smoke run of
+# every fuzz target.
 # Installs what it needs first (see scripts/lib/prereqs.sh). `.ci/run` calls exactly this.
 #
-#   FUZZ_SECONDS=N   seconds per fuzz target (default 10; 0 skips the fuzz smoke)
+#   FUZZ_SECONDS=N          seconds per fuzz target (default 10; 0 skips the fuzz smoke)
+#   SCHEMATHESIS_SECONDS=N  time budget of the API fuzzing (default 150; 0 skips it)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/prereqs.sh"
 cd "${FERRO_ROOT}"
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+SCHEMATHESIS_SECONDS="${SCHEMATHESIS_SECONDS:-150}"
 # The optional features the tests cover besides the defaults.
 TEST_FEATURES="ferro-trust/tpm,ferro-device/tpm,ferro-boot/tpm,ferro-service/tpm-tests"
 SECONDS=0
@@ -17,7 +20,8 @@ log "prerequisites"
 # swtpm: the TPM 2.0 simulator the root-of-trust tests start on loopback; libtss2-dev: tss-esapi.
 # mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback;
 # mosquitto-clients: mosquitto_sub, the subscriber of the telemetry sample's test.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients
+# curl: scripts/schemathesis.sh checks the run token and reads the request count from the service.
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl
 ensure_rust_targets
 ensure_python_env
 ensure_postgres
@@ -53,6 +57,15 @@ log "unit, integration, property and interoperability tests (with the TPM 2.0 ro
 # `cargo test` builds only the binaries of packages that have integration tests, so build all.
 cargo build --workspace --locked --features "${TEST_FEATURES}"
 cargo test --workspace --locked --features "${TEST_FEATURES}"
+
+log "API fuzzing: schemathesis against the running service for ${SCHEMATHESIS_SECONDS}s"
+# The service on loopback (SQLite in a temporary directory) with an operator's token; fails on
+# any check (5xx, undocumented status or content type, response off its schema, bad input
+# accepted). Bounded by schemathesis's --max-time; 0 skips it.
+if [ "${SCHEMATHESIS_SECONDS}" -gt 0 ]; then
+    SCHEMATHESIS_SECONDS="${SCHEMATHESIS_SECONDS}" FERRO_SERVICE_BIN="${FERRO_ROOT}/target/debug/ferro-service" \
+        scripts/schemathesis.sh
+fi
 
 if [ "${FUZZ_SECONDS}" -gt 0 ]; then
     log "fuzz smoke: ${FUZZ_SECONDS}s per target"

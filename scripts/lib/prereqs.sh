@@ -40,13 +40,15 @@ ensure_rust_targets() {
 
 ensure_python_env() {
     ensure_apt_packages python3 python3-venv
-    local requirements="${FERRO_ROOT}/tests/interop/requirements.txt"
+    # pycose for the interoperability tests; schemathesis for scripts/schemathesis.sh.
+    local requirements=("${FERRO_ROOT}/tests/interop/requirements.txt" "${FERRO_ROOT}/tests/schemathesis/requirements.txt")
     local stamp="${FERRO_PYENV}/.requirements"
-    if ! cmp -s "${requirements}" "${stamp}"; then
-        log "creating ${FERRO_PYENV} from tests/interop/requirements.txt"
-        python3 -m venv "${FERRO_PYENV}"
-        "${FERRO_PYENV}/bin/pip" install -q --disable-pip-version-check -r "${requirements}"
-        cp "${requirements}" "${stamp}"
+    if ! cat "${requirements[@]}" | cmp -s - "${stamp}"; then
+        log "creating ${FERRO_PYENV} from tests/interop and tests/schemathesis requirements"
+        # --clear: a venv copied or left from elsewhere keeps scripts that point into it.
+        python3 -m venv --clear "${FERRO_PYENV}"
+        "${FERRO_PYENV}/bin/pip" install -q --disable-pip-version-check -r "${requirements[0]}" -r "${requirements[1]}"
+        cat "${requirements[@]}" >"${stamp}"
     fi
     export FERRO_PYTHON="${FERRO_PYENV}/bin/python"
 }

@@ -207,7 +207,9 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the service, as checked in at `openapi/ferrosphere.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut doc = api_router().split_for_parts().1;
+    crate::openapi::Contract.modify(&mut doc);
+    doc
 }
 
 /// The OpenAPI document as pretty JSON with a trailing newline (the checked-in form).

@@ -8,7 +8,8 @@
 //! Dependency rules: this is the only crate that links sqlx; nothing that runs on a device may
 //! depend on it (devices and clients use `ferro-wire`).
 //!
-//! Map: [`app`] builds the router and the OpenAPI document; [`routes`] holds the handlers;
+//! Map: [`app`] builds the router and the OpenAPI document, completed by [`openapi`] (the
+//! responses and formats every route shares); [`routes`] holds the handlers;
 //! [`auth`] passwords, tokens, roles and login rate limits; [`rate_limit`] per-address limits on
 //! the attestation routes; [`db`] the pool, transactions and audit
 //! rows; [`extract`] the strict request extractors; [`setup`] the data directory; [`server`] the
@@ -27,6 +28,7 @@ pub mod hooks;
 pub mod login_guard;
 pub mod nonce;
 pub mod object_store;
+pub mod openapi;
 pub mod page;
 pub mod platform;
 pub mod rate_limit;

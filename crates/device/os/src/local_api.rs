@@ -15,11 +15,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use ferro_wire::device_api as api;
 use ferro_wire::{ErrorBody, ErrorCode, ErrorDetail};
 use serde::Deserialize;
 use tokio::sync::Notify;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::apps::{AppError, AppManager, LOG_POLL, log_line};
@@ -167,36 +169,65 @@ fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     })
 }
 
+/// The OpenAPI schema of a binary body (an image package, a capability file).
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+struct Binary(Vec<u8>);
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Ferrosphere local device API",
+    version = "1",
+    description = "What the `ferro` CLI asks of one attached device, as Azure Sphere's device REST \
+        API, over the Unix socket `run/device-api.sock` in the device's data directory (mode 0600: \
+        the file permissions are the access control; no network exposure). Errors are the \
+        service's `{\"error\": {\"code\", \"message\"}}` with its stable codes."
+))]
+struct LocalApiDoc;
+
+/// Every route. Adding a route = writing the handler with `#[utoipa::path]` and listing it here;
+/// the OpenAPI document (`openapi/device-local.json`) and its drift test pick it up from there.
+fn api_router() -> OpenApiRouter<LocalApi> {
+    // Image packages are larger than the 64 KiB every other body may be (the innermost limit wins).
+    let sideload = OpenApiRouter::new()
+        .routes(routes!(sideload))
+        .layer(DefaultBodyLimit::max(api::MAX_SIDELOAD_BYTES));
+    OpenApiRouter::with_openapi(LocalApiDoc::openapi())
+        .routes(routes!(show_device))
+        .routes(routes!(restart))
+        .routes(routes!(apply_capability, remove_capability))
+        .routes(routes!(list_images))
+        .merge(sideload)
+        .routes(routes!(delete_sideloaded))
+        .routes(routes!(list_apps))
+        .routes(routes!(app_status))
+        .routes(routes!(start_app))
+        .routes(routes!(stop_app))
+        .routes(routes!(app_quota))
+        .routes(routes!(app_memory))
+        .routes(routes!(app_logs))
+        .routes(routes!(board))
+        .routes(routes!(press_button))
+        .routes(routes!(set_temperature))
+}
+
+/// The OpenAPI document of the local device API, as checked in at `openapi/device-local.json`
+/// (pretty JSON with a trailing newline).
+pub fn openapi_json() -> String {
+    let mut s = api_router()
+        .split_for_parts()
+        .1
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".into());
+    s.push('\n');
+    s
+}
+
 /// The router.
 pub fn router(state: LocalApi) -> Router {
-    Router::new()
-        .route("/v1/device", get(show_device))
-        .route("/v1/device/restart", post(restart))
-        .route(
-            "/v1/capability",
-            put(apply_capability)
-                .delete(remove_capability)
-                .layer(DefaultBodyLimit::max(64 * 1024)),
-        )
-        .route("/v1/images", get(list_images))
-        .route(
-            "/v1/sideload",
-            post(sideload).layer(DefaultBodyLimit::max(api::MAX_SIDELOAD_BYTES)),
-        )
-        .route(
-            "/v1/sideload/{component}",
-            axum::routing::delete(delete_sideloaded),
-        )
-        .route("/v1/apps", get(list_apps))
-        .route("/v1/apps/{component}", get(app_status))
-        .route("/v1/apps/{component}/start", post(start_app))
-        .route("/v1/apps/{component}/stop", post(stop_app))
-        .route("/v1/apps/{component}/quota", get(app_quota))
-        .route("/v1/apps/{component}/memory", get(app_memory))
-        .route("/v1/apps/{component}/logs", get(app_logs))
-        .route("/v1/board", get(board))
-        .route("/v1/board/buttons/{name}", put(press_button))
-        .route("/v1/board/temperature", put(set_temperature))
+    let (router, _) = api_router().split_for_parts();
+    router
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
@@ -241,6 +272,9 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, crate::DeviceError> {
     Ok(listener)
 }
 
+#[utoipa::path(get, path = "/v1/device", tag = "device",
+    responses((status = 200, description = "OK", body = api::AttachedDevice),
+        (status = 500, description = "The device failed to read its state", body = ErrorBody)))]
 async fn show_device(State(s): State<LocalApi>) -> ApiResult<axum::Json<api::AttachedDevice>> {
     let apps = s.apps.clone();
     let development = blocking(move || Ok(apps.development_mode())).await?;
@@ -253,12 +287,21 @@ async fn show_device(State(s): State<LocalApi>) -> ApiResult<axum::Json<api::Att
     Ok(axum::Json(device))
 }
 
+#[utoipa::path(post, path = "/v1/device/restart", tag = "device",
+    responses((status = 202, description = "The device restarts")))]
 async fn restart(State(s): State<LocalApi>) -> StatusCode {
     tracing::info!("restart requested through the local device API");
     s.restart.notify_one();
     StatusCode::ACCEPTED
 }
 
+#[utoipa::path(put, path = "/v1/capability", tag = "device",
+    request_body(content = Binary, content_type = "application/octet-stream",
+        description = "A capability file for this device (COSE_Sign1 bytes, as the service issues it)"),
+    responses((status = 200, description = "Development mode after the capability", body = api::DevelopmentMode),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: not a valid capability file for this device", body = ErrorBody),
+        (status = 500, description = "The device failed to store it", body = ErrorBody)))]
 async fn apply_capability(
     State(s): State<LocalApi>,
     body: Result<Bytes, BytesRejection>,
@@ -270,6 +313,10 @@ async fn apply_capability(
         .map(axum::Json)
 }
 
+#[utoipa::path(delete, path = "/v1/capability", tag = "device",
+    responses((status = 200, description = "Development mode without a capability", body = api::DevelopmentMode),
+        (status = 409, description = "`conflict`: the runtime refused to stop the sideloaded apps", body = ErrorBody),
+        (status = 500, description = "The device failed to remove it", body = ErrorBody)))]
 async fn remove_capability(
     State(s): State<LocalApi>,
 ) -> ApiResult<axum::Json<api::DevelopmentMode>> {
@@ -279,17 +326,34 @@ async fn remove_capability(
         .map(axum::Json)
 }
 
+#[utoipa::path(get, path = "/v1/images", tag = "images",
+    responses((status = 200, description = "OK", body = api::InstalledImages)))]
 async fn list_images(State(s): State<LocalApi>) -> axum::Json<api::InstalledImages> {
     axum::Json(s.apps.images())
 }
 
-#[derive(Deserialize)]
+/// Query of `POST /v1/sideload`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SideloadQuery {
+    /// Install without starting: the app waits for `ferro device app start`.
     #[serde(default)]
     manual_start: bool,
 }
 
+#[utoipa::path(post, path = "/v1/sideload", tag = "images",
+    params(SideloadQuery,
+        ("ferro-developer-key" = String, Header, description = "The developer's public key: base64 of its DER SubjectPublicKeyInfo; the applied appDevelopment capability must name its key ID")),
+    request_body(content = Binary, content_type = "application/octet-stream",
+        description = "A test-signed image package (at most 32 MiB)"),
+    responses((status = 201, description = "Installed (and started unless `manualStart`)", body = api::SideloadResult),
+        (status = 400, description = "`invalid_query`: a query parameter is malformed or unknown", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the device is not in development mode", body = ErrorBody),
+        (status = 409, description = "`conflict`: the runtime refused the app", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 32 MiB", body = ErrorBody),
+        (status = 422, description = "`invalid_body` (missing or bad developer key), `untrusted_signing_key`, `invalid_image` or `wrong_image_type`", body = ErrorBody),
+        (status = 500, description = "The device failed to store it", body = ErrorBody)))]
 async fn sideload(
     State(s): State<LocalApi>,
     query: Result<Query<SideloadQuery>, axum::extract::rejection::QueryRejection>,
@@ -308,6 +372,11 @@ async fn sideload(
     Ok((StatusCode::CREATED, axum::Json(result)))
 }
 
+#[utoipa::path(delete, path = "/v1/sideload/{component}", tag = "images",
+    params(("component" = Uuid, Path, description = "The app's component ID")),
+    responses((status = 204, description = "Removed"), (status = 400, description = "`invalid_id`: the component ID is not a GUID", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the app is not sideloaded", body = ErrorBody),
+        (status = 500, description = "The device failed to remove it", body = ErrorBody)))]
 async fn delete_sideloaded(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -318,10 +387,16 @@ async fn delete_sideloaded(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(get, path = "/v1/apps", tag = "apps",
+    responses((status = 200, description = "OK", body = api::AppStatusList)))]
 async fn list_apps(State(s): State<LocalApi>) -> axum::Json<api::AppStatusList> {
     axum::Json(s.apps.statuses())
 }
 
+#[utoipa::path(get, path = "/v1/apps/{component}", tag = "apps",
+    params(("component" = Uuid, Path, description = "The app's component ID")),
+    responses((status = 200, description = "OK", body = api::AppStatus), (status = 400, description = "`invalid_id`: the component ID is not a GUID", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the app is not running in the runtime, or the runtime refused", body = ErrorBody)))]
 async fn app_status(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -329,6 +404,10 @@ async fn app_status(
     Ok(axum::Json(s.apps.status(component(&id)?)?))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{component}/start", tag = "apps",
+    params(("component" = Uuid, Path, description = "The app's component ID")),
+    responses((status = 200, description = "OK", body = api::AppStatus), (status = 400, description = "`invalid_id`: the component ID is not a GUID", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the runtime refused to start it", body = ErrorBody)))]
 async fn start_app(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -338,6 +417,10 @@ async fn start_app(
     blocking(move || apps.start(id)).await.map(axum::Json)
 }
 
+#[utoipa::path(post, path = "/v1/apps/{component}/stop", tag = "apps",
+    params(("component" = Uuid, Path, description = "The app's component ID")),
+    responses((status = 200, description = "OK", body = api::AppStatus), (status = 400, description = "`invalid_id`: the component ID is not a GUID", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the runtime refused to stop it", body = ErrorBody)))]
 async fn stop_app(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -347,6 +430,10 @@ async fn stop_app(
     blocking(move || apps.stop(id)).await.map(axum::Json)
 }
 
+#[utoipa::path(get, path = "/v1/apps/{component}/quota", tag = "apps",
+    params(("component" = Uuid, Path, description = "The app's component ID")),
+    responses((status = 200, description = "OK", body = api::AppQuota), (status = 400, description = "`invalid_id`: the component ID is not a GUID", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the app is not running in the runtime, or the runtime refused", body = ErrorBody)))]
 async fn app_quota(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -354,6 +441,10 @@ async fn app_quota(
     Ok(axum::Json(s.apps.quota(component(&id)?)?))
 }
 
+#[utoipa::path(get, path = "/v1/apps/{component}/memory", tag = "apps",
+    params(("component" = Uuid, Path, description = "The app's component ID")),
+    responses((status = 200, description = "OK", body = api::AppMemoryStats), (status = 400, description = "`invalid_id`: the component ID is not a GUID", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the app is not running in the runtime, or the runtime refused", body = ErrorBody)))]
 async fn app_memory(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -361,15 +452,25 @@ async fn app_memory(
     Ok(axum::Json(s.apps.memory(component(&id)?)?))
 }
 
-#[derive(Deserialize)]
+/// Query of `GET /v1/apps/{component}/logs`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LogQuery {
+    /// Keep the answer open and stream new lines until the client goes away.
     #[serde(default)]
     follow: bool,
 }
 
 /// The kept lines, then (with `follow`) new lines as they come, one JSON object a line, until
 /// the client goes away.
+#[utoipa::path(get, path = "/v1/apps/{component}/logs", tag = "apps",
+    params(("component" = Uuid, Path, description = "The app's component ID"), LogQuery),
+    responses((status = 200, description = "The kept lines, then (with `follow`) new ones as they come: one `LogLine` JSON object a line",
+            content_type = "application/x-ndjson", body = api::LogLine),
+        (status = 400, description = "`invalid_id` (the component ID is not a GUID) or `invalid_query`", body = ErrorBody), (status = 404, description = "No such app", body = ErrorBody),
+        (status = 409, description = "`conflict`: the app is not running in the runtime, or the runtime refused", body = ErrorBody),
+        (status = 500, description = "The device could not follow the log", body = ErrorBody)))]
 async fn app_logs(
     State(s): State<LocalApi>,
     UrlPath(id): UrlPath<String>,
@@ -428,10 +529,20 @@ async fn app_logs(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/v1/board", tag = "board",
+    responses((status = 200, description = "OK", body = api::BoardState),
+        (status = 404, description = "`not_found`: the device has no virtual board", body = ErrorBody)))]
 async fn board(State(s): State<LocalApi>) -> ApiResult<axum::Json<api::BoardState>> {
     Ok(axum::Json(s.apps.board_state()?))
 }
 
+#[utoipa::path(put, path = "/v1/board/buttons/{name}", tag = "board",
+    params(("name" = String, Path, description = "The button's name in the board's hardware definition")),
+    request_body = api::ButtonPress,
+    responses((status = 200, description = "OK", body = api::BoardState),
+        (status = 404, description = "`not_found`: no such button, or no virtual board", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`malformed_json` (not well-formed JSON) or `invalid_body` (the wrong shape)", body = ErrorBody)))]
 async fn press_button(
     State(s): State<LocalApi>,
     UrlPath(name): UrlPath<String>,
@@ -442,6 +553,12 @@ async fn press_button(
     Ok(axum::Json(s.apps.set_button(&name, press.pressed)?))
 }
 
+#[utoipa::path(put, path = "/v1/board/temperature", tag = "board",
+    request_body = api::TemperatureSetting,
+    responses((status = 200, description = "OK", body = api::BoardState),
+        (status = 404, description = "`not_found`: no virtual board with a temperature sensor", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`malformed_json` (not well-formed JSON) or `invalid_body` (the wrong shape)", body = ErrorBody)))]
 async fn set_temperature(
     State(s): State<LocalApi>,
     body: Result<Bytes, BytesRejection>,

@@ -39,7 +39,12 @@ fn pack(
     version: &str,
     signing_key: Option<&Path>,
 ) -> PathBuf {
-    let manifest_path = repo().join("apps").join(name).join("app_manifest.json");
+    // Sample apps and the hostile test guests live apart (apps/samples, apps/test-guests).
+    let manifest_path = ["apps/samples", "apps/test-guests"]
+        .iter()
+        .map(|group| repo().join(group).join(name).join("app_manifest.json"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no app {name} in apps/samples or apps/test-guests"));
     let manifest: Value =
         serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("json");
     let entry = manifest["EntryPoint"].as_str().expect("EntryPoint");
@@ -530,8 +535,10 @@ fn follow_sees_a_new_line(admin: &User, dev: &mut VirtualDevice, dir: &Path) {
 
 /// Malformed requests to the local device API: each a specific JSON error, nothing changed.
 fn local_api_refuses_bad_input(dir: &Path) {
-    use ferro_client::{Client, ClientError, Method};
-    let api = Client::local_device(&dir.join("run/device-api.sock")).expect("client");
+    use ferro_client::{ClientError, LocalDevice, Method};
+    let device = LocalDevice::connect(&dir.join("run/device-api.sock")).expect("client");
+    // Malformed requests on purpose: the raw requests, not the typed methods.
+    let api = device.raw();
     let code = |r: Result<Value, ClientError>| match r {
         Err(ClientError::Api { status, code, .. }) => (status, code),
         other => panic!("expected an API error, got {other:?}"),

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::routes::Route;
 use crate::tls::ServiceTrust;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -115,7 +116,7 @@ impl Client {
     /// A client of the local device API (`ferro_wire::device_api`) listening on the Unix socket
     /// at `socket` (plain HTTP: the socket's file permissions are its access control).
     #[cfg(unix)]
-    pub fn local_device(socket: &Path) -> Result<Client, ClientError> {
+    pub(crate) fn local_device(socket: &Path) -> Result<Client, ClientError> {
         let base = "http://localhost";
         // reqwest builds its TLS layer even when it is not used: give it the one provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -151,26 +152,83 @@ impl Client {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let builder = self.http.request(method, self.url(path));
-        match &self.token {
+    /// A request on `route`, its `{name}` segments filled from `params` in order.
+    pub(crate) fn call(
+        &self,
+        route: &Route,
+        params: &[&dyn fmt::Display],
+    ) -> Result<Call, ClientError> {
+        let base = reqwest::Url::parse(&self.base).map_err(|e| ClientError::InvalidUrl {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let url = route.url(&base, params)?;
+        let builder = self.http.request(route.verb.method(), url.clone());
+        let builder = match &self.token {
             Some(token) => builder.bearer_auth(token.expose()),
             None => builder,
-        }
+        };
+        Ok(Call { url, builder })
     }
 
-    fn send(&self, path: &str, builder: RequestBuilder) -> Result<Response, ClientError> {
-        let url = self.url(path);
-        let response = builder.send().map_err(|e| ClientError::Transport {
+    /// Raw requests on any path, for tests that send what no typed method would (malformed
+    /// bodies, unknown routes). Nothing outside tests should need it.
+    pub fn raw(&self) -> Raw<'_> {
+        Raw { client: self }
+    }
+}
+
+/// One request being built: the route's URL and reqwest's builder.
+pub(crate) struct Call {
+    url: reqwest::Url,
+    builder: RequestBuilder,
+}
+
+impl Call {
+    /// Adds query parameters (a wire query struct).
+    pub(crate) fn query<Q: Serialize + ?Sized>(mut self, query: &Q) -> Call {
+        self.builder = self.builder.query(query);
+        self
+    }
+
+    /// Adds a JSON body.
+    pub(crate) fn json<B: Serialize + ?Sized>(mut self, body: &B) -> Call {
+        self.builder = self.builder.json(body);
+        self
+    }
+
+    /// Adds a raw body of `content_type`.
+    pub(crate) fn body(
+        mut self,
+        content_type: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> Call {
+        self.builder = self
+            .builder
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self
+    }
+
+    /// Adds a header.
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Call {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    pub(crate) fn url_text(&self) -> String {
+        self.url.to_string()
+    }
+
+    /// Sends; an error status becomes [`ClientError::Api`] (or `UnexpectedStatus`).
+    pub(crate) fn send(self) -> Result<(String, Response), ClientError> {
+        let url = self.url_text();
+        let response = self.builder.send().map_err(|e| ClientError::Transport {
             url: url.clone(),
             reason: error_chain(&e),
         })?;
         if response.status().is_success() {
-            return Ok(response);
+            return Ok((url, response));
         }
         let status = response.status().as_u16();
         let body = response.bytes().unwrap_or_default();
@@ -184,111 +242,51 @@ impl Client {
         }
     }
 
-    fn decode<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        response: Response,
-    ) -> Result<T, ClientError> {
+    /// Sends and decodes the JSON answer.
+    pub(crate) fn fetch<T: DeserializeOwned>(self) -> Result<T, ClientError> {
+        let (url, response) = self.send()?;
         response.json::<T>().map_err(|e| ClientError::Decode {
-            url: self.url(path),
+            url,
             reason: error_chain(&e),
         })
     }
 
-    /// `GET path`, decoding JSON.
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let response = self.send(path, self.request(Method::GET, path))?;
-        self.decode(path, response)
-    }
-
-    /// `GET path?query`, decoding JSON.
-    pub fn get_query<Q: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &Q,
-    ) -> Result<T, ClientError> {
-        let response = self.send(path, self.request(Method::GET, path).query(query))?;
-        self.decode(path, response)
-    }
-
-    /// `GET path`, returning the raw body (downloads: certificates, CSV reports, images).
-    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
-        let response = self.send(path, self.request(Method::GET, path))?;
+    /// Sends, decoding a JSON answer if there is one (`None` for 204 No Content).
+    pub(crate) fn fetch_optional<T: DeserializeOwned>(self) -> Result<Option<T>, ClientError> {
+        let (url, response) = self.send()?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
         response
-            .bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| ClientError::Transport {
-                url: self.url(path),
+            .json::<T>()
+            .map(Some)
+            .map_err(|e| ClientError::Decode {
+                url,
                 reason: error_chain(&e),
             })
     }
 
-    /// `method path` with a JSON body, decoding a JSON answer.
-    pub fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        let response = self.send(path, self.request(method, path).json(body))?;
-        self.decode(path, response)
+    /// Sends, ignoring the answer's body (204 and the like).
+    pub(crate) fn no_content(self) -> Result<(), ClientError> {
+        self.send().map(|_| ())
     }
 
-    /// `method path` with a JSON body, returning the raw answer (a PEM, a CSV, a COSE file).
-    pub fn send_json_for_bytes<B: Serialize + ?Sized>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &B,
-    ) -> Result<Vec<u8>, ClientError> {
-        let response = self.send(path, self.request(method, path).json(body))?;
+    /// Sends and returns the raw answer (certificates, CSV reports, COSE files).
+    pub(crate) fn bytes(self) -> Result<Vec<u8>, ClientError> {
+        let (url, response) = self.send()?;
         response
             .bytes()
             .map(|b| b.to_vec())
             .map_err(|e| ClientError::Transport {
-                url: self.url(path),
+                url,
                 reason: error_chain(&e),
             })
     }
 
-    /// `POST path` with a JSON body.
-    pub fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.send_json(Method::POST, path, body)
-    }
-
-    /// `PATCH path` with a JSON body.
-    pub fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.send_json(Method::PATCH, path, body)
-    }
-
-    /// `method path` with a JSON body, ignoring the answer's body (204 and the like).
-    pub fn send_json_no_content<B: Serialize + ?Sized>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> Result<(), ClientError> {
-        let builder = self.request(method, path);
-        let builder = match body {
-            Some(body) => builder.json(body),
-            None => builder,
-        };
-        self.send(path, builder).map(|_| ())
-    }
-
-    /// `POST path` with the file's bytes as `content_type`, streamed (never held in memory);
-    /// `progress` is told how many bytes have been sent so far.
-    pub fn upload_file<T: DeserializeOwned>(
-        &self,
-        path: &str,
+    /// Sends the file's bytes as `content_type`, streamed (never held in memory); `progress` is
+    /// told how many bytes have been sent so far. Decodes the JSON answer.
+    pub(crate) fn upload<T: DeserializeOwned>(
+        self,
         file: &Path,
         content_type: &str,
         progress: impl Fn(u64) + Send + 'static,
@@ -306,19 +304,13 @@ impl Client {
             },
             length,
         );
-        let builder = self
-            .request(Method::POST, path)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
-        let response = self.send(path, builder)?;
-        self.decode(path, response)
+        self.body(content_type, body).fetch()
     }
 
-    /// `GET path` into `destination`, streamed through a temporary file renamed into place
-    /// only when the whole body arrived; `progress` gets (bytes so far, total if known).
-    pub fn download_to_file(
-        &self,
-        path: &str,
+    /// Streams the answer into `destination` through a temporary file renamed into place only
+    /// when the whole body arrived; `progress` gets (bytes so far, total if known).
+    pub(crate) fn download(
+        self,
         destination: &Path,
         progress: impl Fn(u64, Option<u64>),
     ) -> Result<u64, ClientError> {
@@ -326,7 +318,7 @@ impl Client {
             path: destination.display().to_string(),
             reason: e.to_string(),
         };
-        let mut response = self.send(path, self.request(Method::GET, path))?;
+        let (url, mut response) = self.send()?;
         let total = response.content_length();
         let directory = destination
             .parent()
@@ -348,7 +340,7 @@ impl Client {
                 let n = response
                     .read(&mut buffer)
                     .map_err(|e| ClientError::Transport {
-                        url: self.url(path),
+                        url: url.clone(),
                         reason: e.to_string(),
                     })?;
                 if n == 0 {
@@ -361,7 +353,7 @@ impl Client {
             }
             if total.is_some_and(|t| t != done) {
                 return Err(ClientError::Transport {
-                    url: self.url(path),
+                    url: url.clone(),
                     reason: format!("the download ended after {done} bytes"),
                 });
             }
@@ -375,40 +367,15 @@ impl Client {
         result
     }
 
-    /// `method path` with a raw body of `content_type` and extra `headers`, decoding a JSON
-    /// answer.
-    pub fn send_bytes<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<T, ClientError> {
-        let mut builder = self
-            .request(method, path)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let response = self.send(path, builder)?;
-        self.decode(path, response)
-    }
-
-    /// `GET path`, handing each line of the answer to `line` as it arrives (a streamed log),
-    /// until the body ends or `line` returns false.
-    pub fn get_lines(
-        &self,
-        path: &str,
-        mut line: impl FnMut(&str) -> bool,
-    ) -> Result<(), ClientError> {
+    /// Hands each line of the answer to `line` as it arrives (a streamed log), until the body
+    /// ends or `line` returns false.
+    pub(crate) fn lines(self, mut line: impl FnMut(&str) -> bool) -> Result<(), ClientError> {
         use std::io::BufRead;
-        let response = self.send(path, self.request(Method::GET, path))?;
+        let (url, response) = self.send()?;
         let reader = std::io::BufReader::new(response);
         for text in reader.lines() {
             let text = text.map_err(|e| ClientError::Transport {
-                url: self.url(path),
+                url: url.clone(),
                 reason: e.to_string(),
             })?;
             if !line(&text) {
@@ -417,10 +384,48 @@ impl Client {
         }
         Ok(())
     }
+}
 
-    /// `DELETE path`.
-    pub fn delete(&self, path: &str) -> Result<(), ClientError> {
-        self.send_json_no_content::<()>(Method::DELETE, path, None)
+/// Requests on any path (see [`Client::raw`]).
+#[derive(Debug)]
+pub struct Raw<'c> {
+    client: &'c Client,
+}
+
+impl Raw<'_> {
+    fn call(&self, method: Method, path: &str) -> Result<Call, ClientError> {
+        let text = format!("{}{path}", self.client.base);
+        let url = reqwest::Url::parse(&text).map_err(|e| ClientError::InvalidUrl {
+            url: text,
+            reason: e.to_string(),
+        })?;
+        let builder = self.client.http.request(method, url.clone());
+        let builder = match &self.client.token {
+            Some(token) => builder.bearer_auth(token.expose()),
+            None => builder,
+        };
+        Ok(Call { url, builder })
+    }
+
+    /// `GET path`, decoding JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path)?.fetch()
+    }
+
+    /// `method path` with a raw body of `content_type` and extra `headers`, decoding JSON.
+    pub fn send_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let mut call = self.call(method, path)?.body(content_type, body);
+        for (name, value) in headers {
+            call = call.header(name, value);
+        }
+        call.fetch()
     }
 }
 

@@ -17,6 +17,7 @@ pub const ATTESTATION_NONCE_LEN: usize = 32;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttestationChallengeRequest {
     /// The device ID (128 hex characters).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
 }
 
@@ -39,6 +40,7 @@ pub struct AttestationChallenge {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttestationEvidenceRequest {
     /// The device ID (128 hex characters).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The nonce of the challenge, as it was given.
     pub nonce: String,

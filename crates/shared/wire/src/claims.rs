@@ -56,6 +56,7 @@ pub fn format_claim_code(bytes: &[u8; CLAIM_CODE_BYTES]) -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceClaim {
     /// Device ID (128 hex characters).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The device's claim code (32 hex digits; hyphens and spaces are ignored).
     pub claim_code: String,
@@ -79,6 +80,7 @@ pub struct AssignDevicesRequest {
     /// The tenant that receives the devices.
     pub tenant_id: TenantId,
     /// 1 to 1000 device IDs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::schema::DeviceId>, min_items = 1, max_items = 1000))]
     pub device_ids: Vec<String>,
 }
 
@@ -100,6 +102,7 @@ pub struct ReassignDeviceRequest {
 #[serde(rename_all = "camelCase")]
 pub struct DeviceReassigned {
     /// Device ID.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// Its tenant before (null if it was unclaimed).
     pub from_tenant_id: Option<TenantId>,
@@ -179,6 +182,7 @@ pub struct DeviceTransfer {
     /// Transfer ID.
     pub id: DeviceTransferId,
     /// Device ID.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The tenant that offered the device.
     pub from_tenant_id: TenantId,

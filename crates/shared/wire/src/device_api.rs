@@ -3,6 +3,10 @@
 //! socket in the device's data directory ([`SOCKET_PATH`]) whose file permissions are the access
 //! control. Errors use the service's [`crate::ErrorBody`] so one client handles both.
 //!
+//! The OpenAPI document of these routes is `openapi/device-local.json`, generated from
+//! the device's handlers (`ferro_device::local_api`) with these types' schemas (feature
+//! `openapi`).
+//!
 //! Routes (all under `/v1`):
 //! - `GET /device`: [`AttachedDevice`]; `POST /device/restart`: 202, the device restarts.
 //! - `PUT /capability` (body: the capability file), `DELETE /capability`: [`DevelopmentMode`].
@@ -32,9 +36,11 @@ pub const MAX_SIDELOAD_BYTES: usize = 32 * 1024 * 1024;
 
 /// `GET /v1/device`: what `ferro device show-attached` prints.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttachedDevice {
     /// Device ID (128 lowercase hex characters).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// `Blank`, `Module1Complete` or `DeviceComplete`.
     pub manufacturing_state: String,
@@ -61,17 +67,20 @@ pub struct AttachedDevice {
 
 /// The device's appDevelopment capability.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DevelopmentMode {
     /// Whether a valid appDevelopment capability for this device is applied.
     pub enabled: bool,
     /// The developer key IDs (hex SHA-256 of their public keys) it accepts test-signed images from.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::schema::KeyId>))]
     pub developer_keys: Vec<String>,
 }
 
 /// Where an installed image came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ImageSource {
     /// The device's target set (a deployment of its device group).
     Cloud,
@@ -81,6 +90,7 @@ pub enum ImageSource {
 
 /// One image installed on the device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstalledImage {
     /// Component ID.
@@ -103,6 +113,7 @@ pub struct InstalledImage {
 
 /// `GET /v1/images`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstalledImages {
     /// Installed images, by component ID.
@@ -111,6 +122,7 @@ pub struct InstalledImages {
 
 /// `POST /v1/sideload` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SideloadResult {
     /// The app's component ID.
@@ -129,6 +141,7 @@ pub struct SideloadResult {
 
 /// Where an app is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AppState {
     /// Not running (manual start, stopped, or never started).
     Stopped,
@@ -144,6 +157,7 @@ pub enum AppState {
 
 /// `GET /v1/apps/{id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppStatus {
     /// Component ID.
@@ -166,6 +180,7 @@ pub struct AppStatus {
 
 /// `GET /v1/apps`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppStatusList {
     /// Every installed app.
@@ -174,6 +189,7 @@ pub struct AppStatusList {
 
 /// `GET /v1/apps/{id}/quota`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppQuota {
     /// Component ID.
@@ -186,6 +202,7 @@ pub struct AppQuota {
 
 /// `GET /v1/apps/{id}/memory`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppMemoryStats {
     /// Component ID.
@@ -202,6 +219,7 @@ pub struct AppMemoryStats {
 
 /// One line of an app's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogLine {
     /// Position in the app's log (starts at 1).
@@ -218,6 +236,7 @@ pub struct LogLine {
 
 /// One LED or button of the virtual board.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BoardPin {
     /// The peripheral's names in the board's hardware definition (most specific first).
@@ -230,6 +249,7 @@ pub struct BoardPin {
 
 /// `GET /v1/board`: the virtual board's parts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BoardState {
     /// Hardware definition name.
@@ -242,6 +262,7 @@ pub struct BoardState {
 
 /// `PUT /v1/board/buttons/{name}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ButtonPress {
     /// Held down (true) or released (false).
@@ -250,6 +271,7 @@ pub struct ButtonPress {
 
 /// `PUT /v1/board/temperature`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemperatureSetting {
     /// The simulated sensor's temperature, in thousandths of a degree Celsius.

@@ -101,6 +101,7 @@ impl std::str::FromStr for ManufacturingState {
 pub struct RegisterDevicesRequest {
     /// 1 to 1000 signed registration records (COSE_Sign1 bytes, standard base64), as
     /// `ferro-device provision` writes them.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub records: Vec<String>,
 }
 
@@ -110,6 +111,7 @@ pub struct RegisterDevicesRequest {
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredDevice {
     /// Device ID (128 lowercase hex).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// Root of trust.
     pub root_of_trust: RootOfTrustKind,
@@ -159,6 +161,7 @@ pub struct RegisterDevicesResponse {
 pub struct ClaimDevicesRequest {
     /// 1 to 1000 devices, each with the claim code that came with it (from the manufacturer).
     /// A wrong code gets the same answer as an unknown device.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
     pub devices: Vec<crate::DeviceClaim>,
 }
 
@@ -179,6 +182,7 @@ pub struct ClaimDevicesResponse {
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     /// Device ID (128 lowercase hex).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The tenant that claimed it.
     pub tenant_id: TenantId,
@@ -225,6 +229,7 @@ pub struct DeviceQuery {
     pub product: Option<ProductId>,
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,8 +276,13 @@ where
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateDeviceRequest {
-    /// The device group, or `null` for none.
-    #[serde(default, deserialize_with = "present")]
+    /// The device group, or `null` for none; absent leaves it as it is (so a client serialises
+    /// `None` as no field, `Some(None)` as `null`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub device_group_id: Option<Option<DeviceGroupId>>,
     /// `true` blocks the device (Administrator): its attestations are untrusted and it gets no
@@ -328,6 +338,7 @@ pub struct CreateCapabilityRequest {
     /// the developer keys whose test-signed images the device accepts, 1 to 32. Absent: the
     /// tenant's registered developer keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 32))]
     pub developer_key_ids: Option<Vec<String>>,
 }
 
@@ -337,11 +348,13 @@ pub struct CreateCapabilityRequest {
 #[serde(rename_all = "camelCase")]
 pub struct CapabilityFileResponse {
     /// The device it is bound to.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// What it grants.
     #[serde(rename = "type")]
     pub capability_type: CapabilityType,
     /// Developer key IDs (AppDevelopment), sorted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::schema::KeyId>))]
     pub developer_key_ids: Vec<String>,
     /// When it was issued.
     #[serde(with = "time::serde::rfc3339")]
@@ -358,6 +371,7 @@ pub struct CapabilityFileResponse {
 #[serde(rename_all = "camelCase")]
 pub struct RevokedCapabilities {
     /// The device.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The kind revoked.
     #[serde(rename = "type")]
@@ -388,6 +402,7 @@ pub enum CaCertificateStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CaCertificate {
     /// Serial number, lowercase hex (the ID in routes).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::CaSerial))]
     pub serial: String,
     /// SHA-1 of the DER, uppercase hex (the thumbprint Azure IoT Hub shows; display only).
     pub sha1_thumbprint: String,
@@ -425,6 +440,7 @@ pub enum CertificateFormat {
 pub struct CertificateFormatQuery {
     /// `pem` (default) or `der`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub format: Option<CertificateFormat>,
 }
 
@@ -458,6 +474,7 @@ pub enum ReportFormat {
 pub struct ErrorReportQuery {
     /// `csv` (the default and only format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub format: Option<ReportFormat>,
 }
 

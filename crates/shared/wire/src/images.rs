@@ -49,6 +49,7 @@ pub struct RegisterSigningKeyRequest {
     /// `ferro key create` writes it. At most 4096 bytes.
     pub public_key_pem: String,
     /// A name for people: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
 }
 
@@ -59,6 +60,7 @@ pub struct RegisterSigningKeyRequest {
 pub struct RegisteredSigningKey {
     /// Key ID: SHA-256 of the DER SubjectPublicKeyInfo, 64 lowercase hex characters (the `kid`
     /// of the packages it signs).
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::KeyId))]
     pub key_id: String,
     /// The tenant (absent for platform OS release keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,8 +163,10 @@ pub struct Image {
     /// Always false: the stored package carries the tenant image key's production signature.
     pub test_signed: bool,
     /// Key ID of the tenant image key that signed the stored package.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::KeyId))]
     pub signer_key_id: String,
     /// Key ID of the developer key that signed the uploaded package.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::KeyId))]
     pub uploaded_signer_key_id: String,
     /// SHA-256 of the uploaded package (hex): uploading the same bytes again is idempotent.
     pub uploaded_sha256: String,
@@ -186,6 +190,7 @@ pub struct ImageQuery {
     pub component_id: Option<Uuid>,
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -428,8 +433,10 @@ pub struct OsRelease {
     /// Size of the signed package in bytes.
     pub package_size: u64,
     /// Key ID of the platform OS release key that signed it.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::KeyId))]
     pub signer_key_id: String,
     /// Key ID of the registered OS release build key that signed the upload.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::KeyId))]
     pub uploaded_signer_key_id: String,
     /// Who published it.
     pub published_by: UserId,
@@ -478,6 +485,7 @@ pub struct OsReleaseQuery {
     pub feed: Option<OsFeed>,
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,8 +5,9 @@
 //! [`Role`], request and response bodies, pagination ([`Page`], [`PageQuery`]) and the error body
 //! ([`ErrorBody`] with a stable [`ErrorCode`]). It is serde only: no HTTP, no database, and it
 //! depends on no other Ferrosphere crate, so anything (including code that runs on a device) may
-//! depend on it. The `openapi` feature adds `utoipa::ToSchema` derives for the service's OpenAPI
-//! document; clients leave it off.
+//! depend on it. The `openapi` feature adds `utoipa::ToSchema` derives and [`schema`], the
+//! patterns of string formats, for the OpenAPI documents of the service and of the local device
+//! API (`ferro-service` and `ferro-device`'s agent turn it on); clients leave it off.
 //!
 //! Conventions: field names are camelCase; enums are PascalCase strings as Azure Sphere's API
 //! uses them (`"Administrator"`, `"RetailEval"`); error codes are snake_case; timestamps are
@@ -17,6 +18,8 @@ use std::fmt;
 
 pub mod device_api;
 mod devices;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub use devices::*;
 use std::str::FromStr;
 use time::OffsetDateTime;
@@ -557,6 +560,11 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 100;
 pub struct PageQuery {
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        param(minimum = 1, maximum = 500),
+        schema(minimum = 1, maximum = 500)
+    )]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page; absent for the first page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -748,6 +756,7 @@ pub const DEFAULT_API_TOKEN_DAYS: u32 = 30;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApiTokenRequest {
     /// Name (same pattern as tenant names), unique among the caller's live tokens.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
     /// Lifetime in days, 1 to 90 (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -835,6 +844,7 @@ pub struct Tenant {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
 }
 
@@ -845,6 +855,7 @@ pub struct CreateTenantRequest {
 pub struct UpdateTenantRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Name>))]
     pub name: Option<String>,
 }
 
@@ -925,6 +936,7 @@ pub struct Product {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateProductRequest {
     /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
     /// Description, at most 1024 characters.
     #[serde(default)]
@@ -941,6 +953,7 @@ pub struct CreateProductRequest {
 pub struct UpdateProductRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Name>))]
     pub name: Option<String>,
     /// New description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -982,6 +995,7 @@ pub struct CreateDeviceGroupRequest {
     /// Product.
     pub product_id: ProductId,
     /// Name: letters, digits, spaces, `-`, `_`; at most 50 characters.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::Name))]
     pub name: String,
     /// Description, at most 1024 characters.
     #[serde(default)]
@@ -1004,6 +1018,7 @@ pub struct CreateDeviceGroupRequest {
 pub struct UpdateDeviceGroupRequest {
     /// New name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::schema::Name>))]
     pub name: Option<String>,
     /// New description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1031,6 +1046,7 @@ pub struct DeviceGroupQuery {
     pub product: Option<ProductId>,
     /// Items per page, 1 to 500 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
     pub limit: Option<u32>,
     /// The `continuationToken` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

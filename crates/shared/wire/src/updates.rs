@@ -132,6 +132,7 @@ pub struct UpdateStatusReport {
 #[serde(rename_all = "camelCase")]
 pub struct DeviceDeploymentStatus {
     /// The device.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The version of the newest target set the service computed for it (none yet: never asked).
     pub target_version: Option<u64>,
@@ -180,6 +181,7 @@ pub struct TargetedImage {
 #[serde(rename_all = "camelCase")]
 pub struct TargetedImages {
     /// The device.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
     pub device_id: String,
     /// The target set's version.
     pub target_version: u64,

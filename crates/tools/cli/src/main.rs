@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.chain().any(|e| e.is::<output::StdoutClosed>()) => {
+            ExitCode::from(output::STDOUT_CLOSED_STATUS)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {

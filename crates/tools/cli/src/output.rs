@@ -21,10 +21,37 @@ pub trait Render: Serialize {
 
 pub fn emit<T: Render>(format: OutputFormat, value: &T) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        OutputFormat::Table => println!("{}", value.table()),
+        OutputFormat::Json => print_line(serde_json::to_string_pretty(value)?),
+        OutputFormat::Table => print_line(value.table()),
     }
-    Ok(())
+}
+
+/// Standard output was closed before everything was written (`ferro ... | head`): the command
+/// ends quietly, as Unix tools do, with the status a shell reports for SIGPIPE.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// The exit status of a command whose output pipe was closed: 128 + SIGPIPE (13).
+pub const STDOUT_CLOSED_STATUS: u8 = 141;
+
+/// Writes one line to standard output. A closed pipe is [`StdoutClosed`], not a panic.
+pub fn print_line(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => anyhow::Error::new(StdoutClosed),
+            _ => anyhow::Error::new(e).context("cannot write to standard output"),
+        })
 }
 
 /// A time as RFC 3339 (UTC), as the JSON output shows it.
@@ -52,13 +79,34 @@ pub fn property_table<'a>(rows: impl IntoIterator<Item = (&'a str, String)>) -> 
     table
 }
 
-/// A JSON answer shown through chosen fields: an object as (property, value) rows, an array as
-/// a table with one column per field. Fields are dotted paths into the JSON (`osFeed`,
-/// `image.version`).
+/// A typed answer shown through chosen fields: its JSON (`--output json`) is the wire shape, as
+/// the service sent it; its table shows an object as (property, value) rows, an array as a table
+/// with one column per field. Fields are dotted paths into the JSON (`osFeed`, `image.version`).
 #[derive(Debug)]
 pub struct JsonView {
-    pub value: serde_json::Value,
-    pub fields: &'static [(&'static str, &'static str)],
+    value: serde_json::Value,
+    fields: &'static [(&'static str, &'static str)],
+}
+
+impl JsonView {
+    /// The view of a wire value (or a list of them).
+    pub fn new<T: Serialize>(
+        value: &T,
+        fields: &'static [(&'static str, &'static str)],
+    ) -> anyhow::Result<JsonView> {
+        Ok(JsonView {
+            value: serde_json::to_value(value)?,
+            fields,
+        })
+    }
+
+    /// The view of an already shaped JSON value (a summary the CLI made).
+    pub fn of_value(
+        value: serde_json::Value,
+        fields: &'static [(&'static str, &'static str)],
+    ) -> JsonView {
+        JsonView { value, fields }
+    }
 }
 
 impl Serialize for JsonView {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ferro_client::{Client, ServiceTrust, Token};
+use ferro_client::{Client, ServiceTrust, Token, all_pages, page};
 use ferro_wire::{Tenant, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +163,7 @@ pub fn resolve_tenant(client: &Client, wanted: &str) -> Result<TenantId> {
     if let Ok(id) = wanted.parse::<TenantId>() {
         return Ok(id);
     }
-    let tenants: Vec<Tenant> = crate::commands::list_all(client, "/v1/tenants")?;
+    let tenants: Vec<Tenant> = all_pages(|c| client.list_tenants(&page(c)))?;
     let matches: Vec<&Tenant> = tenants.iter().filter(|t| t.name == wanted).collect();
     match matches.as_slice() {
         [tenant] => Ok(tenant.id),

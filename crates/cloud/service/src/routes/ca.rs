@@ -286,8 +286,8 @@ pub async fn list_cas(
 #[utoipa::path(get, path = "/v1/tenants/{tenantId}/ca-certificates/{serial}", tag = "ca-certificates",
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
         ("serial" = String, Path, description = "Serial number (hex)"), CertificateFormatQuery),
-    responses((status = 200, description = "The certificate (application/x-pem-file or application/pkix-cert)",
-            content_type = "application/x-pem-file", body = String),
+    responses((status = 200, description = "The certificate: PEM, or DER with `?format=der`",
+            content((String = "application/x-pem-file"), (Vec<u8> = "application/pkix-cert"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_ca(

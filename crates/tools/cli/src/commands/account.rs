@@ -2,18 +2,16 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::{Context, Result, bail};
-use ferro_client::{Client, ClientError, Method, ServiceTrust, probe_presented_chain};
-use ferro_wire::{
-    ApiToken, ChangePasswordRequest, CreateApiTokenRequest, CreateUserRequest, CreatedApiToken,
-    CreatedUser, LoginRequest, LoginResponse, Me, OneTimePassword, Role, User,
-};
-use serde::Serialize;
-
-use super::list_all;
 use crate::cli::{ApiTokenCommand, LoginArgs, UserCommand};
 use crate::output::{OutputFormat, Render, emit, new_table, property_table};
 use crate::session::Session;
+use anyhow::{Context, Result, bail};
+use ferro_client::{Client, ClientError, ServiceTrust, all_pages, page, probe_presented_chain};
+use ferro_wire::{
+    ApiToken, ChangePasswordRequest, CreateApiTokenRequest, CreateUserRequest, LoginRequest, Me,
+    Role, User,
+};
+use serde::Serialize;
 
 impl Render for Me {
     fn table(&self) -> comfy_table::Table {
@@ -232,7 +230,7 @@ pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
         login: login.clone(),
         password,
     };
-    let response: LoginResponse = match anonymous.post("/v1/auth/login", &request) {
+    let response = match anonymous.login(&request) {
         Err(ClientError::Api { code, .. }) if code == "password_change_required" => {
             eprintln!(
                 "Your password is a one-time password: choose a new one (12 characters or more)."
@@ -245,16 +243,13 @@ pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
                 keep_api_tokens: false,
             };
             anonymous
-                .send_json_no_content(Method::POST, "/v1/auth/change-password", Some(&change))
+                .change_password(&change)
                 .context("cannot change the password")?;
             anonymous
-                .post(
-                    "/v1/auth/login",
-                    &LoginRequest {
-                        login: login.clone(),
-                        password: new_password,
-                    },
-                )
+                .login(&LoginRequest {
+                    login: login.clone(),
+                    password: new_password,
+                })
                 .context("cannot log in with the new password")?
         }
         other => other.context("cannot log in")?,
@@ -268,7 +263,7 @@ pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
         tenant_from_env: None,
         from_env: false,
     };
-    let me: Me = session.client()?.get("/v1/me")?;
+    let me = session.client()?.me()?;
     // One tenant: select it, as azsphere does.
     if let [only] = me.roles.as_slice() {
         session.selected_tenant = Some(only.tenant_id);
@@ -289,7 +284,7 @@ pub fn login(args: &LoginArgs, output: OutputFormat) -> Result<()> {
 pub fn logout() -> Result<()> {
     // Revoke the token on the service too; forgetting it locally is what matters most.
     if let Some(Ok(client)) = Session::load()?.map(|session| session.client())
-        && let Err(error) = client.send_json_no_content::<()>(Method::POST, "/v1/auth/logout", None)
+        && let Err(error) = client.logout()
     {
         eprintln!("warning: the service did not confirm the logout: {error}");
     }
@@ -303,7 +298,7 @@ pub fn logout() -> Result<()> {
 
 pub fn show_user(output: OutputFormat) -> Result<()> {
     let session = Session::require()?;
-    let me: Me = session.client()?.get("/v1/me")?;
+    let me = session.client()?.me()?;
     emit(output, &me)
 }
 
@@ -316,14 +311,11 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
             display_name,
             platform_operator,
         } => {
-            let created: CreatedUser = client.post(
-                "/v1/users",
-                &CreateUserRequest {
-                    login,
-                    display_name,
-                    platform_operator,
-                },
-            )?;
+            let created = client.create_user(&CreateUserRequest {
+                login,
+                display_name,
+                platform_operator,
+            })?;
             emit(
                 output,
                 &CreatedUserReport {
@@ -337,15 +329,12 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
             let id: ferro_wire::UserId = user.parse().map_err(|_| {
                 anyhow::anyhow!("--user {user:?} is not a user ID (`ferro user list`)")
             })?;
-            let users = list_all::<User>(&client, "/v1/users")?;
+            let users = all_pages(|c| client.list_users(&page(c)))?;
             let found = users
                 .into_iter()
                 .find(|u| u.id == id)
                 .ok_or_else(|| anyhow::anyhow!("no user {id} (`ferro user list`)"))?;
-            let otp: OneTimePassword = client.post(
-                &format!("/v1/users/{id}/one-time-password"),
-                &serde_json::json!({}),
-            )?;
+            let otp = client.reset_password(id)?;
             emit(
                 output,
                 &CreatedUserReport {
@@ -355,12 +344,12 @@ pub fn user(command: UserCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        UserCommand::List => emit(output, &list_all::<User>(&client, "/v1/users")?),
+        UserCommand::List => emit(output, &all_pages(|c| client.list_users(&page(c)))?),
         UserCommand::Delete { user } => {
             let id: ferro_wire::UserId = user.parse().map_err(|_| {
                 anyhow::anyhow!("--user {user:?} is not a user ID (`ferro user list`)")
             })?;
-            client.delete(&format!("/v1/users/{id}"))?;
+            client.delete_user(id)?;
             eprintln!("Deleted user {id}.");
             Ok(())
         }
@@ -448,17 +437,14 @@ pub fn api_token(command: ApiTokenCommand, output: OutputFormat) -> Result<()> {
                     })
                 })
                 .transpose()?;
-            let created: CreatedApiToken = client
-                .post(
-                    "/v1/me/tokens",
-                    &CreateApiTokenRequest {
-                        name,
-                        expires_in_days,
-                        tenant_id,
-                        max_role,
-                        read_only,
-                    },
-                )
+            let created = client
+                .create_token(&CreateApiTokenRequest {
+                    name,
+                    expires_in_days,
+                    tenant_id,
+                    max_role,
+                    read_only,
+                })
                 .map_err(|e| match &e {
                     ClientError::Api { code, .. } if code == "reauthentication_required" => {
                         anyhow::anyhow!(
@@ -476,14 +462,14 @@ pub fn api_token(command: ApiTokenCommand, output: OutputFormat) -> Result<()> {
                 },
             )
         }
-        ApiTokenCommand::List => emit(output, &list_all::<ApiToken>(&client, "/v1/me/tokens")?),
+        ApiTokenCommand::List => emit(output, &all_pages(|c| client.list_tokens(&page(c)))?),
         ApiTokenCommand::Delete { token_id } => {
             let id: ferro_wire::ApiTokenId = token_id.parse().map_err(|_| {
                 anyhow::anyhow!(
                     "--token-id {token_id:?} is not a token ID (`ferro api-token list`)"
                 )
             })?;
-            client.delete(&format!("/v1/me/tokens/{id}"))?;
+            client.revoke_token(id)?;
             eprintln!("Revoked token {id}.");
             Ok(())
         }

@@ -6,17 +6,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use base64ct::{Base64, Encoding};
-use ferro_client::{Client, ClientError, Method};
+use ferro_client::{ClientError, LocalDevice};
 use ferro_signing::PublicKey;
+use ferro_wire::CapabilityType;
 use ferro_wire::device_api as api;
-use serde_json::{Value, json};
 
 use super::keys;
 use crate::cli::{
     AppCommand, AttachedArg, AttachedDeviceCommand, BoardCommand, DeviceImageCommand,
     SideloadCommand,
 };
-use crate::output::{OutputFormat, Render, emit, new_table, property_table};
+use crate::output::{OutputFormat, Render, emit, new_table, print_line, property_table};
 use crate::progress;
 use crate::session::Session;
 
@@ -30,7 +30,7 @@ fn socket(arg: &AttachedArg) -> PathBuf {
 }
 
 /// A client of the attached device, with an error that says what to check when it is not there.
-fn device(arg: &AttachedArg) -> Result<Client> {
+fn device(arg: &AttachedArg) -> Result<LocalDevice> {
     let socket = socket(arg);
     if std::fs::symlink_metadata(&socket).is_err() {
         bail!(
@@ -40,7 +40,7 @@ fn device(arg: &AttachedArg) -> Result<Client> {
             socket.display()
         );
     }
-    Client::local_device(&socket).context("cannot reach the attached device")
+    LocalDevice::connect(&socket).context("cannot reach the attached device")
 }
 
 /// A device API error, with what to do for the common ones.
@@ -62,14 +62,11 @@ fn component(id: &str) -> Result<uuid::Uuid> {
 pub fn run(command: AttachedDeviceCommand, output: OutputFormat) -> Result<()> {
     match command {
         AttachedDeviceCommand::ShowAttached { attached } => {
-            let shown: api::AttachedDevice =
-                device(&attached)?.get("/v1/device").map_err(explain)?;
+            let shown = device(&attached)?.show().map_err(explain)?;
             emit(output, &shown)
         }
         AttachedDeviceCommand::Restart { attached } => {
-            device(&attached)?
-                .send_json_no_content::<()>(Method::POST, "/v1/device/restart", None)
-                .map_err(explain)?;
+            device(&attached)?.restart().map_err(explain)?;
             eprintln!("The device is restarting.");
             Ok(())
         }
@@ -79,31 +76,23 @@ pub fn run(command: AttachedDeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let dev = device(&attached)?;
-            let shown: api::AttachedDevice = dev.get("/v1/device").map_err(explain)?;
+            let shown = dev.show().map_err(explain)?;
             let session = Session::require()?;
             let client = session.client()?;
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let mut body = json!({ "type": "AppDevelopment" });
-            if !developer_key.is_empty() {
-                body["developerKeyIds"] = json!(developer_key);
-            }
-            let answer: Value = client
-                .post(
-                    &format!(
-                        "/v1/tenants/{tenant}/devices/{}/capabilities",
-                        shown.device_id
+            let answer = client
+                .create_capability(
+                    tenant,
+                    &shown.device_id,
+                    &super::devices::capability_request(
+                        CapabilityType::AppDevelopment,
+                        developer_key,
                     ),
-                    &body,
                 )
                 .context("the service did not issue an appDevelopment capability for the device")?;
-            let encoded = answer["capabilityFile"]
-                .as_str()
-                .context("the service's answer holds no capability file")?;
-            let file =
-                Base64::decode_vec(encoded.trim()).context("the service sent invalid base64")?;
-            let mode: api::DevelopmentMode = dev
-                .send_bytes(Method::PUT, "/v1/capability", "application/cose", &[], file)
-                .map_err(explain)?;
+            let file = Base64::decode_vec(answer.capability_file.trim())
+                .context("the service sent invalid base64")?;
+            let mode = dev.apply_capability(file).map_err(explain)?;
             if output == OutputFormat::Table {
                 eprintln!(
                     "Device {} is in development mode: it accepts apps signed by the developer keys below.",
@@ -113,17 +102,14 @@ pub fn run(command: AttachedDeviceCommand, output: OutputFormat) -> Result<()> {
             emit(output, &mode)
         }
         AttachedDeviceCommand::DisableDevelopment { attached } => {
-            let mode: api::DevelopmentMode = device(&attached)?
-                .send_json(Method::DELETE, "/v1/capability", &json!({}))
-                .map_err(explain)?;
+            let mode = device(&attached)?.remove_capability().map_err(explain)?;
             emit(output, &mode)
         }
         AttachedDeviceCommand::Sideload(command) => sideload(command, output),
         AttachedDeviceCommand::App(command) => app(command, output),
         AttachedDeviceCommand::Board(command) => board(command, output),
         AttachedDeviceCommand::Image(DeviceImageCommand::ListInstalled { attached }) => {
-            let images: api::InstalledImages =
-                device(&attached)?.get("/v1/images").map_err(explain)?;
+            let images = device(&attached)?.list_images().map_err(explain)?;
             emit(output, &images)
         }
         AttachedDeviceCommand::Image(DeviceImageCommand::ListTargeted { device, tenant }) => {
@@ -168,13 +154,7 @@ fn sideload(command: SideloadCommand, output: OutputFormat) -> Result<()> {
             }
             let bar = progress::bytes_bar(bytes.len() as u64, "Sideloading");
             let der_b64 = Base64::encode_string(&key.to_spki_der());
-            let result: Result<api::SideloadResult, ClientError> = dev.send_bytes(
-                Method::POST,
-                &format!("/v1/sideload?manualStart={manual_start}"),
-                "application/octet-stream",
-                &[(api::DEVELOPER_KEY_HEADER, &der_b64)],
-                bytes,
-            );
+            let result = dev.sideload(bytes, &der_b64, manual_start);
             bar.finish_and_clear();
             let result = result
                 .map_err(explain)
@@ -186,9 +166,7 @@ fn sideload(command: SideloadCommand, output: OutputFormat) -> Result<()> {
             component_id,
         } => {
             let id = component(&component_id)?;
-            device(&attached)?
-                .delete(&format!("/v1/sideload/{id}"))
-                .map_err(explain)?;
+            device(&attached)?.delete_sideloaded(id).map_err(explain)?;
             eprintln!("Removed sideloaded app {id}.");
             Ok(())
         }
@@ -199,16 +177,12 @@ fn app(command: AppCommand, output: OutputFormat) -> Result<()> {
     match command {
         AppCommand::Start(arg) => {
             let id = component(&arg.component_id)?;
-            let status: api::AppStatus = device(&arg.attached)?
-                .send_json(Method::POST, &format!("/v1/apps/{id}/start"), &json!({}))
-                .map_err(explain)?;
+            let status = device(&arg.attached)?.start_app(id).map_err(explain)?;
             emit(output, &status)
         }
         AppCommand::Stop(arg) => {
             let id = component(&arg.component_id)?;
-            let status: api::AppStatus = device(&arg.attached)?
-                .send_json(Method::POST, &format!("/v1/apps/{id}/stop"), &json!({}))
-                .map_err(explain)?;
+            let status = device(&arg.attached)?.stop_app(id).map_err(explain)?;
             emit(output, &status)
         }
         AppCommand::ShowStatus {
@@ -216,52 +190,45 @@ fn app(command: AppCommand, output: OutputFormat) -> Result<()> {
             component_id: Some(id),
         } => {
             let id = component(&id)?;
-            let status: api::AppStatus = device(&attached)?
-                .get(&format!("/v1/apps/{id}"))
-                .map_err(explain)?;
+            let status = device(&attached)?.app_status(id).map_err(explain)?;
             emit(output, &status)
         }
         AppCommand::ShowStatus {
             attached,
             component_id: None,
         } => {
-            let list: api::AppStatusList = device(&attached)?.get("/v1/apps").map_err(explain)?;
+            let list = device(&attached)?.list_apps().map_err(explain)?;
             emit(output, &list)
         }
         AppCommand::ShowQuota(arg) => {
             let id = component(&arg.component_id)?;
-            let quota: api::AppQuota = device(&arg.attached)?
-                .get(&format!("/v1/apps/{id}/quota"))
-                .map_err(explain)?;
+            let quota = device(&arg.attached)?.app_quota(id).map_err(explain)?;
             emit(output, &quota)
         }
         AppCommand::ShowMemoryStats(arg) => {
             let id = component(&arg.component_id)?;
-            let stats: api::AppMemoryStats = device(&arg.attached)?
-                .get(&format!("/v1/apps/{id}/memory"))
-                .map_err(explain)?;
+            let stats = device(&arg.attached)?.app_memory(id).map_err(explain)?;
             emit(output, &stats)
         }
         AppCommand::Logs { app, follow } => {
             let id = component(&app.component_id)?;
             let dev = device(&app.attached)?;
-            let mut failed = None;
-            dev.get_lines(&format!("/v1/apps/{id}/logs?follow={follow}"), |text| {
-                match serde_json::from_str::<api::LogLine>(text) {
-                    Ok(_) if output == OutputFormat::Json => println!("{text}"),
-                    Ok(line) => println!("{} {:<7} {}", line.at, line.level, line.text.trim_end()),
-                    Err(e) => {
-                        failed = Some(e);
-                        return false;
-                    }
+            dev.app_logs(id, follow, |line| {
+                match output {
+                    OutputFormat::Json => print_line(serde_json::to_string(&line)?),
+                    OutputFormat::Table => print_line(format_args!(
+                        "{} {:<7} {}",
+                        line.at,
+                        line.level,
+                        line.text.trim_end()
+                    )),
                 }
-                true
+                .map(|()| true)
             })
-            .map_err(explain)?;
-            if let Some(e) = failed {
-                bail!("the device sent a log line this CLI cannot read: {e}");
-            }
-            Ok(())
+            .map_err(|e| match e.downcast::<ClientError>() {
+                Ok(client) => explain(client),
+                Err(other) => other,
+            })
         }
     }
 }
@@ -269,7 +236,7 @@ fn app(command: AppCommand, output: OutputFormat) -> Result<()> {
 fn board(command: BoardCommand, output: OutputFormat) -> Result<()> {
     match command {
         BoardCommand::Show { attached } => {
-            let state: api::BoardState = device(&attached)?.get("/v1/board").map_err(explain)?;
+            let state = device(&attached)?.board().map_err(explain)?;
             emit(output, &state)
         }
         BoardCommand::PressButton {
@@ -278,25 +245,20 @@ fn board(command: BoardCommand, output: OutputFormat) -> Result<()> {
             hold_ms,
         } => {
             let dev = device(&attached)?;
-            let path = format!("/v1/board/buttons/{button}");
-            let mut state: api::BoardState = dev
-                .send_json(Method::PUT, &path, &api::ButtonPress { pressed: true })
+            let mut state = dev
+                .press_button(&button, &api::ButtonPress { pressed: true })
                 .map_err(explain)?;
             if hold_ms > 0 {
                 std::thread::sleep(std::time::Duration::from_millis(hold_ms));
                 state = dev
-                    .send_json(Method::PUT, &path, &api::ButtonPress { pressed: false })
+                    .press_button(&button, &api::ButtonPress { pressed: false })
                     .map_err(explain)?;
             }
             emit(output, &state)
         }
         BoardCommand::ReleaseButton { attached, button } => {
-            let state: api::BoardState = device(&attached)?
-                .send_json(
-                    Method::PUT,
-                    &format!("/v1/board/buttons/{button}"),
-                    &api::ButtonPress { pressed: false },
-                )
+            let state = device(&attached)?
+                .press_button(&button, &api::ButtonPress { pressed: false })
                 .map_err(explain)?;
             emit(output, &state)
         }
@@ -304,14 +266,10 @@ fn board(command: BoardCommand, output: OutputFormat) -> Result<()> {
             if !celsius.is_finite() || !(-273.0..=1000.0).contains(&celsius) {
                 bail!("--celsius {celsius} is not a temperature a sensor reports");
             }
-            let state: api::BoardState = device(&attached)?
-                .send_json(
-                    Method::PUT,
-                    "/v1/board/temperature",
-                    &api::TemperatureSetting {
-                        millicelsius: (celsius * 1000.0).round() as i32,
-                    },
-                )
+            let state = device(&attached)?
+                .set_temperature(&api::TemperatureSetting {
+                    millicelsius: (celsius * 1000.0).round() as i32,
+                })
                 .map_err(explain)?;
             emit(output, &state)
         }

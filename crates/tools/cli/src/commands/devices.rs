@@ -5,9 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use ferro_client::{ClientError, all_pages};
 
-use super::list_all;
 use super::product::resolve_group;
 use crate::cli::{
     CaCertificateCommand, CapabilityCommand, CloudDeviceCommand, DeviceCommand, GroupDeviceCommand,
@@ -15,8 +14,13 @@ use crate::cli::{
 };
 use crate::output::{JsonView, OutputFormat, Render, emit, new_table, property_table, timestamp};
 use crate::session::Session;
-use ferro_client::Method;
-use ferro_wire::{DeviceDeploymentStatus, RevokedCapabilities, TargetedImages, UpdateNowResult};
+use ferro_wire::{
+    CaCertificateStatus, CapabilityType, CertificateFormat, CertificateFormatQuery,
+    ClaimDevicesRequest, ClaimDevicesResponse, CreateCapabilityRequest, DeviceClaim,
+    DeviceCountQuery, DeviceDeploymentStatus, DeviceQuery, ErrorReportQuery,
+    ProofOfPossessionRequest, RegisterDevicesRequest, ReportFormat, RevokedCapabilities,
+    TargetedImages, UpdateDeviceRequest, UpdateNowResult,
+};
 
 const DEVICE_FIELDS: &[(&str, &str)] = &[
     ("Device ID", "deviceId"),
@@ -114,11 +118,11 @@ impl Render for RevokedCapabilities {
     }
 }
 
-/// The service's name of a capability type given as `--type` (azsphere spells them in camel case).
-fn capability_kind(given: &str) -> Result<&'static str> {
+/// The capability type given as `--type` (azsphere spells them in camel case).
+fn capability_kind(given: &str) -> Result<CapabilityType> {
     match given.to_ascii_lowercase().as_str() {
-        "appdevelopment" => Ok("AppDevelopment"),
-        "fieldservicing" => Ok("FieldServicing"),
+        "appdevelopment" => Ok(CapabilityType::AppDevelopment),
+        "fieldservicing" => Ok(CapabilityType::FieldServicing),
         _ => bail!("--type {given:?}: use appDevelopment or fieldServicing"),
     }
 }
@@ -179,7 +183,7 @@ fn device_claims(
     devices: Vec<String>,
     codes: Vec<String>,
     file: Option<&Path>,
-) -> Result<Vec<Value>> {
+) -> Result<Vec<DeviceClaim>> {
     if devices.len() != codes.len() {
         bail!(
             "give one --claim-code per --device, in the same order ({} devices, {} codes); the \
@@ -188,10 +192,13 @@ fn device_claims(
             codes.len()
         );
     }
-    let mut claims: Vec<Value> = devices
+    let mut claims: Vec<DeviceClaim> = devices
         .into_iter()
         .zip(codes)
-        .map(|(d, c)| json!({ "deviceId": d, "claimCode": c }))
+        .map(|(device_id, claim_code)| DeviceClaim {
+            device_id,
+            claim_code,
+        })
         .collect();
     if let Some(file) = file {
         for (n, fields) in device_file_lines(file)?.into_iter().enumerate() {
@@ -203,7 +210,10 @@ fn device_claims(
                     n + 1
                 );
             };
-            claims.push(json!({ "deviceId": id, "claimCode": code }));
+            claims.push(DeviceClaim {
+                device_id: id.clone(),
+                claim_code: code.clone(),
+            });
         }
     }
     if claims.is_empty() {
@@ -214,29 +224,31 @@ fn device_claims(
     Ok(claims)
 }
 
-/// POSTs `items` in requests of up to 1000 (`body(batch)`), as the service takes them, each all
+/// Sends `items` in requests of up to 1000 (`send(batch)`), as the service takes them, each all
 /// or nothing; a failed batch stops here and says how far the earlier ones got. Returns the
-/// summed `{"claimed", "alreadyOwned"}` of the answers.
-pub(super) fn post_in_batches<T>(
-    client: &ferro_client::Client,
-    path: &str,
+/// summed answers.
+pub(super) fn in_batches<T>(
     items: &[T],
-    body: impl Fn(&[T]) -> Value,
+    send: impl Fn(&[T]) -> Result<ClaimDevicesResponse, ClientError>,
     verb: &str,
-) -> Result<Value> {
-    let (mut done, mut already_owned) = (0u64, 0u64);
+) -> Result<ClaimDevicesResponse> {
+    let mut total = ClaimDevicesResponse {
+        claimed: 0,
+        already_owned: 0,
+    };
     for (index, batch) in items.chunks(1000).enumerate() {
-        let answer: Value = client.post(path, &body(batch)).with_context(|| {
+        let answer = send(batch).with_context(|| {
             format!(
-                "{verb} batch {} of {} failed (earlier batches: {done} devices)",
+                "{verb} batch {} of {} failed (earlier batches: {} devices)",
                 index + 1,
-                items.len().div_ceil(1000)
+                items.len().div_ceil(1000),
+                total.claimed
             )
         })?;
-        done += answer["claimed"].as_u64().unwrap_or(0);
-        already_owned += answer["alreadyOwned"].as_u64().unwrap_or(0);
+        total.claimed += answer.claimed;
+        total.already_owned += answer.already_owned;
     }
-    Ok(json!({ "claimed": done, "alreadyOwned": already_owned }))
+    Ok(total)
 }
 
 pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
@@ -255,23 +267,28 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let ids = device_claims(device, claim_code, device_file.as_deref())?;
-            let value = post_in_batches(
-                &client,
-                &format!("/v1/tenants/{tenant}/devices/claim"),
-                &ids,
-                |batch| json!({ "devices": batch }),
+            let claims = device_claims(device, claim_code, device_file.as_deref())?;
+            let done = in_batches(
+                &claims,
+                |batch| {
+                    client.claim_devices(
+                        tenant,
+                        &ClaimDevicesRequest {
+                            devices: batch.to_vec(),
+                        },
+                    )
+                },
                 "claim",
             )?;
             emit(
                 output,
-                &JsonView {
-                    value,
-                    fields: &[
+                &JsonView::new(
+                    &done,
+                    &[
                         ("Claimed now", "claimed"),
                         ("Already this tenant's", "alreadyOwned"),
                     ],
-                },
+                )?,
             )
         }
         CloudDeviceCommand::Transfer(command) => {
@@ -290,43 +307,31 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let path = match device_group {
-                Some(group) => format!(
-                    "/v1/tenants/{tenant}/devices?deviceGroup={}",
-                    resolve_group(&client, tenant, &group)?
-                ),
-                None => format!("/v1/tenants/{tenant}/devices"),
-            };
-            let devices: Vec<Value> = list_all(&client, &path)?;
-            emit(
-                output,
-                &JsonView {
-                    value: Value::Array(devices),
-                    fields: DEVICE_FIELDS,
-                },
-            )
+            let device_group = device_group
+                .map(|group| resolve_group(&client, tenant, &group))
+                .transpose()?;
+            let devices = all_pages(|continuation| {
+                client.list_devices(
+                    tenant,
+                    &DeviceQuery {
+                        device_group,
+                        product: None,
+                        limit: None,
+                        continuation,
+                    },
+                )
+            })?;
+            emit(output, &JsonView::new(&devices, DEVICE_FIELDS)?)
         }
         CloudDeviceCommand::Show { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let shown: Value = client.get(&format!("/v1/tenants/{tenant}/devices/{device}"))?;
-            emit(
-                output,
-                &JsonView {
-                    value: shown,
-                    fields: DEVICE_FIELDS,
-                },
-            )
+            let shown = client.get_device(tenant, &device)?;
+            emit(output, &JsonView::new(&shown, DEVICE_FIELDS)?)
         }
         CloudDeviceCommand::ShowCount { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let count: Value = client.get(&format!("/v1/tenants/{tenant}/devices/count"))?;
-            emit(
-                output,
-                &JsonView {
-                    value: count,
-                    fields: &[("Devices", "count")],
-                },
-            )
+            let count = client.count_devices(tenant, &DeviceCountQuery::default())?;
+            emit(output, &JsonView::new(&count, &[("Devices", "count")])?)
         }
         CloudDeviceCommand::Update {
             device,
@@ -335,25 +340,18 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let mut body = serde_json::Map::new();
-            if let Some(group) = device_group {
-                let group = resolve_group(&client, tenant, &group)?;
-                body.insert("deviceGroupId".into(), json!(group));
-            }
-            if let Some(blocked) = blocked {
-                body.insert("blocked".into(), json!(blocked));
-            }
-            let updated: Value = client.patch(
-                &format!("/v1/tenants/{tenant}/devices/{device}"),
-                &Value::Object(body),
-            )?;
-            emit(
-                output,
-                &JsonView {
-                    value: updated,
-                    fields: DEVICE_FIELDS,
+            let device_group_id = device_group
+                .map(|group| resolve_group(&client, tenant, &group).map(Some))
+                .transpose()?;
+            let updated = client.update_device(
+                tenant,
+                &device,
+                &UpdateDeviceRequest {
+                    device_group_id,
+                    blocked,
                 },
-            )
+            )?;
+            emit(output, &JsonView::new(&updated, DEVICE_FIELDS)?)
         }
         CloudDeviceCommand::Capability(CapabilityCommand::Download {
             capability_type,
@@ -363,19 +361,12 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         }) => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let kind = capability_kind(&capability_type)?;
-            let mut body = json!({ "type": kind });
-            if !developer_key.is_empty() {
-                body["developerKeyIds"] = json!(developer_key);
-            }
-            let answer: Value = client.post(
-                &format!("/v1/tenants/{tenant}/devices/{device}/capabilities"),
-                &body,
+            let answer = client.create_capability(
+                tenant,
+                &device,
+                &capability_request(capability_kind(&capability_type)?, developer_key),
             )?;
-            let encoded = answer["capabilityFile"]
-                .as_str()
-                .context("the service's answer holds no capability file")?;
-            let bytes = base64_decode(encoded)?;
+            let bytes = base64_decode(&answer.capability_file)?;
             write_file(&destination, &bytes)
         }
         CloudDeviceCommand::Capability(CapabilityCommand::Revoke {
@@ -384,27 +375,18 @@ pub fn device(command: DeviceCommand, output: OutputFormat) -> Result<()> {
             tenant,
         }) => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let kind = capability_kind(&capability_type)?;
-            let revoked: RevokedCapabilities = client.send_json(
-                Method::DELETE,
-                &format!("/v1/tenants/{tenant}/devices/{device}/capabilities/{kind}"),
-                &json!({}),
-            )?;
+            let revoked =
+                client.revoke_capabilities(tenant, &device, capability_kind(&capability_type)?)?;
             emit(output, &revoked)
         }
         CloudDeviceCommand::ShowDeploymentStatus { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let status: DeviceDeploymentStatus = client.get(&format!(
-                "/v1/tenants/{tenant}/devices/{device}/deployment-status"
-            ))?;
+            let status = client.deployment_status(tenant, &device)?;
             emit(output, &status)
         }
         CloudDeviceCommand::UpdateNow { device, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let result: UpdateNowResult = client.post(
-                &format!("/v1/tenants/{tenant}/devices/{device}/update-now"),
-                &json!({}),
-            )?;
+            let result = client.device_update_now(tenant, &device)?;
             emit(output, &result)
         }
     }
@@ -447,17 +429,14 @@ pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Res
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         records.push(base64_encode(&bytes));
     }
-    let answer: Value = client.post(
-        "/v1/manufacturing/registrations",
-        &json!({ "records": records }),
-    )?;
-    let devices = answer.get("devices").cloned().unwrap_or(answer);
+    let answer = client.register_devices(&RegisterDevicesRequest { records })?;
+    let devices = answer.devices;
     if let Some(path) = claim_codes_file {
         let mut text = String::from("# deviceId,claimCode (give each buyer their lines)\n");
         let mut n = 0;
-        for d in devices.as_array().into_iter().flatten() {
-            if let (Some(id), Some(code)) = (d["deviceId"].as_str(), d["claimCode"].as_str()) {
-                text.push_str(&format!("{id},{code}\n"));
+        for d in &devices {
+            if let Some(code) = &d.claim_code {
+                text.push_str(&format!("{},{code}\n", d.device_id));
                 n += 1;
             }
         }
@@ -469,15 +448,15 @@ pub fn manufacturing(command: ManufacturingCommand, output: OutputFormat) -> Res
     }
     emit(
         output,
-        &JsonView {
-            value: devices,
-            fields: &[
+        &JsonView::new(
+            &devices,
+            &[
                 ("Device ID", "deviceId"),
                 ("Root of trust", "rootOfTrust"),
                 ("Registered", "registeredAt"),
                 ("Claim code (shown once)", "claimCode"),
             ],
-        },
+        )?,
     )
 }
 
@@ -487,14 +466,8 @@ pub fn ca_certificate(command: CaCertificateCommand, output: OutputFormat) -> Re
     match command {
         CaCertificateCommand::List { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let cas: Value = client.get(&format!("/v1/tenants/{tenant}/ca-certificates"))?;
-            emit(
-                output,
-                &JsonView {
-                    value: cas,
-                    fields: CA_FIELDS,
-                },
-            )
+            let cas = client.list_ca_certificates(tenant)?;
+            emit(output, &JsonView::new(&cas, CA_FIELDS)?)
         }
         CaCertificateCommand::Download {
             serial,
@@ -506,9 +479,13 @@ pub fn ca_certificate(command: CaCertificateCommand, output: OutputFormat) -> Re
                 Some(serial) => serial,
                 None => current_serial(&client, tenant)?,
             };
-            let pem = client.get_bytes(&format!(
-                "/v1/tenants/{tenant}/ca-certificates/{serial}?format=pem"
-            ))?;
+            let pem = client.ca_certificate(
+                tenant,
+                &serial,
+                &CertificateFormatQuery {
+                    format: Some(CertificateFormat::Pem),
+                },
+            )?;
             write_file(&destination, &pem)
         }
         CaCertificateCommand::DownloadChain {
@@ -516,7 +493,7 @@ pub fn ca_certificate(command: CaCertificateCommand, output: OutputFormat) -> Re
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let pem = client.get_bytes(&format!("/v1/tenants/{tenant}/ca-certificates/chain"))?;
+            let pem = client.ca_certificate_chain(tenant)?;
             write_file(&destination, &pem)
         }
         CaCertificateCommand::DownloadProof {
@@ -530,10 +507,10 @@ pub fn ca_certificate(command: CaCertificateCommand, output: OutputFormat) -> Re
                 Some(serial) => serial,
                 None => current_serial(&client, tenant)?,
             };
-            let pem = client.send_json_for_bytes(
-                ferro_client::Method::POST,
-                &format!("/v1/tenants/{tenant}/ca-certificates/{serial}/proof"),
-                &json!({ "verificationCode": verification_code }),
+            let pem = client.ca_certificate_proof(
+                tenant,
+                &serial,
+                &ProofOfPossessionRequest { verification_code },
             )?;
             write_file(&destination, &pem)
         }
@@ -541,11 +518,11 @@ pub fn ca_certificate(command: CaCertificateCommand, output: OutputFormat) -> Re
 }
 
 fn current_serial(client: &ferro_client::Client, tenant: ferro_wire::TenantId) -> Result<String> {
-    let cas: Vec<Value> = client.get(&format!("/v1/tenants/{tenant}/ca-certificates"))?;
-    cas.iter()
-        .find(|ca| ca["status"] == "Current")
-        .and_then(|ca| ca["serial"].as_str())
-        .map(str::to_string)
+    client
+        .list_ca_certificates(tenant)?
+        .into_iter()
+        .find(|ca| ca.status == CaCertificateStatus::Current)
+        .map(|ca| ca.serial)
         .context("the tenant has no current CA certificate: `ferro ca-certificate list` shows them")
 }
 
@@ -553,8 +530,24 @@ pub fn download_error_report(destination: &Path, tenant: Option<&str>) -> Result
     let session = Session::require()?;
     let client = session.client()?;
     let tenant = session.tenant(&client, tenant)?;
-    let csv = client.get_bytes(&format!("/v1/tenants/{tenant}/error-report?format=csv"))?;
+    let csv = client.error_report(
+        tenant,
+        &ErrorReportQuery {
+            format: Some(ReportFormat::Csv),
+        },
+    )?;
     write_file(destination, &csv)
+}
+
+/// A capability request: of `kind`, for the developer keys given (none: the tenant's).
+pub(super) fn capability_request(
+    kind: CapabilityType,
+    developer_keys: Vec<String>,
+) -> CreateCapabilityRequest {
+    CreateCapabilityRequest {
+        capability_type: kind,
+        developer_key_ids: (!developer_keys.is_empty()).then_some(developer_keys),
+    }
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -572,9 +565,7 @@ pub fn list_targeted(device: String, tenant: TenantArg, output: OutputFormat) ->
     let session = Session::require()?;
     let client = session.client()?;
     let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-    let targeted: TargetedImages = client.get(&format!(
-        "/v1/tenants/{tenant}/devices/{device}/targeted-images"
-    ))?;
+    let targeted = client.targeted_images(tenant, &device)?;
     if output == OutputFormat::Table {
         eprintln!(
             "Target set version {}, expires {}{}.",

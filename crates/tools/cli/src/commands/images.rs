@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use ferro_client::Client;
-use serde_json::{Value, json};
+use anyhow::{Context, Result, anyhow};
+use ferro_client::{Client, all_pages, page};
+use serde_json::Value;
 
-use super::list_all;
 use super::product::resolve_group;
 use crate::cli::{
     DeploymentCommand, DeveloperKeyCommand, ImageCommand, OsReleaseCommand, OsReleaseKeyCommand,
@@ -17,7 +16,11 @@ use crate::commands::keys;
 use crate::output::{JsonView, OutputFormat, Render, emit, property_table, timestamp};
 use crate::progress;
 use crate::session::Session;
-use ferro_wire::{DeploymentId, Page, RolloutStatus, TenantId};
+use ferro_wire::{
+    CreateDeploymentRequest, Deployment, DeploymentId, DeviceGroupId, ImageId, ImageQuery, OsFeed,
+    OsReleaseQuery, PageQuery, PublishOsReleaseQuery, RegisterSigningKeyRequest, RolloutRequest,
+    RolloutStatus, SetOsFeedPolicyRequest, TenantId,
+};
 
 const IMAGE_FIELDS: &[(&str, &str)] = &[
     ("Image ID", "id"),
@@ -146,75 +149,95 @@ impl Render for RolloutStatus {
 }
 
 /// The deployment a rollout command names: `--deployment`, or the group's current one.
-fn rollout_path(session: &Session, client: &Client, args: &RolloutArgs) -> Result<String> {
+fn rollout_target(
+    session: &Session,
+    client: &Client,
+    args: &RolloutArgs,
+) -> Result<(TenantId, DeviceGroupId, DeploymentId)> {
     let tenant: TenantId = session.tenant(client, args.tenant.tenant.as_deref())?;
     let group = resolve_group(client, tenant, &args.device_group)?;
-    let deployments = format!("/v1/tenants/{tenant}/device-groups/{group}/deployments");
     let deployment: DeploymentId = match &args.deployment {
         Some(id) => id
             .parse()
-            .map_err(|_| anyhow::anyhow!("--deployment {id:?}: give a deployment ID (a UUID)"))?,
+            .map_err(|_| anyhow!("--deployment {id:?}: give a deployment ID (a UUID)"))?,
         None => {
-            let page: Page<ferro_wire::Deployment> =
-                client.get(&format!("{deployments}?limit=1"))?;
-            page.items.first().map(|d| d.id).ok_or_else(|| {
-                anyhow::anyhow!(
+            let newest = client.list_deployments(
+                tenant,
+                group,
+                &PageQuery {
+                    limit: Some(1),
+                    continuation: None,
+                },
+            )?;
+            newest.items.first().map(|d| d.id).ok_or_else(|| {
+                anyhow!(
                     "the device group has no deployment yet: `ferro device-group deployment create`"
                 )
             })?
         }
     };
-    Ok(format!("{deployments}/{deployment}/rollout"))
+    Ok((tenant, group, deployment))
 }
 
-/// Deployments list their images as objects; show them as `name version (imageId)`.
-fn summarise_deployments(mut value: Value) -> Value {
-    let summarise = |deployment: &mut Value| {
-        if let Some(images) = deployment.get_mut("images").and_then(Value::as_array_mut) {
-            for image in images.iter_mut() {
-                *image = Value::String(format!(
-                    "{} {} ({})",
-                    image["name"].as_str().unwrap_or_default(),
-                    image["version"].as_str().unwrap_or_default(),
-                    image["imageId"].as_str().unwrap_or_default()
-                ));
-            }
-        }
-    };
-    match &mut value {
-        Value::Array(items) => items.iter_mut().for_each(summarise),
-        other => summarise(other),
-    }
-    value
+/// An image ID given with `--image` (or `--images`).
+fn image_id(given: &str) -> Result<ImageId> {
+    given
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("--image {given:?} is not an image ID (a UUID; `ferro image list`)"))
 }
 
-fn upload(client: &Client, path: &str, file: &Path) -> Result<Value> {
+/// An OS feed given with `--feed`.
+fn feed(given: &str) -> Result<OsFeed> {
+    given
+        .parse()
+        .map_err(|_| anyhow!("--feed {given:?}: use Retail or RetailEval"))
+}
+
+/// Deployments list their images as objects; show them as `name version (imageId)`, in the
+/// JSON output too.
+fn summarise_deployment(deployment: &Deployment) -> Result<Value> {
+    let mut value = serde_json::to_value(deployment)?;
+    value["images"] = deployment
+        .images
+        .iter()
+        .map(|i| format!("{} {} ({})", i.name, i.version, i.image_id))
+        .collect();
+    Ok(value)
+}
+
+/// Runs `upload` with a progress bar over the file's size.
+fn upload<T>(
+    file: &Path,
+    upload: impl FnOnce(Box<dyn Fn(u64) + Send>) -> Result<T, ferro_client::ClientError>,
+) -> Result<T> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
     let bar = progress::bytes_bar(size, "Uploading");
     let tick = bar.clone();
-    let answer = client.upload_file(path, file, "application/octet-stream", move |done| {
-        tick.set_position(done)
-    });
+    let answer = upload(Box::new(move |done| tick.set_position(done)));
     bar.finish_and_clear();
     Ok(answer?)
 }
 
-fn download(client: &Client, path: &str, destination: &Path) -> Result<()> {
+/// Runs `download` into `destination` with a progress bar once the size is known.
+fn download(
+    destination: &Path,
+    download: impl FnOnce(&dyn Fn(u64, Option<u64>)) -> Result<u64, ferro_client::ClientError>,
+) -> Result<()> {
     let bar = progress::bytes_bar(0, "Downloading");
-    let bytes = client
-        .download_to_file(path, destination, |done, total| {
-            if let Some(total) = total
-                && bar.length() != Some(total)
-                && total >= 8 * 1024 * 1024
-            {
-                bar.set_length(total);
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            bar.set_position(done);
-        })
-        .with_context(|| format!("cannot download to {}", destination.display()))?;
+    let bytes = download(&|done, total| {
+        if let Some(total) = total
+            && bar.length() != Some(total)
+            && total >= 8 * 1024 * 1024
+        {
+            bar.set_length(total);
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_position(done);
+    })
+    .with_context(|| format!("cannot download to {}", destination.display()))?;
     bar.finish_and_clear();
     eprintln!("Wrote {} ({bytes} bytes).", destination.display());
     Ok(())
@@ -226,37 +249,30 @@ pub fn image(command: ImageCommand, output: OutputFormat) -> Result<()> {
     match command {
         ImageCommand::Add { image, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let added = upload(&client, &format!("/v1/tenants/{tenant}/images"), &image)
-                .with_context(|| format!("cannot add the image {}", image.display()))?;
-            emit(
-                output,
-                &JsonView {
-                    value: added,
-                    fields: IMAGE_FIELDS,
-                },
-            )
+            let added = upload(&image, |progress| {
+                client.upload_image(tenant, &image, progress)
+            })
+            .with_context(|| format!("cannot add the image {}", image.display()))?;
+            emit(output, &JsonView::new(&added, IMAGE_FIELDS)?)
         }
         ImageCommand::Show { image, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let shown: Value = client.get(&format!("/v1/tenants/{tenant}/images/{image}"))?;
-            emit(
-                output,
-                &JsonView {
-                    value: shown,
-                    fields: IMAGE_FIELDS,
-                },
-            )
+            let shown = client.get_image(tenant, image_id(&image)?)?;
+            emit(output, &JsonView::new(&shown, IMAGE_FIELDS)?)
         }
         ImageCommand::List { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let images: Vec<Value> = list_all(&client, &format!("/v1/tenants/{tenant}/images"))?;
-            emit(
-                output,
-                &JsonView {
-                    value: Value::Array(images),
-                    fields: IMAGE_LIST_FIELDS,
-                },
-            )
+            let images = all_pages(|continuation| {
+                client.list_images(
+                    tenant,
+                    &ImageQuery {
+                        component_id: None,
+                        limit: None,
+                        continuation,
+                    },
+                )
+            })?;
+            emit(output, &JsonView::new(&images, IMAGE_LIST_FIELDS)?)
         }
         ImageCommand::Download {
             image,
@@ -264,11 +280,10 @@ pub fn image(command: ImageCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            download(
-                &client,
-                &format!("/v1/tenants/{tenant}/images/{image}/content"),
-                &destination,
-            )
+            let image = image_id(&image)?;
+            download(&destination, |progress| {
+                client.download_image(tenant, image, &destination, progress)
+            })
         }
     }
 }
@@ -319,33 +334,23 @@ pub fn developer_key(command: DeveloperKeyCommand, output: OutputFormat) -> Resu
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let (pem, default_name) = public_key_pem(public_key.as_deref())?;
-            let added: Value = client.post(
-                &format!("/v1/tenants/{tenant}/developer-keys"),
-                &json!({ "publicKeyPem": pem, "name": name.unwrap_or(default_name) }),
-            )?;
-            emit(
-                output,
-                &JsonView {
-                    value: added,
-                    fields: KEY_FIELDS,
+            let added = client.add_developer_key(
+                tenant,
+                &RegisterSigningKeyRequest {
+                    public_key_pem: pem,
+                    name: name.unwrap_or(default_name),
                 },
-            )
+            )?;
+            emit(output, &JsonView::new(&added, KEY_FIELDS)?)
         }
         DeveloperKeyCommand::List { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let keys: Vec<Value> =
-                list_all(&client, &format!("/v1/tenants/{tenant}/developer-keys"))?;
-            emit(
-                output,
-                &JsonView {
-                    value: Value::Array(keys),
-                    fields: KEY_FIELDS,
-                },
-            )
+            let keys = all_pages(|c| client.list_developer_keys(tenant, &page(c)))?;
+            emit(output, &JsonView::new(&keys, KEY_FIELDS)?)
         }
         DeveloperKeyCommand::Delete { key_id, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            client.delete(&format!("/v1/tenants/{tenant}/developer-keys/{key_id}"))?;
+            client.delete_developer_key(tenant, &key_id)?;
             eprintln!("Removed developer key {key_id}.");
             Ok(())
         }
@@ -357,109 +362,70 @@ pub fn os_release(command: OsReleaseCommand, output: OutputFormat) -> Result<()>
     let client = session.client()?;
     match command {
         OsReleaseCommand::Publish { image, feed } => {
-            let published = upload(&client, &format!("/v1/os-releases?feed={feed}"), &image)
-                .with_context(|| format!("cannot publish {}", image.display()))?;
-            emit(
-                output,
-                &JsonView {
-                    value: published,
-                    fields: OS_RELEASE_FIELDS,
-                },
-            )
+            let query = PublishOsReleaseQuery {
+                feed: self::feed(&feed)?,
+            };
+            let published = upload(&image, |progress| {
+                client.publish_os_release(&query, &image, progress)
+            })
+            .with_context(|| format!("cannot publish {}", image.display()))?;
+            emit(output, &JsonView::new(&published, OS_RELEASE_FIELDS)?)
         }
         OsReleaseCommand::List { feed } => {
-            let path = match feed {
-                Some(feed) => format!("/v1/os-releases?feed={feed}"),
-                None => "/v1/os-releases".to_string(),
-            };
-            let releases: Vec<Value> = list_all(&client, &path)?;
-            emit(
-                output,
-                &JsonView {
-                    value: Value::Array(releases),
-                    fields: OS_RELEASE_FIELDS,
-                },
-            )
+            let feed = feed.as_deref().map(self::feed).transpose()?;
+            let releases = all_pages(|continuation| {
+                client.list_os_releases(&OsReleaseQuery {
+                    feed,
+                    limit: None,
+                    continuation,
+                })
+            })?;
+            emit(output, &JsonView::new(&releases, OS_RELEASE_FIELDS)?)
         }
-        OsReleaseCommand::Download { image, destination } => download(
-            &client,
-            &format!("/v1/os-releases/{image}/content"),
-            &destination,
-        ),
+        OsReleaseCommand::Download { image, destination } => {
+            let image = image_id(&image)?;
+            download(&destination, |progress| {
+                client.download_os_release(image, &destination, progress)
+            })
+        }
         OsReleaseCommand::Promote { image } => {
-            let promoted: Value =
-                client.post(&format!("/v1/os-releases/{image}/promote"), &json!({}))?;
-            emit(
-                output,
-                &JsonView {
-                    value: promoted,
-                    fields: OS_RELEASE_FIELDS,
-                },
-            )
+            let promoted = client.promote_os_release(image_id(&image)?)?;
+            emit(output, &JsonView::new(&promoted, OS_RELEASE_FIELDS)?)
         }
         OsReleaseCommand::Revoke { image } => {
-            let revoked: Value =
-                client.post(&format!("/v1/os-releases/{image}/revoke"), &json!({}))?;
-            emit(
-                output,
-                &JsonView {
-                    value: revoked,
-                    fields: OS_RELEASE_FIELDS,
-                },
-            )
+            let revoked = client.revoke_os_release(image_id(&image)?)?;
+            emit(output, &JsonView::new(&revoked, OS_RELEASE_FIELDS)?)
         }
         OsReleaseCommand::ShowFeeds => {
-            let feeds: Value = client.get("/v1/os-feeds")?;
-            emit(
-                output,
-                &JsonView {
-                    value: feeds,
-                    fields: OS_FEED_FIELDS,
-                },
-            )
+            let feeds = client.list_os_feeds()?;
+            emit(output, &JsonView::new(&feeds, OS_FEED_FIELDS)?)
         }
         OsReleaseCommand::SetMinimumSecurityVersion {
             feed,
             security_version,
         } => {
-            let policy: Value = client.patch(
-                &format!("/v1/os-feeds/{feed}"),
-                &json!({ "minimumSecurityVersion": security_version }),
-            )?;
-            emit(
-                output,
-                &JsonView {
-                    value: policy,
-                    fields: OS_FEED_FIELDS,
+            let policy = client.set_os_feed_policy(
+                self::feed(&feed)?,
+                &SetOsFeedPolicyRequest {
+                    minimum_security_version: security_version,
                 },
-            )
+            )?;
+            emit(output, &JsonView::new(&policy, OS_FEED_FIELDS)?)
         }
         OsReleaseCommand::Key(OsReleaseKeyCommand::Add { public_key, name }) => {
             let (pem, default_name) = public_key_pem(public_key.as_deref())?;
-            let added: Value = client.post(
-                "/v1/os-release-keys",
-                &json!({ "publicKeyPem": pem, "name": name.unwrap_or(default_name) }),
-            )?;
-            emit(
-                output,
-                &JsonView {
-                    value: added,
-                    fields: KEY_FIELDS,
-                },
-            )
+            let added = client.add_os_release_key(&RegisterSigningKeyRequest {
+                public_key_pem: pem,
+                name: name.unwrap_or(default_name),
+            })?;
+            emit(output, &JsonView::new(&added, KEY_FIELDS)?)
         }
         OsReleaseCommand::Key(OsReleaseKeyCommand::List) => {
-            let keys: Vec<Value> = list_all(&client, "/v1/os-release-keys")?;
-            emit(
-                output,
-                &JsonView {
-                    value: Value::Array(keys),
-                    fields: KEY_FIELDS,
-                },
-            )
+            let keys = all_pages(|c| client.list_os_release_keys(&page(c)))?;
+            emit(output, &JsonView::new(&keys, KEY_FIELDS)?)
         }
         OsReleaseCommand::Key(OsReleaseKeyCommand::Delete { key_id }) => {
-            client.delete(&format!("/v1/os-release-keys/{key_id}"))?;
+            client.delete_os_release_key(&key_id)?;
             eprintln!("Removed OS release build key {key_id}.");
             Ok(())
         }
@@ -480,30 +446,32 @@ pub fn deployment(command: DeploymentCommand, output: OutputFormat) -> Result<()
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let group = resolve_group(&client, tenant, &device_group)?;
-            let mut body = json!({ "imageIds": images });
-            if let (Some(waves), Some(minutes), Some(max_failure)) =
-                (waves, wave_wait_minutes, max_failure_percent)
-            {
-                let seconds = minutes.checked_mul(60).and_then(|s| i64::try_from(s).ok());
-                let seconds = seconds.ok_or_else(|| {
-                    anyhow::anyhow!("--wave-wait-minutes {minutes}: at most 43200 (30 days)")
-                })?;
-                body["rollout"] = json!({
-                    "waves": waves,
-                    "waveWaitSeconds": seconds,
-                    "maxFailurePercent": max_failure,
-                });
-            }
-            let created: Value = client.post(
-                &format!("/v1/tenants/{tenant}/device-groups/{group}/deployments"),
-                &body,
+            let image_ids = images
+                .iter()
+                .map(|i| image_id(i))
+                .collect::<Result<Vec<_>>>()?;
+            let rollout = match (waves, wave_wait_minutes, max_failure_percent) {
+                (Some(waves), Some(minutes), Some(max_failure_percent)) => {
+                    let seconds = minutes.checked_mul(60).and_then(|s| i64::try_from(s).ok());
+                    let wave_wait_seconds = seconds.ok_or_else(|| {
+                        anyhow!("--wave-wait-minutes {minutes}: at most 43200 (30 days)")
+                    })?;
+                    Some(RolloutRequest {
+                        waves,
+                        wave_wait_seconds,
+                        max_failure_percent,
+                    })
+                }
+                _ => None,
+            };
+            let created = client.create_deployment(
+                tenant,
+                group,
+                &CreateDeploymentRequest { image_ids, rollout },
             )?;
             emit(
                 output,
-                &JsonView {
-                    value: summarise_deployments(created),
-                    fields: DEPLOYMENT_FIELDS,
-                },
+                &JsonView::of_value(summarise_deployment(&created)?, DEPLOYMENT_FIELDS),
             )
         }
         DeploymentCommand::List {
@@ -512,26 +480,26 @@ pub fn deployment(command: DeploymentCommand, output: OutputFormat) -> Result<()
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let group = resolve_group(&client, tenant, &device_group)?;
-            let deployments: Vec<Value> = list_all(
-                &client,
-                &format!("/v1/tenants/{tenant}/device-groups/{group}/deployments"),
-            )?;
+            let deployments = all_pages(|c| client.list_deployments(tenant, group, &page(c)))?;
             emit(
                 output,
-                &JsonView {
-                    value: summarise_deployments(Value::Array(deployments)),
-                    fields: DEPLOYMENT_FIELDS,
-                },
+                &JsonView::of_value(
+                    deployments
+                        .iter()
+                        .map(summarise_deployment)
+                        .collect::<Result<Value>>()?,
+                    DEPLOYMENT_FIELDS,
+                ),
             )
         }
         DeploymentCommand::ShowRollout(args) => {
-            let path = rollout_path(&session, &client, &args)?;
-            let status: RolloutStatus = client.get(&path)?;
+            let (tenant, group, deployment) = rollout_target(&session, &client, &args)?;
+            let status = client.get_rollout(tenant, group, deployment)?;
             emit(output, &status)
         }
         DeploymentCommand::Pause(args) => {
-            let path = rollout_path(&session, &client, &args)?;
-            let status: RolloutStatus = client.post(&format!("{path}/pause"), &json!({}))?;
+            let (tenant, group, deployment) = rollout_target(&session, &client, &args)?;
+            let status = client.pause_rollout(tenant, group, deployment)?;
             if let Some(p) = &status.pause {
                 eprintln!(
                     "Rollout paused ({}): no further wave starts until `ferro device-group \
@@ -542,8 +510,8 @@ pub fn deployment(command: DeploymentCommand, output: OutputFormat) -> Result<()
             emit(output, &status)
         }
         DeploymentCommand::Resume(args) => {
-            let path = rollout_path(&session, &client, &args)?;
-            let status: RolloutStatus = client.post(&format!("{path}/resume"), &json!({}))?;
+            let (tenant, group, deployment) = rollout_target(&session, &client, &args)?;
+            let status = client.resume_rollout(tenant, group, deployment)?;
             if let Some(at) = status.next_wave_at {
                 eprintln!(
                     "Rollout rolling: the next wave starts at {}.",

@@ -12,9 +12,6 @@ mod product;
 mod tenant;
 
 use anyhow::Result;
-use ferro_client::Client;
-use ferro_wire::Page;
-use serde::de::DeserializeOwned;
 
 use crate::cli::{Cli, Command};
 
@@ -38,24 +35,5 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Device(command) => devices::device(command, output),
         Command::Manufacturing(command) => devices::manufacturing(command, output),
         Command::CaCertificate(command) => devices::ca_certificate(command, output),
-    }
-}
-
-/// Every item of a paged list, following continuation tokens.
-pub fn list_all<T: DeserializeOwned>(client: &Client, path: &str) -> Result<Vec<T>> {
-    let mut items = Vec::new();
-    let mut continuation: Option<String> = None;
-    loop {
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let url = match &continuation {
-            Some(token) => format!("{path}{separator}continuation={token}"),
-            None => path.to_string(),
-        };
-        let page: Page<T> = client.get(&url)?;
-        items.extend(page.items);
-        match page.continuation_token {
-            Some(token) if !token.is_empty() => continuation = Some(token),
-            _ => return Ok(items),
-        }
     }
 }

@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result};
 use ferro_client::Client;
-use serde_json::{Value, json};
+use ferro_wire::{
+    AssignDevicesRequest, CreateTransferRequest, DeviceTransferId, ReassignDeviceRequest,
+};
 
 use crate::cli::TransferCommand;
 use crate::output::{JsonView, OutputFormat, emit};
@@ -26,7 +28,7 @@ pub fn transfer(
     command: TransferCommand,
     output: OutputFormat,
 ) -> Result<()> {
-    let (value, next): (Value, Option<&str>) = match command {
+    let (view, next) = match command {
         TransferCommand::Create {
             device,
             target_tenant,
@@ -37,12 +39,15 @@ pub fn transfer(
                 "--target-tenant must be the receiving tenant's ID (its Administrator sees it \
                  with `ferro tenant show`)",
             )?;
-            let created: Value = client.post(
-                &format!("/v1/tenants/{tenant}/devices/{device}/transfers"),
-                &json!({ "targetTenantId": target }),
+            let created = client.create_transfer(
+                tenant,
+                &device,
+                &CreateTransferRequest {
+                    target_tenant_id: target,
+                },
             )?;
             (
-                created,
+                JsonView::new(&created, TRANSFER_FIELDS)?,
                 Some(
                     "Offered. An Administrator of the target tenant accepts it with `ferro device \
                      transfer accept --transfer ID`; until then the device stays yours.",
@@ -52,18 +57,15 @@ pub fn transfer(
         TransferCommand::List { tenant } => {
             let tenant = session.tenant(client, tenant.tenant.as_deref())?;
             (
-                client.get(&format!("/v1/tenants/{tenant}/device-transfers"))?,
+                JsonView::new(&client.list_transfers(tenant)?, TRANSFER_FIELDS)?,
                 None,
             )
         }
         TransferCommand::Accept { transfer, tenant } => {
             let tenant = session.tenant(client, tenant.tenant.as_deref())?;
-            let done: Value = client.post(
-                &format!("/v1/tenants/{tenant}/device-transfers/{transfer}/accept"),
-                &json!({}),
-            )?;
+            let done = client.accept_transfer(tenant, transfer_id(&transfer)?)?;
             (
-                done,
+                JsonView::new(&done, TRANSFER_FIELDS)?,
                 Some(
                     "Accepted: the device is yours, in no device group. It takes your tenant's \
                      certificate and updates at its next attestation; move it into a group with \
@@ -73,25 +75,23 @@ pub fn transfer(
         }
         TransferCommand::Cancel { transfer, tenant } => {
             let tenant = session.tenant(client, tenant.tenant.as_deref())?;
-            (
-                client.post(
-                    &format!("/v1/tenants/{tenant}/device-transfers/{transfer}/cancel"),
-                    &json!({}),
-                )?,
-                None,
-            )
+            let cancelled = client.cancel_transfer(tenant, transfer_id(&transfer)?)?;
+            (JsonView::new(&cancelled, TRANSFER_FIELDS)?, None)
         }
     };
     if let (Some(next), OutputFormat::Table) = (next, output) {
         eprintln!("{next}");
     }
-    emit(
-        output,
-        &JsonView {
-            value,
-            fields: TRANSFER_FIELDS,
-        },
-    )
+    emit(output, &view)
+}
+
+/// A transfer ID given with `--transfer`.
+fn transfer_id(given: &str) -> Result<DeviceTransferId> {
+    given.trim().parse().with_context(|| {
+        format!(
+            "--transfer {given:?} is not a transfer ID (`ferro device transfer list` shows them)"
+        )
+    })
 }
 
 /// `ferro device reassign` (`to` = a tenant) and `ferro device unclaim` (`to` = `None`).
@@ -103,11 +103,14 @@ pub fn reassign(
     output: OutputFormat,
 ) -> Result<()> {
     let to = to.map(|t| resolve_tenant(client, t)).transpose()?;
-    let answer: Value = client.post(
-        &format!("/v1/manufacturing/devices/{device}/reassign"),
-        &json!({ "tenantId": to, "reason": reason }),
+    let answer = client.reassign_device(
+        device,
+        &ReassignDeviceRequest {
+            tenant_id: to,
+            reason: reason.to_string(),
+        },
     )?;
-    if answer["claimCode"].is_string() && output == OutputFormat::Table {
+    if answer.claim_code.is_some() && output == OutputFormat::Table {
         eprintln!(
             "The device is unclaimed; its old claim code no longer works. Give the new one (shown \
              once) to whoever may claim it."
@@ -115,36 +118,39 @@ pub fn reassign(
     }
     emit(
         output,
-        &JsonView {
-            value: answer,
-            fields: &[
+        &JsonView::new(
+            &answer,
+            &[
                 ("Device ID", "deviceId"),
                 ("From tenant", "fromTenantId"),
                 ("To tenant", "toTenantId"),
                 ("New claim code (shown once)", "claimCode"),
             ],
-        },
+        )?,
     )
 }
 
 /// `ferro manufacturing assign`, in requests of up to 1000 devices.
 pub fn assign(client: &Client, to: &str, ids: Vec<String>, output: OutputFormat) -> Result<()> {
     let to = resolve_tenant(client, to)?;
-    let value = super::devices::post_in_batches(
-        client,
-        "/v1/manufacturing/assignments",
+    let done = super::devices::in_batches(
         &ids,
-        |batch| json!({ "tenantId": to, "deviceIds": batch }),
+        |batch| {
+            client.assign_devices(&AssignDevicesRequest {
+                tenant_id: to,
+                device_ids: batch.to_vec(),
+            })
+        },
         "assignment",
     )?;
     emit(
         output,
-        &JsonView {
-            value,
-            fields: &[
+        &JsonView::new(
+            &done,
+            &[
                 ("Assigned now", "claimed"),
                 ("Already the tenant's", "alreadyOwned"),
             ],
-        },
+        )?,
     )
 }

@@ -1,19 +1,17 @@
 //! `ferro product ...` and `ferro device-group ...`.
 
-use anyhow::{Result, anyhow, bail};
-use ferro_client::Client;
-use ferro_wire::{
-    CreateDeviceGroupRequest, CreateProductRequest, DeviceGroup, DeviceGroupId, OsFeed, Product,
-    ProductId, TenantId, UpdateDeviceGroupRequest, UpdateNowResult, UpdatePolicy,
-    UpdateProductRequest,
-};
-
-use super::list_all;
 use crate::cli::{
     DeviceGroupCommand, DeviceGroupSettings, ProductCommand, ProductDeviceGroupCommand,
 };
 use crate::output::{OutputFormat, Render, emit, new_table, property_table};
 use crate::session::Session;
+use anyhow::{Result, anyhow, bail};
+use ferro_client::{Client, all_pages, page};
+use ferro_wire::{
+    CreateDeviceGroupRequest, CreateProductRequest, DeviceGroup, DeviceGroupId, DeviceGroupQuery,
+    OsFeed, Product, ProductId, TenantId, UpdateDeviceGroupRequest, UpdatePolicy,
+    UpdateProductRequest,
+};
 
 impl Render for Product {
     fn table(&self) -> comfy_table::Table {
@@ -76,12 +74,27 @@ impl Render for Vec<DeviceGroup> {
     }
 }
 
-fn products_path(tenant: TenantId) -> String {
-    format!("/v1/tenants/{tenant}/products")
+/// Every product of the tenant.
+fn products(client: &Client, tenant: TenantId) -> Result<Vec<Product>> {
+    Ok(all_pages(|c| client.list_products(tenant, &page(c)))?)
 }
 
-fn groups_path(tenant: TenantId) -> String {
-    format!("/v1/tenants/{tenant}/device-groups")
+/// Every device group of the tenant, or of one of its products.
+fn groups(
+    client: &Client,
+    tenant: TenantId,
+    product: Option<ProductId>,
+) -> Result<Vec<DeviceGroup>> {
+    Ok(all_pages(|continuation| {
+        client.list_groups(
+            tenant,
+            &DeviceGroupQuery {
+                product,
+                limit: None,
+                continuation,
+            },
+        )
+    })?)
 }
 
 /// A product by ID or by name.
@@ -89,7 +102,7 @@ fn resolve_product(client: &Client, tenant: TenantId, wanted: &str) -> Result<Pr
     if let Ok(id) = wanted.parse::<ProductId>() {
         return Ok(id);
     }
-    list_all::<Product>(client, &products_path(tenant))?
+    products(client, tenant)?
         .into_iter()
         .find(|p| p.name == wanted)
         .map(|p| p.id)
@@ -111,10 +124,7 @@ pub(crate) fn resolve_group(
         );
     };
     let product = resolve_product(client, tenant, product)?;
-    list_all::<DeviceGroup>(
-        client,
-        &format!("{}?product={product}", groups_path(tenant)),
-    )?
+    groups(client, tenant, Some(product))?
     .into_iter()
     .find(|g| g.name == group)
     .map(|g| g.id)
@@ -144,8 +154,8 @@ pub fn product(command: ProductCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            let product: Product = client.post(
-                &products_path(tenant),
+            let product = client.create_product(
+                tenant,
                 &CreateProductRequest {
                     name,
                     description,
@@ -156,15 +166,12 @@ pub fn product(command: ProductCommand, output: OutputFormat) -> Result<()> {
         }
         ProductCommand::List { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            emit(
-                output,
-                &list_all::<Product>(&client, &products_path(tenant))?,
-            )
+            emit(output, &products(&client, tenant)?)
         }
         ProductCommand::Show { product, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_product(&client, tenant, &product)?;
-            let found: Product = client.get(&format!("{}/{id}", products_path(tenant)))?;
+            let found = client.get_product(tenant, id)?;
             emit(output, &found)
         }
         ProductCommand::Update {
@@ -175,8 +182,9 @@ pub fn product(command: ProductCommand, output: OutputFormat) -> Result<()> {
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_product(&client, tenant, &product)?;
-            let updated: Product = client.patch(
-                &format!("{}/{id}", products_path(tenant)),
+            let updated = client.update_product(
+                tenant,
+                id,
                 &UpdateProductRequest {
                     name: new_name,
                     description: new_description,
@@ -187,7 +195,7 @@ pub fn product(command: ProductCommand, output: OutputFormat) -> Result<()> {
         ProductCommand::Delete { product, tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_product(&client, tenant, &product)?;
-            client.delete(&format!("{}/{id}", products_path(tenant)))?;
+            client.delete_product(tenant, id)?;
             eprintln!("Deleted product {id}.");
             Ok(())
         }
@@ -197,25 +205,13 @@ pub fn product(command: ProductCommand, output: OutputFormat) -> Result<()> {
         }) => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_product(&client, tenant, &product)?;
-            let groups: Vec<DeviceGroup> = client.post(
-                &format!(
-                    "{}/{id}/device-groups/create-defaults",
-                    products_path(tenant)
-                ),
-                &serde_json::json!({}),
-            )?;
+            let groups = client.create_default_groups(tenant, id)?;
             emit(output, &groups)
         }
         ProductCommand::DeviceGroup(ProductDeviceGroupCommand::List { product, tenant }) => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_product(&client, tenant, &product)?;
-            emit(
-                output,
-                &list_all::<DeviceGroup>(
-                    &client,
-                    &format!("{}?product={id}", groups_path(tenant)),
-                )?,
-            )
+            emit(output, &groups(&client, tenant, Some(id))?)
         }
     }
 }
@@ -248,8 +244,8 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let product_id = resolve_product(&client, tenant, &product)?;
             let (os_feed, update_policy, crash_dumps) = settings(&group_settings)?;
-            let group: DeviceGroup = client.post(
-                &groups_path(tenant),
+            let group = client.create_group(
+                tenant,
                 &CreateDeviceGroupRequest {
                     product_id,
                     name,
@@ -263,10 +259,7 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
         }
         DeviceGroupCommand::List { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
-            emit(
-                output,
-                &list_all::<DeviceGroup>(&client, &groups_path(tenant))?,
-            )
+            emit(output, &groups(&client, tenant, None)?)
         }
         DeviceGroupCommand::Show {
             device_group,
@@ -274,7 +267,7 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_group(&client, tenant, &device_group)?;
-            let group: DeviceGroup = client.get(&format!("{}/{id}", groups_path(tenant)))?;
+            let group = client.get_group(tenant, id)?;
             emit(output, &group)
         }
         DeviceGroupCommand::Update {
@@ -287,8 +280,9 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_group(&client, tenant, &device_group)?;
             let (os_feed, update_policy, allow_crash_dumps_collection) = settings(&group_settings)?;
-            let group: DeviceGroup = client.patch(
-                &format!("{}/{id}", groups_path(tenant)),
+            let group = client.update_group(
+                tenant,
+                id,
                 &UpdateDeviceGroupRequest {
                     name: new_name,
                     description: new_description,
@@ -305,7 +299,7 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_group(&client, tenant, &device_group)?;
-            client.delete(&format!("{}/{id}", groups_path(tenant)))?;
+            client.delete_group(tenant, id)?;
             eprintln!("Deleted device group {id}.");
             Ok(())
         }
@@ -317,10 +311,7 @@ pub fn device_group(command: DeviceGroupCommand, output: OutputFormat) -> Result
         } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_group(&client, tenant, &device_group)?;
-            let result: UpdateNowResult = client.post(
-                &format!("{}/{id}/update-now", groups_path(tenant)),
-                &serde_json::json!({}),
-            )?;
+            let result = client.group_update_now(tenant, id)?;
             emit(output, &result)
         }
     }

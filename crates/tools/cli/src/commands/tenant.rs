@@ -1,16 +1,15 @@
 //! `ferro tenant ...` and `ferro role ...`.
 
-use anyhow::{Context, Result, anyhow, bail};
-use ferro_client::ClientError;
-use ferro_wire::{
-    AcceptInvitationRequest, CreateInvitationRequest, CreateTenantRequest, CreatedInvitation,
-    Invitation, Role, RoleAssignment, Tenant, TenantRole, UpdateRoleRequest, UpdateTenantRequest,
-};
-
-use super::list_all;
 use crate::cli::{RoleCommand, TenantCommand};
 use crate::output::{OutputFormat, Render, emit, new_table, property_table};
 use crate::session::{Session, resolve_tenant};
+use anyhow::{Context, Result, anyhow, bail};
+use ferro_client::{Client, ClientError, all_pages, page};
+use ferro_wire::{
+    AcceptInvitationRequest, CreateInvitationRequest, CreateTenantRequest, CreatedInvitation,
+    Invitation, Role, RoleAssignment, Tenant, TenantId, TenantRole, UpdateRoleRequest,
+    UpdateTenantRequest,
+};
 
 impl Render for Tenant {
     fn table(&self) -> comfy_table::Table {
@@ -69,7 +68,7 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
     let client = session.client()?;
     match command {
         TenantCommand::Create { name } => {
-            let tenant: Tenant = client.post("/v1/tenants", &CreateTenantRequest { name })?;
+            let tenant = client.create_tenant(&CreateTenantRequest { name })?;
             if session.selected_tenant.is_none() && !session.from_env {
                 session.selected_tenant = Some(tenant.id);
                 session.save()?;
@@ -77,11 +76,11 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
             }
             emit(output, &tenant)
         }
-        TenantCommand::List => emit(output, &list_all::<Tenant>(&client, "/v1/tenants")?),
+        TenantCommand::List => emit(output, &all_pages(|c| client.list_tenants(&page(c)))?),
         TenantCommand::Select { tenant } => {
             let id = resolve_tenant(&client, &tenant)?;
-            let found: Tenant = client
-                .get(&format!("/v1/tenants/{id}"))
+            let found = client
+                .get_tenant(id)
                 .with_context(|| format!("cannot select the tenant {tenant:?}"))?;
             session.selected_tenant = Some(found.id);
             session.save()?;
@@ -91,7 +90,7 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
             let id = session
                 .selected_tenant
                 .context("no tenant selected: run `ferro tenant select --tenant NAME`")?;
-            let found: Tenant = client.get(&format!("/v1/tenants/{id}"))?;
+            let found = client.get_tenant(id)?;
             emit(output, &found)
         }
         TenantCommand::DownloadErrorReport {
@@ -100,8 +99,8 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
         } => super::devices::download_error_report(&destination, tenant.tenant.as_deref()),
         TenantCommand::Update { tenant, new_name } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            let updated: Tenant = client.patch(
-                &format!("/v1/tenants/{id}"),
+            let updated = client.update_tenant(
+                id,
                 &UpdateTenantRequest {
                     name: Some(new_name),
                 },
@@ -114,6 +113,11 @@ pub fn tenant(command: TenantCommand, output: OutputFormat) -> Result<()> {
 fn parse_role(text: &str) -> Result<Role> {
     text.parse()
         .map_err(|_| anyhow!("--role {text:?}: use Administrator, Contributor or Reader"))
+}
+
+/// Every role assignment of the tenant.
+fn roles(client: &Client, tenant: TenantId) -> Result<Vec<RoleAssignment>> {
+    Ok(all_pages(|c| client.list_roles(tenant, &page(c)))?)
 }
 
 fn find_role(roles: &[RoleAssignment], login: &str) -> Result<RoleAssignment> {
@@ -137,8 +141,8 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
             tenant,
         } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            let created: CreatedInvitation = client.post(
-                &format!("/v1/tenants/{id}/invitations"),
+            let created = client.create_invitation(
+                id,
                 &CreateInvitationRequest {
                     role: parse_role(&role)?,
                     login: Some(user),
@@ -148,8 +152,8 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
             emit(output, &InvitationReport(created))
         }
         RoleCommand::Accept { code } => {
-            let joined: TenantRole = client
-                .post("/v1/invitations/accept", &AcceptInvitationRequest { code })
+            let joined = client
+                .accept_invitation(&AcceptInvitationRequest { code })
                 .map_err(|e| match &e {
                     ClientError::Api { code, .. } if code == "not_found" => anyhow!(
                         "no open invitation has this code for your account (wrong, used, revoked \
@@ -167,10 +171,10 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
         }
         RoleCommand::Update { user, role, tenant } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            let roles = list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?;
-            let found = find_role(&roles, &user)?;
-            let updated: RoleAssignment = client.patch(
-                &format!("/v1/tenants/{id}/roles/{}", found.user_id),
+            let found = find_role(&roles(&client, id)?, &user)?;
+            let updated = client.update_role(
+                id,
+                found.user_id,
                 &UpdateRoleRequest {
                     role: parse_role(&role)?,
                 },
@@ -181,7 +185,7 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
             emit(
                 output,
-                &list_all::<Invitation>(&client, &format!("/v1/tenants/{id}/invitations"))?,
+                &all_pages(|c| client.list_invitations(id, &page(c)))?,
             )
         }
         RoleCommand::DeleteInvitation { invitation, tenant } => {
@@ -192,28 +196,24 @@ pub fn role(command: RoleCommand, output: OutputFormat) -> Result<()> {
                      (`ferro role list-invitations`)"
                 )
             })?;
-            client.delete(&format!("/v1/tenants/{id}/invitations/{inv}"))?;
+            client.revoke_invitation(id, inv)?;
             eprintln!("Revoked invitation {inv}.");
             Ok(())
         }
         RoleCommand::Delete { user, tenant } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            let roles = list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?;
-            let found = find_role(&roles, &user)?;
-            client.delete(&format!("/v1/tenants/{id}/roles/{}", found.user_id))?;
+            let found = find_role(&roles(&client, id)?, &user)?;
+            client.delete_role(id, found.user_id)?;
             eprintln!("Removed {user}'s role {} in the tenant.", found.role);
             Ok(())
         }
         RoleCommand::List { tenant } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            emit(
-                output,
-                &list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?,
-            )
+            emit(output, &roles(&client, id)?)
         }
         RoleCommand::Show { user, tenant } => {
             let id = session.tenant(&client, tenant.tenant.as_deref())?;
-            let roles = list_all::<RoleAssignment>(&client, &format!("/v1/tenants/{id}/roles"))?;
+            let roles = roles(&client, id)?;
             if roles.is_empty() {
                 bail!("the tenant has no roles visible to you");
             }
