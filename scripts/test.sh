@@ -44,6 +44,12 @@ log "sample apps and hostile guests (wasm32-wasip2)"
 # ferro-runtime's tests load these components (apps/target/wasm32-wasip2/release/*.wasm).
 cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
 
+log "the boot TCB on its own"
+# ferro-boot built alone, so its dependencies' features are not unified with the workspace's:
+# this is the loader as a device ships it (the tidy test bounds its dependency closure).
+cargo build -p ferro-boot --locked
+cargo build -p ferro-boot --locked --features tpm
+
 log "unit, integration, property and interoperability tests (with the TPM 2.0 root of trust on swtpm)"
 # One build with the TPM features on, so the TPM tests (swtpm, started by the tests on loopback)
 # run in the same pass as the rest instead of rebuilding half the workspace for them. The

@@ -1000,13 +1000,11 @@ async fn device_client_and_mosquitto(t: &TestApp) {
 mod tpm {
     use super::*;
     use ferro_signing::{PublicKey, Purpose, Signer as _, SoftwareSigningKey, sign1};
+    use ferro_test_swtpm::Swtpm;
     use ferro_trust::evidence::{Claims, decode_claims, encode_claims};
     use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse_quote};
     use ferro_trust::{TpmConfig, TpmQuote, TpmRootOfTrust};
     use sha2::Digest as _;
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Stdio};
-    use std::time::{Duration, Instant};
 
     both!(
         tpm_device_is_trusted_and_quote_attacks_refused,
@@ -1016,74 +1014,13 @@ mod tpm {
         tpm_record_without_attestation_key_is_refused,
     );
 
-    /// A running `swtpm socket` with its state directory; killed on drop (as in
-    /// crates/device/trust/tests/tpm.rs).
-    struct Swtpm {
-        child: Child,
-        port: u16,
-        _state: tempfile::TempDir,
-    }
-
-    impl Swtpm {
-        fn start() -> Swtpm {
-            for _ in 0..20 {
-                let state = tempfile::tempdir().unwrap();
-                // The swtpm TCTI uses `port` for commands and `port + 1` for control.
-                let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                let port = l.local_addr().unwrap().port();
-                if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
-                    continue;
-                }
-                drop(l);
-                let child = Command::new("swtpm")
-                    .args(["socket", "--tpm2"])
-                    .arg("--server")
-                    .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                    .arg("--ctrl")
-                    .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                    .arg("--tpmstate")
-                    .arg(format!("dir={}", state.path().display()))
-                    .args(["--flags", "startup-clear"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("swtpm not found: apt-get install swtpm swtpm-tools");
-                let mut s = Swtpm {
-                    child,
-                    port,
-                    _state: state,
-                };
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = s.child.try_wait() {
-                        break; // port taken meanwhile: try another
-                    }
-                    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                        // swtpm serves one client at a time; let it notice our probe went away.
-                        std::thread::sleep(Duration::from_millis(50));
-                        return s;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                // Dropping `s` kills the child: try another port pair.
-            }
-            panic!("no free loopback port pair for swtpm");
-        }
-
-        fn open(&self) -> TpmRootOfTrust {
-            TpmRootOfTrust::open(&TpmConfig {
-                tcti: format!("swtpm:host=127.0.0.1,port={}", self.port),
-                log_path: None,
-            })
-            .unwrap()
-        }
-    }
-
-    impl Drop for Swtpm {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// The root of trust on a test swtpm.
+    fn open(swtpm: &Swtpm) -> TpmRootOfTrust {
+        TpmRootOfTrust::open(&TpmConfig {
+            tcti: swtpm.tcti(),
+            log_path: None,
+        })
+        .unwrap()
     }
 
     /// A TPM registration record for `rot` (signed by the TPM-held device key) naming `ak` as
@@ -1203,7 +1140,7 @@ mod tpm {
         let (tid, admin) = t.tenant().await;
         let os = os_event(t).await;
         let swtpm = Swtpm::start();
-        let rot = swtpm.open();
+        let rot = open(&swtpm);
         let did = rot.device_id().to_string();
         register_and_claim(t, &rot, &tid, &admin).await;
         rot.extend_measurement(&os).unwrap();
@@ -1251,7 +1188,7 @@ mod tpm {
             ..os.clone()
         };
         let evil = Swtpm::start();
-        let evil_rot = evil.open();
+        let evil_rot = open(&evil);
         let evil_id = evil_rot.device_id().to_string();
         register_and_claim(t, &evil_rot, &tid, &admin).await;
         evil_rot.extend_measurement(&tampered).unwrap();
@@ -1358,7 +1295,7 @@ mod tpm {
         let (tid, admin) = t.tenant().await;
         let os = os_event(t).await;
         let swtpm = Swtpm::start();
-        let rot = swtpm.open();
+        let rot = open(&swtpm);
         register_and_claim(t, &rot, &tid, &admin).await;
         rot.extend_measurement(&MeasurementEvent {
             digest: [0xab; 32],
@@ -1394,7 +1331,7 @@ mod tpm {
         let (tid, admin) = t.tenant().await;
         let os = os_event(t).await;
         let swtpm = Swtpm::start();
-        let rot = swtpm.open();
+        let rot = open(&swtpm);
         register_and_claim(t, &rot, &tid, &admin).await;
         rot.extend_measurement(&MeasurementEvent {
             digest: [0xab; 32],
@@ -1454,10 +1391,10 @@ mod tpm {
         let (tid, admin) = t.tenant().await;
         let os = os_event(t).await;
         let swtpm = Swtpm::start();
-        let rot = swtpm.open();
+        let rot = open(&swtpm);
         let other_ak = {
             let other = Swtpm::start();
-            other.open().attestation_key().unwrap()
+            open(&other).attestation_key().unwrap()
         };
         assert_ne!(Some(&other_ak), rot.attestation_key().as_ref());
         register_with_ak_and_claim(t, &rot, Some(other_ak), &tid, &admin).await;
@@ -1497,7 +1434,7 @@ mod tpm {
         let (tid, admin) = t.tenant().await;
         let os = os_event(t).await;
         let swtpm = Swtpm::start();
-        let rot = swtpm.open();
+        let rot = open(&swtpm);
         let did = rot.device_id().to_string();
         let r = t
             .post(

@@ -3,18 +3,17 @@
 //! OS release keys) and the anti-rollback floor, re-unpacks it from the verified package,
 //! measures it into the root of trust, and replaces itself with the bundle's
 //! `bin/ferro-device run`. A bundle that fails verification is never run: the other slot is
-//! tried, and with no verifying slot the loader exits non-zero. All decisions live in
-//! `ferro_device::boot` (the offline core of ferro-device: no network, no async runtime); this
-//! file parses two flags and execs.
+//! tried, and with no verifying slot the loader exits non-zero. All decisions live in this
+//! crate's library (`plan_boot`); this file parses two flags and execs.
 //!
 //! Usage: `ferro-boot --data-dir DIR [--max-attempts N]`
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use ferro_device::DataDir;
-use ferro_device::boot::plan_boot;
-use ferro_device::layout::DEFAULT_BOOT_ATTEMPTS;
+use ferro_boot::DataDir;
+use ferro_boot::layout::DEFAULT_BOOT_ATTEMPTS;
+use ferro_boot::plan_boot;
 
 const USAGE: &str = "usage: ferro-boot --data-dir DIR [--max-attempts N]";
 
@@ -80,7 +79,7 @@ fn main() -> ExitCode {
         m.version,
         m.image_id,
         m.security_version,
-        hex_digest(&plan.image.payload_sha256()),
+        hex::encode(plan.image.payload_sha256()),
         plan.executable.display()
     );
     let mut command = Command::new(&plan.executable);
@@ -116,8 +115,4 @@ fn run(mut command: Command) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn hex_digest(d: &[u8; 32]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -88,6 +88,12 @@ pub enum AppError {
     Device(#[from] crate::DeviceError),
 }
 
+impl From<ferro_boot::BootError> for AppError {
+    fn from(e: ferro_boot::BootError) -> AppError {
+        AppError::Device(e.into())
+    }
+}
+
 /// `board.json`: which hardware definition the device's peripherals follow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

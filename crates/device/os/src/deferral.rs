@@ -175,7 +175,8 @@ impl Deferrals {
                 os,
                 first_notice: at.unix_timestamp(),
             },
-        )
+        )?;
+        Ok(())
     }
 
     /// How many installed apps may defer updates.

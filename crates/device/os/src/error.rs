@@ -6,15 +6,6 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DeviceError {
-    /// Reading or writing a file of the data directory failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
     /// The app manager could not be set up.
     #[error("apps: {0}")]
     Apps(String),
@@ -24,15 +15,6 @@ pub enum DeviceError {
     /// A root-of-trust operation failed.
     #[error("root of trust: {0}")]
     Trust(#[from] ferro_trust::TrustError),
-    /// An image package did not verify (or could not be read).
-    #[error("image package {path}: {source}")]
-    Image {
-        /// The package.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: ferro_image::ImageError,
-    },
     /// A signed identity document (key list, registration record) failed.
     #[error("{what}: {source}")]
     Document {
@@ -45,37 +27,23 @@ pub enum DeviceError {
     /// The platform root certificate is unusable or does not match the anchored key.
     #[error("platform root certificate: {0}")]
     PlatformRoot(String),
+    /// The root of trust already holds trust anchors (write-once): it was provisioned before,
+    /// for another data directory.
+    #[error(
+        "{rot} already holds trust anchors: it was provisioned before (for another data \
+         directory), and anchors are write-once; provision on a fresh TPM (with swtpm: a new \
+         --tpmstate directory) or run the device from the data directory it was provisioned \
+         with ({data_dir} was left as it was)"
+    )]
+    RootOfTrustAlreadyProvisioned {
+        /// Which root of trust.
+        rot: String,
+        /// The data directory provisioning was asked to create.
+        data_dir: PathBuf,
+    },
     /// The data directory is already provisioned.
     #[error("{0} is already provisioned (refusing to provision it again)")]
     AlreadyProvisioned(PathBuf),
-    /// The root of trust is not the one the data directory was provisioned with.
-    #[error(
-        "this data directory belongs to device {registered}, but its root of trust holds the key \
-         of device {root_of_trust} (was the data directory moved to another TPM, or its rot/ \
-         replaced?); refusing to run as a device the registration record and certificate do \
-         not name: put the data directory back with its own root of trust, or provision this \
-         one with a fresh data directory"
-    )]
-    IdentityMismatch {
-        /// The device the registration record names (boxed: device IDs are 64 bytes).
-        registered: Box<ferro_signing::DeviceId>,
-        /// The device whose key the root of trust holds.
-        root_of_trust: Box<ferro_signing::DeviceId>,
-    },
-    /// The data directory is not provisioned (or incompletely).
-    #[error("{0} is not a provisioned device data directory (run `ferro-device provision`)")]
-    NotProvisioned(PathBuf),
-    /// A file of the data directory is malformed.
-    #[error("{path}: malformed ({reason})")]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The OS bundle is not acceptable although its signature verified.
-    #[error("OS bundle refused: {0}")]
-    BundleRefused(String),
     /// Manufacturing state only moves forward.
     #[error("manufacturing state is {current}; it only moves forward, refusing {requested}")]
     ManufacturingStateBackwards {
@@ -97,24 +65,24 @@ pub enum DeviceError {
     /// The root of trust kind is not available in this build.
     #[error("{0}")]
     Unsupported(String),
-    /// No slot holds a bundle that verifies.
-    #[error("no bootable OS slot: {0}")]
-    NoBootableSlot(String),
+    /// The boot TCB's part (data directory, trust loading, OS bundles, slots) failed.
+    #[error(transparent)]
+    Boot(#[from] ferro_boot::BootError),
     /// An update step failed.
     #[error("update: {0}")]
     Update(#[from] ferro_update::UpdateError),
 }
 
 impl DeviceError {
+    /// A file operation failed: the boot TCB's [`ferro_boot::BootError::Io`], so a path error
+    /// reads the same from the loader and from the OS.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DeviceError {
-        let path = path.into();
-        move |source| DeviceError::Io { path, source }
+        let io = ferro_boot::BootError::io(path);
+        move |source| DeviceError::Boot(io(source))
     }
 
+    /// A file is malformed ([`ferro_boot::BootError::Malformed`]).
     pub(crate) fn malformed(path: impl Into<PathBuf>, reason: impl ToString) -> DeviceError {
-        DeviceError::Malformed {
-            path: path.into(),
-            reason: reason.to_string(),
-        }
+        DeviceError::Boot(ferro_boot::BootError::malformed(path, reason))
     }
 }

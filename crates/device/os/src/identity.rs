@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use ferro_boot::DeviceTrust;
 use ferro_pki::{
-    Certificate, DocumentError, MAX_KEY_LIST_LEN, ManufacturingState, RegistrationRecord,
-    VerifiedKeyList, verify_certificate_signature, verify_key_list, verify_registration_record,
+    Certificate, ManufacturingState, RegistrationRecord, VerifiedKeyList,
+    verify_certificate_signature,
 };
 use ferro_signing::{DeviceId, PublicKey};
 use ferro_trust::{MeasurementEvent, RootOfTrust, RootOfTrustKind, TrustAnchors};
@@ -14,8 +15,10 @@ use sha2::{Digest, Sha256};
 use crate::DeviceError;
 use crate::layout::{DataDir, DeviceConfig, MANUFACTURING_COUNTER, read_bounded, write_atomic};
 
-/// The counter holding the lowest key list version the device accepts (key list rollback).
-pub const KEY_LIST_COUNTER: &str = "key-list-version";
+pub use ferro_boot::trust::{
+    KEY_LIST_COUNTER, check_registered_identity, open_rot, verify_key_list_bytes,
+};
+
 /// Largest platform root PEM file read.
 const MAX_PEM_LEN: u64 = 64 * 1024;
 
@@ -67,55 +70,6 @@ pub fn colon_hex(bytes: &[u8]) -> String {
         .join(":")
 }
 
-/// Open the root of trust the device was provisioned with.
-pub fn open_rot(
-    data_dir: &DataDir,
-    config: &DeviceConfig,
-) -> Result<Arc<dyn RootOfTrust>, DeviceError> {
-    match config {
-        DeviceConfig::Software => Ok(Arc::new(ferro_trust::SoftwareRootOfTrust::open(
-            data_dir.rot_dir(),
-        )?)),
-        #[cfg(feature = "tpm")]
-        DeviceConfig::Tpm { tcti } => {
-            crate::layout::create_private_dir(&data_dir.run_dir())?;
-            Ok(Arc::new(ferro_trust::TpmRootOfTrust::open(
-                &ferro_trust::TpmConfig {
-                    tcti: tcti.clone(),
-                    log_path: Some(data_dir.tpm_log()),
-                },
-            )?))
-        }
-        #[cfg(not(feature = "tpm"))]
-        DeviceConfig::Tpm { .. } => Err(DeviceError::Unsupported(
-            "this build has no TPM support (build with --features tpm)".to_string(),
-        )),
-    }
-}
-
-/// Verify key list bytes under the anchored root and against the rollback counter.
-pub fn verify_key_list_bytes(
-    bytes: &[u8],
-    root: &PublicKey,
-    rot: &dyn RootOfTrust,
-) -> Result<VerifiedKeyList, DeviceError> {
-    let list = verify_key_list(bytes, root).map_err(|source| DeviceError::Document {
-        what: "platform key list (not signed by the anchored platform root?)",
-        source,
-    })?;
-    let floor = rot.counter(KEY_LIST_COUNTER)?;
-    if list.version() < floor {
-        return Err(DeviceError::Document {
-            what: "platform key list",
-            source: DocumentError::InvalidField {
-                field: "version",
-                reason: "older than the key list the device already accepted (rollback)",
-            },
-        });
-    }
-    Ok(list)
-}
-
 /// Everything a provisioned device runs on. `crates/device/attest` (and every later device service)
 /// gets this from `ferro-device run`.
 #[derive(Clone, Debug)]
@@ -139,27 +93,23 @@ pub struct DeviceContext {
 }
 
 impl DeviceContext {
-    /// Load and cross-check a provisioned device: root of trust, anchors, platform root
-    /// certificate (same key as anchored, self-signed), key list (signed by the anchored root,
-    /// not older than the accepted one).
+    /// Load and cross-check a provisioned device as the boot loader does
+    /// ([`ferro_boot::DeviceTrust::open`]: root of trust, anchors, the registration record
+    /// against the root of trust's keys, key list), then the platform root certificate (same
+    /// key as anchored, self-signed), which the OS needs for TLS and stage 0 never reads.
     ///
-    /// The registration record must name the root of trust's device key (and, with a TPM, its
-    /// attestation key): a data directory booted on a root of trust other than its own
-    /// (another TPM, another device's `rot/`) is refused with [`DeviceError::IdentityMismatch`]
-    /// instead of running under a device ID its registration and certificate do not match.
-    /// Permissions a data directory of an older version left too open are tightened first
-    /// ([`crate::layout::tighten_permissions`]).
+    /// A data directory booted on a root of trust other than its own (another TPM, another
+    /// device's `rot/`) is refused with [`ferro_boot::BootError::IdentityMismatch`] instead of
+    /// running under a device ID its registration and certificate do not match.
     pub fn open(data_dir: &DataDir) -> Result<DeviceContext, DeviceError> {
-        let config = data_dir.read_config()?;
-        crate::layout::tighten_permissions(data_dir)?;
-        let rot = open_rot(data_dir, &config)?;
-        let anchors = rot
-            .read_trust_anchors()?
-            .ok_or_else(|| DeviceError::NotProvisioned(data_dir.root().to_path_buf()))?;
-        check_registered_identity(data_dir, rot.as_ref())?;
-        let root_key = PublicKey::from_spki_der(&anchors.platform_root).map_err(|e| {
-            DeviceError::PlatformRoot(format!("anchored platform root is not a P-256 key: {e}"))
-        })?;
+        let DeviceTrust {
+            data_dir,
+            config,
+            rot,
+            anchors,
+            root_key,
+            key_list,
+        } = DeviceTrust::open(data_dir)?;
         let pem_path = data_dir.platform_root();
         let platform_root = PlatformRoot::from_pem(&read_bounded(&pem_path, MAX_PEM_LEN)?)?;
         if platform_root.public_key != root_key {
@@ -168,16 +118,10 @@ impl DeviceContext {
                 pem_path.display()
             )));
         }
-        let kl_path = data_dir.key_list();
-        let key_list = verify_key_list_bytes(
-            &read_bounded(&kl_path, MAX_KEY_LIST_LEN as u64)?,
-            &root_key,
-            rot.as_ref(),
-        )?;
         Ok(DeviceContext {
-            data_dir: data_dir.clone(),
-            config,
             service_url: anchors.service_url.clone(),
+            data_dir,
+            config,
             rot,
             anchors,
             root_key,
@@ -218,34 +162,6 @@ impl DeviceContext {
     }
 }
 
-/// Refuse a root of trust whose device key (or TPM attestation key) is not the one this data
-/// directory's registration record names.
-pub fn check_registered_identity(
-    data_dir: &DataDir,
-    rot: &dyn RootOfTrust,
-) -> Result<(), DeviceError> {
-    let path = data_dir.registration();
-    let bytes = read_bounded(&path, ferro_pki::MAX_REGISTRATION_RECORD_LEN as u64)?;
-    let registered =
-        verify_registration_record(&bytes).map_err(|source| DeviceError::Document {
-            what: "registration record (registration.cose)",
-            source,
-        })?;
-    let record = registered.record();
-    let key_matches = record.device_key == rot.public_key();
-    let attestation_matches = match &record.tpm_attestation_key {
-        Some(registered_ak) => rot.attestation_key().as_ref() == Some(registered_ak),
-        None => true,
-    };
-    if key_matches && attestation_matches {
-        return Ok(());
-    }
-    Err(DeviceError::IdentityMismatch {
-        registered: Box::new(registered.device_id()),
-        root_of_trust: Box::new(rot.device_id()),
-    })
-}
-
 /// The manufacturing state held in the root of trust.
 pub fn manufacturing_state(rot: &dyn RootOfTrust) -> Result<ManufacturingState, DeviceError> {
     let code = rot.counter(MANUFACTURING_COUNTER)?;
@@ -260,35 +176,32 @@ pub fn write_registration(
     rot: &dyn RootOfTrust,
     state: ManufacturingState,
 ) -> Result<(), DeviceError> {
-    let mut record = RegistrationRecord {
+    // TPM: the EK certificate its manufacturer stored in NV, if any. One that is not one DER
+    // X.509 certificate (or too large) is left out rather than making the device
+    // unprovisionable: nothing relies on it yet.
+    let tpm_ek_certificate = rot
+        .ek_certificate()?
+        .filter(|der| ferro_pki::check_ek_certificate(der).is_ok());
+    let record = RegistrationRecord {
         device_key: rot.public_key(),
         root_of_trust: match rot.kind() {
             RootOfTrustKind::Software => ferro_pki::RootOfTrust::Software,
             RootOfTrustKind::Tpm => ferro_pki::RootOfTrust::Tpm,
         },
-        // TPM: the EK certificate its manufacturer stored in NV, if any.
-        tpm_ek_certificate: rot.ek_certificate()?,
+        tpm_ek_certificate,
         manufacturing_state: state,
         created_at: ferro_pki::time::OffsetDateTime::now_utc(),
         // TPM: the attestation key (a primary key, the same at every boot), which the service
         // will require on every quote; this makes the record format version 2.
         tpm_attestation_key: rot.attestation_key(),
     };
-    let signed = match record.sign(rot.device_key().as_ref()) {
-        // An EK certificate that is not one DER X.509 certificate (or too large) is left out
-        // rather than making the device unprovisionable: nothing relies on it yet.
-        Err(DocumentError::InvalidField {
-            field: "tpm_ek_certificate",
-            ..
-        }) => {
-            record.tpm_ek_certificate = None;
-            record.sign(rot.device_key().as_ref())
-        }
-        other => other,
-    }
-    .map_err(|source| DeviceError::Document {
-        what: "registration record",
-        source,
-    })?;
-    write_atomic(&data_dir.registration(), &signed)
+    let signed =
+        record
+            .sign(rot.device_key().as_ref())
+            .map_err(|source| DeviceError::Document {
+                what: "registration record",
+                source,
+            })?;
+    write_atomic(&data_dir.registration(), &signed)?;
+    Ok(())
 }

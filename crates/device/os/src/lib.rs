@@ -1,50 +1,39 @@
-//! `ferro-device` is the device OS layer (docs/design.md §1 to §3; `docs/device.md`). Today it
-//! owns provisioning (device key in the root of trust, write-once trust anchors, the platform
-//! key list, the factory OS bundle, the registration record), the manufacturing state, the data
-//! directory with its two OS slots and `boot.json`, the stage-0 decisions `ferro-boot` makes
-//! ([`boot::plan_boot`]) and the agent's `run` loop.
+//! `ferro-device` is the device OS layer (docs/design.md §1 to §3; `docs/device.md`): provisioning
+//! (device key in the root of trust, write-once trust anchors, the platform key list, the factory
+//! OS bundle, the registration record), the manufacturing state, [`DeviceContext`] (what device
+//! services such as attestation run on), and the agent: HTTPS to the service ([`net`]), the
+//! `run` loop ([`run`]), the update agent, the app manager, the local device API and the event
+//! reporter, used by the `ferro-device` binary.
 //!
-//! The library has two layers:
-//! - the **offline core** (always built): data directory, identity ([`DeviceContext`]), OS
-//!   bundle verification and unpacking, measurements, boot decisions, provisioning. `ferro-boot`
-//!   links only this (`default-features = false`), so the boot TCB has no network stack and no
-//!   async runtime in its code paths.
-//! - the **agent** (feature `agent`, default): HTTPS to the service ([`net`]) and the `run` loop
-//!   ([`run`]), used by the `ferro-device` binary.
+//! The data directory's layout, the trust loading, OS bundle verification and the A/B boot
+//! decisions belong to the boot TCB, `ferro-boot`'s library: this crate builds on it
+//! ([`layout`] and [`os`] are its modules, re-exported) and never re-implements them, so the
+//! loader and the OS agree on every path and rule.
 //!
 //! Rules: nothing here depends on the service; only `ferro-trust` links the TPM stack (feature
-//! `tpm` forwards to it); only `VerifiedImage`s are unpacked, and only after verification
-//! succeeded.
+//! `tpm` forwards to it and to `ferro-boot`); only `VerifiedImage`s are unpacked, and only after
+//! verification succeeded; apps are reached only through `ferro-runtime`.
 
 mod error;
 
-pub mod boot;
-pub mod identity;
-pub mod layout;
-pub mod os;
-pub mod provision;
-
-#[cfg(feature = "agent")]
 pub mod app_services;
-#[cfg(feature = "agent")]
 pub mod apps;
-#[cfg(feature = "agent")]
 pub mod deferral;
-#[cfg(feature = "agent")]
 pub mod events;
-#[cfg(feature = "agent")]
+pub mod identity;
 pub mod local_api;
-#[cfg(feature = "agent")]
 pub mod net;
-#[cfg(feature = "agent")]
+pub mod provision;
 pub mod run;
-#[cfg(feature = "agent")]
 pub mod update_agent;
 
-pub use error::DeviceError;
-pub use identity::{DeviceContext, PlatformRoot};
-pub use layout::{BootState, DataDir, DeviceConfig, PendingSlot, Slot};
+/// The data directory's layout and OS bundles, owned by the boot TCB.
+pub use ferro_boot::{layout, os};
 
-/// Re-exported for ferro-boot and tests.
+pub use error::DeviceError;
+pub use ferro_boot::{BootError, BootState, DataDir, DeviceConfig, PendingSlot, Slot};
+pub use identity::{DeviceContext, PlatformRoot};
+
+/// Re-exported for tests.
 pub use ferro_pki::ManufacturingState;
 pub use ferro_trust;

@@ -50,7 +50,6 @@ pub fn fetch_key_list(
 /// An HTTPS client of the service that authenticates with the device certificate
 /// (`certificate_pem`: leaf then chain) and signs with the root of trust's device key, trusting
 /// only the platform root for the service.
-#[cfg(feature = "agent")]
 pub fn mtls_client(
     ctx: &crate::DeviceContext,
     certificate_pem: &str,

@@ -1,7 +1,9 @@
 //! `ferro-device provision`: create the device identity and install the factory OS bundle.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ferro_pki::{MAX_KEY_LIST_LEN, ManufacturingState};
 use ferro_signing::DeviceId;
@@ -51,10 +53,30 @@ pub fn provision(
         service_url: opts.service_url.clone(),
     };
     anchors.encode()?; // size and emptiness, before anything is written
+    let before = Snapshot::take(dd.root());
+    let result = provision_into(opts, platform_root, anchors, fetch_key_list);
+    if result.is_err() {
+        // A failed provisioning leaves the data directory as it found it.
+        before.restore(dd.root());
+    }
+    result
+}
+
+/// The steps of [`provision`] that write into the data directory.
+fn provision_into(
+    opts: &ProvisionOptions,
+    platform_root: PlatformRoot,
+    anchors: TrustAnchors,
+    fetch_key_list: impl FnOnce(&str, &PlatformRoot) -> Result<Vec<u8>, DeviceError>,
+) -> Result<DeviceId, DeviceError> {
+    let dd = &opts.data_dir;
     create_private_dir(dd.root())?;
     let rot = open_rot(dd, &opts.config)?;
     if rot.read_trust_anchors()?.is_some() {
-        return Err(DeviceError::AlreadyProvisioned(dd.root().to_path_buf()));
+        return Err(DeviceError::RootOfTrustAlreadyProvisioned {
+            rot: opts.config.describe(dd),
+            data_dir: dd.root().to_path_buf(),
+        });
     }
 
     let key_list_bytes = fetch_key_list(&opts.service_url, &platform_root)?;
@@ -79,7 +101,7 @@ pub fn provision(
         Ok(image) => image,
         Err(e) => {
             let _ = fs::remove_file(dd.slot_package(Slot::A));
-            return Err(e);
+            return Err(e.into());
         }
     };
 
@@ -109,4 +131,36 @@ pub fn provision(
     write_registration(dd, rot.as_ref(), state)?;
     write_json(&dd.config(), &opts.config)?;
     Ok(rot.device_id())
+}
+
+/// Which entries of a data directory existed before provisioning (`None`: not the directory
+/// itself either), so that a failed provisioning removes exactly what it created.
+struct Snapshot(Option<HashSet<OsString>>);
+
+impl Snapshot {
+    fn take(root: &Path) -> Snapshot {
+        Snapshot(
+            fs::read_dir(root)
+                .ok()
+                .map(|entries| entries.flatten().map(|e| e.file_name()).collect()),
+        )
+    }
+
+    /// Best effort: remove what was created since [`Snapshot::take`].
+    fn restore(&self, root: &Path) {
+        let Some(existing) = &self.0 else {
+            let _ = fs::remove_dir_all(root);
+            return;
+        };
+        for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+            if existing.contains(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            let _ = match entry.file_type() {
+                Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+        }
+    }
 }

@@ -10,11 +10,11 @@ use ferro_trust::{MeasurementLog, RootOfTrustKind};
 use serde::Serialize;
 
 use crate::DeviceError;
-use crate::boot::mark_healthy;
 use crate::identity::DeviceContext;
 use crate::layout::{DataDir, Slot, write_json};
 use crate::os::{EventJson, read_events};
 use crate::update_agent::UpdateOutcome;
+use ferro_boot::mark_healthy;
 
 /// How `run` ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +227,7 @@ async fn run_attested(
     };
     tracing::info!(verdict = %first.0, reasons = ?first.1, "attested");
     if let Some(slot) = booted_slot {
-        let state = mark_healthy(ctx, slot)?;
+        let state = mark_healthy(&ctx.data_dir, ctx.rot.as_ref(), &ctx.key_list, slot)?;
         tracing::info!(slot = %slot, active = %state.active, "boot reported healthy");
     }
     let trusted = first.0 == "Trusted";

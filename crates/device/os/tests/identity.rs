@@ -7,7 +7,7 @@ mod platform;
 
 use std::path::{Path, PathBuf};
 
-use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, Slot};
+use ferro_device::{BootError, DataDir, DeviceConfig, DeviceContext, DeviceError, Slot};
 use platform::Platform;
 
 fn provision_software(platform: &Platform, dir: &Path) -> DataDir {
@@ -113,10 +113,10 @@ fn a_data_directory_with_another_devices_root_of_trust_is_refused() {
     std::fs::remove_dir_all(mine.rot_dir()).expect("rm");
     common::copy_dir(&other.rot_dir(), &mine.rot_dir());
     match DeviceContext::open(&mine) {
-        Err(DeviceError::IdentityMismatch {
+        Err(DeviceError::Boot(BootError::IdentityMismatch {
             registered,
             root_of_trust,
-        }) => {
+        })) => {
             assert_eq!(*registered, my_id);
             assert_eq!(*root_of_trust, other_id);
         }
@@ -126,13 +126,13 @@ fn a_data_directory_with_another_devices_root_of_trust_is_refused() {
     assert!(message.contains(&my_id.to_string()), "{message}");
     assert!(message.contains("refusing"), "{message}");
     // The loader refuses it too (it opens the same context).
-    assert!(ferro_device::boot::plan_boot(&mine, 3).is_err());
+    assert!(ferro_boot::plan_boot(&mine, 3).is_err());
 
     // A missing or forged registration record is refused as well (fail closed).
     std::fs::write(mine.registration(), b"not a record").expect("write");
     assert!(matches!(
         DeviceContext::open(&mine),
-        Err(DeviceError::Document { .. })
+        Err(DeviceError::Boot(BootError::Document { .. }))
     ));
     std::fs::remove_file(mine.registration()).expect("rm");
     assert!(DeviceContext::open(&mine).is_err());

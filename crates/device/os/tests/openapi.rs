@@ -2,7 +2,6 @@
 //! annotations, as the service's document does (`ferro-service`'s `tests/contract.rs`).
 //!
 //! `FERRO_BLESS=1 cargo test -p ferro-device --test openapi` rewrites the checked-in file.
-#![cfg(feature = "agent")]
 
 use serde_json::Value;
 use std::path::PathBuf;

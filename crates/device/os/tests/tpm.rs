@@ -3,92 +3,18 @@
 //! `cargo test -p ferro-device --features tpm`.
 #![cfg(feature = "tpm")]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 mod platform;
 
-use ferro_device::boot::plan_boot;
+use ferro_boot::plan_boot;
 use ferro_device::ferro_trust::evidence::{DebugStatus, create_evidence, verify_evidence};
 use ferro_device::provision::{ProvisionOptions, provision};
-use ferro_device::{DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState};
+use ferro_device::{
+    BootError, DataDir, DeviceConfig, DeviceContext, DeviceError, ManufacturingState,
+};
 use ferro_pki::verify_registration_record;
 use ferro_signing::SoftwareSigningKey;
+use ferro_test_swtpm::Swtpm;
 use platform::Platform;
-
-struct Swtpm {
-    child: Child,
-    port: u16,
-    _state: tempfile::TempDir,
-}
-
-impl Swtpm {
-    fn start() -> Swtpm {
-        Swtpm::start_on(tempfile::tempdir().expect("tempdir"))
-    }
-
-    /// Stop this swtpm and start another on the same state: a reboot of the TPM (PCRs reset;
-    /// seeds, NV and so primary keys kept).
-    fn reboot(mut self) -> Swtpm {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let state = std::mem::replace(&mut self._state, tempfile::tempdir().expect("tempdir"));
-        Swtpm::start_on(state)
-    }
-
-    fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-
-    fn start_on(state: tempfile::TempDir) -> Swtpm {
-        for _ in 0..20 {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = l.local_addr().expect("addr").port();
-            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
-                continue;
-            }
-            drop(l);
-            let mut child = Command::new("swtpm")
-                .args(["socket", "--tpm2", "--server"])
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--tpmstate")
-                .arg(format!("dir={}", state.path().display()))
-                .args(["--flags", "startup-clear"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    std::thread::sleep(Duration::from_millis(50));
-                    return Swtpm {
-                        child,
-                        port,
-                        _state: state,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("no free loopback port pair for swtpm");
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn tpm_provision_manufacturing_and_boot() {
@@ -107,16 +33,25 @@ fn tpm_provision_manufacturing_and_boot() {
     let device_id = provision(&opts, move |_, _| Ok(kl)).expect("provision");
     assert!(!dd.rot_dir().exists(), "no software RoT files with a TPM");
 
-    // The TPM holds the anchors now: a fresh directory on the same TPM is refused.
+    // The TPM holds the anchors now: a fresh directory on the same TPM is refused, naming the
+    // TPM (not the new directory) as provisioned, and the directory is not left behind.
     let again = ProvisionOptions {
         data_dir: DataDir::new(work.path().join("device2")),
         ..opts.clone()
     };
     let kl = key_list.clone();
-    assert!(matches!(
-        provision(&again, move |_, _| Ok(kl)),
-        Err(DeviceError::AlreadyProvisioned(_))
-    ));
+    let refused = provision(&again, move |_, _| Ok(kl)).expect_err("refused");
+    assert!(
+        matches!(refused, DeviceError::RootOfTrustAlreadyProvisioned { .. }),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(message.contains(&tpm.tcti()), "{message}");
+    assert!(message.contains("already holds trust anchors"), "{message}");
+    assert!(
+        !again.data_dir.root().exists(),
+        "a failed provision leaves nothing"
+    );
 
     let ctx = DeviceContext::open(&dd).expect("open");
     assert_eq!(ctx.device_id(), device_id);
@@ -160,18 +95,7 @@ fn provision_device_with(
 /// made by `swtpm_setup --create-ek-cert`), and none when the TPM has none.
 #[test]
 fn tpm_registration_carries_the_ek_certificate() {
-    let state = tempfile::tempdir().expect("tempdir");
-    let out = Command::new("swtpm_setup")
-        .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
-        .arg(state.path())
-        .output()
-        .expect("swtpm_setup not found: apt-get install swtpm-tools");
-    assert!(
-        out.status.success(),
-        "swtpm_setup: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tpm = Swtpm::start_on(state);
+    let tpm = Swtpm::start_with_ek_certificate();
     let work = tempfile::tempdir().expect("tempdir");
     let dd = provision_device(&tpm, work.path());
     let record = verify_registration_record(&std::fs::read(dd.registration()).expect("read"))
@@ -263,10 +187,10 @@ fn tpm_a_data_directory_on_another_tpm_is_refused() {
     ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_b.tcti() })
         .expect("config");
     match DeviceContext::open(&dd_a) {
-        Err(DeviceError::IdentityMismatch {
+        Err(DeviceError::Boot(BootError::IdentityMismatch {
             registered,
             root_of_trust,
-        }) => {
+        })) => {
             assert_eq!(*registered, id_a);
             assert_eq!(*root_of_trust, id_b);
         }
@@ -278,4 +202,113 @@ fn tpm_a_data_directory_on_another_tpm_is_refused() {
     ferro_device::layout::write_json(&dd_a.config(), &DeviceConfig::Tpm { tcti: tpm_a.tcti() })
         .expect("config");
     assert_eq!(DeviceContext::open(&dd_a).expect("open").device_id(), id_a);
+}
+
+/// A data directory pointed at a TPM that holds no anchors (a fresh or cleared TPM) is told that
+/// its TPM does not hold its key, naming the TPM, not that it is "not provisioned".
+#[test]
+fn tpm_a_data_directory_on_a_fresh_tpm_is_told_its_tpm_lacks_its_key() {
+    let (tpm, fresh) = (Swtpm::start(), Swtpm::start());
+    let work = tempfile::tempdir().expect("tempdir");
+    let dd = provision_device(&tpm, work.path());
+    ferro_device::layout::write_json(&dd.config(), &DeviceConfig::Tpm { tcti: fresh.tcti() })
+        .expect("config");
+    let refused = DeviceContext::open(&dd).expect_err("refused");
+    assert!(
+        matches!(
+            refused,
+            DeviceError::Boot(BootError::RootOfTrustNotProvisioned { .. })
+        ),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    for expected in [
+        fresh.tcti().as_str(),
+        "holds no trust anchors",
+        "does not hold this device's key",
+        "point device.json at",
+    ] {
+        assert!(message.contains(expected), "{expected:?} not in {message}");
+    }
+    assert!(!message.contains("not a provisioned"), "{message}");
+    let boot = plan_boot(&dd, 3).expect_err("the loader refuses it too");
+    assert!(
+        matches!(boot, BootError::RootOfTrustNotProvisioned { .. }),
+        "{boot:?}"
+    );
+}
+
+/// An unreachable TPM is named with its TCTI and the failed connection, and the failed
+/// provisioning leaves nothing behind (it used to leave `run/`).
+#[test]
+fn tpm_unreachable_is_named_and_a_failed_provision_leaves_nothing() {
+    let tcti = {
+        let gone = Swtpm::start();
+        gone.tcti()
+    }; // stopped: nothing listens there any more
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = SoftwareSigningKey::generate();
+    let os_key = SoftwareSigningKey::generate();
+    let platform = Platform::new(work.path(), &root, &os_key, 1);
+    let kl = platform.key_list.clone();
+    let opts = platform.options(
+        &work.path().join("device"),
+        DeviceConfig::Tpm { tcti: tcti.clone() },
+    );
+    let refused = provision(&opts, move |_, _| Ok(kl)).expect_err("unreachable");
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            refused,
+            DeviceError::Boot(BootError::Trust(
+                ferro_device::ferro_trust::TrustError::TpmUnreachable { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    assert!(message.contains(&tcti), "{message}");
+    assert!(message.contains("cannot reach the TPM"), "{message}");
+    assert!(message.contains("connecting to 127.0.0.1:"), "{message}");
+    assert!(!message.contains("response code"), "{message}");
+    assert!(
+        !opts.data_dir.root().exists(),
+        "a failed provision leaves nothing"
+    );
+
+    // Into an existing (empty) directory: it is left empty.
+    std::fs::create_dir(opts.data_dir.root()).expect("mkdir");
+    let kl = platform.key_list.clone();
+    provision(&opts, move |_, _| Ok(kl)).expect_err("unreachable");
+    let left: Vec<_> = std::fs::read_dir(opts.data_dir.root())
+        .expect("read_dir")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    // Through the command line, as a new user meets it: one clear error, none of the TSS's
+    // response codes or raw TCTI log lines.
+    let dd = work.path().join("cli-device");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferro-device"))
+        .arg("provision")
+        .arg("--data-dir")
+        .arg(&dd)
+        .args(["--service", "https://127.0.0.1:9"])
+        .arg("--platform-root")
+        .arg(&opts.platform_root_pem)
+        .arg("--os-image")
+        .arg(&opts.os_image)
+        .args(["--rot", "tpm", "--tpm", &tcti])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ferro-device");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&tcti), "{stderr}");
+    assert_eq!(
+        stderr.matches("cannot reach the TPM").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("response code"), "{stderr}");
+    assert!(!stderr.contains(":tcti:"), "raw TCTI log lines: {stderr}");
+    assert!(!dd.exists(), "a failed provision leaves nothing");
 }

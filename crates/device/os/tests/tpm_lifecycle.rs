@@ -9,7 +9,6 @@
 #![cfg(feature = "tpm")]
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,82 +19,8 @@ use common::s;
 use ferro_e2e::{Service, User, binary};
 use ferro_image::{OS_COMPONENT_ID, Version};
 use ferro_pki::{RootOfTrust as RegisteredRot, verify_registration_record};
+use ferro_test_swtpm::Swtpm;
 use serde_json::Value;
-
-struct Swtpm {
-    child: Child,
-    port: u16,
-    _state: tempfile::TempDir,
-}
-
-impl Swtpm {
-    fn start() -> Swtpm {
-        Swtpm::start_on(tempfile::tempdir().expect("tempdir"))
-    }
-
-    /// Stop this swtpm and start another on the same state: a reboot of the TPM (PCRs reset;
-    /// seeds, NV and so primary keys kept).
-    fn reboot(mut self) -> Swtpm {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let state = std::mem::replace(&mut self._state, tempfile::tempdir().expect("tempdir"));
-        Swtpm::start_on(state)
-    }
-
-    fn start_on(state: tempfile::TempDir) -> Swtpm {
-        for _ in 0..20 {
-            // The swtpm TCTI uses `port` for commands and `port + 1` for control.
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let port = l.local_addr().expect("addr").port();
-            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
-                continue;
-            }
-            drop(l);
-            let mut child = Command::new("swtpm")
-                .args(["socket", "--tpm2", "--server"])
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--tpmstate")
-                .arg(format!("dir={}", state.path().display()))
-                .args(["--flags", "startup-clear"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    // swtpm serves one client at a time; let it notice our probe went away.
-                    std::thread::sleep(Duration::from_millis(50));
-                    return Swtpm {
-                        child,
-                        port,
-                        _state: state,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("no free loopback port pair for swtpm");
-    }
-
-    fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn device(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferro-device"))

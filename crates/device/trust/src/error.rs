@@ -85,6 +85,18 @@ pub enum TrustError {
     /// The TPM (or the TSS) reported an error.
     #[error("TPM: {0}")]
     Tpm(String),
+    /// The TPM cannot be reached through the configured TCTI (nothing listens, no device, no
+    /// permission).
+    #[error(
+        "cannot reach the TPM through TCTI {tcti:?}: {reason} (is the TPM, or swtpm, running \
+         there? see docs/virtual-device-swtpm.md)"
+    )]
+    TpmUnreachable {
+        /// The TCTI configuration string.
+        tcti: String,
+        /// What failed.
+        reason: String,
+    },
     /// The TPM returned something this crate does not accept.
     #[error("unexpected TPM response: {0}")]
     TpmUnexpected(&'static str),

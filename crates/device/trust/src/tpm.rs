@@ -424,9 +424,26 @@ impl TpmRootOfTrust {
     /// boot's measurement log from `log_path` if it replays to the PCR (otherwise, e.g. after a
     /// reboot, the log starts empty; a PCR that is not zero then will not replay, which the
     /// verifier reports).
+    ///
+    /// The TCTI is checked first (a TCP TCTI's command port accepts a connection, a device
+    /// TCTI's device opens), so an unreachable TPM is named as such
+    /// ([`TrustError::TpmUnreachable`]) instead of by the TSS's response codes. Transient
+    /// objects and sessions a previous user left loaded (a device killed before it could flush
+    /// its keys: without a resource manager they stay in the TPM and fill its few object slots)
+    /// are flushed before the keys are created; through a resource manager (`/dev/tpmrm0`) a
+    /// connection sees only its own, so nothing of another user is touched.
     pub fn open(config: &TpmConfig) -> Result<TpmRootOfTrust, TrustError> {
-        let tcti = TctiNameConf::from_str(&config.tcti).map_err(tpm_err)?;
-        let mut ctx = Context::new(tcti).map_err(tpm_err)?;
+        check_reachable(&config.tcti)?;
+        let tcti =
+            TctiNameConf::from_str(&config.tcti).map_err(|e| TrustError::TpmUnreachable {
+                tcti: config.tcti.clone(),
+                reason: format!("not a valid TCTI configuration ({e})"),
+            })?;
+        let mut ctx = Context::new(tcti).map_err(|e| TrustError::TpmUnreachable {
+            tcti: config.tcti.clone(),
+            reason: format!("the TSS could not connect ({e})"),
+        })?;
+        flush_stale_handles(&mut ctx)?;
         let create = |ctx: &mut Context, restricted| {
             let template = key_template(restricted)?;
             ctx.execute_with_nullauth_session(|ctx| {
@@ -466,6 +483,90 @@ impl TpmRootOfTrust {
             log_path: config.log_path.clone(),
         })
     }
+}
+
+/// How long [`check_reachable`] waits for a TCP TCTI's command port.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fail with [`TrustError::TpmUnreachable`] when the TCTI's endpoint is plainly not there: a
+/// `swtpm:`/`mssim:` TCTI whose command port refuses a TCP connection, a `device:` TCTI whose
+/// device cannot be opened. Other TCTIs are left to the TSS.
+fn check_reachable(tcti: &str) -> Result<(), TrustError> {
+    let unreachable = |reason: String| TrustError::TpmUnreachable {
+        tcti: tcti.to_string(),
+        reason,
+    };
+    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    match name {
+        "swtpm" | "mssim" => {
+            let mut host = "localhost";
+            let mut port = 2321u16;
+            for part in conf.split(',').filter(|p| !p.is_empty()) {
+                match part.split_once('=') {
+                    Some(("host", h)) => host = h,
+                    Some(("port", p)) => {
+                        port = p
+                            .parse()
+                            .map_err(|_| unreachable(format!("port {p:?} is not a port number")))?
+                    }
+                    _ => {}
+                }
+            }
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+                    .map_err(|e| unreachable(format!("cannot resolve {host}: {e}")))?
+                    .collect();
+            let mut last = None;
+            for addr in &addrs {
+                match std::net::TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = Some(format!("connecting to {addr} failed: {e}")),
+                }
+            }
+            Err(unreachable(
+                last.unwrap_or_else(|| format!("{host} has no address")),
+            ))
+        }
+        "device" => {
+            let path = if conf.is_empty() { "/dev/tpm0" } else { conf };
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(|e| unreachable(format!("cannot open {path}: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Flush every transient object and loaded session the TPM reports (see
+/// [`TpmRootOfTrust::open`]). A handle that cannot be flushed is left (creating the keys then
+/// fails with the TPM's own error).
+fn flush_stale_handles(ctx: &mut Context) -> Result<(), TrustError> {
+    use tss_esapi::constants::tss::{
+        TPM2_HR_HMAC_SESSION, TPM2_HR_POLICY_SESSION, TPM2_HR_TRANSIENT,
+    };
+    for first in [
+        TPM2_HR_TRANSIENT,
+        TPM2_HR_HMAC_SESSION,
+        TPM2_HR_POLICY_SESSION,
+    ] {
+        let (data, _) = ctx
+            .get_capability(CapabilityType::Handles, first, 64)
+            .map_err(tpm_err)?;
+        let CapabilityData::Handles(handles) = data else {
+            return Err(TrustError::TpmUnexpected(
+                "GetCapability(handles) returned no handles",
+            ));
+        };
+        for handle in handles.iter() {
+            if let Ok(object) = ctx.tr_from_tpm_public(*handle) {
+                let _ = ctx.flush_context(object);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load_log(path: &std::path::Path) -> Option<MeasurementLog> {

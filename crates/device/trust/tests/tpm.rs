@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use ferro_signing::Signer as _;
 use ferro_signing::SoftwareSigningKey;
 use ferro_signing::{Purpose, sign1};
+use ferro_test_swtpm::Swtpm;
 use ferro_trust::evidence::{
     DebugStatus, EvidenceError, create_evidence, decode_claims, encode_claims, verify_evidence,
     verify_tpm_quote,
@@ -20,109 +17,22 @@ use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse
 use ferro_trust::{RootOfTrust, RootOfTrustKind, TpmConfig, TpmQuote, TpmRootOfTrust};
 use sha2::Digest as _;
 
-/// A running `swtpm socket` with its state directory; killed on drop.
-struct Swtpm {
-    child: Child,
-    port: u16,
-    _state: tempfile::TempDir,
+/// The root of trust on a test swtpm.
+trait OpenTpm {
+    fn config(&self) -> TpmConfig;
+    fn open(&self) -> TpmRootOfTrust;
 }
 
-impl Swtpm {
-    fn start() -> Swtpm {
-        Swtpm::start_on(tempfile::tempdir().unwrap())
-    }
-
-    /// Stop this swtpm and start another on the same state (a reboot of the TPM: PCRs reset,
-    /// seeds, NV and so primary keys kept).
-    fn reboot(mut self) -> Swtpm {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let state = std::mem::replace(&mut self._state, tempfile::tempdir().unwrap());
-        Swtpm::start_on(state)
-    }
-
-    /// A swtpm whose state was manufactured by `swtpm_setup --create-ek-cert` (EK certificates
-    /// in NV, signed by swtpm's local CA), as a TPM with an EK certificate ships.
-    fn start_with_ek_certificate() -> Swtpm {
-        let state = tempfile::tempdir().unwrap();
-        let out = Command::new("swtpm_setup")
-            .args(["--tpm2", "--create-ek-cert", "--overwrite", "--tpmstate"])
-            .arg(state.path())
-            .output()
-            .expect("swtpm_setup not found: apt-get install swtpm-tools");
-        assert!(
-            out.status.success(),
-            "swtpm_setup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Swtpm::start_on(state)
-    }
-
-    fn start_on(state: tempfile::TempDir) -> Swtpm {
-        for _ in 0..20 {
-            // The swtpm TCTI uses `port` for commands and `port + 1` for control.
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = l.local_addr().unwrap().port();
-            if port == u16::MAX || TcpListener::bind(("127.0.0.1", port + 1)).is_err() {
-                continue;
-            }
-            drop(l);
-            let mut child = Command::new("swtpm")
-                .args(["socket", "--tpm2"])
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--tpmstate")
-                .arg(format!("dir={}", state.path().display()))
-                .args(["--flags", "startup-clear"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("swtpm not found: apt-get install swtpm swtpm-tools");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut up = false;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken meanwhile: try another
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    // swtpm serves one client at a time; let it notice our probe went away.
-                    std::thread::sleep(Duration::from_millis(50));
-                    up = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if up {
-                return Swtpm {
-                    child,
-                    port,
-                    _state: state,
-                };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("no free loopback port pair for swtpm");
-    }
-
+impl OpenTpm for Swtpm {
     fn config(&self) -> TpmConfig {
         TpmConfig {
-            tcti: format!("swtpm:host=127.0.0.1,port={}", self.port),
+            tcti: self.tcti(),
             log_path: None,
         }
     }
 
     fn open(&self) -> TpmRootOfTrust {
         TpmRootOfTrust::open(&self.config()).unwrap()
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -405,4 +315,62 @@ fn ek_certificate_is_read_from_nv() {
         n => usize::from(n) + 2,
     };
     assert_eq!(len, cert.len());
+}
+
+/// What the victim prints once it holds the TPM.
+const VICTIM_OPENED: &str = "victim-opened-the-tpm";
+
+/// The TPM user `stale_objects_of_a_killed_user_are_flushed` kills: opens the TPM named by
+/// `FERRO_TEST_TPM_VICTIM`, says so on stdout, and waits to be killed. Ignored: only that test
+/// runs it (in a child process).
+#[test]
+#[ignore = "a helper process of stale_objects_of_a_killed_user_are_flushed"]
+fn victim_holds_the_tpm_until_killed() {
+    let Ok(tcti) = std::env::var("FERRO_TEST_TPM_VICTIM") else {
+        return;
+    };
+    let rot = TpmRootOfTrust::open(&TpmConfig {
+        tcti,
+        log_path: None,
+    })
+    .expect("the victim opens the TPM");
+    // (On a line of its own: libtest has already printed "test <name> ... " without a newline.)
+    println!("\n{VICTIM_OPENED} {}", rot.public_key().key_id());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A device killed while it holds the TPM leaves its keys loaded (no resource manager in
+/// between), and swtpm has room for only three objects: the next open used to fail with "out
+/// of memory for object contexts" until swtpm restarted. Opening flushes them.
+#[test]
+fn stale_objects_of_a_killed_user_are_flushed() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let tpm = Swtpm::start();
+    for round in 0..3 {
+        let mut victim = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--ignored", "--exact", "victim_holds_the_tpm_until_killed"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("FERRO_TEST_TPM_VICTIM", tpm.tcti())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the victim");
+        let stdout = victim.stdout.take().expect("stdout");
+        let opened = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.starts_with(VICTIM_OPENED));
+        victim.kill().expect("kill the victim");
+        let out = victim.wait_with_output().expect("victim exit");
+        assert!(
+            opened,
+            "round {round}: the victim could not open the TPM: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Three killed users' keys were left behind; the device opens and signs all the same.
+    common::device_key_signs(&tpm.open());
 }

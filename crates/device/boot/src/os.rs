@@ -5,12 +5,12 @@ use std::fs;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use ferro_documents::{PlatformKeyRole, VerifiedKeyList};
 use ferro_image::{ImageType, OS_COMPONENT_ID, OS_DEVICE_BINARY, VerifiedImage};
-use ferro_pki::{PlatformKeyRole, VerifiedKeyList};
 use ferro_trust::MeasurementEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::DeviceError;
+use crate::BootError;
 use crate::layout::{read_json, write_json};
 
 /// Verify the OS package at `package` and, with `unpack_to`, replace that directory with its
@@ -23,13 +23,13 @@ pub fn verify_os_package(
     key_list: &VerifiedKeyList,
     floor: u64,
     unpack_to: Option<&Path>,
-) -> Result<VerifiedImage, DeviceError> {
+) -> Result<VerifiedImage, BootError> {
     let trusted = key_list.trusted(PlatformKeyRole::OsRelease);
-    let image_err = |source| DeviceError::Image {
+    let image_err = |source| BootError::Image {
         path: package.to_path_buf(),
         source,
     };
-    let file = fs::File::open(package).map_err(DeviceError::io(package))?;
+    let file = fs::File::open(package).map_err(BootError::io(package))?;
     let reader = std::io::BufReader::new(file);
     let (image, staged) = match unpack_to {
         None => (
@@ -39,42 +39,41 @@ pub fn verify_os_package(
         Some(dest) => {
             let parent = dest.parent().unwrap_or(Path::new("."));
             crate::layout::create_private_dir(parent)?;
-            let tmp = tempfile::tempfile_in(parent).map_err(DeviceError::io(parent))?;
+            let tmp = tempfile::tempfile_in(parent).map_err(BootError::io(parent))?;
             let mut sink = BufWriter::new(tmp);
             let image = ferro_image::verify(reader, &trusted, &mut sink).map_err(image_err)?;
-            sink.flush().map_err(DeviceError::io(parent))?;
+            sink.flush().map_err(BootError::io(parent))?;
             let tmp = sink
                 .into_inner()
-                .map_err(|e| DeviceError::io(parent)(e.into_error()))?;
+                .map_err(|e| BootError::io(parent)(e.into_error()))?;
             (image, Some(tmp))
         }
     };
     check_os_metadata(&image, floor)?;
     if let (Some(mut tmp), Some(dest)) = (staged, unpack_to) {
-        tmp.seek(SeekFrom::Start(0))
-            .map_err(DeviceError::io(dest))?;
+        tmp.seek(SeekFrom::Start(0)).map_err(BootError::io(dest))?;
         unpack(tmp, dest)?;
     }
     Ok(image)
 }
 
 /// The checks beyond the signature.
-pub fn check_os_metadata(image: &VerifiedImage, floor: u64) -> Result<(), DeviceError> {
+pub fn check_os_metadata(image: &VerifiedImage, floor: u64) -> Result<(), BootError> {
     let m = image.metadata();
     if m.image_type != ImageType::Os {
-        return Err(DeviceError::BundleRefused(format!(
+        return Err(BootError::BundleRefused(format!(
             "image type is {:?}, not an OS bundle",
             m.image_type
         )));
     }
     if m.component_id != OS_COMPONENT_ID {
-        return Err(DeviceError::BundleRefused(format!(
+        return Err(BootError::BundleRefused(format!(
             "component {} is not the OS component {OS_COMPONENT_ID}",
             m.component_id
         )));
     }
     if u64::from(m.security_version) < floor {
-        return Err(DeviceError::BundleRefused(format!(
+        return Err(BootError::BundleRefused(format!(
             "security version {} is below the anti-rollback floor {floor}",
             m.security_version
         )));
@@ -83,34 +82,34 @@ pub fn check_os_metadata(image: &VerifiedImage, floor: u64) -> Result<(), Device
 }
 
 /// Unpack a verified ustar payload into a fresh directory and swap it in as `dest`.
-fn unpack(payload: fs::File, dest: &Path) -> Result<(), DeviceError> {
+fn unpack(payload: fs::File, dest: &Path) -> Result<(), BootError> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     let fresh = tempfile::Builder::new()
         .prefix(".root-new-")
         .tempdir_in(parent)
-        .map_err(DeviceError::io(parent))?;
+        .map_err(BootError::io(parent))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(payload));
     archive.set_preserve_permissions(false);
     archive.set_overwrite(false);
     archive
         .unpack(fresh.path())
-        .map_err(DeviceError::io(fresh.path()))?;
+        .map_err(BootError::io(fresh.path()))?;
     if fs::symlink_metadata(fresh.path().join(OS_DEVICE_BINARY)).is_err() {
         // verify() already required it; defensive.
-        return Err(DeviceError::BundleRefused(format!("no {OS_DEVICE_BINARY}")));
+        return Err(BootError::BundleRefused(format!("no {OS_DEVICE_BINARY}")));
     }
     // The archive's own entry for its top directory may have widened it.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(fresh.path(), fs::Permissions::from_mode(0o700))
-            .map_err(DeviceError::io(fresh.path()))?;
+            .map_err(BootError::io(fresh.path()))?;
     }
     if fs::symlink_metadata(dest).is_ok() {
-        fs::remove_dir_all(dest).map_err(DeviceError::io(dest))?;
+        fs::remove_dir_all(dest).map_err(BootError::io(dest))?;
     }
     let fresh = fresh.keep();
-    fs::rename(&fresh, dest).map_err(DeviceError::io(dest))?;
+    fs::rename(&fresh, dest).map_err(BootError::io(dest))?;
     crate::layout::sync_dir(parent);
     Ok(())
 }
@@ -166,18 +165,18 @@ impl EventJson {
 }
 
 /// Write the boot measurement hand-off file.
-pub fn write_events(path: &Path, events: &[MeasurementEvent]) -> Result<(), DeviceError> {
+pub fn write_events(path: &Path, events: &[MeasurementEvent]) -> Result<(), BootError> {
     let json: Vec<EventJson> = events.iter().map(EventJson::from).collect();
     write_json(path, &json)
 }
 
 /// Read a measurement hand-off file.
-pub fn read_events(path: &Path) -> Result<Vec<MeasurementEvent>, DeviceError> {
+pub fn read_events(path: &Path) -> Result<Vec<MeasurementEvent>, BootError> {
     let json: Vec<EventJson> = read_json(path)?;
     json.iter()
         .map(|e| {
             e.to_event()
-                .ok_or_else(|| DeviceError::malformed(path, "bad digest"))
+                .ok_or_else(|| BootError::malformed(path, "bad digest"))
         })
         .collect()
 }

@@ -312,16 +312,20 @@ impl RegistrationRecord {
     }
 }
 
-fn check_ek_certificate(der: &[u8]) -> Result<(), DocumentError> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    if der.len() > MAX_EK_CERTIFICATE_LEN {
+/// The EK certificate must be one DER structure (a SEQUENCE, nothing after it) of at most
+/// [`MAX_EK_CERTIFICATE_LEN`] bytes. That it is an X.509 certificate is checked by
+/// `ferro_pki::check_ek_certificate` where records are made (provisioning) and accepted (the
+/// service): this crate is in the boot TCB, which parses no X.509.
+fn check_ek_certificate(bytes: &[u8]) -> Result<(), DocumentError> {
+    use der::{Decode, Tagged};
+    if bytes.len() > MAX_EK_CERTIFICATE_LEN {
         return Err(DocumentError::InvalidField {
             field: "tpm_ek_certificate",
             reason: "longer than 4096 bytes",
         });
     }
-    match X509Certificate::from_der(der) {
-        Ok(([], _)) => Ok(()),
+    match der::AnyRef::from_der(bytes) {
+        Ok(any) if any.tag() == der::Tag::Sequence => Ok(()),
         _ => Err(DocumentError::InvalidField {
             field: "tpm_ek_certificate",
             reason: "not one DER X.509 certificate",

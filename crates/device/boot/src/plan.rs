@@ -1,16 +1,18 @@
 //! The stage-0 decisions `ferro-boot` makes (slot choice, attempt counting, fallback,
-//! verification, measurement) and the boot-health report `ferro-device run` makes.
+//! verification, measurement) and the boot-health report `ferro-device run` makes (the other
+//! half of the A/B state machine, so that both halves are read in one place).
 
 use std::fs;
 use std::path::PathBuf;
 
+use ferro_documents::VerifiedKeyList;
 use ferro_image::{OS_DEVICE_BINARY, VerifiedImage};
-use ferro_trust::{RootOfTrustKind, TrustError};
+use ferro_trust::{RootOfTrust, RootOfTrustKind, TrustError};
 
-use crate::DeviceError;
-use crate::identity::DeviceContext;
+use crate::BootError;
 use crate::layout::{BootState, DataDir, OS_FLOOR_COUNTER, Slot, create_private_dir};
 use crate::os::{image_measurement, verify_os_package, write_events};
+use crate::trust::DeviceTrust;
 
 /// What the loader decided to run.
 #[derive(Debug)]
@@ -28,9 +30,9 @@ pub struct BootPlan {
 /// Order: a pending slot with attempts left (its counter is decremented and `boot.json`
 /// written **before** it is tried); a pending slot without attempts is abandoned; then the
 /// active slot; then the other slot. Every refused candidate is recorded in
-/// `boot-failures.json`. Fails with [`DeviceError::NoBootableSlot`] when nothing verifies.
-pub fn plan_boot(data_dir: &DataDir, max_attempts: u32) -> Result<BootPlan, DeviceError> {
-    let ctx = DeviceContext::open(data_dir)?;
+/// `boot-failures.json`. Fails with [`BootError::NoBootableSlot`] when nothing verifies.
+pub fn plan_boot(data_dir: &DataDir, max_attempts: u32) -> Result<BootPlan, BootError> {
+    let ctx = DeviceTrust::open(data_dir)?;
     // This boot's hand-off files start empty (the TPM log is the trust crate's business).
     let _ = fs::remove_file(data_dir.boot_measurements());
     let _ = fs::remove_file(data_dir.ready());
@@ -100,19 +102,23 @@ pub fn plan_boot(data_dir: &DataDir, max_attempts: u32) -> Result<BootPlan, Devi
             }
         }
     }
-    Err(DeviceError::NoBootableSlot(reasons.join("; ")))
+    Err(BootError::NoBootableSlot(reasons.join("; ")))
 }
 
 /// Report that the OS booted from `slot` is healthy: a pending slot becomes active (and the
 /// anti-rollback floor rises to its security version, after re-verifying it); `last_good` is
-/// set. Today "healthy" means "started"; attestation will be added to the condition.
-pub fn mark_healthy(ctx: &DeviceContext, slot: Slot) -> Result<BootState, DeviceError> {
-    let dd = &ctx.data_dir;
+/// set. The caller (`ferro-device run`) decides when the OS is healthy.
+pub fn mark_healthy(
+    dd: &DataDir,
+    rot: &dyn RootOfTrust,
+    key_list: &VerifiedKeyList,
+    slot: Slot,
+) -> Result<BootState, BootError> {
     let mut state = dd.read_boot_state()?;
     if state.pending.as_ref().is_some_and(|p| p.slot == slot) {
-        let floor = ctx.rot.counter(OS_FLOOR_COUNTER)?;
-        let image = verify_os_package(&dd.slot_package(slot), &ctx.key_list, floor, None)?;
-        match ctx.rot.advance_counter(
+        let floor = rot.counter(OS_FLOOR_COUNTER)?;
+        let image = verify_os_package(&dd.slot_package(slot), key_list, floor, None)?;
+        match rot.advance_counter(
             OS_FLOOR_COUNTER,
             u64::from(image.metadata().security_version),
         ) {

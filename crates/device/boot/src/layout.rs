@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::DeviceError;
+use crate::BootError;
 
 /// The counter holding the OS anti-rollback floor (lowest acceptable security version).
 pub const OS_FLOOR_COUNTER: &str = "os-security-version";
@@ -71,6 +71,22 @@ pub enum DeviceConfig {
         /// TCTI configuration string, e.g. `swtpm:host=127.0.0.1,port=2321`.
         tcti: String,
     },
+}
+
+impl DeviceConfig {
+    /// Which root of trust, for messages: `the TPM at TCTI "..."` or `the software root of
+    /// trust in <data dir>/rot`.
+    pub fn describe(&self, data_dir: &DataDir) -> String {
+        match self {
+            DeviceConfig::Software => {
+                format!(
+                    "the software root of trust in {}",
+                    data_dir.rot_dir().display()
+                )
+            }
+            DeviceConfig::Tpm { tcti } => format!("the TPM at TCTI {tcti:?}"),
+        }
+    }
 }
 
 /// A slot waiting to prove itself.
@@ -206,25 +222,25 @@ impl DataDir {
     }
 
     /// Read `device.json`.
-    pub fn read_config(&self) -> Result<DeviceConfig, DeviceError> {
+    pub fn read_config(&self) -> Result<DeviceConfig, BootError> {
         if !self.is_provisioned() {
-            return Err(DeviceError::NotProvisioned(self.root.clone()));
+            return Err(BootError::NotProvisioned(self.root.clone()));
         }
         read_json(&self.config())
     }
 
     /// Read `boot.json`.
-    pub fn read_boot_state(&self) -> Result<BootState, DeviceError> {
+    pub fn read_boot_state(&self) -> Result<BootState, BootError> {
         read_json(&self.boot_state())
     }
 
     /// Write `boot.json` atomically.
-    pub fn write_boot_state(&self, state: &BootState) -> Result<(), DeviceError> {
+    pub fn write_boot_state(&self, state: &BootState) -> Result<(), BootError> {
         write_json(&self.boot_state(), state)
     }
 
     /// The recorded boot failures (empty if none).
-    pub fn read_boot_failures(&self) -> Result<Vec<BootFailure>, DeviceError> {
+    pub fn read_boot_failures(&self) -> Result<Vec<BootFailure>, BootError> {
         if fs::symlink_metadata(self.boot_failures()).is_err() {
             return Ok(Vec::new());
         }
@@ -232,7 +248,7 @@ impl DataDir {
     }
 
     /// Append a boot failure (keeping the newest [`MAX_BOOT_FAILURES`]).
-    pub fn record_boot_failure(&self, slot: Slot, reason: &str) -> Result<(), DeviceError> {
+    pub fn record_boot_failure(&self, slot: Slot, reason: &str) -> Result<(), BootError> {
         // A corrupt failure file must not stop the boot: start a new one.
         let mut all = self.read_boot_failures().unwrap_or_default();
         let at = std::time::SystemTime::now()
@@ -251,21 +267,21 @@ impl DataDir {
 }
 
 /// Read a bounded JSON file.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DeviceError> {
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, BootError> {
     let bytes = read_bounded(path, MAX_STATE_FILE)?;
-    serde_json::from_slice(&bytes).map_err(|e| DeviceError::malformed(path, e))
+    serde_json::from_slice(&bytes).map_err(|e| BootError::malformed(path, e))
 }
 
 /// Read at most `max` bytes of `path` (more is an error).
-pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, DeviceError> {
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, BootError> {
     use std::io::Read;
-    let file = fs::File::open(path).map_err(DeviceError::io(path))?;
+    let file = fs::File::open(path).map_err(BootError::io(path))?;
     let mut bytes = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(DeviceError::io(path))?;
+        .map_err(BootError::io(path))?;
     if bytes.len() as u64 > max {
-        return Err(DeviceError::malformed(
+        return Err(BootError::malformed(
             path,
             format!("larger than {max} bytes"),
         ));
@@ -274,17 +290,16 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, DeviceError> {
 }
 
 /// Write pretty JSON atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), DeviceError> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| DeviceError::malformed(path, e))?;
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), BootError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| BootError::malformed(path, e))?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
 
 /// Write `path` atomically (mode 0600): temporary file in the same directory, fsync, rename,
 /// fsync of the directory (`ferro_files::write_atomic`).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DeviceError> {
-    ferro_files::write_atomic(path, bytes, ferro_files::Mode::SECRET).map_err(DeviceError::io(path))
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BootError> {
+    ferro_files::write_atomic(path, bytes, ferro_files::Mode::SECRET).map_err(BootError::io(path))
 }
 
 /// fsync a directory (best effort: not every file system supports it).
@@ -292,19 +307,18 @@ pub use ferro_files::sync_dir;
 
 /// Create `dir` and any missing parents, each with mode 0700 (parents included: `slots/` is
 /// as private as `slots/a/`), and make `dir` itself 0700 if it already existed.
-pub fn create_private_dir(dir: &Path) -> Result<(), DeviceError> {
+pub fn create_private_dir(dir: &Path) -> Result<(), BootError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         builder.mode(0o700);
-        builder.create(dir).map_err(DeviceError::io(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(DeviceError::io(dir))?;
+        builder.create(dir).map_err(BootError::io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(BootError::io(dir))?;
     }
     #[cfg(not(unix))]
-    builder.create(dir).map_err(DeviceError::io(dir))?;
+    builder.create(dir).map_err(BootError::io(dir))?;
     Ok(())
 }
 
@@ -312,7 +326,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), DeviceError> {
 /// others: the directory itself, `slots/` with its slots and `certs/` become 0700 and the files
 /// of `certs/` 0600, as docs/device.md promises. Only group/other bits are removed; symbolic
 /// links are left alone (never followed). Called whenever the device opens its data directory.
-pub fn tighten_permissions(data_dir: &DataDir) -> Result<(), DeviceError> {
+pub fn tighten_permissions(data_dir: &DataDir) -> Result<(), BootError> {
     #[cfg(unix)]
     {
         let dirs = [
@@ -327,7 +341,7 @@ pub fn tighten_permissions(data_dir: &DataDir) -> Result<(), DeviceError> {
         }
         if let Ok(entries) = fs::read_dir(data_dir.certificates()) {
             for entry in entries {
-                let entry = entry.map_err(DeviceError::io(data_dir.certificates()))?;
+                let entry = entry.map_err(BootError::io(data_dir.certificates()))?;
                 restrict(&entry.path(), 0o600, false)?;
             }
         }
@@ -338,7 +352,7 @@ pub fn tighten_permissions(data_dir: &DataDir) -> Result<(), DeviceError> {
 /// Remove from `path`'s mode every bit outside `allowed` (no-op if already within, if absent,
 /// or if it is a symbolic link or not of the expected kind).
 #[cfg(unix)]
-fn restrict(path: &Path, allowed: u32, dir: bool) -> Result<(), DeviceError> {
+fn restrict(path: &Path, allowed: u32, dir: bool) -> Result<(), BootError> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = fs::symlink_metadata(path) else {
         return Ok(());
@@ -351,5 +365,5 @@ fn restrict(path: &Path, allowed: u32, dir: bool) -> Result<(), DeviceError> {
         return Ok(());
     }
     fs::set_permissions(path, fs::Permissions::from_mode(mode & allowed))
-        .map_err(DeviceError::io(path))
+        .map_err(BootError::io(path))
 }
