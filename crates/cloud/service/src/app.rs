@@ -7,7 +7,7 @@ use crate::routes::{
     ownership,
 };
 use crate::routes::{
-    auth, ca, devices, error_reports, me, ops, pki, products, tenants, updates, users,
+    auth, ca, device_events, devices, error_report, me, ops, pki, products, tenants, updates, users,
 };
 use crate::state::AppState;
 use axum::Router;
@@ -160,7 +160,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ownership::list_transfers))
         .routes(routes!(ownership::accept_transfer))
         .routes(routes!(ownership::cancel_transfer))
-        .routes(routes!(error_reports::error_report))
+        .routes(routes!(error_report::error_report))
         .routes(routes!(ca::list_cas))
         .routes(routes!(ca::get_chain))
         .routes(routes!(ca::get_ca))
@@ -202,7 +202,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(updates::device_image))
         .routes(routes!(updates::device_update_status))
         .routes(routes!(updates::device_update_signal))
-        .routes(routes!(error_reports::device_events))
+        .routes(routes!(device_events::device_events))
         .routes(routes!(updates::deployment_status))
         .routes(routes!(updates::targeted_images))
         .routes(routes!(updates::group_update_now))

@@ -1,6 +1,6 @@
 //! Device events: what a device reports (uploaded batches and failed update status reports), the
 //! rules an upload must meet, the per-device cap, and storing them for the tenant's error report
-//! (`routes::error_reports` serves both the upload and the report).
+//! (`routes::device_events` serves the upload, `routes::error_report` the report).
 
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};

@@ -28,7 +28,6 @@ pub mod device_events;
 pub mod device_groups;
 pub mod error;
 pub mod extract;
-pub mod hooks;
 pub mod login_guard;
 pub mod nonce;
 pub mod object_store;
@@ -45,6 +44,7 @@ pub mod signing_keys;
 pub mod state;
 pub mod targets;
 pub mod tenant_ca;
+pub mod tenant_keys;
 pub mod update_signals;
 pub mod users;
 

@@ -54,7 +54,7 @@ pub async fn create_tenant(
     let tid = id.to_string();
     let now = db::now();
     let uid = caller.uid();
-    let prepared = crate::hooks::prepare_tenant(&state, id, &req.name).await?;
+    let prepared = crate::tenant_keys::prepare_tenant(&state, id, &req.name).await?;
     let mut tx = state.db.begin_write().await?;
     if !operator {
         // Inside the write transaction: concurrent creations by one user are counted in turn
@@ -75,7 +75,7 @@ pub async fn create_tenant(
         .await
         .map_err(|e| e.on_unique(name_taken()))?;
     roles::insert(&mut tx, &tid, &uid, Role::Administrator, now).await?;
-    crate::hooks::tenant_created(&mut tx, &prepared).await?;
+    crate::tenant_keys::tenant_created(&mut tx, &prepared).await?;
     db::audit(
         &mut tx,
         Some(&tid),

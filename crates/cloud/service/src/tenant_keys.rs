@@ -1,4 +1,6 @@
-//! Extension points other parts of the service fill in.
+//! A new tenant's keys: its image key, metadata key and first CA, made in the key store before
+//! the transaction that creates the tenant (`prepare_tenant`), and recorded in it
+//! (`tenant_created`).
 
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
