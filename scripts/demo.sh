@@ -155,7 +155,10 @@ for _ in $(seq 1 300); do [ -s "${DEMO}/device/run/ready.json" ] && break; sleep
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("attestation:", r["attestation"], r["attestationReasons"] or "", "| measurements replay:", r["replays"])' "${DEMO}/device/run/ready.json"
 ferro device show --device "${device_id}"
 openssl x509 -in "${DEMO}/device/certs/device-cert.pem" -noout -subject -issuer -dates
-openssl verify -CAfile "${DEMO}/device/certs/tenant-ca-chain.pem" "${DEMO}/device/certs/device-cert.pem"
+# device-cert.pem holds the certificate, then the tenant CA chain it was issued with (one file,
+# replaced atomically): verify the first against the rest.
+awk '/BEGIN CERTIFICATE/ { n++ } n > 1' "${DEMO}/device/certs/device-cert.pem" > "${DEMO}/device-chain.pem"
+openssl verify -CAfile "${DEMO}/device-chain.pem" "${DEMO}/device/certs/device-cert.pem"
 
 # Polls the device's deployment status until the Python expression over `s` holds.
 wait_status() {
