@@ -272,21 +272,12 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, BootE
     serde_json::from_slice(&bytes).map_err(|e| BootError::malformed(path, e))
 }
 
-/// Read at most `max` bytes of `path` (more is an error).
+/// Read at most `max` bytes of `path` (more is an error; `ferro_files::read_bounded`).
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, BootError> {
-    use std::io::Read;
-    let file = fs::File::open(path).map_err(BootError::io(path))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(BootError::io(path))?;
-    if bytes.len() as u64 > max {
-        return Err(BootError::malformed(
-            path,
-            format!("larger than {max} bytes"),
-        ));
-    }
-    Ok(bytes)
+    ferro_files::read_bounded(path, max).map_err(|e| match e {
+        ferro_files::BoundedReadError::Io(e) => BootError::io(path)(e),
+        e @ ferro_files::BoundedReadError::TooLarge { .. } => BootError::malformed(path, e),
+    })
 }
 
 /// Write pretty JSON atomically.

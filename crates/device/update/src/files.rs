@@ -3,25 +3,16 @@
 //! directory), so a reader sees the old content or the new, never a torn one.
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use crate::UpdateError;
 
-/// Read at most `max` bytes of `path` (more is an error).
+/// Read at most `max` bytes of `path` (more is an error; `ferro_files::read_bounded`).
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, UpdateError> {
-    let file = fs::File::open(path).map_err(UpdateError::io(path))?;
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(UpdateError::io(path))?;
-    if bytes.len() as u64 > max {
-        return Err(UpdateError::malformed(
-            path,
-            format!("larger than {max} bytes"),
-        ));
-    }
-    Ok(bytes)
+    ferro_files::read_bounded(path, max).map_err(|e| match e {
+        ferro_files::BoundedReadError::Io(e) => UpdateError::io(path)(e),
+        e @ ferro_files::BoundedReadError::TooLarge { .. } => UpdateError::malformed(path, e),
+    })
 }
 
 /// Read a bounded JSON file (64 KiB at most).

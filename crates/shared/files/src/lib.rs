@@ -14,8 +14,10 @@
 //! on the temporary file, so it does not depend on the process's umask and a replaced file never
 //! keeps a wider mode than asked.
 //!
-//! Errors are plain [`std::io::Error`]s, as `std::fs` returns them: each caller wraps them in its
-//! own error with the path it was writing.
+//! It also owns the one bounded read of a state file ([`read_bounded`]).
+//!
+//! Errors are plain [`std::io::Error`]s, as `std::fs` returns them (and [`BoundedReadError`] for
+//! the bounded read): each caller wraps them in its own error with the path it was using.
 //!
 //! It depends on `tempfile` only, and must not depend on any Ferrosphere crate, an async
 //! runtime or anything else heavy: the boot TCB (`ferro-boot`) links it.
@@ -141,6 +143,44 @@ pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
     sync_dir(parent_dir(to));
     Ok(())
+}
+
+/// Why [`read_bounded`] read nothing.
+#[derive(Debug)]
+pub enum BoundedReadError {
+    /// Opening or reading the file failed.
+    Io(io::Error),
+    /// The file holds more than `max` bytes (only `max + 1` were read to find out).
+    TooLarge {
+        /// The limit asked for.
+        max: u64,
+    },
+}
+
+impl std::fmt::Display for BoundedReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BoundedReadError::Io(e) => e.fmt(f),
+            BoundedReadError::TooLarge { max } => write!(f, "larger than {max} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for BoundedReadError {}
+
+/// Read all of `path` if it holds at most `max` bytes: a state file that grew beyond what its
+/// reader expects is refused without reading more than `max + 1` bytes of it.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, BoundedReadError> {
+    use std::io::Read;
+    let file = File::open(path).map_err(BoundedReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(BoundedReadError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(BoundedReadError::TooLarge { max });
+    }
+    Ok(bytes)
 }
 
 /// The directory `path` is in (`.` for a bare file name).
