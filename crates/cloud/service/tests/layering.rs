@@ -109,3 +109,110 @@ fn the_layering_check_finds_offences() {
         assert_eq!(violations(rel, text).len(), *want, "{rel}: {text}");
     }
 }
+
+/// Datastore modules whose functions still take a tenant as a stored-form `&str` (the tenant
+/// being created, or the tenant routes' role and audit reads); the list only shrinks.
+const TENANT_STR_ALLOWED: &[&str] = &[
+    "datastore/tenants.rs",
+    "datastore/roles.rs",
+    "datastore/audit.rs",
+    // Claims and transfers: a claim acts for the claiming tenant, a transfer for either side.
+    "datastore/devices.rs",
+    "datastore/ownership.rs",
+];
+
+/// Where a datastore module (`rel` under `src/`) breaks its rules: it knows nothing of HTTP
+/// (no `ApiError`, `axum`, status codes), and a tenant-scoped function takes the caller's
+/// `TenantScope`, never a bare tenant ID (`&TenantId`, or a `tid`/`tenant_id` string).
+fn datastore_violations(rel: &str, text: &str) -> Vec<String> {
+    if !rel.starts_with("datastore/") {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if code.starts_with("//") {
+            continue;
+        }
+        let at = format!("{rel}:{}", n + 1);
+        for http in ["ApiError", "ApiResult", "axum", "StatusCode"] {
+            if code.contains(http) {
+                found.push(format!(
+                    "{at}: the datastore names `{http}` (HTTP belongs to the edge)"
+                ));
+            }
+        }
+        if code.contains(": &TenantId") {
+            found.push(format!(
+                "{at}: takes `&TenantId`; take the caller's `&TenantScope`"
+            ));
+        }
+        if !TENANT_STR_ALLOWED.contains(&rel)
+            && (code.contains("tid: &str") || code.contains("tenant_id: &str"))
+        {
+            found.push(format!(
+                "{at}: takes a tenant ID string; take the caller's `&TenantScope`"
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_datastore_knows_no_http_and_takes_scopes() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src.join("datastore"), &mut files);
+    files.sort();
+    assert!(files.len() >= 5, "the scan must see the datastore modules");
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(&src)
+            .expect("under src/")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(f).expect("read source file");
+        found.extend(datastore_violations(&rel, &text));
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_datastore_check_finds_offences() {
+    let cases: &[(&str, &str, usize)] = &[
+        ("datastore/devices.rs", "use crate::error::ApiResult;", 1),
+        (
+            "datastore/devices.rs",
+            "pub async fn get(db: &Db, tenant: &TenantId) {}",
+            1,
+        ),
+        (
+            "datastore/devices.rs",
+            "pub async fn get(db: &Db, tid: &str) {}",
+            1,
+        ),
+        (
+            "datastore/tenants.rs",
+            "pub async fn exists_in(tx: &mut Tx, tid: &str) {}",
+            0,
+        ),
+        (
+            "datastore/devices.rs",
+            "pub async fn get(db: &Db, scope: &TenantScope) {}",
+            0,
+        ),
+        ("datastore/devices.rs", "/// not an ApiError", 0),
+        ("routes/devices.rs", "use crate::error::ApiResult;", 0),
+    ];
+    for (rel, text, want) in cases {
+        assert_eq!(
+            datastore_violations(rel, text).len(),
+            *want,
+            "{rel}: {text}"
+        );
+    }
+}
