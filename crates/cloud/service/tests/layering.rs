@@ -191,7 +191,7 @@ fn the_datastore_check_finds_offences() {
             1,
         ),
         (
-            "datastore/devices.rs",
+            "datastore/images.rs",
             "pub async fn get(db: &Db, tid: &str) {}",
             1,
         ),
