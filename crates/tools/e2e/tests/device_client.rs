@@ -36,6 +36,10 @@ fn device_client(service: &Service) -> DeviceClient {
     DeviceClient::new(&service.url, http).expect("device client")
 }
 
+fn refused<T>(result: &Result<T, DeviceClientError>) -> bool {
+    matches!(result, Err(DeviceClientError::Unauthorized { .. }))
+}
+
 #[test]
 fn the_device_client_against_a_running_service() {
     let service = Service::start(&[]);
@@ -45,13 +49,15 @@ fn the_device_client_against_a_running_service() {
         .enable_all()
         .build()
         .expect("runtime");
+    // The operator's (blocking) client, outside the device's runtime.
+    let pem_text = std::fs::read(service.platform_root_pem()).expect("platform root");
+    let trust = ServiceTrust::from_pem(&pem_text).expect("trust");
+    let operator = Client::new(&service.url, Some(&trust), None).expect("client");
+    let operator_key_list = operator.key_list().expect("key list");
     runtime.block_on(async {
         // The key list, byte for byte what the operator's client gets; and its bound.
-        let pem_text = std::fs::read(service.platform_root_pem()).expect("platform root");
-        let trust = ServiceTrust::from_pem(&pem_text).expect("trust");
-        let operator = Client::new(&service.url, Some(&trust), None).expect("client");
         let key_list = device.key_list(64 * 1024).await.expect("key list");
-        assert_eq!(key_list, operator.key_list().expect("key list"));
+        assert_eq!(key_list, operator_key_list);
         match device.key_list(8).await {
             Err(DeviceClientError::Decode { reason, .. }) => {
                 assert!(reason.contains("larger than 8 bytes"), "{reason}");
@@ -71,9 +77,6 @@ fn the_device_client_against_a_running_service() {
 
         // The device routes refuse a connection without a device certificate: 401, which the
         // device answers by attesting again.
-        let refused = |r: &Result<_, DeviceClientError>| {
-            matches!(r, Err(DeviceClientError::Unauthorized { .. }))
-        };
         let set = device.target_set(None).await;
         assert!(refused(&set), "{set:?}");
         let image = device.image(&"00".repeat(32), 0).await.map(|i| i.start());
