@@ -18,7 +18,6 @@ use ferro_wire::{
     AttestationChallengeRequest, AttestationEvidenceRequest, AttestationReason, AttestationVerdict,
 };
 use rustls::pki_types::CertificateDer;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,17 +62,9 @@ pub enum AttestError {
 /// The service as a device reaches it for attestation: the device's client of the service
 /// (`ferro_client::DeviceClient`) over HTTPS trusting only the platform root. Attestation
 /// needs no device certificate, so this connection presents none.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ServiceConnection {
     client: DeviceClient,
-}
-
-impl fmt::Debug for ServiceConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceConnection")
-            .field("base_url", &self.client.base_url())
-            .finish()
-    }
 }
 
 /// DER certificates of a PEM bundle (`CERTIFICATE` blocks only).
