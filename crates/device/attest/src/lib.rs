@@ -3,19 +3,21 @@
 //! it in the device's data directory and renew it at half its life. The device key never leaves
 //! the root of trust: TLS client authentication signs through it ([`mtls_client_config`]).
 //!
-//! Depends on `ferro-trust`, `ferro-tls`, `ferro-wire`, `ferro-pki`, `ferro-signing` and the
-//! foundation `ferro-files`; never on the service.
+//! It talks to the service only through `ferro-client`'s device client (feature `device`),
+//! over an HTTPS client it builds trusting only the platform root.
+//!
+//! Depends on `ferro-trust`, `ferro-tls`, `ferro-wire`, `ferro-client`, `ferro-pki`,
+//! `ferro-signing` and the foundation `ferro-files`; never on the service.
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
+use ferro_client::{DeviceClient, DeviceClientError};
 use ferro_pki::Certificate;
 use ferro_trust::RootOfTrust;
 use ferro_trust::evidence::{DebugStatus, create_evidence};
 use ferro_wire::{
-    AttestationChallenge, AttestationChallengeRequest, AttestationEvidenceRequest,
-    AttestationReason, AttestationResult, AttestationVerdict, ErrorBody,
+    AttestationChallengeRequest, AttestationEvidenceRequest, AttestationReason, AttestationVerdict,
 };
 use rustls::pki_types::CertificateDer;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,24 +33,19 @@ pub enum AttestError {
     /// TLS configuration failed.
     #[error("tls: {0}")]
     Tls(#[from] ferro_tls::TlsError),
-    /// The service could not be reached or answered garbage.
+    /// The HTTPS client could not be built, or the service's answer is unusable.
     #[error("transport: {0}")]
     Transport(String),
-    /// The service answered with an error body.
-    #[error("service error {status}: {code}: {message}")]
-    Service {
-        /// HTTP status.
-        status: u16,
-        /// Stable error code.
-        code: String,
-        /// Message.
-        message: String,
-    },
+    /// The call to the service failed (unreachable, an error status, an unreadable answer);
+    /// a 429 is [`AttestError::RateLimited`] instead.
+    #[error("service: {0}")]
+    Service(DeviceClientError),
     /// The service refused for now (429): too many attestation requests from this device's
     /// address. The next attempt waits at least `retry_after` (see [`CertificateManager::record`]).
     #[error("the service is limiting attestation requests from this address; retry in {}s", .retry_after.as_secs())]
     RateLimited {
-        /// What the service's `Retry-After` said (1 s if it said nothing usable).
+        /// What the service's `Retry-After` said (`ferro_client::retry_after`: its default, a
+        /// minute, if it said nothing usable).
         retry_after: Duration,
     },
     /// The root of trust failed.
@@ -62,19 +59,12 @@ pub enum AttestError {
     Io(PathBuf, std::io::Error),
 }
 
-/// The service as a device reaches it: base URL (`https://...`) and the platform root it trusts.
-#[derive(Clone)]
+/// The service as a device reaches it for attestation: the device's client of the service
+/// (`ferro_client::DeviceClient`) over HTTPS trusting only the platform root. Attestation
+/// needs no device certificate, so this connection presents none.
+#[derive(Clone, Debug)]
 pub struct ServiceConnection {
-    base_url: String,
-    client: reqwest::Client,
-}
-
-impl fmt::Debug for ServiceConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceConnection")
-            .field("base_url", &self.base_url)
-            .finish()
-    }
+    client: DeviceClient,
 }
 
 /// DER certificates of a PEM bundle (`CERTIFICATE` blocks only).
@@ -98,56 +88,30 @@ impl ServiceConnection {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let anchors = pem_certificates(platform_root_pem)?;
         let tls = ferro_tls::client_config(&anchors, None)?;
-        let client = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(30))
+            .timeout(ferro_client::REQUEST_TIMEOUT)
             .build()
             .map_err(|e| AttestError::Transport(e.to_string()))?;
         Ok(ServiceConnection {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            client,
+            client: DeviceClient::new(base_url, http)?,
         })
     }
 
-    async fn post<B: serde::Serialize, R: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<R, AttestError> {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| AttestError::Transport(e.to_string()))?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let secs = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(1);
-            return Err(AttestError::RateLimited {
-                retry_after: Duration::from_secs(secs),
-            });
+    /// The device's client of the service this connection uses.
+    pub fn client(&self) -> &DeviceClient {
+        &self.client
+    }
+}
+
+impl From<DeviceClientError> for AttestError {
+    fn from(error: DeviceClientError) -> AttestError {
+        match error {
+            DeviceClientError::RateLimited { retry_after } => {
+                AttestError::RateLimited { retry_after }
+            }
+            other => AttestError::Service(other),
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| AttestError::Transport(e.to_string()))?;
-        if !status.is_success() {
-            let (code, message) = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| (b.error.code.as_str().to_string(), b.error.message))
-                .unwrap_or_else(|_| ("unknown".into(), String::from_utf8_lossy(&bytes).into()));
-            return Err(AttestError::Service {
-                status: status.as_u16(),
-                code,
-                message,
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| AttestError::Transport(e.to_string()))
     }
 }
 
@@ -258,26 +222,22 @@ pub async fn attest_with(
     debug: DebugStatus,
 ) -> Result<AttestationOutcome, AttestError> {
     let device_id = rot.device_id().to_string();
-    let challenge: AttestationChallenge = connection
-        .post(
-            "/v1/attestation/challenge",
-            &AttestationChallengeRequest {
-                device_id: device_id.clone(),
-            },
-        )
+    let challenge = connection
+        .client
+        .attestation_challenge(&AttestationChallengeRequest {
+            device_id: device_id.clone(),
+        })
         .await?;
     let nonce = Base64UrlUnpadded::decode_vec(&challenge.nonce)
         .map_err(|_| AttestError::Transport("the challenge nonce is not base64url".into()))?;
     let evidence = create_evidence(rot, &nonce, debug)?;
-    let result: AttestationResult = connection
-        .post(
-            "/v1/attestation/evidence",
-            &AttestationEvidenceRequest {
-                device_id,
-                nonce: challenge.nonce,
-                evidence: Base64::encode_string(&evidence),
-            },
-        )
+    let result = connection
+        .client
+        .attestation_evidence(&AttestationEvidenceRequest {
+            device_id,
+            nonce: challenge.nonce,
+            evidence: Base64::encode_string(&evidence),
+        })
         .await?;
     match result.verdict {
         AttestationVerdict::Untrusted => Ok(AttestationOutcome::Untrusted {

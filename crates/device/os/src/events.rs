@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ferro_client::DeviceClientError;
 use ferro_runtime::{ErrorEvent, ErrorKind};
 use ferro_wire::{
     DeviceEventRecord, DeviceEventsUpload, MAX_EVENT_DESCRIPTION_LEN, MAX_EVENT_NAME_LEN,
@@ -314,7 +315,7 @@ impl EventReporter {
             tracing::debug!("no device certificate yet; events wait");
             return Sent::Later(Duration::ZERO);
         };
-        let client = match crate::net::mtls_client(&self.ctx, &pem_text) {
+        let client = match crate::net::device_client(&self.ctx, &pem_text) {
             Ok(c) => c,
             Err(error) => return Sent::Refused(error.to_string()),
         };
@@ -334,43 +335,26 @@ impl EventReporter {
                 })
                 .collect(),
         };
-        let url = format!(
-            "{}/v1/device/events",
-            self.ctx.service_url.trim_end_matches('/')
-        );
-        match client
-            .post(url)
-            .json(&body)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => Sent::Stored,
-            Ok(r) if r.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-                let wait = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(Duration::from_secs)
-                    .unwrap_or(MAX_RETRY);
-                Sent::Later(wait.max(Duration::from_secs(1)))
-            }
-            // Malformed or too large: resending the same batch can never succeed. (401 waits
-            // for a new certificate; 404 for a service that knows the route.)
-            Ok(r) if matches!(r.status().as_u16(), 400 | 413 | 415 | 422) => {
-                let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                Sent::Refused(format!("HTTP {status}: {}", clip(&text, 512)))
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), "event upload failed; will retry");
-                Sent::Later(Duration::ZERO)
-            }
-            Err(error) => {
-                tracing::warn!(%error, "event upload failed; will retry");
-                Sent::Later(Duration::ZERO)
-            }
+        sent(client.events(&body).await)
+    }
+}
+
+/// What an upload's result means for the batch.
+fn sent(result: Result<(), DeviceClientError>) -> Sent {
+    match result {
+        Ok(()) => Sent::Stored,
+        // At least a second, however soon the service (or its default) says.
+        Err(DeviceClientError::RateLimited { retry_after }) => {
+            Sent::Later(retry_after.max(Duration::from_secs(1)))
+        }
+        // Malformed or too large: resending the same batch can never succeed. (401 waits for a
+        // new certificate; 404 for a service that knows the route.)
+        Err(error) if matches!(error.status(), Some(400 | 413 | 415 | 422)) => {
+            Sent::Refused(clip(&error.to_string(), 512))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "event upload failed; will retry");
+            Sent::Later(Duration::ZERO)
         }
     }
 }
@@ -431,6 +415,59 @@ mod tests {
             .find(|a| a.event_type == "EventsDropped")
             .expect("dropped row");
         assert_eq!(dropped.count, 51);
+    }
+
+    /// What each upload result does to the batch: stored, dropped for good, or kept for later.
+    #[test]
+    fn upload_results_decide_the_batch() {
+        let api = |status| {
+            Err(DeviceClientError::Api {
+                status,
+                code: "c".into(),
+                message: "m".into(),
+            })
+        };
+        let limited = |secs| {
+            Err(DeviceClientError::RateLimited {
+                retry_after: Duration::from_secs(secs),
+            })
+        };
+        let cases: Vec<(Result<(), DeviceClientError>, &str)> = vec![
+            (Ok(()), "stored"),
+            (limited(30), "later 30"),
+            (limited(0), "later 1"),
+            (api(400), "refused"),
+            (api(413), "refused"),
+            (
+                Err(DeviceClientError::UnexpectedStatus { status: 415 }),
+                "refused",
+            ),
+            (api(422), "refused"),
+            (api(404), "later 0"),
+            (api(500), "later 0"),
+            (
+                Err(DeviceClientError::Unauthorized {
+                    message: String::new(),
+                }),
+                "later 0",
+            ),
+            (
+                Err(DeviceClientError::Transport {
+                    url: "u".into(),
+                    reason: "r".into(),
+                }),
+                "later 0",
+            ),
+        ];
+        for (result, expected) in cases {
+            let label = format!("{result:?}");
+            let got = match sent(result) {
+                Sent::Stored => "stored".to_string(),
+                Sent::Refused(_) => "refused".to_string(),
+                Sent::Later(wait) => format!("later {}", wait.as_secs()),
+            };
+            assert_eq!(got, expected, "{label}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use ferro_client::{DeviceClient, DeviceClientError, TargetSetAnswer};
 use ferro_image::OS_COMPONENT_ID;
 use ferro_pki::{TargetImage, TargetKind};
 use ferro_update::transaction::OsSwitch;
@@ -15,15 +16,12 @@ use ferro_update::{
     AcceptedTargetSet, AppStore, DownloadedPackage, InstalledApps, PartialDownload, Phase,
     Transaction, UpdateDir, accept_target_set, check_package, component_floor_counter, crash,
 };
-use ferro_wire::{DeviceTargetSet, InstalledImage, UpdateSignal, UpdateState, UpdateStatusReport};
+use ferro_wire::{InstalledImage, UpdateState, UpdateStatusReport};
 use uuid::Uuid;
 
 use crate::DeviceError;
 use crate::identity::DeviceContext;
 use crate::layout::{DEFAULT_BOOT_ATTEMPTS, PendingSlot, Slot};
-
-/// Largest target set response accepted (bytes).
-const MAX_TARGET_RESPONSE: usize = 256 * 1024;
 
 /// An OS bundle that did not become healthy (`update/failed-os.json`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,13 +61,18 @@ pub struct UpdateAgent {
     dir: UpdateDir,
     apps: AppStore,
     etag: Option<String>,
-    client: Option<(String, reqwest::Client)>,
+    client: Option<(String, DeviceClient)>,
     /// Apps that may defer updates are asked before a switch (none: switch at once).
     deferrals: Option<std::sync::Arc<crate::deferral::Deferrals>>,
 }
 
-fn io_err(what: &str) -> impl FnOnce(reqwest::Error) -> DeviceError + '_ {
-    move |e| DeviceError::Service(format!("{what}: {e}"))
+/// A failed call as the device's error, naming what was asked: 401 means the service refused
+/// the device certificate (attest again), anything else is a service error.
+fn call_err(what: &'static str) -> impl FnOnce(DeviceClientError) -> DeviceError {
+    move |e| match e {
+        DeviceClientError::Unauthorized { .. } => DeviceError::CertificateRefused(what),
+        e => DeviceError::Service(format!("{what}: {e}")),
+    }
 }
 
 impl UpdateAgent {
@@ -100,20 +103,17 @@ impl UpdateAgent {
         &self.apps
     }
 
-    /// An HTTPS client presenting `certificate` (PEM leaf + chain), rebuilt when it changes.
-    fn client(&mut self, certificate_pem: &str) -> Result<reqwest::Client, DeviceError> {
+    /// The service's client presenting `certificate` (PEM leaf + chain), rebuilt when it
+    /// changes.
+    fn client(&mut self, certificate_pem: &str) -> Result<DeviceClient, DeviceError> {
         if let Some((pem_text, client)) = &self.client
             && pem_text == certificate_pem
         {
             return Ok(client.clone());
         }
-        let client = crate::net::mtls_client(&self.ctx, certificate_pem)?;
+        let client = crate::net::device_client(&self.ctx, certificate_pem)?;
         self.client = Some((certificate_pem.to_string(), client.clone()));
         Ok(client)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.ctx.service_url.trim_end_matches('/'))
     }
 
     /// What the device runs: the OS it booted (from the boot measurement) and the apps.
@@ -198,23 +198,18 @@ impl UpdateAgent {
             deferred_until,
             installed: self.installed_report(),
         };
-        let url = self.url("/v1/device/update-status");
         let sent = match self.client(certificate_pem) {
-            Ok(c) => c
-                .post(url)
-                .json(&report)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .map(|r| r.status()),
+            Ok(c) => c.update_status(&report).await,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot report the update state");
                 return;
             }
         };
         match sent {
-            Ok(s) if s.is_success() => {}
-            Ok(s) => tracing::warn!(status = %s, "the service refused the update report"),
+            Ok(()) => {}
+            Err(e) if e.status().is_some() => {
+                tracing::warn!(error = %e, "the service refused the update report");
+            }
             Err(e) => tracing::warn!(error = %e, "cannot report the update state"),
         }
     }
@@ -424,36 +419,17 @@ impl UpdateAgent {
             return Ok(UpdateOutcome::UpToDate);
         }
         let client = self.client(certificate_pem)?;
-        let mut req = client
-            .get(self.url("/v1/device/target-set"))
-            .timeout(Duration::from_secs(30));
-        if let Some(tag) = &self.etag {
-            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
-        }
-        let resp = req.send().await.map_err(io_err("target set"))?;
-        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+        let answer = client
+            .target_set(self.etag.as_deref())
+            .await
+            .map_err(call_err("the target set route"))?;
+        let TargetSetAnswer::Current {
+            target_set: doc,
+            etag,
+        } = answer
+        else {
             return Ok(UpdateOutcome::NotModified);
-        }
-        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(DeviceError::CertificateRefused("the target set route"));
-        }
-        if !resp.status().is_success() {
-            return Err(DeviceError::Service(format!(
-                "target set: the service answered {}",
-                resp.status()
-            )));
-        }
-        let etag = resp
-            .headers()
-            .get(reqwest::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp.bytes().await.map_err(io_err("target set"))?;
-        if body.len() > MAX_TARGET_RESPONSE {
-            return Err(DeviceError::Service("target set response too large".into()));
-        }
-        let doc: DeviceTargetSet = serde_json::from_slice(&body)
-            .map_err(|e| DeviceError::Service(format!("target set response: {e}")))?;
+        };
         let bad_base64 = |_| DeviceError::Service("target set response: bad base64".into());
         let set_bytes = decode_b64(&doc.target_set).map_err(bad_base64)?;
         let owner_bytes = decode_b64(&doc.ownership).map_err(bad_base64)?;
@@ -532,7 +508,7 @@ impl UpdateAgent {
 
     async fn apply(
         &mut self,
-        client: &reqwest::Client,
+        client: &DeviceClient,
         certificate_pem: &str,
         accepted: &AcceptedTargetSet,
     ) -> Result<UpdateOutcome, DeviceError> {
@@ -661,7 +637,7 @@ impl UpdateAgent {
     /// Download one package, resuming a partial download.
     async fn download(
         &self,
-        client: &reqwest::Client,
+        client: &DeviceClient,
         image: &TargetImage,
     ) -> Result<DownloadedPackage, DeviceError> {
         let dir = self.dir.downloads();
@@ -670,37 +646,22 @@ impl UpdateAgent {
         }
         let mut part = PartialDownload::open(&dir, image.package_sha256, image.package_size)?;
         if !part.is_complete() {
-            let url = self.url(&format!(
-                "/v1/device/images/{}",
-                hex::encode(image.package_sha256)
-            ));
-            let mut req = client.get(url).timeout(Duration::from_secs(15 * 60));
-            if part.offset() > 0 {
-                req = req.header(reqwest::header::RANGE, format!("bytes={}-", part.offset()));
-            }
-            let mut resp = req.send().await.map_err(io_err("image download"))?;
-            match resp.status() {
-                reqwest::StatusCode::PARTIAL_CONTENT => {}
-                reqwest::StatusCode::OK => {
-                    if part.offset() > 0 {
-                        part.restart()?;
-                    }
-                }
-                s => {
-                    return Err(DeviceError::Service(format!(
-                        "image {} download: the service answered {s}",
-                        image.image_id
-                    )));
-                }
+            let mut body = client
+                .image(&hex::encode(image.package_sha256), part.offset())
+                .await
+                .map_err(call_err("the image route"))?;
+            if body.start() != part.offset() {
+                // The service sent the whole package: start again from its first byte.
+                part.restart()?;
             }
             loop {
-                match resp.chunk().await {
+                match body.chunk().await {
                     Ok(Some(chunk)) => part.append(&chunk)?,
                     Ok(None) => break,
                     Err(e) => {
                         // Keep what arrived: the next attempt resumes from there.
                         part.flush()?;
-                        return Err(io_err("image download")(e));
+                        return Err(call_err("the image route")(e));
                     }
                 }
             }
@@ -716,26 +677,13 @@ impl UpdateAgent {
         wait: Duration,
     ) -> Result<bool, DeviceError> {
         let client = self.client(certificate_pem)?;
-        let mut url = self.url("/v1/device/update-signal");
-        if let Some(s) = since.as_deref() {
-            url = format!("{url}?since={s}&waitSeconds={}", wait.as_secs());
-        }
-        let resp = client
-            .get(url)
-            .timeout(wait + Duration::from_secs(30))
-            .send()
+        let Some(signal) = client
+            .update_signal(since.as_deref(), wait)
             .await
-            .map_err(io_err("update signal"))?;
-        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            .map_err(call_err("the update signal route"))?
+        else {
             return Ok(false);
-        }
-        if !resp.status().is_success() {
-            return Err(DeviceError::Service(format!(
-                "update signal: the service answered {}",
-                resp.status()
-            )));
-        }
-        let signal: UpdateSignal = resp.json().await.map_err(io_err("update signal"))?;
+        };
         *since = Some(signal.signal);
         Ok(signal.check_now)
     }

@@ -7,13 +7,12 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use ferro_wire::ErrorBody;
 use reqwest::Method;
 use reqwest::blocking::{RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, api_error_body};
 use crate::routes::Route;
 use crate::tls::ServiceTrust;
 
@@ -232,13 +231,13 @@ impl Call {
         }
         let status = response.status().as_u16();
         let body = response.bytes().unwrap_or_default();
-        match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(error) => Err(ClientError::Api {
+        match api_error_body(&body) {
+            Some((code, message)) => Err(ClientError::Api {
                 status,
-                code: error.error.code.to_string(),
-                message: error.error.message,
+                code,
+                message,
             }),
-            Err(_) => Err(ClientError::UnexpectedStatus { status, url }),
+            None => Err(ClientError::UnexpectedStatus { status, url }),
         }
     }
 
@@ -414,7 +413,7 @@ impl Raw<'_> {
 }
 
 /// An error and its sources on one line (reqwest's top-level message alone hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,4 +1,13 @@
+use ferro_wire::ErrorBody;
 use thiserror::Error;
+
+/// The stable code and the message of an API error body, if `body` is one: the one reading of
+/// the APIs' JSON errors, for the operator's client and the device's.
+pub(crate) fn api_error_body(body: &[u8]) -> Option<(String, String)> {
+    serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .map(|e| (e.error.code.to_string(), e.error.message))
+}
 
 /// Why a call to the service failed.
 #[derive(Debug, Error)]

@@ -63,11 +63,11 @@ pub fn page(continuation: Option<String>) -> PageQuery {
 /// The query of `GET /v1/device/update-signal`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SignalQuery<'a> {
+pub(crate) struct SignalQuery<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    since: Option<&'a str>,
+    pub(crate) since: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    wait_seconds: Option<u64>,
+    pub(crate) wait_seconds: Option<u64>,
 }
 
 /// Health and metrics.

@@ -362,6 +362,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("boot-tcb-contents", boot_tcb_contents),
     ("lib-docs", lib_docs),
     ("unsafe-forbidden", unsafe_forbidden),
+    ("device-http-through-client", device_http_through_client),
 ];
 
 /// Invariant lines without a check, and checks without a line (and duplicate lines).
@@ -588,6 +589,40 @@ pub fn unsafe_forbidden(tree: &Tree, _: &Doc) -> Vec<String> {
     }
     for p in tree.packages.iter().filter(|p| !p.inherits_workspace_lints) {
         out.push(format!("{} does not have [lints] workspace = true", p.name));
+    }
+    out
+}
+
+/// The one use of reqwest a device library may make: building the HTTPS client (its TLS through
+/// the root of trust) that it hands to `ferro_client::DeviceClient`.
+const DEVICE_REQWEST_USE: &str = "reqwest::Client::builder()";
+
+/// Under `crates/device/`, library sources name reqwest only to build a client: requests,
+/// statuses and headers are `ferro_client::DeviceClient`'s.
+pub fn device_http_through_client(tree: &Tree, _: &Doc) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in tree
+        .packages
+        .iter()
+        .filter(|p| p.dir.starts_with("crates/device/"))
+    {
+        for (path, text) in &p.lib_sources {
+            let other = text
+                .match_indices("reqwest::")
+                .filter(|(at, _)| {
+                    !text
+                        .get(*at..)
+                        .is_some_and(|r| r.starts_with(DEVICE_REQWEST_USE))
+                })
+                .count();
+            if other > 0 {
+                out.push(format!(
+                    "{}: uses reqwest for more than building a client ({other} time(s)); \
+                     requests go through ferro_client::DeviceClient",
+                    path.display()
+                ));
+            }
+        }
     }
     out
 }

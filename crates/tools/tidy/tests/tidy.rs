@@ -272,3 +272,27 @@ fn unsafe_forbidden_fails_when_a_crate_or_the_workspace_opts_out() {
         "unsafe_code",
     );
 }
+
+#[test]
+fn device_http_fails_when_a_device_crate_makes_its_own_requests() {
+    assert_fails(
+        doctored("device-http-through-client", |t| {
+            package(t, "ferro-device").lib_sources.push((
+                "events.rs".into(),
+                "fn f(r: &reqwest::Response) -> bool { r.status() == reqwest::StatusCode::OK }"
+                    .into(),
+            ))
+        }),
+        "events.rs: uses reqwest for more than building a client (2 time(s))",
+    );
+    // Building the client is what a device crate does.
+    assert!(
+        doctored("device-http-through-client", |t| {
+            package(t, "ferro-attest").lib_sources.push((
+                "net.rs".into(),
+                "let c = reqwest::Client::builder();".into(),
+            ))
+        })
+        .is_empty()
+    );
+}
