@@ -162,13 +162,10 @@ fn vectors() -> Vec<Vector> {
             ),
         )
     };
-    // (The message names a capability file whatever the document: ferro-pki's wording.)
-    let wrong_device = || {
+    let wrong_device = |document: &str| {
         invalid(
             "wrong-device",
-            &format!(
-                "capability file is for device {other_device}, not for this device {device_hex}"
-            ),
+            &format!("{document} is for device {other_device}, not for this device {device_hex}"),
         )
     };
     let mut swapped = entries(&own);
@@ -219,7 +216,7 @@ fn vectors() -> Vec<Vector> {
             }
             .sign(&p.tenant_keys.deterministic())
             .unwrap(),
-            error: wrong_device(),
+            error: wrong_device("device ownership document"),
         },
         Vector {
             file: "ownership-untrusted-signer.cose",
@@ -341,7 +338,7 @@ fn vectors() -> Vec<Vector> {
             }
             .sign(&p.tenant_keys.deterministic())
             .unwrap(),
-            error: wrong_device(),
+            error: wrong_device("target set"),
         },
         Vector {
             file: "target-set-wrong-tenant.cose",
