@@ -15,6 +15,7 @@ use ferro_pki::{
     DeviceOwnership, TargetImage, TargetKind, TargetSet, VerifiedOwnership, verify_ownership,
     verify_target_set,
 };
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{DeviceId, Purpose, SoftwareSigningKey, TrustedKeys, sign1};
 use uuid::Uuid;
 
