@@ -48,7 +48,13 @@ fn main() {
             per_call(n, || SoftwareSigningKey::from_pkcs8_pem(&pem).unwrap()),
         ),
         (
-            "parse a DER SubjectPublicKeyInfo",
+            "parse a new DER SubjectPublicKeyInfo",
+            per_call(n, || {
+                PublicKey::from_spki_der(&fresh.next().unwrap()).unwrap()
+            }),
+        ),
+        (
+            "parse a DER SubjectPublicKeyInfo again",
             per_call(n, || PublicKey::from_spki_der(&spki).unwrap()),
         ),
         (

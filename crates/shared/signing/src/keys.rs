@@ -166,7 +166,7 @@ impl PublicKey {
         spki[26..].copy_from_slice(&sec1);
         PublicKey {
             sec1,
-            kid: KeyId(Sha256::digest(&spki)),
+            kid: KeyId(Sha256::digest(spki)),
         }
     }
 
