@@ -19,11 +19,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferro_cbor::Value;
+use ferro_signing::Sha256;
 use ferro_signing::{DeviceId, PublicKey, Purpose, TrustedKeys, VerifyError, sign1, verify1};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::software::verify_p256;
 use crate::tpm_attest::{self, AttestParseError, QuoteInfo, TPM_ALG_SHA256};
 use crate::{
     FERRO_PCR, MAX_LOG_ENTRIES, MeasurementEvent, MeasurementLog, RootOfTrust, RootOfTrustKind,
@@ -449,7 +448,7 @@ pub fn verify_tpm_quote(
     ) {
         return Err(EvidenceError::UnknownAttestationKey);
     }
-    if !verify_p256(registered_ak, &quote.attest, &quote.signature) {
+    if !registered_ak.verify_signature(&quote.attest, &quote.signature) {
         return Err(EvidenceError::QuoteSignature);
     }
     let info = tpm_attest::parse_quote(&quote.attest)?;
@@ -463,7 +462,7 @@ pub fn verify_tpm_quote(
     if info.pcr_selections != expected_selection {
         return Err(EvidenceError::QuotePcrSelection);
     }
-    let digest: [u8; 32] = Sha256::digest(expected_pcr_value).into();
+    let digest = Sha256::digest(expected_pcr_value);
     if info.pcr_digest != digest {
         return Err(EvidenceError::LogDoesNotReplay);
     }

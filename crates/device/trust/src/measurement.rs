@@ -8,7 +8,7 @@
 //! TPM2_PCR_Extend on a SHA-256 PCR.
 
 use ferro_cbor::Value;
-use sha2::{Digest, Sha256};
+use ferro_signing::Sha256;
 use uuid::Uuid;
 
 use crate::TrustError;
@@ -85,7 +85,7 @@ impl MeasurementEvent {
 
     /// The digest that is extended into the register: SHA-256 of [`MeasurementEvent::encode`].
     pub fn entry_digest(&self) -> [u8; 32] {
-        Sha256::digest(self.encode()).into()
+        Sha256::digest(self.encode())
     }
 }
 
@@ -111,7 +111,7 @@ pub fn extend_pcr(register: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(register);
     h.update(digest);
-    h.finalize().into()
+    h.finalize()
 }
 
 /// This boot's measurements, in the order they were extended.

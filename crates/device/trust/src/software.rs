@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferro_cbor::Value;
-use ferro_signing::{PublicKey, Signer, SoftwareSigningKey};
+use ferro_signing::{Signer, SoftwareSigningKey};
 
 use crate::{
     LogEntry, MAX_RANDOM_LEN, MeasurementEvent, MeasurementLog, Measurements, RootOfTrust,
@@ -140,11 +140,10 @@ impl SoftwareRootOfTrust {
             .ok_or_else(|| tampered("no signature"))?;
         if map.len() != 2
             || cbor::encode(&v).ok().as_deref() != Some(bytes.as_slice())
-            || !verify_p256(
-                self.key.public_key(),
-                &Self::seal_message(label, payload),
-                sig,
-            )
+            || !self
+                .key
+                .public_key()
+                .verify_signature(&Self::seal_message(label, payload), sig)
         {
             return Err(tampered("seal does not verify with the device key"));
         }
@@ -186,19 +185,6 @@ impl SoftwareRootOfTrust {
         let sealed = self.seal("counters", payload)?;
         write_atomic(&self.dir, COUNTERS_FILE, &sealed, true)
     }
-}
-
-/// Verify an ECDSA P-256 / SHA-256 signature (`r || s`) with `key`.
-pub(crate) fn verify_p256(key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
-    use p256::ecdsa::signature::Verifier as _;
-    use p256::pkcs8::DecodePublicKey as _;
-    let Ok(vk) = p256::ecdsa::VerifyingKey::from_public_key_der(&key.to_spki_der()) else {
-        return false;
-    };
-    let Ok(sig) = p256::ecdsa::Signature::from_slice(signature) else {
-        return false;
-    };
-    vk.verify(message, &sig).is_ok()
 }
 
 fn read_limited(path: &Path) -> Result<Option<Vec<u8>>, TrustError> {

@@ -36,8 +36,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use ferro_signing::Sha256;
 use ferro_signing::{PublicKey, SignError, Signature as FerroSignature, Signer};
-use sha2::{Digest as _, Sha256};
 use tss_esapi::attributes::{NvIndexAttributesBuilder, ObjectAttributesBuilder};
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::constants::{CapabilityType, CommandCode, SessionType};
@@ -167,7 +167,6 @@ fn ecdsa_rs(sig: &Signature) -> Option<[u8; 64]> {
 }
 
 fn ecc_public_key(public: &Public) -> Result<PublicKey, TrustError> {
-    use p256::pkcs8::EncodePublicKey as _;
     let Public::Ecc { unique, .. } = public else {
         return Err(TrustError::TpmUnexpected("key is not ECC"));
     };
@@ -177,12 +176,8 @@ fn ecc_public_key(public: &Public) -> Result<PublicKey, TrustError> {
     let mut sec1 = vec![4u8];
     sec1.extend_from_slice(&x);
     sec1.extend_from_slice(&y);
-    let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
-        .map_err(|_| TrustError::TpmUnexpected("ECC point not on P-256"))?;
-    let der = vk
-        .to_public_key_der()
-        .map_err(|_| TrustError::TpmUnexpected("cannot encode public key"))?;
-    Ok(PublicKey::from_spki_der(der.as_bytes())?)
+    PublicKey::from_sec1_uncompressed(&sec1)
+        .map_err(|_| TrustError::TpmUnexpected("ECC point not on P-256"))
 }
 
 fn key_template(restricted: bool) -> Result<Public, TrustError> {
@@ -219,12 +214,12 @@ fn write_once_policy() -> [u8; 32] {
     h.update([0u8; 32]);
     h.update(0x0000_018Fu32.to_be_bytes()); // TPM_CC_PolicyNvWritten
     h.update([0u8]); // writtenSet = NO
-    let d1: [u8; 32] = h.finalize().into();
+    let d1 = h.finalize();
     let mut h = Sha256::new();
     h.update(d1);
     h.update(0x0000_016Cu32.to_be_bytes()); // TPM_CC_PolicyCommandCode
     h.update(0x0000_0137u32.to_be_bytes()); // TPM_CC_NV_Write
-    h.finalize().into()
+    h.finalize()
 }
 
 fn name_bits(name: &str) -> u32 {

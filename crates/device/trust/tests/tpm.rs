@@ -15,7 +15,6 @@ use ferro_trust::evidence::{
 };
 use ferro_trust::tpm_attest::{PcrSelection, TPM_ALG_SHA256, marshal_quote, parse_quote};
 use ferro_trust::{RootOfTrust, RootOfTrustKind, TpmConfig, TpmQuote, TpmRootOfTrust};
-use sha2::Digest as _;
 
 /// The root of trust on a test swtpm.
 trait OpenTpm {
@@ -201,7 +200,7 @@ fn only_the_registered_attestation_key_is_accepted() {
     // A compromised OS forges a quote over a PCR value of its choosing with its own key.
     let foreign = SoftwareSigningKey::generate();
     let mut info = parse_quote(&quote.attest).unwrap();
-    info.pcr_digest = sha2::Sha256::digest([0x11; 32]).to_vec();
+    info.pcr_digest = ferro_signing::Sha256::digest([0x11; 32]).to_vec();
     let attest = marshal_quote(&info);
     let forged = TpmQuote {
         signature: foreign.sign(&attest).unwrap().0,

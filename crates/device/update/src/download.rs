@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use ferro_signing::Sha256;
 
 use crate::{UpdateError, crash};
 
@@ -76,7 +76,7 @@ fn hash_file(path: &Path) -> Result<[u8; 32], UpdateError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().into())
+    Ok(h.finalize())
 }
 
 /// Check that `needed` bytes plus [`FREE_SPACE_RESERVE`] are free on `dir`'s file system.

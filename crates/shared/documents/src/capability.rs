@@ -259,6 +259,7 @@ pub fn verify_capability(
     let file = CapabilityFile::from_cbor(verified.payload())?;
     if !bool::from(file.device_id.as_bytes().ct_eq(expected_device.as_bytes())) {
         return Err(DocumentError::WrongDevice {
+            document: Purpose::CapabilityFile,
             expected: Box::new(*expected_device),
             found: Box::new(file.device_id),
         });

@@ -1,7 +1,7 @@
 //! Typed errors of the signed identity documents. None carries key material; inputs are echoed
 //! only as public identifiers (key IDs, device IDs).
 
-use ferro_signing::{DeviceId, KeyId, SignError, VerifyError};
+use ferro_signing::{DeviceId, KeyId, Purpose, SignError, VerifyError};
 
 /// A signed identity document (registration record, capability file, key list) was refused or
 /// could not be made. Each refusal has its own variant (and [`DocumentError::code`]).
@@ -61,9 +61,12 @@ pub enum DocumentError {
         /// The device ID the record claims.
         claimed: Box<DeviceId>,
     },
-    /// A capability file was issued for another device.
-    #[error("capability file is for device {found}, not for this device {expected}")]
+    /// A document (capability file, device ownership document, target set) was issued for
+    /// another device.
+    #[error("{} is for device {found}, not for this device {expected}", .document.noun())]
     WrongDevice {
+        /// Which document: its signing purpose.
+        document: Purpose,
         /// The device the caller is.
         expected: Box<DeviceId>,
         /// The device the file names.

@@ -265,6 +265,7 @@ pub fn verify_ownership(
     let doc = DeviceOwnership::from_cbor(verified.payload())?;
     if !bool::from(doc.device_id.as_bytes().ct_eq(expected_device.as_bytes())) {
         return Err(DocumentError::WrongDevice {
+            document: Purpose::DeviceOwnership,
             expected: Box::new(*expected_device),
             found: Box::new(doc.device_id),
         });

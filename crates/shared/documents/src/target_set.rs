@@ -369,6 +369,7 @@ pub fn verify_target_set(
     let set = TargetSet::from_cbor(verified.payload())?;
     if !bool::from(set.device_id.as_bytes().ct_eq(expected_device.as_bytes())) {
         return Err(DocumentError::WrongDevice {
+            document: Purpose::TargetSet,
             expected: Box::new(*expected_device),
             found: Box::new(set.device_id),
         });

@@ -9,8 +9,8 @@
 //! It depends on `ferro-signing` for keys and COSE and on the foundations `ferro-cbor` (the
 //! strict CBOR rules) and `ferro-files` (the atomic write of a package); it must not depend on
 //! the manifest crate, the device, the service or any I/O beyond `std::io` readers/writers and the
-//! files it packs. It never hand-writes cryptography, CBOR or COSE (`sha2`, `ciborium` through
-//! `ferro-cbor`, `coset` via `ferro-signing`) and never panics on untrusted bytes.
+//! files it packs. It never hand-writes cryptography, CBOR or COSE (SHA-256 and `coset` via
+//! `ferro-signing`, `ciborium` through `ferro-cbor`) and never panics on untrusted bytes.
 
 mod archive;
 mod error;

@@ -4,8 +4,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use ferro_signing::Sha256;
 use ferro_signing::{Purpose, Signer, TrustedKeys, sign1};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::archive::{
@@ -195,7 +195,7 @@ fn assemble(
         };
         fill(&mut hw).map_err(pack_io(destination))?;
         hw.flush().map_err(pack_io(destination))?;
-        (hw.len, <[u8; 32]>::from(hw.hasher.finalize()))
+        (hw.len, hw.hasher.finalize())
     };
     let metadata = make_metadata(len, digest);
     write_signed_package(destination, signer, &metadata, payload_tmp)?;

@@ -3,8 +3,8 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use ferro_signing::Sha256;
 use ferro_signing::{KeyId, Purpose, TrustedKeys, VerifyError, parse_unverified, verify1};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::archive::{ArchiveRules, OS_DEVICE_BINARY, check_archive};
@@ -239,7 +239,7 @@ pub fn verify(
             section: Section::Payload,
         });
     }
-    let digest: [u8; 32] = pr.hasher.finalize().into();
+    let digest = pr.hasher.finalize();
     let mut extra = [0u8; 1];
     loop {
         match reader.read(&mut extra) {

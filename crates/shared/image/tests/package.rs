@@ -6,6 +6,7 @@ use std::io::{self, Write};
 
 use common::*;
 use ferro_image::*;
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{Purpose, SoftwareSigningKey, TrustedKeys};
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use common::*;
 use ferro_image::*;
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{SoftwareSigningKey, TrustedKeys};
 
 fn dir_names(dir: &Path) -> Vec<String> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use ciborium::value::{Integer, Value};
 use ferro_pki::time::{OffsetDateTime, macros::datetime};
 use ferro_pki::*;
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{
     DeviceId, KeyId, Purpose, SoftwareSigningKey, TrustedKeys, VerifyError, parse_unverified, sign1,
 };

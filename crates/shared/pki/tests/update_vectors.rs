@@ -15,6 +15,7 @@ use ferro_pki::{
     DeviceOwnership, TargetImage, TargetKind, TargetSet, VerifiedOwnership, verify_ownership,
     verify_target_set,
 };
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{DeviceId, Purpose, SoftwareSigningKey, TrustedKeys, sign1};
 use uuid::Uuid;
 
@@ -162,13 +163,10 @@ fn vectors() -> Vec<Vector> {
             ),
         )
     };
-    // (The message names a capability file whatever the document: ferro-pki's wording.)
-    let wrong_device = || {
+    let wrong_device = |document: &str| {
         invalid(
             "wrong-device",
-            &format!(
-                "capability file is for device {other_device}, not for this device {device_hex}"
-            ),
+            &format!("{document} is for device {other_device}, not for this device {device_hex}"),
         )
     };
     let mut swapped = entries(&own);
@@ -219,7 +217,7 @@ fn vectors() -> Vec<Vector> {
             }
             .sign(&p.tenant_keys.deterministic())
             .unwrap(),
-            error: wrong_device(),
+            error: wrong_device("device ownership document"),
         },
         Vector {
             file: "ownership-untrusted-signer.cose",
@@ -341,7 +339,7 @@ fn vectors() -> Vec<Vector> {
             }
             .sign(&p.tenant_keys.deterministic())
             .unwrap(),
-            error: wrong_device(),
+            error: wrong_device("target set"),
         },
         Vector {
             file: "target-set-wrong-tenant.cose",

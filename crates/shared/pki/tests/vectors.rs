@@ -12,6 +12,7 @@ use ferro_pki::{
     CapabilityFile, KeyList, ManufacturingState, PlatformKeyRole, RegistrationRecord, RootOfTrust,
     verify_capability, verify_key_list, verify_registration_record,
 };
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{DeviceId, SoftwareSigningKey, TrustedKeys};
 
 fn repo() -> PathBuf {

@@ -141,7 +141,8 @@ pub fn sign1(
             signer.sign(tbs).map(|s| s.as_bytes().to_vec())
         })?
         .build();
-    if signer.needs_self_check() && !public.verify(&sign1.tbs_data(external_aad), &sign1.signature)
+    if signer.needs_self_check()
+        && !public.verify_signature(&sign1.tbs_data(external_aad), &sign1.signature)
     {
         return Err(SignError::SelfCheckFailed(public.key_id()));
     }
@@ -248,7 +249,7 @@ pub fn verify1(
         return Err(VerifyError::BadSignature);
     }
     let tbs = sign1.tbs_data(external_aad);
-    if !key.verify(&tbs, &sign1.signature) {
+    if !key.verify_signature(&tbs, &sign1.signature) {
         return Err(VerifyError::BadSignature);
     }
     Ok(VerifiedPayload {

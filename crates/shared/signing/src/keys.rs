@@ -1,20 +1,20 @@
 //! Key identifiers, public keys and the software signing key.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use p256::ecdsa::signature::Signer as _;
-use p256::ecdsa::{SigningKey, VerifyingKey};
-use p256::elliptic_curve::rand_core::OsRng;
-use p256::elliptic_curve::zeroize::Zeroizing;
-use p256::pkcs8::{
-    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
-};
+use pem_rfc7468::LineEnding;
+use ring::agreement;
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use sha2::{Digest, Sha256, Sha512};
+use ring::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair,
+    KeyPair as _, UnparsedPublicKey,
+};
+use zeroize::Zeroizing;
 
+use crate::digest::{Sha256, sha512};
 use crate::error::{DeviceIdError, KeyError, SignError};
 use crate::signer::{Signature, Signer};
 
@@ -70,7 +70,7 @@ impl DeviceId {
 
     /// The device ID of `key`: SHA-512 of its DER SubjectPublicKeyInfo.
     pub fn from_public_key(key: &PublicKey) -> DeviceId {
-        DeviceId(Sha512::digest(key.to_spki_der()).into())
+        DeviceId(sha512(&key.to_spki_der()))
     }
 
     /// A device ID from its 64 raw bytes (e.g. from a CBOR document). Says nothing about which
@@ -120,56 +120,82 @@ impl std::str::FromStr for DeviceId {
     }
 }
 
-/// An ECDSA P-256 public key.
-///
-/// Parsing and encoding are `p256`'s; signatures are checked with `ring` (the same P-256 code
-/// rustls uses here, about five times faster than `p256`'s verification), on the uncompressed
-/// point kept beside the parsed key.
+/// The DER SubjectPublicKeyInfo of every P-256 key up to its point (RFC 5480 section 2:
+/// `SEQUENCE { SEQUENCE { OID id-ecPublicKey 1.2.840.10045.2.1, OID prime256v1
+/// 1.2.840.10045.3.1.7 }, BIT STRING (no unused bits) <65-byte uncompressed point> }`). DER has
+/// one encoding, so every such key is these 26 bytes and its point. Pinned by the device ID
+/// known answer computed with `openssl` (`tests/device_id.rs`) and against RustCrypto's encoding
+/// (`ferro-rfc6979`'s tests).
+const SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The PEM label of a SubjectPublicKeyInfo (RFC 7468 section 13).
+const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
+/// The PEM label of a PKCS#8 private key (RFC 7468 section 10).
+const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
+
+/// An ECDSA P-256 public key: a point of the curve (validated when parsed), kept as its
+/// uncompressed SEC1 encoding, with its key ID. Signatures are checked with `ring`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
-    key: VerifyingKey,
     sec1: [u8; 65],
     kid: KeyId,
 }
 
 impl PublicKey {
-    fn from_verifying_key(key: VerifyingKey) -> Result<PublicKey, KeyError> {
-        let der = key
-            .to_public_key_der()
-            .map_err(|_| KeyError::InvalidPublicKey("cannot encode"))?;
-        let kid = KeyId(Sha256::digest(der.as_bytes()).into());
-        let sec1 = <[u8; 65]>::try_from(key.to_encoded_point(false).as_bytes())
-            .map_err(|_| KeyError::InvalidPublicKey("cannot encode"))?;
-        Ok(PublicKey { key, sec1, kid })
+    /// A key from an uncompressed SEC1 point `04 || x || y` (65 bytes), e.g. the coordinates a
+    /// TPM returns. Refuses another length or form, coordinates not below the field prime, a
+    /// point not on the curve, and the point at infinity.
+    pub fn from_sec1_uncompressed(point: &[u8]) -> Result<PublicKey, KeyError> {
+        let sec1 = <[u8; 65]>::try_from(point)
+            .ok()
+            .filter(|p| p[0] == 0x04)
+            .ok_or(KeyError::InvalidPublicKey("not an uncompressed point"))?;
+        if !is_curve_point(&sec1) {
+            return Err(KeyError::InvalidPublicKey("not a point of P-256"));
+        }
+        Ok(Self::from_checked_point(sec1))
     }
 
-    /// Parse a DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1).
+    /// A key from a point already known to be on the curve (ring derived it from a private key).
+    fn from_checked_point(sec1: [u8; 65]) -> PublicKey {
+        let mut spki = [0u8; 91];
+        spki[..26].copy_from_slice(&SPKI_PREFIX);
+        spki[26..].copy_from_slice(&sec1);
+        PublicKey {
+            sec1,
+            kid: KeyId(Sha256::digest(spki)),
+        }
+    }
+
+    /// Parse a DER SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, uncompressed point).
     pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
-        let key = VerifyingKey::from_public_key_der(der)
-            .map_err(|_| KeyError::InvalidPublicKey("bad DER SubjectPublicKeyInfo"))?;
-        Self::from_verifying_key(key)
+        match der.strip_prefix(&SPKI_PREFIX[..]) {
+            Some(point) if point.len() == 65 => Self::from_sec1_uncompressed(point),
+            _ => Err(KeyError::InvalidPublicKey("bad DER SubjectPublicKeyInfo")),
+        }
     }
 
     /// Parse a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
     pub fn from_pem(pem: &str) -> Result<PublicKey, KeyError> {
-        let key = VerifyingKey::from_public_key_pem(pem)
-            .map_err(|_| KeyError::InvalidPublicKey("bad PEM SubjectPublicKeyInfo"))?;
-        Self::from_verifying_key(key)
+        let bad = || KeyError::InvalidPublicKey("bad PEM SubjectPublicKeyInfo");
+        match pem_rfc7468::decode_vec(pem.as_bytes()) {
+            Ok((PUBLIC_KEY_LABEL, der)) => Self::from_spki_der(&der).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
     }
 
     /// The DER SubjectPublicKeyInfo.
     pub fn to_spki_der(&self) -> Vec<u8> {
-        // Encoding a valid key cannot fail; an empty vector would never match a kid anyway.
-        self.key
-            .to_public_key_der()
-            .map(|d| d.as_bytes().to_vec())
-            .unwrap_or_default()
+        [&SPKI_PREFIX[..], &self.sec1].concat()
     }
 
     /// The PEM `PUBLIC KEY` (LF line endings).
     pub fn to_pem(&self) -> String {
-        self.key
-            .to_public_key_pem(LineEnding::LF)
+        // Encoding 91 bytes cannot fail; an empty string would never parse as a key anyway.
+        pem_rfc7468::encode_string(PUBLIC_KEY_LABEL, LineEnding::LF, &self.to_spki_der())
             .unwrap_or_default()
     }
 
@@ -183,31 +209,64 @@ impl PublicKey {
         self.kid
     }
 
-    /// Verify an ECDSA P-256 / SHA-256 signature in the fixed 64-byte `r || s` form over
-    /// `message`. Refuses anything else: another length, `r` or `s` zero or not below the group
-    /// order (`ring` checks the ranges; both `s` and `n - s` are accepted, as ECDSA defines).
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// Verify an ECDSA P-256 / SHA-256 signature in the fixed 64-byte `r || s` form (COSE's, and
+    /// a TPM's once its `r` and `s` are padded to 32 bytes) over `message`. Refuses anything
+    /// else: another length, `r` or `s` zero or not below the group order (`ring` checks the
+    /// ranges; both `s` and `n - s` are accepted, as ECDSA defines).
+    pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
         signature.len() == 64
-            && ring::signature::UnparsedPublicKey::new(
-                &ring::signature::ECDSA_P256_SHA256_FIXED,
-                &self.sec1,
-            )
-            .verify(message, signature)
-            .is_ok()
+            && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.sec1)
+                .verify(message, signature)
+                .is_ok()
     }
 
     /// Verify an ECDSA P-256 / SHA-256 signature in the ASN.1 DER `Ecdsa-Sig-Value` form (as
     /// X.509 certificates carry it) over `message`. Refuses a malformed encoding and `r` or `s`
     /// out of range.
     pub fn verify_der_signature(&self, message: &[u8], signature: &[u8]) -> bool {
-        ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_ASN1,
-            &self.sec1,
-        )
-        .verify(message, signature)
-        .is_ok()
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.sec1)
+            .verify(message, signature)
+            .is_ok()
     }
 }
+
+/// Whether `point` (`04 || x || y`) is a point of P-256 other than the point at infinity.
+///
+/// `ring` exposes its public-key validation (coordinates below the prime, on the curve; the
+/// check its ECDSA verification also makes) only through key agreement, so this runs one ECDH
+/// with a fresh ephemeral key and keeps only whether the point was accepted (P-256 has prime
+/// order, so for a valid point the shared point is never infinity). That costs about what a
+/// signature does, and the service parses the same device and CA keys again on every
+/// attestation and connection, so the points that passed are remembered ([`VALIDATED`]).
+fn is_curve_point(point: &[u8; 65]) -> bool {
+    if VALIDATED.lock().is_ok_and(|v| v.contains(point)) {
+        return true;
+    }
+    let rng = SystemRandom::new();
+    let valid = agreement::EphemeralPrivateKey::generate(&agreement::ECDH_P256, &rng)
+        .and_then(|ours| {
+            agreement::agree_ephemeral(
+                ours,
+                &agreement::UnparsedPublicKey::new(&agreement::ECDH_P256, point),
+                |_| (),
+            )
+        })
+        .is_ok();
+    if valid && let Ok(mut v) = VALIDATED.lock() {
+        if v.len() >= MAX_VALIDATED {
+            v.clear();
+        }
+        v.insert(*point);
+    }
+    valid
+}
+
+/// The points [`is_curve_point`] accepted in this process: a memo of a pure function that holds
+/// only points that passed, so it never changes an answer (a poisoned lock is a miss).
+static VALIDATED: Mutex<BTreeSet<[u8; 65]>> = Mutex::new(BTreeSet::new());
+
+/// At most this many points are remembered (about 400 KiB); when full, the memo starts over.
+const MAX_VALIDATED: usize = 4096;
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -218,30 +277,17 @@ impl fmt::Debug for PublicKey {
 /// A P-256 private key held in process memory (for developer test keys, the service's key store
 /// and the software root of trust). `Debug` shows only the key ID.
 ///
-/// Two implementations hold the same scalar: `p256` (parsing, PKCS#8, and the deterministic
-/// RFC 6979 signatures of [`SoftwareSigningKey::deterministic`]) and `ring`, which makes the
-/// signatures of [`Signer::sign`]: about ten times faster, with a hedged nonce (derived from the
-/// key, the message and fresh randomness, so neither a weak random generator nor a fault
-/// injected into a repeated deterministic computation exposes the key). `p256` zeroizes its copy
-/// on drop; `ring` keeps its copy in its own opaque type and does not promise to.
+/// `ring` holds it and makes its signatures ([`Signer::sign`]) with a hedged nonce (derived from
+/// the key, the message and fresh randomness, so neither a weak random generator nor a fault
+/// injected into a repeated deterministic computation exposes the key). The PKCS#8 document it
+/// was made from is kept, zeroized on drop, for [`SoftwareSigningKey::to_pkcs8_pem`]; `ring`
+/// keeps its own copy of the scalar in its opaque type and does not promise to zeroize it.
+/// Reproducible (RFC 6979) signatures are not made here: see `ferro-rfc6979`.
 #[derive(Clone)]
 pub struct SoftwareSigningKey {
-    key: SigningKey,
+    pkcs8: Arc<Zeroizing<Vec<u8>>>,
     public: PublicKey,
-    fast: Arc<EcdsaKeyPair>,
-}
-
-/// The `ring` key pair for `key` (the same scalar and point).
-fn fast_key(key: &SigningKey, public: &PublicKey) -> Result<Arc<EcdsaKeyPair>, KeyError> {
-    let scalar = Zeroizing::new(key.to_bytes());
-    EcdsaKeyPair::from_private_key_and_public_key(
-        &ECDSA_P256_SHA256_FIXED_SIGNING,
-        &scalar[..],
-        &public.sec1,
-        &SystemRandom::new(),
-    )
-    .map(Arc::new)
-    .map_err(|_| KeyError::InvalidPrivateKey)
+    pair: Arc<EcdsaKeyPair>,
 }
 
 impl fmt::Debug for SoftwareSigningKey {
@@ -253,17 +299,31 @@ impl fmt::Debug for SoftwareSigningKey {
 }
 
 impl SoftwareSigningKey {
-    fn from_signing_key(key: SigningKey) -> Result<SoftwareSigningKey, KeyError> {
-        let public = PublicKey::from_verifying_key(*key.verifying_key())?;
-        let fast = fast_key(&key, &public)?;
-        Ok(SoftwareSigningKey { key, public, fast })
+    /// The key of a DER PKCS#8 document (v1, id-ecPublicKey on prime256v1, its `ECPrivateKey`
+    /// carrying the public key, which `ring` checks against the private key).
+    fn from_pkcs8_der(der: Zeroizing<Vec<u8>>) -> Result<SoftwareSigningKey, KeyError> {
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &SystemRandom::new())
+                .map_err(|_| KeyError::InvalidPrivateKey)?;
+        let point = <[u8; 65]>::try_from(pair.public_key().as_ref())
+            .map_err(|_| KeyError::InvalidPrivateKey)?;
+        Ok(SoftwareSigningKey {
+            pkcs8: Arc::new(der),
+            public: PublicKey::from_checked_point(point),
+            pair: Arc::new(pair),
+        })
     }
 
     /// A fresh key from the operating system's random number generator.
     pub fn generate() -> SoftwareSigningKey {
+        let rng = SystemRandom::new();
         loop {
-            // A freshly drawn valid scalar always converts; should it not, draw again.
-            if let Ok(key) = Self::from_signing_key(SigningKey::random(&mut OsRng)) {
+            // Fails only if the random generator does, or (never) on a document ring cannot
+            // read back; draw again.
+            if let Ok(key) = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| KeyError::InvalidPrivateKey)
+                .and_then(|doc| Self::from_pkcs8_der(Zeroizing::new(doc.as_ref().to_vec())))
+            {
                 return key;
             }
         }
@@ -271,17 +331,24 @@ impl SoftwareSigningKey {
 
     /// Parse a PKCS#8 PEM (`PRIVATE KEY`) P-256 key.
     pub fn from_pkcs8_pem(pem: &str) -> Result<SoftwareSigningKey, KeyError> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|_| KeyError::InvalidPrivateKey)?;
-        Self::from_signing_key(key)
+        match pem_rfc7468::decode_vec(pem.as_bytes()) {
+            Ok((label, der)) => {
+                let der = Zeroizing::new(der);
+                if label != PRIVATE_KEY_LABEL {
+                    return Err(KeyError::InvalidPrivateKey);
+                }
+                Self::from_pkcs8_der(der)
+            }
+            Err(_) => Err(KeyError::InvalidPrivateKey),
+        }
     }
 
     /// The PKCS#8 PEM encoding (zeroized when dropped).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
+        pem_rfc7468::encode_string(PRIVATE_KEY_LABEL, LineEnding::LF, &self.pkcs8)
+            .map(Zeroizing::new)
             .map_err(|_| KeyError::InvalidPrivateKey)
     }
-
     /// Load a PKCS#8 PEM key file. On unix, refuses a file accessible by group or others.
     pub fn load(path: &Path) -> Result<SoftwareSigningKey, KeyError> {
         let io = |source| KeyError::Io {
@@ -351,7 +418,7 @@ impl Signer for SoftwareSigningKey {
 
     fn sign(&self, message: &[u8]) -> Result<Signature, SignError> {
         let sig = self
-            .fast
+            .pair
             .sign(&SystemRandom::new(), message)
             .map_err(|_| SignError::Signer("ECDSA signing failed".into()))?;
         let bytes = <[u8; 64]>::try_from(sig.as_ref())
@@ -364,37 +431,6 @@ impl Signer for SoftwareSigningKey {
     /// rather than one of a key-revealing pair; and the key is this process's, not a device's.
     fn needs_self_check(&self) -> bool {
         false
-    }
-}
-
-/// A [`SoftwareSigningKey`] that signs deterministically (RFC 6979 nonce, `p256`): the same key
-/// and message always give the same signature, so signed artifacts are reproducible byte for
-/// byte (golden test vectors, `ferro image-package pack-*`). About ten times slower than
-/// [`Signer::sign`] of the key itself; for documents, not for request paths.
-#[derive(Clone, Copy, Debug)]
-pub struct DeterministicSigner<'a>(&'a SoftwareSigningKey);
-
-impl SoftwareSigningKey {
-    /// This key, signing deterministically (see [`DeterministicSigner`]).
-    pub fn deterministic(&self) -> DeterministicSigner<'_> {
-        DeterministicSigner(self)
-    }
-}
-
-impl Signer for DeterministicSigner<'_> {
-    fn public_key(&self) -> &PublicKey {
-        &self.0.public
-    }
-
-    fn sign(&self, message: &[u8]) -> Result<Signature, SignError> {
-        // RFC 6979 deterministic nonce, SHA-256 message digest.
-        let sig: p256::ecdsa::Signature = self
-            .0
-            .key
-            .try_sign(message)
-            .map_err(|_| SignError::Signer("ECDSA signing failed".into()))?;
-        let bytes: [u8; 64] = sig.to_bytes().into();
-        Ok(Signature(bytes))
     }
 }
 
@@ -427,7 +463,6 @@ fn check_private_permissions(_path: &Path, _file: &std::fs::File) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::signature::Verifier as _;
 
     /// The group order n of P-256, big-endian.
     const N: [u8; 32] = [
@@ -436,36 +471,25 @@ mod tests {
         0x25, 0x51,
     ];
 
-    /// The two implementations agree: `ring`'s signatures verify with `p256`, `p256`'s RFC 6979
-    /// signatures verify with `ring`, and each refuses the other's signature over another message.
-    #[test]
-    fn both_implementations_agree() {
-        let key = SoftwareSigningKey::generate();
-        let vk = key.key.verifying_key();
-        for msg in [&b""[..], b"a", &[7u8; 1000]] {
-            let fast = key.sign(msg).unwrap();
-            let det = key.deterministic().sign(msg).unwrap();
-            let p256_sig = |s: &Signature| p256::ecdsa::Signature::from_slice(&s.0).unwrap();
-            assert!(vk.verify(msg, &p256_sig(&fast)).is_ok());
-            assert!(key.public.verify(msg, &det.0));
-            assert!(key.public.verify(msg, &fast.0));
-            assert!(vk.verify(b"other", &p256_sig(&fast)).is_err());
-            assert!(!key.public.verify(b"other", &det.0));
-            assert_eq!(det, key.deterministic().sign(msg).unwrap());
-        }
-    }
+    /// The field prime p of P-256, big-endian.
+    const P: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff,
+    ];
 
     /// Malformed signatures are refused, never accepted or panicking: wrong lengths, r or s zero
-    /// or not below the group order, and the high-S twin of a valid signature is accepted (ECDSA
-    /// itself does not forbid it; envelopes are bound by their content, not their signature bytes).
+    /// or not below the group order. (The high-S twin and DER forms are checked against
+    /// RustCrypto's `p256` in `ferro-rfc6979`'s tests.)
     #[test]
     fn out_of_range_signatures_are_refused() {
         let key = SoftwareSigningKey::generate();
         let good = key.sign(b"m").unwrap().0;
+        assert!(key.public.verify_signature(b"m", &good));
         for len in [0, 63, 65, 72] {
             let mut s = good.to_vec();
             s.resize(len, 1);
-            assert!(!key.public.verify(b"m", &s), "length {len}");
+            assert!(!key.public.verify_signature(b"m", &s), "length {len}");
         }
         let with = |r: [u8; 32], s: [u8; 32]| [r, s].concat();
         let (r, s) = (
@@ -479,41 +503,106 @@ mod tests {
             with(r, N),
             with([0xff; 32], s),
         ] {
-            assert!(!key.public.verify(b"m", &bad));
+            assert!(!key.public.verify_signature(b"m", &bad));
         }
-        let high_s = p256::ecdsa::Signature::from_slice(&good).unwrap();
-        let flipped = match high_s.normalize_s() {
-            Some(low) => low,
-            None => {
-                // `good` was low-S: make its high-S twin (n - s).
-                let s = -*high_s.s();
-                p256::ecdsa::Signature::from_scalars(high_s.r(), s).unwrap()
-            }
-        };
-        assert!(key.public.verify(b"m", &flipped.to_bytes()));
     }
 
-    /// DER signatures (X.509's form): `ring` accepts `p256`'s DER encoding of the same
-    /// signature, and refuses it over another message, with another key, in the fixed form, with
-    /// a trailing byte, truncated, or empty.
+    /// Points that are not a P-256 public key are refused when parsed, each form of them: the
+    /// wrong length or form byte, the compressed form, a coordinate not below p, a point off the
+    /// curve, the point at infinity; and the SubjectPublicKeyInfo around a point must be exactly
+    /// the one DER encoding.
     #[test]
-    fn der_signatures_verify_and_malformed_ones_are_refused() {
+    fn invalid_points_and_encodings_are_refused() {
         let key = SoftwareSigningKey::generate();
-        let other = SoftwareSigningKey::generate();
-        let fixed = key.sign(b"tbs").unwrap().0;
-        let sig = p256::ecdsa::Signature::from_slice(&fixed).unwrap();
-        let der = sig.to_der().as_bytes().to_vec();
-        assert!(key.public.verify_der_signature(b"tbs", &der));
-        assert!(!key.public.verify_der_signature(b"tbs!", &der));
-        assert!(!other.public.verify_der_signature(b"tbs", &der));
-        assert!(!key.public.verify_der_signature(b"tbs", &fixed));
-        let mut trailing = der.clone();
-        trailing.push(0);
-        assert!(!key.public.verify_der_signature(b"tbs", &trailing));
-        assert!(
-            !key.public
-                .verify_der_signature(b"tbs", &der[..der.len() - 1])
-        );
-        assert!(!key.public.verify_der_signature(b"tbs", &[]));
+        let good = key.public.sec1;
+        let edited = |i: usize, f: fn(u8) -> u8| {
+            let mut p = good;
+            p[i] = f(p[i]);
+            p.to_vec()
+        };
+        let mut x_is_p = good;
+        x_is_p[1..33].copy_from_slice(&P);
+        let mut infinity = vec![0u8; 65];
+        infinity[0] = 4;
+        let points: [(&str, Vec<u8>); 8] = [
+            ("empty", vec![]),
+            ("64 bytes", good[..64].to_vec()),
+            ("66 bytes", [&good[..], &[0]].concat()),
+            ("form byte 05", edited(0, |_| 5)),
+            (
+                "compressed",
+                [&[2 + (good[64] & 1)][..], &good[1..33]].concat(),
+            ),
+            ("x = p", x_is_p.to_vec()),
+            ("off the curve", edited(64, |b| b ^ 1)),
+            ("infinity as zeros", infinity),
+        ];
+        for (what, point) in points {
+            assert!(PublicKey::from_sec1_uncompressed(&point).is_err(), "{what}");
+            let spki = [&SPKI_PREFIX[..], &point].concat();
+            assert!(PublicKey::from_spki_der(&spki).is_err(), "{what}");
+        }
+        let spki = key.public.to_spki_der();
+        assert_eq!(PublicKey::from_spki_der(&spki).unwrap(), key.public);
+        let mut other_curve = spki.clone();
+        other_curve[22] ^= 1;
+        for (what, der) in [
+            ("trailing byte", [&spki[..], &[0]].concat()),
+            ("truncated", spki[..90].to_vec()),
+            ("another curve OID", other_curve),
+            ("no SubjectPublicKeyInfo", good.to_vec()),
+        ] {
+            assert!(PublicKey::from_spki_der(&der).is_err(), "{what}");
+        }
+    }
+
+    /// The memo of validated points answers as the validation does: a valid point twice (the
+    /// second time remembered), an invalid one refused every time, also after a full memo
+    /// starts over.
+    #[test]
+    fn remembered_points_answer_as_the_validation_does() {
+        let good = SoftwareSigningKey::generate().public.sec1;
+        let mut off_curve = good;
+        off_curve[64] ^= 1;
+        for _ in 0..2 {
+            assert!(is_curve_point(&good));
+            assert!(!is_curve_point(&off_curve));
+        }
+        assert!(VALIDATED.lock().unwrap().contains(&good));
+        assert!(!VALIDATED.lock().unwrap().contains(&off_curve));
+        VALIDATED
+            .lock()
+            .unwrap()
+            .extend((0..MAX_VALIDATED).map(|i| {
+                let mut p = [0u8; 65];
+                p[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                p
+            }));
+        let fresh = SoftwareSigningKey::generate().public.sec1;
+        assert!(is_curve_point(&fresh));
+        {
+            let v = VALIDATED.lock().unwrap();
+            assert!(v.len() <= MAX_VALIDATED && v.contains(&fresh));
+        }
+        assert!(is_curve_point(&good));
+        assert!(!is_curve_point(&off_curve));
+    }
+
+    /// PEM: each label only where it belongs, and a round trip of each.
+    #[test]
+    fn pem_labels_and_round_trips() {
+        let key = SoftwareSigningKey::generate();
+        let public_pem = key.public.to_pem();
+        let private_pem = key.to_pkcs8_pem().unwrap();
+        assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert_eq!(PublicKey::from_pem(&public_pem).unwrap(), key.public);
+        let again = SoftwareSigningKey::from_pkcs8_pem(&private_pem).unwrap();
+        assert_eq!(again.public, key.public);
+        assert_eq!(*again.to_pkcs8_pem().unwrap(), *private_pem);
+        assert!(PublicKey::from_pem(&private_pem).is_err());
+        assert!(SoftwareSigningKey::from_pkcs8_pem(&public_pem).is_err());
+        let relabelled = private_pem.replace("PRIVATE KEY", "EC PRIVATE KEY");
+        assert!(SoftwareSigningKey::from_pkcs8_pem(&relabelled).is_err());
     }
 }

@@ -7,10 +7,13 @@
 //!
 //! This crate must not depend on any other Ferrosphere crate but the foundation `ferro-files`
 //! (key files are written through its atomic write): it is the bottom of the trust stack. It
-//! must not hand-write cryptography, CBOR or COSE (it uses `p256` and `ring` for ECDSA, `sha2` and
-//! `coset`), and must never print secret key material in `Debug`, `Display` or errors.
+//! must not hand-write cryptography, CBOR or COSE (it uses `ring` for ECDSA and SHA-2, the one
+//! P-256 implementation of the boot TCB, `pem-rfc7468` and `coset`; DER only as the fixed prefix
+//! of a P-256 SubjectPublicKeyInfo), and must never print secret key material in `Debug`,
+//! `Display` or errors. Reproducible RFC 6979 signatures are `ferro-rfc6979`'s, outside the TCB.
 
 mod cose;
+mod digest;
 mod error;
 mod keys;
 mod purpose;
@@ -20,7 +23,8 @@ pub use cose::{
     MAX_ENVELOPE_LEN, TrustedKeys, UnverifiedEnvelope, VerifiedPayload, parse_unverified, sign1,
     verify1,
 };
+pub use digest::Sha256;
 pub use error::{DeviceIdError, KeyError, SignError, VerifyError};
-pub use keys::{DeterministicSigner, DeviceId, KeyId, PublicKey, SoftwareSigningKey};
+pub use keys::{DeviceId, KeyId, PublicKey, SoftwareSigningKey};
 pub use purpose::Purpose;
 pub use signer::{Signature, Signer};

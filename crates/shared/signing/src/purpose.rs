@@ -50,6 +50,20 @@ impl Purpose {
         }
     }
 
+    /// What a person calls a document signed for this purpose (in messages: "target set is
+    /// for device ...").
+    pub const fn noun(self) -> &'static str {
+        match self {
+            Purpose::ImagePackage => "image package",
+            Purpose::TargetSet => "target set",
+            Purpose::CapabilityFile => "capability file",
+            Purpose::AttestationEvidence => "attestation evidence",
+            Purpose::KeyList => "key list",
+            Purpose::RegistrationRecord => "registration record",
+            Purpose::DeviceOwnership => "device ownership document",
+        }
+    }
+
     /// The purpose named by a content type, if it is one of ours.
     pub fn from_content_type(content_type: &str) -> Option<Purpose> {
         Purpose::ALL

@@ -5,6 +5,7 @@ use coset::iana;
 use coset::{
     CoseSign1, CoseSign1Builder, Header, HeaderBuilder, ProtectedHeader, TaggedCborSerializable,
 };
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{
     KeyId, PublicKey, Purpose, SignError, Signature, Signer, SoftwareSigningKey, TrustedKeys,
     VerifyError, parse_unverified, sign1, verify1,

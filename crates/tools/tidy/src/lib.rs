@@ -530,7 +530,8 @@ pub fn boot_closure(tree: &Tree, doc: &Doc) -> Vec<String> {
 }
 
 /// What the boot TCB must never contain (async runtimes, HTTP, TLS, wasmtime, databases,
-/// certificate generation, X.509 parsing, and our crates above it).
+/// certificate generation, X.509 parsing, a second P-256 or SHA-2 implementation beside
+/// ferro-signing's `ring`, and our crates above it).
 pub const NOT_IN_BOOT_TCB: &[&str] = &[
     "tokio",
     "async-std",
@@ -545,6 +546,9 @@ pub const NOT_IN_BOOT_TCB: &[&str] = &[
     "rcgen",
     "x509-parser",
     "x509-cert",
+    "p256",
+    "ecdsa",
+    "sha2",
     "ferro-pki",
     "ferro-device",
     "ferro-service",

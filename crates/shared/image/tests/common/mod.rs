@@ -10,6 +10,7 @@ use ferro_image::{
     AppPackageManifest, FixedHeader, ImageMetadata, PackOptions, Version, pack_application,
     pack_board_config, pack_os,
 };
+use ferro_rfc6979::Deterministic as _;
 use ferro_signing::{Purpose, Signer, SoftwareSigningKey, TrustedKeys, sign1};
 use uuid::Uuid;
 

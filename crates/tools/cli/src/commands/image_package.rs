@@ -11,7 +11,8 @@ use ferro_image::{
     pack_board_config, pack_os, verify,
 };
 use ferro_manifest::{AppManifest, HardwareDefinition};
-use ferro_signing::{DeterministicSigner, KeyId};
+use ferro_rfc6979::{Deterministic as _, DeterministicSigner};
+use ferro_signing::KeyId;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -203,7 +204,7 @@ fn pack_and_report(
     source: &Path,
     destination: &Path,
     output: OutputFormat,
-    pack: impl FnOnce(&DeterministicSigner<'_>) -> Result<ImageMetadata, ImageError>,
+    pack: impl FnOnce(&DeterministicSigner) -> Result<ImageMetadata, ImageError>,
 ) -> Result<()> {
     let signer = keys::signing_key(signing_key)?;
     let bar = spinner(format!("Packing {}", source.display()));
