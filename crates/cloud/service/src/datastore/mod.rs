@@ -13,14 +13,21 @@
 //! service's SQL still sits in the modules that use it and moves here resource by resource.
 
 pub mod audit;
+pub mod deployments;
 pub mod developer_keys;
 pub mod device_groups;
 pub mod devices;
 pub mod images;
+pub mod os_release_keys;
+pub mod os_releases;
 pub mod ownership;
 pub mod products;
 pub mod roles;
+pub mod rollouts;
+pub mod target_sets;
 pub mod tenants;
+pub mod update_reports;
+pub mod update_signals;
 
 use crate::db::DbError;
 use sqlx::Row;

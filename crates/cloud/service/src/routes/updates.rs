@@ -12,17 +12,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64ct::{Base64, Encoding};
 use ferro_wire::{
-    DeviceDeploymentStatus, DeviceTargetSet, ErrorBody, ErrorCode, InstalledImage,
-    MAX_REPORTED_IMAGES, MAX_SIGNAL_WAIT_SECONDS, MAX_UPDATE_DETAIL_LEN, Role, TargetedImage,
-    TargetedImages, UpdateNowResult, UpdateSignal, UpdateState, UpdateStatusReport,
-    normalize_device_id,
+    DeviceDeploymentStatus, DeviceTargetSet, ErrorBody, ErrorCode, MAX_REPORTED_IMAGES,
+    MAX_SIGNAL_WAIT_SECONDS, MAX_UPDATE_DETAIL_LEN, Role, TargetedImage, TargetedImages,
+    UpdateNowResult, UpdateSignal, UpdateState, UpdateStatusReport, normalize_device_id,
 };
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::Row;
 
 use crate::auth::TenantCaller;
 use crate::authz;
+use crate::datastore::update_reports::{self, LastReport};
+use crate::datastore::update_signals::{self, SignalTarget};
+use crate::datastore::{device_groups, devices};
 use crate::db;
 use crate::device_auth::AuthenticatedDevice;
 use crate::device_events::{
@@ -166,48 +167,18 @@ pub async fn device_update_status(
         ));
     }
     let now = state.clock.unix();
-    let installed = serde_json::to_string(&report.installed)
-        .map_err(|e| ApiError::Internal(format!("installed: {e}")))?;
+    let scope = authz::device_scope(&device)?;
     let mut tx = state.db.begin_write().await?;
     // A report that turns the device's state to Failed (for this version) re-counts the rollout
     // of the deployment it was given (below, after the commit); repeated reports do not.
-    let before = sqlx::query(
-        "SELECT update_state, update_target_version FROM devices WHERE id = $1 AND tenant_id = $2",
-    )
-    .bind(&device.device_id)
-    .bind(&device.tenant_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let newly_failed = report.state == UpdateState::Failed
-        && match &before {
-            Some(r) => {
-                r.try_get::<Option<String>, _>("update_state")?.as_deref() != Some("Failed")
-                    || r.try_get::<Option<i64>, _>("update_target_version")?
-                        != report
-                            .target_version
-                            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-            }
-            None => false,
-        };
-    sqlx::query(
-        "UPDATE devices SET update_state = $1, update_target_version = $2, update_detail = $3, \
-         update_deferred_until = $4, update_reported_at = $5, update_installed = $6 \
-         WHERE id = $7 AND tenant_id = $8",
-    )
-    .bind(report.state.as_str())
-    .bind(
-        report
-            .target_version
-            .map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-    )
-    .bind(&report.detail)
-    .bind(report.deferred_until.map(|t| t.unix_timestamp()))
-    .bind(now)
-    .bind(&installed)
-    .bind(&device.device_id)
-    .bind(&device.tenant_id)
-    .execute(&mut *tx)
-    .await?;
+    let before: Option<LastReport> =
+        update_reports::last_in(&mut tx, &scope, &device.device_id).await?;
+    let newly_failed = rollouts::newly_failed(
+        report.state,
+        update_reports::version_of(&report),
+        before.as_ref(),
+    );
+    update_reports::store(&mut tx, &scope, &device.device_id, &report, now).await?;
     // A Failed report is also an event of the error report, counted against the device's
     // event cap like an upload of one event (the UPDATE above holds the device's row lock):
     // past the cap the state is still recorded, the event is not.
@@ -277,17 +248,6 @@ pub struct SignalQuery {
     pub wait_seconds: Option<u64>,
 }
 
-async fn newest_signal(state: &AppState, did: &str, tid: &str) -> ApiResult<Option<String>> {
-    Ok(sqlx::query_scalar::<_, Option<String>>(
-        "SELECT MAX(s.id) FROM update_signals s WHERE s.tenant_id = $1 AND (s.device_id = $2 OR \
-         s.device_group_id = (SELECT d.device_group_id FROM devices d WHERE d.id = $2))",
-    )
-    .bind(tid)
-    .bind(did)
-    .fetch_one(state.db.pool())
-    .await?)
-}
-
 /// Wait for an update-now signal for this device (device certificate): 200 at once when there
 /// is one newer than `since` (or, without `since`, with the newest one and `checkNow: false`),
 /// else after up to `waitSeconds` 204.
@@ -307,8 +267,10 @@ pub async fn device_update_signal(
             "`waitSeconds` must be 0 to 300",
         ));
     }
+    let scope = authz::device_scope(&device)?;
     let Some(since) = q.since else {
-        let newest = newest_signal(&state, &device.device_id, &device.tenant_id).await?;
+        let newest =
+            update_signals::newest_for_device(&state.db, &scope, &device.device_id).await?;
         return Ok(Json(UpdateSignal {
             signal: newest.unwrap_or_default(),
             check_now: false,
@@ -318,7 +280,8 @@ pub async fn device_update_signal(
     let mut changes = state.signals.subscribe(&state.db);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
-        if let Some(newest) = newest_signal(&state, &device.device_id, &device.tenant_id).await?
+        if let Some(newest) =
+            update_signals::newest_for_device(&state.db, &scope, &device.device_id).await?
             && newest > since
         {
             return Ok(Json(UpdateSignal {
@@ -356,43 +319,12 @@ pub async fn deployment_status(
     who: TenantCaller,
     Path((_, device_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceDeploymentStatus>> {
-    who.authorize(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
-    let r = sqlx::query(
-        "SELECT target_version, update_state, update_target_version, update_detail, \
-         update_deferred_until, update_reported_at, update_installed FROM devices \
-         WHERE id = $1 AND tenant_id = $2",
-    )
-    .bind(&did)
-    .bind(&who.tid)
-    .fetch_optional(state.db.pool())
-    .await?
-    .ok_or_else(|| ApiError::not_found("device"))?;
-    let version: i64 = r.try_get("target_version")?;
-    let installed: Vec<InstalledImage> = r
-        .try_get::<Option<String>, _>("update_installed")?
-        .map(|s| serde_json::from_str(&s))
-        .transpose()
-        .map_err(|_| ApiError::Internal("malformed installed list".into()))?
-        .unwrap_or_default();
-    Ok(Json(DeviceDeploymentStatus {
-        device_id: did,
-        target_version: u64::try_from(version).ok().filter(|v| *v > 0),
-        state: r
-            .try_get::<Option<String>, _>("update_state")?
-            .and_then(|s| s.parse().ok()),
-        reported_target_version: r
-            .try_get::<Option<i64>, _>("update_target_version")?
-            .and_then(|v| u64::try_from(v).ok()),
-        detail: r.try_get("update_detail")?,
-        deferred_until: r
-            .try_get::<Option<i64>, _>("update_deferred_until")?
-            .map(db::ts),
-        reported_at: r
-            .try_get::<Option<i64>, _>("update_reported_at")?
-            .map(db::ts),
-        installed,
-    }))
+    update_reports::status(&state.db, &scope, &did)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("device"))
 }
 
 /// The images a device's current target set names (any role). Computes the set if it is due.
@@ -407,12 +339,9 @@ pub async fn targeted_images(
     who: TenantCaller,
     Path((_, device_id)): Path<(String, String)>,
 ) -> ApiResult<Json<TargetedImages>> {
-    who.authorize(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
-    sqlx::query("SELECT id FROM devices WHERE id = $1 AND tenant_id = $2")
-        .bind(&did)
-        .bind(&who.tid)
-        .fetch_optional(state.db.pool())
+    devices::get(&state.db, &scope, &did)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
     let target = current_target(&state, &did)
@@ -443,57 +372,31 @@ pub async fn targeted_images(
 async fn signal(
     state: &AppState,
     who: &TenantCaller,
-    group: Option<String>,
-    device: Option<String>,
+    target: SignalTarget<'_>,
 ) -> ApiResult<UpdateNowResult> {
     let mut tx = state.db.begin_write().await?;
-    authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
-    let count: i64 = match (&group, &device) {
-        (Some(g), _) => {
-            sqlx::query("SELECT id FROM device_groups WHERE id = $1 AND tenant_id = $2")
-                .bind(g)
-                .bind(&who.tid)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| ApiError::not_found("device group"))?;
-            sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE device_group_id = $1")
-                .bind(g)
-                .fetch_one(&mut *tx)
-                .await?
+    let scope = authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
+    let (count, object_type, object_id) = match target {
+        SignalTarget::Group(g) => {
+            if !device_groups::exists_in(&mut tx, &scope, g).await? {
+                return Err(ApiError::not_found("device group"));
+            }
+            let n = device_groups::device_count_in(&mut tx, g).await?;
+            (n, "device_group", g.to_string())
         }
-        (None, Some(d)) => {
-            sqlx::query("SELECT id FROM devices WHERE id = $1 AND tenant_id = $2")
-                .bind(d)
-                .bind(&who.tid)
-                .fetch_optional(&mut *tx)
+        SignalTarget::Device(d) => {
+            devices::get_in(&mut tx, &scope, d)
                 .await?
                 .ok_or_else(|| ApiError::not_found("device"))?;
-            1
+            (1, "device", d.to_string())
         }
-        (None, None) => return Err(ApiError::Internal("signal without a target".into())),
     };
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO update_signals (id, tenant_id, device_group_id, device_id, created_by, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&id)
-    .bind(&who.tid)
-    .bind(&group)
-    .bind(&device)
-    .bind(who.caller.uid())
-    .bind(db::now())
-    .execute(&mut *tx)
-    .await?;
-    let (object_type, object_id) = match (&group, &device) {
-        (Some(g), _) => ("device_group", g.clone()),
-        (_, Some(d)) => ("device", d.clone()),
-        _ => ("device", String::new()),
-    };
+    update_signals::insert(&mut tx, &scope, &id, target, db::now()).await?;
     db::audit(
         &mut tx,
-        Some(&who.tid),
-        Some(&who.caller.uid()),
+        Some(scope.tenant_str()),
+        scope.audit_user(),
         "update.now",
         object_type,
         &object_id,
@@ -522,7 +425,7 @@ pub async fn group_update_now(
 ) -> ApiResult<Json<UpdateNowResult>> {
     who.authorize(Role::Contributor)?;
     let g: ferro_wire::DeviceGroupId = path_id(&group_id, "deviceGroupId")?;
-    Ok(Json(signal(&state, &who, Some(g.to_string()), None).await?))
+    Ok(Json(signal(&state, &who, SignalTarget::Group(g)).await?))
 }
 
 /// Make one device check for updates now (Contributor).
@@ -539,5 +442,7 @@ pub async fn device_update_now(
 ) -> ApiResult<Json<UpdateNowResult>> {
     who.authorize(Role::Contributor)?;
     let did = device_param(&device_id)?;
-    Ok(Json(signal(&state, &who, None, Some(did)).await?))
+    Ok(Json(
+        signal(&state, &who, SignalTarget::Device(&did)).await?,
+    ))
 }
