@@ -118,6 +118,8 @@ mod tests {
         }
     }
 
+    type Requested = Vec<Option<(String, Image)>>;
+
     fn row(n: u8, i: Image) -> Option<(String, Image)> {
         Some((format!("row{n}"), i))
     }
@@ -146,7 +148,7 @@ mod tests {
     fn bad_image_lists_are_refused_naming_the_index() {
         let app = |c| image(c, ImageType::App);
         // (requested, the message names, why)
-        let cases: Vec<(Vec<Option<(String, Image)>>, &str, &str)> = vec![
+        let cases: Vec<(Requested, &str, &str)> = vec![
             (
                 vec![row(0, app(1)), None],
                 "`imageIds[1]`: no such image",

@@ -78,14 +78,7 @@ pub async fn get_in(
     scope: &TenantScope,
     image: &ImageId,
 ) -> StoreResult<Option<Image>> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
-    )))
-    .bind(scope.tenant_str())
-    .bind(image.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.as_ref().map(image_from_row).transpose()
+    Ok(get_row_in(tx, scope, image).await?.map(|(_, i)| i))
 }
 
 /// Up to `limit` images of `tenant` (of one component, if given) stored after the row `after`,

@@ -74,8 +74,19 @@ async fn counts(state: &AppState, row: &RolloutRow, now: i64) -> ApiResult<Count
     ))
 }
 
-fn refuse(not_active: NotActive) -> ApiError {
-    ApiError::new(ErrorCode::RolloutNotActive, not_active.message())
+/// A rollout an operator may pause or resume now, and now: as [`load`], and 409
+/// `rollout_not_active` for a complete or superseded one.
+async fn load_active(
+    state: &AppState,
+    scope: &TenantScope,
+    group: DeviceGroupId,
+    deployment: DeploymentId,
+) -> ApiResult<(RolloutRow, i64)> {
+    let row = load(state, scope, group, deployment).await?;
+    let now = state.clock.unix();
+    decide::check_active(&row, now)
+        .map_err(|n| ApiError::new(ErrorCode::RolloutNotActive, n.message()))?;
+    Ok((row, now))
 }
 
 /// Pause `row` at the wave reached at `now`, if its stored state is still the one `row` was read
@@ -180,9 +191,7 @@ pub async fn pause(
     group: DeviceGroupId,
     deployment: DeploymentId,
 ) -> ApiResult<RolloutStatus> {
-    let row = load(state, scope, group, deployment).await?;
-    let now = state.clock.unix();
-    decide::check_active(&row, now).map_err(refuse)?;
+    let (row, now) = load_active(state, scope, group, deployment).await?;
     if row.paused.is_none() {
         let c = counts(state, &row, now).await?;
         let paused = write_pause(
@@ -218,9 +227,7 @@ pub async fn resume(
     group: DeviceGroupId,
     deployment: DeploymentId,
 ) -> ApiResult<RolloutStatus> {
-    let row = load(state, scope, group, deployment).await?;
-    let now = state.clock.unix();
-    decide::check_active(&row, now).map_err(refuse)?;
+    let (row, now) = load_active(state, scope, group, deployment).await?;
     if let Some(p) = &row.paused {
         let mut tx = state.db.begin_write().await?;
         let scope = authz::authorize(&mut *tx, by, row.tenant, Role::Contributor).await?;

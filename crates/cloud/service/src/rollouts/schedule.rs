@@ -132,8 +132,9 @@ mod tests {
         let frozen = schedule(&[1000, 5000, 10000], 60, 1, 1000, true);
         let resumed = schedule(&[1000, 5000, 10000], 60, 1, 5000, false);
         let at_once = schedule(&[1000, 10000], 0, 0, 1000, false);
-        // (schedule, now, wave reached, percent, next wave at, complete)
-        let cases: &[(&Schedule, i64, usize, u32, Option<i64>, bool, &str)] = &[
+        // (schedule, now, wave reached, percent, next wave at, complete, why)
+        type Case<'a> = (&'a Schedule, i64, usize, u32, Option<i64>, bool, &'a str);
+        let cases: &[Case] = &[
             (
                 &running,
                 0,
