@@ -43,7 +43,10 @@ const WITHOUT_SQL: &[&str] = &[
     "rollouts/request.rs",
     "rollouts/schedule.rs",
     "routes/deployments.rs",
+    "routes/os_feeds.rs",
+    "routes/os_release_keys.rs",
     "routes/os_releases.rs",
+    "routes/updates.rs",
     "targets.rs",
     "update_signals.rs",
 ];

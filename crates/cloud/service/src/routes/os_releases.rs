@@ -1,8 +1,9 @@
-//! OS feeds (docs/design.md §4): `/v1/os-release-keys` (the build keys whose signatures the
-//! platform accepts on OS bundles) and `/v1/os-releases` (publish, promote, list, download).
+//! OS releases (docs/design.md §4): `/v1/os-releases` (publish, promote, revoke, list,
+//! download). The build keys are `routes/os_release_keys.rs`', the feeds' policies
+//! `routes/os_feeds.rs`'.
 //!
 //! Trust rule: the platform operator builds and signs an OS bundle with a build key registered
-//! here (`POST /v1/os-release-keys`, platform operator); the service verifies the upload against
+//! there (`POST /v1/os-release-keys`, platform operator); the service verifies the upload against
 //! the registered build keys only, then re-signs it with the platform OS release key
 //! (`platform/os-release`), the key devices trust for OS bundles (it is in the root-signed key
 //! list). Build keys never reach devices, so one can be removed without touching a device.
@@ -21,7 +22,7 @@ use crate::datastore::os_release_keys;
 use crate::datastore::os_releases::{self, StoredRelease};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, StrictQuery, path_id};
+use crate::extract::{StrictQuery, path_id};
 use crate::object_store::ObjectKey;
 use crate::packages::{
     AuditRow, Expect, ImagePackage, commit_with_object, receive_package, resign_package,
@@ -29,7 +30,7 @@ use crate::packages::{
 };
 use crate::page::PageReq;
 use crate::page::strip_row_ids;
-use crate::signing_keys::{parse_key_request, path_key_id, trusted_from_pems};
+use crate::signing_keys::trusted_from_pems;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -38,110 +39,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use ferro_pki::KeyName;
 use ferro_wire::{
-    ErrorBody, ErrorCode, ImageId, MAX_SIGNING_KEYS, OsFeed, OsFeedPolicy, OsRelease,
-    OsReleaseQuery, Page, PageQuery, PublishOsReleaseQuery, RegisterSigningKeyRequest,
-    RegisteredSigningKey, SetOsFeedPolicyRequest,
+    ErrorBody, ImageId, OsFeed, OsRelease, OsReleaseQuery, Page, PublishOsReleaseQuery,
 };
 use serde_json::json;
-
-// ---------------------------------------------------------------------------------------------
-// OS release build keys
-
-/// Register an OS release build key (platform operator).
-#[utoipa::path(post, path = "/v1/os-release-keys", tag = "os-releases",
-    request_body = RegisterSigningKeyRequest,
-    responses((status = 201, body = RegisteredSigningKey), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn add_os_release_key(
-    State(state): State<AppState>,
-    caller: Caller,
-    JsonBody(req): JsonBody<RegisterSigningKeyRequest>,
-) -> ApiResult<(StatusCode, Json<RegisteredSigningKey>)> {
-    caller.require_operator()?;
-    let key = parse_key_request(&req)?;
-    let mut tx = state.db.begin_write().await?;
-    os_releases::lock(&mut tx).await?;
-    if os_release_keys::count_in(&mut tx).await? >= MAX_SIGNING_KEYS as i64 {
-        return Err(ApiError::conflict(format!(
-            "{MAX_SIGNING_KEYS} OS release keys are registered; remove unused ones first"
-        )));
-    }
-    let out = RegisteredSigningKey {
-        key_id: key.key_id().to_string(),
-        tenant_id: None,
-        name: req.name,
-        public_key_pem: key.to_pem(),
-        created_by: caller.user.id,
-        created_at: db::ts(db::now()),
-    };
-    os_release_keys::insert(&mut tx, &out)
-        .await
-        .map_err(|e| ApiError::from(e).on_unique("this OS release key is already registered"))?;
-    db::audit(
-        &mut tx,
-        None,
-        Some(&caller.uid()),
-        "os_release_key.create",
-        "os_release_key",
-        &out.key_id,
-        json!({ "name": out.name }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(out)))
-}
-
-/// The registered OS release build keys (platform operator).
-#[utoipa::path(get, path = "/v1/os-release-keys", tag = "os-releases", params(PageQuery),
-    responses((status = 200, body = Page<RegisteredSigningKey>), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn list_os_release_keys(
-    State(state): State<AppState>,
-    caller: Caller,
-    StrictQuery(q): StrictQuery<PageQuery>,
-) -> ApiResult<Json<Page<RegisteredSigningKey>>> {
-    caller.require_operator()?;
-    let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let items = os_release_keys::list(&state.db, &page.after, page.fetch()).await?;
-    Ok(Json(strip_row_ids(page.finish(items, |x| x.0.clone()))))
-}
-
-/// Remove an OS release build key (platform operator). Published releases stay (they carry the
-/// platform OS release key's signature).
-#[utoipa::path(delete, path = "/v1/os-release-keys/{keyId}", tag = "os-releases",
-    params(("keyId" = String, Path, description = "Key ID (64 hex)")),
-    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn delete_os_release_key(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(key_id): Path<String>,
-) -> ApiResult<StatusCode> {
-    caller.require_operator()?;
-    let kid = path_key_id(&key_id)?;
-    let mut tx = state.db.begin_write().await?;
-    if !os_release_keys::delete(&mut tx, &kid).await? {
-        return Err(ApiError::not_found("OS release key"));
-    }
-    db::audit(
-        &mut tx,
-        None,
-        Some(&caller.uid()),
-        "os_release_key.delete",
-        "os_release_key",
-        &kid,
-        json!({}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-// ---------------------------------------------------------------------------------------------
-// OS releases
 
 /// Publish an OS release (platform operator). The body is an OS bundle package
 /// (`ferro image-package pack-os`) signed by a registered OS release build key; the service
@@ -389,9 +289,6 @@ pub async fn get_os_release_content(
     .await
 }
 
-// ---------------------------------------------------------------------------------------------
-// Revocation and feed minimums
-
 /// Revoke an OS release (platform operator), for good: no target set offers it again and a
 /// device that runs it attests Untrusted (`os_release_revoked`) until it runs another release.
 /// Revoking a revoked release answers it unchanged.
@@ -426,84 +323,4 @@ pub async fn revoke_os_release(
     tracing::info!(image_id = %iid, version = %release.version, "OS release revoked");
     release.revoked_at = Some(db::ts(now));
     Ok(Json(release))
-}
-
-fn feed_param(raw: &str) -> ApiResult<OsFeed> {
-    raw.parse().map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidId,
-            "the feed must be `Retail` or `RetailEval`",
-        )
-    })
-}
-
-/// The OS feeds' policies (any authenticated user): both feeds, with their minimum security
-/// versions (0 when never set).
-#[utoipa::path(get, path = "/v1/os-feeds", tag = "os-releases",
-    responses((status = 200, body = Vec<OsFeedPolicy>), (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn list_os_feeds(
-    State(state): State<AppState>,
-    _caller: Caller,
-) -> ApiResult<Json<Vec<OsFeedPolicy>>> {
-    Ok(Json(os_releases::feed_policies(&state.db).await?))
-}
-
-/// Set a feed's minimum security version (platform operator). Devices of the feed's groups (and,
-/// for Retail, devices in no group) are then offered only releases at or above it, and attest
-/// Untrusted (`os_below_minimum_security_version`) while they run an older one. It may not
-/// exceed the highest security version of the feed's releases that are not revoked (409), so
-/// the feed always has an OS to offer. Lowering it is allowed (to undo a mistake) and audited.
-#[utoipa::path(patch, path = "/v1/os-feeds/{feed}", tag = "os-releases",
-    params(("feed" = String, Path, description = "Retail or RetailEval")),
-    request_body = SetOsFeedPolicyRequest,
-    responses((status = 200, body = OsFeedPolicy), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "No release of the feed that is not revoked has that security version", body = ErrorBody),
-        (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn set_os_feed_policy(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(feed): Path<String>,
-    JsonBody(req): JsonBody<SetOsFeedPolicyRequest>,
-) -> ApiResult<Json<OsFeedPolicy>> {
-    caller.require_operator()?;
-    let feed = feed_param(&feed)?;
-    let minimum = req.minimum_security_version;
-    let mut tx = state.db.begin_write().await?;
-    os_releases::lock(&mut tx).await?;
-    let highest = os_releases::highest_security_version_in(&mut tx, feed).await?;
-    if minimum > 0 && highest.is_none_or(|h| h < i64::from(minimum)) {
-        return Err(ApiError::conflict(format!(
-            "no {} release that is not revoked has security version {minimum} or higher (the \
-             highest is {}); publish (or promote) such a release first, then raise the minimum",
-            feed.as_str(),
-            highest.map_or_else(|| "none".to_string(), |h| h.to_string())
-        )));
-    }
-    let now = db::now();
-    os_releases::set_feed_minimum(&mut tx, feed, minimum, caller.user.id, now).await?;
-    db::audit(
-        &mut tx,
-        None,
-        Some(&caller.uid()),
-        "os_feed.set_minimum_security_version",
-        "os_feed",
-        feed.as_str(),
-        json!({ "minimumSecurityVersion": minimum }),
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(
-        feed = feed.as_str(),
-        minimum,
-        "OS feed minimum security version set"
-    );
-    Ok(Json(OsFeedPolicy {
-        feed,
-        minimum_security_version: minimum,
-        updated_by: Some(caller.user.id),
-        updated_at: Some(db::ts(now)),
-    }))
 }
