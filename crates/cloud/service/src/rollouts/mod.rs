@@ -89,6 +89,27 @@ async fn load_active(
     Ok((row, now))
 }
 
+/// Append the audit row of `action` on the rollout `row`, by the scope's actor.
+async fn audit(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    action: &str,
+    row: &RolloutRow,
+    details: serde_json::Value,
+) -> ApiResult<()> {
+    db::audit(
+        tx,
+        Some(scope.tenant_str()),
+        scope.audit_user(),
+        action,
+        "deployment",
+        &row.id.to_string(),
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Pause `row` at the wave reached at `now`, if its stored state is still the one `row` was read
 /// with (another writer may have paused, resumed or superseded it). Returns whether it paused
 /// it. `by`: the operator (checked again for Contributor inside the write), or `None` for the
@@ -117,13 +138,11 @@ async fn write_pause(
     if !store::pause(&mut tx, &scope, row, wave, &pause).await? {
         return Ok(false);
     }
-    db::audit(
+    audit(
         &mut tx,
-        Some(scope.tenant_str()),
-        scope.audit_user(),
+        &scope,
         "deployment.rollout.pause",
-        "deployment",
-        &row.id.to_string(),
+        row,
         json!({
             "deviceGroupId": row.group,
             "reason": reason.as_str(),
@@ -232,13 +251,11 @@ pub async fn resume(
         let mut tx = state.db.begin_write().await?;
         let scope = authz::authorize(&mut *tx, by, row.tenant, Role::Contributor).await?;
         if store::resume(&mut tx, &scope, row.id, now).await? {
-            db::audit(
+            audit(
                 &mut tx,
-                Some(scope.tenant_str()),
-                scope.audit_user(),
+                &scope,
                 "deployment.rollout.resume",
-                "deployment",
-                &row.id.to_string(),
+                &row,
                 json!({
                     "deviceGroupId": row.group,
                     "wave": row.schedule.wave + 1,
