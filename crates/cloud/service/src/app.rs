@@ -9,6 +9,7 @@ use crate::routes::{
 use crate::routes::{
     auth, ca, device_events, devices, error_report, me, ops, pki, products, tenants, updates, users,
 };
+use crate::routes::{device_updates, os_feeds, os_release_keys};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -182,10 +183,10 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::pause_rollout))
         .routes(routes!(deployments::resume_rollout))
         .routes(routes!(
-            os_releases::add_os_release_key,
-            os_releases::list_os_release_keys
+            os_release_keys::add_os_release_key,
+            os_release_keys::list_os_release_keys
         ))
-        .routes(routes!(os_releases::delete_os_release_key))
+        .routes(routes!(os_release_keys::delete_os_release_key))
         .routes(routes!(
             os_releases::publish_os_release,
             os_releases::list_os_releases
@@ -193,15 +194,15 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(os_releases::get_os_release))
         .routes(routes!(os_releases::promote_os_release))
         .routes(routes!(os_releases::revoke_os_release))
-        .routes(routes!(os_releases::list_os_feeds))
-        .routes(routes!(os_releases::set_os_feed_policy))
+        .routes(routes!(os_feeds::list_os_feeds))
+        .routes(routes!(os_feeds::set_os_feed_policy))
         .routes(routes!(os_releases::get_os_release_content))
         .routes(routes!(attestation::challenge))
         .routes(routes!(attestation::evidence))
-        .routes(routes!(updates::device_target_set))
-        .routes(routes!(updates::device_image))
-        .routes(routes!(updates::device_update_status))
-        .routes(routes!(updates::device_update_signal))
+        .routes(routes!(device_updates::device_target_set))
+        .routes(routes!(device_updates::device_image))
+        .routes(routes!(device_updates::device_update_status))
+        .routes(routes!(device_updates::device_update_signal))
         .routes(routes!(device_events::device_events))
         .routes(routes!(updates::deployment_status))
         .routes(routes!(updates::targeted_images))

@@ -24,6 +24,7 @@ pub mod claims;
 pub mod clock;
 pub mod datastore;
 pub mod db;
+pub mod deployments;
 pub mod device_auth;
 pub mod device_events;
 pub mod device_groups;

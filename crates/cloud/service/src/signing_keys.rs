@@ -69,6 +69,17 @@ pub(crate) fn trusted_from_rows(rows: &[sqlx::any::AnyRow]) -> ApiResult<Trusted
     Ok(trusted)
 }
 
+/// The trusted set built from stored PEM keys.
+pub(crate) fn trusted_from_pems(pems: &[String]) -> ApiResult<TrustedKeys> {
+    let mut trusted = TrustedKeys::new();
+    for pem in pems {
+        let key = PublicKey::from_pem(pem)
+            .map_err(|_| ApiError::Internal("unparsable public key in database".into()))?;
+        trusted.insert(key);
+    }
+    Ok(trusted)
+}
+
 /// The developer keys `tenant` accepts.
 pub(crate) async fn trusted_developer_keys(state: &AppState, tid: &str) -> ApiResult<TrustedKeys> {
     let rows = sqlx::query("SELECT public_key_pem FROM developer_keys WHERE tenant_id = $1")

@@ -15,13 +15,13 @@
 use std::sync::Arc;
 
 use base64ct::{Base64, Encoding};
-use ferro_pki::{DeviceOwnership, KeyName, TargetImage, TargetKind, TargetSet};
+use ferro_pki::{DeviceOwnership, KeyName, TargetSet};
 use ferro_signing::DeviceId;
-use sqlx::Row;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::db::{self, Arg, DbRow, WriteStmt, Written};
+use crate::datastore::target_sets::{self, NewSet};
+use crate::db::{self, Written};
 use crate::error::{ApiError, ApiResult};
 use crate::rollouts;
 use crate::state::AppState;
@@ -43,40 +43,7 @@ pub struct CurrentTarget {
     pub expires_at: OffsetDateTime,
 }
 
-/// The columns of [`CHECK_SQL`], for queries that read them along with others (the evidence
-/// route reads them with the registration: one read per attestation instead of two). They need
-/// `devices d` and `device_groups g` joined as in [`CHECK_SQL`].
-macro_rules! target_check_columns {
-    () => {
-        "d.tenant_id, d.device_group_id, d.target_version, \
-     d.target_inputs, d.target_set, d.target_expires_at, d.ownership_doc, d.ownership_inputs, \
-     d.target_deployment_id, d.target_deployment_version, g.update_policy, g.os_feed, \
-     (SELECT dep.id || COALESCE(' ' || dep.rollout_waves || ' ' || \
-      CAST(dep.rollout_wait AS TEXT) || ' ' || CAST(dep.rollout_wave AS TEXT) || ' ' || \
-      CAST(dep.rollout_wave_at AS TEXT) || ' ' || CASE WHEN dep.rollout_paused_at IS NULL AND \
-      dep.rollout_superseded_at IS NULL THEN '0' ELSE '1' END || ' ' || \
-      COALESCE(dep.rollout_base_id, '-'), '') \
-      FROM deployments dep WHERE dep.device_group_id = d.device_group_id \
-      ORDER BY dep.id DESC LIMIT 1) AS deployment, \
-     (SELECT o.id FROM os_releases o WHERE (g.os_feed = 'RetailEval' OR o.retail_at IS NOT NULL) \
-      AND o.revoked_at IS NULL AND o.security_version >= COALESCE((SELECT f.minimum_security_version \
-      FROM os_feed_policies f WHERE f.feed = COALESCE(g.os_feed, 'Retail')), 0) \
-      ORDER BY o.id DESC LIMIT 1) AS os_release_id, \
-     (SELECT reg.ownership_epoch FROM device_registrations reg WHERE reg.device_id = d.id) \
-      AS ownership_epoch"
-    };
-}
-
-pub(crate) use target_check_columns;
-
-/// The row read on every check: the device, what its set was computed from, and the inputs now.
-/// `deployment` is the group's current deployment, followed by its rollout's course when it has
-/// one (`rollouts::parse_current`: one column, so that the check stays one query).
-const CHECK_SQL: &str = concat!(
-    "SELECT ",
-    target_check_columns!(),
-    " FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id WHERE d.id = $1"
-);
+pub(crate) use crate::datastore::target_sets::{CheckRow, target_check_columns};
 
 /// The deployment the device's stored set came from, if that set was computed for the group the
 /// device is in now (so the deployment is one of the group's).
@@ -87,59 +54,6 @@ fn kept(row: &CheckRow, stored_inputs: Option<&str>) -> Option<String> {
     match (&row.device_group_id, stored_group) {
         (Some(g), Some(s)) if g == s => row.target_deployment_id.clone(),
         _ => None,
-    }
-}
-
-/// [`CHECK_SQL`]'s row.
-pub(crate) struct CheckRow {
-    tenant_id: String,
-    device_group_id: Option<String>,
-    target_version: i64,
-    target_inputs: Option<String>,
-    /// Base64 of the signed set.
-    target_set: Option<String>,
-    target_expires_at: Option<i64>,
-    /// Base64 of the signed ownership document.
-    ownership_doc: Option<String>,
-    ownership_inputs: Option<String>,
-    target_deployment_id: Option<String>,
-    target_deployment_version: Option<i64>,
-    update_policy: Option<String>,
-    os_feed: Option<String>,
-    deployment: Option<String>,
-    os_release_id: Option<String>,
-    /// Times the device changed tenant (migration 0012); in its ownership document.
-    ownership_epoch: i64,
-}
-
-impl CheckRow {
-    /// The check columns of a row that may have no device (`d.tenant_id` NULL: an unclaimed
-    /// device's registration): `None` then.
-    pub(crate) fn from_optional_row(r: &DbRow<'_>) -> ApiResult<Option<CheckRow>> {
-        match r.get::<Option<String>>("tenant_id")? {
-            None => Ok(None),
-            Some(_) => Self::from_row(r).map(Some),
-        }
-    }
-
-    fn from_row(r: &DbRow<'_>) -> ApiResult<CheckRow> {
-        Ok(CheckRow {
-            tenant_id: r.get("tenant_id")?,
-            device_group_id: r.get("device_group_id")?,
-            target_version: r.get("target_version")?,
-            target_inputs: r.get("target_inputs")?,
-            target_set: r.get("target_set")?,
-            target_expires_at: r.get("target_expires_at")?,
-            ownership_doc: r.get("ownership_doc")?,
-            ownership_inputs: r.get("ownership_inputs")?,
-            target_deployment_id: r.get("target_deployment_id")?,
-            target_deployment_version: r.get("target_deployment_version")?,
-            update_policy: r.get("update_policy")?,
-            os_feed: r.get("os_feed")?,
-            deployment: r.get("deployment")?,
-            os_release_id: r.get("os_release_id")?,
-            ownership_epoch: r.get::<Option<i64>>("ownership_epoch")?.unwrap_or(0),
-        })
     }
 }
 
@@ -168,13 +82,8 @@ fn decode(b64: Option<String>) -> ApiResult<Option<Vec<u8>>> {
 /// The device's current target set, recomputed and re-signed only when needed. `None`: the
 /// device is not claimed.
 pub async fn current_target(state: &AppState, device_id: &str) -> ApiResult<Option<CurrentTarget>> {
-    // On every attestation and update check: a point lookup (`Db::read_optional`).
-    let args = [Arg::Text(device_id)];
-    let Some(row) = state
-        .db
-        .read_optional(CHECK_SQL, &args, CheckRow::from_row)
-        .await?
-    else {
+    // On every attestation and update check: a point lookup.
+    let Some(row) = target_sets::check_row(&state.db, device_id).await? else {
         return Ok(None);
     };
     current_target_from(state, device_id, row).await
@@ -191,7 +100,7 @@ pub(crate) async fn current_target_from(
     let current = row
         .deployment
         .as_deref()
-        .map(rollouts::parse_current)
+        .map(target_sets::parse_current)
         .transpose()?;
     let deployment = match current {
         // No rollout (the common case): the current deployment, nothing more to read.
@@ -213,11 +122,12 @@ pub(crate) async fn current_target_from(
     let owner_inputs_now = ownership_key(&tid, row.ownership_epoch);
     if let (Some(set), Some(expiry), Some(own)) = (&stored_set, stored_expiry, &ownership) {
         let expires_at = db::ts(expiry);
-        let fresh = expires_at - now > TARGET_SET_VALIDITY / 2;
-        if fresh
-            && stored_inputs.as_deref() == Some(inputs_now.as_str())
-            && ownership_inputs.as_deref() == Some(owner_inputs_now.as_str())
-        {
+        if serves_as_is(
+            expires_at,
+            now,
+            (stored_inputs.as_deref(), &inputs_now),
+            (ownership_inputs.as_deref(), &owner_inputs_now),
+        ) {
             return Ok(Some(CurrentTarget {
                 version: stored_version,
                 signed: Arc::new(set.clone()),
@@ -238,6 +148,56 @@ pub(crate) async fn current_target_from(
         now,
     )
     .await
+}
+
+/// Whether a stored set (and ownership document) is served as it is: more than half its life
+/// left at `now`, and computed from the inputs of now (`(stored, now)` pairs for the set and the
+/// ownership document).
+fn serves_as_is(
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+    set_inputs: (Option<&str>, &str),
+    ownership_inputs: (Option<&str>, &str),
+) -> bool {
+    expires_at - now > TARGET_SET_VALIDITY / 2
+        && set_inputs.0 == Some(set_inputs.1)
+        && ownership_inputs.0 == Some(ownership_inputs.1)
+}
+
+/// Whether a set manages the device's apps: only in a group whose policy is `UpdateAll`.
+/// Without a group a device gets Retail OS updates and keeps its apps (as Azure Sphere's
+/// unassigned devices do); `No3rdPartyAppUpdates` keeps apps as they are.
+fn manages_apps(group: Option<&str>, policy: Option<&str>) -> bool {
+    group.is_some() && policy == Some("UpdateAll")
+}
+
+/// The version of a newly computed set `new`: the stored set's when only its times changed
+/// (the version grows only when the content, beyond times and version, changed), else one more.
+fn next_version(stored_version: u64, stored: Option<&TargetSet>, new: &TargetSet) -> u64 {
+    let unchanged = stored.is_some_and(|old| {
+        old.device_group_id == new.device_group_id
+            && old.manage_apps == new.manage_apps
+            && old.images == new.images
+    });
+    if unchanged && stored_version != 0 {
+        stored_version
+    } else {
+        stored_version + 1
+    }
+}
+
+/// The first set version that named `deployment`'s images: the stored one while the deployment
+/// stays the same, else `version` (the new set's). A Failed report for it or a later version
+/// counts against the deployment's rollout (`crate::rollouts`).
+fn deployment_since(
+    stored: (Option<&str>, Option<i64>),
+    deployment: Option<&str>,
+    version: u64,
+) -> i64 {
+    match stored {
+        (stored_deployment, Some(v)) if stored_deployment == deployment => v,
+        _ => i64::try_from(version).unwrap_or(i64::MAX),
+    }
 }
 
 /// Which tenant keys an ownership document names (a rotation of either makes a new one).
@@ -268,45 +228,13 @@ async fn recompute(
     let group = row.device_group_id.clone();
     let policy = row.update_policy.clone();
     let os_release = row.os_release_id.clone();
-    // Without a group a device gets Retail OS updates and keeps its apps (as Azure Sphere's
-    // unassigned devices do); No3rdPartyAppUpdates keeps apps as they are.
-    let manage_apps = group.is_some() && policy.as_deref() == Some("UpdateAll");
+    let manage_apps = manages_apps(group.as_deref(), policy.as_deref());
     let mut images = Vec::new();
     if let Some(os) = &os_release {
-        let r = sqlx::query(
-            "SELECT image_id, version_major, version_minor, version_patch, security_version, \
-             payload_sha256, package_sha256, package_size FROM os_releases WHERE id = $1",
-        )
-        .bind(os)
-        .fetch_one(state.db.pool())
-        .await?;
-        images.push(target_image(
-            &r,
-            ferro_image::OS_COMPONENT_ID,
-            TargetKind::Os,
-        )?);
+        images.push(target_sets::os_release_image(&state.db, os).await?);
     }
     if let (true, Some(dep)) = (manage_apps, &deployment) {
-        let rows = sqlx::query(
-            "SELECT i.image_id, i.component_id, i.image_type, i.version_major, i.version_minor, \
-             i.version_patch, i.security_version, i.payload_sha256, i.package_sha256, \
-             i.package_size FROM deployment_images di JOIN images i ON i.id = di.image_row_id \
-             WHERE di.deployment_id = $1",
-        )
-        .bind(dep)
-        .fetch_all(state.db.pool())
-        .await?;
-        for r in &rows {
-            let component = Uuid::try_parse(&r.try_get::<String, _>("component_id")?)
-                .map_err(|_| ApiError::Internal("malformed component ID".into()))?;
-            let kind = match r.try_get::<String, _>("image_type")?.as_str() {
-                "App" => TargetKind::App,
-                "RtApp" => TargetKind::RtApp,
-                "BoardConfig" => TargetKind::BoardConfig,
-                _ => return Err(ApiError::Internal("unknown image type".into())),
-            };
-            images.push(target_image(r, component, kind)?);
-        }
+        images.extend(target_sets::deployment_images(&state.db, dep).await?);
     }
     images.sort_by_key(|i| i.component_id);
     let group_id = group
@@ -325,19 +253,11 @@ async fn recompute(
         manage_apps,
         images,
     };
-    // The version grows only when the content (beyond times and version) changed.
-    let unchanged = stored_set
+    let stored = stored_set
         .as_deref()
         .and_then(|bytes| ferro_signing::parse_unverified(bytes).ok())
-        .and_then(|env| TargetSet::from_cbor(&env.unverified_payload).ok())
-        .is_some_and(|old| {
-            old.device_group_id == set.device_group_id
-                && old.manage_apps == set.manage_apps
-                && old.images == set.images
-        });
-    if !unchanged || stored_version == 0 {
-        set.version = stored_version + 1;
-    }
+        .and_then(|env| TargetSet::from_cbor(&env.unverified_payload).ok());
+    set.version = next_version(stored_version, stored.as_ref(), &set);
     let keys = state.platform.keys.0.clone();
     let key_err = |e: ferro_pki::KeyStoreError| ApiError::Internal(format!("tenant key: {e}"));
     let set_for_signing = set.clone();
@@ -372,46 +292,38 @@ async fn recompute(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("signing task: {e}")))??;
-    // The first version that named this deployment's images: a Failed report for it or a later
-    // version counts against the deployment's rollout (`rollouts::counts`).
-    let stored_deployment = &row.target_deployment_id;
-    let deployment_since = match row.target_deployment_version {
-        Some(v) if *stored_deployment == deployment => v,
-        _ => i64::try_from(set.version).unwrap_or(i64::MAX),
-    };
+    let deployment_since = deployment_since(
+        (
+            row.target_deployment_id.as_deref(),
+            row.target_deployment_version,
+        ),
+        deployment.as_deref(),
+        set.version,
+    );
     // Optimistic: store only if nobody stored another set since we read the row; otherwise
     // answer with what is stored now (a concurrent check computed the same inputs).
     // Through the hot-path writer (`Db::write_atomic`): every attestation may store a set, and
     // sharing SQLite's write lock with the verdict writes through a second connection made
     // both wait on each other.
-    let version_db = i64::try_from(set.version).unwrap_or(i64::MAX);
     let signed_b64 = Base64::encode_string(&signed);
     let ownership_b64 = Base64::encode_string(&ownership);
     let owner_inputs = ownership_key(tid, row.ownership_epoch);
-    let stored_version_db = i64::try_from(stored_version).unwrap_or(i64::MAX);
-    let args = [
-        Arg::Int(version_db),
-        Arg::Text(&inputs_now),
-        Arg::Text(&signed_b64),
-        Arg::Int(set.expires_at.unix_timestamp()),
-        Arg::Text(&ownership_b64),
-        Arg::Text(&owner_inputs),
-        Arg::Text(device_id),
-        Arg::Int(stored_version_db),
-        Arg::from(deployment.as_ref()),
-        Arg::Int(deployment_since),
-    ];
-    let stored = state
-        .db
-        .write_atomic(&[WriteStmt {
-            sql: "UPDATE devices SET target_version = $1, target_inputs = $2, target_set = $3, \
-                  target_expires_at = $4, ownership_doc = $5, ownership_inputs = $6, \
-                  target_deployment_id = $9, target_deployment_version = $10 \
-                  WHERE id = $7 AND target_version = $8",
-            args: &args,
-            must_change_one_row: true,
-        }])
-        .await?;
+    let stored = target_sets::store(
+        &state.db,
+        &NewSet {
+            device_id,
+            stored_version: i64::try_from(stored_version).unwrap_or(i64::MAX),
+            version: i64::try_from(set.version).unwrap_or(i64::MAX),
+            inputs: &inputs_now,
+            signed_b64: &signed_b64,
+            expires_at: set.expires_at.unix_timestamp(),
+            ownership_b64: &ownership_b64,
+            ownership_inputs: &owner_inputs,
+            deployment: deployment.as_deref(),
+            deployment_since,
+        },
+    )
+    .await?;
     if stored == Written::Unchanged {
         return Box::pin(current_target(state, device_id)).await;
     }
@@ -423,43 +335,175 @@ async fn recompute(
     }))
 }
 
-fn digest(hex_text: &str) -> ApiResult<[u8; 32]> {
-    let mut d = [0u8; 32];
-    hex::decode_to_slice(hex_text, &mut d)
-        .map_err(|_| ApiError::Internal("malformed digest in database".into()))?;
-    Ok(d)
-}
-
-fn target_image(
-    r: &sqlx::any::AnyRow,
-    component_id: Uuid,
-    kind: TargetKind,
-) -> ApiResult<TargetImage> {
-    let int = |name: &str| -> ApiResult<i64> { Ok(r.try_get::<i64, _>(name)?) };
-    Ok(TargetImage {
-        component_id,
-        image_id: Uuid::try_parse(&r.try_get::<String, _>("image_id")?)
-            .map_err(|_| ApiError::Internal("malformed image ID".into()))?,
-        kind,
-        version: format!(
-            "{}.{}.{}",
-            int("version_major")?,
-            int("version_minor")?,
-            int("version_patch")?
-        ),
-        security_version: u32::try_from(int("security_version")?)
-            .map_err(|_| ApiError::Internal("security version out of range".into()))?,
-        package_sha256: digest(&r.try_get::<String, _>("package_sha256")?)?,
-        package_size: u64::try_from(int("package_size")?)
-            .map_err(|_| ApiError::Internal("package size out of range".into()))?,
-        payload_sha256: digest(&r.try_get::<String, _>("payload_sha256")?)?,
-    })
-}
-
 /// Decode a stored signed target set's content (the service's own, already trusted).
 pub fn content(signed: &[u8]) -> ApiResult<TargetSet> {
     let env = ferro_signing::parse_unverified(signed)
         .map_err(|_| ApiError::Internal("malformed stored target set".into()))?;
     TargetSet::from_cbor(&env.unverified_payload)
         .map_err(|_| ApiError::Internal("malformed stored target set".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(group: Option<&str>, deployment: Option<&str>) -> CheckRow {
+        CheckRow {
+            tenant_id: "t".into(),
+            device_group_id: group.map(str::to_string),
+            target_version: 3,
+            target_inputs: None,
+            target_set: None,
+            target_expires_at: None,
+            ownership_doc: None,
+            ownership_inputs: None,
+            target_deployment_id: deployment.map(str::to_string),
+            target_deployment_version: Some(2),
+            update_policy: Some("UpdateAll".into()),
+            os_feed: Some("Retail".into()),
+            deployment: None,
+            os_release_id: Some("os1".into()),
+            ownership_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn inputs_name_everything_a_set_is_computed_from() {
+        assert_eq!(
+            inputs(&row(Some("g1"), None), Some("d1")),
+            "g=g1;d=d1;o=os1;p=UpdateAll;f=Retail"
+        );
+        assert_eq!(
+            inputs(&row(None, None), None),
+            "g=;d=;o=os1;p=UpdateAll;f=Retail"
+        );
+        assert_eq!(ownership_key("t", 0), "t=t;k=1");
+        assert_eq!(ownership_key("t", 2), "t=t;k=1;e=2");
+    }
+
+    #[test]
+    fn a_device_keeps_its_deployment_only_in_the_group_it_was_computed_for() {
+        // (device's group, its stored deployment, stored inputs, kept, why)
+        let cases = [
+            (
+                Some("g1"),
+                Some("d1"),
+                Some("g=g1;d=d1;o=;p=;f="),
+                Some("d1"),
+                "same group",
+            ),
+            (
+                Some("g2"),
+                Some("d1"),
+                Some("g=g1;d=d1;o=;p=;f="),
+                None,
+                "moved to another group",
+            ),
+            (
+                None,
+                Some("d1"),
+                Some("g=g1;d=d1;o=;p=;f="),
+                None,
+                "left its group",
+            ),
+            (Some("g1"), Some("d1"), None, None, "no stored set"),
+            (
+                Some("g1"),
+                None,
+                Some("g=g1;d=;o=;p=;f="),
+                None,
+                "nothing deployed yet",
+            ),
+        ];
+        for (group, deployment, stored, want, why) in cases {
+            assert_eq!(
+                kept(&row(group, deployment), stored).as_deref(),
+                want,
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_set_is_served_while_fresh_and_current() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let half = TARGET_SET_VALIDITY / 2;
+        let fresh = now + half + Duration::seconds(1);
+        // (expires at, stored set inputs, stored ownership inputs, served, why)
+        let cases = [
+            (fresh, Some("a"), Some("o"), true, "fresh and current"),
+            (
+                now + half,
+                Some("a"),
+                Some("o"),
+                false,
+                "half its life over",
+            ),
+            (fresh, Some("b"), Some("o"), false, "an input changed"),
+            (fresh, None, Some("o"), false, "no stored inputs"),
+            (fresh, Some("a"), Some("o2"), false, "the ownership changed"),
+        ];
+        for (expires, set, own, want, why) in cases {
+            assert_eq!(
+                serves_as_is(expires, now, (set, "a"), (own, "o")),
+                want,
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn versions_grow_only_with_the_content() {
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let set = |manage_apps: bool, at: OffsetDateTime| TargetSet {
+            device_id: DeviceId::from_bytes([7; 64]),
+            tenant_id: Uuid::from_u128(1),
+            device_group_id: Some(Uuid::from_u128(2)),
+            version: 1,
+            issued_at: at,
+            expires_at: at + TARGET_SET_VALIDITY,
+            manage_apps,
+            images: Vec::new(),
+        };
+        let old = set(true, t);
+        // (stored version, stored set, new set, version, why)
+        let cases = [
+            (0, None, set(true, t), 1, "the first set"),
+            (
+                4,
+                Some(&old),
+                set(true, t + Duration::days(4)),
+                4,
+                "only the times changed",
+            ),
+            (4, Some(&old), set(false, t), 5, "the content changed"),
+            (4, None, set(true, t), 5, "the stored set is unreadable"),
+        ];
+        for (stored_version, stored, new, want, why) in cases {
+            assert_eq!(next_version(stored_version, stored, &new), want, "{why}");
+        }
+        assert!(manages_apps(Some("g"), Some("UpdateAll")));
+        assert!(!manages_apps(Some("g"), Some("No3rdPartyAppUpdates")));
+        assert!(!manages_apps(None, Some("UpdateAll")));
+    }
+
+    #[test]
+    fn a_deployment_is_counted_from_the_first_version_that_named_it() {
+        // (stored deployment and since, new deployment, new version, since, why)
+        let cases = [
+            (
+                (Some("d1"), Some(3)),
+                Some("d1"),
+                5,
+                3,
+                "the same deployment",
+            ),
+            ((Some("d1"), Some(3)), Some("d2"), 5, 5, "a new deployment"),
+            ((None, None), Some("d1"), 1, 1, "the first"),
+            ((None, Some(2)), None, 4, 2, "still none"),
+        ];
+        for (stored, deployment, version, want, why) in cases {
+            assert_eq!(deployment_since(stored, deployment, version), want, "{why}");
+        }
+    }
 }

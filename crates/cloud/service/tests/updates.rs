@@ -356,8 +356,9 @@ async fn target_sets_follow_group_deployment_and_feed(t: &TestApp) {
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     // Half of its life over (simulated): the unchanged set is re-signed with a later expiry,
     // keeps its version, and gets a new validator, so a device holding the old signature gets
-    // the fresh one instead of a 304 (else it would freeze when its copy expires).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // the fresh one instead of a 304 (else it would freeze when its copy expires). The service's
+    // clock moves a second on, so the new expiry differs from the old one.
+    t.state.clock.advance(Duration::from_secs(1));
     t.exec(&format!(
         "UPDATE devices SET target_expires_at = {} WHERE id = '{}'",
         (time::OffsetDateTime::now_utc() + time::Duration::days(1)).unix_timestamp(),
@@ -794,7 +795,7 @@ async fn update_now_wakes_waiting_devices(t: &TestApp) {
         let (status, _, raw) = send(http.get(&poll_url)).await;
         (status, json_of(&raw), Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.state.signals.wait_for_waiters(1).await;
     assert!(!poll.is_finished());
     let now_url = format!("/v1/tenants/{tid}/device-groups/{g}/update-now");
     let r = t
@@ -830,7 +831,7 @@ async fn update_now_wakes_waiting_devices(t: &TestApp) {
     let http = d.http.clone();
     let poll_url = format!("{signal_url}?since={signal}&waitSeconds=3");
     let poll = tokio::spawn(async move { send(http.get(&poll_url)).await.0 });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.state.signals.wait_for_waiters(1).await;
     let r = t
         .call(
             axum::http::Method::POST,
@@ -858,7 +859,7 @@ async fn update_now_wakes_waiting_devices(t: &TestApp) {
         let (status, _, raw) = send(http.get(&poll_url)).await;
         (status, json_of(&raw))
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.state.signals.wait_for_waiters(1).await;
     let r = t
         .call(
             axum::http::Method::POST,

@@ -6,7 +6,7 @@ use super::{to_u32, to_u64, version_string};
 use crate::authz::TenantScope;
 use crate::db::{self, Db, Tx};
 use ferro_image::ImageMetadata;
-use ferro_wire::{Image, ImageId};
+use ferro_wire::{DeployedImage, Image, ImageId};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ const IMAGE_COLUMNS: &str = "id, tenant_id, image_id, component_id, name, image_
     payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
     uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at";
 
-fn image_from_row(r: &sqlx::any::AnyRow) -> StoreResult<Image> {
+pub(super) fn image_from_row(r: &sqlx::any::AnyRow) -> StoreResult<Image> {
     Ok(Image {
         id: parse_id(&r.try_get::<String, _>("image_id")?)?,
         tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
@@ -54,12 +54,12 @@ pub async fn get(db: &Db, scope: &TenantScope, image: &ImageId) -> StoreResult<O
     row.as_ref().map(image_from_row).transpose()
 }
 
-/// One image of `tenant`, read in the caller's write transaction.
-pub async fn get_in(
+/// One image of `tenant` with its row ID, read in the caller's write transaction.
+pub async fn get_row_in(
     tx: &mut Tx,
     scope: &TenantScope,
     image: &ImageId,
-) -> StoreResult<Option<Image>> {
+) -> StoreResult<Option<(String, Image)>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
     )))
@@ -67,7 +67,18 @@ pub async fn get_in(
     .bind(image.to_string())
     .fetch_optional(&mut **tx)
     .await?;
-    row.as_ref().map(image_from_row).transpose()
+    row.as_ref()
+        .map(|r| Ok((r.try_get::<String, _>("id")?, image_from_row(r)?)))
+        .transpose()
+}
+
+/// One image of `tenant`, read in the caller's write transaction.
+pub async fn get_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    image: &ImageId,
+) -> StoreResult<Option<Image>> {
+    Ok(get_row_in(tx, scope, image).await?.map(|(_, i)| i))
 }
 
 /// Up to `limit` images of `tenant` (of one component, if given) stored after the row `after`,
@@ -147,4 +158,24 @@ pub async fn insert(tx: &mut Tx, image: &Image, m: &ImageMetadata) -> StoreResul
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The columns of an image row, each prefixed with `table.` (for joins).
+pub(super) fn columns_of(table: &str) -> String {
+    IMAGE_COLUMNS
+        .split(", ")
+        .map(|c| format!("{table}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The API's short view of an image in a deployment.
+pub fn deployed_image(i: &Image) -> DeployedImage {
+    DeployedImage {
+        image_id: i.id,
+        component_id: i.component_id,
+        name: i.name.clone(),
+        image_type: i.image_type,
+        version: i.version.clone(),
+    }
 }

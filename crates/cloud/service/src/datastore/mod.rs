@@ -9,18 +9,27 @@
 //!
 //! Moved so far: devices (with registrations and capabilities), images, ownership (transfers,
 //! epochs, moving a device between tenants), products, device groups, tenants with their roles
-//! and audit log (as the tenant routes read them), and in part developer keys. The rest of the
-//! service's SQL still sits in the modules that use it and moves here resource by resource.
+//! and audit log (as the tenant routes read them), in part developer keys, and updates: OS
+//! releases with their feeds' policies and build keys, deployments and their rollouts, devices'
+//! target sets and update reports, update-now signals. The rest of the service's SQL still sits
+//! in the modules that use it and moves here resource by resource.
 
 pub mod audit;
+pub mod deployments;
 pub mod developer_keys;
 pub mod device_groups;
 pub mod devices;
 pub mod images;
+pub mod os_release_keys;
+pub mod os_releases;
 pub mod ownership;
 pub mod products;
 pub mod roles;
+pub mod rollouts;
+pub mod target_sets;
 pub mod tenants;
+pub mod update_reports;
+pub mod update_signals;
 
 use crate::db::DbError;
 use sqlx::Row;
