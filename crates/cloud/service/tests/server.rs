@@ -138,8 +138,14 @@ async fn over_a_socket(t: &TestApp) {
     .await
     .expect("new connections are refused after the signal");
     // Meanwhile the request is still held (it waits for `release`), and the server waits for it.
-    assert!(!in_flight.is_finished(), "the in-flight request was cut off");
-    assert!(!handle.is_finished(), "the server stopped before its request finished");
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request was cut off"
+    );
+    assert!(
+        !handle.is_finished(),
+        "the server stopped before its request finished"
+    );
     release.notify_one();
     let answer = in_flight.await.expect("join");
     assert_eq!(

@@ -17,10 +17,16 @@ pub mod developer_keys;
 pub mod device_groups;
 pub mod devices;
 pub mod images;
+pub mod invitations;
+pub mod login_limits;
 pub mod ownership;
+pub mod platform_meta;
 pub mod products;
 pub mod roles;
+pub mod tenant_cas;
 pub mod tenants;
+pub mod tokens;
+pub mod users;
 
 use crate::db::DbError;
 use sqlx::Row;
@@ -71,6 +77,22 @@ pub(crate) fn parse_id<T: From<uuid::Uuid>>(s: &str) -> StoreResult<T> {
 pub(crate) fn parse_name<T: std::str::FromStr>(s: &str, what: &str) -> StoreResult<T> {
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("unknown {what} {s:?}")))
+}
+
+/// A stored signing key (a row of `developer_keys` or `os_release_keys`) on the wire; `tenant`
+/// is the tenant of a developer key (`None` for the platform's OS release keys).
+pub(crate) fn signing_key_from_row(
+    r: &sqlx::any::AnyRow,
+    tenant: Option<ferro_wire::TenantId>,
+) -> StoreResult<ferro_wire::RegisteredSigningKey> {
+    Ok(ferro_wire::RegisteredSigningKey {
+        key_id: r.try_get("key_id")?,
+        tenant_id: tenant,
+        name: r.try_get("name")?,
+        public_key_pem: r.try_get("public_key_pem")?,
+        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
+        created_at: crate::db::ts(r.try_get("created_at")?),
+    })
 }
 
 /// `major.minor.patch` of a row with `version_major`, `version_minor`, `version_patch`.

@@ -101,3 +101,17 @@ pub async fn administrators_in(tx: &mut Tx, tid: &str) -> StoreResult<i64> {
     .await?
     .try_get("n")?)
 }
+
+/// The tenants (stored IDs) in which `user` is an Administrator, read in the caller's write
+/// transaction.
+pub async fn administered_by_in(tx: &mut Tx, user: &str) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT tenant_id FROM tenant_roles WHERE user_id = $1 AND role = 'Administrator'",
+    )
+    .bind(user)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<String, _>("tenant_id")?))
+        .collect()
+}
