@@ -1,26 +1,28 @@
 //! Tenants' CA generations (`tenant_cas`) and the number that changes with them
 //! (`tenants.ca_generation`, which `crate::tenant_ca::CaCache` entries are checked against).
+//!
+//! These functions take the tenant's ID, not a `TenantScope`: a tenant's CAs are what
+//! authentication itself rests on, read before anyone is authorized in the tenant (a device's
+//! certificate is verified against the CAs of the tenant it names, to learn who the device is;
+//! an attestation reads them for the tenant of the device's row; a new tenant's first CA is
+//! stored before any role in it exists). They hold only public certificates.
 
-use crate::authz::TenantScope;
 use crate::datastore::{StoreError, StoreResult};
 use crate::db::{Arg, Db, Tx};
 use base64ct::{Base64, Encoding};
 use ferro_pki::TenantCa;
+use ferro_wire::TenantId;
 use sqlx::Row;
 
-/// Store a CA generation of the scope's tenant, raising the tenant's `ca_generation` in the
-/// same transaction; false when the tenant does not exist (nothing to raise).
-pub async fn insert(
-    tx: &mut Tx,
-    scope: &TenantScope,
-    ca: &TenantCa,
-    now: i64,
-) -> StoreResult<bool> {
+/// Store a CA generation of `tenant`, raising the tenant's `ca_generation` in the same
+/// transaction; false when the tenant does not exist (nothing to raise).
+pub async fn insert(tx: &mut Tx, tenant: TenantId, ca: &TenantCa, now: i64) -> StoreResult<bool> {
+    let tid = tenant.to_string();
     sqlx::query(
         "INSERT INTO tenant_cas (tenant_id, serial, der, sha1_thumbprint, sha256_thumbprint, \
          not_before, not_after, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8)",
     )
-    .bind(scope.tenant_str())
+    .bind(&tid)
     .bind(ca.serial_hex())
     .bind(Base64::encode_string(ca.der()))
     .bind(ca.sha1_thumbprint())
@@ -31,7 +33,7 @@ pub async fn insert(
     .execute(&mut **tx)
     .await?;
     let bumped = sqlx::query("UPDATE tenants SET ca_generation = ca_generation + 1 WHERE id = $1")
-        .bind(scope.tenant_str())
+        .bind(&tid)
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -59,21 +61,22 @@ where
         .collect()
 }
 
-/// The scope's tenant's active CA generations, oldest first.
-pub async fn active(db: &Db, scope: &TenantScope) -> StoreResult<Vec<TenantCa>> {
-    active_on(db.pool(), scope.tenant_str()).await
+/// `tenant`'s active CA generations, oldest first.
+pub async fn active(db: &Db, tenant: TenantId) -> StoreResult<Vec<TenantCa>> {
+    active_on(db.pool(), &tenant.to_string()).await
 }
 
 /// [`active`], read in the caller's write transaction.
-pub async fn active_in(tx: &mut Tx, scope: &TenantScope) -> StoreResult<Vec<TenantCa>> {
-    active_on(&mut **tx, scope.tenant_str()).await
+pub async fn active_in(tx: &mut Tx, tenant: TenantId) -> StoreResult<Vec<TenantCa>> {
+    active_on(&mut **tx, &tenant.to_string()).await
 }
 
-/// The tenant's CA generation number; `None` without such a tenant.
-pub async fn generation(db: &Db, scope: &TenantScope) -> StoreResult<Option<i64>> {
+/// `tenant`'s CA generation number; `None` without such a tenant.
+pub async fn generation(db: &Db, tenant: TenantId) -> StoreResult<Option<i64>> {
+    let tid = tenant.to_string();
     db.read_optional(
         "SELECT ca_generation FROM tenants WHERE id = $1",
-        &[Arg::Text(scope.tenant_str())],
+        &[Arg::Text(&tid)],
         |r| r.get::<i64>("ca_generation").map_err(StoreError::from),
     )
     .await
