@@ -84,6 +84,22 @@ impl DbError {
     }
 }
 
+/// Why [`Db::ready`] says the database is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    /// The database does not answer, or holds no migration table.
+    #[error("database unreachable or not migrated: {0}")]
+    Unreachable(#[source] sqlx::Error),
+    /// Fewer migrations are applied than this binary knows.
+    #[error("{applied} of {known} migrations applied")]
+    Behind {
+        /// Migrations applied.
+        applied: i64,
+        /// Migrations this binary knows.
+        known: i64,
+    },
+}
+
 /// A transaction; every write goes through one.
 pub type Tx = Transaction<'static, Any>;
 
@@ -288,7 +304,13 @@ impl Db {
     /// thread commits the writes waiting at the same moment together, each in a savepoint of
     /// its own ([`lite_write`]), instead of a round trip to sqlx's worker thread per statement;
     /// on PostgreSQL (and in-memory SQLite) it is an ordinary sqlx transaction on the pool.
-    pub async fn write_atomic(&self, stmts: &[WriteStmt<'_>]) -> Result<Written, DbError> {
+    ///
+    /// Not a second way to write for the service: it is the datastore's own tool for the few
+    /// writes that must not queue behind sqlx's writer (a token's last use, an attestation's
+    /// verdict, a device's new target set), each a datastore function. Everything else writes
+    /// in a transaction from [`Db::begin_write`]. `tests/layering.rs` finds callers outside
+    /// `datastore/` (and lists those whose SQL has not moved yet).
+    pub(crate) async fn write_atomic(&self, stmts: &[WriteStmt<'_>]) -> Result<Written, DbError> {
         if let Some(writer) = &self.fast_writer {
             return writer.write_atomic(stmts).await;
         }
@@ -308,15 +330,16 @@ impl Db {
     }
 
     /// Whether the database answers and every migration this binary knows has been applied.
-    pub async fn ready(&self) -> Result<(), String> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| format!("database unreachable or not migrated: {e}"))?;
-        let applied: i64 = row.try_get("n").map_err(|e| e.to_string())?;
+    pub async fn ready(&self) -> Result<(), NotReady> {
+        let applied: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .and_then(|row| row.try_get("n"))
+                .map_err(NotReady::Unreachable)?;
         let known = MIGRATOR.iter().count() as i64;
         if applied < known {
-            return Err(format!("{applied} of {known} migrations applied"));
+            return Err(NotReady::Behind { applied, known });
         }
         Ok(())
     }
@@ -1312,6 +1335,31 @@ mod tests {
             assert!(db.write_atomic(&[stmt(insert, &late, true)]).await.is_err());
             drop_pg(pg).await;
         }
+    }
+
+    /// `ready` says why not: no migrations at all, or fewer than this binary knows.
+    #[tokio::test]
+    async fn ready_says_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&sqlite_url(dir.path()), 2).await.unwrap();
+        let fresh = db.ready().await;
+        assert!(matches!(fresh, Err(NotReady::Unreachable(_))), "{fresh:?}");
+        db.migrate().await.unwrap();
+        db.ready().await.unwrap();
+        sqlx::query(
+            "DELETE FROM _sqlx_migrations \
+             WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let known = MIGRATOR.iter().count() as i64;
+        let behind = db.ready().await;
+        assert!(
+            matches!(behind, Err(NotReady::Behind { applied, known: k }) if applied == known - 1 && k == known),
+            "{behind:?}"
+        );
+        db.close().await;
     }
 
     fn map_err<T>(r: Result<T, DbError>) -> bool {
