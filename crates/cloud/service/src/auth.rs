@@ -515,6 +515,110 @@ mod tests {
     }
 
     #[test]
+    fn a_token_acts_with_at_most_its_scope() {
+        use Role::{Administrator as A, Contributor as C, Reader as R};
+        let (t, other) = (
+            "00000000-0000-7000-8000-00000000000a",
+            "00000000-0000-7000-8000-00000000000b",
+        );
+        // (token's tenant, token's maximum role, tenant asked, user's role there, acts with)
+        let cases = [
+            (None, None, t, Some(A), Some(A)),
+            (None, None, t, None, None),
+            (Some(t), None, t, Some(C), Some(C)),
+            (Some(t), None, other, Some(A), None),
+            (None, Some(R), t, Some(A), Some(R)),
+            // A maximum role never raises the user's own.
+            (None, Some(A), t, Some(R), Some(R)),
+            (None, Some(A), t, None, None),
+            (Some(t), Some(C), t, Some(A), Some(C)),
+            (Some(t), Some(C), other, Some(A), None),
+        ];
+        for (tenant, max_role, asked, held, want) in cases {
+            let scope = TokenScope {
+                tenant: tenant.map(str::to_string),
+                max_role,
+                ..TokenScope::default()
+            };
+            assert_eq!(
+                scope.effective_role(asked, held),
+                want,
+                "{tenant:?} {max_role:?} in {asked} holding {held:?}"
+            );
+            assert_eq!(scope.is_narrowed(), tenant.is_some() || max_role.is_some());
+        }
+    }
+
+    #[test]
+    fn a_token_acts_only_while_live() {
+        let now = 1_000_000;
+        let token = |revoked_at, expires_at, one_time_password| TokenRow {
+            id: "t".into(),
+            token_hash: "h".into(),
+            session: true,
+            created_at: now - 10,
+            expires_at,
+            revoked_at,
+            last_used_at: None,
+            scope_tenant: None,
+            max_role: None,
+            read_only: false,
+            user: UserRow {
+                id: ferro_wire::UserId::new(),
+                login: "a@x".into(),
+                display_name: "A".into(),
+                password_hash: String::new(),
+                password_change_required: one_time_password,
+                password_expires_at: None,
+                platform_operator: false,
+                created_at: 0,
+            },
+            role: None,
+        };
+        // (revoked at, expires at, one-time password, Ok or the error code)
+        let cases = [
+            (None, now + 1, false, Ok(())),
+            (None, now, false, Err(ErrorCode::Unauthenticated)),
+            (None, now - 1, false, Err(ErrorCode::Unauthenticated)),
+            (
+                Some(now - 5),
+                now + 100,
+                false,
+                Err(ErrorCode::Unauthenticated),
+            ),
+            // Revocation and expiry speak before the password's state.
+            (
+                Some(now - 5),
+                now + 100,
+                true,
+                Err(ErrorCode::Unauthenticated),
+            ),
+            (
+                None,
+                now + 100,
+                true,
+                Err(ErrorCode::PasswordChangeRequired),
+            ),
+        ];
+        for (revoked, expires, otp, want) in cases {
+            let got = admit(&token(revoked, expires, otp), now).map_err(|e| e.code());
+            assert_eq!(
+                got, want,
+                "revoked {revoked:?}, expires {expires}, otp {otp}"
+            );
+        }
+        // The last use is written at most once a minute.
+        for (last, due) in [
+            (None, true),
+            (Some(now), false),
+            (Some(now - 59), false),
+            (Some(now - 60), true),
+        ] {
+            assert_eq!(last_use_due(last, now), due, "{last:?}");
+        }
+    }
+
+    #[test]
     fn policy() {
         assert!(check_password_policy("a@b", "short").is_err());
         assert!(check_password_policy("averylonglogin@x", "averylonglogin@x").is_err());
