@@ -1299,7 +1299,23 @@ mod tests {
                 .flat_map(|kind| (0..20).map(move |i| (kind, i)))
                 .map(|(kind, i)| tokio::spawn(write(kind, i)))
                 .collect();
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // On SQLite, let all 60 queue behind the held lock (the writer counts them), so that
+            // they commit in batches; PostgreSQL runs them as they come (`hold` blocks none).
+            if let Some(writer) = &db.fast_writer {
+                let queued = || {
+                    writer
+                        .stats()
+                        .queued
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                };
+                tokio::time::timeout(Duration::from_secs(10), async {
+                    while queued() < 60 {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("the writes queue for the writer thread");
+            }
             hold.commit().await.unwrap();
             let mut outcomes = [[0usize; 3]; 3];
             for w in writes {

@@ -166,6 +166,8 @@ enum Msg {
 /// WAL restart a reader postponed.
 #[derive(Debug, Default)]
 pub(super) struct WriterStats {
+    /// Writes handed to the thread (counted by the callers, as they queue them).
+    pub(super) queued: AtomicU64,
     /// `BEGIN IMMEDIATE` attempts refused because another connection held the write lock.
     pub(super) lock_waits: AtomicU64,
     /// WAL restarts done (the next commit wrote the WAL from its start).
@@ -251,6 +253,8 @@ impl LiteWriter {
         self.queue
             .send(Msg::Write(Job { stmts, done }))
             .map_err(|_| DbError::Sqlx(sqlx::Error::PoolClosed))?;
+        #[cfg(test)]
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         // The thread answers every job it receives, or drops it only when it stops.
         answer
             .await
