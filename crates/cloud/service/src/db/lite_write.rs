@@ -166,7 +166,8 @@ enum Msg {
 /// WAL restart a reader postponed.
 #[derive(Debug, Default)]
 pub(super) struct WriterStats {
-    /// Writes handed to the thread (counted by the callers, as they queue them).
+    /// Writes handed to the thread (counted by the callers, as they queue them; tests only).
+    #[cfg(test)]
     pub(super) queued: AtomicU64,
     /// `BEGIN IMMEDIATE` attempts refused because another connection held the write lock.
     pub(super) lock_waits: AtomicU64,
