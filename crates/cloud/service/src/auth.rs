@@ -2,7 +2,9 @@
 //! the [`Caller`] extractor, tenant role checks and the database-backed login rate limit.
 
 use crate::auth_cache::AuthKey;
-use crate::db::{self, Arg, DbRow};
+use crate::datastore::tokens::{self, TokenRow};
+pub use crate::datastore::users::UserRow;
+use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use argon2::password_hash::phc::PasswordHash;
@@ -12,7 +14,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64ct::{Base64UrlUnpadded, Encoding};
-use ferro_wire::{ErrorCode, Role, User, UserId};
+use ferro_wire::{ErrorCode, Role};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -153,65 +155,6 @@ pub fn check_password_policy(login: &str, password: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// A user row.
-#[derive(Clone, Debug)]
-pub struct UserRow {
-    /// ID.
-    pub id: UserId,
-    /// Login name.
-    pub login: String,
-    /// Display name.
-    pub display_name: String,
-    /// PHC string. Never serialised.
-    pub password_hash: String,
-    /// One-time password not yet changed.
-    pub password_change_required: bool,
-    /// When a one-time password stops logging in (Unix seconds); `None` for chosen passwords.
-    pub password_expires_at: Option<i64>,
-    /// Platform operator.
-    pub platform_operator: bool,
-    /// Creation time (Unix seconds).
-    pub created_at: i64,
-}
-
-impl UserRow {
-    /// Columns to select, in [`UserRow::from_row`]'s names.
-    pub const COLUMNS: &'static str = "u.id, u.login, u.display_name, u.password_hash, \
-        u.password_change_required, u.password_expires_at, u.platform_operator, u.created_at";
-
-    /// Read from a row (of either engine: `DbRow::from(&any_row)`) that has
-    /// [`UserRow::COLUMNS`].
-    pub fn from_row(row: &DbRow<'_>) -> ApiResult<UserRow> {
-        Ok(UserRow {
-            id: parse_id(&row.get::<String>("id")?)?,
-            login: row.get("login")?,
-            display_name: row.get("display_name")?,
-            password_hash: row.get("password_hash")?,
-            password_change_required: row.get("password_change_required")?,
-            password_expires_at: row.get("password_expires_at")?,
-            platform_operator: row.get("platform_operator")?,
-            created_at: row.get("created_at")?,
-        })
-    }
-
-    /// Whether the password is a one-time password past its life (it no longer logs in).
-    pub fn password_expired(&self, now: i64) -> bool {
-        self.password_change_required && self.password_expires_at.is_some_and(|t| t <= now)
-    }
-
-    /// The wire form.
-    pub fn to_wire(&self) -> User {
-        User {
-            id: self.id,
-            login: self.login.clone(),
-            display_name: self.display_name.clone(),
-            platform_operator: self.platform_operator,
-            password_change_required: self.password_change_required,
-            created_at: db::ts(self.created_at),
-        }
-    }
-}
-
 /// Parse an ID stored in the database.
 pub fn parse_id<T: From<uuid::Uuid>>(s: &str) -> ApiResult<T> {
     uuid::Uuid::parse_str(s)
@@ -306,6 +249,27 @@ impl Caller {
 /// Seconds between updates of a token's `last_used_at` (bounds writes on hot read paths).
 const LAST_USED_GRANULARITY: i64 = 60;
 
+/// Whether a token last used at `last_used_at` should record a use at `now`: at most once per
+/// [`LAST_USED_GRANULARITY`].
+fn last_use_due(last_used_at: Option<i64>, now: i64) -> bool {
+    last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY)
+}
+
+/// Whether the token found by its hash acts at `now`: 401 when it is revoked or expired,
+/// 403 `password_change_required` while its user's password is a one-time password.
+fn admit(token: &TokenRow, now: i64) -> ApiResult<()> {
+    if token.revoked_at.is_some() || token.expires_at <= now {
+        return Err(ApiError::unauthenticated());
+    }
+    if token.user.password_change_required {
+        return Err(ApiError::new(
+            ErrorCode::PasswordChangeRequired,
+            "change your password with POST /v1/auth/change-password, then log in again",
+        ));
+    }
+    Ok(())
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -372,45 +336,6 @@ impl FromRequestParts<AppState> for TenantCaller {
             tid: tenant.to_string(),
             tenant,
             role,
-        })
-    }
-}
-
-/// A token with its user and, for a tenant route, the user's role there (the token check's row).
-struct TokenRow {
-    token_id: String,
-    token_hash: String,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-    last_used_at: Option<i64>,
-    scope: TokenScope,
-    user: UserRow,
-    role: Option<String>,
-}
-
-impl TokenRow {
-    fn from_row(row: &DbRow<'_>) -> ApiResult<TokenRow> {
-        let max_role: Option<String> = row.get("max_role")?;
-        Ok(TokenRow {
-            token_id: row.get("token_id")?,
-            token_hash: row.get("token_hash")?,
-            expires_at: row.get("expires_at")?,
-            revoked_at: row.get("revoked_at")?,
-            last_used_at: row.get("last_used_at")?,
-            scope: TokenScope {
-                session: row.get::<String>("kind")? == "session",
-                created_at: row.get("token_created_at")?,
-                tenant: row.get("scope_tenant_id")?,
-                max_role: max_role
-                    .map(|r| {
-                        r.parse::<Role>()
-                            .map_err(|_| ApiError::Internal("unknown role in database".into()))
-                    })
-                    .transpose()?,
-                read_only: row.get("read_only")?,
-            },
-            user: UserRow::from_row(row)?,
-            role: row.get("role")?,
         })
     }
 }
@@ -490,86 +415,36 @@ async fn check_token(
     }
     let generation = cache.generation();
     let hash = hex_lower(&digest);
-    // The token check on a cache miss: one indexed read (`Db::read_optional`).
-    let row = match tenant {
-        None => {
-            const SQL: &str = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
-                 t.last_used_at, t.kind, t.created_at AS token_created_at, t.scope_tenant_id, \
-                 t.max_role, t.read_only, u.id, u.login, u.display_name, u.password_hash, \
-                 u.password_change_required, u.password_expires_at, u.platform_operator, \
-                 u.created_at, NULL AS role \
-                 FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1";
-            let args = [Arg::from(&hash)];
-            state
-                .db
-                .read_optional(SQL, &args, TokenRow::from_row)
-                .await?
-        }
-        Some(tid) => {
-            const SQL: &str = "SELECT t.id AS token_id, t.token_hash, t.expires_at, t.revoked_at, \
-                 t.last_used_at, t.kind, t.created_at AS token_created_at, t.scope_tenant_id, \
-                 t.max_role, t.read_only, u.id, u.login, u.display_name, u.password_hash, \
-                 u.password_change_required, u.password_expires_at, u.platform_operator, \
-                 u.created_at, r.role \
-                 FROM tokens t JOIN users u ON u.id = t.user_id \
-                 LEFT JOIN tenant_roles r ON r.user_id = t.user_id AND r.tenant_id = $2 \
-                 WHERE t.token_hash = $1";
-            let args = [Arg::from(&hash), Arg::from(tid)];
-            state
-                .db
-                .read_optional(SQL, &args, TokenRow::from_row)
-                .await?
-        }
-    }
-    .ok_or_else(ApiError::unauthenticated)?;
+    // The token check on a cache miss: one indexed read.
+    let row = tokens::check(&state.db, &hash, tenant)
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
     // The lookup is by hash (an index cannot leak the secret); compare again in constant time.
     if !bool::from(row.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
         return Err(ApiError::unauthenticated());
     }
-    let TokenRow {
-        token_id,
-        expires_at,
-        revoked_at,
-        last_used_at,
-        scope,
-        mut user,
-        role,
-        ..
-    } = row;
-    if revoked_at.is_some() || expires_at <= now {
-        return Err(ApiError::unauthenticated());
-    }
+    admit(&row, now)?;
+    let scope = TokenScope {
+        session: row.session,
+        created_at: row.created_at,
+        tenant: row.scope_tenant,
+        max_role: row.max_role,
+        read_only: row.read_only,
+    };
+    let mut user = row.user;
     // Callers never carry the password hash (nor does the cache).
     user.password_hash = String::new();
-    if user.password_change_required {
-        return Err(ApiError::new(
-            ErrorCode::PasswordChangeRequired,
-            "change your password with POST /v1/auth/change-password, then log in again",
-        ));
-    }
     // A token narrowed to a tenant or a role never carries the platform's powers.
     if scope.is_narrowed() {
         user.platform_operator = false;
     }
-    if last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
-        sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&token_id)
-            .execute(state.db.pool())
-            .await?;
+    if last_use_due(row.last_used_at, now) {
+        tokens::touch(&state.db, &row.id, now).await?;
     }
-    let role = match tenant {
-        None => None,
-        Some(t) => {
-            let role = role
-                .map(|r| {
-                    r.parse::<Role>()
-                        .map_err(|_| ApiError::Internal("unknown role in database".into()))
-                })
-                .transpose()?;
-            scope.effective_role(t, role)
-        }
-    };
+    let token_id = row.id;
+    let expires_at = row.expires_at;
+    let role = row.role;
+    let role = tenant.and_then(|t| scope.effective_role(t, role));
     let caller = Caller {
         user,
         token_id,
@@ -579,40 +454,6 @@ async fn check_token(
         cache.insert(k, generation, expires_at, &caller, role);
     }
     Ok((caller, role))
-}
-
-/// Which of a user's tokens [`revoke_user_tokens`] revokes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Revoke {
-    /// Sessions only (API tokens stay).
-    Sessions,
-    /// Sessions and API tokens.
-    All,
-}
-
-/// Revoke a user's live tokens inside `tx` (callers invalidate the authentication cache after
-/// the commit).
-pub async fn revoke_user_tokens(
-    tx: &mut db::Tx,
-    uid: &str,
-    which: Revoke,
-    now: i64,
-) -> ApiResult<()> {
-    let sql = match which {
-        Revoke::Sessions => {
-            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'session' \
-             AND revoked_at IS NULL"
-        }
-        Revoke::All => {
-            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL"
-        }
-    };
-    sqlx::query(sql)
-        .bind(now)
-        .bind(uid)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 /// Limits on login attempts, enforced in the database (so every replica sees the same counts;
@@ -671,6 +512,110 @@ mod tests {
     fn default_params_are_owasp() {
         let d = PasswordParams::default();
         assert_eq!((d.m_cost_kib, d.t_cost, d.p_cost), (19 * 1024, 2, 1));
+    }
+
+    #[test]
+    fn a_token_acts_with_at_most_its_scope() {
+        use Role::{Administrator as A, Contributor as C, Reader as R};
+        let (t, other) = (
+            "00000000-0000-7000-8000-00000000000a",
+            "00000000-0000-7000-8000-00000000000b",
+        );
+        // (token's tenant, token's maximum role, tenant asked, user's role there, acts with)
+        let cases = [
+            (None, None, t, Some(A), Some(A)),
+            (None, None, t, None, None),
+            (Some(t), None, t, Some(C), Some(C)),
+            (Some(t), None, other, Some(A), None),
+            (None, Some(R), t, Some(A), Some(R)),
+            // A maximum role never raises the user's own.
+            (None, Some(A), t, Some(R), Some(R)),
+            (None, Some(A), t, None, None),
+            (Some(t), Some(C), t, Some(A), Some(C)),
+            (Some(t), Some(C), other, Some(A), None),
+        ];
+        for (tenant, max_role, asked, held, want) in cases {
+            let scope = TokenScope {
+                tenant: tenant.map(str::to_string),
+                max_role,
+                ..TokenScope::default()
+            };
+            assert_eq!(
+                scope.effective_role(asked, held),
+                want,
+                "{tenant:?} {max_role:?} in {asked} holding {held:?}"
+            );
+            assert_eq!(scope.is_narrowed(), tenant.is_some() || max_role.is_some());
+        }
+    }
+
+    #[test]
+    fn a_token_acts_only_while_live() {
+        let now = 1_000_000;
+        let token = |revoked_at, expires_at, one_time_password| TokenRow {
+            id: "t".into(),
+            token_hash: "h".into(),
+            session: true,
+            created_at: now - 10,
+            expires_at,
+            revoked_at,
+            last_used_at: None,
+            scope_tenant: None,
+            max_role: None,
+            read_only: false,
+            user: UserRow {
+                id: ferro_wire::UserId::new(),
+                login: "a@x".into(),
+                display_name: "A".into(),
+                password_hash: String::new(),
+                password_change_required: one_time_password,
+                password_expires_at: None,
+                platform_operator: false,
+                created_at: 0,
+            },
+            role: None,
+        };
+        // (revoked at, expires at, one-time password, Ok or the error code)
+        let cases = [
+            (None, now + 1, false, Ok(())),
+            (None, now, false, Err(ErrorCode::Unauthenticated)),
+            (None, now - 1, false, Err(ErrorCode::Unauthenticated)),
+            (
+                Some(now - 5),
+                now + 100,
+                false,
+                Err(ErrorCode::Unauthenticated),
+            ),
+            // Revocation and expiry speak before the password's state.
+            (
+                Some(now - 5),
+                now + 100,
+                true,
+                Err(ErrorCode::Unauthenticated),
+            ),
+            (
+                None,
+                now + 100,
+                true,
+                Err(ErrorCode::PasswordChangeRequired),
+            ),
+        ];
+        for (revoked, expires, otp, want) in cases {
+            let got = admit(&token(revoked, expires, otp), now).map_err(|e| e.code());
+            assert_eq!(
+                got, want,
+                "revoked {revoked:?}, expires {expires}, otp {otp}"
+            );
+        }
+        // The last use is written at most once a minute.
+        for (last, due) in [
+            (None, true),
+            (Some(now), false),
+            (Some(now - 59), false),
+            (Some(now - 60), true),
+        ] {
+            assert_eq!(last_use_due(last, now), due, "{last:?}");
+        }
     }
 
     #[test]

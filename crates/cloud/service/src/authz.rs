@@ -21,7 +21,6 @@ use crate::auth::Caller;
 use crate::device_auth::DeviceIdentity;
 use crate::error::{ApiError, ApiResult};
 use ferro_wire::{Role, TenantId};
-use sqlx::Row;
 
 /// Who acts in a [`TenantScope`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,18 +101,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let stored = tenant.to_string();
-    let row = sqlx::query("SELECT role FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
-        .bind(&stored)
-        .bind(caller.uid())
-        .fetch_optional(executor)
-        .await?;
-    let held = row
-        .map(|row| {
-            row.try_get::<String, _>("role")?
-                .parse::<Role>()
-                .map_err(|_| ApiError::Internal("unknown role in database".into()))
-        })
-        .transpose()?;
+    let held = crate::datastore::roles::held_on(executor, &stored, &caller.uid()).await?;
     let role = check(caller.scope.effective_role(&stored, held), needed)?;
     Ok(TenantScope::checked_user(tenant, role, caller))
 }

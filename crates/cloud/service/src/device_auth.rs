@@ -12,10 +12,9 @@
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use ferro_wire::ErrorCode;
-use sqlx::Row;
 use time::OffsetDateTime;
 
-use crate::db::Arg;
+use crate::datastore::devices;
 use crate::error::ApiError;
 use crate::server::ConnInfo;
 use crate::state::AppState;
@@ -69,18 +68,8 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
             ));
         }
         // Blocking takes effect at once, not when the certificate expires.
-        let args = [
-            Arg::Text(&identity.device_id),
-            Arg::Text(&identity.tenant_id),
-        ];
-        let blocked = state
-            .db
-            .read_optional(
-                "SELECT blocked FROM devices WHERE id = $1 AND tenant_id = $2",
-                &args,
-                |r| r.get::<bool>("blocked"),
-            )
-            .await?;
+        let scope = crate::authz::device_scope(&identity)?;
+        let blocked = devices::blocked(&state.db, &scope, &identity.device_id).await?;
         match blocked {
             Some(false) => Ok(AuthenticatedDevice(identity)),
             Some(true) => Err(ApiError::new(
@@ -108,12 +97,7 @@ async fn verify(state: &AppState, der: &[u8]) -> Result<DeviceIdentity, ApiError
         refused("the device certificate is expired or not issued by its tenant's CA; attest again")
     })?;
     let device_id = verified.certificate().device_id.to_string();
-    let claimed = sqlx::query("SELECT tenant_id FROM devices WHERE id = $1")
-        .bind(&device_id)
-        .fetch_optional(state.db.pool())
-        .await?
-        .map(|r| r.try_get::<String, _>("tenant_id"))
-        .transpose()?;
+    let claimed = devices::claimed_by(&state.db, &device_id).await?;
     if claimed.as_deref() != Some(tid.as_str()) {
         return Err(refused(
             "the device certificate names a tenant that does not own this device",

@@ -30,6 +30,7 @@ pub mod device_events;
 pub mod device_groups;
 pub mod error;
 pub mod extract;
+pub mod invitations;
 pub mod login_guard;
 pub mod nonce;
 pub mod object_store;

@@ -17,14 +17,15 @@
 //! ([`crate::rate_limit::key`]: IPv4 address, IPv6 /64), so one host cannot spread its guesses
 //! over the addresses of its own prefix.
 //!
-//! Owns the login-limit SQL (`login_failures`, `login_limit_keys`); depends on `db`, `error`
-//! and `rate_limit`'s key function, on nothing of the routes.
+//! The decision is [`admit`], a plain function of a key's attempts; the rows are
+//! `crate::datastore::login_limits`'s. Depends on the datastore, `db`, `error` and
+//! `rate_limit`'s key function, on nothing of the routes.
 
+use crate::datastore::login_limits::{self, KeyAttempts};
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ferro_wire::ErrorCode;
-use sqlx::Row;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -57,17 +58,36 @@ impl Reservation {
     /// and give back this attempt's reservation of the address key. Inside the caller's
     /// transaction, so the success and the release commit together.
     pub async fn release(self, tx: &mut Tx) -> ApiResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE scope_key = $1")
-            .bind(login_key(&self.login))
-            .execute(&mut **tx)
-            .await?;
+        login_limits::forget_key_in(tx, &login_key(&self.login)).await?;
         for id in &self.ids {
-            sqlx::query("DELETE FROM login_failures WHERE id = $1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            login_limits::delete_attempt_in(tx, id).await?;
         }
         Ok(())
+    }
+}
+
+/// What a reservation does with one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Under the limit: reserve an attempt.
+    Reserve,
+    /// The key used its attempts of the window: refuse, and say when to retry (seconds, at
+    /// least 1: when the oldest attempt leaves the window).
+    Refuse {
+        /// Seconds until an attempt leaves the window.
+        retry_after: u64,
+    },
+}
+
+/// The decision for a key with `attempts` inside the window of `window_secs`, at most `max`
+/// attempts allowed, at `now` (Unix seconds).
+pub fn admit(attempts: KeyAttempts, max: i64, now: i64, window_secs: i64) -> Admission {
+    if attempts.count < max {
+        return Admission::Reserve;
+    }
+    let retry = (attempts.oldest.unwrap_or(now) + window_secs - now).max(1);
+    Admission::Refuse {
+        retry_after: u64::try_from(retry).unwrap_or(1),
     }
 }
 
@@ -91,52 +111,19 @@ pub async fn reserve(
         (login_key(login), limit.per_login),
         (address_key(addr), limit.per_ip),
     ] {
-        sqlx::query(
-            "INSERT INTO login_limit_keys (scope_key, touched_at) VALUES ($1, $2) \
-             ON CONFLICT (scope_key) DO NOTHING",
-        )
-        .bind(&key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // Takes the key's row lock on PostgreSQL until commit: the count below and the insert
-        // after it are not interleaved with another reservation of the same key.
-        sqlx::query("UPDATE login_limit_keys SET touched_at = $1 WHERE scope_key = $2")
-            .bind(now)
-            .bind(&key)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM login_failures WHERE scope_key = $1 AND at <= $2")
-            .bind(&key)
-            .bind(since)
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE scope_key = $1",
-        )
-        .bind(&key)
-        .fetch_one(&mut *tx)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        if n >= max {
-            let oldest: Option<i64> = row.try_get("oldest")?;
-            let retry = (oldest.unwrap_or(now) + limit.window_secs - now).max(1);
+        let attempts = login_limits::lock_and_count_in(&mut tx, &key, now, since).await?;
+        if let Admission::Refuse { retry_after } = admit(attempts, max, now, limit.window_secs) {
             // Dropping the transaction rolls back the other key's reservation.
             return Err(ApiError::Client {
                 code: ErrorCode::RateLimited,
                 message: format!(
-                    "too many failed attempts; wait {retry} seconds before trying again"
+                    "too many failed attempts; wait {retry_after} seconds before trying again"
                 ),
-                retry_after: Some(u64::try_from(retry).unwrap_or(1)),
+                retry_after: Some(retry_after),
             });
         }
         let id = uuid::Uuid::now_v7().to_string();
-        sqlx::query("INSERT INTO login_failures (id, scope_key, at) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(&key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        login_limits::insert_attempt_in(&mut tx, &id, &key, now).await?;
         ids.push(id);
     }
     tx.commit().await?;
@@ -155,14 +142,7 @@ pub const PRUNE_EVERY_SECS: i64 = 60;
 /// the tables without bound. Runs at most every [`PRUNE_EVERY_SECS`] per process.
 pub async fn prune_stale(state: &AppState, since: i64) -> ApiResult<()> {
     let mut tx = state.db.begin_write().await?;
-    sqlx::query("DELETE FROM login_failures WHERE at <= $1")
-        .bind(since)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM login_limit_keys WHERE touched_at <= $1")
-        .bind(since)
-        .execute(&mut *tx)
-        .await?;
+    login_limits::prune_in(&mut tx, since).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -283,6 +263,49 @@ mod tests {
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped());
         assert_eq!(address_key(Some(v4)), address_key(Some(mapped)));
         assert_eq!(address_key(None), "ip:unknown");
+    }
+
+    #[test]
+    fn a_key_is_refused_once_its_attempts_are_used() {
+        let (now, window) = (10_000, 900);
+        let at = |count, oldest| KeyAttempts { count, oldest };
+        // (attempts in the window, most allowed, decision)
+        let cases = [
+            (at(0, None), 5, Admission::Reserve),
+            (at(4, Some(now - 10)), 5, Admission::Reserve),
+            // The fifth of five is used: wait until the oldest leaves the window.
+            (
+                at(5, Some(now - 100)),
+                5,
+                Admission::Refuse { retry_after: 800 },
+            ),
+            (
+                at(7, Some(now - 899)),
+                5,
+                Admission::Refuse { retry_after: 1 },
+            ),
+            (at(5, Some(now)), 5, Admission::Refuse { retry_after: 900 }),
+            // Never less than a second, even for an attempt at the window's edge.
+            (
+                at(5, Some(now - 900)),
+                5,
+                Admission::Refuse { retry_after: 1 },
+            ),
+            (
+                at(5, Some(now - 5000)),
+                5,
+                Admission::Refuse { retry_after: 1 },
+            ),
+            // No attempts allowed at all: refused for a whole window.
+            (at(0, None), 0, Admission::Refuse { retry_after: 900 }),
+        ];
+        for (attempts, max, want) in cases {
+            assert_eq!(
+                admit(attempts, max, now, window),
+                want,
+                "{attempts:?} of {max}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

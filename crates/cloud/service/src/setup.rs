@@ -2,6 +2,7 @@
 //! opening an initialised service.
 
 use crate::auth::PasswordParams;
+use crate::datastore::{StoreError, platform_meta};
 use crate::db::{self, Db, DbError};
 use crate::error::ApiError;
 use crate::users::insert_user;
@@ -95,6 +96,9 @@ pub enum SetupError {
     /// Database.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Reading or writing the platform's rows.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Creating the administrator.
     #[error("creating the first administrator: {0}")]
     Admin(#[from] ApiError),
@@ -202,11 +206,7 @@ pub async fn init_with_names(
     let db = Db::connect(&url, 2).await?;
     db.migrate().await?;
     let mut tx = db.begin_write().await.map_err(DbError::from)?;
-    let existing = sqlx::query("SELECT key FROM platform_meta WHERE key = 'initialized'")
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
-    if existing.is_some() {
+    if platform_meta::initialized_in(&mut tx).await? {
         return Err(SetupError::AlreadyInitialised(
             data_dir.to_path_buf(),
             format!("an initialised database at {}", db::redact_url(&url)),
@@ -228,11 +228,7 @@ pub async fn init_with_names(
         otp_expires,
     )
     .await?;
-    sqlx::query("INSERT INTO platform_meta (key, value) VALUES ('initialized', $1)")
-        .bind(db::now().to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
+    platform_meta::mark_initialized_in(&mut tx, db::now()).await?;
     db::audit(
         &mut tx,
         None,

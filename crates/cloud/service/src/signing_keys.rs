@@ -2,15 +2,12 @@
 //! release keys. Parsing a registration, a stored key on the wire, and the trusted set built
 //! from stored keys.
 
-use crate::auth::parse_id;
-use crate::db;
+use crate::authz::TenantScope;
+use crate::datastore::developer_keys;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ferro_signing::{PublicKey, TrustedKeys};
-use ferro_wire::{
-    ErrorCode, MAX_PUBLIC_KEY_PEM_LEN, RegisterSigningKeyRequest, RegisteredSigningKey, TenantId,
-};
-use sqlx::Row;
+use ferro_wire::{ErrorCode, MAX_PUBLIC_KEY_PEM_LEN, RegisterSigningKeyRequest};
 
 /// Validate a registration request: a name in the usual pattern and a PEM P-256 public key.
 pub(crate) fn parse_key_request(req: &RegisterSigningKeyRequest) -> ApiResult<PublicKey> {
@@ -42,33 +39,6 @@ pub(crate) fn path_key_id(raw: &str) -> ApiResult<String> {
     }
 }
 
-/// A key row (`developer_keys` or `os_release_keys`) on the wire.
-pub(crate) fn key_from_row(
-    r: &sqlx::any::AnyRow,
-    tenant: Option<TenantId>,
-) -> ApiResult<RegisteredSigningKey> {
-    Ok(RegisteredSigningKey {
-        key_id: r.try_get("key_id")?,
-        tenant_id: tenant,
-        name: r.try_get("name")?,
-        public_key_pem: r.try_get("public_key_pem")?,
-        created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
-        created_at: db::ts(r.try_get("created_at")?),
-    })
-}
-
-/// The trusted set built from stored PEM keys (the `public_key_pem` column of `rows`).
-pub(crate) fn trusted_from_rows(rows: &[sqlx::any::AnyRow]) -> ApiResult<TrustedKeys> {
-    let mut trusted = TrustedKeys::new();
-    for r in rows {
-        let pem: String = r.try_get("public_key_pem")?;
-        let key = PublicKey::from_pem(&pem)
-            .map_err(|_| ApiError::Internal("unparsable public key in database".into()))?;
-        trusted.insert(key);
-    }
-    Ok(trusted)
-}
-
 /// The trusted set built from stored PEM keys.
 pub(crate) fn trusted_from_pems(pems: &[String]) -> ApiResult<TrustedKeys> {
     let mut trusted = TrustedKeys::new();
@@ -80,11 +50,10 @@ pub(crate) fn trusted_from_pems(pems: &[String]) -> ApiResult<TrustedKeys> {
     Ok(trusted)
 }
 
-/// The developer keys `tenant` accepts.
-pub(crate) async fn trusted_developer_keys(state: &AppState, tid: &str) -> ApiResult<TrustedKeys> {
-    let rows = sqlx::query("SELECT public_key_pem FROM developer_keys WHERE tenant_id = $1")
-        .bind(tid)
-        .fetch_all(state.db.pool())
-        .await?;
-    trusted_from_rows(&rows)
+/// The developer keys the scope's tenant accepts.
+pub(crate) async fn trusted_developer_keys(
+    state: &AppState,
+    scope: &TenantScope,
+) -> ApiResult<TrustedKeys> {
+    trusted_from_pems(&developer_keys::public_keys(&state.db, scope).await?)
 }

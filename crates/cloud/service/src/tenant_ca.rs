@@ -1,64 +1,24 @@
 //! Tenant CA generations: storing a new one, loading them (through [`CaCache`], checked against
 //! the tenant's `ca_generation`), and rotating when `ferro_pki::tenant_ca_rotation_due` says so.
 
-use crate::auth::Caller;
+use crate::auth::parse_id;
+use crate::authz::TenantScope;
+use crate::datastore::{tenant_cas, tenants};
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use base64ct::{Base64, Encoding};
 use ferro_pki::TenantCa;
+use ferro_wire::TenantId;
 use serde_json::json;
-use sqlx::Row;
 use time::OffsetDateTime;
 
-/// Store a CA generation of a tenant in `tx`, raising the tenant's `ca_generation` (which
-/// [`CaCache`] entries are checked against) in the same transaction.
+/// Store a CA generation of the tenant `tid` in `tx`, raising the tenant's `ca_generation`
+/// (which [`CaCache`] entries are checked against) in the same transaction.
 pub async fn insert_ca(tx: &mut Tx, tid: &str, ca: &TenantCa, now: i64) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO tenant_cas (tenant_id, serial, der, sha1_thumbprint, sha256_thumbprint, \
-         not_before, not_after, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8)",
-    )
-    .bind(tid)
-    .bind(ca.serial_hex())
-    .bind(Base64::encode_string(ca.der()))
-    .bind(ca.sha1_thumbprint())
-    .bind(ca.sha256_thumbprint())
-    .bind(ca.not_before().unix_timestamp())
-    .bind(ca.not_after().unix_timestamp())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let bumped = sqlx::query("UPDATE tenants SET ca_generation = ca_generation + 1 WHERE id = $1")
-        .bind(tid)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if bumped != 1 {
+    if !tenant_cas::insert(tx, parse_id(tid)?, ca, now).await? {
         return Err(ApiError::not_found("tenant"));
     }
     Ok(())
-}
-
-/// The tenant's active CA generations.
-pub async fn load_cas<'e, E>(ex: E, tid: &str) -> ApiResult<Vec<TenantCa>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let rows = sqlx::query(
-        "SELECT der FROM tenant_cas WHERE tenant_id = $1 AND status = 'active' ORDER BY not_before, serial",
-    )
-    .bind(tid)
-    .fetch_all(ex)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let b64: String = r.try_get("der")?;
-            let der = Base64::decode_vec(&b64)
-                .map_err(|_| ApiError::Internal("malformed CA certificate in database".into()))?;
-            TenantCa::from_der(&der)
-                .map_err(|e| ApiError::Internal(format!("stored tenant CA refused: {e}")))
-        })
-        .collect()
 }
 
 /// Most tenants whose parsed CAs [`CaCache`] keeps; when full it is emptied (refilling costs one
@@ -104,19 +64,12 @@ impl CaCache {
 
 /// The tenant's CA generation number (`tenants.ca_generation`).
 async fn ca_generation(state: &AppState, tid: &str) -> ApiResult<i64> {
-    let args = [crate::db::Arg::Text(tid)];
-    state
-        .db
-        .read_optional(
-            "SELECT ca_generation FROM tenants WHERE id = $1",
-            &args,
-            |r| r.get::<i64>("ca_generation"),
-        )
+    tenant_cas::generation(&state.db, parse_id(tid)?)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))
 }
 
-/// [`load_cas`] through [`CaCache`]: one point read of the tenant's CA generation; the DER is
+/// The tenant's active CAs through [`CaCache`]: one point read of the tenant's CA generation; the DER is
 /// loaded and parsed only when the cache does not hold that generation.
 pub async fn load_cas_cached(state: &AppState, tid: &str) -> ApiResult<Vec<TenantCa>> {
     let generation = ca_generation(state, tid).await?;
@@ -130,7 +83,7 @@ pub async fn load_cas_at(state: &AppState, tid: &str, generation: i64) -> ApiRes
         return Ok(cas);
     }
     // Read after the generation: these CAs are that generation's or newer.
-    let cas = load_cas(state.db.pool(), tid).await?;
+    let cas = tenant_cas::active(&state.db, parse_id(tid)?).await?;
     state.ca_cache.put(tid, generation, cas.clone());
     Ok(cas)
 }
@@ -139,9 +92,10 @@ pub async fn load_cas_at(state: &AppState, tid: &str, generation: i64) -> ApiRes
 /// made outside the transaction; the transaction takes the tenant's lock and re-checks, so two
 /// concurrent requests never store two new CAs (the loser's key stays an unreferenced orphan
 /// under a random serial, harmless).
-pub async fn cas_rotated(state: &AppState, caller: &Caller, tid: &str) -> ApiResult<Vec<TenantCa>> {
+pub async fn cas_rotated(state: &AppState, scope: &TenantScope) -> ApiResult<Vec<TenantCa>> {
+    let tid = scope.tenant_str();
     let generation = ca_generation(state, tid).await?;
-    cas_rotated_by(state, Some(&caller.uid()), tid, generation).await
+    cas_rotated_by(state, scope.audit_user(), tid, generation).await
 }
 
 /// [`cas_rotated`] with the audit actor given directly (`None`: the service itself, as when a
@@ -157,14 +111,12 @@ pub async fn cas_rotated_by(
     if !ferro_pki::tenant_ca_rotation_due(&cas, now) {
         return Ok(cas);
     }
-    let name: String = sqlx::query("SELECT name FROM tenants WHERE id = $1")
-        .bind(tid)
-        .fetch_optional(state.db.pool())
+    let name = tenants::name(&state.db, tid)
         .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?
-        .try_get("name")?;
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     let keys = state.platform.keys.clone();
-    let tenant = crate::auth::parse_id::<ferro_wire::TenantId>(tid)?.0;
+    let tenant_id: TenantId = parse_id(tid)?;
+    let tenant = tenant_id.0;
     let ca = tokio::task::spawn_blocking(move || {
         ferro_pki::create_tenant_ca(&*keys, tenant, &name, now)
     })
@@ -173,7 +125,7 @@ pub async fn cas_rotated_by(
     .map_err(|e| ApiError::Internal(format!("creating the next tenant CA: {e}")))?;
     let mut tx = state.db.begin_write().await?;
     db::lock_tenant(&mut tx, tid).await?;
-    let current = load_cas(&mut *tx, tid).await?;
+    let current = tenant_cas::active_in(&mut tx, tenant_id).await?;
     // Re-check with a fresh clock: a successor another request made while this one waited for
     // the lock may start after `now` (certificate times have whole seconds), and at the stale
     // time it would look not yet valid, making a second successor.

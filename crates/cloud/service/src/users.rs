@@ -2,7 +2,7 @@
 //! its one-time password (operators create accounts through `POST /v1/users`, the first
 //! operator is created by `setup`).
 
-use crate::auth::UserRow;
+use crate::datastore::users::UserRow;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use ferro_wire::{ErrorCode, UserId};
@@ -45,24 +45,13 @@ pub async fn insert_user(
         platform_operator,
         created_at: db::now(),
     };
-    sqlx::query(
-        "INSERT INTO users (id, login, display_name, password_hash, password_change_required, \
-         password_expires_at, platform_operator, created_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $7)",
-    )
-    .bind(user.id.to_string())
-    .bind(&user.login)
-    .bind(&user.display_name)
-    .bind(&user.password_hash)
-    .bind(otp_expires_at)
-    .bind(db::b2i(platform_operator))
-    .bind(user.created_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| {
-        ApiError::from(e).on_unique(
-            "a user with this login already exists; invite them to a tenant with \
-             POST /v1/tenants/{tenantId}/invitations",
-        )
-    })?;
+    crate::datastore::users::insert(tx, &user)
+        .await
+        .map_err(|e| {
+            ApiError::from(e).on_unique(
+                "a user with this login already exists; invite them to a tenant with \
+                 POST /v1/tenants/{tenantId}/invitations",
+            )
+        })?;
     Ok(user)
 }

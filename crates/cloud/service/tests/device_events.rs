@@ -568,7 +568,7 @@ async fn uploads_need_the_device_certificate_of_the_tenant(t: &TestApp) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Tenant B's CA certifying A's device as B's (B does not own it): nothing lands in B.
     let keys = t.state.platform.keys.0.as_ref();
-    let cas = ferro_service::tenant_ca::load_cas(t.db.pool(), &tb)
+    let cas = ferro_service::datastore::tenant_cas::active(&t.db, tb.parse().unwrap())
         .await
         .unwrap();
     let ca_b = ferro_pki::current_tenant_ca(&cas, time::OffsetDateTime::now_utc())
@@ -595,7 +595,7 @@ async fn uploads_need_the_device_certificate_of_the_tenant(t: &TestApp) {
     )
     .await;
     // Expired (the tenant's genuine CA, one second of life).
-    let cas = ferro_service::tenant_ca::load_cas(t.db.pool(), &tid)
+    let cas = ferro_service::datastore::tenant_cas::active(&t.db, tid.parse().unwrap())
         .await
         .unwrap();
     let ca_a = ferro_pki::current_tenant_ca(&cas, time::OffsetDateTime::now_utc())

@@ -41,7 +41,7 @@ struct Device {
 const HOUR: Duration = Duration::from_secs(3600);
 
 async fn tenant_ca(t: &TestApp, tid: &str) -> ferro_pki::TenantCa {
-    let cas = ferro_service::tenant_ca::load_cas(t.db.pool(), tid)
+    let cas = ferro_service::datastore::tenant_cas::active(&t.db, tid.parse().unwrap())
         .await
         .unwrap();
     ferro_pki::current_tenant_ca(&cas, time::OffsetDateTime::now_utc())

@@ -6,10 +6,15 @@ mod common;
 use common::{ADMIN, Backend, PASSWORD, TestApp};
 use serde_json::json;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
+/// Serve the app, with `extra` routes of the test beside it, on a loopback port until the
+/// returned sender fires.
 async fn serve(
     t: &TestApp,
+    extra: axum::Router,
 ) -> (
     String,
     tokio::sync::oneshot::Sender<()>,
@@ -20,15 +25,35 @@ async fn serve(
         .expect("bind");
     let base = format!("http://{}", listener.local_addr());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let app = ferro_service::build_app(t.state.clone());
+    let app = ferro_service::build_app(t.state.clone()).merge(extra);
     let h = tokio::spawn(ferro_service::server::serve(listener, app, async {
         let _ = rx.await;
     }));
     (base, tx, h)
 }
 
+/// A route that answers "done" once `release` is notified, after notifying `entered`: a
+/// request the test holds in flight as long as it likes, without timing.
+fn held_route(entered: Arc<Notify>, release: Arc<Notify>) -> axum::Router {
+    axum::Router::new().route(
+        "/test/in-flight",
+        axum::routing::get(move || {
+            let (entered, release) = (entered.clone(), release.clone());
+            async move {
+                entered.notify_one();
+                release.notified().await;
+                "done"
+            }
+        }),
+    )
+}
+
 async fn over_a_socket(t: &TestApp) {
-    let (base, stop, handle) = serve(t).await;
+    let entered = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let held = held_route(entered.clone(), release.clone());
+    let (base, stop, handle) = serve(t, held).await;
+    let addr = base.trim_start_matches("http://").to_string();
     let http = http_client();
     let r = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -82,27 +107,57 @@ async fn over_a_socket(t: &TestApp) {
     assert!(m.contains("http_requests_total"), "{m}");
     assert!(m.contains("route=\"/v1/me\""), "{m}");
     assert!(m.contains("http_request_duration_seconds_bucket"), "{m}");
-    // Graceful shutdown: a request in flight when shutdown starts still completes.
-    let slow = {
-        let http = http.clone();
+    // Graceful shutdown. A request in flight when the signal comes (held in its handler until
+    // released: no timing) completes with 200, and the listener stops accepting: a new
+    // connection after the signal is refused.
+    let in_flight = {
+        let http = http_client();
         let base = base.clone();
         tokio::spawn(async move {
-            // Argon2 at test cost is fast; a login still spans several awaits.
-            http.post(format!("{base}/v1/auth/login"))
-                .json(&json!({"login": ADMIN, "password": PASSWORD}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+            let r = http.get(format!("{base}/test/in-flight")).send().await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
         })
     };
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    let _ = stop.send(());
-    let done = tokio::time::timeout(Duration::from_secs(10), handle)
+    tokio::time::timeout(Duration::from_secs(10), entered.notified())
         .await
-        .expect("drains in time");
-    done.expect("join").expect("serve");
-    let status = slow.await.expect("join");
-    assert!(matches!(status, Ok(200) | Err(_)), "{status:?}");
+        .expect("the request reaches its handler");
+    stop.send(()).expect("the server listens for the signal");
+    // The listener closes: a new connection is refused (one that met the closing listener may
+    // be completed or reset instead; try again until the refusal comes).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                Err(e) if e.kind() != std::io::ErrorKind::ConnectionReset => {
+                    panic!("connecting after the signal: {e}")
+                }
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+    .expect("new connections are refused after the signal");
+    // Meanwhile the request is still held (it waits for `release`), and the server waits for it.
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request was cut off"
+    );
+    assert!(
+        !handle.is_finished(),
+        "the server stopped before its request finished"
+    );
+    release.notify_one();
+    let answer = in_flight.await.expect("join");
+    assert_eq!(
+        answer.as_ref().map(|(s, b)| (*s, b.as_str())).ok(),
+        Some((200, "done")),
+        "{answer:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("drains in time")
+        .expect("join")
+        .expect("serve");
     // After shutdown nothing answers.
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
 }
@@ -382,7 +437,7 @@ async fn attestation_requests_are_limited_per_address() {
         ..common::test_config()
     };
     let t = TestApp::with_config(Backend::Sqlite, config).await;
-    let (base, stop, handle) = serve(&t).await;
+    let (base, stop, handle) = serve(&t, axum::Router::new()).await;
     let device_id = "ab".repeat(64);
     let challenge = |http: reqwest::Client| {
         let url = format!("{base}/v1/attestation/challenge");

@@ -104,6 +104,29 @@ pub async fn get_in(tx: &mut Tx, scope: &TenantScope, device: &str) -> StoreResu
     row.map(|r| device_from_row(&DbRow::from(&r))).transpose()
 }
 
+/// Whether the scope's device `device` is blocked (`None`: the tenant has no such device): the
+/// check of every request a device makes with its certificate, one indexed read.
+pub async fn blocked(db: &Db, scope: &TenantScope, device: &str) -> StoreResult<Option<bool>> {
+    let args = [Arg::from(device), Arg::from(scope.tenant_str())];
+    db.read_optional(
+        "SELECT blocked FROM devices WHERE id = $1 AND tenant_id = $2",
+        &args,
+        |r| r.get::<bool>("blocked").map_err(StoreError::from),
+    )
+    .await
+}
+
+/// The tenant (stored ID) that claimed `device`, if one did: what a device certificate's
+/// tenant is checked against before the device is known (so not tenant-scoped).
+pub async fn claimed_by(db: &Db, device: &str) -> StoreResult<Option<String>> {
+    Ok(sqlx::query("SELECT tenant_id FROM devices WHERE id = $1")
+        .bind(device)
+        .fetch_optional(db.pool())
+        .await?
+        .map(|r| r.try_get::<String, _>("tenant_id"))
+        .transpose()?)
+}
+
 /// Up to `limit` devices of `tenant` matching `filter` with IDs after `after`, by device ID (one
 /// page: a bounded indexed read).
 pub async fn list(

@@ -33,6 +33,21 @@ where
     row.as_ref().map(assignment_from_row).transpose()
 }
 
+/// The role `user` holds in the tenant `tid`, read on `ex` (the pool, or the caller's write
+/// transaction): the read of every authorization check (`crate::authz::authorize`).
+pub async fn held_on<'e, E>(ex: E, tid: &str, user: &str) -> StoreResult<Option<Role>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("SELECT role FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tid)
+        .bind(user)
+        .fetch_optional(ex)
+        .await?
+        .map(|row| parse_name(&row.try_get::<String, _>("role")?, "role"))
+        .transpose()
+}
+
 /// `user`'s role in the tenant `tid`.
 pub async fn get(db: &Db, tid: &str, user: &str) -> StoreResult<Option<RoleAssignment>> {
     get_on(db.pool(), tid, user).await
@@ -100,4 +115,18 @@ pub async fn administrators_in(tx: &mut Tx, tid: &str) -> StoreResult<i64> {
     .fetch_one(&mut **tx)
     .await?
     .try_get("n")?)
+}
+
+/// The tenants (stored IDs) in which `user` is an Administrator, read in the caller's write
+/// transaction.
+pub async fn administered_by_in(tx: &mut Tx, user: &str) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT tenant_id FROM tenant_roles WHERE user_id = $1 AND role = 'Administrator'",
+    )
+    .bind(user)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<String, _>("tenant_id")?))
+        .collect()
 }

@@ -99,3 +99,23 @@ pub async fn administered_by_locked(tx: &mut Tx, user: &str) -> StoreResult<i64>
     .await?
     .try_get("n")?)
 }
+
+/// The name of the tenant `tid` (`None`: no such tenant).
+pub async fn name(db: &Db, tid: &str) -> StoreResult<Option<String>> {
+    let args = [crate::db::Arg::from(tid)];
+    db.read_optional("SELECT name FROM tenants WHERE id = $1", &args, |r| {
+        r.get::<String>("name").map_err(Into::into)
+    })
+    .await
+}
+
+/// The name of the tenant `tid`, read in the caller's write transaction (`None`: no such
+/// tenant).
+pub async fn name_in(tx: &mut Tx, tid: &str) -> StoreResult<Option<String>> {
+    sqlx::query("SELECT name FROM tenants WHERE id = $1")
+        .bind(tid)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| Ok(r.try_get::<String, _>("name")?))
+        .transpose()
+}

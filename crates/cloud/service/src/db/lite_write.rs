@@ -44,7 +44,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -161,11 +161,32 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
+/// What the writer thread did, counted since it started (counts only go up). The tests read
+/// them to tell what happened from what timing allowed: a write that waited for the lock, a
+/// WAL restart a reader postponed.
+#[derive(Debug, Default)]
+pub(super) struct WriterStats {
+    /// Writes handed to the thread (counted by the callers, as they queue them; tests only).
+    #[cfg(test)]
+    pub(super) queued: AtomicU64,
+    /// `BEGIN IMMEDIATE` attempts refused because another connection held the write lock.
+    pub(super) lock_waits: AtomicU64,
+    /// WAL restarts done (the next commit wrote the WAL from its start).
+    pub(super) restarts: AtomicU64,
+    /// WAL restarts not done: a reader or a checkpoint outlasted [`READERS_WAIT`] (or the
+    /// checkpoint failed). Each lets the WAL grow by up to `2 * PASSIVE_FRAMES` more frames
+    /// before the next attempt.
+    pub(super) restarts_postponed: AtomicU64,
+}
+
 /// The single SQLite write connection of the fast path, owned by its thread.
 #[derive(Debug)]
 pub(super) struct LiteWriter {
     queue: mpsc::Sender<Msg>,
     closed: AtomicBool,
+    /// The thread's counts (it holds them too).
+    #[cfg(test)]
+    stats: Arc<WriterStats>,
 }
 
 impl LiteWriter {
@@ -192,14 +213,24 @@ impl LiteWriter {
 
     fn with_checkpointer(path: PathBuf, checkpointer: Checkpointer) -> Result<LiteWriter, DbError> {
         let (queue, jobs) = mpsc::channel();
+        let stats = Arc::new(WriterStats::default());
+        let counted = stats.clone();
         std::thread::Builder::new()
             .name("ferro-db-writer".into())
-            .spawn(move || run(&path, &jobs, checkpointer))
+            .spawn(move || run(&path, &jobs, checkpointer, &counted))
             .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
         Ok(LiteWriter {
             queue,
             closed: AtomicBool::new(false),
+            #[cfg(test)]
+            stats,
         })
+    }
+
+    /// What the writer thread did so far.
+    #[cfg(test)]
+    pub(super) fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// Run `stmts` in one transaction: all of them or none. Committed together with the other
@@ -223,6 +254,8 @@ impl LiteWriter {
         self.queue
             .send(Msg::Write(Job { stmts, done }))
             .map_err(|_| DbError::Sqlx(sqlx::Error::PoolClosed))?;
+        #[cfg(test)]
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         // The thread answers every job it receives, or drops it only when it stops.
         answer
             .await
@@ -331,7 +364,12 @@ fn checkpoint_passively(path: &Path, wanted: &mpsc::Receiver<()>, done: &AtomicB
 
 /// The writer thread: wait for a write, take every write queued behind it, commit them
 /// together, repeat.
-fn run(path: &Path, queue: &mpsc::Receiver<Msg>, mut checkpointer: Checkpointer) {
+fn run(
+    path: &Path,
+    queue: &mpsc::Receiver<Msg>,
+    mut checkpointer: Checkpointer,
+    stats: &WriterStats,
+) {
     let mut conn: Option<Connection> = None;
     let mut restart_at = RESTART_FRAMES;
     let mut next_passive_at = PASSIVE_FRAMES;
@@ -369,7 +407,7 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>, mut checkpointer: Checkpointer)
             None => open(path).map(|c| conn.insert(c)),
         };
         let outcome = match connection {
-            Ok(c) => commit_batch(c, &batch),
+            Ok(c) => commit_batch(c, &batch, stats),
             Err(e) => Err(e),
         };
         match outcome {
@@ -388,9 +426,11 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>, mut checkpointer: Checkpointer)
                     && (passive_done || frames >= restart_at.saturating_add(PASSIVE_FRAMES));
                 if restart_now && let Some(c) = conn.as_ref() {
                     if restart_wal(c) {
+                        stats.restarts.fetch_add(1, Ordering::Relaxed);
                         restart_at = RESTART_FRAMES;
                         next_passive_at = PASSIVE_FRAMES;
                     } else {
+                        stats.restarts_postponed.fetch_add(1, Ordering::Relaxed);
                         restart_at = frames.saturating_add(PASSIVE_FRAMES);
                     }
                 } else if frames >= next_passive_at && !checkpointer.pending {
@@ -431,8 +471,9 @@ fn run(path: &Path, queue: &mpsc::Receiver<Msg>, mut checkpointer: Checkpointer)
 fn commit_batch(
     conn: &Connection,
     batch: &[Job],
+    stats: &WriterStats,
 ) -> Result<Vec<Result<Written, DbError>>, DbError> {
-    begin_immediate(conn)?;
+    begin_immediate(conn, stats)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         control(conn, "SAVEPOINT write")?;
@@ -482,7 +523,7 @@ fn drain(
 }
 
 /// `BEGIN IMMEDIATE`, waiting (on this thread) while another connection holds the write lock.
-fn begin_immediate(conn: &Connection) -> Result<(), DbError> {
+fn begin_immediate(conn: &Connection, stats: &WriterStats) -> Result<(), DbError> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
         match control(conn, "BEGIN IMMEDIATE") {
@@ -490,6 +531,7 @@ fn begin_immediate(conn: &Connection) -> Result<(), DbError> {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::DatabaseBusy && Instant::now() < deadline =>
             {
+                stats.lock_waits.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(BUSY_RETRY);
             }
             Err(rusqlite::Error::SqliteFailure(e, _))

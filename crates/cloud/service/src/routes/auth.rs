@@ -1,6 +1,8 @@
 //! `/v1/auth`: login, logout, change password.
 
 use crate::auth::{self, Caller, SESSION_PREFIX, UserRow};
+use crate::datastore::tokens::{self, Revoke};
+use crate::datastore::users;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ClientAddr, JsonBody};
@@ -12,19 +14,6 @@ use axum::http::StatusCode;
 use ferro_wire::{ChangePasswordRequest, ErrorBody, ErrorCode, LoginRequest, LoginResponse};
 use serde_json::json;
 use std::net::IpAddr;
-
-async fn find_user(state: &AppState, login: &str) -> ApiResult<Option<UserRow>> {
-    const SQL: &str = "SELECT u.id, u.login, u.display_name, u.password_hash, \
-        u.password_change_required, u.password_expires_at, u.platform_operator, u.created_at \
-        FROM users u WHERE u.login = $1";
-    let row = sqlx::query(SQL)
-        .bind(login)
-        .fetch_optional(state.db.pool())
-        .await?;
-    row.as_ref()
-        .map(|r| UserRow::from_row(&r.into()))
-        .transpose()
-}
 
 fn invalid_credentials() -> ApiError {
     ApiError::new(
@@ -53,7 +42,7 @@ async fn authenticate(
         return Err(invalid_credentials());
     }
     let reservation = login_guard::reserve(state, login, addr).await?;
-    let user = find_user(state, login).await?;
+    let user = users::by_login(&state.db, login).await?;
     let phc = user.as_ref().map_or_else(
         || state.dummy_hash.as_str().to_string(),
         |u| u.password_hash.clone(),
@@ -101,16 +90,14 @@ pub async fn login(
     let expires = now + state.config.session_ttl_secs;
     let token_id = uuid::Uuid::now_v7().to_string();
     let uid = user.id.to_string();
-    sqlx::query(
-        "INSERT INTO tokens (id, user_id, kind, name, token_hash, created_at, expires_at) \
-         VALUES ($1, $2, 'session', NULL, $3, $4, $5)",
+    tokens::insert_session(
+        &mut tx,
+        &token_id,
+        user.id,
+        &auth::token_hash(&token),
+        now,
+        expires,
     )
-    .bind(&token_id)
-    .bind(&uid)
-    .bind(auth::token_hash(&token))
-    .bind(now)
-    .bind(expires)
-    .execute(&mut *tx)
     .await?;
     db::audit(
         &mut tx,
@@ -136,11 +123,7 @@ pub async fn login(
     security(("bearer" = [])))]
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     let mut tx = state.db.begin_write().await?;
-    sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(db::now())
-        .bind(&caller.token_id)
-        .execute(&mut *tx)
-        .await?;
+    tokens::revoke(&mut tx, &caller.token_id, db::now()).await?;
     db::audit(
         &mut tx,
         None,
@@ -186,20 +169,13 @@ pub async fn change_password(
     let now = db::now();
     let mut tx = state.db.begin_write().await?;
     reservation.release(&mut tx).await?;
-    sqlx::query(
-        "UPDATE users SET password_hash = $1, password_change_required = 0, \
-         password_expires_at = NULL WHERE id = $2",
-    )
-    .bind(hash)
-    .bind(&uid)
-    .execute(&mut *tx)
-    .await?;
+    users::set_chosen_password(&mut tx, user.id, &hash).await?;
     let which = if req.keep_api_tokens {
-        auth::Revoke::Sessions
+        Revoke::Sessions
     } else {
-        auth::Revoke::All
+        Revoke::All
     };
-    auth::revoke_user_tokens(&mut tx, &uid, which, now).await?;
+    tokens::revoke_of_user(&mut tx, user.id, which, now).await?;
     db::audit(
         &mut tx,
         None,

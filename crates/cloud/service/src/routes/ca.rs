@@ -87,8 +87,8 @@ pub async fn list_cas(
     State(state): State<AppState>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<CaCertificate>>> {
-    who.authorize(Role::Reader)?;
-    let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
+    let scope = who.authorize(Role::Reader)?;
+    let cas = cas_rotated(&state, &scope).await?;
     let now = OffsetDateTime::now_utc();
     let current = ferro_pki::current_tenant_ca(&cas, now);
     let mut out: Vec<CaCertificate> = cas.iter().map(|c| to_wire(c, current, now)).collect();
@@ -110,9 +110,9 @@ pub async fn get_ca(
     Path((_, serial)): Path<(String, String)>,
     StrictQuery(q): StrictQuery<CertificateFormatQuery>,
 ) -> ApiResult<Response> {
-    who.authorize(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let serial = serial_param(&serial)?;
-    let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
+    let cas = cas_rotated(&state, &scope).await?;
     let ca = find(&cas, &serial)?;
     Ok(match q.format.unwrap_or_default() {
         CertificateFormat::Pem => {
@@ -130,8 +130,8 @@ pub async fn get_ca(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_chain(State(state): State<AppState>, who: TenantCaller) -> ApiResult<Response> {
-    who.authorize(Role::Reader)?;
-    let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
+    let scope = who.authorize(Role::Reader)?;
+    let cas = cas_rotated(&state, &scope).await?;
     let pem = ferro_pki::tenant_ca_chain_pem(&cas, OffsetDateTime::now_utc());
     Ok(download(
         pem.into_bytes(),
@@ -156,7 +156,7 @@ pub async fn create_proof(
     Path((_, serial)): Path<(String, String)>,
     JsonBody(req): JsonBody<ProofOfPossessionRequest>,
 ) -> ApiResult<Response> {
-    who.authorize(Role::Contributor)?;
+    let scope = who.authorize(Role::Contributor)?;
     let serial = serial_param(&serial)?;
     ferro_pki::validate_verification_code(&req.verification_code).map_err(|_| {
         ApiError::invalid_body(
@@ -164,7 +164,7 @@ pub async fn create_proof(
              copy it from the broker",
         )
     })?;
-    let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
+    let cas = cas_rotated(&state, &scope).await?;
     let ca = find(&cas, &serial)?.clone();
     let now = OffsetDateTime::now_utc();
     if !ca.certificate().is_valid_at(now) {

@@ -7,12 +7,13 @@
 
 use crate::auth::Caller;
 use crate::authz;
+use crate::datastore::developer_keys;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
 use crate::page::PageReq;
 use crate::page::strip_row_ids;
-use crate::signing_keys::{key_from_row, parse_key_request, path_key_id};
+use crate::signing_keys::{parse_key_request, path_key_id};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -22,7 +23,6 @@ use ferro_wire::{
     Role, TenantId,
 };
 use serde_json::json;
-use sqlx::Row;
 
 fn tenant_ids(raw: &str) -> ApiResult<(TenantId, String)> {
     let t: TenantId = path_id(raw, "tenantId")?;
@@ -46,15 +46,10 @@ pub async fn add_developer_key(
 ) -> ApiResult<(StatusCode, Json<RegisteredSigningKey>)> {
     let (t, tid) = tenant_ids(&tenant_id)?;
     let mut tx = state.db.begin_write().await?;
-    authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     let key = parse_key_request(&req)?;
     db::lock_tenant(&mut tx, &tid).await?;
-    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM developer_keys WHERE tenant_id = $1")
-        .bind(&tid)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-    if n >= MAX_SIGNING_KEYS as i64 {
+    if developer_keys::count_in(&mut tx, &scope).await? >= MAX_SIGNING_KEYS as i64 {
         return Err(ApiError::conflict(format!(
             "the tenant already has {MAX_SIGNING_KEYS} developer keys; remove unused ones first"
         )));
@@ -67,22 +62,12 @@ pub async fn add_developer_key(
         created_by: caller.user.id,
         created_at: db::ts(db::now()),
     };
-    sqlx::query(
-        "INSERT INTO developer_keys (id, tenant_id, key_id, name, public_key_pem, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&tid)
-    .bind(&out.key_id)
-    .bind(&out.name)
-    .bind(&out.public_key_pem)
-    .bind(caller.uid())
-    .bind(out.created_at.unix_timestamp())
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| {
-        ApiError::from(e).on_unique("this key is already registered in the tenant (same key ID)")
-    })?;
+    developer_keys::insert(&mut tx, &scope, &out)
+        .await
+        .map_err(|e| {
+            ApiError::from(e)
+                .on_unique("this key is already registered in the tenant (same key ID)")
+        })?;
     db::audit(
         &mut tx,
         Some(&tid),
@@ -109,22 +94,10 @@ pub async fn list_developer_keys(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<RegisteredSigningKey>>> {
-    let (t, tid) = tenant_ids(&tenant_id)?;
-    authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
+    let (t, _) = tenant_ids(&tenant_id)?;
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT id, key_id, name, public_key_pem, created_by, created_at FROM developer_keys \
-         WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(&tid)
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(|r| Ok((r.try_get::<String, _>("id")?, key_from_row(r, Some(t))?)))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items = developer_keys::list(&state.db, &scope, &page.after, page.fetch()).await?;
     Ok(Json(strip_row_ids(page.finish(items, |x| x.0.clone()))))
 }
 
@@ -141,21 +114,16 @@ pub async fn delete_developer_key(
     caller: Caller,
     Path((tenant_id, key_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (t, tid) = tenant_ids(&tenant_id)?;
+    let (t, _) = tenant_ids(&tenant_id)?;
     let kid = path_key_id(&key_id)?;
     let mut tx = state.db.begin_write().await?;
-    authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
-    let r = sqlx::query("DELETE FROM developer_keys WHERE tenant_id = $1 AND key_id = $2")
-        .bind(&tid)
-        .bind(&kid)
-        .execute(&mut *tx)
-        .await?;
-    if r.rows_affected() == 0 {
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
+    if !developer_keys::delete(&mut tx, &scope, &kid).await? {
         return Err(ApiError::not_found("developer key"));
     }
     db::audit(
         &mut tx,
-        Some(&tid),
+        Some(scope.tenant_str()),
         Some(&caller.uid()),
         "developer_key.delete",
         "developer_key",

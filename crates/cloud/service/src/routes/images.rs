@@ -58,9 +58,9 @@ pub async fn upload_image(
 ) -> ApiResult<(StatusCode, Json<Image>)> {
     let (t, tid) = tenant_ids(&tenant_id)?;
     // Authorise before reading a byte of the body.
-    authz::authorize(state.db.pool(), &caller, t, Role::Contributor).await?;
+    let reading = authz::authorize(state.db.pool(), &caller, t, Role::Contributor).await?;
     let staged = receive_package(&state, &headers, body).await?;
-    let trusted = trusted_developer_keys(&state, &tid).await?;
+    let trusted = trusted_developer_keys(&state, &reading).await?;
     let signed = resign_package(
         &state,
         staged,

@@ -5,15 +5,19 @@
 //! at most 7 days) and receives its code once; the service keeps only the code's SHA-256. The
 //! person accepts it while logged in with their own credentials. So a role is never granted to
 //! whoever happens to hold a login name (login names prove nothing: anyone an operator lets in
-//! may have chosen any of them), only to the account that presents the code.
+//! may have chosen any of them), only to the account that presents the code. The rules are
+//! `crate::invitations`'s, the rows `crate::datastore::invitations`'s.
 
-use crate::auth;
-use crate::auth::parse_role;
-use crate::auth::{Caller, parse_id};
+use crate::auth::{self, Caller};
 use crate::authz;
+use crate::datastore::{invitations, roles, tenants};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
+use crate::invitations::{
+    Grant, INVITATION_PREFIX, expires_at, grant, life_days, may_accept, no_such_invitation,
+    plausible_code,
+};
 use crate::page::PageReq;
 use crate::state::AppState;
 use axum::Json;
@@ -21,41 +25,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use ferro_wire::{
     AcceptInvitationRequest, CreateInvitationRequest, CreatedInvitation, ErrorBody, ErrorCode,
-    Invitation, InvitationId, MAX_INVITATION_DAYS, Page, PageQuery, Role, TenantId, TenantRole,
+    Invitation, InvitationId, Page, PageQuery, Role, TenantId, TenantRole,
 };
 use serde_json::json;
-use sqlx::Row;
-
-/// Prefix of invitation codes (secret scanners can look for `fsi_` + 43 base64url).
-pub const INVITATION_PREFIX: &str = "fsi_";
-
-const COLUMNS: &str = "id, tenant_id, role, login, created_by, created_at, expires_at";
-
-fn invitation_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Invitation> {
-    Ok(Invitation {
-        id: parse_id(&r.try_get::<String, _>("id")?)?,
-        tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
-        login: r.try_get("login")?,
-        created_by: r
-            .try_get::<Option<String>, _>("created_by")?
-            .as_deref()
-            .map(parse_id)
-            .transpose()?,
-        created_at: db::ts(r.try_get("created_at")?),
-        expires_at: db::ts(r.try_get("expires_at")?),
-    })
-}
-
-/// The one answer for every code that cannot be accepted: unknown, used, revoked, expired,
-/// restricted to another login (no oracle about which).
-fn no_such_invitation() -> ApiError {
-    ApiError::new(
-        ErrorCode::NotFound,
-        "no open invitation has this code (it is wrong, used, revoked, expired, or for another \
-         login); ask the tenant's Administrator for a new one",
-    )
-}
 
 /// Invite someone to a role in the tenant (Administrator). The code is returned once: hand it
 /// to the person by a channel you trust; they accept it with `POST /v1/invitations/accept`.
@@ -80,12 +52,7 @@ pub async fn create_invitation(
             "`login` must be email-like (local@domain), lowercase, at most 254 characters",
         ));
     }
-    let days = req.expires_in_days.unwrap_or(MAX_INVITATION_DAYS);
-    if !(1..=MAX_INVITATION_DAYS).contains(&days) {
-        return Err(ApiError::invalid_body(format!(
-            "`expiresInDays` must be 1 to {MAX_INVITATION_DAYS}"
-        )));
-    }
+    let days = life_days(req.expires_in_days)?;
     let code = auth::new_token(INVITATION_PREFIX)?;
     let now = db::now();
     let invitation = Invitation {
@@ -95,25 +62,12 @@ pub async fn create_invitation(
         login: req.login,
         created_by: Some(caller.user.id),
         created_at: db::ts(now),
-        expires_at: db::ts(now + i64::from(days) * 86_400),
+        expires_at: db::ts(expires_at(now, days)),
     };
     let mut tx = state.db.begin_write().await?;
-    authz::authorize(&mut *tx, &caller, tenant, Role::Administrator).await?;
+    let scope = authz::authorize(&mut *tx, &caller, tenant, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    sqlx::query(
-        "INSERT INTO tenant_invitations (id, tenant_id, role, login, code_hash, created_by, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(invitation.id.to_string())
-    .bind(&tid)
-    .bind(invitation.role.as_str())
-    .bind(invitation.login.as_deref())
-    .bind(auth::token_hash(&code))
-    .bind(caller.uid())
-    .bind(now)
-    .bind(now + i64::from(days) * 86_400)
-    .execute(&mut *tx)
-    .await?;
+    invitations::insert(&mut tx, &scope, &invitation, &auth::token_hash(&code)).await?;
     db::audit(
         &mut tx,
         Some(&tid),
@@ -144,23 +98,10 @@ pub async fn list_invitations(
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Invitation>>> {
     let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
-    let tid = t.to_string();
-    authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tenant_invitations WHERE tenant_id = $1 AND accepted_at IS NULL \
-         AND revoked_at IS NULL AND expires_at > $2 AND id > $3 ORDER BY id LIMIT $4"
-    )))
-    .bind(&tid)
-    .bind(db::now())
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
-        .iter()
-        .map(invitation_from_row)
-        .collect::<ApiResult<Vec<_>>>()?;
+    let items =
+        invitations::list_open(&state.db, &scope, db::now(), &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |i| i.id.to_string())))
 }
 
@@ -177,29 +118,19 @@ pub async fn revoke_invitation(
     Path((tenant_id, invitation_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
-    let tid = t.to_string();
-    let id = path_id::<InvitationId>(&invitation_id, "invitationId")?.to_string();
+    let id = path_id::<InvitationId>(&invitation_id, "invitationId")?;
     let mut tx = state.db.begin_write().await?;
-    authz::authorize(&mut *tx, &caller, t, Role::Administrator).await?;
-    let r = sqlx::query(
-        "UPDATE tenant_invitations SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 \
-         AND accepted_at IS NULL AND revoked_at IS NULL",
-    )
-    .bind(db::now())
-    .bind(&id)
-    .bind(&tid)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() != 1 {
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Administrator).await?;
+    if !invitations::revoke(&mut tx, &scope, id, db::now()).await? {
         return Err(ApiError::not_found("open invitation"));
     }
     db::audit(
         &mut tx,
-        Some(&tid),
+        Some(scope.tenant_str()),
         Some(&caller.uid()),
         "invitation.revoke",
         "invitation",
-        &id,
+        &id.to_string(),
         json!({}),
     )
     .await?;
@@ -226,7 +157,7 @@ pub async fn accept_invitation(
             "an API token limited to a tenant or a role cannot accept invitations; log in",
         ));
     }
-    if !req.code.starts_with(INVITATION_PREFIX) || req.code.len() > 100 {
+    if !plausible_code(&req.code) {
         return Err(no_such_invitation());
     }
     let now = db::now();
@@ -234,73 +165,28 @@ pub async fn accept_invitation(
     let mut tx = state.db.begin_write().await?;
     // Looked up by hash (an index cannot leak the code); the row is then claimed by a
     // conditional UPDATE, so of two concurrent acceptances exactly one succeeds.
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tenant_invitations WHERE code_hash = $1 AND accepted_at IS NULL \
-         AND revoked_at IS NULL AND expires_at > $2"
-    )))
-    .bind(auth::token_hash(&req.code))
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(no_such_invitation)?;
-    let invitation = invitation_from_row(&row)?;
-    if invitation
-        .login
-        .as_deref()
-        .is_some_and(|l| l != caller.user.login)
-    {
+    let invitation = invitations::open_by_code_in(&mut tx, &auth::token_hash(&req.code), now)
+        .await?
+        .ok_or_else(no_such_invitation)?;
+    if !may_accept(&invitation, &caller.user.login) {
         return Err(no_such_invitation());
     }
     let tid = invitation.tenant_id.to_string();
     db::lock_tenant(&mut tx, &tid).await?;
-    let claimed = sqlx::query(
-        "UPDATE tenant_invitations SET accepted_at = $1, accepted_by = $2 WHERE id = $3 \
-         AND accepted_at IS NULL AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(&uid)
-    .bind(invitation.id.to_string())
-    .execute(&mut *tx)
-    .await?;
-    if claimed.rows_affected() != 1 {
+    if !invitations::claim(&mut tx, invitation.id, caller.user.id, now).await? {
         return Err(no_such_invitation());
     }
-    let current =
-        sqlx::query("SELECT role FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
-            .bind(&tid)
-            .bind(&uid)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| parse_role(&r.try_get::<String, _>("role")?))
-            .transpose()?;
-    let role = current.map_or(invitation.role, |c| c.max(invitation.role));
-    match current {
-        None => {
-            sqlx::query(
-                "INSERT INTO tenant_roles (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&tid)
-            .bind(&uid)
-            .bind(role.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        Some(c) if c != role => {
-            sqlx::query("UPDATE tenant_roles SET role = $1 WHERE tenant_id = $2 AND user_id = $3")
-                .bind(role.as_str())
-                .bind(&tid)
-                .bind(&uid)
-                .execute(&mut *tx)
-                .await?;
-        }
-        Some(_) => {}
+    let current = roles::get_in(&mut tx, &tid, &uid).await?.map(|a| a.role);
+    let granted = grant(current, invitation.role);
+    match granted {
+        Grant::Give(role) => roles::insert(&mut tx, &tid, &uid, role, now).await?,
+        Grant::Raise(role) => roles::set(&mut tx, &tid, &uid, role).await?,
+        Grant::Keep(_) => {}
     }
-    let name: String = sqlx::query("SELECT name FROM tenants WHERE id = $1")
-        .bind(&tid)
-        .fetch_one(&mut *tx)
+    let role = granted.role();
+    let name = tenants::name_in(&mut tx, &tid)
         .await?
-        .try_get("name")?;
+        .ok_or_else(|| ApiError::Internal("an invitation of a tenant that is gone".into()))?;
     db::audit(
         &mut tx,
         Some(&tid),

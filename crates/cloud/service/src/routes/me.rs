@@ -1,6 +1,7 @@
 //! `/v1/me`: the caller, their roles and their API tokens.
 
-use crate::auth::{self, API_TOKEN_PREFIX, Caller, parse_id, parse_role};
+use crate::auth::{self, API_TOKEN_PREFIX, Caller};
+use crate::datastore::{tenants, tokens};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
@@ -14,57 +15,32 @@ use ferro_wire::{
     Role, TenantRole,
 };
 use serde_json::json;
-use sqlx::Row;
 
 /// The caller and the tenants where they hold a role.
 #[utoipa::path(get, path = "/v1/me", tag = "me",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.name, r.role FROM tenant_roles r JOIN tenants t ON t.id = r.tenant_id \
-         WHERE r.user_id = $1 ORDER BY t.id",
-    )
-    .bind(caller.uid())
-    .fetch_all(state.db.pool())
-    .await?;
-    let mut roles = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let tid: String = r.try_get("id")?;
-        // What the token reaches, with the role it acts with.
-        let role = parse_role(&r.try_get::<String, _>("role")?)?;
-        if let Some(role) = caller.scope.effective_role(&tid, Some(role)) {
-            roles.push(TenantRole {
-                tenant_id: parse_id(&tid)?,
-                tenant_name: r.try_get("name")?,
+    // Every tenant of the user (no page: the `Me` document lists them all).
+    let tenants = tenants::list_of_user(&state.db, &caller.uid(), "", i64::MAX).await?;
+    // What the token reaches, with the role it acts with.
+    let roles = tenants
+        .into_iter()
+        .filter_map(|t| {
+            let role = caller
+                .scope
+                .effective_role(&t.id.to_string(), Some(t.role))?;
+            Some(TenantRole {
+                tenant_id: t.id,
+                tenant_name: t.name,
                 role,
-            });
-        }
-    }
+            })
+        })
+        .collect();
     Ok(Json(Me {
         user: caller.user.to_wire(),
         roles,
     }))
-}
-
-fn token_from_row(r: &sqlx::any::AnyRow) -> ApiResult<ApiToken> {
-    Ok(ApiToken {
-        id: parse_id(&r.try_get::<String, _>("id")?)?,
-        name: r.try_get::<Option<String>, _>("name")?.unwrap_or_default(),
-        created_at: db::ts(r.try_get("created_at")?),
-        expires_at: db::ts(r.try_get("expires_at")?),
-        tenant_id: r
-            .try_get::<Option<String>, _>("scope_tenant_id")?
-            .as_deref()
-            .map(parse_id)
-            .transpose()?,
-        max_role: r
-            .try_get::<Option<String>, _>("max_role")?
-            .as_deref()
-            .map(parse_role)
-            .transpose()?,
-        read_only: r.try_get::<i64, _>("read_only")? != 0,
-    })
 }
 
 /// Create an API token for automation, optionally narrowed to one tenant, a maximum role and
@@ -104,64 +80,35 @@ pub async fn create_token(
         // A token for a tenant where the caller holds no role would be useless; say so.
         crate::authz::authorize(&mut *tx, &caller, t, Role::Reader).await?;
     }
-    let taken = sqlx::query(
-        "SELECT id FROM tokens WHERE user_id = $1 AND kind = 'api' AND name = $2 \
-         AND revoked_at IS NULL AND expires_at > $3",
-    )
-    .bind(&uid)
-    .bind(&req.name)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if taken.is_some() {
+    if tokens::live_api_named_in(&mut tx, caller.user.id, &req.name, now).await? {
         return Err(ApiError::conflict(
             "you already have a live API token with this name; choose another name or revoke it",
         ));
     }
     let secret = auth::new_token(API_TOKEN_PREFIX)?;
-    let id = ApiTokenId::new();
-    sqlx::query(
-        "INSERT INTO tokens (id, user_id, kind, name, token_hash, created_at, expires_at, \
-         scope_tenant_id, max_role, read_only) VALUES ($1, $2, 'api', $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(id.to_string())
-    .bind(&uid)
-    .bind(&req.name)
-    .bind(auth::token_hash(&secret))
-    .bind(now)
-    .bind(expires)
-    .bind(scope_tenant.as_deref())
-    .bind(req.max_role.map(Role::as_str))
-    .bind(db::b2i(req.read_only))
-    .execute(&mut *tx)
-    .await?;
+    let token = ApiToken {
+        id: ApiTokenId::new(),
+        name: req.name,
+        created_at: db::ts(now),
+        expires_at: db::ts(expires),
+        tenant_id: req.tenant_id,
+        max_role: req.max_role,
+        read_only: req.read_only,
+    };
+    tokens::insert_api(&mut tx, caller.user.id, &token, &auth::token_hash(&secret)).await?;
     db::audit(
         &mut tx,
         None,
         Some(&uid),
         "token.create",
         "token",
-        &id.to_string(),
-        json!({ "name": req.name, "expiresAt": expires, "tenantId": scope_tenant,
-            "maxRole": req.max_role, "readOnly": req.read_only }),
+        &token.id.to_string(),
+        json!({ "name": token.name, "expiresAt": expires, "tenantId": scope_tenant,
+            "maxRole": token.max_role, "readOnly": token.read_only }),
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApiToken {
-            token: ApiToken {
-                id,
-                name: req.name,
-                created_at: db::ts(now),
-                expires_at: db::ts(expires),
-                tenant_id: req.tenant_id,
-                max_role: req.max_role,
-                read_only: req.read_only,
-            },
-            secret,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(CreatedApiToken { token, secret })))
 }
 
 /// The caller's live API tokens (without secrets).
@@ -174,21 +121,14 @@ pub async fn list_tokens(
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<ApiToken>>> {
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT id, name, created_at, expires_at, scope_tenant_id, max_role, read_only FROM tokens \
-         WHERE user_id = $1 AND kind = 'api' \
-         AND revoked_at IS NULL AND expires_at > $2 AND id > $3 ORDER BY id LIMIT $4",
+    let items = tokens::list_api(
+        &state.db,
+        caller.user.id,
+        db::now(),
+        &page.after,
+        page.fetch(),
     )
-    .bind(caller.uid())
-    .bind(db::now())
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
     .await?;
-    let items = rows
-        .iter()
-        .map(token_from_row)
-        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(page.finish(items, |t| t.id.to_string())))
 }
 
@@ -205,16 +145,7 @@ pub async fn revoke_token(
     let id: ApiTokenId = path_id(&token_id, "tokenId")?;
     let uid = caller.uid();
     let mut tx = state.db.begin_write().await?;
-    let r = sqlx::query(
-        "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND kind = 'api' \
-         AND revoked_at IS NULL",
-    )
-    .bind(db::now())
-    .bind(id.to_string())
-    .bind(&uid)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() != 1 {
+    if !tokens::revoke_api(&mut tx, caller.user.id, id, db::now()).await? {
         return Err(ApiError::not_found("API token"));
     }
     db::audit(

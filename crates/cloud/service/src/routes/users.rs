@@ -5,7 +5,9 @@
 //! under any login name is an account that another tenant might later trust). Tenants gain
 //! members through invitations (`routes::invitations`) that the account holder accepts.
 
-use crate::auth::{self, Caller, UserRow};
+use crate::auth::{self, Caller};
+use crate::datastore::tokens::{self, Revoke};
+use crate::datastore::{roles, users};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
@@ -20,7 +22,6 @@ use ferro_wire::{
     UserId,
 };
 use serde_json::json;
-use sqlx::Row;
 
 /// A fresh one-time password, its hash (through the password gate) and its expiry.
 async fn one_time_password(state: &AppState) -> ApiResult<(String, String, i64)> {
@@ -105,19 +106,10 @@ pub async fn reset_password(
     let (otp, hash, expires) = one_time_password(&state).await?;
     let now = db::now();
     let mut tx = state.db.begin_write().await?;
-    let r = sqlx::query(
-        "UPDATE users SET password_hash = $1, password_change_required = 1, \
-         password_expires_at = $2 WHERE id = $3",
-    )
-    .bind(&hash)
-    .bind(expires)
-    .bind(&uid)
-    .execute(&mut *tx)
-    .await?;
-    if r.rows_affected() != 1 {
+    if !users::set_one_time_password(&mut tx, id, &hash, expires).await? {
         return Err(ApiError::not_found("user"));
     }
-    auth::revoke_user_tokens(&mut tx, &uid, auth::Revoke::All, now).await?;
+    tokens::revoke_of_user(&mut tx, id, Revoke::All, now).await?;
     db::audit(
         &mut tx,
         None,
@@ -147,19 +139,11 @@ pub async fn list_users(
 ) -> ApiResult<Json<Page<User>>> {
     caller.require_operator()?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let rows = sqlx::query(
-        "SELECT u.id, u.login, u.display_name, u.password_hash, u.password_change_required, \
-         u.password_expires_at, u.platform_operator, u.created_at FROM users u WHERE u.id > $1 \
-         ORDER BY u.id LIMIT $2",
-    )
-    .bind(&page.after)
-    .bind(page.fetch())
-    .fetch_all(state.db.pool())
-    .await?;
-    let items = rows
+    let items = users::list(&state.db, &page.after, page.fetch())
+        .await?
         .iter()
-        .map(|r| UserRow::from_row(&r.into()).map(|u| u.to_wire()))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .map(users::UserRow::to_wire)
+        .collect();
     Ok(Json(page.finish(items, |u| u.id.to_string())))
 }
 
@@ -184,23 +168,9 @@ pub async fn delete_user(
     }
     let uid = id.to_string();
     let mut tx = state.db.begin_write().await?;
-    let admin_of = sqlx::query(
-        "SELECT tenant_id FROM tenant_roles WHERE user_id = $1 AND role = 'Administrator'",
-    )
-    .bind(&uid)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &admin_of {
-        let t: String = row.try_get("tenant_id")?;
+    for t in roles::administered_by_in(&mut tx, &uid).await? {
         db::lock_tenant(&mut tx, &t).await?;
-        let n: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM tenant_roles WHERE tenant_id = $1 AND role = 'Administrator'",
-        )
-        .bind(&t)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        if n <= 1 {
+        if roles::administrators_in(&mut tx, &t).await? <= 1 {
             return Err(ApiError::new(
                 ErrorCode::LastAdministrator,
                 format!(
@@ -209,11 +179,7 @@ pub async fn delete_user(
             ));
         }
     }
-    let r = sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(&uid)
-        .execute(&mut *tx)
-        .await?;
-    if r.rows_affected() != 1 {
+    if !users::delete(&mut tx, id).await? {
         return Err(ApiError::not_found("user"));
     }
     db::audit(
