@@ -151,6 +151,44 @@ fn io(what: impl std::fmt::Display) -> Failure {
     Failure::Api(ApiError::Io(what.to_string()))
 }
 
+/// A DNS resolver setting that names no usable resolver ([`parse_dns_resolver`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a DNS resolver: {reason}")]
+pub struct DnsResolverError {
+    text: String,
+    reason: &'static str,
+}
+
+/// The DNS resolver a device configuration names (`RuntimeConfig::dns_resolver`): an IP
+/// address (port 53) or `ADDRESS:PORT` (`[IPv6]:PORT`). Host names are refused (the resolver
+/// is what resolves them), and so are unspecified, broadcast and multicast addresses and port
+/// 0; a loopback resolver (a local caching resolver) is fine.
+pub fn parse_dns_resolver(text: &str) -> Result<SocketAddr, DnsResolverError> {
+    let refuse = |reason| DnsResolverError {
+        text: text.to_owned(),
+        reason,
+    };
+    let resolver = match text.parse::<IpAddr>() {
+        Ok(address) => SocketAddr::new(address, 53),
+        Err(_) => text.parse::<SocketAddr>().map_err(|_| {
+            refuse("give an IP address, optionally with a port (192.168.1.1, 192.168.1.1:53, [fd00::1]:53)")
+        })?,
+    };
+    let address = resolver.ip();
+    if address.is_unspecified() {
+        return Err(refuse("the unspecified address names no resolver"));
+    }
+    if address.is_multicast() || matches!(address, IpAddr::V4(v4) if v4.is_broadcast()) {
+        return Err(refuse(
+            "a resolver is one host, not a multicast or broadcast address",
+        ));
+    }
+    if resolver.port() == 0 {
+        return Err(refuse("port 0 names no resolver"));
+    }
+    Ok(resolver)
+}
+
 /// The first `nameserver` of a resolv.conf text (port 53).
 pub(crate) fn resolver_from_resolv_conf(text: &str) -> Option<SocketAddr> {
     text.lines().find_map(|line| {
@@ -691,7 +729,8 @@ mod tests {
     use hickory_proto::rr::{Name, RecordType};
 
     use super::{
-        Client, Failure, MAX_DISCOVERY, framed, reachable_address, resolver_from_resolv_conf,
+        Client, Failure, MAX_DISCOVERY, framed, parse_dns_resolver, reachable_address,
+        resolver_from_resolv_conf,
     };
     use crate::host::StopSignal;
 
@@ -785,6 +824,41 @@ mod tests {
             assert_eq!(&framed[2..], &message[..]);
         }
         assert!(framed(&vec![0; 65536]).is_err(), "too long for the length");
+    }
+
+    #[test]
+    fn a_configured_resolver_is_an_address_with_an_optional_port() {
+        for (text, parsed) in [
+            ("192.168.1.1", Some("192.168.1.1:53")),
+            ("192.168.1.1:5353", Some("192.168.1.1:5353")),
+            ("fd00::1", Some("[fd00::1]:53")),
+            ("[fd00::1]:5353", Some("[fd00::1]:5353")),
+            ("127.0.0.53", Some("127.0.0.53:53")),
+            ("", None),
+            ("resolver.lan", None),
+            ("resolver.lan:53", None),
+            ("192.168.1.1:", None),
+            ("192.168.1.1:65536", None),
+            ("192.168.1.1:0", None),
+            ("192.168.1.256", None),
+            (" 192.168.1.1", None),
+            ("fd00::1:53:", None),
+            ("0.0.0.0", None),
+            ("::", None),
+            ("255.255.255.255", None),
+            ("224.0.0.251", None),
+            ("ff02::fb", None),
+        ] {
+            let expected = parsed.map(|address| address.parse().expect("address"));
+            assert_eq!(parse_dns_resolver(text).ok(), expected, "{text:?}");
+        }
+        let error = parse_dns_resolver("resolver.lan").expect_err("a name");
+        assert!(
+            error
+                .to_string()
+                .starts_with("\"resolver.lan\" is not a DNS resolver: give an IP address"),
+            "{error}"
+        );
     }
 
     #[test]
