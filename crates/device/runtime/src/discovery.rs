@@ -2,7 +2,10 @@
 //! type (`_sample-service._tcp.local.`) names its instances; an SRV and a TXT query per instance
 //! give its host, port and TXT entries; A and AAAA queries give the host's addresses. Queries go
 //! to one resolver (the device's, from `/etc/resolv.conf`, unless `RuntimeConfig::dns_resolver`
-//! names one) over a connected UDP socket; hickory-proto encodes and decodes every message.
+//! names one: `ferro-device run --dns-resolver`, checked by [`parse_dns_resolver`]) over a
+//! connected UDP socket; an answer with the truncation bit is asked again over TCP to the same
+//! resolver (RFC 7766, one connection per query). hickory-proto encodes and decodes every
+//! message and writes the TCP length prefix. Not multicast DNS (docs/runtime.md says why).
 //!
 //! Only a service type the app's manifest lists may be discovered. What a discovery returns is
 //! remembered per app instance and per service type ([`Discovery::reachable`]): the app may then
@@ -12,10 +15,12 @@
 //! point of discovery), but not loopback, unspecified, broadcast or multicast ones (the device
 //! itself, never a LAN service) unless `RuntimeConfig::discovery_allows_loopback` says so.
 //!
-//! Everything is bounded: one answer is at most [`MAX_DNS_MESSAGE`] bytes, a discovery returns at
-//! most [`MAX_INSTANCES`] instances of at most [`MAX_ADDRESSES`] addresses each, and the whole
-//! discovery takes at most the app's timeout (at most [`MAX_DISCOVERY`]), waiting in steps of
-//! [`STOP_POLL`] so a stop request interrupts it.
+//! Everything is bounded: one answer is at most [`MAX_DNS_MESSAGE`] bytes over UDP and
+//! [`MAX_TCP_DNS_MESSAGE`] over TCP, a discovery returns at most [`MAX_INSTANCES`] instances of
+//! at most [`MAX_ADDRESSES`] addresses each, and the whole discovery (TCP connects and reads
+//! included) takes at most the app's timeout (at most [`MAX_DISCOVERY`]), waiting in steps of at
+//! most [`STOP_POLL`] so a stop request interrupts it (a TCP connect is non-blocking, never a
+//! blocking connect that would hold a stop).
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
