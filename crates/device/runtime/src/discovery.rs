@@ -726,9 +726,9 @@ impl api::servicediscovery::Host for HostState {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
@@ -812,6 +812,81 @@ mod tests {
         assert!(
             matches!(outcome, Err(Failure::Stopped)),
             "the stop ended the wait (not the deadline, not an answer)"
+        );
+    }
+
+    /// Whether a socket on this host is connecting (SYN sent, no answer yet) to
+    /// 127.0.0.1:`port` (Linux's `/proc/net/tcp`: remote address in hex, state `02`).
+    fn connecting_to(port: u16) -> bool {
+        let remote = format!("0100007F:{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+            table.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
+            })
+        })
+    }
+
+    /// A resolver whose listener takes no more connections (its accept queue is full, so the
+    /// kernel drops the SYN and the connect stays pending, as with an unreachable host): a stop
+    /// requested while the client's TCP connect is pending ends it (a blocking connect would
+    /// hold it until the deadline, 10 s away). The stop is requested only once the connect is
+    /// seen pending.
+    #[test]
+    fn a_stop_interrupts_a_tcp_connect_that_gets_no_answer() {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        listener
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("bind");
+        listener.listen(0).expect("listen");
+        let resolver_address = listener
+            .local_addr()
+            .expect("address")
+            .as_socket()
+            .expect("an IP address");
+        // Fill the accept queue: connects succeed until one gets no answer.
+        let mut fillers = Vec::new();
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&resolver_address, Duration::from_millis(300)) {
+                Ok(stream) => fillers.push(stream),
+                Err(_) => break,
+            }
+        }
+        assert!(fillers.len() < 16, "the accept queue never filled");
+        let stop = Arc::new(StopSignal::default());
+        let requester = stop.clone();
+        let port = resolver_address.port();
+        let watcher = std::thread::spawn(move || {
+            let deadline = Instant::now() + MAX_DISCOVERY;
+            while !connecting_to(port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the client's connect was never pending"
+                );
+                std::thread::yield_now();
+            }
+            requester.request();
+            Instant::now()
+        });
+        let client = Client {
+            socket: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind"),
+            resolver: resolver_address,
+            deadline: Instant::now() + MAX_DISCOVERY,
+            stop: &stop,
+        };
+        let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
+        let outcome = client.connect_tcp(&name, RecordType::PTR);
+        let returned = Instant::now();
+        let requested = watcher.join().expect("watcher");
+        assert!(
+            matches!(outcome, Err(Failure::Stopped)),
+            "the stop ended the pending connect (not a connection)"
+        );
+        // Not at the deadline: a connect that blocked until then would return 10 s later.
+        assert!(
+            returned.saturating_duration_since(requested) < MAX_DISCOVERY / 2,
+            "the stop ended the connect well before the deadline"
         );
     }
 
