@@ -739,6 +739,18 @@ mod tests {
     };
     use crate::host::StopSignal;
 
+    /// A client of `resolver` with the longest deadline, stopped by `stop`.
+    fn client(resolver: SocketAddr, stop: &StopSignal) -> Client<'_> {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        socket.connect(resolver).expect("connect");
+        Client {
+            socket,
+            resolver,
+            deadline: Instant::now() + MAX_DISCOVERY,
+            stop,
+        }
+    }
+
     /// A resolver that takes the query and never answers holds a discovery for at most
     /// `MAX_DISCOVERY`; a stop request while it waits ends the wait (the instance then traps),
     /// as it ends a TLS handshake. The stop is requested only once the resolver has the query,
@@ -755,14 +767,7 @@ mod tests {
             requester.request();
             received
         });
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        socket.connect(resolver_address).expect("connect");
-        let client = Client {
-            socket,
-            resolver: resolver_address,
-            deadline: Instant::now() + MAX_DISCOVERY,
-            stop: &stop,
-        };
+        let client = client(resolver_address, &stop);
         let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
         let outcome = client.query(&name, RecordType::PTR);
         assert!(
@@ -794,13 +799,7 @@ mod tests {
             // The connection stays open (returned) until the client is done.
             (connection, Message::from_vec(&query).expect("a DNS query"))
         });
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        let client = Client {
-            socket,
-            resolver: resolver_address,
-            deadline: Instant::now() + MAX_DISCOVERY,
-            stop: &stop,
-        };
+        let client = client(resolver_address, &stop);
         let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
         let mut query = Message::new(7, MessageType::Query, OpCode::Query);
         query.add_query(Query::query(name.clone(), RecordType::PTR));
@@ -869,12 +868,7 @@ mod tests {
             requester.request();
             Instant::now()
         });
-        let client = Client {
-            socket: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind"),
-            resolver: resolver_address,
-            deadline: Instant::now() + MAX_DISCOVERY,
-            stop: &stop,
-        };
+        let client = client(resolver_address, &stop);
         let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
         let outcome = client.connect_tcp(&name, RecordType::PTR);
         let returned = Instant::now();

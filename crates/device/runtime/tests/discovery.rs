@@ -292,6 +292,23 @@ fn run_sample_with(device: &Device, edit: impl FnOnce(&mut serde_json::Value)) -
     log[..=end].to_vec()
 }
 
+/// The discovery returned one instance, `Kitchen` on `kitchen-device.local:port` at
+/// 127.0.0.1, with the TXT entries `txt` (comma-separated).
+fn assert_one_kitchen(log: &[String], port: u16, txt: &str) {
+    assert_eq!(
+        line(log, "discovered"),
+        "discovered 1 instance(s)",
+        "{log:#?}"
+    );
+    assert_eq!(
+        line(log, "instance"),
+        format!(
+            "instance \"Kitchen\" host kitchen-device.local port {port} addresses 127.0.0.1 \
+             txt {txt}"
+        )
+    );
+}
+
 fn line<'a>(log: &'a [String], prefix: &str) -> &'a str {
     log.iter()
         .find(|line| line.starts_with(prefix))
@@ -300,39 +317,14 @@ fn line<'a>(log: &'a [String], prefix: &str) -> &'a str {
 
 #[test]
 fn an_app_discovers_a_listed_service_and_reaches_only_what_it_discovered() {
-    let service = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the service");
-    let port = service.local_addr().expect("address").port();
-    let (greetings_tx, greetings) = mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in service.incoming() {
-            let Ok(mut stream) = stream else { return };
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            let mut greeting = [0u8; 14];
-            if stream.read_exact(&mut greeting).is_ok() {
-                let _ = greetings_tx.send(String::from_utf8_lossy(&greeting).into_owned());
-            }
-        }
-    });
+    let (port, greetings) = greeted_service();
     let device = device(
         dns_server(move |query| Answer::Message(zone(query, port))),
         true,
     );
     let log = run_sample(&device);
 
-    assert_eq!(
-        line(&log, "discovered"),
-        "discovered 1 instance(s)",
-        "{log:#?}"
-    );
-    assert_eq!(
-        line(&log, "instance"),
-        format!(
-            "instance \"Kitchen\" host kitchen-device.local port {port} addresses 127.0.0.1 \
-             txt path=/api,v=1"
-        )
-    );
+    assert_one_kitchen(&log, port, "path=/api,v=1");
     // By the discovered host name (mapped to the discovered address, not resolved again).
     let by_host = line(&log, &format!("attempt kitchen-device.local:{port}:"));
     assert!(by_host.contains("CONNECTED"), "{by_host}");
@@ -454,8 +446,8 @@ fn malformed_and_oversized_udp_answers_are_refused_clearly() {
     }
 }
 
-/// A TCP service on loopback that reads a greeting line from each connection and passes it on;
-/// returns its port.
+/// A TCP service on loopback that reads what each connection sends until it closes and passes
+/// it on (a connection that sends nothing is not a greeting); returns its port.
 fn greeted_service() -> (u16, mpsc::Receiver<String>) {
     let service = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the service");
     let port = service.local_addr().expect("address").port();
@@ -470,7 +462,9 @@ fn greeted_service() -> (u16, mpsc::Receiver<String>) {
                     .expect("timeout");
                 let mut greeting = Vec::new();
                 let _ = stream.read_to_end(&mut greeting);
-                let _ = greetings_tx.send(String::from_utf8_lossy(&greeting).into_owned());
+                if !greeting.is_empty() {
+                    let _ = greetings_tx.send(String::from_utf8_lossy(&greeting).into_owned());
+                }
             });
         }
     });
@@ -684,17 +678,7 @@ fn an_app_discovers_a_listed_udp_service_and_reaches_it_only_over_udp() {
         json["Capabilities"]["AllowedConnections"] = serde_json::json!([service]);
     });
 
-    assert_eq!(
-        line(&log, "discovered"),
-        "discovered 1 instance(s)",
-        "{log:#?}"
-    );
-    assert_eq!(
-        line(&log, "instance"),
-        format!(
-            "instance \"Kitchen\" host kitchen-device.local port {port} addresses 127.0.0.1 txt v=1"
-        )
-    );
+    assert_one_kitchen(&log, port, "v=1");
     assert_eq!(
         line(&log, &format!("attempt kitchen-device.local:{port}:")),
         format!(
