@@ -197,12 +197,14 @@ impl AppManager {
     /// The manager of `ctx`'s device: the board from `board.json` found under `hardware_dir`
     /// (the verified OS bundle's `hardware/`), and a runtime whose app storage lives in
     /// `apps/storage/`. A missing or unloadable board leaves the device without peripherals
-    /// (logged): apps that ask for one fail to install with a clear reason.
+    /// (logged): apps that ask for one fail to install with a clear reason. Apps' service
+    /// discoveries query `dns_resolver` (`None`: the first `nameserver` of `/etc/resolv.conf`).
     pub fn new(
         ctx: &DeviceContext,
         hardware_dir: Option<&Path>,
         services: Arc<dyn DeviceServices>,
         deferrals: Arc<crate::deferral::Deferrals>,
+        dns_resolver: Option<std::net::SocketAddr>,
     ) -> Result<AppManager, AppError> {
         let data_dir = ctx.data_dir.clone();
         let definition = load_board(&data_dir, hardware_dir);
@@ -213,6 +215,7 @@ impl AppManager {
         crate::layout::create_private_dir(&storage)?;
         let mut config = RuntimeConfig::new(storage);
         config.services = services;
+        config.dns_resolver = dns_resolver;
         // App servers listen on loopback only: a virtual device shares its host's network, and
         // apps never route between interfaces.
         config.server_bind_address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

@@ -70,6 +70,11 @@ enum Command {
         #[arg(long, env = "FERRO_UPDATE_INTERVAL_SECS", default_value_t = 20 * 3600,
               value_parser = clap::value_parser!(u64).range(10..=7 * 24 * 3600))]
         update_interval_secs: u64,
+        /// The DNS resolver apps' service discoveries query: an IP address (port 53) or
+        /// ADDRESS:PORT ([IPv6]:PORT); default: the first nameserver of /etc/resolv.conf.
+        #[arg(long, env = "FERRO_DNS_RESOLVER", value_name = "ADDRESS[:PORT]",
+              value_parser = ferro_runtime::parse_dns_resolver)]
+        dns_resolver: Option<std::net::SocketAddr>,
     },
 }
 
@@ -278,6 +283,7 @@ fn dispatch(command: Command) -> Result<()> {
             data_dir,
             booted_slot,
             update_interval_secs,
+            dns_resolver,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -288,6 +294,7 @@ fn dispatch(command: Command) -> Result<()> {
                 DataDir::new(&data_dir),
                 booted_slot,
                 std::time::Duration::from_secs(update_interval_secs),
+                dns_resolver,
             ))?;
             drop(runtime);
             if exit == ferro_device::run::RunExit::Reboot {
@@ -320,4 +327,58 @@ fn identity(dd: &DataDir) -> Result<Value> {
         "osVersion": active_os,
         "osSecurityVersionFloor": ctx.rot.counter(OS_FLOOR_COUNTER)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// `run --dns-resolver` (or `FERRO_DNS_RESOLVER`, the same parser) takes an IP address
+    /// with an optional port; anything else stops `run` at start with a clear error.
+    #[test]
+    fn the_dns_resolver_setting_is_checked_at_start() {
+        let run = |resolver: Option<&str>| {
+            let mut args = vec!["ferro-device", "run", "--data-dir", "/nonexistent"];
+            if let Some(resolver) = resolver {
+                args.extend(["--dns-resolver", resolver]);
+            }
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Run { dns_resolver, .. } => dns_resolver,
+                other => panic!("not run: {other:?}"),
+            })
+        };
+        for (setting, parsed) in [
+            ("192.168.1.1", "192.168.1.1:53"),
+            ("10.0.0.2:5353", "10.0.0.2:5353"),
+            ("[fd00::1]:53", "[fd00::1]:53"),
+        ] {
+            assert_eq!(
+                run(Some(setting)).expect(setting),
+                Some(parsed.parse().expect("address")),
+                "{setting}"
+            );
+        }
+        // Without the setting (and without FERRO_DNS_RESOLVER in the test's environment):
+        // /etc/resolv.conf, read by the runtime at each discovery.
+        if std::env::var_os("FERRO_DNS_RESOLVER").is_none() {
+            assert_eq!(run(None).expect("no setting"), None);
+        }
+        for (setting, reason) in [
+            ("resolver.lan", "give an IP address"),
+            ("192.168.1.1:99999", "give an IP address"),
+            ("0.0.0.0", "unspecified"),
+            ("224.0.0.251", "multicast"),
+            ("192.168.1.1:0", "port 0"),
+        ] {
+            let error = run(Some(setting)).expect_err(setting).to_string();
+            assert!(
+                error.contains("--dns-resolver")
+                    && error.contains(&format!("{setting:?} is not a DNS resolver: "))
+                    && error.contains(reason),
+                "{setting}: {error}"
+            );
+        }
+    }
 }

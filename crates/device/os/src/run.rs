@@ -72,11 +72,13 @@ pub fn adopt_boot_measurements(ctx: &DeviceContext) -> Result<usize, DeviceError
 
 /// Start the device: load and check identity and key list, adopt the boot measurements,
 /// verify and measure the images in use, report boot health, write `run/ready.json`, then run
-/// until SIGTERM or SIGINT.
+/// until SIGTERM or SIGINT. `dns_resolver`: where apps' service discoveries go (`None`: the
+/// first `nameserver` of `/etc/resolv.conf`).
 pub async fn run(
     data_dir: DataDir,
     booted_slot: Option<Slot>,
     update_interval: std::time::Duration,
+    dns_resolver: Option<std::net::SocketAddr>,
 ) -> Result<RunExit, DeviceError> {
     // Take over SIGTERM/SIGINT first: a signal arriving at any later point asks for a clean stop
     // instead of killing the process mid-write.
@@ -108,8 +110,14 @@ pub async fn run(
         deferrals.clone(),
     ));
     let apps = Arc::new(
-        crate::apps::AppManager::new(&ctx, hardware_dir().as_deref(), services, deferrals.clone())
-            .map_err(|e| DeviceError::Apps(e.to_string()))?,
+        crate::apps::AppManager::new(
+            &ctx,
+            hardware_dir().as_deref(),
+            services,
+            deferrals.clone(),
+            dns_resolver,
+        )
+        .map_err(|e| DeviceError::Apps(e.to_string()))?,
     );
     // Verifying and compiling apps blocks: keep the runtime's other tasks moving meanwhile.
     if let Err(error) = tokio::task::block_in_place(|| apps.sync(&ctx)) {

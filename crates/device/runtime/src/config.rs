@@ -109,7 +109,9 @@ pub struct RuntimeConfig {
     /// Device services (certificate, updates, power) the integration provides.
     pub services: Arc<dyn DeviceServices>,
     /// The DNS resolver apps' service discoveries query (`None`, the default: the first
-    /// `nameserver` of `/etc/resolv.conf`, read at each discovery).
+    /// `nameserver` of `/etc/resolv.conf`, read at each discovery). A device sets it from
+    /// `ferro-device run --dns-resolver` / `FERRO_DNS_RESOLVER`, checked by
+    /// [`crate::parse_dns_resolver`].
     pub dns_resolver: Option<SocketAddr>,
     /// Whether a discovery may return loopback and unspecified addresses (the device itself).
     /// Off by default: a LAN resolver must not lead an app into the device's own services.

@@ -2,7 +2,10 @@
 //! type (`_sample-service._tcp.local.`) names its instances; an SRV and a TXT query per instance
 //! give its host, port and TXT entries; A and AAAA queries give the host's addresses. Queries go
 //! to one resolver (the device's, from `/etc/resolv.conf`, unless `RuntimeConfig::dns_resolver`
-//! names one) over a connected UDP socket; hickory-proto encodes and decodes every message.
+//! names one: `ferro-device run --dns-resolver`, checked by [`parse_dns_resolver`]) over a
+//! connected UDP socket; an answer with the truncation bit is asked again over TCP to the same
+//! resolver (RFC 7766, one connection per query). hickory-proto encodes and decodes every
+//! message and writes the TCP length prefix. Not multicast DNS (docs/runtime.md says why).
 //!
 //! Only a service type the app's manifest lists may be discovered. What a discovery returns is
 //! remembered per app instance and per service type ([`Discovery::reachable`]): the app may then
@@ -12,27 +15,39 @@
 //! point of discovery), but not loopback, unspecified, broadcast or multicast ones (the device
 //! itself, never a LAN service) unless `RuntimeConfig::discovery_allows_loopback` says so.
 //!
-//! Everything is bounded: one answer is at most [`MAX_DNS_MESSAGE`] bytes, a discovery returns at
-//! most [`MAX_INSTANCES`] instances of at most [`MAX_ADDRESSES`] addresses each, and the whole
-//! discovery takes at most the app's timeout (at most [`MAX_DISCOVERY`]), waiting in steps of
-//! [`STOP_POLL`] so a stop request interrupts it.
+//! Everything is bounded: one answer is at most [`MAX_DNS_MESSAGE`] bytes over UDP and
+//! [`MAX_TCP_DNS_MESSAGE`] over TCP, a discovery returns at most [`MAX_INSTANCES`] instances of
+//! at most [`MAX_ADDRESSES`] addresses each, and the whole discovery (TCP connects and reads
+//! included) takes at most the app's timeout (at most [`MAX_DISCOVERY`]), waiting in steps of at
+//! most [`STOP_POLL`] so a stop request interrupts it (a TCP connect is non-blocking, never a
+//! blocking connect that would hold a stop).
 
 use std::collections::BTreeMap;
-use std::io::ErrorKind as IoErrorKind;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::io::{ErrorKind as IoErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use ferro_manifest::{AllowedConnection, ServiceType};
+use hickory_proto::ProtoError;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::host::{HostResult, HostState, STOP_POLL, StopSignal, api};
 use crate::limits::Interrupt;
 use api::servicediscovery::ServiceInstance;
 use api::types::Error as ApiError;
 
-/// Largest DNS answer accepted (a larger datagram is refused, not truncated).
+/// Largest DNS answer accepted over UDP (a larger datagram is refused, not truncated); queries
+/// advertise it with EDNS.
 pub(crate) const MAX_DNS_MESSAGE: usize = 4096;
+/// Largest DNS answer accepted over TCP, where a truncated UDP answer is asked again (a larger
+/// length prefix is refused before the answer is read).
+pub(crate) const MAX_TCP_DNS_MESSAGE: usize = 16 * 1024;
+/// How often a pending TCP connect to the resolver is looked at (a stop request ends the wait
+/// at once).
+const CONNECT_POLL: Duration = Duration::from_millis(5);
 /// Most instances one discovery returns (the first ones the PTR answer names).
 pub(crate) const MAX_INSTANCES: usize = 16;
 /// Most addresses kept per instance.
@@ -141,6 +156,44 @@ fn io(what: impl std::fmt::Display) -> Failure {
     Failure::Api(ApiError::Io(what.to_string()))
 }
 
+/// A DNS resolver setting that names no usable resolver ([`parse_dns_resolver`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a DNS resolver: {reason}")]
+pub struct DnsResolverError {
+    text: String,
+    reason: &'static str,
+}
+
+/// The DNS resolver a device configuration names (`RuntimeConfig::dns_resolver`): an IP
+/// address (port 53) or `ADDRESS:PORT` (`[IPv6]:PORT`). Host names are refused (the resolver
+/// is what resolves them), and so are unspecified, broadcast and multicast addresses and port
+/// 0; a loopback resolver (a local caching resolver) is fine.
+pub fn parse_dns_resolver(text: &str) -> Result<SocketAddr, DnsResolverError> {
+    let refuse = |reason| DnsResolverError {
+        text: text.to_owned(),
+        reason,
+    };
+    let resolver = match text.parse::<IpAddr>() {
+        Ok(address) => SocketAddr::new(address, 53),
+        Err(_) => text.parse::<SocketAddr>().map_err(|_| {
+            refuse("give an IP address, optionally with a port (192.168.1.1, 192.168.1.1:53, [fd00::1]:53)")
+        })?,
+    };
+    let address = resolver.ip();
+    if address.is_unspecified() {
+        return Err(refuse("the unspecified address names no resolver"));
+    }
+    if address.is_multicast() || matches!(address, IpAddr::V4(v4) if v4.is_broadcast()) {
+        return Err(refuse(
+            "a resolver is one host, not a multicast or broadcast address",
+        ));
+    }
+    if resolver.port() == 0 {
+        return Err(refuse("port 0 names no resolver"));
+    }
+    Ok(resolver)
+}
+
 /// The first `nameserver` of a resolv.conf text (port 53).
 pub(crate) fn resolver_from_resolv_conf(text: &str) -> Option<SocketAddr> {
     text.lines().find_map(|line| {
@@ -151,6 +204,22 @@ pub(crate) fn resolver_from_resolv_conf(text: &str) -> Option<SocketAddr> {
             .and_then(|address| address.parse::<IpAddr>().ok())
             .map(|address| SocketAddr::new(address, 53))
     })
+}
+
+/// How a DNS answer arrived (named in errors).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Udp => "",
+            Self::Tcp => " over TCP",
+        })
+    }
 }
 
 /// One discovery's DNS client: a UDP socket connected to the resolver, a deadline, and the
@@ -164,8 +233,9 @@ struct Client<'a> {
 
 impl Client<'_> {
     /// Sends one query and returns the resolver's answer to it (answer records for `NXDOMAIN`:
-    /// none). Datagrams answering another query ID are ignored; a malformed, oversized or
-    /// truncated answer, or a resolver failure, is an error.
+    /// none). Datagrams answering another query ID are ignored; a truncated answer is asked
+    /// again over TCP ([`Client::query_tcp`]); a malformed or oversized answer, a truncated TCP
+    /// answer, or a resolver failure is an error.
     fn query(&self, name: &Name, record_type: RecordType) -> Result<Message, Failure> {
         let mut id = [0; 2];
         getrandom::fill(&mut id).map_err(|error| io(format!("random query ID: {error}")))?;
@@ -182,18 +252,47 @@ impl Client<'_> {
         self.socket
             .send(&bytes)
             .map_err(|error| io(format!("DNS query to {}: {error}", self.resolver)))?;
+        let answer = self.receive_udp(id, name, record_type)?;
+        if let Some(answer) = self.check_answer(answer, name, record_type, Transport::Udp)? {
+            return Ok(answer);
+        }
+        tracing::debug!(%name, %record_type, resolver = %self.resolver, "truncated; asking over TCP");
+        let answer = self.query_tcp(id, &bytes, name, record_type)?;
+        self.check_answer(answer, name, record_type, Transport::Tcp)?
+            .ok_or_else(|| {
+                Failure::Api(ApiError::LimitExceeded(format!(
+                    "the DNS answer over TCP from {} for {name} {record_type} was truncated too",
+                    self.resolver
+                )))
+            })
+    }
+
+    /// How long the next wait may be: at most [`STOP_POLL`], ending at the deadline. A stop
+    /// request or the deadline ends the discovery.
+    fn next_wait(&self) -> Result<Duration, Failure> {
+        if self.stop.is_requested() {
+            return Err(Failure::Stopped);
+        }
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Failure::Api(ApiError::TimedOut));
+        }
+        Ok(remaining.min(STOP_POLL).max(Duration::from_millis(1)))
+    }
+
+    /// The answer to query `id`, decoded: datagrams with another ID are ignored.
+    fn receive_udp(
+        &self,
+        id: u16,
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<Message, Failure> {
         // One byte more than the largest answer accepted, to tell a too large one.
         let mut buffer = vec![0; MAX_DNS_MESSAGE + 1];
         loop {
-            if self.stop.is_requested() {
-                return Err(Failure::Stopped);
-            }
-            let remaining = self.deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(Failure::Api(ApiError::TimedOut));
-            }
+            let wait = self.next_wait()?;
             self.socket
-                .set_read_timeout(Some(remaining.min(STOP_POLL).max(Duration::from_millis(1))))
+                .set_read_timeout(Some(wait))
                 .map_err(|error| io(format!("DNS socket: {error}")))?;
             let count = match self.socket.recv(&mut buffer) {
                 Ok(count) => count,
@@ -226,43 +325,190 @@ impl Client<'_> {
                 // A late answer to an earlier query (or a stray datagram): keep waiting.
                 continue;
             }
-            return self.check_answer(answer, name, record_type);
+            return Ok(answer);
         }
     }
 
+    /// Asks `query` (encoded, ID `id`) again over TCP to the same resolver (RFC 7766): one
+    /// connection per query, the message framed by its two-byte length. The answer is at most
+    /// [`MAX_TCP_DNS_MESSAGE`] bytes (a larger length is refused before it is read) and must
+    /// carry the query's ID; connecting and reading end at the discovery's deadline and wait
+    /// in steps of at most [`STOP_POLL`], so a stop request interrupts them.
+    fn query_tcp(
+        &self,
+        id: u16,
+        query: &[u8],
+        name: &Name,
+        record_type: RecordType,
+    ) -> Result<Message, Failure> {
+        let resolver = self.resolver;
+        let mut stream = self.connect_tcp(name, record_type)?;
+        let framed = framed(query)
+            .map_err(|error| io(format!("cannot frame a DNS query for {name}: {error}")))?;
+        stream
+            .set_write_timeout(Some(self.next_wait()?))
+            .and_then(|()| stream.write_all(&framed))
+            .map_err(|error| io(format!("DNS query over TCP to {resolver}: {error}")))?;
+        let mut prefix = [0; 2];
+        let got = self.read_tcp(&mut stream, &mut prefix)?;
+        let length = if got == prefix.len() {
+            usize::from(
+                BinDecoder::new(&prefix)
+                    .read_u16()
+                    .map_err(|error| io(format!("DNS answer length: {error}")))?
+                    .unverified(),
+            )
+        } else {
+            0
+        };
+        if length > MAX_TCP_DNS_MESSAGE {
+            return Err(Failure::Api(ApiError::LimitExceeded(format!(
+                "the DNS answer over TCP from {resolver} for {name} {record_type} is {length} \
+                 bytes, larger than {MAX_TCP_DNS_MESSAGE}"
+            ))));
+        }
+        let mut answer = vec![0; length];
+        let got = got + self.read_tcp(&mut stream, &mut answer)?;
+        if length == 0 || got < length + prefix.len() {
+            let expected = if length == 0 {
+                String::new()
+            } else {
+                format!(" of {}", length + prefix.len())
+            };
+            return Err(io(format!(
+                "the DNS answer over TCP from {resolver} for {name} {record_type} ended after \
+                 {got}{expected} bytes"
+            )));
+        }
+        let answer = Message::from_vec(&answer).map_err(|error| {
+            io(format!(
+                "malformed DNS answer over TCP from {resolver} for {name} {record_type}: {error}"
+            ))
+        })?;
+        if answer.metadata.id != id {
+            return Err(io(format!(
+                "the DNS answer over TCP from {resolver} for {name} {record_type} has ID {}, \
+                 not the query's {id}",
+                answer.metadata.id
+            )));
+        }
+        Ok(answer)
+    }
+
+    /// A TCP connection to the resolver: a non-blocking connect, waited for in steps (at most
+    /// [`STOP_POLL`], then [`CONNECT_POLL`]) until it completes, fails, the deadline passes or a
+    /// stop is requested (never a blocking connect that would hold a stop).
+    fn connect_tcp(&self, name: &Name, record_type: RecordType) -> Result<TcpStream, Failure> {
+        let resolver = self.resolver;
+        let failed = |error: std::io::Error| {
+            io(format!(
+                "DNS over TCP to {resolver} for {name} {record_type} (the UDP answer was \
+                 truncated): {error}"
+            ))
+        };
+        let socket = Socket::new(
+            Domain::for_address(resolver),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )
+        .map_err(failed)?;
+        // The first wait connects or starts the connect (socket2 tells an immediate failure
+        // from one in progress); the connect goes on after a timed out wait.
+        match socket.connect_timeout(&resolver.into(), self.next_wait()?) {
+            Ok(()) => {}
+            Err(error) if error.kind() == IoErrorKind::TimedOut => loop {
+                if let Some(error) = socket.take_error().map_err(failed)? {
+                    return Err(failed(error));
+                }
+                if socket.peer_addr().is_ok() {
+                    break;
+                }
+                let wait = self.next_wait()?.min(CONNECT_POLL);
+                if self.stop.wait(wait) {
+                    return Err(Failure::Stopped);
+                }
+            },
+            Err(error) => return Err(failed(error)),
+        }
+        Ok(socket.into())
+    }
+
+    /// Fills `buffer` from `stream`, waiting in steps (see [`Client::next_wait`]); returns how
+    /// many bytes arrived, fewer than `buffer.len()` only when the resolver closed the
+    /// connection.
+    fn read_tcp(&self, stream: &mut TcpStream, buffer: &mut [u8]) -> Result<usize, Failure> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            let wait = self.next_wait()?;
+            stream
+                .set_read_timeout(Some(wait))
+                .map_err(|error| io(format!("DNS socket: {error}")))?;
+            match stream.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(count) => filled += count,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        IoErrorKind::WouldBlock | IoErrorKind::TimedOut | IoErrorKind::Interrupted
+                    ) => {}
+                Err(error) => {
+                    return Err(io(format!(
+                        "DNS answer over TCP from {}: {error}",
+                        self.resolver
+                    )));
+                }
+            }
+        }
+        Ok(filled)
+    }
+
+    /// `answer` if it answers the query for `name` and `record_type` (for `NXDOMAIN`: an
+    /// empty answer), `None` if it was truncated; an error for a resolver failure or an answer
+    /// to another question.
     fn check_answer(
         &self,
         answer: Message,
         name: &Name,
         record_type: RecordType,
-    ) -> Result<Message, Failure> {
+        transport: Transport,
+    ) -> Result<Option<Message>, Failure> {
         let resolver = self.resolver;
         let asked = answer.queries.len() == 1
             && answer.queries[0].name == *name
             && answer.queries[0].query_type == record_type;
         if answer.metadata.message_type != MessageType::Response || !asked {
             return Err(io(format!(
-                "the DNS answer from {resolver} does not answer the query for {name} {record_type}"
+                "the DNS answer{transport} from {resolver} does not answer the query for {name} \
+                 {record_type}"
             )));
         }
         if answer.metadata.truncation {
-            return Err(Failure::Api(ApiError::LimitExceeded(format!(
-                "the DNS answer from {resolver} for {name} {record_type} was truncated (larger \
-                 than the resolver sends over UDP; DNS over TCP is not supported)"
-            ))));
+            return Ok(None);
         }
         match answer.metadata.response_code {
-            ResponseCode::NoError => Ok(answer),
-            ResponseCode::NXDomain => Ok(Message::new(
+            ResponseCode::NoError => Ok(Some(answer)),
+            ResponseCode::NXDomain => Ok(Some(Message::new(
                 answer.metadata.id,
                 MessageType::Response,
                 OpCode::Query,
-            )),
+            ))),
             code => Err(io(format!(
-                "the DNS resolver {resolver} answered {code} for {name} {record_type}"
+                "the DNS resolver {resolver} answered {code}{transport} for {name} {record_type}"
             ))),
         }
     }
+}
+
+/// `message` framed for DNS over TCP: its length in two bytes, then the message (RFC 1035
+/// 4.2.2), written by hickory-proto's encoder.
+fn framed(message: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    let length = u16::try_from(message.len())
+        .map_err(|_| ProtoError::from("a DNS message is at most 65535 bytes"))?;
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    let mut encoder = BinEncoder::new(&mut framed);
+    encoder.emit_u16(length)?;
+    encoder.emit_vec(message)?;
+    Ok(framed)
 }
 
 /// Whether an app may reach a discovered `address` (see the module documentation).
@@ -479,14 +725,31 @@ impl api::servicediscovery::Host for HostState {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, UdpSocket};
+    use std::io::Read;
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
 
-    use super::{Client, Failure, MAX_DISCOVERY, reachable_address, resolver_from_resolv_conf};
+    use super::{
+        Client, Failure, MAX_DISCOVERY, framed, parse_dns_resolver, reachable_address,
+        resolver_from_resolv_conf,
+    };
     use crate::host::StopSignal;
+
+    /// A client of `resolver` with the longest deadline, stopped by `stop`.
+    fn client(resolver: SocketAddr, stop: &StopSignal) -> Client<'_> {
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        socket.connect(resolver).expect("connect");
+        Client {
+            socket,
+            resolver,
+            deadline: Instant::now() + MAX_DISCOVERY,
+            stop,
+        }
+    }
 
     /// A resolver that takes the query and never answers holds a discovery for at most
     /// `MAX_DISCOVERY`; a stop request while it waits ends the wait (the instance then traps),
@@ -504,14 +767,7 @@ mod tests {
             requester.request();
             received
         });
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        socket.connect(resolver_address).expect("connect");
-        let client = Client {
-            socket,
-            resolver: resolver_address,
-            deadline: Instant::now() + MAX_DISCOVERY,
-            stop: &stop,
-        };
+        let client = client(resolver_address, &stop);
         let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
         let outcome = client.query(&name, RecordType::PTR);
         assert!(
@@ -521,6 +777,161 @@ mod tests {
         assert!(
             matches!(outcome, Err(Failure::Stopped)),
             "the stop ended the wait (not the deadline, not an answer)"
+        );
+    }
+
+    /// The same over TCP (a truncated UDP answer asked again): the resolver accepts the
+    /// connection, takes the framed query and never answers; the stop, requested once the
+    /// query is there, ends the wait for the answer.
+    #[test]
+    fn a_stop_interrupts_a_discovery_waiting_for_a_tcp_answer() {
+        let resolver = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let resolver_address = resolver.local_addr().expect("address");
+        let stop = Arc::new(StopSignal::default());
+        let requester = stop.clone();
+        let silent = std::thread::spawn(move || {
+            let (mut connection, _) = resolver.accept().expect("the client connects");
+            let mut length = [0u8; 2];
+            connection.read_exact(&mut length).expect("the length");
+            let mut query = vec![0; usize::from(u16::from_be_bytes(length))];
+            connection.read_exact(&mut query).expect("the query");
+            requester.request();
+            // The connection stays open (returned) until the client is done.
+            (connection, Message::from_vec(&query).expect("a DNS query"))
+        });
+        let client = client(resolver_address, &stop);
+        let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
+        let mut query = Message::new(7, MessageType::Query, OpCode::Query);
+        query.add_query(Query::query(name.clone(), RecordType::PTR));
+        let bytes = query.to_vec().expect("encode");
+        let outcome = client.query_tcp(7, &bytes, &name, RecordType::PTR);
+        let (_connection, received) = silent.join().expect("resolver");
+        assert_eq!(received.metadata.id, 7, "the framed query arrived whole");
+        assert_eq!(received.queries, query.queries);
+        assert!(
+            matches!(outcome, Err(Failure::Stopped)),
+            "the stop ended the wait (not the deadline, not an answer)"
+        );
+    }
+
+    /// Whether a socket on this host is connecting (SYN sent, no answer yet) to
+    /// 127.0.0.1:`port` (Linux's `/proc/net/tcp`: remote address in hex, state `02`).
+    fn connecting_to(port: u16) -> bool {
+        let remote = format!("0100007F:{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+            table.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
+            })
+        })
+    }
+
+    /// A resolver whose listener takes no more connections (its accept queue is full, so the
+    /// kernel drops the SYN and the connect stays pending, as with an unreachable host): a stop
+    /// requested while the client's TCP connect is pending ends it (a blocking connect would
+    /// hold it until the deadline, 10 s away). The stop is requested only once the connect is
+    /// seen pending.
+    #[test]
+    fn a_stop_interrupts_a_tcp_connect_that_gets_no_answer() {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        listener
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .expect("bind");
+        listener.listen(0).expect("listen");
+        let resolver_address = listener
+            .local_addr()
+            .expect("address")
+            .as_socket()
+            .expect("an IP address");
+        // Fill the accept queue: connects succeed until one gets no answer.
+        let mut fillers = Vec::new();
+        for _ in 0..16 {
+            match TcpStream::connect_timeout(&resolver_address, Duration::from_millis(300)) {
+                Ok(stream) => fillers.push(stream),
+                Err(_) => break,
+            }
+        }
+        assert!(fillers.len() < 16, "the accept queue never filled");
+        let stop = Arc::new(StopSignal::default());
+        let requester = stop.clone();
+        let port = resolver_address.port();
+        let watcher = std::thread::spawn(move || {
+            let deadline = Instant::now() + MAX_DISCOVERY;
+            while !connecting_to(port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the client's connect was never pending"
+                );
+                std::thread::yield_now();
+            }
+            requester.request();
+            Instant::now()
+        });
+        let client = client(resolver_address, &stop);
+        let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
+        let outcome = client.connect_tcp(&name, RecordType::PTR);
+        let returned = Instant::now();
+        let requested = watcher.join().expect("watcher");
+        assert!(
+            matches!(outcome, Err(Failure::Stopped)),
+            "the stop ended the pending connect (not a connection)"
+        );
+        // Not at the deadline: a connect that blocked until then would return 10 s later.
+        assert!(
+            returned.saturating_duration_since(requested) < MAX_DISCOVERY / 2,
+            "the stop ended the connect well before the deadline"
+        );
+    }
+
+    /// DNS over TCP frames a message by its length in two bytes (RFC 1035 4.2.2).
+    #[test]
+    fn a_tcp_query_is_framed_by_its_length() {
+        for length in [0usize, 1, 12, 300, 16 * 1024] {
+            let message = vec![0xA5; length];
+            let framed = framed(&message).expect("frame");
+            assert_eq!(framed.len(), length + 2);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([framed[0], framed[1]])),
+                length
+            );
+            assert_eq!(&framed[2..], &message[..]);
+        }
+        assert!(framed(&vec![0; 65536]).is_err(), "too long for the length");
+    }
+
+    #[test]
+    fn a_configured_resolver_is_an_address_with_an_optional_port() {
+        for (text, parsed) in [
+            ("192.168.1.1", Some("192.168.1.1:53")),
+            ("192.168.1.1:5353", Some("192.168.1.1:5353")),
+            ("fd00::1", Some("[fd00::1]:53")),
+            ("[fd00::1]:5353", Some("[fd00::1]:5353")),
+            ("127.0.0.53", Some("127.0.0.53:53")),
+            ("", None),
+            ("resolver.lan", None),
+            ("resolver.lan:53", None),
+            ("192.168.1.1:", None),
+            ("192.168.1.1:65536", None),
+            ("192.168.1.1:0", None),
+            ("192.168.1.256", None),
+            (" 192.168.1.1", None),
+            ("fd00::1:53:", None),
+            ("0.0.0.0", None),
+            ("::", None),
+            ("255.255.255.255", None),
+            ("224.0.0.251", None),
+            ("ff02::fb", None),
+        ] {
+            let expected = parsed.map(|address| address.parse().expect("address"));
+            assert_eq!(parse_dns_resolver(text).ok(), expected, "{text:?}");
+        }
+        let error = parse_dns_resolver("resolver.lan").expect_err("a name");
+        assert!(
+            error
+                .to_string()
+                .starts_with("\"resolver.lan\" is not a DNS resolver: give an IP address"),
+            "{error}"
         );
     }
 

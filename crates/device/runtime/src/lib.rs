@@ -43,6 +43,7 @@ mod storage;
 mod wasi;
 
 pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig, StorageArea};
+pub use discovery::{DnsResolverError, parse_dns_resolver};
 pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
