@@ -257,13 +257,11 @@ pub async fn attest_with(
     connection: &ServiceConnection,
     debug: DebugStatus,
 ) -> Result<AttestationOutcome, AttestError> {
-    let device_id = rot.device_id().to_string();
+    let device_id = rot.device_id();
     let challenge: AttestationChallenge = connection
         .post(
             "/v1/attestation/challenge",
-            &AttestationChallengeRequest {
-                device_id: device_id.clone(),
-            },
+            &AttestationChallengeRequest { device_id },
         )
         .await?;
     let nonce = Base64UrlUnpadded::decode_vec(&challenge.nonce)
