@@ -14,7 +14,6 @@ use axum::http::request::Parts;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use ferro_wire::{ErrorCode, Role, User, UserId};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 
 /// Prefix of session tokens (from login).
@@ -320,8 +319,8 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The caller of a tenant-scoped route (`/v1/tenants/{tenantId}/...`) with their role in that
 /// tenant, found by the same query that checks the token (one round trip instead of two: the
-/// read path's cost). Use [`TenantCaller::require`] before touching the tenant's data. Writes
-/// should still re-check the role inside their transaction ([`require_role`]).
+/// read path's cost). Use [`TenantCaller::authorize`] before touching the tenant's data. Writes
+/// should still re-check the role inside their transaction ([`crate::authz::authorize`]).
 #[derive(Clone, Debug)]
 pub struct TenantCaller {
     /// The caller.
@@ -334,14 +333,16 @@ pub struct TenantCaller {
 }
 
 impl TenantCaller {
-    /// The caller's role, or 404 (no role: indistinguishable from a missing tenant), or 403 (a
-    /// role weaker than `needed`).
-    pub fn require(&self, needed: Role) -> ApiResult<Role> {
-        let role = self.role.ok_or_else(|| ApiError::not_found("tenant"))?;
-        if role < needed {
-            return Err(ApiError::forbidden(needed.as_str()));
-        }
-        Ok(role)
+    /// The caller's scope in the path's tenant if their role there is at least `needed`: 404
+    /// without a role (indistinguishable from a missing tenant), 403 with a weaker one
+    /// ([`crate::authz`]).
+    pub fn authorize(&self, needed: Role) -> ApiResult<crate::authz::TenantScope> {
+        let role = crate::authz::check(self.role, needed)?;
+        Ok(crate::authz::TenantScope::checked_user(
+            self.tenant,
+            role,
+            &self.caller,
+        ))
     }
 }
 
@@ -578,39 +579,6 @@ async fn check_token(
         cache.insert(k, generation, expires_at, &caller, role);
     }
     Ok((caller, role))
-}
-
-/// The caller's role in a tenant (narrowed by the token's scope), or 404 (no role:
-/// indistinguishable from a missing tenant), or 403 (a role weaker than `needed`).
-pub async fn require_role<'e, E>(
-    executor: E,
-    caller: &Caller,
-    tenant_id: &str,
-    needed: Role,
-) -> ApiResult<Role>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    let row = sqlx::query("SELECT role FROM tenant_roles WHERE tenant_id = $1 AND user_id = $2")
-        .bind(tenant_id)
-        .bind(caller.uid())
-        .fetch_optional(executor)
-        .await?;
-    let role = row
-        .map(|row| {
-            row.try_get::<String, _>("role")?
-                .parse::<Role>()
-                .map_err(|_| ApiError::Internal("unknown role in database".into()))
-        })
-        .transpose()?;
-    let role = caller
-        .scope
-        .effective_role(tenant_id, role)
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    if role < needed {
-        return Err(ApiError::forbidden(needed.as_str()));
-    }
-    Ok(role)
 }
 
 /// Which of a user's tokens [`revoke_user_tokens`] revokes.

@@ -51,7 +51,27 @@ impl From<crate::db::DbError> for ApiError {
     }
 }
 
-/// Result of a handler or store function.
+impl From<crate::datastore::StoreError> for ApiError {
+    /// A corrupt row is a server error (logged, answered generically); a value the database
+    /// cannot hold is the request's fault.
+    fn from(e: crate::datastore::StoreError) -> Self {
+        use crate::datastore::StoreError;
+        match e {
+            StoreError::Db(e) => ApiError::from(e),
+            StoreError::Corrupt(m) => ApiError::Internal(format!("corrupt row in database: {m}")),
+            StoreError::Unrepresentable(m) => ApiError::invalid_body(m),
+        }
+    }
+}
+
+impl crate::datastore::StoreError {
+    /// At the edge: a unique violation as a 409 with `message`, anything else as itself.
+    pub fn on_unique(self, message: impl Into<String>) -> ApiError {
+        ApiError::from(self).on_unique(message)
+    }
+}
+
+/// Result of a handler or domain function.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {

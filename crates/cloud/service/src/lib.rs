@@ -19,6 +19,7 @@ pub mod app;
 pub mod appraisal;
 pub mod auth;
 pub mod auth_cache;
+pub mod authz;
 pub mod claims;
 pub mod clock;
 pub mod datastore;

@@ -31,7 +31,7 @@ use ferro_wire::{
     RolloutRequest, RolloutState, RolloutStatus,
 };
 
-use crate::auth::{self, Caller, parse_id};
+use crate::auth::{Caller, parse_id};
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -586,7 +586,8 @@ async fn write_pause(
     let reached = row.schedule.reached(now);
     let mut tx = state.db.begin_write().await?;
     if let Some(caller) = by {
-        auth::require_role(&mut *tx, caller, &row.tenant_id, Role::Contributor).await?;
+        let tenant = crate::datastore::parse_id(&row.tenant_id)?;
+        crate::authz::authorize(&mut *tx, caller, tenant, Role::Contributor).await?;
     }
     let by = by.map(Caller::uid);
     let n = sqlx::query(
@@ -757,7 +758,8 @@ pub async fn resume(
     }
     if let Some((_, reason, _, _)) = &row.paused {
         let mut tx = state.db.begin_write().await?;
-        auth::require_role(&mut *tx, by, tid, Role::Contributor).await?;
+        let tenant = crate::datastore::parse_id(tid)?;
+        crate::authz::authorize(&mut *tx, by, tenant, Role::Contributor).await?;
         let n = sqlx::query(
             "UPDATE deployments SET rollout_paused_at = NULL, rollout_pause_reason = NULL, \
              rollout_pause_detail = NULL, rollout_paused_by = NULL, rollout_wave_at = $1, \

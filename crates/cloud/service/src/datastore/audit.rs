@@ -1,14 +1,14 @@
 //! The audit log (`audit_log`), as a tenant's Administrators read it (rows are appended by
 //! `db::audit` inside each write's transaction).
 
-use crate::auth::parse_id;
+use super::StoreResult;
+use super::parse_id;
 use crate::db::{self, Db};
-use crate::error::ApiResult;
 use ferro_wire::AuditEvent;
 use sqlx::Row;
 
 /// Up to `limit` audit events of the tenant with IDs after `after`, oldest first.
-pub async fn list(db: &Db, tid: &str, after: &str, limit: i64) -> ApiResult<Vec<AuditEvent>> {
+pub async fn list(db: &Db, tid: &str, after: &str, limit: i64) -> StoreResult<Vec<AuditEvent>> {
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object_type, object_id, details FROM audit_log \
          WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",

@@ -1,16 +1,17 @@
 //! Device groups (`device_groups`).
 
-use crate::auth::parse_id;
+use super::parse_id;
+use super::{StoreError, StoreResult};
+use crate::authz::TenantScope;
 use crate::db::{self, Db, Tx};
-use crate::error::{ApiError, ApiResult};
-use ferro_wire::{DeviceGroup, DeviceGroupId, ProductId, TenantId};
+use ferro_wire::{DeviceGroup, DeviceGroupId, ProductId};
 use sqlx::Row;
 
 const GROUP_COLUMNS: &str = "id, tenant_id, product_id, name, description, os_feed, \
     update_policy, allow_crash_dumps_collection, created_at";
 
-fn group_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceGroup> {
-    let bad = |what: &str| ApiError::Internal(format!("unknown {what} in database"));
+fn group_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeviceGroup> {
+    let bad = |what: &str| StoreError::Corrupt(format!("unknown {what} in database"));
     Ok(DeviceGroup {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
@@ -32,16 +33,16 @@ fn group_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceGroup> {
 
 async fn get_on<'e, E>(
     ex: E,
-    tenant: &TenantId,
+    scope: &TenantScope,
     group: DeviceGroupId,
-) -> ApiResult<Option<DeviceGroup>>
+) -> StoreResult<Option<DeviceGroup>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {GROUP_COLUMNS} FROM device_groups WHERE tenant_id = $1 AND id = $2"
     )))
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(group.to_string())
     .fetch_optional(ex)
     .await?;
@@ -51,26 +52,30 @@ where
 /// One device group of `tenant`.
 pub async fn get(
     db: &Db,
-    tenant: &TenantId,
+    scope: &TenantScope,
     group: DeviceGroupId,
-) -> ApiResult<Option<DeviceGroup>> {
-    get_on(db.pool(), tenant, group).await
+) -> StoreResult<Option<DeviceGroup>> {
+    get_on(db.pool(), scope, group).await
 }
 
 /// One device group of `tenant`, read in the caller's write transaction.
 pub async fn get_in(
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     group: DeviceGroupId,
-) -> ApiResult<Option<DeviceGroup>> {
-    get_on(&mut **tx, tenant, group).await
+) -> StoreResult<Option<DeviceGroup>> {
+    get_on(&mut **tx, scope, group).await
 }
 
 /// Whether `group` is a device group of `tenant`, read in the caller's write transaction.
-pub async fn exists_in(tx: &mut Tx, tenant: &TenantId, group: DeviceGroupId) -> ApiResult<bool> {
+pub async fn exists_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    group: DeviceGroupId,
+) -> StoreResult<bool> {
     Ok(
         sqlx::query("SELECT id FROM device_groups WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.to_string())
+            .bind(scope.tenant_str())
             .bind(group.to_string())
             .fetch_optional(&mut **tx)
             .await?
@@ -80,7 +85,7 @@ pub async fn exists_in(tx: &mut Tx, tenant: &TenantId, group: DeviceGroupId) -> 
 
 /// Whether the product has a device group of this name (case-insensitively), read in the
 /// caller's write transaction.
-pub async fn name_taken_in(tx: &mut Tx, product: ProductId, name: &str) -> ApiResult<bool> {
+pub async fn name_taken_in(tx: &mut Tx, product: ProductId, name: &str) -> StoreResult<bool> {
     Ok(
         sqlx::query("SELECT id FROM device_groups WHERE product_id = $1 AND name_key = $2")
             .bind(product.to_string())
@@ -95,19 +100,19 @@ pub async fn name_taken_in(tx: &mut Tx, product: ProductId, name: &str) -> ApiRe
 /// by ID.
 pub async fn list(
     db: &Db,
-    tenant: &TenantId,
+    scope: &TenantScope,
     product: Option<ProductId>,
     after: &str,
     limit: i64,
-) -> ApiResult<Vec<DeviceGroup>> {
-    let tid = tenant.to_string();
+) -> StoreResult<Vec<DeviceGroup>> {
+    let tid = scope.tenant_str();
     let rows = match product {
         Some(p) => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {GROUP_COLUMNS} FROM device_groups \
                  WHERE tenant_id = $1 AND product_id = $2 AND id > $3 ORDER BY id LIMIT $4"
             )))
-            .bind(&tid)
+            .bind(tid)
             .bind(p.to_string())
             .bind(after)
             .bind(limit)
@@ -119,7 +124,7 @@ pub async fn list(
                 "SELECT {GROUP_COLUMNS} FROM device_groups \
                  WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             )))
-            .bind(&tid)
+            .bind(tid)
             .bind(after)
             .bind(limit)
             .fetch_all(db.pool())
@@ -130,7 +135,7 @@ pub async fn list(
 }
 
 /// Every device group of the product, by ID, read in the caller's write transaction.
-pub async fn of_product_in(tx: &mut Tx, product: ProductId) -> ApiResult<Vec<DeviceGroup>> {
+pub async fn of_product_in(tx: &mut Tx, product: ProductId) -> StoreResult<Vec<DeviceGroup>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {GROUP_COLUMNS} FROM device_groups WHERE product_id = $1 ORDER BY id"
     )))
@@ -141,7 +146,7 @@ pub async fn of_product_in(tx: &mut Tx, product: ProductId) -> ApiResult<Vec<Dev
 }
 
 /// Store a new device group (a name its product already uses is a unique violation).
-pub async fn insert(tx: &mut Tx, g: &DeviceGroup) -> ApiResult<()> {
+pub async fn insert(tx: &mut Tx, g: &DeviceGroup) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO device_groups (id, tenant_id, product_id, name, name_key, description, os_feed, \
          update_policy, allow_crash_dumps_collection, created_at) \
@@ -163,7 +168,7 @@ pub async fn insert(tx: &mut Tx, g: &DeviceGroup) -> ApiResult<()> {
 }
 
 /// Store a device group's settings (a name its product already uses is a unique violation).
-pub async fn update(tx: &mut Tx, g: &DeviceGroup) -> ApiResult<()> {
+pub async fn update(tx: &mut Tx, g: &DeviceGroup) -> StoreResult<()> {
     sqlx::query(
         "UPDATE device_groups SET name = $1, name_key = $2, description = $3, os_feed = $4, \
          update_policy = $5, allow_crash_dumps_collection = $6 WHERE id = $7",
@@ -181,7 +186,7 @@ pub async fn update(tx: &mut Tx, g: &DeviceGroup) -> ApiResult<()> {
 }
 
 /// How many devices the group holds.
-pub async fn device_count_in(tx: &mut Tx, group: DeviceGroupId) -> ApiResult<i64> {
+pub async fn device_count_in(tx: &mut Tx, group: DeviceGroupId) -> StoreResult<i64> {
     Ok(
         sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE device_group_id = $1")
             .bind(group.to_string())
@@ -192,7 +197,7 @@ pub async fn device_count_in(tx: &mut Tx, group: DeviceGroupId) -> ApiResult<i64
 }
 
 /// Delete the group.
-pub async fn delete(tx: &mut Tx, group: DeviceGroupId) -> ApiResult<()> {
+pub async fn delete(tx: &mut Tx, group: DeviceGroupId) -> StoreResult<()> {
     sqlx::query("DELETE FROM device_groups WHERE id = $1")
         .bind(group.to_string())
         .execute(&mut **tx)

@@ -4,10 +4,11 @@
 //! Reads outside a transaction take the [`Db`] (the point lookup and the page are the hot-path
 //! rusqlite reads on SQLite); everything inside a write transaction takes its [`Tx`].
 
-use crate::auth::parse_id;
+use super::parse_id;
+use super::{StoreError, StoreResult};
+use crate::authz::TenantScope;
 use crate::db::{self, Arg, Db, DbRow, Tx};
-use crate::error::{ApiError, ApiResult};
-use ferro_wire::{CapabilityType, Device, DeviceGroupId, ProductId, TenantId};
+use ferro_wire::{CapabilityType, Device, DeviceGroupId, ProductId};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -24,8 +25,8 @@ static GET_DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A device from a row of [`DEVICE_COLUMNS`] (either engine).
-fn device_from_row(r: &DbRow<'_>) -> ApiResult<Device> {
-    let bad = |what: &str| ApiError::Internal(format!("unknown {what} in database"));
+fn device_from_row(r: &DbRow<'_>) -> StoreResult<Device> {
+    let bad = |what: &str| StoreError::Corrupt(format!("unknown {what} in database"));
     Ok(Device {
         device_id: r.get("id")?,
         tenant_id: parse_id(&r.get::<String>("tenant_id")?)?,
@@ -86,17 +87,17 @@ impl DeviceFilter {
 }
 
 /// One device of `tenant` (a point lookup: the hottest read of the management API).
-pub async fn get(db: &Db, tenant: &TenantId, device: &str) -> ApiResult<Option<Device>> {
-    let tid = tenant.to_string();
-    let args = [Arg::from(&tid), Arg::from(device)];
+pub async fn get(db: &Db, scope: &TenantScope, device: &str) -> StoreResult<Option<Device>> {
+    let tid = scope.tenant_str();
+    let args = [Arg::from(tid), Arg::from(device)];
     db.read_optional(&GET_DEVICE_SQL, &args, device_from_row)
         .await
 }
 
 /// One device of `tenant`, read in the caller's write transaction.
-pub async fn get_in(tx: &mut Tx, tenant: &TenantId, device: &str) -> ApiResult<Option<Device>> {
+pub async fn get_in(tx: &mut Tx, scope: &TenantScope, device: &str) -> StoreResult<Option<Device>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(GET_DEVICE_SQL.as_str()))
-        .bind(tenant.to_string())
+        .bind(scope.tenant_str())
         .bind(device)
         .fetch_optional(&mut **tx)
         .await?;
@@ -107,30 +108,30 @@ pub async fn get_in(tx: &mut Tx, tenant: &TenantId, device: &str) -> ApiResult<O
 /// page: a bounded indexed read).
 pub async fn list(
     db: &Db,
-    tenant: &TenantId,
+    scope: &TenantScope,
     filter: &DeviceFilter,
     after: &str,
     limit: i64,
-) -> ApiResult<Vec<Device>> {
+) -> StoreResult<Vec<Device>> {
     let (extra, binds) = filter.sql(4);
     let sql = format!(
         "SELECT {DEVICE_COLUMNS} {DEVICE_FROM} WHERE d.tenant_id = $1 AND d.id > $2{extra} \
          ORDER BY d.id LIMIT $3"
     );
-    let tid = tenant.to_string();
-    let mut args = vec![Arg::from(&tid), Arg::from(after), Arg::from(limit)];
+    let tid = scope.tenant_str();
+    let mut args = vec![Arg::from(tid), Arg::from(after), Arg::from(limit)];
     args.extend(binds.iter().map(Arg::from));
     db.read_all(&sql, &args, device_from_row).await
 }
 
 /// How many devices of `tenant` match `filter` (not bounded: on sqlx's pool).
-pub async fn count(db: &Db, tenant: &TenantId, filter: &DeviceFilter) -> ApiResult<u64> {
+pub async fn count(db: &Db, scope: &TenantScope, filter: &DeviceFilter) -> StoreResult<u64> {
     let (extra, binds) = filter.sql(2);
     let sql = format!(
         "SELECT COUNT(*) AS n FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id \
          WHERE d.tenant_id = $1{extra}"
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(scope.tenant_str());
     for b in &binds {
         query = query.bind(b);
     }
@@ -141,13 +142,13 @@ pub async fn count(db: &Db, tenant: &TenantId, filter: &DeviceFilter) -> ApiResu
 /// Put the device into `group` (`None`: out of any group).
 pub async fn set_group(
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     device: &str,
     group: Option<DeviceGroupId>,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(group.map(|g| g.to_string()))
-        .bind(tenant.to_string())
+        .bind(scope.tenant_str())
         .bind(device)
         .execute(&mut **tx)
         .await?;
@@ -157,13 +158,13 @@ pub async fn set_group(
 /// Block or unblock the device.
 pub async fn set_blocked(
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     device: &str,
     blocked: bool,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     sqlx::query("UPDATE devices SET blocked = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(db::b2i(blocked))
-        .bind(tenant.to_string())
+        .bind(scope.tenant_str())
         .bind(device)
         .execute(&mut **tx)
         .await?;
@@ -173,17 +174,17 @@ pub async fn set_blocked(
 /// Mark the device's unrevoked capabilities of `kind` revoked at `now`; how many were.
 pub async fn revoke_capabilities(
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     device: &str,
     kind: CapabilityType,
     now: i64,
-) -> ApiResult<u64> {
+) -> StoreResult<u64> {
     Ok(sqlx::query(
         "UPDATE device_capabilities SET revoked_at = $1 WHERE tenant_id = $2 AND device_id = $3 \
          AND capability_type = $4 AND revoked_at IS NULL",
     )
     .bind(now)
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(device)
     .bind(kind.as_str())
     .execute(&mut **tx)
@@ -210,15 +211,15 @@ pub struct NewCapability<'a> {
 /// Record a capability file issued for a device of `tenant`.
 pub async fn insert_capability(
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     c: &NewCapability<'_>,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO device_capabilities (id, tenant_id, device_id, capability_type, \
          developer_key_ids, issued_at, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(c.device)
     .bind(c.kind.as_str())
     .bind(serde_json::to_string(c.developer_key_ids).unwrap_or_else(|_| "[]".into()))
@@ -260,7 +261,7 @@ pub struct NewRegistration<'a> {
 }
 
 /// Store a registration unless one is stored for the device already; whether it was stored.
-pub async fn insert_registration(tx: &mut Tx, r: &NewRegistration<'_>) -> ApiResult<bool> {
+pub async fn insert_registration(tx: &mut Tx, r: &NewRegistration<'_>) -> StoreResult<bool> {
     Ok(sqlx::query(
         "INSERT INTO device_registrations (device_id, device_key, root_of_trust, ek_certificate, \
          manufacturing_state, record, record_sha256, record_created_at, registered_at, registered_by, \
@@ -286,7 +287,7 @@ pub async fn insert_registration(tx: &mut Tx, r: &NewRegistration<'_>) -> ApiRes
 }
 
 /// The stored registration record of a device: its hex SHA-256 and when it was stored.
-pub async fn registration_of(tx: &mut Tx, device: &str) -> ApiResult<(String, i64)> {
+pub async fn registration_of(tx: &mut Tx, device: &str) -> StoreResult<(String, i64)> {
     let row = sqlx::query(
         "SELECT record_sha256, registered_at FROM device_registrations WHERE device_id = $1",
     )
@@ -302,7 +303,7 @@ pub async fn registration_of(tx: &mut Tx, device: &str) -> ApiResult<(String, i6
 pub type Registrations = HashMap<String, (Option<String>, Option<String>)>;
 
 /// [`Registrations`] of `ids`, read in the caller's transaction.
-pub async fn registrations(tx: &mut Tx, ids: &[&str]) -> ApiResult<Registrations> {
+pub async fn registrations(tx: &mut Tx, ids: &[&str]) -> StoreResult<Registrations> {
     let sql = format!(
         "SELECT r.device_id, r.claim_code_sha256, d.tenant_id FROM device_registrations r \
          LEFT JOIN devices d ON d.id = r.device_id WHERE r.device_id IN ({})",

@@ -1,11 +1,12 @@
 //! Tenant images (`images`): the metadata of each stored production package.
 
+use super::parse_id;
+use super::{StoreError, StoreResult};
 use super::{to_u32, to_u64, version_string};
-use crate::auth::parse_id;
+use crate::authz::TenantScope;
 use crate::db::{self, Db, Tx};
-use crate::error::{ApiError, ApiResult};
 use ferro_image::ImageMetadata;
-use ferro_wire::{Image, ImageId, TenantId};
+use ferro_wire::{Image, ImageId};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ const IMAGE_COLUMNS: &str = "id, tenant_id, image_id, component_id, name, image_
     payload_size, payload_sha256, package_sha256, package_size, signer_key_id, \
     uploaded_signer_key_id, uploaded_sha256, uploaded_by, uploaded_at";
 
-fn image_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Image> {
+fn image_from_row(r: &sqlx::any::AnyRow) -> StoreResult<Image> {
     Ok(Image {
         id: parse_id(&r.try_get::<String, _>("image_id")?)?,
         tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
@@ -23,7 +24,7 @@ fn image_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Image> {
         image_type: r
             .try_get::<String, _>("image_type")?
             .parse()
-            .map_err(|_| ApiError::Internal("unknown image type in database".into()))?,
+            .map_err(|_| StoreError::Corrupt("unknown image type in database".into()))?,
         version: version_string(r)?,
         security_version: to_u32(r.try_get("security_version")?)?,
         target_runtime_version: to_u32(r.try_get("target_runtime_version")?)?,
@@ -42,11 +43,11 @@ fn image_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Image> {
 }
 
 /// One image of `tenant`.
-pub async fn get(db: &Db, tenant: &TenantId, image: &ImageId) -> ApiResult<Option<Image>> {
+pub async fn get(db: &Db, scope: &TenantScope, image: &ImageId) -> StoreResult<Option<Image>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
     )))
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(image.to_string())
     .fetch_optional(db.pool())
     .await?;
@@ -54,11 +55,15 @@ pub async fn get(db: &Db, tenant: &TenantId, image: &ImageId) -> ApiResult<Optio
 }
 
 /// One image of `tenant`, read in the caller's write transaction.
-pub async fn get_in(tx: &mut Tx, tenant: &TenantId, image: &ImageId) -> ApiResult<Option<Image>> {
+pub async fn get_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    image: &ImageId,
+) -> StoreResult<Option<Image>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND image_id = $2"
     )))
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(image.to_string())
     .fetch_optional(&mut **tx)
     .await?;
@@ -69,17 +74,17 @@ pub async fn get_in(tx: &mut Tx, tenant: &TenantId, image: &ImageId) -> ApiResul
 /// in upload order, each with its row ID (the page key).
 pub async fn list(
     db: &Db,
-    tenant: &TenantId,
+    scope: &TenantScope,
     component: Option<Uuid>,
     after: &str,
     limit: i64,
-) -> ApiResult<Vec<(String, Image)>> {
+) -> StoreResult<Vec<(String, Image)>> {
     let component = component.map(|c| c.to_string()).unwrap_or_default();
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {IMAGE_COLUMNS} FROM images WHERE tenant_id = $1 AND id > $2 \
          AND ($3 = '' OR component_id = $3) ORDER BY id LIMIT $4"
     )))
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(after)
     .bind(&component)
     .bind(limit)
@@ -91,24 +96,25 @@ pub async fn list(
 }
 
 /// Bytes of packages `tenant` stores, read in the caller's write transaction.
-pub async fn used_bytes_in(tx: &mut Tx, tenant: &TenantId) -> ApiResult<u64> {
+pub async fn used_bytes_in(tx: &mut Tx, scope: &TenantScope) -> StoreResult<u64> {
     let used: i64 = sqlx::query(
         "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) AS n FROM images \
          WHERE tenant_id = $1",
     )
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .fetch_one(&mut **tx)
     .await?
     .try_get("n")?;
     Ok(u64::try_from(used).unwrap_or(0))
 }
 
-fn i64_of(v: u64) -> ApiResult<i64> {
-    i64::try_from(v).map_err(|_| ApiError::invalid_body("a size in the package is too large"))
+fn i64_of(v: u64) -> StoreResult<i64> {
+    i64::try_from(v)
+        .map_err(|_| StoreError::Unrepresentable("a size in the package is too large".into()))
 }
 
 /// Store `image` (its package's metadata `m`) for its tenant.
-pub async fn insert(tx: &mut Tx, image: &Image, m: &ImageMetadata) -> ApiResult<()> {
+pub async fn insert(tx: &mut Tx, image: &Image, m: &ImageMetadata) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO images (id, tenant_id, image_id, component_id, name, image_type, \
          version_major, version_minor, version_patch, security_version, target_runtime_version, \

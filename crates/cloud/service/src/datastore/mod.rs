@@ -22,11 +22,59 @@ pub mod products;
 pub mod roles;
 pub mod tenants;
 
-use crate::error::{ApiError, ApiResult};
+use crate::db::DbError;
 use sqlx::Row;
 
+/// Why a datastore function failed. It says nothing of HTTP: the routes map it at the edge
+/// (`From<StoreError> for ApiError` in `crate::error`), where a unique violation may become a
+/// 409 by [`StoreError::on_unique`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed: unreachable, busy, a constraint (unique violations included), a
+    /// malformed statement.
+    #[error("{0}")]
+    Db(#[from] DbError),
+    /// A stored row cannot be read back as its type (an unknown enum name, a malformed ID, a
+    /// number out of range): the database holds what no version of the service writes.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// A value cannot be stored (a number beyond the column's range).
+    #[error("cannot store: {0}")]
+    Unrepresentable(String),
+}
+
+/// Result of a datastore function.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(DbError::Sqlx(e))
+    }
+}
+
+impl StoreError {
+    /// Whether this is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(DbError::Sqlx(sqlx::Error::Database(e)))
+            if e.kind() == sqlx::error::ErrorKind::UniqueViolation)
+    }
+}
+
+/// A stored ID parsed back, or [`StoreError::Corrupt`].
+pub(crate) fn parse_id<T: From<uuid::Uuid>>(s: &str) -> StoreResult<T> {
+    uuid::Uuid::parse_str(s)
+        .map(T::from)
+        .map_err(|_| StoreError::Corrupt(format!("malformed ID {s:?}")))
+}
+
+/// A stored enum name parsed back, or [`StoreError::Corrupt`] naming `what`.
+pub(crate) fn parse_name<T: std::str::FromStr>(s: &str, what: &str) -> StoreResult<T> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown {what} {s:?}")))
+}
+
 /// `major.minor.patch` of a row with `version_major`, `version_minor`, `version_patch`.
-pub(crate) fn version_string(r: &sqlx::any::AnyRow) -> ApiResult<String> {
+pub(crate) fn version_string(r: &sqlx::any::AnyRow) -> StoreResult<String> {
     Ok(format!(
         "{}.{}.{}",
         r.try_get::<i64, _>("version_major")?,
@@ -36,11 +84,11 @@ pub(crate) fn version_string(r: &sqlx::any::AnyRow) -> ApiResult<String> {
 }
 
 /// A stored number as `u32` (out of range: the database is corrupt).
-pub(crate) fn to_u32(v: i64) -> ApiResult<u32> {
-    u32::try_from(v).map_err(|_| ApiError::Internal("out-of-range number in database".into()))
+pub(crate) fn to_u32(v: i64) -> StoreResult<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("out-of-range number {v}")))
 }
 
 /// A stored number as `u64` (out of range: the database is corrupt).
-pub(crate) fn to_u64(v: i64) -> ApiResult<u64> {
-    u64::try_from(v).map_err(|_| ApiError::Internal("out-of-range number in database".into()))
+pub(crate) fn to_u64(v: i64) -> StoreResult<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("out-of-range number {v}")))
 }

@@ -1,9 +1,10 @@
 //! Ownership of devices: the registration row's ownership epoch and claim code as tenants
 //! change, moving a device between tenants, and transfer offers (`device_transfers`).
 
-use crate::auth::parse_id;
+use super::parse_id;
+use super::{StoreError, StoreResult};
+use crate::authz::TenantScope;
 use crate::db::{self, Db, Tx};
-use crate::error::{ApiError, ApiResult};
 use ferro_wire::{DeviceTransfer, DeviceTransferId, TransferState};
 use sqlx::Row;
 
@@ -20,7 +21,7 @@ pub async fn change_owner(
     device_id: &str,
     to: Option<&str>,
     closed_by: &str,
-) -> ApiResult<()> {
+) -> StoreResult<()> {
     let now = db::now();
     sqlx::query(
         "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 WHERE device_id = $1",
@@ -91,7 +92,7 @@ pub async fn change_owner(
 /// The device's tenant (`Some(None)`: registered, unclaimed; `None`: not registered), after
 /// taking the registration row's write lock, so that concurrent ownership changes of one device
 /// serialise.
-pub async fn lock_device(tx: &mut Tx, device_id: &str) -> ApiResult<Option<Option<String>>> {
+pub async fn lock_device(tx: &mut Tx, device_id: &str) -> StoreResult<Option<Option<String>>> {
     let locked = sqlx::query(
         "UPDATE device_registrations SET ownership_epoch = ownership_epoch WHERE device_id = $1",
     )
@@ -113,7 +114,7 @@ pub async fn lock_device(tx: &mut Tx, device_id: &str) -> ApiResult<Option<Optio
 }
 
 /// Raise the device's ownership epoch by one.
-pub async fn raise_epoch(tx: &mut Tx, device_id: &str) -> ApiResult<()> {
+pub async fn raise_epoch(tx: &mut Tx, device_id: &str) -> StoreResult<()> {
     sqlx::query(
         "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 \
          WHERE device_id = $1",
@@ -125,7 +126,7 @@ pub async fn raise_epoch(tx: &mut Tx, device_id: &str) -> ApiResult<()> {
 }
 
 /// Give the device a new claim code (its hex SHA-256).
-pub async fn set_claim_code(tx: &mut Tx, device_id: &str, sha256_hex: &str) -> ApiResult<()> {
+pub async fn set_claim_code(tx: &mut Tx, device_id: &str, sha256_hex: &str) -> StoreResult<()> {
     sqlx::query("UPDATE device_registrations SET claim_code_sha256 = $1 WHERE device_id = $2")
         .bind(sha256_hex)
         .bind(device_id)
@@ -139,7 +140,7 @@ pub async fn get_transfer(
     tx: &mut Tx,
     tid: &str,
     id: DeviceTransferId,
-) -> ApiResult<Option<DeviceTransfer>> {
+) -> StoreResult<Option<DeviceTransfer>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE id = $1 \
          AND (from_tenant_id = $2 OR to_tenant_id = $2)"
@@ -158,7 +159,7 @@ pub async fn close_transfer(
     to_state: TransferState,
     actor: &str,
     now: i64,
-) -> ApiResult<bool> {
+) -> StoreResult<bool> {
     let changed = sqlx::query(
         "UPDATE device_transfers SET state = $1, closed_at = $2, closed_by = $3 \
          WHERE id = $4 AND state = 'Pending'",
@@ -174,7 +175,7 @@ pub async fn close_transfer(
 }
 
 /// How many pending transfers the device has.
-pub async fn pending_transfers(tx: &mut Tx, device_id: &str) -> ApiResult<i64> {
+pub async fn pending_transfers(tx: &mut Tx, device_id: &str) -> StoreResult<i64> {
     Ok(sqlx::query(
         "SELECT COUNT(*) AS n FROM device_transfers WHERE device_id = $1 AND state = 'Pending'",
     )
@@ -202,7 +203,7 @@ pub struct NewTransfer<'a> {
 }
 
 /// Store a pending transfer offer.
-pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> ApiResult<()> {
+pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO device_transfers (id, device_id, from_tenant_id, to_tenant_id, state, \
          created_by, created_at) VALUES ($1, $2, $3, $4, 'Pending', $5, $6)",
@@ -219,13 +220,13 @@ pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> ApiResult<()> 
 }
 
 /// The newest 500 transfers `tid` sends or receives, newest first.
-pub async fn list_transfers(db: &Db, tid: &str) -> ApiResult<Vec<DeviceTransfer>> {
+pub async fn list_transfers(db: &Db, scope: &TenantScope) -> StoreResult<Vec<DeviceTransfer>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE from_tenant_id = $1 \
          UNION SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE to_tenant_id = $1 \
          ORDER BY id DESC LIMIT 500"
     )))
-    .bind(tid)
+    .bind(scope.tenant_str())
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(transfer_from_row).collect()
@@ -234,7 +235,7 @@ pub async fn list_transfers(db: &Db, tid: &str) -> ApiResult<Vec<DeviceTransfer>
 const TRANSFER_COLUMNS: &str =
     "id, device_id, from_tenant_id, to_tenant_id, state, created_by, created_at, closed_at";
 
-fn transfer_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceTransfer> {
+fn transfer_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeviceTransfer> {
     Ok(DeviceTransfer {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         device_id: r.try_get("device_id")?,
@@ -243,7 +244,7 @@ fn transfer_from_row(r: &sqlx::any::AnyRow) -> ApiResult<DeviceTransfer> {
         state: r
             .try_get::<String, _>("state")?
             .parse()
-            .map_err(|_| ApiError::Internal("unknown transfer state in database".into()))?,
+            .map_err(|_| StoreError::Corrupt("unknown transfer state in database".into()))?,
         created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
         created_at: db::ts(r.try_get("created_at")?),
         closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(db::ts),

@@ -1,12 +1,13 @@
 //! Products (`products`).
 
-use crate::auth::parse_id;
+use super::StoreResult;
+use super::parse_id;
+use crate::authz::TenantScope;
 use crate::db::{self, Db, Tx};
-use crate::error::ApiResult;
-use ferro_wire::{Product, ProductId, TenantId};
+use ferro_wire::{Product, ProductId};
 use sqlx::Row;
 
-fn product_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Product> {
+fn product_from_row(r: &sqlx::any::AnyRow) -> StoreResult<Product> {
     Ok(Product {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         tenant_id: parse_id(&r.try_get::<String, _>("tenant_id")?)?,
@@ -16,14 +17,18 @@ fn product_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Product> {
     })
 }
 
-async fn get_on<'e, E>(ex: E, tenant: &TenantId, product: ProductId) -> ApiResult<Option<Product>>
+async fn get_on<'e, E>(
+    ex: E,
+    scope: &TenantScope,
+    product: ProductId,
+) -> StoreResult<Option<Product>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let row = sqlx::query(
         "SELECT id, tenant_id, name, description, created_at FROM products WHERE tenant_id = $1 AND id = $2",
     )
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(product.to_string())
     .fetch_optional(ex)
     .await?;
@@ -31,26 +36,31 @@ where
 }
 
 /// One product of `tenant`.
-pub async fn get(db: &Db, tenant: &TenantId, product: ProductId) -> ApiResult<Option<Product>> {
-    get_on(db.pool(), tenant, product).await
+pub async fn get(db: &Db, scope: &TenantScope, product: ProductId) -> StoreResult<Option<Product>> {
+    get_on(db.pool(), scope, product).await
 }
 
 /// One product of `tenant`, read in the caller's write transaction.
 pub async fn get_in(
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     product: ProductId,
-) -> ApiResult<Option<Product>> {
-    get_on(&mut **tx, tenant, product).await
+) -> StoreResult<Option<Product>> {
+    get_on(&mut **tx, scope, product).await
 }
 
 /// Up to `limit` products of `tenant` with IDs after `after`, by ID.
-pub async fn list(db: &Db, tenant: &TenantId, after: &str, limit: i64) -> ApiResult<Vec<Product>> {
+pub async fn list(
+    db: &Db,
+    scope: &TenantScope,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<Product>> {
     let rows = sqlx::query(
         "SELECT id, tenant_id, name, description, created_at FROM products \
          WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
-    .bind(tenant.to_string())
+    .bind(scope.tenant_str())
     .bind(after)
     .bind(limit)
     .fetch_all(db.pool())
@@ -59,7 +69,7 @@ pub async fn list(db: &Db, tenant: &TenantId, after: &str, limit: i64) -> ApiRes
 }
 
 /// Store a new product (a name its tenant already uses is a unique violation).
-pub async fn insert(tx: &mut Tx, p: &Product) -> ApiResult<()> {
+pub async fn insert(tx: &mut Tx, p: &Product) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO products (id, tenant_id, name, name_key, description, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -76,7 +86,7 @@ pub async fn insert(tx: &mut Tx, p: &Product) -> ApiResult<()> {
 
 /// Store a product's name and description (a name its tenant already uses is a unique
 /// violation).
-pub async fn update(tx: &mut Tx, p: &Product) -> ApiResult<()> {
+pub async fn update(tx: &mut Tx, p: &Product) -> StoreResult<()> {
     sqlx::query("UPDATE products SET name = $1, name_key = $2, description = $3 WHERE id = $4")
         .bind(&p.name)
         .bind(p.name.to_lowercase())
@@ -88,7 +98,7 @@ pub async fn update(tx: &mut Tx, p: &Product) -> ApiResult<()> {
 }
 
 /// How many devices the product's device groups hold.
-pub async fn device_count_in(tx: &mut Tx, product: ProductId) -> ApiResult<i64> {
+pub async fn device_count_in(tx: &mut Tx, product: ProductId) -> StoreResult<i64> {
     Ok(sqlx::query(
         "SELECT COUNT(*) AS n FROM devices d JOIN device_groups g ON g.id = d.device_group_id WHERE g.product_id = $1",
     )
@@ -99,7 +109,7 @@ pub async fn device_count_in(tx: &mut Tx, product: ProductId) -> ApiResult<i64> 
 }
 
 /// Delete the product and its device groups.
-pub async fn delete(tx: &mut Tx, product: ProductId) -> ApiResult<()> {
+pub async fn delete(tx: &mut Tx, product: ProductId) -> StoreResult<()> {
     let pid = product.to_string();
     sqlx::query("DELETE FROM device_groups WHERE product_id = $1")
         .bind(&pid)

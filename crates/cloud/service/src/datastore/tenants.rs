@@ -1,13 +1,14 @@
 //! Tenants (`tenants`), as their users see them.
 
-use crate::auth::{parse_id, parse_role};
+use super::{parse_id, parse_name};
+
+use super::StoreResult;
 use crate::db::{self, Db, Tx};
-use crate::error::ApiResult;
 use ferro_wire::Tenant;
 use sqlx::Row;
 
 /// Whether the tenant `tid` exists, read in the caller's write transaction.
-pub async fn exists_in(tx: &mut Tx, tid: &str) -> ApiResult<bool> {
+pub async fn exists_in(tx: &mut Tx, tid: &str) -> StoreResult<bool> {
     Ok(sqlx::query("SELECT id FROM tenants WHERE id = $1")
         .bind(tid)
         .fetch_optional(&mut **tx)
@@ -15,18 +16,23 @@ pub async fn exists_in(tx: &mut Tx, tid: &str) -> ApiResult<bool> {
         .is_some())
 }
 
-fn tenant_from_row(r: &sqlx::any::AnyRow) -> ApiResult<Tenant> {
+fn tenant_from_row(r: &sqlx::any::AnyRow) -> StoreResult<Tenant> {
     Ok(Tenant {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         name: r.try_get("name")?,
         created_at: db::ts(r.try_get("created_at")?),
-        role: parse_role(&r.try_get::<String, _>("role")?)?,
+        role: parse_name(&r.try_get::<String, _>("role")?, "role")?,
     })
 }
 
 /// Up to `limit` tenants in which `user` holds a role, with IDs after `after`, by ID; each
 /// with the user's stored role.
-pub async fn list_of_user(db: &Db, user: &str, after: &str, limit: i64) -> ApiResult<Vec<Tenant>> {
+pub async fn list_of_user(
+    db: &Db,
+    user: &str,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<Tenant>> {
     let rows = sqlx::query(
         "SELECT t.id, t.name, t.created_at, r.role FROM tenants t \
          JOIN tenant_roles r ON r.tenant_id = t.id AND r.user_id = $1 \
@@ -41,7 +47,7 @@ pub async fn list_of_user(db: &Db, user: &str, after: &str, limit: i64) -> ApiRe
 }
 
 /// The tenant `tid` with `user`'s stored role in it (`None`: no such tenant, or no role).
-pub async fn get_of_user(db: &Db, user: &str, tid: &str) -> ApiResult<Option<Tenant>> {
+pub async fn get_of_user(db: &Db, user: &str, tid: &str) -> StoreResult<Option<Tenant>> {
     let row = sqlx::query(
         "SELECT t.id, t.name, t.created_at, r.role FROM tenants t \
          JOIN tenant_roles r ON r.tenant_id = t.id AND r.user_id = $1 WHERE t.id = $2",
@@ -54,7 +60,7 @@ pub async fn get_of_user(db: &Db, user: &str, tid: &str) -> ApiResult<Option<Ten
 }
 
 /// Store a new tenant (a taken name is a unique violation).
-pub async fn insert(tx: &mut Tx, tid: &str, name: &str, now: i64) -> ApiResult<()> {
+pub async fn insert(tx: &mut Tx, tid: &str, name: &str, now: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tenants (id, name, name_key, version, created_at) VALUES ($1, $2, $3, 0, $4)",
     )
@@ -68,7 +74,7 @@ pub async fn insert(tx: &mut Tx, tid: &str, name: &str, now: i64) -> ApiResult<(
 }
 
 /// Rename the tenant (a taken name is a unique violation).
-pub async fn rename(tx: &mut Tx, tid: &str, name: &str) -> ApiResult<()> {
+pub async fn rename(tx: &mut Tx, tid: &str, name: &str) -> StoreResult<()> {
     sqlx::query("UPDATE tenants SET name = $1, name_key = $2, version = version + 1 WHERE id = $3")
         .bind(name)
         .bind(name.to_lowercase())
@@ -80,7 +86,7 @@ pub async fn rename(tx: &mut Tx, tid: &str, name: &str) -> ApiResult<()> {
 
 /// How many tenants `user` administers, after taking the user row's write lock (so that
 /// concurrent creations by one user are counted in turn).
-pub async fn administered_by_locked(tx: &mut Tx, user: &str) -> ApiResult<i64> {
+pub async fn administered_by_locked(tx: &mut Tx, user: &str) -> StoreResult<i64> {
     sqlx::query("UPDATE users SET login = login WHERE id = $1")
         .bind(user)
         .execute(&mut **tx)

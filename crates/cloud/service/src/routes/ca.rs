@@ -1,7 +1,8 @@
 //! `/v1/tenants/{tenantId}/ca-certificates`: the tenant's CA generations (list, download,
 //! download-chain, proof of possession), rotated on access when `tenant_ca_rotation_due` says so.
 
-use crate::auth::{self, TenantCaller};
+use crate::auth::TenantCaller;
+use crate::authz;
 use crate::db::{self};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery};
@@ -86,7 +87,7 @@ pub async fn list_cas(
     State(state): State<AppState>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<CaCertificate>>> {
-    who.require(Role::Reader)?;
+    who.authorize(Role::Reader)?;
     let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
     let now = OffsetDateTime::now_utc();
     let current = ferro_pki::current_tenant_ca(&cas, now);
@@ -109,7 +110,7 @@ pub async fn get_ca(
     Path((_, serial)): Path<(String, String)>,
     StrictQuery(q): StrictQuery<CertificateFormatQuery>,
 ) -> ApiResult<Response> {
-    who.require(Role::Reader)?;
+    who.authorize(Role::Reader)?;
     let serial = serial_param(&serial)?;
     let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
     let ca = find(&cas, &serial)?;
@@ -129,7 +130,7 @@ pub async fn get_ca(
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_chain(State(state): State<AppState>, who: TenantCaller) -> ApiResult<Response> {
-    who.require(Role::Reader)?;
+    who.authorize(Role::Reader)?;
     let cas = cas_rotated(&state, &who.caller, &who.tid).await?;
     let pem = ferro_pki::tenant_ca_chain_pem(&cas, OffsetDateTime::now_utc());
     Ok(download(
@@ -155,7 +156,7 @@ pub async fn create_proof(
     Path((_, serial)): Path<(String, String)>,
     JsonBody(req): JsonBody<ProofOfPossessionRequest>,
 ) -> ApiResult<Response> {
-    who.require(Role::Contributor)?;
+    who.authorize(Role::Contributor)?;
     let serial = serial_param(&serial)?;
     ferro_pki::validate_verification_code(&req.verification_code).map_err(|_| {
         ApiError::invalid_body(
@@ -181,7 +182,7 @@ pub async fn create_proof(
     .map_err(|e| ApiError::Internal(format!("proof task: {e}")))?
     .map_err(|e| ApiError::Internal(format!("issuing the proof certificate: {e}")))?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
     db::audit(
         &mut tx,
         Some(&who.tid),

@@ -5,7 +5,8 @@
 //! A deployment may roll out in waves (`crate::rollouts`): `.../rollout` shows where it stands,
 //! `.../rollout/pause` and `.../rollout/resume` stop and continue it.
 
-use crate::auth::{self, Caller, parse_id};
+use crate::auth::{Caller, parse_id};
+use crate::authz;
 use crate::datastore::version_string;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
@@ -123,7 +124,7 @@ pub async fn create_deployment(
 ) -> ApiResult<(StatusCode, Json<Deployment>)> {
     let (t, tid, gid) = ids(&tenant_id, &group_id)?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     require_group(&mut *tx, &tid, &gid).await?;
     if req.image_ids.len() > MAX_DEPLOYMENT_IMAGES {
         return Err(ApiError::invalid_body(format!(
@@ -248,7 +249,7 @@ pub async fn list_deployments(
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Deployment>>> {
     let (t, tid, gid) = ids(&tenant_id, &group_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     require_group(state.db.pool(), &tid, &gid).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let rows = sqlx::query(
@@ -284,7 +285,7 @@ pub async fn get_deployment(
 ) -> ApiResult<Json<Deployment>> {
     let (t, tid, gid) = ids(&tenant_id, &group_id)?;
     let did = path_id::<DeploymentId>(&deployment_id, "deploymentId")?.to_string();
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     let rows = sqlx::query(
         "SELECT id, device_group_id, deployed_by, deployed_at, rollout_waves, rollout_wait, \
          rollout_max_failure FROM deployments \
@@ -306,10 +307,10 @@ fn rollout_ids(
     tenant_id: &str,
     group_id: &str,
     deployment_id: &str,
-) -> ApiResult<(String, String, String)> {
-    let (_, tid, gid) = ids(tenant_id, group_id)?;
+) -> ApiResult<(TenantId, String, String, String)> {
+    let (t, tid, gid) = ids(tenant_id, group_id)?;
     let did = path_id::<DeploymentId>(deployment_id, "deploymentId")?.to_string();
-    Ok((tid, gid, did))
+    Ok((t, tid, gid, did))
 }
 
 /// Where a deployment's rollout stands (any role): the wave reached, the devices included,
@@ -329,8 +330,8 @@ pub async fn get_rollout(
     caller: Caller,
     Path((tenant_id, group_id, deployment_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RolloutStatus>> {
-    let (tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    let (t, tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     Ok(Json(rollouts::show(&state, &tid, &gid, &did).await?))
 }
 
@@ -352,8 +353,8 @@ pub async fn pause_rollout(
     caller: Caller,
     Path((tenant_id, group_id, deployment_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RolloutStatus>> {
-    let (tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Contributor).await?;
+    let (t, tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Contributor).await?;
     Ok(Json(
         rollouts::pause(&state, &tid, &gid, &did, &caller).await?,
     ))
@@ -377,8 +378,8 @@ pub async fn resume_rollout(
     caller: Caller,
     Path((tenant_id, group_id, deployment_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RolloutStatus>> {
-    let (tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Contributor).await?;
+    let (t, tid, gid, did) = rollout_ids(&tenant_id, &group_id, &deployment_id)?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Contributor).await?;
     Ok(Json(
         rollouts::resume(&state, &tid, &gid, &did, &caller).await?,
     ))

@@ -5,7 +5,8 @@
 //!
 //! What OS release keys share with these lives in `crate::signing_keys`.
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
+use crate::authz;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
@@ -45,7 +46,7 @@ pub async fn add_developer_key(
 ) -> ApiResult<(StatusCode, Json<RegisteredSigningKey>)> {
     let (t, tid) = tenant_ids(&tenant_id)?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     let key = parse_key_request(&req)?;
     db::lock_tenant(&mut tx, &tid).await?;
     let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM developer_keys WHERE tenant_id = $1")
@@ -109,7 +110,7 @@ pub async fn list_developer_keys(
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<RegisteredSigningKey>>> {
     let (t, tid) = tenant_ids(&tenant_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let rows = sqlx::query(
         "SELECT id, key_id, name, public_key_pem, created_by, created_at FROM developer_keys \
@@ -140,10 +141,10 @@ pub async fn delete_developer_key(
     caller: Caller,
     Path((tenant_id, key_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (_, tid) = tenant_ids(&tenant_id)?;
+    let (t, tid) = tenant_ids(&tenant_id)?;
     let kid = path_key_id(&key_id)?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     let r = sqlx::query("DELETE FROM developer_keys WHERE tenant_id = $1 AND key_id = $2")
         .bind(&tid)
         .bind(&kid)

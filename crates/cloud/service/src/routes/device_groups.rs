@@ -1,6 +1,7 @@
 //! `/v1/tenants/{tenantId}/device-groups`: the device groups of a tenant's products.
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
+use crate::authz::{self, TenantScope};
 use crate::datastore::{device_groups, products};
 use crate::db::{self, Tx};
 use crate::device_groups::{check_description, insert_group};
@@ -23,16 +24,20 @@ fn ids(tenant_id: &str) -> ApiResult<(TenantId, String)> {
 }
 
 /// A product of the tenant read in `tx`, or `not_found`.
-async fn product_in(tx: &mut Tx, tenant: &TenantId, product: ProductId) -> ApiResult<()> {
-    products::get_in(tx, tenant, product)
+async fn product_in(tx: &mut Tx, scope: &TenantScope, product: ProductId) -> ApiResult<()> {
+    products::get_in(tx, scope, product)
         .await?
         .map(|_| ())
         .ok_or_else(|| ApiError::not_found("product"))
 }
 
 /// A device group of the tenant read in `tx`, or `not_found`.
-async fn group_in(tx: &mut Tx, tenant: &TenantId, group: DeviceGroupId) -> ApiResult<DeviceGroup> {
-    device_groups::get_in(tx, tenant, group)
+async fn group_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    group: DeviceGroupId,
+) -> ApiResult<DeviceGroup> {
+    device_groups::get_in(tx, scope, group)
         .await?
         .ok_or_else(|| ApiError::not_found("device group"))
 }
@@ -51,12 +56,12 @@ pub async fn create_group(
 ) -> ApiResult<(StatusCode, Json<DeviceGroup>)> {
     let (t, tid) = ids(&tenant_id)?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     if !ferro_wire::is_valid_name(&req.name) {
         return Err(ApiError::invalid_name("name"));
     }
     check_description(&req.description)?;
-    product_in(&mut tx, &t, req.product_id).await?;
+    product_in(&mut tx, &scope, req.product_id).await?;
     let g = DeviceGroup {
         id: DeviceGroupId::new(),
         tenant_id: t,
@@ -94,10 +99,11 @@ pub async fn list_groups(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<DeviceGroupQuery>,
 ) -> ApiResult<Json<Page<DeviceGroup>>> {
-    let (t, tid) = ids(&tenant_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    let (t, _) = ids(&tenant_id)?;
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let items = device_groups::list(&state.db, &t, q.product, &page.after, page.fetch()).await?;
+    let items =
+        device_groups::list(&state.db, &scope, q.product, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |g| g.id.to_string())))
 }
 
@@ -112,10 +118,10 @@ pub async fn get_group(
     caller: Caller,
     Path((tenant_id, group_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceGroup>> {
-    let (t, tid) = ids(&tenant_id)?;
+    let (t, _) = ids(&tenant_id)?;
     let gid = path_id::<DeviceGroupId>(&group_id, "deviceGroupId")?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let group = device_groups::get(&state.db, &t, gid)
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
+    let group = device_groups::get(&state.db, &scope, gid)
         .await?
         .ok_or_else(|| ApiError::not_found("device group"))?;
     Ok(Json(group))
@@ -138,8 +144,8 @@ pub async fn update_group(
     let (t, tid) = ids(&tenant_id)?;
     let gid = path_id::<DeviceGroupId>(&group_id, "deviceGroupId")?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
-    let mut g = group_in(&mut tx, &t, gid).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
+    let mut g = group_in(&mut tx, &scope, gid).await?;
     if let Some(name) = req.name {
         if !ferro_wire::is_valid_name(&name) {
             return Err(ApiError::invalid_name("name"));
@@ -188,9 +194,9 @@ pub async fn delete_group(
     let (t, tid) = ids(&tenant_id)?;
     let gid = path_id::<DeviceGroupId>(&group_id, "deviceGroupId")?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    let g = group_in(&mut tx, &t, gid).await?;
+    let g = group_in(&mut tx, &scope, gid).await?;
     let n = device_groups::device_count_in(&mut tx, gid).await?;
     if n > 0 {
         return Err(ApiError::new(

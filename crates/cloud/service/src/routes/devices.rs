@@ -1,7 +1,8 @@
 //! Manufacturing registrations (`/v1/manufacturing/registrations`), claiming and devices
 //! (`/v1/tenants/{tenantId}/devices...`), and device capability files.
 
-use crate::auth::{self, Caller, TenantCaller};
+use crate::auth::{Caller, TenantCaller};
+use crate::authz::{self, TenantScope};
 use crate::claims;
 use crate::datastore::devices::{self, DeviceFilter};
 use crate::datastore::{self, device_groups};
@@ -23,7 +24,7 @@ use ferro_wire::{
     CreateCapabilityRequest, Device, DeviceCount, DeviceCountQuery, DeviceQuery, ErrorBody,
     ErrorCode, ErrorItem, MAX_CLAIMS_PER_REQUEST, MAX_REGISTRATIONS_PER_REQUEST,
     ManufacturingState, Page, RegisterDevicesRequest, RegisterDevicesResponse, RegisteredDevice,
-    RevokedCapabilities, Role, RootOfTrustKind, TenantId, UpdateDeviceRequest, normalize_device_id,
+    RevokedCapabilities, Role, RootOfTrustKind, UpdateDeviceRequest, normalize_device_id,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -285,7 +286,7 @@ pub async fn claim(
     who: TenantCaller,
     JsonBody(req): JsonBody<ClaimDevicesRequest>,
 ) -> ApiResult<Json<ClaimDevicesResponse>> {
-    who.require(Role::Contributor)?;
+    who.authorize(Role::Contributor)?;
     if req.devices.is_empty() || req.devices.len() > MAX_CLAIMS_PER_REQUEST {
         return Err(ApiError::invalid_body(format!(
             "`devices` must hold 1 to {MAX_CLAIMS_PER_REQUEST} devices (each `deviceId` with its \
@@ -324,7 +325,7 @@ pub async fn claim(
         });
     }
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
     let keys: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
     let known = devices::registrations(&mut tx, &keys).await?;
     let mut refused = Vec::new();
@@ -398,7 +399,7 @@ pub async fn list_devices(
     who: TenantCaller,
     StrictQuery(q): StrictQuery<DeviceQuery>,
 ) -> ApiResult<Json<Page<Device>>> {
-    who.require(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let mut page = PageReq::new(q.limit, None)?;
     if let Some(tok) = q.continuation.as_deref() {
         page.after = Base64UrlUnpadded::decode_vec(tok)
@@ -417,7 +418,7 @@ pub async fn list_devices(
         device_group: q.device_group,
         product: q.product,
     };
-    let items = devices::list(&state.db, &who.tenant, &filter, &page.after, page.fetch()).await?;
+    let items = devices::list(&state.db, &scope, &filter, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |d| d.device_id.clone())))
 }
 
@@ -431,18 +432,18 @@ pub async fn count_devices(
     who: TenantCaller,
     StrictQuery(q): StrictQuery<DeviceCountQuery>,
 ) -> ApiResult<Json<DeviceCount>> {
-    who.require(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let filter = DeviceFilter {
         device_group: q.device_group,
         product: q.product,
     };
-    let count = devices::count(&state.db, &who.tenant, &filter).await?;
+    let count = devices::count(&state.db, &scope, &filter).await?;
     Ok(Json(DeviceCount { count }))
 }
 
 /// A device of the tenant read in `tx`, or `not_found`.
-async fn get_device_row(tx: &mut db::Tx, tenant: &TenantId, did: &str) -> ApiResult<Device> {
-    devices::get_in(tx, tenant, did)
+async fn get_device_row(tx: &mut db::Tx, scope: &TenantScope, did: &str) -> ApiResult<Device> {
+    devices::get_in(tx, scope, did)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))
 }
@@ -459,10 +460,10 @@ pub async fn get_device(
     who: TenantCaller,
     Path((_, device_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Device>> {
-    who.require(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
     // The hottest read, a point lookup (SQLite: on the calling thread).
-    let device = devices::get(&state.db, &who.tenant, &did)
+    let device = devices::get(&state.db, &scope, &did)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
     Ok(Json(device))
@@ -487,9 +488,9 @@ pub async fn update_device(
     Path((_, device_id)): Path<(String, String)>,
     JsonBody(req): JsonBody<UpdateDeviceRequest>,
 ) -> ApiResult<Json<Device>> {
-    who.require(Role::Contributor)?;
+    who.authorize(Role::Contributor)?;
     if req.blocked.is_some() {
-        who.require(Role::Administrator)?;
+        who.authorize(Role::Administrator)?;
     }
     let did = device_param(&device_id)?;
     if req.device_group_id.is_none() && req.blocked.is_none() {
@@ -499,25 +500,25 @@ pub async fn update_device(
         ));
     }
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    let scope = authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
     if req.blocked.is_some() {
-        auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+        authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Administrator).await?;
     }
     // Serialises with deleting the group (which checks for devices under the same lock).
     db::lock_tenant(&mut tx, &who.tid).await?;
-    let before = get_device_row(&mut tx, &who.tenant, &did).await?;
+    let before = get_device_row(&mut tx, &scope, &did).await?;
     if let Some(group) = req.device_group_id {
         if let Some(g) = group
-            && !device_groups::exists_in(&mut tx, &who.tenant, g).await?
+            && !device_groups::exists_in(&mut tx, &scope, g).await?
         {
             return Err(ApiError::not_found("device group"));
         }
-        devices::set_group(&mut tx, &who.tenant, &did, group).await?;
+        devices::set_group(&mut tx, &scope, &did, group).await?;
         let details = json!({ "from": before.device_group_id, "to": group });
         audit_device(&mut tx, &who, &did, "device.update", details).await?;
     }
     if let Some(blocked) = req.blocked {
-        devices::set_blocked(&mut tx, &who.tenant, &did, blocked).await?;
+        devices::set_blocked(&mut tx, &scope, &did, blocked).await?;
         let action = if blocked {
             "device.block"
         } else {
@@ -526,7 +527,7 @@ pub async fn update_device(
         let details = json!({ "from": before.blocked, "to": blocked });
         audit_device(&mut tx, &who, &did, action, details).await?;
     }
-    let after = get_device_row(&mut tx, &who.tenant, &did).await?;
+    let after = get_device_row(&mut tx, &scope, &did).await?;
     tx.commit().await?;
     Ok(Json(after))
 }
@@ -570,7 +571,7 @@ pub async fn revoke_capabilities(
     who: TenantCaller,
     Path((_, device_id, kind)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RevokedCapabilities>> {
-    who.require(Role::Contributor)?;
+    who.authorize(Role::Contributor)?;
     let did = device_param(&device_id)?;
     let capability_type: CapabilityType = kind.parse().map_err(|_| {
         ApiError::new(
@@ -579,11 +580,10 @@ pub async fn revoke_capabilities(
         )
     })?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
-    get_device_row(&mut tx, &who.tenant, &did).await?;
+    let scope = authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
+    get_device_row(&mut tx, &scope, &did).await?;
     let revoked =
-        devices::revoke_capabilities(&mut tx, &who.tenant, &did, capability_type, db::now())
-            .await?;
+        devices::revoke_capabilities(&mut tx, &scope, &did, capability_type, db::now()).await?;
     let details = json!({ "type": capability_type, "revoked": revoked });
     audit_device(&mut tx, &who, &did, "device.capability.revoke", details).await?;
     tx.commit().await?;
@@ -610,7 +610,7 @@ pub async fn create_capability(
     Path((_, device_id)): Path<(String, String)>,
     JsonBody(req): JsonBody<CreateCapabilityRequest>,
 ) -> ApiResult<Json<CapabilityFileResponse>> {
-    who.require(Role::Contributor)?;
+    let scope = who.authorize(Role::Contributor)?;
     let did = device_param(&device_id)?;
     let device: DeviceId = did
         .parse()
@@ -623,7 +623,7 @@ pub async fn create_capability(
             let ids = match req.developer_key_ids {
                 Some(ids) => ids,
                 // Default: the tenant's registered developer keys (migration 0003).
-                None => datastore::developer_keys::key_ids(&state.db, &who.tenant, 33).await?,
+                None => datastore::developer_keys::key_ids(&state.db, &scope, 33).await?,
             };
             if ids.is_empty() || ids.len() > ferro_pki::MAX_DEVELOPER_KEYS {
                 return Err(ApiError::invalid_body(
@@ -657,8 +657,8 @@ pub async fn create_capability(
         }
     };
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
-    get_device_row(&mut tx, &who.tenant, &did).await?;
+    let scope = authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
+    get_device_row(&mut tx, &scope, &did).await?;
     let signer = state
         .platform
         .keys
@@ -676,7 +676,7 @@ pub async fn create_capability(
     // Recorded so that attestation knows which devices hold AppDevelopment (docs/attestation.md).
     devices::insert_capability(
         &mut tx,
-        &who.tenant,
+        &scope,
         &devices::NewCapability {
             device: &did,
             kind: req.capability_type,

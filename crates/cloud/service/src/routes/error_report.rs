@@ -46,7 +46,7 @@ pub async fn error_report(
     who: TenantCaller,
     StrictQuery(_q): StrictQuery<ErrorReportQuery>,
 ) -> ApiResult<Response> {
-    who.require(Role::Reader)?;
+    who.authorize(Role::Reader)?;
     let since = db::now() - REPORT_WINDOW_SECS;
     let rows = sqlx::query(
         "SELECT device_id, event_type, event_class, event_category, event_count, description, \

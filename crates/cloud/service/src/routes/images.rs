@@ -2,7 +2,8 @@
 //! with the tenant image key, store the production package), list, metadata and download.
 //! The package plumbing it shares with OS releases is `crate::packages`.
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
+use crate::authz::{self, TenantScope};
 use crate::datastore::images;
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
@@ -57,7 +58,7 @@ pub async fn upload_image(
 ) -> ApiResult<(StatusCode, Json<Image>)> {
     let (t, tid) = tenant_ids(&tenant_id)?;
     // Authorise before reading a byte of the body.
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Contributor).await?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Contributor).await?;
     let staged = receive_package(&state, &headers, body).await?;
     let trusted = trusted_developer_keys(&state, &tid).await?;
     let signed = resign_package(
@@ -72,9 +73,9 @@ pub async fn upload_image(
     let image_id = m.image_id.to_string();
     let uploaded_sha = hex::encode(signed.uploaded_sha256);
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    if let Some(existing) = images::get_in(&mut tx, &t, &ImageId(m.image_id)).await? {
+    if let Some(existing) = images::get_in(&mut tx, &scope, &ImageId(m.image_id)).await? {
         if existing.uploaded_sha256 == uploaded_sha {
             return Ok((StatusCode::OK, Json(existing)));
         }
@@ -83,7 +84,7 @@ pub async fn upload_image(
              unique: pack the new build again (a new image ID) and upload that"
         )));
     }
-    check_image_quota(&state, &mut tx, &t, signed.package_size).await?;
+    check_image_quota(&state, &mut tx, &scope, signed.package_size).await?;
     let image = Image {
         id: ImageId(m.image_id),
         tenant_id: t,
@@ -136,10 +137,10 @@ pub async fn upload_image(
 async fn check_image_quota(
     state: &AppState,
     tx: &mut Tx,
-    tenant: &TenantId,
+    scope: &TenantScope,
     adding: u64,
 ) -> ApiResult<()> {
-    let used = images::used_bytes_in(tx, tenant).await?;
+    let used = images::used_bytes_in(tx, scope).await?;
     let limit = state.config.tenant_image_quota_bytes;
     if used.saturating_add(adding) > limit {
         return Err(ApiError::new(
@@ -167,10 +168,10 @@ pub async fn list_images(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<ImageQuery>,
 ) -> ApiResult<Json<Page<Image>>> {
-    let (t, tid) = tenant_ids(&tenant_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    let (t, _) = tenant_ids(&tenant_id)?;
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let items = images::list(&state.db, &t, q.component_id, &page.after, page.fetch()).await?;
+    let items = images::list(&state.db, &scope, q.component_id, &page.after, page.fetch()).await?;
     Ok(Json(strip_row_ids(page.finish(items, |x| x.0.clone()))))
 }
 
@@ -186,10 +187,10 @@ pub async fn get_image(
     caller: Caller,
     Path((tenant_id, image_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Image>> {
-    let (t, tid) = tenant_ids(&tenant_id)?;
+    let (t, _) = tenant_ids(&tenant_id)?;
     let iid = path_id::<ImageId>(&image_id, "imageId")?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let image = images::get(&state.db, &t, &iid)
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
+    let image = images::get(&state.db, &scope, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
     Ok(Json(image))
@@ -213,10 +214,10 @@ pub async fn get_image_content(
     Path((tenant_id, image_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (t, tid) = tenant_ids(&tenant_id)?;
+    let (t, _) = tenant_ids(&tenant_id)?;
     let iid = path_id::<ImageId>(&image_id, "imageId")?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let image = images::get(&state.db, &t, &iid)
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
+    let image = images::get(&state.db, &scope, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
     serve_package(

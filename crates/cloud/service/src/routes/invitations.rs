@@ -7,8 +7,10 @@
 //! whoever happens to hold a login name (login names prove nothing: anyone an operator lets in
 //! may have chosen any of them), only to the account that presents the code.
 
+use crate::auth;
 use crate::auth::parse_role;
-use crate::auth::{self, Caller, parse_id};
+use crate::auth::{Caller, parse_id};
+use crate::authz;
 use crate::db;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, StrictQuery, path_id};
@@ -96,7 +98,7 @@ pub async fn create_invitation(
         expires_at: db::ts(now + i64::from(days) * 86_400),
     };
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &caller, tenant, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
     sqlx::query(
         "INSERT INTO tenant_invitations (id, tenant_id, role, login, code_hash, created_by, \
@@ -141,8 +143,9 @@ pub async fn list_invitations(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Invitation>>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
+    authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tenant_invitations WHERE tenant_id = $1 AND accepted_at IS NULL \
@@ -173,10 +176,11 @@ pub async fn revoke_invitation(
     caller: Caller,
     Path((tenant_id, invitation_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
     let id = path_id::<InvitationId>(&invitation_id, "invitationId")?.to_string();
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Administrator).await?;
     let r = sqlx::query(
         "UPDATE tenant_invitations SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 \
          AND accepted_at IS NULL AND revoked_at IS NULL",

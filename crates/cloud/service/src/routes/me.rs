@@ -100,9 +100,9 @@ pub async fn create_token(
     let uid = caller.uid();
     let scope_tenant = req.tenant_id.map(|t| t.to_string());
     let mut tx = state.db.begin_write().await?;
-    if let Some(t) = &scope_tenant {
+    if let Some(t) = req.tenant_id {
         // A token for a tenant where the caller holds no role would be useless; say so.
-        auth::require_role(&mut *tx, &caller, t, Role::Reader).await?;
+        crate::authz::authorize(&mut *tx, &caller, t, Role::Reader).await?;
     }
     let taken = sqlx::query(
         "SELECT id FROM tokens WHERE user_id = $1 AND kind = 'api' AND name = $2 \

@@ -4,7 +4,8 @@
 //! ownership"). Every change is audited; every tenant change goes through `datastore::ownership::change_owner`,
 //! which clears what belonged to the old tenant and raises the device's ownership epoch.
 
-use crate::auth::{self, Caller, TenantCaller, parse_id};
+use crate::auth::{Caller, TenantCaller, parse_id};
+use crate::authz;
 use crate::claims::{bad_device_id, insert_devices, new_claim_code};
 use crate::datastore::devices::registrations;
 use crate::datastore::{ownership, tenants};
@@ -311,7 +312,7 @@ pub async fn create_transfer(
     Path((_, device_id)): Path<(String, String)>,
     JsonBody(req): JsonBody<CreateTransferRequest>,
 ) -> ApiResult<(axum::http::StatusCode, Json<DeviceTransfer>)> {
-    who.require(Role::Administrator)?;
+    who.authorize(Role::Administrator)?;
     let did = device_param(&device_id)?;
     let to = req.target_tenant_id.to_string();
     if to == who.tid {
@@ -320,7 +321,7 @@ pub async fn create_transfer(
         ));
     }
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Administrator).await?;
     let owner = lock_device(&mut tx, &did)
         .await
         .map_err(|_| ApiError::not_found("device"))?;
@@ -378,10 +379,8 @@ pub async fn list_transfers(
     State(state): State<AppState>,
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<DeviceTransfer>>> {
-    who.require(Role::Administrator)?;
-    ownership::list_transfers(&state.db, &who.tid)
-        .await
-        .map(Json)
+    let scope = who.authorize(Role::Administrator)?;
+    Ok(Json(ownership::list_transfers(&state.db, &scope).await?))
 }
 
 /// A write transaction with the caller's Administrator role re-checked in it, and the transfer
@@ -391,9 +390,9 @@ async fn open_transfer(
     who: &TenantCaller,
     transfer_id: &str,
 ) -> ApiResult<(Tx, DeviceTransfer)> {
-    who.require(Role::Administrator)?;
+    who.authorize(Role::Administrator)?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Administrator).await?;
     let t = get_transfer(&mut tx, &who.tid, transfer_id).await?;
     Ok((tx, t))
 }

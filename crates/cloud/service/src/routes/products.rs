@@ -1,7 +1,8 @@
 //! `/v1/tenants/{tenantId}/products`: products, each created with the default device groups
 //! (the groups themselves are `routes::device_groups`).
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
+use crate::authz::{self, TenantScope};
 use crate::datastore::{device_groups, products};
 use crate::db::{self, Tx};
 use crate::device_groups::{check_description, insert_group};
@@ -21,8 +22,8 @@ use serde_json::json;
 const NAME_TAKEN: &str = "the tenant already has a product with this name; choose another";
 
 /// A product of the tenant read in `tx`, or `not_found`.
-async fn product_in(tx: &mut Tx, tenant: &TenantId, product: ProductId) -> ApiResult<Product> {
-    products::get_in(tx, tenant, product)
+async fn product_in(tx: &mut Tx, scope: &TenantScope, product: ProductId) -> ApiResult<Product> {
+    products::get_in(tx, scope, product)
         .await?
         .ok_or_else(|| ApiError::not_found("product"))
 }
@@ -74,7 +75,7 @@ pub async fn create_product(
 ) -> ApiResult<(StatusCode, Json<Product>)> {
     let (t, tid) = ids(&tenant_id)?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     if !ferro_wire::is_valid_name(&req.name) {
         return Err(ApiError::invalid_name("name"));
     }
@@ -120,10 +121,10 @@ pub async fn list_products(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<Product>>> {
-    let (t, tid) = ids(&tenant_id)?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
+    let (t, _) = ids(&tenant_id)?;
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let items = products::list(&state.db, &t, &page.after, page.fetch()).await?;
+    let items = products::list(&state.db, &scope, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |p| p.id.to_string())))
 }
 
@@ -138,10 +139,10 @@ pub async fn get_product(
     caller: Caller,
     Path((tenant_id, product_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Product>> {
-    let (t, tid) = ids(&tenant_id)?;
+    let (t, _) = ids(&tenant_id)?;
     let p = path_id::<ProductId>(&product_id, "productId")?;
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Reader).await?;
-    let product = products::get(&state.db, &t, p)
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Reader).await?;
+    let product = products::get(&state.db, &scope, p)
         .await?
         .ok_or_else(|| ApiError::not_found("product"))?;
     Ok(Json(product))
@@ -163,8 +164,8 @@ pub async fn update_product(
     let (t, tid) = ids(&tenant_id)?;
     let pid = path_id::<ProductId>(&product_id, "productId")?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
-    let mut p = product_in(&mut tx, &t, pid).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
+    let mut p = product_in(&mut tx, &scope, pid).await?;
     if let Some(name) = req.name {
         if !ferro_wire::is_valid_name(&name) {
             return Err(ApiError::invalid_name("name"));
@@ -208,9 +209,9 @@ pub async fn delete_product(
     let (t, tid) = ids(&tenant_id)?;
     let pid = path_id::<ProductId>(&product_id, "productId")?;
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
     db::lock_tenant(&mut tx, &tid).await?;
-    let p = product_in(&mut tx, &t, pid).await?;
+    let p = product_in(&mut tx, &scope, pid).await?;
     let n = products::device_count_in(&mut tx, pid).await?;
     if n > 0 {
         return Err(ApiError::new(
@@ -251,8 +252,8 @@ pub async fn create_defaults(
     let p: ProductId = path_id(&product_id, "productId")?;
     let pid = p.to_string();
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Contributor).await?;
-    product_in(&mut tx, &t, p).await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
+    product_in(&mut tx, &scope, p).await?;
     let n = create_default_groups(&mut tx, t, p).await?;
     db::audit(
         &mut tx,

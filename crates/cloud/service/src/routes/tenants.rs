@@ -1,6 +1,7 @@
 //! `/v1/tenants`: tenants, their users' roles, and their audit log.
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
+use crate::authz;
 use crate::datastore::{audit, roles, tenants};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
@@ -144,7 +145,8 @@ pub async fn get_tenant(
     caller: Caller,
     Path(tenant_id): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
     Ok(Json(load_tenant(&state, &caller, &tid).await?))
 }
 
@@ -160,9 +162,10 @@ pub async fn update_tenant(
     Path(tenant_id): Path<String>,
     JsonBody(req): JsonBody<UpdateTenantRequest>,
 ) -> ApiResult<Json<Tenant>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Administrator).await?;
     if let Some(name) = &req.name {
         if !ferro_wire::is_valid_name(name) {
             return Err(ApiError::invalid_name("name"));
@@ -197,8 +200,9 @@ pub async fn list_roles(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<RoleAssignment>>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
+    authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let items = roles::list(&state.db, &tid, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |a| a.user_id.to_string())))
@@ -219,10 +223,11 @@ pub async fn update_role(
     Path((tenant_id, user_id)): Path<(String, String)>,
     JsonBody(req): JsonBody<UpdateRoleRequest>,
 ) -> ApiResult<Json<RoleAssignment>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
     let uid = path_id::<UserId>(&user_id, "userId")?.to_string();
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
     let mut assignment = roles::get_in(&mut tx, &tid, &uid)
         .await?
@@ -273,9 +278,10 @@ pub async fn get_role(
     caller: Caller,
     Path((tenant_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<Json<RoleAssignment>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
     let uid = path_id::<UserId>(&user_id, "userId")?.to_string();
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
+    authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
     let assignment = roles::get(&state.db, &tid, &uid)
         .await?
         .ok_or_else(|| ApiError::not_found("role assignment"))?;
@@ -294,10 +300,11 @@ pub async fn delete_role(
     caller: Caller,
     Path((tenant_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
     let uid = path_id::<UserId>(&user_id, "userId")?.to_string();
     let mut tx = state.db.begin_write().await?;
-    auth::require_role(&mut *tx, &caller, &tid, Role::Administrator).await?;
+    authz::authorize(&mut *tx, &caller, t, Role::Administrator).await?;
     db::lock_tenant(&mut tx, &tid).await?;
     let role = roles::get_in(&mut tx, &tid, &uid)
         .await?
@@ -334,8 +341,9 @@ pub async fn audit_log(
     Path(tenant_id): Path<String>,
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<AuditEvent>>> {
-    let tid = path_id::<TenantId>(&tenant_id, "tenantId")?.to_string();
-    auth::require_role(state.db.pool(), &caller, &tid, Role::Administrator).await?;
+    let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
+    let tid = t.to_string();
+    authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
     let items = audit::list(&state.db, &tid, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |e| e.id.to_string())))

@@ -22,6 +22,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::auth::TenantCaller;
+use crate::authz;
 use crate::db;
 use crate::device_auth::AuthenticatedDevice;
 use crate::device_events::{
@@ -355,7 +356,7 @@ pub async fn deployment_status(
     who: TenantCaller,
     Path((_, device_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceDeploymentStatus>> {
-    who.require(Role::Reader)?;
+    who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
     let r = sqlx::query(
         "SELECT target_version, update_state, update_target_version, update_detail, \
@@ -406,7 +407,7 @@ pub async fn targeted_images(
     who: TenantCaller,
     Path((_, device_id)): Path<(String, String)>,
 ) -> ApiResult<Json<TargetedImages>> {
-    who.require(Role::Reader)?;
+    who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
     sqlx::query("SELECT id FROM devices WHERE id = $1 AND tenant_id = $2")
         .bind(&did)
@@ -446,7 +447,7 @@ async fn signal(
     device: Option<String>,
 ) -> ApiResult<UpdateNowResult> {
     let mut tx = state.db.begin_write().await?;
-    crate::auth::require_role(&mut *tx, &who.caller, &who.tid, Role::Contributor).await?;
+    authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
     let count: i64 = match (&group, &device) {
         (Some(g), _) => {
             sqlx::query("SELECT id FROM device_groups WHERE id = $1 AND tenant_id = $2")
@@ -519,7 +520,7 @@ pub async fn group_update_now(
     who: TenantCaller,
     Path((_, group_id)): Path<(String, String)>,
 ) -> ApiResult<Json<UpdateNowResult>> {
-    who.require(Role::Contributor)?;
+    who.authorize(Role::Contributor)?;
     let g: ferro_wire::DeviceGroupId = path_id(&group_id, "deviceGroupId")?;
     Ok(Json(signal(&state, &who, Some(g.to_string()), None).await?))
 }
@@ -536,7 +537,7 @@ pub async fn device_update_now(
     who: TenantCaller,
     Path((_, device_id)): Path<(String, String)>,
 ) -> ApiResult<Json<UpdateNowResult>> {
-    who.require(Role::Contributor)?;
+    who.authorize(Role::Contributor)?;
     let did = device_param(&device_id)?;
     Ok(Json(signal(&state, &who, None, Some(did)).await?))
 }
