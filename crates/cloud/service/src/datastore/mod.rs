@@ -67,6 +67,12 @@ pub(crate) fn parse_id<T: From<uuid::Uuid>>(s: &str) -> StoreResult<T> {
         .map_err(|_| StoreError::Corrupt(format!("malformed ID {s:?}")))
 }
 
+/// A stored device ID parsed back, or [`StoreError::Corrupt`].
+pub(crate) fn parse_device_id(s: &str) -> StoreResult<ferro_wire::DeviceId> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("malformed device ID {s:?}")))
+}
+
 /// A stored enum name parsed back, or [`StoreError::Corrupt`] naming `what`.
 pub(crate) fn parse_name<T: std::str::FromStr>(s: &str, what: &str) -> StoreResult<T> {
     s.parse()

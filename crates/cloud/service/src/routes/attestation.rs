@@ -12,13 +12,13 @@ use crate::tenant_ca::cas_rotated_by;
 use axum::Json;
 use axum::extract::State;
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
-use ferro_signing::{DeviceId, PublicKey};
+use ferro_signing::PublicKey;
 use ferro_trust::MeasurementEvent;
 use ferro_trust::evidence::DebugStatus;
 use ferro_wire::{
     ATTESTATION_NONCE_LEN, AttestationChallenge, AttestationChallengeRequest,
     AttestationEvidenceRequest, AttestationReason, AttestationResult, AttestationVerdict,
-    ErrorBody, OsFeed, normalize_device_id,
+    ErrorBody, OsFeed,
 };
 use serde_json::json;
 use sqlx::Row;
@@ -30,12 +30,6 @@ use uuid::Uuid;
 fn now_us() -> u64 {
     let t = OffsetDateTime::now_utc();
     u64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(0)
-}
-
-fn device_param(raw: &str) -> ApiResult<String> {
-    normalize_device_id(raw).ok_or_else(|| {
-        ApiError::invalid_body("`deviceId` must be 128 hexadecimal characters (the device ID)")
-    })
 }
 
 /// Ask for a challenge (no authentication). Every well-formed device ID gets a nonce, registered
@@ -52,7 +46,7 @@ pub async fn challenge(
     _: AttestationAllowance,
     JsonBody(req): JsonBody<AttestationChallengeRequest>,
 ) -> ApiResult<Json<AttestationChallenge>> {
-    let did = device_param(&req.device_id)?;
+    let did = req.device_id.to_string();
     let issued = now_us();
     let nonce = state
         .platform
@@ -247,7 +241,7 @@ pub async fn evidence(
     _: AttestationAllowance,
     JsonBody(req): JsonBody<AttestationEvidenceRequest>,
 ) -> ApiResult<Json<AttestationResult>> {
-    let did = device_param(&req.device_id)?;
+    let did = req.device_id.to_string();
     let nonce = Base64UrlUnpadded::decode_vec(&req.nonce)
         .ok()
         .filter(|n| n.len() == ATTESTATION_NONCE_LEN)
@@ -402,15 +396,12 @@ pub async fn evidence(
                 "the tenant has no valid CA certificate",
             )),
             Some(ca) => {
-                let device_id: DeviceId = did
-                    .parse()
-                    .map_err(|_| ApiError::Internal("device ID does not parse".into()))?;
                 let tenant_uuid = crate::auth::parse_id::<ferro_wire::TenantId>(&tid)?.0;
                 let now_s = service_time.replace_nanosecond(0).unwrap_or(service_time);
                 let cert = ferro_pki::issue_device_certificate_checked(
                     ca,
                     &*state.platform.keys,
-                    &device_id,
+                    &req.device_id,
                     tenant_uuid,
                     &key,
                     now_s,

@@ -73,7 +73,7 @@ fn mfg_state(s: ferro_pki::ManufacturingState) -> ManufacturingState {
 
 struct Checked {
     index: usize,
-    device_id: String,
+    device_id: DeviceId,
     record_b64: String,
     sha256: String,
     verified: VerifiedRegistration,
@@ -111,7 +111,7 @@ fn verify_all(records: Vec<String>) -> (Vec<Checked>, Vec<ErrorItem>) {
             }
             Ok(verified) => ok.push(Checked {
                 index,
-                device_id: verified.device_id().to_string(),
+                device_id: verified.device_id(),
                 sha256: hex::encode(Sha256::digest(&bytes)),
                 record_b64: Base64::encode_string(&bytes),
                 verified,
@@ -165,13 +165,13 @@ pub async fn register(
         });
     }
     // The same device twice in one request: identical records collapse, different ones conflict.
-    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut seen: HashMap<&DeviceId, &str> = HashMap::new();
     let mut conflicts = Vec::new();
     for c in &checked {
-        match seen.get(c.device_id.as_str()) {
+        match seen.get(&c.device_id) {
             Some(sha) if *sha != c.sha256 => conflicts.push(item(
                 c.index,
-                Some(c.device_id.clone()),
+                Some(c.device_id.to_string()),
                 "registration_conflict",
                 "another record for this device ID is earlier in the request",
             )),
@@ -215,7 +215,7 @@ pub async fn register(
         if stored_sha != c.sha256 {
             conflicts.push(item(
                 c.index,
-                Some(c.device_id.clone()),
+                Some(c.device_id.to_string()),
                 "registration_conflict",
                 "a different registration record is stored for this device ID",
             ));
@@ -224,13 +224,13 @@ pub async fn register(
         let mut claim_code = None;
         if inserted {
             registered += 1;
-            new_ids.push(c.device_id.clone());
+            new_ids.push(c.device_id);
             claim_code = Some(code.text);
         } else if !new_ids.contains(&c.device_id) {
             unchanged += 1;
         }
         devices.push(RegisteredDevice {
-            device_id: c.device_id.clone(),
+            device_id: c.device_id,
             root_of_trust: rot_kind(rec.root_of_trust),
             manufacturing_state: mfg_state(rec.manufacturing_state),
             registered_at: db::ts(registered_at),
@@ -405,7 +405,7 @@ pub async fn list_devices(
         page.after = Base64UrlUnpadded::decode_vec(tok)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
-            .filter(|s| normalize_device_id(s).as_deref() == Some(s.as_str()))
+            .filter(|s| s.parse::<DeviceId>().is_ok_and(|id| id.to_string() == *s))
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::InvalidQuery,
@@ -419,7 +419,7 @@ pub async fn list_devices(
         product: q.product,
     };
     let items = devices::list(&state.db, &scope, &filter, &page.after, page.fetch()).await?;
-    Ok(Json(page.finish(items, |d| d.device_id.clone())))
+    Ok(Json(page.finish(items, |d| d.device_id.to_string())))
 }
 
 /// How many devices the tenant has (any role), optionally in one device group or product.
@@ -442,7 +442,11 @@ pub async fn count_devices(
 }
 
 /// A device of the tenant read in `tx`, or `not_found`.
-async fn get_device_row(tx: &mut db::Tx, scope: &TenantScope, did: &str) -> ApiResult<Device> {
+async fn get_device_row(
+    tx: &mut db::Tx,
+    scope: &TenantScope,
+    did: &DeviceId,
+) -> ApiResult<Device> {
     devices::get_in(tx, scope, did)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))
@@ -536,7 +540,7 @@ pub async fn update_device(
 async fn audit_device(
     tx: &mut db::Tx,
     who: &TenantCaller,
-    device_id: &str,
+    device_id: &DeviceId,
     action: &str,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
@@ -547,7 +551,7 @@ async fn audit_device(
         Some(&actor),
         action,
         "device",
-        device_id,
+        &device_id.to_string(),
         details,
     )
     .await
@@ -612,9 +616,6 @@ pub async fn create_capability(
 ) -> ApiResult<Json<CapabilityFileResponse>> {
     let scope = who.authorize(Role::Contributor)?;
     let did = device_param(&device_id)?;
-    let device: DeviceId = did
-        .parse()
-        .map_err(|_| ApiError::Internal("device ID does not parse".into()))?;
     let now = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -641,7 +642,7 @@ pub async fn create_capability(
                     })
                 })
                 .collect::<ApiResult<Vec<_>>>()?;
-            CapabilityFile::app_development(device, keys, now)
+            CapabilityFile::app_development(did, keys, now)
         }
         CapabilityType::FieldServicing => {
             if req.developer_key_ids.is_some() {
@@ -650,7 +651,7 @@ pub async fn create_capability(
                 ));
             }
             CapabilityFile {
-                device_id: device,
+                device_id: did,
                 capability: ferro_pki::Capability::FieldServicing,
                 issued_at: now,
             }
