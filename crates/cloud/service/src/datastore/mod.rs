@@ -12,6 +12,7 @@
 //! and audit log (as the tenant routes read them), and in part developer keys. The rest of the
 //! service's SQL still sits in the modules that use it and moves here resource by resource.
 
+pub mod attestation;
 pub mod audit;
 pub mod developer_keys;
 pub mod device_groups;
