@@ -176,6 +176,28 @@ pub async fn set_blocked(
     Ok(())
 }
 
+/// Record a change to one of the tenant's devices in the tenant's audit log, by the scope's
+/// actor (in the transaction that makes the change).
+pub async fn audit(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    device: &DeviceId,
+    action: &str,
+    details: serde_json::Value,
+) -> StoreResult<()> {
+    db::audit(
+        tx,
+        Some(scope.tenant_str()),
+        scope.audit_user(),
+        action,
+        "device",
+        &device.to_string(),
+        details,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Mark the device's unrevoked capabilities of `kind` revoked at `now`; how many were.
 pub async fn revoke_capabilities(
     tx: &mut Tx,

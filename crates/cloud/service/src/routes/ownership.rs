@@ -18,9 +18,9 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use ferro_wire::{
-    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DeviceReassigned,
+    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DeviceId, DeviceReassigned,
     DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode, MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN,
-    ReassignDeviceRequest, Role, TransferState, normalize_device_id,
+    ReassignDeviceRequest, Role, TransferState,
 };
 use serde_json::json;
 
@@ -71,10 +71,10 @@ pub async fn assign(
     let mut ids: Vec<(usize, String)> = Vec::new();
     let mut unique = std::collections::HashSet::new();
     for (i, raw) in req.device_ids.iter().enumerate() {
-        match normalize_device_id(raw) {
-            Some(id) if unique.insert(id.clone()) => ids.push((i, id)),
-            Some(_) => {}
-            None => bad.push(bad_device_id(i)),
+        match raw.parse::<DeviceId>().map(|id| id.to_string()) {
+            Ok(id) if unique.insert(id.clone()) => ids.push((i, id)),
+            Ok(_) => {}
+            Err(_) => bad.push(bad_device_id(i)),
         }
     }
     if !bad.is_empty() {
