@@ -15,6 +15,7 @@
 pub mod attestation;
 pub mod audit;
 pub mod developer_keys;
+pub mod device_events;
 pub mod device_groups;
 pub mod devices;
 pub mod images;

@@ -244,7 +244,7 @@ pub async fn device_update_status(
     if event_room {
         record_device_events(
             &mut tx,
-            &device.tenant_id,
+            &crate::authz::device_scope(&device)?,
             &[DeviceEvent {
                 device_id: device.device_id.clone(),
                 event_type: "UpdateFailed".into(),
