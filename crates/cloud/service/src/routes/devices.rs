@@ -7,7 +7,6 @@ use crate::claims;
 use crate::datastore::device_groups;
 use crate::datastore::devices::{self, DeviceFilter};
 use crate::db;
-use crate::error::item;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::device_param;
 use crate::extract::{JsonBody, StrictQuery};
@@ -21,7 +20,6 @@ use ferro_wire::{
     DeviceQuery, ErrorBody, ErrorCode, MAX_CLAIMS_PER_REQUEST, Page, Role, UpdateDeviceRequest,
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 /// Claim registered devices for the tenant (Contributor): 1 to 1000 devices, each with its
 /// claim code, all or nothing. A wrong code, an unknown device and a device that is already
@@ -49,65 +47,22 @@ pub async fn claim(
              `claimCode`); split larger claims"
         )));
     }
-    let mut bad = Vec::new();
-    let mut ids: Vec<(usize, String, [u8; 32])> = Vec::with_capacity(req.devices.len());
-    let mut unique = std::collections::HashSet::new();
-    for (i, d) in req.devices.iter().enumerate() {
-        let Ok(id) = d.device_id.parse::<DeviceId>() else {
-            bad.push(claims::bad_device_id(i));
-            continue;
-        };
-        let id = id.to_string();
-        let Some(code) = ferro_wire::parse_claim_code(&d.claim_code) else {
-            bad.push(item(
-                i,
-                Some(id),
-                "invalid_claim_code",
-                "a claim code is 32 hexadecimal digits (hyphens and spaces are ignored), as the \
-                 manufacturer gave it with the device",
-            ));
-            continue;
-        };
-        if unique.insert(id.clone()) {
-            ids.push((i, id, Sha256::digest(code).into()));
-        }
-    }
-    if !bad.is_empty() {
-        return Err(ApiError::Items {
-            code: ErrorCode::InvalidBody,
-            message: "some device IDs or claim codes are malformed and nothing was claimed (see \
-                      `details`)"
-                .into(),
-            items: bad,
-        });
-    }
+    let presented = claims::parse_claims(&req.devices).map_err(|bad| ApiError::Items {
+        code: ErrorCode::InvalidBody,
+        message: "some device IDs or claim codes are malformed and nothing was claimed (see \
+                  `details`)"
+            .into(),
+        items: bad,
+    })?;
     let mut tx = state.db.begin_write().await?;
     authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Contributor).await?;
-    let keys: Vec<&str> = ids.iter().map(|(_, id, _)| id.as_str()).collect();
+    let keys: Vec<&str> = presented.iter().map(|p| p.device.as_str()).collect();
     let known = devices::registrations(&mut tx, &keys).await?;
-    let mut refused = Vec::new();
-    let mut new = Vec::new();
-    let mut owned = 0u32;
-    for (i, id, presented) in &ids {
-        let (stored, tenant) = known.get(id).cloned().unwrap_or((None, None));
-        if tenant.as_deref() == Some(who.tid.as_str()) {
-            owned += 1;
-            continue;
-        }
-        // Unknown, claimed (code cleared) or wrong code: one answer, after one comparison.
-        let stored = stored.and_then(|h| hex::decode(h).ok());
-        if tenant.is_none() && claims::code_matches(stored.as_deref(), presented) {
-            new.push(id.clone());
-        } else {
-            refused.push(item(
-                *i,
-                Some(id.clone()),
-                "device_not_registered",
-                "no registered, unclaimed device has this ID and claim code; check both with the \
-                 seller, or ask them to have the platform operator assign the device",
-            ));
-        }
-    }
+    let claims::Judgement {
+        new,
+        already_owned: owned,
+        refused,
+    } = claims::judge(&presented, &known, &who.tid);
     if !refused.is_empty() {
         tracing::info!(
             tenant = %who.tid,
