@@ -109,3 +109,75 @@ fn the_layering_check_finds_offences() {
         assert_eq!(violations(rel, text).len(), *want, "{rel}: {text}");
     }
 }
+
+/// Modules whose SQL moved into `src/datastore/`: they reach the database only through it (no
+/// `sqlx`, no statement text). A module joins the list when its last statement moves.
+const SQL_FREE: &[&str] = &[
+    "appraisal.rs",
+    "claims.rs",
+    "device_events.rs",
+    "routes/attestation.rs",
+    "routes/capabilities.rs",
+    "routes/device_events.rs",
+    "routes/devices.rs",
+    "routes/error_report.rs",
+    "routes/registrations.rs",
+];
+
+/// Where `text` (the file `rel`) holds SQL of its own: `sqlx::` or a string that starts a
+/// statement. Comments and a trailing `#[cfg(test)]` module are skipped.
+fn sql_violations(rel: &str, text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if code.starts_with("//") {
+            continue;
+        }
+        let statement = ["\"SELECT", "\"INSERT", "\"UPDATE", "\"DELETE", "\"WITH "]
+            .iter()
+            .any(|s| code.contains(s));
+        if code.contains("sqlx::") || statement {
+            found.push(format!(
+                "{rel}:{}: SQL outside the datastore (move it into src/datastore/)",
+                n + 1
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn converted_modules_reach_the_database_only_through_the_datastore() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for rel in SQL_FREE {
+        let text = std::fs::read_to_string(src.join(rel)).expect("a listed module exists");
+        found.extend(sql_violations(rel, &text));
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The SQL checker itself.
+#[test]
+fn the_sql_check_finds_statements() {
+    let cases: &[(&str, usize)] = &[
+        ("let r = sqlx::query(\"SELECT 1\").fetch_one(db).await?;", 1),
+        ("    \"UPDATE devices SET blocked = $1 WHERE id = $2\",", 1),
+        ("const X: &str = \"DELETE FROM t\";", 1),
+        (
+            "let rows = store::report(&state.db, &scope, since, n).await?;",
+            0,
+        ),
+        ("// sqlx::query(\"SELECT 1\") in a comment", 0),
+        (
+            "#[cfg(test)]\nmod tests { fn f() { sqlx::query(\"SELECT 1\"); } }",
+            0,
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(sql_violations("x.rs", text).len(), *want, "{text}");
+    }
+}

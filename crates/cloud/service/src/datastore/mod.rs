@@ -9,8 +9,10 @@
 //!
 //! Moved so far: devices (with registrations and capabilities), images, ownership (transfers,
 //! epochs, moving a device between tenants), products, device groups, tenants with their roles
-//! and audit log (as the tenant routes read them), and in part developer keys. The rest of the
-//! service's SQL still sits in the modules that use it and moves here resource by resource.
+//! and audit log (as the tenant routes read them), in part developer keys, attestation (the
+//! evidence route's reads and its recording write) and device events (uploads, batches, the
+//! error report). The rest of the service's SQL still sits in the modules that use it and moves
+//! here resource by resource (`tests/layering.rs` lists the modules that hold none any more).
 
 pub mod attestation;
 pub mod audit;
