@@ -310,6 +310,8 @@ pub fn replayed() -> AttestationReason {
 /// The first decision on evidence over a nonce of ours (issued at `issued_us` for this device),
 /// made on the device's stored row before anything else is read.
 #[derive(Debug)]
+// Made once per evidence request and destructured at once: boxing the evidence buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Admission<'a> {
     /// Answer `Untrusted` with these reasons and record nothing on the device: nobody proved to
     /// hold the device key (so a stranger cannot overwrite a device's status or spend its
@@ -860,13 +862,10 @@ mod tests {
             Err(reason(codes::QUOTE_MISMATCH, "stage 2 failed"));
         let mut unknown_os = w.facts.clone();
         unknown_os.os_releases.clear();
-        let cases: Vec<(
-            &str,
-            &Result<VerifiedEvidence, AttestationReason>,
-            Option<&Facts>,
-            bool,
-            &[&str],
-        )> = vec![
+        type Stage2 = Result<VerifiedEvidence, AttestationReason>;
+        // (case, stage 2, facts, blocked, the reasons' codes)
+        type Case<'a> = (&'a str, &'a Stage2, Option<&'a Facts>, bool, &'a [&'a str]);
+        let cases: Vec<Case> = vec![
             (
                 "verified, known, not blocked",
                 &ok,

@@ -182,7 +182,9 @@ mod tests {
     fn malformed_requests_name_every_bad_item() {
         let good = format_claim_code(&CODE);
         let id = "ab".repeat(64);
-        let cases: &[(Vec<DeviceClaim>, Result<usize, Vec<(u32, &str)>>)] = &[
+        // (request, want: how many devices, or the refused items' indexes and codes)
+        type Case = (Vec<DeviceClaim>, Result<usize, Vec<(u32, &'static str)>>);
+        let cases: &[Case] = &[
             (vec![claim(&id, &good)], Ok(1)),
             // Either case; a repeat counts once.
             (
@@ -222,12 +224,13 @@ mod tests {
         };
         let ours = "tenant-a";
         // (case, stored claim-code hash, owner, want: new, already owned, refused)
-        let cases: &[(
-            &str,
-            Option<Option<&str>>,
-            Option<&str>,
+        type Case<'a> = (
+            &'a str,
+            Option<Option<&'a str>>,
+            Option<&'a str>,
             (usize, u32, usize),
-        )] = &[
+        );
+        let cases: &[Case] = &[
             (
                 "registered, unclaimed, right code",
                 Some(Some(&hash)),
