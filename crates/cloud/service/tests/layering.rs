@@ -9,22 +9,25 @@ use std::path::{Path, PathBuf};
 /// Files that may name `crate::routes`: the crate root declares it, `app.rs` builds the router.
 const EDGE: &[&str] = &["lib.rs", "app.rs"];
 
+/// The code of `text`, line by line with its number: comments left out, and nothing from a
+/// trailing `#[cfg(test)]` module on (its `super::` is the file's own module).
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, line.trim_start()))
+        .take_while(|(_, code)| !code.starts_with("#[cfg(test)]"))
+        .filter(|(_, code)| !code.starts_with("//"))
+        .map(|(n, code)| (n, code.split("//").next().unwrap_or_default()))
+}
+
 /// Where `text` (the file `rel`, relative to `src/`, `/`-separated) breaks the layering: one
 /// line per offence, `file:line: what`. Comments are not code and are skipped, as is a file's
 /// trailing `#[cfg(test)]` module (its `super::` is the file's own module).
 fn violations(rel: &str, text: &str) -> Vec<String> {
     let in_routes = rel.starts_with("routes/") && rel != "routes/mod.rs";
     let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let code = line.trim_start();
-        if code.starts_with("#[cfg(test)]") {
-            break;
-        }
-        if code.starts_with("//") {
-            continue;
-        }
-        let code = code.split("//").next().unwrap_or_default();
-        let at = format!("{rel}:{}", n + 1);
+    for (n, code) in code_lines(text) {
+        let at = format!("{rel}:{n}");
         if in_routes {
             if code.contains("crate::routes") || code.contains("super::") {
                 found.push(format!("{at}: a route module imports another route module"));
@@ -128,21 +131,13 @@ const SQL_FREE: &[&str] = &[
 /// statement. Comments and a trailing `#[cfg(test)]` module are skipped.
 fn sql_violations(rel: &str, text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let code = line.trim_start();
-        if code.starts_with("#[cfg(test)]") {
-            break;
-        }
-        if code.starts_with("//") {
-            continue;
-        }
+    for (n, code) in code_lines(text) {
         let statement = ["\"SELECT", "\"INSERT", "\"UPDATE", "\"DELETE", "\"WITH "]
             .iter()
             .any(|s| code.contains(s));
         if code.contains("sqlx::") || statement {
             found.push(format!(
-                "{rel}:{}: SQL outside the datastore (move it into src/datastore/)",
-                n + 1
+                "{rel}:{n}: SQL outside the datastore (move it into src/datastore/)"
             ));
         }
     }
