@@ -158,7 +158,7 @@ async fn run_devices(app: &axum::Router, devices: &Devices, rounds: usize) -> Ru
             40_000,
         )));
         tasks.push(tokio::spawn(async move {
-            let id = rot.device_id().to_string();
+            let id = rot.device_id();
             let mut ok = 0usize;
             let mut last = None;
             for _ in 0..rounds {
@@ -167,9 +167,7 @@ async fn run_devices(app: &axum::Router, devices: &Devices, rounds: usize) -> Ru
                     "/v1/attestation/challenge",
                     None,
                     peer,
-                    &ferro_wire::AttestationChallengeRequest {
-                        device_id: id.clone(),
-                    },
+                    &ferro_wire::AttestationChallengeRequest { device_id: id },
                 )
                 .await
                 .expect("a challenge");
@@ -182,7 +180,7 @@ async fn run_devices(app: &axum::Router, devices: &Devices, rounds: usize) -> Ru
                     None,
                     peer,
                     &ferro_wire::AttestationEvidenceRequest {
-                        device_id: id.clone(),
+                        device_id: id,
                         nonce,
                         evidence: Base64::encode_string(&ev),
                     },
@@ -306,7 +304,10 @@ async fn floor_challenge(
     State(floor): State<Floor>,
     Json(req): Json<ferro_wire::AttestationChallengeRequest>,
 ) -> Json<ferro_wire::AttestationChallenge> {
-    let nonce = floor.nonce_key.issue(&req.device_id, now_us()).unwrap();
+    let nonce = floor
+        .nonce_key
+        .issue(&req.device_id.to_string(), now_us())
+        .unwrap();
     Json(ferro_wire::AttestationChallenge {
         nonce: Base64UrlUnpadded::encode_string(&nonce),
         expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(1),
@@ -321,9 +322,14 @@ async fn floor_evidence(
     let evidence = Base64::decode_vec(&req.evidence).unwrap();
     floor
         .nonce_key
-        .open(&nonce, &req.device_id, now_us(), Duration::from_secs(60))
+        .open(
+            &nonce,
+            &req.device_id.to_string(),
+            now_us(),
+            Duration::from_secs(60),
+        )
         .unwrap();
-    let key = &floor.device_keys[&req.device_id];
+    let key = &floor.device_keys[&req.device_id.to_string()];
     let verified = ferro_trust::evidence::authenticate_evidence(&evidence, key, &nonce)
         .unwrap()
         .verify(None)

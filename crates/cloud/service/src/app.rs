@@ -9,7 +9,7 @@ use crate::routes::{
 use crate::routes::{
     auth, ca, device_events, devices, error_report, me, ops, pki, products, tenants, updates, users,
 };
-use crate::routes::{device_updates, os_feeds, os_release_keys};
+use crate::routes::{capabilities, device_updates, os_feeds, os_release_keys, registrations};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -148,13 +148,13 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(pki::root_certificate))
         .routes(routes!(pki::key_list))
-        .routes(routes!(devices::register))
+        .routes(routes!(registrations::register))
         .routes(routes!(devices::claim))
         .routes(routes!(devices::list_devices))
         .routes(routes!(devices::count_devices))
         .routes(routes!(devices::get_device, devices::update_device))
-        .routes(routes!(devices::create_capability))
-        .routes(routes!(devices::revoke_capabilities))
+        .routes(routes!(capabilities::create_capability))
+        .routes(routes!(capabilities::revoke_capabilities))
         .routes(routes!(ownership::assign))
         .routes(routes!(ownership::reassign))
         .routes(routes!(ownership::create_transfer))

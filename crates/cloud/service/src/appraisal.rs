@@ -1,14 +1,29 @@
-//! Attestation appraisal (docs/attestation.md): the checks the service makes on a device's
-//! evidence, each failure a stable reason code. The decision on verified evidence is
-//! [`appraise`], a plain function of what the evidence says and what the service knows (no
-//! HTTP, no database); the HTTP side, which gathers that knowledge, is `routes::attestation`.
+//! Attestation appraisal (docs/attestation.md): every decision the service makes on a device's
+//! evidence, each failure a stable reason code, as plain functions of what the evidence says and
+//! what the service knows (no HTTP, no database). One evidence request, in order:
+//!
+//! 1. the nonce: ours, for this device, fresh (`crate::nonce`; its refusal is [`nonce_reason`]);
+//! 2. [`admit`]: on the device's stored row, registered, nonce not answered yet, evidence signed
+//!    by the device key over the nonce (else answered, never recorded), root of trust and TPM
+//!    quote (stage 2), claimed;
+//! 3. [`decide`]: stage 2's failure, the tenant's block, and for verified evidence [`appraise`]:
+//!    the measurements against the accepted OS releases and the tenant's images, debugging;
+//! 4. [`issuing_ca`]: a Trusted device's certificate needs a current tenant CA.
+//!
+//! The route (`routes::attestation`) reads what each step needs from the datastore
+//! (`datastore::attestation`), issues the certificate and records the verdict.
 
 use std::collections::HashMap;
 
+use ferro_pki::TenantCa;
 use ferro_trust::MeasurementEvent;
-use ferro_trust::evidence::{DebugStatus, EvidenceError};
-use ferro_wire::{AttestationReason, OsFeed};
+use ferro_trust::evidence::{DebugStatus, EvidenceError, VerifiedEvidence};
+use ferro_wire::{AttestationReason, OsFeed, RootOfTrustKind};
+use time::OffsetDateTime;
 use uuid::Uuid;
+
+pub use crate::datastore::attestation::{ClaimedDevice, EvidenceRow, KnownImage, KnownOsRelease};
+use crate::nonce::NonceError;
 
 /// Reason codes (stable; adding one is compatible).
 pub mod codes {
@@ -80,28 +95,6 @@ pub fn evidence_reason(e: &EvidenceError) -> AttestationReason {
         _ => codes::QUOTE_MISMATCH,
     };
     reason(code, format!("{} ({})", e, e.code()))
-}
-
-/// What the service knows of a published OS release.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KnownOsRelease {
-    /// Lowercase hex SHA-256 of the payload.
-    pub payload_sha256: String,
-    /// Its anti-rollback security version.
-    pub security_version: u32,
-    /// Promoted (or published) to Retail; every release is in RetailEval.
-    pub in_retail: bool,
-    /// Revoked by the platform operator.
-    pub revoked: bool,
-}
-
-/// What the service knows of one of the tenant's images.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KnownImage {
-    /// Lowercase hex SHA-256 of the payload.
-    pub payload_sha256: String,
-    /// Its component ID.
-    pub component_id: Uuid,
 }
 
 /// Everything [`appraise`] needs besides the evidence: the facts the service holds about the
@@ -281,6 +274,218 @@ fn appraise_os(
         ));
     }
     None
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decisions on one evidence request, in order (the route gathers what each needs)
+
+/// The reason for a nonce that is not ours, not this device's, or not fresh.
+pub fn nonce_reason(e: NonceError) -> AttestationReason {
+    match e {
+        NonceError::Unknown => reason(
+            codes::NONCE_UNKNOWN,
+            "this nonce was not issued for this device; ask for a new challenge",
+        ),
+        NonceError::Expired => reason(
+            codes::NONCE_EXPIRED,
+            "this nonce expired; ask for a new challenge and answer it promptly",
+        ),
+        NonceError::FromTheFuture => reason(
+            codes::NONCE_UNKNOWN,
+            "this nonce was issued in the future (the service clocks are out of step); ask for \
+             a new challenge",
+        ),
+    }
+}
+
+/// The reason for a nonce the device's key already answered (or an older one than it did).
+pub fn replayed() -> AttestationReason {
+    reason(
+        codes::NONCE_REPLAYED,
+        "this nonce was already used, or a newer challenge was answered since; a nonce answers \
+         one attestation: ask for a new challenge",
+    )
+}
+
+/// The first decision on evidence over a nonce of ours (issued at `issued_us` for this device),
+/// made on the device's stored row before anything else is read.
+#[derive(Debug)]
+// Made once per evidence request and destructured at once: boxing the evidence buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Admission<'a> {
+    /// Answer `Untrusted` with these reasons and record nothing on the device: nobody proved to
+    /// hold the device key (so a stranger cannot overwrite a device's status or spend its
+    /// nonce), or there is no device record to write to (unregistered, unclaimed).
+    Refuse(Vec<AttestationReason>),
+    /// The device key answered this fresh challenge for a claimed device: appraise, and record
+    /// the verdict. `verified` is the second stage (device ID, root of trust, TPM quote); its
+    /// failure is the device's own statement, recorded like any verdict.
+    Appraise {
+        /// The device's claim (tenant, group's feed, block).
+        device: &'a ClaimedDevice,
+        /// The verified evidence, or why it did not verify.
+        verified: Result<VerifiedEvidence, AttestationReason>,
+    },
+}
+
+/// Admit `evidence` answering `nonce` (issued at `issued_us`) from the device of `row` (`None`:
+/// no registration record): docs/attestation.md, "Verification" and "What is recorded".
+pub fn admit<'a>(
+    row: Option<&'a EvidenceRow>,
+    issued_us: u64,
+    nonce: &[u8],
+    evidence: &[u8],
+) -> Admission<'a> {
+    let Some(row) = row else {
+        // Nothing to record a verdict on (and nothing to consume: an unregistered device's
+        // nonce gets this same answer however often it is replayed).
+        return Admission::Refuse(vec![reason(
+            codes::UNREGISTERED,
+            "no registration record for this device ID",
+        )]);
+    };
+    // Cheap refusal of an answered nonce (the recording write re-checks atomically).
+    if row.nonce_floor.is_some_and(|floor| floor >= issued_us) {
+        return Admission::Refuse(vec![replayed()]);
+    }
+    // Stage 1: the device key signed these claims over this nonce. A failure proves nothing
+    // about who sent the request: answered, never recorded, the nonce not spent.
+    let authenticated =
+        match ferro_trust::evidence::authenticate_evidence(evidence, &row.device_key, nonce) {
+            Ok(a) => a,
+            Err(e) => return Admission::Refuse(vec![evidence_reason(&e)]),
+        };
+    // Stage 2: the holder of the device key answered this challenge.
+    let verified = same_root_of_trust(authenticated.claims().root_of_trust, row.root_of_trust)
+        .and_then(|()| {
+            authenticated
+                .verify(row.attestation_key.as_ref())
+                .map_err(|e| evidence_reason(&e))
+        });
+    match &row.claimed {
+        Some(device) => Admission::Appraise { device, verified },
+        None => {
+            // No device record to write to: answer only.
+            let mut reasons: Vec<_> = verified.err().into_iter().collect();
+            reasons.push(reason(
+                codes::UNCLAIMED,
+                "the device is registered but no tenant has claimed it",
+            ));
+            Admission::Refuse(reasons)
+        }
+    }
+}
+
+/// A device registered with a TPM must prove itself with a TPM quote: software-type evidence
+/// (signed by a device key a compromised OS can use) would be a downgrade. And the other way
+/// round: a software device has no TPM to quote with.
+fn same_root_of_trust(
+    evidence: ferro_trust::RootOfTrustKind,
+    registered: RootOfTrustKind,
+) -> Result<(), AttestationReason> {
+    let evidence = match evidence {
+        ferro_trust::RootOfTrustKind::Software => RootOfTrustKind::Software,
+        ferro_trust::RootOfTrustKind::Tpm => RootOfTrustKind::Tpm,
+    };
+    if registered == evidence {
+        Ok(())
+    } else {
+        Err(reason(
+            codes::QUOTE_MISMATCH,
+            format!(
+                "the device was registered with a {registered} root of trust but sent {evidence} \
+                 evidence"
+            ),
+        ))
+    }
+}
+
+/// The measured images the appraisal must know about: (OS image IDs, app image IDs).
+pub fn measured_images(verified: &VerifiedEvidence) -> (Vec<Uuid>, Vec<Uuid>) {
+    let (os, apps): (Vec<_>, Vec<_>) = verified
+        .measurements()
+        .iter()
+        .partition(|m| m.component_id == ferro_image::OS_COMPONENT_ID);
+    (
+        os.iter().map(|m| m.image_id).collect(),
+        apps.iter().map(|m| m.image_id).collect(),
+    )
+}
+
+/// Whether the appraisal depends on the device holding AppDevelopment: debugging is enabled, or
+/// an app is not an image of the tenant (so the service reads it only then).
+pub fn needs_app_development(
+    verified: &VerifiedEvidence,
+    tenant_images: &HashMap<Uuid, KnownImage>,
+) -> bool {
+    verified.debug_status() == DebugStatus::Enabled
+        || verified.measurements().iter().any(|m| {
+            m.component_id != ferro_image::OS_COMPONENT_ID
+                && !tenant_images.contains_key(&m.image_id)
+        })
+}
+
+/// The facts of a claimed device's appraisal: its group's feed (`Retail` for a device in no
+/// group, as its target sets, `crate::targets`) with the feed's minimum security version (0 when
+/// none is set), and what the service knows of what it measured.
+pub fn facts(
+    device: &ClaimedDevice,
+    os_releases: HashMap<Uuid, KnownOsRelease>,
+    tenant_images: HashMap<Uuid, KnownImage>,
+    app_development: bool,
+) -> Facts {
+    Facts {
+        feed: device.os_feed.unwrap_or(OsFeed::Retail),
+        feed_minimum_security_version: device.feed_minimum_security_version.unwrap_or(0),
+        os_releases,
+        tenant_images,
+        app_development,
+    }
+}
+
+/// The verdict on an admitted device, before a certificate: the second stage's failure, the
+/// tenant's block, and for verified evidence the measurement rules ([`appraise`]) over `facts`,
+/// in that order.
+pub fn decide(
+    verified: &Result<VerifiedEvidence, AttestationReason>,
+    facts: Option<&Facts>,
+    blocked: bool,
+) -> Verdict {
+    let mut reasons = Vec::new();
+    if let Err(r) = verified {
+        reasons.push(r.clone());
+    }
+    if blocked {
+        reasons.push(reason(codes::BLOCKED, "the tenant blocked this device"));
+    }
+    if let Ok(v) = verified {
+        match facts {
+            Some(facts) => {
+                reasons.extend(appraise(v.measurements(), v.debug_status(), facts).into_reasons())
+            }
+            // Verified evidence is never trusted without its appraisal.
+            None => reasons.push(reason(
+                codes::UNKNOWN_MEASUREMENT,
+                "the measurements could not be appraised",
+            )),
+        }
+    }
+    if reasons.is_empty() {
+        Verdict::Trusted
+    } else {
+        Verdict::Untrusted(reasons)
+    }
+}
+
+/// The tenant CA a Trusted device's certificate is issued by at `now`, or the reason there is
+/// none (the verdict then is Untrusted).
+pub fn issuing_ca(cas: &[TenantCa], now: OffsetDateTime) -> Result<&TenantCa, AttestationReason> {
+    ferro_pki::current_tenant_ca(cas, now).ok_or_else(|| {
+        reason(
+            codes::NO_TENANT_CA,
+            "the tenant has no valid CA certificate",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -480,5 +685,301 @@ mod tests {
             )),
             [codes::UNKNOWN_MEASUREMENT]
         );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The decisions on one evidence request, with real evidence of a software root of trust.
+
+    use ferro_trust::{RootOfTrust, SoftwareRootOfTrust};
+    use ferro_wire::TenantId;
+
+    const NONCE: [u8; 32] = [5; 32];
+    const ISSUED_US: u64 = 1_000;
+
+    /// A device with a software root of trust that measured `w`'s OS.
+    struct Attesting {
+        _dir: tempfile::TempDir,
+        rot: SoftwareRootOfTrust,
+    }
+
+    fn attesting(w: &World) -> Attesting {
+        let dir = tempfile::tempdir().unwrap();
+        let rot = SoftwareRootOfTrust::open(dir.path().join("rot")).unwrap();
+        rot.extend_measurement(&os_event(w.os)).unwrap();
+        Attesting { _dir: dir, rot }
+    }
+
+    fn evidence_of(rot: &SoftwareRootOfTrust, nonce: &[u8], debug: DebugStatus) -> Vec<u8> {
+        ferro_trust::evidence::create_evidence(rot, nonce, debug).unwrap()
+    }
+
+    fn row_of(rot: &SoftwareRootOfTrust) -> EvidenceRow {
+        EvidenceRow {
+            device_key: rot.public_key(),
+            root_of_trust: RootOfTrustKind::Software,
+            attestation_key: None,
+            nonce_floor: None,
+            claimed: Some(ClaimedDevice {
+                tenant: TenantId::new(),
+                blocked: false,
+                ca_generation: 1,
+                os_feed: None,
+                feed_minimum_security_version: None,
+            }),
+            target: None,
+        }
+    }
+
+    /// What `admit` must answer: refuse with these codes (nothing recorded), or appraise with
+    /// stage 2's failure code, if any.
+    #[derive(Debug, PartialEq)]
+    enum Want {
+        Refuse(&'static [&'static str]),
+        Appraise(Option<&'static str>),
+    }
+
+    fn outcome(a: Admission<'_>) -> (Vec<String>, Option<Option<String>>) {
+        match a {
+            Admission::Refuse(reasons) => (reasons.into_iter().map(|r| r.code).collect(), None),
+            Admission::Appraise { verified, .. } => {
+                (Vec::new(), Some(verified.err().map(|r| r.code)))
+            }
+        }
+    }
+
+    #[test]
+    fn admission_table() {
+        let w = world();
+        let dev = attesting(&w);
+        let other = attesting(&w);
+        let good = evidence_of(&dev.rot, &NONCE, DebugStatus::Disabled);
+        let by_other_key = evidence_of(&other.rot, &NONCE, DebugStatus::Disabled);
+        let other_nonce = evidence_of(&dev.rot, &[6; 32], DebugStatus::Disabled);
+        let with = |f: &dyn Fn(&mut EvidenceRow)| {
+            let mut row = row_of(&dev.rot);
+            f(&mut row);
+            row
+        };
+        let cases: Vec<(&str, Option<EvidenceRow>, &[u8], Want)> = vec![
+            (
+                "unregistered",
+                None,
+                &good,
+                Want::Refuse(&[codes::UNREGISTERED]),
+            ),
+            (
+                "nonce already answered",
+                Some(with(&|r| r.nonce_floor = Some(ISSUED_US))),
+                &good,
+                Want::Refuse(&[codes::NONCE_REPLAYED]),
+            ),
+            (
+                "a newer nonce answered",
+                Some(with(&|r| r.nonce_floor = Some(ISSUED_US + 1))),
+                &good,
+                Want::Refuse(&[codes::NONCE_REPLAYED]),
+            ),
+            (
+                "garbage",
+                Some(with(&|_| {})),
+                b"garbage",
+                Want::Refuse(&[codes::BAD_SIGNATURE]),
+            ),
+            (
+                "signed by another device's key",
+                Some(with(&|_| {})),
+                &by_other_key,
+                Want::Refuse(&[codes::BAD_SIGNATURE]),
+            ),
+            (
+                "another nonce",
+                Some(with(&|_| {})),
+                &other_nonce,
+                Want::Refuse(&[codes::NONCE_MISMATCH]),
+            ),
+            (
+                "unclaimed",
+                Some(with(&|r| r.claimed = None)),
+                &good,
+                Want::Refuse(&[codes::UNCLAIMED]),
+            ),
+            (
+                "unclaimed, and software evidence from a TPM device",
+                Some(with(&|r| {
+                    r.claimed = None;
+                    r.root_of_trust = RootOfTrustKind::Tpm;
+                })),
+                &good,
+                Want::Refuse(&[codes::QUOTE_MISMATCH, codes::UNCLAIMED]),
+            ),
+            (
+                "software evidence from a TPM device: recorded",
+                Some(with(&|r| r.root_of_trust = RootOfTrustKind::Tpm)),
+                &good,
+                Want::Appraise(Some(codes::QUOTE_MISMATCH)),
+            ),
+            (
+                "an older nonce answered before",
+                Some(with(&|r| r.nonce_floor = Some(ISSUED_US - 1))),
+                &good,
+                Want::Appraise(None),
+            ),
+            (
+                "fresh, claimed",
+                Some(with(&|_| {})),
+                &good,
+                Want::Appraise(None),
+            ),
+        ];
+        for (name, row, evidence, want) in cases {
+            let got = outcome(admit(row.as_ref(), ISSUED_US, &NONCE, evidence));
+            let expected = match want {
+                Want::Refuse(codes) => (codes.iter().map(|c| c.to_string()).collect(), None),
+                Want::Appraise(code) => (Vec::new(), Some(code.map(str::to_string))),
+            };
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    /// Verified evidence of `dev`, with `debug`.
+    fn verified(dev: &Attesting, debug: DebugStatus) -> VerifiedEvidence {
+        let row = row_of(&dev.rot);
+        let evidence = evidence_of(&dev.rot, &NONCE, debug);
+        match admit(Some(&row), ISSUED_US, &NONCE, &evidence) {
+            Admission::Appraise {
+                verified: Ok(v), ..
+            } => v,
+            other => panic!("not admitted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        let w = world();
+        let dev = attesting(&w);
+        let ok = Ok(verified(&dev, DebugStatus::Disabled));
+        let failed: Result<VerifiedEvidence, _> =
+            Err(reason(codes::QUOTE_MISMATCH, "stage 2 failed"));
+        let mut unknown_os = w.facts.clone();
+        unknown_os.os_releases.clear();
+        type Stage2 = Result<VerifiedEvidence, AttestationReason>;
+        // (case, stage 2, facts, blocked, the reasons' codes)
+        type Case<'a> = (&'a str, &'a Stage2, Option<&'a Facts>, bool, &'a [&'a str]);
+        let cases: Vec<Case> = vec![
+            (
+                "verified, known, not blocked",
+                &ok,
+                Some(&w.facts),
+                false,
+                &[],
+            ),
+            (
+                "verified, blocked",
+                &ok,
+                Some(&w.facts),
+                true,
+                &[codes::BLOCKED],
+            ),
+            (
+                "verified, unknown OS",
+                &ok,
+                Some(&unknown_os),
+                false,
+                &[codes::UNKNOWN_MEASUREMENT],
+            ),
+            (
+                "verified, unknown OS, blocked",
+                &ok,
+                Some(&unknown_os),
+                true,
+                &[codes::BLOCKED, codes::UNKNOWN_MEASUREMENT],
+            ),
+            // Never trusted without the appraisal.
+            (
+                "verified, no facts",
+                &ok,
+                None,
+                false,
+                &[codes::UNKNOWN_MEASUREMENT],
+            ),
+            (
+                "stage 2 failed",
+                &failed,
+                None,
+                false,
+                &[codes::QUOTE_MISMATCH],
+            ),
+            (
+                "stage 2 failed, blocked",
+                &failed,
+                None,
+                true,
+                &[codes::QUOTE_MISMATCH, codes::BLOCKED],
+            ),
+        ];
+        for (name, verified, facts, blocked, want) in cases {
+            assert_eq!(codes_of(decide(verified, facts, blocked)), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn app_development_matters_only_for_debugging_or_unknown_apps() {
+        let w = world();
+        let dev = attesting(&w);
+        let plain = verified(&dev, DebugStatus::Disabled);
+        assert!(!needs_app_development(&plain, &w.facts.tenant_images));
+        let debugging = verified(&dev, DebugStatus::Enabled);
+        assert!(needs_app_development(&debugging, &w.facts.tenant_images));
+        dev.rot
+            .extend_measurement(&app_event(Uuid::new_v4(), Uuid::new_v4()))
+            .unwrap();
+        let unknown_app = verified(&dev, DebugStatus::Disabled);
+        assert!(needs_app_development(&unknown_app, &w.facts.tenant_images));
+        assert_eq!(measured_images(&unknown_app).0, [w.os]);
+        assert_eq!(measured_images(&unknown_app).1.len(), 1);
+    }
+
+    #[test]
+    fn facts_default_to_retail_without_a_minimum() {
+        let claimed = ClaimedDevice {
+            tenant: TenantId::new(),
+            blocked: false,
+            ca_generation: 1,
+            os_feed: None,
+            feed_minimum_security_version: None,
+        };
+        let f = facts(&claimed, HashMap::new(), HashMap::new(), true);
+        assert_eq!(
+            (f.feed, f.feed_minimum_security_version),
+            (OsFeed::Retail, 0)
+        );
+        let eval = ClaimedDevice {
+            os_feed: Some(OsFeed::RetailEval),
+            feed_minimum_security_version: Some(4),
+            ..claimed
+        };
+        let f = facts(&eval, HashMap::new(), HashMap::new(), false);
+        assert_eq!(
+            (f.feed, f.feed_minimum_security_version),
+            (OsFeed::RetailEval, 4)
+        );
+    }
+
+    #[test]
+    fn no_tenant_ca_no_certificate() {
+        let err = issuing_ca(&[], OffsetDateTime::now_utc()).unwrap_err();
+        assert_eq!(err.code, codes::NO_TENANT_CA);
+    }
+
+    #[test]
+    fn nonce_refusals_have_their_codes() {
+        for (e, code) in [
+            (NonceError::Unknown, codes::NONCE_UNKNOWN),
+            (NonceError::Expired, codes::NONCE_EXPIRED),
+            (NonceError::FromTheFuture, codes::NONCE_UNKNOWN),
+        ] {
+            assert_eq!(nonce_reason(e).code, code);
+        }
+        assert_eq!(replayed().code, codes::NONCE_REPLAYED);
     }
 }

@@ -8,7 +8,9 @@
 //!   token check already read),
 //! - [`device_scope`] (a device authenticated by its certificate acts in its own tenant only),
 //! - [`service_scope`] (the service's own background work, such as the rollout ticker; every use
-//!   is a line a reviewer can find with `grep service_scope`).
+//!   is a line a reviewer can find with `grep service_scope`),
+//! - [`attested_scope`] (a device whose key signed fresh attestation evidence, in the tenant
+//!   that claimed it).
 //!
 //! Functions that read or write a tenant's rows (the datastore's tenant-scoped functions, the
 //! domain's decisions) take a `&TenantScope`, never a bare tenant ID, so no route can reach them
@@ -134,6 +136,13 @@ pub fn device_scope(device: &DeviceIdentity) -> ApiResult<TenantScope> {
 /// started earlier, such as a rollout's next wave). Never call it on a request's behalf.
 pub fn service_scope(tenant: TenantId) -> TenantScope {
     TenantScope::new(tenant, None, Actor::Service)
+}
+
+/// The scope of a device whose own key signed fresh attestation evidence (admitted by
+/// `appraisal::admit`): the tenant that claimed it, no role. Only the evidence route makes one
+/// (every use is a line a reviewer can find with `grep attested_scope`).
+pub fn attested_scope(tenant: TenantId, device: &ferro_wire::DeviceId) -> TenantScope {
+    TenantScope::new(tenant, None, Actor::Device(device.to_string()))
 }
 
 #[cfg(test)]

@@ -309,7 +309,7 @@ impl Db {
     /// writes that must not queue behind sqlx's writer (a token's last use, an attestation's
     /// verdict, a device's new target set), each a datastore function. Everything else writes
     /// in a transaction from [`Db::begin_write`]. `tests/layering.rs` finds callers outside
-    /// `datastore/` (and lists those whose SQL has not moved yet).
+    /// `datastore/`.
     pub(crate) async fn write_atomic(&self, stmts: &[WriteStmt<'_>]) -> Result<Written, DbError> {
         if let Some(writer) = &self.fast_writer {
             return writer.write_atomic(stmts).await;

@@ -2,14 +2,16 @@
 //! rules an upload must meet, the per-device cap, and storing them for the tenant's error report
 //! (`routes::device_events` serves the upload, `routes::error_report` the report).
 
+use crate::authz::TenantScope;
+use crate::datastore::device_events as store;
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use ferro_wire::{
-    DeviceEventRecord, DeviceEventsUpload, ErrorCode, ErrorItem, MAX_EVENT_CLOCK_SKEW_SECS,
-    MAX_EVENT_DESCRIPTION_LEN, MAX_EVENT_NAME_LEN, MAX_EVENTS_PER_UPLOAD,
+    DeviceEventRecord, DeviceEventsUpload, DeviceId, ErrorCode, ErrorItem,
+    MAX_EVENT_CLOCK_SKEW_SECS, MAX_EVENT_DESCRIPTION_LEN, MAX_EVENT_NAME_LEN,
+    MAX_EVENTS_PER_UPLOAD,
 };
-use sqlx::Row;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -66,7 +68,7 @@ fn clip(s: &str) -> String {
 /// stores all of `events` or none.
 pub async fn record_device_events(
     tx: &mut Tx,
-    tenant: &str,
+    scope: &TenantScope,
     events: &[DeviceEvent],
 ) -> ApiResult<()> {
     let now = db::now();
@@ -77,34 +79,29 @@ pub async fn record_device_events(
                 "an event needs a count of at least 1 and an end not before its start",
             ));
         }
+        // No device of the tenant has a malformed ID.
+        let device: DeviceId = e
+            .device_id
+            .parse()
+            .map_err(|_| ApiError::not_found("device"))?;
         // One look-up per run of events of one device (an upload is all one device's).
         if checked != Some(e.device_id.as_str()) {
-            sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(&e.device_id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .ok_or_else(|| ApiError::not_found("device"))?;
+            if !store::is_tenant_device(tx, scope, &device).await? {
+                return Err(ApiError::not_found("device"));
+            }
             checked = Some(e.device_id.as_str());
         }
-        sqlx::query(
-            "INSERT INTO device_events (id, tenant_id, device_id, event_type, event_class, \
-             event_category, event_count, description, start_time, end_time, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(tenant)
-        .bind(&e.device_id)
-        .bind(clip(&e.event_type))
-        .bind(clip(&e.event_class))
-        .bind(clip(&e.event_category))
-        .bind(e.count)
-        .bind(clip(&e.description))
-        .bind(e.start)
-        .bind(e.end)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        let row = store::EventRow {
+            device_id: device,
+            event_type: clip(&e.event_type),
+            event_class: clip(&e.event_class),
+            event_category: clip(&e.event_category),
+            count: e.count,
+            description: clip(&e.description),
+            start: e.start,
+            end: e.end,
+        };
+        store::insert_event(tx, scope, &row, now).await?;
     }
     Ok(())
 }
@@ -230,13 +227,8 @@ pub(crate) async fn events_in_window(
     device: &str,
     now: i64,
 ) -> ApiResult<(i64, Option<i64>)> {
-    let window = sqlx::query(
-        "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) AS n, MIN(received_at) AS oldest \
-         FROM device_event_batches WHERE device_id = $1 AND received_at > $2",
-    )
-    .bind(device)
-    .bind(now - EVENT_CAP_WINDOW_SECS)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok((window.try_get("n")?, window.try_get("oldest")?))
+    let device: DeviceId = device
+        .parse()
+        .map_err(|_| ApiError::Internal("malformed ID of an authenticated device".into()))?;
+    Ok(store::events_since(tx, &device, now - EVENT_CAP_WINDOW_SECS).await?)
 }

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use ferro_wire::{ErrorCode, normalize_device_id};
+use ferro_wire::{DeviceId, ErrorCode};
 use serde::de::DeserializeOwned;
 
 /// A JSON request body: `Content-Type: application/json`, at most the configured size, strictly
@@ -138,9 +138,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Parse a `{deviceId}` path segment (128 hex digits, any case) into the lowercase device ID.
-pub(crate) fn device_param(raw: &str) -> ApiResult<String> {
-    normalize_device_id(raw).ok_or_else(|| {
+/// Parse a `{deviceId}` path segment (128 hex digits, either case) into the [`DeviceId`], or
+/// 400 `invalid_id` (every route with a device ID in its path answers a malformed one so).
+pub(crate) fn device_param(raw: &str) -> ApiResult<DeviceId> {
+    raw.parse().map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidId,
             "`deviceId` must be 128 hexadecimal characters (the device ID)",

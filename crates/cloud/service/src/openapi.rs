@@ -10,7 +10,7 @@
 //! document.
 
 use ferro_wire::ErrorBody;
-use ferro_wire::schema::{CaSerial, DeviceId, KeyId, Name, Sha256};
+use ferro_wire::schema::{AnyCaseKeyId, CaSerial, DeviceId, KeyId, Name, Sha256};
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{
     ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema, schema::SchemaType,
@@ -65,6 +65,7 @@ impl Modify for Contract {
         for (name, schema) in [
             (DeviceId::name(), DeviceId::schema()),
             (KeyId::name(), KeyId::schema()),
+            (AnyCaseKeyId::name(), AnyCaseKeyId::schema()),
             (CaSerial::name(), CaSerial::schema()),
             (Sha256::name(), Sha256::schema()),
             (Name::name(), Name::schema()),

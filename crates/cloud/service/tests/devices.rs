@@ -611,6 +611,9 @@ async fn error_report_is_safe_csv(t: &TestApp) {
     use ferro_service::device_events::{DeviceEvent, record_device_events};
     let (tid, admin) = t.tenant().await;
     let (tb, admin_b) = t.tenant().await;
+    // The scope a device of each tenant acts in (as its certificate gives it).
+    let scope_of = |t: &str| ferro_service::authz::service_scope(t.parse().unwrap());
+    let (scope, scope_b) = (scope_of(&tid), scope_of(&tb));
     let dev = t.claimed_device(&tid, &admin).await;
     let now = ferro_service::db::now();
     let ev = |description: &str, ty: &str| DeviceEvent {
@@ -626,7 +629,7 @@ async fn error_report_is_safe_csv(t: &TestApp) {
     let mut tx = t.db.begin_write().await.unwrap();
     record_device_events(
         &mut tx,
-        &tid,
+        &scope,
         &[
             ev("=HYPERLINK(\"http://evil\",\"x\")", "AppCrash"),
             ev("exit code 1, \"quoted\"", "+cmd"),
@@ -635,7 +638,7 @@ async fn error_report_is_safe_csv(t: &TestApp) {
     .await
     .unwrap();
     // Events of another tenant's device are refused.
-    let err = record_device_events(&mut tx, &tb, &[ev("x", "y")])
+    let err = record_device_events(&mut tx, &scope_b, &[ev("x", "y")])
         .await
         .unwrap_err();
     assert_eq!(err.code(), ferro_wire::ErrorCode::NotFound);
@@ -643,7 +646,7 @@ async fn error_report_is_safe_csv(t: &TestApp) {
     let mut tx = t.db.begin_write().await.unwrap();
     record_device_events(
         &mut tx,
-        &tid,
+        &scope,
         &[
             ev("=HYPERLINK(\"http://evil\",\"x\")", "AppCrash"),
             ev("exit code 1, \"quoted\"", "+cmd"),

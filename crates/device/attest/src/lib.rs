@@ -221,12 +221,10 @@ pub async fn attest_with(
     connection: &ServiceConnection,
     debug: DebugStatus,
 ) -> Result<AttestationOutcome, AttestError> {
-    let device_id = rot.device_id().to_string();
+    let device_id = rot.device_id();
     let challenge = connection
         .client
-        .attestation_challenge(&AttestationChallengeRequest {
-            device_id: device_id.clone(),
-        })
+        .attestation_challenge(&AttestationChallengeRequest { device_id })
         .await?;
     let nonce = Base64UrlUnpadded::decode_vec(&challenge.nonce)
         .map_err(|_| AttestError::Transport("the challenge nonce is not base64url".into()))?;

@@ -677,7 +677,7 @@ fn attached_device(
             .map(|e| e.event.version.clone())
     });
     Ok(AttachedDevice {
-        device_id: ctx.device_id().to_string(),
+        device_id: ctx.device_id(),
         manufacturing_state: ctx.manufacturing_state()?.as_str().to_string(),
         root_of_trust: match ctx.rot.kind() {
             RootOfTrustKind::Software => "Software".into(),

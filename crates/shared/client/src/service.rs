@@ -15,7 +15,7 @@ use ferro_wire::{
     CreateInvitationRequest, CreateProductRequest, CreateTenantRequest, CreateTransferRequest,
     CreateUserRequest, CreatedApiToken, CreatedInvitation, CreatedUser, Deployment, DeploymentId,
     Device, DeviceCount, DeviceCountQuery, DeviceDeploymentStatus, DeviceEventsUpload, DeviceGroup,
-    DeviceGroupId, DeviceGroupQuery, DeviceQuery, DeviceReassigned, DeviceTargetSet,
+    DeviceGroupId, DeviceGroupQuery, DeviceId, DeviceQuery, DeviceReassigned, DeviceTargetSet,
     DeviceTransfer, DeviceTransferId, ErrorReportQuery, Health, Image, ImageId, ImageQuery,
     Invitation, InvitationId, LoginRequest, LoginResponse, Me, OneTimePassword, OsFeed,
     OsFeedPolicy, OsRelease, OsReleaseQuery, Page, PageQuery, Product, ProductId,
@@ -434,7 +434,7 @@ impl Client {
 }
 
 /// A tenant's devices, their capabilities, updates and transfers, and the tenant's CA.
-/// Device IDs are passed as given: the service parses them (and says `invalid_id`).
+/// Device IDs are [`DeviceId`]s, parsed by the caller (either case in, lower case in the path).
 impl Client {
     pub fn list_devices(
         &self,
@@ -464,14 +464,14 @@ impl Client {
         self.call(&route::CLAIM, &[&tenant])?.json(request).fetch()
     }
 
-    pub fn get_device(&self, tenant: TenantId, device: &str) -> Result<Device, ClientError> {
+    pub fn get_device(&self, tenant: TenantId, device: &DeviceId) -> Result<Device, ClientError> {
         self.call(&route::GET_DEVICE, &[&tenant, &device])?.fetch()
     }
 
     pub fn update_device(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
         request: &UpdateDeviceRequest,
     ) -> Result<Device, ClientError> {
         self.call(&route::UPDATE_DEVICE, &[&tenant, &device])?
@@ -482,7 +482,7 @@ impl Client {
     pub fn create_capability(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
         request: &CreateCapabilityRequest,
     ) -> Result<CapabilityFileResponse, ClientError> {
         self.call(&route::CREATE_CAPABILITY, &[&tenant, &device])?
@@ -493,7 +493,7 @@ impl Client {
     pub fn revoke_capabilities(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
         capability: CapabilityType,
     ) -> Result<RevokedCapabilities, ClientError> {
         self.call(
@@ -507,7 +507,7 @@ impl Client {
     pub fn deployment_status(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
     ) -> Result<DeviceDeploymentStatus, ClientError> {
         self.call(&route::DEPLOYMENT_STATUS, &[&tenant, &device])?
             .fetch()
@@ -516,7 +516,7 @@ impl Client {
     pub fn targeted_images(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
     ) -> Result<TargetedImages, ClientError> {
         self.call(&route::TARGETED_IMAGES, &[&tenant, &device])?
             .fetch()
@@ -526,7 +526,7 @@ impl Client {
     pub fn device_update_now(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
     ) -> Result<UpdateNowResult, ClientError> {
         self.call(&route::DEVICE_UPDATE_NOW, &[&tenant, &device])?
             .json(&serde_json::Map::new())
@@ -536,7 +536,7 @@ impl Client {
     pub fn create_transfer(
         &self,
         tenant: TenantId,
-        device: &str,
+        device: &DeviceId,
         request: &CreateTransferRequest,
     ) -> Result<DeviceTransfer, ClientError> {
         self.call(&route::CREATE_TRANSFER, &[&tenant, &device])?
@@ -689,7 +689,7 @@ impl Client {
 
     pub fn reassign_device(
         &self,
-        device: &str,
+        device: &DeviceId,
         request: &ReassignDeviceRequest,
     ) -> Result<DeviceReassigned, ClientError> {
         self.call(&route::REASSIGN, &[&device])?

@@ -44,9 +44,9 @@ pub enum DeviceIdError {
     /// Not 128 characters long.
     #[error("a device ID is 128 hexadecimal characters, not {0}")]
     WrongLength(usize),
-    /// A character other than `0-9`, `a-f`.
-    #[error("a device ID may contain only lowercase hexadecimal characters (0-9, a-f)")]
-    NotLowercaseHex,
+    /// A character other than `0-9`, `a-f`, `A-F`.
+    #[error("a device ID may contain only hexadecimal characters (0-9, a-f)")]
+    NotHex,
 }
 
 /// Producing a signature failed.

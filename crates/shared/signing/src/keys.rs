@@ -58,6 +58,12 @@ impl std::str::FromStr for KeyId {
 /// A device identifier (docs/design.md §2): the SHA-512 of the device public key's DER
 /// SubjectPublicKeyInfo, written as exactly 128 lowercase hexadecimal characters.
 ///
+/// This is the one device ID type of the tree: the device, the signed documents, the service and
+/// the wire (`ferro_wire::DeviceId` is this type; with feature `serde` it is a JSON string) all
+/// use it, and [`FromStr`](std::str::FromStr) is its one parser. Parsing accepts either case and
+/// the ID always prints in lower case, so every device has one textual ID (a database key, a
+/// certificate CN, a path segment).
+///
 /// Device IDs are public; equality is an ordinary comparison. Code that compares a claimed ID with
 /// one it computed from a key should still prefer [`DeviceId::from_public_key`] and compare the
 /// values, never the strings.
@@ -105,18 +111,42 @@ impl fmt::Debug for DeviceId {
 impl std::str::FromStr for DeviceId {
     type Err = DeviceIdError;
 
-    /// Strict: exactly 128 characters, each `0-9` or `a-f` (upper case is refused so that every
-    /// device has one textual ID, e.g. as a database key or certificate CN).
+    /// Exactly 128 characters, each `0-9`, `a-f` or `A-F` (nothing around them).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() != Self::TEXT_LEN {
             return Err(DeviceIdError::WrongLength(s.len()));
         }
-        if !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(DeviceIdError::NotLowercaseHex);
-        }
         let mut out = [0u8; 64];
-        hex::decode_to_slice(s, &mut out).map_err(|_| DeviceIdError::NotLowercaseHex)?;
+        // `hex` accepts exactly the ASCII hex digits of either case.
+        hex::decode_to_slice(s, &mut out).map_err(|_| DeviceIdError::NotHex)?;
         Ok(DeviceId(out))
+    }
+}
+
+/// A device ID is a JSON string of its 128 hex characters (lower case out, either case in).
+#[cfg(feature = "serde")]
+impl serde::Serialize for DeviceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for DeviceId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DeviceId;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a device ID (128 hexadecimal characters)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DeviceId, E> {
+                // The value is not echoed: `expecting` says what a device ID is.
+                v.parse()
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Other("a string"), &self))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
     }
 }
 

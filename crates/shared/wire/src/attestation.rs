@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::DeviceId;
+
 /// Length of an attestation nonce in bytes.
 pub const ATTESTATION_NONCE_LEN: usize = 32;
 
@@ -18,7 +20,7 @@ pub const ATTESTATION_NONCE_LEN: usize = 32;
 pub struct AttestationChallengeRequest {
     /// The device ID (128 hex characters).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
 }
 
 /// A single-use challenge for one device.
@@ -41,7 +43,7 @@ pub struct AttestationChallenge {
 pub struct AttestationEvidenceRequest {
     /// The device ID (128 hex characters).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The nonce of the challenge, as it was given.
     pub nonce: String,
     /// The evidence: a COSE_Sign1 (EAT) by the device key, standard base64.

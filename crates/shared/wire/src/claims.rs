@@ -7,7 +7,7 @@
 //! device); the service keeps only its SHA-256. It is written as 32 lowercase hex characters in
 //! four groups of eight (`1f2e3d4c-...`); input may use either case and any hyphens or spaces.
 
-use crate::{TenantId, UserId};
+use crate::{DeviceId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -103,7 +103,7 @@ pub struct ReassignDeviceRequest {
 pub struct DeviceReassigned {
     /// Device ID.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Its tenant before (null if it was unclaimed).
     pub from_tenant_id: Option<TenantId>,
     /// Its tenant now (null: unclaimed).
@@ -161,7 +161,7 @@ pub struct DeviceTransfer {
     pub id: DeviceTransferId,
     /// Device ID.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The tenant that offered the device.
     pub from_tenant_id: TenantId,
     /// The tenant that may accept it.

@@ -41,7 +41,7 @@ pub const MAX_SIDELOAD_BYTES: usize = 32 * 1024 * 1024;
 pub struct AttachedDevice {
     /// Device ID (128 lowercase hex characters).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: crate::DeviceId,
     /// `Blank`, `Module1Complete` or `DeviceComplete`.
     pub manufacturing_state: String,
     /// `Software` or `Tpm`.

@@ -1,27 +1,22 @@
 //! Wire types of devices and the platform PKI: manufacturing registrations, claiming, devices,
 //! capability files, tenant CA certificates and error reports.
 //!
-//! Device IDs are 128 lowercase hex characters (SHA-512 of the device public key); the service
-//! accepts upper case on input and always answers in lower case. Binary documents (registration
-//! records, capability files) travel as standard base64 (RFC 4648, with padding) inside JSON.
+//! Device IDs are [`DeviceId`]s: 128 hex characters (SHA-512 of the device public key), accepted
+//! in either case on input and always answered in lower case. Lists of device IDs in requests
+//! (claims, assignments) stay strings, each parsed by [`DeviceId`]'s one parser, so that the
+//! service can report every malformed item at once. Binary documents (registration records,
+//! capability files) travel as standard base64 (RFC 4648, with padding) inside JSON.
 
-use crate::{DeviceGroupId, ProductId, TenantId};
+use crate::{DeviceGroupId, DeviceId, ProductId, TenantId};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 /// Length of a device ID in hex characters.
-pub const DEVICE_ID_HEX_LEN: usize = 128;
+pub const DEVICE_ID_HEX_LEN: usize = DeviceId::TEXT_LEN;
 /// Most registration records in one `POST /v1/manufacturing/registrations`.
 pub const MAX_REGISTRATIONS_PER_REQUEST: usize = 1000;
 /// Most device IDs in one claim request.
 pub const MAX_CLAIMS_PER_REQUEST: usize = 1000;
-
-/// A device ID in canonical form (lowercase), or `None` if `s` is not 128 hex characters.
-#[must_use]
-pub fn normalize_device_id(s: &str) -> Option<String> {
-    (s.len() == DEVICE_ID_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| s.to_ascii_lowercase())
-}
 
 named_enum! {
     /// Where a device's key lives.
@@ -70,7 +65,7 @@ pub struct RegisterDevicesRequest {
 pub struct RegisteredDevice {
     /// Device ID (128 lowercase hex).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Root of trust.
     pub root_of_trust: RootOfTrustKind,
     /// Manufacturing state in the record.
@@ -141,7 +136,7 @@ pub struct ClaimDevicesResponse {
 pub struct Device {
     /// Device ID (128 lowercase hex).
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The tenant that claimed it.
     pub tenant_id: TenantId,
     /// Its device group, if any.
@@ -273,10 +268,10 @@ pub struct CreateCapabilityRequest {
     #[serde(rename = "type")]
     pub capability_type: CapabilityType,
     /// AppDevelopment only: key IDs (64 hex characters, SHA-256 of the SubjectPublicKeyInfo) of
-    /// the developer keys whose test-signed images the device accepts, 1 to 32. Absent: the
-    /// tenant's registered developer keys.
+    /// the developer keys whose test-signed images the device accepts, 1 to 32, either case.
+    /// Absent: the tenant's registered developer keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 32))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::schema::AnyCaseKeyId>>, min_items = 1, max_items = 32))]
     pub developer_key_ids: Option<Vec<String>>,
 }
 
@@ -287,7 +282,7 @@ pub struct CreateCapabilityRequest {
 pub struct CapabilityFileResponse {
     /// The device it is bound to.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// What it grants.
     #[serde(rename = "type")]
     pub capability_type: CapabilityType,
@@ -310,7 +305,7 @@ pub struct CapabilityFileResponse {
 pub struct RevokedCapabilities {
     /// The device.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The kind revoked.
     #[serde(rename = "type")]
     pub capability_type: CapabilityType,
@@ -425,11 +420,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_ids() {
-        let id = "A".repeat(128);
-        assert_eq!(normalize_device_id(&id), Some("a".repeat(128)));
-        assert_eq!(normalize_device_id(&"g".repeat(128)), None);
-        assert_eq!(normalize_device_id(&"a".repeat(127)), None);
+    fn device_ids_parse_in_either_case_and_print_lower() {
+        let id: DeviceId = "A".repeat(128).parse().unwrap();
+        assert_eq!(id.to_string(), "a".repeat(128));
+        assert!("g".repeat(128).parse::<DeviceId>().is_err());
+        assert!("a".repeat(127).parse::<DeviceId>().is_err());
+    }
+
+    /// A device ID in a body: either case in, lower case out; anything else is `invalid_body`
+    /// naming the field, without echoing the value.
+    #[test]
+    fn device_ids_in_json() {
+        let lower = "0a".repeat(64);
+        let cases: &[(String, Result<&str, &str>)] = &[
+            (lower.clone(), Ok(lower.as_str())),
+            ("0A".repeat(64), Ok(lower.as_str())),
+            (
+                "0a".repeat(63),
+                Err("expected a device ID (128 hexadecimal characters)"),
+            ),
+            (
+                "zz".repeat(64),
+                Err("expected a device ID (128 hexadecimal characters)"),
+            ),
+        ];
+        for (input, expected) in cases {
+            let body = format!(r#"{{"deviceId":"{input}"}}"#);
+            let parsed =
+                crate::parse_json_body::<crate::AttestationChallengeRequest>(body.as_bytes());
+            match (parsed, expected) {
+                (Ok(req), Ok(out)) => {
+                    let json = serde_json::to_value(&req).unwrap();
+                    assert_eq!(json, serde_json::json!({ "deviceId": out }));
+                }
+                (Err(e), Err(msg)) => {
+                    assert_eq!(e.code, crate::ErrorCode::InvalidBody, "{input}");
+                    assert_eq!(e.message, format!("invalid value at `deviceId`: {msg}"));
+                    assert!(!e.message.contains(input.as_str()));
+                }
+                (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+            }
+        }
+        let not_a_string =
+            crate::parse_json_body::<crate::AttestationChallengeRequest>(br#"{"deviceId":7}"#);
+        assert_eq!(
+            not_a_string.unwrap_err().code,
+            crate::ErrorCode::InvalidBody
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //!
 //! This crate owns the JSON shape of the `/v1` API: typed IDs ([`TenantId`], [`UserId`], ...),
 //! [`Role`], request and response bodies, pagination ([`Page`], [`PageQuery`]) and the error body
-//! ([`ErrorBody`] with a stable [`ErrorCode`]). It is serde only: no HTTP, no database, and it
-//! depends on no other Ferrosphere crate, so anything (including code that runs on a device) may
-//! depend on it. The `openapi` feature adds `utoipa::ToSchema` derives and [`schema`], the
+//! ([`ErrorBody`] with a stable [`ErrorCode`]). It is serde only: no HTTP, no database. It depends
+//! on one other Ferrosphere crate, `ferro-signing`, for the one [`DeviceId`] type (its feature
+//! `serde`), and must depend on nothing else of the tree, so anything (including code that runs
+//! on a device) may depend on it. The `openapi` feature adds `utoipa::ToSchema` derives and [`schema`], the
 //! patterns of string formats, for the OpenAPI documents of the service and of the local device
 //! API (`ferro-service` and `ferro-device`'s agent turn it on); clients leave it off.
 //!
@@ -21,6 +22,8 @@ mod names;
 
 pub mod device_api;
 mod devices;
+/// The one device ID type of the tree (`ferro-signing`'s, a JSON string on the wire).
+pub use ferro_signing::{DeviceId, DeviceIdError};
 #[cfg(feature = "openapi")]
 pub mod schema;
 pub use devices::*;

@@ -1,8 +1,9 @@
 //! OpenAPI schemas of the string formats the API checks (feature `openapi`): device IDs, key
-//! IDs, certificate serials and names. The wire keeps these values as `String`s; a field or a
-//! path parameter that holds one says so with `value_type = schema::DeviceId` (or the service's
-//! path parameter table), so its pattern is written once, here, beside the Rust check it
-//! mirrors ([`crate::normalize_device_id`], [`crate::is_valid_key_id`], [`crate::is_valid_name`]).
+//! IDs, certificate serials and names. A field or a path parameter that holds one (a
+//! [`crate::DeviceId`], or a `String` checked by the service) says so with `value_type =
+//! schema::DeviceId` (or the service's path parameter table), so its pattern is written once,
+//! here, beside the Rust check it mirrors (`crate::DeviceId`'s parse, [`crate::is_valid_key_id`],
+//! [`crate::is_valid_name`]).
 //! The patterns are Python/ECMA-compatible regular expressions; `tests` below checks each
 //! against its Rust check on the same inputs.
 
@@ -14,6 +15,8 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 pub const DEVICE_ID_PATTERN: &str = "^[0-9A-Fa-f]{128}$";
 /// Key IDs: 64 lowercase hex characters.
 pub const KEY_ID_PATTERN: &str = "^[0-9a-f]{64}$";
+/// Key IDs where a request accepts either case (a capability's `developerKeyIds`).
+pub const ANY_CASE_KEY_ID_PATTERN: &str = "^[0-9A-Fa-f]{64}$";
 /// SHA-256 digests: 64 lowercase hex characters.
 pub const SHA256_PATTERN: &str = "^[0-9a-f]{64}$";
 /// Tenant CA certificate serials: 1 to 40 hex characters, either case (listed in lower case).
@@ -66,6 +69,15 @@ string_format!(
     "Key ID: 64 lowercase hex characters, the SHA-256 of the key's DER SubjectPublicKeyInfo"
 );
 string_format!(
+    /// A key ID in a request that accepts either case (component `AnyCaseKeyId`).
+    AnyCaseKeyId,
+    ANY_CASE_KEY_ID_PATTERN,
+    64,
+    64,
+    "Key ID: 64 hex characters, the SHA-256 of the key's DER SubjectPublicKeyInfo (accepted in \
+     either case, answered in lower case)"
+);
+string_format!(
     /// A SHA-256 digest in hex (component `Sha256`).
     Sha256,
     SHA256_PATTERN,
@@ -112,7 +124,7 @@ mod tests {
         for s in hex128.iter().chain(&not_hex128) {
             assert_eq!(
                 matches(DEVICE_ID_PATTERN, s),
-                crate::normalize_device_id(s).is_some(),
+                s.parse::<crate::DeviceId>().is_ok(),
                 "{s:?}"
             );
         }
@@ -127,6 +139,12 @@ mod tests {
             assert_eq!(
                 matches(KEY_ID_PATTERN, &s),
                 crate::is_valid_key_id(&s),
+                "{s:?}"
+            );
+            // What the service checks of a capability's `developerKeyIds`.
+            assert_eq!(
+                matches(ANY_CASE_KEY_ID_PATTERN, &s),
+                crate::is_valid_key_id(&s.to_ascii_lowercase()),
                 "{s:?}"
             );
         }

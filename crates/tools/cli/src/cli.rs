@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ferro_wire::DeviceId;
 
 use crate::output::OutputFormat;
 
@@ -114,7 +115,7 @@ pub enum CloudDeviceCommand {
     Reassign {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         /// The tenant that gets the device (ID).
         #[arg(long, value_name = "TENANT_ID")]
         to_tenant: String,
@@ -127,7 +128,7 @@ pub enum CloudDeviceCommand {
     Unclaim {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         /// Why (kept in the audit logs of the platform and of the tenant).
         #[arg(long, value_name = "TEXT")]
         reason: String,
@@ -144,7 +145,7 @@ pub enum CloudDeviceCommand {
     Show {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -157,7 +158,7 @@ pub enum CloudDeviceCommand {
     Update {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         /// Device group ID or PRODUCT/GROUP.
         #[arg(long, value_name = "GROUP", required_unless_present = "blocked")]
         device_group: Option<String>,
@@ -176,7 +177,7 @@ pub enum CloudDeviceCommand {
     ShowDeploymentStatus {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -184,7 +185,7 @@ pub enum CloudDeviceCommand {
     UpdateNow {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -354,7 +355,7 @@ pub enum DeviceImageCommand {
     ListTargeted {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -369,7 +370,7 @@ pub enum CapabilityCommand {
         capability_type: String,
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         /// Where to write the capability file.
         #[arg(long, value_name = "FILE")]
         destination: PathBuf,
@@ -388,7 +389,7 @@ pub enum CapabilityCommand {
         capability_type: String,
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         #[command(flatten)]
         tenant: TenantArg,
     },
@@ -429,7 +430,7 @@ pub enum TransferCommand {
     Create {
         /// Device ID.
         #[arg(long, value_name = "ID")]
-        device: String,
+        device: DeviceId,
         /// The tenant that may accept the device (its ID: ask its Administrator).
         #[arg(long, value_name = "TENANT_ID")]
         target_tenant: String,

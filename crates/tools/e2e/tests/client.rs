@@ -133,10 +133,13 @@ fn typed_calls_against_a_running_service() {
     assert!(!groups.items.is_empty());
     assert!(groups.items.iter().all(|g| g.product_id == product.id));
 
-    // Device routes take the ID as given; the service judges it.
+    // Device routes take a parsed `DeviceId` (a malformed one never leaves the caller); a
+    // well-formed ID of no device of the tenant is the service's 404.
+    assert!("xyz".parse::<ferro_wire::DeviceId>().is_err());
+    let unknown: ferro_wire::DeviceId = "AB".repeat(64).parse().expect("device ID");
     assert_eq!(
-        api_error(admin.deployment_status(contoso.id, "xyz")),
-        (400, "invalid_id".to_string())
+        api_error(admin.deployment_status(contoso.id, &unknown)),
+        (404, "not_found".to_string())
     );
     let count = admin
         .count_devices(contoso.id, &Default::default())

@@ -66,11 +66,9 @@ fn the_device_client_against_a_running_service() {
         }
 
         // A challenge needs no certificate.
-        let device_id = "ab".repeat(64);
+        let device_id: ferro_wire::DeviceId = "ab".repeat(64).parse().expect("a device ID");
         let challenge = device
-            .attestation_challenge(&AttestationChallengeRequest {
-                device_id: device_id.clone(),
-            })
+            .attestation_challenge(&AttestationChallengeRequest { device_id })
             .await
             .expect("challenge");
         assert!(!challenge.nonce.is_empty());
@@ -99,9 +97,7 @@ fn the_device_client_against_a_running_service() {
             let mut wave = tokio::task::JoinSet::new();
             for _ in 0..50 {
                 let device = device.clone();
-                let request = AttestationChallengeRequest {
-                    device_id: device_id.clone(),
-                };
+                let request = AttestationChallengeRequest { device_id };
                 wave.spawn(async move { device.attestation_challenge(&request).await });
             }
             while let Some(answer) = wave.join_next().await {

@@ -166,8 +166,12 @@ fn targeted_images_deployment_status_and_update_now() {
         "Coffee Maker/No Such Group",
     ]);
     assert!(stderr.contains("no device group"), "{stderr}");
+    // A malformed device ID is refused by the CLI itself, saying what a device ID is.
     let stderr = admin.fails(&["device", "show-deployment-status", "--device", "xyz"]);
-    assert!(stderr.contains("invalid_id"), "{stderr}");
+    assert!(
+        stderr.contains("a device ID is 128 hexadecimal characters"),
+        "{stderr}"
+    );
 }
 
 fn args(v: &[String]) -> Vec<&str> {

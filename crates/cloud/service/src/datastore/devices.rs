@@ -8,7 +8,7 @@ use super::parse_id;
 use super::{StoreError, StoreResult};
 use crate::authz::TenantScope;
 use crate::db::{self, Arg, Db, DbRow, Tx};
-use ferro_wire::{CapabilityType, Device, DeviceGroupId, ProductId};
+use ferro_wire::{CapabilityType, Device, DeviceGroupId, DeviceId, ProductId};
 use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -28,7 +28,7 @@ static GET_DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
 fn device_from_row(r: &DbRow<'_>) -> StoreResult<Device> {
     let bad = |what: &str| StoreError::Corrupt(format!("unknown {what} in database"));
     Ok(Device {
-        device_id: r.get("id")?,
+        device_id: super::parse_device_id(&r.get::<String>("id")?)?,
         tenant_id: parse_id(&r.get::<String>("tenant_id")?)?,
         device_group_id: r
             .get::<Option<String>>("device_group_id")?
@@ -87,18 +87,23 @@ impl DeviceFilter {
 }
 
 /// One device of `tenant` (a point lookup: the hottest read of the management API).
-pub async fn get(db: &Db, scope: &TenantScope, device: &str) -> StoreResult<Option<Device>> {
+pub async fn get(db: &Db, scope: &TenantScope, device: &DeviceId) -> StoreResult<Option<Device>> {
     let tid = scope.tenant_str();
-    let args = [Arg::from(tid), Arg::from(device)];
+    let device = device.to_string();
+    let args = [Arg::from(tid), Arg::from(&device)];
     db.read_optional(&GET_DEVICE_SQL, &args, device_from_row)
         .await
 }
 
 /// One device of `tenant`, read in the caller's write transaction.
-pub async fn get_in(tx: &mut Tx, scope: &TenantScope, device: &str) -> StoreResult<Option<Device>> {
+pub async fn get_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    device: &DeviceId,
+) -> StoreResult<Option<Device>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(GET_DEVICE_SQL.as_str()))
         .bind(scope.tenant_str())
-        .bind(device)
+        .bind(device.to_string())
         .fetch_optional(&mut **tx)
         .await?;
     row.map(|r| device_from_row(&DbRow::from(&r))).transpose()
@@ -166,13 +171,13 @@ pub async fn count(db: &Db, scope: &TenantScope, filter: &DeviceFilter) -> Store
 pub async fn set_group(
     tx: &mut Tx,
     scope: &TenantScope,
-    device: &str,
+    device: &DeviceId,
     group: Option<DeviceGroupId>,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE devices SET device_group_id = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(group.map(|g| g.to_string()))
         .bind(scope.tenant_str())
-        .bind(device)
+        .bind(device.to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -182,15 +187,37 @@ pub async fn set_group(
 pub async fn set_blocked(
     tx: &mut Tx,
     scope: &TenantScope,
-    device: &str,
+    device: &DeviceId,
     blocked: bool,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE devices SET blocked = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(db::b2i(blocked))
         .bind(scope.tenant_str())
-        .bind(device)
+        .bind(device.to_string())
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Record a change to one of the tenant's devices in the tenant's audit log, by the scope's
+/// actor (in the transaction that makes the change).
+pub async fn audit(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    device: &DeviceId,
+    action: &str,
+    details: serde_json::Value,
+) -> StoreResult<()> {
+    db::audit(
+        tx,
+        Some(scope.tenant_str()),
+        scope.audit_user(),
+        action,
+        "device",
+        &device.to_string(),
+        details,
+    )
+    .await?;
     Ok(())
 }
 
@@ -198,7 +225,7 @@ pub async fn set_blocked(
 pub async fn revoke_capabilities(
     tx: &mut Tx,
     scope: &TenantScope,
-    device: &str,
+    device: &DeviceId,
     kind: CapabilityType,
     now: i64,
 ) -> StoreResult<u64> {
@@ -208,7 +235,7 @@ pub async fn revoke_capabilities(
     )
     .bind(now)
     .bind(scope.tenant_str())
-    .bind(device)
+    .bind(device.to_string())
     .bind(kind.as_str())
     .execute(&mut **tx)
     .await?
@@ -220,7 +247,7 @@ pub async fn revoke_capabilities(
 #[derive(Debug)]
 pub struct NewCapability<'a> {
     /// The device.
-    pub device: &'a str,
+    pub device: &'a DeviceId,
     /// Its kind.
     pub kind: CapabilityType,
     /// The developer keys it names (AppDevelopment; empty otherwise).
@@ -243,7 +270,7 @@ pub async fn insert_capability(
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(scope.tenant_str())
-    .bind(c.device)
+    .bind(c.device.to_string())
     .bind(c.kind.as_str())
     .bind(serde_json::to_string(c.developer_key_ids).unwrap_or_else(|_| "[]".into()))
     .bind(c.issued_at)
@@ -257,8 +284,8 @@ pub async fn insert_capability(
 /// stored.
 #[derive(Debug)]
 pub struct NewRegistration<'a> {
-    /// Device ID (128 lowercase hex).
-    pub device_id: &'a str,
+    /// Device ID.
+    pub device_id: &'a DeviceId,
     /// The device key, base64 DER SubjectPublicKeyInfo.
     pub device_key: String,
     /// Root of trust (wire name).
@@ -291,7 +318,7 @@ pub async fn insert_registration(tx: &mut Tx, r: &NewRegistration<'_>) -> StoreR
          attestation_key, claim_code_sha256) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (device_id) DO NOTHING",
     )
-    .bind(r.device_id)
+    .bind(r.device_id.to_string())
     .bind(&r.device_key)
     .bind(r.root_of_trust)
     .bind(r.ek_certificate.as_deref())
@@ -310,11 +337,11 @@ pub async fn insert_registration(tx: &mut Tx, r: &NewRegistration<'_>) -> StoreR
 }
 
 /// The stored registration record of a device: its hex SHA-256 and when it was stored.
-pub async fn registration_of(tx: &mut Tx, device: &str) -> StoreResult<(String, i64)> {
+pub async fn registration_of(tx: &mut Tx, device: &DeviceId) -> StoreResult<(String, i64)> {
     let row = sqlx::query(
         "SELECT record_sha256, registered_at FROM device_registrations WHERE device_id = $1",
     )
-    .bind(device)
+    .bind(device.to_string())
     .fetch_one(&mut **tx)
     .await?;
     Ok((row.try_get("record_sha256")?, row.try_get("registered_at")?))

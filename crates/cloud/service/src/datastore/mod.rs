@@ -7,21 +7,24 @@
 //! a bounded indexed one), a write takes the caller's write transaction ([`crate::db::Tx`],
 //! from `Db::begin_write`), as does a read that must see it.
 //!
-//! Moved so far: devices (with registrations and capabilities), images, ownership (transfers,
+//! It holds every statement of the service (the database layer under it keeps the audit row,
+//! the tenant lock and the migrations): devices (with registrations and capabilities), images, ownership (transfers,
 //! epochs, moving a device between tenants), products, device groups, tenants with their roles
 //! and audit log (as the tenant routes read them), developer keys, users, sessions and API
-//! tokens, login limits, invitations, tenant CAs and the platform's rows, and updates: OS
-//! releases with their feeds' policies and build keys, deployments and their rollouts, devices'
-//! target sets and update reports, update-now signals. The rest of the service's SQL still sits
-//! in the modules that use it and moves here resource by resource (`tests/layering.rs` lists
-//! them, `SQL_NOT_YET_MOVED`).
+//! tokens, login limits, invitations, tenant CAs and the platform's rows, attestation (the
+//! evidence route's reads and its recording write), device events (uploads, batches, the error
+//! report), and updates: OS releases with their feeds' policies and build keys, deployments and
+//! their rollouts, devices' target sets and update reports, update-now signals.
+//! `tests/layering.rs` fails on SQL anywhere else.
 //!
 //! [`crate::db::Db::write_atomic`] is this layer's hot-path writer (a token's last use, an
 //! attestation's verdict), not a way to write for the layers above.
 
+pub mod attestation;
 pub mod audit;
 pub mod deployments;
 pub mod developer_keys;
+pub mod device_events;
 pub mod device_groups;
 pub mod devices;
 pub mod images;
@@ -85,6 +88,12 @@ pub(crate) fn parse_id<T: From<uuid::Uuid>>(s: &str) -> StoreResult<T> {
     uuid::Uuid::parse_str(s)
         .map(T::from)
         .map_err(|_| StoreError::Corrupt(format!("malformed ID {s:?}")))
+}
+
+/// A stored device ID parsed back, or [`StoreError::Corrupt`].
+pub(crate) fn parse_device_id(s: &str) -> StoreResult<ferro_wire::DeviceId> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("malformed device ID {s:?}")))
 }
 
 /// A stored enum name parsed back, or [`StoreError::Corrupt`] naming `what`.

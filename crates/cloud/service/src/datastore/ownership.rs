@@ -238,7 +238,7 @@ const TRANSFER_COLUMNS: &str =
 fn transfer_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeviceTransfer> {
     Ok(DeviceTransfer {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
-        device_id: r.try_get("device_id")?,
+        device_id: super::parse_device_id(&r.try_get::<String, _>("device_id")?)?,
         from_tenant_id: parse_id(&r.try_get::<String, _>("from_tenant_id")?)?,
         to_tenant_id: parse_id(&r.try_get::<String, _>("to_tenant_id")?)?,
         state: r

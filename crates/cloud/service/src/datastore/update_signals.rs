@@ -37,7 +37,7 @@ pub enum SignalTarget<'a> {
     /// Every device of a group.
     Group(DeviceGroupId),
     /// One device.
-    Device(&'a str),
+    Device(&'a ferro_wire::DeviceId),
 }
 
 /// Store a new signal (ID `id`, UUIDv7: newer signals sort after older ones) of the scope's
@@ -51,7 +51,7 @@ pub async fn insert(
 ) -> StoreResult<()> {
     let (group, device) = match target {
         SignalTarget::Group(g) => (Some(g.to_string()), None),
-        SignalTarget::Device(d) => (None, Some(d)),
+        SignalTarget::Device(d) => (None, Some(d.to_string())),
     };
     sqlx::query(
         "INSERT INTO update_signals (id, tenant_id, device_group_id, device_id, created_by, \

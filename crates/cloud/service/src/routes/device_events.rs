@@ -2,6 +2,8 @@
 //! TLS) for its tenant's error report (`routes::error_report`); the rules (size, time window,
 //! per-device cap) are `crate::device_events`'.
 
+use crate::authz;
+use crate::datastore::device_events as store;
 use crate::db::{self};
 use crate::device_auth::AuthenticatedDevice;
 use crate::device_events::{
@@ -13,7 +15,7 @@ use crate::extract::JsonBody;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ferro_wire::{DeviceEventsUpload, ErrorBody, ErrorCode};
+use ferro_wire::{DeviceEventsUpload, DeviceId, ErrorBody, ErrorCode};
 
 /// Upload a batch of the device's events for its tenant's error report (device certificate;
 /// the device and tenant come from the certificate). All or nothing. A `batchId` this device
@@ -35,33 +37,19 @@ pub async fn device_events(
 ) -> ApiResult<StatusCode> {
     let now = db::now();
     let events = check_upload(&upload, &device.device_id, now)?;
-    let batch = upload.batch_id.hyphenated().to_string();
+    let scope = authz::device_scope(&device)?;
+    let id: DeviceId = device
+        .device_id
+        .parse()
+        .map_err(|_| ApiError::Internal("malformed ID of an authenticated device".into()))?;
     let stored = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let mut tx = state.db.begin_write().await?;
-    // The device's row lock (PostgreSQL; SQLite writers are serialised anyway): this device's
-    // uploads run one at a time from here, so the checks below see each other's batches.
-    let locked =
-        sqlx::query("UPDATE devices SET events_uploaded_at = $1 WHERE id = $2 AND tenant_id = $3")
-            .bind(now)
-            .bind(&device.device_id)
-            .bind(&device.tenant_id)
-            .execute(&mut *tx)
-            .await?;
-    if locked.rows_affected() != 1 {
+    // The device's row lock: this device's uploads run one at a time from here, so the checks
+    // below see each other's batches.
+    if !store::lock_for_upload(&mut tx, &scope, &id, now).await? {
         return Err(ApiError::not_found("device"));
     }
-    let new_batch = sqlx::query(
-        "INSERT INTO device_event_batches (device_id, batch_id, tenant_id, event_count, \
-         received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, batch_id) DO NOTHING",
-    )
-    .bind(&device.device_id)
-    .bind(&batch)
-    .bind(&device.tenant_id)
-    .bind(stored)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if new_batch.rows_affected() == 0 {
+    if !store::insert_batch(&mut tx, &scope, &id, upload.batch_id, stored, now).await? {
         // Sent before and stored then: nothing to do (the transaction rolls back).
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -79,12 +67,8 @@ pub async fn device_events(
         });
     }
     // Batch IDs old enough that a re-send could no longer show in the report.
-    sqlx::query("DELETE FROM device_event_batches WHERE device_id = $1 AND received_at < $2")
-        .bind(&device.device_id)
-        .bind(now - BATCH_ID_RETENTION_SECS)
-        .execute(&mut *tx)
-        .await?;
-    record_device_events(&mut tx, &device.tenant_id, &events).await?;
+    store::forget_batches_before(&mut tx, &id, now - BATCH_ID_RETENTION_SECS).await?;
+    record_device_events(&mut tx, &scope, &events).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

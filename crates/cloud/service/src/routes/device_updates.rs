@@ -18,6 +18,7 @@ use ferro_wire::{
 use serde::Deserialize;
 
 use crate::authz;
+use crate::datastore::device_events as device_event_store;
 use crate::datastore::update_reports::{self, LastReport};
 use crate::datastore::update_signals;
 use crate::db;
@@ -183,23 +184,13 @@ pub async fn device_update_status(
         let (in_window, _) = events_in_window(&mut tx, &device.device_id, at).await?;
         let room = in_window < event_cap(&state);
         if room {
-            sqlx::query(
-                "INSERT INTO device_event_batches (device_id, batch_id, tenant_id, event_count, \
-                 received_at) VALUES ($1, $2, $3, 1, $4)",
-            )
-            .bind(&device.device_id)
-            .bind(uuid::Uuid::new_v4().hyphenated().to_string())
-            .bind(&device.tenant_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM device_event_batches WHERE device_id = $1 AND received_at < $2",
-            )
-            .bind(&device.device_id)
-            .bind(at - BATCH_ID_RETENTION_SECS)
-            .execute(&mut *tx)
-            .await?;
+            let id: ferro_wire::DeviceId = device.device_id.parse().map_err(|_| {
+                ApiError::Internal("malformed ID of an authenticated device".into())
+            })?;
+            device_event_store::insert_batch(&mut tx, &scope, &id, uuid::Uuid::new_v4(), 1, at)
+                .await?;
+            device_event_store::forget_batches_before(&mut tx, &id, at - BATCH_ID_RETENTION_SECS)
+                .await?;
         } else {
             tracing::warn!(device = %device.device_id,
                 "update failure not stored as an event: the device's event cap for 24 hours is reached");
@@ -211,7 +202,7 @@ pub async fn device_update_status(
     if event_room {
         record_device_events(
             &mut tx,
-            &device.tenant_id,
+            &scope,
             &[DeviceEvent {
                 device_id: device.device_id.clone(),
                 event_type: "UpdateFailed".into(),

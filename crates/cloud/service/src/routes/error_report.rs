@@ -2,6 +2,7 @@
 //! uploaded (`routes::device_events`), with Azure Sphere's CSV columns or as JSON.
 
 use crate::auth::TenantCaller;
+use crate::datastore::device_events;
 use crate::db::{self};
 use crate::device_events::{MAX_REPORT_ROWS, REPORT_WINDOW_SECS};
 use crate::error::ApiResult;
@@ -11,7 +12,6 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ferro_wire::{ERROR_REPORT_CSV_HEADER, ErrorBody, ErrorReportQuery, Role};
-use sqlx::Row;
 use time::format_description::well_known::Rfc3339;
 
 /// One CSV cell: CSV-injection-safe (a cell starting with `=`, `+`, `-`, `@`, tab or CR gets a
@@ -46,31 +46,22 @@ pub async fn error_report(
     who: TenantCaller,
     StrictQuery(_q): StrictQuery<ErrorReportQuery>,
 ) -> ApiResult<Response> {
-    who.authorize(Role::Reader)?;
+    let scope = who.authorize(Role::Reader)?;
     let since = db::now() - REPORT_WINDOW_SECS;
-    let rows = sqlx::query(
-        "SELECT device_id, event_type, event_class, event_category, event_count, description, \
-         start_time, end_time FROM device_events WHERE tenant_id = $1 AND end_time >= $2 \
-         ORDER BY start_time, id LIMIT $3",
-    )
-    .bind(&who.tid)
-    .bind(since)
-    .bind(MAX_REPORT_ROWS)
-    .fetch_all(state.db.pool())
-    .await?;
+    let rows = device_events::report(&state.db, &scope, since, MAX_REPORT_ROWS).await?;
     let mut csv = String::with_capacity(128 * (rows.len() + 1));
     csv.push_str(ERROR_REPORT_CSV_HEADER);
     csv.push_str("\r\n");
     for r in &rows {
         let cells = [
-            csv_cell(&r.try_get::<String, _>("device_id")?),
-            csv_cell(&r.try_get::<String, _>("event_type")?),
-            csv_cell(&r.try_get::<String, _>("event_class")?),
-            csv_cell(&r.try_get::<String, _>("event_category")?),
-            r.try_get::<i64, _>("event_count")?.to_string(),
-            csv_cell(&r.try_get::<String, _>("description")?),
-            time_cell(r.try_get("start_time")?),
-            time_cell(r.try_get("end_time")?),
+            csv_cell(&r.device_id.to_string()),
+            csv_cell(&r.event_type),
+            csv_cell(&r.event_class),
+            csv_cell(&r.event_category),
+            r.count.to_string(),
+            csv_cell(&r.description),
+            time_cell(r.start),
+            time_cell(r.end),
         ];
         csv.push_str(&cells.join(","));
         csv.push_str("\r\n");

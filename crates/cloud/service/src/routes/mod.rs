@@ -4,6 +4,7 @@
 pub mod attestation;
 pub mod auth;
 pub mod ca;
+pub mod capabilities;
 pub mod deployments;
 pub mod developer_keys;
 pub mod device_events;
@@ -21,6 +22,7 @@ pub mod os_releases;
 pub mod ownership;
 pub mod pki;
 pub mod products;
+pub mod registrations;
 pub mod tenants;
 pub mod updates;
 pub mod users;

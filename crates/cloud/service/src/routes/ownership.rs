@@ -18,9 +18,9 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use ferro_wire::{
-    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DeviceReassigned,
+    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DeviceId, DeviceReassigned,
     DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode, MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN,
-    ReassignDeviceRequest, Role, TransferState, normalize_device_id,
+    ReassignDeviceRequest, Role, TransferState,
 };
 use serde_json::json;
 
@@ -71,10 +71,10 @@ pub async fn assign(
     let mut ids: Vec<(usize, String)> = Vec::new();
     let mut unique = std::collections::HashSet::new();
     for (i, raw) in req.device_ids.iter().enumerate() {
-        match normalize_device_id(raw) {
-            Some(id) if unique.insert(id.clone()) => ids.push((i, id)),
-            Some(_) => {}
-            None => bad.push(bad_device_id(i)),
+        match raw.parse::<DeviceId>().map(|id| id.to_string()) {
+            Ok(id) if unique.insert(id.clone()) => ids.push((i, id)),
+            Ok(_) => {}
+            Err(_) => bad.push(bad_device_id(i)),
         }
     }
     if !bad.is_empty() {
@@ -180,7 +180,8 @@ pub async fn reassign(
     JsonBody(req): JsonBody<ReassignDeviceRequest>,
 ) -> ApiResult<Json<DeviceReassigned>> {
     caller.require_operator()?;
-    let did = device_param(&device_id)?;
+    let device = device_param(&device_id)?;
+    let did = device.to_string();
     let reason = req.reason.trim();
     if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
         return Err(ApiError::invalid_body(format!(
@@ -242,7 +243,7 @@ pub async fn reassign(
     tx.commit().await?;
     tracing::info!(device = %did, from = ?from, to = ?to, "device reassigned by an operator");
     Ok(Json(DeviceReassigned {
-        device_id: did,
+        device_id: device,
         from_tenant_id: from.as_deref().map(parse_id).transpose()?,
         to_tenant_id: to.as_deref().map(parse_id).transpose()?,
         claim_code,
@@ -313,7 +314,7 @@ pub async fn create_transfer(
     JsonBody(req): JsonBody<CreateTransferRequest>,
 ) -> ApiResult<(axum::http::StatusCode, Json<DeviceTransfer>)> {
     who.authorize(Role::Administrator)?;
-    let did = device_param(&device_id)?;
+    let did = device_param(&device_id)?.to_string();
     let to = req.target_tenant_id.to_string();
     if to == who.tid {
         return Err(ApiError::invalid_body(
@@ -425,7 +426,8 @@ pub async fn accept_transfer(
             t.state.as_str()
         )));
     }
-    let owner = lock_device(&mut tx, &t.device_id).await?;
+    let device = t.device_id.to_string();
+    let owner = lock_device(&mut tx, &device).await?;
     let from = t.from_tenant_id.to_string();
     if owner.as_deref() != Some(from.as_str()) {
         return Err(ApiError::conflict(
@@ -442,7 +444,7 @@ pub async fn accept_transfer(
         "device.transfer.accept",
     )
     .await?;
-    ownership::change_owner(&mut tx, &t.device_id, Some(&who.tid), &actor).await?;
+    ownership::change_owner(&mut tx, &device, Some(&who.tid), &actor).await?;
     let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
     tx.commit().await?;
     tracing::info!(device = %t.device_id, from = %from, to = %who.tid, "device transferred");

@@ -5,8 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use ferro_wire::{
-    DeviceDeploymentStatus, ErrorBody, ErrorCode, Role, TargetedImage, TargetedImages,
-    UpdateNowResult, normalize_device_id,
+    DeviceDeploymentStatus, ErrorBody, Role, TargetedImage, TargetedImages, UpdateNowResult,
 };
 use serde_json::json;
 
@@ -17,18 +16,9 @@ use crate::datastore::update_signals::{self, SignalTarget};
 use crate::datastore::{device_groups, devices};
 use crate::db;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::path_id;
+use crate::extract::{device_param, path_id};
 use crate::state::AppState;
 use crate::targets::{self, current_target};
-
-fn device_param(raw: &str) -> ApiResult<String> {
-    normalize_device_id(raw).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidId,
-            "`deviceId` must be 128 hexadecimal characters (the device ID)",
-        )
-    })
-}
 
 /// A device's update status: the target set version the service computed for it and the
 /// device's last report (any role).
@@ -45,7 +35,7 @@ pub async fn deployment_status(
 ) -> ApiResult<Json<DeviceDeploymentStatus>> {
     let scope = who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
-    update_reports::status(&state.db, &scope, &did)
+    update_reports::status(&state.db, &scope, &did.to_string())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("device"))
@@ -68,12 +58,12 @@ pub async fn targeted_images(
     devices::get(&state.db, &scope, &did)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
-    let target = current_target(&state, &did)
+    let target = current_target(&state, &did.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
     let set = targets::content(&target.signed)?;
     Ok(Json(TargetedImages {
-        device_id: did,
+        device_id: did.to_string(),
         target_version: set.version,
         expires_at: set.expires_at,
         manage_apps: set.manage_apps,

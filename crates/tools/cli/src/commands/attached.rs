@@ -279,7 +279,7 @@ fn board(command: BoardCommand, output: OutputFormat) -> Result<()> {
 impl Render for api::AttachedDevice {
     fn table(&self) -> comfy_table::Table {
         property_table([
-            ("Device ID", self.device_id.clone()),
+            ("Device ID", self.device_id.to_string()),
             ("Manufacturing state", self.manufacturing_state.clone()),
             ("Root of trust", self.root_of_trust.clone()),
             ("OS version", self.os_version.clone().unwrap_or_default()),

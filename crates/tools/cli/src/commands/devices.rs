@@ -17,7 +17,7 @@ use crate::session::Session;
 use ferro_wire::{
     CaCertificateStatus, CapabilityType, CertificateFormat, CertificateFormatQuery,
     ClaimDevicesRequest, ClaimDevicesResponse, CreateCapabilityRequest, DeviceClaim,
-    DeviceCountQuery, DeviceDeploymentStatus, DeviceQuery, ErrorReportQuery,
+    DeviceCountQuery, DeviceDeploymentStatus, DeviceId, DeviceQuery, ErrorReportQuery,
     ProofOfPossessionRequest, RegisterDevicesRequest, ReportFormat, RevokedCapabilities,
     TargetedImages, UpdateDeviceRequest, UpdateNowResult,
 };
@@ -111,7 +111,7 @@ impl Render for TargetedImages {
 impl Render for RevokedCapabilities {
     fn table(&self) -> comfy_table::Table {
         property_table([
-            ("Device", self.device_id.clone()),
+            ("Device", self.device_id.to_string()),
             ("Type", format!("{:?}", self.capability_type)),
             ("Revoked", self.revoked.to_string()),
         ])
@@ -561,7 +561,7 @@ fn base64_decode(text: &str) -> Result<Vec<u8>> {
 }
 
 /// `ferro device image list-targeted`.
-pub fn list_targeted(device: String, tenant: TenantArg, output: OutputFormat) -> Result<()> {
+pub fn list_targeted(device: DeviceId, tenant: TenantArg, output: OutputFormat) -> Result<()> {
     let session = Session::require()?;
     let client = session.client()?;
     let tenant = session.tenant(&client, tenant.tenant.as_deref())?;

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use ferro_client::Client;
 use ferro_wire::{
-    AssignDevicesRequest, CreateTransferRequest, DeviceTransferId, ReassignDeviceRequest,
+    AssignDevicesRequest, CreateTransferRequest, DeviceId, DeviceTransferId, ReassignDeviceRequest,
 };
 
 use crate::cli::TransferCommand;
@@ -97,7 +97,7 @@ fn transfer_id(given: &str) -> Result<DeviceTransferId> {
 /// `ferro device reassign` (`to` = a tenant) and `ferro device unclaim` (`to` = `None`).
 pub fn reassign(
     client: &Client,
-    device: &str,
+    device: &DeviceId,
     to: Option<&str>,
     reason: &str,
     output: OutputFormat,
