@@ -187,15 +187,8 @@ fn datastore_violations(rel: &str, text: &str) -> Vec<String> {
         return Vec::new();
     }
     let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let code = line.trim_start();
-        if code.starts_with("#[cfg(test)]") {
-            break;
-        }
-        if code.starts_with("//") {
-            continue;
-        }
-        let at = format!("{rel}:{}", n + 1);
+    for (n, code) in code_lines(text) {
+        let at = format!("{rel}:{n}");
         for http in ["ApiError", "ApiResult", "axum", "StatusCode"] {
             if code.contains(http) {
                 found.push(format!(
