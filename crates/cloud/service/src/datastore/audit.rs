@@ -3,17 +3,23 @@
 
 use super::StoreResult;
 use super::parse_id;
+use crate::authz::TenantScope;
 use crate::db::{self, Db};
 use ferro_wire::AuditEvent;
 use sqlx::Row;
 
 /// Up to `limit` audit events of the tenant with IDs after `after`, oldest first.
-pub async fn list(db: &Db, tid: &str, after: &str, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+pub async fn list(
+    db: &Db,
+    scope: &TenantScope,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<AuditEvent>> {
     let rows = sqlx::query(
         "SELECT id, at, actor, action, object_type, object_id, details FROM audit_log \
          WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
-    .bind(tid)
+    .bind(scope.tenant_str())
     .bind(after)
     .bind(limit)
     .fetch_all(db.pool())

@@ -342,9 +342,8 @@ pub async fn audit_log(
     StrictQuery(q): StrictQuery<PageQuery>,
 ) -> ApiResult<Json<Page<AuditEvent>>> {
     let t = path_id::<TenantId>(&tenant_id, "tenantId")?;
-    let tid = t.to_string();
-    authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
+    let scope = authz::authorize(state.db.pool(), &caller, t, Role::Administrator).await?;
     let page = PageReq::new(q.limit, q.continuation.as_deref())?;
-    let items = audit::list(&state.db, &tid, &page.after, page.fetch()).await?;
+    let items = audit::list(&state.db, &scope, &page.after, page.fetch()).await?;
     Ok(Json(page.finish(items, |e| e.id.to_string())))
 }
