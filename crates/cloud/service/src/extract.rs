@@ -116,25 +116,35 @@ pub fn path_id<T: From<uuid::Uuid>>(raw: &str, name: &str) -> Result<T, ApiError
     })
 }
 
-/// The client's address as every rate limit sees it: the socket's peer (`None` without a socket,
-/// as for in-process tests). One place, so the login and attestation limits always agree.
-pub fn client_addr(parts: &Parts) -> Option<std::net::IpAddr> {
+/// The client's address as the rate limits and the audit log see it: the socket's peer, or,
+/// from a trusted proxy, the client it forwards for (`crate::client_addr`); `None` without a
+/// socket, as for in-process tests. One place, so the login and attestation limits always agree.
+pub fn client_addr(
+    parts: &Parts,
+    trusted: &crate::client_addr::TrustedProxies,
+) -> Option<std::net::IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<crate::server::ConnInfo>>()
-        .map(|c| c.0.addr.ip())
+        .map(|c| crate::client_addr::resolve(c.0.addr.ip(), &parts.headers, trusted))
 }
 
-/// The client's address, for rate limiting ([`client_addr`]; `None` without a socket, as in
-/// in-process tests).
+/// The client's address, for rate limiting and auditing ([`client_addr`]; `None` without a
+/// socket, as in in-process tests).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<crate::state::AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(client_addr(parts)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &crate::state::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(
+            parts,
+            &state.config.trusted_proxies,
+        )))
     }
 }
 

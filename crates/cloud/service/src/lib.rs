@@ -21,6 +21,7 @@ pub mod auth;
 pub mod auth_cache;
 pub mod authz;
 pub mod claims;
+pub mod client_addr;
 pub mod clock;
 pub mod datastore;
 pub mod db;

@@ -121,7 +121,10 @@ impl FromRequestParts<AppState> for AttestationAllowance {
             return Ok(AttestationAllowance);
         };
         limiter
-            .check(crate::extract::client_addr(parts))
+            .check(crate::extract::client_addr(
+                parts,
+                &state.config.trusted_proxies,
+            ))
             .map(|()| AttestationAllowance)
             .map_err(|wait| {
                 let secs = retry_after_secs(wait);

@@ -45,6 +45,11 @@ pub struct FileConfig {
     /// Life of one-time passwords in hours (default 72).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub one_time_password_hours: Option<u32>,
+    /// Reverse proxies (CIDR ranges or addresses) whose `X-Forwarded-For` names the client for
+    /// the login and attestation limits (`crate::client_addr`); empty (the default): forwarding
+    /// headers are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl FileConfig {
@@ -63,7 +68,10 @@ impl FileConfig {
         if !(1..=720).contains(&otp_hours) {
             return Err(bad("one_time_password_hours must be 1 to 720"));
         }
+        let trusted_proxies = crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| bad(&e))?;
         Ok(crate::Config {
+            trusted_proxies,
             attestation_rate: self
                 .attestation_rate_limit
                 .unwrap_or(crate::rate_limit::AddressRate::ATTESTATION_DEFAULT),
@@ -395,5 +403,49 @@ mod tests {
             assert!(e.contains(name), "{e}");
         }
         assert!(toml::from_str::<FileConfig>("tenant_creation = \"everyone\"\n").is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_are_read_and_a_bad_entry_stops_the_start() {
+        assert!(
+            config_of("").unwrap().trusted_proxies.is_empty(),
+            "none by default"
+        );
+        let c =
+            config_of("trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1/32\", \"::1\"]\n").unwrap();
+        for (addr, trusted) in [
+            ("10.2.3.4", true),
+            ("127.0.0.1", true),
+            ("::1", true),
+            ("192.0.2.1", false),
+        ] {
+            assert_eq!(
+                c.trusted_proxies.contains(addr.parse().unwrap()),
+                trusted,
+                "{addr}"
+            );
+        }
+        for (text, named) in [
+            ("trusted_proxies = [\"10.0.0.0/33\"]\n", "\"10.0.0.0/33\""),
+            (
+                "trusted_proxies = [\"127.0.0.1\", \"haproxy.internal\"]\n",
+                "\"haproxy.internal\"",
+            ),
+            ("trusted_proxies = [\"10.0.0/8\"]\n", "\"10.0.0/8\""),
+            ("trusted_proxies = [\"\"]\n", "\"\""),
+        ] {
+            let e = config_of(text).unwrap_err();
+            assert!(matches!(e, SetupError::Config(..)), "{e}");
+            let e = e.to_string();
+            assert!(
+                e.contains("ferro-service.toml")
+                    && e.contains("trusted_proxies")
+                    && e.contains(named),
+                "{e}"
+            );
+        }
+        // Not a list of strings: refused by the file's syntax.
+        assert!(toml::from_str::<FileConfig>("trusted_proxies = \"10.0.0.0/8\"\n").is_err());
+        assert!(toml::from_str::<FileConfig>("trusted_proxies = [10]\n").is_err());
     }
 }

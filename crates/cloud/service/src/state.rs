@@ -55,6 +55,9 @@ pub struct Config {
     /// Argon2 computations at once, and requests that may wait for one
     /// (`crate::login_guard::PasswordGate`).
     pub password_gate: crate::login_guard::GateSize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`trusted_proxies`); empty:
+    /// the peer's address is the client's (`crate::client_addr`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 /// Who may create tenants.
@@ -93,6 +96,7 @@ impl Default for Config {
             max_tenants_per_user: 10,
             one_time_password_ttl_secs: 72 * 3600,
             password_gate: crate::login_guard::GateSize::default(),
+            trusted_proxies: crate::client_addr::TrustedProxies::default(),
         }
     }
 }

@@ -619,3 +619,133 @@ async fn a_login_flood_keeps_memory_bounded() {
         "peak resident memory {peak} KiB grew more than 192 MiB over {baseline} KiB"
     );
 }
+
+/// Wrong-password logins over a real socket, each with its own login name (so only the address
+/// limit applies) and the given `X-Forwarded-For` lines: the statuses.
+async fn wrong_logins(base: &str, forwarded_for: &[&[&str]]) -> Vec<u16> {
+    let http = http_client();
+    let mut statuses = Vec::new();
+    for lines in forwarded_for {
+        let mut req = http.post(format!("{base}/v1/auth/login")).json(
+            &json!({"login": format!("nobody{}@example.com", common::uniq()), "password": "wrong"}),
+        );
+        for l in *lines {
+            req = req.header("x-forwarded-for", *l);
+        }
+        statuses.push(req.send().await.unwrap().status().as_u16());
+    }
+    statuses
+}
+
+fn address_limit_config(trusted_proxies: &[&str]) -> ferro_service::Config {
+    ferro_service::Config {
+        rate_limit: ferro_service::auth::RateLimit {
+            window_secs: 900,
+            per_login: 100,
+            per_ip: 3,
+        },
+        trusted_proxies: ferro_service::client_addr::TrustedProxies::parse(trusted_proxies)
+            .unwrap(),
+        ..common::test_config()
+    }
+}
+
+/// Attack: a client talking to the service directly (no proxy trusted, the default) sends a new
+/// `X-Forwarded-For` with every guess. The header is ignored: every guess counts against its
+/// socket's address, and the limit holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_client_cannot_choose_its_login_limit_key() {
+    let t = TestApp::with_config(Backend::Sqlite, address_limit_config(&[])).await;
+    let (base, stop, handle) = serve(&t, axum::Router::new()).await;
+    let spoofed: Vec<String> = (1..=5).map(|i| format!("203.0.113.{i}")).collect();
+    let lines: Vec<[&str; 1]> = spoofed.iter().map(|s| [s.as_str()]).collect();
+    let lines: Vec<&[&str]> = lines.iter().map(|l| &l[..]).collect();
+    assert_eq!(wrong_logins(&base, &lines).await, [401, 401, 401, 429, 429]);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM login_failures WHERE scope_key LIKE 'ip:%'")
+            .await,
+        t.count("SELECT COUNT(*) FROM login_failures WHERE scope_key = 'ip:127.0.0.1'")
+            .await,
+        "only the socket's address is a key"
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+/// Behind a trusted proxy (the test client on 127.0.0.1 plays it, sending `X-Forwarded-For`),
+/// each forwarded client has its own login limit; one host rotating addresses inside its IPv6
+/// /64 is one key; a spoofed entry left of the real one changes nothing; missing or malformed
+/// headers key on the proxy's address, never on a per-request value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let t = TestApp::with_config(Backend::Sqlite, address_limit_config(&["127.0.0.1/32"])).await;
+    let (base, stop, handle) = serve(&t, axum::Router::new()).await;
+    // Client A uses up its allowance; client B, through the same proxy, is unaffected.
+    let a: &[&str] = &["203.0.113.5"];
+    let b: &[&str] = &["203.0.113.6"];
+    assert_eq!(
+        wrong_logins(&base, &[a, a, a, a]).await,
+        [401, 401, 401, 429]
+    );
+    assert_eq!(wrong_logins(&base, &[b]).await, [401]);
+    // A spoofed entry left of A's real one (the client's own header, then the proxy's line or
+    // entry) is still A.
+    let chain: &[&str] = &["198.51.100.77, 203.0.113.5"];
+    let two_lines: &[&str] = &["198.51.100.78", "203.0.113.5"];
+    assert_eq!(wrong_logins(&base, &[chain, two_lines]).await, [429, 429]);
+    // One host rotating its interface ID inside its /64 is one key.
+    let v6: Vec<String> = (1..=4).map(|i| format!("2001:db8:1:2::{i:x}")).collect();
+    let v6_lines: Vec<[&str; 1]> = v6.iter().map(|s| [s.as_str()]).collect();
+    let v6_lines: Vec<&[&str]> = v6_lines.iter().map(|l| &l[..]).collect();
+    assert_eq!(wrong_logins(&base, &v6_lines).await, [401, 401, 401, 429]);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM login_failures WHERE scope_key = 'ip:2001:db8:1:2::'")
+            .await,
+        3
+    );
+    // Missing or malformed headers from the proxy: its own address, one shared key (fail
+    // closed), so rotating garbage does not buy new allowances.
+    let malformed: &[&[&str]] = &[
+        &[],
+        &["garbage"],
+        &["203.0.113.9, unknown"],
+        &["203.0.113.10:80"],
+    ];
+    assert_eq!(wrong_logins(&base, malformed).await, [401, 401, 401, 429]);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM login_failures WHERE scope_key = 'ip:127.0.0.1'")
+            .await,
+        3
+    );
+    for absent in [
+        "203.0.113.9",
+        "203.0.113.10",
+        "198.51.100.77",
+        "198.51.100.78",
+    ] {
+        assert_eq!(
+            t.count(&format!(
+                "SELECT COUNT(*) FROM login_failures WHERE scope_key = 'ip:{absent}'"
+            ))
+            .await,
+            0,
+            "{absent} was never the client"
+        );
+    }
+    // A successful login's audit record names the forwarded client.
+    let r = http_client()
+        .post(format!("{base}/v1/auth/login"))
+        .header("x-forwarded-for", "192.0.2.44")
+        .json(&json!({"login": ADMIN, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM audit_log WHERE action = 'session.create' AND details LIKE '%192.0.2.44%'")
+            .await,
+        1
+    );
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
