@@ -7,9 +7,9 @@
 //! service spend: a token bucket (GCRA, the `governor` crate) per address, in this process.
 //!
 //! Keys, of the client address ([`crate::client_addr`]: the peer's, or a trusted proxy's
-//! `X-Forwarded-For` client): an IPv4 address, or an IPv6 address's /64 prefix (one host is given a whole /64, so
-//! per-/128 keys would let it multiply its allowance); an IPv4-mapped IPv6 address counts as its
-//! IPv4 address. Requests with no socket address (only in-process callers: tests, benchmarks)
+//! `X-Forwarded-For` client): an IPv4 address, or an IPv6 address's /64 prefix (one host is
+//! given a whole /64, so per-/128 keys would let it multiply its allowance); an IPv4-mapped IPv6
+//! address counts as its IPv4 address. Requests with no socket address (only in-process callers: tests, benchmarks)
 //! share one key, so they are limited too.
 //!
 //! Like the authentication cache, this is bounded, derived state of one replica, not data:
