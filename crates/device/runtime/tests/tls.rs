@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::pki::{Pki, Services, TENANT, client_config, pki};
 use common::{device_with, manifest_with, wasm};
@@ -230,4 +230,86 @@ fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
         ferro_runtime::AppState::Stopped
     );
     assert_eq!(server.join().expect("server"), SlowServer::ClosedByClient);
+}
+
+/// Whether a socket on this host is connecting (SYN sent, no answer yet) to
+/// 127.0.0.1:`port` (Linux's `/proc/net/tcp`: remote address in hex, state `02`).
+fn connecting_to(port: u16) -> bool {
+    let remote = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
+        })
+    })
+}
+
+/// Issue 16: an app's TCP connect to a server that never answers (a listener whose accept
+/// queue is full, so the kernel drops the SYN, as with an unreachable host) held a stop request
+/// until the connect's timeout (`tls-client` asks for 5 s; a blocking `connect_timeout`). Now
+/// the stop interrupts the pending connect: the instance traps inside it, so the app never
+/// sees the connect time out (no `tls:` line), and `stop` returns well before the timeout.
+/// The stop is requested only once the app's connect is seen pending.
+#[test]
+fn a_stop_interrupts_a_connect_that_gets_no_answer() {
+    const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    let pki = pki();
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("socket");
+    listener
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    listener.listen(0).expect("listen");
+    let address = listener
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("an IP address");
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(fillers.len() < 16, "the accept queue never filled");
+    let tenant: Uuid = TENANT.parse().expect("uuid");
+    let device = device_with(|runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(client_config(&pki)),
+            tenant,
+        });
+    });
+    let manifest = manifest_with("tls-client", |json| {
+        json["CmdArgs"] = serde_json::json!(["127.0.0.1", address.port().to_string()]);
+    });
+    let app = device
+        .runtime
+        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
+        .expect("install");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !connecting_to(address.port()) {
+        assert!(Instant::now() < deadline, "the app's connect was never pending");
+        std::thread::yield_now();
+    }
+    let requested = Instant::now();
+    device.runtime.stop(app).expect("stop");
+    let stopped = requested.elapsed();
+    assert_eq!(
+        device.runtime.status(app).expect("status").state,
+        ferro_runtime::AppState::Stopped
+    );
+    let outcomes: Vec<String> = device
+        .log_texts(app)
+        .into_iter()
+        .filter(|line| line.starts_with("tls"))
+        .collect();
+    assert!(
+        outcomes.is_empty(),
+        "the stop ended the connect before it timed out: {outcomes:?}"
+    );
+    assert!(
+        stopped < GUEST_TIMEOUT / 2,
+        "the stop took {stopped:?}, not much less than the connect's timeout"
+    );
 }
