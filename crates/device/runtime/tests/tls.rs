@@ -254,8 +254,8 @@ fn connecting_to(port: u16) -> bool {
 fn a_stop_interrupts_a_connect_that_gets_no_answer() {
     const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
     let pki = pki();
-    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .expect("socket");
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     listener
         .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .expect("bind");
@@ -289,7 +289,10 @@ fn a_stop_interrupts_a_connect_that_gets_no_answer() {
         .expect("install");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !connecting_to(address.port()) {
-        assert!(Instant::now() < deadline, "the app's connect was never pending");
+        assert!(
+            Instant::now() < deadline,
+            "the app's connect was never pending"
+        );
         std::thread::yield_now();
     }
     let requested = Instant::now();
