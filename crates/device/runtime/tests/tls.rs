@@ -161,6 +161,25 @@ enum SlowServer {
     GaveUp,
 }
 
+/// A device with a current device certificate running `tls-client` against 127.0.0.1:`port`.
+fn install_client(pki: &Pki, port: u16) -> (common::Device, ferro_runtime::AppId) {
+    let tenant: Uuid = TENANT.parse().expect("uuid");
+    let device = device_with(|runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(client_config(pki)),
+            tenant,
+        });
+    });
+    let manifest = manifest_with("tls-client", |json| {
+        json["CmdArgs"] = serde_json::json!(["127.0.0.1", port.to_string()]);
+    });
+    let app = device
+        .runtime
+        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
+        .expect("install");
+    (device, app)
+}
+
 /// Issue 16: a TLS handshake with a slow server could not be interrupted by a stop request.
 /// The server accepts, takes the ClientHello and answers with the header of a 16 KiB handshake
 /// record whose body it sends one byte every half second (each read got a fresh timeout
@@ -207,20 +226,7 @@ fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
         }
         SlowServer::GaveUp
     });
-    let tenant: Uuid = TENANT.parse().expect("uuid");
-    let device = device_with(|runtime| {
-        runtime.services = Arc::new(Services {
-            config: Some(client_config(&pki)),
-            tenant,
-        });
-    });
-    let manifest = manifest_with("tls-client", |json| {
-        json["CmdArgs"] = serde_json::json!(["127.0.0.1", port.to_string()]);
-    });
-    let app = device
-        .runtime
-        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
-        .expect("install");
+    let (device, app) = install_client(&pki, port);
     started_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the client started a handshake");
@@ -232,24 +238,13 @@ fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
     assert_eq!(server.join().expect("server"), SlowServer::ClosedByClient);
 }
 
-/// Whether a socket on this host is connecting (SYN sent, no answer yet) to
-/// 127.0.0.1:`port` (Linux's `/proc/net/tcp`: remote address in hex, state `02`).
-fn connecting_to(port: u16) -> bool {
-    let remote = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
-        table.lines().skip(1).any(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
-        })
-    })
-}
-
 /// Issue 16: an app's TCP connect to a server that never answers (a listener whose accept
 /// queue is full, so the kernel drops the SYN, as with an unreachable host) held a stop request
 /// until the connect's timeout (`tls-client` asks for 5 s; a blocking `connect_timeout`). Now
 /// the stop interrupts the pending connect: the instance traps inside it, so the app never
 /// sees the connect time out (no `tls:` line), and `stop` returns well before the timeout.
-/// The stop is requested only once the app's connect is seen pending.
+/// The stop is requested once the app is about to connect (that a stop ends a connect seen
+/// pending in `/proc/net/tcp` is `connect::tests::a_stop_interrupts_a_tcp_connect_that_gets_no_answer`).
 #[test]
 fn a_stop_interrupts_a_connect_that_gets_no_answer() {
     const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -273,28 +268,9 @@ fn a_stop_interrupts_a_connect_that_gets_no_answer() {
         }
     }
     assert!(fillers.len() < 16, "the accept queue never filled");
-    let tenant: Uuid = TENANT.parse().expect("uuid");
-    let device = device_with(|runtime| {
-        runtime.services = Arc::new(Services {
-            config: Some(client_config(&pki)),
-            tenant,
-        });
-    });
-    let manifest = manifest_with("tls-client", |json| {
-        json["CmdArgs"] = serde_json::json!(["127.0.0.1", address.port().to_string()]);
-    });
-    let app = device
-        .runtime
-        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
-        .expect("install");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !connecting_to(address.port()) {
-        assert!(
-            Instant::now() < deadline,
-            "the app's connect was never pending"
-        );
-        std::thread::yield_now();
-    }
+    let (device, app) = install_client(&pki, address.port());
+    // The app prints this just before it connects.
+    device.wait_for_log(app, "certificate ready", Duration::from_secs(60));
     let requested = Instant::now();
     device.runtime.stop(app).expect("stop");
     let stopped = requested.elapsed();
