@@ -157,7 +157,12 @@ impl LookupSlot {
 }
 
 #[cfg(test)]
+#[path = "../tests/common/listener.rs"]
+mod test_listener;
+
+#[cfg(test)]
 mod tests {
+    use super::test_listener::full_listener;
     use super::*;
     use std::net::Ipv4Addr;
 
@@ -171,30 +176,6 @@ mod tests {
                 fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
             })
         })
-    }
-
-    /// A listener whose accept queue is full, so the kernel drops the next SYN and a connect
-    /// to it stays pending, as with an unreachable host. Keep the returned streams open.
-    fn full_listener() -> (socket2::Socket, SocketAddr, Vec<TcpStream>) {
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        listener
-            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .expect("bind");
-        listener.listen(0).expect("listen");
-        let address = listener
-            .local_addr()
-            .expect("address")
-            .as_socket()
-            .expect("an IP address");
-        let mut fillers = Vec::new();
-        for _ in 0..16 {
-            match TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
-                Ok(stream) => fillers.push(stream),
-                Err(_) => break,
-            }
-        }
-        assert!(fillers.len() < 16, "the accept queue never filled");
-        (listener, address, fillers)
     }
 
     /// A stop requested while a connect is pending (no answer) ends it well before its

@@ -249,25 +249,7 @@ fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
 fn a_stop_interrupts_a_connect_that_gets_no_answer() {
     const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
     let pki = pki();
-    let listener =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    listener
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    listener.listen(0).expect("listen");
-    let address = listener
-        .local_addr()
-        .expect("address")
-        .as_socket()
-        .expect("an IP address");
-    let mut fillers = Vec::new();
-    for _ in 0..16 {
-        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
-            Ok(stream) => fillers.push(stream),
-            Err(_) => break,
-        }
-    }
-    assert!(fillers.len() < 16, "the accept queue never filled");
+    let (_listener, address, _fillers) = common::listener::full_listener();
     let (device, app) = install_client(&pki, address.port());
     // The app prints this just before it connects.
     device.wait_for_log(app, "certificate ready", Duration::from_secs(60));
