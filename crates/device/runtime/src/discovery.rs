@@ -19,8 +19,8 @@
 //! [`MAX_TCP_DNS_MESSAGE`] over TCP, a discovery returns at most [`MAX_INSTANCES`] instances of
 //! at most [`MAX_ADDRESSES`] addresses each, and the whole discovery (TCP connects and reads
 //! included) takes at most the app's timeout (at most [`MAX_DISCOVERY`]), waiting in steps of at
-//! most [`STOP_POLL`] so a stop request interrupts it (a TCP connect is non-blocking, never a
-//! blocking connect that would hold a stop).
+//! most [`STOP_POLL`] so a stop request interrupts it (a TCP connect is the runtime's
+//! interruptible one, [`crate::connect::connect_tcp`]).
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
@@ -32,8 +32,8 @@ use hickory_proto::ProtoError;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
-use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::connect::{self, Interrupted};
 use crate::host::{HostResult, HostState, STOP_POLL, StopSignal, api};
 use crate::limits::Interrupt;
 use api::servicediscovery::ServiceInstance;
@@ -45,9 +45,6 @@ pub(crate) const MAX_DNS_MESSAGE: usize = 4096;
 /// Largest DNS answer accepted over TCP, where a truncated UDP answer is asked again (a larger
 /// length prefix is refused before the answer is read).
 pub(crate) const MAX_TCP_DNS_MESSAGE: usize = 16 * 1024;
-/// How often a pending TCP connect to the resolver is looked at (a stop request ends the wait
-/// at once).
-const CONNECT_POLL: Duration = Duration::from_millis(5);
 /// Most instances one discovery returns (the first ones the PTR answer names).
 pub(crate) const MAX_INSTANCES: usize = 16;
 /// Most addresses kept per instance.
@@ -395,42 +392,18 @@ impl Client<'_> {
         Ok(answer)
     }
 
-    /// A TCP connection to the resolver: a non-blocking connect, waited for in steps (at most
-    /// [`STOP_POLL`], then [`CONNECT_POLL`]) until it completes, fails, the deadline passes or a
-    /// stop is requested (never a blocking connect that would hold a stop).
+    /// A TCP connection to the resolver ([`connect::connect_tcp`]: a stop request or the
+    /// discovery's deadline ends the wait).
     fn connect_tcp(&self, name: &Name, record_type: RecordType) -> Result<TcpStream, Failure> {
         let resolver = self.resolver;
-        let failed = |error: std::io::Error| {
-            io(format!(
+        connect::connect_tcp(resolver, self.deadline, self.stop).map_err(|error| match error {
+            Interrupted::Stopped => Failure::Stopped,
+            Interrupted::TimedOut => Failure::Api(ApiError::TimedOut),
+            Interrupted::Failed(error) => io(format!(
                 "DNS over TCP to {resolver} for {name} {record_type} (the UDP answer was \
                  truncated): {error}"
-            ))
-        };
-        let socket = Socket::new(
-            Domain::for_address(resolver),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )
-        .map_err(failed)?;
-        // The first wait connects or starts the connect (socket2 tells an immediate failure
-        // from one in progress); the connect goes on after a timed out wait.
-        match socket.connect_timeout(&resolver.into(), self.next_wait()?) {
-            Ok(()) => {}
-            Err(error) if error.kind() == IoErrorKind::TimedOut => loop {
-                if let Some(error) = socket.take_error().map_err(failed)? {
-                    return Err(failed(error));
-                }
-                if socket.peer_addr().is_ok() {
-                    break;
-                }
-                let wait = self.next_wait()?.min(CONNECT_POLL);
-                if self.stop.wait(wait) {
-                    return Err(Failure::Stopped);
-                }
-            },
-            Err(error) => return Err(failed(error)),
-        }
-        Ok(socket.into())
+            )),
+        })
     }
 
     /// Fills `buffer` from `stream`, waiting in steps (see [`Client::next_wait`]); returns how
@@ -726,9 +699,9 @@ impl api::servicediscovery::Host for HostState {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
@@ -811,76 +784,6 @@ mod tests {
         assert!(
             matches!(outcome, Err(Failure::Stopped)),
             "the stop ended the wait (not the deadline, not an answer)"
-        );
-    }
-
-    /// Whether a socket on this host is connecting (SYN sent, no answer yet) to
-    /// 127.0.0.1:`port` (Linux's `/proc/net/tcp`: remote address in hex, state `02`).
-    fn connecting_to(port: u16) -> bool {
-        let remote = format!("0100007F:{port:04X}");
-        std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
-            table.lines().skip(1).any(|line| {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"02")
-            })
-        })
-    }
-
-    /// A resolver whose listener takes no more connections (its accept queue is full, so the
-    /// kernel drops the SYN and the connect stays pending, as with an unreachable host): a stop
-    /// requested while the client's TCP connect is pending ends it (a blocking connect would
-    /// hold it until the deadline, 10 s away). The stop is requested only once the connect is
-    /// seen pending.
-    #[test]
-    fn a_stop_interrupts_a_tcp_connect_that_gets_no_answer() {
-        use socket2::{Domain, Socket, Type};
-        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        listener
-            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .expect("bind");
-        listener.listen(0).expect("listen");
-        let resolver_address = listener
-            .local_addr()
-            .expect("address")
-            .as_socket()
-            .expect("an IP address");
-        // Fill the accept queue: connects succeed until one gets no answer.
-        let mut fillers = Vec::new();
-        for _ in 0..16 {
-            match TcpStream::connect_timeout(&resolver_address, Duration::from_millis(300)) {
-                Ok(stream) => fillers.push(stream),
-                Err(_) => break,
-            }
-        }
-        assert!(fillers.len() < 16, "the accept queue never filled");
-        let stop = Arc::new(StopSignal::default());
-        let requester = stop.clone();
-        let port = resolver_address.port();
-        let watcher = std::thread::spawn(move || {
-            let deadline = Instant::now() + MAX_DISCOVERY;
-            while !connecting_to(port) {
-                assert!(
-                    Instant::now() < deadline,
-                    "the client's connect was never pending"
-                );
-                std::thread::yield_now();
-            }
-            requester.request();
-            Instant::now()
-        });
-        let client = client(resolver_address, &stop);
-        let name = Name::from_ascii("_sample-service._tcp.local.").expect("name");
-        let outcome = client.connect_tcp(&name, RecordType::PTR);
-        let returned = Instant::now();
-        let requested = watcher.join().expect("watcher");
-        assert!(
-            matches!(outcome, Err(Failure::Stopped)),
-            "the stop ended the pending connect (not a connection)"
-        );
-        // Not at the deadline: a connect that blocked until then would return 10 s later.
-        assert!(
-            returned.saturating_duration_since(requested) < MAX_DISCOVERY / 2,
-            "the stop ended the connect well before the deadline"
         );
     }
 

@@ -95,6 +95,8 @@ pub(crate) struct AppShared {
     pub(crate) logs: Arc<LogBuffer>,
     pub(crate) events: Arc<EventLog>,
     pub(crate) stop: StopSignal,
+    /// The app's one name lookup thread at a time (network.rs).
+    pub(crate) lookup: crate::connect::LookupSlot,
     pub(crate) memory: crate::limits::MemoryCounters,
     pub(crate) throttle: Mutex<EventThrottle>,
 }

@@ -30,6 +30,7 @@
 //! ```
 
 mod config;
+mod connect;
 mod discovery;
 mod error;
 mod events;

@@ -6,8 +6,9 @@
 //! rebinding protection: a listed public name cannot lead into the device or its LAN). Servers
 //! bind only `AllowedTcpServerPorts` / `AllowedUdpServerPorts`. TLS connections authenticate
 //! with the device certificate through a rustls configuration the device lends
-//! (`DeviceServices::tls_client_config`); the app never sees the key, and a stop request
-//! interrupts the handshake.
+//! (`DeviceServices::tls_client_config`); the app never sees the key. A stop request interrupts
+//! a name lookup, a TCP connect and a TLS handshake (the instance traps), however slow the
+//! resolver or the server ([`crate::connect`]).
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
@@ -16,12 +17,14 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 
+use crate::connect::{self, Interrupted, LookupRefused};
 use crate::host::{HostResult, HostState, STOP_POLL, api};
+use crate::limits::Interrupt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use api::types::Error as ApiError;
 
-/// Longest connect attempt (a connect cannot be interrupted by a stop request).
+/// Longest connect attempt to one address (a stop request interrupts it).
 const MAX_CONNECT: Duration = Duration::from_secs(10);
 /// Largest single receive.
 const MAX_RECEIVE: u32 = 64 * 1024;
@@ -100,14 +103,17 @@ impl HostState {
     /// address or host name the last discovery of a listed service type of that protocol
     /// returned with that port ([`crate::discovery::Discovery::reachable`]), never resolved
     /// again.
-    fn destination(&self, host: &str, port: u16, tcp: bool) -> Result<Vec<SocketAddr>, ApiError> {
+    /// A stop request during the name lookup traps.
+    fn destination(&self, host: &str, port: u16, tcp: bool) -> HostResult<Vec<SocketAddr>> {
         match self.host_allowed(host) {
             Ok(()) => self.resolve(host, port),
-            Err(HostRefusal::Malformed(error)) => Err(error),
-            Err(HostRefusal::NotListed(why)) => match self.discovery.reachable(host, port, tcp) {
-                Ok(addresses) => Ok(addresses),
-                Err(discovered) => Err(self.app.denied(discovered.unwrap_or(why))),
-            },
+            Err(HostRefusal::Malformed(error)) => Ok(Err(error)),
+            Err(HostRefusal::NotListed(why)) => {
+                Ok(match self.discovery.reachable(host, port, tcp) {
+                    Ok(addresses) => Ok(addresses),
+                    Err(discovered) => Err(self.app.denied(discovered.unwrap_or(why))),
+                })
+            }
         }
     }
 
@@ -140,15 +146,46 @@ impl HostState {
 
     /// Resolves an allowed host: an address as is (the manifest lists it), a name through the
     /// system resolver, keeping only the addresses an app may reach through a name
-    /// ([`internal_range`]): the ones returned are the ones connected to.
-    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ApiError> {
+    /// ([`internal_range`]): the ones returned are the ones connected to. The lookup runs on
+    /// the app's lookup thread ([`connect::LookupSlot`]): a stop request traps at once.
+    fn resolve(&self, host: &str, port: u16) -> HostResult<Vec<SocketAddr>> {
         if let Ok(address) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(address, port)]);
+            return Ok(Ok(vec![SocketAddr::new(address, port)]));
         }
-        let resolved: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|error| ApiError::Io(format!("cannot resolve {host}: {error}")))?
-            .collect();
+        let name = host.to_owned();
+        let lookup = self.app.lookup.run(&self.app.stop, move || {
+            (name.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<SocketAddr>>)
+        });
+        let resolved = match lookup {
+            Ok(Ok(resolved)) => resolved,
+            Ok(Err(error)) => {
+                return Ok(Err(ApiError::Io(format!("cannot resolve {host}: {error}"))));
+            }
+            Err(LookupRefused::Stopped) => {
+                return Err(wasmtime::Error::new(Interrupt::Stopped));
+            }
+            Err(LookupRefused::Busy) => {
+                return Ok(Err(ApiError::LimitExceeded(format!(
+                    "cannot resolve {host}: an earlier name lookup of this app, abandoned by a \
+                     stop, has not returned yet"
+                ))));
+            }
+            Err(LookupRefused::Spawn(error)) => {
+                return Ok(Err(ApiError::Io(format!("cannot resolve {host}: {error}"))));
+            }
+        };
+        Ok(self.keep_reachable(host, resolved))
+    }
+
+    /// The addresses `host` resolved to that an app may reach through a name: an internal
+    /// one ([`internal_range`]) only if the manifest lists that address itself.
+    fn keep_reachable(
+        &self,
+        host: &str,
+        resolved: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, ApiError> {
         if resolved.is_empty() {
             return Err(ApiError::Io(format!("{host} has no addresses")));
         }
@@ -184,34 +221,46 @@ impl HostState {
             .any(|entry| entry.allows_host(&text))
     }
 
-    /// Connects to the first of `addresses` (checked by [`HostState::destination`]) that answers.
+    /// Connects to the first of `addresses` (checked by [`HostState::destination`]) that
+    /// answers, each within the timeout ([`connect::connect_tcp`]: a stop request traps at once).
     fn connect_stream(
+        &self,
         host: &str,
         port: u16,
         addresses: Vec<SocketAddr>,
         timeout_ms: u32,
-    ) -> Result<TcpStream, ApiError> {
+    ) -> HostResult<TcpStream> {
         let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
         let mut last = ApiError::Io(format!("cannot connect to {host}:{port}"));
         for address in addresses {
-            match TcpStream::connect_timeout(&address, timeout) {
-                Ok(stream) => return Ok(stream),
-                Err(error) => last = io_error(&format!("connect to {host}:{port}"), &error),
+            match connect::connect_tcp(address, Instant::now() + timeout, &self.app.stop) {
+                Ok(stream) => return Ok(Ok(stream)),
+                Err(Interrupted::Stopped) => return Err(wasmtime::Error::new(Interrupt::Stopped)),
+                Err(Interrupted::TimedOut) => last = ApiError::TimedOut,
+                Err(Interrupted::Failed(error)) => {
+                    last = io_error(&format!("connect to {host}:{port}"), &error);
+                }
             }
         }
-        Err(last)
+        Ok(Err(last))
     }
 
-    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> Result<u32, ApiError> {
-        let addresses = self.destination(host, port, true)?;
-        let stream = Self::connect_stream(host, port, addresses, timeout_ms)?;
-        self.sockets.insert(Socket::Tcp(stream))
+    fn connect(&mut self, host: &str, port: u16, timeout_ms: u32) -> HostResult<u32> {
+        let addresses = match self.destination(host, port, true)? {
+            Ok(addresses) => addresses,
+            Err(error) => return Ok(Err(error)),
+        };
+        let stream = match self.connect_stream(host, port, addresses, timeout_ms)? {
+            Ok(stream) => stream,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(self.sockets.insert(Socket::Tcp(stream)))
     }
 
     /// Connects with TLS. The handshake waits for the server in steps of [`STOP_POLL`], so a
     /// stop request interrupts it (the instance traps) however slow the server is.
     fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> HostResult<u32> {
-        let addresses = match self.destination(host, port, true) {
+        let addresses = match self.destination(host, port, true)? {
             Ok(addresses) => addresses,
             Err(error) => return Ok(Err(error)),
         };
@@ -219,7 +268,7 @@ impl HostState {
             Ok(setup) => setup,
             Err(error) => return Ok(Err(error)),
         };
-        let mut stream = match Self::connect_stream(host, port, addresses, timeout_ms) {
+        let mut stream = match self.connect_stream(host, port, addresses, timeout_ms)? {
             Ok(stream) => stream,
             Err(error) => return Ok(Err(error)),
         };
@@ -345,7 +394,7 @@ impl api::networking::Host for HostState {
         self.begin_blocking();
         let result = self.connect(&host, port, timeout_ms);
         self.yielded();
-        Ok(result)
+        result
     }
 
     fn tls_connect(&mut self, host: String, port: u16, timeout_ms: u32) -> HostResult<u32> {
@@ -454,7 +503,7 @@ impl api::networking::Host for HostState {
         port: u16,
         data: Vec<u8>,
     ) -> HostResult<u32> {
-        let addresses = match self.destination(&host, port, false) {
+        let addresses = match self.destination(&host, port, false)? {
             Ok(addresses) => addresses,
             Err(error) => return Ok(Err(error)),
         };

@@ -347,6 +347,7 @@ impl Runtime {
             logs,
             events: self.events.clone(),
             stop: StopSignal::default(),
+            lookup: crate::connect::LookupSlot::default(),
             memory: MemoryCounters::default(),
             throttle: Mutex::new(EventThrottle::new()),
         });

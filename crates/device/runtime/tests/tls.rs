@@ -8,7 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::pki::{Pki, Services, TENANT, client_config, pki};
 use common::{device_with, manifest_with, wasm};
@@ -161,6 +161,25 @@ enum SlowServer {
     GaveUp,
 }
 
+/// A device with a current device certificate running `tls-client` against 127.0.0.1:`port`.
+fn install_client(pki: &Pki, port: u16) -> (common::Device, ferro_runtime::AppId) {
+    let tenant: Uuid = TENANT.parse().expect("uuid");
+    let device = device_with(|runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(client_config(pki)),
+            tenant,
+        });
+    });
+    let manifest = manifest_with("tls-client", |json| {
+        json["CmdArgs"] = serde_json::json!(["127.0.0.1", port.to_string()]);
+    });
+    let app = device
+        .runtime
+        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
+        .expect("install");
+    (device, app)
+}
+
 /// Issue 16: a TLS handshake with a slow server could not be interrupted by a stop request.
 /// The server accepts, takes the ClientHello and answers with the header of a 16 KiB handshake
 /// record whose body it sends one byte every half second (each read got a fresh timeout
@@ -207,20 +226,7 @@ fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
         }
         SlowServer::GaveUp
     });
-    let tenant: Uuid = TENANT.parse().expect("uuid");
-    let device = device_with(|runtime| {
-        runtime.services = Arc::new(Services {
-            config: Some(client_config(&pki)),
-            tenant,
-        });
-    });
-    let manifest = manifest_with("tls-client", |json| {
-        json["CmdArgs"] = serde_json::json!(["127.0.0.1", port.to_string()]);
-    });
-    let app = device
-        .runtime
-        .install(&wasm("tls-client"), &manifest, InstallOptions::default())
-        .expect("install");
+    let (device, app) = install_client(&pki, port);
     started_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the client started a handshake");
@@ -230,4 +236,41 @@ fn a_stop_interrupts_a_tls_handshake_with_a_slow_server() {
         ferro_runtime::AppState::Stopped
     );
     assert_eq!(server.join().expect("server"), SlowServer::ClosedByClient);
+}
+
+/// Issue 16: an app's TCP connect to a server that never answers (a listener whose accept
+/// queue is full, so the kernel drops the SYN, as with an unreachable host) held a stop request
+/// until the connect's timeout (`tls-client` asks for 5 s; a blocking `connect_timeout`). Now
+/// the stop interrupts the pending connect: the instance traps inside it, so the app never
+/// sees the connect time out (no `tls:` line), and `stop` returns well before the timeout.
+/// The stop is requested once the app is about to connect (that a stop ends a connect seen
+/// pending in `/proc/net/tcp` is `connect::tests::a_stop_interrupts_a_tcp_connect_that_gets_no_answer`).
+#[test]
+fn a_stop_interrupts_a_connect_that_gets_no_answer() {
+    const GUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    let pki = pki();
+    let (_listener, address, _fillers) = common::listener::full_listener();
+    let (device, app) = install_client(&pki, address.port());
+    // The app prints this just before it connects.
+    device.wait_for_log(app, "certificate ready", Duration::from_secs(60));
+    let requested = Instant::now();
+    device.runtime.stop(app).expect("stop");
+    let stopped = requested.elapsed();
+    assert_eq!(
+        device.runtime.status(app).expect("status").state,
+        ferro_runtime::AppState::Stopped
+    );
+    let outcomes: Vec<String> = device
+        .log_texts(app)
+        .into_iter()
+        .filter(|line| line.starts_with("tls"))
+        .collect();
+    assert!(
+        outcomes.is_empty(),
+        "the stop ended the connect before it timed out: {outcomes:?}"
+    );
+    assert!(
+        stopped < GUEST_TIMEOUT / 2,
+        "the stop took {stopped:?}, not much less than the connect's timeout"
+    );
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod listener;
 pub mod pki;
 
 use std::path::{Path, PathBuf};
