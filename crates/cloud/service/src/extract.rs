@@ -138,6 +138,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
+/// A request's `expiresInDays`: the requested number of days, or `default`; 1 to `max`, else
+/// `invalid_body` naming the bounds (invitations, API tokens, device transfer offers).
+pub fn expires_in_days(requested: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    let days = requested.unwrap_or(default);
+    if !(1..=max).contains(&days) {
+        return Err(ApiError::invalid_body(format!(
+            "`expiresInDays` must be 1 to {max}"
+        )));
+    }
+    Ok(days)
+}
+
+/// `days` whole days after `now` (Unix seconds).
+pub fn days_after(now: i64, days: u32) -> i64 {
+    now.saturating_add(i64::from(days) * 86_400)
+}
+
 /// Parse a `{deviceId}` path segment (128 hex digits, either case) into the [`DeviceId`], or
 /// 400 `invalid_id` (every route with a device ID in its path answers a malformed one so).
 pub(crate) fn device_param(raw: &str) -> ApiResult<DeviceId> {
