@@ -136,8 +136,7 @@ typed_id!(
 pub struct CreateTransferRequest {
     /// The tenant that may accept the device.
     pub target_tenant_id: TenantId,
-    /// Days until the offer expires: 1 to [`MAX_TRANSFER_DAYS`] (default
-    /// [`DEFAULT_TRANSFER_DAYS`]).
+    /// Days until the offer expires, 1 to 90 (default 14).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
 }
