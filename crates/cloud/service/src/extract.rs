@@ -171,6 +171,28 @@ mod tests {
     use super::*;
     use ferro_wire::{CreateProductRequest, LoginRequest};
 
+    #[test]
+    fn expires_in_days_takes_the_default_and_refuses_outside_1_to_max() {
+        // Transfer offers' rule: default 14, at most 90.
+        for (requested, want) in [
+            (None, Some(14)),
+            (Some(1), Some(1)),
+            (Some(90), Some(90)),
+            (Some(0), None),
+            (Some(91), None),
+            (Some(u32::MAX), None),
+        ] {
+            let got = expires_in_days(requested, 14, 90);
+            assert_eq!(got.as_ref().ok().copied(), want, "{requested:?}");
+            if let Err(e) = got {
+                assert_eq!(e.code(), ErrorCode::InvalidBody);
+                assert!(e.to_string().contains("1 to 90"), "{e}");
+            }
+        }
+        assert_eq!(days_after(1000, 14), 1000 + 14 * 86_400);
+        assert_eq!(days_after(i64::MAX - 1, 1), i64::MAX);
+    }
+
     fn code<T: DeserializeOwned + std::fmt::Debug>(s: &str) -> (ErrorCode, String) {
         let e = parse_json::<T>(s.as_bytes()).unwrap_err();
         (e.code(), e.to_string())
