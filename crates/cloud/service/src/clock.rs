@@ -1,5 +1,6 @@
 //! The service's clock for update decisions: target set times and rollout waves
-//! (`crate::targets`, `crate::rollouts`). It is the system clock; tests move it forward
+//! (`crate::targets`, `crate::rollouts`), and for device transfer offers' expiry
+//! (`routes::ownership`). It is the system clock; tests move it forward
 //! ([`Clock::advance`]) to pass a rollout's waits without sleeping. Nothing in the service
 //! advances it, and it is per process: replicas use their own system clocks, as for every other
 //! timestamp.

@@ -148,6 +148,23 @@ impl FromRequestParts<crate::state::AppState> for ClientAddr {
     }
 }
 
+/// A request's `expiresInDays`: the requested number of days, or `default`; 1 to `max`, else
+/// `invalid_body` naming the bounds (invitations, API tokens, device transfer offers).
+pub fn expires_in_days(requested: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    let days = requested.unwrap_or(default);
+    if !(1..=max).contains(&days) {
+        return Err(ApiError::invalid_body(format!(
+            "`expiresInDays` must be 1 to {max}"
+        )));
+    }
+    Ok(days)
+}
+
+/// `days` whole days after `now` (Unix seconds).
+pub fn days_after(now: i64, days: u32) -> i64 {
+    now.saturating_add(i64::from(days) * 86_400)
+}
+
 /// Parse a `{deviceId}` path segment (128 hex digits, either case) into the [`DeviceId`], or
 /// 400 `invalid_id` (every route with a device ID in its path answers a malformed one so).
 pub(crate) fn device_param(raw: &str) -> ApiResult<DeviceId> {
@@ -163,6 +180,28 @@ pub(crate) fn device_param(raw: &str) -> ApiResult<DeviceId> {
 mod tests {
     use super::*;
     use ferro_wire::{CreateProductRequest, LoginRequest};
+
+    #[test]
+    fn expires_in_days_takes_the_default_and_refuses_outside_1_to_max() {
+        // Transfer offers' rule: default 14, at most 90.
+        for (requested, want) in [
+            (None, Some(14)),
+            (Some(1), Some(1)),
+            (Some(90), Some(90)),
+            (Some(0), None),
+            (Some(91), None),
+            (Some(u32::MAX), None),
+        ] {
+            let got = expires_in_days(requested, 14, 90);
+            assert_eq!(got.as_ref().ok().copied(), want, "{requested:?}");
+            if let Err(e) = got {
+                assert_eq!(e.code(), ErrorCode::InvalidBody);
+                assert!(e.to_string().contains("1 to 90"), "{e}");
+            }
+        }
+        assert_eq!(days_after(1000, 14), 1000 + 14 * 86_400);
+        assert_eq!(days_after(i64::MAX - 1, 1), i64::MAX);
+    }
 
     fn code<T: DeserializeOwned + std::fmt::Debug>(s: &str) -> (ErrorCode, String) {
         let e = parse_json::<T>(s.as_bytes()).unwrap_err();

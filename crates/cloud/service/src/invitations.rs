@@ -9,24 +9,15 @@ use ferro_wire::{ErrorCode, Invitation, MAX_INVITATION_DAYS, Role};
 /// Prefix of invitation codes (secret scanners can look for `fsi_` + 43 base64url).
 pub const INVITATION_PREFIX: &str = "fsi_";
 
-/// Seconds in a day.
-const DAY: i64 = 86_400;
-
 /// The life of a new invitation in days: the requested one, or [`MAX_INVITATION_DAYS`]; 1 to
 /// [`MAX_INVITATION_DAYS`].
 pub fn life_days(requested: Option<u32>) -> ApiResult<u32> {
-    let days = requested.unwrap_or(MAX_INVITATION_DAYS);
-    if !(1..=MAX_INVITATION_DAYS).contains(&days) {
-        return Err(ApiError::invalid_body(format!(
-            "`expiresInDays` must be 1 to {MAX_INVITATION_DAYS}"
-        )));
-    }
-    Ok(days)
+    crate::extract::expires_in_days(requested, MAX_INVITATION_DAYS, MAX_INVITATION_DAYS)
 }
 
 /// When an invitation made at `now` for `days` expires (Unix seconds).
 pub fn expires_at(now: i64, days: u32) -> i64 {
-    now + i64::from(days) * DAY
+    crate::extract::days_after(now, days)
 }
 
 /// Whether `code` could be an invitation code at all (anything else is not looked up).

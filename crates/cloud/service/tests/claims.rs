@@ -1,8 +1,8 @@
 //! Who may own a device (docs/service/README.md, "Claiming and ownership"), on SQLite and
 //! PostgreSQL, each test an attack that must fail: claiming without the claim code or with a
 //! wrong one, assignments and reassignments by anyone but a platform operator, transfers created
-//! or accepted by the wrong tenant or role, the old tenant keeping a transferred device, and a
-//! registration body read for a caller who may not register.
+//! or accepted by the wrong tenant or role, an expired transfer offer accepted, the old tenant
+//! keeping a transferred device, and a registration body read for a caller who may not register.
 
 mod common;
 
@@ -22,6 +22,7 @@ both!(
     claims_need_the_claim_code,
     operators_assign_devices_in_bulk,
     transfers_need_both_tenants_administrators,
+    transfer_offers_expire,
     a_transferred_device_leaves_its_old_tenant,
     operator_reassignment_needs_a_reason_and_is_audited,
 );
@@ -362,6 +363,145 @@ async fn transfers_need_both_tenants_administrators(t: &TestApp) {
             1
         );
     }
+}
+
+/// Issue 16 item 3: a transfer offer expires (`expiresInDays`, 1 to 90, default 14, on the
+/// service's clock). An expired offer cannot be accepted (`transfer_expired`, nothing changes:
+/// the device stays the sender's, nothing is audited as accepted) nor cancelled, is listed as
+/// Expired on both sides, and no longer blocks a new offer of the device.
+async fn transfer_offers_expire(t: &TestApp) {
+    const DAY: i64 = 86_400;
+    let (ta, admin_a) = t.tenant().await;
+    let (tb, admin_b) = t.tenant().await;
+    let (tc, admin_c) = t.tenant().await;
+    let device = t.claimed_device(&ta, &admin_a).await;
+    let offer_for = |days: Value| {
+        let (ta, admin_a, device, tb) = (ta.clone(), admin_a.clone(), device.clone(), tb.clone());
+        async move {
+            t.post(
+                &format!("/v1/tenants/{ta}/devices/{device}/transfers"),
+                &admin_a,
+                json!({ "targetTenantId": tb, "expiresInDays": days }),
+            )
+            .await
+        }
+    };
+    // The bounds of `expiresInDays`: refused with a message naming them, nothing stored.
+    for days in [
+        json!(0),
+        json!(91),
+        json!(-1),
+        json!(1.5),
+        json!("7"),
+        json!(u64::MAX),
+    ] {
+        let r = offer_for(days.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{days}: {:?}",
+            r.body
+        );
+        assert_eq!(r.code(), "invalid_body", "{days}: {:?}", r.body);
+        if days.is_u64() && days.as_u64() < Some(1000) {
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("`expiresInDays` must be 1 to 90"),
+                "{message}"
+            );
+        }
+    }
+    assert_eq!(t.count("SELECT COUNT(*) FROM device_transfers").await, 0);
+    let lifetime = |r: &Resp| {
+        let at = |k: &str| {
+            time::OffsetDateTime::parse(
+                r.body[k].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+            .unix_timestamp()
+        };
+        at("expiresAt") - at("createdAt")
+    };
+    // The longest offer, cancelled; then the shortest.
+    let r = offer_for(json!(90)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(lifetime(&r), 90 * DAY);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let r = act(t, &ta, &admin_a, &id, "cancel").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = offer_for(json!(1)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(lifetime(&r), DAY);
+    assert_eq!(r.body["state"], "Pending");
+    let expired = r.body["id"].as_str().unwrap().to_string();
+    // Just before the expiry it is still pending (and blocks another offer); at it, expired.
+    t.state
+        .clock
+        .advance(std::time::Duration::from_secs(DAY as u64 - 60));
+    let r = offer(t, &ta, &admin_a, &device, &tc).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    t.state.clock.advance(std::time::Duration::from_secs(60));
+    let r = act(t, &tb, &admin_b, &expired, "accept").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.code(), "transfer_expired", "{:?}", r.body);
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("new offer"), "{message}");
+    // Nothing changed: the device is A's, nothing accepted, the row still as stored.
+    let r = t
+        .get(&format!("/v1/tenants/{ta}/devices/{device}"), &admin_a)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "still A's: {:?}", r.body);
+    assert_eq!(r.body["tenantId"], ta);
+    let r = t
+        .get(&format!("/v1/tenants/{tb}/devices/{device}"), &admin_b)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    assert_eq!(
+        t.count("SELECT COUNT(*) FROM audit_log WHERE action = 'device.transfer.accept'")
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM device_transfers WHERE id = '{expired}' \
+             AND state = 'Pending' AND closed_at IS NULL"
+        ))
+        .await,
+        1
+    );
+    // Neither side can cancel it; both list it as Expired.
+    for (tid, token) in [(&ta, &admin_a), (&tb, &admin_b)] {
+        let r = act(t, tid, token, &expired, "cancel").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+        assert_eq!(r.code(), "transfer_expired", "{:?}", r.body);
+        let r = t
+            .get(&format!("/v1/tenants/{tid}/device-transfers"), token)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body[0]["id"], expired);
+        assert_eq!(r.body[0]["state"], "Expired");
+        assert_eq!(r.body[0]["closedAt"], Value::Null);
+    }
+    // A new offer (default lifetime) to C, accepted; the expired one stays Expired.
+    let r = offer(t, &ta, &admin_a, &device, &tc).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(lifetime(&r), 14 * DAY);
+    let fresh = r.body["id"].as_str().unwrap().to_string();
+    let r = act(t, &tc, &admin_c, &fresh, "accept").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["state"], "Accepted");
+    let r = t
+        .get(&format!("/v1/tenants/{tb}/device-transfers"), &admin_b)
+        .await;
+    assert_eq!(r.body[0]["id"], expired);
+    assert_eq!(r.body[0]["state"], "Expired");
+    let r = act(t, &tb, &admin_b, &expired, "accept").await;
+    assert_eq!(r.code(), "transfer_expired", "{:?}", r.body);
+    let r = t
+        .get(&format!("/v1/tenants/{tc}/devices/{device}"), &admin_c)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "C's now: {:?}", r.body);
 }
 
 /// After a transfer the old tenant's grip is gone: its group, capabilities and block are

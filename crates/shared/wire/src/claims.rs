@@ -136,7 +136,15 @@ typed_id!(
 pub struct CreateTransferRequest {
     /// The tenant that may accept the device.
     pub target_tenant_id: TenantId,
+    /// Days until the offer expires, 1 to 90 (default 14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
 }
+
+/// Days a transfer offer stays open when the request does not say.
+pub const DEFAULT_TRANSFER_DAYS: u32 = 14;
+/// The longest a transfer offer stays open, in days.
+pub const MAX_TRANSFER_DAYS: u32 = 90;
 
 named_enum! {
     /// Where a transfer is.
@@ -149,6 +157,8 @@ named_enum! {
         Accepted => "Accepted",
         /// Cancelled by either tenant, or void because the device changed hands otherwise.
         Cancelled => "Cancelled",
+        /// Not accepted before `expiresAt`: it can no longer be accepted or cancelled.
+        Expired => "Expired",
     }
 }
 
@@ -166,7 +176,7 @@ pub struct DeviceTransfer {
     pub from_tenant_id: TenantId,
     /// The tenant that may accept it.
     pub to_tenant_id: TenantId,
-    /// Pending, Accepted or Cancelled.
+    /// Pending, Accepted, Cancelled or Expired (a pending offer past `expiresAt`).
     pub state: TransferState,
     /// Who offered it.
     pub created_by: UserId,
@@ -174,6 +184,10 @@ pub struct DeviceTransfer {
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
+    /// When the offer expires if it is not accepted or cancelled before.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: OffsetDateTime,
     /// When it was accepted or cancelled.
     #[serde(with = "time::serde::rfc3339::option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]

@@ -352,6 +352,9 @@ named_enum! {
         /// 409: storing the upload would take the tenant over its image storage quota; the message
         /// says the usage and the limit (the service's `tenant_image_quota_bytes`).
         StorageQuotaExceeded => "storage_quota_exceeded",
+        /// 409: the device transfer offer expired before it was accepted; ask the sending
+        /// tenant's Administrator for a new offer.
+        TransferExpired => "transfer_expired",
     }
 }
 
@@ -373,7 +376,8 @@ impl ErrorCode {
             | ErrorCode::AlreadyClaimed
             | ErrorCode::RolloutNotActive
             | ErrorCode::QuotaExceeded
-            | ErrorCode::StorageQuotaExceeded => 409,
+            | ErrorCode::StorageQuotaExceeded
+            | ErrorCode::TransferExpired => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId

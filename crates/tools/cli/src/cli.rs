@@ -426,7 +426,8 @@ pub enum ManufacturingCommand {
 /// `ferro device transfer ...`: ownership transfers between tenants.
 #[derive(Debug, Subcommand)]
 pub enum TransferCommand {
-    /// Offer a device of your tenant to another tenant, whose Administrator must accept it.
+    /// Offer a device of your tenant to another tenant, whose Administrator must accept it
+    /// before the offer expires.
     Create {
         /// Device ID.
         #[arg(long, value_name = "ID")]
@@ -434,15 +435,19 @@ pub enum TransferCommand {
         /// The tenant that may accept the device (its ID: ask its Administrator).
         #[arg(long, value_name = "TENANT_ID")]
         target_tenant: String,
+        /// Days until the offer expires, 1 to 90 (default 14).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
         #[command(flatten)]
         tenant: TenantArg,
     },
-    /// List the transfers your tenant sent or received.
+    /// List the transfers your tenant sent or received (a pending offer past its expiry is
+    /// Expired).
     List {
         #[command(flatten)]
         tenant: TenantArg,
     },
-    /// Accept a transfer offered to your tenant: the device becomes yours.
+    /// Accept a transfer offered to your tenant before it expires: the device becomes yours.
     Accept {
         /// Transfer ID (`ferro device transfer list`).
         #[arg(long, value_name = "ID")]

@@ -11,18 +11,20 @@ use sqlx::Row;
 /// Move a claimed device from its tenant to `to` (`None`: unclaimed), in the caller's
 /// transaction. What was the old tenant's goes: its device group (so its deployments), its
 /// capabilities, its block, its update signals, its cached ownership document and target set
-/// inputs (the next answer is signed for the new tenant), and any pending transfer offer. The
+/// inputs (the next answer is signed for the new tenant), and any pending transfer offer
+/// (cancelled). The
 /// device's target set version is kept (it only grows, also across tenants) and its ownership
 /// epoch grows by one, so the device can tell the new owner's documents from replays of the
 /// old one's. The device certificate it holds names the old tenant, so the device routes refuse
 /// it at once (`device_auth`); it gets the new tenant's certificate at its next attestation.
+/// `now` (Unix seconds) is the time of the change (an offer expired by then stays Expired).
 pub async fn change_owner(
     tx: &mut Tx,
     device_id: &str,
     to: Option<&str>,
     closed_by: &str,
+    now: i64,
 ) -> StoreResult<()> {
-    let now = db::now();
     sqlx::query(
         "UPDATE device_registrations SET ownership_epoch = ownership_epoch + 1 WHERE device_id = $1",
     )
@@ -31,7 +33,7 @@ pub async fn change_owner(
     .await?;
     sqlx::query(
         "UPDATE device_transfers SET state = 'Cancelled', closed_at = $1, closed_by = $2 \
-         WHERE device_id = $3 AND state = 'Pending'",
+         WHERE device_id = $3 AND state = 'Pending' AND expires_at > $1",
     )
     .bind(now)
     .bind(closed_by)
@@ -135,11 +137,13 @@ pub async fn set_claim_code(tx: &mut Tx, device_id: &str, sha256_hex: &str) -> S
     Ok(())
 }
 
-/// A transfer in which `tid` takes part (as sender or receiver).
+/// A transfer in which `tid` takes part (as sender or receiver), its state as of `now` (Unix
+/// seconds: [`transfer_state`]).
 pub async fn get_transfer(
     tx: &mut Tx,
     tid: &str,
     id: DeviceTransferId,
+    now: i64,
 ) -> StoreResult<Option<DeviceTransfer>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE id = $1 \
@@ -149,10 +153,11 @@ pub async fn get_transfer(
     .bind(tid)
     .fetch_optional(&mut **tx)
     .await?;
-    row.as_ref().map(transfer_from_row).transpose()
+    row.as_ref().map(|r| transfer_from_row(r, now)).transpose()
 }
 
-/// Close the transfer `id` as `to_state` if it is pending; whether it was.
+/// Close the transfer `id` as `to_state` at `now` if it is pending and not expired; whether it
+/// was.
 pub async fn close_transfer(
     tx: &mut Tx,
     id: DeviceTransferId,
@@ -162,7 +167,7 @@ pub async fn close_transfer(
 ) -> StoreResult<bool> {
     let changed = sqlx::query(
         "UPDATE device_transfers SET state = $1, closed_at = $2, closed_by = $3 \
-         WHERE id = $4 AND state = 'Pending'",
+         WHERE id = $4 AND state = 'Pending' AND expires_at > $2",
     )
     .bind(to_state.as_str())
     .bind(now)
@@ -174,12 +179,14 @@ pub async fn close_transfer(
     Ok(changed == 1)
 }
 
-/// How many pending transfers the device has.
-pub async fn pending_transfers(tx: &mut Tx, device_id: &str) -> StoreResult<i64> {
+/// How many pending transfers the device has at `now` (expired offers do not count).
+pub async fn pending_transfers(tx: &mut Tx, device_id: &str, now: i64) -> StoreResult<i64> {
     Ok(sqlx::query(
-        "SELECT COUNT(*) AS n FROM device_transfers WHERE device_id = $1 AND state = 'Pending'",
+        "SELECT COUNT(*) AS n FROM device_transfers WHERE device_id = $1 AND state = 'Pending' \
+         AND expires_at > $2",
     )
     .bind(device_id)
+    .bind(now)
     .fetch_one(&mut **tx)
     .await?
     .try_get("n")?)
@@ -200,13 +207,15 @@ pub struct NewTransfer<'a> {
     pub created_by: &'a str,
     /// When (Unix seconds).
     pub created_at: i64,
+    /// When it expires unless accepted or cancelled before (Unix seconds).
+    pub expires_at: i64,
 }
 
 /// Store a pending transfer offer.
 pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO device_transfers (id, device_id, from_tenant_id, to_tenant_id, state, \
-         created_by, created_at) VALUES ($1, $2, $3, $4, 'Pending', $5, $6)",
+         created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, 'Pending', $5, $6, $7)",
     )
     .bind(t.id.to_string())
     .bind(t.device_id)
@@ -214,13 +223,18 @@ pub async fn insert_transfer(tx: &mut Tx, t: &NewTransfer<'_>) -> StoreResult<()
     .bind(t.to)
     .bind(t.created_by)
     .bind(t.created_at)
+    .bind(t.expires_at)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// The newest 500 transfers `tid` sends or receives, newest first.
-pub async fn list_transfers(db: &Db, scope: &TenantScope) -> StoreResult<Vec<DeviceTransfer>> {
+/// The newest 500 transfers `tid` sends or receives, newest first, their states as of `now`.
+pub async fn list_transfers(
+    db: &Db,
+    scope: &TenantScope,
+    now: i64,
+) -> StoreResult<Vec<DeviceTransfer>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE from_tenant_id = $1 \
          UNION SELECT {TRANSFER_COLUMNS} FROM device_transfers WHERE to_tenant_id = $1 \
@@ -229,24 +243,61 @@ pub async fn list_transfers(db: &Db, scope: &TenantScope) -> StoreResult<Vec<Dev
     .bind(scope.tenant_str())
     .fetch_all(db.pool())
     .await?;
-    rows.iter().map(transfer_from_row).collect()
+    rows.iter().map(|r| transfer_from_row(r, now)).collect()
 }
 
-const TRANSFER_COLUMNS: &str =
-    "id, device_id, from_tenant_id, to_tenant_id, state, created_by, created_at, closed_at";
+const TRANSFER_COLUMNS: &str = "id, device_id, from_tenant_id, to_tenant_id, state, created_by, created_at, expires_at, \
+     closed_at";
 
-fn transfer_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeviceTransfer> {
+/// A transfer's state at `now` (Unix seconds): a stored Pending offer whose expiry has come is
+/// Expired (nothing stores that state: it follows from the time).
+pub fn transfer_state(stored: TransferState, expires_at: i64, now: i64) -> TransferState {
+    if stored == TransferState::Pending && expires_at <= now {
+        TransferState::Expired
+    } else {
+        stored
+    }
+}
+
+fn transfer_from_row(r: &sqlx::any::AnyRow, now: i64) -> StoreResult<DeviceTransfer> {
+    let stored: TransferState = r
+        .try_get::<String, _>("state")?
+        .parse()
+        .map_err(|_| StoreError::Corrupt("unknown transfer state in database".into()))?;
+    let expires_at: i64 = r.try_get("expires_at")?;
     Ok(DeviceTransfer {
         id: parse_id(&r.try_get::<String, _>("id")?)?,
         device_id: super::parse_device_id(&r.try_get::<String, _>("device_id")?)?,
         from_tenant_id: parse_id(&r.try_get::<String, _>("from_tenant_id")?)?,
         to_tenant_id: parse_id(&r.try_get::<String, _>("to_tenant_id")?)?,
-        state: r
-            .try_get::<String, _>("state")?
-            .parse()
-            .map_err(|_| StoreError::Corrupt("unknown transfer state in database".into()))?,
+        state: transfer_state(stored, expires_at, now),
         created_by: parse_id(&r.try_get::<String, _>("created_by")?)?,
         created_at: db::ts(r.try_get("created_at")?),
+        expires_at: db::ts(expires_at),
         closed_at: r.try_get::<Option<i64>, _>("closed_at")?.map(db::ts),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TransferState::{Accepted, Cancelled, Expired, Pending};
+
+    #[test]
+    fn a_pending_offer_expires_at_its_expiry_and_a_closed_one_keeps_its_state() {
+        for (stored, expires_at, now, want) in [
+            (Pending, 100, 99, Pending),
+            (Pending, 100, 100, Expired),
+            (Pending, 100, 101, Expired),
+            (Accepted, 100, 101, Accepted),
+            (Cancelled, 100, 101, Cancelled),
+            (Accepted, 100, 99, Accepted),
+        ] {
+            assert_eq!(
+                transfer_state(stored, expires_at, now),
+                want,
+                "{stored:?} {expires_at} {now}"
+            );
+        }
+    }
 }

@@ -63,16 +63,12 @@ pub async fn create_token(
     if !ferro_wire::is_valid_name(&req.name) {
         return Err(ApiError::invalid_name("name"));
     }
-    let days = req
-        .expires_in_days
-        .unwrap_or(ferro_wire::DEFAULT_API_TOKEN_DAYS);
-    if !(1..=ferro_wire::MAX_API_TOKEN_DAYS).contains(&days) {
-        return Err(ApiError::invalid_body(format!(
-            "`expiresInDays` must be 1 to {}",
-            ferro_wire::MAX_API_TOKEN_DAYS
-        )));
-    }
-    let expires = now + i64::from(days) * 86_400;
+    let days = crate::extract::expires_in_days(
+        req.expires_in_days,
+        ferro_wire::DEFAULT_API_TOKEN_DAYS,
+        ferro_wire::MAX_API_TOKEN_DAYS,
+    )?;
+    let expires = crate::extract::days_after(now, days);
     let uid = caller.uid();
     let scope_tenant = req.tenant_id.map(|t| t.to_string());
     let mut tx = state.db.begin_write().await?;

@@ -18,9 +18,10 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use ferro_wire::{
-    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DeviceId, DeviceReassigned,
-    DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode, MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN,
-    ReassignDeviceRequest, Role, TransferState,
+    AssignDevicesRequest, ClaimDevicesResponse, CreateTransferRequest, DEFAULT_TRANSFER_DAYS,
+    DeviceId, DeviceReassigned, DeviceTransfer, DeviceTransferId, ErrorBody, ErrorCode,
+    MAX_CLAIMS_PER_REQUEST, MAX_REASON_LEN, MAX_TRANSFER_DAYS, ReassignDeviceRequest, Role,
+    TransferState,
 };
 use serde_json::json;
 
@@ -199,7 +200,10 @@ pub async fn reassign(
     let mut claim_code = None;
     if from != to {
         match (&from, &to) {
-            (Some(_), _) => ownership::change_owner(&mut tx, &did, to.as_deref(), &actor).await?,
+            (Some(_), _) => {
+                ownership::change_owner(&mut tx, &did, to.as_deref(), &actor, state.clock.unix())
+                    .await?;
+            }
             (None, Some(to)) => {
                 insert_devices(&mut tx, to, std::slice::from_ref(&did), db::now()).await?;
                 // Nothing of the old owner to clear, but the epoch still grows.
@@ -250,31 +254,48 @@ pub async fn reassign(
     }))
 }
 
-/// A transfer in which the tenant takes part (as sender or receiver), else 404.
-async fn get_transfer(tx: &mut Tx, tid: &str, raw_id: &str) -> ApiResult<DeviceTransfer> {
+/// A transfer in which the tenant takes part (as sender or receiver), its state as of `now`,
+/// else 404.
+async fn get_transfer(tx: &mut Tx, tid: &str, raw_id: &str, now: i64) -> ApiResult<DeviceTransfer> {
     let id: DeviceTransferId = raw_id.parse().map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidId,
             "`transferId` must be a transfer ID (a UUID)",
         )
     })?;
-    ownership::get_transfer(tx, tid, id)
+    ownership::get_transfer(tx, tid, id, now)
         .await?
         .ok_or_else(|| ApiError::not_found("device transfer"))
 }
 
-/// Close a pending transfer as `to_state` (`409 conflict` if it is not pending any more) and
-/// audit `action` in both tenants.
+/// The refusal of acting on an offer that expired: `transfer_expired` (409), saying what to do.
+fn transfer_expired(t: &DeviceTransfer, what: &str) -> ApiError {
+    let when = t
+        .expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    ApiError::new(
+        ErrorCode::TransferExpired,
+        format!(
+            "this transfer offer expired at {when} and can no longer be {what}; ask an \
+             Administrator of the sending tenant for a new offer"
+        ),
+    )
+}
+
+/// Close a pending transfer as `to_state` at `now` (`transfer_expired` if it expired, `409
+/// conflict` if it is not pending any more) and audit `action` in both tenants.
 async fn close_transfer(
     tx: &mut Tx,
     t: &DeviceTransfer,
     to_state: TransferState,
     actor: &str,
     action: &str,
+    now: i64,
 ) -> ApiResult<()> {
-    if !ownership::close_transfer(tx, t.id, to_state, actor, db::now()).await? {
+    if !ownership::close_transfer(tx, t.id, to_state, actor, now).await? {
         return Err(ApiError::conflict(
-            "this transfer is no longer pending (it was accepted or cancelled)",
+            "this transfer is no longer pending (it was accepted, cancelled or expired)",
         ));
     }
     let details = json!({ "transferId": t.id, "deviceId": t.device_id,
@@ -295,8 +316,9 @@ async fn close_transfer(
 }
 
 /// Offer a device of the tenant to another tenant (Administrator). The device stays this
-/// tenant's until an Administrator of the target tenant accepts; either side may cancel. One
-/// pending offer per device.
+/// tenant's until an Administrator of the target tenant accepts; either side may cancel. The
+/// offer expires after `expiresInDays` (1 to 90, default 14). One pending offer per device (an
+/// expired one no longer counts).
 #[utoipa::path(post, path = "/v1/tenants/{tenantId}/devices/{deviceId}/transfers", tag = "devices",
     request_body = CreateTransferRequest,
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
@@ -305,7 +327,7 @@ async fn close_transfer(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No such device in this tenant, or no such target tenant", body = ErrorBody),
         (status = 409, description = "conflict: the device already has a pending transfer", body = ErrorBody),
-        (status = 422, description = "invalid_body: the target is this tenant", body = ErrorBody)),
+        (status = 422, description = "invalid_body: the target is this tenant, or `expiresInDays` is not 1 to 90", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_transfer(
     State(state): State<AppState>,
@@ -321,6 +343,12 @@ pub async fn create_transfer(
             "`targetTenantId` is this tenant; name the tenant that should receive the device",
         ));
     }
+    let days = crate::extract::expires_in_days(
+        req.expires_in_days,
+        DEFAULT_TRANSFER_DAYS,
+        MAX_TRANSFER_DAYS,
+    )?;
+    let now = state.clock.unix();
     let mut tx = state.db.begin_write().await?;
     authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Administrator).await?;
     let owner = lock_device(&mut tx, &did)
@@ -330,7 +358,7 @@ pub async fn create_transfer(
         return Err(ApiError::not_found("device"));
     }
     tenant_exists(&mut tx, &to).await?;
-    let pending = ownership::pending_transfers(&mut tx, &did).await?;
+    let pending = ownership::pending_transfers(&mut tx, &did, now).await?;
     if pending > 0 {
         return Err(ApiError::conflict(
             "this device already has a pending transfer; cancel it first (`ferro device transfer \
@@ -338,7 +366,6 @@ pub async fn create_transfer(
         ));
     }
     let id = DeviceTransferId::new();
-    let now = db::now();
     ownership::insert_transfer(
         &mut tx,
         &ownership::NewTransfer {
@@ -348,10 +375,12 @@ pub async fn create_transfer(
             to: &to,
             created_by: &who.caller.uid(),
             created_at: now,
+            expires_at: crate::extract::days_after(now, days),
         },
     )
     .await?;
-    let details = json!({ "transferId": id, "deviceId": did, "from": who.tid, "to": to });
+    let details = json!({ "transferId": id, "deviceId": did, "from": who.tid, "to": to,
+        "expiresInDays": days });
     let actor = who.caller.uid();
     for t in [&who.tid, &to] {
         db::audit(
@@ -365,12 +394,13 @@ pub async fn create_transfer(
         )
         .await?;
     }
-    let transfer = get_transfer(&mut tx, &who.tid, &id.to_string()).await?;
+    let transfer = get_transfer(&mut tx, &who.tid, &id.to_string(), now).await?;
     tx.commit().await?;
     Ok((axum::http::StatusCode::CREATED, Json(transfer)))
 }
 
-/// The transfers the tenant sends or receives (Administrator), newest first, at most 500.
+/// The transfers the tenant sends or receives (Administrator), newest first, at most 500; a
+/// pending offer past its `expiresAt` is listed as Expired.
 #[utoipa::path(get, path = "/v1/tenants/{tenantId}/device-transfers", tag = "devices",
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID")),
     responses((status = 200, body = Vec<DeviceTransfer>), (status = 401, body = ErrorBody),
@@ -381,20 +411,24 @@ pub async fn list_transfers(
     who: TenantCaller,
 ) -> ApiResult<Json<Vec<DeviceTransfer>>> {
     let scope = who.authorize(Role::Administrator)?;
-    Ok(Json(ownership::list_transfers(&state.db, &scope).await?))
+    let now = state.clock.unix();
+    Ok(Json(
+        ownership::list_transfers(&state.db, &scope, now).await?,
+    ))
 }
 
 /// A write transaction with the caller's Administrator role re-checked in it, and the transfer
-/// (of the caller's tenant) that `accept` or `cancel` acts on.
+/// (of the caller's tenant) that `accept` or `cancel` acts on, its state as of `now`.
 async fn open_transfer(
     state: &AppState,
     who: &TenantCaller,
     transfer_id: &str,
+    now: i64,
 ) -> ApiResult<(Tx, DeviceTransfer)> {
     who.authorize(Role::Administrator)?;
     let mut tx = state.db.begin_write().await?;
     authz::authorize(&mut *tx, &who.caller, who.tenant, Role::Administrator).await?;
-    let t = get_transfer(&mut tx, &who.tid, transfer_id).await?;
+    let t = get_transfer(&mut tx, &who.tid, transfer_id, now).await?;
     Ok((tx, t))
 }
 
@@ -408,17 +442,21 @@ async fn open_transfer(
     responses((status = 200, body = DeviceTransfer), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No transfer to this tenant with this ID", body = ErrorBody),
-        (status = 409, description = "conflict: the transfer is not pending", body = ErrorBody)),
+        (status = 409, description = "conflict: the transfer is not pending; transfer_expired: the offer expired (ask the sender for a new one)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn accept_transfer(
     State(state): State<AppState>,
     who: TenantCaller,
     Path((_, transfer_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceTransfer>> {
-    let (mut tx, t) = open_transfer(&state, &who, &transfer_id).await?;
+    let now = state.clock.unix();
+    let (mut tx, t) = open_transfer(&state, &who, &transfer_id, now).await?;
     // Only the receiving tenant accepts; to the sender its own offer is not acceptable.
     if t.to_tenant_id != who.tenant {
         return Err(ApiError::not_found("device transfer"));
+    }
+    if t.state == TransferState::Expired {
+        return Err(transfer_expired(&t, "accepted"));
     }
     if t.state != TransferState::Pending {
         return Err(ApiError::conflict(format!(
@@ -442,40 +480,47 @@ pub async fn accept_transfer(
         TransferState::Accepted,
         &actor,
         "device.transfer.accept",
+        now,
     )
     .await?;
-    ownership::change_owner(&mut tx, &device, Some(&who.tid), &actor).await?;
-    let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
+    ownership::change_owner(&mut tx, &device, Some(&who.tid), &actor, now).await?;
+    let done = get_transfer(&mut tx, &who.tid, &transfer_id, now).await?;
     tx.commit().await?;
     tracing::info!(device = %t.device_id, from = %from, to = %who.tid, "device transferred");
     Ok(Json(done))
 }
 
 /// Cancel a pending transfer (Administrator of the sending or the receiving tenant, which
-/// declines it).
+/// declines it). An expired offer is not cancelled (`transfer_expired`): it already can no
+/// longer be accepted, and it stays listed as Expired.
 #[utoipa::path(post, path = "/v1/tenants/{tenantId}/device-transfers/{transferId}/cancel", tag = "devices",
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
         ("transferId" = String, Path, format = Uuid, description = "Transfer ID")),
     responses((status = 200, body = DeviceTransfer), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "No transfer of this tenant with this ID", body = ErrorBody),
-        (status = 409, description = "conflict: the transfer is not pending", body = ErrorBody)),
+        (status = 409, description = "conflict: the transfer is not pending; transfer_expired: the offer expired", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn cancel_transfer(
     State(state): State<AppState>,
     who: TenantCaller,
     Path((_, transfer_id)): Path<(String, String)>,
 ) -> ApiResult<Json<DeviceTransfer>> {
-    let (mut tx, t) = open_transfer(&state, &who, &transfer_id).await?;
+    let now = state.clock.unix();
+    let (mut tx, t) = open_transfer(&state, &who, &transfer_id, now).await?;
+    if t.state == TransferState::Expired {
+        return Err(transfer_expired(&t, "cancelled"));
+    }
     close_transfer(
         &mut tx,
         &t,
         TransferState::Cancelled,
         &who.caller.uid(),
         "device.transfer.cancel",
+        now,
     )
     .await?;
-    let done = get_transfer(&mut tx, &who.tid, &transfer_id).await?;
+    let done = get_transfer(&mut tx, &who.tid, &transfer_id, now).await?;
     tx.commit().await?;
     Ok(Json(done))
 }

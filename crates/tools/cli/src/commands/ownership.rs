@@ -19,6 +19,7 @@ const TRANSFER_FIELDS: &[(&str, &str)] = &[
     ("To tenant", "toTenantId"),
     ("State", "state"),
     ("Created", "createdAt"),
+    ("Expires", "expiresAt"),
     ("Closed", "closedAt"),
 ];
 
@@ -32,6 +33,7 @@ pub fn transfer(
         TransferCommand::Create {
             device,
             target_tenant,
+            expires_in_days,
             tenant,
         } => {
             let tenant = session.tenant(client, tenant.tenant.as_deref())?;
@@ -44,13 +46,14 @@ pub fn transfer(
                 &device,
                 &CreateTransferRequest {
                     target_tenant_id: target,
+                    expires_in_days,
                 },
             )?;
             (
                 JsonView::new(&created, TRANSFER_FIELDS)?,
                 Some(
                     "Offered. An Administrator of the target tenant accepts it with `ferro device \
-                     transfer accept --transfer ID`; until then the device stays yours.",
+                     transfer accept --transfer ID` before it expires; until then the device stays yours.",
                 ),
             )
         }
