@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::DeviceId;
+
 /// Longest `detail` text in a status report (characters).
 pub const MAX_UPDATE_DETAIL_LEN: usize = 1024;
 /// Most installed images a status report lists.
@@ -102,7 +104,7 @@ pub struct UpdateStatusReport {
 pub struct DeviceDeploymentStatus {
     /// The device.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The version of the newest target set the service computed for it (none yet: never asked).
     pub target_version: Option<u64>,
     /// The last reported state (none: never reported).
@@ -151,7 +153,7 @@ pub struct TargetedImage {
 pub struct TargetedImages {
     /// The device.
     #[cfg_attr(feature = "openapi", schema(value_type = crate::schema::DeviceId))]
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// The target set's version.
     pub target_version: u64,
     /// When the signed set expires.

@@ -4,7 +4,7 @@
 use crate::authz::TenantScope;
 use crate::datastore::{StoreError, StoreResult};
 use crate::db::{self, Db, Tx};
-use ferro_wire::{DeviceDeploymentStatus, InstalledImage, UpdateStatusReport};
+use ferro_wire::{DeviceDeploymentStatus, DeviceId, InstalledImage, UpdateStatusReport};
 use sqlx::Row;
 
 /// What a device last reported: its update state and the target set version it was about.
@@ -79,14 +79,14 @@ pub async fn store(
 pub async fn status(
     db: &Db,
     scope: &TenantScope,
-    device_id: &str,
+    device_id: &DeviceId,
 ) -> StoreResult<Option<DeviceDeploymentStatus>> {
     let Some(r) = sqlx::query(
         "SELECT target_version, update_state, update_target_version, update_detail, \
          update_deferred_until, update_reported_at, update_installed FROM devices \
          WHERE id = $1 AND tenant_id = $2",
     )
-    .bind(device_id)
+    .bind(device_id.to_string())
     .bind(scope.tenant_str())
     .fetch_optional(db.pool())
     .await?
@@ -101,7 +101,7 @@ pub async fn status(
         .map_err(|_| StoreError::Corrupt("malformed installed list".into()))?
         .unwrap_or_default();
     Ok(Some(DeviceDeploymentStatus {
-        device_id: device_id.to_string(),
+        device_id: *device_id,
         target_version: u64::try_from(version).ok().filter(|v| *v > 0),
         state: r
             .try_get::<Option<String>, _>("update_state")?

@@ -35,7 +35,7 @@ pub async fn deployment_status(
 ) -> ApiResult<Json<DeviceDeploymentStatus>> {
     let scope = who.authorize(Role::Reader)?;
     let did = device_param(&device_id)?;
-    update_reports::status(&state.db, &scope, &did.to_string())
+    update_reports::status(&state.db, &scope, &did)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("device"))
@@ -63,7 +63,7 @@ pub async fn targeted_images(
         .ok_or_else(|| ApiError::not_found("device"))?;
     let set = targets::content(&target.signed)?;
     Ok(Json(TargetedImages {
-        device_id: did.to_string(),
+        device_id: did,
         target_version: set.version,
         expires_at: set.expires_at,
         manage_apps: set.manage_apps,

@@ -47,7 +47,7 @@ impl Render for DeviceDeploymentStatus {
     fn table(&self) -> comfy_table::Table {
         let optional = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
         property_table([
-            ("Device ID", self.device_id.clone()),
+            ("Device ID", self.device_id.to_string()),
             ("Target set version", optional(self.target_version)),
             (
                 "Reported state",
