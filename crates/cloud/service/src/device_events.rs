@@ -32,26 +32,7 @@ pub const EVENT_CAP_WINDOW_SECS: i64 = 24 * 3600;
 /// report, reaching 14 days back, no longer shows.
 pub const BATCH_ID_RETENTION_SECS: i64 = REPORT_WINDOW_SECS + MAX_EVENT_CLOCK_SKEW_SECS;
 
-/// One aggregated event a device reported.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceEvent {
-    /// Device ID (128 lowercase hex); must be a device of the tenant.
-    pub device_id: String,
-    /// Event type (e.g. `AppCrash`, `UpdateFailure`).
-    pub event_type: String,
-    /// Event class.
-    pub event_class: String,
-    /// Event category.
-    pub event_category: String,
-    /// How many times it happened in the period (>= 1).
-    pub count: i64,
-    /// Description (untrusted text from the device).
-    pub description: String,
-    /// Start of the period (Unix seconds).
-    pub start: i64,
-    /// End of the period (Unix seconds, >= start).
-    pub end: i64,
-}
+pub use crate::datastore::device_events::DeviceEvent;
 
 fn clip(s: &str) -> String {
     s.chars()
@@ -72,27 +53,22 @@ pub async fn record_device_events(
     events: &[DeviceEvent],
 ) -> ApiResult<()> {
     let now = db::now();
-    let mut checked: Option<&str> = None;
+    let mut checked: Option<&DeviceId> = None;
     for e in events {
         if e.count < 1 || e.end < e.start {
             return Err(ApiError::invalid_body(
                 "an event needs a count of at least 1 and an end not before its start",
             ));
         }
-        // No device of the tenant has a malformed ID.
-        let device: DeviceId = e
-            .device_id
-            .parse()
-            .map_err(|_| ApiError::not_found("device"))?;
         // One look-up per run of events of one device (an upload is all one device's).
-        if checked != Some(e.device_id.as_str()) {
-            if !store::is_tenant_device(tx, scope, &device).await? {
+        if checked != Some(&e.device_id) {
+            if !store::is_tenant_device(tx, scope, &e.device_id).await? {
                 return Err(ApiError::not_found("device"));
             }
-            checked = Some(e.device_id.as_str());
+            checked = Some(&e.device_id);
         }
-        let row = store::EventRow {
-            device_id: device,
+        let row = DeviceEvent {
+            device_id: e.device_id,
             event_type: clip(&e.event_type),
             event_class: clip(&e.event_class),
             event_category: clip(&e.event_category),
@@ -166,7 +142,7 @@ fn check_event(e: &DeviceEventRecord, now: i64) -> Result<(i64, i64), (&'static 
 /// event refuses the upload.
 pub(crate) fn check_upload(
     upload: &DeviceEventsUpload,
-    device_id: &str,
+    device_id: &DeviceId,
     now: i64,
 ) -> ApiResult<Vec<DeviceEvent>> {
     if upload.batch_id.is_nil() {
@@ -184,7 +160,7 @@ pub(crate) fn check_upload(
     for (i, e) in upload.events.iter().enumerate() {
         match check_event(e, now) {
             Ok((start, end)) => events.push(DeviceEvent {
-                device_id: device_id.to_string(),
+                device_id: *device_id,
                 event_type: e.event_type.clone(),
                 event_class: e.event_class.clone(),
                 event_category: e.event_category.clone(),
@@ -224,11 +200,8 @@ pub(crate) fn event_cap(state: &AppState) -> i64 {
 /// the device's row lock (an `UPDATE devices` in `tx`), so concurrent writers see each other.
 pub(crate) async fn events_in_window(
     tx: &mut Tx,
-    device: &str,
+    device: &DeviceId,
     now: i64,
 ) -> ApiResult<(i64, Option<i64>)> {
-    let device: DeviceId = device
-        .parse()
-        .map_err(|_| ApiError::Internal("malformed ID of an authenticated device".into()))?;
-    Ok(store::events_since(tx, &device, now - EVENT_CAP_WINDOW_SECS).await?)
+    Ok(store::events_since(tx, device, now - EVENT_CAP_WINDOW_SECS).await?)
 }

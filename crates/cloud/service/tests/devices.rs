@@ -616,8 +616,9 @@ async fn error_report_is_safe_csv(t: &TestApp) {
     let (scope, scope_b) = (scope_of(&tid), scope_of(&tb));
     let dev = t.claimed_device(&tid, &admin).await;
     let now = ferro_service::db::now();
+    let dev_id: ferro_wire::DeviceId = dev.parse().expect("a device ID");
     let ev = |description: &str, ty: &str| DeviceEvent {
-        device_id: dev.clone(),
+        device_id: dev_id,
         event_type: ty.into(),
         event_class: "Errors".into(),
         event_category: "AppExit".into(),

@@ -85,26 +85,38 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The Rust sources under `src/` (or under its folder `under`), sorted: each as its path
+/// relative to `src/` (`/`-separated) and its text.
+fn sources(under: &str) -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src.join(under), &mut files);
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let rel = f
+                .strip_prefix(&src)
+                .expect("under src/")
+                .to_string_lossy()
+                .replace('\\', "/");
+            (rel, std::fs::read_to_string(f).expect("read source file"))
+        })
+        .collect()
+}
+
 #[test]
 fn nothing_below_the_routes_imports_a_route_module() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
+    let files = sources("");
     assert!(
-        files.iter().any(|f| f.ends_with("routes/devices.rs")),
+        files.iter().any(|(rel, _)| rel == "routes/devices.rs"),
         "the scan must see the route modules (found {} files)",
         files.len()
     );
     let mut found = Vec::new();
-    for f in &files {
-        let rel = f
-            .strip_prefix(&src)
-            .expect("under src/")
-            .to_string_lossy()
-            .replace('\\', "/");
-        let text = std::fs::read_to_string(f).expect("read source file");
-        found.extend(violations(&rel, &text));
+    for (rel, text) in &files {
+        found.extend(violations(rel, text));
     }
     assert!(
         found.is_empty(),
@@ -214,20 +226,11 @@ fn datastore_violations(rel: &str, text: &str) -> Vec<String> {
 
 #[test]
 fn the_datastore_knows_no_http_and_takes_scopes() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src.join("datastore"), &mut files);
-    files.sort();
+    let files = sources("datastore");
     assert!(files.len() >= 5, "the scan must see the datastore modules");
     let mut found = Vec::new();
-    for f in &files {
-        let rel = f
-            .strip_prefix(&src)
-            .expect("under src/")
-            .to_string_lossy()
-            .replace('\\', "/");
-        let text = std::fs::read_to_string(f).expect("read source file");
-        found.extend(datastore_violations(&rel, &text));
+    for (rel, text) in &files {
+        found.extend(datastore_violations(rel, text));
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }

@@ -96,20 +96,22 @@ pub async fn is_tenant_device(
     )
 }
 
-/// One stored event (its text as stored: already clipped by the rules).
+/// One aggregated event a device reported. `crate::device_events::record_device_events`
+/// checks it (a device of the tenant, a count of at least 1, an end not before the start) and
+/// clips its text before it is stored; read back, it is as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventRow {
+pub struct DeviceEvent {
     /// The device.
     pub device_id: DeviceId,
-    /// Event type.
+    /// Event type (e.g. `AppCrash`, `UpdateFailure`).
     pub event_type: String,
     /// Event class.
     pub event_class: String,
     /// Event category.
     pub event_category: String,
-    /// How many times it happened in the period.
+    /// How many times it happened in the period (>= 1).
     pub count: i64,
-    /// Description.
+    /// Description (untrusted text from the device).
     pub description: String,
     /// Start of the period (Unix seconds).
     pub start: i64,
@@ -121,7 +123,7 @@ pub struct EventRow {
 pub async fn insert_event(
     tx: &mut Tx,
     scope: &TenantScope,
-    e: &EventRow,
+    e: &DeviceEvent,
     now: i64,
 ) -> StoreResult<()> {
     sqlx::query(
@@ -151,7 +153,7 @@ pub async fn report(
     scope: &TenantScope,
     since: i64,
     limit: i64,
-) -> StoreResult<Vec<EventRow>> {
+) -> StoreResult<Vec<DeviceEvent>> {
     let rows = sqlx::query(
         "SELECT device_id, event_type, event_class, event_category, event_count, description, \
          start_time, end_time FROM device_events WHERE tenant_id = $1 AND end_time >= $2 \
@@ -164,7 +166,7 @@ pub async fn report(
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(EventRow {
+            Ok(DeviceEvent {
                 device_id: parse_device_id(&r.try_get::<String, _>("device_id")?)?,
                 event_type: r.try_get("event_type")?,
                 event_class: r.try_get("event_class")?,

@@ -36,12 +36,12 @@ pub async fn device_events(
     JsonBody(upload): JsonBody<DeviceEventsUpload>,
 ) -> ApiResult<StatusCode> {
     let now = db::now();
-    let events = check_upload(&upload, &device.device_id, now)?;
     let scope = authz::device_scope(&device)?;
     let id: DeviceId = device
         .device_id
         .parse()
         .map_err(|_| ApiError::Internal("malformed ID of an authenticated device".into()))?;
+    let events = check_upload(&upload, &id, now)?;
     let stored = i64::try_from(events.len()).unwrap_or(i64::MAX);
     let mut tx = state.db.begin_write().await?;
     // The device's row lock: this device's uploads run one at a time from here, so the checks
@@ -54,7 +54,7 @@ pub async fn device_events(
         return Ok(StatusCode::NO_CONTENT);
     }
     let cap = event_cap(&state);
-    let (in_window, oldest) = events_in_window(&mut tx, &device.device_id, now).await?;
+    let (in_window, oldest) = events_in_window(&mut tx, &id, now).await?;
     if in_window > cap {
         let retry = oldest.map_or(EVENT_CAP_WINDOW_SECS, |o| o + EVENT_CAP_WINDOW_SECS - now);
         return Err(ApiError::Client {

@@ -179,14 +179,15 @@ pub async fn device_update_status(
     // A Failed report is also an event of the error report, counted against the device's
     // event cap like an upload of one event (the UPDATE above holds the device's row lock):
     // past the cap the state is still recorded, the event is not.
+    let id: ferro_wire::DeviceId = device
+        .device_id
+        .parse()
+        .map_err(|_| ApiError::Internal("malformed ID of an authenticated device".into()))?;
     let event_room = if report.state == UpdateState::Failed {
         let at = db::now();
-        let (in_window, _) = events_in_window(&mut tx, &device.device_id, at).await?;
+        let (in_window, _) = events_in_window(&mut tx, &id, at).await?;
         let room = in_window < event_cap(&state);
         if room {
-            let id: ferro_wire::DeviceId = device.device_id.parse().map_err(|_| {
-                ApiError::Internal("malformed ID of an authenticated device".into())
-            })?;
             device_event_store::insert_batch(&mut tx, &scope, &id, uuid::Uuid::new_v4(), 1, at)
                 .await?;
             device_event_store::forget_batches_before(&mut tx, &id, at - BATCH_ID_RETENTION_SECS)
@@ -204,7 +205,7 @@ pub async fn device_update_status(
             &mut tx,
             &scope,
             &[DeviceEvent {
-                device_id: device.device_id.clone(),
+                device_id: id,
                 event_type: "UpdateFailed".into(),
                 event_class: "Update".into(),
                 event_category: "Failure".into(),
