@@ -22,9 +22,11 @@ use std::time::{Duration, SystemTime};
 use base64ct::{Base64, Encoding};
 use ferro_image::{ImageType, VerifiedImage};
 use ferro_manifest::{HardwareDefinition, ResolvedManifest};
-use ferro_peripherals::{Peripherals, PinBlocks, VirtualBoard};
+use ferro_peripherals::{OwnershipError, Peripherals, PinBlocks, Resource, VirtualBoard};
 use ferro_pki::{Capability, PlatformKeyRole, VerifiedCapability, VerifiedOwnership};
-use ferro_runtime::{AppId, DeviceServices, InstallOptions, Runtime, RuntimeConfig, StorageArea};
+use ferro_runtime::{
+    AppId, DeviceServices, InstallError, InstallOptions, Runtime, RuntimeConfig, StorageArea,
+};
 use ferro_signing::{DeviceId, PublicKey, TrustedKeys};
 
 use ferro_wire::device_api as api;
@@ -163,6 +165,9 @@ struct Known {
     manual_start: bool,
     /// Its manifest grants SoftwareUpdateDeferral.
     can_defer: bool,
+    /// A real-time app admitted to a core: the core it holds (its peripherals and the core are
+    /// reserved in the runtime's ownership table under its component ID).
+    core: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -180,6 +185,8 @@ pub struct AppManager {
     capability_keys: TrustedKeys,
     runtime: Runtime,
     board: Option<Arc<VirtualBoard>>,
+    /// The board's real-time cores (`RealTimeCore` entries of its hardware definition), in order.
+    cores: Vec<String>,
     state: Mutex<State>,
     /// Serializes sync, sideload and capability changes (each reads, verifies and installs).
     changes: Mutex<()>,
@@ -211,6 +218,10 @@ impl AppManager {
         let board = definition
             .as_ref()
             .map(|d| Arc::new(VirtualBoard::from_hardware_definition(d)));
+        let cores = definition
+            .as_ref()
+            .map(HardwareDefinition::real_time_cores)
+            .unwrap_or_default();
         let storage = data_dir.apps_dir().join("storage");
         crate::layout::create_private_dir(&storage)?;
         let mut config = RuntimeConfig::new(storage);
@@ -234,6 +245,7 @@ impl AppManager {
             capability_keys: ctx.key_list.trusted(PlatformKeyRole::Capability),
             runtime,
             board,
+            cores,
             state: Mutex::new(State::default()),
             changes: Mutex::new(()),
             deferrals,
@@ -446,10 +458,9 @@ impl AppManager {
             .copied()
             .collect();
         for id in gone {
-            if let Some(known) = lock(&self.state).images.remove(&id)
-                && known.in_runtime
-            {
-                let _ = self.runtime.uninstall(AppId::from(id), false);
+            let removed = lock(&self.state).images.remove(&id);
+            if let Some(known) = removed {
+                self.take_out(id, &known, false);
             }
             tracing::info!(component = %id, "app removed");
             changed += 1;
@@ -462,11 +473,9 @@ impl AppManager {
                 continue;
             }
             changed += 1;
-            if let Some(old) = current
-                && old.in_runtime
-            {
+            if let Some(old) = current {
                 // A new version keeps the app's mutable storage.
-                let _ = self.runtime.uninstall(AppId::from(w.component_id), true);
+                self.take_out(w.component_id, &old, true);
             }
             let known = self.install_one(ctx, &w);
             lock(&self.state).images.insert(w.component_id, known);
@@ -478,6 +487,17 @@ impl AppManager {
             .count();
         self.deferrals.set_deferrers(deferrers);
         Ok(changed)
+    }
+
+    /// Take a known image out of what runs: a high-level app leaves the runtime, a real-time app
+    /// gives back its core and peripherals.
+    fn take_out(&self, id: Uuid, known: &Known, keep_storage: bool) {
+        if known.in_runtime {
+            let _ = self.runtime.uninstall(AppId::from(id), keep_storage);
+        }
+        if known.core.is_some() {
+            self.runtime.release_reserved(AppId::from(id));
+        }
     }
 
     /// Verify, measure and install one image; never fails as a whole (a refusal is recorded).
@@ -499,6 +519,7 @@ impl AppManager {
             in_runtime: false,
             manual_start: w.manual_start,
             can_defer: false,
+            core: None,
         };
         let (image, payload) = match verify_into_memory(&w.package, &w.trusted) {
             Ok(v) => v,
@@ -538,10 +559,16 @@ impl AppManager {
         match m.image_type {
             ImageType::App => {}
             ImageType::RtApp => {
-                known.refused = Some(
-                    "real-time apps need the real-time core host, which this device does not run"
-                        .into(),
-                );
+                match self.admit_real_time(&image, &payload) {
+                    Ok(core) => {
+                        tracing::info!(component = %w.component_id, %core, "real-time app admitted to its core");
+                        known.core = Some(core);
+                    }
+                    Err(reason) => {
+                        tracing::error!(component = %w.component_id, %reason, "real-time app not installed");
+                        known.refused = Some(reason);
+                    }
+                }
                 return known;
             }
             // Verified and measured is all a board configuration needs here.
@@ -581,6 +608,7 @@ impl AppManager {
         let manifest = ResolvedManifest::parse(&app.manifest_json)
             .map_err(|e| format!("its manifest is invalid: {e}"))?;
         let component = entry_point(payload, app.entry_point_tar_path())?;
+        let named = |e: InstallError| self.name_holder(e);
         self.runtime
             .install(
                 &component,
@@ -596,7 +624,97 @@ impl AppManager {
                     .capabilities()
                     .has(ferro_manifest::CapabilityFlag::SoftwareUpdateDeferral)
             })
-            .map_err(|e| e.to_string())
+            .map_err(named)
+    }
+
+    /// Admit a verified, measured real-time app: its manifest is a RealTimeCapable one, its
+    /// payload holds its entry point, and it gets a core of the board and its peripherals, all
+    /// in the runtime's one ownership table (a core and a peripheral belong to one app). The
+    /// first core no other app holds is its own (the one it held, for a new version). Returns
+    /// the core; on refusal nothing is held.
+    fn admit_real_time(&self, image: &VerifiedImage, payload: &[u8]) -> Result<String, String> {
+        let app = image
+            .metadata()
+            .app
+            .as_ref()
+            .ok_or("the image carries no app manifest")?;
+        let manifest = ResolvedManifest::parse(&app.manifest_json)
+            .map_err(|e| format!("its manifest is invalid: {e}"))?;
+        if !manifest.is_real_time() {
+            return Err("the image is an rt-app but its manifest's ApplicationType is not \
+                        RealTimeCapable"
+                .into());
+        }
+        let image_bytes = entry_point(payload, app.entry_point_tar_path())?;
+        if image_bytes.is_empty() {
+            return Err(format!(
+                "its entry point {} is empty",
+                app.entry_point_tar_path()
+            ));
+        }
+        if self.cores.is_empty() {
+            return Err("the board has no real-time cores (its hardware definition names none \
+                        of Type RealTimeCore)"
+                .into());
+        }
+        let id = AppId::from(manifest.component_id());
+        let core = self
+            .cores
+            .iter()
+            .find(|core| {
+                self.runtime
+                    .owner_of(&Resource::RealTimeCore((*core).clone()))
+                    .is_none_or(|holder| holder == id)
+            })
+            .cloned()
+            .ok_or_else(|| {
+                let holders: Vec<String> = self
+                    .cores
+                    .iter()
+                    .map(|core| {
+                        let holder = self
+                            .runtime
+                            .owner_of(&Resource::RealTimeCore(core.clone()))
+                            .map(|holder| self.describe_app(holder.uuid()))
+                            .unwrap_or_default();
+                        format!("{core} is held by {holder}")
+                    })
+                    .collect();
+                format!(
+                    "every real-time core of the board is busy ({}): remove one of those apps \
+                     from the deployment, or delete it if it is sideloaded, and install again",
+                    holders.join(", ")
+                )
+            })?;
+        let mut resources = Resource::claimed_by(manifest.capabilities());
+        resources.push(Resource::RealTimeCore(core.clone()));
+        self.runtime
+            .reserve(id, &resources)
+            .map_err(|e| self.name_holder(e))?;
+        Ok(core)
+    }
+
+    /// An app as errors name it: `app "name" (component ID)`.
+    fn describe_app(&self, component: Uuid) -> String {
+        match lock(&self.state).images.get(&component) {
+            Some(known) if !known.info.name.is_empty() => {
+                format!("app {:?} ({component})", known.info.name)
+            }
+            _ => format!("app {component}"),
+        }
+    }
+
+    /// An install refusal, with the name of the app that holds a contested resource.
+    fn name_holder(&self, error: InstallError) -> String {
+        match &error {
+            InstallError::Ownership(OwnershipError::Conflict { owner, .. }) => {
+                match Uuid::parse_str(owner) {
+                    Ok(holder) => format!("{error}: {}", self.describe_app(holder)),
+                    Err(_) => error.to_string(),
+                }
+            }
+            _ => error.to_string(),
+        }
     }
 
     /// Sideload `package` signed by `developer_key_b64` (development mode only). Replaces an app
@@ -623,9 +741,9 @@ impl AppManager {
         let image = ferro_image::verify(package, &trusted, &mut std::io::sink())
             .map_err(|e| AppError::InvalidImage(e.to_string()))?;
         let m = image.metadata();
-        if m.image_type != ImageType::App {
+        if !m.image_type.is_application() {
             return Err(AppError::WrongImageType(format!(
-                "the package is an image of type {:?}; only high-level apps (type App) can be \
+                "the package is an image of type {:?}; only apps (type App or RtApp) can be \
                  sideloaded here",
                 m.image_type
             )));
@@ -728,6 +846,19 @@ impl AppManager {
     /// Status of one app.
     pub fn status(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
         let known = self.known(component)?;
+        if let (Some(core), None) = (&known.core, &known.refused) {
+            return Ok(api::AppStatus {
+                component_id: component,
+                name: known.info.name,
+                state: api::AppState::Stopped,
+                manual_start: known.manual_start,
+                restarts: 0,
+                last_exit: Some(NO_CORE_HOST.into()),
+                restart_in_ms: None,
+                running_since: None,
+                core: Some(core.clone()),
+            });
+        }
         if !known.in_runtime {
             return Ok(api::AppStatus {
                 component_id: component,
@@ -738,6 +869,7 @@ impl AppManager {
                 last_exit: known.refused,
                 restart_in_ms: None,
                 running_since: None,
+                core: None,
             });
         }
         let s = self
@@ -762,6 +894,7 @@ impl AppManager {
             last_exit: s.last_exit.map(|k| k.to_string()),
             restart_in_ms,
             running_since: s.running_since.map(rfc3339),
+            core: None,
         })
     }
 
@@ -783,6 +916,11 @@ impl AppManager {
 
     fn running(&self, component: Uuid) -> Result<AppId, AppError> {
         let known = self.known(component)?;
+        if let (Some(core), None) = (&known.core, &known.refused) {
+            return Err(AppError::Runtime(format!(
+                "app {component} is a real-time app admitted to core {core}: {NO_CORE_HOST}"
+            )));
+        }
         if !known.in_runtime {
             return Err(AppError::Runtime(format!(
                 "app {component} is not installed in the runtime: {}",
@@ -1010,6 +1148,11 @@ pub fn log_line(line: &ferro_runtime::LogLine) -> api::LogLine {
         text: line.text.clone(),
     }
 }
+
+/// What a real-time app admitted to a core shows until the device runs real-time cores.
+const NO_CORE_HOST: &str = "verified, measured and holding its core and peripherals; this build \
+                            of the device does not start real-time cores yet (the core host, \
+                            ferro-rtcore, is issue 18 part A)";
 
 /// How long a log follower waits for a line before checking the connection.
 pub const LOG_POLL: Duration = Duration::from_millis(500);

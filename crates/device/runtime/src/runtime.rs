@@ -429,6 +429,37 @@ impl Runtime {
         Ok(())
     }
 
+    /// Claims `resources` (a real-time app's peripherals and its core) for an app that runs
+    /// outside this runtime, in the one ownership table the high-level apps' claims are in: all
+    /// or nothing, refused when any overlaps another app's (the error names the holder) or when
+    /// `id` already holds resources. [`Self::release_reserved`] frees them.
+    pub fn reserve(&self, id: AppId, resources: &[Resource]) -> Result<(), InstallError> {
+        let mut ownership = lock(&self.ownership);
+        if lock(&self.apps).contains_key(&id) {
+            return Err(InstallError::AlreadyInstalled(id));
+        }
+        ownership.claim(&id.to_string(), resources)?;
+        tracing::info!(app = %id, resources = resources.len(), "resources reserved for an app outside the runtime");
+        Ok(())
+    }
+
+    /// Frees what [`Self::reserve`] claimed for `id` (nothing if it holds nothing, or if `id` is
+    /// a high-level app of this runtime: those release through [`Self::uninstall`]).
+    pub fn release_reserved(&self, id: AppId) {
+        let mut ownership = lock(&self.ownership);
+        if !lock(&self.apps).contains_key(&id) {
+            ownership.release(&id.to_string());
+        }
+    }
+
+    /// The app that holds `resource` (installed here or reserved), if any.
+    pub fn owner_of(&self, resource: &Resource) -> Option<AppId> {
+        lock(&self.ownership)
+            .owner_of(resource)
+            .and_then(|owner| Uuid::parse_str(owner).ok())
+            .map(AppId)
+    }
+
     /// Stops and removes an app, releasing its peripherals and ports; deletes its mutable
     /// storage unless `keep_storage` (an update keeps it).
     pub fn uninstall(&self, id: AppId, keep_storage: bool) -> Result<(), ControlError> {
