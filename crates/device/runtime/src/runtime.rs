@@ -150,6 +150,7 @@ struct Context {
     engine: Engine,
     peripherals: Peripherals,
     services: Arc<dyn DeviceServices>,
+    partners: Arc<dyn crate::partners::PartnerConnector>,
     backoff: Backoff,
     events: Arc<EventLog>,
     bind_address: std::net::IpAddr,
@@ -227,6 +228,7 @@ impl Runtime {
                 engine,
                 peripherals,
                 services: config.services.clone(),
+                partners: config.partners.clone(),
                 backoff: config.backoff.clone(),
                 events: events.clone(),
                 bind_address: config.server_bind_address,
@@ -730,6 +732,8 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
             .storage
             .as_ref()
             .map(|(path, quota)| Storage::new(path.clone(), *quota)),
+        partners: context.partners.clone(),
+        connections: crate::application::Connections::default(),
     };
     let mut store = Store::new(&context.engine, state);
     store.limiter(|state| &mut state.limiter);
