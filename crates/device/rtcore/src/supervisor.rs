@@ -1,0 +1,1 @@
+//! Supervision shared by the backends.
