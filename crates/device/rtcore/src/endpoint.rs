@@ -117,6 +117,18 @@ impl Session {
         *lock(&self.corrupt)
     }
 
+    /// Validates both rings' shared indices (the supervisor, on each doorbell and tick).
+    pub(crate) fn check_rings(&self) -> Result<(), Corruption> {
+        if let Some(what) = self.corruption() {
+            return Err(what);
+        }
+        let r = lock(&self.producer).check().and_then(|()| lock(&self.consumer).check());
+        r.map_err(|e| {
+            self.poison(e.what);
+            e.what
+        })
+    }
+
     fn poison(&self, what: Corruption) -> MailboxError {
         lock(&self.corrupt).get_or_insert(what);
         MailboxError::RingCorrupt { what }

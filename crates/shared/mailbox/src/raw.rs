@@ -41,7 +41,7 @@ impl RawRegion {
     /// # Safety
     /// Only on the core (where the PSRAM is mapped at that address), and only once: the caller
     /// owns the mailbox region.
-    pub unsafe fn psram() -> RawRegion {
+    pub const unsafe fn psram() -> RawRegion {
         RawRegion { base: crate::PSRAM_BASE as usize as *mut u8, len: crate::PSRAM_SIZE }
     }
 

@@ -110,6 +110,11 @@ impl<M: SharedMemory> Producer<M> {
         self.mem.store_u32(self.ring.offset() + at::PRODUCER_WAITING, 0, Ordering::Relaxed);
     }
 
+    /// Validates the consumer's index without sending (the host's periodic check).
+    pub fn check(&mut self) -> Result<(), RingCorrupt> {
+        self.refresh_tail().map(|_| ()).map_err(|what| RingCorrupt { what })
+    }
+
     /// Messages published and not yet consumed, as last seen.
     pub fn in_flight(&self) -> u32 {
         self.head.wrapping_sub(self.tail)
@@ -149,6 +154,11 @@ impl<M: SharedMemory> Consumer<M> {
         }
         self.head = found;
         Ok(ahead)
+    }
+
+    /// Validates the producer's index without consuming (the host's periodic check).
+    pub fn check(&mut self) -> Result<(), RingCorrupt> {
+        self.refresh_head().map(|_| ())
     }
 
     /// Takes the next message into `buf`, or answers `None` when the ring is empty.
