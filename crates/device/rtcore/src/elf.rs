@@ -177,6 +177,15 @@ pub enum ElfError {
     /// No loaded bytes at address 0 for the vector table (initial stack pointer, reset vector).
     #[error("no vector table: no segment loads file bytes at address 0")]
     NoVectorTable,
+    /// The entry point or the reset vector lacks the Thumb bit (a Cortex-M runs Thumb code
+    /// only: such a core would fault at its first instruction).
+    #[error("the {which} {address:#010x} is not a Thumb address (bit 0 clear)")]
+    NotThumb {
+        /// "entry point" or "reset vector".
+        which: &'static str,
+        /// The address.
+        address: u32,
+    },
     /// The entry point (or the reset vector) is not inside a loaded executable segment.
     #[error("the {which} {address:#010x} is not inside a loaded executable segment")]
     EntryNotExecutable {
@@ -250,7 +259,7 @@ impl VerifiedElf {
     /// Tag_CPU_arch_profile M; at most 16 `PT_LOAD` segments, each with its load and run
     /// addresses inside one window of `map` (executable ones only in code windows); file bytes
     /// at address 0 (the vector table) whose reset vector, like the entry point, is inside a
-    /// loaded executable segment.
+    /// loaded executable segment, both with the Thumb bit.
     pub fn verify(bytes: Vec<u8>, map: &MemoryMap) -> Result<VerifiedElf, ElfError> {
         if bytes.len() > MAX_ELF_BYTES {
             return Err(ElfError::TooLarge { len: bytes.len() });
@@ -303,8 +312,7 @@ impl VerifiedElf {
             if s.memsz > 0 {
                 // QEMU loads file bytes at the physical (load) address; the code runs with the
                 // virtual one: both must be in one window of the map.
-                for address in [s.paddr, s.vaddr] {
-                    let len = if address == s.paddr { s.filesz.max(1) } else { s.memsz };
+                for (address, len) in [(s.paddr, s.filesz.max(1)), (s.vaddr, s.memsz)] {
                     let window = map
                         .windows
                         .iter()
@@ -338,10 +346,16 @@ impl VerifiedElf {
             .get(at..at + 4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .ok_or(ElfError::NoVectorTable)?;
+        if reset & 1 == 0 {
+            return Err(ElfError::NotThumb { which: "reset vector", address: reset });
+        }
         if !executable(reset) {
             return Err(ElfError::EntryNotExecutable { which: "reset vector", address: reset });
         }
         let entry = header.e_entry(endian);
+        if entry & 1 == 0 {
+            return Err(ElfError::NotThumb { which: "entry point", address: entry });
+        }
         if !executable(entry) {
             return Err(ElfError::EntryNotExecutable { which: "entry point", address: entry });
         }

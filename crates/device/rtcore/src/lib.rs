@@ -19,7 +19,7 @@ mod qemu;
 mod remoteproc;
 mod supervisor;
 
-pub use elf::{ElfError, MemoryMap, MemoryWindow, VerifiedElf, WindowKind};
+pub use elf::{ElfError, MAX_ELF_BYTES, MAX_LOAD_SEGMENTS, MemoryMap, MemoryWindow, VerifiedElf, WindowKind};
 pub use endpoint::{Endpoint, MailboxError, Message};
 pub use ferro_mailbox::{
     ComponentId, Corruption, FaultKind, FaultRecord, GpioLevels, MAX_PAYLOAD,
