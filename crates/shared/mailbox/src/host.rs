@@ -41,13 +41,8 @@ impl MappedRegion {
         Ok(MappedRegion { region, _map: map, _file: file })
     }
 
-    #[allow(unsafe_code)]
     fn view(map: &memmap2::MmapRaw) -> io::Result<RawRegion> {
-        // SAFETY: the mapping is `REGION_SIZE` bytes, readable and writable, page aligned, and
-        // lives as long as the `MappedRegion` that owns both it and this view (dropped first);
-        // this process accesses it only through the view's atomics.
-        unsafe { RawRegion::new(map.as_mut_ptr(), map.len()) }
-            .ok_or_else(|| io::Error::other("the mapping is not an aligned region"))
+        RawRegion::of_mapping(map).ok_or_else(|| io::Error::other("the mapping is not an aligned region"))
     }
 }
 

@@ -45,6 +45,16 @@ impl RawRegion {
         RawRegion { base: crate::PSRAM_BASE as usize as *mut u8, len: crate::PSRAM_SIZE }
     }
 
+    /// A view of a shared mapping the caller keeps alive longer than the view (the host's
+    /// `MappedRegion` owns both and drops the view first).
+    #[cfg(feature = "host")]
+    pub(crate) fn of_mapping(map: &memmap2::MmapRaw) -> Option<RawRegion> {
+        // SAFETY: the mapping is `map.len()` bytes, readable and writable (shared), page
+        // aligned, and outlives the view (the caller's contract above); this process accesses
+        // it only through the view's atomics.
+        unsafe { RawRegion::new(map.as_mut_ptr(), map.len()) }
+    }
+
     fn word(&self, offset: usize) -> &AtomicU32 {
         assert!(offset.is_multiple_of(4) && offset + 4 <= self.len, "mailbox offset {offset} outside the region");
         // SAFETY: `offset + 4 <= len` keeps the word inside the region the constructor's caller
