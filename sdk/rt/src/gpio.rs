@@ -15,7 +15,11 @@ pub fn set(pin: u8, high: bool) -> Result<(), PinOutOfRange> {
     let bit = bit(pin)?;
     cortex_m::interrupt::free(|_| {
         let levels = crate::CONTROL.gpio();
-        let output = if high { levels.output | bit } else { levels.output & !bit };
+        let output = if high {
+            levels.output | bit
+        } else {
+            levels.output & !bit
+        };
         crate::CONTROL.set_gpio_outputs(output, levels.enable | bit);
     });
     Ok(())

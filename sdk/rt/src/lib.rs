@@ -38,8 +38,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod hw;
 pub mod gpio;
+mod hw;
 pub mod mailbox;
 pub mod time;
 pub mod uart;
@@ -91,7 +91,10 @@ pub fn init() -> Rt {
         exit(103);
     }
     CONTROL.set_state(CoreState::Ready);
-    Rt { mailbox: Mailbox::new(), uart: uart::AppUart::new() }
+    Rt {
+        mailbox: Mailbox::new(),
+        uart: uart::AppUart::new(),
+    }
 }
 
 /// Ends the app with `code`: the host sees it, stops the core and restarts it with backoff

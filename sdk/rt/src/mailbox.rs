@@ -43,7 +43,9 @@ pub struct Mailbox {
 
 /// Sleeps in WFI unless `still_waiting` says otherwise; interrupts are masked between the
 /// check and the WFI, so a doorbell in between is not lost (WFI wakes on a pending one).
-fn sleep_unless(still_waiting: impl FnOnce() -> Result<bool, RingCorrupt>) -> Result<(), RingCorrupt> {
+fn sleep_unless(
+    still_waiting: impl FnOnce() -> Result<bool, RingCorrupt>,
+) -> Result<(), RingCorrupt> {
     cortex_m::interrupt::disable();
     let r = still_waiting();
     if let Ok(true) = r {
@@ -56,7 +58,10 @@ fn sleep_unless(still_waiting: impl FnOnce() -> Result<bool, RingCorrupt>) -> Re
 
 impl Mailbox {
     pub(crate) fn new() -> Mailbox {
-        Mailbox { tx: Producer::new(&PSRAM, Ring::CoreToHost), rx: Consumer::new(&PSRAM, Ring::HostToCore) }
+        Mailbox {
+            tx: Producer::new(&PSRAM, Ring::CoreToHost),
+            rx: Consumer::new(&PSRAM, Ring::HostToCore),
+        }
     }
 
     /// Sends `payload` now, or answers [`SendError::WouldBlock`] when the host's ring is full.
@@ -83,14 +88,20 @@ impl Mailbox {
     }
 
     /// Takes the next message into `buf`, if one waits.
-    pub fn try_receive(&mut self, buf: &mut [u8; MAX_PAYLOAD]) -> Result<Option<Message>, RingCorrupt> {
+    pub fn try_receive(
+        &mut self,
+        buf: &mut [u8; MAX_PAYLOAD],
+    ) -> Result<Option<Message>, RingCorrupt> {
         match self.rx.try_receive(buf)? {
             None => Ok(None),
             Some(r) => {
                 if r.doorbell {
                     ring_doorbell();
                 }
-                Ok(Some(Message { sender: r.sender, len: r.len }))
+                Ok(Some(Message {
+                    sender: r.sender,
+                    len: r.len,
+                }))
             }
         }
     }
@@ -110,7 +121,11 @@ impl Mailbox {
 
     /// Takes the next message into `buf`, sleeping (WFI) until one comes or `deadline`
     /// passes (`None`).
-    pub fn receive_until(&mut self, buf: &mut [u8; MAX_PAYLOAD], deadline: Instant) -> Result<Option<Message>, RingCorrupt> {
+    pub fn receive_until(
+        &mut self,
+        buf: &mut [u8; MAX_PAYLOAD],
+        deadline: Instant,
+    ) -> Result<Option<Message>, RingCorrupt> {
         loop {
             if let Some(m) = self.try_receive(buf)? {
                 return Ok(Some(m));

@@ -64,7 +64,8 @@ impl Instant {
 }
 
 fn ticks_of(d: Duration) -> u64 {
-    (d.as_nanos().saturating_mul(u128::from(TICKS_PER_SECOND)) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
+    (d.as_nanos().saturating_mul(u128::from(TICKS_PER_SECOND)) / 1_000_000_000)
+        .min(u128::from(u64::MAX)) as u64
 }
 
 /// Now.
@@ -84,7 +85,10 @@ pub fn now() -> Instant {
 /// Arms the alarm for `deadline` (at most 171 s ahead at a time: a later deadline wakes early
 /// and arms again).
 pub fn set_alarm(deadline: Instant) {
-    let ahead = deadline.0.saturating_sub(now().0).clamp(1, u64::from(u32::MAX)) as u32;
+    let ahead = deadline
+        .0
+        .saturating_sub(now().0)
+        .clamp(1, u64::from(u32::MAX)) as u32;
     ALARM.store(false, Ordering::Release);
     hw::timer0::arm(ahead);
 }

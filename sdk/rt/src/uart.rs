@@ -15,7 +15,12 @@ struct RxBuffer {
     dropped: u32,
 }
 
-static RX: Mutex<RefCell<RxBuffer>> = Mutex::new(RefCell::new(RxBuffer { bytes: [0; 256], start: 0, len: 0, dropped: 0 }));
+static RX: Mutex<RefCell<RxBuffer>> = Mutex::new(RefCell::new(RxBuffer {
+    bytes: [0; 256],
+    start: 0,
+    len: 0,
+    dropped: 0,
+}));
 
 pub(crate) fn on_receive() {
     hw::UART2.clear_interrupts();

@@ -35,8 +35,13 @@ fn main() -> ! {
             ferro_rt::exit(1)
         }
         answered = answered.wrapping_add(1);
-        if answered <= 3 || answered % 1000 == 0 {
-            log!("answered {} from {} ({} bytes)", answered, message.sender, message.len);
+        if answered <= 3 || answered.is_multiple_of(1000) {
+            log!(
+                "answered {} from {} ({} bytes)",
+                answered,
+                message.sender,
+                message.len
+            );
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::fmt;
 
+use object::Endianness;
 use object::elf::{self, FileHeader32, ProgramHeader32};
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
-use object::Endianness;
 
 /// `e_ident` indices of the class and data encoding.
 const EI_CLASS: usize = 4;
@@ -39,7 +39,10 @@ pub struct MemoryWindow {
 
 impl MemoryWindow {
     fn contains(&self, start: u64, len: u64) -> bool {
-        let (ws, we) = (u64::from(self.start), u64::from(self.start) + u64::from(self.len));
+        let (ws, we) = (
+            u64::from(self.start),
+            u64::from(self.start) + u64::from(self.len),
+        );
         start >= ws && start.checked_add(len).is_some_and(|end| end <= we)
     }
 }
@@ -62,8 +65,18 @@ impl MemoryMap {
         MemoryMap {
             name: "mps2-an386",
             windows: vec![
-                MemoryWindow { name: "SSRAM1", start: 0, len: 4 << 20, kind: WindowKind::Code },
-                MemoryWindow { name: "SSRAM2/3", start: 0x2000_0000, len: 4 << 20, kind: WindowKind::Data },
+                MemoryWindow {
+                    name: "SSRAM1",
+                    start: 0,
+                    len: 4 << 20,
+                    kind: WindowKind::Code,
+                },
+                MemoryWindow {
+                    name: "SSRAM2/3",
+                    start: 0x2000_0000,
+                    len: 4 << 20,
+                    kind: WindowKind::Data,
+                },
             ],
         }
     }
@@ -165,7 +178,9 @@ pub enum ElfError {
         map: &'static str,
     },
     /// An executable segment in a data window.
-    #[error("segment {index} at {address:#010x} is executable and loads into the data window {window}")]
+    #[error(
+        "segment {index} at {address:#010x} is executable and loads into the data window {window}"
+    )]
     ExecutableData {
         /// Its index among the program headers.
         index: usize,
@@ -225,7 +240,9 @@ struct Segment {
 }
 
 fn malformed(e: object::read::Error) -> ElfError {
-    ElfError::Malformed { what: e.to_string() }
+    ElfError::Malformed {
+        what: e.to_string(),
+    }
 }
 
 fn arch_name(tag: u64) -> &'static str {
@@ -269,10 +286,14 @@ impl VerifiedElf {
             return Err(ElfError::NotElf);
         }
         if data[EI_CLASS] != elf::ELFCLASS32 {
-            return Err(ElfError::NotElf32 { class: data[EI_CLASS] });
+            return Err(ElfError::NotElf32 {
+                class: data[EI_CLASS],
+            });
         }
         if data[EI_DATA] != elf::ELFDATA2LSB {
-            return Err(ElfError::NotLittleEndian { data: data[EI_DATA] });
+            return Err(ElfError::NotLittleEndian {
+                data: data[EI_DATA],
+            });
         }
         let header = FileHeader32::<Endianness>::parse(data).map_err(malformed)?;
         let endian = header.endian().map_err(malformed)?;
@@ -291,7 +312,12 @@ impl VerifiedElf {
         check_attributes(header, endian, data)?;
 
         let mut segments = Vec::new();
-        for (index, ph) in header.program_headers(endian, data).map_err(malformed)?.iter().enumerate() {
+        for (index, ph) in header
+            .program_headers(endian, data)
+            .map_err(malformed)?
+            .iter()
+            .enumerate()
+        {
             let ph: &ProgramHeader32<Endianness> = ph;
             if ph.p_type(endian) != elf::PT_LOAD {
                 continue;
@@ -305,10 +331,16 @@ impl VerifiedElf {
                 exec: ph.p_flags(endian) & elf::PF_X != 0,
             };
             if s.filesz > s.memsz {
-                return Err(ElfError::SegmentFileLarger { index, filesz: s.filesz, memsz: s.memsz });
+                return Err(ElfError::SegmentFileLarger {
+                    index,
+                    filesz: s.filesz,
+                    memsz: s.memsz,
+                });
             }
             // The file bytes must exist (object checks offset + size against the file).
-            ph.data(endian, data).map_err(|()| ElfError::Malformed { what: format!("segment {index}'s file bytes are outside the file") })?;
+            ph.data(endian, data).map_err(|()| ElfError::Malformed {
+                what: format!("segment {index}'s file bytes are outside the file"),
+            })?;
             if s.memsz > 0 {
                 // QEMU loads file bytes at the physical (load) address; the code runs with the
                 // virtual one: both must be in one window of the map.
@@ -317,15 +349,26 @@ impl VerifiedElf {
                         .windows
                         .iter()
                         .find(|w| w.contains(address.into(), len.into()))
-                        .ok_or(ElfError::SegmentOutsideMap { index, address, len: s.memsz, map: map.name })?;
+                        .ok_or(ElfError::SegmentOutsideMap {
+                            index,
+                            address,
+                            len: s.memsz,
+                            map: map.name,
+                        })?;
                     if s.exec && window.kind == WindowKind::Data {
-                        return Err(ElfError::ExecutableData { index, address, window: window.name });
+                        return Err(ElfError::ExecutableData {
+                            index,
+                            address,
+                            window: window.name,
+                        });
                     }
                 }
             }
             segments.push(s);
             if segments.len() > MAX_LOAD_SEGMENTS {
-                return Err(ElfError::TooManySegments { count: segments.len() });
+                return Err(ElfError::TooManySegments {
+                    count: segments.len(),
+                });
             }
         }
         if segments.is_empty() {
@@ -334,7 +377,11 @@ impl VerifiedElf {
 
         let executable = |address: u32| {
             let address = address & !1; // the Thumb bit
-            segments.iter().any(|s| s.exec && address >= s.vaddr && u64::from(address) < u64::from(s.vaddr) + u64::from(s.filesz))
+            segments.iter().any(|s| {
+                s.exec
+                    && address >= s.vaddr
+                    && u64::from(address) < u64::from(s.vaddr) + u64::from(s.filesz)
+            })
         };
         // The vector table: file bytes loaded at 0; word 1 is the reset vector.
         let table = segments
@@ -347,19 +394,35 @@ impl VerifiedElf {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .ok_or(ElfError::NoVectorTable)?;
         if reset & 1 == 0 {
-            return Err(ElfError::NotThumb { which: "reset vector", address: reset });
+            return Err(ElfError::NotThumb {
+                which: "reset vector",
+                address: reset,
+            });
         }
         if !executable(reset) {
-            return Err(ElfError::EntryNotExecutable { which: "reset vector", address: reset });
+            return Err(ElfError::EntryNotExecutable {
+                which: "reset vector",
+                address: reset,
+            });
         }
         let entry = header.e_entry(endian);
         if entry & 1 == 0 {
-            return Err(ElfError::NotThumb { which: "entry point", address: entry });
+            return Err(ElfError::NotThumb {
+                which: "entry point",
+                address: entry,
+            });
         }
         if !executable(entry) {
-            return Err(ElfError::EntryNotExecutable { which: "entry point", address: entry });
+            return Err(ElfError::EntryNotExecutable {
+                which: "entry point",
+                address: entry,
+            });
         }
-        Ok(VerifiedElf { bytes, entry, map: map.name })
+        Ok(VerifiedElf {
+            bytes,
+            entry,
+            map: map.name,
+        })
     }
 
     /// The file.
@@ -379,7 +442,11 @@ impl VerifiedElf {
 }
 
 /// Checks Tag_CPU_arch and Tag_CPU_arch_profile of the "aeabi" attributes, when present.
-fn check_attributes(header: &FileHeader32<Endianness>, endian: Endianness, data: &[u8]) -> Result<(), ElfError> {
+fn check_attributes(
+    header: &FileHeader32<Endianness>,
+    endian: Endianness,
+    data: &[u8],
+) -> Result<(), ElfError> {
     let sections = header.sections(endian, data).map_err(malformed)?;
     for section in sections.iter() {
         if section.sh_type(endian) != elf::SHT_ARM_ATTRIBUTES {
@@ -411,8 +478,11 @@ fn check_attributes(header: &FileHeader32<Endianness>, endian: Endianness, data:
                         }
                         6 => {
                             let arch = reader.read_integer().map_err(malformed)?;
-                            if !matches!(arch, 10 | 11 | 12 | 13) {
-                                return Err(ElfError::WrongCpuArch { tag: arch, arch: arch_name(arch) });
+                            if !(10..=13).contains(&arch) {
+                                return Err(ElfError::WrongCpuArch {
+                                    tag: arch,
+                                    arch: arch_name(arch),
+                                });
                             }
                         }
                         7 => {

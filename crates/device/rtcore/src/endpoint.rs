@@ -72,7 +72,10 @@ pub(crate) struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session").field("app", &self.app).field("connected", &self.connected).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("app", &self.app)
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
     }
 }
 
@@ -82,14 +85,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Session {
     /// A session over a freshly initialised region; `doorbell` rings the core's.
-    pub(crate) fn new(region: Region, app: ComponentId, doorbell: Box<dyn Fn() + Send + Sync>) -> Arc<Session> {
+    pub(crate) fn new(
+        region: Region,
+        app: ComponentId,
+        doorbell: Box<dyn Fn() + Send + Sync>,
+    ) -> Arc<Session> {
         Arc::new(Session {
             app,
             producer: Mutex::new(Producer::new(region.clone(), Ring::HostToCore)),
             consumer: Mutex::new(Consumer::new(region, Ring::CoreToHost)),
             connected: AtomicBool::new(true),
             corrupt: Mutex::new(None),
-            waiters: Mutex::new(Waiters { wakers: Vec::new(), epoch: 0 }),
+            waiters: Mutex::new(Waiters {
+                wakers: Vec::new(),
+                epoch: 0,
+            }),
             cond: Condvar::new(),
             doorbell,
         })
@@ -122,7 +132,9 @@ impl Session {
         if let Some(what) = self.corruption() {
             return Err(what);
         }
-        let r = lock(&self.producer).check().and_then(|()| lock(&self.consumer).check());
+        let r = lock(&self.producer)
+            .check()
+            .and_then(|()| lock(&self.consumer).check());
         r.map_err(|e| {
             self.poison(e.what);
             e.what
@@ -168,7 +180,10 @@ impl Session {
                 if received.doorbell {
                     (self.doorbell)();
                 }
-                Ok(Some(Message { sender: self.app, payload: buf[..received.len].to_vec() }))
+                Ok(Some(Message {
+                    sender: self.app,
+                    payload: buf[..received.len].to_vec(),
+                }))
             }
             Err(e) => Err(self.poison(e.what)),
         }
@@ -176,7 +191,11 @@ impl Session {
 
     /// Raises the waiting flag of the ring `sending` says, and answers whether to sleep.
     fn prepare_wait(&self, sending: bool) -> Result<bool, MailboxError> {
-        let r = if sending { lock(&self.producer).prepare_wait() } else { lock(&self.consumer).prepare_wait() };
+        let r = if sending {
+            lock(&self.producer).prepare_wait()
+        } else {
+            lock(&self.consumer).prepare_wait()
+        };
         r.map_err(|e| self.poison(e.what))
     }
 
@@ -200,7 +219,11 @@ impl Session {
             if now >= deadline {
                 return false;
             }
-            w = self.cond.wait_timeout(w, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            w = self
+                .cond
+                .wait_timeout(w, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         true
     }
@@ -294,7 +317,12 @@ impl Endpoint {
 
     /// Takes the next message, waiting up to `timeout` ([`MailboxError::TimedOut`] after it).
     pub fn receive_timeout(&self, timeout: Duration) -> Result<Message, MailboxError> {
-        self.session.blocking(false, timeout, || self.try_receive(), MailboxError::TimedOut)
+        self.session.blocking(
+            false,
+            timeout,
+            || self.try_receive(),
+            MailboxError::TimedOut,
+        )
     }
 
     /// Sends `payload`, waiting as long as the ring is full (no thread blocked: the task is
@@ -314,7 +342,12 @@ impl Endpoint {
 
     /// Takes the next message, waiting for one.
     pub async fn receive(&self) -> Result<Message, MailboxError> {
-        WaitFor { session: &self.session, sending: false, attempt: || self.try_receive() }.await
+        WaitFor {
+            session: &self.session,
+            sending: false,
+            attempt: || self.try_receive(),
+        }
+        .await
     }
 }
 

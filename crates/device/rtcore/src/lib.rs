@@ -19,11 +19,11 @@ mod qemu;
 mod remoteproc;
 mod supervisor;
 
-pub use elf::{ElfError, MAX_ELF_BYTES, MAX_LOAD_SEGMENTS, MemoryMap, MemoryWindow, VerifiedElf, WindowKind};
-pub use endpoint::{Endpoint, MailboxError, Message};
-pub use ferro_mailbox::{
-    ComponentId, Corruption, FaultKind, FaultRecord, GpioLevels, MAX_PAYLOAD,
+pub use elf::{
+    ElfError, MAX_ELF_BYTES, MAX_LOAD_SEGMENTS, MemoryMap, MemoryWindow, VerifiedElf, WindowKind,
 };
+pub use endpoint::{Endpoint, MailboxError, Message};
+pub use ferro_mailbox::{ComponentId, Corruption, FaultKind, FaultRecord, GpioLevels, MAX_PAYLOAD};
 pub use logs::{LogFollower, LogLine};
 pub use qemu::{QemuConfig, QemuCore};
 pub use remoteproc::{RemoteprocConfig, RemoteprocCore};
@@ -42,9 +42,13 @@ impl CoreId {
     /// Checks and wraps a core name.
     pub fn new(name: &str) -> Result<CoreId, CoreError> {
         let ok = (1..=32).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
-            return Err(CoreError::BadCoreId { name: name.to_string() });
+            return Err(CoreError::BadCoreId {
+                name: name.to_string(),
+            });
         }
         Ok(CoreId(name.to_string()))
     }
@@ -75,7 +79,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(30), reset_after: Duration::from_secs(60) }
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(60),
+        }
     }
 }
 
@@ -156,12 +164,20 @@ impl fmt::Display for CrashKind {
             CrashKind::HardFault { record } => write!(
                 f,
                 "{:?} at pc {:#010x} (lr {:#010x}, cfsr {:#010x}, hfsr {:#010x}, mmfar {:#010x}, bfar {:#010x})",
-                record.kind, record.pc, record.lr, record.cfsr, record.hfsr, record.mmfar, record.bfar
+                record.kind,
+                record.pc,
+                record.lr,
+                record.cfsr,
+                record.hfsr,
+                record.mmfar,
+                record.bfar
             ),
             CrashKind::Lockup => f.write_str("lockup"),
             CrashKind::Exited(code) => write!(f, "exited with code {code}"),
             CrashKind::RingCorrupt { what } => write!(f, "mailbox corrupt: {what}"),
-            CrashKind::EmulatorExited { status: Some(s) } => write!(f, "the emulator exited with status {s}"),
+            CrashKind::EmulatorExited { status: Some(s) } => {
+                write!(f, "the emulator exited with status {s}")
+            }
             CrashKind::EmulatorExited { status: None } => f.write_str("the emulator was killed"),
         }
     }

@@ -93,18 +93,27 @@ impl CoreLog {
 
     pub(crate) fn follower(&self) -> LogFollower {
         let next = self.lock().next_seq;
-        LogFollower { log: self.clone(), next }
+        LogFollower {
+            log: self.clone(),
+            next,
+        }
     }
 }
 
 fn push(inner: &mut Inner, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes).trim_end_matches('\r').to_string();
+    let text = String::from_utf8_lossy(bytes)
+        .trim_end_matches('\r')
+        .to_string();
     let seq = inner.next_seq;
     inner.next_seq += 1;
     if inner.lines.len() == LOG_LINES {
         inner.lines.pop_front();
     }
-    inner.lines.push_back(LogLine { seq, at: SystemTime::now(), text });
+    inner.lines.push_back(LogLine {
+        seq,
+        at: SystemTime::now(),
+        text,
+    });
 }
 
 /// Follows a core's log: each line once, from the line after the follower was made.
@@ -129,7 +138,13 @@ impl LogFollower {
             if now >= deadline {
                 return None;
             }
-            inner = self.log.inner.1.wait_timeout(inner, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            inner = self
+                .log
+                .inner
+                .1
+                .wait_timeout(inner, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 }

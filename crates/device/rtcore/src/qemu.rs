@@ -49,7 +49,11 @@ pub struct QemuConfig {
 impl QemuConfig {
     /// `qemu-system-arm` from `PATH`, sandboxed, with its files in `run_dir`.
     pub fn new(run_dir: PathBuf) -> QemuConfig {
-        QemuConfig { qemu: PathBuf::from("qemu-system-arm"), run_dir, sandbox: true }
+        QemuConfig {
+            qemu: PathBuf::from("qemu-system-arm"),
+            run_dir,
+            sandbox: true,
+        }
     }
 }
 
@@ -69,9 +73,15 @@ impl QemuCore {
             .mode(0o700)
             .create(&dir)
             .and_then(|()| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
-            .map_err(|source| CoreError::Io { core: id.clone(), what: "creating the core's directory", source })?;
+            .map_err(|source| CoreError::Io {
+                core: id.clone(),
+                what: "creating the core's directory",
+                source,
+            })?;
         let launcher = QemuLauncher { config, dir };
-        Ok(QemuCore { inner: Supervised::new(id, MemoryMap::mps2_an386(), launcher) })
+        Ok(QemuCore {
+            inner: Supervised::new(id, MemoryMap::mps2_an386(), launcher),
+        })
     }
 }
 
@@ -142,17 +152,27 @@ fn accept(listener: &UnixListener, child: &mut Child, deadline: Instant) -> io::
             Err(e) => return Err(e),
         }
         if let Some(status) = child.try_wait()? {
-            return Err(io::Error::other(format!("QEMU ended before connecting its UARTs ({status})")));
+            return Err(io::Error::other(format!(
+                "QEMU ended before connecting its UARTs ({status})"
+            )));
         }
         if Instant::now() >= deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "QEMU did not connect its UARTs"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "QEMU did not connect its UARTs",
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
 impl Launcher for QemuLauncher {
-    fn launch(&self, _core: &CoreId, image: &VerifiedElf, io: &LaunchIo) -> io::Result<Box<dyn Instance>> {
+    fn launch(
+        &self,
+        _core: &CoreId,
+        image: &VerifiedElf,
+        io: &LaunchIo,
+    ) -> io::Result<Box<dyn Instance>> {
         let psram = self.dir.join("psram");
         let elf = self.dir.join("image.elf");
         for path in [&psram, &elf] {
@@ -168,7 +188,11 @@ impl Launcher for QemuLauncher {
         control.set_gpio_inputs(io.gpio_in);
         {
             use std::io::Write;
-            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&elf)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&elf)?;
             f.write_all(image.bytes())?;
         }
         let log_l = listen(&self.dir.join("uart0.sock"))?;
@@ -179,24 +203,59 @@ impl Launcher for QemuLauncher {
         cmd.arg("-M")
             .arg("mps2-an386,memory-backend=psram")
             .arg("-object")
-            .arg(format!("memory-backend-file,id=psram,size=16M,mem-path={},share=on", psram.display()))
-            .args(["-nodefaults", "-nographic", "-monitor", "none", "-no-reboot", "-net", "none"])
-            .args(["-serial", "chardev:uart0", "-serial", "chardev:doorbell", "-serial", "chardev:uart2"])
+            .arg(format!(
+                "memory-backend-file,id=psram,size=16M,mem-path={},share=on",
+                psram.display()
+            ))
+            .args([
+                "-nodefaults",
+                "-nographic",
+                "-monitor",
+                "none",
+                "-no-reboot",
+                "-net",
+                "none",
+            ])
+            .args([
+                "-serial",
+                "chardev:uart0",
+                "-serial",
+                "chardev:doorbell",
+                "-serial",
+                "chardev:uart2",
+            ])
             .arg("-chardev")
-            .arg(format!("socket,id=uart0,path={}", self.dir.join("uart0.sock").display()))
+            .arg(format!(
+                "socket,id=uart0,path={}",
+                self.dir.join("uart0.sock").display()
+            ))
             .arg("-chardev")
-            .arg(format!("socket,id=doorbell,path={}", self.dir.join("doorbell.sock").display()))
+            .arg(format!(
+                "socket,id=doorbell,path={}",
+                self.dir.join("doorbell.sock").display()
+            ))
             .arg("-chardev")
-            .arg(format!("socket,id=uart2,path={}", self.dir.join("uart2.sock").display()))
+            .arg(format!(
+                "socket,id=uart2,path={}",
+                self.dir.join("uart2.sock").display()
+            ))
             .arg("-kernel")
             .arg(&elf);
         if self.config.sandbox {
-            cmd.args(["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]);
+            cmd.args([
+                "-sandbox",
+                "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+            ]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         let mut guard = ChildGuard(Some(cmd.spawn()?));
         let deadline = Instant::now() + CONNECT_TIMEOUT;
-        let child_ref = guard.0.as_mut().ok_or_else(|| io::Error::other("no child"))?;
+        let child_ref = guard
+            .0
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no child"))?;
         let log_s = accept(&log_l, child_ref, deadline)?;
         let door_s = accept(&door_l, child_ref, deadline)?;
         let uart_s = accept(&uart_l, child_ref, deadline)?;
@@ -243,7 +302,14 @@ impl Launcher for QemuLauncher {
             });
         }
         let pid = guard.0.as_ref().map(Child::id);
-        Ok(Box::new(QemuInstance { child: guard, pid, region: region_dyn, session, stderr, _writer: writer }))
+        Ok(Box::new(QemuInstance {
+            child: guard,
+            pid,
+            region: region_dyn,
+            session,
+            stderr,
+            _writer: writer,
+        }))
     }
 }
 
@@ -292,7 +358,9 @@ impl Instance for QemuInstance {
         match ControlBlock::new(self.region.clone()).state() {
             Ok(CoreState::Exited(code)) => Some(CrashKind::Exited(code)),
             Ok(CoreState::Faulted(record)) => Some(CrashKind::HardFault { record }),
-            _ => Some(CrashKind::EmulatorExited { status: status.code() }),
+            _ => Some(CrashKind::EmulatorExited {
+                status: status.code(),
+            }),
         }
     }
 

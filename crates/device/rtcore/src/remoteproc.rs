@@ -27,4 +27,9 @@ impl RemoteprocCore {
     pub fn new(config: RemoteprocConfig) -> RemoteprocCore {
         RemoteprocCore { config }
     }
+
+    /// Its configuration.
+    pub fn config(&self) -> &RemoteprocConfig {
+        &self.config
+    }
 }

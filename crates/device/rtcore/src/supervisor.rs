@@ -5,7 +5,9 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel, sync_channel,
+};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -56,7 +58,12 @@ pub(crate) trait Instance: Send {
 
 /// A backend: launches an image once.
 pub(crate) trait Launcher: Send + Sync + 'static {
-    fn launch(&self, core: &CoreId, image: &VerifiedElf, io: &LaunchIo) -> std::io::Result<Box<dyn Instance>>;
+    fn launch(
+        &self,
+        core: &CoreId,
+        image: &VerifiedElf,
+        io: &LaunchIo,
+    ) -> std::io::Result<Box<dyn Instance>>;
 }
 
 /// The app's UART across restarts: the caller's stream, and the current run's socket.
@@ -87,7 +94,9 @@ impl UartBridge {
 
     /// Connects a run's UART socket: what the core sends goes to the caller's stream.
     pub(crate) fn attach(self: &Arc<Self>, socket: UnixStream) {
-        let Ok(mut reader) = socket.try_clone() else { return };
+        let Ok(mut reader) = socket.try_clone() else {
+            return;
+        };
         *lock(&self.core) = Some(socket);
         let bridge = self.clone();
         std::thread::spawn(move || {
@@ -151,7 +160,10 @@ impl Shared {
 
 impl<L: Launcher> std::fmt::Debug for Supervised<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervised").field("id", &self.id).field("map", &self.map.name).finish_non_exhaustive()
+        f.debug_struct("Supervised")
+            .field("id", &self.id)
+            .field("map", &self.map.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +174,12 @@ impl<L: Launcher> Supervised<L> {
             map,
             launcher: Arc::new(launcher),
             shared: Arc::new(Shared {
-                state: Mutex::new(State { status: CoreStatus::Stopped, session: None, region: None, run: None }),
+                state: Mutex::new(State {
+                    status: CoreStatus::Stopped,
+                    session: None,
+                    region: None,
+                    run: None,
+                }),
                 log: CoreLog::default(),
                 subscribers: Mutex::new(Vec::new()),
                 gpio_in: AtomicU32::new(0),
@@ -180,11 +197,18 @@ impl<L: Launcher> Supervised<L> {
 
     pub(crate) fn start(&self, image: VerifiedElf, config: RunConfig) -> Result<(), CoreError> {
         if image.memory_map() != self.map.name {
-            return Err(CoreError::WrongMemoryMap { core: self.id.clone(), checked: image.memory_map(), actual: self.map.name });
+            return Err(CoreError::WrongMemoryMap {
+                core: self.id.clone(),
+                checked: image.memory_map(),
+                actual: self.map.name,
+            });
         }
         let mut state = lock(&self.shared.state);
         if let Some(run) = &state.run {
-            return Err(CoreError::Busy { core: self.id.clone(), app: run.app });
+            return Err(CoreError::Busy {
+                core: self.id.clone(),
+                app: run.app,
+            });
         }
         self.shared.log.clear();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -209,8 +233,17 @@ impl<L: Launcher> Supervised<L> {
         let thread = std::thread::Builder::new()
             .name(format!("rtcore-{}", self.id))
             .spawn(move || ctx.supervise(image))
-            .map_err(|source| CoreError::Io { core: self.id.clone(), what: "starting the supervisor thread", source })?;
-        state.run = Some(Run { app: config.app, stop, thread: Some(thread), uart });
+            .map_err(|source| CoreError::Io {
+                core: self.id.clone(),
+                what: "starting the supervisor thread",
+                source,
+            })?;
+        state.run = Some(Run {
+            app: config.app,
+            stop,
+            thread: Some(thread),
+            uart,
+        });
         Ok(())
     }
 
@@ -244,13 +277,29 @@ impl<L: Launcher> Supervised<L> {
         rx
     }
 
-    pub(crate) fn connect(&self, app: &ComponentId, partner: ComponentId) -> Result<Endpoint, CoreError> {
+    pub(crate) fn connect(
+        &self,
+        app: &ComponentId,
+        partner: ComponentId,
+    ) -> Result<Endpoint, CoreError> {
         let state = lock(&self.shared.state);
-        let running = state.run.as_ref().map(|r| r.app).ok_or_else(|| CoreError::NotRunning { core: self.id.clone() })?;
+        let running = state
+            .run
+            .as_ref()
+            .map(|r| r.app)
+            .ok_or_else(|| CoreError::NotRunning {
+                core: self.id.clone(),
+            })?;
         if running != *app {
-            return Err(CoreError::OtherApp { core: self.id.clone(), running, asked: *app });
+            return Err(CoreError::OtherApp {
+                core: self.id.clone(),
+                running,
+                asked: *app,
+            });
         }
-        let session = state.session.clone().ok_or_else(|| CoreError::NotRunning { core: self.id.clone() })?;
+        let session = state.session.clone().ok_or_else(|| CoreError::NotRunning {
+            core: self.id.clone(),
+        })?;
         Ok(Endpoint::new(session, partner))
     }
 
@@ -258,7 +307,10 @@ impl<L: Launcher> Supervised<L> {
         let state = lock(&self.shared.state);
         match &state.region {
             Some(region) => ControlBlock::new(region.clone()).gpio(),
-            None => GpioLevels { input: self.shared.gpio_in.load(Ordering::Relaxed), ..GpioLevels::default() },
+            None => GpioLevels {
+                input: self.shared.gpio_in.load(Ordering::Relaxed),
+                ..GpioLevels::default()
+            },
         }
     }
 
@@ -306,7 +358,12 @@ impl<L: Launcher> RunContext<L> {
             if now >= deadline {
                 return false;
             }
-            stopped = self.stop.1.wait_timeout(stopped, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            stopped = self
+                .stop
+                .1
+                .wait_timeout(stopped, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         true
     }
@@ -330,7 +387,9 @@ impl<L: Launcher> RunContext<L> {
             let started = Instant::now();
             let kind = match self.launcher.launch(&self.id, &image, &io) {
                 Err(e) => {
-                    self.shared.log.note(&format!("core {} did not start: {e}", self.id));
+                    self.shared
+                        .log
+                        .note(&format!("core {} did not start: {e}", self.id));
                     tracing::warn!(core = %self.id, error = %e, "real-time core did not start");
                     CrashKind::EmulatorExited { status: None }
                 }
@@ -339,9 +398,17 @@ impl<L: Launcher> RunContext<L> {
                         let mut state = lock(&self.shared.state);
                         state.session = Some(instance.session());
                         state.region = Some(instance.region());
-                        state.status = CoreStatus::Running { app: self.app, pid: instance.pid(), restarts };
+                        state.status = CoreStatus::Running {
+                            app: self.app,
+                            pid: instance.pid(),
+                            restarts,
+                        };
                     }
-                    self.shared.emit(CoreEvent::Started { core: self.id.clone(), app: self.app, restarts });
+                    self.shared.emit(CoreEvent::Started {
+                        core: self.id.clone(),
+                        app: self.app,
+                        restarts,
+                    });
                     let outcome = self.watch(instance.as_mut(), &wake_rx);
                     instance.kill();
                     let session = {
@@ -364,17 +431,34 @@ impl<L: Launcher> RunContext<L> {
                 delay = self.backoff.initial;
             }
             restarts = restarts.saturating_add(1);
-            self.shared.log.note(&format!("core {} crashed ({kind}); restart {restarts} in {delay:?}", self.id));
+            self.shared.log.note(&format!(
+                "core {} crashed ({kind}); restart {restarts} in {delay:?}",
+                self.id
+            ));
             tracing::warn!(core = %self.id, app = %self.app, %kind, restarts, ?delay, "real-time core crashed");
-            self.set_status(CoreStatus::Restarting { app: self.app, restarts, delay, last: kind.clone() });
-            self.shared.emit(CoreEvent::Crashed { core: self.id.clone(), app: self.app, kind, restarts, delay });
+            self.set_status(CoreStatus::Restarting {
+                app: self.app,
+                restarts,
+                delay,
+                last: kind.clone(),
+            });
+            self.shared.emit(CoreEvent::Crashed {
+                core: self.id.clone(),
+                app: self.app,
+                kind,
+                restarts,
+                delay,
+            });
             if self.sleep(delay) {
                 break;
             }
             delay = (delay * 2).min(self.backoff.max);
         }
         self.set_status(CoreStatus::Stopped);
-        self.shared.emit(CoreEvent::Stopped { core: self.id.clone(), app: self.app });
+        self.shared.emit(CoreEvent::Stopped {
+            core: self.id.clone(),
+            app: self.app,
+        });
     }
 
     /// Watches one run until it crashes or is stopped.
@@ -393,7 +477,9 @@ impl<L: Launcher> RunContext<L> {
             match control.state() {
                 Err(what) => return Outcome::Crashed(CrashKind::RingCorrupt { what }),
                 Ok(CoreState::Exited(code)) => return Outcome::Crashed(CrashKind::Exited(code)),
-                Ok(CoreState::Faulted(record)) => return Outcome::Crashed(CrashKind::HardFault { record }),
+                Ok(CoreState::Faulted(record)) => {
+                    return Outcome::Crashed(CrashKind::HardFault { record });
+                }
                 Ok(CoreState::Booting | CoreState::Ready) => {}
             }
             if let Err(what) = session.check_rings() {
@@ -403,7 +489,10 @@ impl<L: Launcher> RunContext<L> {
             if now_kicks != kicks {
                 kicks = now_kicks;
                 last_kick = Instant::now();
-            } else if self.watchdog.is_some_and(|period| last_kick.elapsed() > period) {
+            } else if self
+                .watchdog
+                .is_some_and(|period| last_kick.elapsed() > period)
+            {
                 return Outcome::Crashed(CrashKind::Watchdog);
             }
             match wake.recv_timeout(TICK) {

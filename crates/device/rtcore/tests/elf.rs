@@ -13,7 +13,12 @@ fn vectors() -> Vec<(String, Vec<u8>)> {
         .expect("test-vectors/rt-elf")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "elf"))
-        .map(|p| (p.file_name().expect("name").to_string_lossy().into_owned(), std::fs::read(&p).expect("read")))
+        .map(|p| {
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                std::fs::read(&p).expect("read"),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -31,7 +36,9 @@ fn every_vector_is_judged_as_its_name_says() {
             Err(e) => {
                 let variant = format!("{e:?}");
                 assert!(
-                    variant.starts_with(expected) && variant[expected.len()..].starts_with([' ', '{', '(']) || variant == expected,
+                    variant.starts_with(expected)
+                        && variant[expected.len()..].starts_with([' ', '{', '('])
+                        || variant == expected,
                     "{name}: refused with {variant} ({e})"
                 );
                 assert!(!e.to_string().is_empty());
@@ -45,18 +52,42 @@ fn refusals_say_where() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../test-vectors/rt-elf");
     let bytes = std::fs::read(dir.join("SegmentOutsideMap--psram-mailbox.elf")).expect("vector");
     let e = VerifiedElf::verify(bytes, &MemoryMap::mps2_an386()).expect_err("refused");
-    assert_eq!(e, ElfError::SegmentOutsideMap { index: 1, address: 0x2100_0000, len: 4, map: "mps2-an386" });
-    assert_eq!(e.to_string(), "segment 1 (0x21000000, 4 bytes) is outside the core's memory (mps2-an386)");
+    assert_eq!(
+        e,
+        ElfError::SegmentOutsideMap {
+            index: 1,
+            address: 0x2100_0000,
+            len: 4,
+            map: "mps2-an386"
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "segment 1 (0x21000000, 4 bytes) is outside the core's memory (mps2-an386)"
+    );
     let big = vec![0u8; ferro_rtcore::MAX_ELF_BYTES + 1];
-    assert!(matches!(VerifiedElf::verify(big, &MemoryMap::mps2_an386()), Err(ElfError::TooLarge { .. })));
+    assert!(matches!(
+        VerifiedElf::verify(big, &MemoryMap::mps2_an386()),
+        Err(ElfError::TooLarge { .. })
+    ));
 }
 
 #[test]
 fn the_built_guests_pass() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../apps/rt/target/thumbv7em-none-eabihf/release");
-    for name in ["rt-echo", "rt-spin", "rt-hardfault", "rt-flood", "rt-scribble", "rt-exit"] {
-        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}; build apps/rt first"));
-        let elf = VerifiedElf::verify(bytes, &MemoryMap::mps2_an386()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../apps/rt/target/thumbv7em-none-eabihf/release");
+    for name in [
+        "rt-echo",
+        "rt-spin",
+        "rt-hardfault",
+        "rt-flood",
+        "rt-scribble",
+        "rt-exit",
+    ] {
+        let bytes = std::fs::read(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}; build apps/rt first"));
+        let elf = VerifiedElf::verify(bytes, &MemoryMap::mps2_an386())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(elf.entry() & 1, 1);
     }
 }

@@ -20,7 +20,12 @@ pub struct MappedRegion {
 impl MappedRegion {
     /// Creates `path` (mode 0600, it must not exist), sizes it to [`PSRAM_SIZE`] and maps it.
     pub fn create(path: &Path) -> io::Result<MappedRegion> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         file.set_len(PSRAM_SIZE as u64)?;
         Self::map(file)
     }
@@ -34,15 +39,25 @@ impl MappedRegion {
     fn map(file: File) -> io::Result<MappedRegion> {
         let len = file.metadata()?.len();
         if len < REGION_SIZE as u64 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the mailbox file has {len} bytes, fewer than {REGION_SIZE}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the mailbox file has {len} bytes, fewer than {REGION_SIZE}"),
+            ));
         }
-        let map = memmap2::MmapOptions::new().len(REGION_SIZE).map_raw(&file)?;
+        let map = memmap2::MmapOptions::new()
+            .len(REGION_SIZE)
+            .map_raw(&file)?;
         let region = Self::view(&map)?;
-        Ok(MappedRegion { region, _map: map, _file: file })
+        Ok(MappedRegion {
+            region,
+            _map: map,
+            _file: file,
+        })
     }
 
     fn view(map: &memmap2::MmapRaw) -> io::Result<RawRegion> {
-        RawRegion::of_mapping(map).ok_or_else(|| io::Error::other("the mapping is not an aligned region"))
+        RawRegion::of_mapping(map)
+            .ok_or_else(|| io::Error::other("the mapping is not an aligned region"))
     }
 }
 
@@ -64,7 +79,9 @@ pub struct HeapRegion {
 impl HeapRegion {
     /// A zeroed region of [`REGION_SIZE`] bytes.
     pub fn new() -> HeapRegion {
-        HeapRegion { words: (0..REGION_SIZE / 4).map(|_| AtomicU32::new(0)).collect() }
+        HeapRegion {
+            words: (0..REGION_SIZE / 4).map(|_| AtomicU32::new(0)).collect(),
+        }
     }
 }
 

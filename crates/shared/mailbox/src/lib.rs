@@ -105,7 +105,8 @@ pub mod ring_layout {
     /// Inside a slot: the payload (up to [`crate::MAX_PAYLOAD`] bytes).
     pub const SLOT_PAYLOAD: usize = 24;
     /// Bytes of one ring, rounded up to 256.
-    pub const SIZE: usize = (SLOTS + crate::SLOT_COUNT as usize * crate::SLOT_SIZE).div_ceil(256) * 256;
+    pub const SIZE: usize =
+        (SLOTS + crate::SLOT_COUNT as usize * crate::SLOT_SIZE).div_ceil(256) * 256;
 }
 
 /// The bytes of the region the protocol uses (from the start of the PSRAM).
@@ -187,7 +188,9 @@ impl<T: SharedMemory + ?Sized> SharedMemory for std::sync::Arc<T> {
 /// Copies `out.len()` bytes from `offset` (a multiple of 4) out of the region, word by word.
 pub(crate) fn read_bytes<M: SharedMemory + ?Sized>(mem: &M, offset: usize, out: &mut [u8]) {
     for (i, chunk) in out.chunks_mut(4).enumerate() {
-        let word = mem.load_u32(offset + 4 * i, Ordering::Relaxed).to_le_bytes();
+        let word = mem
+            .load_u32(offset + 4 * i, Ordering::Relaxed)
+            .to_le_bytes();
         chunk.copy_from_slice(&word[..chunk.len()]);
     }
 }
@@ -230,7 +233,9 @@ pub enum Corruption {
         found: u32,
     },
     /// The producer's index of a ring moved backwards or past the ring's window.
-    #[error("the {ring:?} ring's producer index moved from {previous} to {found} (consumer at {consumer}, {SLOT_COUNT} slots)")]
+    #[error(
+        "the {ring:?} ring's producer index moved from {previous} to {found} (consumer at {consumer}, {SLOT_COUNT} slots)"
+    )]
     Head {
         /// Which ring.
         ring: Ring,
@@ -242,7 +247,9 @@ pub enum Corruption {
         consumer: u32,
     },
     /// The consumer's index of a ring moved backwards or past the producer's index.
-    #[error("the {ring:?} ring's consumer index moved from {previous} to {found} (producer at {producer})")]
+    #[error(
+        "the {ring:?} ring's consumer index moved from {previous} to {found} (producer at {producer})"
+    )]
     Tail {
         /// Which ring.
         ring: Ring,
@@ -398,10 +405,12 @@ impl<M: SharedMemory> ControlBlock<M> {
         }
         for ring in [Ring::HostToCore, Ring::CoreToHost] {
             for offset in (0..ring_layout::SLOTS).step_by(4) {
-                self.mem.store_u32(ring.offset() + offset, 0, Ordering::Relaxed);
+                self.mem
+                    .store_u32(ring.offset() + offset, 0, Ordering::Relaxed);
             }
         }
-        self.mem.store_u32(control::VERSION, LAYOUT_VERSION, Ordering::Relaxed);
+        self.mem
+            .store_u32(control::VERSION, LAYOUT_VERSION, Ordering::Relaxed);
         self.mem.store_u32(control::MAGIC, MAGIC, Ordering::Release);
     }
 
@@ -424,10 +433,13 @@ impl<M: SharedMemory> ControlBlock<M> {
         match state {
             0 => Ok(CoreState::Booting),
             1 => Ok(CoreState::Ready),
-            2 => Ok(CoreState::Exited(self.mem.load_u32(control::EXIT_CODE, Ordering::Relaxed) as i32)),
+            2 => Ok(CoreState::Exited(
+                self.mem.load_u32(control::EXIT_CODE, Ordering::Relaxed) as i32,
+            )),
             3 => {
                 let word = |i: usize| self.mem.load_u32(control::FAULT + 4 * i, Ordering::Relaxed);
-                let kind = FaultKind::from_code(word(0)).ok_or(Corruption::FaultKind { found: word(0) })?;
+                let kind = FaultKind::from_code(word(0))
+                    .ok_or(Corruption::FaultKind { found: word(0) })?;
                 Ok(CoreState::Faulted(FaultRecord {
                     kind,
                     pc: word(1),
@@ -450,7 +462,8 @@ impl<M: SharedMemory> ControlBlock<M> {
             CoreState::Booting => 0,
             CoreState::Ready => 1,
             CoreState::Exited(code) => {
-                self.mem.store_u32(control::EXIT_CODE, code as u32, Ordering::Relaxed);
+                self.mem
+                    .store_u32(control::EXIT_CODE, code as u32, Ordering::Relaxed);
                 2
             }
             CoreState::Faulted(record) => {
@@ -465,7 +478,8 @@ impl<M: SharedMemory> ControlBlock<M> {
                     record.bfar,
                 ];
                 for (i, w) in words.into_iter().enumerate() {
-                    self.mem.store_u32(control::FAULT + 4 * i, w, Ordering::Relaxed);
+                    self.mem
+                        .store_u32(control::FAULT + 4 * i, w, Ordering::Relaxed);
                 }
                 3
             }
@@ -476,7 +490,8 @@ impl<M: SharedMemory> ControlBlock<M> {
     /// The core: one watchdog kick.
     pub fn kick(&self) {
         let kicks = self.mem.load_u32(control::KICKS, Ordering::Relaxed);
-        self.mem.store_u32(control::KICKS, kicks.wrapping_add(1), Ordering::Release);
+        self.mem
+            .store_u32(control::KICKS, kicks.wrapping_add(1), Ordering::Release);
     }
 
     /// The watchdog kick counter (the host compares it with its previous reading: any change
@@ -496,12 +511,15 @@ impl<M: SharedMemory> ControlBlock<M> {
 
     /// The core: sets its output levels and enables.
     pub fn set_gpio_outputs(&self, output: u32, enable: u32) {
-        self.mem.store_u32(control::GPIO_OUT, output, Ordering::Release);
-        self.mem.store_u32(control::GPIO_ENABLE, enable, Ordering::Release);
+        self.mem
+            .store_u32(control::GPIO_OUT, output, Ordering::Release);
+        self.mem
+            .store_u32(control::GPIO_ENABLE, enable, Ordering::Release);
     }
 
     /// The host: sets the input levels the core reads.
     pub fn set_gpio_inputs(&self, input: u32) {
-        self.mem.store_u32(control::GPIO_IN, input, Ordering::Release);
+        self.mem
+            .store_u32(control::GPIO_IN, input, Ordering::Release);
     }
 }

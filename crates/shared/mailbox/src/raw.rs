@@ -42,7 +42,10 @@ impl RawRegion {
     /// Only on the core (where the PSRAM is mapped at that address), and only once: the caller
     /// owns the mailbox region.
     pub const unsafe fn psram() -> RawRegion {
-        RawRegion { base: crate::PSRAM_BASE as usize as *mut u8, len: crate::PSRAM_SIZE }
+        RawRegion {
+            base: crate::PSRAM_BASE as usize as *mut u8,
+            len: crate::PSRAM_SIZE,
+        }
     }
 
     /// A view of a shared mapping the caller keeps alive longer than the view (the host's
@@ -56,7 +59,10 @@ impl RawRegion {
     }
 
     fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len, "mailbox offset {offset} outside the region");
+        assert!(
+            offset.is_multiple_of(4) && offset + 4 <= self.len,
+            "mailbox offset {offset} outside the region"
+        );
         // SAFETY: `offset + 4 <= len` keeps the word inside the region the constructor's caller
         // vouched for; `base` and `offset` are multiples of 4, so the pointer is aligned for
         // `AtomicU32`; every access to the region is atomic (constructor contract), so a shared

@@ -51,7 +51,13 @@ pub struct Producer<M: SharedMemory> {
 impl<M: SharedMemory> Producer<M> {
     /// The producer of `ring` in a freshly initialised region (both indices zero).
     pub const fn new(mem: M, ring: Ring) -> Self {
-        Producer { mem, ring, head: 0, tail: 0, poisoned: None }
+        Producer {
+            mem,
+            ring,
+            head: 0,
+            tail: 0,
+            poisoned: None,
+        }
     }
 
     /// Reads and validates the consumer's index: it may only move forwards, up to `head`.
@@ -59,9 +65,16 @@ impl<M: SharedMemory> Producer<M> {
         if let Some(what) = self.poisoned {
             return Err(what);
         }
-        let found = self.mem.load_u32(self.ring.offset() + at::TAIL, Ordering::Acquire);
+        let found = self
+            .mem
+            .load_u32(self.ring.offset() + at::TAIL, Ordering::Acquire);
         if found.wrapping_sub(self.tail) > self.head.wrapping_sub(self.tail) {
-            let what = Corruption::Tail { ring: self.ring, previous: self.tail, found, producer: self.head };
+            let what = Corruption::Tail {
+                ring: self.ring,
+                previous: self.tail,
+                found,
+                producer: self.head,
+            };
             self.poisoned = Some(what);
             return Err(what);
         }
@@ -75,27 +88,39 @@ impl<M: SharedMemory> Producer<M> {
         if payload.len() > MAX_PAYLOAD {
             return Err(SendError::TooLarge { len: payload.len() });
         }
-        let used = self.refresh_tail().map_err(|what| SendError::RingCorrupt { what })?;
+        let used = self
+            .refresh_tail()
+            .map_err(|what| SendError::RingCorrupt { what })?;
         if used >= SLOT_COUNT {
             return Err(SendError::WouldBlock);
         }
         let slot = slot_offset(self.ring, self.head);
-        self.mem.store_u32(slot + at::SLOT_LEN, payload.len() as u32, Ordering::Relaxed);
+        self.mem
+            .store_u32(slot + at::SLOT_LEN, payload.len() as u32, Ordering::Relaxed);
         write_bytes(&self.mem, slot + at::SLOT_SENDER, &sender.0);
         write_bytes(&self.mem, slot + at::SLOT_PAYLOAD, payload);
         self.head = self.head.wrapping_add(1);
-        self.mem.store_u32(self.ring.offset() + at::HEAD, self.head, Ordering::Release);
+        self.mem
+            .store_u32(self.ring.offset() + at::HEAD, self.head, Ordering::Release);
         // Pairs with the consumer's fence in `prepare_wait`: either it sees the new head, or we
         // see its waiting flag.
         fence(Ordering::SeqCst);
-        let waiting = self.mem.load_u32(self.ring.offset() + at::CONSUMER_WAITING, Ordering::Relaxed);
-        Ok(Sent { doorbell: waiting != 0 })
+        let waiting = self
+            .mem
+            .load_u32(self.ring.offset() + at::CONSUMER_WAITING, Ordering::Relaxed);
+        Ok(Sent {
+            doorbell: waiting != 0,
+        })
     }
 
     /// Before sleeping on a full ring: raises the producer-waiting flag and answers whether the
     /// ring is still full (sleep only then; call [`Self::end_wait`] on waking).
     pub fn prepare_wait(&mut self) -> Result<bool, RingCorrupt> {
-        self.mem.store_u32(self.ring.offset() + at::PRODUCER_WAITING, 1, Ordering::Relaxed);
+        self.mem.store_u32(
+            self.ring.offset() + at::PRODUCER_WAITING,
+            1,
+            Ordering::Relaxed,
+        );
         fence(Ordering::SeqCst);
         let used = self.refresh_tail().map_err(|what| RingCorrupt { what })?;
         if used < SLOT_COUNT {
@@ -107,12 +132,18 @@ impl<M: SharedMemory> Producer<M> {
 
     /// Clears the producer-waiting flag.
     pub fn end_wait(&mut self) {
-        self.mem.store_u32(self.ring.offset() + at::PRODUCER_WAITING, 0, Ordering::Relaxed);
+        self.mem.store_u32(
+            self.ring.offset() + at::PRODUCER_WAITING,
+            0,
+            Ordering::Relaxed,
+        );
     }
 
     /// Validates the consumer's index without sending (the host's periodic check).
     pub fn check(&mut self) -> Result<(), RingCorrupt> {
-        self.refresh_tail().map(|_| ()).map_err(|what| RingCorrupt { what })
+        self.refresh_tail()
+            .map(|_| ())
+            .map_err(|what| RingCorrupt { what })
     }
 
     /// Messages published and not yet consumed, as last seen.
@@ -136,7 +167,13 @@ pub struct Consumer<M: SharedMemory> {
 impl<M: SharedMemory> Consumer<M> {
     /// The consumer of `ring` in a freshly initialised region (both indices zero).
     pub const fn new(mem: M, ring: Ring) -> Self {
-        Consumer { mem, ring, tail: 0, head: 0, poisoned: None }
+        Consumer {
+            mem,
+            ring,
+            tail: 0,
+            head: 0,
+            poisoned: None,
+        }
     }
 
     /// Reads and validates the producer's index: it may only move forwards, and at most
@@ -145,10 +182,17 @@ impl<M: SharedMemory> Consumer<M> {
         if let Some(what) = self.poisoned {
             return Err(RingCorrupt { what });
         }
-        let found = self.mem.load_u32(self.ring.offset() + at::HEAD, Ordering::Acquire);
+        let found = self
+            .mem
+            .load_u32(self.ring.offset() + at::HEAD, Ordering::Acquire);
         let ahead = found.wrapping_sub(self.tail);
         if ahead > SLOT_COUNT || ahead < self.head.wrapping_sub(self.tail) {
-            let what = Corruption::Head { ring: self.ring, previous: self.head, found, consumer: self.tail };
+            let what = Corruption::Head {
+                ring: self.ring,
+                previous: self.head,
+                found,
+                consumer: self.tail,
+            };
             self.poisoned = Some(what);
             return Err(RingCorrupt { what });
         }
@@ -162,7 +206,10 @@ impl<M: SharedMemory> Consumer<M> {
     }
 
     /// Takes the next message into `buf`, or answers `None` when the ring is empty.
-    pub fn try_receive(&mut self, buf: &mut [u8; MAX_PAYLOAD]) -> Result<Option<Received>, RingCorrupt> {
+    pub fn try_receive(
+        &mut self,
+        buf: &mut [u8; MAX_PAYLOAD],
+    ) -> Result<Option<Received>, RingCorrupt> {
         if self.refresh_head()? == 0 {
             return Ok(None);
         }
@@ -170,7 +217,10 @@ impl<M: SharedMemory> Consumer<M> {
         // Read once: the producer may rewrite it, but only this value is used.
         let len = self.mem.load_u32(slot + at::SLOT_LEN, Ordering::Relaxed);
         if len as usize > MAX_PAYLOAD {
-            let what = Corruption::Length { ring: self.ring, found: len };
+            let what = Corruption::Length {
+                ring: self.ring,
+                found: len,
+            };
             self.poisoned = Some(what);
             return Err(RingCorrupt { what });
         }
@@ -179,16 +229,27 @@ impl<M: SharedMemory> Consumer<M> {
         read_bytes(&self.mem, slot + at::SLOT_SENDER, &mut sender);
         read_bytes(&self.mem, slot + at::SLOT_PAYLOAD, &mut buf[..len]);
         self.tail = self.tail.wrapping_add(1);
-        self.mem.store_u32(self.ring.offset() + at::TAIL, self.tail, Ordering::Release);
+        self.mem
+            .store_u32(self.ring.offset() + at::TAIL, self.tail, Ordering::Release);
         fence(Ordering::SeqCst);
-        let waiting = self.mem.load_u32(self.ring.offset() + at::PRODUCER_WAITING, Ordering::Relaxed);
-        Ok(Some(Received { sender: ComponentId(sender), len, doorbell: waiting != 0 }))
+        let waiting = self
+            .mem
+            .load_u32(self.ring.offset() + at::PRODUCER_WAITING, Ordering::Relaxed);
+        Ok(Some(Received {
+            sender: ComponentId(sender),
+            len,
+            doorbell: waiting != 0,
+        }))
     }
 
     /// Before sleeping on an empty ring: raises the consumer-waiting flag and answers whether
     /// the ring is still empty (sleep only then; call [`Self::end_wait`] on waking).
     pub fn prepare_wait(&mut self) -> Result<bool, RingCorrupt> {
-        self.mem.store_u32(self.ring.offset() + at::CONSUMER_WAITING, 1, Ordering::Relaxed);
+        self.mem.store_u32(
+            self.ring.offset() + at::CONSUMER_WAITING,
+            1,
+            Ordering::Relaxed,
+        );
         fence(Ordering::SeqCst);
         if self.refresh_head()? != 0 {
             self.end_wait();
@@ -199,6 +260,10 @@ impl<M: SharedMemory> Consumer<M> {
 
     /// Clears the consumer-waiting flag.
     pub fn end_wait(&mut self) {
-        self.mem.store_u32(self.ring.offset() + at::CONSUMER_WAITING, 0, Ordering::Relaxed);
+        self.mem.store_u32(
+            self.ring.offset() + at::CONSUMER_WAITING,
+            0,
+            Ordering::Relaxed,
+        );
     }
 }

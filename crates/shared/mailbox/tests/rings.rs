@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use ferro_mailbox::{
-    ComponentId, Consumer, ControlBlock, CoreState, Corruption, FaultKind, FaultRecord,
-    HeapRegion, MAX_PAYLOAD, MappedRegion, Producer, Ring, SLOT_COUNT, SendError, SharedMemory,
-    control, ring_layout,
+    ComponentId, Consumer, ControlBlock, CoreState, Corruption, FaultKind, FaultRecord, HeapRegion,
+    MAX_PAYLOAD, MappedRegion, Producer, Ring, SLOT_COUNT, SendError, SharedMemory, control,
+    ring_layout,
 };
 use proptest::prelude::*;
 
@@ -79,7 +79,10 @@ fn a_full_ring_is_would_block_and_drops_nothing() {
     for i in 0..SLOT_COUNT {
         let _ = tx.try_send(&SENDER, &i.to_le_bytes()).expect("room");
     }
-    assert_eq!(tx.try_send(&SENDER, b"one more"), Err(SendError::WouldBlock));
+    assert_eq!(
+        tx.try_send(&SENDER, b"one more"),
+        Err(SendError::WouldBlock)
+    );
     assert_eq!(tx.in_flight(), SLOT_COUNT);
     let mut buf = [0u8; MAX_PAYLOAD];
     let first = rx.try_receive(&mut buf).expect("valid").expect("a message");
@@ -91,7 +94,12 @@ fn a_full_ring_is_would_block_and_drops_nothing() {
     }
     let r = rx.try_receive(&mut buf).expect("valid").expect("the last");
     assert_eq!(&buf[..r.len], b"one more");
-    assert_eq!(tx.try_send(&SENDER, &[0; MAX_PAYLOAD + 1]), Err(SendError::TooLarge { len: MAX_PAYLOAD + 1 }));
+    assert_eq!(
+        tx.try_send(&SENDER, &[0; MAX_PAYLOAD + 1]),
+        Err(SendError::TooLarge {
+            len: MAX_PAYLOAD + 1
+        })
+    );
 }
 
 #[test]
@@ -99,13 +107,22 @@ fn the_waiting_flags_ask_for_doorbells() {
     let region = HeapRegion::new();
     let mut tx = Producer::new(&region, Ring::HostToCore);
     let mut rx = Consumer::new(&region, Ring::HostToCore);
-    assert!(!tx.try_send(&SENDER, b"a").expect("room").doorbell, "nobody waits");
+    assert!(
+        !tx.try_send(&SENDER, b"a").expect("room").doorbell,
+        "nobody waits"
+    );
     let mut buf = [0u8; MAX_PAYLOAD];
     let _ = rx.try_receive(&mut buf).expect("valid");
     assert!(rx.prepare_wait().expect("valid"), "empty: sleep");
-    assert!(tx.try_send(&SENDER, b"b").expect("room").doorbell, "the consumer sleeps");
+    assert!(
+        tx.try_send(&SENDER, b"b").expect("room").doorbell,
+        "the consumer sleeps"
+    );
     rx.end_wait();
-    assert!(!rx.prepare_wait().expect("valid"), "a message waits: do not sleep");
+    assert!(
+        !rx.prepare_wait().expect("valid"),
+        "a message waits: do not sleep"
+    );
 }
 
 /// Hostile values in each shared field a consumer or producer reads: a typed error, no panic,
@@ -115,7 +132,13 @@ fn hostile_indices_and_lengths_are_ring_corrupt() {
     let head = Ring::CoreToHost.offset() + ring_layout::HEAD;
     let tail = Ring::HostToCore.offset() + ring_layout::TAIL;
     let len0 = Ring::CoreToHost.offset() + ring_layout::SLOTS + ring_layout::SLOT_LEN;
-    let garbage = [SLOT_COUNT + 1, u32::MAX, 0x8000_0000, 0xdead_beef, u32::MAX - SLOT_COUNT];
+    let garbage = [
+        SLOT_COUNT + 1,
+        u32::MAX,
+        0x8000_0000,
+        0xdead_beef,
+        u32::MAX - SLOT_COUNT,
+    ];
     for value in garbage {
         // The core's producer index (of core-to-host) ahead of the window or behind.
         let region = HeapRegion::new();
@@ -123,7 +146,10 @@ fn hostile_indices_and_lengths_are_ring_corrupt() {
         region.store_u32(head, value, Ordering::Release);
         let mut buf = [0u8; MAX_PAYLOAD];
         let err = rx.try_receive(&mut buf).expect_err("corrupt");
-        assert!(matches!(err.what, Corruption::Head { found, .. } if found == value), "{err}");
+        assert!(
+            matches!(err.what, Corruption::Head { found, .. } if found == value),
+            "{err}"
+        );
         region.store_u32(head, 0, Ordering::Release);
         assert_eq!(rx.try_receive(&mut buf).expect_err("poisoned"), err);
 
@@ -133,7 +159,10 @@ fn hostile_indices_and_lengths_are_ring_corrupt() {
         let _ = tx.try_send(&SENDER, b"x").expect("room");
         region.store_u32(tail, value, Ordering::Release);
         let err = tx.try_send(&SENDER, b"y").expect_err("corrupt");
-        assert!(matches!(err, SendError::RingCorrupt { what: Corruption::Tail { found, .. } } if found == value), "{err}");
+        assert!(
+            matches!(err, SendError::RingCorrupt { what: Corruption::Tail { found, .. } } if found == value),
+            "{err}"
+        );
 
         // A slot's length.
         let region = HeapRegion::new();
@@ -149,18 +178,31 @@ fn hostile_indices_and_lengths_are_ring_corrupt() {
     region.store_u32(head, 3, Ordering::Release);
     rx.check().expect("valid");
     region.store_u32(head, 2, Ordering::Release);
-    assert!(matches!(rx.check().expect_err("backwards").what, Corruption::Head { previous: 3, found: 2, .. }));
+    assert!(matches!(
+        rx.check().expect_err("backwards").what,
+        Corruption::Head {
+            previous: 3,
+            found: 2,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn hostile_control_words_are_typed_errors() {
     let region = HeapRegion::new();
     let control = ControlBlock::new(&region);
-    assert!(matches!(control.check_header(), Err(Corruption::Magic { found: 0 })));
+    assert!(matches!(
+        control.check_header(),
+        Err(Corruption::Magic { found: 0 })
+    ));
     control.initialise();
     control.check_header().expect("valid");
     region.store_u32(control::VERSION, 9, Ordering::Relaxed);
-    assert_eq!(control.check_header(), Err(Corruption::Version { found: 9 }));
+    assert_eq!(
+        control.check_header(),
+        Err(Corruption::Version { found: 9 })
+    );
     for state in [4, 5, u32::MAX] {
         region.store_u32(control::STATE, state, Ordering::Relaxed);
         assert_eq!(control.state(), Err(Corruption::State { found: state }));
@@ -168,7 +210,16 @@ fn hostile_control_words_are_typed_errors() {
     region.store_u32(control::STATE, 3, Ordering::Relaxed);
     region.store_u32(control::FAULT, 0, Ordering::Relaxed);
     assert_eq!(control.state(), Err(Corruption::FaultKind { found: 0 }));
-    let record = FaultRecord { kind: FaultKind::UsageFault, pc: 1, lr: 2, xpsr: 3, cfsr: 4, hfsr: 5, mmfar: 6, bfar: 7 };
+    let record = FaultRecord {
+        kind: FaultKind::UsageFault,
+        pc: 1,
+        lr: 2,
+        xpsr: 3,
+        cfsr: 4,
+        hfsr: 5,
+        mmfar: 6,
+        bfar: 7,
+    };
     control.set_state(CoreState::Faulted(record));
     assert_eq!(control.state(), Ok(CoreState::Faulted(record)));
     control.set_state(CoreState::Exited(-3));

@@ -605,9 +605,15 @@ pub const UNSAFE_EXCEPTIONS: &[(&str, &str)] = &[("ferro-mailbox", "src/raw.rs")
 fn uses_unsafe(line: &str) -> bool {
     let code = line.trim_start();
     !code.starts_with("//")
-        && ["unsafe {", "unsafe fn", "unsafe impl", "unsafe extern", "allow(unsafe_code)"]
-            .iter()
-            .any(|t| code.contains(t))
+        && [
+            "unsafe {",
+            "unsafe fn",
+            "unsafe impl",
+            "unsafe extern",
+            "allow(unsafe_code)",
+        ]
+        .iter()
+        .any(|t| code.contains(t))
 }
 
 /// The workspace forbids `unsafe_code` and every crate inherits the workspace lints, but the

@@ -280,7 +280,8 @@ fn unsafe_forbidden_fails_when_a_crate_or_the_workspace_opts_out() {
                 .iter_mut()
                 .find(|(path, _)| path.ends_with("src/ring.rs"))
                 .expect("ring.rs");
-            ring.1.push_str("\nfn f() { unsafe { core::hint::unreachable_unchecked() } }\n");
+            ring.1
+                .push_str("\nfn f() { unsafe { core::hint::unreachable_unchecked() } }\n");
         }),
         "unsafe outside src/raw.rs",
     );

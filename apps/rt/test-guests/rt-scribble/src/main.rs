@@ -17,8 +17,16 @@ fn main() -> ! {
     let _ = rt.mailbox.receive(&mut buf);
     log!("rt-scribble: scribbling over the ring headers");
     let region = ferro_rt::mailbox_region();
-    region.store_u32(Ring::CoreToHost.offset() + ring_layout::HEAD, 0x7fff_fff0, Ordering::Release);
-    region.store_u32(Ring::HostToCore.offset() + ring_layout::TAIL, 0xdead_beef, Ordering::Release);
+    region.store_u32(
+        Ring::CoreToHost.offset() + ring_layout::HEAD,
+        0x7fff_fff0,
+        Ordering::Release,
+    );
+    region.store_u32(
+        Ring::HostToCore.offset() + ring_layout::TAIL,
+        0xdead_beef,
+        Ordering::Release,
+    );
     ferro_rt::ring_host_doorbell();
     loop {
         ferro_rt::watchdog::kick();

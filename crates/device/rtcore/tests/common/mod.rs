@@ -20,11 +20,17 @@ pub const PARTNER: ComponentId = ComponentId([
 
 /// An `apps/rt` guest's ELF, checked.
 pub fn guest(name: &str) -> VerifiedElf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../apps/rt/target/thumbv7em-none-eabihf/release").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../apps/rt/target/thumbv7em-none-eabihf/release")
+        .join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; build the RT guests first: (cd apps/rt && cargo build --release)", path.display())
+        panic!(
+            "{}: {e}; build the RT guests first: (cd apps/rt && cargo build --release)",
+            path.display()
+        )
     });
-    VerifiedElf::verify(bytes, &ferro_rtcore::MemoryMap::mps2_an386()).expect("the guest passes the ELF check")
+    VerifiedElf::verify(bytes, &ferro_rtcore::MemoryMap::mps2_an386())
+        .expect("the guest passes the ELF check")
 }
 
 /// A core with its files in a fresh directory on tmpfs (removed on drop, after the core).
@@ -41,8 +47,15 @@ impl std::ops::Deref for TestCore {
 }
 
 pub fn core() -> TestCore {
-    let dir = tempfile::Builder::new().prefix("ferro-rtcore-test").tempdir_in("/dev/shm").expect("tmpfs dir");
-    let core = QemuCore::new(CoreId::new("IO0").expect("name"), QemuConfig::new(dir.path().to_path_buf())).expect("core");
+    let dir = tempfile::Builder::new()
+        .prefix("ferro-rtcore-test")
+        .tempdir_in("/dev/shm")
+        .expect("tmpfs dir");
+    let core = QemuCore::new(
+        CoreId::new("IO0").expect("name"),
+        QemuConfig::new(dir.path().to_path_buf()),
+    )
+    .expect("core");
     TestCore { core, _dir: dir }
 }
 
@@ -50,13 +63,21 @@ pub fn run_config(watchdog: Option<Duration>) -> RunConfig {
     RunConfig {
         app: APP,
         watchdog,
-        backoff: Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2), reset_after: Duration::from_secs(60) },
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            reset_after: Duration::from_secs(60),
+        },
         app_uart: None,
     }
 }
 
 /// The first event `pick` accepts, within `timeout`.
-pub fn wait_event<T>(events: &Receiver<CoreEvent>, timeout: Duration, mut pick: impl FnMut(&CoreEvent) -> Option<T>) -> T {
+pub fn wait_event<T>(
+    events: &Receiver<CoreEvent>,
+    timeout: Duration,
+    mut pick: impl FnMut(&CoreEvent) -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -80,5 +101,8 @@ pub fn wait_log(core: &dyn RealTimeCore, needle: &str, timeout: Duration) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    panic!("no log line with {needle:?} within {timeout:?}; log: {:#?}", core.logs());
+    panic!(
+        "no log line with {needle:?} within {timeout:?}; log: {:#?}",
+        core.logs()
+    );
 }
