@@ -1,0 +1,242 @@
+//! The QEMU backend with real guests (`apps/rt`, built by `scripts/test.sh` first): the echo
+//! sample's round trips and 10,000 messages, and each hostile guest contained (a restart and
+//! a typed event, the host unharmed).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{APP, PARTNER, core, guest, run_config, wait_event, wait_log};
+use ferro_rtcore::{CoreEvent, CoreStatus, CrashKind, FaultKind, MailboxError, RealTimeCore};
+
+const BOOT: Duration = Duration::from_secs(10);
+
+fn expected_echo(payload: &[u8]) -> Vec<u8> {
+    let mut answer = PARTNER.0.to_vec();
+    answer.extend_from_slice(payload);
+    answer.truncate(1024);
+    answer
+}
+
+#[test]
+fn echo_answers_with_the_sender_prefixed() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(guest("rt-echo"), run_config(Some(Duration::from_secs(3))))
+        .expect("start");
+    wait_event(&events, BOOT, |e| {
+        matches!(e, CoreEvent::Started { restarts: 0, .. }).then_some(())
+    });
+    wait_log(&*core, "rt-echo ready", BOOT);
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    for payload in [
+        &b"hello"[..],
+        &[0u8; 1][..],
+        &[0xffu8; 1008][..],
+        &[7u8; 1024][..],
+    ] {
+        endpoint
+            .send_timeout(payload, Duration::from_secs(5))
+            .expect("send");
+        let answer = endpoint
+            .receive_timeout(Duration::from_secs(5))
+            .expect("answer");
+        assert_eq!(
+            answer.sender, APP,
+            "the host tags the core's messages with the RT app's ID"
+        );
+        assert_eq!(answer.payload, expected_echo(payload));
+    }
+    assert!(
+        matches!(core.status(), CoreStatus::Running { restarts: 0, .. }),
+        "{:?}",
+        core.status()
+    );
+    assert!(matches!(
+        endpoint.try_send(&[0u8; 1025]),
+        Err(MailboxError::TooLarge { len: 1025 })
+    ));
+    core.stop().expect("stop");
+    assert_eq!(core.status(), CoreStatus::Stopped);
+    assert_eq!(endpoint.try_send(b"x"), Err(MailboxError::Disconnected));
+}
+
+/// 10,000 messages of random sizes from 1 to 1024 bytes, pipelined (a sender thread, the
+/// ring's backpressure between): every answer arrives once, whole, in order.
+#[test]
+fn ten_thousand_messages_none_lost_duplicated_or_reordered() {
+    let core = core();
+    core.start(guest("rt-echo"), run_config(Some(Duration::from_secs(3))))
+        .expect("start");
+    wait_log(&*core, "rt-echo ready", BOOT);
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    const N: usize = 10_000;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let payloads: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            let mut next = || {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed
+            };
+            let len = (next() % 1024 + 1) as usize;
+            let mut p: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            for (k, b) in (i as u32).to_le_bytes().iter().enumerate().take(len) {
+                p[k] = *b;
+            }
+            p
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let sender = endpoint.clone();
+        let to_send = &payloads;
+        s.spawn(move || {
+            for p in to_send {
+                sender
+                    .send_timeout(p, Duration::from_secs(10))
+                    .expect("send");
+            }
+        });
+        for (i, p) in payloads.iter().enumerate() {
+            let answer = endpoint
+                .receive_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("answer {i}: {e}"));
+            assert_eq!(answer.payload, expected_echo(p), "answer {i}");
+        }
+    });
+    assert_eq!(endpoint.try_receive(), Ok(None), "no extra answer");
+    eprintln!("10,000 round trips (pipelined) in {:?}", started.elapsed());
+    assert!(
+        matches!(core.status(), CoreStatus::Running { restarts: 0, .. }),
+        "{:?}",
+        core.status()
+    );
+}
+
+#[test]
+fn an_exit_is_a_crash_restarted_with_backoff_and_a_disconnect() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(guest("rt-exit"), run_config(None))
+        .expect("start");
+    let (kind, delay) = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed {
+            kind,
+            restarts: 1,
+            delay,
+            ..
+        } => Some((kind.clone(), *delay)),
+        _ => None,
+    });
+    assert_eq!(kind, CrashKind::Exited(7));
+    assert_eq!(delay, Duration::from_millis(100));
+    let delay2 = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed {
+            restarts: 2, delay, ..
+        } => Some(*delay),
+        _ => None,
+    });
+    assert_eq!(delay2, Duration::from_millis(200), "the delay doubles");
+    assert!(
+        core.logs()
+            .iter()
+            .any(|l| l.text == "rt-exit: exiting with 7")
+    );
+    core.stop().expect("stop");
+    wait_event(&events, BOOT, |e| {
+        matches!(e, CoreEvent::Stopped { .. }).then_some(())
+    });
+}
+
+#[test]
+fn a_spin_without_kicks_is_a_watchdog_crash() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(
+        guest("rt-spin"),
+        run_config(Some(Duration::from_millis(500))),
+    )
+    .expect("start");
+    let kind = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed { kind, .. } => Some(kind.clone()),
+        _ => None,
+    });
+    assert_eq!(kind, CrashKind::Watchdog);
+    wait_event(&events, BOOT, |e| {
+        matches!(e, CoreEvent::Started { restarts: 1, .. }).then_some(())
+    });
+}
+
+#[test]
+fn a_hardfault_is_reported_with_its_record() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(guest("rt-hardfault"), run_config(None))
+        .expect("start");
+    let kind = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed { kind, .. } => Some(kind.clone()),
+        _ => None,
+    });
+    let CrashKind::HardFault { record } = kind else {
+        panic!("{kind:?}")
+    };
+    assert_eq!(record.kind, FaultKind::BusFault, "{record:?}");
+    assert_eq!(record.bfar, 0x5fff_0000, "{record:?}");
+    assert!(record.pc < 0x40_0000 && record.pc != 0, "{record:?}");
+    assert!(!core.logs().iter().any(|l| l.text.contains("survived")));
+}
+
+/// A core that floods the mailbox and the doorbell: the host keeps up, in order, nothing
+/// dropped, and the core is not restarted (a flood is backpressure, not a crash).
+#[test]
+fn a_flood_is_backpressure() {
+    let core = core();
+    core.start(guest("rt-flood"), run_config(Some(Duration::from_secs(3))))
+        .expect("start");
+    wait_log(&*core, "rt-flood: flooding", BOOT);
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    std::thread::sleep(Duration::from_millis(300)); // let the ring fill
+    for seq in 0u32..3000 {
+        let m = endpoint
+            .receive_timeout(Duration::from_secs(5))
+            .expect("message");
+        assert_eq!(m.payload.len(), 1024);
+        assert_eq!(m.payload[..4], seq.to_le_bytes(), "message {seq}");
+    }
+    assert!(
+        matches!(core.status(), CoreStatus::Running { restarts: 0, .. }),
+        "{:?}",
+        core.status()
+    );
+}
+
+#[test]
+fn writes_over_the_ring_headers_are_ring_corrupt() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(
+        guest("rt-scribble"),
+        run_config(Some(Duration::from_secs(3))),
+    )
+    .expect("start");
+    wait_log(&*core, "waiting for a message", BOOT);
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    endpoint
+        .send_timeout(b"go", Duration::from_secs(5))
+        .expect("send");
+    let kind = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed { kind, .. } => Some(kind.clone()),
+        _ => None,
+    });
+    assert!(matches!(kind, CrashKind::RingCorrupt { .. }), "{kind:?}");
+    let err = endpoint.try_receive().expect_err("the run is over");
+    assert!(
+        matches!(
+            err,
+            MailboxError::Disconnected | MailboxError::RingCorrupt { .. }
+        ),
+        "{err:?}"
+    );
+}
