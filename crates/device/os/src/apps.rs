@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::identity::DeviceContext;
+use crate::rt_apps::RtHost;
+use ferro_rtcore::CoreStatus;
 use crate::layout::{DataDir, read_bounded, read_json, write_atomic, write_json};
 
 /// Largest app package the device verifies into memory (the runtime caps components at 32 MiB).
@@ -187,6 +189,8 @@ pub struct AppManager {
     board: Option<Arc<VirtualBoard>>,
     /// The board's real-time cores (`RealTimeCore` entries of its hardware definition), in order.
     cores: Vec<String>,
+    /// The real-time cores and the RT apps on them.
+    rt: RtHost,
     state: Mutex<State>,
     /// Serializes sync, sideload and capability changes (each reads, verifies and installs).
     changes: Mutex<()>,
@@ -224,8 +228,10 @@ impl AppManager {
             .unwrap_or_default();
         let storage = data_dir.apps_dir().join("storage");
         crate::layout::create_private_dir(&storage)?;
+        let rt = RtHost::new(&cores, &data_dir.root().join("run"), board.clone());
         let mut config = RuntimeConfig::new(storage);
         config.services = services;
+        config.partners = rt.connector();
         config.dns_resolver = dns_resolver;
         // App servers listen on loopback only: a virtual device shares its host's network, and
         // apps never route between interfaces.
@@ -239,6 +245,7 @@ impl AppManager {
         };
         let runtime =
             Runtime::new(config, peripherals).map_err(|e| AppError::Runtime(e.to_string()))?;
+        rt.set_recorder(runtime.event_recorder());
         Ok(AppManager {
             data_dir,
             device_id: ctx.device_id(),
@@ -246,6 +253,7 @@ impl AppManager {
             runtime,
             board,
             cores,
+            rt,
             state: Mutex::new(State::default()),
             changes: Mutex::new(()),
             deferrals,
@@ -496,6 +504,7 @@ impl AppManager {
             let _ = self.runtime.uninstall(AppId::from(id), keep_storage);
         }
         if known.core.is_some() {
+            self.rt.remove(id);
             self.runtime.release_reserved(AppId::from(id));
         }
     }
@@ -559,7 +568,7 @@ impl AppManager {
         match m.image_type {
             ImageType::App => {}
             ImageType::RtApp => {
-                match self.admit_real_time(&image, &payload) {
+                match self.admit_real_time(&image, &payload, w.manual_start) {
                     Ok(core) => {
                         tracing::info!(component = %w.component_id, %core, "real-time app admitted to its core");
                         known.core = Some(core);
@@ -632,7 +641,12 @@ impl AppManager {
     /// in the runtime's one ownership table (a core and a peripheral belong to one app). The
     /// first core no other app holds is its own (the one it held, for a new version). Returns
     /// the core; on refusal nothing is held.
-    fn admit_real_time(&self, image: &VerifiedImage, payload: &[u8]) -> Result<String, String> {
+    fn admit_real_time(
+        &self,
+        image: &VerifiedImage,
+        payload: &[u8],
+        manual_start: bool,
+    ) -> Result<String, String> {
         let app = image
             .metadata()
             .app
@@ -686,11 +700,30 @@ impl AppManager {
                     holders.join(", ")
                 )
             })?;
+        self.rt.check_elf(&core, &image_bytes)?;
         let mut resources = Resource::claimed_by(manifest.capabilities());
         resources.push(Resource::RealTimeCore(core.clone()));
-        self.runtime
-            .reserve(id, &resources)
-            .map_err(|e| self.name_holder(e))?;
+        self.runtime.reserve(id, &resources).map_err(|e| {
+            format!(
+                "app {:?} ({id}) cannot have its resources: {}",
+                manifest.name(),
+                self.name_holder(e)
+            )
+        })?;
+        let capabilities = manifest.capabilities();
+        if let Err(reason) = self.rt.install(
+            id.uuid(),
+            &core,
+            manifest.name(),
+            image_bytes,
+            capabilities.application_connections().to_vec(),
+            capabilities.gpio().to_vec(),
+            manual_start,
+        ) {
+            self.rt.remove(id.uuid());
+            self.runtime.release_reserved(id);
+            return Err(reason);
+        }
         Ok(core)
     }
 
@@ -741,7 +774,7 @@ impl AppManager {
         let image = ferro_image::verify(package, &trusted, &mut std::io::sink())
             .map_err(|e| AppError::InvalidImage(e.to_string()))?;
         let m = image.metadata();
-        if !m.image_type.is_application() {
+        if !matches!(m.image_type, ImageType::App | ImageType::RtApp) {
             return Err(AppError::WrongImageType(format!(
                 "the package is an image of type {:?}; only apps (type App or RtApp) can be \
                  sideloaded here",
@@ -847,14 +880,32 @@ impl AppManager {
     pub fn status(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
         let known = self.known(component)?;
         if let (Some(core), None) = (&known.core, &known.refused) {
+            let status = self.rt.status(component).map_err(AppError::Runtime)?;
+            let (state, restarts, last_exit, restart_in_ms) = match status {
+                CoreStatus::Stopped => (api::AppState::Stopped, 0, None, None),
+                CoreStatus::Running { restarts, .. } => {
+                    (api::AppState::Running, restarts, None, None)
+                }
+                CoreStatus::Restarting {
+                    restarts,
+                    delay,
+                    last,
+                    ..
+                } => (
+                    api::AppState::BackingOff,
+                    restarts,
+                    Some(last.to_string()),
+                    Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                ),
+            };
             return Ok(api::AppStatus {
                 component_id: component,
                 name: known.info.name,
-                state: api::AppState::Stopped,
+                state,
                 manual_start: known.manual_start,
-                restarts: 0,
-                last_exit: Some(NO_CORE_HOST.into()),
-                restart_in_ms: None,
+                restarts,
+                last_exit,
+                restart_in_ms,
                 running_since: None,
                 core: Some(core.clone()),
             });
@@ -914,11 +965,18 @@ impl AppManager {
         }
     }
 
+    /// Whether `component` is a real-time app on a core.
+    fn on_core(&self, component: Uuid) -> Result<bool, AppError> {
+        let known = self.known(component)?;
+        Ok(known.core.is_some() && known.refused.is_none())
+    }
+
     fn running(&self, component: Uuid) -> Result<AppId, AppError> {
         let known = self.known(component)?;
-        if let (Some(core), None) = (&known.core, &known.refused) {
+        if known.core.is_some() && known.refused.is_none() {
             return Err(AppError::Runtime(format!(
-                "app {component} is a real-time app admitted to core {core}: {NO_CORE_HOST}"
+                "app {component} is a real-time app: it has no storage or memory statistics of \
+                 the high-level runtime (see `ferro device app show-status` and `logs`)"
             )));
         }
         if !known.in_runtime {
@@ -932,6 +990,10 @@ impl AppManager {
 
     /// Start an app.
     pub fn start(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        if self.on_core(component)? {
+            self.rt.start(component).map_err(AppError::Runtime)?;
+            return self.status(component);
+        }
         let id = self.running(component)?;
         self.runtime
             .start(id)
@@ -941,6 +1003,10 @@ impl AppManager {
 
     /// Stop an app.
     pub fn stop(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        if self.on_core(component)? {
+            self.rt.stop(component).map_err(AppError::Runtime)?;
+            return self.status(component);
+        }
         let id = self.running(component)?;
         self.runtime
             .stop(id)
@@ -980,6 +1046,21 @@ impl AppManager {
 
     /// The lines of an app's log kept so far.
     pub fn logs(&self, component: Uuid) -> Result<Vec<api::LogLine>, AppError> {
+        if self.on_core(component)? {
+            return Ok(self
+                .rt
+                .logs(component)
+                .map_err(AppError::Runtime)?
+                .into_iter()
+                .map(|line| api::LogLine {
+                    seq: line.seq,
+                    at: rfc3339(line.at),
+                    level: "Info".into(),
+                    source: line.source.into(),
+                    text: line.text,
+                })
+                .collect());
+        }
         let id = self.running(component)?;
         Ok(self
             .runtime
@@ -991,10 +1072,18 @@ impl AppManager {
     }
 
     /// A follower of an app's log (lines from now on).
-    pub fn follow_logs(&self, component: Uuid) -> Result<ferro_runtime::LogFollower, AppError> {
+    pub fn follow_logs(&self, component: Uuid) -> Result<LogFollower, AppError> {
+        if self.on_core(component)? {
+            return self
+                .rt
+                .follow_logs(component)
+                .map(LogFollower::Core)
+                .map_err(AppError::Runtime);
+        }
         let id = self.running(component)?;
         self.runtime
             .follow_logs(id)
+            .map(LogFollower::Runtime)
             .map_err(|e| AppError::Runtime(e.to_string()))
     }
 
@@ -1149,10 +1238,30 @@ pub fn log_line(line: &ferro_runtime::LogLine) -> api::LogLine {
     }
 }
 
-/// What a real-time app admitted to a core shows until the device runs real-time cores.
-const NO_CORE_HOST: &str = "verified, measured and holding its core and peripherals; this build \
-                            of the device does not start real-time cores yet (the core host, \
-                            ferro-rtcore, is issue 18 part A)";
+/// A follower of an app's log: a high-level app's (the runtime's) or a real-time app's core.
+#[derive(Debug)]
+pub enum LogFollower {
+    Runtime(ferro_runtime::LogFollower),
+    Core(ferro_rtcore::LogFollower),
+}
+
+impl LogFollower {
+    /// The next line, waiting at most `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<api::LogLine> {
+        match self {
+            LogFollower::Runtime(follower) => follower.next_timeout(timeout).map(|l| log_line(&l)),
+            LogFollower::Core(follower) => {
+                follower.next_timeout(timeout).map(|line| api::LogLine {
+                    seq: line.seq,
+                    at: rfc3339(line.at),
+                    level: "Info".into(),
+                    source: "Core".into(),
+                    text: line.text,
+                })
+            }
+        }
+    }
+}
 
 /// How long a log follower waits for a line before checking the connection.
 pub const LOG_POLL: Duration = Duration::from_millis(500);

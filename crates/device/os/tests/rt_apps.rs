@@ -1,12 +1,17 @@
-//! Real-time apps in the app manager, end to end on a virtual device (the real `ferro-service`,
-//! `ferro`, `ferro-boot` and `ferro-device`): rt-app packages sideloaded in development mode are
-//! verified, measured and admitted to a real-time core of the board (the virtual chip's `IO0`
-//! and `IO1`), with their peripherals in the one ownership table. A peripheral another app holds
-//! and a board whose cores are all busy are refused at install, naming the apps involved, and
-//! change nothing; a new version keeps its core; a freed core goes to the next app; after a
-//! restart the device attests `Trusted` and the apps hold the same cores.
+//! Real-time apps end to end on a virtual device (the real `ferro-service`, `ferro`, `ferro-boot`
+//! and `ferro-device`, QEMU cores, a wasm partner): rt-app packages sideloaded in development
+//! mode are verified, measured, ELF-checked and started on a real-time core of the board (the
+//! virtual chip's `IO0` and `IO1`), with their peripherals in the one ownership table. An image
+//! that is no ELF for the core, a peripheral another app holds and a board whose cores are all
+//! busy are refused at install, naming the apps involved, and change nothing. A high-level app
+//! (`partner-probe`) exchanges messages with `rt-echo` through the mailbox; connects that either
+//! manifest does not allow are refused and both logs say so; a stop and start of the RT app is
+//! a disconnect the partner recovers from; a core that faults is restarted, reported as an
+//! AppCrash in the tenant's error report, while the high-level app runs on and the device
+//! attests. After a restart the device attests `Trusted` and the apps hold the same cores.
 //!
-//! Needs `cargo build --workspace` first (scripts/test.sh does it).
+//! Needs `cargo build --workspace`, the wasm apps and the RT apps (`cd apps/rt && cargo build
+//! --release`) first; scripts/test.sh builds them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,20 +24,38 @@ use ferro_e2e::User;
 use ferro_image::Version;
 use serde_json::{Value, json};
 
-const ALPHA: &str = "a1000000-0000-4000-8000-0000000000a1";
+/// rt-echo; partner-probe's manifest names it.
+const ALPHA: &str = "005180bc-402f-4cb3-a662-72937dbcde47";
+const PROBE: &str = "0f1e2d3c-0010-4a5b-8c7d-000000000010";
+const STRANGER: &str = "11111111-2222-4333-8444-555555555555";
 const BRAVO: &str = "b2000000-0000-4000-8000-0000000000b2";
 const CHARLIE: &str = "c3000000-0000-4000-8000-0000000000c3";
 const DELTA: &str = "d4000000-0000-4000-8000-0000000000d4";
 
-/// Packs an rt-app `name` of `component` granting `capabilities`, test-signed by the user's key.
-/// Its entry point is a stand-in for an ELF image (the core host checks ELF images; admission
-/// to a core does not run it).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// The built RT app `guest` (apps/rt).
+fn elf(guest: &str) -> Vec<u8> {
+    let path = repo()
+        .join("apps/rt/target/thumbv7em-none-eabihf/release")
+        .join(guest);
+    fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the RT apps first: (cd apps/rt && cargo build --release)",
+            path.display()
+        )
+    })
+}
+
+/// Packs an rt-app `name` of `component` whose image is `image`, granting `capabilities`,
+/// test-signed by the user's key.
 fn pack_rt(
     user: &User,
     work: &Path,
-    name: &str,
-    component: &str,
-    version: &str,
+    (name, component, version): (&str, &str, &str),
+    image: &[u8],
     capabilities: Value,
 ) -> PathBuf {
     let dir = work.join(format!("rt-{name}-{version}"));
@@ -51,7 +74,7 @@ fn pack_rt(
         serde_json::to_vec(&manifest).expect("json"),
     )
     .expect("manifest");
-    fs::write(dir.join("bin/app"), format!("\x7fELF {name} {version}")).expect("image");
+    fs::write(dir.join("bin/app"), image).expect("image");
     let package = work.join(format!("rt-{name}-{version}.imagepackage"));
     user.json(&[
         "image-package",
@@ -115,33 +138,108 @@ fn installed(user: &User, dir: &Path) -> Vec<String> {
     ids
 }
 
+/// Packs partner-probe (the wasm test guest) with `args`, allowed to connect to `allowed`.
+fn pack_probe(user: &User, work: &Path, args: &[&str], allowed: &[&str]) -> PathBuf {
+    let dir = work.join("probe");
+    fs::create_dir_all(dir.join("bin")).expect("mkdir");
+    let manifest = json!({
+        "SchemaVersion": 1,
+        "Name": "partner-probe",
+        "ComponentId": PROBE,
+        "EntryPoint": "/bin/partner-probe",
+        "CmdArgs": args,
+        "ApplicationType": "Default",
+        "Capabilities": {"AllowedApplicationConnections": allowed},
+    });
+    fs::write(
+        dir.join("app_manifest.json"),
+        serde_json::to_vec(&manifest).expect("json"),
+    )
+    .expect("manifest");
+    let wasm = ferro_e2e::artifacts::wasm_app("partner-probe");
+    fs::copy(&wasm, dir.join("bin/partner-probe")).expect("copy wasm");
+    let package = work.join("probe.imagepackage");
+    user.json(&[
+        "image-package",
+        "pack-application",
+        "--package-directory",
+        s(&dir),
+        "--destination",
+        s(&package),
+        "--version",
+        "1.0.0",
+    ]);
+    package
+}
+
+/// The text of an app's log lines.
+fn log_text(user: &User, dir: &Path, component: &str) -> String {
+    let out = user.run(&[
+        "device",
+        "app",
+        "logs",
+        "--component-id",
+        component,
+        "--device-dir",
+        s(dir),
+        "--output",
+        "json",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `component`'s log contains `needle`.
+fn wait_log(user: &User, dev: &mut VirtualDevice, component: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        dev.supervise();
+        let text = log_text(user, &dev.dir, component);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log of {component}:\n{text}\ndevice log:\n{}",
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
-fn real_time_apps_get_a_core_and_their_peripherals_or_a_refusal_naming_the_holder() {
+fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     let work = tempfile::tempdir().expect("tempdir");
     let work = work.path();
     let (service, admin) = common::service_with_tenant("RT Tenant", "RtAppliance");
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     let mut dev = VirtualDevice::provision_and_claim(&service, &admin, work, &factory.factory);
     let dir = dev.dir.clone();
-    dev.boot(&[]);
+    dev.boot(&[("FERRO_EVENT_UPLOAD_SECS", "5")]);
     assert_eq!(dev.wait_ready()["attestation"], "Trusted");
     let mode = attached(&admin, &dir, &["device", "enable-development"]);
     assert_eq!(mode["enabled"], true, "{mode}");
+    let echo = elf("rt-echo");
 
-    // alpha: the first core, with a GPIO and a UART.
+    // An rt-app whose image is no ELF for the core: refused before any core starts.
+    let bogus = pack_rt(&admin, work, ("bogus", CHARLIE, "0.1.0"), b"not an ELF", json!({}));
+    let refused = sideload_fails(&admin, &dir, &bogus);
+    assert!(refused.contains("is not one core IO0 can run"), "{refused}");
+    assert!(installed(&admin, &dir).is_empty());
+
+    // alpha: rt-echo on the first core, with a GPIO and a UART, allowing partner-probe.
     let alpha = pack_rt(
         &admin,
         work,
-        "alpha",
-        ALPHA,
-        "1.0.0",
-        json!({"Gpio": [12], "Uart": ["ISU1"]}),
+        ("alpha", ALPHA, "1.0.0"),
+        &echo,
+        json!({"Gpio": [12], "Uart": ["ISU1"], "AllowedApplicationConnections": [PROBE]}),
     );
     let result = sideload(&admin, &dir, &alpha);
     assert_eq!(result["componentId"], ALPHA, "{result}");
     let shown = status(&admin, &dir, ALPHA);
     assert_eq!(shown["core"], "IO0", "{shown}");
-    assert_eq!(shown["state"], "Stopped", "{shown}");
+    assert_eq!(shown["state"], "Running", "{shown}");
+    wait_log(&admin, &mut dev, ALPHA, "rt-echo ready");
     let images = attached(&admin, &dir, &["device", "image", "list-installed"]);
     assert!(
         images["images"]
@@ -153,7 +251,7 @@ fn real_time_apps_get_a_core_and_their_peripherals_or_a_refusal_naming_the_holde
     );
 
     // delta wants alpha's GPIO: refused at install, naming both apps; nothing changes.
-    let delta = pack_rt(&admin, work, "delta", DELTA, "1.0.0", json!({"Gpio": [12]}));
+    let delta = pack_rt(&admin, work, ("delta", DELTA, "1.0.0"), &echo, json!({"Gpio": [12]}));
     let refused = sideload_fails(&admin, &dir, &delta);
     assert!(
         refused.contains("GPIO 12") && refused.contains("\"alpha\"") && refused.contains("\"delta\""),
@@ -161,13 +259,13 @@ fn real_time_apps_get_a_core_and_their_peripherals_or_a_refusal_naming_the_holde
     );
     assert_eq!(installed(&admin, &dir), [ALPHA]);
 
-    // bravo: the second core.
-    let bravo = pack_rt(&admin, work, "bravo", BRAVO, "1.0.0", json!({"Gpio": [13]}));
+    // bravo: the second core; its manifest does not name partner-probe.
+    let bravo = pack_rt(&admin, work, ("bravo", BRAVO, "1.0.0"), &echo, json!({"Gpio": [13]}));
     sideload(&admin, &dir, &bravo);
     assert_eq!(status(&admin, &dir, BRAVO)["core"], "IO1");
 
     // charlie: every core is busy; the refusal names each core's holder and what to do.
-    let charlie = pack_rt(&admin, work, "charlie", CHARLIE, "1.0.0", json!({}));
+    let charlie = pack_rt(&admin, work, ("charlie", CHARLIE, "1.0.0"), &echo, json!({}));
     let refused = sideload_fails(&admin, &dir, &charlie);
     assert!(
         refused.contains("every real-time core of the board is busy")
@@ -178,34 +276,85 @@ fn real_time_apps_get_a_core_and_their_peripherals_or_a_refusal_naming_the_holde
     );
     assert_eq!(installed(&admin, &dir), [ALPHA, BRAVO]);
 
-    // A new version of alpha keeps its core (and its peripherals: no conflict with itself).
-    let alpha2 = pack_rt(
+    // The pair: partner-probe tries a component its manifest lacks, then bravo (whose manifest
+    // lacks partner-probe), then exchanges 3000 messages with alpha.
+    let probe = pack_probe(&admin, work, &[ALPHA, "3000", STRANGER, BRAVO], &[ALPHA, BRAVO]);
+    sideload(&admin, &dir, &probe);
+    let text = wait_log(&admin, &mut dev, PROBE, &format!("connect {ALPHA}: ok"));
+    assert!(
+        text.contains(&format!("connect {STRANGER}: not permitted")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("connect {BRAVO}: not permitted"))
+            && text.contains("does not list"),
+        "{text}"
+    );
+    wait_log(
+        &admin,
+        &mut dev,
+        BRAVO,
+        &format!("connection from app {PROBE} refused"),
+    );
+    // A stop and start of rt-echo in the middle: a disconnect partner-probe recovers from.
+    wait_log(&admin, &mut dev, ALPHA, "answered 1000");
+    attached(&admin, &dir, &["device", "app", "stop", "--component-id", ALPHA]);
+    assert_eq!(status(&admin, &dir, ALPHA)["state"], "Stopped");
+    attached(&admin, &dir, &["device", "app", "start", "--component-id", ALPHA]);
+    let text = wait_log(&admin, &mut dev, PROBE, "done 3000");
+    assert!(text.contains("disconnected at"), "{text}");
+    assert!(!text.contains("mismatch"), "{text}");
+    assert!(text.contains("oversize: invalid argument"), "{text}");
+
+    // Hostile: bravo becomes a guest that faults. Its core restarts with backoff, the crash
+    // reaches the tenant's error report, alpha and the device are unharmed.
+    let fault = pack_rt(
         &admin,
         work,
-        "alpha",
-        ALPHA,
-        "1.1.0",
-        json!({"Gpio": [12], "Uart": ["ISU1"]}),
+        ("bravo", BRAVO, "2.0.0"),
+        &elf("rt-hardfault"),
+        json!({"Gpio": [13]}),
     );
-    let result = sideload(&admin, &dir, &alpha2);
-    assert!(result["replacedImageId"].is_string(), "{result}");
-    assert_eq!(status(&admin, &dir, ALPHA)["core"], "IO0");
+    sideload(&admin, &dir, &fault);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        dev.supervise();
+        let shown = status(&admin, &dir, BRAVO);
+        if shown["restarts"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(shown["core"], "IO1", "{shown}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{shown}\n{}", dev.log_tail());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&admin, &dir, ALPHA)["state"], "Running");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        dev.supervise();
+        let report = admin.json(&["tenant", "download-error-report"]);
+        let text = report.to_string();
+        if text.contains("real-time core crashed") && text.contains("AppCrash") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}\n{}", dev.log_tail());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
-    // A restart: verified and measured again, attested Trusted, the same cores.
+    // A restart: verified, measured and started again, attested Trusted, the same cores.
     dev.stop();
     let _ = fs::remove_file(dir.join("run/ready.json"));
     dev.boot(&[]);
     assert_eq!(dev.wait_ready()["attestation"], "Trusted", "{}", dev.log_tail());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while installed(&admin, &dir).len() < 2 {
+    while installed(&admin, &dir).len() < 3 {
         assert!(Instant::now() < deadline, "{}", dev.log_tail());
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(status(&admin, &dir, ALPHA)["core"], "IO0");
     assert_eq!(status(&admin, &dir, BRAVO)["core"], "IO1");
+    wait_log(&admin, &mut dev, ALPHA, "rt-echo ready");
 
-    // Deleting alpha frees IO0 and its GPIO: charlie gets the core, delta the GPIO... but
-    // not both, as there is one free core.
+    // Deleting alpha frees IO0 and its GPIO: charlie gets the core; delta still finds none.
     let out = admin.run(&[
         "device",
         "sideload",

@@ -558,6 +558,33 @@ impl Runtime {
     pub fn recent_events(&self) -> Vec<ErrorEvent> {
         self.events.snapshot()
     }
+
+    /// A recorder of error events of apps that run outside this runtime (real-time apps on
+    /// their cores), so that the device's one event stream carries them.
+    pub fn event_recorder(&self) -> EventRecorder {
+        EventRecorder {
+            log: self.events.clone(),
+        }
+    }
+}
+
+/// Records error events into a runtime's event stream (see [`Runtime::event_recorder`]).
+#[derive(Debug, Clone)]
+pub struct EventRecorder {
+    log: Arc<EventLog>,
+}
+
+impl EventRecorder {
+    /// Records `kind` for `app`; `restart_in` when a restart is scheduled.
+    pub fn record(
+        &self,
+        app: AppId,
+        app_name: &str,
+        kind: ErrorKind,
+        restart_in: Option<Duration>,
+    ) {
+        self.log.push(app, app_name, kind, restart_in);
+    }
 }
 
 impl Drop for Runtime {

@@ -26,7 +26,7 @@ const PARTNER: &str = "005180bc-402f-4cb3-a662-72937dbcde47";
 const STRANGER: &str = "11111111-2222-4333-8444-555555555555";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// An echo partner: a queue of at most `capacity` answers per connection; a "restart" ends
+/// An echo partner answering as rt-echo does: a queue of at most `capacity` answers per connection; a "restart" ends
 /// every open connection (their next call answers `Disconnected`).
 #[derive(Debug)]
 struct EchoPartner {
@@ -51,6 +51,7 @@ struct EchoState {
 
 struct EchoLink {
     partner: Uuid,
+    app: Uuid,
     generation: u64,
     index: usize,
     capacity: usize,
@@ -78,6 +79,7 @@ impl PartnerConnector for EchoPartner {
         state.queues.push((generation, VecDeque::new()));
         Ok(Box::new(EchoLink {
             partner,
+            app: app.uuid(),
             generation,
             index: state.queues.len() - 1,
             capacity: self.capacity,
@@ -111,7 +113,11 @@ impl PartnerLink for EchoLink {
             wake.notify_all();
             return Err(PartnerError::Disconnected(self.partner));
         }
-        state.queues[self.index].1.push_back(data.to_vec());
+        // As rt-echo answers: the sender's component ID, then the message, cut at 1024 bytes.
+        let mut answer = self.app.as_bytes().to_vec();
+        answer.extend_from_slice(data);
+        answer.truncate(ferro_runtime::MAX_MESSAGE_BYTES);
+        state.queues[self.index].1.push_back(answer);
         wake.notify_all();
         Ok(())
     }
