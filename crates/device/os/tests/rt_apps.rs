@@ -238,8 +238,9 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     assert_eq!(result["componentId"], ALPHA, "{result}");
     let shown = status(&admin, &dir, ALPHA);
     assert_eq!(shown["core"], "IO0", "{shown}");
-    assert_eq!(shown["state"], "Running", "{shown}");
     wait_log(&admin, &mut dev, ALPHA, "rt-echo ready");
+    let shown = status(&admin, &dir, ALPHA);
+    assert_eq!(shown["state"], "Running", "{shown}\n{}", dev.log_tail());
     let images = attached(&admin, &dir, &["device", "image", "list-installed"]);
     assert!(
         images["images"]
@@ -277,8 +278,8 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     assert_eq!(installed(&admin, &dir), [ALPHA, BRAVO]);
 
     // The pair: partner-probe tries a component its manifest lacks, then bravo (whose manifest
-    // lacks partner-probe), then exchanges 3000 messages with alpha.
-    let probe = pack_probe(&admin, work, &[ALPHA, "3000", STRANGER, BRAVO], &[ALPHA, BRAVO]);
+    // lacks partner-probe), then exchanges 60,000 messages with alpha (long enough to restart alpha in the middle).
+    let probe = pack_probe(&admin, work, &[ALPHA, "60000", STRANGER, BRAVO], &[ALPHA, BRAVO]);
     sideload(&admin, &dir, &probe);
     let text = wait_log(&admin, &mut dev, PROBE, &format!("connect {ALPHA}: ok"));
     assert!(
@@ -301,7 +302,7 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     attached(&admin, &dir, &["device", "app", "stop", "--component-id", ALPHA]);
     assert_eq!(status(&admin, &dir, ALPHA)["state"], "Stopped");
     attached(&admin, &dir, &["device", "app", "start", "--component-id", ALPHA]);
-    let text = wait_log(&admin, &mut dev, PROBE, "done 3000");
+    let text = wait_log(&admin, &mut dev, PROBE, "done 60000");
     assert!(text.contains("disconnected at"), "{text}");
     assert!(!text.contains("mismatch"), "{text}");
     assert!(text.contains("oversize: invalid argument"), "{text}");
@@ -331,9 +332,15 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         dev.supervise();
-        let report = admin.json(&["tenant", "download-error-report"]);
-        let text = report.to_string();
-        if text.contains("real-time core crashed") && text.contains("AppCrash") {
+        let report = work.join("errors.csv");
+        let _ = admin.run(&[
+            "tenant",
+            "download-error-report",
+            "--destination",
+            s(&report),
+        ]);
+        let text = fs::read_to_string(&report).unwrap_or_default();
+        if text.contains("real-time core crashed") && text.contains("AppCrash") && text.contains(BRAVO) {
             break;
         }
         assert!(Instant::now() < deadline, "{text}\n{}", dev.log_tail());
