@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::identity::DeviceContext;
+use crate::layout::{DataDir, read_bounded, read_json, write_atomic, write_json};
 use crate::rt_apps::RtHost;
 use ferro_rtcore::CoreStatus;
-use crate::layout::{DataDir, read_bounded, read_json, write_atomic, write_json};
 
 /// Largest app package the device verifies into memory (the runtime caps components at 32 MiB).
 const MAX_APP_PACKAGE: u64 = api::MAX_SIDELOAD_BYTES as u64;
@@ -655,9 +655,11 @@ impl AppManager {
         let manifest = ResolvedManifest::parse(&app.manifest_json)
             .map_err(|e| format!("its manifest is invalid: {e}"))?;
         if !manifest.is_real_time() {
-            return Err("the image is an rt-app but its manifest's ApplicationType is not \
+            return Err(
+                "the image is an rt-app but its manifest's ApplicationType is not \
                         RealTimeCapable"
-                .into());
+                    .into(),
+            );
         }
         let image_bytes = entry_point(payload, app.entry_point_tar_path())?;
         if image_bytes.is_empty() {
@@ -667,9 +669,11 @@ impl AppManager {
             ));
         }
         if self.cores.is_empty() {
-            return Err("the board has no real-time cores (its hardware definition names none \
+            return Err(
+                "the board has no real-time cores (its hardware definition names none \
                         of Type RealTimeCore)"
-                .into());
+                    .into(),
+            );
         }
         let id = AppId::from(manifest.component_id());
         let core = self

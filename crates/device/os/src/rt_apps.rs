@@ -113,7 +113,8 @@ impl RtHost {
         let dir = run_dir(fallback_dir);
         let mut made = BTreeMap::new();
         for name in cores {
-            let core = CoreId::new(name).and_then(|id| QemuCore::new(id, QemuConfig::new(dir.clone())));
+            let core =
+                CoreId::new(name).and_then(|id| QemuCore::new(id, QemuConfig::new(dir.clone())));
             match core {
                 Ok(core) => {
                     made.insert(name.clone(), Arc::new(core) as Arc<dyn RealTimeCore>);
@@ -213,7 +214,9 @@ impl RtHost {
     pub fn start(&self, app: Uuid) -> Result<(), String> {
         let (core, elf) = {
             let apps = lock(&self.shared.apps);
-            let rt = apps.get(&app).ok_or_else(|| format!("no real-time app {app}"))?;
+            let rt = apps
+                .get(&app)
+                .ok_or_else(|| format!("no real-time app {app}"))?;
             (rt.core.clone(), rt.elf.clone())
         };
         let core = self.core(&core)?;
@@ -274,8 +277,13 @@ impl RtHost {
     pub fn logs(&self, app: Uuid) -> Result<Vec<RtLogLine>, String> {
         let (core, mut lines) = {
             let apps = lock(&self.shared.apps);
-            let rt = apps.get(&app).ok_or_else(|| format!("no real-time app {app}"))?;
-            (rt.core.clone(), rt.notes.iter().cloned().collect::<Vec<_>>())
+            let rt = apps
+                .get(&app)
+                .ok_or_else(|| format!("no real-time app {app}"))?;
+            (
+                rt.core.clone(),
+                rt.notes.iter().cloned().collect::<Vec<_>>(),
+            )
         };
         lines.extend(self.core(&core)?.logs().into_iter().map(|line| RtLogLine {
             seq: line.seq,
@@ -378,7 +386,9 @@ impl PartnerConnector for RtHost {
     fn connect(&self, app: AppId, partner: Uuid) -> Result<Box<dyn PartnerLink>, PartnerError> {
         let core = {
             let apps = lock(&self.shared.apps);
-            let rt = apps.get(&partner).ok_or(PartnerError::NoSuchPartner(partner))?;
+            let rt = apps
+                .get(&partner)
+                .ok_or(PartnerError::NoSuchPartner(partner))?;
             if !rt.allowed.contains(&app.uuid()) {
                 None
             } else {
@@ -400,9 +410,7 @@ impl PartnerConnector for RtHost {
             );
             return Err(refusal);
         };
-        let core = self
-            .core(&core)
-            .map_err(PartnerError::Io)?;
+        let core = self.core(&core).map_err(PartnerError::Io)?;
         let endpoint = core
             .connect(&component(partner), component(app.uuid()))
             .map_err(|_| PartnerError::NotRunning(partner))?;

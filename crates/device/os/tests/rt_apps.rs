@@ -105,7 +105,13 @@ fn sideload(user: &User, dir: &Path, package: &Path) -> Value {
     attached(
         user,
         dir,
-        &["device", "sideload", "deploy", "--image-package", s(package)],
+        &[
+            "device",
+            "sideload",
+            "deploy",
+            "--image-package",
+            s(package),
+        ],
     )
 }
 
@@ -113,7 +119,13 @@ fn sideload_fails(user: &User, dir: &Path, package: &Path) -> String {
     attached_fails(
         user,
         dir,
-        &["device", "sideload", "deploy", "--image-package", s(package)],
+        &[
+            "device",
+            "sideload",
+            "deploy",
+            "--image-package",
+            s(package),
+        ],
     )
 }
 
@@ -221,7 +233,13 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     let echo = elf("rt-echo");
 
     // An rt-app whose image is no ELF for the core: refused before any core starts.
-    let bogus = pack_rt(&admin, work, ("bogus", CHARLIE, "0.1.0"), b"not an ELF", json!({}));
+    let bogus = pack_rt(
+        &admin,
+        work,
+        ("bogus", CHARLIE, "0.1.0"),
+        b"not an ELF",
+        json!({}),
+    );
     let refused = sideload_fails(&admin, &dir, &bogus);
     assert!(refused.contains("is not one core IO0 can run"), "{refused}");
     assert!(installed(&admin, &dir).is_empty());
@@ -252,21 +270,41 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     );
 
     // delta wants alpha's GPIO: refused at install, naming both apps; nothing changes.
-    let delta = pack_rt(&admin, work, ("delta", DELTA, "1.0.0"), &echo, json!({"Gpio": [12]}));
+    let delta = pack_rt(
+        &admin,
+        work,
+        ("delta", DELTA, "1.0.0"),
+        &echo,
+        json!({"Gpio": [12]}),
+    );
     let refused = sideload_fails(&admin, &dir, &delta);
     assert!(
-        refused.contains("GPIO 12") && refused.contains("\"alpha\"") && refused.contains("\"delta\""),
+        refused.contains("GPIO 12")
+            && refused.contains("\"alpha\"")
+            && refused.contains("\"delta\""),
         "{refused}"
     );
     assert_eq!(installed(&admin, &dir), [ALPHA]);
 
     // bravo: the second core; its manifest does not name partner-probe.
-    let bravo = pack_rt(&admin, work, ("bravo", BRAVO, "1.0.0"), &echo, json!({"Gpio": [13]}));
+    let bravo = pack_rt(
+        &admin,
+        work,
+        ("bravo", BRAVO, "1.0.0"),
+        &echo,
+        json!({"Gpio": [13]}),
+    );
     sideload(&admin, &dir, &bravo);
     assert_eq!(status(&admin, &dir, BRAVO)["core"], "IO1");
 
     // charlie: every core is busy; the refusal names each core's holder and what to do.
-    let charlie = pack_rt(&admin, work, ("charlie", CHARLIE, "1.0.0"), &echo, json!({}));
+    let charlie = pack_rt(
+        &admin,
+        work,
+        ("charlie", CHARLIE, "1.0.0"),
+        &echo,
+        json!({}),
+    );
     let refused = sideload_fails(&admin, &dir, &charlie);
     assert!(
         refused.contains("every real-time core of the board is busy")
@@ -279,7 +317,12 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
 
     // The pair: partner-probe tries a component its manifest lacks, then bravo (whose manifest
     // lacks partner-probe), then exchanges 60,000 messages with alpha (long enough to restart alpha in the middle).
-    let probe = pack_probe(&admin, work, &[ALPHA, "60000", STRANGER, BRAVO], &[ALPHA, BRAVO]);
+    let probe = pack_probe(
+        &admin,
+        work,
+        &[ALPHA, "60000", STRANGER, BRAVO],
+        &[ALPHA, BRAVO],
+    );
     sideload(&admin, &dir, &probe);
     let text = wait_log(&admin, &mut dev, PROBE, &format!("connect {ALPHA}: ok"));
     assert!(
@@ -287,8 +330,7 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("connect {BRAVO}: not permitted"))
-            && text.contains("does not list"),
+        text.contains(&format!("connect {BRAVO}: not permitted")) && text.contains("does not list"),
         "{text}"
     );
     wait_log(
@@ -299,9 +341,17 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     );
     // A stop and start of rt-echo in the middle: a disconnect partner-probe recovers from.
     wait_log(&admin, &mut dev, ALPHA, "answered 1000");
-    attached(&admin, &dir, &["device", "app", "stop", "--component-id", ALPHA]);
+    attached(
+        &admin,
+        &dir,
+        &["device", "app", "stop", "--component-id", ALPHA],
+    );
     assert_eq!(status(&admin, &dir, ALPHA)["state"], "Stopped");
-    attached(&admin, &dir, &["device", "app", "start", "--component-id", ALPHA]);
+    attached(
+        &admin,
+        &dir,
+        &["device", "app", "start", "--component-id", ALPHA],
+    );
     let text = wait_log(&admin, &mut dev, PROBE, "done 60000");
     assert!(text.contains("disconnected at"), "{text}");
     assert!(!text.contains("mismatch"), "{text}");
@@ -340,7 +390,10 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
             s(&report),
         ]);
         let text = fs::read_to_string(&report).unwrap_or_default();
-        if text.contains("real-time core crashed") && text.contains("AppCrash") && text.contains(BRAVO) {
+        if text.contains("real-time core crashed")
+            && text.contains("AppCrash")
+            && text.contains(BRAVO)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "{text}\n{}", dev.log_tail());
@@ -351,7 +404,12 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     dev.stop();
     let _ = fs::remove_file(dir.join("run/ready.json"));
     dev.boot(&[]);
-    assert_eq!(dev.wait_ready()["attestation"], "Trusted", "{}", dev.log_tail());
+    assert_eq!(
+        dev.wait_ready()["attestation"],
+        "Trusted",
+        "{}",
+        dev.log_tail()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while installed(&admin, &dir).len() < 3 {
         assert!(Instant::now() < deadline, "{}", dev.log_tail());

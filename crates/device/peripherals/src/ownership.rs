@@ -154,9 +154,9 @@ impl PinBlocks {
             ),
             Resource::Adc(id) => (PeripheralType::Adc, AppManifestValue::Text(id.clone())),
             Resource::Pwm(id) => (PeripheralType::Pwm, AppManifestValue::Text(id.clone())),
-            Resource::TcpServerPort(_)
-            | Resource::UdpServerPort(_)
-            | Resource::RealTimeCore(_) => return None,
+            Resource::TcpServerPort(_) | Resource::UdpServerPort(_) | Resource::RealTimeCore(_) => {
+                return None;
+            }
         };
         self.blocks.get(&key).map(String::as_str)
     }
@@ -296,7 +296,10 @@ mod tests {
     fn a_real_time_core_has_one_app() {
         let mut table = OwnershipTable::new(blocks());
         table
-            .claim("rt-a", &[Resource::RealTimeCore("IO0".into()), Resource::Gpio(8)])
+            .claim(
+                "rt-a",
+                &[Resource::RealTimeCore("IO0".into()), Resource::Gpio(8)],
+            )
             .unwrap();
         let error = table
             .claim("rt-b", &[Resource::RealTimeCore("IO0".into())])
@@ -307,7 +310,10 @@ mod tests {
         );
         // A core is not a peripheral identifier: another core, or a GPIO numbered like it, is free.
         table
-            .claim("rt-c", &[Resource::RealTimeCore("IO1".into()), Resource::Gpio(0)])
+            .claim(
+                "rt-c",
+                &[Resource::RealTimeCore("IO1".into()), Resource::Gpio(0)],
+            )
             .unwrap();
         assert_eq!(
             table.owner_of(&Resource::RealTimeCore("IO1".into())),

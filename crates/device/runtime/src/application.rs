@@ -145,10 +145,12 @@ impl api::application::Host for HostState {
             Duration::from_millis(u64::from(timeout_ms)),
             |link, slice| link.receive(slice),
         )?;
-        Ok(result.map(|PartnerMessage { sender, data }| api::application::Message {
-            sender: sender.to_string(),
-            data,
-        }))
+        Ok(result.map(
+            |PartnerMessage { sender, data }| api::application::Message {
+                sender: sender.to_string(),
+                data,
+            },
+        ))
     }
 
     fn close(&mut self, connection: u32) -> wasmtime::Result<()> {

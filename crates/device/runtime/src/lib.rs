@@ -54,9 +54,7 @@ pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use partners::{
     MAX_MESSAGE_BYTES, NoPartners, PartnerConnector, PartnerError, PartnerLink, PartnerMessage,
 };
-pub use runtime::{
-    AppId, AppState, AppStatus, EventRecorder, MemoryStats, Runtime, StorageQuota,
-};
+pub use runtime::{AppId, AppState, AppStatus, EventRecorder, MemoryStats, Runtime, StorageQuota};
 pub use services::{
     DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest, ServiceError,
 };

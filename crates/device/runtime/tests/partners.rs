@@ -157,7 +157,11 @@ fn echo(allows: bool, restart_after: Option<usize>) -> Arc<EchoPartner> {
 
 /// Runs partner-probe with `args` against `partner`; returns its log once it printed a line
 /// starting with `last`.
-fn run_probe(partner: Arc<EchoPartner>, args: &[&str], last: &str) -> (Vec<String>, Vec<ErrorKind>) {
+fn run_probe(
+    partner: Arc<EchoPartner>,
+    args: &[&str],
+    last: &str,
+) -> (Vec<String>, Vec<ErrorKind>) {
     let device = device_with(|config| config.partners = partner.clone());
     let manifest = manifest_with("partner-probe", |json| {
         json["CmdArgs"] = serde_json::json!(args);
@@ -184,10 +188,7 @@ fn messages_arrive_whole_in_order_exactly_once_from_the_partner() {
     let partner = echo(true, None);
     let (log, _) = run_probe(partner.clone(), &[PARTNER, "300"], "done");
     assert!(log.iter().any(|l| l == "done 300"), "{log:#?}");
-    assert!(
-        !log.iter().any(|l| l.starts_with("mismatch")),
-        "{log:#?}"
-    );
+    assert!(!log.iter().any(|l| l.starts_with("mismatch")), "{log:#?}");
     // 1025 bytes is refused by the runtime, nothing reaches the partner.
     assert!(
         log.iter()
@@ -217,7 +218,8 @@ fn a_connect_neither_manifest_allows_is_refused_and_logged() {
     let partner = echo(true, None);
     let (log, events) = run_probe(partner.clone(), &[PARTNER, "1", STRANGER], "done");
     assert!(
-        log.iter().any(|l| l.starts_with(&format!("connect {STRANGER}: not permitted"))),
+        log.iter()
+            .any(|l| l.starts_with(&format!("connect {STRANGER}: not permitted"))),
         "{log:#?}"
     );
     assert!(
@@ -234,10 +236,16 @@ fn a_connect_neither_manifest_allows_is_refused_and_logged() {
     );
     // The partner's manifest lacks the app: the device refuses, the app sees why.
     let partner = echo(false, None);
-    let (log, _) = run_probe(partner.clone(), &[PARTNER, "1"], &format!("connect {PARTNER}"));
+    let (log, _) = run_probe(
+        partner.clone(),
+        &[PARTNER, "1"],
+        &format!("connect {PARTNER}"),
+    );
     assert!(
-        log.iter().any(|l| l.starts_with(&format!("connect {PARTNER}: not permitted"))
-            && l.contains("does not list")),
+        log.iter().any(
+            |l| l.starts_with(&format!("connect {PARTNER}: not permitted"))
+                && l.contains("does not list")
+        ),
         "{log:#?}"
     );
     let (lock, _) = &*partner.state;

@@ -166,9 +166,8 @@ fn the_virtual_chip_names_its_real_time_cores() {
         "EntryPoint": "/bin/app", "ApplicationType": "RealTimeCapable",
         "Capabilities": {"Uart": ["$FERRO_VCHIP_IO0"]}}"#;
     let parsed = ferro_manifest::AppManifest::parse(manifest).expect("parses");
-    let error = parsed.resolve(Some(&hardware)).expect_err("a core is not a UART");
-    assert!(
-        error.to_string().contains("FERRO_VCHIP_IO0"),
-        "{error}"
-    );
+    let error = parsed
+        .resolve(Some(&hardware))
+        .expect_err("a core is not a UART");
+    assert!(error.to_string().contains("FERRO_VCHIP_IO0"), "{error}");
 }
