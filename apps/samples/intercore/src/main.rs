@@ -1,6 +1,6 @@
 //! Intercore: the high-level half of the intercore sample (Azure Sphere's IntercoreComms HL
 //! app). It connects to its real-time partner, `apps/rt/rt-echo` (component ID in the first
-//! argument), sends a message every second and on each press of button 1, and logs each answer
+//! argument), sends a message every second and on each press of button 2, and logs each answer
 //! (rt-echo answers with the sender's component ID, 16 bytes, then the message). When the
 //! partner restarts, the connection is gone: intercore logs it and connects again.
 //!
@@ -13,7 +13,7 @@ use std::time::Duration;
 use applibs::application::Connection;
 use applibs::gpio::InputPin;
 use applibs::{log, time};
-use sample_appliance::SAMPLE_BUTTON_1;
+use sample_appliance::SAMPLE_BUTTON_2;
 
 const POLL: Duration = Duration::from_millis(10);
 const PERIOD_MS: u64 = 1000;
@@ -46,7 +46,7 @@ fn connect(partner: &str) -> Result<Connection, applibs::Error> {
 }
 
 fn run(partner: &str) -> Result<(), applibs::Error> {
-    let button = InputPin::open(SAMPLE_BUTTON_1)?;
+    let button = InputPin::open(SAMPLE_BUTTON_2)?;
     let mut connection = connect(partner)?;
     let mut sent: u64 = 0;
     let mut was_pressed = false;
