@@ -609,14 +609,7 @@ impl AppManager {
         manual_start: bool,
         storage_area: StorageArea,
     ) -> Result<bool, String> {
-        let app = image
-            .metadata()
-            .app
-            .as_ref()
-            .ok_or("the image carries no app manifest")?;
-        let manifest = ResolvedManifest::parse(&app.manifest_json)
-            .map_err(|e| format!("its manifest is invalid: {e}"))?;
-        let component = entry_point(payload, app.entry_point_tar_path())?;
+        let (manifest, component) = manifest_and_entry_point(image, payload)?;
         let named = |e: InstallError| self.name_holder(e);
         self.runtime
             .install(
@@ -647,13 +640,7 @@ impl AppManager {
         payload: &[u8],
         manual_start: bool,
     ) -> Result<String, String> {
-        let app = image
-            .metadata()
-            .app
-            .as_ref()
-            .ok_or("the image carries no app manifest")?;
-        let manifest = ResolvedManifest::parse(&app.manifest_json)
-            .map_err(|e| format!("its manifest is invalid: {e}"))?;
+        let (manifest, image_bytes) = manifest_and_entry_point(image, payload)?;
         if !manifest.is_real_time() {
             return Err(
                 "the image is an rt-app but its manifest's ApplicationType is not \
@@ -661,11 +648,10 @@ impl AppManager {
                     .into(),
             );
         }
-        let image_bytes = entry_point(payload, app.entry_point_tar_path())?;
         if image_bytes.is_empty() {
             return Err(format!(
                 "its entry point {} is empty",
-                app.entry_point_tar_path()
+                manifest.entry_point()
             ));
         }
         if self.cores.is_empty() {
@@ -1203,6 +1189,23 @@ fn verify_into_memory(
     let image =
         ferro_image::verify_file(package, trusted, &mut payload).map_err(|e| e.to_string())?;
     Ok((image, payload))
+}
+
+/// A verified app image's manifest (from its signed metadata) and its entry point's bytes (out
+/// of its verified payload).
+fn manifest_and_entry_point(
+    image: &VerifiedImage,
+    payload: &[u8],
+) -> Result<(ResolvedManifest, Vec<u8>), String> {
+    let app = image
+        .metadata()
+        .app
+        .as_ref()
+        .ok_or("the image carries no app manifest")?;
+    let manifest = ResolvedManifest::parse(&app.manifest_json)
+        .map_err(|e| format!("its manifest is invalid: {e}"))?;
+    let entry = entry_point(payload, app.entry_point_tar_path())?;
+    Ok((manifest, entry))
 }
 
 /// The entry point's bytes out of a verified ustar payload.

@@ -43,33 +43,21 @@ fn upload_rt(admin: &User, work: &Path, version: &str, sv: u32) -> String {
             elf.display()
         )
     });
-    let dir = work.join(format!("rt-{version}"));
-    fs::create_dir_all(dir.join("bin")).expect("mkdir");
-    fs::write(
-        dir.join("app_manifest.json"),
-        format!(
-            r#"{{"SchemaVersion":1,"Name":"rt-partner","ComponentId":"{RT_COMPONENT}","EntryPoint":"/bin/app","CmdArgs":[],"Capabilities":{{"AllowedApplicationConnections":["{COMPONENT}"]}},"ApplicationType":"RealTimeCapable"}}"#
-        ),
-    )
-    .expect("manifest");
-    fs::write(dir.join("bin/app"), elf).expect("elf");
-    let package = work.join(format!("rt-{version}.imagepackage"));
-    admin.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        common::s(&dir),
-        "--destination",
-        common::s(&package),
-        "--version",
+    let manifest = serde_json::json!({
+        "SchemaVersion": 1, "Name": "rt-partner", "ComponentId": RT_COMPONENT,
+        "EntryPoint": "/bin/app", "CmdArgs": [], "ApplicationType": "RealTimeCapable",
+        "Capabilities": {"AllowedApplicationConnections": [COMPONENT]},
+    });
+    let package = common::pack_app(
+        admin,
+        work,
+        &format!("rt-{version}"),
+        &manifest,
+        &elf,
         version,
-        "--security-version",
-        &sv.to_string(),
-    ]);
-    admin.json(&["image", "add", "--image", common::s(&package)])["id"]
-        .as_str()
-        .expect("image id")
-        .to_string()
+        sv,
+    );
+    common::upload(admin, &package)
 }
 
 /// The versions of the installed apps, by component (empty before the first install).

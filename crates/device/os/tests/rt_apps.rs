@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{VirtualDevice, s};
+use common::{VirtualDevice, attached, attached_fails, s};
 use ferro_e2e::User;
 use ferro_image::Version;
 use serde_json::{Value, json};
@@ -58,8 +58,6 @@ fn pack_rt(
     image: &[u8],
     capabilities: Value,
 ) -> PathBuf {
-    let dir = work.join(format!("rt-{name}-{version}"));
-    fs::create_dir_all(dir.join("bin")).expect("mkdir");
     let manifest = json!({
         "SchemaVersion": 1,
         "Name": name,
@@ -69,36 +67,15 @@ fn pack_rt(
         "ApplicationType": "RealTimeCapable",
         "Capabilities": capabilities,
     });
-    fs::write(
-        dir.join("app_manifest.json"),
-        serde_json::to_vec(&manifest).expect("json"),
-    )
-    .expect("manifest");
-    fs::write(dir.join("bin/app"), image).expect("image");
-    let package = work.join(format!("rt-{name}-{version}.imagepackage"));
-    user.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&dir),
-        "--destination",
-        s(&package),
-        "--version",
+    common::pack_app(
+        user,
+        work,
+        &format!("rt-{name}-{version}"),
+        &manifest,
+        image,
         version,
-    ]);
-    package
-}
-
-fn attached(user: &User, dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--device-dir", s(dir)]);
-    user.json(&all)
-}
-
-fn attached_fails(user: &User, dir: &Path, args: &[&str]) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--device-dir", s(dir)]);
-    user.fails(&all)
+        1,
+    )
 }
 
 fn sideload(user: &User, dir: &Path, package: &Path) -> Value {
@@ -152,8 +129,6 @@ fn installed(user: &User, dir: &Path) -> Vec<String> {
 
 /// Packs partner-probe (the wasm test guest) with `args`, allowed to connect to `allowed`.
 fn pack_probe(user: &User, work: &Path, args: &[&str], allowed: &[&str]) -> PathBuf {
-    let dir = work.join("probe");
-    fs::create_dir_all(dir.join("bin")).expect("mkdir");
     let manifest = json!({
         "SchemaVersion": 1,
         "Name": "partner-probe",
@@ -163,25 +138,8 @@ fn pack_probe(user: &User, work: &Path, args: &[&str], allowed: &[&str]) -> Path
         "ApplicationType": "Default",
         "Capabilities": {"AllowedApplicationConnections": allowed},
     });
-    fs::write(
-        dir.join("app_manifest.json"),
-        serde_json::to_vec(&manifest).expect("json"),
-    )
-    .expect("manifest");
-    let wasm = ferro_e2e::artifacts::wasm_app("partner-probe");
-    fs::copy(&wasm, dir.join("bin/partner-probe")).expect("copy wasm");
-    let package = work.join("probe.imagepackage");
-    user.json(&[
-        "image-package",
-        "pack-application",
-        "--package-directory",
-        s(&dir),
-        "--destination",
-        s(&package),
-        "--version",
-        "1.0.0",
-    ]);
-    package
+    let wasm = fs::read(ferro_e2e::artifacts::wasm_app("partner-probe")).expect("read wasm");
+    common::pack_app(user, work, "probe", &manifest, &wasm, "1.0.0", 1)
 }
 
 /// The text of an app's log lines.
