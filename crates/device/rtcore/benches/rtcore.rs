@@ -29,7 +29,8 @@ fn guest(name: &str) -> VerifiedElf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../apps/rt/target/thumbv7em-none-eabihf/release")
         .join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; build apps/rt first", path.display()));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build apps/rt first", path.display()));
     VerifiedElf::verify(bytes, &MemoryMap::mps2_an386()).expect("valid guest")
 }
 
@@ -39,7 +40,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn child_echo() {
     // The baseline's other process: echo frames (u32 length, payload) on stdin's socket.
-    let mut s = UnixStream::connect(std::env::var("FERRO_RT_BENCH_SOCKET").expect("socket")).expect("connect");
+    let mut s = UnixStream::connect(std::env::var("FERRO_RT_BENCH_SOCKET").expect("socket"))
+        .expect("connect");
     let mut len = [0u8; 4];
     let mut buf = vec![0u8; 1024];
     while s.read_exact(&mut len).is_ok() {
@@ -56,11 +58,15 @@ fn child_echo() {
                 s.read_exact(&mut buf[..n]).expect("payload");
                 count += 1;
             }
-            s.write_all(&4u32.to_le_bytes()).and_then(|()| s.write_all(&count.to_le_bytes())).expect("answer");
+            s.write_all(&4u32.to_le_bytes())
+                .and_then(|()| s.write_all(&count.to_le_bytes()))
+                .expect("answer");
             continue;
         }
         s.read_exact(&mut buf[..n]).expect("payload");
-        s.write_all(&len).and_then(|()| s.write_all(&buf[..n])).expect("echo");
+        s.write_all(&len)
+            .and_then(|()| s.write_all(&buf[..n]))
+            .expect("echo");
     }
 }
 
@@ -81,8 +87,12 @@ fn socket_baseline(size: usize) -> (Duration, Duration, f64) {
     let mut rtts = Vec::with_capacity(ROUND_TRIPS);
     for _ in 0..ROUND_TRIPS {
         let t = Instant::now();
-        s.write_all(&(size as u32).to_le_bytes()).and_then(|()| s.write_all(&payload)).expect("send");
-        s.read_exact(&mut len).and_then(|()| s.read_exact(&mut back)).expect("echo");
+        s.write_all(&(size as u32).to_le_bytes())
+            .and_then(|()| s.write_all(&payload))
+            .expect("send");
+        s.read_exact(&mut len)
+            .and_then(|()| s.read_exact(&mut back))
+            .expect("echo");
         rtts.push(t.elapsed());
     }
     rtts.sort();
@@ -90,12 +100,16 @@ fn socket_baseline(size: usize) -> (Duration, Duration, f64) {
     s.write_all(&0u32.to_le_bytes()).expect("start");
     let mut w = std::io::BufWriter::new(&s);
     for _ in 0..ONE_WAY {
-        w.write_all(&(size as u32).to_le_bytes()).and_then(|()| w.write_all(&payload)).expect("send");
+        w.write_all(&(size as u32).to_le_bytes())
+            .and_then(|()| w.write_all(&payload))
+            .expect("send");
     }
     w.write_all(&0u32.to_le_bytes()).expect("end");
     drop(w);
     let mut count = [0u8; 4];
-    s.read_exact(&mut len).and_then(|()| s.read_exact(&mut count)).expect("count");
+    s.read_exact(&mut len)
+        .and_then(|()| s.read_exact(&mut count))
+        .expect("count");
     let rate = f64::from(ONE_WAY) / t.elapsed().as_secs_f64();
     assert_eq!(u32::from_le_bytes(count), ONE_WAY);
     drop(s);
@@ -122,7 +136,16 @@ fn rss_kib(pid: u32) -> u64 {
 fn start(core: &QemuCore, name: &str, ready: &str) -> Duration {
     let mut follow = core.follow_logs();
     let t = Instant::now();
-    core.start(guest(name), RunConfig { app: APP, watchdog: None, backoff: Backoff::default(), app_uart: None }).expect("start");
+    core.start(
+        guest(name),
+        RunConfig {
+            app: APP,
+            watchdog: None,
+            backoff: Backoff::default(),
+            app_uart: None,
+        },
+    )
+    .expect("start");
     loop {
         let line = follow.next_timeout(T).expect("first log line");
         if line.text.contains(ready) {
@@ -180,8 +203,15 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks for a list: there is none.
     }
-    let dir = tempfile::Builder::new().prefix("ferro-rtcore-bench").tempdir_in("/dev/shm").expect("tmpfs");
-    let core = QemuCore::new(CoreId::new("IO0").expect("id"), QemuConfig::new(dir.path().to_path_buf())).expect("core");
+    let dir = tempfile::Builder::new()
+        .prefix("ferro-rtcore-bench")
+        .tempdir_in("/dev/shm")
+        .expect("tmpfs");
+    let core = QemuCore::new(
+        CoreId::new("IO0").expect("id"),
+        QemuConfig::new(dir.path().to_path_buf()),
+    )
+    .expect("core");
 
     let mut starts: Vec<Duration> = (0..5)
         .map(|_| {
@@ -191,22 +221,59 @@ fn main() {
         })
         .collect();
     starts.sort();
-    println!("start to first log line (rt-echo, 5 runs): median {:?}, max {:?}", starts[2], starts[4]);
+    println!(
+        "start to first log line (rt-echo, 5 runs): median {:?}, max {:?}",
+        starts[2], starts[4]
+    );
 
     start(&core, "rt-bench", "rt-bench ready");
     let ep = core.connect(&APP, PARTNER).expect("connect");
-    println!("{:<34} {:>10} {:>10} {:>12} {:>9}", "", "p50", "p99", "msgs/s", "MB/s");
+    println!(
+        "{:<34} {:>10} {:>10} {:>12} {:>9}",
+        "", "p50", "p99", "msgs/s", "MB/s"
+    );
     for size in [16usize, 1024] {
         let (p50, p99) = round_trips(&ep, size);
         let (b50, b99, brate) = socket_baseline(size);
         let down = host_to_core(&ep, size);
         let up = core_to_host(&ep, size);
         let mb = |rate: f64| rate * size as f64 / 1e6;
-        println!("{:<34} {:>10.1?} {:>10.1?}", format!("mailbox round trip {size} B"), p50, p99);
-        println!("{:<34} {:>10.1?} {:>10.1?}", format!("unix socket round trip {size} B"), b50, b99);
-        println!("{:<34} {:>10} {:>10} {:>12.0} {:>9.2}", format!("mailbox host->core {size} B"), "", "", down, mb(down));
-        println!("{:<34} {:>10} {:>10} {:>12.0} {:>9.2}", format!("mailbox core->host {size} B"), "", "", up, mb(up));
-        println!("{:<34} {:>10} {:>10} {:>12.0} {:>9.2}", format!("unix socket one way {size} B"), "", "", brate, mb(brate));
+        println!(
+            "{:<34} {:>10.1?} {:>10.1?}",
+            format!("mailbox round trip {size} B"),
+            p50,
+            p99
+        );
+        println!(
+            "{:<34} {:>10.1?} {:>10.1?}",
+            format!("unix socket round trip {size} B"),
+            b50,
+            b99
+        );
+        println!(
+            "{:<34} {:>10} {:>10} {:>12.0} {:>9.2}",
+            format!("mailbox host->core {size} B"),
+            "",
+            "",
+            down,
+            mb(down)
+        );
+        println!(
+            "{:<34} {:>10} {:>10} {:>12.0} {:>9.2}",
+            format!("mailbox core->host {size} B"),
+            "",
+            "",
+            up,
+            mb(up)
+        );
+        println!(
+            "{:<34} {:>10} {:>10} {:>12.0} {:>9.2}",
+            format!("unix socket one way {size} B"),
+            "",
+            "",
+            brate,
+            mb(brate)
+        );
         println!(
             "ratio mailbox/socket round trip {size} B: p50 {:.1}x, p99 {:.1}x",
             p50.as_secs_f64() / b50.as_secs_f64(),
@@ -217,7 +284,9 @@ fn main() {
 
     // An idle core: rt-echo waiting in WFI (it wakes once a second to kick the watchdog).
     start(&core, "rt-echo", "rt-echo ready");
-    let CoreStatus::Running { pid: Some(pid), .. } = core.status() else { panic!("not running") };
+    let CoreStatus::Running { pid: Some(pid), .. } = core.status() else {
+        panic!("not running")
+    };
     std::thread::sleep(Duration::from_secs(1));
     let hz = 100.0; // USER_HZ
     let (q0, s0) = (proc_cpu_ticks(&pid.to_string()), proc_cpu_ticks("self"));
