@@ -240,3 +240,40 @@ fn writes_over_the_ring_headers_are_ring_corrupt() {
         "{err:?}"
     );
 }
+
+/// GPIO outputs through the control block, an input the host sets, and the app's UART bridged
+/// to the caller's stream.
+#[test]
+fn gpio_and_the_app_uart_reach_the_host() {
+    use std::io::{Read, Write};
+    let core = core();
+    let (mut peer, ours) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let mut config = run_config(Some(Duration::from_secs(3)));
+    config.app_uart = Some(ours);
+    core.start(guest("rt-io"), config).expect("start");
+    wait_log(&*core, "rt-io ready", BOOT);
+    let gpio = core.gpio();
+    assert_eq!(gpio.output & (1 << 3), 1 << 3, "{gpio:?}");
+    assert_eq!(gpio.output & (1 << 5), 0, "{gpio:?}");
+    assert_eq!(
+        gpio.enable & ((1 << 3) | (1 << 5)),
+        (1 << 3) | (1 << 5),
+        "{gpio:?}"
+    );
+    core.set_gpio_inputs(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while core.gpio().output & (1 << 1) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "input 0 not mirrored: {:?}",
+            core.gpio()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    peer.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    peer.write_all(b"abc").expect("write");
+    let mut got = [0u8; 3];
+    peer.read_exact(&mut got).expect("answer");
+    assert_eq!(&got, b"ABC");
+}

@@ -16,12 +16,16 @@ fn main() -> ! {
     let mut buf = [0u8; MAX_PAYLOAD];
     loop {
         watchdog::kick();
-        let Ok(m) = rt.mailbox.receive(&mut buf) else { ferro_rt::exit(1) };
+        let Ok(m) = rt.mailbox.receive(&mut buf) else {
+            ferro_rt::exit(1)
+        };
         match (m.len, buf[0]) {
             (1, b'K') => {
                 let mut count: u32 = 0;
                 loop {
-                    let Ok(m) = rt.mailbox.receive(&mut buf) else { ferro_rt::exit(1) };
+                    let Ok(m) = rt.mailbox.receive(&mut buf) else {
+                        ferro_rt::exit(1)
+                    };
                     if m.len == 1 && buf[0] == b'Z' {
                         break;
                     }
