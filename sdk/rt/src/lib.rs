@@ -54,6 +54,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::{ExceptionFrame, exception};
 use ferro_mailbox::{ControlBlock, CoreState, FaultKind, FaultRecord, RawRegion};
 
+/// A handler the app hands the SDK, called from an interrupt.
+pub(crate) type Hook = cortex_m::interrupt::Mutex<core::cell::Cell<Option<fn()>>>;
+
 /// The mailbox region (the PSRAM), as the core sees it.
 pub(crate) static PSRAM: RawRegion = hw::psram();
 /// Its control block.

@@ -1,7 +1,10 @@
 //! The mailbox to the partner app: messages of at most [`MAX_PAYLOAD`] bytes, whole, in order,
 //! exactly once; a full ring is backpressure, never a drop.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::interrupt::Mutex;
 
 use ferro_mailbox::{
     ComponentId, Consumer, MAX_PAYLOAD, Producer, RawRegion, Ring, RingCorrupt, SendError,
@@ -13,11 +16,22 @@ use crate::{PSRAM, hw};
 /// Doorbells the host rang (a count: the handler's only state).
 static DOORBELLS: AtomicU32 = AtomicU32::new(0);
 
+static DOORBELL_HOOK: crate::Hook = Mutex::new(Cell::new(None));
+
+/// Calls `hook` from the doorbell's interrupt each time the host rings (an executor wakes its
+/// mailbox tasks there; see `rt-echo-async`).
+pub fn set_doorbell_hook(hook: fn()) {
+    cortex_m::interrupt::free(|cs| DOORBELL_HOOK.borrow(cs).set(Some(hook)));
+}
+
 /// The doorbell interrupt: drain UART1's receive buffer (any byte is a ring).
 pub(crate) fn on_doorbell() {
     hw::UART1.clear_interrupts();
     while hw::UART1.try_read().is_some() {}
     DOORBELLS.fetch_add(1, Ordering::Relaxed);
+    if let Some(hook) = cortex_m::interrupt::free(|cs| DOORBELL_HOOK.borrow(cs).get()) {
+        hook();
+    }
 }
 
 /// Rings the host's doorbell (one byte on UART1).
@@ -150,6 +164,17 @@ impl Mailbox {
     /// Lowers the flag [`Self::prepare_wait`] raised.
     pub fn end_wait(&mut self) {
         self.rx.end_wait()
+    }
+
+    /// Raises the "waiting for a free slot" flag and answers whether the host's ring is still
+    /// full (for executors that sleep themselves).
+    pub fn prepare_send_wait(&mut self) -> Result<bool, RingCorrupt> {
+        self.tx.prepare_wait()
+    }
+
+    /// Lowers the flag [`Self::prepare_send_wait`] raised.
+    pub fn end_send_wait(&mut self) {
+        self.tx.end_wait()
     }
 }
 

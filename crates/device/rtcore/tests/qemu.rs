@@ -277,3 +277,36 @@ fn gpio_and_the_app_uart_reach_the_host() {
     peer.read_exact(&mut got).expect("answer");
     assert_eq!(&got, b"ABC");
 }
+
+/// The async sample (embassy): the same answers, and its second task's log line every second.
+#[test]
+fn the_async_sample_answers_and_ticks() {
+    let core = core();
+    core.start(
+        guest("rt-echo-async"),
+        run_config(Some(Duration::from_secs(3))),
+    )
+    .expect("start");
+    wait_log(&*core, "rt-echo-async ready", BOOT);
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    for i in 0..200u32 {
+        let payload = vec![i as u8; (i as usize * 37) % 1024 + 1];
+        endpoint
+            .send_timeout(&payload, Duration::from_secs(5))
+            .expect("send");
+        let answer = endpoint
+            .receive_timeout(Duration::from_secs(5))
+            .expect("answer");
+        assert_eq!(answer.payload, expected_echo(&payload), "message {i}");
+    }
+    wait_log(
+        &*core,
+        "rt-echo-async: 200 answered",
+        Duration::from_secs(5),
+    );
+    assert!(
+        matches!(core.status(), CoreStatus::Running { restarts: 0, .. }),
+        "{:?}",
+        core.status()
+    );
+}
