@@ -310,3 +310,19 @@ fn the_async_sample_answers_and_ticks() {
         core.status()
     );
 }
+
+#[test]
+fn a_lockup_is_reported_as_one() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(guest("rt-lockup"), run_config(None))
+        .expect("start");
+    let kind = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed { kind, .. } => Some(kind.clone()),
+        _ => None,
+    });
+    assert_eq!(kind, CrashKind::Lockup);
+    wait_event(&events, BOOT, |e| {
+        matches!(e, CoreEvent::Started { restarts: 1, .. }).then_some(())
+    });
+}
