@@ -126,6 +126,25 @@ pub fn wait_for_interrupt() {
     cortex_m::asm::wfi();
 }
 
+/// Ends the app on an error: `result.or_exit("mailbox")` logs `mailbox: <error>` and exits
+/// with code 1 (the host restarts the core with backoff).
+pub trait OrExit<T> {
+    /// The value, or the log line and exit.
+    fn or_exit(self, what: &str) -> T;
+}
+
+impl<T, E: fmt::Display> OrExit<T> for Result<T, E> {
+    fn or_exit(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => {
+                log!("{}: {}", what, e);
+                exit(1)
+            }
+        }
+    }
+}
+
 fn halt() -> ! {
     cortex_m::interrupt::disable();
     loop {

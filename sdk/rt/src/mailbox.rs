@@ -48,6 +48,19 @@ pub struct Message {
     pub len: usize,
 }
 
+/// Writes Azure Sphere's IntercoreComms answer into `out`: the sender's component ID, then
+/// `payload`, cut at [`MAX_PAYLOAD`] bytes; answers the part of `out` to send.
+pub fn prefixed_with_sender<'a>(
+    sender: &ComponentId,
+    payload: &[u8],
+    out: &'a mut [u8; MAX_PAYLOAD],
+) -> &'a [u8] {
+    out[..16].copy_from_slice(&sender.0);
+    let len = (16 + payload.len()).min(MAX_PAYLOAD);
+    out[16..len].copy_from_slice(&payload[..len - 16]);
+    &out[..len]
+}
+
 /// The core's end of the mailbox (from [`crate::init`]).
 #[derive(Debug)]
 pub struct Mailbox {

@@ -18,7 +18,10 @@ use cortex_m::interrupt::Mutex;
 use embassy_executor::Spawner;
 use embassy_sync::waitqueue::AtomicWaker;
 use embassy_time::{Duration, Ticker};
-use ferro_rt::{MAX_PAYLOAD, Mailbox, Message, RingCorrupt, SendError, log, time, watchdog};
+use ferro_rt::mailbox::prefixed_with_sender;
+use ferro_rt::{
+    MAX_PAYLOAD, Mailbox, Message, OrExit, RingCorrupt, SendError, log, time, watchdog,
+};
 
 static ANSWERED: AtomicU32 = AtomicU32::new(0);
 static DOORBELL: AtomicWaker = AtomicWaker::new();
@@ -52,20 +55,9 @@ async fn echo(mut mailbox: Mailbox) -> ! {
     let mut buf = [0u8; MAX_PAYLOAD];
     let mut answer = [0u8; MAX_PAYLOAD];
     loop {
-        let message = match receive(&mut mailbox, &mut buf).await {
-            Ok(m) => m,
-            Err(e) => {
-                log!("mailbox: {}", e);
-                ferro_rt::exit(1)
-            }
-        };
-        answer[..16].copy_from_slice(&message.sender.0);
-        let len = (16 + message.len).min(MAX_PAYLOAD);
-        answer[16..len].copy_from_slice(&buf[..len - 16]);
-        if let Err(e) = send(&mut mailbox, &answer[..len]).await {
-            log!("mailbox: {}", e);
-            ferro_rt::exit(1)
-        }
+        let message = receive(&mut mailbox, &mut buf).await.or_exit("mailbox");
+        let answer = prefixed_with_sender(&message.sender, &buf[..message.len], &mut answer);
+        send(&mut mailbox, answer).await.or_exit("mailbox");
         ANSWERED.fetch_add(1, Ordering::Relaxed);
     }
 }

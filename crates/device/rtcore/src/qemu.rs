@@ -14,7 +14,6 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,10 +21,7 @@ use ferro_mailbox::{ControlBlock, CoreState, MappedRegion};
 
 use crate::endpoint::{Region, Session};
 use crate::supervisor::{DoorbellWriter, Instance, LaunchIo, Launcher, Supervised, ping};
-use crate::{
-    ComponentId, CoreError, CoreEvent, CoreId, CoreStatus, CrashKind, Endpoint, GpioLevels,
-    LogFollower, LogLine, MemoryMap, RealTimeCore, RunConfig, VerifiedElf,
-};
+use crate::{CoreError, CoreId, CrashKind, MemoryMap, VerifiedElf};
 
 /// How long QEMU may take to connect its UARTs.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,41 +81,7 @@ impl QemuCore {
     }
 }
 
-impl RealTimeCore for QemuCore {
-    fn id(&self) -> &CoreId {
-        self.inner.id()
-    }
-    fn memory_map(&self) -> &MemoryMap {
-        self.inner.memory_map()
-    }
-    fn start(&self, image: VerifiedElf, config: RunConfig) -> Result<(), CoreError> {
-        self.inner.start(image, config)
-    }
-    fn stop(&self) -> Result<(), CoreError> {
-        self.inner.stop()
-    }
-    fn status(&self) -> CoreStatus {
-        self.inner.status()
-    }
-    fn logs(&self) -> Vec<LogLine> {
-        self.inner.logs()
-    }
-    fn follow_logs(&self) -> LogFollower {
-        self.inner.follow_logs()
-    }
-    fn subscribe(&self) -> Receiver<CoreEvent> {
-        self.inner.subscribe()
-    }
-    fn connect(&self, app: &ComponentId, partner: ComponentId) -> Result<Endpoint, CoreError> {
-        self.inner.connect(app, partner)
-    }
-    fn gpio(&self) -> GpioLevels {
-        self.inner.gpio()
-    }
-    fn set_gpio_inputs(&self, levels: u32) {
-        self.inner.set_gpio_inputs(levels)
-    }
-}
+crate::supervisor::delegate_real_time_core!(QemuCore);
 
 #[derive(Debug)]
 struct QemuLauncher {

@@ -22,7 +22,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,10 +29,7 @@ use ferro_mailbox::{ControlBlock, CoreState, MappedRegion};
 
 use crate::endpoint::{Region, Session};
 use crate::supervisor::{Instance, LaunchIo, Launcher, Supervised, ping};
-use crate::{
-    ComponentId, CoreError, CoreEvent, CoreId, CoreStatus, CrashKind, Endpoint, GpioLevels,
-    LogFollower, LogLine, MemoryMap, RealTimeCore, RunConfig, VerifiedElf,
-};
+use crate::{CoreId, CrashKind, MemoryMap, VerifiedElf};
 
 /// How often the rings are polled for waiters (no doorbell).
 const POLL: Duration = Duration::from_millis(2);
@@ -72,41 +68,7 @@ impl RemoteprocCore {
     }
 }
 
-impl RealTimeCore for RemoteprocCore {
-    fn id(&self) -> &CoreId {
-        self.inner.id()
-    }
-    fn memory_map(&self) -> &MemoryMap {
-        self.inner.memory_map()
-    }
-    fn start(&self, image: VerifiedElf, config: RunConfig) -> Result<(), CoreError> {
-        self.inner.start(image, config)
-    }
-    fn stop(&self) -> Result<(), CoreError> {
-        self.inner.stop()
-    }
-    fn status(&self) -> CoreStatus {
-        self.inner.status()
-    }
-    fn logs(&self) -> Vec<LogLine> {
-        self.inner.logs()
-    }
-    fn follow_logs(&self) -> LogFollower {
-        self.inner.follow_logs()
-    }
-    fn subscribe(&self) -> Receiver<CoreEvent> {
-        self.inner.subscribe()
-    }
-    fn connect(&self, app: &ComponentId, partner: ComponentId) -> Result<Endpoint, CoreError> {
-        self.inner.connect(app, partner)
-    }
-    fn gpio(&self) -> GpioLevels {
-        self.inner.gpio()
-    }
-    fn set_gpio_inputs(&self, levels: u32) {
-        self.inner.set_gpio_inputs(levels)
-    }
-}
+crate::supervisor::delegate_real_time_core!(RemoteprocCore);
 
 #[derive(Debug)]
 struct RemoteprocLauncher {

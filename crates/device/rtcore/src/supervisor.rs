@@ -28,6 +28,56 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `impl RealTimeCore` for a backend's type, a newtype over `Supervised` in field `inner`.
+macro_rules! delegate_real_time_core {
+    ($ty:ty) => {
+        impl $crate::RealTimeCore for $ty {
+            fn id(&self) -> &$crate::CoreId {
+                self.inner.id()
+            }
+            fn memory_map(&self) -> &$crate::MemoryMap {
+                self.inner.memory_map()
+            }
+            fn start(
+                &self,
+                image: $crate::VerifiedElf,
+                config: $crate::RunConfig,
+            ) -> Result<(), $crate::CoreError> {
+                self.inner.start(image, config)
+            }
+            fn stop(&self) -> Result<(), $crate::CoreError> {
+                self.inner.stop()
+            }
+            fn status(&self) -> $crate::CoreStatus {
+                self.inner.status()
+            }
+            fn logs(&self) -> Vec<$crate::LogLine> {
+                self.inner.logs()
+            }
+            fn follow_logs(&self) -> $crate::LogFollower {
+                self.inner.follow_logs()
+            }
+            fn subscribe(&self) -> std::sync::mpsc::Receiver<$crate::CoreEvent> {
+                self.inner.subscribe()
+            }
+            fn connect(
+                &self,
+                app: &$crate::ComponentId,
+                partner: $crate::ComponentId,
+            ) -> Result<$crate::Endpoint, $crate::CoreError> {
+                self.inner.connect(app, partner)
+            }
+            fn gpio(&self) -> $crate::GpioLevels {
+                self.inner.gpio()
+            }
+            fn set_gpio_inputs(&self, levels: u32) {
+                self.inner.set_gpio_inputs(levels)
+            }
+        }
+    };
+}
+pub(crate) use delegate_real_time_core;
+
 /// What a backend's launch gets.
 pub(crate) struct LaunchIo {
     /// The core's log (the debug UART's lines go here).
