@@ -83,6 +83,7 @@ pub fn init() -> Rt {
     hw::UART0.init(false);
     hw::UART1.init(true);
     hw::UART2.init(true);
+    hw::UART3.init(false);
     hw::UART1.clear_interrupts();
     hw::UART2.clear_interrupts();
     time::start();

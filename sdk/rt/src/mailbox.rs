@@ -34,9 +34,9 @@ pub(crate) fn on_doorbell() {
     }
 }
 
-/// Rings the host's doorbell (one byte on UART1).
+/// Rings the host's doorbell (one byte on UART3).
 pub(crate) fn ring_doorbell() {
-    hw::UART1.write_byte(1);
+    hw::UART3.write_byte(1);
 }
 
 /// A message the mailbox took: its payload is in the caller's buffer.

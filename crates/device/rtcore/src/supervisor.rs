@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{
     Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel, sync_channel,
 };
@@ -558,51 +558,5 @@ impl<L: Launcher> RunContext<L> {
 pub(crate) fn ping(wake: &SyncSender<()>) {
     match wake.try_send(()) {
         Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-    }
-}
-
-/// A doorbell writer: rings coalesce into one pending byte, written by a thread of its own so
-/// a core that never drains its UART cannot block the caller.
-#[derive(Debug)]
-pub(crate) struct DoorbellWriter {
-    pending: Arc<(Mutex<bool>, Condvar)>,
-    closed: Arc<AtomicBool>,
-}
-
-impl DoorbellWriter {
-    pub(crate) fn new(mut socket: UnixStream) -> DoorbellWriter {
-        let pending = Arc::new((Mutex::new(false), Condvar::new()));
-        let closed = Arc::new(AtomicBool::new(false));
-        let (p, c) = (pending.clone(), closed.clone());
-        std::thread::spawn(move || {
-            loop {
-                {
-                    let mut ring = lock(&p.0);
-                    while !*ring && !c.load(Ordering::SeqCst) {
-                        ring = p.1.wait(ring).unwrap_or_else(PoisonError::into_inner);
-                    }
-                    if c.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    *ring = false;
-                }
-                if socket.write_all(&[1]).is_err() {
-                    return;
-                }
-            }
-        });
-        DoorbellWriter { pending, closed }
-    }
-
-    pub(crate) fn ring(&self) {
-        *lock(&self.pending.0) = true;
-        self.pending.1.notify_one();
-    }
-}
-
-impl Drop for DoorbellWriter {
-    fn drop(&mut self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.pending.1.notify_one();
     }
 }
