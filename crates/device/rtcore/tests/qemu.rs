@@ -326,3 +326,63 @@ fn a_lockup_is_reported_as_one() {
         matches!(e, CoreEvent::Started { restarts: 1, .. }).then_some(())
     });
 }
+
+/// A minimal executor for the async endpoint: polls on the calling thread, parks between wakes.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_secs(1));
+    }
+}
+
+/// The async endpoint: sends and receives woken by doorbells, and a pending receive ends with
+/// `Disconnected` when the core stops. A second start on a busy core, a connect for another
+/// app and a bad core name are refused.
+#[test]
+fn async_endpoint_and_refusals() {
+    let core = core();
+    core.start(guest("rt-echo"), run_config(Some(Duration::from_secs(3))))
+        .expect("start");
+    wait_log(&*core, "rt-echo ready", BOOT);
+    let busy = core
+        .start(guest("rt-exit"), run_config(None))
+        .expect_err("busy");
+    assert!(
+        matches!(busy, ferro_rtcore::CoreError::Busy { app, .. } if app == APP),
+        "{busy}"
+    );
+    let other = ferro_rtcore::ComponentId([9; 16]);
+    assert!(matches!(
+        core.connect(&other, PARTNER),
+        Err(ferro_rtcore::CoreError::OtherApp { .. })
+    ));
+    assert!(ferro_rtcore::CoreId::new("../IO0").is_err());
+    assert!(ferro_rtcore::CoreId::new("").is_err());
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    block_on(async {
+        for i in 0..100u8 {
+            endpoint.send(&[i; 100]).await.expect("send");
+            let answer = endpoint.receive().await.expect("answer");
+            assert_eq!(answer.payload, expected_echo(&[i; 100]));
+        }
+    });
+    let waiting = endpoint.clone();
+    let pending = std::thread::spawn(move || block_on(waiting.receive()));
+    std::thread::sleep(Duration::from_millis(200));
+    core.stop().expect("stop");
+    assert_eq!(
+        pending.join().expect("receiver"),
+        Err(MailboxError::Disconnected)
+    );
+}
