@@ -274,12 +274,7 @@ impl<L: Launcher> Supervised<L> {
             watchdog: config.watchdog,
             backoff: config.backoff,
         };
-        state.status = CoreStatus::Restarting {
-            app: config.app,
-            restarts: 0,
-            delay: Duration::ZERO,
-            last: CrashKind::EmulatorExited { status: None },
-        };
+        state.status = CoreStatus::Running { app: config.app, pid: None, restarts: 0 };
         let thread = std::thread::Builder::new()
             .name(format!("rtcore-{}", self.id))
             .spawn(move || ctx.supervise(image))
