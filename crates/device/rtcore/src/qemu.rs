@@ -217,6 +217,11 @@ impl Launcher for QemuLauncher {
                 "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             ]);
         }
+        // Nothing of the device's environment but where to find QEMU's own files.
+        cmd.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
