@@ -13,7 +13,11 @@ use libfuzzer_sys::fuzz_target;
 
 /// The words a core may write that the host reads: offsets into the region.
 fn target(selector: u8) -> usize {
-    let ring = if selector & 1 == 0 { Ring::HostToCore } else { Ring::CoreToHost };
+    let ring = if selector & 1 == 0 {
+        Ring::HostToCore
+    } else {
+        Ring::CoreToHost
+    };
     match (selector >> 1) % 8 {
         0 => ring.offset() + ring_layout::HEAD,
         1 => ring.offset() + ring_layout::TAIL,

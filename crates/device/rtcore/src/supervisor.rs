@@ -274,7 +274,11 @@ impl<L: Launcher> Supervised<L> {
             watchdog: config.watchdog,
             backoff: config.backoff,
         };
-        state.status = CoreStatus::Running { app: config.app, pid: None, restarts: 0 };
+        state.status = CoreStatus::Running {
+            app: config.app,
+            pid: None,
+            restarts: 0,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("rtcore-{}", self.id))
             .spawn(move || ctx.supervise(image))
