@@ -21,7 +21,8 @@ log "prerequisites"
 # mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback;
 # mosquitto-clients: mosquitto_sub, the subscriber of the telemetry sample's test.
 # curl: scripts/schemathesis.sh checks the run token and reads the request count from the service.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl
+# qemu-system-arm: the real-time cores (mps2-an386) of ferro-rtcore's tests.
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl qemu-system-arm
 ensure_rust_targets
 ensure_python_env
 ensure_postgres
@@ -30,6 +31,8 @@ ensure_postgres
 log "format"
 cargo fmt --all --check
 cargo fmt --manifest-path apps/Cargo.toml --all --check
+# The RT apps' workspace is built from its directory (its .cargo/config.toml sets the target).
+(cd apps/rt && cargo fmt --all --check)
 cargo fmt --manifest-path fuzz/Cargo.toml --all --check
 
 log "lint"
@@ -39,10 +42,16 @@ log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features "${TEST_FEATURES},ferro-peripherals/linux" -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
+(cd apps/rt && cargo clippy --workspace --locked -- -D warnings)
 
 log "sample apps and hostile guests (wasm32-wasip2)"
 # ferro-runtime's tests load these components (apps/target/wasm32-wasip2/release/*.wasm).
 cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
+
+log "real-time apps, the RT SDK and its docs (thumbv7em-none-eabihf)"
+# ferro-rtcore's tests boot these in QEMU (apps/rt/target/thumbv7em-none-eabihf/release/*).
+(cd apps/rt && cargo build --workspace --release --locked)
+(cd apps/rt && RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p ferro-rt)
 
 log "the boot TCB on its own"
 # ferro-boot built alone, so its dependencies' features are not unified with the workspace's:
@@ -77,9 +86,11 @@ if [ "${FUZZ_SECONDS}" -gt 0 ]; then
         [identity_documents]="test-vectors/identity"
         [attestation_evidence]="test-vectors/identity"
         [update_documents]="test-vectors/updates"
+        [rt_elf]="test-vectors/rt-elf"
+        [mailbox_region]="test-vectors/rt-mailbox"
     )
     cargo +nightly fuzz build --release --debug-assertions
-    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence update_documents; do
+    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence update_documents rt_elf mailbox_region; do
         mkdir -p "fuzz/corpus/${target}"
         seed_dir="$(mktemp -d)"
         find "${seeds[$target]}" -type f -exec cp -t "${seed_dir}" {} + 2>/dev/null || true

@@ -52,6 +52,8 @@ pub struct Package {
     pub lib_sources: Vec<(PathBuf, String)>,
     /// Whether its manifest has `[lints] workspace = true`.
     pub inherits_workspace_lints: bool,
+    /// Its own `[lints.rust] unsafe_code` level, when it sets one.
+    pub unsafe_code_lint: Option<String>,
 }
 
 /// A resolved dependency graph (`cargo metadata`'s `resolve`, host platform only).
@@ -223,7 +225,17 @@ pub fn load(root: &Path) -> Result<Tree, String> {
             .and_then(|l| l.get("workspace"))
             .and_then(|w| w.as_bool())
             == Some(true);
+        let unsafe_code_lint = manifest_toml
+            .get("lints")
+            .and_then(|l| l.get("rust"))
+            .and_then(|r| r.get("unsafe_code"))
+            .and_then(|u| {
+                u.as_str()
+                    .or_else(|| u.get("level").and_then(|l| l.as_str()))
+            })
+            .map(str::to_string);
         packages.push(Package {
+            unsafe_code_lint,
             name: str_of(p, "name").to_string(),
             dir: dir
                 .strip_prefix(root)
@@ -585,14 +597,65 @@ pub fn lib_docs(tree: &Tree, _: &Doc) -> Vec<String> {
         .collect()
 }
 
-/// The workspace forbids `unsafe_code` and every crate inherits the workspace lints.
+/// The crates allowed `unsafe`, each in one module of its library (ARCHITECTURE.md's
+/// `unsafe-forbidden` line names them): `ferro-mailbox` views shared memory as atomics.
+pub const UNSAFE_EXCEPTIONS: &[(&str, &str)] = &[("ferro-mailbox", "src/raw.rs")];
+
+/// Whether a source line (not a comment) uses `unsafe` code or lifts the lint.
+fn uses_unsafe(line: &str) -> bool {
+    let code = line.trim_start();
+    !code.starts_with("//")
+        && [
+            "unsafe {",
+            "unsafe fn",
+            "unsafe impl",
+            "unsafe extern",
+            "allow(unsafe_code)",
+        ]
+        .iter()
+        .any(|t| code.contains(t))
+}
+
+/// The workspace forbids `unsafe_code` and every crate inherits the workspace lints, but the
+/// named exceptions: those deny it in their own `[lints]` and use it in their one module only
+/// (and lift the lint only for it, in `lib.rs`).
 pub fn unsafe_forbidden(tree: &Tree, _: &Doc) -> Vec<String> {
     let mut out = Vec::new();
     if !tree.workspace_forbids_unsafe {
         out.push("[workspace.lints.rust] does not set unsafe_code = \"forbid\"".to_string());
     }
     for p in tree.packages.iter().filter(|p| !p.inherits_workspace_lints) {
-        out.push(format!("{} does not have [lints] workspace = true", p.name));
+        let Some((_, module)) = UNSAFE_EXCEPTIONS.iter().find(|(n, _)| *n == p.name) else {
+            out.push(format!("{} does not have [lints] workspace = true", p.name));
+            continue;
+        };
+        if p.unsafe_code_lint.as_deref() != Some("deny") {
+            out.push(format!(
+                "{}: an unsafe exception must set [lints.rust] unsafe_code = \"deny\"",
+                p.name
+            ));
+        }
+        for (path, text) in &p.lib_sources {
+            let is_module = path.ends_with(module);
+            let is_lib = path.ends_with("src/lib.rs");
+            for (i, line) in text.lines().enumerate() {
+                let lifts_for_module = is_lib
+                    && line.contains("allow(unsafe_code)")
+                    && text.lines().nth(i + 1).is_some_and(|next| {
+                        let m = module.trim_start_matches("src/").trim_end_matches(".rs");
+                        next.trim() == format!("mod {m};")
+                    });
+                if uses_unsafe(line) && !is_module && !lifts_for_module {
+                    out.push(format!(
+                        "{}:{}: unsafe outside {} ({} may use it there only)",
+                        path.display(),
+                        i + 1,
+                        module,
+                        p.name
+                    ));
+                }
+            }
+        }
     }
     out
 }

@@ -271,6 +271,26 @@ fn unsafe_forbidden_fails_when_a_crate_or_the_workspace_opts_out() {
         doctored("unsafe-forbidden", |t| t.workspace_forbids_unsafe = false),
         "unsafe_code",
     );
+    // The one exception: unsafe in its named module only, and the lint denied.
+    assert_fails(
+        doctored("unsafe-forbidden", |t| {
+            let p = package(t, "ferro-mailbox");
+            let ring = p
+                .lib_sources
+                .iter_mut()
+                .find(|(path, _)| path.ends_with("src/ring.rs"))
+                .expect("ring.rs");
+            ring.1
+                .push_str("\nfn f() { unsafe { core::hint::unreachable_unchecked() } }\n");
+        }),
+        "unsafe outside src/raw.rs",
+    );
+    assert_fails(
+        doctored("unsafe-forbidden", |t| {
+            package(t, "ferro-mailbox").unsafe_code_lint = Some("allow".to_string())
+        }),
+        "ferro-mailbox: an unsafe exception must set",
+    );
 }
 
 #[test]
