@@ -51,10 +51,12 @@ pub(crate) struct Uart {
 
 /// UART0: the debug log.
 pub(crate) const UART0: Uart = Uart { base: 0x4000_4000 };
-/// UART1: the mailbox doorbell.
+/// UART1: the core's doorbell (the host rings it).
 pub(crate) const UART1: Uart = Uart { base: 0x4000_5000 };
 /// UART2: the app's UART.
 pub(crate) const UART2: Uart = Uart { base: 0x4000_6000 };
+/// UART3: the host's doorbell (transmit only).
+pub(crate) const UART3: Uart = Uart { base: 0x4000_7000 };
 
 impl Uart {
     const DATA: usize = 0x00;

@@ -54,6 +54,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::{ExceptionFrame, exception};
 use ferro_mailbox::{ControlBlock, CoreState, FaultKind, FaultRecord, RawRegion};
 
+/// A handler the app hands the SDK, called from an interrupt.
+pub(crate) type Hook = cortex_m::interrupt::Mutex<core::cell::Cell<Option<fn()>>>;
+
 /// The mailbox region (the PSRAM), as the core sees it.
 pub(crate) static PSRAM: RawRegion = hw::psram();
 /// Its control block.
@@ -80,6 +83,7 @@ pub fn init() -> Rt {
     hw::UART0.init(false);
     hw::UART1.init(true);
     hw::UART2.init(true);
+    hw::UART3.init(false);
     hw::UART1.clear_interrupts();
     hw::UART2.clear_interrupts();
     time::start();
@@ -121,6 +125,25 @@ pub fn mailbox_region() -> &'static RawRegion {
 /// Sleeps in WFI until an interrupt (a doorbell, the alarm, the app's UART) is handled.
 pub fn wait_for_interrupt() {
     cortex_m::asm::wfi();
+}
+
+/// Ends the app on an error: `result.or_exit("mailbox")` logs `mailbox: <error>` and exits
+/// with code 1 (the host restarts the core with backoff).
+pub trait OrExit<T> {
+    /// The value, or the log line and exit.
+    fn or_exit(self, what: &str) -> T;
+}
+
+impl<T, E: fmt::Display> OrExit<T> for Result<T, E> {
+    fn or_exit(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => {
+                log!("{}: {}", what, e);
+                exit(1)
+            }
+        }
+    }
 }
 
 fn halt() -> ! {

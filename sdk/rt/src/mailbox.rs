@@ -1,7 +1,10 @@
 //! The mailbox to the partner app: messages of at most [`MAX_PAYLOAD`] bytes, whole, in order,
 //! exactly once; a full ring is backpressure, never a drop.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::interrupt::Mutex;
 
 use ferro_mailbox::{
     ComponentId, Consumer, MAX_PAYLOAD, Producer, RawRegion, Ring, RingCorrupt, SendError,
@@ -13,16 +16,27 @@ use crate::{PSRAM, hw};
 /// Doorbells the host rang (a count: the handler's only state).
 static DOORBELLS: AtomicU32 = AtomicU32::new(0);
 
+static DOORBELL_HOOK: crate::Hook = Mutex::new(Cell::new(None));
+
+/// Calls `hook` from the doorbell's interrupt each time the host rings (an executor wakes its
+/// mailbox tasks there; see `rt-echo-async`).
+pub fn set_doorbell_hook(hook: fn()) {
+    cortex_m::interrupt::free(|cs| DOORBELL_HOOK.borrow(cs).set(Some(hook)));
+}
+
 /// The doorbell interrupt: drain UART1's receive buffer (any byte is a ring).
 pub(crate) fn on_doorbell() {
     hw::UART1.clear_interrupts();
     while hw::UART1.try_read().is_some() {}
     DOORBELLS.fetch_add(1, Ordering::Relaxed);
+    if let Some(hook) = cortex_m::interrupt::free(|cs| DOORBELL_HOOK.borrow(cs).get()) {
+        hook();
+    }
 }
 
-/// Rings the host's doorbell (one byte on UART1).
+/// Rings the host's doorbell (one byte on UART3).
 pub(crate) fn ring_doorbell() {
-    hw::UART1.write_byte(1);
+    hw::UART3.write_byte(1);
 }
 
 /// A message the mailbox took: its payload is in the caller's buffer.
@@ -32,6 +46,19 @@ pub struct Message {
     pub sender: ComponentId,
     /// Payload bytes in the buffer.
     pub len: usize,
+}
+
+/// Writes Azure Sphere's IntercoreComms answer into `out`: the sender's component ID, then
+/// `payload`, cut at [`MAX_PAYLOAD`] bytes; answers the part of `out` to send.
+pub fn prefixed_with_sender<'a>(
+    sender: &ComponentId,
+    payload: &[u8],
+    out: &'a mut [u8; MAX_PAYLOAD],
+) -> &'a [u8] {
+    out[..16].copy_from_slice(&sender.0);
+    let len = (16 + payload.len()).min(MAX_PAYLOAD);
+    out[16..len].copy_from_slice(&payload[..len - 16]);
+    &out[..len]
 }
 
 /// The core's end of the mailbox (from [`crate::init`]).
@@ -150,6 +177,17 @@ impl Mailbox {
     /// Lowers the flag [`Self::prepare_wait`] raised.
     pub fn end_wait(&mut self) {
         self.rx.end_wait()
+    }
+
+    /// Raises the "waiting for a free slot" flag and answers whether the host's ring is still
+    /// full (for executors that sleep themselves).
+    pub fn prepare_send_wait(&mut self) -> Result<bool, RingCorrupt> {
+        self.tx.prepare_wait()
+    }
+
+    /// Lowers the flag [`Self::prepare_send_wait`] raised.
+    pub fn end_send_wait(&mut self) {
+        self.tx.end_wait()
     }
 }
 

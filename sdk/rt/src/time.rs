@@ -1,8 +1,11 @@
 //! Time: a 64-bit clock of SYSCLK cycles (SysTick, wrapping every 2^24 cycles, 0.67 s) and a
 //! one-shot alarm (APB timer 0) for delays, so a sleeping core wakes only when it must.
 
+use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
 use core::time::Duration;
+use cortex_m::interrupt::Mutex;
 
 use cortex_m::peripheral::{SCB, SYST, syst::SystClkSource};
 
@@ -13,6 +16,13 @@ pub const TICKS_PER_SECOND: u64 = hw::SYSCLK_HZ as u64;
 const RELOAD: u32 = 0x00FF_FFFF;
 
 static WRAPS: AtomicU32 = AtomicU32::new(0);
+static ALARM_HOOK: crate::Hook = Mutex::new(Cell::new(None));
+
+/// Calls `hook` from the alarm's interrupt each time it fires (an executor's time driver wakes
+/// its timers there; see `rt-echo-async`).
+pub fn set_alarm_hook(hook: fn()) {
+    cortex_m::interrupt::free(|cs| ALARM_HOOK.borrow(cs).set(Some(hook)));
+}
 static ALARM: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn start() {
@@ -34,6 +44,9 @@ pub(crate) fn on_systick() {
 pub(crate) fn on_alarm() {
     hw::timer0::disarm();
     ALARM.store(true, Ordering::Release);
+    if let Some(hook) = cortex_m::interrupt::free(|cs| ALARM_HOOK.borrow(cs).get()) {
+        hook();
+    }
 }
 
 /// A point in time: SYSCLK cycles since [`crate::init`].
@@ -55,6 +68,11 @@ impl Instant {
     /// The cycle count.
     pub fn ticks(self) -> u64 {
         self.0
+    }
+
+    /// The instant `ticks` cycles after [`crate::init`].
+    pub fn from_ticks(ticks: u64) -> Instant {
+        Instant(ticks)
     }
 
     /// `self` plus `d`.

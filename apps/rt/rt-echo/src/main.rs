@@ -7,7 +7,8 @@
 
 use core::time::Duration;
 
-use ferro_rt::{MAX_PAYLOAD, entry, log, time, watchdog};
+use ferro_rt::mailbox::prefixed_with_sender;
+use ferro_rt::{MAX_PAYLOAD, OrExit, entry, log, time, watchdog};
 
 #[entry]
 fn main() -> ! {
@@ -19,21 +20,15 @@ fn main() -> ! {
     loop {
         watchdog::kick();
         let deadline = time::now().after(Duration::from_secs(1));
-        let message = match rt.mailbox.receive_until(&mut buf, deadline) {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
-            Err(e) => {
-                log!("mailbox: {}", e);
-                ferro_rt::exit(1)
-            }
+        let Some(message) = rt
+            .mailbox
+            .receive_until(&mut buf, deadline)
+            .or_exit("mailbox")
+        else {
+            continue;
         };
-        answer[..16].copy_from_slice(&message.sender.0);
-        let len = (16 + message.len).min(MAX_PAYLOAD);
-        answer[16..len].copy_from_slice(&buf[..len - 16]);
-        if let Err(e) = rt.mailbox.send(&answer[..len]) {
-            log!("mailbox: {}", e);
-            ferro_rt::exit(1)
-        }
+        let answer = prefixed_with_sender(&message.sender, &buf[..message.len], &mut answer);
+        rt.mailbox.send(answer).or_exit("mailbox");
         answered = answered.wrapping_add(1);
         if answered <= 3 || answered.is_multiple_of(1000) {
             log!(

@@ -112,7 +112,8 @@ pub enum CoreStatus {
     Running {
         /// The app.
         app: ComponentId,
-        /// The emulator's process ID (QEMU backend).
+        /// The emulator's process ID (QEMU backend; `None` while it starts, and for
+        /// remoteproc).
         pid: Option<u32>,
         /// Restarts since [`RealTimeCore::start`].
         restarts: u32,

@@ -2,30 +2,26 @@
 //!
 //! The core's files live in `<run_dir>/<core>/` (mode 0700): `psram` (the 16 MiB shared
 //! memory, mode 0600, recreated for each run), `image.elf` (0600), and the Unix sockets QEMU's
-//! UARTs connect to (`uart0.sock` the debug log, `doorbell.sock` UART1, `uart2.sock` the app's
-//! UART). The sockets listen before QEMU starts and accept one connection each. QEMU runs with
+//! UARTs connect to (`uart0.sock` the debug log, `doorbell.sock` UART1 (the core's doorbell),
+//! `uart2.sock` the app's UART, `hostbell.sock` UART3 (the host's doorbell)). The sockets listen before QEMU starts and accept one connection each. QEMU runs with
 //! no monitor, no network, no reboot, no semihosting (never: it would give the guest the host's
 //! files), under its seccomp sandbox when asked, with stdin and stdout closed; its stderr is
 //! kept (a lockup is reported there).
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ferro_mailbox::{ControlBlock, CoreState, MappedRegion};
 
 use crate::endpoint::{Region, Session};
-use crate::supervisor::{DoorbellWriter, Instance, LaunchIo, Launcher, Supervised, ping};
-use crate::{
-    ComponentId, CoreError, CoreEvent, CoreId, CoreStatus, CrashKind, Endpoint, GpioLevels,
-    LogFollower, LogLine, MemoryMap, RealTimeCore, RunConfig, VerifiedElf,
-};
+use crate::supervisor::{Instance, LaunchIo, Launcher, Supervised, ping};
+use crate::{CoreError, CoreId, CrashKind, MemoryMap, VerifiedElf};
 
 /// How long QEMU may take to connect its UARTs.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,41 +81,7 @@ impl QemuCore {
     }
 }
 
-impl RealTimeCore for QemuCore {
-    fn id(&self) -> &CoreId {
-        self.inner.id()
-    }
-    fn memory_map(&self) -> &MemoryMap {
-        self.inner.memory_map()
-    }
-    fn start(&self, image: VerifiedElf, config: RunConfig) -> Result<(), CoreError> {
-        self.inner.start(image, config)
-    }
-    fn stop(&self) -> Result<(), CoreError> {
-        self.inner.stop()
-    }
-    fn status(&self) -> CoreStatus {
-        self.inner.status()
-    }
-    fn logs(&self) -> Vec<LogLine> {
-        self.inner.logs()
-    }
-    fn follow_logs(&self) -> LogFollower {
-        self.inner.follow_logs()
-    }
-    fn subscribe(&self) -> Receiver<CoreEvent> {
-        self.inner.subscribe()
-    }
-    fn connect(&self, app: &ComponentId, partner: ComponentId) -> Result<Endpoint, CoreError> {
-        self.inner.connect(app, partner)
-    }
-    fn gpio(&self) -> GpioLevels {
-        self.inner.gpio()
-    }
-    fn set_gpio_inputs(&self, levels: u32) {
-        self.inner.set_gpio_inputs(levels)
-    }
-}
+crate::supervisor::delegate_real_time_core!(QemuCore);
 
 #[derive(Debug)]
 struct QemuLauncher {
@@ -198,6 +160,7 @@ impl Launcher for QemuLauncher {
         let log_l = listen(&self.dir.join("uart0.sock"))?;
         let door_l = listen(&self.dir.join("doorbell.sock"))?;
         let uart_l = listen(&self.dir.join("uart2.sock"))?;
+        let bell_l = listen(&self.dir.join("hostbell.sock"))?;
 
         let mut cmd = Command::new(&self.config.qemu);
         cmd.arg("-M")
@@ -223,6 +186,8 @@ impl Launcher for QemuLauncher {
                 "chardev:doorbell",
                 "-serial",
                 "chardev:uart2",
+                "-serial",
+                "chardev:hostbell",
             ])
             .arg("-chardev")
             .arg(format!(
@@ -239,6 +204,11 @@ impl Launcher for QemuLauncher {
                 "socket,id=uart2,path={}",
                 self.dir.join("uart2.sock").display()
             ))
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=hostbell,path={}",
+                self.dir.join("hostbell.sock").display()
+            ))
             .arg("-kernel")
             .arg(&elf);
         if self.config.sandbox {
@@ -246,6 +216,11 @@ impl Launcher for QemuLauncher {
                 "-sandbox",
                 "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
             ]);
+        }
+        // Nothing of the device's environment but where to find QEMU's own files.
+        cmd.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -259,6 +234,7 @@ impl Launcher for QemuLauncher {
         let log_s = accept(&log_l, child_ref, deadline)?;
         let door_s = accept(&door_l, child_ref, deadline)?;
         let uart_s = accept(&uart_l, child_ref, deadline)?;
+        let bell_s = accept(&bell_l, child_ref, deadline)?;
 
         // The debug log.
         let log = io.log.clone();
@@ -269,17 +245,25 @@ impl Launcher for QemuLauncher {
                 log.feed(&buf[..n]);
             }
         });
-        // The core's doorbell: wake endpoints and the supervisor.
+        // The core's doorbell (UART1): written by the caller's thread, never blocking. A full
+        // socket buffer means bytes are pending, so a doorbell is already on its way.
+        door_s.set_nonblocking(true)?;
+        let door = Arc::new(door_s);
+        let d = door.clone();
         let region_dyn: Region = region.clone();
-        let writer = Arc::new(DoorbellWriter::new(door_s.try_clone()?));
-        let w = writer.clone();
-        let session = Session::new(region_dyn.clone(), io.app, Box::new(move || w.ring()));
+        let session = Session::new(
+            region_dyn.clone(),
+            io.app,
+            Box::new(move || {
+                let _ = (&*d).write(&[1]);
+            }),
+        );
+        // The host's doorbell (UART3): wake endpoints and the supervisor.
         let (s2, wake) = (session.clone(), io.wake.clone());
         std::thread::spawn(move || {
-            let mut s = door_s;
+            let mut s = bell_s;
             let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = s.read(&mut buf) {
-                let _ = n;
+            while let Ok(1..) = s.read(&mut buf) {
                 s2.notify();
                 ping(&wake);
             }
@@ -308,7 +292,7 @@ impl Launcher for QemuLauncher {
             region: region_dyn,
             session,
             stderr,
-            _writer: writer,
+            _door: door,
         }))
     }
 }
@@ -331,7 +315,7 @@ struct QemuInstance {
     region: Region,
     session: Arc<Session>,
     stderr: Arc<Mutex<Vec<u8>>>,
-    _writer: Arc<DoorbellWriter>,
+    _door: Arc<UnixStream>,
 }
 
 impl Instance for QemuInstance {

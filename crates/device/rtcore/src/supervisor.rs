@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{
     Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel, sync_channel,
 };
@@ -27,6 +27,56 @@ const TICK: Duration = Duration::from_millis(50);
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// `impl RealTimeCore` for a backend's type, a newtype over `Supervised` in field `inner`.
+macro_rules! delegate_real_time_core {
+    ($ty:ty) => {
+        impl $crate::RealTimeCore for $ty {
+            fn id(&self) -> &$crate::CoreId {
+                self.inner.id()
+            }
+            fn memory_map(&self) -> &$crate::MemoryMap {
+                self.inner.memory_map()
+            }
+            fn start(
+                &self,
+                image: $crate::VerifiedElf,
+                config: $crate::RunConfig,
+            ) -> Result<(), $crate::CoreError> {
+                self.inner.start(image, config)
+            }
+            fn stop(&self) -> Result<(), $crate::CoreError> {
+                self.inner.stop()
+            }
+            fn status(&self) -> $crate::CoreStatus {
+                self.inner.status()
+            }
+            fn logs(&self) -> Vec<$crate::LogLine> {
+                self.inner.logs()
+            }
+            fn follow_logs(&self) -> $crate::LogFollower {
+                self.inner.follow_logs()
+            }
+            fn subscribe(&self) -> std::sync::mpsc::Receiver<$crate::CoreEvent> {
+                self.inner.subscribe()
+            }
+            fn connect(
+                &self,
+                app: &$crate::ComponentId,
+                partner: $crate::ComponentId,
+            ) -> Result<$crate::Endpoint, $crate::CoreError> {
+                self.inner.connect(app, partner)
+            }
+            fn gpio(&self) -> $crate::GpioLevels {
+                self.inner.gpio()
+            }
+            fn set_gpio_inputs(&self, levels: u32) {
+                self.inner.set_gpio_inputs(levels)
+            }
+        }
+    };
+}
+pub(crate) use delegate_real_time_core;
 
 /// What a backend's launch gets.
 pub(crate) struct LaunchIo {
@@ -224,11 +274,10 @@ impl<L: Launcher> Supervised<L> {
             watchdog: config.watchdog,
             backoff: config.backoff,
         };
-        state.status = CoreStatus::Restarting {
+        state.status = CoreStatus::Running {
             app: config.app,
+            pid: None,
             restarts: 0,
-            delay: Duration::ZERO,
-            last: CrashKind::EmulatorExited { status: None },
         };
         let thread = std::thread::Builder::new()
             .name(format!("rtcore-{}", self.id))
@@ -508,51 +557,5 @@ impl<L: Launcher> RunContext<L> {
 pub(crate) fn ping(wake: &SyncSender<()>) {
     match wake.try_send(()) {
         Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-    }
-}
-
-/// A doorbell writer: rings coalesce into one pending byte, written by a thread of its own so
-/// a core that never drains its UART cannot block the caller.
-#[derive(Debug)]
-pub(crate) struct DoorbellWriter {
-    pending: Arc<(Mutex<bool>, Condvar)>,
-    closed: Arc<AtomicBool>,
-}
-
-impl DoorbellWriter {
-    pub(crate) fn new(mut socket: UnixStream) -> DoorbellWriter {
-        let pending = Arc::new((Mutex::new(false), Condvar::new()));
-        let closed = Arc::new(AtomicBool::new(false));
-        let (p, c) = (pending.clone(), closed.clone());
-        std::thread::spawn(move || {
-            loop {
-                {
-                    let mut ring = lock(&p.0);
-                    while !*ring && !c.load(Ordering::SeqCst) {
-                        ring = p.1.wait(ring).unwrap_or_else(PoisonError::into_inner);
-                    }
-                    if c.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    *ring = false;
-                }
-                if socket.write_all(&[1]).is_err() {
-                    return;
-                }
-            }
-        });
-        DoorbellWriter { pending, closed }
-    }
-
-    pub(crate) fn ring(&self) {
-        *lock(&self.pending.0) = true;
-        self.pending.1.notify_one();
-    }
-}
-
-impl Drop for DoorbellWriter {
-    fn drop(&mut self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.pending.1.notify_one();
     }
 }

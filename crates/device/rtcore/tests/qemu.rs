@@ -240,3 +240,149 @@ fn writes_over_the_ring_headers_are_ring_corrupt() {
         "{err:?}"
     );
 }
+
+/// GPIO outputs through the control block, an input the host sets, and the app's UART bridged
+/// to the caller's stream.
+#[test]
+fn gpio_and_the_app_uart_reach_the_host() {
+    use std::io::{Read, Write};
+    let core = core();
+    let (mut peer, ours) = std::os::unix::net::UnixStream::pair().expect("pair");
+    let mut config = run_config(Some(Duration::from_secs(3)));
+    config.app_uart = Some(ours);
+    core.start(guest("rt-io"), config).expect("start");
+    wait_log(&*core, "rt-io ready", BOOT);
+    let gpio = core.gpio();
+    assert_eq!(gpio.output & (1 << 3), 1 << 3, "{gpio:?}");
+    assert_eq!(gpio.output & (1 << 5), 0, "{gpio:?}");
+    assert_eq!(
+        gpio.enable & ((1 << 3) | (1 << 5)),
+        (1 << 3) | (1 << 5),
+        "{gpio:?}"
+    );
+    core.set_gpio_inputs(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while core.gpio().output & (1 << 1) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "input 0 not mirrored: {:?}",
+            core.gpio()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    peer.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    peer.write_all(b"abc").expect("write");
+    let mut got = [0u8; 3];
+    peer.read_exact(&mut got).expect("answer");
+    assert_eq!(&got, b"ABC");
+}
+
+/// The async sample (embassy): the same answers, and its second task's log line every second.
+#[test]
+fn the_async_sample_answers_and_ticks() {
+    let core = core();
+    core.start(
+        guest("rt-echo-async"),
+        run_config(Some(Duration::from_secs(3))),
+    )
+    .expect("start");
+    wait_log(&*core, "rt-echo-async ready", BOOT);
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    for i in 0..200u32 {
+        let payload = vec![i as u8; (i as usize * 37) % 1024 + 1];
+        endpoint
+            .send_timeout(&payload, Duration::from_secs(5))
+            .expect("send");
+        let answer = endpoint
+            .receive_timeout(Duration::from_secs(5))
+            .expect("answer");
+        assert_eq!(answer.payload, expected_echo(&payload), "message {i}");
+    }
+    wait_log(
+        &*core,
+        "rt-echo-async: 200 answered",
+        Duration::from_secs(5),
+    );
+    assert!(
+        matches!(core.status(), CoreStatus::Running { restarts: 0, .. }),
+        "{:?}",
+        core.status()
+    );
+}
+
+#[test]
+fn a_lockup_is_reported_as_one() {
+    let core = core();
+    let events = core.subscribe();
+    core.start(guest("rt-lockup"), run_config(None))
+        .expect("start");
+    let kind = wait_event(&events, BOOT, |e| match e {
+        CoreEvent::Crashed { kind, .. } => Some(kind.clone()),
+        _ => None,
+    });
+    assert_eq!(kind, CrashKind::Lockup);
+    wait_event(&events, BOOT, |e| {
+        matches!(e, CoreEvent::Started { restarts: 1, .. }).then_some(())
+    });
+}
+
+/// A minimal executor for the async endpoint: polls on the calling thread, parks between wakes.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_secs(1));
+    }
+}
+
+/// The async endpoint: sends and receives woken by doorbells, and a pending receive ends with
+/// `Disconnected` when the core stops. A second start on a busy core, a connect for another
+/// app and a bad core name are refused.
+#[test]
+fn async_endpoint_and_refusals() {
+    let core = core();
+    core.start(guest("rt-echo"), run_config(Some(Duration::from_secs(3))))
+        .expect("start");
+    wait_log(&*core, "rt-echo ready", BOOT);
+    let busy = core
+        .start(guest("rt-exit"), run_config(None))
+        .expect_err("busy");
+    assert!(
+        matches!(busy, ferro_rtcore::CoreError::Busy { app, .. } if app == APP),
+        "{busy}"
+    );
+    let other = ferro_rtcore::ComponentId([9; 16]);
+    assert!(matches!(
+        core.connect(&other, PARTNER),
+        Err(ferro_rtcore::CoreError::OtherApp { .. })
+    ));
+    assert!(ferro_rtcore::CoreId::new("../IO0").is_err());
+    assert!(ferro_rtcore::CoreId::new("").is_err());
+    let endpoint = core.connect(&APP, PARTNER).expect("connect");
+    block_on(async {
+        for i in 0..100u8 {
+            endpoint.send(&[i; 100]).await.expect("send");
+            let answer = endpoint.receive().await.expect("answer");
+            assert_eq!(answer.payload, expected_echo(&[i; 100]));
+        }
+    });
+    let waiting = endpoint.clone();
+    let pending = std::thread::spawn(move || block_on(waiting.receive()));
+    std::thread::sleep(Duration::from_millis(200));
+    core.stop().expect("stop");
+    assert_eq!(
+        pending.join().expect("receiver"),
+        Err(MailboxError::Disconnected)
+    );
+}
