@@ -78,32 +78,23 @@ fn pack_rt(
     )
 }
 
+/// `ferro device sideload deploy --image-package PACKAGE`.
+fn sideload_args(package: &Path) -> [&str; 5] {
+    [
+        "device",
+        "sideload",
+        "deploy",
+        "--image-package",
+        s(package),
+    ]
+}
+
 fn sideload(user: &User, dir: &Path, package: &Path) -> Value {
-    attached(
-        user,
-        dir,
-        &[
-            "device",
-            "sideload",
-            "deploy",
-            "--image-package",
-            s(package),
-        ],
-    )
+    attached(user, dir, &sideload_args(package))
 }
 
 fn sideload_fails(user: &User, dir: &Path, package: &Path) -> String {
-    attached_fails(
-        user,
-        dir,
-        &[
-            "device",
-            "sideload",
-            "deploy",
-            "--image-package",
-            s(package),
-        ],
-    )
+    attached_fails(user, dir, &sideload_args(package))
 }
 
 fn status(user: &User, dir: &Path, component: &str) -> Value {
