@@ -14,7 +14,8 @@
 #      OS bundle is published: the device stages it in its other slot, restarts into it, it fails
 #      its boot attempts, the device falls back to the OS it ran and reports why,
 #   7. the deployed app runs on the virtual board: a button pressed through the device's local API
-#      toggles its LED; development mode (an appDevelopment capability for this device) lets a
+#      toggles its LED; the intercore pair (a wasm app and rt-echo on a QEMU real-time core,
+#      deployed with blink) exchanges messages through the mailbox, seen in both logs; development mode (an appDevelopment capability for this device) lets a
 #      test-signed blink be sideloaded in its place; an app that crashes at start is contained
 #      and its crashes reach the tenant's error report; the telemetry sample publishes the virtual
 #      I2C sensor's temperature over MQTT with TLS, authenticated by the device certificate whose
@@ -32,12 +33,14 @@ run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 
 step "Prerequisites"
 # mosquitto, mosquitto-clients, openssl: the telemetry step's broker, subscriber and certificate.
-ensure_apt_packages build-essential pkg-config mosquitto mosquitto-clients openssl
+# qemu-system-arm: the device's real-time cores (the intercore pair's rt-echo).
+ensure_apt_packages build-essential pkg-config mosquitto mosquitto-clients openssl qemu-system-arm
 ensure_rust_targets
 
 step "Build the ferro CLI and the sample app"
 cargo build --locked -q -p ferro-cli -p ferro-service -p ferro-device -p ferro-boot
-cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap -p telemetry --release --target wasm32-wasip2
+cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap -p telemetry -p intercore --release --target wasm32-wasip2
+(cd apps/rt && cargo build --locked -q --release -p rt-echo)
 ferro="${FERRO_ROOT}/target/debug/ferro"
 ferro() { run "${ferro}" "$@"; }
 
@@ -108,8 +111,29 @@ ferro developer-key add
 image_id="$("${ferro}" image add --image "${DEMO}/blink.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 ferro image show --image "${image_id}"
 
-step "Deploy it to the Field Test group"
-ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image_id}"
+step "The intercore pair: a high-level app and its real-time partner (rt-echo, an ELF for a Cortex-M4 core), each naming the other"
+intercore_id="25025d2c-66da-4448-bae1-ac26fcdd3627"
+rtecho_id="005180bc-402f-4cb3-a662-72937dbcde47"
+mkdir -p "${DEMO}/intercore/bin" "${DEMO}/rt-echo/bin"
+cp apps/samples/intercore/app_manifest.json "${DEMO}/intercore/"
+cp apps/target/wasm32-wasip2/release/intercore.wasm "${DEMO}/intercore/bin/intercore"
+cp apps/rt/target/thumbv7em-none-eabihf/release/rt-echo "${DEMO}/rt-echo/bin/rt-echo"
+cat > "${DEMO}/rt-echo/app_manifest.json" <<JSON
+{"SchemaVersion": 1, "Name": "rt-echo", "ComponentId": "${rtecho_id}", "EntryPoint": "/bin/rt-echo",
+ "CmdArgs": [], "ApplicationType": "RealTimeCapable",
+ "Capabilities": {"AllowedApplicationConnections": ["${intercore_id}"]}}
+JSON
+for app in intercore rt-echo; do
+    ferro image-package pack-application --package-directory "${DEMO}/${app}" \
+        --destination "${DEMO}/${app}.imagepackage" --version 1.0.0 \
+        --hardware-definitions hardware/ferro_vboard --target-definition-filename sample_appliance.json
+done
+intercore_image="$("${ferro}" image add --image "${DEMO}/intercore.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+rtecho_image="$("${ferro}" image add --image "${DEMO}/rt-echo.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+ferro image show --image "${rtecho_image}"
+
+step "Deploy them to the Field Test group"
+ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image_id}" "${intercore_image}" "${rtecho_image}"
 
 step "Publish the OS: the built ferro-device, packed as an OS image, published by the operator"
 mkdir -p "${DEMO}/os/bin" "${DEMO}/os/hardware"
@@ -172,7 +196,7 @@ wait_status() {
     echo "DEMO FAILED: timed out waiting for: $1" >&2
     exit 1
 }
-app_version='next((i["version"] for i in s["installed"] if i["kind"] == "App"), None)'
+app_version='next((i["version"] for i in s["installed"] if i["componentId"] == "d7a8d1a6-6f0b-4b8e-9a59-2f2c1b0c4e01"), None)'
 
 step "The device installed its group's deployment (blink 1.0.0) at boot, and reported it"
 wait_status "${app_version} == '1.0.0'"
@@ -186,7 +210,7 @@ ferro image-package pack-application \
     --target-definition-filename sample_appliance.json \
     --version 2.0.0 --security-version 1
 image2_id="$("${ferro}" image add --image "${DEMO}/blink-2.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image2_id}"
+ferro device-group deployment create --device-group "Coffee Maker/Field Test" --images "${image2_id}" "${intercore_image}" "${rtecho_image}"
 ferro device-group update-now --device-group "Coffee Maker/Field Test"
 wait_status "${app_version} == '2.0.0'"
 ferro device image list-targeted --device "${device_id}"
@@ -224,6 +248,20 @@ ferro device board press-button --button SAMPLE_BUTTON_1
 wait_green_change "${before}"
 echo "The green LED went from ${before} to $(green)."
 ferro device app logs --component-id "${blink_id}" | tail -n 3
+
+step "The intercore pair runs: intercore (wasm) sends to rt-echo on real-time core IO0 every second, and on a press of button 2; messages in both logs"
+ferro device app show-status --component-id "${rtecho_id}"
+for _ in $(seq 1 100); do
+    "${ferro}" device app logs --component-id "${intercore_id}" | grep -q 'answer from' && break; sleep 0.2
+done
+ferro device board press-button --button SAMPLE_BUTTON_2 --output json >/dev/null
+for _ in $(seq 1 100); do
+    "${ferro}" device app logs --component-id "${intercore_id}" | grep -q 'answer from.*button pressed' && break; sleep 0.2
+done
+"${ferro}" device app logs --component-id "${intercore_id}" | grep -q 'answer from.*button pressed' \
+    || { echo "DEMO FAILED: intercore saw no answer from rt-echo" >&2; exit 1; }
+ferro device app logs --component-id "${intercore_id}" | grep 'answer from' | tail -n 3
+ferro device app logs --component-id "${rtecho_id}" | tail -n 3
 
 step "Development mode: the service issues an appDevelopment capability for this device only"
 ferro device enable-development

@@ -56,6 +56,14 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// Whether this is a connection that is gone (its real-time partner restarted or
+    /// stopped): connect again.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, Self::NoSuchResource(_))
+    }
+}
+
 impl std::error::Error for Error {}
 
 impl From<Error> for std::io::Error {

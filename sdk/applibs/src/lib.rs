@@ -39,6 +39,7 @@ mod bindings {
 mod error;
 
 pub mod adc;
+pub mod application;
 pub mod deviceauth;
 pub mod discovery;
 pub mod gpio;

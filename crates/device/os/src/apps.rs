@@ -22,9 +22,11 @@ use std::time::{Duration, SystemTime};
 use base64ct::{Base64, Encoding};
 use ferro_image::{ImageType, VerifiedImage};
 use ferro_manifest::{HardwareDefinition, ResolvedManifest};
-use ferro_peripherals::{Peripherals, PinBlocks, VirtualBoard};
+use ferro_peripherals::{OwnershipError, Peripherals, PinBlocks, Resource, VirtualBoard};
 use ferro_pki::{Capability, PlatformKeyRole, VerifiedCapability, VerifiedOwnership};
-use ferro_runtime::{AppId, DeviceServices, InstallOptions, Runtime, RuntimeConfig, StorageArea};
+use ferro_runtime::{
+    AppId, DeviceServices, InstallError, InstallOptions, Runtime, RuntimeConfig, StorageArea,
+};
 use ferro_signing::{DeviceId, PublicKey, TrustedKeys};
 
 use ferro_wire::device_api as api;
@@ -33,6 +35,8 @@ use uuid::Uuid;
 
 use crate::identity::DeviceContext;
 use crate::layout::{DataDir, read_bounded, read_json, write_atomic, write_json};
+use crate::rt_apps::RtHost;
+use ferro_rtcore::CoreStatus;
 
 /// Largest app package the device verifies into memory (the runtime caps components at 32 MiB).
 const MAX_APP_PACKAGE: u64 = api::MAX_SIDELOAD_BYTES as u64;
@@ -163,6 +167,9 @@ struct Known {
     manual_start: bool,
     /// Its manifest grants SoftwareUpdateDeferral.
     can_defer: bool,
+    /// A real-time app admitted to a core: the core it holds (its peripherals and the core are
+    /// reserved in the runtime's ownership table under its component ID).
+    core: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -180,6 +187,10 @@ pub struct AppManager {
     capability_keys: TrustedKeys,
     runtime: Runtime,
     board: Option<Arc<VirtualBoard>>,
+    /// The board's real-time cores (`RealTimeCore` entries of its hardware definition), in order.
+    cores: Vec<String>,
+    /// The real-time cores and the RT apps on them.
+    rt: RtHost,
     state: Mutex<State>,
     /// Serializes sync, sideload and capability changes (each reads, verifies and installs).
     changes: Mutex<()>,
@@ -211,10 +222,16 @@ impl AppManager {
         let board = definition
             .as_ref()
             .map(|d| Arc::new(VirtualBoard::from_hardware_definition(d)));
+        let cores = definition
+            .as_ref()
+            .map(HardwareDefinition::real_time_cores)
+            .unwrap_or_default();
         let storage = data_dir.apps_dir().join("storage");
         crate::layout::create_private_dir(&storage)?;
+        let rt = RtHost::new(&cores, &data_dir.root().join("run"), board.clone());
         let mut config = RuntimeConfig::new(storage);
         config.services = services;
+        config.partners = rt.connector();
         config.dns_resolver = dns_resolver;
         // App servers listen on loopback only: a virtual device shares its host's network, and
         // apps never route between interfaces.
@@ -228,12 +245,15 @@ impl AppManager {
         };
         let runtime =
             Runtime::new(config, peripherals).map_err(|e| AppError::Runtime(e.to_string()))?;
+        rt.set_recorder(runtime.event_recorder());
         Ok(AppManager {
             data_dir,
             device_id: ctx.device_id(),
             capability_keys: ctx.key_list.trusted(PlatformKeyRole::Capability),
             runtime,
             board,
+            cores,
+            rt,
             state: Mutex::new(State::default()),
             changes: Mutex::new(()),
             deferrals,
@@ -446,10 +466,9 @@ impl AppManager {
             .copied()
             .collect();
         for id in gone {
-            if let Some(known) = lock(&self.state).images.remove(&id)
-                && known.in_runtime
-            {
-                let _ = self.runtime.uninstall(AppId::from(id), false);
+            let removed = lock(&self.state).images.remove(&id);
+            if let Some(known) = removed {
+                self.take_out(id, &known, false);
             }
             tracing::info!(component = %id, "app removed");
             changed += 1;
@@ -462,11 +481,9 @@ impl AppManager {
                 continue;
             }
             changed += 1;
-            if let Some(old) = current
-                && old.in_runtime
-            {
+            if let Some(old) = current {
                 // A new version keeps the app's mutable storage.
-                let _ = self.runtime.uninstall(AppId::from(w.component_id), true);
+                self.take_out(w.component_id, &old, true);
             }
             let known = self.install_one(ctx, &w);
             lock(&self.state).images.insert(w.component_id, known);
@@ -478,6 +495,18 @@ impl AppManager {
             .count();
         self.deferrals.set_deferrers(deferrers);
         Ok(changed)
+    }
+
+    /// Take a known image out of what runs: a high-level app leaves the runtime, a real-time app
+    /// gives back its core and peripherals.
+    fn take_out(&self, id: Uuid, known: &Known, keep_storage: bool) {
+        if known.in_runtime {
+            let _ = self.runtime.uninstall(AppId::from(id), keep_storage);
+        }
+        if known.core.is_some() {
+            self.rt.remove(id);
+            self.runtime.release_reserved(AppId::from(id));
+        }
     }
 
     /// Verify, measure and install one image; never fails as a whole (a refusal is recorded).
@@ -499,6 +528,7 @@ impl AppManager {
             in_runtime: false,
             manual_start: w.manual_start,
             can_defer: false,
+            core: None,
         };
         let (image, payload) = match verify_into_memory(&w.package, &w.trusted) {
             Ok(v) => v,
@@ -538,10 +568,16 @@ impl AppManager {
         match m.image_type {
             ImageType::App => {}
             ImageType::RtApp => {
-                known.refused = Some(
-                    "real-time apps need the real-time core host, which this device does not run"
-                        .into(),
-                );
+                match self.admit_real_time(&image, &payload, w.manual_start) {
+                    Ok(core) => {
+                        tracing::info!(component = %w.component_id, %core, "real-time app admitted to its core");
+                        known.core = Some(core);
+                    }
+                    Err(reason) => {
+                        tracing::error!(component = %w.component_id, %reason, "real-time app not installed");
+                        known.refused = Some(reason);
+                    }
+                }
                 return known;
             }
             // Verified and measured is all a board configuration needs here.
@@ -573,14 +609,8 @@ impl AppManager {
         manual_start: bool,
         storage_area: StorageArea,
     ) -> Result<bool, String> {
-        let app = image
-            .metadata()
-            .app
-            .as_ref()
-            .ok_or("the image carries no app manifest")?;
-        let manifest = ResolvedManifest::parse(&app.manifest_json)
-            .map_err(|e| format!("its manifest is invalid: {e}"))?;
-        let component = entry_point(payload, app.entry_point_tar_path())?;
+        let (manifest, component) = manifest_and_entry_point(image, payload)?;
+        let named = |e: InstallError| self.name_holder(e);
         self.runtime
             .install(
                 &component,
@@ -596,7 +626,118 @@ impl AppManager {
                     .capabilities()
                     .has(ferro_manifest::CapabilityFlag::SoftwareUpdateDeferral)
             })
-            .map_err(|e| e.to_string())
+            .map_err(named)
+    }
+
+    /// Admit a verified, measured real-time app: its manifest is a RealTimeCapable one, its
+    /// payload holds its entry point, and it gets a core of the board and its peripherals, all
+    /// in the runtime's one ownership table (a core and a peripheral belong to one app). The
+    /// first core no other app holds is its own (the one it held, for a new version). Returns
+    /// the core; on refusal nothing is held.
+    fn admit_real_time(
+        &self,
+        image: &VerifiedImage,
+        payload: &[u8],
+        manual_start: bool,
+    ) -> Result<String, String> {
+        let (manifest, image_bytes) = manifest_and_entry_point(image, payload)?;
+        if !manifest.is_real_time() {
+            return Err(
+                "the image is an rt-app but its manifest's ApplicationType is not \
+                        RealTimeCapable"
+                    .into(),
+            );
+        }
+        if image_bytes.is_empty() {
+            return Err(format!(
+                "its entry point {} is empty",
+                manifest.entry_point()
+            ));
+        }
+        if self.cores.is_empty() {
+            return Err(
+                "the board has no real-time cores (its hardware definition names none \
+                        of Type RealTimeCore)"
+                    .into(),
+            );
+        }
+        let id = AppId::from(manifest.component_id());
+        let core = self
+            .cores
+            .iter()
+            .find(|core| {
+                self.runtime
+                    .owner_of(&Resource::RealTimeCore((*core).clone()))
+                    .is_none_or(|holder| holder == id)
+            })
+            .cloned()
+            .ok_or_else(|| {
+                let holders: Vec<String> = self
+                    .cores
+                    .iter()
+                    .map(|core| {
+                        let holder = self
+                            .runtime
+                            .owner_of(&Resource::RealTimeCore(core.clone()))
+                            .map(|holder| self.describe_app(holder.uuid()))
+                            .unwrap_or_default();
+                        format!("{core} is held by {holder}")
+                    })
+                    .collect();
+                format!(
+                    "every real-time core of the board is busy ({}): remove one of those apps \
+                     from the deployment, or delete it if it is sideloaded, and install again",
+                    holders.join(", ")
+                )
+            })?;
+        self.rt.check_elf(&core, &image_bytes)?;
+        let mut resources = Resource::claimed_by(manifest.capabilities());
+        resources.push(Resource::RealTimeCore(core.clone()));
+        self.runtime.reserve(id, &resources).map_err(|e| {
+            format!(
+                "app {:?} ({id}) cannot have its resources: {}",
+                manifest.name(),
+                self.name_holder(e)
+            )
+        })?;
+        let capabilities = manifest.capabilities();
+        if let Err(reason) = self.rt.install(
+            id.uuid(),
+            &core,
+            manifest.name(),
+            image_bytes,
+            capabilities.application_connections().to_vec(),
+            capabilities.gpio().to_vec(),
+            manual_start,
+        ) {
+            self.rt.remove(id.uuid());
+            self.runtime.release_reserved(id);
+            return Err(reason);
+        }
+        Ok(core)
+    }
+
+    /// An app as errors name it: `app "name" (component ID)`.
+    fn describe_app(&self, component: Uuid) -> String {
+        match lock(&self.state).images.get(&component) {
+            Some(known) if !known.info.name.is_empty() => {
+                format!("app {:?} ({component})", known.info.name)
+            }
+            _ => format!("app {component}"),
+        }
+    }
+
+    /// An install refusal, with the name of the app that holds a contested resource.
+    fn name_holder(&self, error: InstallError) -> String {
+        match &error {
+            InstallError::Ownership(OwnershipError::Conflict { owner, .. }) => {
+                match Uuid::parse_str(owner) {
+                    Ok(holder) => format!("{error}: {}", self.describe_app(holder)),
+                    Err(_) => error.to_string(),
+                }
+            }
+            _ => error.to_string(),
+        }
     }
 
     /// Sideload `package` signed by `developer_key_b64` (development mode only). Replaces an app
@@ -623,9 +764,9 @@ impl AppManager {
         let image = ferro_image::verify(package, &trusted, &mut std::io::sink())
             .map_err(|e| AppError::InvalidImage(e.to_string()))?;
         let m = image.metadata();
-        if m.image_type != ImageType::App {
+        if !matches!(m.image_type, ImageType::App | ImageType::RtApp) {
             return Err(AppError::WrongImageType(format!(
-                "the package is an image of type {:?}; only high-level apps (type App) can be \
+                "the package is an image of type {:?}; only apps (type App or RtApp) can be \
                  sideloaded here",
                 m.image_type
             )));
@@ -728,6 +869,37 @@ impl AppManager {
     /// Status of one app.
     pub fn status(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
         let known = self.known(component)?;
+        if let (Some(core), None) = (&known.core, &known.refused) {
+            let status = self.rt.status(component).map_err(AppError::Runtime)?;
+            let (state, restarts, last_exit, restart_in_ms) = match status {
+                CoreStatus::Stopped => (api::AppState::Stopped, 0, None, None),
+                CoreStatus::Running { restarts, .. } => {
+                    (api::AppState::Running, restarts, None, None)
+                }
+                CoreStatus::Restarting {
+                    restarts,
+                    delay,
+                    last,
+                    ..
+                } => (
+                    api::AppState::BackingOff,
+                    restarts,
+                    Some(last.to_string()),
+                    Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
+                ),
+            };
+            return Ok(api::AppStatus {
+                component_id: component,
+                name: known.info.name,
+                state,
+                manual_start: known.manual_start,
+                restarts,
+                last_exit,
+                restart_in_ms,
+                running_since: None,
+                core: Some(core.clone()),
+            });
+        }
         if !known.in_runtime {
             return Ok(api::AppStatus {
                 component_id: component,
@@ -738,6 +910,7 @@ impl AppManager {
                 last_exit: known.refused,
                 restart_in_ms: None,
                 running_since: None,
+                core: None,
             });
         }
         let s = self
@@ -762,6 +935,7 @@ impl AppManager {
             last_exit: s.last_exit.map(|k| k.to_string()),
             restart_in_ms,
             running_since: s.running_since.map(rfc3339),
+            core: None,
         })
     }
 
@@ -781,8 +955,20 @@ impl AppManager {
         }
     }
 
+    /// Whether `component` is a real-time app on a core.
+    fn on_core(&self, component: Uuid) -> Result<bool, AppError> {
+        let known = self.known(component)?;
+        Ok(known.core.is_some() && known.refused.is_none())
+    }
+
     fn running(&self, component: Uuid) -> Result<AppId, AppError> {
         let known = self.known(component)?;
+        if known.core.is_some() && known.refused.is_none() {
+            return Err(AppError::Runtime(format!(
+                "app {component} is a real-time app: it has no storage or memory statistics of \
+                 the high-level runtime (see `ferro device app show-status` and `logs`)"
+            )));
+        }
         if !known.in_runtime {
             return Err(AppError::Runtime(format!(
                 "app {component} is not installed in the runtime: {}",
@@ -794,6 +980,10 @@ impl AppManager {
 
     /// Start an app.
     pub fn start(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        if self.on_core(component)? {
+            self.rt.start(component).map_err(AppError::Runtime)?;
+            return self.status(component);
+        }
         let id = self.running(component)?;
         self.runtime
             .start(id)
@@ -803,6 +993,10 @@ impl AppManager {
 
     /// Stop an app.
     pub fn stop(&self, component: Uuid) -> Result<api::AppStatus, AppError> {
+        if self.on_core(component)? {
+            self.rt.stop(component).map_err(AppError::Runtime)?;
+            return self.status(component);
+        }
         let id = self.running(component)?;
         self.runtime
             .stop(id)
@@ -842,6 +1036,21 @@ impl AppManager {
 
     /// The lines of an app's log kept so far.
     pub fn logs(&self, component: Uuid) -> Result<Vec<api::LogLine>, AppError> {
+        if self.on_core(component)? {
+            return Ok(self
+                .rt
+                .logs(component)
+                .map_err(AppError::Runtime)?
+                .into_iter()
+                .map(|line| api::LogLine {
+                    seq: line.seq,
+                    at: rfc3339(line.at),
+                    level: "Info".into(),
+                    source: line.source.into(),
+                    text: line.text,
+                })
+                .collect());
+        }
         let id = self.running(component)?;
         Ok(self
             .runtime
@@ -853,10 +1062,18 @@ impl AppManager {
     }
 
     /// A follower of an app's log (lines from now on).
-    pub fn follow_logs(&self, component: Uuid) -> Result<ferro_runtime::LogFollower, AppError> {
+    pub fn follow_logs(&self, component: Uuid) -> Result<LogFollower, AppError> {
+        if self.on_core(component)? {
+            return self
+                .rt
+                .follow_logs(component)
+                .map(LogFollower::Core)
+                .map_err(AppError::Runtime);
+        }
         let id = self.running(component)?;
         self.runtime
             .follow_logs(id)
+            .map(LogFollower::Runtime)
             .map_err(|e| AppError::Runtime(e.to_string()))
     }
 
@@ -974,6 +1191,23 @@ fn verify_into_memory(
     Ok((image, payload))
 }
 
+/// A verified app image's manifest (from its signed metadata) and its entry point's bytes (out
+/// of its verified payload).
+fn manifest_and_entry_point(
+    image: &VerifiedImage,
+    payload: &[u8],
+) -> Result<(ResolvedManifest, Vec<u8>), String> {
+    let app = image
+        .metadata()
+        .app
+        .as_ref()
+        .ok_or("the image carries no app manifest")?;
+    let manifest = ResolvedManifest::parse(&app.manifest_json)
+        .map_err(|e| format!("its manifest is invalid: {e}"))?;
+    let entry = entry_point(payload, app.entry_point_tar_path())?;
+    Ok((manifest, entry))
+}
+
 /// The entry point's bytes out of a verified ustar payload.
 fn entry_point(payload: &[u8], tar_path: &str) -> Result<Vec<u8>, String> {
     let mut archive = tar::Archive::new(payload);
@@ -1008,6 +1242,31 @@ pub fn log_line(line: &ferro_runtime::LogLine) -> api::LogLine {
         level: format!("{:?}", line.level),
         source: format!("{:?}", line.source),
         text: line.text.clone(),
+    }
+}
+
+/// A follower of an app's log: a high-level app's (the runtime's) or a real-time app's core.
+#[derive(Debug)]
+pub enum LogFollower {
+    Runtime(ferro_runtime::LogFollower),
+    Core(ferro_rtcore::LogFollower),
+}
+
+impl LogFollower {
+    /// The next line, waiting at most `timeout`.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<api::LogLine> {
+        match self {
+            LogFollower::Runtime(follower) => follower.next_timeout(timeout).map(|l| log_line(&l)),
+            LogFollower::Core(follower) => {
+                follower.next_timeout(timeout).map(|line| api::LogLine {
+                    seq: line.seq,
+                    at: rfc3339(line.at),
+                    level: "Info".into(),
+                    source: "Core".into(),
+                    text: line.text,
+                })
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod local_api;
 pub mod net;
 pub mod provision;
+pub mod rt_apps;
 pub mod run;
 pub mod update_agent;
 

@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::apps::{AppError, AppManager, LOG_POLL, log_line};
+use crate::apps::{AppError, AppManager, LOG_POLL};
 use crate::identity::DeviceContext;
 
 /// What the handlers share.
@@ -482,7 +482,7 @@ async fn app_logs(
         None
     };
     let kept = s.apps.logs(id)?;
-    let last_seq = kept.last().map(|l| l.seq).unwrap_or(0);
+    let last_seq = kept.iter().map(|l| l.seq).max().unwrap_or(0);
     let mut text = String::new();
     for line in &kept {
         text.push_str(&serde_json::to_string(line).unwrap_or_default());
@@ -501,7 +501,7 @@ async fn app_logs(
                     if line.seq <= last_seq {
                         continue;
                     }
-                    let mut json = serde_json::to_string(&log_line(&line)).unwrap_or_default();
+                    let mut json = serde_json::to_string(&line).unwrap_or_default();
                     json.push('\n');
                     if tx.blocking_send(Bytes::from(json)).is_err() {
                         break;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{VirtualDevice, s};
+use common::{VirtualDevice, attached, attached_fails, s};
 use ferro_e2e::User;
 use ferro_image::Version;
 use serde_json::Value;
@@ -74,13 +74,6 @@ fn pack(
     package
 }
 
-/// `ferro device ... --device-dir DIR`, as JSON.
-fn attached(user: &User, dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["--device-dir", s(dir)]);
-    user.json(&all)
-}
-
 /// As [`attached`], but Null when the command fails (for polling while the device changes).
 fn try_attached(user: &User, dir: &Path, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -103,12 +96,6 @@ fn attached_ok(user: &User, dir: &Path, args: &[&str]) {
         all.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn attached_fails(user: &User, dir: &Path, args: &[&str]) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--device-dir", s(dir)]);
-    user.fails(&all)
 }
 
 /// Polls `probe` until `pred` holds, supervising the device.

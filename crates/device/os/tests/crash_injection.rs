@@ -1,7 +1,8 @@
 //! Crash injection (issue 5, "Proof"): the device is killed at every crash point of an update
-//! that changes both the OS and an app (download, verification, staging, the transaction, the
+//! that changes the OS, a high-level app and its real-time partner app (download, verification, staging, the transaction, the
 //! OS switch through ferro-boot, the app switch, confirmation), restarted, and must come up
-//! running a complete set and attesting; after recovery it must have converged on the new set
+//! running a complete set and attesting, with the app pair both old or both new at every crash
+//! point (one deployment holds both; the app store switches them in one rename); after recovery it must have converged on the new set
 //! with its floors raised. Crash points are `ferro_update::crash::point` calls: with
 //! `FERRO_CRASH_AT=N` the N-th aborts the process (no destructors, no flushing: a power cut
 //! after the last completed system call), numbered across the re-exec of ferro-boot.
@@ -23,11 +24,73 @@ use serde_json::Value;
 
 const GROUP: &str = "Crash/Field Test OS Evaluation";
 const COMPONENT: &str = "7a0c4e2b-1d3f-4b5a-8c6d-9e0f1a2b3c4d";
+/// The real-time partner (rt-echo) deployed with the app.
+const RT_COMPONENT: &str = "7a0c4e2b-1d3f-4b5a-8c6d-00000000e2c0";
 
 fn upload_app(admin: &User, work: &Path, version: &str, sv: u32) -> String {
     // Big enough to span several download blocks.
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     common::upload_app(admin, work, COMPONENT, version, sv, &body)
+}
+
+/// Packs and uploads version `version` of the real-time partner (apps/rt's rt-echo).
+fn upload_rt(admin: &User, work: &Path, version: &str, sv: u32) -> String {
+    let elf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../apps/rt/target/thumbv7em-none-eabihf/release/rt-echo");
+    let elf = fs::read(&elf).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the RT apps first: (cd apps/rt && cargo build --release)",
+            elf.display()
+        )
+    });
+    let manifest = serde_json::json!({
+        "SchemaVersion": 1, "Name": "rt-partner", "ComponentId": RT_COMPONENT,
+        "EntryPoint": "/bin/app", "CmdArgs": [], "ApplicationType": "RealTimeCapable",
+        "Capabilities": {"AllowedApplicationConnections": [COMPONENT]},
+    });
+    let package = common::pack_app(
+        admin,
+        work,
+        &format!("rt-{version}"),
+        &manifest,
+        &elf,
+        version,
+        sv,
+    );
+    common::upload(admin, &package)
+}
+
+/// The versions of the installed apps, by component (empty before the first install).
+fn app_versions(dev: &VirtualDevice) -> Vec<(String, String)> {
+    let Some(installed) = read_json(&dev.dir.join("apps/installed.json")) else {
+        return Vec::new();
+    };
+    let mut versions: Vec<(String, String)> = installed["apps"]
+        .as_array()
+        .map(|apps| {
+            apps.iter()
+                .map(|a| {
+                    (
+                        a["componentId"].as_str().unwrap_or_default().to_string(),
+                        a["version"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+}
+
+/// The pair is whole: both apps, both at one version.
+fn pair_consistent(dev: &VirtualDevice) -> Result<(), String> {
+    let versions = app_versions(dev);
+    let ok = versions.len() == 2 && versions[0].1 == versions[1].1;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the app pair is not whole: {versions:?}"))
+    }
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -40,9 +103,9 @@ fn converged(dev: &VirtualDevice) -> Result<(), String> {
     if dev.dir.join("update/transaction.json").exists() {
         return Err("transaction in progress".into());
     }
-    let installed = read_json(&dev.dir.join("apps/installed.json")).ok_or("no apps")?;
-    if installed["apps"][0]["version"] != "2.0.0" {
-        return Err(format!("apps: {installed}"));
+    let versions = app_versions(dev);
+    if versions.len() != 2 || versions.iter().any(|(_, v)| v != "2.0.0") {
+        return Err(format!("apps: {versions:?}"));
     }
     let ready = read_json(&dev.dir.join("run/ready.json")).ok_or("not ready")?;
     if ready["bootedSlot"] != "b" || ready["attestation"] != "Trusted" {
@@ -72,6 +135,7 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
     let (service, admin) = common::service_with_tenant("Crash Tenant", "Crash");
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     let v1 = upload_app(&admin, work, "1.0.0", 1);
+    let rt1 = upload_rt(&admin, work, "1.0.0", 1);
     admin.json(&[
         "device-group",
         "deployment",
@@ -80,6 +144,7 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
         GROUP,
         "--images",
         &v1,
+        &rt1,
     ]);
     let mut golden = VirtualDevice::provision_and_claim(&service, &admin, work, &factory.factory);
     admin.json(&[
@@ -104,9 +169,11 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
         std::thread::sleep(Duration::from_millis(50));
     }
     golden.stop();
+    pair_consistent(&golden).expect("the first deployment");
 
     // The update: OS 1.1.0 (security version 2) and app 2.0.0 (security version 2).
     let v2 = upload_app(&admin, work, "2.0.0", 2);
+    let rt2 = upload_rt(&admin, work, "2.0.0", 2);
     admin.json(&[
         "device-group",
         "deployment",
@@ -115,6 +182,7 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
         GROUP,
         "--images",
         &v2,
+        &rt2,
     ]);
     common::publish_os(&admin, work, "os2", Version::new(1, 1, 0), 2, None);
 
@@ -182,6 +250,10 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
             n,
             "crash point {n} not the one reached:\n{crashed_at}"
         );
+        // Both old or both new, wherever the power was cut.
+        if let Err(e) = pair_consistent(&dev) {
+            panic!("point {n} ({}): {e}", points[n - 1]);
+        }
         // Power back on, without crashes: it must boot, run a complete set, and finish.
         let _ = fs::remove_file(dir.join("run/ready.json"));
         dev.boot(&[]);
@@ -210,6 +282,17 @@ fn a_crash_at_any_point_of_an_update_leaves_a_bootable_consistent_device() {
                     .to_string()
             )
             .expect("app floor"),
+            2,
+            "point {n}"
+        );
+        assert_eq!(
+            rot.counter(
+                &uuid::Uuid::parse_str(RT_COMPONENT)
+                    .expect("uuid")
+                    .simple()
+                    .to_string()
+            )
+            .expect("rt app floor"),
             2,
             "point {n}"
         );

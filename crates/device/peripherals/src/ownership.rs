@@ -26,6 +26,8 @@ pub enum Resource {
     Pwm(String),
     TcpServerPort(u16),
     UdpServerPort(u16),
+    /// A real-time core of the chip (`IO0`), held by the real-time app the device assigned it.
+    RealTimeCore(String),
 }
 
 impl fmt::Display for Resource {
@@ -40,6 +42,7 @@ impl fmt::Display for Resource {
             Self::Pwm(id) => write!(f, "{id} (Pwm)"),
             Self::TcpServerPort(port) => write!(f, "TCP server port {port}"),
             Self::UdpServerPort(port) => write!(f, "UDP server port {port}"),
+            Self::RealTimeCore(core) => write!(f, "real-time core {core}"),
         }
     }
 }
@@ -96,6 +99,7 @@ impl Resource {
             | Self::Pwm(id) => vec![format!("peripheral:{id}")],
             Self::TcpServerPort(port) => vec![format!("tcp:{port}")],
             Self::UdpServerPort(port) => vec![format!("udp:{port}")],
+            Self::RealTimeCore(core) => vec![format!("core:{core}")],
         };
         if let Some(block) = blocks.block_of(self) {
             let key = format!("peripheral:{block}");
@@ -150,7 +154,9 @@ impl PinBlocks {
             ),
             Resource::Adc(id) => (PeripheralType::Adc, AppManifestValue::Text(id.clone())),
             Resource::Pwm(id) => (PeripheralType::Pwm, AppManifestValue::Text(id.clone())),
-            Resource::TcpServerPort(_) | Resource::UdpServerPort(_) => return None,
+            Resource::TcpServerPort(_) | Resource::UdpServerPort(_) | Resource::RealTimeCore(_) => {
+                return None;
+            }
         };
         self.blocks.get(&key).map(String::as_str)
     }
@@ -284,6 +290,35 @@ mod tests {
             .claim("b", &[Resource::Gpio(8), Resource::TcpServerPort(80)])
             .unwrap();
         assert_eq!(table.owner_of(&Resource::TcpServerPort(80)), Some("b"));
+    }
+
+    #[test]
+    fn a_real_time_core_has_one_app() {
+        let mut table = OwnershipTable::new(blocks());
+        table
+            .claim(
+                "rt-a",
+                &[Resource::RealTimeCore("IO0".into()), Resource::Gpio(8)],
+            )
+            .unwrap();
+        let error = table
+            .claim("rt-b", &[Resource::RealTimeCore("IO0".into())])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "real-time core IO0 is not available: real-time core IO0 belongs to app rt-a"
+        );
+        // A core is not a peripheral identifier: another core, or a GPIO numbered like it, is free.
+        table
+            .claim(
+                "rt-c",
+                &[Resource::RealTimeCore("IO1".into()), Resource::Gpio(0)],
+            )
+            .unwrap();
+        assert_eq!(
+            table.owner_of(&Resource::RealTimeCore("IO1".into())),
+            Some("rt-c")
+        );
     }
 
     #[test]

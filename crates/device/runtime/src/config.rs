@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferro_peripherals::PinBlocks;
 
+use crate::partners::{NoPartners, PartnerConnector};
 use crate::services::{DeviceServices, NoDeviceServices};
 
 /// Limits applied to each app instance. Defaults follow docs/design.md §5.
@@ -108,6 +109,9 @@ pub struct RuntimeConfig {
     pub pin_blocks: PinBlocks,
     /// Device services (certificate, updates, power) the integration provides.
     pub services: Arc<dyn DeviceServices>,
+    /// Real-time partner apps (the `application` interface) the integration provides; by
+    /// default none.
+    pub partners: Arc<dyn PartnerConnector>,
     /// The DNS resolver apps' service discoveries query (`None`, the default: the first
     /// `nameserver` of `/etc/resolv.conf`, read at each discovery). A device sets it from
     /// `ferro-device run --dns-resolver` / `FERRO_DNS_RESOLVER`, checked by
@@ -133,6 +137,7 @@ impl RuntimeConfig {
             max_component_bytes: 32 * 1024 * 1024,
             pin_blocks: PinBlocks::none(),
             services: Arc::new(NoDeviceServices),
+            partners: Arc::new(NoPartners),
             dns_resolver: None,
             discovery_allows_loopback: false,
         }

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     AccessDenied { resource: String },
     /// The app could not be instantiated.
     StartFailed { reason: String },
+    /// A real-time app's core crashed (a fault, a lockup, a missed watchdog, a corrupt mailbox
+    /// or an exit), as the device's core host reports it; `fault` says which.
+    CoreCrashed { fault: String },
 }
 
 impl ErrorKind {
@@ -41,6 +44,7 @@ impl ErrorKind {
                 | Self::CpuBudget { .. }
                 | Self::MemoryLimit { .. }
                 | Self::StartFailed { .. }
+                | Self::CoreCrashed { .. }
         )
     }
 
@@ -56,6 +60,7 @@ impl ErrorKind {
             Self::StorageQuota { .. } => "storage-quota",
             Self::AccessDenied { .. } => "access-denied",
             Self::StartFailed { .. } => "start-failed",
+            Self::CoreCrashed { .. } => "core-crashed",
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Display for ErrorKind {
             }
             Self::AccessDenied { resource } => write!(f, "access denied: {resource}"),
             Self::StartFailed { reason } => write!(f, "could not start: {reason}"),
+            Self::CoreCrashed { fault } => write!(f, "real-time core crashed: {fault}"),
         }
     }
 }

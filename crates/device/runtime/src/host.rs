@@ -139,6 +139,10 @@ pub(crate) struct HostState {
     pub(crate) sockets: Sockets,
     pub(crate) discovery: crate::discovery::Discovery,
     pub(crate) storage: Option<Storage>,
+    /// Where `application.connect` goes (the device's real-time partners).
+    pub(crate) partners: Arc<dyn crate::partners::PartnerConnector>,
+    /// Open connections to real-time partners (closed with the instance).
+    pub(crate) connections: crate::application::Connections,
 }
 
 impl WasiView for HostState {
@@ -831,6 +835,14 @@ pub(crate) const DEVICE_INTERFACES: &[DeviceInterface] = &[
                 || caps.has(ferro_manifest::CapabilityFlag::SoftwareUpdateDeferral)
         },
         add: |linker| api::sysevent::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state),
+    },
+    DeviceInterface {
+        name: "application",
+        grant: Some("AllowedApplicationConnections"),
+        granted: |caps| !caps.application_connections().is_empty(),
+        add: |linker| {
+            api::application::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)
+        },
     },
     DeviceInterface {
         name: "powermanagement",

@@ -7,7 +7,8 @@
 //! clock-setting); per-app limits (linear memory, CPU slice by epoch interruption, storage quota,
 //! log rate); peripheral and server-port ownership at install; the lifecycle (start unless
 //! manual, restart with exponential backoff, stop); and the error events (exits, traps, limit
-//! hits) the device uploads. It is the only crate that links wasmtime. It depends on
+//! hits) the device uploads; the `application` interface's connections to real-time partner
+//! apps, through the device's [`PartnerConnector`]. It is the only crate that links wasmtime. It depends on
 //! `ferro-manifest` (typed capabilities; it never parses manifests itself) and
 //! `ferro-peripherals`; it must not depend on the device, the service, HTTP or the root of trust:
 //! the device integration reaches it through [`Runtime`] and provides certificates, updates and
@@ -29,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod application;
 mod config;
 mod connect;
 mod discovery;
@@ -38,6 +40,7 @@ mod host;
 mod limits;
 mod logs;
 mod network;
+mod partners;
 mod runtime;
 mod services;
 mod storage;
@@ -48,7 +51,10 @@ pub use discovery::{DnsResolverError, parse_dns_resolver};
 pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
-pub use runtime::{AppId, AppState, AppStatus, MemoryStats, Runtime, StorageQuota};
+pub use partners::{
+    MAX_MESSAGE_BYTES, NoPartners, PartnerConnector, PartnerError, PartnerLink, PartnerMessage,
+};
+pub use runtime::{AppId, AppState, AppStatus, EventRecorder, MemoryStats, Runtime, StorageQuota};
 pub use services::{
     DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest, ServiceError,
 };

@@ -150,6 +150,7 @@ struct Context {
     engine: Engine,
     peripherals: Peripherals,
     services: Arc<dyn DeviceServices>,
+    partners: Arc<dyn crate::partners::PartnerConnector>,
     backoff: Backoff,
     events: Arc<EventLog>,
     bind_address: std::net::IpAddr,
@@ -227,6 +228,7 @@ impl Runtime {
                 engine,
                 peripherals,
                 services: config.services.clone(),
+                partners: config.partners.clone(),
                 backoff: config.backoff.clone(),
                 events: events.clone(),
                 bind_address: config.server_bind_address,
@@ -429,6 +431,37 @@ impl Runtime {
         Ok(())
     }
 
+    /// Claims `resources` (a real-time app's peripherals and its core) for an app that runs
+    /// outside this runtime, in the one ownership table the high-level apps' claims are in: all
+    /// or nothing, refused when any overlaps another app's (the error names the holder) or when
+    /// `id` already holds resources. [`Self::release_reserved`] frees them.
+    pub fn reserve(&self, id: AppId, resources: &[Resource]) -> Result<(), InstallError> {
+        let mut ownership = lock(&self.ownership);
+        if lock(&self.apps).contains_key(&id) {
+            return Err(InstallError::AlreadyInstalled(id));
+        }
+        ownership.claim(&id.to_string(), resources)?;
+        tracing::info!(app = %id, resources = resources.len(), "resources reserved for an app outside the runtime");
+        Ok(())
+    }
+
+    /// Frees what [`Self::reserve`] claimed for `id` (nothing if it holds nothing, or if `id` is
+    /// a high-level app of this runtime: those release through [`Self::uninstall`]).
+    pub fn release_reserved(&self, id: AppId) {
+        let mut ownership = lock(&self.ownership);
+        if !lock(&self.apps).contains_key(&id) {
+            ownership.release(&id.to_string());
+        }
+    }
+
+    /// The app that holds `resource` (installed here or reserved), if any.
+    pub fn owner_of(&self, resource: &Resource) -> Option<AppId> {
+        lock(&self.ownership)
+            .owner_of(resource)
+            .and_then(|owner| Uuid::parse_str(owner).ok())
+            .map(AppId)
+    }
+
     /// Stops and removes an app, releasing its peripherals and ports; deletes its mutable
     /// storage unless `keep_storage` (an update keeps it).
     pub fn uninstall(&self, id: AppId, keep_storage: bool) -> Result<(), ControlError> {
@@ -524,6 +557,33 @@ impl Runtime {
     /// The error events kept so far (bounded).
     pub fn recent_events(&self) -> Vec<ErrorEvent> {
         self.events.snapshot()
+    }
+
+    /// A recorder of error events of apps that run outside this runtime (real-time apps on
+    /// their cores), so that the device's one event stream carries them.
+    pub fn event_recorder(&self) -> EventRecorder {
+        EventRecorder {
+            log: self.events.clone(),
+        }
+    }
+}
+
+/// Records error events into a runtime's event stream (see [`Runtime::event_recorder`]).
+#[derive(Debug, Clone)]
+pub struct EventRecorder {
+    log: Arc<EventLog>,
+}
+
+impl EventRecorder {
+    /// Records `kind` for `app`; `restart_in` when a restart is scheduled.
+    pub fn record(
+        &self,
+        app: AppId,
+        app_name: &str,
+        kind: ErrorKind,
+        restart_in: Option<Duration>,
+    ) {
+        self.log.push(app, app_name, kind, restart_in);
     }
 }
 
@@ -699,6 +759,8 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
             .storage
             .as_ref()
             .map(|(path, quota)| Storage::new(path.clone(), *quota)),
+        partners: context.partners.clone(),
+        connections: crate::application::Connections::default(),
     };
     let mut store = Store::new(&context.engine, state);
     store.limiter(|state| &mut state.limiter);

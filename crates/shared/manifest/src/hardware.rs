@@ -45,10 +45,14 @@ pub enum PeripheralType {
     /// A plain integer constant for app code (channel numbers, chip selects); not a peripheral
     /// and never valid in an app manifest.
     Int,
+    /// Ferrosphere extension: a real-time core of the chip (`AppManifestValue` `"IO0"`), where
+    /// the device runs one real-time capable app. Never valid in an app manifest: the device
+    /// assigns cores.
+    RealTimeCore,
 }
 
 impl PeripheralType {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Gpio,
         Self::Uart,
         Self::I2cMaster,
@@ -59,6 +63,7 @@ impl PeripheralType {
         Self::Pwm,
         Self::ExternalInterrupt,
         Self::Int,
+        Self::RealTimeCore,
     ];
 
     /// The `Type` string.
@@ -74,6 +79,7 @@ impl PeripheralType {
             Self::Pwm => "Pwm",
             Self::ExternalInterrupt => "ExternalInterrupt",
             Self::Int => "int",
+            Self::RealTimeCore => "RealTimeCore",
         }
     }
 
@@ -355,6 +361,21 @@ impl HardwareDefinition {
             .get(name)
             .and_then(|index| self.peripherals.get(*index))
     }
+    /// The real-time cores of the set (`Type` `RealTimeCore`), by their `AppManifestValue`
+    /// (`IO0`, `IO1`), each once, in declared order (imports first).
+    pub fn real_time_cores(&self) -> Vec<String> {
+        let mut cores: Vec<String> = Vec::new();
+        for peripheral in &self.peripherals {
+            if peripheral.peripheral_type == PeripheralType::RealTimeCore
+                && let Some(AppManifestValue::Text(core)) = &peripheral.app_manifest_value
+                && !cores.contains(core)
+            {
+                cores.push(core.clone());
+            }
+        }
+        cores
+    }
+
     /// The peripheral that defines `value` for `peripheral_type` (the end of Mapping chains,
     /// usually the chip's entry), if the set has one.
     pub fn find_value(

@@ -155,3 +155,19 @@ fn imports_fall_back_to_search_directories() {
         Some(ferro_manifest::AppManifestValue::Number(8))
     );
 }
+
+#[test]
+fn the_virtual_chip_names_its_real_time_cores() {
+    let board = repo_root().join("hardware/ferro_vboard/sample_appliance.json");
+    let hardware = HardwareDefinition::load(&board, &[]).expect("load the sample appliance");
+    assert_eq!(hardware.real_time_cores(), ["IO0", "IO1"]);
+    // A core is the device's to assign: a manifest cannot name one as a peripheral.
+    let manifest = br#"{"SchemaVersion": 1, "Name": "rt", "ComponentId": "005180bc-402f-4cb3-a662-72937dbcde47",
+        "EntryPoint": "/bin/app", "ApplicationType": "RealTimeCapable",
+        "Capabilities": {"Uart": ["$FERRO_VCHIP_IO0"]}}"#;
+    let parsed = ferro_manifest::AppManifest::parse(manifest).expect("parses");
+    let error = parsed
+        .resolve(Some(&hardware))
+        .expect_err("a core is not a UART");
+    assert!(error.to_string().contains("FERRO_VCHIP_IO0"), "{error}");
+}

@@ -176,6 +176,9 @@ pub struct AppStatus {
     pub restart_in_ms: Option<u64>,
     /// When the current instance started (RFC 3339).
     pub running_since: Option<String>,
+    /// The real-time core a real-time app holds (`IO0`); absent for high-level apps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<String>,
 }
 
 /// `GET /v1/apps`.

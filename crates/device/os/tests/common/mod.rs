@@ -56,18 +56,47 @@ pub fn upload_app(
     sv: u32,
     body: &[u8],
 ) -> String {
-    let dir = work.join(format!("app-{version}"));
-    fs::create_dir_all(dir.join("bin")).expect("mkdir");
+    let manifest = serde_json::json!({
+        "SchemaVersion": 1, "Name": "updater", "ComponentId": component, "EntryPoint": "/bin/app",
+        "CmdArgs": [], "Capabilities": {}, "ApplicationType": "Default",
+    });
+    let package = pack_app(
+        admin,
+        work,
+        &format!("app-{version}"),
+        &manifest,
+        body,
+        version,
+        sv,
+    );
+    upload(admin, &package)
+}
+
+/// Writes an app's package directory `work/<name>` (`manifest` as `app_manifest.json`, `entry`
+/// as its `EntryPoint`), packs it as `version` (security version `sv`), test-signed by `user`,
+/// and returns the package (`work/<name>.imagepackage`).
+#[allow(dead_code)]
+pub fn pack_app(
+    user: &User,
+    work: &Path,
+    name: &str,
+    manifest: &serde_json::Value,
+    entry: &[u8],
+    version: &str,
+    sv: u32,
+) -> PathBuf {
+    let dir = work.join(name);
+    let entry_point = manifest["EntryPoint"].as_str().expect("EntryPoint");
+    let entry_path = dir.join(entry_point.trim_start_matches('/'));
+    fs::create_dir_all(entry_path.parent().expect("parent")).expect("mkdir");
     fs::write(
         dir.join("app_manifest.json"),
-        format!(
-            r#"{{"SchemaVersion":1,"Name":"updater","ComponentId":"{component}","EntryPoint":"/bin/app","CmdArgs":[],"Capabilities":{{}},"ApplicationType":"Default"}}"#
-        ),
+        serde_json::to_vec(manifest).expect("json"),
     )
     .expect("manifest");
-    fs::write(dir.join("bin/app"), body).expect("app");
-    let package = work.join(format!("app-{version}.imagepackage"));
-    admin.json(&[
+    fs::write(&entry_path, entry).expect("entry point");
+    let package = work.join(format!("{name}.imagepackage"));
+    user.json(&[
         "image-package",
         "pack-application",
         "--package-directory",
@@ -79,10 +108,32 @@ pub fn upload_app(
         "--security-version",
         &sv.to_string(),
     ]);
-    admin.json(&["image", "add", "--image", s(&package)])["id"]
+    package
+}
+
+/// Uploads `package` to the user's tenant; returns its image ID.
+#[allow(dead_code)]
+pub fn upload(user: &User, package: &Path) -> String {
+    user.json(&["image", "add", "--image", s(package)])["id"]
         .as_str()
         .expect("image id")
         .to_string()
+}
+
+/// `ferro device ... --device-dir DIR`, as JSON.
+#[allow(dead_code)]
+pub fn attached(user: &User, dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--device-dir", s(dir)]);
+    user.json(&all)
+}
+
+/// `ferro device ... --device-dir DIR`, which must fail: its error text.
+#[allow(dead_code)]
+pub fn attached_fails(user: &User, dir: &Path, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend(["--device-dir", s(dir)]);
+    user.fails(&all)
 }
 
 /// A running service with its administrator logged in, a tenant and a product (with its default

@@ -310,6 +310,12 @@ pub const FERRO_VCHIP_SPI_CS_A: i32 = -1;
 /// SPI chip select B; for app code, never for app_manifest.json.
 pub const FERRO_VCHIP_SPI_CS_B: i32 = -2;
 
+/// Real-time core IO0 (an emulated Cortex-M4F); the device assigns it to one real-time capable app, never app_manifest.json.
+pub const FERRO_VCHIP_IO0: &str = "IO0";
+
+/// Real-time core IO1 (an emulated Cortex-M4F); the device assigns it to one real-time capable app, never app_manifest.json.
+pub const FERRO_VCHIP_IO1: &str = "IO1";
+
 // From ferro_vboard.json.
 
 /// LED 1 red channel on GPIO8 (PWM controller 2 drives it when requested instead).

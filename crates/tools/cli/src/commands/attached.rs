@@ -379,12 +379,21 @@ fn status_row(s: &api::AppStatus) -> Vec<String> {
         s.component_id.to_string(),
         s.name.clone(),
         format!("{:?}", s.state),
+        // A real-time app's core; a high-level app runs on the high-level core.
+        s.core.clone().unwrap_or_else(|| "high-level".into()),
         s.restarts.to_string(),
         s.last_exit.clone().unwrap_or_default(),
     ]
 }
 
-const STATUS_HEADER: [&str; 5] = ["Component ID", "Name", "State", "Restarts", "Last exit"];
+const STATUS_HEADER: [&str; 6] = [
+    "Component ID",
+    "Name",
+    "State",
+    "Core",
+    "Restarts",
+    "Last exit",
+];
 
 impl Render for api::AppStatus {
     fn table(&self) -> comfy_table::Table {
