@@ -12,11 +12,19 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod codec;
+pub mod map;
 mod name;
 pub mod reading;
+mod strict;
 
+pub use map::{
+    DataType, Grants, IssueKind, MapErrors, MapIssue, ObjectType, Parity, Point, RegisterMap,
+    StopBits, Transport, WordOrder, Writable,
+};
 pub use name::{MAX_POINT_NAME_CHARS, PointName, PointNameError};
 pub use reading::{
     MAX_REQUEST_ID_CHARS, Quality, Reading, Refusal, Value, ValueKind, WriteAck, WriteFailure,
     WriteOutcome, WriteRequest,
 };
+pub use strict::MAX_MAP_BYTES;
