@@ -15,6 +15,7 @@ extern crate std;
 pub mod codec;
 pub mod map;
 mod name;
+pub mod poll;
 pub mod reading;
 mod strict;
 
@@ -27,4 +28,5 @@ pub use reading::{
     MAX_REQUEST_ID_CHARS, Quality, Reading, Refusal, Value, ValueKind, WriteAck, WriteFailure,
     WriteOutcome, WriteRequest,
 };
+pub use poll::{Poller, ReadRequest};
 pub use strict::MAX_MAP_BYTES;
