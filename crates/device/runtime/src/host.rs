@@ -99,6 +99,8 @@ pub(crate) struct AppShared {
     pub(crate) lookup: crate::connect::LookupSlot,
     pub(crate) memory: crate::limits::MemoryCounters,
     pub(crate) throttle: Mutex<EventThrottle>,
+    /// The files of the app's own image package (`imagefiles`).
+    pub(crate) package_files: crate::PackageFiles,
 }
 
 impl AppShared {
@@ -584,6 +586,20 @@ impl api::log::Host for HostState {
     }
 }
 
+impl api::imagefiles::Host for HostState {
+    fn read(&mut self, path: String) -> HostResult<Vec<u8>> {
+        Ok(match self.app.package_files.read(&path) {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(error @ crate::PackageFileError::BadPath(_)) => {
+                Err(ApiError::InvalidArgument(error.to_string()))
+            }
+            Err(error @ crate::PackageFileError::NotFound(_)) => {
+                Err(ApiError::NoSuchResource(error.to_string()))
+            }
+        })
+    }
+}
+
 impl api::timers::Host for HostState {
     fn monotonic_ms(&mut self) -> wasmtime::Result<u64> {
         Ok(
@@ -739,6 +755,14 @@ pub(crate) const DEVICE_INTERFACES: &[DeviceInterface] = &[
         grant: None,
         granted: always,
         add: |linker| api::log::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state),
+    },
+    DeviceInterface {
+        name: "imagefiles",
+        grant: None,
+        granted: always,
+        add: |linker| {
+            api::imagefiles::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)
+        },
     },
     DeviceInterface {
         name: "timers",
