@@ -28,6 +28,9 @@ wasmtime::component::bindgen!({
 use api::types::Error as ApiError;
 pub(crate) use ferrosphere::device as api;
 
+/// The longest message of an app-reported error event (the rest stays in the log).
+const MAX_REPORTED_CHARS: usize = 200;
+
 /// Longest a single blocking host call waits before checking for a stop request.
 pub(crate) const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -581,6 +584,14 @@ impl api::log::Host for HostState {
         };
         for line in message.lines() {
             self.app.logs.app_line(level, LogSource::Log, line);
+        }
+        // An error the app reports itself becomes an error event (the tenant's error report),
+        // throttled like every event an app can provoke at will.
+        if level == LogLevel::Error && !message.trim().is_empty() {
+            let first = message.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
+            self.app.throttled_event(ErrorKind::AppReported {
+                message: first.chars().take(MAX_REPORTED_CHARS).collect(),
+            });
         }
         Ok(())
     }
