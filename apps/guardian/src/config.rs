@@ -3,7 +3,6 @@
 //! machine; this one runs on what the device verified).
 
 use ferro_registermap::{Grants, MapErrors, RegisterMap};
-use serde_json::Value;
 
 /// The register map's file in the package.
 pub const MAP_FILE: &str = "register_map.json";
@@ -33,27 +32,12 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// What the resolved manifest grants that a transport can use.
-fn grants(manifest: &[u8]) -> Result<Grants, ConfigError> {
-    let json: Value =
-        serde_json::from_slice(manifest).map_err(|error| ConfigError::Manifest(error.to_string()))?;
-    let strings = |key: &str| -> Vec<String> {
-        json.pointer(&format!("/Capabilities/{key}"))
-            .and_then(Value::as_array)
-            .map(|items| items.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default()
-    };
-    Ok(Grants {
-        hosts: strings("AllowedConnections"),
-        uarts: strings("Uart"),
-    })
-}
-
 /// The checked register map of this package.
 pub fn load() -> Result<RegisterMap, ConfigError> {
     let read = |file: &'static str| {
         applibs::imagefiles::read(file).map_err(|error| ConfigError::Package { file, error })
     };
-    let grants = grants(&read(MANIFEST_FILE)?)?;
+    let grants = Grants::from_manifest_json(&read(MANIFEST_FILE)?)
+        .map_err(|error| ConfigError::Manifest(error.to_string()))?;
     RegisterMap::parse(&read(MAP_FILE)?, Some(&grants)).map_err(ConfigError::Map)
 }

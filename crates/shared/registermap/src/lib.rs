@@ -20,7 +20,7 @@ pub mod reading;
 mod strict;
 
 pub use map::{
-    DataType, Grants, IssueKind, MapErrors, MapIssue, ObjectType, Parity, Point, RegisterMap,
+    DataType, Grants, IssueKind, ManifestJsonError, MapErrors, MapIssue, ObjectType, Parity, Point, RegisterMap,
     StopBits, Transport, WordOrder, Writable,
 };
 pub use name::{MAX_POINT_NAME_CHARS, PointName, PointNameError};

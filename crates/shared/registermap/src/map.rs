@@ -214,6 +214,32 @@ pub struct Grants {
     pub uarts: Vec<String>,
 }
 
+/// Why a manifest's grants cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the app manifest is not JSON: {0}")]
+pub struct ManifestJsonError(String);
+
+impl Grants {
+    /// What a resolved `app_manifest.json` (the one an image package carries, `$NAME`s
+    /// resolved) grants: its `AllowedConnections` and `Uart` entries as written. The CLI's
+    /// pack-time check and the app's check at start read them through this one function.
+    pub fn from_manifest_json(bytes: &[u8]) -> Result<Grants, ManifestJsonError> {
+        let json: Json = serde_json::from_slice(bytes)
+            .map_err(|error| ManifestJsonError(alloc::string::ToString::to_string(&error)))?;
+        let strings = |key: &str| -> Vec<String> {
+            json.get("Capabilities")
+                .and_then(|capabilities| capabilities.get(key))
+                .and_then(Json::as_array)
+                .map(|items| items.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        Ok(Grants {
+            hosts: strings("AllowedConnections"),
+            uarts: strings("Uart"),
+        })
+    }
+}
+
 /// What kind of problem a [`MapIssue`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueKind {
