@@ -9,7 +9,7 @@ mod bus;
 mod config;
 mod seams;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use applibs::log;
 use bus::{Answer, Bus, Failure};
@@ -20,11 +20,7 @@ use ferro_registermap::{
 };
 use seams::{CommandSource, LogUplink, ReadingSink};
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
-}
+use applibs::time::unix_ms;
 
 /// One poll round: every due read, then the staleness check.
 fn poll(poller: &mut Poller, bus: &mut Bus) -> Vec<Reading> {
