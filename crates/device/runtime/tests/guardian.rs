@@ -223,12 +223,13 @@ fn exception_responses_carry_their_code_in_readings_and_write_acks() {
 
 #[test]
 fn polls_and_writes_over_rtu_on_a_serial_line() {
-    let mut machine = Simulator::rtu(19200, 'E', 1);
+    // A pty pair carries no parity (Linux refuses PARENB on a pty), so the line is 8N1 here.
+    let mut machine = Simulator::rtu(19200, 'N', 1);
     machine.set("hr", 3, &[0x3F80, 0x0000]); // f32 1.0
     machine.set("co", 4, &[1]);
     let map = json!({
         "schemaVersion": 1,
-        "transport": {"type": "rtu", "uart": "ISU0", "baudRate": 19200, "parity": "even", "stopBits": 1},
+        "transport": {"type": "rtu", "uart": "ISU0", "baudRate": 19200, "parity": "none", "stopBits": 1},
         "unitId": 17,
         "timeoutMs": 300,
         "points": [
