@@ -73,3 +73,15 @@ fn invalid_maps_fail_with_every_expected_issue() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The guardian's own map (apps/guardian/register_map.json) is valid against its manifest.
+#[test]
+fn the_guardians_shipped_map_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../apps/guardian");
+    let manifest = fs::read(root.join("app_manifest.json")).unwrap();
+    let grants = Grants::from_manifest_json(&manifest).unwrap();
+    let map = fs::read(root.join("register_map.json")).unwrap();
+    if let Err(errors) = RegisterMap::parse(&map, Some(&grants)) {
+        panic!("apps/guardian/register_map.json: {errors}");
+    }
+}
