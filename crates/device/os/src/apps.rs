@@ -1011,7 +1011,10 @@ fn package_files(
             continue;
         }
         let path = entry.path().map_err(|e| e.to_string())?;
-        let path = path.to_str().ok_or("a payload path is not UTF-8")?.to_owned();
+        let path = path
+            .to_str()
+            .ok_or("a payload path is not UTF-8")?
+            .to_owned();
         if path == entry_tar_path {
             continue;
         }

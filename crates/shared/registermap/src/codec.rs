@@ -31,7 +31,9 @@ impl fmt::Display for RawRange {
         write!(
             f,
             "its raw value must be within {}..={} for {}",
-            self.min, self.max, self.data_type.as_str()
+            self.min,
+            self.max,
+            self.data_type.as_str()
         )
     }
 }
@@ -167,8 +169,8 @@ pub fn encode(point: &Point, value: Value) -> Result<Encoded, Refusal> {
     if !number.is_finite() || number < min || number > max {
         return Err(out_of_bounds());
     }
-    let raw = raw_for(point.data_type, point.scale, point.offset, number)
-        .map_err(|_| out_of_bounds())?;
+    let raw =
+        raw_for(point.data_type, point.scale, point.offset, number).map_err(|_| out_of_bounds())?;
     Ok(Encoded::Registers(match point.data_type {
         DataType::Bool => alloc::vec![u16::from(raw != 0.0)],
         DataType::U16 => alloc::vec![raw as u16],
