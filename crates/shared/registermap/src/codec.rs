@@ -77,7 +77,7 @@ pub fn raw_for(
 /// Rounds half away from zero (core has no `f64::round` without std).
 fn round(x: f64) -> f64 {
     // |x| < 2^52 for every raw integer range here; larger values are out of range anyway.
-    if !(x.abs() < 4_503_599_627_370_496.0) {
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
         return x;
     }
     let truncated = (x as i64) as f64;

@@ -704,14 +704,15 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
             None
         }
     };
-    if let (Some(object_type), Some((data_type, type_path))) = (object_type, &data_type) {
-        if object_type.is_bit() && *data_type != DataType::Bool {
-            issues.push(
-                type_path,
-                IssueKind::NotAllowed,
-                format!("{object_type} points hold one bit: their type is bool"),
-            );
-        }
+    if let (Some(object_type), Some((data_type, type_path))) = (object_type, &data_type)
+        && object_type.is_bit()
+        && *data_type != DataType::Bool
+    {
+        issues.push(
+            type_path,
+            IssueKind::NotAllowed,
+            format!("{object_type} points hold one bit: their type is bool"),
+        );
     }
     let data_type = data_type.map(|(data_type, _)| data_type);
     let wide = data_type.map(|t| t.width() == 2);
@@ -737,14 +738,12 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
         }
         None => Some(WordOrder::HighFirst),
     };
-    if let (Some(address), Some(true)) = (address, wide) {
-        if address == 65535 {
-            issues.push(
-                &object.field_path("address"),
-                IssueKind::OutOfRange,
-                "a 32-bit value at 65535 would run past the last address (65535)".to_owned(),
-            );
-        }
+    if let (Some(65535), Some(true)) = (address, wide) {
+        issues.push(
+            &object.field_path("address"),
+            IssueKind::OutOfRange,
+            "a 32-bit value at 65535 would run past the last address (65535)".to_owned(),
+        );
     }
     let is_bool = data_type.map(|t| t == DataType::Bool);
     let numeric_only = |object: &mut Object<'_>, key: &'static str, issues: &mut Issues| {
