@@ -32,6 +32,9 @@ pub enum ErrorKind {
     /// A real-time app's core crashed (a fault, a lockup, a missed watchdog, a corrupt mailbox
     /// or an exit), as the device's core host reports it; `fault` says which.
     CoreCrashed { fault: String },
+    /// The app reported an error itself: a line it logged at level `error` through the `log`
+    /// interface (throttled per app like every event an app can provoke at will).
+    AppReported { message: String },
 }
 
 impl ErrorKind {
@@ -61,6 +64,7 @@ impl ErrorKind {
             Self::AccessDenied { .. } => "access-denied",
             Self::StartFailed { .. } => "start-failed",
             Self::CoreCrashed { .. } => "core-crashed",
+            Self::AppReported { .. } => "app-reported",
         }
     }
 }
@@ -68,6 +72,7 @@ impl ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::AppReported { message } => write!(f, "reported: {message}"),
             Self::Exited { code } => write!(f, "exited with code {code}"),
             Self::Trapped { reason } => write!(f, "trapped: {reason}"),
             Self::CpuLimit { slice } => {

@@ -37,6 +37,7 @@ mod discovery;
 mod error;
 mod events;
 mod host;
+mod imagefiles;
 mod limits;
 mod logs;
 mod network;
@@ -50,6 +51,7 @@ pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig, StorageArea};
 pub use discovery::{DnsResolverError, parse_dns_resolver};
 pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
+pub use imagefiles::{MAX_PACKAGE_PATH_BYTES, PackageFileError, PackageFiles};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use partners::{
     MAX_MESSAGE_BYTES, NoPartners, PartnerConnector, PartnerError, PartnerLink, PartnerMessage,

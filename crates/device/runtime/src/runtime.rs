@@ -352,6 +352,7 @@ impl Runtime {
             lookup: crate::connect::LookupSlot::default(),
             memory: MemoryCounters::default(),
             throttle: Mutex::new(EventThrottle::new()),
+            package_files: options.package_files.clone(),
         });
         let slot = Arc::new(Slot {
             shared,
@@ -890,6 +891,7 @@ mod tests {
             "ferrosphere:device/types",
             "ferrosphere:device/log",
             "ferrosphere:device/timers",
+            "ferrosphere:device/imagefiles",
             "ferrosphere:device/gpio",
             "ferrosphere:device/networking",
             "wasi:cli/stdout",
