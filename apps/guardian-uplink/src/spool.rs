@@ -137,7 +137,7 @@ impl<S: Storage> Spool<S> {
         let header = [0, SLOT_LEN as usize]
             .into_iter()
             .filter_map(|at| slots.get(at..).and_then(Header::decode))
-            .filter(|h| h.head >= DATA_START && h.head < end && h.reported <= h.dropped)
+            .filter(|h| h.head >= DATA_START && h.head <= end && h.reported <= h.dropped)
             .max_by_key(|h| h.generation);
         let fresh = header.is_none();
         let header = header.unwrap_or(Header {
@@ -392,6 +392,14 @@ impl<S: Storage> Spool<S> {
     /// The storage, for tests that inspect or damage it.
     pub fn into_storage(self) -> S {
         self.storage
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
     }
 }
 
