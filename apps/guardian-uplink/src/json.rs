@@ -17,7 +17,9 @@ pub struct Batch {
     pub batch: u64,
     /// When the batch was made (Unix time, milliseconds).
     pub timestamp: u64,
-    /// Batches dropped from the spool (it was full) since the last batch that reported drops.
+    /// Messages dropped from the full spool since it was made (cumulative, kept across restarts):
+    /// a receiver sees a loss as an increase, even when the batch that first reported it was
+    /// dropped in turn.
     pub dropped: u64,
     pub points: Vec<Point>,
 }
@@ -75,12 +77,11 @@ impl Batch {
 
 /// A write request on the JSON command topic: `{"id": "...", "point": "...", "value": 12.5}`.
 pub fn parse_command(payload: &[u8]) -> Result<WriteRequest, CommandError> {
-    let request: WriteRequest = serde_json::from_slice(payload).map_err(|error| {
-        CommandError::Malformed {
+    let request: WriteRequest =
+        serde_json::from_slice(payload).map_err(|error| CommandError::Malformed {
             id: request_id(payload),
             detail: error.to_string(),
-        }
-    })?;
+        })?;
     Ok(request)
 }
 

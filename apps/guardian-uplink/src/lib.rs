@@ -8,7 +8,7 @@
 //!   the app's mutable storage. Every message goes through the spool, connected or not: it is
 //!   removed only when the broker acknowledged it (QoS 1 PUBACK), so a broker outage, a lost
 //!   connection or a restart of the app loses nothing that fits the quota, and what does not fit
-//!   is dropped oldest first and counted (in the next batch, and as [`Event::Dropped`]).
+//!   is dropped oldest first and counted (in every later batch, and as [`Event::Dropped`]).
 //! - [`Uplink::service`] does the I/O within a time budget: connects (with backoff), publishes
 //!   the spool in order with at most [`UplinkConfig::window`] messages in flight, retransmits
 //!   after a reconnect (with DUP in a persistent session), keeps the connection alive, and takes
@@ -20,6 +20,8 @@
 //! tests with sockets and memory. Depends on `ferro-registermap` only among Ferrosphere crates;
 //! must not depend on `applibs` (so it is tested on the host).
 
+#[cfg(feature = "device")]
+pub mod device;
 pub mod json;
 pub mod mqtt;
 pub mod sparkplug;
@@ -120,16 +122,19 @@ pub trait Clock {
     fn sleep(&self, duration: Duration);
 }
 
-/// The clock of the host.
+/// The clock of the host (not on the device, which gives apps no WASI monotonic clock).
+#[cfg(not(target_os = "wasi"))]
 #[derive(Debug, Clone, Copy)]
 pub struct StdClock(pub std::time::Instant);
 
+#[cfg(not(target_os = "wasi"))]
 impl Default for StdClock {
     fn default() -> Self {
         StdClock(std::time::Instant::now())
     }
 }
 
+#[cfg(not(target_os = "wasi"))]
 impl Clock for StdClock {
     fn monotonic_ms(&self) -> u64 {
         self.0.elapsed().as_millis() as u64
@@ -292,7 +297,9 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
     /// Stores one poll round's readings as one batch. `now_ms` is Unix time in milliseconds.
     pub fn accept(&mut self, readings: &[Reading], now_ms: u64) {
         self.now_unix_ms = now_ms;
-        let dropped = self.spool.unreported_drops();
+        // The count is cumulative (since the spool was made): a batch that reports it may be
+        // dropped in turn, and the next one still does.
+        let dropped = self.spool.dropped_total();
         let (kind, topic, payload) = match self.config.format {
             Format::Json => (
                 KIND_AS_IS,
@@ -314,11 +321,7 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
             ),
         };
         let payload = self.seal.seal(self.config.format, payload);
-        if self.store(kind, &topic, &payload) && dropped > 0 {
-            if let Err(error) = self.spool.mark_reported(dropped) {
-                self.events.push(Event::Storage(error.to_string()));
-            }
-        }
+        self.store(kind, &topic, &payload);
     }
 
     /// Publishes the acknowledgement of a write request (after the telemetry stored before it).
@@ -376,8 +379,9 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
             }
             if self.live.is_none() {
                 if now < self.next_attempt_ms {
-                    self.clock
-                        .sleep(Duration::from_millis(self.next_attempt_ms.min(deadline) - now));
+                    self.clock.sleep(Duration::from_millis(
+                        self.next_attempt_ms.min(deadline) - now,
+                    ));
                     continue;
                 }
                 if let Err(error) = self.connect() {

@@ -18,6 +18,8 @@ pub trait Transport: Read + Write {
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
 }
 
+/// The host's TCP socket (the host tests'; on the device, apps have no `std::net`).
+#[cfg(not(target_os = "wasi"))]
 impl Transport for std::net::TcpStream {
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         std::net::TcpStream::set_read_timeout(self, Some(timeout.max(Duration::from_millis(1))))
@@ -111,7 +113,12 @@ impl<T: Transport> Connection<T> {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(MqttError::Closed),
                 Ok(n) => self.incoming.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) =>
+                {
                     return Ok(None);
                 }
                 Err(e) => return Err(e.into()),

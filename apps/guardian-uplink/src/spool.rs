@@ -87,7 +87,9 @@ impl Header {
         if crc != crc32fast::hash(&bytes[..44]) {
             return None;
         }
-        let field = |i: usize| u64::from_le_bytes(bytes[4 + 8 * i..12 + 8 * i].try_into().unwrap_or_default());
+        let field = |i: usize| {
+            u64::from_le_bytes(bytes[4 + 8 * i..12 + 8 * i].try_into().unwrap_or_default())
+        };
         Some(Header {
             generation: field(0),
             head: field(1),
@@ -167,10 +169,17 @@ impl<S: Storage> Spool<S> {
     fn scan(&mut self) -> Result<(), SpoolError> {
         let mut at = self.header.head;
         let mut seq = self.header.head_seq;
-        while let Some(entry) = self.record_at(at, seq)?.or(self.record_at(DATA_START, seq)?) {
+        while let Some(entry) = self
+            .record_at(at, seq)?
+            .or(self.record_at(DATA_START, seq)?)
+        {
             // The ring never holds more than it has room for; a chain that comes back to its
             // own head (impossible unless the storage was edited) ends here.
-            if self.live.front().is_some_and(|first| first.offset == entry.offset) {
+            if self
+                .live
+                .front()
+                .is_some_and(|first| first.offset == entry.offset)
+            {
                 break;
             }
             self.live.push_back(entry);
@@ -198,7 +207,9 @@ impl<S: Storage> Spool<S> {
         if head.len() < RECORD_HEADER_LEN as usize {
             return Ok(None);
         }
-        let len = u64::from(u32::from_le_bytes(head[0..4].try_into().unwrap_or_default()));
+        let len = u64::from(u32::from_le_bytes(
+            head[0..4].try_into().unwrap_or_default(),
+        ));
         let crc = u32::from_le_bytes(head[4..8].try_into().unwrap_or_default());
         let found_seq = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
         if found_seq != seq || at + RECORD_HEADER_LEN + len > self.end {
@@ -301,7 +312,9 @@ impl<S: Storage> Spool<S> {
                 }
             }
             self.write_header(header)?;
-        } else if self.live.is_empty() && (self.header.head != at || self.header.head_seq != self.next_seq) {
+        } else if self.live.is_empty()
+            && (self.header.head != at || self.header.head_seq != self.next_seq)
+        {
             // An empty spool's head is where the next record goes.
             let mut header = self.header;
             header.head = at;
@@ -329,7 +342,11 @@ impl<S: Storage> Spool<S> {
     fn place(&self, len: u64) -> Option<u64> {
         let Some(first) = self.live.front() else {
             // Empty: at the tail if it fits before the end, else at the start.
-            return Some(if self.tail + len <= self.end { self.tail } else { DATA_START });
+            return Some(if self.tail + len <= self.end {
+                self.tail
+            } else {
+                DATA_START
+            });
         };
         let head = first.offset;
         if self.tail > head {

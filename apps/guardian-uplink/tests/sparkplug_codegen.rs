@@ -7,9 +7,8 @@ use std::path::Path;
 #[test]
 fn the_checked_in_sparkplug_code_is_what_prost_build_generates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let descriptors =
-        protox::compile([root.join("proto/sparkplug_b.proto")], [root.join("proto")])
-            .expect("sparkplug_b.proto parses");
+    let descriptors = protox::compile([root.join("proto/sparkplug_b.proto")], [root.join("proto")])
+        .expect("sparkplug_b.proto parses");
     let out = tempfile_dir();
     prost_build::Config::new()
         .out_dir(&out)
@@ -32,10 +31,8 @@ fn the_checked_in_sparkplug_code_is_what_prost_build_generates() {
 
 /// A fresh directory under the target directory (this crate has no tempfile dependency).
 fn tempfile_dir() -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "sparkplug-codegen-{}",
-        std::process::id()
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sparkplug-codegen-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("out dir");
     dir

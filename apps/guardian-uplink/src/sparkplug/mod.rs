@@ -7,8 +7,8 @@
 //!   and every point with its data type and its `unit` property, `seq` 0.
 //! - NDATA (one per poll round): every reading as a metric with its timestamp, its value (or
 //!   `is_null`) and a `Quality` property (an OPC DA quality code, [`quality_code`]), plus
-//!   `ModbusException` with the exception code; `Guardian/Dropped` when batches were dropped
-//!   from the spool. `seq` is set when the message is sent (see [`with_seq`]).
+//!   `ModbusException` with the exception code; `Guardian/Dropped`, the messages dropped from the
+//!   full spool since it was made. `seq` is set when the message is sent (see [`with_seq`]).
 //! - NDEATH: the MQTT will, with the `bdSeq` of the CONNECT that set it.
 //! - NCMD: `Node Control/Rebirth` (true) and writes to points (a metric named after the point,
 //!   with a boolean, integer or floating-point value).
@@ -21,10 +21,10 @@ use ferro_registermap::{PointName, Quality, Reading, Value, ValueKind, WriteRequ
 use prost::Message;
 
 pub use generated::DataType;
+pub use generated::Payload;
 use generated::payload::metric::Value as MetricValue;
 use generated::payload::property_value::Value as PropertyValueKind;
 use generated::payload::{Metric, PropertySet, PropertyValue};
-pub use generated::Payload;
 
 use crate::PointInfo;
 use crate::json::CommandError;
@@ -177,9 +177,7 @@ pub fn ndata(timestamp: u64, dropped: u64, readings: &[Reading], points: &[Point
             }
         })
         .collect();
-    if dropped > 0 {
-        metrics.push(uint64_metric(DROPPED, timestamp, dropped));
-    }
+    metrics.push(uint64_metric(DROPPED, timestamp, dropped));
     Payload {
         timestamp: Some(timestamp),
         metrics,
