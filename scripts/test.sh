@@ -39,10 +39,15 @@ log "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features "${TEST_FEATURES},ferro-peripherals/linux" -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
+# The guardian's uplink is also built and tested on the host (its tests are not wasm).
+cargo clippy --manifest-path apps/Cargo.toml -p guardian-uplink --all-targets --locked -- -D warnings
 
 log "sample apps and hostile guests (wasm32-wasip2)"
 # ferro-runtime's tests load these components (apps/target/wasm32-wasip2/release/*.wasm).
 cargo build --manifest-path apps/Cargo.toml --workspace --release --target wasm32-wasip2 --locked
+
+log "the guardian's uplink on the host (spool against its model, payloads, generated Sparkplug code)"
+cargo test --manifest-path apps/Cargo.toml -p guardian-uplink --locked
 
 log "the boot TCB on its own"
 # ferro-boot built alone, so its dependencies' features are not unified with the workspace's:

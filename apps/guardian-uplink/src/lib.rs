@@ -595,10 +595,10 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
                     for rejected in ncmd.rejected {
                         self.reject_command(rejected);
                     }
-                    if ncmd.rebirth {
-                        if let Err(error) = self.birth() {
-                            self.disconnected(error.to_string());
-                        }
+                    if ncmd.rebirth
+                        && let Err(error) = self.birth()
+                    {
+                        self.disconnected(error.to_string());
                     }
                 }
                 Err(error) => self.reject_command(error),

@@ -101,7 +101,7 @@ proptest! {
                 }
                 Op::Deliver(n) | Op::CrashDeliver(n, _) => {
                     let crash = if let Op::CrashDeliver(_, at) = op { Some(at) } else { None };
-                    let Some(last) = model.iter().take(n).last().map(|(seq, _)| *seq) else { continue };
+                    let Some(last) = model.iter().take(n).next_back().map(|(seq, _)| *seq) else { continue };
                     spool.storage_mut().crash_after = crash;
                     // The model's oldest may already be dropped; deliver what the spool has.
                     match spool.delivered(last) {

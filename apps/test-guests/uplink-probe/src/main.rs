@@ -49,7 +49,7 @@ fn readings(round: u64, now: u64) -> Vec<Reading> {
         },
         Reading {
             point: name("flag"),
-            value: Some(Value::Bool(round % 2 == 0)),
+            value: Some(Value::Bool(round.is_multiple_of(2))),
             timestamp_ms: now,
             quality: Quality::Good,
         },
@@ -160,7 +160,7 @@ fn main() {
         }
         uplink.service(now_ms(), interval);
         log_events(uplink.take_events());
-        if round % 10 == 0 {
+        if round.is_multiple_of(10) {
             applibs::log::info(&format!(
                 "uplink-probe: round {round}, {} spooled, {} dropped",
                 uplink.spool().len(),
