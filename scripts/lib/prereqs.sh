@@ -39,8 +39,9 @@ ensure_rust_targets() {
 }
 
 ensure_python_env() {
-    ensure_apt_packages python3 python3-venv
-    # pycose for the interoperability tests; schemathesis for scripts/schemathesis.sh.
+    # socat: the serial line (a pty pair) of the guardian's Modbus RTU tests.
+    ensure_apt_packages python3 python3-venv socat
+    # pycose for the interoperability tests, pymodbus for the guardian's legacy machine; schemathesis for scripts/schemathesis.sh.
     local requirements=("${FERRO_ROOT}/tests/interop/requirements.txt" "${FERRO_ROOT}/tests/schemathesis/requirements.txt")
     local stamp="${FERRO_PYENV}/.requirements"
     if ! cat "${requirements[@]}" | cmp -s - "${stamp}"; then

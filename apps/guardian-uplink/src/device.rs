@@ -77,13 +77,6 @@ impl Connector for TlsConnector {
     }
 }
 
-/// Unix time in milliseconds, from WASI's wall clock (which the device grants; std's
-/// `SystemTime` would also import the monotonic clock, which it does not).
-pub fn unix_ms() -> u64 {
-    let now = wasip2::clocks::wall_clock::now();
-    now.seconds * 1000 + u64::from(now.nanoseconds / 1_000_000)
-}
-
 /// The device's clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DeviceClock;

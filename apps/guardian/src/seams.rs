@@ -4,11 +4,15 @@
 //! The app is one thread: the main loop polls the points that are due, hands their readings to
 //! the [`ReadingSink`], executes the write requests the [`CommandSource`] has, acknowledges
 //! each, and gives the uplink the time left until the next poll is due
-//! ([`ReadingSink::service`]). Neither seam may wait longer than it is given: the poll periods
+//! ([`ReadingSink::service`]). The main loop takes one value that is both (`run<U: ReadingSink +
+//! CommandSource>`), so one MQTT session can serve both directions. Neither seam may wait longer than it is given: the poll periods
 //! are the machine's, and a slow broker must never delay a read.
 
+use std::collections::VecDeque;
+use std::io::Write;
 use std::time::Duration;
 
+use applibs::net::TcpStream;
 use ferro_registermap::{Reading, WriteAck, WriteRequest};
 
 /// Where readings go. `accept` must return at once (queue, do not send); the sending happens in
@@ -32,11 +36,70 @@ pub trait CommandSource {
     fn acknowledge(&mut self, ack: WriteAck);
 }
 
-/// The sink and source of a guardian without an uplink: readings and acknowledgements go to
-/// the app's log (one line each), and no command arrives. What the app runs when its
-/// arguments name no broker; the simulator tests read its log.
+/// The uplink of a guardian without a broker: readings and acknowledgements go to the app's
+/// log, one line each; with `--commands HOST:PORT` in its arguments, it also connects there (a
+/// host its manifest allows) and takes write requests as JSON lines, answering each with a
+/// JSON [`WriteAck`] line. What the simulator tests and the local demo run.
 #[derive(Debug, Default)]
-pub struct LogUplink;
+pub struct LogUplink {
+    commands: Option<(String, u16)>,
+    stream: Option<TcpStream>,
+    received: Vec<u8>,
+    pending: VecDeque<WriteRequest>,
+}
+
+/// The longest command line taken; a longer one is dropped (and logged).
+const MAX_COMMAND_LINE: usize = 4096;
+
+impl LogUplink {
+    pub fn from_args(mut args: impl Iterator<Item = String>) -> LogUplink {
+        let mut uplink = LogUplink::default();
+        while let Some(arg) = args.next() {
+            if arg == "--commands" {
+                uplink.commands = args.next().and_then(|target| {
+                    let (host, port) = target.rsplit_once(':')?;
+                    Some((host.to_owned(), port.parse().ok()?))
+                });
+            }
+        }
+        uplink
+    }
+
+    /// Waits at most `budget` for command bytes; splits complete lines into requests.
+    fn receive(&mut self, budget: Duration) {
+        let Some((host, port)) = &self.commands else {
+            applibs::time::sleep(budget);
+            return;
+        };
+        if self.stream.is_none() {
+            match TcpStream::connect(host, *port, budget.max(Duration::from_millis(10))) {
+                Ok(stream) => self.stream = Some(stream),
+                Err(_) => {
+                    applibs::time::sleep(budget);
+                    return;
+                }
+            }
+        }
+        let Some(stream) = &self.stream else { return };
+        match stream.receive(MAX_COMMAND_LINE as u32, budget) {
+            Ok(bytes) if bytes.is_empty() => self.stream = None,
+            Ok(bytes) => self.received.extend_from_slice(&bytes),
+            Err(applibs::Error::TimedOut) => {}
+            Err(_) => self.stream = None,
+        }
+        while let Some(end) = self.received.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = self.received.drain(..=end).collect();
+            match serde_json::from_slice::<WriteRequest>(&line) {
+                Ok(request) => self.pending.push_back(request),
+                Err(error) => applibs::log::error(&format!("guardian: bad command line: {error}")),
+            }
+        }
+        if self.received.len() > MAX_COMMAND_LINE {
+            applibs::log::error("guardian: command line too long, dropped");
+            self.received.clear();
+        }
+    }
+}
 
 impl ReadingSink for LogUplink {
     fn accept(&mut self, readings: Vec<Reading>) {
@@ -46,17 +109,24 @@ impl ReadingSink for LogUplink {
     }
 
     fn service(&mut self, _now_ms: u64, budget: Duration) {
-        applibs::time::sleep(budget);
+        self.receive(budget);
     }
 }
 
 impl CommandSource for LogUplink {
     fn next_request(&mut self) -> Option<WriteRequest> {
-        None
+        self.pending.pop_front()
     }
 
     fn acknowledge(&mut self, ack: WriteAck) {
-        applibs::log::info(&format!("guardian: ack {ack:?}"));
+        let line = serde_json::to_string(&ack).unwrap_or_default();
+        applibs::log::info(&format!("guardian: ack {line}"));
+        if let Some(stream) = &mut self.stream {
+            let sent = stream.write_all(format!("{line}\n").as_bytes());
+            if sent.is_err() {
+                self.stream = None;
+            }
+        }
     }
 }
 
@@ -67,7 +137,10 @@ pub fn reading_line(reading: &Reading) -> String {
         None => "none".to_owned(),
     };
     format!(
-        "{}={} quality={:?} t={}",
-        reading.point, value, reading.quality, reading.timestamp_ms
+        "{}={} quality={} t={}",
+        reading.point,
+        value,
+        serde_json::to_string(&reading.quality).unwrap_or_default(),
+        reading.timestamp_ms
     )
 }

@@ -43,6 +43,7 @@ pub mod deviceauth;
 pub mod discovery;
 pub mod gpio;
 pub mod i2c;
+pub mod imagefiles;
 pub mod log;
 pub mod net;
 pub mod power;

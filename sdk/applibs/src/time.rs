@@ -25,3 +25,13 @@ pub fn sleep(duration: Duration) {
         remaining -= u128::from(step);
     }
 }
+
+/// Wall-clock time: milliseconds since the Unix epoch, as the device's clock says (for
+/// timestamps; use [`monotonic_ms`] for intervals). Use this rather than
+/// `std::time::SystemTime::now()`, which makes the app import a clock the device does not link.
+pub fn unix_ms() -> u64 {
+    let now = wasip2::clocks::wall_clock::now();
+    now.seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(now.nanoseconds / 1_000_000))
+}

@@ -22,7 +22,7 @@ fn name(text: &str) -> PointName {
     PointName::new(text).unwrap_or_else(|_| unreachable!("a valid point name"))
 }
 
-use guardian_uplink::device::unix_ms as now_ms;
+use applibs::time::unix_ms as now_ms;
 
 fn readings(round: u64, now: u64) -> Vec<Reading> {
     let pressure = if round % 4 == 3 {

@@ -581,6 +581,7 @@ impl AppManager {
         let manifest = ResolvedManifest::parse(&app.manifest_json)
             .map_err(|e| format!("its manifest is invalid: {e}"))?;
         let component = entry_point(payload, app.entry_point_tar_path())?;
+        let package_files = package_files(payload, app.entry_point_tar_path())?;
         self.runtime
             .install(
                 &component,
@@ -589,6 +590,7 @@ impl AppManager {
                     manual_start,
                     limits: None,
                     storage_area,
+                    package_files,
                 },
             )
             .map(|_| {
@@ -992,6 +994,36 @@ fn entry_point(payload: &[u8], tar_path: &str) -> Result<Vec<u8>, String> {
         }
     }
     Err(format!("the payload has no entry point {tar_path}"))
+}
+
+/// The regular files of a verified ustar payload but the entry point (already compiled), which
+/// the app may read through `imagefiles` (docs/device-apps.md). Verification admitted only
+/// regular files and directories with normalized paths, so no link or path escape can be here.
+fn package_files(
+    payload: &[u8],
+    entry_tar_path: &str,
+) -> Result<ferro_runtime::PackageFiles, String> {
+    let mut archive = tar::Archive::new(payload);
+    let mut files = Vec::new();
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().map_err(|e| e.to_string())?;
+        let path = path.to_str().ok_or("a payload path is not UTF-8")?.to_owned();
+        if path == entry_tar_path {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry
+            .by_ref()
+            .take(MAX_APP_PACKAGE)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        files.push((path, bytes));
+    }
+    ferro_runtime::PackageFiles::new(files).map_err(|e| e.to_string())
 }
 
 fn rfc3339(at: SystemTime) -> String {

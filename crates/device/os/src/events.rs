@@ -147,6 +147,7 @@ fn aggregate(event: &ErrorEvent) -> Aggregate {
         ErrorKind::StartFailed { .. } => ("AppStartFailure", "Errors"),
         kind if kind.is_crash() => ("AppCrash", "Errors"),
         ErrorKind::AccessDenied { .. } => ("AppAccessDenied", "Warnings"),
+        ErrorKind::AppReported { .. } => ("AppReported", "Errors"),
         _ => ("AppLimit", "Warnings"),
     };
     let at = unix(event.at);

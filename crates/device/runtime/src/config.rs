@@ -149,6 +149,9 @@ pub struct InstallOptions {
     /// Whose mutable storage the app gets: production images and sideloaded (test-signed)
     /// images of the same component never share it.
     pub storage_area: StorageArea,
+    /// The regular files of the app's verified image package, which it may read
+    /// (`imagefiles`); empty when the device passes none.
+    pub package_files: crate::PackageFiles,
 }
 
 /// Which of the two storage areas an app's mutable storage lives in. A sideloaded image

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     AccessDenied { resource: String },
     /// The app could not be instantiated.
     StartFailed { reason: String },
+    /// The app reported an error itself: a line it logged at level `error` through the `log`
+    /// interface (throttled per app like every event an app can provoke at will).
+    AppReported { message: String },
 }
 
 impl ErrorKind {
@@ -56,6 +59,7 @@ impl ErrorKind {
             Self::StorageQuota { .. } => "storage-quota",
             Self::AccessDenied { .. } => "access-denied",
             Self::StartFailed { .. } => "start-failed",
+            Self::AppReported { .. } => "app-reported",
         }
     }
 }
@@ -63,6 +67,7 @@ impl ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::AppReported { message } => write!(f, "reported: {message}"),
             Self::Exited { code } => write!(f, "exited with code {code}"),
             Self::Trapped { reason } => write!(f, "trapped: {reason}"),
             Self::CpuLimit { slice } => {

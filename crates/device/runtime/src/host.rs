@@ -28,6 +28,9 @@ wasmtime::component::bindgen!({
 use api::types::Error as ApiError;
 pub(crate) use ferrosphere::device as api;
 
+/// The longest message of an app-reported error event (the rest stays in the log).
+const MAX_REPORTED_CHARS: usize = 200;
+
 /// Longest a single blocking host call waits before checking for a stop request.
 pub(crate) const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -99,6 +102,8 @@ pub(crate) struct AppShared {
     pub(crate) lookup: crate::connect::LookupSlot,
     pub(crate) memory: crate::limits::MemoryCounters,
     pub(crate) throttle: Mutex<EventThrottle>,
+    /// The files of the app's own image package (`imagefiles`).
+    pub(crate) package_files: crate::PackageFiles,
 }
 
 impl AppShared {
@@ -580,7 +585,29 @@ impl api::log::Host for HostState {
         for line in message.lines() {
             self.app.logs.app_line(level, LogSource::Log, line);
         }
+        // An error the app reports itself becomes an error event (the tenant's error report),
+        // throttled like every event an app can provoke at will.
+        if level == LogLevel::Error && !message.trim().is_empty() {
+            let first = message.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
+            self.app.throttled_event(ErrorKind::AppReported {
+                message: first.chars().take(MAX_REPORTED_CHARS).collect(),
+            });
+        }
         Ok(())
+    }
+}
+
+impl api::imagefiles::Host for HostState {
+    fn read(&mut self, path: String) -> HostResult<Vec<u8>> {
+        Ok(match self.app.package_files.read(&path) {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(error @ crate::PackageFileError::BadPath(_)) => {
+                Err(ApiError::InvalidArgument(error.to_string()))
+            }
+            Err(error @ crate::PackageFileError::NotFound(_)) => {
+                Err(ApiError::NoSuchResource(error.to_string()))
+            }
+        })
     }
 }
 
@@ -739,6 +766,14 @@ pub(crate) const DEVICE_INTERFACES: &[DeviceInterface] = &[
         grant: None,
         granted: always,
         add: |linker| api::log::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state),
+    },
+    DeviceInterface {
+        name: "imagefiles",
+        grant: None,
+        granted: always,
+        add: |linker| {
+            api::imagefiles::add_to_linker::<_, HasSelf<HostState>>(linker, |state| state)
+        },
     },
     DeviceInterface {
         name: "timers",

@@ -350,6 +350,7 @@ impl Runtime {
             lookup: crate::connect::LookupSlot::default(),
             memory: MemoryCounters::default(),
             throttle: Mutex::new(EventThrottle::new()),
+            package_files: options.package_files.clone(),
         });
         let slot = Arc::new(Slot {
             shared,

@@ -12,11 +12,21 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod codec;
+pub mod map;
 mod name;
+pub mod poll;
 pub mod reading;
+mod strict;
 
+pub use map::{
+    DataType, Grants, IssueKind, ManifestJsonError, MapErrors, MapIssue, ObjectType, Parity, Point, RegisterMap,
+    StopBits, Transport, WordOrder, Writable,
+};
 pub use name::{MAX_POINT_NAME_CHARS, PointName, PointNameError};
 pub use reading::{
     MAX_REQUEST_ID_CHARS, Quality, Reading, Refusal, Value, ValueKind, WriteAck, WriteFailure,
     WriteOutcome, WriteRequest,
 };
+pub use poll::{Poller, ReadRequest};
+pub use strict::MAX_MAP_BYTES;

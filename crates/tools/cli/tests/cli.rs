@@ -613,3 +613,51 @@ fn complete_fragment(bytes: &[u8]) -> Vec<u8> {
     }
     serde_json::to_vec_pretty(&base).expect("serialise")
 }
+
+/// A guardian's package directory: its manifest (the sample appliance's UART, one host) and
+/// `register_map.json`.
+fn guardian_dir(sandbox: &Sandbox, map: &[u8]) -> PathBuf {
+    let manifest = std::fs::read(repo_root().join("apps/guardian/app_manifest.json"))
+        .expect("the guardian's manifest");
+    let dir = sandbox.app_dir("guardian", &manifest);
+    std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
+    std::fs::rename(dir.join("bin/app"), dir.join("bin/guardian")).expect("entry point");
+    std::fs::write(dir.join("register_map.json"), map).expect("map");
+    dir
+}
+
+#[test]
+fn pack_application_refuses_a_register_map_with_errors_naming_each() {
+    let sandbox = Sandbox::new();
+    let map = std::fs::read(
+        repo_root().join("test-vectors/register-maps/invalid/multiple_errors_at_once.json"),
+    )
+    .expect("vector");
+    let dir = guardian_dir(&sandbox, &map);
+    let package = sandbox.path("guardian.imagepackage");
+    let output = sandbox.pack_app(&dir, &package, &[]);
+    assert!(!output.status.success(), "packed a map with errors");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = std::fs::read_to_string(repo_root().join(
+        "test-vectors/register-maps/invalid/multiple_errors_at_once.expected.txt",
+    ))
+    .expect("expected issues");
+    // Every issue, by path, except the host: this manifest grants 127.0.0.1 only, so the
+    // transport is refused too.
+    for issue in expected.lines() {
+        assert!(stderr.contains(issue), "{issue:?} missing from:\n{stderr}");
+    }
+    assert!(
+        stderr.contains("transport.host: 192.168.50.2 is not a host the app's manifest lets it connect to"),
+        "{stderr}"
+    );
+    assert!(!package.exists(), "a package was written");
+
+    // A good map over a granted transport packs, and travels in the payload.
+    let good = br#"{"schemaVersion": 1, "transport": {"type": "rtu", "uart": "ISU0", "baudRate": 9600},
+        "unitId": 1, "points": [{"name": "x", "object": "coil", "address": 0}]}"#;
+    let dir = guardian_dir(&Sandbox::new(), good);
+    let sandbox = Sandbox::new();
+    sandbox.pack_app_json(&dir, &package, &[]);
+    assert!(package.exists());
+}

@@ -211,22 +211,23 @@ pub fn binary(name: &str) -> PathBuf {
     )
 }
 
-/// The source directory of sample app or test guest `name` (`apps/samples/<name>` or
-/// `apps/test-guests/<name>`).
+/// The source directory of app `name`: a production app (`apps/<name>`, the guardian), a
+/// sample (`apps/samples/<name>`) or a test guest (`apps/test-guests/<name>`).
 pub fn app_dir(name: &str) -> PathBuf {
     let apps = repo_root().join("apps");
-    ["samples", "test-guests"]
+    [".", "samples", "test-guests"]
         .iter()
         .map(|group| apps.join(group).join(name))
-        .find(|dir| dir.is_dir())
-        .unwrap_or_else(|| panic!("no app {name} in apps/samples or apps/test-guests"))
+        .find(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| panic!("no app {name} in apps, apps/samples or apps/test-guests"))
 }
 
-/// Every app of `apps/samples` and `apps/test-guests` with an `app_manifest.json`: (name, directory).
+/// Every app of `apps`, `apps/samples` and `apps/test-guests` with an `app_manifest.json`:
+/// (name, directory).
 pub fn apps_with_manifests() -> Vec<(String, PathBuf)> {
     let apps = repo_root().join("apps");
     let mut found = Vec::new();
-    for group in ["samples", "test-guests"] {
+    for group in [".", "samples", "test-guests"] {
         for entry in std::fs::read_dir(apps.join(group)).expect("apps directory") {
             let dir = entry.expect("apps directory entry").path();
             if dir.join("app_manifest.json").is_file() {

@@ -11,6 +11,7 @@
 //! fails, naming the `cargo build` command that makes it current.
 
 pub mod artifacts;
+pub mod modbus;
 pub mod mosquitto;
 
 use std::io::Write;

@@ -224,8 +224,36 @@ fn pack_and_report(
     )
 }
 
+/// A guardian's register map (`register_map.json` in the package directory, when there is one;
+/// docs/guardian.md) must have no errors and use only a transport the manifest grants; every
+/// error is named with its JSON path. The app checks it again at start.
+fn check_register_map(package_directory: &Path, manifest: &AppPackageManifest) -> Result<()> {
+    let path = package_directory.join("register_map.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let grants = ferro_registermap::Grants::from_manifest_json(&manifest.json_bytes)?;
+    ferro_registermap::RegisterMap::parse(&bytes, Some(&grants)).map_err(|errors| {
+        let listed: Vec<String> = errors
+            .0
+            .iter()
+            .map(|issue| format!("  {issue}"))
+            .collect();
+        anyhow!(
+            "{} has {} error(s); nothing was packed:\n{}",
+            path.display(),
+            errors.0.len(),
+            listed.join("\n")
+        )
+    })?;
+    Ok(())
+}
+
 fn pack_application_cmd(args: &PackApplicationArgs, output: OutputFormat) -> Result<()> {
     let manifest = resolve_manifest(args)?;
+    check_register_map(&args.package_directory, &manifest)?;
     let options = versioned_options(&args.version, args.debug_build)?;
     pack_and_report(
         args.signing.signing_key.as_deref(),
