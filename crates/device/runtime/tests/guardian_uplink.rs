@@ -18,8 +18,9 @@ use std::time::Duration;
 use common::broker::{Reaped, start_broker_with};
 use common::pki::{Services, TENANT, client_config, pki};
 use common::{Device, device_with, manifest_with, wait_until, wasm};
+use ferro_e2e::modbus::Simulator;
 use ferro_e2e::mosquitto::Mosquitto;
-use ferro_runtime::{AppId, InstallOptions};
+use ferro_runtime::{AppId, InstallOptions, PackageFiles};
 use serde_json::Value as Json;
 
 const DEVICE: &str = "guardian-1";
@@ -98,6 +99,32 @@ fn setup(
     storage_kb: u64,
     before_install: impl FnOnce(&Mosquitto, u16) -> Vec<Subscriber>,
 ) -> (Setup, Vec<Subscriber>) {
+    let format = format.to_owned();
+    setup_app(
+        "uplink-probe",
+        move |json, tls_port| {
+            json["CmdArgs"] = serde_json::json!([
+                "127.0.0.1",
+                tls_port.to_string(),
+                format,
+                DEVICE,
+                interval_ms.to_string()
+            ]);
+            json["Capabilities"]["MutableStorage"]["SizeKB"] = storage_kb.into();
+        },
+        |_| PackageFiles::default(),
+        before_install,
+    )
+}
+
+/// A broker with persistence and app `name` installed with its manifest edited by `edit`
+/// (given the broker's TLS port) and the package files `files` makes from the manifest.
+fn setup_app(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value, u16),
+    files: impl FnOnce(&ferro_manifest::ResolvedManifest) -> PackageFiles,
+    before_install: impl FnOnce(&Mosquitto, u16) -> Vec<Subscriber>,
+) -> (Setup, Vec<Subscriber>) {
     let pki = pki();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("db");
@@ -121,20 +148,15 @@ fn setup(
             tenant,
         });
     });
-    let manifest = manifest_with("uplink-probe", |json| {
-        json["CmdArgs"] = serde_json::json!([
-            "127.0.0.1",
-            tls_port.to_string(),
-            format,
-            DEVICE,
-            interval_ms.to_string()
-        ]);
-        json["Capabilities"]["MutableStorage"]["SizeKB"] = storage_kb.into();
-    });
+    let manifest = manifest_with(name, |json| edit(json, tls_port));
+    let options = InstallOptions {
+        package_files: files(&manifest),
+        ..InstallOptions::default()
+    };
     let app = device
         .runtime
-        .install(&wasm("uplink-probe"), &manifest, InstallOptions::default())
-        .expect("install uplink-probe");
+        .install(&wasm(name), &manifest, options)
+        .unwrap_or_else(|error| panic!("install {name}: {error}"));
     (
         Setup {
             broker,
@@ -500,4 +522,110 @@ fn sparkplug_b_birth_data_death_and_commands_decode_with_an_independent_decoder(
         .find(|d| d["topic"] == "spBv1.0/ferrosphere/NDEATH/guardian-1")
         .expect("NDEATH");
     assert_eq!(metric(&death["payload"], "bdSeq")["long_value"], bd_seq);
+}
+
+#[test]
+fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_back() {
+    let mut machine = Simulator::tcp();
+    machine.set("ir", 0, &[215]); // 21.5 degC at scale 0.1
+    let map = serde_json::json!({
+        "schemaVersion": 1,
+        "transport": {"type": "tcp", "host": "127.0.0.1", "port": machine.port.expect("port")},
+        "unitId": 1,
+        "timeoutMs": 200,
+        "retries": 1,
+        "points": [
+            {"name": "supply_temp", "object": "input_register", "address": 0, "type": "i16",
+             "scale": 0.1, "unit": "degC", "pollMs": 100},
+            {"name": "setpoint", "object": "holding_register", "address": 100, "type": "i16",
+             "scale": 0.1, "pollMs": 100, "writable": {"min": 5, "max": 25}}
+        ]
+    });
+    let (setup, subscribers) = setup_app(
+        "guardian",
+        |json, tls_port| {
+            json["CmdArgs"] = serde_json::json!([
+                "--broker",
+                format!("127.0.0.1:{tls_port}"),
+                "--device",
+                DEVICE
+            ]);
+            json["Capabilities"]["DeviceAuthentication"] = TENANT.into();
+            json["Capabilities"]["MutableStorage"] = serde_json::json!({"SizeKB": 64});
+        },
+        |manifest| {
+            PackageFiles::new([
+                (
+                    "register_map.json".to_owned(),
+                    serde_json::to_vec(&map).expect("json"),
+                ),
+                ("app_manifest.json".to_owned(), manifest.json_bytes()),
+            ])
+            .expect("package files")
+        },
+        |broker, port| {
+            vec![Subscriber::start(
+                broker,
+                port,
+                &format!("ferro/guardian/{DEVICE}/#"),
+                false,
+            )]
+        },
+    );
+    let sub = &subscribers[0];
+    let point = |batch: &Json, name: &str| -> Option<Json> {
+        batch["points"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    };
+    let reads = |value: f64| {
+        move |payloads: &[String]| {
+            payloads.iter().any(|b| {
+                point(&json(b), "supply_temp")
+                    .is_some_and(|p| p["value"] == value && p["quality"] == "good")
+            })
+        }
+    };
+    let batches = sub.wait("/telemetry", "supply_temp 21.5", reads(21.5));
+    let first = batches
+        .iter()
+        .map(|b| json(b))
+        .find_map(|b| point(&b, "supply_temp"))
+        .expect("point");
+    assert_eq!(first["unit"], "degC");
+    // A change on the machine reaches the broker at the next poll.
+    machine.set("ir", 0, &[230]);
+    sub.wait("/telemetry", "supply_temp 23", reads(23.0));
+
+    let commands = format!("ferro/guardian/{DEVICE}/commands");
+    publish(
+        setup.plain_port,
+        &commands,
+        br#"{"id":"m1","point":"setpoint","value":21.5}"#,
+    );
+    publish(
+        setup.plain_port,
+        &commands,
+        br#"{"id":"m2","point":"setpoint","value":40}"#,
+    );
+    let acks = sub.wait("/acks", "two acknowledgements", |p| p.len() >= 2);
+    let acks: Vec<Json> = acks.iter().map(|a| json(a)).collect();
+    assert_eq!(
+        acks[0],
+        serde_json::json!({"id": "m1", "outcome": "written"})
+    );
+    assert_eq!(
+        acks[1]["outcome"]["refused"]["reason"], "out_of_bounds",
+        "{acks:?}"
+    );
+    assert_eq!(
+        machine.get("hr", 100, 1),
+        [215],
+        "written with the inverse scaling; the refusal wrote nothing"
+    );
+    setup
+        .device
+        .wait_for_log(setup.app, "write m2 refused", Duration::from_secs(10));
 }
