@@ -15,9 +15,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::broker::{Reaped, start_broker_with};
-use common::pki::{Services, TENANT, client_config, pki};
-use common::{Device, device_with, manifest_with, wait_until, wasm};
+use common::broker::{Reaped, device_with_certificate, start_broker_with};
+use common::pki::{TENANT, pki};
+use common::{Device, manifest_with, wait_until, wasm};
 use ferro_e2e::modbus::Simulator;
 use ferro_e2e::mosquitto::Mosquitto;
 use ferro_runtime::{AppId, InstallOptions, PackageFiles};
@@ -140,14 +140,7 @@ fn setup_app(
     );
     let (broker, tls_port, plain_port) = start_broker_with(dir.path(), &pki, &extra);
     let subscribers = before_install(&broker, plain_port);
-    let tenant = TENANT.parse().expect("uuid");
-    let config = client_config(&pki);
-    let device = device_with(move |runtime| {
-        runtime.services = Arc::new(Services {
-            config: Some(config),
-            tenant,
-        });
-    });
+    let device = device_with_certificate(&pki);
     let manifest = manifest_with(name, |json| edit(json, tls_port));
     let options = InstallOptions {
         package_files: files(&manifest),
@@ -275,17 +268,20 @@ fn json_batches_arrive_with_quality_and_units_and_commands_are_acknowledged() {
     );
 }
 
+/// The probe publishing JSON every 100 ms with `storage_kb` KiB of storage, and a subscriber
+/// to its telemetry.
+fn telemetry_setup(storage_kb: u64) -> (Setup, Subscriber) {
+    let (setup, mut subscribers) = setup("json", 100, storage_kb, |broker, port| {
+        let topic = format!("ferro/guardian/{DEVICE}/telemetry");
+        vec![Subscriber::start(broker, port, &topic, false)]
+    });
+    (setup, subscribers.remove(0))
+}
+
 #[test]
 fn a_broker_outage_loses_nothing_within_the_quota_and_delivers_in_order() {
-    let (mut setup, subscribers) = setup("json", 100, 64, |broker, port| {
-        vec![Subscriber::start(
-            broker,
-            port,
-            &format!("ferro/guardian/{DEVICE}/telemetry"),
-            false,
-        )]
-    });
-    let sub = &subscribers[0];
+    let (mut setup, sub) = telemetry_setup(64);
+    let sub = &sub;
     sub.wait("/telemetry", "three batches", |p| p.len() >= 3);
     setup.broker.stop();
     setup
@@ -307,15 +303,8 @@ fn a_broker_outage_loses_nothing_within_the_quota_and_delivers_in_order() {
 #[test]
 fn a_full_spool_drops_the_oldest_and_reports_the_count() {
     // 4 KiB of storage hold about eight batches; a 3 s outage makes about 30.
-    let (mut setup, subscribers) = setup("json", 100, 4, |broker, port| {
-        vec![Subscriber::start(
-            broker,
-            port,
-            &format!("ferro/guardian/{DEVICE}/telemetry"),
-            false,
-        )]
-    });
-    let sub = &subscribers[0];
+    let (mut setup, sub) = telemetry_setup(4);
+    let sub = &sub;
     sub.wait("/telemetry", "two batches", |p| p.len() >= 2);
     setup.broker.stop();
     setup.device.wait_for_log(

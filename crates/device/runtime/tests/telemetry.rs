@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::broker::{Reaped, start_broker};
-use common::pki::{Services, TENANT, client_config, pki};
+use common::broker::{Reaped, device_with_certificate, start_broker};
+use common::pki::{Services, TENANT, pki};
 use common::{device_with, manifest_with, wasm};
 use ferro_runtime::InstallOptions;
 
@@ -32,14 +32,7 @@ fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
     // The subscription reaches the broker before the first publish (the broker logs it).
     broker.wait_for_log(" 0 ferro/telemetry", Duration::from_secs(10));
 
-    let tenant = TENANT.parse().expect("uuid");
-    let config = client_config(&pki);
-    let device = device_with(move |runtime| {
-        runtime.services = Arc::new(Services {
-            config: Some(config),
-            tenant,
-        });
-    });
+    let device = device_with_certificate(&pki);
     device.board.set_temperature_millicelsius(24_250);
     let manifest = manifest_with("telemetry", |json| {
         json["CmdArgs"] =

@@ -7,7 +7,10 @@ use std::process::Child;
 
 use ferro_e2e::mosquitto::Mosquitto;
 
-use super::pki::Pki;
+use std::sync::Arc;
+
+use super::pki::{Pki, Services, TENANT, client_config};
+use super::{Device, device_with};
 
 /// Kills and reaps a child process this test started.
 pub struct Reaped(pub Child);
@@ -50,4 +53,17 @@ pub fn start_broker_with(dir: &Path, pki: &Pki, extra: &str) -> (Mosquitto, u16,
     });
     let (plain_port, tls_port) = (broker.ports[0], broker.ports[1]);
     (broker, tls_port, plain_port)
+}
+
+/// A device whose apps' `DeviceAuthentication` TLS connections present the device certificate
+/// of `pki` (tenant [`TENANT`]) and trust its platform root (the broker's server certificate).
+pub fn device_with_certificate(pki: &Pki) -> Device {
+    let tenant = TENANT.parse().expect("uuid");
+    let config = client_config(pki);
+    device_with(move |runtime| {
+        runtime.services = Arc::new(Services {
+            config: Some(config),
+            tenant,
+        });
+    })
 }
