@@ -27,6 +27,9 @@ pub mod mqtt;
 pub mod sparkplug;
 pub mod spool;
 
+/// The MQTT codec, for apps that use [`mqtt::Connection`] directly (the telemetry sample).
+pub use mqttbytes;
+
 use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;

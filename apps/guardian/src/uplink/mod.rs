@@ -12,7 +12,7 @@ use std::time::Duration;
 use ferro_registermap::map::{DataType, ObjectType};
 use ferro_registermap::{Reading, RegisterMap, ValueKind, WriteAck, WriteRequest};
 use guardian_uplink::device::{DeviceClock, DeviceStorage, TlsConnector, log_events};
-use guardian_uplink::{Format, PointInfo, Uplink, UplinkConfig, Unsealed};
+use guardian_uplink::{Format, PointInfo, Unsealed, Uplink, UplinkConfig};
 
 use crate::seams::{CommandSource, ReadingSink};
 
@@ -74,7 +74,10 @@ fn points(map: &RegisterMap) -> Vec<PointInfo> {
 pub struct MqttUplink(Uplink<DeviceStorage, TlsConnector, DeviceClock, Unsealed>);
 
 impl MqttUplink {
-    pub fn new(args: UplinkArgs, map: &RegisterMap) -> Result<Self, guardian_uplink::spool::SpoolError> {
+    pub fn new(
+        args: UplinkArgs,
+        map: &RegisterMap,
+    ) -> Result<Self, guardian_uplink::spool::SpoolError> {
         let mut config = UplinkConfig::new(&args.device, args.format);
         config.group = args.group;
         let connector = TlsConnector {
@@ -82,7 +85,14 @@ impl MqttUplink {
             port: args.port,
             timeout: Duration::from_secs(10),
         };
-        let uplink = Uplink::new(config, points(map), DeviceStorage, connector, DeviceClock, Unsealed)?;
+        let uplink = Uplink::new(
+            config,
+            points(map),
+            DeviceStorage,
+            connector,
+            DeviceClock,
+            Unsealed,
+        )?;
         Ok(MqttUplink(uplink))
     }
 }
