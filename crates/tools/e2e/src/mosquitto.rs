@@ -67,19 +67,7 @@ impl Mosquitto {
     /// Stops the broker (a broker outage) with SIGTERM, so that a broker configured with
     /// `persistence true` saves its sessions; [`Mosquitto::restart`] starts it again.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::terminate(&mut self.child);
     }
 
     /// Starts the stopped broker again with the same configuration and ports (its clients
