@@ -112,7 +112,9 @@ impl Bus {
             let mut request = self.request();
             let mut frame = Vec::new();
             let generated = match read.object {
-                ObjectType::Coil => request.generate_get_coils(read.address, read.count, &mut frame),
+                ObjectType::Coil => {
+                    request.generate_get_coils(read.address, read.count, &mut frame)
+                }
                 ObjectType::DiscreteInput => {
                     request.generate_get_discretes(read.address, read.count, &mut frame)
                 }
@@ -149,7 +151,11 @@ impl Bus {
             };
             generated.map_err(|_| Failure::CommError)?;
             match self.exchange(&request, &frame) {
-                Ok(response) => return request.parse_ok(&response).map_err(|_| exception_or_comm(&request, &response)),
+                Ok(response) => {
+                    return request
+                        .parse_ok(&response)
+                        .map_err(|_| exception_or_comm(&request, &response));
+                }
                 Err(Failure::CommError) if attempt < self.retries => attempt += 1,
                 Err(failure) => return Err(failure),
             }
@@ -215,7 +221,11 @@ fn exception_or_comm(request: &ModbusRequest, response: &[u8]) -> Failure {
     }
 }
 
-fn parse_read(request: &ModbusRequest, read: &ReadRequest, response: &[u8]) -> Result<Answer, Failure> {
+fn parse_read(
+    request: &ModbusRequest,
+    read: &ReadRequest,
+    response: &[u8],
+) -> Result<Answer, Failure> {
     // rmodbus trusts the byte count; check it against what was asked before it reads.
     let start = match request.proto {
         ModbusProto::TcpUdp => 6,
@@ -226,7 +236,11 @@ fn parse_read(request: &ModbusRequest, read: &ReadRequest, response: &[u8]) -> R
     } else {
         usize::from(read.count) * 2
     };
-    let trailer = if request.proto == ModbusProto::Rtu { 2 } else { 0 };
+    let trailer = if request.proto == ModbusProto::Rtu {
+        2
+    } else {
+        0
+    };
     if response.get(start + 2).map(|count| usize::from(*count)) != Some(expected)
         || response.len() != start + 3 + expected + trailer
     {
@@ -234,17 +248,25 @@ fn parse_read(request: &ModbusRequest, read: &ReadRequest, response: &[u8]) -> R
     }
     if read.object.is_bit() {
         let mut bits = Vec::new();
-        request.parse_bool(response, &mut bits).map_err(|_| Failure::CommError)?;
+        request
+            .parse_bool(response, &mut bits)
+            .map_err(|_| Failure::CommError)?;
         Ok(Answer::Bits(bits))
     } else {
         let mut registers = Vec::new();
-        request.parse_u16(response, &mut registers).map_err(|_| Failure::CommError)?;
+        request
+            .parse_u16(response, &mut registers)
+            .map_err(|_| Failure::CommError)?;
         Ok(Answer::Registers(registers))
     }
 }
 
 /// Reads exactly `buf.len()` bytes from `read_some` (which returns an empty chunk on timeout).
-fn fill(buf: &mut Vec<u8>, want: usize, mut read_some: impl FnMut(usize) -> Option<Vec<u8>>) -> Option<()> {
+fn fill(
+    buf: &mut Vec<u8>,
+    want: usize,
+    mut read_some: impl FnMut(usize) -> Option<Vec<u8>>,
+) -> Option<()> {
     while buf.len() < want {
         let chunk = read_some(want - buf.len())?;
         if chunk.is_empty() {

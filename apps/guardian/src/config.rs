@@ -13,7 +13,10 @@ const MANIFEST_FILE: &str = "app_manifest.json";
 #[derive(Debug)]
 pub enum ConfigError {
     /// A file of the package could not be read.
-    Package { file: &'static str, error: applibs::Error },
+    Package {
+        file: &'static str,
+        error: applibs::Error,
+    },
     /// The package's manifest is not JSON.
     Manifest(String),
     /// The map has errors (every one of them).

@@ -30,7 +30,11 @@ fn poll(poller: &mut Poller, bus: &mut Bus) -> Vec<Reading> {
     for read in poller.due(applibs::time::monotonic_ms()) {
         // Once a read found the machine silent (after its retries), the rest of the round reads
         // CommError at once rather than each waiting out its own timeouts.
-        let answer = if link_down { Err(Failure::CommError) } else { bus.read(&read) };
+        let answer = if link_down {
+            Err(Failure::CommError)
+        } else {
+            bus.read(&read)
+        };
         let now = applibs::time::monotonic_ms();
         readings.extend(match answer {
             Ok(Answer::Registers(registers)) => {
@@ -84,9 +88,10 @@ fn run<U: ReadingSink + CommandSource>(map: RegisterMap, uplink: &mut U) -> ! {
             match &outcome {
                 // Logged at level error: the device turns it into an error event of the
                 // tenant's error report.
-                WriteOutcome::Refused(refusal) => {
-                    log::error(&format!("guardian: write {} refused: {refusal}", request.id))
-                }
+                WriteOutcome::Refused(refusal) => log::error(&format!(
+                    "guardian: write {} refused: {refusal}",
+                    request.id
+                )),
                 WriteOutcome::Failed(failure) => {
                     log::warning(&format!("guardian: write {} failed: {failure}", request.id))
                 }

@@ -580,8 +580,7 @@ impl AppManager {
             .ok_or("the image carries no app manifest")?;
         let manifest = ResolvedManifest::parse(&app.manifest_json)
             .map_err(|e| format!("its manifest is invalid: {e}"))?;
-        let component = entry_point(payload, app.entry_point_tar_path())?;
-        let package_files = package_files(payload, app.entry_point_tar_path())?;
+        let (component, package_files) = split_payload(payload, app.entry_point_tar_path())?;
         self.runtime
             .install(
                 &component,
@@ -976,34 +975,16 @@ fn verify_into_memory(
     Ok((image, payload))
 }
 
-/// The entry point's bytes out of a verified ustar payload.
-fn entry_point(payload: &[u8], tar_path: &str) -> Result<Vec<u8>, String> {
-    let mut archive = tar::Archive::new(payload);
-    let entries = archive.entries().map_err(|e| e.to_string())?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let path = entry.path().map_err(|e| e.to_string())?;
-        if path.as_os_str() == tar_path {
-            let mut bytes = Vec::new();
-            entry
-                .by_ref()
-                .take(MAX_APP_PACKAGE)
-                .read_to_end(&mut bytes)
-                .map_err(|e| e.to_string())?;
-            return Ok(bytes);
-        }
-    }
-    Err(format!("the payload has no entry point {tar_path}"))
-}
-
-/// The regular files of a verified ustar payload but the entry point (already compiled), which
-/// the app may read through `imagefiles` (docs/device-apps.md). Verification admitted only
-/// regular files and directories with normalized paths, so no link or path escape can be here.
-fn package_files(
+/// The entry point's bytes out of a verified ustar payload, and the payload's other regular
+/// files, which the app may read through `imagefiles` (docs/device-apps.md). Verification
+/// admitted only regular files and directories with normalized paths, so no link or path escape
+/// can be here.
+fn split_payload(
     payload: &[u8],
     entry_tar_path: &str,
-) -> Result<ferro_runtime::PackageFiles, String> {
+) -> Result<(Vec<u8>, ferro_runtime::PackageFiles), String> {
     let mut archive = tar::Archive::new(payload);
+    let mut component = None;
     let mut files = Vec::new();
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
@@ -1011,19 +992,26 @@ fn package_files(
             continue;
         }
         let path = entry.path().map_err(|e| e.to_string())?;
-        let path = path.to_str().ok_or("a payload path is not UTF-8")?.to_owned();
-        if path == entry_tar_path {
-            continue;
-        }
+        let path = path
+            .to_str()
+            .ok_or("a payload path is not UTF-8")?
+            .to_owned();
         let mut bytes = Vec::new();
         entry
             .by_ref()
             .take(MAX_APP_PACKAGE)
             .read_to_end(&mut bytes)
             .map_err(|e| e.to_string())?;
-        files.push((path, bytes));
+        if path == entry_tar_path {
+            component = Some(bytes);
+        } else {
+            files.push((path, bytes));
+        }
     }
-    ferro_runtime::PackageFiles::new(files).map_err(|e| e.to_string())
+    let component =
+        component.ok_or_else(|| format!("the payload has no entry point {entry_tar_path}"))?;
+    let files = ferro_runtime::PackageFiles::new(files).map_err(|e| e.to_string())?;
+    Ok((component, files))
 }
 
 fn rfc3339(at: SystemTime) -> String {
@@ -1045,3 +1033,43 @@ pub fn log_line(line: &ferro_runtime::LogLine) -> api::LogLine {
 
 /// How long a log follower waits for a line before checking the connection.
 pub const LOG_POLL: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, bytes) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path, *bytes)
+                .expect("append");
+        }
+        builder.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn the_entry_point_is_compiled_and_the_other_files_are_readable() {
+        let payload = payload(&[
+            ("app_manifest.json", b"{}"),
+            ("bin/app", b"\0asm"),
+            ("register_map.json", b"{\"schemaVersion\": 1}"),
+        ]);
+        let (component, files) = split_payload(&payload, "bin/app").expect("split");
+        assert_eq!(component, b"\0asm");
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            &*files.read("register_map.json").expect("map"),
+            b"{\"schemaVersion\": 1}"
+        );
+        assert!(
+            files.read("bin/app").is_err(),
+            "the entry point is not a package file"
+        );
+        assert!(split_payload(&payload, "bin/other").is_err());
+    }
+}

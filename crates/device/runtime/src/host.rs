@@ -588,7 +588,10 @@ impl api::log::Host for HostState {
         // An error the app reports itself becomes an error event (the tenant's error report),
         // throttled like every event an app can provoke at will.
         if level == LogLevel::Error && !message.trim().is_empty() {
-            let first = message.lines().find(|line| !line.trim().is_empty()).unwrap_or("");
+            let first = message
+                .lines()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or("");
             self.app.throttled_event(ErrorKind::AppReported {
                 message: first.chars().take(MAX_REPORTED_CHARS).collect(),
             });

@@ -103,7 +103,10 @@ mod tests {
             Err(PackageFileError::NotFound("missing.json".to_owned()))
         );
         // A directory is not a file.
-        assert!(matches!(files().read("config"), Err(PackageFileError::NotFound(_))));
+        assert!(matches!(
+            files().read("config"),
+            Err(PackageFileError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -129,7 +132,10 @@ mod tests {
             );
         }
         let long = "a/".repeat(128) + "b";
-        assert!(matches!(files().read(&long), Err(PackageFileError::BadPath(_))));
+        assert!(matches!(
+            files().read(&long),
+            Err(PackageFileError::BadPath(_))
+        ));
         assert!(PackageFiles::new([("../x".to_owned(), vec![])]).is_err());
     }
 }

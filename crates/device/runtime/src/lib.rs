@@ -47,8 +47,8 @@ mod wasi;
 pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig, StorageArea};
 pub use discovery::{DnsResolverError, parse_dns_resolver};
 pub use error::{ControlError, InstallError, RuntimeError};
-pub use imagefiles::{MAX_PACKAGE_PATH_BYTES, PackageFileError, PackageFiles};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
+pub use imagefiles::{MAX_PACKAGE_PATH_BYTES, PackageFileError, PackageFiles};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use runtime::{AppId, AppState, AppStatus, MemoryStats, Runtime, StorageQuota};
 pub use services::{

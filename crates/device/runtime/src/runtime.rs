@@ -829,6 +829,7 @@ mod tests {
             "ferrosphere:device/types",
             "ferrosphere:device/log",
             "ferrosphere:device/timers",
+            "ferrosphere:device/imagefiles",
             "ferrosphere:device/gpio",
             "ferrosphere:device/networking",
             "wasi:cli/stdout",

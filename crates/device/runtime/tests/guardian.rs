@@ -38,7 +38,10 @@ fn start(map: &Value, uart_pty: Option<&std::path::Path>) -> Guardian {
         json["CmdArgs"] = json!(["--commands", format!("127.0.0.1:{port}")]);
     });
     let files = PackageFiles::new([
-        ("register_map.json".to_owned(), serde_json::to_vec(map).expect("json")),
+        (
+            "register_map.json".to_owned(),
+            serde_json::to_vec(map).expect("json"),
+        ),
         ("app_manifest.json".to_owned(), manifest.json_bytes()),
     ])
     .expect("package files");
@@ -145,18 +148,33 @@ fn polls_over_tcp_with_scaling_and_executes_writes_within_bounds() {
     guardian.wait_for_log("reading supply_temp=23 quality=\"good\"");
 
     // Writes: within bounds written (inverse scaling: 21.5 -> raw 215), a coil, then refusals.
-    assert_eq!(guardian.write("w1", "setpoint", json!(21.5)), json!("written"));
+    assert_eq!(
+        guardian.write("w1", "setpoint", json!(21.5)),
+        json!("written")
+    );
     assert_eq!(machine.get("hr", 100, 1), [215]);
-    assert_eq!(guardian.write("w2", "running", json!(true)), json!("written"));
+    assert_eq!(
+        guardian.write("w2", "running", json!(true)),
+        json!("written")
+    );
     assert_eq!(machine.get("co", 0, 1), [1]);
     let out_of_bounds = guardian.write("w3", "setpoint", json!(40));
-    assert_eq!(out_of_bounds["refused"]["reason"], "out_of_bounds", "{out_of_bounds}");
+    assert_eq!(
+        out_of_bounds["refused"]["reason"], "out_of_bounds",
+        "{out_of_bounds}"
+    );
     let read_only = guardian.write("w4", "supply_temp", json!(20));
-    assert_eq!(read_only["refused"]["reason"], "not_writable", "{read_only}");
+    assert_eq!(
+        read_only["refused"]["reason"], "not_writable",
+        "{read_only}"
+    );
     let unknown = guardian.write("w5", "no_such_point", json!(1));
     assert_eq!(unknown["refused"]["reason"], "unknown_point", "{unknown}");
     let wrong_type = guardian.write("w6", "running", json!(1));
-    assert_eq!(wrong_type["refused"]["reason"], "wrong_type", "{wrong_type}");
+    assert_eq!(
+        wrong_type["refused"]["reason"], "wrong_type",
+        "{wrong_type}"
+    );
     // Nothing was written by the refused requests.
     assert_eq!(machine.get("hr", 100, 1), [215]);
     // Each refusal is an error event of the app (the tenant's error report).
@@ -258,5 +276,7 @@ fn a_map_with_errors_stops_the_guardian_naming_each() {
     let guardian = start(&map, None);
     guardian.wait_for_log("register_map.json: transport.host: 10.9.9.9 is not a host");
     guardian.wait_for_log("register_map.json: points[0].address: 70000 is out of range 0..=65535");
-    guardian.wait_for_log("register_map.json: points[1].writable: input_register points cannot be written");
+    guardian.wait_for_log(
+        "register_map.json: points[1].writable: input_register points cannot be written",
+    );
 }

@@ -31,7 +31,9 @@ impl fmt::Display for RawRange {
         write!(
             f,
             "its raw value must be within {}..={} for {}",
-            self.min, self.max, self.data_type.as_str()
+            self.min,
+            self.max,
+            self.data_type.as_str()
         )
     }
 }
@@ -75,7 +77,7 @@ pub fn raw_for(
 /// Rounds half away from zero (core has no `f64::round` without std).
 fn round(x: f64) -> f64 {
     // |x| < 2^52 for every raw integer range here; larger values are out of range anyway.
-    if !(x.abs() < 4_503_599_627_370_496.0) {
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
         return x;
     }
     let truncated = (x as i64) as f64;
@@ -167,8 +169,8 @@ pub fn encode(point: &Point, value: Value) -> Result<Encoded, Refusal> {
     if !number.is_finite() || number < min || number > max {
         return Err(out_of_bounds());
     }
-    let raw = raw_for(point.data_type, point.scale, point.offset, number)
-        .map_err(|_| out_of_bounds())?;
+    let raw =
+        raw_for(point.data_type, point.scale, point.offset, number).map_err(|_| out_of_bounds())?;
     Ok(Encoded::Registers(match point.data_type {
         DataType::Bool => alloc::vec![u16::from(raw != 0.0)],
         DataType::U16 => alloc::vec![raw as u16],

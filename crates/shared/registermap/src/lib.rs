@@ -20,13 +20,13 @@ pub mod reading;
 mod strict;
 
 pub use map::{
-    DataType, Grants, IssueKind, ManifestJsonError, MapErrors, MapIssue, ObjectType, Parity, Point, RegisterMap,
-    StopBits, Transport, WordOrder, Writable,
+    DataType, Grants, IssueKind, ManifestJsonError, MapErrors, MapIssue, ObjectType, Parity, Point,
+    RegisterMap, StopBits, Transport, WordOrder, Writable,
 };
 pub use name::{MAX_POINT_NAME_CHARS, PointName, PointNameError};
+pub use poll::{Poller, ReadRequest};
 pub use reading::{
     MAX_REQUEST_ID_CHARS, Quality, Reading, Refusal, Value, ValueKind, WriteAck, WriteFailure,
     WriteOutcome, WriteRequest,
 };
-pub use poll::{Poller, ReadRequest};
 pub use strict::MAX_MAP_BYTES;

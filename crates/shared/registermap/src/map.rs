@@ -230,7 +230,13 @@ impl Grants {
             json.get("Capabilities")
                 .and_then(|capabilities| capabilities.get(key))
                 .and_then(Json::as_array)
-                .map(|items| items.iter().filter_map(Json::as_str).map(str::to_owned).collect())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(Json::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Grants {
@@ -313,7 +319,11 @@ impl RegisterMap {
             Some(map) if issues.0.is_empty() => Ok(map),
             _ => {
                 if issues.0.is_empty() {
-                    issues.push("(document)", IssueKind::Invalid, "not a register map".to_owned());
+                    issues.push(
+                        "(document)",
+                        IssueKind::Invalid,
+                        "not a register map".to_owned(),
+                    );
                 }
                 Err(MapErrors(issues.0))
             }
@@ -387,13 +397,19 @@ impl<'a> Object<'a> {
 
     fn optional(&mut self, key: &'static str) -> Option<(&'a Json, String)> {
         self.taken.push(key);
-        self.fields.get(key).map(|value| (value, self.field_path(key)))
+        self.fields
+            .get(key)
+            .map(|value| (value, self.field_path(key)))
     }
 
     fn required(&mut self, key: &'static str, issues: &mut Issues) -> Option<(&'a Json, String)> {
         let found = self.optional(key);
         if found.is_none() {
-            issues.push(&self.field_path(key), IssueKind::Missing, "is required".to_owned());
+            issues.push(
+                &self.field_path(key),
+                IssueKind::Missing,
+                "is required".to_owned(),
+            );
         }
         found
     }
@@ -424,11 +440,13 @@ fn integer(value: &Json, path: &str, min: i64, max: i64, issues: &mut Issues) ->
             return None;
         }
     };
-    let in_range = number
-        .as_i64()
-        .filter(|n| (min..=max).contains(n));
+    let in_range = number.as_i64().filter(|n| (min..=max).contains(n));
     if in_range.is_none() {
-        let kind = if number.is_f64() { IssueKind::Invalid } else { IssueKind::OutOfRange };
+        let kind = if number.is_f64() {
+            IssueKind::Invalid
+        } else {
+            IssueKind::OutOfRange
+        };
         let message = if number.is_f64() {
             format!("{number} is not an integer")
         } else {
@@ -471,7 +489,10 @@ fn string<'a>(value: &'a Json, path: &str, issues: &mut Issues) -> Option<&'a st
 /// One of a fixed set of names.
 fn named<T: Copy>(value: &Json, path: &str, names: &[(&str, T)], issues: &mut Issues) -> Option<T> {
     let text = string(value, path, issues)?;
-    let found = names.iter().find(|(name, _)| *name == text).map(|(_, item)| *item);
+    let found = names
+        .iter()
+        .find(|(name, _)| *name == text)
+        .map(|(_, item)| *item);
     if found.is_none() {
         let expected: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
         issues.push(
@@ -491,7 +512,10 @@ fn read_map(json: &Json, grants: Option<&Grants>, issues: &mut Issues) -> Option
             issues.push(
                 &path,
                 IssueKind::OutOfRange,
-                format!("version {} is not {SCHEMA_VERSION}, the one this guardian reads", version.unwrap_or(0)),
+                format!(
+                    "version {} is not {SCHEMA_VERSION}, the one this guardian reads",
+                    version.unwrap_or(0)
+                ),
             );
         }
     }
@@ -573,31 +597,42 @@ fn read_transport(value: &Json, path: &str, issues: &mut Issues) -> Option<Trans
                 }
                 Some(uart.to_owned())
             });
-            let baud_rate = object.required("baudRate", issues).and_then(|(value, path)| {
-                let rate = integer(value, &path, 0, i64::from(u32::MAX), issues)?;
-                let rate = u32::try_from(rate).ok()?;
-                if !BAUD_RATES.contains(&rate) {
-                    issues.push(
-                        &path,
-                        IssueKind::OutOfRange,
-                        format!("{rate} is not one of {BAUD_RATES:?}"),
-                    );
-                    return None;
-                }
-                Some(rate)
-            });
+            let baud_rate = object
+                .required("baudRate", issues)
+                .and_then(|(value, path)| {
+                    let rate = integer(value, &path, 0, i64::from(u32::MAX), issues)?;
+                    let rate = u32::try_from(rate).ok()?;
+                    if !BAUD_RATES.contains(&rate) {
+                        issues.push(
+                            &path,
+                            IssueKind::OutOfRange,
+                            format!("{rate} is not one of {BAUD_RATES:?}"),
+                        );
+                        return None;
+                    }
+                    Some(rate)
+                });
             let parity = match object.optional("parity") {
                 Some((value, path)) => named(
                     value,
                     &path,
-                    &[("none", Parity::None), ("even", Parity::Even), ("odd", Parity::Odd)],
+                    &[
+                        ("none", Parity::None),
+                        ("even", Parity::Even),
+                        ("odd", Parity::Odd),
+                    ],
                     issues,
                 ),
                 None => Some(Parity::Even),
             };
             let stop_bits = match object.optional("stopBits") {
-                Some((value, path)) => integer(value, &path, 1, 2, issues)
-                    .map(|bits| if bits == 1 { StopBits::One } else { StopBits::Two }),
+                Some((value, path)) => integer(value, &path, 1, 2, issues).map(|bits| {
+                    if bits == 1 {
+                        StopBits::One
+                    } else {
+                        StopBits::Two
+                    }
+                }),
                 None => Some(StopBits::One),
             };
             Some(Transport::Rtu {
@@ -669,14 +704,15 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
             None
         }
     };
-    if let (Some(object_type), Some((data_type, type_path))) = (object_type, &data_type) {
-        if object_type.is_bit() && *data_type != DataType::Bool {
-            issues.push(
-                type_path,
-                IssueKind::NotAllowed,
-                format!("{object_type} points hold one bit: their type is bool"),
-            );
-        }
+    if let (Some(object_type), Some((data_type, type_path))) = (object_type, &data_type)
+        && object_type.is_bit()
+        && *data_type != DataType::Bool
+    {
+        issues.push(
+            type_path,
+            IssueKind::NotAllowed,
+            format!("{object_type} points hold one bit: their type is bool"),
+        );
     }
     let data_type = data_type.map(|(data_type, _)| data_type);
     let wide = data_type.map(|t| t.width() == 2);
@@ -685,7 +721,10 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
             let order = named(
                 value,
                 &path,
-                &[("high_first", WordOrder::HighFirst), ("low_first", WordOrder::LowFirst)],
+                &[
+                    ("high_first", WordOrder::HighFirst),
+                    ("low_first", WordOrder::LowFirst),
+                ],
                 issues,
             );
             if wide == Some(false) {
@@ -699,20 +738,22 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
         }
         None => Some(WordOrder::HighFirst),
     };
-    if let (Some(address), Some(true)) = (address, wide) {
-        if address == 65535 {
-            issues.push(
-                &object.field_path("address"),
-                IssueKind::OutOfRange,
-                "a 32-bit value at 65535 would run past the last address (65535)".to_owned(),
-            );
-        }
+    if let (Some(65535), Some(true)) = (address, wide) {
+        issues.push(
+            &object.field_path("address"),
+            IssueKind::OutOfRange,
+            "a 32-bit value at 65535 would run past the last address (65535)".to_owned(),
+        );
     }
     let is_bool = data_type.map(|t| t == DataType::Bool);
     let numeric_only = |object: &mut Object<'_>, key: &'static str, issues: &mut Issues| {
         let (value, path) = object.optional(key)?;
         if is_bool == Some(true) {
-            issues.push(&path, IssueKind::NotAllowed, "does not apply to bool points".to_owned());
+            issues.push(
+                &path,
+                IssueKind::NotAllowed,
+                "does not apply to bool points".to_owned(),
+            );
             return None;
         }
         number(value, &path, issues).map(|n| (n, path))
@@ -728,7 +769,11 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
     let offset = numeric_only(&mut object, "offset", issues).map_or(0.0, |(n, _)| n);
     let deadband = match numeric_only(&mut object, "deadband", issues) {
         Some((deadband, path)) if deadband < 0.0 => {
-            issues.push(&path, IssueKind::OutOfRange, "must not be negative".to_owned());
+            issues.push(
+                &path,
+                IssueKind::OutOfRange,
+                "must not be negative".to_owned(),
+            );
             None
         }
         Some((deadband, _)) => Some(deadband),
@@ -736,7 +781,9 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
     };
     let unit = match object.optional("unit") {
         Some((value, path)) => match string(value, &path, issues) {
-            Some(unit) if unit.chars().count() > MAX_UNIT_CHARS || unit.chars().any(char::is_control) => {
+            Some(unit)
+                if unit.chars().count() > MAX_UNIT_CHARS || unit.chars().any(char::is_control) =>
+            {
                 issues.push(
                     &path,
                     IssueKind::Invalid,
@@ -761,15 +808,9 @@ fn read_point(value: &Json, path: &str, issues: &mut Issues) -> Option<Point> {
     };
     let writable = match object.optional("writable") {
         None => Some(None),
-        Some((value, path)) => read_writable(
-            value,
-            &path,
-            object_type,
-            data_type,
-            scale,
-            offset,
-            issues,
-        ),
+        Some((value, path)) => {
+            read_writable(value, &path, object_type, data_type, scale, offset, issues)
+        }
     };
     object.finish(issues);
     Some(Point {
@@ -800,7 +841,9 @@ fn read_writable(
         issues.push(
             path,
             IssueKind::NotAllowed,
-            format!("{object_type} points cannot be written (only coil and holding_register points)"),
+            format!(
+                "{object_type} points cannot be written (only coil and holding_register points)"
+            ),
         );
         return None;
     }
@@ -834,7 +877,11 @@ fn read_writable(
             bounds.finish(issues);
             let ((min, min_path), (max, max_path)) = (min?, max?);
             if min > max {
-                issues.push(path, IssueKind::OutOfRange, format!("min {min} is above max {max}"));
+                issues.push(
+                    path,
+                    IssueKind::OutOfRange,
+                    format!("min {min} is above max {max}"),
+                );
                 return None;
             }
             let scale = scale?;
@@ -878,7 +925,14 @@ fn check_points(points: &[(usize, Point)], issues: &mut Issues) {
     let mut by_start: Vec<(ObjectType, u32, u32, usize)> = points
         .iter()
         .enumerate()
-        .map(|(slot, (_, point))| (point.object, u32::from(point.address), point.last_address(), slot))
+        .map(|(slot, (_, point))| {
+            (
+                point.object,
+                u32::from(point.address),
+                point.last_address(),
+                slot,
+            )
+        })
         .collect();
     by_start.sort_unstable();
     // The point reaching furthest so far in the current table: a point starting at or before
@@ -909,7 +963,11 @@ fn check_points(points: &[(usize, Point)], issues: &mut Issues) {
 fn check_grants(transport: &Transport, grants: &Grants, issues: &mut Issues) {
     match transport {
         Transport::Tcp { host, .. } => {
-            if !grants.hosts.iter().any(|granted| granted.eq_ignore_ascii_case(host)) {
+            if !grants
+                .hosts
+                .iter()
+                .any(|granted| granted.eq_ignore_ascii_case(host))
+            {
                 issues.push(
                     "transport.host",
                     IssueKind::NotGranted,

@@ -64,7 +64,11 @@ impl Poller {
 
     /// When the next point is due (monotonic).
     pub fn next_due(&self) -> u64 {
-        self.states.iter().map(|state| state.next_due).min().unwrap_or(u64::MAX)
+        self.states
+            .iter()
+            .map(|state| state.next_due)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     /// The reads due at `now`: due points of one table at consecutive addresses share a read
@@ -87,12 +91,14 @@ impl Poller {
         let mut reads: Vec<ReadRequest> = Vec::new();
         for (object, address, index) in due {
             let width = self.map.points[index].data_type.width();
-            let limit = if object.is_bit() { MAX_READ_BITS } else { MAX_READ_REGISTERS };
+            let limit = if object.is_bit() {
+                MAX_READ_BITS
+            } else {
+                MAX_READ_REGISTERS
+            };
             if let Some(read) = reads.last_mut() {
                 let end = u32::from(read.address) + u32::from(read.count);
-                if read.object == object
-                    && u32::from(address) == end
-                    && read.count + width <= limit
+                if read.object == object && u32::from(address) == end && read.count + width <= limit
                 {
                     read.count += width;
                     read.points.push(index);
@@ -123,8 +129,16 @@ impl Poller {
     }
 
     /// A bit read answered with `bits` (`read.count` of them from `read.address`).
-    pub fn bits_read(&mut self, read: &ReadRequest, bits: &[bool], now: u64, unix_ms: u64) -> Vec<Reading> {
-        self.values_read(read, now, unix_ms, |_, offset| bits.get(offset).copied().map(codec::decode_bit))
+    pub fn bits_read(
+        &mut self,
+        read: &ReadRequest,
+        bits: &[bool],
+        now: u64,
+        unix_ms: u64,
+    ) -> Vec<Reading> {
+        self.values_read(read, now, unix_ms, |_, offset| {
+            bits.get(offset).copied().map(codec::decode_bit)
+        })
     }
 
     fn values_read(
@@ -169,7 +183,12 @@ impl Poller {
 
     /// A read that failed (after the retries) with `quality` (`CommError` or
     /// `ModbusException`): each of its points reads so, reported when its quality changes.
-    pub fn read_failed(&mut self, read: &ReadRequest, quality: Quality, unix_ms: u64) -> Vec<Reading> {
+    pub fn read_failed(
+        &mut self,
+        read: &ReadRequest,
+        quality: Quality,
+        unix_ms: u64,
+    ) -> Vec<Reading> {
         read.points
             .iter()
             .filter_map(|&index| self.set_quality(index, quality, unix_ms))
@@ -214,7 +233,11 @@ fn moved(sent: Value, new: Value, deadband: f64) -> bool {
         _ => {
             let delta = new.as_f64() - sent.as_f64();
             let magnitude = if delta < 0.0 { -delta } else { delta };
-            if deadband == 0.0 { sent != new } else { magnitude > deadband }
+            if deadband == 0.0 {
+                sent != new
+            } else {
+                magnitude > deadband
+            }
         }
     }
 }

@@ -118,9 +118,18 @@ pub enum Refusal {
     #[error("point {point} is not writable")]
     NotWritable { point: PointName },
     #[error("{value} is outside the bounds of point {point} ({min}..={max})")]
-    OutOfBounds { point: PointName, value: Value, min: f64, max: f64 },
+    OutOfBounds {
+        point: PointName,
+        value: Value,
+        min: f64,
+        max: f64,
+    },
     #[error("point {point} takes a {expected} value, not {value}")]
-    WrongType { point: PointName, value: Value, expected: ValueKind },
+    WrongType {
+        point: PointName,
+        value: Value,
+        expected: ValueKind,
+    },
     #[error("the request ID is longer than {MAX_REQUEST_ID_CHARS} characters")]
     BadRequestId,
 }

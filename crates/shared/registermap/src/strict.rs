@@ -90,7 +90,9 @@ impl<'de> Visitor<'de> for Depth {
         while let Some(key) = entries.next_key::<String>()? {
             let value = entries.next_value_seed(inner)?;
             if object.contains_key(&key) {
-                return Err(A::Error::custom(alloc::format!("key \"{key}\" appears twice")));
+                return Err(A::Error::custom(alloc::format!(
+                    "key \"{key}\" appears twice"
+                )));
             }
             object.insert(key, value);
         }

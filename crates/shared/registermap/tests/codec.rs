@@ -94,22 +94,45 @@ proptest! {
 fn word_order_is_the_order_of_the_two_registers() {
     let high = point(DataType::U32, WordOrder::HighFirst, 1.0, 0.0);
     let low = point(DataType::U32, WordOrder::LowFirst, 1.0, 0.0);
-    assert_eq!(registers(encode(&high, Value::Int(0x0001_0002)).unwrap()), [1, 2]);
-    assert_eq!(registers(encode(&low, Value::Int(0x0001_0002)).unwrap()), [2, 1]);
+    assert_eq!(
+        registers(encode(&high, Value::Int(0x0001_0002)).unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        registers(encode(&low, Value::Int(0x0001_0002)).unwrap()),
+        [2, 1]
+    );
     // 1.0f32 is 0x3F800000.
     let float = point(DataType::F32, WordOrder::HighFirst, 1.0, 0.0);
-    assert_eq!(decode_registers(&float, &[0x3F80, 0]), Some(Value::Float(1.0)));
+    assert_eq!(
+        decode_registers(&float, &[0x3F80, 0]),
+        Some(Value::Float(1.0))
+    );
     let signed = point(DataType::I16, WordOrder::HighFirst, 0.1, 0.0);
-    assert_eq!(decode_registers(&signed, &[0xFFFF]), Some(Value::Float(-0.1)));
+    assert_eq!(
+        decode_registers(&signed, &[0xFFFF]),
+        Some(Value::Float(-0.1))
+    );
 }
 
 #[test]
 fn writes_outside_bounds_or_type_are_refused() {
     let mut setpoint = point(DataType::I16, WordOrder::HighFirst, 0.1, 0.0);
-    setpoint.writable = Some(Writable::Bounds { min: 5.0, max: 25.0 });
-    assert_eq!(registers(encode(&setpoint, Value::Float(21.5)).unwrap()), [215]);
+    setpoint.writable = Some(Writable::Bounds {
+        min: 5.0,
+        max: 25.0,
+    });
+    assert_eq!(
+        registers(encode(&setpoint, Value::Float(21.5)).unwrap()),
+        [215]
+    );
     assert_eq!(registers(encode(&setpoint, Value::Int(5)).unwrap()), [50]);
-    for value in [Value::Float(25.01), Value::Int(-3), Value::Float(f64::NAN), Value::Float(f64::INFINITY)] {
+    for value in [
+        Value::Float(25.01),
+        Value::Int(-3),
+        Value::Float(f64::NAN),
+        Value::Float(f64::INFINITY),
+    ] {
         assert!(
             matches!(encode(&setpoint, value), Err(Refusal::OutOfBounds { .. })),
             "{value:?}"
@@ -128,5 +151,8 @@ fn writes_outside_bounds_or_type_are_refused() {
     coil.object = ObjectType::Coil;
     coil.writable = Some(Writable::Bool);
     assert_eq!(encode(&coil, Value::Bool(true)), Ok(Encoded::Bit(true)));
-    assert!(matches!(encode(&coil, Value::Int(1)), Err(Refusal::WrongType { .. })));
+    assert!(matches!(
+        encode(&coil, Value::Int(1)),
+        Err(Refusal::WrongType { .. })
+    ));
 }

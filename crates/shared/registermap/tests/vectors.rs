@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use ferro_registermap::{Grants, RegisterMap};
 
 fn dir(kind: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../test-vectors/register-maps").join(kind)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../test-vectors/register-maps")
+        .join(kind)
 }
 
 /// What the vectors' manifests grant.

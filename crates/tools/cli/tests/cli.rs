@@ -638,26 +638,39 @@ fn pack_application_refuses_a_register_map_with_errors_naming_each() {
     let output = sandbox.pack_app(&dir, &package, &[]);
     assert!(!output.status.success(), "packed a map with errors");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let expected = std::fs::read_to_string(repo_root().join(
-        "test-vectors/register-maps/invalid/multiple_errors_at_once.expected.txt",
-    ))
+    let expected = std::fs::read_to_string(
+        repo_root().join("test-vectors/register-maps/invalid/multiple_errors_at_once.expected.txt"),
+    )
     .expect("expected issues");
-    // Every issue, by path, except the host: this manifest grants 127.0.0.1 only, so the
-    // transport is refused too.
+    // Every issue, by path (the transport has an error of its own, so no grant is checked).
     for issue in expected.lines() {
         assert!(stderr.contains(issue), "{issue:?} missing from:\n{stderr}");
     }
+    assert!(stderr.contains("has 9 error(s)"), "{stderr}");
+    assert!(!package.exists(), "a package was written");
+
+    // A host the manifest does not grant (it grants 127.0.0.1 only).
+    let map =
+        std::fs::read(repo_root().join("test-vectors/register-maps/invalid/not_granted.json"))
+            .expect("vector");
+    let other = Sandbox::new();
+    let dir = guardian_dir(&other, &map);
+    let stderr =
+        String::from_utf8_lossy(&sandbox.pack_app(&dir, &package, &[]).stderr).into_owned();
     assert!(
-        stderr.contains("transport.host: 192.168.50.2 is not a host the app's manifest lets it connect to"),
+        stderr.contains(
+            "transport.host: 10.9.9.9 is not a host the app's manifest lets it connect to"
+        ),
         "{stderr}"
     );
     assert!(!package.exists(), "a package was written");
 
     // A good map over a granted transport packs, and travels in the payload.
-    let good = br#"{"schemaVersion": 1, "transport": {"type": "rtu", "uart": "ISU0", "baudRate": 9600},
+    let good =
+        br#"{"schemaVersion": 1, "transport": {"type": "rtu", "uart": "ISU0", "baudRate": 9600},
         "unitId": 1, "points": [{"name": "x", "object": "coil", "address": 0}]}"#;
-    let dir = guardian_dir(&Sandbox::new(), good);
-    let sandbox = Sandbox::new();
+    let good_sandbox = Sandbox::new();
+    let dir = guardian_dir(&good_sandbox, good);
     sandbox.pack_app_json(&dir, &package, &[]);
     assert!(package.exists());
 }

@@ -236,11 +236,7 @@ fn check_register_map(package_directory: &Path, manifest: &AppPackageManifest) -
     };
     let grants = ferro_registermap::Grants::from_manifest_json(&manifest.json_bytes)?;
     ferro_registermap::RegisterMap::parse(&bytes, Some(&grants)).map_err(|errors| {
-        let listed: Vec<String> = errors
-            .0
-            .iter()
-            .map(|issue| format!("  {issue}"))
-            .collect();
+        let listed: Vec<String> = errors.0.iter().map(|issue| format!("  {issue}")).collect();
         anyhow!(
             "{} has {} error(s); nothing was packed:\n{}",
             path.display(),
