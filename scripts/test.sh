@@ -43,6 +43,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features "${TEST_FEATURES},ferro-peripherals/linux" -- -D warnings
 cargo clippy --manifest-path apps/Cargo.toml --workspace --target wasm32-wasip2 --locked -- -D warnings
 (cd apps/rt && cargo clippy --workspace --locked -- -D warnings)
+# The guardian's uplink is also built and tested on the host (its tests are not wasm).
+cargo clippy --manifest-path apps/Cargo.toml -p guardian-uplink --all-targets --locked -- -D warnings
 
 log "sample apps and hostile guests (wasm32-wasip2)"
 # ferro-runtime's tests load these components (apps/target/wasm32-wasip2/release/*.wasm).
@@ -52,6 +54,8 @@ log "real-time apps, the RT SDK and its docs (thumbv7em-none-eabihf)"
 # ferro-rtcore's tests boot these in QEMU (apps/rt/target/thumbv7em-none-eabihf/release/*).
 (cd apps/rt && cargo build --workspace --release --locked)
 (cd apps/rt && RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked -p ferro-rt)
+log "the guardian's uplink on the host (spool against its model, payloads, generated Sparkplug code)"
+cargo test --manifest-path apps/Cargo.toml -p guardian-uplink --locked
 
 log "the boot TCB on its own"
 # ferro-boot built alone, so its dependencies' features are not unified with the workspace's:

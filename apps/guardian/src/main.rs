@@ -8,6 +8,7 @@
 mod bus;
 mod config;
 mod seams;
+mod uplink;
 
 use std::time::Duration;
 
@@ -126,6 +127,15 @@ fn main() {
         map.points.len(),
         map.transport
     ));
-    let mut uplink = LogUplink::from_args(std::env::args().skip(1));
-    run(map, &mut uplink);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match uplink::UplinkArgs::parse(&args) {
+        Some(uplink_args) => match uplink::MqttUplink::new(uplink_args, &map) {
+            Ok(mut uplink) => run(map, &mut uplink),
+            Err(error) => {
+                log::error(&format!("guardian: cannot open the spool: {error}"));
+                std::process::exit(2);
+            }
+        },
+        None => run(map, &mut LogUplink::from_args(args.into_iter())),
+    }
 }

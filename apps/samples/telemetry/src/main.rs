@@ -1,16 +1,20 @@
 //! Telemetry: reads the sample appliance's I2C temperature sensor (TMP102-style, register 0)
 //! and publishes `{"temperature_c":..,"sample":..}` over MQTT 3.1.1 with TLS authenticated by
 //! the device certificate: the device makes the TLS connection, the app never sees the key.
+//! The MQTT connection is the guardian uplink's (`guardian_uplink::mqtt`, packets by
+//! `mqttbytes`); QoS 0, no store and forward (the guardian has those).
 //!
 //! Arguments (`CmdArgs`): broker host, port, interval in milliseconds, topic.
 
-mod mqtt;
-#[allow(dead_code)]
 use std::time::Duration;
 
 use applibs::i2c::I2cMaster;
 use applibs::log;
-use applibs::net::TcpStream;
+use guardian_uplink::Connector;
+use guardian_uplink::device::TlsConnector;
+use guardian_uplink::mqtt::{Connection, MqttError};
+use guardian_uplink::mqttbytes::QoS;
+use guardian_uplink::mqttbytes::v4::{Connect, Packet, Publish};
 use sample_appliance::{SAMPLE_TEMPERATURE_SENSOR_ADDRESS, SAMPLE_TEMPERATURE_SENSOR_I2C};
 
 fn temperature_c(sensor: &I2cMaster) -> Result<f32, applibs::Error> {
@@ -20,21 +24,29 @@ fn temperature_c(sensor: &I2cMaster) -> Result<f32, applibs::Error> {
     Ok(f32::from(raw) * 0.0625)
 }
 
-fn run(host: &str, port: u16, interval: Duration, topic: &str) -> std::io::Result<()> {
+fn run(host: &str, port: u16, interval: Duration, topic: &str) -> Result<(), MqttError> {
     let sensor = I2cMaster::new(SAMPLE_TEMPERATURE_SENSOR_I2C);
-    let mut stream = TcpStream::connect_tls(host, port, Duration::from_secs(10))?;
-    stream.set_read_timeout(Duration::from_secs(10));
-    mqtt::connect(&mut stream, "ferro-telemetry", 60)?;
+    let transport = TlsConnector {
+        host: host.to_owned(),
+        port,
+        timeout: Duration::from_secs(10),
+    }
+    .connect()?;
+    let mut connect = Connect::new("ferro-telemetry");
+    connect.keep_alive = 60;
+    let (mut connection, _) = Connection::open(transport, &connect, Duration::from_secs(10))?;
     log::info(&format!(
         "telemetry: connected to {host}:{port}, publishing on {topic}"
     ));
     let mut sample = 0u64;
     loop {
-        let payload = format!(
-            "{{\"temperature_c\":{:.2},\"sample\":{sample}}}",
-            temperature_c(&sensor)?
-        );
-        mqtt::publish(&mut stream, topic, payload.as_bytes())?;
+        let temperature = temperature_c(&sensor).map_err(|e| MqttError::Io(e.into()))?;
+        let payload = format!("{{\"temperature_c\":{temperature:.2},\"sample\":{sample}}}");
+        connection.send(&Packet::Publish(Publish::new(
+            topic,
+            QoS::AtMostOnce,
+            payload.as_bytes(),
+        )))?;
         if sample == 0 {
             log::info(&format!("telemetry: first sample {payload}"));
         }

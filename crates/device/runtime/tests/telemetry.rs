@@ -6,52 +6,14 @@
 mod common;
 
 use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pki::{Services, TENANT, client_config, pki};
+use common::broker::{Reaped, device_with_certificate, start_broker};
+use common::pki::{Services, TENANT, pki};
 use common::{device_with, manifest_with, wasm};
-use ferro_e2e::mosquitto::Mosquitto;
 use ferro_runtime::InstallOptions;
-
-/// Kills and reaps a child process this test started.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Mosquitto with a plain listener and a TLS listener that requires a client certificate under
-/// `pki`'s tenant CA, on fresh loopback ports (started again if one was taken before it bound).
-/// Returns the broker and its (TLS, plain) ports.
-fn start_broker(dir: &Path, pki: &common::pki::Pki) -> (Mosquitto, u16, u16) {
-    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).expect("write");
-    write("clients.pem", &pki.tenant_ca_pem);
-    write("server.pem", &pki.server_cert_pem);
-    write(
-        "server.key",
-        &pki.server_key.to_pkcs8_pem().expect("server key pem"),
-    );
-    let d = dir.display();
-    let broker = Mosquitto::start(dir, 2, |ports| {
-        let (plain_port, tls_port) = (ports[0], ports[1]);
-        format!(
-            "allow_anonymous true\npersistence false\n\
-             log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
-             log_type subscribe\n\
-             listener {plain_port} 127.0.0.1\n\
-             listener {tls_port} 127.0.0.1\nrequire_certificate true\n\
-             cafile {d}/clients.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
-        )
-    });
-    let (plain_port, tls_port) = (broker.ports[0], broker.ports[1]);
-    (broker, tls_port, plain_port)
-}
 
 #[test]
 fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
@@ -70,14 +32,7 @@ fn telemetry_publishes_the_temperature_over_mqtt_with_the_device_certificate() {
     // The subscription reaches the broker before the first publish (the broker logs it).
     broker.wait_for_log(" 0 ferro/telemetry", Duration::from_secs(10));
 
-    let tenant = TENANT.parse().expect("uuid");
-    let config = client_config(&pki);
-    let device = device_with(move |runtime| {
-        runtime.services = Arc::new(Services {
-            config: Some(config),
-            tenant,
-        });
-    });
+    let device = device_with_certificate(&pki);
     device.board.set_temperature_millicelsius(24_250);
     let manifest = manifest_with("telemetry", |json| {
         json["CmdArgs"] =

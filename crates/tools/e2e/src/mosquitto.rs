@@ -64,6 +64,38 @@ impl Mosquitto {
         panic!("mosquitto found a port taken {ATTEMPTS} times in a row");
     }
 
+    /// Stops the broker (a broker outage) with SIGTERM, so that a broker configured with
+    /// `persistence true` saves its sessions; [`Mosquitto::restart`] starts it again.
+    pub fn stop(&mut self) {
+        crate::terminate(&mut self.child);
+    }
+
+    /// Starts the stopped broker again with the same configuration and ports (its clients
+    /// reconnect to the same address). The log starts afresh. Retries for a while when a port
+    /// is still held (a connection of the old broker in TIME_WAIT does not hold it: Mosquitto
+    /// binds with SO_REUSEADDR).
+    pub fn restart(&mut self) {
+        let binary = BINARIES
+            .into_iter()
+            .find(|path| Path::new(path).exists())
+            .expect("mosquitto is not installed");
+        let conf = self.log.with_file_name("mosquitto.conf");
+        for _ in 0..ATTEMPTS * 10 {
+            self.child = Command::new(binary)
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&self.log).expect("mosquitto log"))
+                .spawn()
+                .expect("start mosquitto");
+            match self.wait_running() {
+                Started::Running => return,
+                Started::PortTaken => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        panic!("mosquitto could not bind its ports again");
+    }
+
     /// What the broker logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
