@@ -589,6 +589,8 @@ impl AppManager {
                     manual_start,
                     limits: None,
                     storage_area,
+                    // What the app's signed telemetry batches name (docs/provenance.md).
+                    image_id: Some(image.metadata().image_id),
                 },
             )
             .map(|_| {

@@ -37,6 +37,14 @@ pub struct Limits {
     /// Most WASI host resources (streams, pollables) an instance may hold at once; bounds the
     /// host memory a guest can make the runtime allocate outside its linear memory.
     pub max_host_resources: usize,
+    /// Sustained signed telemetry batches (`deviceauth.sign-batch`) per second; bursts up to
+    /// `batch_signature_burst`. Beyond it the call is refused: an app cannot keep the root of
+    /// trust (a TPM signs a few dozen times a second) busy for the device's own TLS and
+    /// attestation.
+    pub batch_signatures_per_second: u32,
+    pub batch_signature_burst: u32,
+    /// Largest payload of one signed batch (ferro-provenance's `MAX_BATCH_PAYLOAD`).
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +61,9 @@ impl Default for Limits {
             max_table_elements: 20_000,
             max_sockets: 16,
             max_host_resources: 1024,
+            batch_signatures_per_second: 5,
+            batch_signature_burst: 20,
+            max_batch_bytes: 256 * 1024,
         }
     }
 }
@@ -149,6 +160,10 @@ pub struct InstallOptions {
     /// Whose mutable storage the app gets: production images and sideloaded (test-signed)
     /// images of the same component never share it.
     pub storage_area: StorageArea,
+    /// The image ID of the verified image the app runs from (what its signed telemetry batches
+    /// name). `None` for a component installed without an image (tests, benchmarks): such an
+    /// app gets no signed batches.
+    pub image_id: Option<uuid::Uuid>,
 }
 
 /// Which of the two storage areas an app's mutable storage lives in. A sideloaded image

@@ -50,5 +50,6 @@ pub use events::{ErrorEvent, ErrorKind, EventSubscription};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use runtime::{AppId, AppState, AppStatus, MemoryStats, Runtime, StorageQuota};
 pub use services::{
-    DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest, ServiceError,
+    BatchOrigin, DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest,
+    ServiceError,
 };
