@@ -77,9 +77,10 @@ if [ "${FUZZ_SECONDS}" -gt 0 ]; then
         [identity_documents]="test-vectors/identity"
         [attestation_evidence]="test-vectors/identity"
         [update_documents]="test-vectors/updates"
+        [provenance_batch]="test-vectors/provenance"
     )
     cargo +nightly fuzz build --release --debug-assertions
-    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence update_documents; do
+    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence update_documents provenance_batch; do
         mkdir -p "fuzz/corpus/${target}"
         seed_dir="$(mktemp -d)"
         find "${seeds[$target]}" -type f -exec cp -t "${seed_dir}" {} + 2>/dev/null || true
