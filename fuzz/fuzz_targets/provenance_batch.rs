@@ -18,7 +18,9 @@ fn anchors() -> &'static TenantAnchors {
 
 fuzz_target!(|data: &[u8]| {
     let expected = ExpectedProvenance {
-        image_ids: BTreeSet::from([uuid::Uuid::from_u128(0x1a9e_0000_0000_4000_8000_0000_0000_0001)]),
+        image_ids: BTreeSet::from([uuid::Uuid::from_u128(
+            0x1a9e_0000_0000_4000_8000_0000_0000_0001,
+        )]),
         component_id: None,
         device_ids: None,
         allow_development: true,

@@ -1,4 +1,5 @@
-//! Has `COUNT` batches (`{"batch":N}`) signed by the device and sends each, length-prefixed
+//! Waits (up to two minutes) for a device certificate (a device starts its apps before it has
+//! attested), then has `COUNT` batches (`{"batch":N}`) signed by the device and sends each, length-prefixed
 //! (4 bytes, big-endian), to the collector at `HOST PORT`, logging `signed N (LEN bytes)`.
 //! Then probes the limits: a batch one byte over 256 KiB (`oversize: <error>`), and signatures
 //! as fast as it can until refused (`rate limited after K: <error>`, or `never rate limited`).
@@ -14,6 +15,12 @@ fn main() {
     let host = args.next().unwrap_or_else(|| "127.0.0.1".to_owned());
     let port: u16 = args.next().and_then(|arg| arg.parse().ok()).unwrap_or(7009);
     let count: u32 = args.next().and_then(|arg| arg.parse().ok()).unwrap_or(3);
+    for _ in 0..600 {
+        if deviceauth::is_certificate_ready() {
+            break;
+        }
+        applibs::time::sleep(Duration::from_millis(200));
+    }
     let stream = match TcpStream::connect(&host, port, Duration::from_secs(5)) {
         Ok(stream) => stream,
         Err(error) => {

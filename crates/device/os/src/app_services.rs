@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ferro_runtime::{AppId, BatchOrigin, DeviceServices, PendingUpdate, PowerRequest, ServiceError};
+use ferro_runtime::{
+    AppId, BatchOrigin, DeviceServices, PendingUpdate, PowerRequest, ServiceError,
+};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 use uuid::Uuid;

@@ -178,7 +178,10 @@ fn an_app_without_an_image_gets_no_signed_batches() {
         .expect("install");
     let (_socket, _) = listener.accept().expect("the app connects");
     let line = device.wait_for_log(app, "sign 0:", Duration::from_secs(20));
-    assert!(line.contains("does not run from a verified image"), "{line}");
+    assert!(
+        line.contains("does not run from a verified image"),
+        "{line}"
+    );
     assert_eq!(services.sequence.load(Ordering::Relaxed), 0);
 }
 

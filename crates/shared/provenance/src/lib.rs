@@ -192,7 +192,7 @@ impl TenantAnchors {
         TenantAnchors { cas }
     }
 
-    /// Anchors from a PEM bundle of tenant CA certificates (`ferro tenant download-ca-chain`'s
+    /// Anchors from a PEM bundle of tenant CA certificates (`ferro ca-certificate download-chain`'s
     /// output); every `CERTIFICATE` block must be a tenant CA, and there must be one.
     pub fn from_pem(text: &str) -> Result<TenantAnchors, AnchorError> {
         let blocks = pem::parse_many(text).map_err(|e| AnchorError::Pem(e.to_string()))?;

@@ -35,7 +35,10 @@ fn headers(f: &Fixture, chain: Vec<Vec<u8>>) -> Vec<(i64, HeaderValue)> {
             label::COMPONENT_ID,
             HeaderValue::Bytes(COMPONENT.as_bytes().to_vec()),
         ),
-        (label::IMAGE_ID, HeaderValue::Bytes(IMAGE.as_bytes().to_vec())),
+        (
+            label::IMAGE_ID,
+            HeaderValue::Bytes(IMAGE.as_bytes().to_vec()),
+        ),
         (label::DEVELOPMENT, HeaderValue::Bool(false)),
         (label::BOOT_ID, HeaderValue::Bytes(BOOT.as_bytes().to_vec())),
         (label::SEQUENCE, HeaderValue::Uint(7)),
@@ -63,10 +66,22 @@ fn the_device_batch_verifies_and_says_what_it_proves() {
     assert_eq!(v.ca_serial(), f.ca.serial_hex());
     // A batch stored and forwarded for days still verifies: the certificate was valid when it
     // was signed.
-    verify_batch(&f.batch(), &f.anchors(), NOW + Duration::days(30), &expected()).unwrap();
-    // The anchors may come as the PEM bundle `ferro tenant download-ca-chain` writes.
+    verify_batch(
+        &f.batch(),
+        &f.anchors(),
+        NOW + Duration::days(30),
+        &expected(),
+    )
+    .unwrap();
+    // The anchors may come as the PEM bundle `ferro ca-certificate download-chain` writes.
     let pem = format!("{}{}", f.ca.pem(), f.other_ca.pem());
-    verify_batch(&f.batch(), &TenantAnchors::from_pem(&pem).unwrap(), NOW, &expected()).unwrap();
+    verify_batch(
+        &f.batch(),
+        &TenantAnchors::from_pem(&pem).unwrap(),
+        NOW,
+        &expected(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -78,7 +93,10 @@ fn a_changed_payload_is_refused() {
         .position(|w| w == PAYLOAD)
         .unwrap();
     batch[at + 22] ^= 0x01; // "12.5" becomes "02.5"
-    assert!(matches!(refused(&batch, &f.anchors()), ProvenanceError::BadSignature));
+    assert!(matches!(
+        refused(&batch, &f.anchors()),
+        ProvenanceError::BadSignature
+    ));
 }
 
 #[test]
@@ -90,7 +108,10 @@ fn a_swapped_image_id_is_refused_even_if_the_new_one_is_expected() {
         .position(|w| w == IMAGE.as_bytes())
         .unwrap();
     batch[at..at + 16].copy_from_slice(OTHER_IMAGE.as_bytes());
-    assert!(matches!(refused(&batch, &f.anchors()), ProvenanceError::BadSignature));
+    assert!(matches!(
+        refused(&batch, &f.anchors()),
+        ProvenanceError::BadSignature
+    ));
 }
 
 #[test]
@@ -125,14 +146,24 @@ fn an_authentic_batch_from_an_unexpected_image_app_or_device_is_refused() {
     ));
     let mut e = expected();
     e.allow_development = true;
-    assert!(verify_batch(&dev, &f.anchors(), NOW, &e).unwrap().development());
+    assert!(
+        verify_batch(&dev, &f.anchors(), NOW, &e)
+            .unwrap()
+            .development()
+    );
 }
 
 #[test]
 fn a_certificate_of_another_tenant_is_refused() {
     let f = Fixture::new();
     // The device is of the other tenant; the verifier trusts only the first tenant's CA.
-    let cert = self_issue(&f.other_ca, &f.store, &f.device_key, OTHER_TENANT, CERT_START);
+    let cert = self_issue(
+        &f.other_ca,
+        &f.store,
+        &f.device_key,
+        OTHER_TENANT,
+        CERT_START,
+    );
     let batch = sign_batch(&f.device_key, &[cert], &f.claims(), PAYLOAD).unwrap();
     assert!(matches!(
         refused(&batch, &f.anchors()),
@@ -178,11 +209,22 @@ fn an_expired_certificate_is_refused() {
 fn a_batch_signed_in_the_future_is_refused() {
     let f = Fixture::new();
     assert!(matches!(
-        verify_batch(&f.batch(), &f.anchors(), SIGNED_AT - Duration::minutes(10), &expected()),
+        verify_batch(
+            &f.batch(),
+            &f.anchors(),
+            SIGNED_AT - Duration::minutes(10),
+            &expected()
+        ),
         Err(ProvenanceError::SignedInTheFuture { .. })
     ));
     // Within the allowed skew it verifies.
-    verify_batch(&f.batch(), &f.anchors(), SIGNED_AT - Duration::minutes(4), &expected()).unwrap();
+    verify_batch(
+        &f.batch(),
+        &f.anchors(),
+        SIGNED_AT - Duration::minutes(4),
+        &expected(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -194,9 +236,10 @@ fn a_self_signed_device_certificate_is_refused() {
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, device_id);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, TENANT.hyphenated().to_string());
+    params.distinguished_name.push(
+        rcgen::DnType::OrganizationName,
+        TENANT.hyphenated().to_string(),
+    );
     params.not_before = CERT_START;
     params.not_after = CERT_START + Duration::hours(24);
     params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x42; 16]));
@@ -244,7 +287,10 @@ fn a_valid_signature_by_a_key_the_certificate_does_not_certify_is_refused() {
         &[],
     )
     .unwrap();
-    assert!(matches!(refused(&batch, &f.anchors()), ProvenanceError::BadSignature));
+    assert!(matches!(
+        refused(&batch, &f.anchors()),
+        ProvenanceError::BadSignature
+    ));
 }
 
 /// Claims one public key, signs with another key.
@@ -281,7 +327,9 @@ fn an_unknown_critical_header_is_refused() {
     let sign1 = coset::CoseSign1Builder::new()
         .protected(sign1.protected.header.clone())
         .payload(PAYLOAD.to_vec())
-        .create_signature(&[], |tbs| f.device_key.sign(tbs).unwrap().as_bytes().to_vec())
+        .create_signature(&[], |tbs| {
+            f.device_key.sign(tbs).unwrap().as_bytes().to_vec()
+        })
         .build();
     let bytes = sign1.to_tagged_vec().unwrap();
     assert!(matches!(
@@ -295,26 +343,36 @@ fn extra_missing_and_unprotected_headers_are_refused() {
     let f = Fixture::new();
     let mut extra = headers(&f, f.chain());
     extra.push((-70200, HeaderValue::Uint(1)));
-    let batch = sign1_with_headers(&f.device_key, Purpose::TelemetryBatch, &extra, PAYLOAD, &[])
-        .unwrap();
+    let batch =
+        sign1_with_headers(&f.device_key, Purpose::TelemetryBatch, &extra, PAYLOAD, &[]).unwrap();
     assert!(matches!(
         refused(&batch, &f.anchors()),
         ProvenanceError::UnexpectedHeader(_)
     ));
     let mut missing = headers(&f, f.chain());
     missing.pop();
-    let batch =
-        sign1_with_headers(&f.device_key, Purpose::TelemetryBatch, &missing, PAYLOAD, &[])
-            .unwrap();
+    let batch = sign1_with_headers(
+        &f.device_key,
+        Purpose::TelemetryBatch,
+        &missing,
+        PAYLOAD,
+        &[],
+    )
+    .unwrap();
     assert!(matches!(
         refused(&batch, &f.anchors()),
         ProvenanceError::BadHeader { name: "signed at" }
     ));
     let mut wrong_type = headers(&f, f.chain());
     wrong_type[3].1 = HeaderValue::Uint(1);
-    let batch =
-        sign1_with_headers(&f.device_key, Purpose::TelemetryBatch, &wrong_type, PAYLOAD, &[])
-            .unwrap();
+    let batch = sign1_with_headers(
+        &f.device_key,
+        Purpose::TelemetryBatch,
+        &wrong_type,
+        PAYLOAD,
+        &[],
+    )
+    .unwrap();
     assert!(matches!(
         refused(&batch, &f.anchors()),
         ProvenanceError::BadHeader { name: "image ID" }
@@ -360,19 +418,28 @@ fn truncated_and_garbage_bytes_are_refused() {
     let batch = f.batch();
     for len in [0, 1, 10, batch.len() / 2, batch.len() - 1] {
         assert!(
-            matches!(refused(&batch[..len], &f.anchors()), ProvenanceError::Malformed(_)),
+            matches!(
+                refused(&batch[..len], &f.anchors()),
+                ProvenanceError::Malformed(_)
+            ),
             "truncated to {len}"
         );
     }
     let mut longer = batch.clone();
     longer.push(0);
-    assert!(matches!(refused(&longer, &f.anchors()), ProvenanceError::Malformed(_)));
+    assert!(matches!(
+        refused(&longer, &f.anchors()),
+        ProvenanceError::Malformed(_)
+    ));
     assert!(matches!(
         refused(b"not cbor at all", &f.anchors()),
         ProvenanceError::Malformed(_)
     ));
     assert!(matches!(
-        refused(&vec![0u8; ferro_provenance::MAX_BATCH_LEN + 1], &f.anchors()),
+        refused(
+            &vec![0u8; ferro_provenance::MAX_BATCH_LEN + 1],
+            &f.anchors()
+        ),
         ProvenanceError::TooLarge { .. }
     ));
 }

@@ -39,7 +39,11 @@ fn pycose_verifies_the_device_s_batch_and_refuses_a_tampered_one() {
     std::fs::write(&batch, f.batch()).unwrap();
     let out = python(&["verify".as_ref(), batch.as_os_str(), ca.as_os_str()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_str(stdout.lines().nth(1).unwrap()).unwrap();
     assert_eq!(json["deviceId"], f.device_id().to_string());
     assert_eq!(json["componentId"], COMPONENT.to_string());
@@ -92,7 +96,11 @@ fn a_batch_pycose_signed_with_a_device_key_verifies_here() {
             leaf.as_os_str(),
             ca.as_os_str(),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bytes = std::fs::read(&out_path).unwrap();
         let v = verify_batch(&bytes, &f.anchors(), NOW, &expected())
             .unwrap_or_else(|e| panic!("pycose batch refused: {e} ({})", e.code()));

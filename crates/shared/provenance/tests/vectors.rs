@@ -23,15 +23,31 @@ fn bless(dir: &Path) {
     let f = Fixture::new();
     let batch = f.batch();
     let mut cases: Vec<(String, Vec<u8>, &str, &str)> = Vec::new();
-    cases.push(("valid.cose".into(), batch.clone(), "signed by the device for its app", "ok"));
+    cases.push((
+        "valid.cose".into(),
+        batch.clone(),
+        "signed by the device for its app",
+        "ok",
+    ));
 
     let mut changed = batch.clone();
-    let at = changed.windows(PAYLOAD.len()).position(|w| w == PAYLOAD).unwrap();
+    let at = changed
+        .windows(PAYLOAD.len())
+        .position(|w| w == PAYLOAD)
+        .unwrap();
     changed[at + 1] ^= 0x20;
-    cases.push(("payload-changed.cose".into(), changed, "one payload byte changed", "bad-signature"));
+    cases.push((
+        "payload-changed.cose".into(),
+        changed,
+        "one payload byte changed",
+        "bad-signature",
+    ));
 
     let mut swapped = batch.clone();
-    let at = swapped.windows(16).position(|w| w == IMAGE.as_bytes()).unwrap();
+    let at = swapped
+        .windows(16)
+        .position(|w| w == IMAGE.as_bytes())
+        .unwrap();
     swapped[at..at + 16].copy_from_slice(OTHER_IMAGE.as_bytes());
     cases.push((
         "image-id-swapped.cose".into(),
@@ -40,7 +56,13 @@ fn bless(dir: &Path) {
         "bad-signature",
     ));
 
-    let other_cert = self_issue(&f.other_ca, &f.store, &f.device_key, OTHER_TENANT, CERT_START);
+    let other_cert = self_issue(
+        &f.other_ca,
+        &f.store,
+        &f.device_key,
+        OTHER_TENANT,
+        CERT_START,
+    );
     cases.push((
         "other-tenant.cose".into(),
         sign_batch(&f.device_key, &[other_cert], &f.claims(), PAYLOAD).unwrap(),
@@ -136,7 +158,10 @@ fn every_vector_gets_its_verdict() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.ends_with(".cose") {
-            assert!(listed.contains(name.as_str()), "{name} has no case in cases.json");
+            assert!(
+                listed.contains(name.as_str()),
+                "{name} has no case in cases.json"
+            );
         }
     }
     for case in cases {

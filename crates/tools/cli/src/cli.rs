@@ -91,7 +91,7 @@ pub enum TelemetryCommand {
 
 #[derive(Debug, Args)]
 pub struct TelemetryVerifyArgs {
-    /// The tenant's CA certificates, PEM (`ferro ca-certificate download`; several may be
+    /// The tenant's CA certificates, PEM (`ferro ca-certificate download-chain`; several may be
     /// concatenated, e.g. during a CA rotation).
     #[arg(long, value_name = "FILE")]
     pub tenant_ca: PathBuf,

@@ -19,14 +19,14 @@ fn verify(file: &str, output: &str, cases: &serde_json::Value) -> std::process::
         .args(["telemetry", "verify", "--output", output, "--at", &now])
         .arg("--tenant-ca")
         .arg(vectors().join("tenant-ca.pem"))
-        .args([
-            "--component-id",
-            cases["componentId"].as_str().unwrap(),
-        ]);
+        .args(["--component-id", cases["componentId"].as_str().unwrap()]);
     for image in cases["imageIds"].as_array().unwrap() {
         command.args(["--image-id", image.as_str().unwrap()]);
     }
-    command.arg(vectors().join(file)).output().expect("run ferro")
+    command
+        .arg(vectors().join(file))
+        .output()
+        .expect("run ferro")
 }
 
 #[test]
@@ -71,9 +71,18 @@ fn a_missing_image_id_or_a_bad_ca_file_is_a_usage_error() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("--image-id"));
     let run = Command::new(env!("CARGO_BIN_EXE_ferro"))
-        .args(["telemetry", "verify", "--image-id", "1a9e0000-0000-4000-8000-000000000001"])
+        .args([
+            "telemetry",
+            "verify",
+            "--image-id",
+            "1a9e0000-0000-4000-8000-000000000001",
+        ])
         .arg("--tenant-ca")
-        .arg(vectors().join("other-tenant-ca.pem").with_file_name("README.md"))
+        .arg(
+            vectors()
+                .join("other-tenant-ca.pem")
+                .with_file_name("README.md"),
+        )
         .arg(vectors().join("valid.cose"))
         .output()
         .unwrap();
