@@ -7,7 +7,6 @@
 //! before it calls any of these.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferro_runtime::{
     AppId, BatchOrigin, DeviceServices, PendingUpdate, PowerRequest, ServiceError,
@@ -25,8 +24,7 @@ pub struct AppServices {
     restart: Arc<Notify>,
     deferrals: Arc<crate::deferral::Deferrals>,
     /// This boot's ID and the next batch's number in it (signed telemetry batches).
-    boot_id: Uuid,
-    sequence: AtomicU64,
+    batches: ferro_provenance::BootSequence,
 }
 
 impl AppServices {
@@ -41,8 +39,7 @@ impl AppServices {
             ctx: ctx.clone(),
             restart,
             deferrals,
-            boot_id: Uuid::new_v4(),
-            sequence: AtomicU64::new(0),
+            batches: ferro_provenance::BootSequence::default(),
         }
     }
 
@@ -107,14 +104,9 @@ impl DeviceServices for AppServices {
             .into_iter()
             .map(|der| der.to_vec())
             .collect();
-        let claims = ferro_provenance::BatchClaims {
-            component_id: app.uuid(),
-            image_id: origin.image_id,
-            development: origin.development,
-            boot_id: self.boot_id,
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
-            signed_at: time::OffsetDateTime::now_utc(),
-        };
+        let claims = self
+            .batches
+            .next_claims(app.uuid(), origin.image_id, origin.development);
         let key = self.ctx.rot.device_key();
         ferro_provenance::sign_batch(key.as_ref(), &chain, &claims, payload).map_err(|error| {
             tracing::warn!(%app, %error, "could not sign the app's telemetry batch");

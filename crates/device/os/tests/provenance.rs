@@ -125,12 +125,13 @@ fn a_cloud_app_s_batches_are_signed_by_the_device_and_verify_in_the_cloud() {
 
     // The cloud side: the tenant's CA chain from the service, the deployed image expected.
     let chain = work.join("tenant-ca-chain.pem");
-    admin.json(&[
+    let downloaded = admin.run(&[
         "ca-certificate",
         "download-chain",
         "--destination",
         s(&chain),
     ]);
+    assert!(downloaded.status.success(), "{downloaded:?}");
     let anchors =
         TenantAnchors::from_pem(&fs::read_to_string(&chain).expect("chain")).expect("anchors");
     let image: Uuid = image_id.parse().expect("uuid");

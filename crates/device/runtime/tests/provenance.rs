@@ -9,13 +9,12 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::pki::{Pki, TENANT, pki};
 use common::{device_with, manifest_with, wasm};
 use ferro_provenance::{
-    BatchClaims, ExpectedProvenance, ProvenanceError, TenantAnchors, sign_batch, verify_batch,
+    BootSequence, ExpectedProvenance, ProvenanceError, TenantAnchors, sign_batch, verify_batch,
 };
 use ferro_runtime::{AppId, BatchOrigin, DeviceServices, InstallOptions, ServiceError};
 use uuid::Uuid;
@@ -24,13 +23,13 @@ const IMAGE: Uuid = Uuid::from_u128(0x1a9e_0000_0000_4000_8000_0000_0000_00f1);
 const BOOT: Uuid = Uuid::from_u128(0xb007_0000_0000_4000_8000_0000_0000_00f1);
 
 /// Signs as `ferro_device::app_services` does: the tenant's device certificate and its CA,
-/// this boot, the next sequence number, now.
+/// this boot's next claims.
 #[derive(Debug)]
 struct Signing {
     key: Arc<ferro_signing::SoftwareSigningKey>,
     chain: Vec<Vec<u8>>,
     tenant: Uuid,
-    sequence: AtomicU64,
+    batches: BootSequence,
 }
 
 impl DeviceServices for Signing {
@@ -43,14 +42,9 @@ impl DeviceServices for Signing {
         if origin.tenant != self.tenant {
             return Err(ServiceError::NoCertificate);
         }
-        let claims = BatchClaims {
-            component_id: app.uuid(),
-            image_id: origin.image_id,
-            development: origin.development,
-            boot_id: BOOT,
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
-            signed_at: ferro_pki::time::OffsetDateTime::now_utc(),
-        };
+        let claims = self
+            .batches
+            .next_claims(app.uuid(), origin.image_id, origin.development);
         sign_batch(self.key.as_ref(), &self.chain, &claims, payload)
             .map_err(|_| ServiceError::SigningFailed)
     }
@@ -61,7 +55,7 @@ fn signing(pki: &Pki) -> Arc<Signing> {
         key: pki.device_key.clone(),
         chain: vec![pki.device_chain[0].to_vec(), pki.tenant_ca.to_vec()],
         tenant: TENANT.parse().expect("uuid"),
-        sequence: AtomicU64::new(0),
+        batches: BootSequence::new(BOOT),
     })
 }
 
@@ -156,7 +150,7 @@ fn batches_the_app_had_signed_verify_and_a_tampered_copy_does_not() {
     assert!((15..=20).contains(&granted), "{limited}");
     assert!(limited.contains("limited to 5 a second"), "{limited}");
     assert_eq!(
-        services.sequence.load(Ordering::Relaxed),
+        services.batches.issued(),
         3 + u64::from(granted),
         "only the granted requests reach the root of trust"
     );
@@ -182,7 +176,7 @@ fn an_app_without_an_image_gets_no_signed_batches() {
         line.contains("does not run from a verified image"),
         "{line}"
     );
-    assert_eq!(services.sequence.load(Ordering::Relaxed), 0);
+    assert_eq!(services.batches.issued(), 0);
 }
 
 #[test]

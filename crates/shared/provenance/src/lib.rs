@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferro_pki::{CertError, DeviceCertificate, TenantCa};
 use ferro_signing::{
@@ -85,6 +86,58 @@ pub struct BatchClaims {
     pub sequence: u64,
     /// The signing time (whole seconds are kept).
     pub signed_at: OffsetDateTime,
+}
+
+/// A device's batch numbering for one boot: a random boot ID and the next sequence number,
+/// shared by all its apps (one per device process).
+#[derive(Debug)]
+pub struct BootSequence {
+    boot_id: Uuid,
+    next: AtomicU64,
+}
+
+impl Default for BootSequence {
+    fn default() -> Self {
+        BootSequence::new(Uuid::new_v4())
+    }
+}
+
+impl BootSequence {
+    /// Numbering from 0 in boot `boot_id` (use [`BootSequence::default`] for a fresh random
+    /// one).
+    pub fn new(boot_id: Uuid) -> BootSequence {
+        BootSequence {
+            boot_id,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The boot.
+    pub fn boot_id(&self) -> Uuid {
+        self.boot_id
+    }
+
+    /// How many batches were numbered.
+    pub fn issued(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
+    /// The claims of the next batch of app `component_id` running from `image_id`, signed now.
+    pub fn next_claims(
+        &self,
+        component_id: Uuid,
+        image_id: Uuid,
+        development: bool,
+    ) -> BatchClaims {
+        BatchClaims {
+            component_id,
+            image_id,
+            development,
+            boot_id: self.boot_id,
+            sequence: self.next.fetch_add(1, Ordering::Relaxed),
+            signed_at: OffsetDateTime::now_utc(),
+        }
+    }
 }
 
 /// Signing a batch failed; nothing was emitted.
