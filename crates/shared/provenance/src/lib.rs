@@ -546,10 +546,10 @@ fn envelope_error(error: VerifyError) -> ProvenanceError {
     }
 }
 
-fn bytes_header<'a>(
-    envelope: &'a ferro_signing::HeaderedEnvelope,
+fn bytes_header(
+    envelope: &ferro_signing::HeaderedEnvelope,
     label: i64,
-) -> Result<&'a [u8], ProvenanceError> {
+) -> Result<&[u8], ProvenanceError> {
     match envelope.header(label) {
         Some(HeaderValue::Bytes(b)) => Ok(b),
         _ => Err(ProvenanceError::BadHeader {
