@@ -93,9 +93,10 @@ if [ "${FUZZ_SECONDS}" -gt 0 ]; then
         [rt_elf]="test-vectors/rt-elf"
         [mailbox_region]="test-vectors/rt-mailbox"
         [register_map_parse]="test-vectors/register-maps"
+        [provenance_batch]="test-vectors/provenance"
     )
     cargo +nightly fuzz build --release --debug-assertions
-    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence update_documents rt_elf mailbox_region register_map_parse; do
+    for target in manifest_parse hardware_definition_load image_package_parse identity_documents attestation_evidence update_documents rt_elf mailbox_region register_map_parse provenance_batch; do
         mkdir -p "fuzz/corpus/${target}"
         seed_dir="$(mktemp -d)"
         find "${seeds[$target]}" -type f -exec cp -t "${seed_dir}" {} + 2>/dev/null || true

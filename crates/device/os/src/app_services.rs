@@ -1,11 +1,16 @@
 //! What the device lends its apps through `ferro_runtime::DeviceServices`: TLS client
 //! configurations that authenticate with the device certificate (the key stays in the root of
-//! trust), the certificate chain, and power requests. The runtime has already checked the app's
-//! manifest (DeviceAuthentication, PowerControls) before it calls any of these.
+//! trust), the certificate chain, signed telemetry batches (the device key signs, through the
+//! root of trust, with what the app cannot choose in the protected header: docs/provenance.md),
+//! and power requests. The runtime has already checked the app's manifest
+//! (DeviceAuthentication, PowerControls), and for batches their size and the app's rate,
+//! before it calls any of these.
 
 use std::sync::Arc;
 
-use ferro_runtime::{AppId, DeviceServices, PendingUpdate, PowerRequest, ServiceError};
+use ferro_runtime::{
+    AppId, BatchOrigin, DeviceServices, PendingUpdate, PowerRequest, ServiceError,
+};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -18,6 +23,8 @@ pub struct AppServices {
     ctx: DeviceContext,
     restart: Arc<Notify>,
     deferrals: Arc<crate::deferral::Deferrals>,
+    /// This boot's ID and the next batch's number in it (signed telemetry batches).
+    batches: ferro_provenance::BootSequence,
 }
 
 impl AppServices {
@@ -32,6 +39,7 @@ impl AppServices {
             ctx: ctx.clone(),
             restart,
             deferrals,
+            batches: ferro_provenance::BootSequence::default(),
         }
     }
 
@@ -74,6 +82,36 @@ impl DeviceServices for AppServices {
 
     fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
         self.certificate().map(|c| crate::run::pem_bundle(&c))
+    }
+
+    /// Only for the tenant that owns the device, with a current certificate: the device key
+    /// signs in the root of trust; the header names this boot, the next sequence number and
+    /// the time, besides what the runtime says of the app.
+    fn sign_batch(
+        &self,
+        app: AppId,
+        origin: &BatchOrigin,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        if self.owner() != Some(origin.tenant) {
+            tracing::warn!(%app, tenant = %origin.tenant, "an app asked for a batch signed for a tenant that does not own this device");
+            return Err(ServiceError::NoCertificate);
+        }
+        let certificate = self.certificate().ok_or(ServiceError::NoCertificate)?;
+        let chain: Vec<Vec<u8>> = certificate
+            .chain_der()
+            .map_err(|_| ServiceError::NoCertificate)?
+            .into_iter()
+            .map(|der| der.to_vec())
+            .collect();
+        let claims = self
+            .batches
+            .next_claims(app.uuid(), origin.image_id, origin.development);
+        let key = self.ctx.rot.device_key();
+        ferro_provenance::sign_batch(key.as_ref(), &chain, &claims, payload).map_err(|error| {
+            tracing::warn!(%app, %error, "could not sign the app's telemetry batch");
+            ServiceError::SigningFailed
+        })
     }
 
     fn pending_update(&self) -> Option<PendingUpdate> {

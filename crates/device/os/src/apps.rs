@@ -620,6 +620,8 @@ impl AppManager {
                     limits: None,
                     storage_area,
                     package_files,
+                    // What the app's signed telemetry batches name (docs/provenance.md).
+                    image_id: Some(image.metadata().image_id),
                 },
             )
             .map(|_| {

@@ -38,6 +38,14 @@ pub struct Limits {
     /// Most WASI host resources (streams, pollables) an instance may hold at once; bounds the
     /// host memory a guest can make the runtime allocate outside its linear memory.
     pub max_host_resources: usize,
+    /// Sustained signed telemetry batches (`deviceauth.sign-batch`) per second; bursts up to
+    /// `batch_signature_burst`. Beyond it the call is refused: an app cannot keep the root of
+    /// trust (a TPM signs a few dozen times a second) busy for the device's own TLS and
+    /// attestation.
+    pub batch_signatures_per_second: u32,
+    pub batch_signature_burst: u32,
+    /// Largest payload of one signed batch (ferro-provenance's `MAX_BATCH_PAYLOAD`).
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +62,9 @@ impl Default for Limits {
             max_table_elements: 20_000,
             max_sockets: 16,
             max_host_resources: 1024,
+            batch_signatures_per_second: 5,
+            batch_signature_burst: 20,
+            max_batch_bytes: 256 * 1024,
         }
     }
 }
@@ -157,6 +168,10 @@ pub struct InstallOptions {
     /// The regular files of the app's verified image package, which it may read
     /// (`imagefiles`); empty when the device passes none.
     pub package_files: crate::PackageFiles,
+    /// The image ID of the verified image the app runs from (what its signed telemetry batches
+    /// name). `None` for a component installed without an image (tests, benchmarks): such an
+    /// app gets no signed batches.
+    pub image_id: Option<uuid::Uuid>,
 }
 
 /// Which of the two storage areas an app's mutable storage lives in. A sideloaded image

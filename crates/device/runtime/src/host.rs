@@ -15,7 +15,7 @@ use crate::events::{ErrorKind, EventLog, EventThrottle};
 use crate::limits::{Interrupt, MemoryLimiter};
 use crate::logs::{LogBuffer, LogLevel, LogSource};
 use crate::network::Sockets;
-use crate::services::{DeviceServices, PowerProfile, PowerRequest};
+use crate::services::{BatchOrigin, DeviceServices, PowerProfile, PowerRequest, ServiceError};
 use crate::storage::Storage;
 use crate::{AppId, Limits};
 
@@ -104,6 +104,11 @@ pub(crate) struct AppShared {
     pub(crate) throttle: Mutex<EventThrottle>,
     /// The files of the app's own image package (`imagefiles`).
     pub(crate) package_files: crate::PackageFiles,
+    /// The image the app runs from and whether it was sideloaded (what its signed batches
+    /// name); `None`: installed without an image, no signed batches.
+    pub(crate) image: Option<(uuid::Uuid, bool)>,
+    /// The app's signed-batch rate (kept across restarts, so a crash loop does not refill it).
+    pub(crate) signing: Mutex<crate::limits::TokenBucket>,
 }
 
 impl AppShared {
@@ -649,6 +654,54 @@ impl api::deviceauth::Host for HostState {
             .services
             .certificate_chain_pem(self.app.id)
             .ok_or_else(|| ApiError::NoSuchResource("no current device certificate".to_owned())))
+    }
+
+    /// Checks the grant, the size and the app's signing rate, then lets the device sign (the
+    /// wait for the root of trust does not count against the CPU slice).
+    fn sign_batch(&mut self, payload: Vec<u8>) -> HostResult<Vec<u8>> {
+        let Some(tenant) = self.app.capabilities.device_authentication() else {
+            return Ok(Err(self.app.denied(
+                "the app manifest does not grant DeviceAuthentication".to_owned(),
+            )));
+        };
+        let limits = &self.app.limits;
+        if payload.len() > limits.max_batch_bytes {
+            return Ok(Err(ApiError::LimitExceeded(format!(
+                "a signed batch is at most {} bytes, not {}",
+                limits.max_batch_bytes,
+                payload.len()
+            ))));
+        }
+        let Some((image_id, development)) = self.app.image else {
+            return Ok(Err(ApiError::Unsupported(
+                "the app does not run from a verified image".to_owned(),
+            )));
+        };
+        let allowed = self
+            .app
+            .signing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(Instant::now());
+        if !allowed {
+            return Ok(Err(ApiError::LimitExceeded(format!(
+                "signed batches are limited to {} a second (bursts of {})",
+                limits.batch_signatures_per_second, limits.batch_signature_burst
+            ))));
+        }
+        let origin = BatchOrigin {
+            tenant,
+            image_id,
+            development,
+        };
+        self.begin_blocking();
+        let signed = self.services.sign_batch(self.app.id, &origin, &payload);
+        self.yielded();
+        Ok(signed.map_err(|error| match error {
+            ServiceError::NoCertificate => ApiError::NoSuchResource(error.to_string()),
+            ServiceError::SigningFailed => ApiError::Io(error.to_string()),
+            _ => ApiError::Unsupported(error.to_string()),
+        }))
     }
 }
 

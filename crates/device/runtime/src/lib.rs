@@ -58,5 +58,6 @@ pub use partners::{
 };
 pub use runtime::{AppId, AppState, AppStatus, EventRecorder, MemoryStats, Runtime, StorageQuota};
 pub use services::{
-    DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest, ServiceError,
+    BatchOrigin, DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest,
+    ServiceError,
 };

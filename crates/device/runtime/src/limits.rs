@@ -26,6 +26,40 @@ pub(crate) enum Interrupt {
     TableLimit { wanted: usize, limit: usize },
 }
 
+/// A token bucket: `rate` tokens a second, at most `burst` saved. The one rate limit of the
+/// runtime (log lines, signed batches).
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    refilled: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub(crate) fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            tokens: f64::from(burst),
+            refilled: Instant::now(),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+        }
+    }
+
+    /// Takes a token at `now` if there is one.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
 /// Memory figures of an app, shared with the runtime (`show-memory-stats`).
 #[derive(Debug, Default)]
 pub(crate) struct MemoryCounters {

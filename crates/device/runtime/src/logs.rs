@@ -43,8 +43,7 @@ pub struct LogLine {
 struct Inner {
     lines: VecDeque<LogLine>,
     next_seq: u64,
-    tokens: f64,
-    refilled: Instant,
+    bucket: crate::limits::TokenBucket,
     dropped: u64,
     dropped_total: u64,
     last_drop_event: Option<Instant>,
@@ -76,8 +75,10 @@ impl LogBuffer {
             inner: Mutex::new(Inner {
                 lines: VecDeque::new(),
                 next_seq: 1,
-                tokens: f64::from(limits.log_burst_lines),
-                refilled: Instant::now(),
+                bucket: crate::limits::TokenBucket::new(
+                    limits.log_lines_per_second,
+                    limits.log_burst_lines,
+                ),
                 dropped: 0,
                 dropped_total: 0,
                 last_drop_event: None,
@@ -115,11 +116,7 @@ impl LogBuffer {
         let text = truncate(text, self.limits.max_log_line_bytes);
         let mut inner = self.lock();
         let now = Instant::now();
-        let elapsed = now.duration_since(inner.refilled).as_secs_f64();
-        inner.refilled = now;
-        inner.tokens = (inner.tokens + elapsed * f64::from(self.limits.log_lines_per_second))
-            .min(f64::from(self.limits.log_burst_lines));
-        if inner.tokens < 1.0 {
+        if !inner.bucket.take(now) {
             inner.dropped += 1;
             inner.dropped_total += 1;
             let due = inner
@@ -138,7 +135,6 @@ impl LogBuffer {
             }
             return;
         }
-        inner.tokens -= 1.0;
         if inner.dropped > 0 {
             let note = format!("[{} lines dropped by the log rate limit]", inner.dropped);
             inner.dropped = 0;

@@ -15,7 +15,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 
-use crate::config::{Backoff, InstallOptions, RuntimeConfig};
+use crate::config::{Backoff, InstallOptions, RuntimeConfig, StorageArea};
 use crate::error::{ControlError, InstallError, RuntimeError};
 use crate::events::{ErrorEvent, ErrorKind, EventLog, EventSubscription, EventThrottle};
 use crate::host::{AppShared, DEVICE_INTERFACES, HostState, StopSignal};
@@ -341,6 +341,10 @@ impl Runtime {
             limits.clone(),
             self.events.clone(),
         ));
+        let signing = Mutex::new(crate::limits::TokenBucket::new(
+            limits.batch_signatures_per_second,
+            limits.batch_signature_burst,
+        ));
         let shared = Arc::new(AppShared {
             id,
             name: manifest.name().to_owned(),
@@ -353,6 +357,10 @@ impl Runtime {
             memory: MemoryCounters::default(),
             throttle: Mutex::new(EventThrottle::new()),
             package_files: options.package_files.clone(),
+            image: options
+                .image_id
+                .map(|image| (image, options.storage_area == StorageArea::Development)),
+            signing,
         });
         let slot = Arc::new(Slot {
             shared,

@@ -32,6 +32,18 @@ pub enum PowerProfile {
     PowerSaver,
 }
 
+/// What the runtime knows of an app that asks for a signed telemetry batch: the device puts it in
+/// the batch's protected header, where the app cannot choose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOrigin {
+    /// The tenant of the app's `DeviceAuthentication`.
+    pub tenant: Uuid,
+    /// The image ID of the verified image the app runs from.
+    pub image_id: Uuid,
+    /// Whether that image was sideloaded in development mode.
+    pub development: bool,
+}
+
 /// Why the device did not carry out an app's service request. The message reaches the app (as
 /// the WIT `api-error::unsupported`), so it says what the device cannot do and nothing more.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +58,12 @@ pub enum ServiceError {
     /// The device can reboot but cannot power down or change its power profile.
     #[error("this device cannot power down or change its power profile")]
     PowerStateUnsupported,
+    /// There is no current device certificate (not attested yet, or not for this tenant).
+    #[error("no current device certificate")]
+    NoCertificate,
+    /// The root of trust did not sign (the device logs why).
+    #[error("the device could not sign")]
+    SigningFailed,
 }
 
 /// Device services for apps. Every method has a fail-closed default (not ready, nothing
@@ -61,6 +79,17 @@ pub trait DeviceServices: Send + Sync + fmt::Debug {
     /// The device certificate chain (PEM, leaf first), if current.
     fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
         None
+    }
+    /// `payload` signed as a telemetry batch of `app` by the device key in the root of trust
+    /// (`ferro_provenance::sign_batch`), `origin` in its protected header. The runtime has
+    /// checked the manifest, the size and the app's signing rate.
+    fn sign_batch(
+        &self,
+        _app: AppId,
+        _origin: &BatchOrigin,
+        _payload: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        Err(ServiceError::Unavailable("signed telemetry batches"))
     }
     /// The pending update, if any.
     fn pending_update(&self) -> Option<PendingUpdate> {

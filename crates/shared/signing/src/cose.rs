@@ -3,6 +3,11 @@
 //! The profile (stricter than RFC 9052 allows, so every envelope has exactly one encoding):
 //! tag 18; protected header = exactly `{1: -7, 3: <purpose content type>, 4: <32-byte kid>}` in
 //! deterministic CBOR; unprotected header = `{}`; payload embedded; signature = 64 bytes `r || s`.
+//!
+//! A purpose may extend the protected header with parameters of its own
+//! ([`sign1_with_headers`], [`parse_with_headers`]): exactly the labels it names, in the order it
+//! names them, after the three above, each a byte string, an unsigned integer, a boolean or an
+//! array of byte strings. Nothing else is accepted.
 
 use std::collections::BTreeMap;
 
@@ -115,12 +120,62 @@ pub struct UnverifiedEnvelope {
     pub unverified_payload: Vec<u8>,
 }
 
-fn protected_header(signer_kid: KeyId, purpose: Purpose) -> coset::Header {
-    HeaderBuilder::new()
+/// The value of a purpose's own protected header parameter (see [`sign1_with_headers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderValue {
+    /// A CBOR unsigned integer.
+    Uint(u64),
+    /// A CBOR byte string.
+    Bytes(Vec<u8>),
+    /// A CBOR boolean.
+    Bool(bool),
+    /// A CBOR array of byte strings (e.g. an `x5chain` of several certificates, RFC 9360).
+    BytesArray(Vec<Vec<u8>>),
+}
+
+impl HeaderValue {
+    fn to_cbor(&self) -> Value {
+        match self {
+            HeaderValue::Uint(n) => Value::Integer((*n).into()),
+            HeaderValue::Bytes(b) => Value::Bytes(b.clone()),
+            HeaderValue::Bool(b) => Value::Bool(*b),
+            HeaderValue::BytesArray(items) => {
+                Value::Array(items.iter().cloned().map(Value::Bytes).collect())
+            }
+        }
+    }
+
+    fn from_cbor(value: &Value) -> Option<HeaderValue> {
+        match value {
+            Value::Integer(n) => u64::try_from(*n).ok().map(HeaderValue::Uint),
+            Value::Bytes(b) => Some(HeaderValue::Bytes(b.clone())),
+            Value::Bool(b) => Some(HeaderValue::Bool(*b)),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Bytes(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(HeaderValue::BytesArray),
+            _ => None,
+        }
+    }
+}
+
+fn protected_header(
+    signer_kid: KeyId,
+    purpose: Purpose,
+    extra: &[(i64, HeaderValue)],
+) -> coset::Header {
+    let mut builder = HeaderBuilder::new()
         .algorithm(iana::Algorithm::ES256)
         .content_type(purpose.content_type().to_string())
-        .key_id(signer_kid.0.to_vec())
-        .build()
+        .key_id(signer_kid.0.to_vec());
+    for (label, value) in extra {
+        builder = builder.value(*label, value.to_cbor());
+    }
+    builder.build()
 }
 
 /// Sign `payload` for `purpose` with `signer`, binding `external_aad`; returns the tagged
@@ -133,9 +188,27 @@ pub fn sign1(
     payload: &[u8],
     external_aad: &[u8],
 ) -> Result<Vec<u8>, SignError> {
+    sign1_with_headers(signer, purpose, &[], payload, external_aad)
+}
+
+/// [`sign1`] with the purpose's own protected header parameters after alg, content type and
+/// kid, in the order given (a verifier names the same labels in the same order to
+/// [`parse_with_headers`]). Labels 1 to 7 (COSE's own common parameters) are refused.
+pub fn sign1_with_headers(
+    signer: &dyn Signer,
+    purpose: Purpose,
+    extra: &[(i64, HeaderValue)],
+    payload: &[u8],
+    external_aad: &[u8],
+) -> Result<Vec<u8>, SignError> {
+    if let Some((label, _)) = extra.iter().find(|(label, _)| (1..=7).contains(label)) {
+        return Err(SignError::Encoding(format!(
+            "header label {label} is one of COSE's common parameters"
+        )));
+    }
     let public = signer.public_key().clone();
     let sign1 = CoseSign1Builder::new()
-        .protected(protected_header(public.key_id(), purpose))
+        .protected(protected_header(public.key_id(), purpose, extra))
         .payload(payload.to_vec())
         .try_create_signature(external_aad, |tbs| {
             signer.sign(tbs).map(|s| s.as_bytes().to_vec())
@@ -156,9 +229,47 @@ struct Checked {
     sign1: CoseSign1,
     kid: KeyId,
     purpose: Purpose,
+    headers: Vec<(i64, HeaderValue)>,
 }
 
 fn parse_checked(bytes: &[u8]) -> Result<Checked, VerifyError> {
+    parse_checked_with(bytes, None, &[])
+}
+
+/// The envelope's own parameters: exactly `labels`, in that order, each of a [`HeaderValue`]
+/// type.
+fn extra_headers(
+    rest: &[(coset::Label, Value)],
+    labels: &[i64],
+) -> Result<Vec<(i64, HeaderValue)>, VerifyError> {
+    let mut headers = Vec::with_capacity(labels.len());
+    for (i, (label, value)) in rest.iter().enumerate() {
+        let coset::Label::Int(label) = label else {
+            return Err(VerifyError::UnexpectedHeaderParameter("text label"));
+        };
+        if labels.get(i) != Some(label) {
+            return Err(if labels.contains(label) {
+                VerifyError::NonCanonical
+            } else {
+                VerifyError::UnexpectedHeaderParameter("other label")
+            });
+        }
+        let value = HeaderValue::from_cbor(value).ok_or(VerifyError::BadHeaderValue(*label))?;
+        headers.push((*label, value));
+    }
+    if let Some(missing) = labels.get(rest.len()) {
+        return Err(VerifyError::MissingHeaderParameter(*missing));
+    }
+    Ok(headers)
+}
+
+/// `expected`: the purpose the caller wants, checked before the purpose's own parameters (so an
+/// envelope of another purpose is refused as such, not for lacking them).
+fn parse_checked_with(
+    bytes: &[u8],
+    expected: Option<Purpose>,
+    labels: &[i64],
+) -> Result<Checked, VerifyError> {
     if bytes.len() > MAX_ENVELOPE_LEN {
         return Err(VerifyError::TooLarge {
             len: bytes.len(),
@@ -202,6 +313,14 @@ fn parse_checked(bytes: &[u8]) -> Result<Checked, VerifyError> {
             .ok_or_else(|| VerifyError::UnknownPurpose(t.chars().take(80).collect::<String>()))?,
         _ => return Err(VerifyError::MissingPurpose),
     };
+    if let Some(expected) = expected
+        && purpose != expected
+    {
+        return Err(VerifyError::WrongPurpose {
+            expected,
+            found: purpose,
+        });
+    }
     if !h.crit.is_empty() {
         return Err(VerifyError::UnexpectedHeaderParameter("crit"));
     }
@@ -211,9 +330,7 @@ fn parse_checked(bytes: &[u8]) -> Result<Checked, VerifyError> {
     if !h.counter_signatures.is_empty() {
         return Err(VerifyError::UnexpectedHeaderParameter("counter signature"));
     }
-    if !h.rest.is_empty() {
-        return Err(VerifyError::UnexpectedHeaderParameter("other label"));
-    }
+    let headers = extra_headers(&h.rest, labels)?;
     if sign1.payload.is_none() {
         return Err(VerifyError::DetachedPayload);
     }
@@ -221,6 +338,7 @@ fn parse_checked(bytes: &[u8]) -> Result<Checked, VerifyError> {
         sign1,
         kid,
         purpose,
+        headers,
     })
 }
 
@@ -237,6 +355,7 @@ pub fn verify1(
         sign1,
         kid,
         purpose,
+        headers: _,
     } = parse_checked(bytes)?;
     if purpose != expected_purpose {
         return Err(VerifyError::WrongPurpose {
@@ -267,5 +386,77 @@ pub fn parse_unverified(bytes: &[u8]) -> Result<UnverifiedEnvelope, VerifyError>
         claimed_kid: c.kid,
         claimed_purpose: c.purpose,
         unverified_payload: c.sign1.payload.unwrap_or_default(),
+    })
+}
+
+/// An envelope whose purpose has its own protected header parameters, structurally checked
+/// (the strict profile, the expected purpose, exactly the expected labels) but NOT verified:
+/// the caller reads the headers to find the key (e.g. a certificate in them), then
+/// [`HeaderedEnvelope::verify`] checks the signature. Only [`parse_with_headers`] makes one.
+#[derive(Debug, Clone)]
+pub struct HeaderedEnvelope {
+    sign1: CoseSign1,
+    kid: KeyId,
+    purpose: Purpose,
+    headers: Vec<(i64, HeaderValue)>,
+}
+
+impl HeaderedEnvelope {
+    /// The claimed signer (not verified).
+    pub fn claimed_kid(&self) -> KeyId {
+        self.kid
+    }
+
+    /// The value of the purpose's own parameter `label` (not verified).
+    pub fn header(&self, label: i64) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, value)| value)
+    }
+
+    /// Verify the ES256 signature with `key`, whose key ID must be the envelope's `kid`
+    /// ([`VerifyError::UnknownKey`] otherwise), binding `external_aad`.
+    pub fn verify(
+        self,
+        key: &PublicKey,
+        external_aad: &[u8],
+    ) -> Result<VerifiedPayload, VerifyError> {
+        if key.key_id() != self.kid {
+            return Err(VerifyError::UnknownKey(self.kid));
+        }
+        if self.sign1.signature.len() != 64 {
+            return Err(VerifyError::BadSignature);
+        }
+        let tbs = self.sign1.tbs_data(external_aad);
+        if !key.verify_signature(&tbs, &self.sign1.signature) {
+            return Err(VerifyError::BadSignature);
+        }
+        Ok(VerifiedPayload {
+            payload: self.sign1.payload.unwrap_or_default(),
+            kid: self.kid,
+            purpose: self.purpose,
+        })
+    }
+}
+
+/// Parse an envelope made by [`sign1_with_headers`]: the strict profile, `expected_purpose`,
+/// and exactly the parameters `labels` in that order after alg, content type and kid.
+pub fn parse_with_headers(
+    bytes: &[u8],
+    expected_purpose: Purpose,
+    labels: &[i64],
+) -> Result<HeaderedEnvelope, VerifyError> {
+    let Checked {
+        sign1,
+        kid,
+        purpose,
+        headers,
+    } = parse_checked_with(bytes, Some(expected_purpose), labels)?;
+    Ok(HeaderedEnvelope {
+        sign1,
+        kid,
+        purpose,
+        headers,
     })
 }

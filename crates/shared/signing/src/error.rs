@@ -107,6 +107,12 @@ pub enum VerifyError {
     /// The protected header carries parameters other than alg, content type and kid.
     #[error("protected header carries an unsupported parameter ({0})")]
     UnexpectedHeaderParameter(&'static str),
+    /// A parameter the purpose requires is missing from the protected header.
+    #[error("protected header lacks parameter {0}")]
+    MissingHeaderParameter(i64),
+    /// A parameter of the purpose has a value of the wrong CBOR type.
+    #[error("protected header parameter {0} has a value of the wrong type")]
+    BadHeaderValue(i64),
     /// The unprotected header is not empty.
     #[error("unprotected header must be empty")]
     UnprotectedHeaderNotEmpty,
@@ -134,6 +140,8 @@ impl VerifyError {
             VerifyError::UnknownPurpose(_) => "unknown-purpose",
             VerifyError::WrongPurpose { .. } => "wrong-purpose",
             VerifyError::UnexpectedHeaderParameter(_) => "unexpected-header-parameter",
+            VerifyError::MissingHeaderParameter(_) => "missing-header-parameter",
+            VerifyError::BadHeaderValue(_) => "bad-header-value",
             VerifyError::UnprotectedHeaderNotEmpty => "unprotected-header-not-empty",
             VerifyError::DetachedPayload => "detached-payload",
             VerifyError::UnknownKey(_) => "unknown-key",

@@ -20,8 +20,8 @@ mod purpose;
 mod signer;
 
 pub use cose::{
-    MAX_ENVELOPE_LEN, TrustedKeys, UnverifiedEnvelope, VerifiedPayload, parse_unverified, sign1,
-    verify1,
+    HeaderValue, HeaderedEnvelope, MAX_ENVELOPE_LEN, TrustedKeys, UnverifiedEnvelope,
+    VerifiedPayload, parse_unverified, parse_with_headers, sign1, sign1_with_headers, verify1,
 };
 pub use digest::Sha256;
 pub use error::{DeviceIdError, KeyError, SignError, VerifyError};

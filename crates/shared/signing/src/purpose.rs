@@ -23,11 +23,14 @@ pub enum Purpose {
     /// A device ownership document: which tenant owns a device and that tenant's image and
     /// metadata keys, signed by the platform tenant endorsement key.
     DeviceOwnership,
+    /// A batch of an app's telemetry, signed by the device key for the app that sent it
+    /// (ferro-provenance: the device, the app and its running image in the protected header).
+    TelemetryBatch,
 }
 
 impl Purpose {
     /// Every purpose, in registry order.
-    pub const ALL: [Purpose; 7] = [
+    pub const ALL: [Purpose; 8] = [
         Purpose::ImagePackage,
         Purpose::TargetSet,
         Purpose::CapabilityFile,
@@ -35,6 +38,7 @@ impl Purpose {
         Purpose::KeyList,
         Purpose::RegistrationRecord,
         Purpose::DeviceOwnership,
+        Purpose::TelemetryBatch,
     ];
 
     /// The COSE content type (header label 3) that names this purpose.
@@ -47,6 +51,7 @@ impl Purpose {
             Purpose::KeyList => "application/vnd.ferrosphere.key-list+cbor",
             Purpose::RegistrationRecord => "application/vnd.ferrosphere.registration-record+cbor",
             Purpose::DeviceOwnership => "application/vnd.ferrosphere.device-ownership+cbor",
+            Purpose::TelemetryBatch => "application/vnd.ferrosphere.telemetry-batch",
         }
     }
 
@@ -61,6 +66,7 @@ impl Purpose {
             Purpose::KeyList => "key list",
             Purpose::RegistrationRecord => "registration record",
             Purpose::DeviceOwnership => "device ownership document",
+            Purpose::TelemetryBatch => "telemetry batch",
         }
     }
 

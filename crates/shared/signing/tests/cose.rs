@@ -443,3 +443,99 @@ fn debug_never_shows_the_private_key() {
         assert!(!dbg.contains(line));
     }
 }
+
+mod purpose_headers {
+    //! A purpose's own protected parameters (`sign1_with_headers` / `parse_with_headers`):
+    //! exactly the labels named, in their order, of the supported types; nothing else.
+    use super::*;
+    use ferro_signing::{HeaderValue, parse_with_headers, sign1_with_headers};
+
+    const LABELS: [i64; 3] = [33, -70001, -70002];
+
+    fn headers() -> Vec<(i64, HeaderValue)> {
+        vec![
+            (33, HeaderValue::BytesArray(vec![vec![1, 2], vec![3]])),
+            (-70001, HeaderValue::Uint(7)),
+            (-70002, HeaderValue::Bool(true)),
+        ]
+    }
+
+    #[test]
+    fn round_trip_and_the_signature_binds_them() {
+        let k = key();
+        let bytes = sign1_with_headers(&k, Purpose::TelemetryBatch, &headers(), b"p", &[]).unwrap();
+        let env = parse_with_headers(&bytes, Purpose::TelemetryBatch, &LABELS).unwrap();
+        assert_eq!(env.claimed_kid(), k.key_id());
+        assert_eq!(env.header(-70001), Some(&HeaderValue::Uint(7)));
+        assert_eq!(env.header(-70003), None);
+        let verified = env.verify(k.public_key(), &[]).unwrap();
+        assert_eq!(verified.payload(), b"p");
+        assert_eq!(verified.purpose(), Purpose::TelemetryBatch);
+        // Another key: refused by its key ID before any signature check.
+        let other = SoftwareSigningKey::generate();
+        let env = parse_with_headers(&bytes, Purpose::TelemetryBatch, &LABELS).unwrap();
+        assert_eq!(
+            env.verify(other.public_key(), &[]).unwrap_err(),
+            VerifyError::UnknownKey(k.key_id())
+        );
+        // The plain verifier refuses what it does not know.
+        assert_eq!(
+            verify1(&bytes, Purpose::TelemetryBatch, &trusted(&k), &[]).unwrap_err(),
+            VerifyError::UnexpectedHeaderParameter("other label")
+        );
+    }
+
+    #[test]
+    fn missing_extra_reordered_mistyped_and_reserved_labels_are_refused() {
+        let k = key();
+        let sign = |h: &[(i64, HeaderValue)]| {
+            sign1_with_headers(&k, Purpose::TelemetryBatch, h, b"p", &[]).unwrap()
+        };
+        let parse = |b: &[u8]| parse_with_headers(b, Purpose::TelemetryBatch, &LABELS).unwrap_err();
+        let mut h = headers();
+        h.pop();
+        assert_eq!(
+            parse(&sign(&h)),
+            VerifyError::MissingHeaderParameter(-70002)
+        );
+        let mut h = headers();
+        h.push((-70003, HeaderValue::Uint(1)));
+        assert_eq!(
+            parse(&sign(&h)),
+            VerifyError::UnexpectedHeaderParameter("other label")
+        );
+        let mut h = headers();
+        h.swap(1, 2);
+        assert_eq!(parse(&sign(&h)), VerifyError::NonCanonical);
+        let mut h = headers();
+        h[1].1 = HeaderValue::Bytes(vec![]);
+        let b = sign(&h);
+        let env = parse_with_headers(&b, Purpose::TelemetryBatch, &LABELS).unwrap();
+        assert_eq!(env.header(-70001), Some(&HeaderValue::Bytes(vec![])));
+        // A text value is no HeaderValue type.
+        let protected = good_header(&k)
+            .content_type(Purpose::TelemetryBatch.content_type().to_string())
+            .value(33, Value::Bytes(vec![1]))
+            .value(-70001, Value::Text("7".into()))
+            .value(-70002, Value::Bool(true))
+            .build();
+        let b = custom(&k, protected, Header::default(), &[]);
+        assert_eq!(parse(&b), VerifyError::BadHeaderValue(-70001));
+        // Another purpose, even with the right labels.
+        let b = sign1_with_headers(&k, Purpose::ImagePackage, &headers(), b"p", &[]).unwrap();
+        assert!(matches!(parse(&b), VerifyError::WrongPurpose { .. }));
+        // COSE's own labels cannot be smuggled in as a purpose's.
+        for reserved in 1..=7 {
+            assert!(matches!(
+                sign1_with_headers(
+                    &k,
+                    Purpose::TelemetryBatch,
+                    &[(reserved, HeaderValue::Uint(0))],
+                    b"p",
+                    &[]
+                ),
+                Err(SignError::Encoding(_))
+            ));
+        }
+    }
+}

@@ -75,6 +75,49 @@ pub enum Command {
     /// OS releases (publishing is for platform operators).
     #[command(subcommand)]
     OsRelease(OsReleaseCommand),
+    /// Telemetry batches signed by devices for their apps (attested provenance).
+    #[command(subcommand)]
+    Telemetry(TelemetryCommand),
+}
+
+/// `ferro telemetry ...`: offline, no service needed.
+#[derive(Debug, Subcommand)]
+pub enum TelemetryCommand {
+    /// Verify a signed telemetry batch (docs/provenance.md): the device certificate chains to
+    /// the tenant CA and was valid when the device signed, the signature, the headers, and the
+    /// image it came from is one of --image-id. Exits non-zero, naming the reason, if not.
+    Verify(TelemetryVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TelemetryVerifyArgs {
+    /// The tenant's CA certificates, PEM (`ferro ca-certificate download-chain`; several may be
+    /// concatenated, e.g. during a CA rotation).
+    #[arg(long, value_name = "FILE")]
+    pub tenant_ca: PathBuf,
+    /// An image ID the batch may come from (the attested images of the app); repeat for
+    /// several.
+    #[arg(long = "image-id", value_name = "ID", required = true)]
+    pub image_ids: Vec<uuid::Uuid>,
+    /// The app (component ID) the batch must come from.
+    #[arg(long, value_name = "ID")]
+    pub component_id: Option<uuid::Uuid>,
+    /// A device the batch may come from; repeat for several (default: any device of the
+    /// tenant).
+    #[arg(long = "device", value_name = "ID")]
+    pub devices: Vec<DeviceId>,
+    /// Accept batches from images sideloaded in development mode (a developer key may give
+    /// its image any image ID).
+    #[arg(long)]
+    pub allow_development: bool,
+    /// Verify as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Write the verified payload to this file.
+    #[arg(long, value_name = "FILE")]
+    pub payload_out: Option<PathBuf>,
+    /// The signed batch (COSE_Sign1 bytes, as the app published them).
+    pub file: PathBuf,
 }
 
 /// `ferro device ...`: the attached device's commands and the service's, side by side as in

@@ -9,6 +9,7 @@ mod images;
 mod keys;
 mod ownership;
 mod product;
+mod telemetry;
 mod tenant;
 
 use anyhow::Result;
@@ -35,5 +36,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Device(command) => devices::device(command, output),
         Command::Manufacturing(command) => devices::manufacturing(command, output),
         Command::CaCertificate(command) => devices::ca_certificate(command, output),
+        Command::Telemetry(command) => telemetry::run(command, output),
     }
 }
