@@ -92,6 +92,10 @@ typed_id!(
     DeviceGroupId
 );
 typed_id!(
+    /// A firmware reference value of a product (docs/attestation.md, "Firmware appraisal").
+    FirmwareReferenceId
+);
+typed_id!(
     /// An API token (the ID is public; the secret is shown once at creation).
     ApiTokenId
 );
@@ -1022,6 +1026,7 @@ mod tests {
             ErrorCode,
             TransferState,
             AttestationVerdict,
+            FirmwareAppraisal,
             RootOfTrustKind,
             ManufacturingState,
             CapabilityType,
