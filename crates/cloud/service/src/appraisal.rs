@@ -835,6 +835,8 @@ mod tests {
                 ca_generation: 1,
                 os_feed: None,
                 feed_minimum_security_version: None,
+                product: None,
+                firmware_references: 0,
             }),
             target: None,
         }
