@@ -178,7 +178,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(developer_keys::delete_developer_key))
         .routes(routes!(images::upload_image, images::list_images))
-        .routes(routes!(images::get_image))
+        .routes(routes!(images::get_image, images::delete_image))
         .routes(routes!(images::get_image_content))
         .routes(routes!(
             deployments::create_deployment,

@@ -336,7 +336,7 @@ pub async fn state(
             )
         })?
         .map(std::sync::Arc::new);
-    Ok(crate::AppState {
+    let state = crate::AppState {
         attestation_limiter,
         password_gate: std::sync::Arc::new(crate::login_guard::PasswordGate::new(
             config.password_gate,
@@ -350,7 +350,14 @@ pub async fn state(
         dummy_hash: std::sync::Arc::new(dummy_hash),
         platform: std::sync::Arc::new(platform),
         objects: std::sync::Arc::new(objects),
-    })
+    };
+    // Object deletions a previous process committed but did not finish (it died in between).
+    match crate::packages::finish_object_deletions(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(objects = n, "finished pending object deletions"),
+        Err(e) => tracing::warn!(error = %e, "pending object deletions stay pending"),
+    }
+    Ok(state)
 }
 
 /// Grace period the binary gives in-flight requests at shutdown.

@@ -213,7 +213,10 @@ async fn matrix_line(
     let reference = if path.contains("{referenceId}") {
         let r = t
             .post(
-                &format!("/v1/tenants/{}/products/{product}/firmware-references", ten.id),
+                &format!(
+                    "/v1/tenants/{}/products/{product}/firmware-references",
+                    ten.id
+                ),
                 &admin,
                 json!({"pcrs": fresh_pcrs()}),
             )

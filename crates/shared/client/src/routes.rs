@@ -174,6 +174,7 @@ pub mod service {
         LIST_IMAGES = Get "/v1/tenants/{tenantId}/images";
         UPLOAD_IMAGE = Post "/v1/tenants/{tenantId}/images";
         GET_IMAGE = Get "/v1/tenants/{tenantId}/images/{imageId}";
+        DELETE_IMAGE = Delete "/v1/tenants/{tenantId}/images/{imageId}";
         GET_IMAGE_CONTENT = Get "/v1/tenants/{tenantId}/images/{imageId}/content";
         LIST_DEVELOPER_KEYS = Get "/v1/tenants/{tenantId}/developer-keys";
         ADD_DEVELOPER_KEY = Post "/v1/tenants/{tenantId}/developer-keys";

@@ -668,6 +668,12 @@ impl Client {
         self.call(&route::GET_IMAGE, &[&tenant, &image])?.fetch()
     }
 
+    /// Deletes an image (refused with `image_in_use` while a deployment lists it); returns the
+    /// deleted image.
+    pub fn delete_image(&self, tenant: TenantId, image: ImageId) -> Result<Image, ClientError> {
+        self.call(&route::DELETE_IMAGE, &[&tenant, &image])?.fetch()
+    }
+
     /// Downloads an image package into `destination` (whole or not at all); `progress` gets
     /// (bytes so far, total if known). Returns the size.
     pub fn download_image(

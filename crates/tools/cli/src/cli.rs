@@ -530,6 +530,15 @@ pub enum ImageCommand {
         #[command(flatten)]
         tenant: TenantArg,
     },
+    /// Delete an image, freeing its bytes from the tenant's image storage quota (refused while
+    /// a deployment lists it).
+    Delete {
+        /// Image ID.
+        #[arg(long, value_name = "ID")]
+        image: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
     /// Download an image's production package.
     Download {
         /// Image ID.
