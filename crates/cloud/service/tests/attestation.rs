@@ -782,6 +782,29 @@ async fn debug_needs_app_development(t: &TestApp) {
     assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
 }
 
+/// Put the device in a new group of a new product; returns the product.
+async fn in_a_product(t: &TestApp, tid: &str, admin: &str, did: &str) -> String {
+    let product = t.product(tid, admin, false).await;
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/device-groups"),
+            admin,
+            json!({"productId": product, "name": format!("G {}", common::uniq())}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let group = r.body["id"].as_str().unwrap().to_string();
+    let r = t
+        .patch(
+            &format!("/v1/tenants/{tid}/devices/{did}"),
+            admin,
+            json!({ "deviceGroupId": group }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    product
+}
+
 /// Stage 0 for software roots of trust (docs/attestation.md, "Firmware appraisal"): their
 /// evidence says "no firmware measurements". Appraised without stage 0 by default (recorded as
 /// `NotAppraised`); refused where reference values apply (registered for the product), and,
@@ -801,29 +824,6 @@ mod firmware_reference_values {
             r.body
         );
         r.body["lastAttestationFirmware"].clone()
-    }
-
-    /// Put the device in a new group of a new product; returns the product.
-    async fn in_a_product(t: &TestApp, tid: &str, admin: &str, did: &str) -> String {
-        let product = t.product(tid, admin, false).await;
-        let r = t
-            .post(
-                &format!("/v1/tenants/{tid}/device-groups"),
-                admin,
-                json!({"productId": product, "name": format!("G {}", common::uniq())}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let group = r.body["id"].as_str().unwrap().to_string();
-        let r = t
-            .patch(
-                &format!("/v1/tenants/{tid}/devices/{did}"),
-                admin,
-                json!({ "deviceGroupId": group }),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        product
     }
 
     async fn register_value(t: &TestApp, tid: &str, admin: &str, product: &str) {
@@ -1443,24 +1443,7 @@ mod tpm {
         register_and_claim(t, &rot, &tid, &admin).await;
         let genuine = measure_firmware(&rot, FIRMWARE_EVENTS, [[0; 32]; 8]);
         rot.extend_measurement(&os).unwrap();
-        let product = t.product(&tid, &admin, false).await;
-        let r = t
-            .post(
-                &format!("/v1/tenants/{tid}/device-groups"),
-                &admin,
-                json!({"productId": product, "name": format!("G {}", common::uniq())}),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let group = r.body["id"].as_str().unwrap().to_string();
-        let r = t
-            .patch(
-                &format!("/v1/tenants/{tid}/devices/{did}"),
-                &admin,
-                json!({ "deviceGroupId": group }),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let product = in_a_product(t, &tid, &admin, &did).await;
         let device = |_: &TestApp| async {
             let r = t
                 .get(&format!("/v1/tenants/{tid}/devices/{did}"), &admin)

@@ -599,24 +599,27 @@ fn pcr_selection() -> Result<tss_esapi::structures::PcrSelectionList, TrustError
         .map_err(tpm_err)
 }
 
+/// [`FIRMWARE_PCRS`] as TSS slots.
+const FIRMWARE_SLOTS: [PcrSlot; 8] = [
+    PcrSlot::Slot0,
+    PcrSlot::Slot1,
+    PcrSlot::Slot2,
+    PcrSlot::Slot3,
+    PcrSlot::Slot4,
+    PcrSlot::Slot5,
+    PcrSlot::Slot6,
+    PcrSlot::Slot7,
+];
+
 /// The quote's selection: the firmware PCRs 0..=7 and [`FERRO_PCR`], SHA-256 bank (the quote's
 /// `pcrDigest` is SHA-256 over their values in that order).
 fn quote_selection() -> Result<tss_esapi::structures::PcrSelectionList, TrustError> {
     PcrSelectionListBuilder::new()
-        .with_selection(
-            HashingAlgorithm::Sha256,
-            &[
-                PcrSlot::Slot0,
-                PcrSlot::Slot1,
-                PcrSlot::Slot2,
-                PcrSlot::Slot3,
-                PcrSlot::Slot4,
-                PcrSlot::Slot5,
-                PcrSlot::Slot6,
-                PcrSlot::Slot7,
-                ferro_pcr_slot(),
-            ],
-        )
+        .with_selection(HashingAlgorithm::Sha256, &{
+            let mut slots = FIRMWARE_SLOTS.to_vec();
+            slots.push(ferro_pcr_slot());
+            slots
+        })
         .build()
         .map_err(tpm_err)
 }
@@ -625,19 +628,7 @@ fn quote_selection() -> Result<tss_esapi::structures::PcrSelectionList, TrustErr
 fn read_firmware_pcrs(ctx: &mut Context) -> Result<FirmwarePcrs, TrustError> {
     const _: () = assert!(*FIRMWARE_PCRS.start() == 0 && *FIRMWARE_PCRS.end() == 7);
     let selection = PcrSelectionListBuilder::new()
-        .with_selection(
-            HashingAlgorithm::Sha256,
-            &[
-                PcrSlot::Slot0,
-                PcrSlot::Slot1,
-                PcrSlot::Slot2,
-                PcrSlot::Slot3,
-                PcrSlot::Slot4,
-                PcrSlot::Slot5,
-                PcrSlot::Slot6,
-                PcrSlot::Slot7,
-            ],
-        )
+        .with_selection(HashingAlgorithm::Sha256, &FIRMWARE_SLOTS)
         .build()
         .map_err(tpm_err)?;
     let (_, read, digests) = ctx
