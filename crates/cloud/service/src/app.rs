@@ -7,7 +7,8 @@ use crate::routes::{
     ownership,
 };
 use crate::routes::{
-    auth, ca, device_events, devices, error_report, me, ops, pki, products, tenants, updates, users,
+    auth, ca, device_events, devices, error_report, firmware_references, me, ops, pki, products,
+    tenants, updates, users,
 };
 use crate::routes::{capabilities, device_updates, os_feeds, os_release_keys, registrations};
 use crate::state::AppState;
@@ -138,6 +139,11 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(products::create_defaults))
         .routes(routes!(
+            firmware_references::create_firmware_reference,
+            firmware_references::list_firmware_references
+        ))
+        .routes(routes!(firmware_references::delete_firmware_reference))
+        .routes(routes!(
             device_groups::create_group,
             device_groups::list_groups
         ))
@@ -172,7 +178,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(developer_keys::delete_developer_key))
         .routes(routes!(images::upload_image, images::list_images))
-        .routes(routes!(images::get_image))
+        .routes(routes!(images::get_image, images::delete_image))
         .routes(routes!(images::get_image_content))
         .routes(routes!(
             deployments::create_deployment,

@@ -7,7 +7,8 @@
 //!    by the device key over the nonce (else answered, never recorded), root of trust and TPM
 //!    quote (stage 2), claimed;
 //! 3. [`decide`]: stage 2's failure, the tenant's block, and for verified evidence [`appraise`]:
-//!    the measurements against the accepted OS releases and the tenant's images, debugging;
+//!    the measurements against the accepted OS releases and the tenant's images, debugging, and
+//!    [`appraise_firmware`]: the quoted firmware PCRs against the product's reference values;
 //! 4. [`issuing_ca`]: a Trusted device's certificate needs a current tenant CA.
 //!
 //! The route (`routes::attestation`) reads what each step needs from the datastore
@@ -16,9 +17,9 @@
 use std::collections::HashMap;
 
 use ferro_pki::TenantCa;
-use ferro_trust::MeasurementEvent;
 use ferro_trust::evidence::{DebugStatus, EvidenceError, VerifiedEvidence};
-use ferro_wire::{AttestationReason, OsFeed, RootOfTrustKind};
+use ferro_trust::{FirmwarePcrs, MeasurementEvent};
+use ferro_wire::{AttestationReason, FirmwareAppraisal, OsFeed, RootOfTrustKind};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -74,6 +75,15 @@ pub mod codes {
     /// The evidence says debugging is enabled, and the device holds no AppDevelopment
     /// capability (the capability that allows debugging).
     pub const DEBUG_WITHOUT_CAPABILITY: &str = "debug_without_capability";
+    /// The quoted firmware PCRs 0-7 are none of the reference values registered for the
+    /// device's product (other firmware or boot loader than the registered ones).
+    pub const FIRMWARE_NOT_IN_REFERENCE_SET: &str = "firmware_not_in_reference_set";
+    /// Reference values apply (registered for the product, or required by the operator) but the
+    /// evidence has no firmware measurements (a software root of trust).
+    pub const FIRMWARE_MEASUREMENTS_MISSING: &str = "firmware_measurements_missing";
+    /// The operator requires firmware reference values and the device's product has none (or
+    /// the device is in no device group).
+    pub const NO_FIRMWARE_REFERENCE_VALUES: &str = "no_firmware_reference_values";
 }
 
 /// A reason with its message.
@@ -112,6 +122,102 @@ pub struct Facts {
     pub tenant_images: HashMap<Uuid, KnownImage>,
     /// The device holds a current (not revoked) AppDevelopment capability of its tenant.
     pub app_development: bool,
+    /// What its firmware is compared with.
+    pub firmware: FirmwareFacts,
+}
+
+/// What a device's firmware PCRs are appraised against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FirmwareFacts {
+    /// The reference values registered for the device's product (empty: none, or the device is
+    /// in no device group).
+    pub references: Vec<FirmwarePcrs>,
+    /// The operator requires reference values (`require_firmware_reference_values`).
+    pub required: bool,
+    /// The device is in a device group, so it has a product to register values for.
+    pub in_product: bool,
+}
+
+/// What TCG PC Client measured boot puts in each firmware PCR (for messages).
+const FIRMWARE_PCR_NAMES: [&str; 8] = [
+    "firmware code",
+    "firmware configuration",
+    "option ROM code",
+    "option ROM configuration",
+    "boot loader",
+    "boot loader configuration and GPT",
+    "platform-specific",
+    "Secure Boot policy",
+];
+
+/// Appraise stage 0: the firmware PCRs 0-7 of verified evidence (`None`: it has none, a
+/// software root of trust) against `facts` (docs/attestation.md, "Firmware appraisal"):
+///
+/// - no reference values for the product and none required: [`FirmwareAppraisal::NotAppraised`]
+///   (the verdict rests on the OS and apps; recorded so that nobody mistakes it for more);
+/// - none registered but required: [`codes::NO_FIRMWARE_REFERENCE_VALUES`];
+/// - reference values apply but the evidence has no firmware measurements:
+///   [`codes::FIRMWARE_MEASUREMENTS_MISSING`];
+/// - the PCRs equal one reference value: [`FirmwareAppraisal::Matched`]; else
+///   [`codes::FIRMWARE_NOT_IN_REFERENCE_SET`], naming the PCRs in which the closest reference
+///   value differs.
+pub fn appraise_firmware(
+    firmware: Option<&FirmwarePcrs>,
+    facts: &FirmwareFacts,
+) -> (FirmwareAppraisal, Option<AttestationReason>) {
+    if facts.references.is_empty() {
+        if !facts.required {
+            return (FirmwareAppraisal::NotAppraised, None);
+        }
+        let why = if facts.in_product {
+            "the platform requires firmware reference values and none are registered for the \
+             device's product (`ferro product firmware-reference add`)"
+        } else {
+            "the platform requires firmware reference values and the device is in no device \
+             group, so no product's values apply"
+        };
+        return (
+            FirmwareAppraisal::Refused,
+            Some(reason(codes::NO_FIRMWARE_REFERENCE_VALUES, why)),
+        );
+    }
+    let Some(pcrs) = firmware else {
+        return (
+            FirmwareAppraisal::Refused,
+            Some(reason(
+                codes::FIRMWARE_MEASUREMENTS_MISSING,
+                "the evidence has no firmware measurements (a software root of trust has no \
+                 measured boot) but firmware reference values apply to this device",
+            )),
+        );
+    };
+    if facts.references.iter().any(|r| r == pcrs) {
+        return (FirmwareAppraisal::Matched, None);
+    }
+    let differing =
+        |r: &FirmwarePcrs| -> Vec<usize> { (0..8).filter(|&i| r[i] != pcrs[i]).collect() };
+    let closest = facts
+        .references
+        .iter()
+        .map(differing)
+        .min_by_key(Vec::len)
+        .unwrap_or_default();
+    let named: Vec<String> = closest
+        .iter()
+        .map(|&i| format!("PCR {i} ({})", FIRMWARE_PCR_NAMES[i]))
+        .collect();
+    (
+        FirmwareAppraisal::Refused,
+        Some(reason(
+            codes::FIRMWARE_NOT_IN_REFERENCE_SET,
+            format!(
+                "the firmware PCRs are none of the {} reference values registered for the \
+                 device's product; the closest differs in {}",
+                facts.references.len(),
+                named.join(", ")
+            ),
+        )),
+    )
 }
 
 /// The appraisal's verdict on verified evidence.
@@ -433,6 +539,7 @@ pub fn facts(
     os_releases: HashMap<Uuid, KnownOsRelease>,
     tenant_images: HashMap<Uuid, KnownImage>,
     app_development: bool,
+    firmware: FirmwareFacts,
 ) -> Facts {
     Facts {
         feed: device.os_feed.unwrap_or(OsFeed::Retail),
@@ -440,12 +547,13 @@ pub fn facts(
         os_releases,
         tenant_images,
         app_development,
+        firmware,
     }
 }
 
 /// The verdict on an admitted device, before a certificate: the second stage's failure, the
-/// tenant's block, and for verified evidence the measurement rules ([`appraise`]) over `facts`,
-/// in that order.
+/// tenant's block, and for verified evidence the measurement rules ([`appraise`]) and the
+/// firmware's ([`appraise_firmware`]) over `facts`, in that order.
 pub fn decide(
     verified: &Result<VerifiedEvidence, AttestationReason>,
     facts: Option<&Facts>,
@@ -461,7 +569,8 @@ pub fn decide(
     if let Ok(v) = verified {
         match facts {
             Some(facts) => {
-                reasons.extend(appraise(v.measurements(), v.debug_status(), facts).into_reasons())
+                reasons.extend(appraise(v.measurements(), v.debug_status(), facts).into_reasons());
+                reasons.extend(appraise_firmware(v.firmware_pcrs(), &facts.firmware).1);
             }
             // Verified evidence is never trusted without its appraisal.
             None => reasons.push(reason(
@@ -543,6 +652,7 @@ mod tests {
                 },
             )]),
             app_development: false,
+            firmware: FirmwareFacts::default(),
         };
         World {
             os,
@@ -725,6 +835,8 @@ mod tests {
                 ca_generation: 1,
                 os_feed: None,
                 feed_minimum_security_version: None,
+                product: None,
+                firmware_references: 0,
             }),
             target: None,
         }
@@ -862,6 +974,8 @@ mod tests {
             Err(reason(codes::QUOTE_MISMATCH, "stage 2 failed"));
         let mut unknown_os = w.facts.clone();
         unknown_os.os_releases.clear();
+        let mut firmware_values = w.facts.clone();
+        firmware_values.firmware.references = vec![[[1; 32]; 8]];
         type Stage2 = Result<VerifiedEvidence, AttestationReason>;
         // (case, stage 2, facts, blocked, the reasons' codes)
         type Case<'a> = (&'a str, &'a Stage2, Option<&'a Facts>, bool, &'a [&'a str]);
@@ -893,6 +1007,14 @@ mod tests {
                 Some(&unknown_os),
                 true,
                 &[codes::BLOCKED, codes::UNKNOWN_MEASUREMENT],
+            ),
+            // Stage 0 is appraised with the rest: software evidence where values apply.
+            (
+                "verified, firmware values apply, none measured",
+                &ok,
+                Some(&firmware_values),
+                false,
+                &[codes::FIRMWARE_MEASUREMENTS_MISSING],
             ),
             // Never trusted without the appraisal.
             (
@@ -947,8 +1069,16 @@ mod tests {
             ca_generation: 1,
             os_feed: None,
             feed_minimum_security_version: None,
+            product: None,
+            firmware_references: 0,
         };
-        let f = facts(&claimed, HashMap::new(), HashMap::new(), true);
+        let f = facts(
+            &claimed,
+            HashMap::new(),
+            HashMap::new(),
+            true,
+            FirmwareFacts::default(),
+        );
         assert_eq!(
             (f.feed, f.feed_minimum_security_version),
             (OsFeed::Retail, 0)
@@ -958,11 +1088,125 @@ mod tests {
             feed_minimum_security_version: Some(4),
             ..claimed
         };
-        let f = facts(&eval, HashMap::new(), HashMap::new(), false);
+        let f = facts(
+            &eval,
+            HashMap::new(),
+            HashMap::new(),
+            false,
+            FirmwareFacts::default(),
+        );
         assert_eq!(
             (f.feed, f.feed_minimum_security_version),
             (OsFeed::RetailEval, 4)
         );
+    }
+
+    /// Stage 0, as a table: (case, the evidence's firmware PCRs, reference values, required,
+    /// in a product) -> (appraisal, reason code).
+    #[test]
+    fn firmware_table() {
+        let genuine: FirmwarePcrs = std::array::from_fn(|i| [i as u8 + 1; 32]);
+        let mut new_loader = genuine;
+        new_loader[4] = [0xee; 32];
+        let mut other_board = genuine;
+        other_board[0] = [0xaa; 32];
+        other_board[4] = [0xbb; 32];
+        type Case<'a> = (
+            &'a str,
+            Option<&'a FirmwarePcrs>,
+            Vec<FirmwarePcrs>,
+            bool,
+            (FirmwareAppraisal, Option<&'a str>),
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "no values, not required",
+                Some(&genuine),
+                vec![],
+                false,
+                (FirmwareAppraisal::NotAppraised, None),
+            ),
+            (
+                "software, no values, not required",
+                None,
+                vec![],
+                false,
+                (FirmwareAppraisal::NotAppraised, None),
+            ),
+            (
+                "no values, required",
+                Some(&genuine),
+                vec![],
+                true,
+                (
+                    FirmwareAppraisal::Refused,
+                    Some(codes::NO_FIRMWARE_REFERENCE_VALUES),
+                ),
+            ),
+            (
+                "matches the one value",
+                Some(&genuine),
+                vec![genuine],
+                false,
+                (FirmwareAppraisal::Matched, None),
+            ),
+            (
+                "matches the new value during a rollout",
+                Some(&new_loader),
+                vec![genuine, new_loader],
+                true,
+                (FirmwareAppraisal::Matched, None),
+            ),
+            (
+                "another boot loader",
+                Some(&new_loader),
+                vec![genuine],
+                false,
+                (
+                    FirmwareAppraisal::Refused,
+                    Some(codes::FIRMWARE_NOT_IN_REFERENCE_SET),
+                ),
+            ),
+            (
+                "software where values apply",
+                None,
+                vec![genuine],
+                false,
+                (
+                    FirmwareAppraisal::Refused,
+                    Some(codes::FIRMWARE_MEASUREMENTS_MISSING),
+                ),
+            ),
+        ];
+        for (name, pcrs, references, required, want) in cases {
+            let facts = FirmwareFacts {
+                references,
+                required,
+                in_product: true,
+            };
+            let (got, reason) = appraise_firmware(pcrs, &facts);
+            assert_eq!((got, reason.map(|r| r.code).as_deref()), want, "{name}");
+        }
+        // The message names the PCRs in which the closest value differs.
+        let facts = FirmwareFacts {
+            references: vec![other_board, genuine],
+            required: false,
+            in_product: true,
+        };
+        let (_, reason) = appraise_firmware(Some(&new_loader), &facts);
+        let message = reason.unwrap().message;
+        assert!(
+            message.ends_with("the closest differs in PCR 4 (boot loader)"),
+            "{message}"
+        );
+        // A device in no group under the requirement is told why.
+        let facts = FirmwareFacts {
+            references: vec![],
+            required: true,
+            in_product: false,
+        };
+        let (_, reason) = appraise_firmware(Some(&genuine), &facts);
+        assert!(reason.unwrap().message.contains("in no device group"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! re-signing it ([`resign_package`]), storing it with its database rows
 //! ([`commit_with_object`]) and serving it with HTTP Range support ([`serve_package`]).
 
+use crate::datastore::images;
 use crate::db::{self, Tx};
 use crate::error::{ApiError, ApiResult};
 use crate::object_store::{ObjectKey, ObjectStoreError, PutOutcome};
@@ -354,6 +355,41 @@ pub(crate) async fn commit_with_object(
         return Err(e);
     }
     Ok(())
+}
+
+/// Finish the object deletions whose rows were deleted and committed (`object_deletions`,
+/// written with the row by `datastore::images::delete_in`): delete each object unless a row
+/// stores its package again, then forget the intent. Run after every image deletion and when
+/// the service starts, so a process that died between commit and object deletion leaves no
+/// object behind for good (and the quota, the sum of the rows, never counted it). Returns how
+/// many intents it finished; an object it cannot delete stays pending for the next run.
+pub async fn finish_object_deletions(state: &AppState) -> ApiResult<usize> {
+    let mut finished = 0;
+    loop {
+        let pending = images::pending_object_deletions(&state.db, 100).await?;
+        if pending.is_empty() {
+            return Ok(finished);
+        }
+        let mut progressed = false;
+        for key in pending {
+            let object = ObjectKey::new(&key)
+                .map_err(|e| ApiError::Internal(format!("pending deletion {key:?}: {e}")))?;
+            let referenced = match key.strip_prefix("images/") {
+                Some(sha) => images::package_referenced(&state.db, sha).await?,
+                None => false,
+            };
+            if !referenced && let Err(e) = state.objects.delete(&object).await {
+                tracing::warn!(object = %key, error = %e, "object deletion stays pending");
+                continue;
+            }
+            images::finish_object_deletion(&state.db, &key).await?;
+            finished += 1;
+            progressed = true;
+        }
+        if !progressed {
+            return Ok(finished);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

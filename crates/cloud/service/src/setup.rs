@@ -50,6 +50,11 @@ pub struct FileConfig {
     /// headers are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// `true`: a device attests Trusted only when its firmware PCRs are a reference value of its
+    /// product (devices in no group, products without values and software roots of trust are
+    /// refused). Absent or `false`: products without values are appraised without stage 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_firmware_reference_values: Option<bool>,
 }
 
 impl FileConfig {
@@ -72,6 +77,9 @@ impl FileConfig {
             .map_err(|e| bad(&e))?;
         Ok(crate::Config {
             trusted_proxies,
+            require_firmware_reference_values: self
+                .require_firmware_reference_values
+                .unwrap_or(defaults.require_firmware_reference_values),
             attestation_rate: self
                 .attestation_rate_limit
                 .unwrap_or(crate::rate_limit::AddressRate::ATTESTATION_DEFAULT),
@@ -328,7 +336,7 @@ pub async fn state(
             )
         })?
         .map(std::sync::Arc::new);
-    Ok(crate::AppState {
+    let state = crate::AppState {
         attestation_limiter,
         password_gate: std::sync::Arc::new(crate::login_guard::PasswordGate::new(
             config.password_gate,
@@ -342,7 +350,14 @@ pub async fn state(
         dummy_hash: std::sync::Arc::new(dummy_hash),
         platform: std::sync::Arc::new(platform),
         objects: std::sync::Arc::new(objects),
-    })
+    };
+    // Object deletions a previous process committed but did not finish (it died in between).
+    match crate::packages::finish_object_deletions(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(objects = n, "finished pending object deletions"),
+        Err(e) => tracing::warn!(error = %e, "pending object deletions stay pending"),
+    }
+    Ok(state)
 }
 
 /// Grace period the binary gives in-flight requests at shutdown.
@@ -369,6 +384,19 @@ mod tests {
         // A negative or misspelled value is refused, not ignored.
         assert!(toml::from_str::<FileConfig>("tenant_image_quota_bytes = -1\n").is_err());
         assert!(toml::from_str::<FileConfig>("tenant_image_quota = 1\n").is_err());
+    }
+
+    #[test]
+    fn firmware_reference_values_are_required_only_when_set() {
+        assert!(!config_of("").unwrap().require_firmware_reference_values);
+        assert!(
+            config_of("require_firmware_reference_values = true\n")
+                .unwrap()
+                .require_firmware_reference_values
+        );
+        assert!(
+            toml::from_str::<FileConfig>("require_firmware_reference_values = \"yes\"\n").is_err()
+        );
     }
 
     #[test]

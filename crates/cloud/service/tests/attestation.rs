@@ -782,6 +782,107 @@ async fn debug_needs_app_development(t: &TestApp) {
     assert_eq!(attest_as_is(t, &d).await["verdict"], "Trusted");
 }
 
+/// Put the device in a new group of a new product; returns the product.
+async fn in_a_product(t: &TestApp, tid: &str, admin: &str, did: &str) -> String {
+    let product = t.product(tid, admin, false).await;
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/device-groups"),
+            admin,
+            json!({"productId": product, "name": format!("G {}", common::uniq())}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let group = r.body["id"].as_str().unwrap().to_string();
+    let r = t
+        .patch(
+            &format!("/v1/tenants/{tid}/devices/{did}"),
+            admin,
+            json!({ "deviceGroupId": group }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    product
+}
+
+/// Stage 0 for software roots of trust (docs/attestation.md, "Firmware appraisal"): their
+/// evidence says "no firmware measurements". Appraised without stage 0 by default (recorded as
+/// `NotAppraised`); refused where reference values apply (registered for the product), and,
+/// under the operator's `require_firmware_reference_values`, refused in no group or a product
+/// without values.
+mod firmware_reference_values {
+    use super::*;
+
+    async fn device_firmware(t: &TestApp, tid: &str, admin: &str, did: &str) -> Value {
+        let r = t
+            .get(&format!("/v1/tenants/{tid}/devices/{did}"), admin)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert!(
+            r.body["lastFirmwarePcrs"].is_null(),
+            "software: no PCRs {:?}",
+            r.body
+        );
+        r.body["lastAttestationFirmware"].clone()
+    }
+
+    async fn register_value(t: &TestApp, tid: &str, admin: &str, product: &str) {
+        let r = t
+            .post(
+                &format!("/v1/tenants/{tid}/products/{product}/firmware-references"),
+                admin,
+                json!({"pcrs": vec!["11".repeat(32); 8]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+
+    async fn run(backend: Backend, required: bool) {
+        let config = ferro_service::Config {
+            require_firmware_reference_values: required,
+            ..common::test_config()
+        };
+        let t = TestApp::with_config(backend, config).await;
+        let (tid, admin) = t.tenant().await;
+        let d = claimed(&t, &tid, &admin).await;
+        // In no group.
+        let v = attest(&t, &d).await;
+        if required {
+            assert_untrusted(&v, "no_firmware_reference_values");
+            assert_eq!(device_firmware(&t, &tid, &admin, &d.id).await, "Refused");
+        } else {
+            assert_eq!(v["verdict"], "Trusted", "{v}");
+            assert_eq!(
+                device_firmware(&t, &tid, &admin, &d.id).await,
+                "NotAppraised"
+            );
+        }
+        // In a product without values.
+        let product = in_a_product(&t, &tid, &admin, &d.id).await;
+        let v = attest(&t, &d).await;
+        if required {
+            assert_untrusted(&v, "no_firmware_reference_values");
+        } else {
+            assert_eq!(v["verdict"], "Trusted", "{v}");
+        }
+        // Values registered: a software root of trust has nothing to match them with.
+        register_value(&t, &tid, &admin, &product).await;
+        assert_untrusted(&attest(&t, &d).await, "firmware_measurements_missing");
+        assert_eq!(device_firmware(&t, &tid, &admin, &d.id).await, "Refused");
+        t.finish().await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        run(Backend::Sqlite, false).await;
+        run(Backend::Sqlite, true).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        run(Backend::Postgres, false).await;
+        run(Backend::Postgres, true).await;
+    }
+}
+
 mod expired_nonce {
     use super::*;
     async fn run(backend: Backend) {
@@ -1012,6 +1113,7 @@ mod tpm {
         tpm_quote_by_a_foreign_attestation_key_is_refused,
         tpm_record_with_another_attestation_key_is_refused,
         tpm_record_without_attestation_key_is_refused,
+        tpm_firmware_is_appraised_against_product_references,
     );
 
     /// The root of trust on a test swtpm.
@@ -1288,6 +1390,157 @@ mod tpm {
             recorded(t, &tid, &admin, &did).await,
             (json!("Trusted"), vec![])
         );
+    }
+
+    /// What UEFI measured boot would extend on this board before any OS runs: (PCR, what was
+    /// measured); each event extends SHA-256 of its text. swtpm has no firmware, so the test
+    /// plays it.
+    const FIRMWARE_EVENTS: &[(u8, &str)] = &[
+        (0, "EV_S_CRTM_VERSION firmware 1.0"),
+        (0, "EV_EFI_PLATFORM_FIRMWARE_BLOB firmware volume"),
+        (1, "EV_EFI_VARIABLE_BOOT BootOrder 0001"),
+        (4, "EV_EFI_BOOT_SERVICES_APPLICATION shimx64.efi 15.8"),
+        (4, "EV_EFI_BOOT_SERVICES_APPLICATION grubx64.efi 2.12"),
+        (7, "EV_EFI_VARIABLE_DRIVER_CONFIG SecureBoot 1"),
+    ];
+
+    /// Extend `events` as firmware would; returns the PCR 0-7 values they replay to (hex).
+    fn measure_firmware(
+        rot: &TpmRootOfTrust,
+        events: &[(u8, &str)],
+        from: [[u8; 32]; 8],
+    ) -> Vec<String> {
+        let mut pcrs = from;
+        for (pcr, what) in events {
+            let digest: [u8; 32] = sha2::Sha256::digest(what.as_bytes()).into();
+            rot.extend_firmware_pcr(*pcr, &digest).unwrap();
+            let slot = &mut pcrs[usize::from(*pcr)];
+            let mut h = sha2::Sha256::new();
+            h.update(*slot);
+            h.update(digest);
+            *slot = h.finalize().into();
+        }
+        assert_eq!(
+            rot.firmware_pcrs().unwrap(),
+            Some(pcrs),
+            "the TPM agrees with the log"
+        );
+        pcrs.iter().map(hex::encode).collect()
+    }
+
+    /// Stage 0 (docs/attestation.md, "Firmware appraisal"): the quote covers PCRs 0-7 as the
+    /// (played) firmware extended them; with no reference values for the device's product the
+    /// verdict says stage 0 was not appraised; with the device's values registered it is
+    /// Matched; another boot loader (PCR 4) is refused with its reason naming PCR 4, and the
+    /// old evidence cannot be replayed; registering the new value (a rollout, both values at
+    /// once) makes it Trusted again, and deleting the old one changes nothing for it.
+    async fn tpm_firmware_is_appraised_against_product_references(t: &TestApp) {
+        let (tid, admin) = t.tenant().await;
+        let os = os_event(t).await;
+        let swtpm = Swtpm::start();
+        let rot = open(&swtpm);
+        let did = rot.device_id().to_string();
+        register_and_claim(t, &rot, &tid, &admin).await;
+        let genuine = measure_firmware(&rot, FIRMWARE_EVENTS, [[0; 32]; 8]);
+        rot.extend_measurement(&os).unwrap();
+        let product = in_a_product(t, &tid, &admin, &did).await;
+        let device = |_: &TestApp| async {
+            let r = t
+                .get(&format!("/v1/tenants/{tid}/devices/{did}"), &admin)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body
+        };
+        let attest_now = || async {
+            let n = challenge(t, &did).await;
+            submit(t, &did, &n, &evidence(&rot, &n)).await
+        };
+
+        // No reference values: appraised as before, and the record says stage 0 was not.
+        let v = attest_now().await;
+        assert_eq!(v["verdict"], "Trusted", "{v}");
+        let d = device(t).await;
+        assert_eq!(d["lastAttestationFirmware"], "NotAppraised", "{d}");
+        assert_eq!(d["lastFirmwarePcrs"], json!(genuine), "{d}");
+
+        // The tenant registers the values its known-good device reported.
+        let refs = format!("/v1/tenants/{tid}/products/{product}/firmware-references");
+        let r = t
+            .post(
+                &refs,
+                &admin,
+                json!({"pcrs": genuine, "description": "fw 1.0, shim 15.8"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let old_ref = r.body["id"].as_str().unwrap().to_string();
+        let r = t.post(&refs, &admin, json!({"pcrs": genuine})).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CONFLICT,
+            "the same value twice: {:?}",
+            r.body
+        );
+        for bad in [
+            json!(genuine[..7]),
+            json!(vec!["zz".repeat(32); 8]),
+            json!(vec![genuine[0].clone() + "00"; 8]),
+        ] {
+            let r = t.post(&refs, &admin, json!({"pcrs": bad})).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+        }
+        let v = attest_now().await;
+        assert_eq!(v["verdict"], "Trusted", "{v}");
+        assert_eq!(device(t).await["lastAttestationFirmware"], "Matched");
+
+        // Evidence captured now, with the registered PCRs, for a later replay.
+        let n_old = challenge(t, &did).await;
+        let captured = evidence(&rot, &n_old);
+
+        // Another boot loader: PCR 4 differs. Refused, no certificate, the reason names PCR 4.
+        let updated = measure_firmware(
+            &rot,
+            &[(4, "EV_EFI_BOOT_SERVICES_APPLICATION grubx64.efi 2.13")],
+            rot.firmware_pcrs().unwrap().unwrap(),
+        );
+        let v = attest_now().await;
+        assert_untrusted(&v, "firmware_not_in_reference_set");
+        assert!(v["certificatePem"].is_null(), "{v}");
+        let message = v["reasons"][0]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("differs in PCR 4 (boot loader)"),
+            "{message}"
+        );
+        let d = device(t).await;
+        assert_eq!(d["lastAttestationFirmware"], "Refused", "{d}");
+        assert_eq!(d["lastFirmwarePcrs"], json!(updated), "{d}");
+
+        // The captured evidence with the old, registered PCRs is refused: its nonce is spent
+        // (a newer one was answered), and it signs no other nonce.
+        assert_untrusted(&submit(t, &did, &n_old, &captured).await, "nonce_replayed");
+        let n = challenge(t, &did).await;
+        assert_untrusted(&submit(t, &did, &n, &captured).await, "nonce_mismatch");
+
+        // A rollout: the new value registered beside the old one; both are accepted.
+        let r = t
+            .post(
+                &refs,
+                &admin,
+                json!({"pcrs": updated, "description": "grub 2.13"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(t.get(&refs, &admin).await.body.as_array().unwrap().len(), 2);
+        let v = attest_now().await;
+        assert_eq!(v["verdict"], "Trusted", "{v}");
+        // The old value retired: this device is unaffected.
+        let r = t.delete(&format!("{refs}/{old_ref}"), &admin).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        let r = t.delete(&format!("{refs}/{old_ref}"), &admin).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        let v = attest_now().await;
+        assert_eq!(v["verdict"], "Trusted", "{v}");
+        assert_eq!(device(t).await["lastAttestationFirmware"], "Matched");
     }
 
     /// A TPM-registered device that measured a tampered OS, for the attack tests below.

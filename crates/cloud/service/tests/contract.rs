@@ -204,7 +204,29 @@ async fn matrix_line(
     } else {
         String::new()
     };
+    // A firmware reference value of the product (made by its Administrator).
+    let fresh_pcrs = || {
+        let mut pcrs = vec!["00".repeat(32); 8];
+        pcrs[4] = format!("{:064x}", uniq());
+        pcrs
+    };
+    let reference = if path.contains("{referenceId}") {
+        let r = t
+            .post(
+                &format!(
+                    "/v1/tenants/{}/products/{product}/firmware-references",
+                    ten.id
+                ),
+                &admin,
+                json!({"pcrs": fresh_pcrs()}),
+            )
+            .await;
+        r.body["id"].as_str().unwrap().to_string()
+    } else {
+        String::new()
+    };
     let concrete = path
+        .replace("{referenceId}", &reference)
         .replace("{transferId}", &transfer)
         .replace("{tenantId}", &ten.id)
         .replace("{deviceId}", &device)
@@ -239,6 +261,9 @@ async fn matrix_line(
         "PATCH /v1/tenants/{tenantId}/products/{productId}"
         | "PATCH /v1/tenants/{tenantId}/device-groups/{deviceGroupId}" => {
             Some(json!({"description": "changed"}))
+        }
+        "POST /v1/tenants/{tenantId}/products/{productId}/firmware-references" => {
+            Some(json!({"pcrs": fresh_pcrs(), "description": "contract"}))
         }
         "POST /v1/tenants/{tenantId}/device-groups" => {
             Some(json!({"productId": product, "name": format!("Group {}", uniq())}))

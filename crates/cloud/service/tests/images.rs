@@ -62,14 +62,179 @@ mod image_quota {
     async fn sqlite() {
         let t = crate::TestApp::with_config(crate::Backend::Sqlite, config()).await;
         super::uploads_past_the_quota_are_refused(&t, QUOTA).await;
+        super::deleting_an_image_frees_its_quota(&t).await;
+        super::a_crash_before_the_object_is_deleted_leaves_no_drift(&t).await;
         t.finish().await;
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres() {
         let t = crate::TestApp::with_config(crate::Backend::Postgres, config()).await;
         super::uploads_past_the_quota_are_refused(&t, QUOTA).await;
+        super::deleting_an_image_frees_its_quota(&t).await;
+        super::a_crash_before_the_object_is_deleted_leaves_no_drift(&t).await;
         t.finish().await;
     }
+}
+
+/// Upload images of a fresh tenant until the quota refuses one; returns (tenant, admin, key,
+/// the stored image IDs, the refused package).
+async fn fill_quota(
+    t: &TestApp,
+) -> (
+    String,
+    String,
+    ferro_signing::SoftwareSigningKey,
+    Vec<String>,
+    Vec<u8>,
+) {
+    let (tid, admin) = t.tenant().await;
+    let k = t.developer_key(&tid, &admin).await;
+    let mut ids = Vec::new();
+    loop {
+        let bytes = app_package(&k, Uuid::new_v4(), Version::new(1, 0, 0));
+        let r = t.upload(&tid, &admin, bytes.clone()).await;
+        match r.status {
+            StatusCode::CREATED => ids.push(r.body["id"].as_str().unwrap().to_string()),
+            _ => {
+                assert_eq!(r.code(), "storage_quota_exceeded", "{:?}", r.body);
+                return (tid, admin, k, ids, bytes);
+            }
+        }
+        assert!(ids.len() < 50, "the quota stops uploads");
+    }
+}
+
+fn used_sql(tid: &str) -> String {
+    format!(
+        "SELECT CAST(COALESCE(SUM(package_size), 0) AS BIGINT) FROM images WHERE tenant_id = '{tid}'"
+    )
+}
+
+/// Deleting an image frees its bytes: at the quota an upload is refused, after the deletion the
+/// same upload is stored. Its package leaves the object store; the deletion is audited. Another
+/// tenant's administrator sees a missing image (404) and a Reader may not delete (403), both
+/// changing nothing; an image a deployment lists is refused with `image_in_use`, naming the
+/// deployment.
+async fn deleting_an_image_frees_its_quota(t: &TestApp) {
+    let (tid, admin, _k, ids, refused) = fill_quota(t).await;
+    let path = |id: &str| format!("/v1/tenants/{tid}/images/{id}");
+    let (objects, _) = t.object_files();
+    let used = t.count(&used_sql(&tid)).await;
+
+    let (other, other_admin) = t.tenant().await;
+    let r = t.delete(&path(&ids[0]), &other_admin).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = t
+        .delete(
+            &format!("/v1/tenants/{other}/images/{}", ids[0]),
+            &other_admin,
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let (_, reader, _) = t.user(Some((&tid, "Reader", &admin))).await;
+    let r = t.delete(&path(&ids[0]), &reader).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert_eq!(t.count(&used_sql(&tid)).await, used);
+    assert_eq!(t.object_files().0, objects);
+
+    // Referenced by a deployment: refused, naming it; nothing changes.
+    let product = t.product(&tid, &admin, false).await;
+    let group = t
+        .get(
+            &format!("/v1/tenants/{tid}/device-groups?product={product}"),
+            &admin,
+        )
+        .await
+        .body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/device-groups/{group}/deployments"),
+            &admin,
+            json!({"imageIds": [ids[1]]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let deployment = r.body["id"].as_str().unwrap().to_string();
+    let r = t.delete(&path(&ids[1]), &admin).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "image_in_use"));
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&deployment) && message.contains(&group),
+        "{message}"
+    );
+    assert_eq!(t.get(&path(&ids[1]), &admin).await.status, StatusCode::OK);
+    assert_eq!(t.count(&used_sql(&tid)).await, used);
+
+    // Deleted: the bytes and the object are gone, the refused upload now fits.
+    let r = t.delete(&path(&ids[0]), &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["id"], ids[0].as_str());
+    let size = r.body["packageSize"].as_i64().unwrap();
+    assert_eq!(t.count(&used_sql(&tid)).await, used - size);
+    assert_eq!(t.object_files().0, objects - 1);
+    assert_eq!(t.count("SELECT COUNT(*) FROM object_deletions").await, 0);
+    assert_eq!(
+        t.count(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'image.delete' AND object_id = '{}'",
+            ids[0]
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        t.get(&path(&ids[0]), &admin).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = t.delete(&path(&ids[0]), &admin).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let r = t.upload(&tid, &admin, refused).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+/// The image's row and the intent to delete its object commit together; the object is deleted
+/// after. A process that dies in between (played here: the committed state, written as the
+/// deletion's transaction writes it, with the object still on disk) has already freed the quota
+/// (the sum of the rows), and the next start deletes the object and the intent.
+async fn a_crash_before_the_object_is_deleted_leaves_no_drift(t: &TestApp) {
+    let (tid, admin, _k, ids, refused) = fill_quota(t).await;
+    let (objects, _) = t.object_files();
+    let sha = t
+        .get(&format!("/v1/tenants/{tid}/images/{}", ids[0]), &admin)
+        .await
+        .body["packageSha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.exec(&format!(
+        "DELETE FROM images WHERE tenant_id = '{tid}' AND image_id = '{}'",
+        ids[0]
+    ))
+    .await;
+    t.exec(&format!(
+        "INSERT INTO object_deletions (object_key, requested_at) VALUES ('images/{sha}', 1)"
+    ))
+    .await;
+    // The process died here: the object is still stored, the quota already free.
+    assert_eq!(t.object_files().0, objects);
+    let r = t.upload(&tid, &admin, refused).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // The next start finishes the deletion.
+    let data_dir = t.dir.path().join("data");
+    let pg_url = (t.backend == Backend::Postgres).then_some(t.url.as_str());
+    let (db, _) = ferro_service::setup::open(&data_dir, pg_url).await.unwrap();
+    let restarted = ferro_service::setup::state(&data_dir, db, test_config())
+        .await
+        .unwrap();
+    assert_eq!(t.object_files().0, objects, "one object gone, one added");
+    assert!(
+        !data_dir.join("objects/images").join(&sha).exists(),
+        "the deleted image's object"
+    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM object_deletions").await, 0);
+    restarted.db.close().await;
 }
 
 /// Uploads fill a tenant's quota; the one that would go over is refused with

@@ -1,6 +1,8 @@
 //! Attestation evidence: an EAT (RFC 9711) claims set in CBOR, signed by the device key as a
 //! purpose-bound COSE_Sign1 (`Purpose::AttestationEvidence`, empty external AAD). In TPM mode the
-//! claims also carry a TPM2_Quote over [`crate::FERRO_PCR`] with the nonce as qualifying data.
+//! claims also carry a TPM2_Quote over the firmware PCRs 0..=7 and [`crate::FERRO_PCR`] with the
+//! nonce as qualifying data, and the firmware PCRs' values; software evidence says explicitly
+//! that it has no firmware measurements.
 //! Creation needs a [`RootOfTrust`]; verification ([`verify_evidence`]) is pure Rust and needs
 //! no TPM stack. The claim tables are in `docs/trust.md`.
 //!
@@ -15,6 +17,7 @@
 //! | -70001 | ferro-measurements | array of measurement event maps (the log, in order) |
 //! | -70002 | ferro-rot-kind | uint, 1 software, 2 TPM |
 //! | -70003 | ferro-tpm-quote | map `{1: TPMS_ATTEST, 2: signature r\|\|s, 3: AK SPKI DER}`, TPM only |
+//! | -70004 | ferro-firmware-pcrs | array of 8 bstr 32 (SHA-256 PCRs 0..=7, TPM), or null: no firmware measurements (software) |
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,8 +28,8 @@ use subtle::ConstantTimeEq;
 
 use crate::tpm_attest::{self, AttestParseError, QuoteInfo, TPM_ALG_SHA256};
 use crate::{
-    FERRO_PCR, MAX_LOG_ENTRIES, MeasurementEvent, MeasurementLog, RootOfTrust, RootOfTrustKind,
-    TpmQuote, TrustError,
+    FERRO_PCR, FIRMWARE_PCRS, FirmwarePcrs, MAX_LOG_ENTRIES, MeasurementEvent, MeasurementLog,
+    RootOfTrust, RootOfTrustKind, TpmQuote, TrustError,
 };
 use ferro_cbor as cbor;
 
@@ -46,6 +49,7 @@ const DEVICE_ID: i128 = -70000;
 const MEASUREMENTS: i128 = -70001;
 const ROT_KIND: i128 = -70002;
 const TPM_QUOTE: i128 = -70003;
+const FIRMWARE: i128 = -70004;
 
 /// RFC 9711 debug status (`dbgstat`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,11 +124,22 @@ pub enum EvidenceError {
     /// The quote's qualifying data is not the nonce.
     #[error("TPM quote was made for another nonce")]
     QuoteNonceMismatch,
-    /// The quote does not select exactly the SHA-256 Ferrosphere PCR.
-    #[error("TPM quote does not cover exactly PCR {FERRO_PCR} (SHA-256)")]
+    /// The quote does not select exactly the SHA-256 firmware PCRs and the Ferrosphere PCR.
+    #[error("TPM quote does not cover exactly PCRs 0-7 and {FERRO_PCR} (SHA-256)")]
     QuotePcrSelection,
-    /// The measurement log does not replay to the quoted PCR.
-    #[error("measurement log does not replay to the quoted PCR value")]
+    /// TPM evidence that states it has no firmware measurements (a TPM always has PCRs 0..=7).
+    #[error("TPM evidence carries no firmware PCR values")]
+    MissingFirmwarePcrs,
+    /// Software evidence with firmware PCR values (nothing could vouch for them).
+    #[error("software evidence claims firmware PCR values, which no quote covers")]
+    UnexpectedFirmwarePcrs,
+
+    /// The measurement log does not replay to the quoted PCR (or the claimed firmware PCRs are
+    /// not those quoted: one digest covers both).
+    #[error(
+        "measurement log and firmware PCR values do not match the quoted PCR digest (the log does \
+         not replay, or the firmware PCRs are not the TPM's)"
+    )]
     LogDoesNotReplay,
     /// The quote is not by the attestation key registered for the device.
     #[error("TPM quote is not signed by the attestation key registered for this device")]
@@ -149,6 +164,8 @@ impl EvidenceError {
             EvidenceError::QuoteSignature => "quote-bad-signature",
             EvidenceError::QuoteNonceMismatch => "quote-nonce-mismatch",
             EvidenceError::QuotePcrSelection => "quote-pcr-selection",
+            EvidenceError::MissingFirmwarePcrs => "missing-firmware-pcrs",
+            EvidenceError::UnexpectedFirmwarePcrs => "unexpected-firmware-pcrs",
             EvidenceError::LogDoesNotReplay => "log-does-not-replay",
             EvidenceError::UnknownAttestationKey => "unknown-attestation-key",
             EvidenceError::NoRegisteredAttestationKey => "no-registered-attestation-key",
@@ -173,6 +190,9 @@ pub struct Claims {
     pub root_of_trust: RootOfTrustKind,
     /// The TPM quote (TPM only).
     pub tpm_quote: Option<TpmQuote>,
+    /// The firmware PCRs 0..=7 (TPM), or `None`: this root of trust has no firmware measurements
+    /// (software; encoded as an explicit null, never as zeros that would look measured).
+    pub firmware_pcrs: Option<FirmwarePcrs>,
 }
 
 fn ueid(device_id: &DeviceId) -> Vec<u8> {
@@ -209,6 +229,13 @@ pub fn encode_claims(claims: &Claims) -> Result<Vec<u8>, TrustError> {
             cbor::uint(claims.root_of_trust.code()),
         ),
     ];
+    map.push((
+        cbor::int(FIRMWARE as i64),
+        match &claims.firmware_pcrs {
+            Some(pcrs) => Value::Array(pcrs.iter().map(|p| Value::Bytes(p.to_vec())).collect()),
+            None => Value::Null,
+        },
+    ));
     if let Some(q) = &claims.tpm_quote {
         map.push((
             cbor::int(TPM_QUOTE as i64),
@@ -239,6 +266,7 @@ pub fn decode_claims(bytes: &[u8]) -> Result<Claims, EvidenceError> {
             MEASUREMENTS,
             ROT_KIND,
             TPM_QUOTE,
+            FIRMWARE,
         ]
         .contains(k)
         {
@@ -295,6 +323,19 @@ pub fn decode_claims(bytes: &[u8]) -> Result<Claims, EvidenceError> {
             })
         }
     };
+    let firmware_pcrs = match get(FIRMWARE) {
+        Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.len() == FIRMWARE_PCRS.len() => {
+            let mut pcrs = [[0u8; 32]; 8];
+            for (slot, item) in pcrs.iter_mut().zip(items) {
+                *slot = cbor::as_bytes(item)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or(Malformed("ferro-firmware-pcrs"))?;
+            }
+            Some(pcrs)
+        }
+        _ => return Err(Malformed("ferro-firmware-pcrs")),
+    };
     let claims = Claims {
         issued_at,
         nonce,
@@ -303,6 +344,7 @@ pub fn decode_claims(bytes: &[u8]) -> Result<Claims, EvidenceError> {
         measurements,
         root_of_trust,
         tpm_quote,
+        firmware_pcrs,
     };
     if encode_claims(&claims).ok().as_deref() != Some(bytes) {
         return Err(Malformed("not the deterministic encoding"));
@@ -333,8 +375,9 @@ pub fn create_evidence(
 }
 
 /// Create evidence: this boot's measurement log, the device ID, `nonce` and `debug_status`, and
-/// (TPM) a quote over the Ferrosphere PCR, signed by the device key. The log and the quote are
-/// read consistently (re-read until no measurement was extended in between).
+/// (TPM) the firmware PCRs with a quote over them and the Ferrosphere PCR, signed by the device
+/// key. The log, the firmware PCRs and the quote are read consistently (re-read until nothing
+/// was extended in between).
 pub fn create_evidence_at(
     rot: &dyn RootOfTrust,
     nonce: &[u8],
@@ -343,13 +386,13 @@ pub fn create_evidence_at(
 ) -> Result<Vec<u8>, TrustError> {
     check_nonce(nonce)?;
     let mut attempt = 0;
-    let (log, tpm_quote) = loop {
-        let before = rot.read_measurements()?;
+    let (log, firmware_pcrs, tpm_quote) = loop {
+        let before = (rot.read_measurements()?, rot.firmware_pcrs()?);
         let quote = rot.tpm_quote(nonce)?;
-        let after = rot.read_measurements()?;
+        let after = (rot.read_measurements()?, rot.firmware_pcrs()?);
         attempt += 1;
         if before == after || attempt >= 5 {
-            break (after.log, quote);
+            break (after.0.log, after.1, quote);
         }
     };
     let claims = Claims {
@@ -360,6 +403,7 @@ pub fn create_evidence_at(
         measurements: log.entries().iter().map(|e| e.event.clone()).collect(),
         root_of_trust: rot.kind(),
         tpm_quote,
+        firmware_pcrs,
     };
     let payload = encode_claims(&claims)?;
     Ok(sign1(
@@ -418,6 +462,11 @@ impl VerifiedEvidence {
     pub fn pcr_value(&self) -> [u8; 32] {
         self.pcr_value
     }
+    /// The firmware PCRs 0..=7 as the verified quote covers them (TPM), or `None`: the root of
+    /// trust has no firmware measurements (software).
+    pub fn firmware_pcrs(&self) -> Option<&FirmwarePcrs> {
+        self.claims.firmware_pcrs.as_ref()
+    }
     /// The verified quote (TPM only).
     pub fn quote(&self) -> Option<&VerifiedQuote> {
         self.quote.as_ref()
@@ -431,12 +480,13 @@ impl VerifiedEvidence {
 /// Verify a TPM quote: made by exactly `registered_ak`, the attestation key registered for the
 /// device (the quote's own key field must be that key, compared in constant time, and the
 /// signature over `TPMS_ATTEST` must verify with it), a quote structure, qualifying data equal
-/// to `expected_nonce`, a selection of exactly PCR [`FERRO_PCR`] in the SHA-256 bank, and a PCR
-/// digest equal to SHA-256 of `expected_pcr_value`.
+/// to `expected_nonce`, a selection of exactly PCRs 0..=7 and [`FERRO_PCR`] in the SHA-256 bank,
+/// and a PCR digest equal to SHA-256 of `firmware_pcrs` followed by `expected_pcr_value`.
 pub fn verify_tpm_quote(
     quote: &TpmQuote,
     registered_ak: &PublicKey,
     expected_nonce: &[u8],
+    firmware_pcrs: &FirmwarePcrs,
     expected_pcr_value: &[u8; 32],
 ) -> Result<VerifiedQuote, EvidenceError> {
     let registered = registered_ak.to_spki_der();
@@ -455,21 +505,33 @@ pub fn verify_tpm_quote(
     if info.extra_data != expected_nonce {
         return Err(EvidenceError::QuoteNonceMismatch);
     }
-    let expected_selection = [tpm_attest::PcrSelection {
-        hash: TPM_ALG_SHA256,
-        pcrs: vec![u16::from(FERRO_PCR)],
-    }];
-    if info.pcr_selections != expected_selection {
+    if info.pcr_selections != quote_selection() {
         return Err(EvidenceError::QuotePcrSelection);
     }
-    let digest = Sha256::digest(expected_pcr_value);
-    if info.pcr_digest != digest {
+    let mut quoted = Vec::with_capacity(32 * 9);
+    for pcr in firmware_pcrs {
+        quoted.extend_from_slice(pcr);
+    }
+    quoted.extend_from_slice(expected_pcr_value);
+    if info.pcr_digest != Sha256::digest(&quoted) {
+        // Which half differs cannot be told from one digest: the log may not replay, or the
+        // claimed firmware PCRs may not be those the TPM holds.
         return Err(EvidenceError::LogDoesNotReplay);
     }
     Ok(VerifiedQuote {
         attestation_key: registered_ak.clone(),
         info,
     })
+}
+
+/// The PCR selection every quote must have: SHA-256 PCRs 0..=7 and [`FERRO_PCR`].
+pub fn quote_selection() -> [tpm_attest::PcrSelection; 1] {
+    let mut pcrs: Vec<u16> = FIRMWARE_PCRS.map(u16::from).collect();
+    pcrs.push(u16::from(FERRO_PCR));
+    [tpm_attest::PcrSelection {
+        hash: TPM_ALG_SHA256,
+        pcrs,
+    }]
 }
 
 /// Evidence whose COSE_Sign1 verified with the device key and whose (strict) claims sign exactly
@@ -504,12 +566,27 @@ impl AuthenticatedEvidence {
         }
         let pcr_value = MeasurementLog::from_events(claims.measurements.iter().cloned()).replay();
         let quote = match (claims.root_of_trust, &claims.tpm_quote) {
-            (RootOfTrustKind::Software, None) => None,
+            (RootOfTrustKind::Software, None) => {
+                if claims.firmware_pcrs.is_some() {
+                    return Err(EvidenceError::UnexpectedFirmwarePcrs);
+                }
+                None
+            }
             (RootOfTrustKind::Software, Some(_)) => return Err(EvidenceError::UnexpectedQuote),
             (RootOfTrustKind::Tpm, None) => return Err(EvidenceError::MissingQuote),
             (RootOfTrustKind::Tpm, Some(q)) => {
                 let ak = registered_ak.ok_or(EvidenceError::NoRegisteredAttestationKey)?;
-                Some(verify_tpm_quote(q, ak, &claims.nonce, &pcr_value)?)
+                let firmware = claims
+                    .firmware_pcrs
+                    .as_ref()
+                    .ok_or(EvidenceError::MissingFirmwarePcrs)?;
+                Some(verify_tpm_quote(
+                    q,
+                    ak,
+                    &claims.nonce,
+                    firmware,
+                    &pcr_value,
+                )?)
             }
         };
         Ok(VerifiedEvidence {

@@ -46,6 +46,16 @@ pub use tpm::{TpmConfig, TpmRootOfTrust};
 /// Anything else that extends PCR 15 makes replay fail, which the verifier reports.
 pub const FERRO_PCR: u8 = 15;
 
+/// The PCRs that measured boot firmware extends before any OS runs (TCG PC Client: 0 firmware
+/// code, 1 its configuration, 2 option ROMs, 3 their configuration, 4 the boot loader, 5 its
+/// configuration and the GPT, 6 platform-specific, 7 Secure Boot policy). A TPM quote covers
+/// them with [`FERRO_PCR`], so the service can compare them with its reference values
+/// (docs/trust.md, "What a quote proves").
+pub const FIRMWARE_PCRS: std::ops::RangeInclusive<u8> = 0..=7;
+
+/// The SHA-256 values of PCRs 0..=7 ([`FIRMWARE_PCRS`]), in PCR order.
+pub type FirmwarePcrs = [[u8; 32]; 8];
+
 /// The most bytes [`RootOfTrust::random`] returns in one call.
 pub const MAX_RANDOM_LEN: usize = 4096;
 
@@ -77,7 +87,7 @@ impl RootOfTrustKind {
     }
 }
 
-/// A TPM2_Quote over [`FERRO_PCR`] as the device produced it (the verifier's input is inside the
+/// A TPM2_Quote over [`FIRMWARE_PCRS`] and [`FERRO_PCR`] as the device produced it (the verifier's input is inside the
 /// evidence, see [`evidence`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TpmQuote {
@@ -152,10 +162,19 @@ pub trait RootOfTrust: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
-    /// A platform quote over the measurement register with `nonce` as qualifying data: `Some` for
-    /// a TPM (TPM2_Quote), `None` for roots of trust that have no platform quote (software).
+    /// A platform quote over the firmware PCRs and the measurement register with `nonce` as
+    /// qualifying data: `Some` for a TPM (TPM2_Quote over SHA-256 PCRs 0..=7 and
+    /// [`FERRO_PCR`]), `None` for roots of trust that have no platform quote (software).
     fn tpm_quote(&self, nonce: &[u8]) -> Result<Option<TpmQuote>, TrustError> {
         let _ = nonce;
+        Ok(None)
+    }
+
+    /// The values of the firmware PCRs ([`FIRMWARE_PCRS`], SHA-256 bank) as the platform's
+    /// measured boot left them: `Some` for a TPM (a TPM always has them; all zero where no
+    /// firmware extended them, as on a bare swtpm), `None` for roots of trust without firmware
+    /// measurements (software), which the evidence states explicitly.
+    fn firmware_pcrs(&self) -> Result<Option<FirmwarePcrs>, TrustError> {
         Ok(None)
     }
 }

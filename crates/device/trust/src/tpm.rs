@@ -57,8 +57,9 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use tss_esapi::{Context, TctiNameConf};
 
 use crate::{
-    FERRO_PCR, LogEntry, MAX_RANDOM_LEN, MeasurementEvent, MeasurementLog, Measurements,
-    RootOfTrust, RootOfTrustKind, TpmQuote, TrustAnchors, TrustError, check_counter_name,
+    FERRO_PCR, FIRMWARE_PCRS, FirmwarePcrs, LogEntry, MAX_RANDOM_LEN, MeasurementEvent,
+    MeasurementLog, Measurements, RootOfTrust, RootOfTrustKind, TpmQuote, TrustAnchors, TrustError,
+    check_counter_name,
 };
 
 const ANCHORS_INDEX: u32 = 0x012F_0000;
@@ -598,6 +599,56 @@ fn pcr_selection() -> Result<tss_esapi::structures::PcrSelectionList, TrustError
         .map_err(tpm_err)
 }
 
+/// [`FIRMWARE_PCRS`] as TSS slots.
+const FIRMWARE_SLOTS: [PcrSlot; 8] = [
+    PcrSlot::Slot0,
+    PcrSlot::Slot1,
+    PcrSlot::Slot2,
+    PcrSlot::Slot3,
+    PcrSlot::Slot4,
+    PcrSlot::Slot5,
+    PcrSlot::Slot6,
+    PcrSlot::Slot7,
+];
+
+/// The quote's selection: the firmware PCRs 0..=7 and [`FERRO_PCR`], SHA-256 bank (the quote's
+/// `pcrDigest` is SHA-256 over their values in that order).
+fn quote_selection() -> Result<tss_esapi::structures::PcrSelectionList, TrustError> {
+    PcrSelectionListBuilder::new()
+        .with_selection(HashingAlgorithm::Sha256, &{
+            let mut slots = FIRMWARE_SLOTS.to_vec();
+            slots.push(ferro_pcr_slot());
+            slots
+        })
+        .build()
+        .map_err(tpm_err)
+}
+
+/// PCRs 0..=7 of the SHA-256 bank, in one TPM2_PCR_Read (it returns up to 8 digests).
+fn read_firmware_pcrs(ctx: &mut Context) -> Result<FirmwarePcrs, TrustError> {
+    const _: () = assert!(*FIRMWARE_PCRS.start() == 0 && *FIRMWARE_PCRS.end() == 7);
+    let selection = PcrSelectionListBuilder::new()
+        .with_selection(HashingAlgorithm::Sha256, &FIRMWARE_SLOTS)
+        .build()
+        .map_err(tpm_err)?;
+    let (_, read, digests) = ctx
+        .execute_without_session(|ctx| ctx.pcr_read(selection.clone()))
+        .map_err(tpm_err)?;
+    // A TPM answers only the PCRs it has in that bank; every TPM 2.0 has SHA-256 PCRs 0..=7
+    // (TCG PC Client), so anything less is refused rather than padded.
+    if read != selection || digests.value().len() != 8 {
+        return Err(TrustError::TpmUnexpected(
+            "the TPM did not return SHA-256 PCRs 0..=7",
+        ));
+    }
+    let mut out = [[0u8; 32]; 8];
+    for (slot, d) in out.iter_mut().zip(digests.value()) {
+        *slot = <[u8; 32]>::try_from(d.value())
+            .map_err(|_| TrustError::TpmUnexpected("PCR is not 32 bytes"))?;
+    }
+    Ok(out)
+}
+
 fn ferro_pcr_slot() -> PcrSlot {
     const _: () = assert!(FERRO_PCR == 15);
     PcrSlot::Slot15
@@ -782,11 +833,16 @@ impl RootOfTrust for TpmRootOfTrust {
         Ok(None)
     }
 
+    fn firmware_pcrs(&self) -> Result<Option<FirmwarePcrs>, TrustError> {
+        let mut inner = lock(&self.inner);
+        read_firmware_pcrs(&mut inner.ctx).map(Some)
+    }
+
     fn tpm_quote(&self, nonce: &[u8]) -> Result<Option<TpmQuote>, TrustError> {
         let mut inner = lock(&self.inner);
         let ak = inner.ak;
         let qualifying = Data::try_from(nonce.to_vec()).map_err(tpm_err)?;
-        let selection = pcr_selection()?;
+        let selection = quote_selection()?;
         let (attest, sig) = inner
             .ctx
             .execute_with_nullauth_session(|ctx| {
@@ -809,6 +865,37 @@ impl RootOfTrust for TpmRootOfTrust {
             signature,
             attestation_key: self.ak_public.to_spki_der(),
         }))
+    }
+}
+
+impl TpmRootOfTrust {
+    /// Extend firmware PCR `pcr` (0..=7, SHA-256 bank) with `digest`: what UEFI measured boot
+    /// does before any OS runs. For virtual boards and tests only, where the TPM (swtpm) has no
+    /// firmware in front of it, so its PCRs 0..=7 stay zero. It gives nobody a power they lack:
+    /// TPM2_PCR_Extend of these PCRs needs no authorisation, so any process that reaches the
+    /// TPM can do it (docs/trust.md, "What a quote proves"). Refuses other PCRs.
+    pub fn extend_firmware_pcr(&self, pcr: u8, digest: &[u8; 32]) -> Result<(), TrustError> {
+        let handle = match pcr {
+            0 => PcrHandle::Pcr0,
+            1 => PcrHandle::Pcr1,
+            2 => PcrHandle::Pcr2,
+            3 => PcrHandle::Pcr3,
+            4 => PcrHandle::Pcr4,
+            5 => PcrHandle::Pcr5,
+            6 => PcrHandle::Pcr6,
+            7 => PcrHandle::Pcr7,
+            _ => return Err(TrustError::InvalidEvent("not a firmware PCR (0..=7)")),
+        };
+        let mut values = DigestValues::new();
+        values.set(
+            HashingAlgorithm::Sha256,
+            Digest::try_from(digest.to_vec()).map_err(tpm_err)?,
+        );
+        let mut inner = lock(&self.inner);
+        inner
+            .ctx
+            .execute_with_nullauth_session(|ctx| ctx.pcr_extend(handle, values))
+            .map_err(tpm_err)
     }
 }
 

@@ -165,6 +165,57 @@ fn seals_are_not_evidence() {
     assert!(verify_evidence(&sealed, &rot.public_key(), None, &[0; 32]).is_err());
 }
 
+/// A software root of trust has no measured boot: its evidence says so explicitly (a CBOR null,
+/// not zeros that would look like a measurement), and firmware PCR values it claims (nothing
+/// could vouch for them) are refused, as is evidence without the claim or with another form.
+#[test]
+fn software_evidence_says_no_firmware_measurements() {
+    let d = tempfile::tempdir().unwrap();
+    let rot = open(&d);
+    assert_eq!(rot.firmware_pcrs().unwrap(), None);
+    let nonce = [7u8; 32];
+    let ev = create_evidence(&rot, &nonce, DebugStatus::Disabled).unwrap();
+    let payload = ferro_signing::parse_unverified(&ev)
+        .unwrap()
+        .unverified_payload;
+    let mut claims = ferro_trust::evidence::decode_claims(&payload).unwrap();
+    assert_eq!(claims.firmware_pcrs, None);
+    // The claim is present, as null (key -70004 = 0x3a 0x00 0x01 0x11 0x73, then 0xf6).
+    let null_claim = [0x3a, 0x00, 0x01, 0x11, 0x73, 0xf6];
+    assert!(payload.windows(6).any(|w| w == null_claim), "explicit null");
+    let verified = verify_evidence(&ev, &rot.public_key(), None, &nonce).unwrap();
+    assert_eq!(verified.firmware_pcrs(), None);
+
+    claims.firmware_pcrs = Some([[0; 32]; 8]);
+    let key = rot.device_key();
+    let sign = |payload: &[u8]| {
+        ferro_signing::sign1(
+            key.as_ref(),
+            ferro_signing::Purpose::AttestationEvidence,
+            payload,
+            &[],
+        )
+        .unwrap()
+    };
+    let claimed = sign(&ferro_trust::evidence::encode_claims(&claims).unwrap());
+    assert_eq!(
+        verify_evidence(&claimed, &rot.public_key(), None, &nonce).unwrap_err(),
+        EvidenceError::UnexpectedFirmwarePcrs
+    );
+    // Without the claim, or with 7 values: malformed.
+    let without: Vec<u8> = {
+        let mut p = payload.clone();
+        let at = p.windows(6).position(|w| w == null_claim).unwrap();
+        p.drain(at..at + 6);
+        p[0] -= 1; // one entry fewer in the map header (a small map)
+        p
+    };
+    assert!(matches!(
+        verify_evidence(&sign(&without), &rot.public_key(), None, &nonce).unwrap_err(),
+        EvidenceError::Malformed(_)
+    ));
+}
+
 #[test]
 fn software_evidence_with_a_quote_is_refused() {
     let d = tempfile::tempdir().unwrap();

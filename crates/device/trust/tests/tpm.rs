@@ -114,19 +114,21 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
     assert_eq!(quote.attestation_key, registered.to_spki_der());
     assert_ne!(registered, rot.public_key());
     let pcr = rot.read_measurements().unwrap().pcr_value;
+    let fw = rot.firmware_pcrs().unwrap().unwrap();
+    assert_eq!(claims.firmware_pcrs, Some(fw));
 
-    let v = verify_tpm_quote(&quote, &registered, &nonce, &pcr).unwrap();
+    let v = verify_tpm_quote(&quote, &registered, &nonce, &fw, &pcr).unwrap();
     assert_eq!(v.info.extra_data, nonce);
     assert_eq!(v.attestation_key, registered);
 
     // Another nonce.
     assert_eq!(
-        verify_tpm_quote(&quote, &registered, &[0x43; 32], &pcr).unwrap_err(),
+        verify_tpm_quote(&quote, &registered, &[0x43; 32], &fw, &pcr).unwrap_err(),
         EvidenceError::QuoteNonceMismatch
     );
     // Another PCR value (a log that does not replay).
     assert_eq!(
-        verify_tpm_quote(&quote, &registered, &nonce, &[0; 32]).unwrap_err(),
+        verify_tpm_quote(&quote, &registered, &nonce, &fw, &[0; 32]).unwrap_err(),
         EvidenceError::LogDoesNotReplay
     );
     // Another PCR selection in the genuine quote: the TPM's signature no longer verifies.
@@ -140,13 +142,20 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
         ..quote.clone()
     };
     assert_eq!(
-        verify_tpm_quote(&edited, &registered, &nonce, &pcr).unwrap_err(),
+        verify_tpm_quote(&edited, &registered, &nonce, &fw, &pcr).unwrap_err(),
         EvidenceError::QuoteSignature
     );
     // A correctly signed quote over another selection is refused by the selection check (here
     // with a software key standing in as the registered attestation key).
     let ak = SoftwareSigningKey::generate();
-    for pcrs in [vec![16], vec![15, 16], vec![]] {
+    // (PCR 15 alone is the selection before firmware PCRs were quoted: refused too.)
+    for pcrs in [
+        vec![16],
+        vec![15, 16],
+        vec![],
+        vec![15],
+        vec![0, 1, 2, 3, 4, 5, 6, 7],
+    ] {
         let mut info = parse_quote(&quote.attest).unwrap();
         info.pcr_selections = vec![PcrSelection {
             hash: TPM_ALG_SHA256,
@@ -159,7 +168,7 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
             attestation_key: ak.public_key().to_spki_der(),
         };
         assert_eq!(
-            verify_tpm_quote(&signed, ak.public_key(), &nonce, &pcr).unwrap_err(),
+            verify_tpm_quote(&signed, ak.public_key(), &nonce, &fw, &pcr).unwrap_err(),
             EvidenceError::QuotePcrSelection
         );
     }
@@ -173,9 +182,91 @@ fn quote_verifies_for_the_right_nonce_and_pcr_only() {
         attestation_key: ak.public_key().to_spki_der(),
     };
     assert_eq!(
-        verify_tpm_quote(&signed, ak.public_key(), &nonce, &pcr).unwrap_err(),
+        verify_tpm_quote(&signed, ak.public_key(), &nonce, &fw, &pcr).unwrap_err(),
         EvidenceError::QuotePcrSelection
     );
+}
+
+/// Stage 0: the quote covers PCRs 0-7 as measured boot left them, and the evidence carries
+/// their values. Firmware "measured" here as UEFI would (swtpm has no firmware); a claimed value
+/// other than the TPM's, even signed by the device key, does not match the quote; software
+/// evidence cannot claim firmware PCRs; nothing but PCRs 0-7 is extended as firmware.
+#[test]
+fn firmware_pcrs_are_quoted_and_bound_to_the_evidence() {
+    let tpm = Swtpm::start();
+    let rot = tpm.open();
+    assert_eq!(
+        rot.firmware_pcrs().unwrap(),
+        Some([[0; 32]; 8]),
+        "bare swtpm"
+    );
+    // The "firmware events": (PCR, what was measured); each extends SHA-256(description).
+    let events = [
+        (0u8, "firmware code v1"),
+        (4, "boot loader v1"),
+        (7, "secure boot db"),
+    ];
+    let mut expected = [[0u8; 32]; 8];
+    for (pcr, what) in events {
+        let digest = ferro_signing::Sha256::digest(what.as_bytes());
+        rot.extend_firmware_pcr(pcr, &digest).unwrap();
+        let mut both = expected[usize::from(pcr)].to_vec();
+        both.extend_from_slice(&digest);
+        expected[usize::from(pcr)] = ferro_signing::Sha256::digest(&both);
+    }
+    assert_eq!(rot.firmware_pcrs().unwrap(), Some(expected));
+    rot.extend_measurement(&common::event(1)).unwrap();
+    let nonce = [0x42u8; 32];
+    let ev = create_evidence(&rot, &nonce, DebugStatus::Disabled).unwrap();
+    let registered = rot.attestation_key().unwrap();
+    let verified = verify_evidence(&ev, &rot.public_key(), Some(&registered), &nonce).unwrap();
+    assert_eq!(verified.firmware_pcrs(), Some(&expected));
+
+    let mut claims = decode_claims(
+        &ferro_signing::parse_unverified(&ev)
+            .unwrap()
+            .unverified_payload,
+    )
+    .unwrap();
+    let resign = |claims: &ferro_trust::evidence::Claims| {
+        sign1(
+            rot.device_key().as_ref(),
+            Purpose::AttestationEvidence,
+            &encode_claims(claims).unwrap(),
+            &[],
+        )
+        .unwrap()
+    };
+    // A compromised OS claims the reference boot loader's PCR 4.
+    let mut lied = expected;
+    lied[4] = [0x44; 32];
+    claims.firmware_pcrs = Some(lied);
+    assert_eq!(
+        verify_evidence(
+            &resign(&claims),
+            &rot.public_key(),
+            Some(&registered),
+            &nonce
+        )
+        .unwrap_err(),
+        EvidenceError::LogDoesNotReplay
+    );
+    // ... or claims to have no firmware at all.
+    claims.firmware_pcrs = None;
+    assert_eq!(
+        verify_evidence(
+            &resign(&claims),
+            &rot.public_key(),
+            Some(&registered),
+            &nonce
+        )
+        .unwrap_err(),
+        EvidenceError::MissingFirmwarePcrs
+    );
+    // Only PCRs 0-7 are extended as firmware.
+    assert!(rot.extend_firmware_pcr(8, &[1; 32]).is_err());
+    assert!(rot.extend_firmware_pcr(15, &[1; 32]).is_err());
+    assert_eq!(rot.firmware_pcrs().unwrap(), Some(expected));
 }
 
 /// The attestation key is bound: a quote by any other key is refused, whatever it says.
@@ -195,6 +286,7 @@ fn only_the_registered_attestation_key_is_accepted() {
     .unwrap();
     let quote = claims.tpm_quote.clone().unwrap();
     let pcr = rot.read_measurements().unwrap().pcr_value;
+    let fw = claims.firmware_pcrs.unwrap();
     verify_evidence(&ev, &rot.public_key(), Some(&registered), &nonce).unwrap();
 
     // A compromised OS forges a quote over a PCR value of its choosing with its own key.
@@ -208,7 +300,7 @@ fn only_the_registered_attestation_key_is_accepted() {
         attestation_key: foreign.public_key().to_spki_der(),
     };
     assert_eq!(
-        verify_tpm_quote(&forged, &registered, &nonce, &[0x11; 32]).unwrap_err(),
+        verify_tpm_quote(&forged, &registered, &nonce, &fw, &[0x11; 32]).unwrap_err(),
         EvidenceError::UnknownAttestationKey
     );
     // ... naming the registered key but signed by its own: the signature fails.
@@ -217,12 +309,12 @@ fn only_the_registered_attestation_key_is_accepted() {
         ..forged.clone()
     };
     assert_eq!(
-        verify_tpm_quote(&named, &registered, &nonce, &[0x11; 32]).unwrap_err(),
+        verify_tpm_quote(&named, &registered, &nonce, &fw, &[0x11; 32]).unwrap_err(),
         EvidenceError::QuoteSignature
     );
     // A genuine quote of this TPM is refused for a device registered with another key.
     assert_eq!(
-        verify_tpm_quote(&quote, foreign.public_key(), &nonce, &pcr).unwrap_err(),
+        verify_tpm_quote(&quote, foreign.public_key(), &nonce, &fw, &pcr).unwrap_err(),
         EvidenceError::UnknownAttestationKey
     );
     // Through the evidence (re-signed by the device key, as a compromised OS could).

@@ -136,6 +136,9 @@ pub mod service {
         UPDATE_PRODUCT = Patch "/v1/tenants/{tenantId}/products/{productId}";
         DELETE_PRODUCT = Delete "/v1/tenants/{tenantId}/products/{productId}";
         CREATE_DEFAULTS = Post "/v1/tenants/{tenantId}/products/{productId}/device-groups/create-defaults";
+        LIST_FIRMWARE_REFERENCES = Get "/v1/tenants/{tenantId}/products/{productId}/firmware-references";
+        CREATE_FIRMWARE_REFERENCE = Post "/v1/tenants/{tenantId}/products/{productId}/firmware-references";
+        DELETE_FIRMWARE_REFERENCE = Delete "/v1/tenants/{tenantId}/products/{productId}/firmware-references/{referenceId}";
         LIST_GROUPS = Get "/v1/tenants/{tenantId}/device-groups";
         CREATE_GROUP = Post "/v1/tenants/{tenantId}/device-groups";
         GET_GROUP = Get "/v1/tenants/{tenantId}/device-groups/{deviceGroupId}";
@@ -171,6 +174,7 @@ pub mod service {
         LIST_IMAGES = Get "/v1/tenants/{tenantId}/images";
         UPLOAD_IMAGE = Post "/v1/tenants/{tenantId}/images";
         GET_IMAGE = Get "/v1/tenants/{tenantId}/images/{imageId}";
+        DELETE_IMAGE = Delete "/v1/tenants/{tenantId}/images/{imageId}";
         GET_IMAGE_CONTENT = Get "/v1/tenants/{tenantId}/images/{imageId}/content";
         LIST_DEVELOPER_KEYS = Get "/v1/tenants/{tenantId}/developer-keys";
         ADD_DEVELOPER_KEY = Post "/v1/tenants/{tenantId}/developer-keys";

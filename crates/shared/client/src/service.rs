@@ -12,19 +12,20 @@ use ferro_wire::{
     CaCertificate, CapabilityFileResponse, CapabilityType, CertificateFormatQuery,
     ChangePasswordRequest, ClaimDevicesRequest, ClaimDevicesResponse, CreateApiTokenRequest,
     CreateCapabilityRequest, CreateDeploymentRequest, CreateDeviceGroupRequest,
-    CreateInvitationRequest, CreateProductRequest, CreateTenantRequest, CreateTransferRequest,
-    CreateUserRequest, CreatedApiToken, CreatedInvitation, CreatedUser, Deployment, DeploymentId,
-    Device, DeviceCount, DeviceCountQuery, DeviceDeploymentStatus, DeviceEventsUpload, DeviceGroup,
-    DeviceGroupId, DeviceGroupQuery, DeviceId, DeviceQuery, DeviceReassigned, DeviceTargetSet,
-    DeviceTransfer, DeviceTransferId, ErrorReportQuery, Health, Image, ImageId, ImageQuery,
-    Invitation, InvitationId, LoginRequest, LoginResponse, Me, OneTimePassword, OsFeed,
-    OsFeedPolicy, OsRelease, OsReleaseQuery, Page, PageQuery, Product, ProductId,
-    ProofOfPossessionRequest, PublishOsReleaseQuery, ReassignDeviceRequest, RegisterDevicesRequest,
-    RegisterDevicesResponse, RegisterSigningKeyRequest, RegisteredSigningKey, RevokedCapabilities,
-    RoleAssignment, RolloutStatus, SetOsFeedPolicyRequest, TargetedImages, Tenant, TenantId,
-    TenantRole, UpdateDeviceGroupRequest, UpdateDeviceRequest, UpdateNowResult,
-    UpdateProductRequest, UpdateRoleRequest, UpdateSignal, UpdateStatusReport, UpdateTenantRequest,
-    User, UserId,
+    CreateFirmwareReferenceRequest, CreateInvitationRequest, CreateProductRequest,
+    CreateTenantRequest, CreateTransferRequest, CreateUserRequest, CreatedApiToken,
+    CreatedInvitation, CreatedUser, Deployment, DeploymentId, Device, DeviceCount,
+    DeviceCountQuery, DeviceDeploymentStatus, DeviceEventsUpload, DeviceGroup, DeviceGroupId,
+    DeviceGroupQuery, DeviceId, DeviceQuery, DeviceReassigned, DeviceTargetSet, DeviceTransfer,
+    DeviceTransferId, ErrorReportQuery, FirmwareReference, FirmwareReferenceId, Health, Image,
+    ImageId, ImageQuery, Invitation, InvitationId, LoginRequest, LoginResponse, Me,
+    OneTimePassword, OsFeed, OsFeedPolicy, OsRelease, OsReleaseQuery, Page, PageQuery, Product,
+    ProductId, ProofOfPossessionRequest, PublishOsReleaseQuery, ReassignDeviceRequest,
+    RegisterDevicesRequest, RegisterDevicesResponse, RegisterSigningKeyRequest,
+    RegisteredSigningKey, RevokedCapabilities, RoleAssignment, RolloutStatus,
+    SetOsFeedPolicyRequest, TargetedImages, Tenant, TenantId, TenantRole, UpdateDeviceGroupRequest,
+    UpdateDeviceRequest, UpdateNowResult, UpdateProductRequest, UpdateRoleRequest, UpdateSignal,
+    UpdateStatusReport, UpdateTenantRequest, User, UserId,
 };
 use serde::Serialize;
 
@@ -311,6 +312,41 @@ impl Client {
         self.call(&route::CREATE_DEFAULTS, &[&tenant, &product])?
             .json(&serde_json::Map::new())
             .fetch()
+    }
+
+    /// The product's firmware (stage 0) reference values.
+    pub fn list_firmware_references(
+        &self,
+        tenant: TenantId,
+        product: ProductId,
+    ) -> Result<Vec<FirmwareReference>, ClientError> {
+        self.call(&route::LIST_FIRMWARE_REFERENCES, &[&tenant, &product])?
+            .fetch()
+    }
+
+    /// Registers a firmware reference value (PCRs 0-7) for the product's devices.
+    pub fn create_firmware_reference(
+        &self,
+        tenant: TenantId,
+        product: ProductId,
+        request: &CreateFirmwareReferenceRequest,
+    ) -> Result<FirmwareReference, ClientError> {
+        self.call(&route::CREATE_FIRMWARE_REFERENCE, &[&tenant, &product])?
+            .json(request)
+            .fetch()
+    }
+
+    pub fn delete_firmware_reference(
+        &self,
+        tenant: TenantId,
+        product: ProductId,
+        reference: FirmwareReferenceId,
+    ) -> Result<(), ClientError> {
+        self.call(
+            &route::DELETE_FIRMWARE_REFERENCE,
+            &[&tenant, &product, &reference],
+        )?
+        .no_content()
     }
 
     pub fn list_groups(
@@ -630,6 +666,12 @@ impl Client {
 
     pub fn get_image(&self, tenant: TenantId, image: ImageId) -> Result<Image, ClientError> {
         self.call(&route::GET_IMAGE, &[&tenant, &image])?.fetch()
+    }
+
+    /// Deletes an image (refused with `image_in_use` while a deployment lists it); returns the
+    /// deleted image.
+    pub fn delete_image(&self, tenant: TenantId, image: ImageId) -> Result<Image, ClientError> {
+        self.call(&route::DELETE_IMAGE, &[&tenant, &image])?.fetch()
     }
 
     /// Downloads an image package into `destination` (whole or not at all); `progress` gets

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::DeviceId;
+use crate::{DeviceId, FirmwareReferenceId, ProductId};
 
 /// Length of an attestation nonce in bytes.
 pub const ATTESTATION_NONCE_LEN: usize = 32;
@@ -60,6 +60,61 @@ named_enum! {
         /// At least one check failed (see the reasons); no certificate.
         Untrusted => "Untrusted",
     }
+}
+
+named_enum! {
+    /// What the appraisal of a device's firmware (stage 0: the TPM's PCRs 0-7, as UEFI measured
+    /// boot extends them) found (docs/attestation.md, "Firmware appraisal").
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    pub enum FirmwareAppraisal {
+        /// The quoted firmware PCRs are one of the reference values registered for the device's
+        /// product.
+        Matched => "Matched",
+        /// Stage 0 not appraised: no reference values are registered for the device's product
+        /// (or it is in no device group), and the operator does not require them. The verdict
+        /// rests on the OS and apps only.
+        NotAppraised => "NotAppraised",
+        /// The firmware made the device untrusted (see the reasons: not in the reference set,
+        /// no firmware measurements, or reference values required and none registered).
+        Refused => "Refused",
+    }
+}
+
+/// The most firmware reference values one product may hold (a few at once during a firmware
+/// rollout).
+pub const MAX_FIRMWARE_REFERENCES_PER_PRODUCT: usize = 16;
+
+/// A firmware reference value: the SHA-256 values of TPM PCRs 0..=7 that a genuine device of
+/// the product shows after its firmware and boot loader measured themselves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct FirmwareReference {
+    /// ID.
+    pub id: FirmwareReferenceId,
+    /// The product whose devices it applies to.
+    pub product_id: ProductId,
+    /// PCRs 0 to 7 in order, each 64 lowercase hex characters (SHA-256 bank).
+    pub pcrs: Vec<String>,
+    /// What it is (e.g. the firmware and boot loader versions).
+    pub description: String,
+    /// When it was registered.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+}
+
+/// `POST /v1/tenants/{tenantId}/products/{productId}/firmware-references`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateFirmwareReferenceRequest {
+    /// PCRs 0 to 7 in order: exactly 8 values of 64 hex characters (either case).
+    pub pcrs: Vec<String>,
+    /// What it is, at most 200 characters.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// Why an appraisal failed: a stable snake_case code (docs/attestation.md) and a message.

@@ -160,6 +160,14 @@ pub struct Device {
     /// Why the last attestation was untrusted (empty when trusted; null until devices attest).
     #[serde(default)]
     pub last_attestation_reasons: Option<Vec<crate::AttestationReason>>,
+    /// What the last appraisal found of the device's firmware (null until its evidence was
+    /// verified): `Matched`, `NotAppraised` (stage 0 not appraised) or `Refused`.
+    #[serde(default)]
+    pub last_attestation_firmware: Option<crate::FirmwareAppraisal>,
+    /// The firmware PCRs 0-7 of its last verified evidence (TPM devices; 64 lowercase hex
+    /// each), so an operator can register a known-good device's values as a reference.
+    #[serde(default)]
+    pub last_firmware_pcrs: Option<Vec<String>>,
     /// Blocked by a tenant administrator: every attestation is untrusted (no certificate) until
     /// unblocked.
     #[serde(default)]

@@ -92,6 +92,10 @@ typed_id!(
     DeviceGroupId
 );
 typed_id!(
+    /// A firmware reference value of a product (docs/attestation.md, "Firmware appraisal").
+    FirmwareReferenceId
+);
+typed_id!(
     /// An API token (the ID is public; the secret is shown once at creation).
     ApiTokenId
 );
@@ -355,6 +359,9 @@ named_enum! {
         /// 409: the device transfer offer expired before it was accepted; ask the sending
         /// tenant's Administrator for a new offer.
         TransferExpired => "transfer_expired",
+        /// 409: the image cannot be deleted while a deployment of the tenant lists it (and so a
+        /// device's target set may name it); the message says which deployments.
+        ImageInUse => "image_in_use",
     }
 }
 
@@ -377,7 +384,8 @@ impl ErrorCode {
             | ErrorCode::RolloutNotActive
             | ErrorCode::QuotaExceeded
             | ErrorCode::StorageQuotaExceeded
-            | ErrorCode::TransferExpired => 409,
+            | ErrorCode::TransferExpired
+            | ErrorCode::ImageInUse => 409,
             ErrorCode::MalformedJson
             | ErrorCode::UnknownField
             | ErrorCode::InvalidId
@@ -1022,6 +1030,7 @@ mod tests {
             ErrorCode,
             TransferState,
             AttestationVerdict,
+            FirmwareAppraisal,
             RootOfTrustKind,
             ManufacturingState,
             CapabilityType,

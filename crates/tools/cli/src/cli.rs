@@ -573,6 +573,15 @@ pub enum ImageCommand {
         #[command(flatten)]
         tenant: TenantArg,
     },
+    /// Delete an image, freeing its bytes from the tenant's image storage quota (refused while
+    /// a deployment lists it).
+    Delete {
+        /// Image ID.
+        #[arg(long, value_name = "ID")]
+        image: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
     /// Download an image's production package.
     Download {
         /// Image ID.
@@ -942,6 +951,56 @@ pub enum ProductCommand {
     /// A product's device groups.
     #[command(subcommand)]
     DeviceGroup(ProductDeviceGroupCommand),
+    /// A product's firmware (stage 0) reference values: the TPM PCR 0-7 values its genuine
+    /// devices show (docs/attestation.md, "Firmware appraisal").
+    #[command(subcommand)]
+    FirmwareReference(ProductFirmwareReferenceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductFirmwareReferenceCommand {
+    /// Register a reference value: devices of the product attest Trusted only with firmware
+    /// PCRs equal to one of its values (register the new one before a firmware update).
+    Add {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        /// PCRs 0 to 7 in order: 8 SHA-256 values in hex, separated by commas.
+        #[arg(
+            long,
+            value_name = "HEX,...",
+            conflicts_with = "from_device",
+            required_unless_present = "from_device"
+        )]
+        pcrs: Option<String>,
+        /// Take the values a known-good device of the tenant reported at its last attestation.
+        #[arg(long, value_name = "DEVICE_ID")]
+        from_device: Option<DeviceId>,
+        /// What it is (e.g. the firmware and boot loader versions).
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// List the product's reference values.
+    List {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    /// Delete a reference value (devices that show only it attest Untrusted from then on).
+    Delete {
+        /// Product ID or name.
+        #[arg(long, value_name = "PRODUCT")]
+        product: String,
+        /// The reference value's ID (`list` shows them).
+        #[arg(long, value_name = "ID")]
+        reference: ferro_wire::FirmwareReferenceId,
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

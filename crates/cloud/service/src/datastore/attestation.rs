@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use base64ct::{Base64, Encoding};
 use ferro_signing::PublicKey;
 use ferro_wire::{
-    AttestationReason, AttestationVerdict, DeviceId, OsFeed, RootOfTrustKind, TenantId,
+    AttestationReason, AttestationVerdict, DeviceId, FirmwareAppraisal, OsFeed, ProductId,
+    RootOfTrustKind, TenantId,
 };
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -27,7 +28,9 @@ const EVIDENCE_SQL: &str = concat!(
     "SELECT r.device_key, r.root_of_trust, r.attestation_key, d.blocked, \
      d.attestation_nonce_floor, t.ca_generation, \
      (SELECT f.minimum_security_version FROM os_feed_policies f \
-      WHERE f.feed = COALESCE(g.os_feed, 'Retail')) AS feed_minimum_security_version, ",
+      WHERE f.feed = COALESCE(g.os_feed, 'Retail')) AS feed_minimum_security_version, \
+     g.product_id, (SELECT COUNT(*) FROM firmware_references fr \
+      WHERE fr.product_id = g.product_id) AS firmware_references, ",
     crate::targets::target_check_columns!(),
     " FROM device_registrations r LEFT JOIN devices d ON d.id = r.device_id \
      LEFT JOIN device_groups g ON g.id = d.device_group_id \
@@ -72,6 +75,10 @@ pub struct ClaimedDevice {
     pub os_feed: Option<OsFeed>,
     /// That feed's minimum security version (`None`: not set).
     pub feed_minimum_security_version: Option<u32>,
+    /// The product of its device group (`None`: in no group).
+    pub product: Option<ProductId>,
+    /// How many firmware reference values that product holds (read only when there are some).
+    pub firmware_references: i64,
 }
 
 impl std::fmt::Debug for ClaimedDevice {
@@ -111,6 +118,11 @@ fn evidence_row(r: &DbRow<'_>) -> StoreResult<EvidenceRow> {
                 .get::<Option<i64>>("feed_minimum_security_version")?
                 .map(to_u32)
                 .transpose()?,
+            product: r
+                .get::<Option<String>>("product_id")?
+                .map(|p| parse_id(&p))
+                .transpose()?,
+            firmware_references: r.get::<Option<i64>>("firmware_references")?.unwrap_or(0),
         }),
     };
     Ok(EvidenceRow {
@@ -255,6 +267,11 @@ pub struct Recorded<'a> {
     pub reasons: &'a [AttestationReason],
     /// The serial of the certificate issued (trusted).
     pub certificate_serial: Option<&'a str>,
+    /// What the appraisal found of the firmware (`None`: the evidence did not verify).
+    pub firmware: Option<FirmwareAppraisal>,
+    /// The firmware PCRs of the verified evidence, as stored text
+    /// (`super::firmware_references::pcrs_text`; `None`: software, or not verified).
+    pub firmware_pcrs: Option<&'a str>,
 }
 
 /// Consume the device's nonce by raising its floor, atomically (of two concurrent answers, or an
@@ -276,6 +293,8 @@ pub async fn record_verdict(
         "verdict": r.verdict,
         "reasons": codes,
         "certificateSerial": r.certificate_serial,
+        "firmware": r.firmware,
+        "firmwarePcrs": r.firmware_pcrs,
     })
     .to_string();
     let did = device.to_string();
@@ -287,6 +306,8 @@ pub async fn record_verdict(
         Arg::Text(&reasons),
         Arg::Text(&did),
         Arg::Text(scope.tenant_str()),
+        r.firmware.map_or(Arg::NullText, |f| Arg::Text(f.as_str())),
+        r.firmware_pcrs.map_or(Arg::NullText, Arg::Text),
     ];
     // The row `db::audit` writes.
     let audit = [
@@ -303,7 +324,8 @@ pub async fn record_verdict(
         .write_atomic(&[
             WriteStmt {
                 sql: "UPDATE devices SET attestation_nonce_floor = $1, last_attested_at = $2, \
-                      last_attestation_result = $3, last_attestation_reasons = $4 \
+                      last_attestation_result = $3, last_attestation_reasons = $4, \
+                      last_attestation_firmware = $7, last_firmware_pcrs = $8 \
                       WHERE id = $5 AND tenant_id = $6 \
                       AND (attestation_nonce_floor IS NULL OR attestation_nonce_floor < $1)",
                 args: &consume_and_record,

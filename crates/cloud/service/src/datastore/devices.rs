@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 const DEVICE_COLUMNS: &str = "d.id, d.tenant_id, d.device_group_id, g.product_id, d.claimed_at, \
-    d.last_attested_at, d.last_attestation_result, d.last_attestation_reasons, d.blocked, \
+    d.last_attested_at, d.last_attestation_result, d.last_attestation_reasons, \
+    d.last_attestation_firmware, d.last_firmware_pcrs, d.blocked, \
     r.manufacturing_state, r.root_of_trust";
 const DEVICE_FROM: &str = "FROM devices d JOIN device_registrations r ON r.device_id = d.id \
     LEFT JOIN device_groups g ON g.id = d.device_group_id";
@@ -54,6 +55,14 @@ fn device_from_row(r: &DbRow<'_>) -> StoreResult<Device> {
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|_| bad("attestation reasons"))?,
+        last_attestation_firmware: r
+            .get::<Option<String>>("last_attestation_firmware")?
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|_| bad("firmware appraisal"))?,
+        last_firmware_pcrs: r
+            .get::<Option<String>>("last_firmware_pcrs")?
+            .map(|s| s.split(',').map(str::to_string).collect()),
         blocked: r.get("blocked")?,
     })
 }

@@ -160,6 +160,96 @@ pub async fn insert(tx: &mut Tx, image: &Image, m: &ImageMetadata) -> StoreResul
     Ok(())
 }
 
+/// The deployments of the tenant that list the image (row `row_id`), oldest first: (deployment
+/// ID, its device group ID), and how many devices' stored target sets came from one of them.
+pub async fn references_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    row_id: &str,
+) -> StoreResult<(Vec<(String, String)>, i64)> {
+    let rows = sqlx::query(
+        "SELECT d.id, d.device_group_id FROM deployment_images di \
+         JOIN deployments d ON d.id = di.deployment_id \
+         WHERE di.image_row_id = $1 AND d.tenant_id = $2 ORDER BY d.id",
+    )
+    .bind(row_id)
+    .bind(scope.tenant_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let deployments = rows
+        .iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("device_group_id")?)))
+        .collect::<StoreResult<Vec<(String, String)>>>()?;
+    let devices: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM devices dv WHERE dv.tenant_id = $1 AND dv.target_deployment_id \
+         IN (SELECT di.deployment_id FROM deployment_images di WHERE di.image_row_id = $2)",
+    )
+    .bind(scope.tenant_str())
+    .bind(row_id)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    Ok((deployments, devices))
+}
+
+/// Delete the image row `row_id` of the tenant and record the intent to delete its object
+/// (`object_deletions`), in the caller's transaction: committed together, so the quota (the sum
+/// of the rows) and the intent never disagree.
+pub async fn delete_in(
+    tx: &mut Tx,
+    scope: &TenantScope,
+    row_id: &str,
+    object_key: &str,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM images WHERE id = $1 AND tenant_id = $2")
+        .bind(row_id)
+        .bind(scope.tenant_str())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO object_deletions (object_key, requested_at) VALUES ($1, $2) \
+         ON CONFLICT (object_key) DO NOTHING",
+    )
+    .bind(object_key)
+    .bind(db::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The objects whose deletion was committed but not finished (oldest first, at most `limit`).
+pub async fn pending_object_deletions(db: &Db, limit: i64) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT object_key FROM object_deletions ORDER BY requested_at, object_key LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("object_key")?)).collect()
+}
+
+/// Whether a row (a tenant image or an OS release) still stores its package under
+/// `images/<package_sha256>`.
+pub async fn package_referenced(db: &Db, package_sha256: &str) -> StoreResult<bool> {
+    Ok(sqlx::query(
+        "SELECT 1 AS x FROM images WHERE package_sha256 = $1 \
+         UNION ALL SELECT 1 AS x FROM os_releases WHERE package_sha256 = $1",
+    )
+    .bind(package_sha256)
+    .fetch_optional(db.pool())
+    .await?
+    .is_some())
+}
+
+/// Forget a finished object deletion.
+pub async fn finish_object_deletion(db: &Db, object_key: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM object_deletions WHERE object_key = $1")
+        .bind(object_key)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// The columns of an image row, each prefixed with `table.` (for joins).
 pub(super) fn columns_of(table: &str) -> String {
     IMAGE_COLUMNS

@@ -27,6 +27,7 @@ pub mod developer_keys;
 pub mod device_events;
 pub mod device_groups;
 pub mod devices;
+pub mod firmware_references;
 pub mod images;
 pub mod invitations;
 pub mod login_limits;

@@ -57,7 +57,8 @@ pub async fn change_owner(
             sqlx::query(
                 "UPDATE devices SET tenant_id = $1, device_group_id = NULL, claimed_at = $2, \
                  blocked = 0, last_attested_at = NULL, last_attestation_result = NULL, \
-                 last_attestation_reasons = NULL, target_inputs = NULL, ownership_doc = NULL, \
+                 last_attestation_reasons = NULL, last_attestation_firmware = NULL, \
+                 last_firmware_pcrs = NULL, target_inputs = NULL, ownership_doc = NULL, \
                  ownership_inputs = NULL, target_deployment_id = NULL, \
                  target_deployment_version = NULL WHERE id = $3",
             )

@@ -108,9 +108,10 @@ pub async fn device_count_in(tx: &mut Tx, product: ProductId) -> StoreResult<i64
     .try_get("n")?)
 }
 
-/// Delete the product and its device groups.
+/// Delete the product, its device groups and its firmware reference values.
 pub async fn delete(tx: &mut Tx, product: ProductId) -> StoreResult<()> {
     let pid = product.to_string();
+    super::firmware_references::delete_all_of(tx, product).await?;
     sqlx::query("DELETE FROM device_groups WHERE product_id = $1")
         .bind(&pid)
         .execute(&mut **tx)

@@ -3,9 +3,10 @@
 //! decisions are `crate::appraisal`'s; this module reads what they need, issues the certificate
 //! and maps the verdict to the wire.
 
-use crate::appraisal::{self, Admission, Facts, Verdict};
+use crate::appraisal::{self, Admission, Facts, FirmwareFacts, Verdict};
 use crate::authz::{self, TenantScope};
 use crate::datastore::attestation::{self as store, ClaimedDevice, Recorded};
+use crate::datastore::firmware_references;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::rate_limit::AttestationAllowance;
@@ -138,6 +139,15 @@ pub async fn evidence(
         Ok(v) => Some(facts(&state, &scope, &device, claimed, v).await?),
         Err(_) => None,
     };
+    // What stage 0's appraisal found, recorded with the verdict (`decide` turns its refusal
+    // into a reason).
+    let (firmware, firmware_pcrs) = match (&verified, &facts) {
+        (Ok(v), Some(f)) => (
+            Some(appraisal::appraise_firmware(v.firmware_pcrs(), &f.firmware).0),
+            v.firmware_pcrs().map(firmware_references::pcrs_text),
+        ),
+        _ => (None, None),
+    };
     let service_time = OffsetDateTime::now_utc();
     let mut serial = None;
     let mut result = match appraisal::decide(&verified, facts.as_ref(), claimed.blocked) {
@@ -189,6 +199,8 @@ pub async fn evidence(
             verdict: result.verdict,
             reasons: &result.reasons,
             certificate_serial: serial.as_deref(),
+            firmware,
+            firmware_pcrs: firmware_pcrs.as_deref(),
         },
     )
     .await?;
@@ -232,10 +244,22 @@ async fn facts(
     let tenant_images = store::tenant_images(&state.db, scope, &app_ids).await?;
     let app_development = appraisal::needs_app_development(verified, &tenant_images)
         && store::holds_app_development(&state.db, scope, device).await?;
+    // Read only when the product has reference values (the device's row counted them).
+    let references = match claimed.product {
+        Some(product) if claimed.firmware_references > 0 => {
+            firmware_references::pcrs_of(&state.db, scope, product).await?
+        }
+        _ => Vec::new(),
+    };
     Ok(appraisal::facts(
         claimed,
         os_releases,
         tenant_images,
         app_development,
+        FirmwareFacts {
+            references,
+            required: state.config.require_firmware_reference_values,
+            in_product: claimed.product.is_some(),
+        },
     ))
 }

@@ -156,6 +156,72 @@ async fn check_image_quota(
     Ok(())
 }
 
+/// Delete an image (Contributor, as uploads): its row, its bytes from the tenant's image storage
+/// quota and its package from the object store. Refused (`image_in_use`, 409) while a
+/// deployment of the tenant lists it, naming the deployments and how many devices' target sets
+/// came from them. Answers the deleted image.
+#[utoipa::path(delete, path = "/v1/tenants/{tenantId}/images/{imageId}", tag = "images",
+    params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
+        ("imageId" = String, Path, format = Uuid, description = "Image ID")),
+    responses((status = 200, description = "Deleted; the image as it was", body = Image),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "image_in_use: a deployment lists it", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tenant_id, image_id)): Path<(String, String)>,
+) -> ApiResult<Json<Image>> {
+    let (t, tid) = tenant_ids(&tenant_id)?;
+    let iid = path_id::<ImageId>(&image_id, "imageId")?;
+    let mut tx = state.db.begin_write().await?;
+    let scope = authz::authorize(&mut *tx, &caller, t, Role::Contributor).await?;
+    // Serialised with uploads and new deployments of the tenant.
+    db::lock_tenant(&mut tx, &tid).await?;
+    let (row_id, image) = images::get_row_in(&mut tx, &scope, &iid)
+        .await?
+        .ok_or_else(|| ApiError::not_found("image"))?;
+    let (deployments, devices) = images::references_in(&mut tx, &scope, &row_id).await?;
+    if !deployments.is_empty() {
+        let named: Vec<String> = deployments
+            .iter()
+            .map(|(d, g)| format!("{d} (device group {g})"))
+            .collect();
+        return Err(ApiError::new(
+            ErrorCode::ImageInUse,
+            format!(
+                "image {iid} is listed by {} deployment(s) of the tenant: {}; {devices} \
+                 device(s) have a target set from them. Deployments are kept as history, so an \
+                 image they list stays stored",
+                deployments.len(),
+                named.join(", ")
+            ),
+        ));
+    }
+    let key = format!("images/{}", image.package_sha256);
+    images::delete_in(&mut tx, &scope, &row_id, &key).await?;
+    db::audit(
+        &mut tx,
+        Some(&tid),
+        Some(&caller.uid()),
+        "image.delete",
+        "image",
+        &iid.to_string(),
+        json!({ "componentId": image.component_id, "name": image.name,
+            "version": image.version, "packageSha256": image.package_sha256,
+            "packageSize": image.package_size }),
+    )
+    .await?;
+    tx.commit().await?;
+    // The row and the intent are committed: the bytes are off the quota. Delete the object now
+    // (a failure leaves the intent for the next run, never a row without its object).
+    if let Err(e) = crate::packages::finish_object_deletions(&state).await {
+        tracing::warn!(error = %e, "image deleted; its object stays pending deletion");
+    }
+    Ok(Json(image))
+}
+
 /// The tenant's images (any role), in upload order; `componentId` filters.
 #[utoipa::path(get, path = "/v1/tenants/{tenantId}/images", tag = "images",
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"), ImageQuery),

@@ -12,6 +12,7 @@ pub mod device_groups;
 pub mod device_updates;
 pub mod devices;
 pub mod error_report;
+pub mod firmware_references;
 pub mod images;
 pub mod invitations;
 pub mod me;

@@ -32,6 +32,8 @@ const DEVICE_FIELDS: &[(&str, &str)] = &[
     ("Last attestation", "lastAttestationResult"),
     ("Attested", "lastAttestedAt"),
     ("Reasons", "lastAttestationReasons"),
+    ("Firmware (stage 0)", "lastAttestationFirmware"),
+    ("Firmware PCRs 0-7", "lastFirmwarePcrs"),
     ("Blocked", "blocked"),
 ];
 

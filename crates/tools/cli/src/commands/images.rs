@@ -260,6 +260,15 @@ pub fn image(command: ImageCommand, output: OutputFormat) -> Result<()> {
             let shown = client.get_image(tenant, image_id(&image)?)?;
             emit(output, &JsonView::new(&shown, IMAGE_FIELDS)?)
         }
+        ImageCommand::Delete { image, tenant } => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let deleted = client.delete_image(tenant, image_id(&image)?)?;
+            eprintln!(
+                "Deleted image {} ({} bytes freed from the tenant's image storage).",
+                deleted.id, deleted.package_size
+            );
+            emit(output, &JsonView::new(&deleted, IMAGE_FIELDS)?)
+        }
         ImageCommand::List { tenant } => {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let images = all_pages(|continuation| {

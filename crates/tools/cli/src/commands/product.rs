@@ -2,15 +2,16 @@
 
 use crate::cli::{
     DeviceGroupCommand, DeviceGroupSettings, ProductCommand, ProductDeviceGroupCommand,
+    ProductFirmwareReferenceCommand,
 };
 use crate::output::{OutputFormat, Render, emit, new_table, property_table};
 use crate::session::Session;
 use anyhow::{Result, anyhow, bail};
 use ferro_client::{Client, all_pages, page};
 use ferro_wire::{
-    CreateDeviceGroupRequest, CreateProductRequest, DeviceGroup, DeviceGroupId, DeviceGroupQuery,
-    OsFeed, Product, ProductId, TenantId, UpdateDeviceGroupRequest, UpdatePolicy,
-    UpdateProductRequest,
+    CreateDeviceGroupRequest, CreateFirmwareReferenceRequest, CreateProductRequest, DeviceGroup,
+    DeviceGroupId, DeviceGroupQuery, FirmwareReference, OsFeed, Product, ProductId, TenantId,
+    UpdateDeviceGroupRequest, UpdatePolicy, UpdateProductRequest,
 };
 
 impl Render for Product {
@@ -38,6 +39,57 @@ impl Render for Vec<Product> {
         }
         table
     }
+}
+
+impl Render for FirmwareReference {
+    fn table(&self) -> comfy_table::Table {
+        let mut rows = vec![
+            ("Reference ID", self.id.to_string()),
+            ("Product ID", self.product_id.to_string()),
+            ("Description", self.description.clone()),
+            ("Created", crate::output::timestamp(self.created_at)),
+        ];
+        for (i, pcr) in self.pcrs.iter().enumerate() {
+            rows.push((PCR_LABELS.get(i).copied().unwrap_or("PCR ?"), pcr.clone()));
+        }
+        property_table(rows)
+    }
+}
+
+const PCR_LABELS: [&str; 8] = [
+    "PCR 0", "PCR 1", "PCR 2", "PCR 3", "PCR 4", "PCR 5", "PCR 6", "PCR 7",
+];
+
+impl Render for Vec<FirmwareReference> {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec![
+            "ID",
+            "Description",
+            "PCR 0-7 (first 12 hex digits each)",
+        ]);
+        for r in self {
+            let short: Vec<&str> = r.pcrs.iter().map(|p| p.get(..12).unwrap_or(p)).collect();
+            table.add_row(vec![
+                r.id.to_string(),
+                r.description.clone(),
+                short.join(" "),
+            ]);
+        }
+        table
+    }
+}
+
+/// The PCR values of `--pcrs` (8 comma-separated hex values; the service checks each).
+fn parse_pcrs(text: &str) -> Result<Vec<String>> {
+    let pcrs: Vec<String> = text.split(',').map(|p| p.trim().to_string()).collect();
+    if pcrs.len() != 8 {
+        bail!(
+            "--pcrs: give 8 SHA-256 values (PCRs 0 to 7 in order) separated by commas, not {}",
+            pcrs.len()
+        );
+    }
+    Ok(pcrs)
 }
 
 impl Render for DeviceGroup {
@@ -212,6 +264,54 @@ pub fn product(command: ProductCommand, output: OutputFormat) -> Result<()> {
             let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
             let id = resolve_product(&client, tenant, &product)?;
             emit(output, &groups(&client, tenant, Some(id))?)
+        }
+        ProductCommand::FirmwareReference(ProductFirmwareReferenceCommand::Add {
+            product,
+            pcrs,
+            from_device,
+            description,
+            tenant,
+        }) => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let id = resolve_product(&client, tenant, &product)?;
+            let pcrs = match (pcrs, from_device) {
+                (Some(text), _) => parse_pcrs(&text)?,
+                (None, Some(device)) => client
+                    .get_device(tenant, &device)?
+                    .last_firmware_pcrs
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "device {device} has reported no firmware PCRs (it has not attested \
+                             with a TPM yet, or has a software root of trust)"
+                        )
+                    })?,
+                (None, None) => bail!("give --pcrs or --from-device"),
+            };
+            let created = client.create_firmware_reference(
+                tenant,
+                id,
+                &CreateFirmwareReferenceRequest { pcrs, description },
+            )?;
+            emit(output, &created)
+        }
+        ProductCommand::FirmwareReference(ProductFirmwareReferenceCommand::List {
+            product,
+            tenant,
+        }) => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let id = resolve_product(&client, tenant, &product)?;
+            emit(output, &client.list_firmware_references(tenant, id)?)
+        }
+        ProductCommand::FirmwareReference(ProductFirmwareReferenceCommand::Delete {
+            product,
+            reference,
+            tenant,
+        }) => {
+            let tenant = session.tenant(&client, tenant.tenant.as_deref())?;
+            let id = resolve_product(&client, tenant, &product)?;
+            client.delete_firmware_reference(tenant, id, reference)?;
+            eprintln!("Deleted firmware reference value {reference}.");
+            Ok(())
         }
     }
 }
