@@ -21,7 +21,9 @@ log "prerequisites"
 # mosquitto: the MQTT broker the device-certificate tests start with TLS on loopback;
 # mosquitto-clients: mosquitto_sub, the subscriber of the telemetry sample's test.
 # curl: scripts/schemathesis.sh checks the run token and reads the request count from the service.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl
+# iproute2: `ip netns` and veth pairs of the private network isolation test (ferro-runtime's
+# tests/private_network.rs, run as root).
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl iproute2
 ensure_rust_targets
 ensure_python_env
 ensure_postgres

@@ -396,7 +396,7 @@ impl Client<'_> {
     /// discovery's deadline ends the wait).
     fn connect_tcp(&self, name: &Name, record_type: RecordType) -> Result<TcpStream, Failure> {
         let resolver = self.resolver;
-        connect::connect_tcp(resolver, self.deadline, self.stop).map_err(|error| match error {
+        connect::connect_tcp(resolver, self.deadline, self.stop, None).map_err(|error| match error {
             Interrupted::Stopped => Failure::Stopped,
             Interrupted::TimedOut => Failure::Api(ApiError::TimedOut),
             Interrupted::Failed(error) => io(format!(

@@ -38,6 +38,7 @@ mod host;
 mod limits;
 mod logs;
 mod network;
+mod private_net;
 mod runtime;
 mod services;
 mod storage;
@@ -47,6 +48,7 @@ pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig, StorageArea};
 pub use discovery::{DnsResolverError, parse_dns_resolver};
 pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
+pub use private_net::{SYS_NET, forwarding_enabled};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use runtime::{AppId, AppState, AppStatus, MemoryStats, Runtime, StorageQuota};
 pub use services::{
