@@ -56,6 +56,174 @@ const LEGACY_PORTS: [u16; 8] = [22, 80, 443, 502, 1883, 5020, 8080, 8883];
 const WAIT: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------------------------------
+// Install-time rules (no namespaces, no root): what an app may list and claim.
+
+/// A board with the private network 198.18.7.0/24 on `ferro-test0`, and forwarding settings
+/// (`sys_net`) of the given value.
+fn install_device(forwarding: &str) -> (Runtime, HardwareDefinition, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let board_path = dir.path().join("board.json");
+    let json = serde_json::json!({
+        "Metadata": {"Type": "Azure Sphere Hardware Definition", "Version": 1},
+        "Description": {"Name": "install test board"},
+        "Peripherals": [
+            {"Name": "BOARD_PRIVATE_NET", "Type": "PrivateNetwork",
+             "AppManifestValue": "PRIVATE-NETWORK-0", "Interface": "ferro-test0",
+             "Subnet": "198.18.7.0/24"},
+            {"Name": "OTHER_NET", "Type": "PrivateNetwork",
+             "AppManifestValue": "PRIVATE-NETWORK-9", "Interface": "ferro-test9",
+             "Subnet": "198.18.9.0/24"}
+        ]
+    });
+    std::fs::write(&board_path, serde_json::to_vec(&json).expect("json")).expect("board");
+    let board = HardwareDefinition::load(&board_path, &[]).expect("board");
+    for family in ["ipv4", "ipv6"] {
+        let conf = dir.path().join("net").join(family).join("conf");
+        for interface in ["all", "default", "lo"] {
+            std::fs::create_dir_all(conf.join(interface)).expect("mkdir");
+            std::fs::write(conf.join(interface).join("forwarding"), "0\n").expect("write");
+        }
+    }
+    std::fs::write(
+        dir.path().join("net/ipv6/conf/lo/forwarding"),
+        format!("{forwarding}\n"),
+    )
+    .expect("write");
+    let mut config = common::test_config(&dir.path().join("storage"));
+    config.private_networks = board.private_networks();
+    config.sys_net_dir = dir.path().join("net");
+    let runtime = Runtime::new(config, Peripherals::all_from(Arc::new(VirtualBoard::empty("test"))))
+        .expect("runtime");
+    (runtime, board, dir)
+}
+
+fn install_probe(
+    runtime: &Runtime,
+    board: &HardwareDefinition,
+    id: u32,
+    capabilities: serde_json::Value,
+) -> Result<ferro_runtime::AppId, String> {
+    let manifest = probe_manifest(board, "probe", id, capabilities, &[])?;
+    let mut options = InstallOptions::default();
+    options.manual_start = true;
+    runtime
+        .install(&common::wasm("net-probe"), &manifest, options)
+        .map_err(|error| error.to_string())
+}
+
+#[test]
+fn only_the_granted_app_may_list_a_private_address_and_only_one_app_holds_the_network() {
+    let (runtime, board, _dir) = install_device("0");
+    for (listed, id) in [("198.18.7.2", 1), ("::ffff:198.18.7.2", 2), ("198.18.7.255", 3)] {
+        let refused = install_probe(
+            &runtime,
+            &board,
+            id,
+            serde_json::json!({"AllowedConnections": [listed]}),
+        )
+        .expect_err("listed without the grant");
+        assert!(
+            refused.contains("is on the private network PRIVATE-NETWORK-0 (ferro-test0, \
+                              198.18.7.0/24); only an app granted PrivateNetwork \
+                              PRIVATE-NETWORK-0 may list it"),
+            "{refused}"
+        );
+    }
+    // Granted another network: still not this one's addresses.
+    let refused = install_probe(
+        &runtime,
+        &board,
+        4,
+        serde_json::json!({"AllowedConnections": ["198.18.7.2"], "PrivateNetwork": ["$OTHER_NET"]}),
+    )
+    .expect_err("granted the other network");
+    assert!(refused.contains("PRIVATE-NETWORK-0"), "{refused}");
+    // A name is not checked at install (it is at connect, by the address it resolves to).
+    install_probe(
+        &runtime,
+        &board,
+        5,
+        serde_json::json!({"AllowedConnections": ["plc.example.com"]}),
+    )
+    .expect("a name installs");
+    install_probe(
+        &runtime,
+        &board,
+        6,
+        serde_json::json!({"AllowedConnections": ["198.18.7.2"], "PrivateNetwork": ["$BOARD_PRIVATE_NET"]}),
+    )
+    .expect("the granted app installs");
+    let refused = install_probe(
+        &runtime,
+        &board,
+        7,
+        serde_json::json!({"AllowedConnections": ["192.0.2.2"], "PrivateNetwork": ["$BOARD_PRIVATE_NET"]}),
+    )
+    .expect_err("a second owner");
+    assert!(refused.contains("PRIVATE-NETWORK-0 (PrivateNetwork)"), "{refused}");
+}
+
+#[test]
+fn a_network_the_board_lacks_and_a_forwarding_device_are_refused() {
+    let (runtime, _, _dir) = install_device("0");
+    // Resolved against a board that has PRIVATE-NETWORK-9, installed on one whose runtime
+    // does not know it (the board changed under a signed image).
+    let other_board = HardwareDefinition::load_from(
+        &{
+            let mut source = ferro_manifest::MemorySource::new();
+            source.insert(
+                "other.json",
+                serde_json::to_vec(&serde_json::json!({
+                    "Metadata": {"Type": "Azure Sphere Hardware Definition", "Version": 1},
+                    "Description": {"Name": "other"},
+                    "Peripherals": [{"Name": "NET", "Type": "PrivateNetwork",
+                        "AppManifestValue": "PRIVATE-NETWORK-5", "Interface": "eth5",
+                        "Subnet": "10.5.0.0/16"}]
+                }))
+                .expect("json"),
+            );
+            source
+        },
+        "other.json",
+    )
+    .expect("other board");
+    let refused = install_probe(
+        &runtime,
+        &other_board,
+        1,
+        serde_json::json!({"PrivateNetwork": ["$NET"]}),
+    )
+    .expect_err("unknown network");
+    assert!(
+        refused.contains("grants PrivateNetwork \"PRIVATE-NETWORK-5\", which this board does not \
+                          have (its private networks: PRIVATE-NETWORK-0, PRIVATE-NETWORK-9)"),
+        "{refused}"
+    );
+
+    let (runtime, board, _dir) = install_device("1");
+    let refused = install_probe(
+        &runtime,
+        &board,
+        2,
+        serde_json::json!({"AllowedConnections": ["198.18.7.2"], "PrivateNetwork": ["$BOARD_PRIVATE_NET"]}),
+    )
+    .expect_err("forwarding on");
+    assert!(
+        refused.contains("net.ipv6.conf.lo.forwarding set to 1")
+            && refused.contains("set net.ipv4.ip_forward=0"),
+        "{refused}"
+    );
+    // Apps without the grant are not affected by forwarding.
+    install_probe(
+        &runtime,
+        &board,
+        3,
+        serde_json::json!({"AllowedConnections": ["192.0.2.2"]}),
+    )
+    .expect("an app without the grant");
+}
+
+// ------------------------------------------------------------------------------------------
 // The parent.
 
 #[test]
