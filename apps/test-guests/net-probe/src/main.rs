@@ -36,7 +36,8 @@ fn probe(arg: &str) -> String {
             }
             Err(error) => error.to_string(),
         },
-        "udp" => match UdpSocket::bind(0).and_then(|socket| socket.send_to(host, port, b"probe\n")) {
+        "udp" => match UdpSocket::bind(0).and_then(|socket| socket.send_to(host, port, b"probe\n"))
+        {
             Ok(_) => "sent".to_owned(),
             Err(error) => error.to_string(),
         },

@@ -66,12 +66,14 @@ pub(crate) fn connect_tcp(
     )
     .map_err(Interrupted::Failed)?;
     if let Some(device) = device {
-        socket.bind_device(Some(device.as_bytes())).map_err(|error| {
-            Interrupted::Failed(std::io::Error::new(
-                error.kind(),
-                format!("cannot bind to interface {device} (SO_BINDTODEVICE): {error}"),
-            ))
-        })?;
+        socket
+            .bind_device(Some(device.as_bytes()))
+            .map_err(|error| {
+                Interrupted::Failed(std::io::Error::new(
+                    error.kind(),
+                    format!("cannot bind to interface {device} (SO_BINDTODEVICE): {error}"),
+                ))
+            })?;
     }
     // The first wait connects or starts the connect (socket2 tells an immediate failure from
     // one in progress); the connect goes on after a timed out wait.
@@ -227,12 +229,22 @@ mod tests {
     fn a_connect_ends_at_its_deadline_or_connects() {
         let (_listener, address, _fillers) = full_listener();
         let stop = StopSignal::default();
-        let outcome = connect_tcp(address, Instant::now() + Duration::from_millis(200), &stop, None);
+        let outcome = connect_tcp(
+            address,
+            Instant::now() + Duration::from_millis(200),
+            &stop,
+            None,
+        );
         assert!(matches!(outcome, Err(Interrupted::TimedOut)), "{outcome:?}");
         let open = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let address = open.local_addr().expect("address");
-        let stream = connect_tcp(address, Instant::now() + Duration::from_secs(10), &stop, None)
-            .expect("a connection");
+        let stream = connect_tcp(
+            address,
+            Instant::now() + Duration::from_secs(10),
+            &stop,
+            None,
+        )
+        .expect("a connection");
         assert_eq!(stream.peer_addr().expect("peer"), address);
     }
 

@@ -396,14 +396,16 @@ impl Client<'_> {
     /// discovery's deadline ends the wait).
     fn connect_tcp(&self, name: &Name, record_type: RecordType) -> Result<TcpStream, Failure> {
         let resolver = self.resolver;
-        connect::connect_tcp(resolver, self.deadline, self.stop, None).map_err(|error| match error {
-            Interrupted::Stopped => Failure::Stopped,
-            Interrupted::TimedOut => Failure::Api(ApiError::TimedOut),
-            Interrupted::Failed(error) => io(format!(
-                "DNS over TCP to {resolver} for {name} {record_type} (the UDP answer was \
+        connect::connect_tcp(resolver, self.deadline, self.stop, None).map_err(
+            |error| match error {
+                Interrupted::Stopped => Failure::Stopped,
+                Interrupted::TimedOut => Failure::Api(ApiError::TimedOut),
+                Interrupted::Failed(error) => io(format!(
+                    "DNS over TCP to {resolver} for {name} {record_type} (the UDP answer was \
                  truncated): {error}"
-            )),
-        })
+                )),
+            },
+        )
     }
 
     /// Fills `buffer` from `stream`, waiting in steps (see [`Client::next_wait`]); returns how

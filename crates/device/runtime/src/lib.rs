@@ -48,8 +48,8 @@ pub use config::{Backoff, InstallOptions, Limits, RuntimeConfig, StorageArea};
 pub use discovery::{DnsResolverError, parse_dns_resolver};
 pub use error::{ControlError, InstallError, RuntimeError};
 pub use events::{ErrorEvent, ErrorKind, EventSubscription};
-pub use private_net::{SYS_NET, forwarding_enabled};
 pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
+pub use private_net::{SYS_NET, forwarding_enabled};
 pub use runtime::{AppId, AppState, AppStatus, MemoryStats, Runtime, StorageQuota};
 pub use services::{
     DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest, ServiceError,

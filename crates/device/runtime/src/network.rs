@@ -268,7 +268,8 @@ impl HostState {
         {
             Ok(_) => true,
             Err(why) => {
-                self.app.denied(format!("refused a packet from {peer}: {why}"));
+                self.app
+                    .denied(format!("refused a packet from {peer}: {why}"));
                 false
             }
         }
@@ -310,7 +311,10 @@ impl HostState {
                                 on.id, on.link.interface, on.link.subnet
                             ));
                         }
-                        None => last = ApiError::Io(format!("connect to {host}:{port}: no local address")),
+                        None => {
+                            last =
+                                ApiError::Io(format!("connect to {host}:{port}: no local address"))
+                        }
                     }
                 }
                 Ok(stream) => return Ok(Ok(stream)),
@@ -611,7 +615,10 @@ impl api::networking::Host for HostState {
                         "{address} is on a private network, which carries TCP only"
                     ))));
                 }
-                routes.into_iter().map(|(address, _)| address).collect::<Vec<_>>()
+                routes
+                    .into_iter()
+                    .map(|(address, _)| address)
+                    .collect::<Vec<_>>()
             }
             Err(error) => return Ok(Err(error)),
         };

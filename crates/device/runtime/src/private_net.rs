@@ -89,7 +89,7 @@ impl PrivateNetworks {
         }
         if !granted.is_empty() {
             self.check_no_forwarding()
-                .map_err(|reason| InstallError::Forwarding(reason))?;
+                .map_err(InstallError::Forwarding)?;
         }
         Ok(())
     }
@@ -206,7 +206,10 @@ mod tests {
         ]);
         assert_eq!(
             forwarding_enabled(on.path()).expect("read"),
-            ["net.ipv4.conf.eth1.forwarding", "net.ipv6.conf.all.forwarding"]
+            [
+                "net.ipv4.conf.eth1.forwarding",
+                "net.ipv6.conf.all.forwarding"
+            ]
         );
         // No IPv6 at all is no IPv6 forwarding; no IPv4 settings cannot be checked.
         let v4_only = tree(&[("ipv4", "all", "0\n")]);

@@ -92,8 +92,11 @@ fn install_device(forwarding: &str) -> (Runtime, HardwareDefinition, tempfile::T
     let mut config = common::test_config(&dir.path().join("storage"));
     config.private_networks = board.private_networks();
     config.sys_net_dir = dir.path().join("net");
-    let runtime = Runtime::new(config, Peripherals::all_from(Arc::new(VirtualBoard::empty("test"))))
-        .expect("runtime");
+    let runtime = Runtime::new(
+        config,
+        Peripherals::all_from(Arc::new(VirtualBoard::empty("test"))),
+    )
+    .expect("runtime");
     (runtime, board, dir)
 }
 
@@ -104,8 +107,10 @@ fn install_probe(
     capabilities: serde_json::Value,
 ) -> Result<ferro_runtime::AppId, String> {
     let manifest = probe_manifest(board, "probe", id, capabilities, &[])?;
-    let mut options = InstallOptions::default();
-    options.manual_start = true;
+    let options = InstallOptions {
+        manual_start: true,
+        ..InstallOptions::default()
+    };
     runtime
         .install(&common::wasm("net-probe"), &manifest, options)
         .map_err(|error| error.to_string())
@@ -114,7 +119,11 @@ fn install_probe(
 #[test]
 fn only_the_granted_app_may_list_a_private_address_and_only_one_app_holds_the_network() {
     let (runtime, board, _dir) = install_device("0");
-    for (listed, id) in [("198.18.7.2", 1), ("::ffff:198.18.7.2", 2), ("198.18.7.255", 3)] {
+    for (listed, id) in [
+        ("198.18.7.2", 1),
+        ("::ffff:198.18.7.2", 2),
+        ("198.18.7.255", 3),
+    ] {
         let refused = install_probe(
             &runtime,
             &board,
@@ -123,9 +132,11 @@ fn only_the_granted_app_may_list_a_private_address_and_only_one_app_holds_the_ne
         )
         .expect_err("listed without the grant");
         assert!(
-            refused.contains("is on the private network PRIVATE-NETWORK-0 (ferro-test0, \
+            refused.contains(
+                "is on the private network PRIVATE-NETWORK-0 (ferro-test0, \
                               198.18.7.0/24); only an app granted PrivateNetwork \
-                              PRIVATE-NETWORK-0 may list it"),
+                              PRIVATE-NETWORK-0 may list it"
+            ),
             "{refused}"
         );
     }
@@ -160,7 +171,10 @@ fn only_the_granted_app_may_list_a_private_address_and_only_one_app_holds_the_ne
         serde_json::json!({"AllowedConnections": ["192.0.2.2"], "PrivateNetwork": ["$BOARD_PRIVATE_NET"]}),
     )
     .expect_err("a second owner");
-    assert!(refused.contains("PRIVATE-NETWORK-0 (PrivateNetwork)"), "{refused}");
+    assert!(
+        refused.contains("PRIVATE-NETWORK-0 (PrivateNetwork)"),
+        "{refused}"
+    );
 }
 
 #[test]
@@ -195,8 +209,10 @@ fn a_network_the_board_lacks_and_a_forwarding_device_are_refused() {
     )
     .expect_err("unknown network");
     assert!(
-        refused.contains("grants PrivateNetwork \"PRIVATE-NETWORK-5\", which this board does not \
-                          have (its private networks: PRIVATE-NETWORK-0, PRIVATE-NETWORK-9)"),
+        refused.contains(
+            "grants PrivateNetwork \"PRIVATE-NETWORK-5\", which this board does not \
+                          have (its private networks: PRIVATE-NETWORK-0, PRIVATE-NETWORK-9)"
+        ),
         "{refused}"
     );
 
@@ -352,7 +368,9 @@ fn the_private_side_stays_private() {
     // The name resolves (device's /etc/hosts) to the machine: refused by destination.
     let by_name = probe(&other, "tcp:legacy.example.com:502");
     assert!(
-        by_name.contains(&format!("{LEGACY} is on the private network PRIVATE-NETWORK-0")),
+        by_name.contains(&format!(
+            "{LEGACY} is on the private network PRIVATE-NETWORK-0"
+        )),
         "{by_name}"
     );
     assert_eq!(
@@ -387,7 +405,10 @@ fn the_private_side_stays_private() {
     let scan = scanner.until("scan-done");
     assert_eq!(scan.len(), targets.len(), "{scan:#?}");
     for line in &scan {
-        assert!(!line.contains("connected"), "answered from the net side: {line}");
+        assert!(
+            !line.contains("connected"),
+            "answered from the net side: {line}"
+        );
     }
     assert_eq!(
         net.legacy_counters(),
@@ -500,7 +521,15 @@ impl Namespaces {
         }
         // The machine answers anyone, through the device; the net side tries to route the
         // private subnet through the device too. Only the device's forwarding (off) is between.
-        self.ip(&["-n", &self.legacy, "route", "add", "default", "via", DEVICE_PRIVATE]);
+        self.ip(&[
+            "-n",
+            &self.legacy,
+            "route",
+            "add",
+            "default",
+            "via",
+            DEVICE_PRIVATE,
+        ]);
         self.ip(&["-n", &self.device, "route", "add", "default", "via", CLOUD]);
         self.ip(&[
             "-n",
@@ -558,7 +587,10 @@ impl Namespaces {
     /// `Tcp InSegs` and `Udp InDatagrams` of the legacy namespace (/proc/net/snmp is per
     /// namespace).
     fn legacy_counters(&self) -> BTreeMap<String, u64> {
-        let snmp = run("ip", &["netns", "exec", &self.legacy, "cat", "/proc/net/snmp"]);
+        let snmp = run(
+            "ip",
+            &["netns", "exec", &self.legacy, "cat", "/proc/net/snmp"],
+        );
         let mut counters = BTreeMap::new();
         let lines: Vec<&str> = snmp.lines().collect();
         for pair in lines.chunks(2) {
@@ -588,7 +620,13 @@ impl Namespaces {
         command
             .args(["netns", "exec", ns])
             .arg(exe)
-            .args(["netns_role", "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .args([
+                "netns_role",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
             .env(ROLE, role)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -778,17 +816,17 @@ fn scan(targets: &str) {
             let target = target.to_owned();
             std::thread::spawn(move || {
                 let address: SocketAddr = target.parse().expect("target");
-                let outcome =
-                    match TcpStream::connect_timeout(&address, Duration::from_millis(700)) {
-                        Ok(mut stream) => {
-                            let _ = stream.set_read_timeout(Some(Duration::from_millis(700)));
-                            let _ = stream.write_all(b"scan\n");
-                            let mut answer = String::new();
-                            let _ = stream.read_to_string(&mut answer);
-                            format!("connected {answer:?}")
-                        }
-                        Err(error) => format!("{:?}", error.kind()),
-                    };
+                let outcome = match TcpStream::connect_timeout(&address, Duration::from_millis(700))
+                {
+                    Ok(mut stream) => {
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(700)));
+                        let _ = stream.write_all(b"scan\n");
+                        let mut answer = String::new();
+                        let _ = stream.read_to_string(&mut answer);
+                        format!("connected {answer:?}")
+                    }
+                    Err(error) => format!("{:?}", error.kind()),
+                };
                 say(&format!("{target} {outcome}"));
             })
         })
@@ -847,7 +885,10 @@ fn device(board_path: &Path) {
                 .into_iter()
                 .map(|line| line.text)
                 .collect();
-            lines.iter().any(|line| line == "probe done").then_some(lines)
+            lines
+                .iter()
+                .any(|line| line == "probe done")
+                .then_some(lines)
         })
         .unwrap_or_else(|| panic!("{label}: no `probe done`"));
         for line in lines {
@@ -886,7 +927,9 @@ fn device(board_path: &Path) {
         });
         say(&format!(
             "install {name}: {}",
-            outcome.as_ref().map_or_else(Clone::clone, |_| "ok".to_owned())
+            outcome
+                .as_ref()
+                .map_or_else(Clone::clone, |_| "ok".to_owned())
         ));
         outcome.ok()
     };

@@ -365,9 +365,13 @@ impl HardwareDefinition {
         self.peripherals
             .iter()
             .filter(|peripheral| peripheral.mapping.is_none())
-            .filter_map(|peripheral| match (&peripheral.app_manifest_value, &peripheral.private_network) {
-                (Some(AppManifestValue::Text(id)), Some(link)) => Some((id.clone(), link.clone())),
-                _ => None,
+            .filter_map(|peripheral| {
+                match (&peripheral.app_manifest_value, &peripheral.private_network) {
+                    (Some(AppManifestValue::Text(id)), Some(link)) => {
+                        Some((id.clone(), link.clone()))
+                    }
+                    _ => None,
+                }
             })
             .collect()
     }
@@ -779,7 +783,9 @@ fn parse_private_network(
             return Err(schema_error(
                 file,
                 &format!("{path}.{field}"),
-                format!("{field} belongs to PrivateNetwork peripherals only, not {peripheral_type}"),
+                format!(
+                    "{field} belongs to PrivateNetwork peripherals only, not {peripheral_type}"
+                ),
             ));
         }
         return Ok(None);
@@ -801,7 +807,9 @@ fn parse_private_network(
                 schema_error(
                     file,
                     &format!("{path}.Subnet"),
-                    format!("{subnet:?} is not a subnet such as \"192.168.50.0/24\" or \"fd00:50::/64\""),
+                    format!(
+                        "{subnet:?} is not a subnet such as \"192.168.50.0/24\" or \"fd00:50::/64\""
+                    ),
                 )
             })?;
             if subnet != subnet.trunc() {
@@ -824,11 +832,17 @@ fn parse_private_network(
             Ok(Some(PrivateNetworkLink { interface, subnet }))
         }
         (interface, _) => {
-            let missing = if interface.is_none() { "Interface" } else { "Subnet" };
+            let missing = if interface.is_none() {
+                "Interface"
+            } else {
+                "Subnet"
+            };
             Err(schema_error(
                 file,
                 path,
-                format!("a PrivateNetwork peripheral with a value needs both Interface and Subnet; {missing} is missing"),
+                format!(
+                    "a PrivateNetwork peripheral with a value needs both Interface and Subnet; {missing} is missing"
+                ),
             ))
         }
     }

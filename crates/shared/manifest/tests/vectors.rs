@@ -176,7 +176,10 @@ fn private_networks_are_read_from_the_board_and_their_errors_say_what_is_wrong()
     );
     let alias = board.peripheral("BOARD_PLC_NET").expect("alias");
     assert_eq!(
-        alias.private_network.as_ref().map(|link| link.interface.as_str()),
+        alias
+            .private_network
+            .as_ref()
+            .map(|link| link.interface.as_str()),
         Some("eth1")
     );
     for (case, expected) in [
@@ -186,9 +189,18 @@ fn private_networks_are_read_from_the_board_and_their_errors_say_what_is_wrong()
         ),
         ("private_network_bad_subnet", "is not a subnet such as"),
         ("private_network_everything", "is every address"),
-        ("private_network_bad_interface", "is not a Linux interface name"),
-        ("private_network_long_interface", "is not a Linux interface name"),
-        ("private_network_half", "needs both Interface and Subnet; Interface is missing"),
+        (
+            "private_network_bad_interface",
+            "is not a Linux interface name",
+        ),
+        (
+            "private_network_long_interface",
+            "is not a Linux interface name",
+        ),
+        (
+            "private_network_half",
+            "needs both Interface and Subnet; Interface is missing",
+        ),
         (
             "private_network_field_on_gpio",
             "Interface belongs to PrivateNetwork peripherals only, not Gpio",
@@ -196,8 +208,9 @@ fn private_networks_are_read_from_the_board_and_their_errors_say_what_is_wrong()
         ("private_network_without_link", "needs Interface and Subnet"),
         ("private_network_alias_with_link", "Interface"),
     ] {
-        let error = HardwareDefinition::load(&root.join("invalid").join(case).join("main.json"), &[])
-            .expect_err(case);
+        let error =
+            HardwareDefinition::load(&root.join("invalid").join(case).join("main.json"), &[])
+                .expect_err(case);
         assert!(error.to_string().contains(expected), "{case}: {error}");
     }
 }
