@@ -239,6 +239,26 @@ fn a_network_the_board_lacks_and_a_forwarding_device_are_refused() {
     .expect("an app without the grant");
 }
 
+#[test]
+fn discovery_never_asks_a_resolver_on_a_private_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, board, _board_dir) = install_device("0");
+    let device = common::device_with(|config| {
+        config.private_networks = board.private_networks();
+        config.dns_resolver = Some("198.18.7.53:53".parse().expect("address"));
+        config.storage_dir = dir.path().to_path_buf();
+    });
+    let app = device.install("dns-service-discovery");
+    let line = device.wait_for_log(app, "discover _sample-service._tcp.local:", WAIT);
+    assert!(
+        line.contains(
+            "the DNS resolver 198.18.7.53:53 is on the private network PRIVATE-NETWORK-0 \
+             (ferro-test0, 198.18.7.0/24); DNS never goes to a private network"
+        ),
+        "{line}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // The parent.
 
