@@ -22,7 +22,9 @@ log "prerequisites"
 # mosquitto-clients: mosquitto_sub, the subscriber of the telemetry sample's test.
 # curl: scripts/schemathesis.sh checks the run token and reads the request count from the service.
 # qemu-system-arm: the real-time cores (mps2-an386) of ferro-rtcore's tests.
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl qemu-system-arm
+# iproute2: `ip netns` and veth pairs of the private network isolation test (ferro-runtime's
+# tests/private_network.rs, run as root).
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl qemu-system-arm iproute2
 ensure_rust_targets
 ensure_python_env
 ensure_postgres

@@ -238,6 +238,25 @@ impl AppManager {
         config.server_bind_address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         if let Some(definition) = &definition {
             config.pin_blocks = PinBlocks::from_hardware_definition(definition);
+            // The board's private networks (docs/guardian.md, "The private side"): only the app
+            // granted one reaches it, and none while the device forwards between interfaces.
+            config.private_networks = definition.private_networks();
+        }
+        if !config.private_networks.is_empty() {
+            match ferro_runtime::forwarding_enabled(&config.sys_net_dir) {
+                Ok(on) if on.is_empty() => {}
+                Ok(on) => tracing::warn!(
+                    forwarding = %on.join(", "),
+                    "the device forwards between interfaces: apps granted a private network will \
+                     not start; set net.ipv4.ip_forward=0, net.ipv4.conf.all.forwarding=0 and \
+                     net.ipv6.conf.all.forwarding=0"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "cannot read the forwarding settings: apps granted a private network will not \
+                     start"
+                ),
+            }
         }
         let peripherals = match &board {
             Some(board) => Peripherals::all_from(board.clone()),

@@ -24,6 +24,8 @@ pub enum Resource {
     SpiMaster(String),
     Adc(String),
     Pwm(String),
+    /// A private network interface (Ferrosphere's `PrivateNetwork`), by manifest value.
+    PrivateNetwork(String),
     TcpServerPort(u16),
     UdpServerPort(u16),
     /// A real-time core of the chip (`IO0`), held by the real-time app the device assigned it.
@@ -40,6 +42,7 @@ impl fmt::Display for Resource {
             Self::SpiMaster(id) => write!(f, "{id} (SpiMaster)"),
             Self::Adc(id) => write!(f, "{id} (Adc)"),
             Self::Pwm(id) => write!(f, "{id} (Pwm)"),
+            Self::PrivateNetwork(id) => write!(f, "{id} (PrivateNetwork)"),
             Self::TcpServerPort(port) => write!(f, "TCP server port {port}"),
             Self::UdpServerPort(port) => write!(f, "UDP server port {port}"),
             Self::RealTimeCore(core) => write!(f, "real-time core {core}"),
@@ -66,6 +69,7 @@ impl Resource {
                     PeripheralKind::SpiMaster => Self::SpiMaster(value.clone()),
                     PeripheralKind::Adc => Self::Adc(value.clone()),
                     PeripheralKind::Pwm => Self::Pwm(value.clone()),
+                    PeripheralKind::PrivateNetwork => Self::PrivateNetwork(value.clone()),
                 };
                 resources.push(resource);
             }
@@ -97,6 +101,7 @@ impl Resource {
             | Self::SpiMaster(id)
             | Self::Adc(id)
             | Self::Pwm(id) => vec![format!("peripheral:{id}")],
+            Self::PrivateNetwork(id) => vec![format!("private-network:{id}")],
             Self::TcpServerPort(port) => vec![format!("tcp:{port}")],
             Self::UdpServerPort(port) => vec![format!("udp:{port}")],
             Self::RealTimeCore(core) => vec![format!("core:{core}")],
@@ -154,9 +159,10 @@ impl PinBlocks {
             ),
             Resource::Adc(id) => (PeripheralType::Adc, AppManifestValue::Text(id.clone())),
             Resource::Pwm(id) => (PeripheralType::Pwm, AppManifestValue::Text(id.clone())),
-            Resource::TcpServerPort(_) | Resource::UdpServerPort(_) | Resource::RealTimeCore(_) => {
-                return None;
-            }
+            Resource::PrivateNetwork(_)
+            | Resource::TcpServerPort(_)
+            | Resource::UdpServerPort(_)
+            | Resource::RealTimeCore(_) => return None,
         };
         self.blocks.get(&key).map(String::as_str)
     }

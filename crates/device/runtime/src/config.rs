@@ -1,10 +1,12 @@
 //! Runtime and per-app configuration.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferro_manifest::PrivateNetworkLink;
 use ferro_peripherals::PinBlocks;
 
 use crate::partners::{NoPartners, PartnerConnector};
@@ -132,6 +134,13 @@ pub struct RuntimeConfig {
     /// Off by default: a LAN resolver must not lead an app into the device's own services.
     /// For devices whose discoverable services run on the device itself, and for tests.
     pub discovery_allows_loopback: bool,
+    /// The board's private networks by manifest value (`PRIVATE-NETWORK-0`), from its hardware
+    /// definition ([`ferro_manifest::HardwareDefinition::private_networks`]): only the app
+    /// granted one reaches its subnet, through its interface (docs/guardian.md).
+    pub private_networks: BTreeMap<String, PrivateNetworkLink>,
+    /// Where the forwarding settings are read before an app reaches a private network
+    /// (default [`crate::SYS_NET`], `/proc/sys/net`; tests point it at a tree of their own).
+    pub sys_net_dir: PathBuf,
 }
 
 impl RuntimeConfig {
@@ -151,6 +160,8 @@ impl RuntimeConfig {
             partners: Arc::new(NoPartners),
             dns_resolver: None,
             discovery_allows_loopback: false,
+            private_networks: BTreeMap::new(),
+            sys_net_dir: PathBuf::from(crate::SYS_NET),
         }
     }
 }

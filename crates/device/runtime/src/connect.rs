@@ -50,11 +50,14 @@ fn next_wait<E>(deadline: Instant, stop: &StopSignal) -> Result<Duration, Interr
 
 /// A TCP connection to `address`: a non-blocking connect, waited for in steps (at most
 /// [`STOP_POLL`], then [`CONNECT_POLL`]) until it completes, fails, `deadline` passes or `stop`
-/// is requested.
+/// is requested. With `device`, the socket is bound to that interface first (`SO_BINDTODEVICE`:
+/// the connection leaves through it or fails; needs `CAP_NET_RAW`, and a failure to bind fails
+/// the connect).
 pub(crate) fn connect_tcp(
     address: SocketAddr,
     deadline: Instant,
     stop: &StopSignal,
+    device: Option<&str>,
 ) -> Result<TcpStream, Interrupted<std::io::Error>> {
     let socket = Socket::new(
         Domain::for_address(address),
@@ -62,6 +65,16 @@ pub(crate) fn connect_tcp(
         Some(Protocol::TCP),
     )
     .map_err(Interrupted::Failed)?;
+    if let Some(device) = device {
+        socket
+            .bind_device(Some(device.as_bytes()))
+            .map_err(|error| {
+                Interrupted::Failed(std::io::Error::new(
+                    error.kind(),
+                    format!("cannot bind to interface {device} (SO_BINDTODEVICE): {error}"),
+                ))
+            })?;
+    }
     // The first wait connects or starts the connect (socket2 tells an immediate failure from
     // one in progress); the connect goes on after a timed out wait.
     match socket.connect_timeout(&address.into(), next_wait(deadline, stop)?) {
@@ -197,7 +210,7 @@ mod tests {
             requester.request();
             Instant::now()
         });
-        let outcome = connect_tcp(address, Instant::now() + DEADLINE, &stop);
+        let outcome = connect_tcp(address, Instant::now() + DEADLINE, &stop, None);
         let returned = Instant::now();
         let requested = watcher.join().expect("watcher");
         assert!(
@@ -216,12 +229,22 @@ mod tests {
     fn a_connect_ends_at_its_deadline_or_connects() {
         let (_listener, address, _fillers) = full_listener();
         let stop = StopSignal::default();
-        let outcome = connect_tcp(address, Instant::now() + Duration::from_millis(200), &stop);
+        let outcome = connect_tcp(
+            address,
+            Instant::now() + Duration::from_millis(200),
+            &stop,
+            None,
+        );
         assert!(matches!(outcome, Err(Interrupted::TimedOut)), "{outcome:?}");
         let open = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let address = open.local_addr().expect("address");
-        let stream = connect_tcp(address, Instant::now() + Duration::from_secs(10), &stop)
-            .expect("a connection");
+        let stream = connect_tcp(
+            address,
+            Instant::now() + Duration::from_secs(10),
+            &stop,
+            None,
+        )
+        .expect("a connection");
         assert_eq!(stream.peer_addr().expect("peer"), address);
     }
 

@@ -396,14 +396,16 @@ impl Client<'_> {
     /// discovery's deadline ends the wait).
     fn connect_tcp(&self, name: &Name, record_type: RecordType) -> Result<TcpStream, Failure> {
         let resolver = self.resolver;
-        connect::connect_tcp(resolver, self.deadline, self.stop).map_err(|error| match error {
-            Interrupted::Stopped => Failure::Stopped,
-            Interrupted::TimedOut => Failure::Api(ApiError::TimedOut),
-            Interrupted::Failed(error) => io(format!(
-                "DNS over TCP to {resolver} for {name} {record_type} (the UDP answer was \
+        connect::connect_tcp(resolver, self.deadline, self.stop, None).map_err(
+            |error| match error {
+                Interrupted::Stopped => Failure::Stopped,
+                Interrupted::TimedOut => Failure::Api(ApiError::TimedOut),
+                Interrupted::Failed(error) => io(format!(
+                    "DNS over TCP to {resolver} for {name} {record_type} (the UDP answer was \
                  truncated): {error}"
-            )),
-        })
+                )),
+            },
+        )
     }
 
     /// Fills `buffer` from `stream`, waiting in steps (see [`Client::next_wait`]); returns how
@@ -637,17 +639,30 @@ impl HostState {
         }
     }
 
+    /// The resolver discoveries query; never one on a private network (DNS never goes to the
+    /// private side, docs/guardian.md).
     fn resolver(&self) -> Result<SocketAddr, ApiError> {
-        if let Some(resolver) = self.discovery.resolver {
-            return Ok(resolver);
+        let resolver = match self.discovery.resolver {
+            Some(resolver) => resolver,
+            None => {
+                let text = std::fs::read_to_string(RESOLV_CONF).map_err(|error| {
+                    ApiError::Io(format!("no DNS resolver: {RESOLV_CONF}: {error}"))
+                })?;
+                resolver_from_resolv_conf(&text).ok_or_else(|| {
+                    ApiError::Io(format!(
+                        "no DNS resolver: {RESOLV_CONF} lists no usable nameserver"
+                    ))
+                })?
+            }
+        };
+        if let Some(on) = self.private_networks.network_of(resolver.ip()) {
+            return Err(ApiError::Io(format!(
+                "the DNS resolver {resolver} is on the private network {} ({}, {}); DNS never \
+                 goes to a private network",
+                on.id, on.link.interface, on.link.subnet
+            )));
         }
-        let text = std::fs::read_to_string(RESOLV_CONF)
-            .map_err(|error| ApiError::Io(format!("no DNS resolver: {RESOLV_CONF}: {error}")))?;
-        resolver_from_resolv_conf(&text).ok_or_else(|| {
-            ApiError::Io(format!(
-                "no DNS resolver: {RESOLV_CONF} lists no usable nameserver"
-            ))
-        })
+        Ok(resolver)
     }
 
     fn discover_service(

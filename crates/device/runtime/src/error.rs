@@ -32,6 +32,22 @@ pub enum InstallError {
     NotACommand(String),
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
+    #[error(
+        "the app manifest grants PrivateNetwork {network:?}, which this board does not have (its private networks: {})",
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+    )]
+    NoSuchPrivateNetwork { network: String, known: Vec<String> },
+    #[error(
+        "the app manifest's AllowedConnections lists {address}, which is on the private network {network} ({interface}, {subnet}); only an app granted PrivateNetwork {network} may list it"
+    )]
+    PrivateAddressNotGranted {
+        address: std::net::IpAddr,
+        network: String,
+        interface: String,
+        subnet: String,
+    },
+    #[error("refusing an app granted a private network: {0}")]
+    Forwarding(String),
     #[error("cannot read the app payload {path}: {message}")]
     Payload { path: String, message: String },
     #[error("cannot prepare the app's storage: {0}")]

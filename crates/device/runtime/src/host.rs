@@ -147,6 +147,8 @@ pub(crate) struct HostState {
     pub(crate) gpio_open: BTreeSet<u32>,
     pub(crate) uart_open: BTreeSet<String>,
     pub(crate) sockets: Sockets,
+    /// The board's private networks (who may reach them, through which interface).
+    pub(crate) private_networks: Arc<crate::private_net::PrivateNetworks>,
     pub(crate) discovery: crate::discovery::Discovery,
     pub(crate) storage: Option<Storage>,
     /// Where `application.connect` goes (the device's real-time partners).

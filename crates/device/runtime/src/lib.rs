@@ -42,6 +42,7 @@ mod limits;
 mod logs;
 mod network;
 mod partners;
+mod private_net;
 mod runtime;
 mod services;
 mod storage;
@@ -56,6 +57,7 @@ pub use logs::{LogFollower, LogLevel, LogLine, LogSource};
 pub use partners::{
     MAX_MESSAGE_BYTES, NoPartners, PartnerConnector, PartnerError, PartnerLink, PartnerMessage,
 };
+pub use private_net::{SYS_NET, forwarding_enabled};
 pub use runtime::{AppId, AppState, AppStatus, EventRecorder, MemoryStats, Runtime, StorageQuota};
 pub use services::{
     BatchOrigin, DeviceServices, NoDeviceServices, PendingUpdate, PowerProfile, PowerRequest,

@@ -9,6 +9,13 @@
 //! (`DeviceServices::tls_client_config`); the app never sees the key. A stop request interrupts
 //! a name lookup, a TCP connect and a TLS handshake (the instance traps), however slow the
 //! resolver or the server ([`crate::connect`]).
+//!
+//! The board's private networks ([`crate::private_net`]) come on top, whatever led to an
+//! address (a listed address, a name, a discovery): an address on a private subnet is reachable
+//! only by the app granted that network that lists the address itself, over TCP, through a
+//! socket bound to the network's interface; a connection to any other address that the routing
+//! table would send out a private interface is closed; a private peer's connection to an app's
+//! server, or datagram, reaches only such an app too.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind as IoErrorKind, Read, Write};
@@ -221,19 +228,95 @@ impl HostState {
             .any(|entry| entry.allows_host(&text))
     }
 
-    /// Connects to the first of `addresses` (checked by [`HostState::destination`]) that
-    /// answers, each within the timeout ([`connect::connect_tcp`]: a stop request traps at once).
+    /// The private network rules on `addresses` ([`HostState::destination`]'s): each address
+    /// with the interface its connection must be bound to (`None`: not on a private network);
+    /// the addresses the app may not reach on a private network are dropped, and when none is
+    /// left the call is refused (event `AccessDenied`).
+    fn private_route(
+        &self,
+        addresses: Vec<SocketAddr>,
+    ) -> Result<Vec<(SocketAddr, Option<String>)>, ApiError> {
+        let mut refused = None;
+        let routes: Vec<(SocketAddr, Option<String>)> = addresses
+            .into_iter()
+            .filter_map(|address| {
+                match self
+                    .private_networks
+                    .permits(&self.app.capabilities, address.ip())
+                {
+                    Ok(device) => Some((address, device.map(str::to_owned))),
+                    Err(why) => {
+                        refused.get_or_insert(why);
+                        None
+                    }
+                }
+            })
+            .collect();
+        match (routes.is_empty(), refused) {
+            (true, Some(why)) => Err(self.app.denied(why)),
+            _ => Ok(routes),
+        }
+    }
+
+    /// Whether an accepted connection's or a datagram's `peer` may reach this app (a peer on
+    /// a private network only if the app could reach it, [`HostState::private_route`]);
+    /// a refusal is recorded as a throttled `AccessDenied`.
+    fn private_peer_allowed(&self, peer: SocketAddr) -> bool {
+        match self
+            .private_networks
+            .permits(&self.app.capabilities, peer.ip())
+        {
+            Ok(_) => true,
+            Err(why) => {
+                self.app
+                    .denied(format!("refused a packet from {peer}: {why}"));
+                false
+            }
+        }
+    }
+
+    /// Connects to the first of `routes` ([`HostState::private_route`]) that answers, each
+    /// within the timeout ([`connect::connect_tcp`]: a stop request traps at once), bound to
+    /// its private interface if it has one. A connection to an address on no private network
+    /// whose local address is on one (the routing table sent it out a private interface) is
+    /// closed and refused.
     fn connect_stream(
         &self,
         host: &str,
         port: u16,
-        addresses: Vec<SocketAddr>,
+        routes: Vec<(SocketAddr, Option<String>)>,
         timeout_ms: u32,
     ) -> HostResult<TcpStream> {
         let timeout = millis(timeout_ms).clamp(Duration::from_millis(1), MAX_CONNECT);
         let mut last = ApiError::Io(format!("cannot connect to {host}:{port}"));
-        for address in addresses {
-            match connect::connect_tcp(address, Instant::now() + timeout, &self.app.stop) {
+        for (address, device) in routes {
+            match connect::connect_tcp(
+                address,
+                Instant::now() + timeout,
+                &self.app.stop,
+                device.as_deref(),
+            ) {
+                Ok(stream) if device.is_none() => {
+                    let local = stream.local_addr().map(|local| local.ip());
+                    match local
+                        .as_ref()
+                        .ok()
+                        .and_then(|local| self.private_networks.network_of(*local))
+                    {
+                        None if local.is_ok() => return Ok(Ok(stream)),
+                        Some(on) => {
+                            last = self.app.denied(format!(
+                                "the route to {address} leaves through the private network {}'s \
+                                 interface {}; the device's routing sends only {} there",
+                                on.id, on.link.interface, on.link.subnet
+                            ));
+                        }
+                        None => {
+                            last =
+                                ApiError::Io(format!("connect to {host}:{port}: no local address"))
+                        }
+                    }
+                }
                 Ok(stream) => return Ok(Ok(stream)),
                 Err(Interrupted::Stopped) => return Err(wasmtime::Error::new(Interrupt::Stopped)),
                 Err(Interrupted::TimedOut) => last = ApiError::TimedOut,
@@ -250,6 +333,10 @@ impl HostState {
             Ok(addresses) => addresses,
             Err(error) => return Ok(Err(error)),
         };
+        let addresses = match self.private_route(addresses) {
+            Ok(routes) => routes,
+            Err(error) => return Ok(Err(error)),
+        };
         let stream = match self.connect_stream(host, port, addresses, timeout_ms)? {
             Ok(stream) => stream,
             Err(error) => return Ok(Err(error)),
@@ -262,6 +349,10 @@ impl HostState {
     fn connect_tls(&mut self, host: &str, port: u16, timeout_ms: u32) -> HostResult<u32> {
         let addresses = match self.destination(host, port, true)? {
             Ok(addresses) => addresses,
+            Err(error) => return Ok(Err(error)),
+        };
+        let addresses = match self.private_route(addresses) {
+            Ok(routes) => routes,
             Err(error) => return Ok(Err(error)),
         };
         let (config, name) = match self.tls_setup(host) {
@@ -454,6 +545,14 @@ impl api::networking::Host for HostState {
                 Err(error) => return Ok(Err(error)),
             };
             match result {
+                Ok((_, peer)) if !self.private_peer_allowed(peer) => {
+                    // Dropped (closed) unseen; keep waiting for an allowed client.
+                    if deadline <= Instant::now() {
+                        self.yielded();
+                        return Ok(Err(ApiError::TimedOut));
+                    }
+                    self.check_stop()?;
+                }
                 Ok((stream, _)) => {
                     self.yielded();
                     let result = stream
@@ -507,6 +606,22 @@ impl api::networking::Host for HostState {
             Ok(addresses) => addresses,
             Err(error) => return Ok(Err(error)),
         };
+        // UDP is not carried on a private network (an unconnected socket cannot be bound to
+        // one interface per destination): only the app's TCP connections reach it.
+        let addresses = match self.private_route(addresses) {
+            Ok(routes) => {
+                if let Some((address, _)) = routes.iter().find(|(_, device)| device.is_some()) {
+                    return Ok(Err(self.app.denied(format!(
+                        "{address} is on a private network, which carries TCP only"
+                    ))));
+                }
+                routes
+                    .into_iter()
+                    .map(|(address, _)| address)
+                    .collect::<Vec<_>>()
+            }
+            Err(error) => return Ok(Err(error)),
+        };
         let result = match self.sockets.get(socket) {
             Ok(Socket::Udp(udp)) => addresses
                 .first()
@@ -549,6 +664,13 @@ impl api::networking::Host for HostState {
             };
             self.yielded();
             match result {
+                Ok((_, from)) if !self.private_peer_allowed(from) => {
+                    // Dropped unseen; keep waiting.
+                    if remaining.is_zero() {
+                        return Ok(Err(ApiError::TimedOut));
+                    }
+                    self.check_stop()?;
+                }
                 Ok((count, from)) => {
                     buffer.truncate(count);
                     return Ok(Ok((buffer, from.to_string())));

@@ -22,6 +22,7 @@ use crate::host::{AppShared, DEVICE_INTERFACES, HostState, StopSignal};
 use crate::limits::{Interrupt, MemoryCounters, MemoryLimiter};
 use crate::logs::{LogBuffer, LogFollower, LogLevel, LogLine};
 use crate::network::Sockets;
+use crate::private_net::PrivateNetworks;
 use crate::services::DeviceServices;
 use crate::storage::{Storage, storage_path};
 use crate::wasi;
@@ -156,6 +157,7 @@ struct Context {
     bind_address: std::net::IpAddr,
     dns_resolver: Option<std::net::SocketAddr>,
     discovery_allows_loopback: bool,
+    private_networks: Arc<PrivateNetworks>,
 }
 
 #[derive(Debug)]
@@ -234,6 +236,10 @@ impl Runtime {
                 bind_address: config.server_bind_address,
                 dns_resolver: config.dns_resolver,
                 discovery_allows_loopback: config.discovery_allows_loopback,
+                private_networks: Arc::new(PrivateNetworks::new(
+                    config.private_networks.clone(),
+                    config.sys_net_dir.clone(),
+                )),
             },
             ownership: Mutex::new(OwnershipTable::new(config.pin_blocks.clone())),
             config,
@@ -305,6 +311,7 @@ impl Runtime {
             return Err(InstallError::AlreadyInstalled(id));
         }
         let capabilities = manifest.capabilities();
+        self.context.private_networks.check_install(capabilities)?;
         let started = Instant::now();
         let compiled = Component::from_binary(&self.context.engine, component)
             .map_err(|error| InstallError::InvalidComponent(format!("{error:#}")))?;
@@ -760,6 +767,7 @@ fn run_instance(context: &Context, slot: &Arc<Slot>) -> Outcome {
         gpio_open: BTreeSet::new(),
         uart_open: BTreeSet::new(),
         sockets: Sockets::new(shared.limits.max_sockets, context.bind_address),
+        private_networks: context.private_networks.clone(),
         discovery: crate::discovery::Discovery::new(
             context.dns_resolver,
             context.discovery_allows_loopback,

@@ -81,11 +81,14 @@ pub enum PeripheralKind {
     Pwm,
     /// Real-time apps only.
     ExternalInterrupt,
+    /// High-level apps only; Ferrosphere extension: the device's private network interface
+    /// (docs/guardian.md), owned by one app.
+    PrivateNetwork,
 }
 
 impl PeripheralKind {
     /// All kinds, in canonical JSON order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Gpio,
         Self::Uart,
         Self::I2cMaster,
@@ -94,6 +97,7 @@ impl PeripheralKind {
         Self::Adc,
         Self::Pwm,
         Self::ExternalInterrupt,
+        Self::PrivateNetwork,
     ];
 
     /// The manifest key.
@@ -112,6 +116,7 @@ impl PeripheralKind {
             Self::Adc => PeripheralType::Adc,
             Self::Pwm => PeripheralType::Pwm,
             Self::ExternalInterrupt => PeripheralType::ExternalInterrupt,
+            Self::PrivateNetwork => PeripheralType::PrivateNetwork,
         }
     }
 
@@ -409,6 +414,7 @@ pub struct Capabilities<F: PeripheralForm = Unresolved> {
     pub(crate) adc: Vec<F::Named>,
     pub(crate) pwm: Vec<F::Named>,
     pub(crate) external_interrupt: Vec<F::Named>,
+    pub(crate) private_network: Vec<F::Named>,
     pub(crate) mutable_storage_kib: Option<u32>,
     pub(crate) power_controls: Vec<PowerControl>,
     pub(crate) flags: BTreeSet<CapabilityFlag>,
@@ -430,6 +436,7 @@ impl<F: PeripheralForm> Default for Capabilities<F> {
             adc: Vec::new(),
             pwm: Vec::new(),
             external_interrupt: Vec::new(),
+            private_network: Vec::new(),
             mutable_storage_kib: None,
             power_controls: Vec::new(),
             flags: BTreeSet::new(),
@@ -474,6 +481,7 @@ impl<F: PeripheralForm> Capabilities<F> {
             PeripheralKind::Adc => &self.adc,
             PeripheralKind::Pwm => &self.pwm,
             PeripheralKind::ExternalInterrupt => &self.external_interrupt,
+            PeripheralKind::PrivateNetwork => &self.private_network,
         }
     }
     pub(crate) fn named_peripherals_mut(
@@ -489,6 +497,7 @@ impl<F: PeripheralForm> Capabilities<F> {
             PeripheralKind::Adc => Some(&mut self.adc),
             PeripheralKind::Pwm => Some(&mut self.pwm),
             PeripheralKind::ExternalInterrupt => Some(&mut self.external_interrupt),
+            PeripheralKind::PrivateNetwork => Some(&mut self.private_network),
         }
     }
     /// `Uart` entries.
@@ -510,6 +519,10 @@ impl<F: PeripheralForm> Capabilities<F> {
     /// `Pwm` entries.
     pub fn pwm(&self) -> &[F::Named] {
         &self.pwm
+    }
+    /// `PrivateNetwork` entries (Ferrosphere extension).
+    pub fn private_network(&self) -> &[F::Named] {
+        &self.private_network
     }
     /// Mutable storage quota in KiB, if granted.
     pub fn mutable_storage_kib(&self) -> Option<u32> {

@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ipnet::IpNet;
 use serde_json::{Map, Value};
 
 use crate::capabilities::{is_peripheral_id, is_reference_name};
@@ -42,6 +43,9 @@ pub enum PeripheralType {
     Adc,
     Pwm,
     ExternalInterrupt,
+    /// Ferrosphere extension: a network interface of the device reserved for one app (a legacy
+    /// machine's private link, docs/guardian.md), with its Linux `Interface` and `Subnet`.
+    PrivateNetwork,
     /// A plain integer constant for app code (channel numbers, chip selects); not a peripheral
     /// and never valid in an app manifest.
     Int,
@@ -62,6 +66,7 @@ impl PeripheralType {
         Self::Adc,
         Self::Pwm,
         Self::ExternalInterrupt,
+        Self::PrivateNetwork,
         Self::Int,
         Self::RealTimeCore,
     ];
@@ -78,6 +83,7 @@ impl PeripheralType {
             Self::Adc => "Adc",
             Self::Pwm => "Pwm",
             Self::ExternalInterrupt => "ExternalInterrupt",
+            Self::PrivateNetwork => "PrivateNetwork",
             Self::Int => "int",
             Self::RealTimeCore => "RealTimeCore",
         }
@@ -128,6 +134,9 @@ pub struct Peripheral {
     pub int_value: Option<i32>,
     /// Ferrosphere's `PinBlock` extension, taken from the end of the Mapping chain.
     pub pin_block: Option<String>,
+    /// For `PrivateNetwork`: the Linux interface and its subnet (Ferrosphere's `Interface` and
+    /// `Subnet` extension), taken from the end of the Mapping chain.
+    pub private_network: Option<PrivateNetworkLink>,
     /// `Comment`.
     pub comment: Option<String>,
     /// Key of the file that defines it (a canonical path for [`FileSystemSource`]).
@@ -356,6 +365,23 @@ impl HardwareDefinition {
         &self.peripherals
     }
     /// Looks a peripheral up by `Name`.
+    /// The board's private networks (`PrivateNetwork` peripherals that carry a value), by
+    /// manifest value (`PRIVATE-NETWORK-0`): what the device gives the one app granted each.
+    pub fn private_networks(&self) -> BTreeMap<String, PrivateNetworkLink> {
+        self.peripherals
+            .iter()
+            .filter(|peripheral| peripheral.mapping.is_none())
+            .filter_map(|peripheral| {
+                match (&peripheral.app_manifest_value, &peripheral.private_network) {
+                    (Some(AppManifestValue::Text(id)), Some(link)) => {
+                        Some((id.clone(), link.clone()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     pub fn peripheral(&self, name: &str) -> Option<&Peripheral> {
         self.by_name
             .get(name)
@@ -448,6 +474,7 @@ struct RawPeripheral {
     app_manifest_value: Option<AppManifestValue>,
     main_core_header_value: Option<String>,
     pin_block: Option<String>,
+    private_network: Option<PrivateNetworkLink>,
     comment: Option<String>,
 }
 
@@ -679,6 +706,8 @@ fn parse_peripheral(
             "MainCoreHeaderValue",
             "Comment",
             "PinBlock",
+            "Interface",
+            "Subnet",
         ],
     )?;
     let optional_str = |field: &str| -> Result<Option<String>, HardwareDefinitionError> {
@@ -739,6 +768,13 @@ fn parse_peripheral(
             format!("{block:?} is not a pin block identifier"),
         ));
     }
+    let private_network = parse_private_network(
+        file,
+        path,
+        peripheral_type,
+        optional_str("Interface")?,
+        optional_str("Subnet")?,
+    )?;
     Ok(RawPeripheral {
         name,
         peripheral_type,
@@ -746,8 +782,112 @@ fn parse_peripheral(
         app_manifest_value,
         main_core_header_value: optional_str("MainCoreHeaderValue")?,
         pin_block,
+        private_network,
         comment: optional_str("Comment")?,
     })
+}
+
+/// Ferrosphere's `Interface` and `Subnet` extension: only on `PrivateNetwork` peripherals, both
+/// or neither (an alias has neither and inherits its target's).
+fn parse_private_network(
+    file: &str,
+    path: &str,
+    peripheral_type: PeripheralType,
+    interface: Option<String>,
+    subnet: Option<String>,
+) -> Result<Option<PrivateNetworkLink>, HardwareDefinitionError> {
+    if peripheral_type != PeripheralType::PrivateNetwork {
+        if let Some(field) = [("Interface", &interface), ("Subnet", &subnet)]
+            .into_iter()
+            .find_map(|(field, value)| value.as_ref().map(|_| field))
+        {
+            return Err(schema_error(
+                file,
+                &format!("{path}.{field}"),
+                format!(
+                    "{field} belongs to PrivateNetwork peripherals only, not {peripheral_type}"
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    match (interface, subnet) {
+        (None, None) => Ok(None),
+        (Some(interface), Some(subnet)) => {
+            if !is_interface_name(&interface) {
+                return Err(schema_error(
+                    file,
+                    &format!("{path}.Interface"),
+                    format!(
+                        "{interface:?} is not a Linux interface name (1-15 letters, digits, `_`, \
+                         `-`, `.`; not `.` or `..`)"
+                    ),
+                ));
+            }
+            let subnet = subnet.parse::<IpNet>().map_err(|_| {
+                schema_error(
+                    file,
+                    &format!("{path}.Subnet"),
+                    format!(
+                        "{subnet:?} is not a subnet such as \"192.168.50.0/24\" or \"fd00:50::/64\""
+                    ),
+                )
+            })?;
+            if subnet != subnet.trunc() {
+                return Err(schema_error(
+                    file,
+                    &format!("{path}.Subnet"),
+                    format!(
+                        "{subnet} has host bits set; the subnet is {}",
+                        subnet.trunc()
+                    ),
+                ));
+            }
+            if subnet.prefix_len() == 0 {
+                return Err(schema_error(
+                    file,
+                    &format!("{path}.Subnet"),
+                    format!("{subnet} is every address, not a private subnet"),
+                ));
+            }
+            Ok(Some(PrivateNetworkLink { interface, subnet }))
+        }
+        (interface, _) => {
+            let missing = if interface.is_none() {
+                "Interface"
+            } else {
+                "Subnet"
+            };
+            Err(schema_error(
+                file,
+                path,
+                format!(
+                    "a PrivateNetwork peripheral with a value needs both Interface and Subnet; {missing} is missing"
+                ),
+            ))
+        }
+    }
+}
+
+/// A Linux network interface name: 1-15 bytes (`IFNAMSIZ` - 1) of letters, digits, `_`, `-`
+/// and `.`, not `.` or `..` (the kernel refuses `/`, `:` and white space; these are the safe rest).
+pub fn is_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.'))
+}
+
+/// What a `PrivateNetwork` peripheral names on the device: the Linux interface the legacy side
+/// is plugged into and the subnet behind it (no other route leads there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateNetworkLink {
+    /// The Linux interface name (`eth1`).
+    pub interface: String,
+    /// The subnet on that interface (`192.168.50.0/24`), host bits clear.
+    pub subnet: IpNet,
 }
 
 fn parse_app_manifest_value(
@@ -916,6 +1056,7 @@ fn resolve_peripheral(
                     && peripheral.peripheral_type != PeripheralType::Int,
             ),
             ("PinBlock", peripheral.pin_block.is_some()),
+            ("Interface", peripheral.private_network.is_some()),
         ];
         if let Some((field, _)) = conflicting.into_iter().find(|(_, present)| *present) {
             let (name, file) = issue_name();
@@ -983,6 +1124,19 @@ fn resolve_peripheral(
             issues.push(HardwareIssue::MissingValue { name, file });
             return None;
         }
+        if current.peripheral_type == PeripheralType::PrivateNetwork
+            && current.private_network.is_none()
+        {
+            let (name, file) = issue_name();
+            issues.push(HardwareIssue::InvalidPeripheral {
+                name,
+                file,
+                message: "a PrivateNetwork peripheral with an AppManifestValue needs Interface \
+                          and Subnet (the Linux interface and the subnet behind it)"
+                    .to_owned(),
+            });
+            return None;
+        }
         None
     };
     Some(Peripheral {
@@ -993,6 +1147,7 @@ fn resolve_peripheral(
         main_core_header_value: current.main_core_header_value.clone(),
         int_value,
         pin_block: current.pin_block.clone(),
+        private_network: current.private_network.clone(),
         comment: peripheral.comment.clone(),
         defined_in: file.to_owned(),
     })

@@ -36,9 +36,11 @@ pub use hardware::{
     AppManifestValue, DefinitionSource, FileSystemSource, HARDWARE_DEFINITION_TYPE,
     HARDWARE_DEFINITION_VERSION, HardwareDefinition, MAX_DEFINITION_FILES,
     MAX_DEFINITION_JSON_DEPTH, MAX_HARDWARE_DEFINITION_BYTES, MAX_IMPORT_DEPTH, MAX_PERIPHERALS,
-    MemorySource, Peripheral, PeripheralType, SourceFile, parse_header_int,
+    MemorySource, Peripheral, PeripheralType, PrivateNetworkLink, SourceFile, is_interface_name,
+    parse_header_int,
 };
 pub use header::generate_rust_module;
+pub use ipnet::IpNet;
 pub use manifest::{
     AppManifest, ApplicationType, MALLOC_VERSIONS, MAX_CMD_ARG_CHARS, MAX_CMD_ARGS,
     MAX_ENTRY_POINT_CHARS, MAX_JSON_DEPTH, MAX_MANIFEST_BYTES, MAX_NAME_CHARS, ResolvedManifest,

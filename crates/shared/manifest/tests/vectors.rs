@@ -171,3 +171,62 @@ fn the_virtual_chip_names_its_real_time_cores() {
         .expect_err("a core is not a UART");
     assert!(error.to_string().contains("FERRO_VCHIP_IO0"), "{error}");
 }
+
+#[test]
+fn private_networks_are_read_from_the_board_and_their_errors_say_what_is_wrong() {
+    let root = repo_root().join("test-vectors/hardware");
+    let board = HardwareDefinition::load(&root.join("valid/private_network/main.json"), &[])
+        .unwrap_or_else(|error| panic!("{error}"));
+    let networks = board.private_networks();
+    let described: Vec<String> = networks
+        .iter()
+        .map(|(id, link)| format!("{id} {} {}", link.interface, link.subnet))
+        .collect();
+    // The alias names the same network; it is no second one.
+    assert_eq!(
+        described,
+        [
+            "PRIVATE-NETWORK-0 eth1 192.168.50.0/24",
+            "PRIVATE-NETWORK-1 enp3s0.20 fd00:50::/64"
+        ]
+    );
+    let alias = board.peripheral("BOARD_PLC_NET").expect("alias");
+    assert_eq!(
+        alias
+            .private_network
+            .as_ref()
+            .map(|link| link.interface.as_str()),
+        Some("eth1")
+    );
+    for (case, expected) in [
+        (
+            "private_network_host_bits",
+            "192.168.50.1/24 has host bits set; the subnet is 192.168.50.0/24",
+        ),
+        ("private_network_bad_subnet", "is not a subnet such as"),
+        ("private_network_everything", "is every address"),
+        (
+            "private_network_bad_interface",
+            "is not a Linux interface name",
+        ),
+        (
+            "private_network_long_interface",
+            "is not a Linux interface name",
+        ),
+        (
+            "private_network_half",
+            "needs both Interface and Subnet; Interface is missing",
+        ),
+        (
+            "private_network_field_on_gpio",
+            "Interface belongs to PrivateNetwork peripherals only, not Gpio",
+        ),
+        ("private_network_without_link", "needs Interface and Subnet"),
+        ("private_network_alias_with_link", "Interface"),
+    ] {
+        let error =
+            HardwareDefinition::load(&root.join("invalid").join(case).join("main.json"), &[])
+                .expect_err(case);
+        assert!(error.to_string().contains(expected), "{case}: {error}");
+    }
+}

@@ -468,6 +468,9 @@ pub const FERRO_VBOARD_TEMPERATURE_SENSOR_ADDRESS: i32 = 72;
 /// ADC channel of the on-board potentiometer.
 pub const FERRO_VBOARD_POTENTIOMETER_ADC_CHANNEL: i32 = 0;
 
+/// Private network 0: the Linux interface ferro-priv0 and its subnet 192.168.250.0/24, for one app (a guardian's legacy machine; Ferrosphere extension, docs/guardian.md).
+pub const FERRO_VBOARD_PRIVATE_NET0: &str = "PRIVATE-NETWORK-0";
+
 // From sample_appliance.json.
 
 /// Ferro vboard: button A.
@@ -535,3 +538,6 @@ pub const SAMPLE_NRF52_RESET: u32 = 56;
 
 /// Ferro vboard: external nRF52 DFU on header 1 pin 10 (GPIO57).
 pub const SAMPLE_NRF52_DFU: u32 = 57;
+
+/// Ferro vboard: the private network a guardian app reaches its legacy machine on (ferro-priv0, 192.168.250.0/24).
+pub const SAMPLE_PRIVATE_NET: &str = "PRIVATE-NETWORK-0";
