@@ -56,7 +56,7 @@ pub enum PeripheralType {
 }
 
 impl PeripheralType {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Gpio,
         Self::Uart,
         Self::I2cMaster,
