@@ -26,13 +26,23 @@ fn probe(arg: &str) -> String {
                 if let Err(error) = stream.send(b"probe\n") {
                     return format!("connected, send failed: {error}");
                 }
-                match stream.receive(256, TIMEOUT) {
-                    Ok(answer) => format!(
-                        "connected, answer {:?}",
-                        String::from_utf8_lossy(&answer).trim_end()
-                    ),
-                    Err(error) => format!("connected, no answer: {error}"),
+                // The answer is one line; TCP may hand it over in pieces.
+                let mut answer = Vec::new();
+                while !answer.ends_with(b"\n") && answer.len() < 256 {
+                    let room = u32::try_from(256 - answer.len()).unwrap_or(256);
+                    match stream.receive(room, TIMEOUT) {
+                        Ok(piece) if piece.is_empty() => break,
+                        Ok(piece) => answer.extend_from_slice(&piece),
+                        Err(error) if answer.is_empty() => {
+                            return format!("connected, no answer: {error}");
+                        }
+                        Err(_) => break,
+                    }
                 }
+                format!(
+                    "connected, answer {:?}",
+                    String::from_utf8_lossy(&answer).trim_end()
+                )
             }
             Err(error) => error.to_string(),
         },

@@ -146,9 +146,14 @@ impl LookupSlot {
         std::thread::Builder::new()
             .name("ferro-lookup".to_owned())
             .spawn(move || {
-                let _release = release;
+                // The slot is free again before the answer is handed over: the waiter may ask
+                // its next lookup the moment it has this one (also if `lookup` panics).
+                let answer = {
+                    let _release = release;
+                    lookup()
+                };
                 // The waiter may be gone (a stop): the answer is then dropped.
-                let _ = sender.send(lookup());
+                let _ = sender.send(answer);
             })
             .map_err(|error| LookupRefused::Spawn(error.to_string()))?;
         loop {
@@ -246,6 +251,18 @@ mod tests {
         )
         .expect("a connection");
         assert_eq!(stream.peer_addr().expect("peer"), address);
+    }
+
+    /// The slot is free when the answer arrives: an app that asks its next lookup at once is
+    /// never refused as `Busy` (it was, now and then, when the slot was freed only after the
+    /// answer had been handed over).
+    #[test]
+    fn a_lookup_right_after_another_finds_the_slot_free() {
+        let slot = LookupSlot::default();
+        let stop = StopSignal::default();
+        for i in 0..5_000 {
+            assert_eq!(slot.run(&stop, move || i), Ok(i), "lookup {i}");
+        }
     }
 
     /// A lookup that never returns (here: until the test lets it) does not hold a stop: `run`

@@ -53,7 +53,9 @@ const CLOUD: &str = "192.0.2.2";
 const CLOUD_PORT: u16 = 8883;
 /// The legacy machine's open ports (Modbus TCP's 502 among them); the scan tries them all.
 const LEGACY_PORTS: [u16; 8] = [22, 80, 443, 502, 1883, 5020, 8080, 8883];
-const WAIT: Duration = Duration::from_secs(30);
+/// How long the parent waits for a step of a child (installs compile wasm in a debug build:
+/// slow on a loaded 2-core machine).
+const WAIT: Duration = Duration::from_secs(120);
 
 // ------------------------------------------------------------------------------------------
 // Install-time rules (no namespaces, no root): what an app may list and claim.
@@ -817,7 +819,10 @@ fn serve(name: &str) {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                     let mut first = [0; 64];
                     let _ = stream.read(&mut first);
-                    let _ = writeln!(stream, "{name} {port} from {}", peer.ip());
+                    // One write: `writeln!` on an unbuffered stream writes each piece of the
+                    // format separately, and a reader may see only the first.
+                    let answer = format!("{name} {port} from {}\n", peer.ip());
+                    let _ = stream.write_all(answer.as_bytes());
                 }
             })
         })
