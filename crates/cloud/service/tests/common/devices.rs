@@ -158,18 +158,45 @@ pub async fn serve_https(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
+    serve_https_state(t, t.state.clone()).await
+}
+
+/// [`serve_https`] with another state on the test's data directory (a second replica).
+pub async fn serve_https_state(
+    t: &TestApp,
+    state: ferro_service::AppState,
+) -> (
+    String,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    serve_https_with(t, state, None).await
+}
+
+/// [`serve_https_state`], reading the PROXY protocol as `proxy` says.
+pub async fn serve_https_with(
+    t: &TestApp,
+    state: ferro_service::AppState,
+    proxy: Option<ferro_service::proxy_protocol::ProxyProtocol>,
+) -> (
+    String,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let data = t.dir.path().join("data");
     let (chain, signer) =
-        ferro_service::platform::service_tls(&data, &t.state.platform, &[]).unwrap();
+        ferro_service::platform::service_tls(&data, &state.platform, &[]).unwrap();
     let config = ferro_service::server::tls_config(&chain, signer).unwrap();
-    let listener = ferro_service::server::bind("127.0.0.1:0", Some(config))
+    let listener = ferro_service::server::bind_with("127.0.0.1:0", Some(config), proxy)
         .await
         .unwrap();
     let port = listener.local_addr().port();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let h = tokio::spawn(ferro_service::server::serve(
         listener,
-        ferro_service::build_app(t.state.clone()),
+        ferro_service::build_app(state),
         async {
             let _ = rx.await;
         },
