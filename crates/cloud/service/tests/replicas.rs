@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use common::device_https::{Server, certified, json_of, send};
-use common::{Backend, TestApp, b64, uniq};
+use common::{Backend, TestApp, uniq};
 use ferro_service::AppState;
 use ferro_service::update_signals::SignalWatch;
-use ferro_signing::{DeviceId, SoftwareSigningKey};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -372,66 +371,15 @@ struct FleetDevice {
     version: u64,
 }
 
-/// `n` devices registered, claimed into `group` and given certificates by the tenant's CA.
+/// `n` devices claimed into `group`, each with its certificate and its own loopback address.
 async fn fleet(t: &TestApp, tid: &str, admin: &str, group: &str, n: usize) -> Vec<FleetDevice> {
-    let cas = ferro_service::datastore::tenant_cas::active(&t.db, tid.parse().unwrap())
-        .await
-        .unwrap();
-    let ca = ferro_pki::current_tenant_ca(&cas, time::OffsetDateTime::now_utc())
-        .unwrap()
-        .clone();
-    let keys = t.state.platform.keys.0.as_ref();
     let root = root_der(t);
-    let mut records = Vec::new();
     let mut devices = Vec::new();
-    for i in 0..n {
-        let key = SoftwareSigningKey::generate();
-        let record = ferro_pki::RegistrationRecord {
-            device_key: key.public_key().clone(),
-            root_of_trust: ferro_pki::RootOfTrust::Software,
-            tpm_ek_certificate: None,
-            manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
-            created_at: time::OffsetDateTime::now_utc(),
-            tpm_attestation_key: None,
-        };
-        records.push(b64(&record.sign(&key).unwrap()));
-        let id = DeviceId::from_public_key(key.public_key());
-        let cert = ferro_pki::issue_device_certificate(
-            &ca,
-            keys,
-            &id,
-            tid.parse().unwrap(),
-            key.public_key(),
-            time::OffsetDateTime::now_utc(),
-            ferro_pki::DEVICE_CERT_VALIDITY,
-        )
-        .unwrap();
-        let signer: ferro_tls::SharedSigner = Arc::new(key);
-        let local = IpAddr::from([127, 0, 1, u8::try_from(i + 1).unwrap()]);
-        devices.push(FleetDevice {
-            id: id.to_string(),
-            http: client_from(&root, Some((cert.der().to_vec(), signer)), local),
-            version: 0,
-        });
-    }
-    let r = t
-        .post(
-            "/v1/manufacturing/registrations",
-            &t.operator,
-            json!({ "records": records }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let claims = common::claims_of(&r);
-    let r = t
-        .post(
-            &format!("/v1/tenants/{tid}/devices/claim"),
-            admin,
-            json!({ "devices": claims }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    for d in &devices {
+    for (i, d) in common::devices::claimed_with_certificates(t, tid, admin, n)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         let r = t
             .patch(
                 &format!("/v1/tenants/{tid}/devices/{}", d.id),
@@ -440,6 +388,13 @@ async fn fleet(t: &TestApp, tid: &str, admin: &str, group: &str, n: usize) -> Ve
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let signer: ferro_tls::SharedSigner = Arc::new(d.key);
+        let local = IpAddr::from([127, 0, 1, u8::try_from(i + 1).unwrap()]);
+        devices.push(FleetDevice {
+            id: d.id,
+            http: client_from(&root, Some((d.cert, signer)), local),
+            version: 0,
+        });
     }
     devices
 }
