@@ -324,6 +324,7 @@ impl Drop for Replica {
 struct Balancer {
     child: Child,
     url: String,
+    log: PathBuf,
 }
 
 impl Balancer {
@@ -337,7 +338,8 @@ impl Balancer {
             .unwrap()
             .port();
         let bind = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
+        let log_path = dir.join("haproxy.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new("haproxy")
             .arg("-db")
             .arg("-f")
@@ -353,7 +355,13 @@ impl Balancer {
         Balancer {
             child,
             url: format!("https://{bind}"),
+            log: log_path,
         }
+    }
+
+    /// What HAProxy wrote (alerts and server state changes).
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -540,6 +548,17 @@ async fn through_haproxy_a_replica_killed_mid_rollout_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // The health checks (TLS, PROXY header, /readyz) took replica 1 out, and only it.
+    let start = Instant::now();
+    while !lb.log().contains("replica1 is DOWN") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "HAProxy never marked replica 1 down:\n{}",
+            lb.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!lb.log().contains("replica2 is DOWN"), "{}", lb.log());
     let s = t.get(&rollout, &admin).await;
     assert_eq!(s.status, StatusCode::OK, "{:?}", s.body);
     assert_eq!(s.body["state"], "Complete", "{:?}", s.body);
