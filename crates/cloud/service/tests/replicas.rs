@@ -28,10 +28,9 @@ use ferro_service::update_signals::SignalWatch;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A second replica on the test's database (its own pool and listener) and data directory.
-/// Its signal watch re-reads the database only every 10 minutes, so within a test only a
-/// notification (or a reconnection) can wake its long polls.
-async fn replica(t: &TestApp) -> AppState {
+/// A second replica on the test's database (its own pool and listener) and data directory,
+/// whose signal watch re-reads the database every `recheck` without a notification.
+async fn replica(t: &TestApp, recheck: Duration) -> AppState {
     let data = t.dir.path().join("data");
     let (db, _) = ferro_service::setup::open(&data, Some(&t.url))
         .await
@@ -39,7 +38,7 @@ async fn replica(t: &TestApp) -> AppState {
     let mut state = ferro_service::setup::state(&data, db, common::test_config())
         .await
         .expect("state");
-    state.signals = Arc::new(SignalWatch::with_recheck(Duration::from_secs(600)));
+    state.signals = Arc::new(SignalWatch::with_recheck(recheck));
     state
 }
 
@@ -69,7 +68,9 @@ async fn listeners(t: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_now_through_one_replica_wakes_a_long_poll_on_another() {
     let t = TestApp::new(Backend::Postgres).await;
-    let b = replica(&t).await;
+    // B re-reads only every 10 minutes: within the test only a notification (or a
+    // reconnection) can wake its long polls.
+    let b = replica(&t, Duration::from_secs(600)).await;
     let server_b = Server::start_state(&t, b.clone()).await;
     let (tid, admin) = t.tenant().await;
     let d = certified(&t, &server_b, &tid, &admin).await;
@@ -128,6 +129,39 @@ async fn update_now_through_one_replica_wakes_a_long_poll_on_another() {
         assert!(start.elapsed() < wake, "the listener never came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // A signal whose notification never comes (stored without one, as if it were lost) is
+    // still seen by the periodic re-read: replica C re-reads every second.
+    let c = replica(&t, Duration::from_secs(1)).await;
+    let server_c = Server::start_state(&t, c.clone()).await;
+    let poll = long_poll(
+        &d.http,
+        &format!("{}/v1/device/update-signal", server_c.url),
+        &second,
+    );
+    c.signals.wait_for_waiters(1).await;
+    // C listens, and has read once after LISTEN (no hook shows that read: a short wait).
+    let start = Instant::now();
+    while listeners(&t).await != 2 {
+        assert!(start.elapsed() < wake, "replica C never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let silent = uuid::Uuid::now_v7().to_string();
+    t.exec(&format!(
+        "INSERT INTO update_signals (id, tenant_id, device_id, created_by, created_at) SELECT \
+         '{silent}', tenant_id, device_id, created_by, created_at FROM update_signals WHERE id = \
+         '{second}'"
+    ))
+    .await;
+    let (status, body) = tokio::time::timeout(wake, poll)
+        .await
+        .expect("the periodic re-read finds a signal without a notification")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"signal": silent, "checkNow": true}));
+    server_c.stop().await;
+    c.db.close().await;
     server_b.stop().await;
     b.db.close().await;
     t.finish().await;
