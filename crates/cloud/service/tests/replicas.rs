@@ -277,6 +277,20 @@ async fn proxy_headers_are_believed_from_trusted_balancers_only() {
     long[14..16].copy_from_slice(&4000u16.to_be_bytes());
     assert!(!handshake_after(&root, balancer, server, &long).await);
 
+    // Plain HTTP cannot be combined with it (it is for balancers passing TLS through).
+    let plain = ferro_service::server::bind_with(
+        "127.0.0.1:0",
+        None,
+        Some(ferro_service::proxy_protocol::ProxyProtocol::new(
+            ferro_service::client_addr::TrustedProxies::parse(&["127.0.0.1"]).unwrap(),
+        )),
+    )
+    .await;
+    assert!(matches!(
+        plain,
+        Err(ferro_service::server::BindError::ProxyProtocolWithoutTls)
+    ));
+
     let _ = stop.send(());
     h.await.unwrap().unwrap();
     t.finish().await;
