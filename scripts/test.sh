@@ -24,7 +24,9 @@ log "prerequisites"
 # qemu-system-arm: the real-time cores (mps2-an386) of ferro-rtcore's tests.
 # iproute2: `ip netns` and veth pairs of the private network isolation test (ferro-runtime's
 # tests/private_network.rs, run as root).
-ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl qemu-system-arm iproute2
+# haproxy: the load balancer in front of two service replicas in ferro-service's
+# tests/replicas.rs (with deploy/haproxy/ferro-service.cfg).
+ensure_apt_packages build-essential pkg-config swtpm swtpm-tools libtss2-dev openssl mosquitto mosquitto-clients curl qemu-system-arm iproute2 haproxy
 ensure_rust_targets
 ensure_python_env
 ensure_postgres

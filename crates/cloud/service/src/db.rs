@@ -117,6 +117,18 @@ pub struct Db {
     /// SQLite file: the connection of [`Db::write_atomic`] (PostgreSQL: `pool`).
     fast_writer: Option<Arc<lite_write::LiteWriter>>,
     backend: Backend,
+    /// PostgreSQL: where a notification listener connects ([`Db::pg_listener`]).
+    listen: Option<ListenOptions>,
+}
+
+/// The connect options of a [`Db::pg_listener`] (their `Debug` form names no password).
+#[derive(Clone)]
+struct ListenOptions(sqlx::postgres::PgConnectOptions);
+
+impl std::fmt::Debug for ListenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenOptions(..)")
+    }
 }
 
 /// Pool options shared by every pool.
@@ -189,13 +201,41 @@ impl Db {
             .map(|path| lite_write::LiteWriter::new(path).map(Arc::new))
             .transpose()?;
         let pool = pool.connect_with(options).await?;
+        let listen = match backend {
+            Backend::Postgres => Some(ListenOptions(sqlx::postgres::PgConnectOptions::from_str(
+                url,
+            )?)),
+            Backend::Sqlite => None,
+        };
         Ok(Db {
             pool,
             writer,
             reads,
             fast_writer,
             backend,
+            listen,
         })
+    }
+
+    /// PostgreSQL: a `LISTEN`/`NOTIFY` listener on its own connection (made lazily, and again
+    /// after it is lost: see [`sqlx::postgres::PgListener::try_recv`]). SQLite: `None` (one
+    /// process owns the file; there is nobody to notify).
+    pub async fn pg_listener(&self) -> Option<Result<sqlx::postgres::PgListener, sqlx::Error>> {
+        let options = self.listen.as_ref()?.0.clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(options);
+        Some(
+            sqlx::postgres::PgListener::connect_with(&pool)
+                .await
+                .map(|mut l| {
+                    l.ignore_pool_close_event(true);
+                    l
+                }),
+        )
     }
 
     /// Apply pending migrations.

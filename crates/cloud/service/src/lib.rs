@@ -39,6 +39,7 @@ pub mod openapi;
 pub mod packages;
 pub mod page;
 pub mod platform;
+pub mod proxy_protocol;
 pub mod rate_limit;
 pub mod rollouts;
 pub mod routes;

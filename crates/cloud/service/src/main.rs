@@ -151,7 +151,12 @@ async fn main() -> anyhow::Result<()> {
                 .context("loading the service TLS certificate")?;
                 Some(server::tls_config(&chain, signer).context("TLS configuration")?)
             };
-            let listener = server::bind(&addr, tls).await?;
+            let proxy = state.config.proxy_protocol.then(|| {
+                ferro_service::proxy_protocol::ProxyProtocol::new(
+                    state.config.trusted_proxies.clone(),
+                )
+            });
+            let listener = server::bind_with(&addr, tls, proxy).await?;
             tracing::info!(addr = %listener.local_addr(), scheme = listener.scheme(),
                 backend = ?db.backend(), "serving");
             let app = ferro_service::build_app(state);

@@ -33,6 +33,12 @@ pub enum BindError {
          [::1]); serve HTTPS (the default) on other addresses"
     )]
     InsecureNotLoopback(String),
+    /// The PROXY protocol was asked for on plain HTTP.
+    #[error(
+        "proxy_protocol is for the HTTPS listener (a TCP load balancer passing TLS through); \
+         it cannot be combined with --insecure-http"
+    )]
+    ProxyProtocolWithoutTls,
 }
 
 /// What the service knows about one connection: the peer's address and, over HTTPS, the
@@ -113,6 +119,19 @@ pub async fn bind(
     addr: &str,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> Result<ServiceListener, BindError> {
+    bind_with(addr, tls, None).await
+}
+
+/// [`bind`], reading the PROXY protocol from trusted load balancers when `proxy` is given
+/// (`crate::proxy_protocol`; HTTPS only).
+pub async fn bind_with(
+    addr: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    proxy: Option<crate::proxy_protocol::ProxyProtocol>,
+) -> Result<ServiceListener, BindError> {
+    if proxy.is_some() && tls.is_none() {
+        return Err(BindError::ProxyProtocolWithoutTls);
+    }
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| BindError::Io(addr.to_string(), e))?;
@@ -120,7 +139,11 @@ pub async fn bind(
         .local_addr()
         .map_err(|e| BindError::Io(addr.to_string(), e))?;
     let inner = match tls {
-        Some(config) => Inner::Tls(TlsListener::new(listener, TlsAcceptor::from(config))),
+        Some(config) => Inner::Tls(TlsListener::new(
+            listener,
+            TlsAcceptor::from(config),
+            proxy.map(Arc::new),
+        )),
         None => {
             if !local_addr.ip().is_loopback() {
                 return Err(BindError::InsecureNotLoopback(addr.to_string()));
@@ -172,8 +195,9 @@ impl axum::serve::Listener for PlainListener {
     }
 }
 
-/// Accepts TCP connections and completes TLS handshakes in their own tasks (so a slow or
-/// malicious client cannot stall accepting others), handing finished streams to axum.
+/// Accepts TCP connections and completes TLS handshakes (after the PROXY protocol header, when
+/// on) in their own tasks (so a slow or malicious client cannot stall accepting others), handing
+/// finished streams to axum with the client's address.
 #[derive(Debug)]
 struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -182,7 +206,11 @@ struct TlsListener {
 }
 
 impl TlsListener {
-    fn new(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+    fn new(
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        proxy: Option<Arc<crate::proxy_protocol::ProxyProtocol>>,
+    ) -> TlsListener {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -204,14 +232,27 @@ impl TlsListener {
                 };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
+                let proxy = proxy.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send((stream, peer)).await;
+                    let handshake = async {
+                        let mut tcp = tcp;
+                        let client = match &proxy {
+                            Some(p) => p.accept(&mut tcp, peer).await.map_err(Refused::Proxy)?,
+                            None => peer,
+                        };
+                        let stream = acceptor.accept(tcp).await.map_err(Refused::Tls)?;
+                        Ok::<_, Refused>((stream, client))
+                    };
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(accepted)) => {
+                            let _ = tx.send(accepted).await;
                         }
-                        Ok(Err(e)) => {
+                        Ok(Err(Refused::Proxy(e))) => {
+                            tracing::warn!(peer = %peer, error = %e, "connection refused");
+                        }
+                        Ok(Err(Refused::Tls(e))) => {
                             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                         }
                         Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
@@ -225,6 +266,12 @@ impl TlsListener {
             task,
         }
     }
+}
+
+/// Why a connection ended before its TLS session began.
+enum Refused {
+    Proxy(crate::proxy_protocol::ProxyError),
+    Tls(std::io::Error),
 }
 
 impl Drop for TlsListener {

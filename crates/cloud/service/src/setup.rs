@@ -50,6 +50,11 @@ pub struct FileConfig {
     /// headers are ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// `true`: connections from `trusted_proxies` begin with a PROXY protocol version 2 header
+    /// naming the client (TCP load balancers passing TLS through; `crate::proxy_protocol`).
+    /// Needs `trusted_proxies`. Absent or `false`: no header is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<bool>,
     /// `true`: a device attests Trusted only when its firmware PCRs are a reference value of its
     /// product (devices in no group, products without values and software roots of trust are
     /// refused). Absent or `false`: products without values are appraised without stage 0.
@@ -75,8 +80,16 @@ impl FileConfig {
         }
         let trusted_proxies = crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
             .map_err(|e| bad(&e))?;
+        let proxy_protocol = self.proxy_protocol.unwrap_or(false);
+        if proxy_protocol && trusted_proxies.is_empty() {
+            return Err(bad(
+                "proxy_protocol = true needs trusted_proxies: the load balancers' addresses, \
+                 the only peers whose PROXY header is read",
+            ));
+        }
         Ok(crate::Config {
             trusted_proxies,
+            proxy_protocol,
             require_firmware_reference_values: self
                 .require_firmware_reference_values
                 .unwrap_or(defaults.require_firmware_reference_values),
@@ -431,6 +444,17 @@ mod tests {
             assert!(e.contains(name), "{e}");
         }
         assert!(toml::from_str::<FileConfig>("tenant_creation = \"everyone\"\n").is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_is_off_by_default_and_needs_trusted_proxies() {
+        assert!(!config_of("").unwrap().proxy_protocol);
+        let c = config_of("trusted_proxies = [\"10.0.0.2\"]\nproxy_protocol = true\n").unwrap();
+        assert!(c.proxy_protocol);
+        let e = config_of("proxy_protocol = true\n").unwrap_err();
+        assert!(matches!(e, SetupError::Config(..)), "{e}");
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+        assert!(toml::from_str::<FileConfig>("proxy_protocol = \"yes\"\n").is_err());
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (`trusted_proxies`); empty:
     /// the peer's address is the client's (`crate::client_addr`).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Read the PROXY protocol (version 2) from `trusted_proxies` on the HTTPS listener
+    /// (`proxy_protocol`; `crate::proxy_protocol`): TCP load balancers passing TLS through.
+    pub proxy_protocol: bool,
     /// Refuse every device whose product has no firmware reference values, and every device in
     /// no device group (`ferro-service.toml` `require_firmware_reference_values`; default
     /// false: such devices are appraised without stage 0, recorded as `NotAppraised`).
@@ -101,6 +104,7 @@ impl Default for Config {
             one_time_password_ttl_secs: 72 * 3600,
             password_gate: crate::login_guard::GateSize::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
+            proxy_protocol: false,
             require_firmware_reference_values: false,
         }
     }

@@ -114,6 +114,25 @@ async fn changes_reach_other_replicas_within_the_ttl(t: &TestApp) {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let took = until(&b, "/v1/me", &session, StatusCode::UNAUTHORIZED).await;
     assert!(took <= bound, "logout took {took:?} on another replica");
+
+    // A password changed through A ends the user's sessions on B within the TTL.
+    let (_, session, login) = t.user(None).await;
+    assert_eq!(status(&b, "/v1/me", &session).await, StatusCode::OK);
+    let r = t
+        .call(
+            Method::POST,
+            "/v1/auth/change-password",
+            None,
+            Some(json!({"login": login, "currentPassword": common::PASSWORD,
+                "newPassword": "another long password for this test"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let took = until(&b, "/v1/me", &session, StatusCode::UNAUTHORIZED).await;
+    assert!(
+        took <= bound,
+        "a password change took {took:?} on another replica"
+    );
 }
 
 async fn changes_take_effect_at_once_on_the_same_replica(t: &TestApp) {

@@ -16,9 +16,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
-use common::{Resp, TestApp, b64, uniq};
+use common::{Resp, TestApp, uniq};
 use ferro_service::server::ConnInfo;
-use ferro_signing::{DeviceId, SoftwareSigningKey};
 use serde_json::{Value, json};
 
 both!(
@@ -40,72 +39,23 @@ struct Device {
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn tenant_ca(t: &TestApp, tid: &str) -> ferro_pki::TenantCa {
-    let cas = ferro_service::datastore::tenant_cas::active(&t.db, tid.parse().unwrap())
-        .await
-        .unwrap();
-    ferro_pki::current_tenant_ca(&cas, time::OffsetDateTime::now_utc())
-        .unwrap()
-        .clone()
-}
-
 /// `n` devices registered and claimed by `tid` (one request each), each with a device
 /// certificate from the tenant's CA, moved into `group` when given.
 async fn fleet(t: &TestApp, tid: &str, admin: &str, group: Option<&str>, n: usize) -> Vec<Device> {
-    let ca = tenant_ca(t, tid).await;
-    let keys = t.state.platform.keys.0.as_ref();
-    let mut records = Vec::new();
-    let mut devices = Vec::new();
-    for _ in 0..n {
-        let key = SoftwareSigningKey::generate();
-        let record = ferro_pki::RegistrationRecord {
-            device_key: key.public_key().clone(),
-            root_of_trust: ferro_pki::RootOfTrust::Software,
-            tpm_ek_certificate: None,
-            manufacturing_state: ferro_pki::ManufacturingState::DeviceComplete,
-            created_at: time::OffsetDateTime::now_utc(),
-            tpm_attestation_key: None,
-        };
-        records.push(b64(&record.sign(&key).unwrap()));
-        let id = DeviceId::from_public_key(key.public_key());
-        let cert = ferro_pki::issue_device_certificate(
-            &ca,
-            keys,
-            &id,
-            tid.parse().unwrap(),
-            key.public_key(),
-            time::OffsetDateTime::now_utc(),
-            ferro_pki::DEVICE_CERT_VALIDITY,
-        )
-        .unwrap();
-        devices.push(Device {
-            id: id.to_string(),
+    let devices: Vec<Device> = common::devices::claimed_with_certificates(t, tid, admin, n)
+        .await
+        .into_iter()
+        .map(|d| Device {
+            id: d.id,
             conn: ConnInfo::new(
                 SocketAddr::from(([127, 0, 0, 1], 40000)),
-                Some(Arc::from(cert.der())),
+                Some(Arc::from(d.cert)),
             ),
             version: 0,
             etag: None,
             images: BTreeSet::new(),
-        });
-    }
-    let r = t
-        .post(
-            "/v1/manufacturing/registrations",
-            &t.operator,
-            json!({ "records": records }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let claims = common::claims_of(&r);
-    let r = t
-        .post(
-            &format!("/v1/tenants/{tid}/devices/claim"),
-            admin,
-            json!({ "devices": claims }),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        })
+        .collect();
     if let Some(g) = group {
         for d in &devices {
             move_to(t, tid, admin, &d.id, g).await;

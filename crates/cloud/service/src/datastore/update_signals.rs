@@ -6,6 +6,10 @@ use crate::datastore::StoreResult;
 use crate::db::{Db, Tx};
 use ferro_wire::DeviceGroupId;
 
+/// The PostgreSQL notification channel of new signals (payload: the signal's ID), which every
+/// replica's `crate::update_signals::SignalWatch` listens on.
+pub const CHANNEL: &str = "ferro_update_signals";
+
 /// The newest signal of all (what the process-wide watch compares against).
 pub async fn newest(db: &Db) -> StoreResult<Option<String>> {
     Ok(
@@ -41,7 +45,8 @@ pub enum SignalTarget<'a> {
 }
 
 /// Store a new signal (ID `id`, UUIDv7: newer signals sort after older ones) of the scope's
-/// tenant, made by the scope's user at `at`.
+/// tenant, made by the scope's user at `at`, and on PostgreSQL announce it on
+/// [`CHANNEL`] at commit.
 pub async fn insert(
     tx: &mut Tx,
     scope: &TenantScope,
@@ -65,5 +70,14 @@ pub async fn insert(
     .bind(at)
     .execute(&mut **tx)
     .await?;
+    // PostgreSQL: every replica's listener hears of it when the transaction commits
+    // (`crate::update_signals`); SQLite has one process, which polls.
+    if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use super::TestApp;
-use super::devices::{Dev, attest, claimed, serve_https};
+use super::devices::{Dev, attest, claimed};
 use axum::http::StatusCode;
 use ferro_tls::SharedSigner;
 use ferro_trust::RootOfTrust;
@@ -19,7 +19,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start(t: &TestApp) -> Server {
-        let (url, root, stop, handle) = serve_https(t).await;
+        Self::start_state(t, t.state.clone()).await
+    }
+
+    /// A listener serving `state` (another replica on the test's database and data directory).
+    pub async fn start_state(t: &TestApp, state: ferro_service::AppState) -> Server {
+        let (url, root, stop, handle) = super::devices::serve_https_state(t, state).await;
         Server {
             url,
             root,

@@ -158,22 +158,116 @@ pub async fn serve_https(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<std::io::Result<()>>,
 ) {
+    serve_https_state(t, t.state.clone()).await
+}
+
+/// [`serve_https`] with another state on the test's data directory (a second replica).
+pub async fn serve_https_state(
+    t: &TestApp,
+    state: ferro_service::AppState,
+) -> (
+    String,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    serve_https_with(t, state, None).await
+}
+
+/// [`serve_https_state`], reading the PROXY protocol as `proxy` says.
+pub async fn serve_https_with(
+    t: &TestApp,
+    state: ferro_service::AppState,
+    proxy: Option<ferro_service::proxy_protocol::ProxyProtocol>,
+) -> (
+    String,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let data = t.dir.path().join("data");
     let (chain, signer) =
-        ferro_service::platform::service_tls(&data, &t.state.platform, &[]).unwrap();
+        ferro_service::platform::service_tls(&data, &state.platform, &[]).unwrap();
     let config = ferro_service::server::tls_config(&chain, signer).unwrap();
-    let listener = ferro_service::server::bind("127.0.0.1:0", Some(config))
+    let listener = ferro_service::server::bind_with("127.0.0.1:0", Some(config), proxy)
         .await
         .unwrap();
     let port = listener.local_addr().port();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let h = tokio::spawn(ferro_service::server::serve(
         listener,
-        ferro_service::build_app(t.state.clone()),
+        ferro_service::build_app(state),
         async {
             let _ = rx.await;
         },
     ));
     let root = std::fs::read_to_string(data.join("pki/platform-root.pem")).unwrap();
     (format!("https://127.0.0.1:{port}"), root, stop, h)
+}
+
+/// A device whose software key the test holds and whose certificate the test had the tenant's
+/// CA issue directly (no attestation): for tests that need many devices on the device routes.
+pub struct KeyedDevice {
+    pub id: String,
+    pub key: ferro_signing::SoftwareSigningKey,
+    /// The device certificate (DER).
+    pub cert: Vec<u8>,
+}
+
+/// `n` devices registered (one request) and claimed by `tid` (one request), each with a device
+/// certificate from the tenant's current CA.
+pub async fn claimed_with_certificates(
+    t: &TestApp,
+    tid: &str,
+    admin: &str,
+    n: usize,
+) -> Vec<KeyedDevice> {
+    let cas = ferro_service::datastore::tenant_cas::active(&t.db, tid.parse().unwrap())
+        .await
+        .unwrap();
+    let ca = ferro_pki::current_tenant_ca(&cas, time::OffsetDateTime::now_utc())
+        .unwrap()
+        .clone();
+    let keys = t.state.platform.keys.0.as_ref();
+    let mut records = Vec::new();
+    let mut devices = Vec::new();
+    for _ in 0..n {
+        let key = ferro_signing::SoftwareSigningKey::generate();
+        let (_, record) = super::registration_record_of(&key);
+        records.push(record);
+        let id = ferro_signing::DeviceId::from_public_key(key.public_key());
+        let cert = ferro_pki::issue_device_certificate(
+            &ca,
+            keys,
+            &id,
+            tid.parse().unwrap(),
+            key.public_key(),
+            time::OffsetDateTime::now_utc(),
+            ferro_pki::DEVICE_CERT_VALIDITY,
+        )
+        .unwrap();
+        devices.push(KeyedDevice {
+            id: id.to_string(),
+            key,
+            cert: cert.der().to_vec(),
+        });
+    }
+    let r = t
+        .post(
+            "/v1/manufacturing/registrations",
+            &t.operator,
+            json!({ "records": records }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let claims = super::claims_of(&r);
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/devices/claim"),
+            admin,
+            json!({ "devices": claims }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    devices
 }

@@ -456,7 +456,11 @@ pub fn claims_of(registered: &Resp) -> Vec<Value> {
 
 /// A signed registration record of a fresh software device: (device ID, base64 record).
 pub fn registration_record() -> (String, String) {
-    let key = ferro_signing::SoftwareSigningKey::generate();
+    registration_record_of(&ferro_signing::SoftwareSigningKey::generate())
+}
+
+/// A signed registration record of the software device with `key`: (device ID, base64 record).
+pub fn registration_record_of(key: &ferro_signing::SoftwareSigningKey) -> (String, String) {
     let record = ferro_pki::RegistrationRecord {
         device_key: key.public_key().clone(),
         root_of_trust: ferro_pki::RootOfTrust::Software,
@@ -465,7 +469,7 @@ pub fn registration_record() -> (String, String) {
         created_at: time::OffsetDateTime::now_utc(),
         tpm_attestation_key: None,
     };
-    let bytes = record.sign(&key).expect("sign record");
+    let bytes = record.sign(key).expect("sign record");
     (record.device_id().to_string(), b64(&bytes))
 }
 
