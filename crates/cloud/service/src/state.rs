@@ -62,6 +62,9 @@ pub struct Config {
     /// no device group (`ferro-service.toml` `require_firmware_reference_values`; default
     /// false: such devices are appraised without stage 0, recorded as `NotAppraised`).
     pub require_firmware_reference_values: bool,
+    /// Where image packages are stored (`ferro-service.toml` `[object_store]`; default: the
+    /// data directory).
+    pub object_store: crate::object_store::ObjectStoreConfig,
 }
 
 /// Who may create tenants.
@@ -102,6 +105,7 @@ impl Default for Config {
             password_gate: crate::login_guard::GateSize::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
             require_firmware_reference_values: false,
+            object_store: crate::object_store::ObjectStoreConfig::Local,
         }
     }
 }
