@@ -476,7 +476,7 @@ impl S3ObjectStore {
                 left -= n;
             }
             if hasher.finalize()[..] != digest[..] {
-                return Err(ObjectStoreError::Corrupt(format!(
+                return Err(ObjectStoreError::InvalidKey(format!(
                     "{key}: the staged file does not hash to its key"
                 )));
             }
@@ -704,7 +704,7 @@ impl ObjectStore for S3ObjectStore {
                 .map_err(super::io_err(path))?;
             record_max(&self.inner.stats.largest_upload_buffer, buf.len());
             if Sha256::digest(&buf)[..] != digest[..] {
-                return Err(ObjectStoreError::Corrupt(format!(
+                return Err(ObjectStoreError::InvalidKey(format!(
                     "{key}: the staged file does not hash to its key"
                 )));
             }
