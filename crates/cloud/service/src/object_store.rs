@@ -11,11 +11,18 @@
 //! fsyncs it and links it into place without ever overwriting (`link` + `unlink`, then fsync of
 //! the directory), so a reader sees either no object or the whole object.
 //!
+//! [`s3::S3ObjectStore`] keeps them in an S3-compatible bucket (multipart uploads, ranged
+//! reads, every read checked against the key's SHA-256); [`ObjectStoreConfig`] (the
+//! `[object_store]` table of `ferro-service.toml`) chooses, [`open`] opens and checks.
+//!
 //! Writers follow one protocol (see `docs/service/storage.md`): stage the bytes, write the
 //! database rows, [`ObjectStore::put_from_file`] just before commit, and delete the object again
 //! if the put created it and the commit then fails. A crash between put and commit leaves an
 //! unreferenced object (harmless, never served: every read goes through a database row).
 
+pub mod s3;
+
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -56,7 +63,24 @@ pub enum ObjectStoreError {
         /// The object's length.
         len: u64,
     },
-    /// File system or network failure.
+    /// The store cannot be reached or refused the request (S3: network, timeouts, 5xx,
+    /// credentials); retrying later may work. Messages never carry credentials.
+    #[error("object store unavailable ({op} {key}): {message}")]
+    Unavailable {
+        /// What was being done.
+        op: &'static str,
+        /// Key (or the store, for a check).
+        key: String,
+        /// What the server or the network said.
+        message: String,
+    },
+    /// An object whose bytes do not hash to its key: refused, never served.
+    #[error("object {0} does not match its SHA-256: refused")]
+    Corrupt(String),
+    /// The store's configuration or credentials are unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Local file system failure.
     #[error("object store I/O on {path}: {source}")]
     Io {
         /// What was being accessed.
@@ -65,6 +89,13 @@ pub enum ObjectStoreError {
         #[source]
         source: io::Error,
     },
+}
+
+impl ObjectStoreError {
+    /// Whether the store could not be reached (answered as `503 object_store_unavailable`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, ObjectStoreError::Unavailable { .. })
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ObjectStoreError + '_ {
@@ -102,6 +133,13 @@ impl ObjectKey {
     /// `images/<sha256 hex>`: an image package, addressed by the SHA-256 of its bytes.
     pub fn image(package_sha256: &[u8; 32]) -> ObjectKey {
         ObjectKey(format!("images/{}", hex::encode(package_sha256)))
+    }
+
+    /// The SHA-256 a content-addressed key (`images/<64 hex digits>`) names.
+    pub fn content_sha256(&self) -> Option<[u8; 32]> {
+        let hex = self.0.strip_prefix("images/")?;
+        let mut d = [0u8; 32];
+        (hex.len() == 64 && hex::decode_to_slice(hex, &mut d).is_ok()).then_some(d)
     }
 
     /// The key as text.
@@ -152,6 +190,12 @@ impl fmt::Debug for ObjectReader {
 
 /// An object store. Objects are immutable: a key, once written, always holds the same bytes.
 pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// `local` or `s3` (logs, `/readyz`).
+    fn kind(&self) -> &'static str;
+
+    /// Whether the store answers (S3: the bucket exists and the credentials may list it).
+    fn check(&self) -> BoxFuture<'_, Result<(), ObjectStoreError>>;
+
     /// A local directory where callers create the staging files they then hand to
     /// [`ObjectStore::put_from_file`] (for the local store: on the same file system as the
     /// objects, so the put is a link, not a copy).
@@ -178,6 +222,64 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Delete the object (no error if it is absent).
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<(), ObjectStoreError>>;
+}
+
+/// The `[object_store]` table of `ferro-service.toml`: `kind = "local"` (the default) or
+/// `kind = "s3"` with the settings of [`s3::S3Config`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ObjectStoreConfig {
+    /// `DATA_DIR/objects`.
+    #[default]
+    Local,
+    /// An S3-compatible bucket.
+    S3(s3::S3Config),
+}
+
+/// Open the store `config` asks for (staging files under `DATA_DIR/objects/tmp` either way)
+/// and check that it answers: an S3 store that cannot be reached, a missing bucket or refused
+/// credentials stop the start with a message that says which.
+pub async fn open(
+    config: &ObjectStoreConfig,
+    data_dir: &Path,
+) -> Result<std::sync::Arc<dyn ObjectStore>, ObjectStoreError> {
+    match config {
+        ObjectStoreConfig::Local => {
+            let dir = data_dir.to_path_buf();
+            let store = blocking(move || LocalObjectStore::in_data_dir(&dir)).await?;
+            Ok(std::sync::Arc::new(store))
+        }
+        ObjectStoreConfig::S3(c) => {
+            if c.bucket.is_empty() {
+                return Err(ObjectStoreError::Config(
+                    "object_store.bucket must not be empty".into(),
+                ));
+            }
+            let credentials = s3::S3Credentials::resolve(c)?;
+            let objects = data_dir.join(OBJECTS_DIR);
+            let staging = objects.join(STAGING_DIR);
+            blocking(move || create_private_dir(&objects)).await?;
+            let store = s3::S3ObjectStore::new(c, credentials, &staging)?;
+            store.check().await.map_err(|e| {
+                let detail = match &e {
+                    ObjectStoreError::Unavailable { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                ObjectStoreError::Config(format!(
+                    "the S3 object store ({}) is not usable: {detail}. Check object_store.endpoint, \
+                     bucket, region and addressing in ferro-service.toml, and the credentials",
+                    c.describe()
+                ))
+            })?;
+            match store.remove_stale_staging(STALE_STAGING_AGE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(objects = n, "removed stale S3 staging objects"),
+                Err(e) => tracing::warn!(error = %e, "stale S3 staging objects stay"),
+            }
+            tracing::info!(store = %c.describe(), part_size = store.part_size(), "S3 object store");
+            Ok(std::sync::Arc::new(store))
+        }
+    }
 }
 
 /// The default object store: files under a local directory (`DATA_DIR/objects`).
@@ -221,6 +323,28 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
+/// Create (mode 0700) a local staging directory and remove files in it older than
+/// [`STALE_STAGING_AGE`] (left by a crash; younger ones may belong to a live replica that
+/// shares the directory).
+fn open_staging_dir(staging: &Path) -> Result<(), ObjectStoreError> {
+    create_private_dir(staging)?;
+    if let Ok(entries) = std::fs::read_dir(staging) {
+        let now = SystemTime::now();
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_STAGING_AGE);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 impl LocalObjectStore {
     /// Open (creating, mode 0700) the store in `root`, and remove staging files older than
     /// [`STALE_STAGING_AGE`] (left by a crash; younger ones may belong to a live replica that
@@ -228,21 +352,7 @@ impl LocalObjectStore {
     pub fn open(root: &Path) -> Result<LocalObjectStore, ObjectStoreError> {
         let staging = root.join(STAGING_DIR);
         create_private_dir(root)?;
-        create_private_dir(&staging)?;
-        if let Ok(entries) = std::fs::read_dir(&staging) {
-            let now = SystemTime::now();
-            for e in entries.flatten() {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age > STALE_STAGING_AGE);
-                if old {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        open_staging_dir(&staging)?;
         Ok(LocalObjectStore {
             root: root.to_path_buf(),
             staging,
@@ -266,6 +376,20 @@ impl LocalObjectStore {
 }
 
 impl ObjectStore for LocalObjectStore {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), ObjectStoreError>> {
+        let root = self.root.clone();
+        Box::pin(async move {
+            tokio::fs::metadata(&root)
+                .await
+                .map(|_| ())
+                .map_err(io_err(&root))
+        })
+    }
+
     fn staging_dir(&self) -> &Path {
         &self.staging
     }

@@ -315,6 +315,27 @@ pub(crate) struct AuditRow<'a> {
     pub details: serde_json::Value,
 }
 
+/// Seconds a client is asked to wait when the object store cannot be reached.
+pub const OBJECT_STORE_RETRY_AFTER_SECS: u64 = 10;
+
+/// An object store failure at the edge: the store out of reach is `503
+/// object_store_unavailable` with `Retry-After` (the detail in the log, not the answer);
+/// anything else (a corrupt object, a local I/O error) is a 500.
+pub(crate) fn object_store_error(what: &str, key: &ObjectKey, e: ObjectStoreError) -> ApiError {
+    if e.is_unavailable() {
+        tracing::warn!(object = %key, error = %e, "object store unavailable");
+        ApiError::Client {
+            code: ErrorCode::ObjectStoreUnavailable,
+            message: "the image store cannot be reached right now; nothing was stored or \
+                      served. Retry later; if it lasts, tell the operator"
+                .into(),
+            retry_after: Some(OBJECT_STORE_RETRY_AFTER_SECS),
+        }
+    } else {
+        ApiError::Internal(format!("{what} {key}: {e}"))
+    }
+}
+
 /// Store `package` under `key`, then append `audit` and commit `tx`. The object is put after
 /// the caller wrote its rows (so unique constraints have already spoken) and removed again if
 /// this put created it and anything after it fails: no committed row without its object, no
@@ -330,7 +351,7 @@ pub(crate) async fn commit_with_object(
         .objects
         .put_from_file(key, package)
         .await
-        .map_err(|e| ApiError::Internal(format!("storing {key}: {e}")))?;
+        .map_err(|e| object_store_error("storing", key, e))?;
     let finished: ApiResult<()> = async {
         db::audit(
             &mut tx,
@@ -514,7 +535,7 @@ pub(crate) async fn serve_package(
             ObjectStoreError::NotFound(_) => {
                 ApiError::Internal(format!("object {key} of a stored row is missing"))
             }
-            other => ApiError::Internal(format!("reading {key}: {other}")),
+            other => object_store_error("reading", &key, other),
         })?;
     if obj.len != len {
         return Err(ApiError::Internal(format!(

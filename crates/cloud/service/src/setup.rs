@@ -60,6 +60,11 @@ pub struct FileConfig {
     /// refused). Absent or `false`: products without values are appraised without stage 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_firmware_reference_values: Option<bool>,
+    /// Where image packages are stored: absent or `kind = "local"`, `DATA_DIR/objects`;
+    /// `kind = "s3"`, an S3-compatible bucket (`crate::object_store::s3::S3Config`; the
+    /// credentials never in this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<crate::object_store::ObjectStoreConfig>,
 }
 
 impl FileConfig {
@@ -87,7 +92,12 @@ impl FileConfig {
                  the only peers whose PROXY header is read",
             ));
         }
+        let object_store = self.object_store.clone().unwrap_or_default();
+        if let crate::object_store::ObjectStoreConfig::S3(s3) = &object_store {
+            s3.validate().map_err(|e| bad(&e))?;
+        }
         Ok(crate::Config {
+            object_store,
             trusted_proxies,
             proxy_protocol,
             require_firmware_reference_values: self
@@ -128,6 +138,9 @@ pub enum SetupError {
     /// Reading or writing the platform's rows.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The object store cannot be opened or reached.
+    #[error("object store: {0}")]
+    ObjectStore(crate::object_store::ObjectStoreError),
     /// Creating the administrator.
     #[error("creating the first administrator: {0}")]
     Admin(#[from] ApiError),
@@ -324,13 +337,9 @@ pub async fn state(
     let platform = tokio::task::spawn_blocking(move || crate::platform::load(&dir))
         .await
         .map_err(|e| ApiError::Internal(format!("platform load task: {e}")))??;
-    let dir = data_dir.to_path_buf();
-    let objects = tokio::task::spawn_blocking(move || {
-        crate::object_store::LocalObjectStore::in_data_dir(&dir)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("object store task: {e}")))?
-    .map_err(|e| ApiError::Internal(format!("object store: {e}")))?;
+    let objects = crate::object_store::open(&config.object_store, data_dir)
+        .await
+        .map_err(SetupError::ObjectStore)?;
     let dummy = crate::auth::new_one_time_password()?;
     let params = config.password_params;
     let dummy_hash =
@@ -362,7 +371,7 @@ pub async fn state(
         config: std::sync::Arc::new(config),
         dummy_hash: std::sync::Arc::new(dummy_hash),
         platform: std::sync::Arc::new(platform),
-        objects: std::sync::Arc::new(objects),
+        objects,
     };
     // Object deletions a previous process committed but did not finish (it died in between).
     match crate::packages::finish_object_deletions(&state).await {

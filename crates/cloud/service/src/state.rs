@@ -65,6 +65,9 @@ pub struct Config {
     /// no device group (`ferro-service.toml` `require_firmware_reference_values`; default
     /// false: such devices are appraised without stage 0, recorded as `NotAppraised`).
     pub require_firmware_reference_values: bool,
+    /// Where image packages are stored (`ferro-service.toml` `[object_store]`; default: the
+    /// data directory).
+    pub object_store: crate::object_store::ObjectStoreConfig,
 }
 
 /// Who may create tenants.
@@ -106,6 +109,7 @@ impl Default for Config {
             trusted_proxies: crate::client_addr::TrustedProxies::default(),
             proxy_protocol: false,
             require_firmware_reference_values: false,
+            object_store: crate::object_store::ObjectStoreConfig::Local,
         }
     }
 }

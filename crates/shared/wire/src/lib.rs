@@ -335,6 +335,9 @@ named_enum! {
         RateLimited => "rate_limited",
         /// 503: the service cannot reach its database or is shutting down; retry later.
         Unavailable => "unavailable",
+        /// 503: the image store (the service's object store, for example S3) cannot be reached:
+        /// nothing was stored; retry after the `Retry-After` header's seconds.
+        ObjectStoreUnavailable => "object_store_unavailable",
         /// 504: the request took too long; retry later.
         Timeout => "timeout",
         /// 500: a bug or an unexpected failure; the message carries a request ID for the operator.
@@ -402,7 +405,7 @@ impl ErrorCode {
             | ErrorCode::InvalidRegistrationRecord
             | ErrorCode::InvalidRollout => 422,
             ErrorCode::RateLimited => 429,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::ObjectStoreUnavailable => 503,
             ErrorCode::Timeout => 504,
             ErrorCode::Internal => 500,
         }

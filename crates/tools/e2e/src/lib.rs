@@ -13,6 +13,7 @@
 pub mod artifacts;
 pub mod modbus;
 pub mod mosquitto;
+pub mod s3;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -11,6 +11,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use ferro_wire::Health;
 
+/// Longest `/readyz` waits for the object store's answer.
+pub const OBJECT_STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Liveness: the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = Health)), security(()))]
@@ -20,17 +23,32 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the database answers and is fully migrated.
+/// Readiness: the database answers and is fully migrated (503 otherwise). The object store is
+/// checked too and reported in `status` (`"ok; object store unavailable"`), without taking the
+/// replica out: every replica shares the store, so an outage there would take them all out,
+/// and attestations, update checks and everything but image uploads and downloads work
+/// without it (docs/service/storage.md, "When S3 is down").
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)), security(()))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.db.ready().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(Health {
-                status: "ok".into(),
-            }),
-        ),
+    let (db, objects) = tokio::join!(state.db.ready(), async {
+        tokio::time::timeout(OBJECT_STORE_CHECK_TIMEOUT, state.objects.check()).await
+    });
+    match db {
+        Ok(()) => {
+            let status = match objects {
+                Ok(Ok(())) => "ok".to_string(),
+                Ok(Err(e)) => {
+                    tracing::warn!(store = state.objects.kind(), error = %e, "object store unavailable");
+                    "ok; object store unavailable".to_string()
+                }
+                Err(_) => {
+                    tracing::warn!(store = state.objects.kind(), "object store check timed out");
+                    "ok; object store unavailable".to_string()
+                }
+            };
+            (StatusCode::OK, Json(Health { status }))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (

@@ -28,10 +28,27 @@ pub fn app_package_with_id(
     version: Version,
     image_id: Option<Uuid>,
 ) -> Vec<u8> {
+    app_package_with_payload(
+        key,
+        component,
+        version,
+        image_id,
+        format!("app {}", uniq()).as_bytes(),
+    )
+}
+
+/// An app package whose `bin/app` is `payload` (a large image: a large payload).
+pub fn app_package_with_payload(
+    key: &SoftwareSigningKey,
+    component: Uuid,
+    version: Version,
+    image_id: Option<Uuid>,
+    payload: &[u8],
+) -> Vec<u8> {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("bin")).expect("mkdir");
-    std::fs::write(src.join("bin/app"), format!("app {}", uniq())).expect("write");
+    std::fs::write(src.join("bin/app"), payload).expect("write");
     let name = format!("App{}", uniq());
     let manifest = json!({
         "SchemaVersion": 1, "Name": name, "ComponentId": component.to_string(),
