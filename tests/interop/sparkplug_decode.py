@@ -7,7 +7,8 @@ Usage: sparkplug_decode.py PROTO < lines
        `true`/`false` is a Boolean metric, a number a Double one)
 Each input line is `TOPIC HEX` (mosquitto_sub -F '%t %x'); each output line is a JSON object
 {"topic": TOPIC, "payload": {...}} (field names as in the .proto, 64-bit integers as strings,
-as protobuf's JSON mapping has them). A payload that does not parse fails the run.
+as protobuf's JSON mapping has them; a metric's bytes_value in hex, not the mapping's base64).
+A payload that does not parse fails the run.
 """
 
 import importlib
@@ -52,6 +53,9 @@ def main() -> int:
         payload = module.Payload()
         payload.ParseFromString(bytes.fromhex(hex_payload))
         decoded = json_format.MessageToDict(payload, preserving_proto_field_name=True)
+        for metric, parsed in zip(decoded.get("metrics", []), payload.metrics):
+            if "bytes_value" in metric:
+                metric["bytes_value"] = parsed.bytes_value.hex()
         print(json.dumps({"topic": topic, "payload": decoded}), flush=True)
     return 0
 

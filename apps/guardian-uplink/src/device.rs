@@ -1,6 +1,7 @@
 //! The uplink on the device (feature `device`): the app's mutable storage as the spool's
 //! [`Storage`], the device's TLS connection (authenticated by the device certificate, whose key
-//! the app never sees) as the [`Connector`], and the device's monotonic clock.
+//! the app never sees) as the [`Connector`], the device's monotonic clock, and the device's
+//! batch signature (`deviceauth.sign-batch`, docs/provenance.md) as the [`Seal`].
 
 use std::io;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use applibs::net::TcpStream;
 
 use crate::mqtt::Transport;
 use crate::spool::Storage;
-use crate::{Clock, Connector};
+use crate::{Clock, Connector, Seal, SealError};
 
 /// The app's mutable storage (manifest capability `MutableStorage`), all of it the spool's.
 #[derive(Debug, Default, Clone, Copy)]
@@ -91,6 +92,26 @@ impl Clock for DeviceClock {
     }
 }
 
+/// Seals each batch with the device key through the root of trust (manifest capability
+/// `DeviceAuthentication`): a COSE_Sign1 whose protected header names the device, this app,
+/// the image it runs from, the boot, a sequence number and the time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeviceSeal;
+
+impl Seal for DeviceSeal {
+    fn seal(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, SealError> {
+        match applibs::deviceauth::sign_batch(payload) {
+            Ok(sign1) => Ok(Some(sign1)),
+            // The app's signing rate (the runtime's token bucket refills) or no current device
+            // certificate yet (the device has not attested): both pass.
+            Err(error @ (applibs::Error::LimitExceeded(_) | applibs::Error::NoSuchResource(_))) => {
+                Err(SealError::Later(error.to_string()))
+            }
+            Err(error) => Err(SealError::Refused(error.to_string())),
+        }
+    }
+}
+
 /// Logs the uplink's events: errors (a drop from a full spool, a bad command, a storage
 /// failure) at error level, which the device reports as error events in the tenant's report.
 pub fn log_events(events: Vec<crate::Event>) {
@@ -113,6 +134,9 @@ pub fn log_events(events: Vec<crate::Event>) {
             Event::Storage(error) => {
                 applibs::log::error(&format!("guardian: spool storage failed: {error}"))
             }
+            Event::Unsigned { batch, reason } => applibs::log::error(&format!(
+                "guardian: batch {batch} stored unsigned: {reason}"
+            )),
         }
     }
 }

@@ -22,6 +22,10 @@ pub struct Batch {
     /// dropped in turn.
     pub dropped: u64,
     pub points: Vec<Point>,
+    /// Present only in a batch that could not be signed (docs/provenance.md): why. A signed
+    /// batch is published as the COSE_Sign1 that embeds it, never as bare JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsigned: Option<String>,
 }
 
 /// One point's reading in a batch.
@@ -53,6 +57,7 @@ impl Batch {
             batch,
             timestamp,
             dropped,
+            unsigned: None,
             points: readings
                 .iter()
                 .map(|reading| Point {

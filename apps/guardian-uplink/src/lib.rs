@@ -3,9 +3,11 @@
 //! the key).
 //!
 //! - [`Uplink::accept`] turns one poll round's readings into one batch (the JSON payload or a
-//!   Sparkplug B NDATA, [`Format`]), passes its bytes to the [`Seal`] hook (where a batch's bytes
-//!   are final: the provenance signature goes there) and appends it to the [`spool::Spool`] in
-//!   the app's mutable storage. Every message goes through the spool, connected or not: it is
+//!   Sparkplug B NDATA, [`Format`]), has its final bytes sealed by the [`Seal`] (the guardian's
+//!   is the device's provenance signature, `docs/provenance.md`) and appends the sealed batch to
+//!   the [`spool::Spool`] in the app's mutable storage. A batch that cannot be sealed now (the
+//!   signer's rate) waits for the next round's; one that cannot be sealed at all is stored
+//!   unsigned, marked so, and reported ([`Event::Unsigned`]). Every message goes through the spool, connected or not: it is
 //!   removed only when the broker acknowledged it (QoS 1 PUBACK), so a broker outage, a lost
 //!   connection or a restart of the app loses nothing that fits the quota, and what does not fit
 //!   is dropped oldest first and counted (in every later batch, and as [`Event::Dropped`]).
@@ -78,6 +80,9 @@ pub struct UplinkConfig {
     pub backoff_max: Duration,
     /// How long CONNECT waits for CONNACK.
     pub connect_timeout: Duration,
+    /// How long readings wait for a seal the signer cannot give now ([`SealError::Later`])
+    /// before their batch is stored unsigned (marked so).
+    pub seal_deferral: Duration,
 }
 
 impl UplinkConfig {
@@ -93,6 +98,7 @@ impl UplinkConfig {
             backoff_initial: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            seal_deferral: Duration::from_secs(10),
         }
     }
 
@@ -148,21 +154,62 @@ impl Clock for StdClock {
     }
 }
 
-/// Where a batch's bytes are final, before they are stored and published: the hook of attested
-/// provenance (a signature over the batch). Gets the batch's format and payload, returns the
-/// payload to store and publish.
-pub trait Seal {
-    fn seal(&mut self, format: Format, payload: Vec<u8>) -> Vec<u8>;
+/// Why a batch could not be sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealError {
+    /// Not now (the signer's rate limit, no device certificate yet): the batch's readings are
+    /// kept and sealed with a later round's, for at most [`UplinkConfig::seal_deferral`].
+    Later(String),
+    /// Not at all (the signer refused or failed): the batch is stored unsigned, marked so.
+    Refused(String),
 }
 
-/// The [`Seal`] that leaves the payload as it is.
+impl std::fmt::Display for SealError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealError::Later(reason) | SealError::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Where a batch's bytes are final, before they are stored and published: attested provenance
+/// (`docs/provenance.md`). Gets the exact bytes of the batch (a JSON batch, or a Sparkplug B
+/// NDATA without `seq`) and returns their seal: a COSE_Sign1 that embeds them, or `None` when
+/// this uplink does not seal (the batch is published as it is, not marked unsigned).
+pub trait Seal {
+    fn seal(&mut self, payload: &[u8]) -> Result<Option<Vec<u8>>, SealError>;
+}
+
+/// The [`Seal`] of an uplink without provenance: batches are published as they are.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unsealed;
 
 impl Seal for Unsealed {
-    fn seal(&mut self, _format: Format, payload: Vec<u8>) -> Vec<u8> {
-        payload
+    fn seal(&mut self, _payload: &[u8]) -> Result<Option<Vec<u8>>, SealError> {
+        Ok(None)
     }
+}
+
+/// How long a batch's readings wait for a seal after [`SealError::Later`] before they are
+/// retried (the device's signing rate refills a token every 200 ms).
+const SEAL_RETRY_MS: u64 = 200;
+/// The largest batch (its unsealed bytes) whose readings may wait for a seal; a larger one is
+/// stored unsigned rather than grow further (towards the signer's 256 KiB and the spool's
+/// quota).
+const MAX_DEFERRED_BYTES: usize = 16 * 1024;
+
+/// The readings of a batch not stored yet: one round's, or several while they wait for a seal
+/// ([`SealError::Later`]).
+#[derive(Debug)]
+struct Pending {
+    readings: Vec<Reading>,
+    /// For each reading: it was taken while the uplink was disconnected (Sparkplug's
+    /// `is_historical`).
+    historical: Vec<bool>,
+    /// When the first of them started waiting (monotonic).
+    since_ms: u64,
+    /// When to try to seal them again.
+    retry_ms: u64,
 }
 
 /// What happened that the app should log (errors become error events in the tenant's report).
@@ -178,6 +225,9 @@ pub enum Event {
     BadCommand(String),
     /// The spool's storage failed: a message was not stored (an error).
     Storage(String),
+    /// A batch was stored unsigned (marked so in its payload) because it could not be sealed
+    /// (an error): `batch` is its spool sequence number.
+    Unsigned { batch: u64, reason: String },
 }
 
 /// Spool record kinds: the first byte of a spooled message.
@@ -237,8 +287,11 @@ pub struct Uplink<S: Storage, C: Connector, K: Clock, H: Seal = Unsealed> {
     resend_through: Option<u64>,
     backoff: Duration,
     next_attempt_ms: u64,
-    /// Sparkplug birth/death sequence number: one more for every CONNECT.
+    /// Sparkplug birth/death sequence number of the current CONNECT (the spool's connect
+    /// count modulo 256, so it goes on across restarts of the app).
     bd_seq: u64,
+    /// Readings waiting for a seal.
+    pending: Option<Pending>,
     now_unix_ms: u64,
     commands: VecDeque<WriteRequest>,
     events: Vec<Event>,
@@ -269,6 +322,7 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
             backoff,
             next_attempt_ms: 0,
             bd_seq: 0,
+            pending: None,
             now_unix_ms: 0,
             commands: VecDeque::new(),
             events: Vec::new(),
@@ -298,33 +352,119 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
     }
 
     /// Stores one poll round's readings as one batch. `now_ms` is Unix time in milliseconds.
+    /// When the seal must wait ([`SealError::Later`]), the readings wait with it and go into the
+    /// next batch (each reading keeps its own timestamp).
     pub fn accept(&mut self, readings: &[Reading], now_ms: u64) {
         self.now_unix_ms = now_ms;
+        let now = self.clock.monotonic_ms();
+        let disconnected = self.live.is_none();
+        let mut pending = self.pending.take().unwrap_or(Pending {
+            readings: Vec::new(),
+            historical: Vec::new(),
+            since_ms: now,
+            retry_ms: now,
+        });
+        pending.readings.extend_from_slice(readings);
+        pending
+            .historical
+            .extend(std::iter::repeat_n(disconnected, readings.len()));
+        self.seal_and_store(pending, now_ms);
+    }
+
+    /// Whether readings wait for a seal.
+    pub fn is_sealing_deferred(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The payload of a batch of `pending`'s readings (unsealed), marked unsigned with `unsigned`.
+    fn batch_payload(&self, pending: &Pending, now_ms: u64, unsigned: Option<&str>) -> Vec<u8> {
         // The count is cumulative (since the spool was made): a batch that reports it may be
         // dropped in turn, and the next one still does.
         let dropped = self.spool.dropped_total();
-        let (kind, topic, payload) = match self.config.format {
-            Format::Json => (
-                KIND_AS_IS,
-                self.config.telemetry_topic(),
-                json::Batch::new(
+        match self.config.format {
+            Format::Json => {
+                let mut batch = json::Batch::new(
                     &self.config.client_id,
                     self.spool.next_seq(),
                     now_ms,
                     dropped,
-                    readings,
+                    &pending.readings,
                     &self.points,
-                )
-                .to_vec(),
+                );
+                batch.unsigned = unsigned.map(str::to_owned);
+                batch.to_vec()
+            }
+            Format::SparkplugB => sparkplug::ndata_with(
+                now_ms,
+                dropped,
+                &pending.readings,
+                &pending.historical,
+                unsigned,
+                &self.points,
             ),
-            Format::SparkplugB => (
-                KIND_NDATA,
-                self.config.telemetry_topic(),
-                sparkplug::ndata(now_ms, dropped, readings, &self.points),
-            ),
+        }
+    }
+
+    /// Seals the batch of `pending`'s readings and stores it; keeps them pending when the seal
+    /// must wait (within [`UplinkConfig::seal_deferral`]); stores it unsigned, marked and
+    /// reported, when it cannot be sealed.
+    fn seal_and_store(&mut self, mut pending: Pending, now_ms: u64) {
+        let (kind, topic) = match self.config.format {
+            Format::Json => (KIND_AS_IS, self.config.telemetry_topic()),
+            Format::SparkplugB => (KIND_NDATA, self.config.telemetry_topic()),
         };
-        let payload = self.seal.seal(self.config.format, payload);
-        self.store(kind, &topic, &payload);
+        let payload = self.batch_payload(&pending, now_ms, None);
+        let reason = match self.seal.seal(&payload) {
+            Ok(None) => {
+                self.store(kind, &topic, &payload);
+                return;
+            }
+            Ok(Some(seal)) => {
+                let sealed = match self.config.format {
+                    // The published payload is the COSE_Sign1, which embeds the JSON batch.
+                    Format::Json => seal,
+                    // The NDATA as it is, and the COSE_Sign1 over it as one more metric.
+                    Format::SparkplugB => sparkplug::with_provenance(payload, now_ms, seal),
+                };
+                self.store(kind, &topic, &sealed);
+                return;
+            }
+            Err(SealError::Later(reason)) => {
+                let now = self.clock.monotonic_ms();
+                let waited = now.saturating_sub(pending.since_ms);
+                if waited < self.config.seal_deferral.as_millis() as u64
+                    && payload.len() <= MAX_DEFERRED_BYTES
+                {
+                    pending.retry_ms = now + SEAL_RETRY_MS;
+                    self.pending = Some(pending);
+                    return;
+                }
+                format!("{reason} (waited {waited} ms)")
+            }
+            Err(SealError::Refused(reason)) => reason,
+        };
+        let batch = self.spool.next_seq();
+        let payload = self.batch_payload(&pending, now_ms, Some(&reason));
+        if self.store(kind, &topic, &payload) {
+            self.events.push(Event::Unsigned { batch, reason });
+        }
+    }
+
+    /// Tries again to seal the readings that wait, when it is time to.
+    fn retry_seal(&mut self) {
+        let now = self.clock.monotonic_ms();
+        if self.pending.as_ref().is_some_and(|p| now >= p.retry_ms)
+            && let Some(pending) = self.pending.take()
+        {
+            self.seal_and_store(pending, self.now_unix_ms);
+        }
+    }
+
+    /// The next time [`Uplink::service`] must wake for the uplink's own sake (a seal to retry).
+    fn wake_ms(&self, deadline: u64) -> u64 {
+        self.pending
+            .as_ref()
+            .map_or(deadline, |p| p.retry_ms.min(deadline))
     }
 
     /// Publishes the acknowledgement of a write request (after the telemetry stored before it).
@@ -376,15 +516,16 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
         let start = self.clock.monotonic_ms();
         let deadline = start + budget.as_millis() as u64;
         loop {
+            self.retry_seal();
             let now = self.clock.monotonic_ms();
             if now >= deadline {
                 return;
             }
+            let wake = self.wake_ms(deadline).max(now + 1);
             if self.live.is_none() {
                 if now < self.next_attempt_ms {
-                    self.clock.sleep(Duration::from_millis(
-                        self.next_attempt_ms.min(deadline) - now,
-                    ));
+                    self.clock
+                        .sleep(Duration::from_millis(self.next_attempt_ms.min(wake) - now));
                     continue;
                 }
                 if let Err(error) = self.connect() {
@@ -392,7 +533,7 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
                 }
                 continue;
             }
-            let remaining = Duration::from_millis(deadline - now);
+            let remaining = Duration::from_millis(wake - now);
             if let Err(error) = self.step(remaining) {
                 self.disconnected(error.to_string());
             }
@@ -422,7 +563,13 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
             // Sparkplug B requires a clean session and sets NDEATH as the will.
             Format::SparkplugB => {
                 connect.clean_session = true;
-                self.bd_seq = self.bd_seq.wrapping_add(1) % 256;
+                // Counted durably before the CONNECT: a restart of the app goes on from it
+                // (Sparkplug B 3.0: one more for each CONNECT, 255 followed by 0).
+                self.bd_seq = self
+                    .spool
+                    .count_connect()
+                    .map_err(|e| MqttError::Io(io::Error::other(e.to_string())))?
+                    % 256;
                 connect.last_will = Some(LastWill::new(
                     sparkplug::topic(&self.config.group, "NDEATH", &self.config.node),
                     sparkplug::ndeath(self.now_unix_ms, self.bd_seq),

@@ -4,8 +4,8 @@
 //!
 //! Layout (`docs/guardian.md`, "Store and forward"): two header slots at offsets 0 and 48, then
 //! the data region, used as a ring. A header slot is `"FSPL"`, generation, head offset, head
-//! sequence number, dropped count, reported count (u64 little-endian each) and a CRC-32 of
-//! the 44 bytes before it; the valid slot with the highest generation is the header, and a
+//! sequence number, dropped count, connect count (u64 little-endian each) and a CRC-32 of the
+//! 44 bytes before it; the valid slot with the highest generation is the header, and a
 //! header is written to the other slot, so a torn header write leaves the previous one. A record
 //! is `length u32, crc u32, seq u64, payload` (little-endian; the CRC covers length, seq and
 //! payload); records never straddle the end of the region: one that does not fit at the end
@@ -17,6 +17,10 @@
 //! Appending writes the record first and nothing else, unless space must be made: then the
 //! oldest records are dropped by a header write (head moved past them, dropped count raised)
 //! before the record is written over them. Delivering a record is a header write.
+//!
+//! The connect count is the uplink's, kept here because the spool has all of the app's mutable
+//! storage: how many MQTT CONNECTs were made since the spool was made (Sparkplug B's `bdSeq`
+//! must go on across restarts of the app, [`Spool::count_connect`]).
 
 use std::collections::VecDeque;
 use std::io;
@@ -55,7 +59,7 @@ struct Header {
     head: u64,
     head_seq: u64,
     dropped: u64,
-    reported: u64,
+    connects: u64,
 }
 
 impl Header {
@@ -67,7 +71,7 @@ impl Header {
             self.head,
             self.head_seq,
             self.dropped,
-            self.reported,
+            self.connects,
         ]
         .into_iter()
         .enumerate()
@@ -95,7 +99,7 @@ impl Header {
             head: field(1),
             head_seq: field(2),
             dropped: field(3),
-            reported: field(4),
+            connects: field(4),
         })
     }
 }
@@ -139,7 +143,7 @@ impl<S: Storage> Spool<S> {
         let header = [0, SLOT_LEN as usize]
             .into_iter()
             .filter_map(|at| slots.get(at..).and_then(Header::decode))
-            .filter(|h| h.head >= DATA_START && h.head <= end && h.reported <= h.dropped)
+            .filter(|h| h.head >= DATA_START && h.head <= end)
             .max_by_key(|h| h.generation);
         let fresh = header.is_none();
         let header = header.unwrap_or(Header {
@@ -147,7 +151,7 @@ impl<S: Storage> Spool<S> {
             head: DATA_START,
             head_seq: 0,
             dropped: 0,
-            reported: 0,
+            connects: 0,
         });
         let mut spool = Spool {
             storage,
@@ -263,21 +267,25 @@ impl<S: Storage> Spool<S> {
         self.live.iter().map(|e| e.len).sum()
     }
 
-    /// Messages dropped to make room and not yet reported ([`Spool::mark_reported`]).
-    pub fn unreported_drops(&self) -> u64 {
-        self.header.dropped - self.header.reported
-    }
-
     /// Messages dropped to make room since the spool was made.
     pub fn dropped_total(&self) -> u64 {
         self.header.dropped
     }
 
-    /// Records that `count` drops were reported.
-    pub fn mark_reported(&mut self, count: u64) -> Result<(), SpoolError> {
+    /// The MQTT CONNECTs counted since the spool was made ([`Spool::count_connect`]).
+    pub fn connects(&self) -> u64 {
+        self.header.connects
+    }
+
+    /// Counts one more CONNECT, durably (one header write) before it is made, and returns the
+    /// count before it: the first CONNECT is number 0. A crash after the write only skips a
+    /// number; a number is never given out twice.
+    pub fn count_connect(&mut self) -> Result<u64, SpoolError> {
+        let count = self.header.connects;
         let mut header = self.header;
-        header.reported = (header.reported + count).min(header.dropped);
-        self.write_header(header)
+        header.connects = count.wrapping_add(1);
+        self.write_header(header)?;
+        Ok(count)
     }
 
     /// Appends `payload`, dropping the oldest messages when it does not fit otherwise; returns

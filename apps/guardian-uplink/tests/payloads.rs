@@ -89,9 +89,21 @@ fn nbirth_declares_every_metric_and_ndeath_carries_bd_seq() {
         .iter()
         .map(|m| m.name.clone().unwrap())
         .collect();
-    assert_eq!(names, ["bdSeq", "Node Control/Rebirth", "temp", "run"]);
-    assert_eq!(birth.metrics[2].datatype, Some(DataType::Double as u32));
-    assert_eq!(birth.metrics[3].datatype, Some(DataType::Boolean as u32));
+    assert_eq!(
+        names,
+        [
+            "bdSeq",
+            "Node Control/Rebirth",
+            "Guardian/Dropped",
+            "Guardian/Provenance",
+            "Guardian/Unsigned",
+            "temp",
+            "run"
+        ]
+    );
+    assert_eq!(birth.metrics[3].datatype, Some(DataType::Bytes as u32));
+    assert_eq!(birth.metrics[5].datatype, Some(DataType::Double as u32));
+    assert_eq!(birth.metrics[6].datatype, Some(DataType::Boolean as u32));
     let death = Payload::decode(&sparkplug::ndeath(6, 3)[..]).expect("decode");
     assert_eq!(death.metrics[0].name.as_deref(), Some("bdSeq"));
     assert_eq!(death.metrics[0].value, birth.metrics[0].value);
@@ -108,6 +120,39 @@ fn ndata_carries_quality_exception_and_the_drop_count() {
     assert_eq!(props.keys, ["Quality", "ModbusException"]);
     let dropped = data.metrics.last().expect("metric");
     assert_eq!(dropped.name.as_deref(), Some(sparkplug::DROPPED));
+}
+
+#[test]
+fn the_provenance_metric_follows_the_signed_bytes_which_stay_a_prefix_of_what_is_sent() {
+    let historical = [true, false];
+    let signed = sparkplug::ndata_with(2000, 0, &readings(), &historical, None, &points());
+    let sealed = sparkplug::with_provenance(signed.clone(), 2000, b"COSE".to_vec());
+    let sent = sparkplug::with_seq(&sealed, 7);
+    assert!(
+        sent.starts_with(&signed),
+        "the signed bytes are the message's prefix"
+    );
+    let data = Payload::decode(&sent[..]).expect("decode");
+    assert_eq!(data.seq, Some(7));
+    assert_eq!(data.metrics[0].is_historical, Some(true));
+    assert_eq!(data.metrics[1].is_historical, None);
+    let provenance = data.metrics.last().expect("metric");
+    assert_eq!(provenance.name.as_deref(), Some(sparkplug::PROVENANCE));
+    assert_eq!(provenance.datatype, Some(DataType::Bytes as u32));
+    assert_eq!(
+        provenance.value,
+        Some(sparkplug::generated::payload::metric::Value::BytesValue(
+            b"COSE".to_vec()
+        ))
+    );
+    // Unsigned: the reason is a metric of the (unsigned) bytes themselves.
+    let unsigned = Payload::decode(
+        &sparkplug::ndata_with(2000, 0, &readings(), &[], Some("no signer"), &points())[..],
+    )
+    .expect("decode");
+    let marked = unsigned.metrics.last().expect("metric");
+    assert_eq!(marked.name.as_deref(), Some(sparkplug::UNSIGNED));
+    assert!(unsigned.metrics.iter().all(|m| m.is_historical.is_none()));
 }
 
 proptest! {

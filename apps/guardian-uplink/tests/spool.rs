@@ -17,6 +17,8 @@ enum Op {
     CrashAppend(usize, usize),
     /// A delivery whose header write crashes after this many bytes.
     CrashDeliver(usize, usize),
+    /// A CONNECT counted, its header write crashing after this many bytes when given.
+    Connect(Option<usize>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -26,6 +28,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => ((0usize..300), (0usize..400)).prop_map(|(len, at)| Op::CrashAppend(len, at)),
         1 => ((1usize..3), (0usize..48)).prop_map(|(n, at)| Op::CrashDeliver(n, at)),
+        1 => proptest::option::of(0usize..48).prop_map(Op::Connect),
     ]
 }
 
@@ -62,6 +65,8 @@ proptest! {
         let mut model: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
         let mut attempts = 0u64;
         let mut largest = 0u64;
+        // The connect count: only grows, by one per counted CONNECT, and survives reopening.
+        let mut connects = 0u64;
         for op in ops {
             let dropped_before = spool.dropped_total();
             match op {
@@ -124,7 +129,25 @@ proptest! {
                     }
                 }
                 Op::Reopen => spool = reopen(spool),
+                Op::Connect(crash) => {
+                    spool.storage_mut().crash_after = crash;
+                    match spool.count_connect() {
+                        Ok(n) => {
+                            prop_assert_eq!(n, connects);
+                            connects += 1;
+                        }
+                        Err(_) => {
+                            prop_assert!(crash.is_some());
+                            spool = reopen(spool);
+                            // Torn: the previous header (or the new one, when the bytes not
+                            // written happened to match).
+                            prop_assert!(spool.connects() == connects || spool.connects() == connects + 1);
+                            connects = spool.connects();
+                        }
+                    }
+                }
             }
+            prop_assert_eq!(spool.connects(), connects);
             spool.storage_mut().crash_after = None;
             let newly_dropped = spool.dropped_total() - dropped_before;
             for _ in 0..newly_dropped {
@@ -138,6 +161,7 @@ proptest! {
                 contents(&mut copy)
             };
             prop_assert_eq!(reopened_contents, model.iter().cloned().collect::<Vec<_>>());
+            prop_assert_eq!(Spool::open(spool_storage_copy(&spool)).expect("reopen copy").connects(), connects);
         }
     }
 }
@@ -168,7 +192,7 @@ fn a_torn_last_record_is_skipped_and_its_place_reused() {
 }
 
 #[test]
-fn a_full_spool_drops_the_oldest_and_counts_them_until_reported() {
+fn a_full_spool_drops_the_oldest_and_counts_them_across_reopenings() {
     // Room for four 100-byte messages.
     let capacity = DATA_START + 4 * (RECORD_HEADER_LEN + 100);
     let mut spool = Spool::open(MemoryStorage::new(capacity)).expect("open");
@@ -178,12 +202,26 @@ fn a_full_spool_drops_the_oldest_and_counts_them_until_reported() {
     assert_eq!(spool.append(&[4; 100]).expect("append").1, 1);
     assert_eq!(spool.append(&[5; 100]).expect("append").1, 1);
     let mut spool = reopen(spool);
-    assert_eq!(spool.unreported_drops(), 2);
+    assert_eq!(spool.dropped_total(), 2);
     let seqs: Vec<u64> = contents(&mut spool).iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, vec![2, 3, 4, 5]);
-    spool.mark_reported(2).expect("reported");
-    let spool = reopen(spool);
-    assert_eq!((spool.unreported_drops(), spool.dropped_total()), (0, 2));
+}
+
+#[test]
+fn the_connect_count_survives_reopening_and_a_torn_header_write_never_repeats_a_number() {
+    let mut spool = Spool::open(MemoryStorage::new(1024)).expect("open");
+    assert_eq!(spool.count_connect().expect("count"), 0);
+    assert_eq!(spool.count_connect().expect("count"), 1);
+    spool.append(b"kept").expect("append");
+    let mut spool = reopen(spool);
+    assert_eq!(spool.connects(), 2);
+    assert_eq!(spool.count_connect().expect("count"), 2);
+    // A header write cut short: the number was not given out, and the next one is the same.
+    spool.storage_mut().crash_after = Some(10);
+    assert!(spool.count_connect().is_err());
+    let mut spool = reopen(spool);
+    assert_eq!(spool.count_connect().expect("count"), 3);
+    assert_eq!(contents(&mut spool), vec![(0, b"kept".to_vec())]);
 }
 
 #[test]

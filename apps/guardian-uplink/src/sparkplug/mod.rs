@@ -6,9 +6,13 @@
 //! - NBIRTH (after every CONNECT, and on a rebirth request): `bdSeq`, `Node Control/Rebirth`,
 //!   and every point with its data type and its `unit` property, `seq` 0.
 //! - NDATA (one per poll round): every reading as a metric with its timestamp, its value (or
-//!   `is_null`) and a `Quality` property (an OPC DA quality code, [`quality_code`]), plus
-//!   `ModbusException` with the exception code; `Guardian/Dropped`, the messages dropped from the
-//!   full spool since it was made. `seq` is set when the message is sent (see [`with_seq`]).
+//!   `is_null`), `is_historical` when it was read while the uplink was disconnected, and a
+//!   `Quality` property (an OPC DA quality code, [`quality_code`]), plus `ModbusException` with
+//!   the exception code; `Guardian/Dropped`, the messages dropped from the full spool since it
+//!   was made. Then, outside the signed bytes, `Guardian/Provenance` (Bytes: the COSE_Sign1 over
+//!   everything before it, [`with_provenance`]) or, in a batch that could not be signed,
+//!   `Guardian/Unsigned` (String: why; inside the bytes, since nothing signs them). `seq` is set
+//!   when the message is sent (see [`with_seq`]), also outside the signed bytes.
 //! - NDEATH: the MQTT will, with the `bdSeq` of the CONNECT that set it.
 //! - NCMD: `Node Control/Rebirth` (true) and writes to points (a metric named after the point,
 //!   with a boolean, integer or floating-point value).
@@ -37,6 +41,10 @@ pub const REBIRTH: &str = "Node Control/Rebirth";
 pub const BD_SEQ: &str = "bdSeq";
 /// The metric that reports batches dropped from the spool.
 pub const DROPPED: &str = "Guardian/Dropped";
+/// The metric that carries a batch's COSE_Sign1 (docs/provenance.md).
+pub const PROVENANCE: &str = "Guardian/Provenance";
+/// The metric that marks a batch that could not be signed, with the reason.
+pub const UNSIGNED: &str = "Guardian/Unsigned";
 
 /// `spBv1.0/{group}/{kind}/{node}`.
 pub fn topic(group: &str, kind: &str, node: &str) -> String {
@@ -104,6 +112,20 @@ pub fn nbirth(timestamp: u64, bd_seq: u64, points: &[PointInfo]) -> Vec<u8> {
             ..Metric::default()
         },
     ];
+    // The guardian's own NDATA metrics, declared as Sparkplug requires (no value at birth).
+    for (name, datatype) in [
+        (DROPPED, DataType::UInt64),
+        (PROVENANCE, DataType::Bytes),
+        (UNSIGNED, DataType::String),
+    ] {
+        metrics.push(Metric {
+            name: Some(name.to_owned()),
+            timestamp: Some(timestamp),
+            datatype: Some(datatype as u32),
+            is_null: Some(true),
+            ..Metric::default()
+        });
+    }
     for point in points {
         let mut properties = Vec::new();
         if let Some(unit) = &point.unit {
@@ -136,9 +158,24 @@ pub fn nbirth(timestamp: u64, bd_seq: u64, points: &[PointInfo]) -> Vec<u8> {
 
 /// The NDATA payload of a batch, without its `seq` (added by [`with_seq`] when it is sent).
 pub fn ndata(timestamp: u64, dropped: u64, readings: &[Reading], points: &[PointInfo]) -> Vec<u8> {
+    ndata_with(timestamp, dropped, readings, &[], None, points)
+}
+
+/// [`ndata`] with `is_historical` set on the metric of each reading whose `historical` entry is
+/// true (read while the uplink was disconnected), and `Guardian/Unsigned` with `unsigned`'s
+/// reason when it is given.
+pub fn ndata_with(
+    timestamp: u64,
+    dropped: u64,
+    readings: &[Reading],
+    historical: &[bool],
+    unsigned: Option<&str>,
+    points: &[PointInfo],
+) -> Vec<u8> {
     let mut metrics: Vec<Metric> = readings
         .iter()
-        .map(|reading| {
+        .enumerate()
+        .map(|(index, reading)| {
             let kind = points
                 .iter()
                 .find(|p| p.name == reading.point)
@@ -171,6 +208,11 @@ pub fn ndata(timestamp: u64, dropped: u64, readings: &[Reading], points: &[Point
                 timestamp: Some(reading.timestamp_ms),
                 datatype: Some(data_type(kind) as u32),
                 is_null: reading.value.is_none().then_some(true),
+                is_historical: historical
+                    .get(index)
+                    .copied()
+                    .unwrap_or(false)
+                    .then_some(true),
                 value: reading.value.map(metric_value),
                 properties: Some(property_set(properties)),
                 ..Metric::default()
@@ -178,6 +220,15 @@ pub fn ndata(timestamp: u64, dropped: u64, readings: &[Reading], points: &[Point
         })
         .collect();
     metrics.push(uint64_metric(DROPPED, timestamp, dropped));
+    if let Some(reason) = unsigned {
+        metrics.push(Metric {
+            name: Some(UNSIGNED.to_owned()),
+            timestamp: Some(timestamp),
+            datatype: Some(DataType::String as u32),
+            value: Some(MetricValue::StringValue(reason.to_owned())),
+            ..Metric::default()
+        });
+    }
     Payload {
         timestamp: Some(timestamp),
         metrics,
@@ -208,6 +259,27 @@ pub fn with_seq(payload: &[u8], seq: u8) -> Vec<u8> {
     .encode(&mut out)
     .unwrap_or_default();
     out
+}
+
+/// `payload` (an NDATA without `seq`, the exact bytes `seal` signs) followed by the metric
+/// `Guardian/Provenance` whose Bytes value is `seal`: appending the encoding of `Payload {
+/// metrics: [m] }` appends `m` to the repeated field (protobuf merges), so any decoder reads one
+/// NDATA with one more metric, and a verifier finds the signed bytes again as the COSE_Sign1's
+/// payload (which is this message's prefix).
+pub fn with_provenance(mut payload: Vec<u8>, timestamp: u64, seal: Vec<u8>) -> Vec<u8> {
+    Payload {
+        metrics: vec![Metric {
+            name: Some(PROVENANCE.to_owned()),
+            timestamp: Some(timestamp),
+            datatype: Some(DataType::Bytes as u32),
+            value: Some(MetricValue::BytesValue(seal)),
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    }
+    .encode(&mut payload)
+    .unwrap_or_default();
+    payload
 }
 
 /// What an NCMD asks for.

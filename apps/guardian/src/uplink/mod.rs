@@ -1,6 +1,7 @@
 //! The MQTT uplink (`guardian-uplink`, `docs/guardian.md`, "Uplink"): readings published as
 //! JSON or Sparkplug B over the device's TLS connection, stored and forwarded through the app's
-//! mutable storage, write requests taken from the command topic and acknowledged.
+//! mutable storage, write requests taken from the command topic and acknowledged. Every batch
+//! is signed by the device key through the root of trust (`deviceauth.sign-batch`).
 //!
 //! Arguments (after the app's own): `--broker HOST:PORT` (a host in `AllowedConnections`; the
 //! app needs `DeviceAuthentication` and `MutableStorage`), `--format json|sparkplug` (JSON by
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use ferro_registermap::map::{DataType, ObjectType};
 use ferro_registermap::{Reading, RegisterMap, ValueKind, WriteAck, WriteRequest};
-use guardian_uplink::device::{DeviceClock, DeviceStorage, TlsConnector, log_events};
-use guardian_uplink::{Format, PointInfo, Unsealed, Uplink, UplinkConfig};
+use guardian_uplink::device::{DeviceClock, DeviceSeal, DeviceStorage, TlsConnector, log_events};
+use guardian_uplink::{Format, PointInfo, Uplink, UplinkConfig};
 
 use crate::seams::{CommandSource, ReadingSink};
 
@@ -71,7 +72,8 @@ fn points(map: &RegisterMap) -> Vec<PointInfo> {
 }
 
 /// The uplink on the device, as the guardian's [`ReadingSink`] and [`CommandSource`].
-pub struct MqttUplink(Uplink<DeviceStorage, TlsConnector, DeviceClock, Unsealed>);
+/// Every batch is signed by the device (`DeviceSeal`, docs/provenance.md).
+pub struct MqttUplink(Uplink<DeviceStorage, TlsConnector, DeviceClock, DeviceSeal>);
 
 impl MqttUplink {
     pub fn new(
@@ -91,7 +93,7 @@ impl MqttUplink {
             DeviceStorage,
             connector,
             DeviceClock,
-            Unsealed,
+            DeviceSeal,
         )?;
         Ok(MqttUplink(uplink))
     }

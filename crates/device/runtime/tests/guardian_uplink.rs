@@ -5,7 +5,9 @@
 //! B payloads, decoded by an independent implementation (protoc and Python's protobuf,
 //! `tests/interop/sparkplug_decode.py`); batches spooled through a broker outage and
 //! delivered in order; the oldest dropped and the drop reported when the quota fills; write
-//! requests acknowledged.
+//! requests acknowledged; and the guardian app itself, installed from a verified image, bridging
+//! a pymodbus simulator with every batch signed by the device (attested provenance,
+//! docs/provenance.md), accepted by the cloud's verifier and refused when tampered with.
 
 mod common;
 
@@ -16,14 +18,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::broker::{Reaped, device_with_certificate, start_broker_with};
-use common::pki::{TENANT, pki};
-use common::{Device, manifest_with, wait_until, wasm};
+use common::pki::{SigningServices, TENANT, pki};
+use common::{Device, device_with, manifest_with, wait_until, wasm};
 use ferro_e2e::modbus::Simulator;
 use ferro_e2e::mosquitto::Mosquitto;
+use ferro_provenance::{
+    ExpectedProvenance, ProvenanceError, TenantAnchors, VerifiedBatch, verify_batch,
+};
 use ferro_runtime::{AppId, InstallOptions, PackageFiles};
 use serde_json::Value as Json;
+use uuid::Uuid;
 
 const DEVICE: &str = "guardian-1";
+/// The image ID of the guardian's verified image (what its signed batches name).
+const GUARDIAN_IMAGE: Uuid = Uuid::from_u128(0x9a4d_0000_0000_4000_8000_0000_0000_0019);
+const BOOT: Uuid = Uuid::from_u128(0xb007_0000_0000_4000_8000_0000_0000_0019);
 
 /// A subscriber with a persistent session (so that a restart of the broker, which saves it,
 /// loses nothing queued for it), printing `TOPIC PAYLOAD` lines (the payload in hex when `hex`).
@@ -88,6 +97,9 @@ struct Setup {
     plain_port: u16,
     device: Device,
     app: AppId,
+    /// The tenant CA (the cloud's trust anchor of signed batches) and the app's component ID.
+    tenant_ca_pem: String,
+    component: Uuid,
     _dir: tempfile::TempDir,
 }
 
@@ -113,16 +125,19 @@ fn setup(
             json["Capabilities"]["MutableStorage"]["SizeKB"] = storage_kb.into();
         },
         |_| PackageFiles::default(),
+        None,
         before_install,
     )
 }
 
 /// A broker with persistence and app `name` installed with its manifest edited by `edit`
-/// (given the broker's TLS port) and the package files `files` makes from the manifest.
+/// (given the broker's TLS port) and the package files `files` makes from the manifest; with
+/// `image`, installed as the verified image of that ID on a device that signs its batches.
 fn setup_app(
     name: &str,
     edit: impl FnOnce(&mut serde_json::Value, u16),
     files: impl FnOnce(&ferro_manifest::ResolvedManifest) -> PackageFiles,
+    image: Option<Uuid>,
     before_install: impl FnOnce(&Mosquitto, u16) -> Vec<Subscriber>,
 ) -> (Setup, Vec<Subscriber>) {
     let pki = pki();
@@ -140,10 +155,17 @@ fn setup_app(
     );
     let (broker, tls_port, plain_port) = start_broker_with(dir.path(), &pki, &extra);
     let subscribers = before_install(&broker, plain_port);
-    let device = device_with_certificate(&pki);
+    let device = match image {
+        Some(_) => {
+            let services = std::sync::Arc::new(SigningServices::new(&pki, BOOT));
+            device_with(move |runtime| runtime.services = services)
+        }
+        None => device_with_certificate(&pki),
+    };
     let manifest = manifest_with(name, |json| edit(json, tls_port));
     let options = InstallOptions {
         package_files: files(&manifest),
+        image_id: image,
         ..InstallOptions::default()
     };
     let app = device
@@ -156,6 +178,8 @@ fn setup_app(
             plain_port,
             device,
             app,
+            tenant_ca_pem: pki.tenant_ca_pem.clone(),
+            component: manifest.component_id(),
             _dir: dir,
         },
         subscribers,
@@ -412,7 +436,7 @@ fn property<'a>(metric: &'a Json, key: &str) -> &'a Json {
 
 #[test]
 fn sparkplug_b_birth_data_death_and_commands_decode_with_an_independent_decoder() {
-    let (setup, subscribers) = setup("sparkplug", 100, 64, |broker, port| {
+    let (mut setup, subscribers) = setup("sparkplug", 100, 64, |broker, port| {
         vec![
             Subscriber::start(broker, port, "spBv1.0/#", true),
             Subscriber::start(
@@ -486,10 +510,7 @@ fn sparkplug_b_birth_data_death_and_commands_decode_with_an_independent_decoder(
         String::from_utf8_lossy(&ncmd.stderr)
     );
     let hex = String::from_utf8(ncmd.stdout).expect("utf-8");
-    let bytes: Vec<u8> = (0..hex.trim().len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex.trim()[i..i + 2], 16).expect("hex"))
-        .collect();
+    let bytes = unhex(hex.trim());
     publish(
         setup.plain_port,
         "spBv1.0/ferrosphere/NCMD/guardian-1",
@@ -511,12 +532,92 @@ fn sparkplug_b_birth_data_death_and_commands_decode_with_an_independent_decoder(
         .find(|d| d["topic"] == "spBv1.0/ferrosphere/NDEATH/guardian-1")
         .expect("NDEATH");
     assert_eq!(metric(&death["payload"], "bdSeq")["long_value"], bd_seq);
+    let bd_seq: u64 = bd_seq.as_str().expect("bdSeq").parse().expect("number");
+
+    // The app starts again: bdSeq goes on from the app's storage (Sparkplug B 3.0: one more for
+    // every CONNECT), it does not start over.
+    let births = |lines: &[String]| -> Vec<u64> {
+        decode_sparkplug(lines)
+            .iter()
+            .filter(|d| d["topic"] == "spBv1.0/ferrosphere/NBIRTH/guardian-1")
+            .map(|d| {
+                let n = &metric(&d["payload"], "bdSeq")["long_value"];
+                n.as_str().expect("bdSeq").parse().expect("number")
+            })
+            .collect()
+    };
+    let before = births(&sub.lines()).len();
+    setup
+        .device
+        .runtime
+        .start(setup.app)
+        .expect("start the app");
+    sub.wait("/NBIRTH/guardian-1", "an NBIRTH after the restart", |p| {
+        p.len() > before
+    });
+    assert_eq!(births(&sub.lines()).last(), Some(&(bd_seq + 1)));
+
+    // A broker outage: what was read while the uplink was disconnected comes afterwards with
+    // is_historical, what was read while it was connected without.
+    let ndata_before = sub.payloads("/NDATA/guardian-1").len();
+    setup.broker.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    setup.broker.restart();
+    // (The NBIRTH after the reconnect is QoS 0: the broker does not keep it for a subscriber
+    // that is not back yet.)
+    sub.wait("/NDATA/guardian-1", "NDATA after the outage", |p| {
+        p.len() >= ndata_before + 20
+    });
+    let historical: Vec<bool> = decode_sparkplug(&sub.lines())
+        .iter()
+        .filter(|d| d["topic"] == "spBv1.0/ferrosphere/NDATA/guardian-1")
+        .skip(ndata_before)
+        .map(|d| metric(&d["payload"], "counter")["is_historical"] == true)
+        .collect();
+    assert!(historical.contains(&true), "{historical:?}");
+    assert_eq!(historical.last(), Some(&false), "{historical:?}");
+    // Historical ones come first (stored while disconnected, sent in order), then live ones.
+    let first_live = historical.iter().position(|h| !h).expect("a live one");
+    assert!(
+        historical[first_live..].iter().all(|h| !h),
+        "{historical:?}"
+    );
 }
 
-#[test]
-fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_back() {
-    let mut machine = Simulator::tcp();
-    machine.set("ir", 0, &[215]); // 21.5 degC at scale 0.1
+/// Bytes from the hex `mosquitto_sub -F %x` prints.
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&text[at..at + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Verifies a signed batch as the cloud does: the tenant's CA, the guardian's image ID and
+/// component.
+fn verify(setup: &Setup, batch: &[u8], image: Uuid) -> Result<VerifiedBatch, ProvenanceError> {
+    let anchors = TenantAnchors::from_pem(&setup.tenant_ca_pem).expect("anchors");
+    let expected = ExpectedProvenance {
+        image_ids: [image].into(),
+        component_id: Some(setup.component),
+        device_ids: None,
+        allow_development: false,
+    };
+    verify_batch(
+        batch,
+        &anchors,
+        ferro_pki::time::OffsetDateTime::now_utc(),
+        &expected,
+    )
+}
+
+/// The guardian polling the simulator's `supply_temp` (input register 0, scale 0.1) and
+/// `setpoint` (holding register 100, writable 5..=25) every 100 ms, publishing in `format`,
+/// installed from its verified image on a device that signs its batches.
+fn guardian_setup(
+    machine: &Simulator,
+    format: &str,
+    subscribe: &'static [&'static str],
+) -> (Setup, Vec<Subscriber>) {
     let map = serde_json::json!({
         "schemaVersion": 1,
         "transport": {"type": "tcp", "host": "127.0.0.1", "port": machine.port.expect("port")},
@@ -530,14 +631,17 @@ fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_
              "scale": 0.1, "pollMs": 100, "writable": {"min": 5, "max": 25}}
         ]
     });
-    let (setup, subscribers) = setup_app(
+    let format = format.to_owned();
+    setup_app(
         "guardian",
         |json, tls_port| {
             json["CmdArgs"] = serde_json::json!([
                 "--broker",
                 format!("127.0.0.1:{tls_port}"),
                 "--device",
-                DEVICE
+                DEVICE,
+                "--format",
+                format
             ]);
             json["Capabilities"]["DeviceAuthentication"] = TENANT.into();
             json["Capabilities"]["MutableStorage"] = serde_json::json!({"SizeKB": 64});
@@ -552,18 +656,48 @@ fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_
             ])
             .expect("package files")
         },
+        Some(GUARDIAN_IMAGE),
         |broker, port| {
-            vec![Subscriber::start(
-                broker,
-                port,
-                &format!("ferro/guardian/{DEVICE}/#"),
-                false,
-            )]
+            subscribe
+                .iter()
+                .map(|topic| {
+                    let topic = topic.replace("{DEVICE}", DEVICE);
+                    // Telemetry is binary (COSE, protobuf): in hex.
+                    let hex = !topic.ends_with("/acks");
+                    Subscriber::start(broker, port, &topic, hex)
+                })
+                .collect()
         },
+    )
+}
+
+#[test]
+fn the_guardian_bridges_the_simulated_machine_to_the_broker_signs_every_batch_and_writes_commands_back()
+ {
+    let mut machine = Simulator::tcp();
+    machine.set("ir", 0, &[215]); // 21.5 degC at scale 0.1
+    let (setup, subscribers) = guardian_setup(
+        &machine,
+        "json",
+        &[
+            "ferro/guardian/{DEVICE}/telemetry",
+            "ferro/guardian/{DEVICE}/acks",
+        ],
     );
-    let sub = &subscribers[0];
-    let point = |batch: &Json, name: &str| -> Option<Json> {
-        batch["points"]
+    let (telemetry, acks_sub) = (&subscribers[0], &subscribers[1]);
+    // Every batch the broker got is a COSE_Sign1 that the cloud's verifier accepts; the
+    // payload is used only from the verified batch.
+    let verified = |payloads: &[String]| -> Vec<VerifiedBatch> {
+        payloads
+            .iter()
+            .map(|hex| {
+                verify(&setup, &unhex(hex), GUARDIAN_IMAGE)
+                    .unwrap_or_else(|error| panic!("a batch refused: {error}"))
+            })
+            .collect()
+    };
+    let point = |batch: &VerifiedBatch, name: &str| -> Option<Json> {
+        json(std::str::from_utf8(batch.payload()).expect("utf-8"))["points"]
             .as_array()?
             .iter()
             .find(|p| p["name"] == name)
@@ -571,22 +705,54 @@ fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_
     };
     let reads = |value: f64| {
         move |payloads: &[String]| {
-            payloads.iter().any(|b| {
-                point(&json(b), "supply_temp")
+            verified(payloads).iter().any(|b| {
+                point(b, "supply_temp")
                     .is_some_and(|p| p["value"] == value && p["quality"] == "good")
             })
         }
     };
-    let batches = sub.wait("/telemetry", "supply_temp 21.5", reads(21.5));
-    let first = batches
+    let batches = telemetry.wait("/telemetry", "supply_temp 21.5", reads(21.5));
+    let first = verified(&batches)
         .iter()
-        .map(|b| json(b))
-        .find_map(|b| point(&b, "supply_temp"))
+        .find_map(|b| point(b, "supply_temp"))
         .expect("point");
     assert_eq!(first["unit"], "degC");
     // A change on the machine reaches the broker at the next poll.
     machine.set("ir", 0, &[230]);
-    sub.wait("/telemetry", "supply_temp 23", reads(23.0));
+    let batches = telemetry.wait("/telemetry", "supply_temp 23", reads(23.0));
+
+    // What the verifier says of them: this app, this image, this boot, a growing sequence;
+    // no batch unsigned.
+    let verified = verified(&batches);
+    for batch in &verified {
+        assert_eq!(batch.component_id(), setup.component);
+        assert_eq!(batch.image_id(), GUARDIAN_IMAGE);
+        assert_eq!(batch.boot_id(), BOOT);
+        assert!(!batch.development());
+        let payload = json(std::str::from_utf8(batch.payload()).expect("utf-8"));
+        assert_eq!(payload["device"], DEVICE);
+        assert!(payload.get("unsigned").is_none(), "{payload}");
+    }
+    let sequences: Vec<u64> = verified.iter().map(VerifiedBatch::sequence).collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    // Attacks: one byte of the payload changed, and the right bytes from another image.
+    let original = unhex(&batches[0]);
+    let needle = b"\"supply_temp\"";
+    let at = original
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the JSON payload inside");
+    let mut tampered = original.clone();
+    tampered[at + 1] = b'S';
+    assert!(matches!(
+        verify(&setup, &tampered, GUARDIAN_IMAGE),
+        Err(ProvenanceError::BadSignature)
+    ));
+    let other_image = Uuid::from_u128(0x0bad);
+    assert!(matches!(
+        verify(&setup, &original, other_image),
+        Err(ProvenanceError::UnexpectedImage(_))
+    ));
 
     let commands = format!("ferro/guardian/{DEVICE}/commands");
     publish(
@@ -599,7 +765,7 @@ fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_
         &commands,
         br#"{"id":"m2","point":"setpoint","value":40}"#,
     );
-    let acks = sub.wait("/acks", "two acknowledgements", |p| p.len() >= 2);
+    let acks = acks_sub.wait("/acks", "two acknowledgements", |p| p.len() >= 2);
     let acks: Vec<Json> = acks.iter().map(|a| json(a)).collect();
     assert_eq!(
         acks[0],
@@ -617,4 +783,88 @@ fn the_guardian_bridges_the_simulated_machine_to_the_broker_and_writes_commands_
     setup
         .device
         .wait_for_log(setup.app, "write m2 refused", Duration::from_secs(10));
+}
+
+#[test]
+fn the_guardian_s_sparkplug_b_batches_carry_their_signature_as_a_metric_that_verifies() {
+    let mut machine = Simulator::tcp();
+    machine.set("ir", 0, &[215]);
+    let (setup, subscribers) = guardian_setup(&machine, "sparkplug", &["spBv1.0/#"]);
+    let sub = &subscribers[0];
+    // A batch for each change on the machine.
+    for (n, raw) in [215u16, 216, 217].into_iter().enumerate() {
+        machine.set("ir", 0, &[raw]);
+        sub.wait("/NDATA/guardian-1", "an NDATA per change", |p| p.len() > n);
+    }
+    let lines = sub.lines();
+    // An independent decoder parses every payload (protoc, Python's protobuf).
+    let decoded = decode_sparkplug(&lines);
+    let birth = decoded
+        .iter()
+        .find(|d| d["topic"] == "spBv1.0/ferrosphere/NBIRTH/guardian-1")
+        .expect("NBIRTH");
+    assert_eq!(
+        metric(&birth["payload"], "Guardian/Provenance")["datatype"],
+        17,
+        "declared as Bytes"
+    );
+    let data: Vec<(&String, &Json)> = lines
+        .iter()
+        .zip(&decoded)
+        .filter(|(_, d)| d["topic"] == "spBv1.0/ferrosphere/NDATA/guardian-1")
+        .map(|(line, d)| (line, &d["payload"]))
+        .collect();
+    assert!(data.len() >= 3);
+    for (line, payload) in &data {
+        let sent = unhex(line.split_once(' ').expect("topic and payload").1);
+        let seal = unhex(
+            metric(payload, "Guardian/Provenance")["bytes_value"]
+                .as_str()
+                .expect("hex"),
+        );
+        let verified = verify(&setup, &seal, GUARDIAN_IMAGE)
+            .unwrap_or_else(|error| panic!("an NDATA refused: {error}"));
+        assert_eq!(verified.image_id(), GUARDIAN_IMAGE);
+        // The signed bytes are the NDATA as sent up to the provenance metric and seq.
+        assert!(sent.starts_with(verified.payload()));
+        let signed = decode_sparkplug(&[format!(
+            "signed {}",
+            verified
+                .payload()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )]);
+        let signed = &signed[0]["payload"];
+        assert!(signed.get("seq").is_none(), "seq is outside the signature");
+        let names = |p: &Json| -> Vec<Json> {
+            p["metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .map(|m| m["name"].clone())
+                .collect()
+        };
+        let mut outer = names(payload);
+        assert_eq!(outer.pop(), Some(Json::from("Guardian/Provenance")));
+        assert_eq!(names(signed), outer, "every other metric is signed");
+        assert!(signed["metrics"][0]["double_value"].is_number(), "{signed}");
+    }
+    // Tampered: a byte of the signed NDATA inside the seal changed.
+    let (_, payload) = data[0];
+    let mut seal = unhex(
+        metric(payload, "Guardian/Provenance")["bytes_value"]
+            .as_str()
+            .expect("hex"),
+    );
+    let needle = b"supply_temp";
+    let at = seal
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the NDATA inside");
+    seal[at] = b'S';
+    assert!(matches!(
+        verify(&setup, &seal, GUARDIAN_IMAGE),
+        Err(ProvenanceError::BadSignature)
+    ));
 }

@@ -11,57 +11,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pki::{Pki, TENANT, pki};
+use common::pki::{Pki, SigningServices, pki};
 use common::{device_with, manifest_with, wasm};
-use ferro_provenance::{
-    BootSequence, ExpectedProvenance, ProvenanceError, TenantAnchors, sign_batch, verify_batch,
-};
-use ferro_runtime::{AppId, BatchOrigin, DeviceServices, InstallOptions, ServiceError};
+use ferro_provenance::{ExpectedProvenance, ProvenanceError, TenantAnchors, verify_batch};
+use ferro_runtime::{AppId, BatchOrigin, DeviceServices, InstallOptions};
 use uuid::Uuid;
 
 const IMAGE: Uuid = Uuid::from_u128(0x1a9e_0000_0000_4000_8000_0000_0000_00f1);
 const BOOT: Uuid = Uuid::from_u128(0xb007_0000_0000_4000_8000_0000_0000_00f1);
 
-/// Signs as `ferro_device::app_services` does: the tenant's device certificate and its CA,
-/// this boot's next claims.
-#[derive(Debug)]
-struct Signing {
-    key: Arc<ferro_signing::SoftwareSigningKey>,
-    chain: Vec<Vec<u8>>,
-    tenant: Uuid,
-    batches: BootSequence,
-}
-
-impl DeviceServices for Signing {
-    /// A certificate is ready (the guest waits for one before it signs).
-    fn certificate_chain_pem(&self, _app: AppId) -> Option<String> {
-        Some("-----BEGIN CERTIFICATE-----".to_owned())
-    }
-
-    fn sign_batch(
-        &self,
-        app: AppId,
-        origin: &BatchOrigin,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, ServiceError> {
-        if origin.tenant != self.tenant {
-            return Err(ServiceError::NoCertificate);
-        }
-        let claims = self
-            .batches
-            .next_claims(app.uuid(), origin.image_id, origin.development);
-        sign_batch(self.key.as_ref(), &self.chain, &claims, payload)
-            .map_err(|_| ServiceError::SigningFailed)
-    }
-}
-
-fn signing(pki: &Pki) -> Arc<Signing> {
-    Arc::new(Signing {
-        key: pki.device_key.clone(),
-        chain: vec![pki.device_chain[0].to_vec(), pki.tenant_ca.to_vec()],
-        tenant: TENANT.parse().expect("uuid"),
-        batches: BootSequence::new(BOOT),
-    })
+/// Signs as `ferro_device::app_services` does (`common::pki::SigningServices`).
+fn signing(pki: &Pki) -> Arc<SigningServices> {
+    Arc::new(SigningServices::new(pki, BOOT))
 }
 
 /// Reads `count` length-prefixed batches from the app's one connection.

@@ -1,5 +1,6 @@
 //! Test PKI: a platform root and a TLS server certificate for 127.0.0.1 under it, a tenant CA
-//! and a device certificate from it, and device services lending a TLS client identity.
+//! and a device certificate from it, and device services lending a TLS client identity (and
+//! signing telemetry batches with the device key, as `ferro-device` does).
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use ferro_pki::{
     FileKeyStore, create_tenant_ca, issue_device_certificate, issue_platform_root_certificate,
     issue_service_tls_certificate,
 };
-use ferro_runtime::{AppId, DeviceServices};
+use ferro_provenance::BootSequence;
+use ferro_runtime::{AppId, BatchOrigin, DeviceServices, ServiceError};
 use ferro_signing::{DeviceId, SoftwareSigningKey};
 use rustls::pki_types::CertificateDer;
 use uuid::Uuid;
@@ -107,4 +109,55 @@ pub fn client_config(pki: &Pki) -> Arc<rustls::ClientConfig> {
         )
         .expect("client config"),
     )
+}
+
+/// [`Services`] that also sign telemetry batches as `ferro_device::app_services` does: the
+/// device key of the TLS identity, its certificate and the tenant CA in x5chain, this boot's
+/// next claims; only for the tenant the device belongs to.
+#[derive(Debug)]
+pub struct SigningServices {
+    pub tls: Services,
+    pub key: Arc<SoftwareSigningKey>,
+    pub chain: Vec<Vec<u8>>,
+    pub batches: BootSequence,
+}
+
+impl SigningServices {
+    pub fn new(pki: &Pki, boot: Uuid) -> SigningServices {
+        SigningServices {
+            tls: Services {
+                config: Some(client_config(pki)),
+                tenant: TENANT.parse().expect("uuid"),
+            },
+            key: pki.device_key.clone(),
+            chain: vec![pki.device_chain[0].to_vec(), pki.tenant_ca.to_vec()],
+            batches: BootSequence::new(boot),
+        }
+    }
+}
+
+impl DeviceServices for SigningServices {
+    fn tls_client_config(&self, app: AppId, tenant: Uuid) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.tls_client_config(app, tenant)
+    }
+
+    fn certificate_chain_pem(&self, app: AppId) -> Option<String> {
+        self.tls.certificate_chain_pem(app)
+    }
+
+    fn sign_batch(
+        &self,
+        app: AppId,
+        origin: &BatchOrigin,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
+        if origin.tenant != self.tls.tenant {
+            return Err(ServiceError::NoCertificate);
+        }
+        let claims = self
+            .batches
+            .next_claims(app.uuid(), origin.image_id, origin.development);
+        ferro_provenance::sign_batch(self.key.as_ref(), &self.chain, &claims, payload)
+            .map_err(|_| ServiceError::SigningFailed)
+    }
 }
