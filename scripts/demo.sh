@@ -118,11 +118,7 @@ mkdir -p "${DEMO}/intercore/bin" "${DEMO}/rt-echo/bin"
 cp apps/samples/intercore/app_manifest.json "${DEMO}/intercore/"
 cp apps/target/wasm32-wasip2/release/intercore.wasm "${DEMO}/intercore/bin/intercore"
 cp apps/rt/target/thumbv7em-none-eabihf/release/rt-echo "${DEMO}/rt-echo/bin/rt-echo"
-cat > "${DEMO}/rt-echo/app_manifest.json" <<JSON
-{"SchemaVersion": 1, "Name": "rt-echo", "ComponentId": "${rtecho_id}", "EntryPoint": "/bin/rt-echo",
- "CmdArgs": [], "ApplicationType": "RealTimeCapable",
- "Capabilities": {"AllowedApplicationConnections": ["${intercore_id}"]}}
-JSON
+cp apps/rt/rt-echo/app_manifest.json "${DEMO}/rt-echo/"
 for app in intercore rt-echo; do
     ferro image-package pack-application --package-directory "${DEMO}/${app}" \
         --destination "${DEMO}/${app}.imagepackage" --version 1.0.0 \

@@ -25,6 +25,12 @@ pub fn set(pin: u8, high: bool) -> Result<(), PinOutOfRange> {
     Ok(())
 }
 
+/// The input levels the host gives, one bit per GPIO 0-31 (the board's levels of the pins the
+/// app's manifest grants; a change rings the core's doorbell, see [`crate::wait_until`]).
+pub fn inputs() -> u32 {
+    crate::CONTROL.gpio().input
+}
+
 /// The level the host gives input `pin`.
 pub fn input(pin: u8) -> Result<bool, PinOutOfRange> {
     Ok(crate::CONTROL.gpio().input & bit(pin)? != 0)

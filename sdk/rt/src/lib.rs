@@ -122,6 +122,37 @@ pub fn mailbox_region() -> &'static RawRegion {
     &PSRAM
 }
 
+/// Sleeps (WFI) until `ready()` answers true or `deadline` passes, asking again after each
+/// interrupt (a doorbell: a message, or the host changed a GPIO input; a byte on the app's
+/// UART; the alarm). Interrupts are masked between the question and the WFI, so an event in
+/// between is never slept through. Answers whether `ready()` held.
+///
+/// ```no_run
+/// # use core::time::Duration;
+/// # let mut rt = ferro_rt::init();
+/// // Wake on a button edge, a UART byte, or after 100 ms.
+/// let seen = ferro_rt::gpio::inputs();
+/// let deadline = ferro_rt::time::now().after(Duration::from_millis(100));
+/// ferro_rt::wait_until(deadline, || ferro_rt::gpio::inputs() != seen || rt.uart.available());
+/// ```
+pub fn wait_until(deadline: time::Instant, mut ready: impl FnMut() -> bool) -> bool {
+    loop {
+        if ready() {
+            return true;
+        }
+        if time::now() >= deadline {
+            return false;
+        }
+        time::set_alarm(deadline);
+        cortex_m::interrupt::disable();
+        if !ready() && !time::alarm_pending() {
+            cortex_m::asm::wfi();
+        }
+        // SAFETY: re-enables what this loop disabled; no critical section spans it.
+        unsafe { cortex_m::interrupt::enable() };
+    }
+}
+
 /// Sleeps in WFI until an interrupt (a doorbell, the alarm, the app's UART) is handled.
 pub fn wait_for_interrupt() {
     cortex_m::asm::wfi();

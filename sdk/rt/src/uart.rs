@@ -70,6 +70,11 @@ impl AppUart {
         })
     }
 
+    /// Whether a received byte waits.
+    pub fn available(&self) -> bool {
+        cortex_m::interrupt::free(|cs| RX.borrow(cs).borrow().len != 0)
+    }
+
     /// The next received byte, sleeping (WFI) until one comes.
     pub fn read(&mut self) -> u8 {
         loop {

@@ -6,6 +6,10 @@
 //! `mismatch <i>: ...`, `disconnected at <i>`, `oversize: <error>`, `done <count>`. A
 //! disconnect (the partner restarted) is followed by a new connection and the message is sent
 //! again. Further arguments are component IDs to try to connect to first (each one line).
+//!
+//! With `bench <partner> <size> <count>` it is the guest of `crates/device/os/benches/rt_partner.rs`
+//! instead: `count` round trips of `size`-byte messages, one at a time, as fast as it can (the
+//! benchmark times them on the host), then `bench done <count>` (or `bench failed <i>: ...`).
 
 use std::time::Duration;
 
@@ -46,8 +50,44 @@ fn is_echo(answer: &[u8], sent: &[u8]) -> bool {
     answer.len() == len && answer[16..] == sent[..len - 16]
 }
 
+/// The benchmark mode: `count` round trips of `size` bytes.
+fn bench(partner: &str, size: usize, count: u32) {
+    let Some(mut connection) = connect(partner) else {
+        return;
+    };
+    let data = vec![0x5a; size.clamp(1, MAX_MESSAGE_BYTES)];
+    for i in 0..count {
+        let answer = connection
+            .send(&data, WAIT)
+            .and_then(|()| connection.receive(WAIT));
+        match answer {
+            Ok(Some(message)) if is_echo(&message.data, &data) => {}
+            Ok(Some(_)) => {
+                println!("bench failed {i}: not the echo");
+                return;
+            }
+            Ok(None) => {
+                println!("bench failed {i}: no answer");
+                return;
+            }
+            Err(error) => {
+                println!("bench failed {i}: {error}");
+                return;
+            }
+        }
+    }
+    println!("bench done {count}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("bench") {
+        let partner = args.get(2).cloned().unwrap_or_default();
+        let size = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(16);
+        let count = args.get(4).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        bench(&partner, size, count);
+        return;
+    }
     let partner = args.get(1).cloned().unwrap_or_default();
     let count: u32 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100);
     for other in args.iter().skip(3) {

@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use crate::identity::DeviceContext;
 use crate::layout::{DataDir, read_bounded, read_json, write_atomic, write_json};
-use crate::rt_apps::RtHost;
+use crate::rt_apps::{RT_WATCHDOG, RtAppSpec, RtHost};
 use ferro_rtcore::CoreStatus;
 
 /// Largest app package the device verifies into memory (the runtime caps components at 32 MiB).
@@ -189,6 +189,8 @@ pub struct AppManager {
     board: Option<Arc<VirtualBoard>>,
     /// The board's real-time cores (`RealTimeCore` entries of its hardware definition), in order.
     cores: Vec<String>,
+    /// The watchdog period each core's definition sets for its apps (`WatchdogPeriodMs`).
+    core_watchdogs: BTreeMap<String, Duration>,
     /// The real-time cores and the RT apps on them.
     rt: RtHost,
     state: Mutex<State>,
@@ -225,6 +227,18 @@ impl AppManager {
         let cores = definition
             .as_ref()
             .map(HardwareDefinition::real_time_cores)
+            .unwrap_or_default();
+        let core_watchdogs = definition
+            .as_ref()
+            .map(|d| {
+                cores
+                    .iter()
+                    .filter_map(|core| {
+                        d.core_watchdog_period_ms(core)
+                            .map(|ms| (core.clone(), Duration::from_millis(u64::from(ms))))
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let storage = data_dir.apps_dir().join("storage");
         crate::layout::create_private_dir(&storage)?;
@@ -272,6 +286,7 @@ impl AppManager {
             runtime,
             board,
             cores,
+            core_watchdogs,
             rt,
             state: Mutex::new(State::default()),
             changes: Mutex::new(()),
@@ -713,6 +728,14 @@ impl AppManager {
                 )
             })?;
         self.rt.check_elf(&core, &image_bytes)?;
+        if let [_, _, ..] = manifest.capabilities().uart() {
+            return Err(format!(
+                "its manifest grants {} UARTs ({}), but a real-time core has one app UART: \
+                 grant one",
+                manifest.capabilities().uart().len(),
+                manifest.capabilities().uart().join(", ")
+            ));
+        }
         let mut resources = Resource::claimed_by(manifest.capabilities());
         resources.push(Resource::RealTimeCore(core.clone()));
         self.runtime.reserve(id, &resources).map_err(|e| {
@@ -723,15 +746,21 @@ impl AppManager {
             )
         })?;
         let capabilities = manifest.capabilities();
-        if let Err(reason) = self.rt.install(
-            id.uuid(),
-            &core,
-            manifest.name(),
-            image_bytes,
-            capabilities.application_connections().to_vec(),
-            capabilities.gpio().to_vec(),
-            manual_start,
-        ) {
+        // The manifest's period, else the board's for this core, else the device's default.
+        let watchdog = manifest
+            .watchdog_period_ms()
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .or_else(|| self.core_watchdogs.get(&core).copied())
+            .unwrap_or(RT_WATCHDOG);
+        let spec = RtAppSpec {
+            name: manifest.name().to_string(),
+            elf: image_bytes,
+            allowed: capabilities.application_connections().to_vec(),
+            gpio: capabilities.gpio().to_vec(),
+            uart: capabilities.uart().first().cloned(),
+            watchdog,
+        };
+        if let Err(reason) = self.rt.install(id.uuid(), &core, spec, manual_start) {
             self.rt.remove(id.uuid());
             self.runtime.release_reserved(id);
             return Err(reason);
@@ -1143,6 +1172,24 @@ impl AppManager {
             .set_button(pin, pressed)
             .map_err(|e| AppError::Board(e.to_string()))?;
         self.board_state()
+    }
+
+    /// The virtual board's UART peer of `uart`: sends `data` to the app that holds the UART (a
+    /// high-level app's reads, or a real-time core's app UART through its bridge) and takes
+    /// what the app wrote since the last exchange.
+    pub fn uart_peer(&self, uart: &str, data: &[u8]) -> Result<api::UartPeerExchange, AppError> {
+        let board = self.virtual_board()?;
+        let accepted = board
+            .uart_peer_send(uart, data)
+            .map_err(|e| AppError::Board(e.to_string()))?;
+        let received = board
+            .uart_peer_take(uart)
+            .map_err(|e| AppError::Board(e.to_string()))?;
+        Ok(api::UartPeerExchange {
+            uart: uart.to_string(),
+            accepted: u32::try_from(accepted).unwrap_or(u32::MAX),
+            received,
+        })
     }
 
     /// Set the simulated temperature sensor.

@@ -207,6 +207,7 @@ fn api_router() -> OpenApiRouter<LocalApi> {
         .routes(routes!(board))
         .routes(routes!(press_button))
         .routes(routes!(set_temperature))
+        .routes(routes!(uart_peer))
 }
 
 /// The OpenAPI document of the local device API, as checked in at `openapi/device-local.json`
@@ -563,4 +564,32 @@ async fn set_temperature(
     let body = body_or_413(body)?;
     let setting: api::TemperatureSetting = json_body(&body)?;
     Ok(axum::Json(s.apps.set_temperature(setting.millicelsius)?))
+}
+
+#[utoipa::path(post, path = "/v1/board/uarts/{name}/peer", tag = "board",
+    params(("name" = String, Path, description = "The UART's AppManifestValue (e.g. ISU1)")),
+    request_body = api::UartPeerSend,
+    responses((status = 200, description = "OK: the bytes sent to the app, what it wrote", body = api::UartPeerExchange),
+        (status = 404, description = "`not_found`: no such UART, or no virtual board", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`malformed_json` (not well-formed JSON) or `invalid_body` (the wrong shape, or more than 4096 bytes)", body = ErrorBody)))]
+async fn uart_peer(
+    State(s): State<LocalApi>,
+    UrlPath(name): UrlPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<axum::Json<api::UartPeerExchange>> {
+    let body = body_or_413(body)?;
+    let send: api::UartPeerSend = json_body(&body)?;
+    if send.data.len() > api::MAX_UART_PEER_SEND {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidBody,
+            format!(
+                "data holds {} bytes; one exchange sends at most {}",
+                send.data.len(),
+                api::MAX_UART_PEER_SEND
+            ),
+        ));
+    }
+    Ok(axum::Json(s.apps.uart_peer(&name, &send.data)?))
 }

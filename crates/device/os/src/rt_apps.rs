@@ -6,15 +6,21 @@
 //! of the mailbox: [`RtHost`] is the runtime's `PartnerConnector`, so a high-level app reaches a
 //! core only through it, and only when both manifests name each other. A watcher thread per
 //! core turns its crashes into the runtime's error events (`CoreCrashed`, reported as AppCrash)
-//! and mirrors the GPIO outputs the core drives onto the virtual board (its LEDs).
+//! and mirrors the GPIO outputs the core drives onto the virtual board (its LEDs); an input
+//! thread forwards the board's input levels (buttons) of the pins each app's manifest grants to
+//! its core at each edge; the UART an app's manifest grants is bridged both ways between the
+//! core's app UART and the virtual board's UART, whose peer tests drive (`docs/realtime-apps.md`,
+//! "Peripherals").
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use ferro_peripherals::{GpioBackend, Level, OutputMode, VirtualBoard};
+use ferro_peripherals::{GpioBackend, Level, OutputMode, UartBackend, UartConfig, VirtualBoard};
 use ferro_rtcore::{
     Backoff, ComponentId, CoreEvent, CoreId, CoreStatus, Endpoint, MailboxError, QemuConfig,
     QemuCore, RealTimeCore, RunConfig, VerifiedElf,
@@ -24,10 +30,15 @@ use ferro_runtime::{
 };
 use uuid::Uuid;
 
-/// How long an RT app may go without kicking its watchdog before its core is restarted.
+/// The watchdog period of an RT app whose manifest sets none on a core whose board sets none
+/// (`WatchdogPeriodMs`, docs/realtime-apps.md).
 pub const RT_WATCHDOG: Duration = Duration::from_secs(5);
 /// How often a watcher copies a core's GPIO outputs to the board.
 const GPIO_POLL: Duration = Duration::from_millis(20);
+/// How long the input thread and a UART bridge wait before looking whether they should end.
+const BRIDGE_TICK: Duration = Duration::from_millis(50);
+/// Bytes a UART bridge moves at a time.
+const UART_CHUNK: usize = 256;
 /// Device notes (refused connections) kept per RT app for its log.
 const MAX_NOTES: usize = 100;
 
@@ -41,17 +52,30 @@ pub struct RtLogLine {
     pub text: String,
 }
 
+/// What an RT app's manifest (and the board) give it, for [`RtHost::install`].
+#[derive(Debug, Clone)]
+pub struct RtAppSpec {
+    /// Its manifest's `Name`.
+    pub name: String,
+    /// The entry point's bytes as they verified (checked again by `VerifiedElf` at each start).
+    pub elf: Vec<u8>,
+    /// Its manifest's `AllowedApplicationConnections`.
+    pub allowed: Vec<Uuid>,
+    /// Its manifest's GPIOs (those in 0..=31 reach the core: the control block's words).
+    pub gpio: Vec<u32>,
+    /// Its manifest's UART (at most one: the core has one app UART), bridged to the board's.
+    pub uart: Option<String>,
+    /// Its watchdog period (the manifest's `WatchdogPeriodMs`, or the board's default).
+    pub watchdog: Duration,
+}
+
 /// An RT app admitted to a core.
 #[derive(Debug)]
 struct RtApp {
     core: String,
-    name: String,
-    /// The entry point's bytes as they verified (checked again by `VerifiedElf` at each start).
-    elf: Vec<u8>,
-    /// Its manifest's `AllowedApplicationConnections`.
-    allowed: Vec<Uuid>,
-    /// Its manifest's GPIOs that the board can show (0..=31: the control block's word).
-    gpio: Vec<u32>,
+    spec: RtAppSpec,
+    /// Ends the current run's UART bridge (set by a stop).
+    uart_stop: Option<Arc<AtomicBool>>,
     notes: VecDeque<RtLogLine>,
 }
 
@@ -132,6 +156,17 @@ impl RtHost {
                 run_dir: (!cores.is_empty()).then_some(dir),
             }),
         };
+        if let Some(board) = host.shared.board.clone()
+            && !host.shared.cores.is_empty()
+        {
+            let shared = Arc::downgrade(&host.shared);
+            let spawned = std::thread::Builder::new()
+                .name("core-inputs".into())
+                .spawn(move || forward_inputs(&shared, &board));
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot forward the board's inputs to the real-time cores");
+            }
+        }
         for (name, core) in &host.shared.cores {
             let shared = Arc::downgrade(&host.shared);
             let events = core.subscribe();
@@ -171,36 +206,41 @@ impl RtHost {
             .map_err(|e| format!("its image is not one core {core} can run: {e}"))
     }
 
-    /// Admits `app` to `core` (already reserved for it in the ownership table) and starts it
-    /// unless `manual_start`.
-    #[allow(clippy::too_many_arguments)]
+    /// Admits `app` to `core` (already reserved for it in the ownership table, with its
+    /// peripherals) and starts it unless `manual_start`. Its GPIOs and UART are opened on the
+    /// board for it: outputs for the core to drive (buttons as inputs), the UART for the bridge.
     pub fn install(
         &self,
         app: Uuid,
         core: &str,
-        name: &str,
-        elf: Vec<u8>,
-        allowed: Vec<Uuid>,
-        gpio: Vec<u32>,
+        mut spec: RtAppSpec,
         manual_start: bool,
     ) -> Result<(), String> {
         self.core(core)?;
-        let gpio: Vec<u32> = gpio.into_iter().filter(|pin| *pin < 32).collect();
+        spec.gpio.retain(|pin| *pin < 32);
         if let Some(board) = &self.shared.board {
-            for pin in &gpio {
+            let buttons = board.buttons();
+            for pin in &spec.gpio {
                 // The pins are the app's (the ownership table): the board shows what the core
-                // drives. LEDs are active low; the core's reset level is high (off).
-                let _ = board.open_output(*pin, OutputMode::PushPull, Level::High);
+                // drives. LEDs are active low; the core's reset level is high (off). A button
+                // can only be an input: the core reads its level.
+                let _ = if buttons.contains(pin) {
+                    board.open_input(*pin)
+                } else {
+                    board.open_output(*pin, OutputMode::PushPull, Level::High)
+                };
+            }
+            if let Some(uart) = &spec.uart {
+                UartBackend::open(&**board, uart, &UartConfig::default())
+                    .map_err(|e| format!("its UART {uart} cannot be opened on the board: {e}"))?;
             }
         }
         lock(&self.shared.apps).insert(
             app,
             RtApp {
                 core: core.to_string(),
-                name: name.to_string(),
-                elf,
-                allowed,
-                gpio,
+                spec,
+                uart_stop: None,
                 notes: VecDeque::new(),
             },
         );
@@ -210,37 +250,69 @@ impl RtHost {
         Ok(())
     }
 
-    /// Starts `app` on its core (a no-op while it runs).
+    /// Starts `app` on its core (a no-op while it runs): its input levels first, then its UART
+    /// bridge, then the core.
     pub fn start(&self, app: Uuid) -> Result<(), String> {
-        let (core, elf) = {
+        let (core, spec) = {
             let apps = lock(&self.shared.apps);
             let rt = apps
                 .get(&app)
                 .ok_or_else(|| format!("no real-time app {app}"))?;
-            (rt.core.clone(), rt.elf.clone())
+            (rt.core.clone(), rt.spec.clone())
         };
         let core = self.core(&core)?;
         if !matches!(core.status(), CoreStatus::Stopped) {
             return Ok(());
         }
-        let image = VerifiedElf::verify(elf, core.memory_map())
+        let image = VerifiedElf::verify(spec.elf, core.memory_map())
             .map_err(|e| format!("its image is not one core {} can run: {e}", core.id()))?;
+        if let Some(board) = &self.shared.board {
+            core.set_gpio_inputs(input_word(board, &spec.gpio));
+        }
+        let app_uart = match (&self.shared.board, &spec.uart) {
+            (Some(board), Some(uart)) => {
+                let (ours, theirs) = UnixStream::pair()
+                    .map_err(|e| format!("cannot bridge its UART {uart}: {e}"))?;
+                let stop = Arc::new(AtomicBool::new(false));
+                bridge_uart(board, uart, ours, &stop)
+                    .map_err(|e| format!("cannot bridge its UART {uart}: {e}"))?;
+                if let Some(old) = lock(&self.shared.apps)
+                    .get_mut(&app)
+                    .and_then(|rt| rt.uart_stop.replace(stop))
+                {
+                    old.store(true, Ordering::Relaxed);
+                }
+                Some(theirs)
+            }
+            _ => None,
+        };
         core.start(
             image,
             RunConfig {
                 app: component(app),
-                watchdog: Some(RT_WATCHDOG),
+                watchdog: Some(spec.watchdog),
                 backoff: Backoff::default(),
-                app_uart: None,
+                app_uart,
             },
         )
         .map_err(|e| e.to_string())
     }
 
-    /// Stops `app`'s core (no restart).
+    /// Stops `app`'s core (no restart) and its UART bridge.
     pub fn stop(&self, app: Uuid) -> Result<(), String> {
         let core = self.core_of(app)?;
-        self.core(&core)?.stop().map_err(|e| e.to_string())
+        let result = self.core(&core)?.stop().map_err(|e| e.to_string());
+        self.end_bridge(app);
+        result
+    }
+
+    fn end_bridge(&self, app: Uuid) {
+        if let Some(stop) = lock(&self.shared.apps)
+            .get_mut(&app)
+            .and_then(|rt| rt.uart_stop.take())
+        {
+            stop.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Stops `app` and forgets it (its core is free again once the ownership table says so).
@@ -252,9 +324,15 @@ impl RtHost {
             {
                 tracing::warn!(%app, %error, "stopping a removed real-time app");
             }
+            if let Some(stop) = &rt.uart_stop {
+                stop.store(true, Ordering::Relaxed);
+            }
             if let Some(board) = &self.shared.board {
-                for pin in rt.gpio {
-                    board.close(pin);
+                for pin in &rt.spec.gpio {
+                    GpioBackend::close(&**board, *pin);
+                }
+                if let Some(uart) = &rt.spec.uart {
+                    UartBackend::close(&**board, uart);
                 }
             }
         }
@@ -340,7 +418,7 @@ fn watch(
             let id = Uuid::from_bytes(app.0);
             let name = lock(&shared.apps)
                 .get(&id)
-                .map(|rt| rt.name.clone())
+                .map(|rt| rt.spec.name.clone())
                 .unwrap_or_default();
             tracing::warn!(core = %core.id(), app = %id, %kind, "real-time core crashed");
             if let Some(recorder) = shared.recorder.get() {
@@ -358,7 +436,7 @@ fn watch(
             let pins: Vec<u32> = lock(&shared.apps)
                 .values()
                 .filter(|rt| rt.core == core.id().as_str())
-                .flat_map(|rt| rt.gpio.clone())
+                .flat_map(|rt| rt.spec.gpio.clone())
                 .collect();
             if pins.is_empty() {
                 continue;
@@ -382,6 +460,122 @@ fn watch(
     }
 }
 
+/// The input word of `pins` (those of 0..=31 the app's manifest grants): bit `n` is the level
+/// the board presents to GPIO `n` (a released button is high, a pressed one low).
+fn input_word(board: &VirtualBoard, pins: &[u32]) -> u32 {
+    pins.iter()
+        .filter(|pin| **pin < 32 && board.external_level(**pin) == Some(Level::High))
+        .fold(0, |word, pin| word | (1 << pin))
+}
+
+/// The input thread: at each change of the board's external levels (a button pressed or
+/// released), each core gets the input word of the pins its app's manifest grants; the core's
+/// doorbell rings with it. Ends when the host is gone.
+fn forward_inputs(shared: &std::sync::Weak<Shared>, board: &VirtualBoard) {
+    let mut seen = board.input_changes();
+    loop {
+        let now = board.wait_input_change(seen, BRIDGE_TICK);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let words: Vec<(String, u32)> = lock(&shared.apps)
+            .values()
+            .map(|rt| (rt.core.clone(), input_word(board, &rt.spec.gpio)))
+            .collect();
+        for (core, word) in words {
+            if let Some(core) = shared.cores.get(&core) {
+                core.set_gpio_inputs(word);
+            }
+        }
+    }
+}
+
+/// Bridges the board's `uart` to `stream` (the other end is the core's app UART, through
+/// ferro-rtcore), one thread each way, until `stop` or the stream's end. The buffers are the
+/// board's (64 KiB each way, `UART_QUEUE_BYTES`) and the socket's: like a UART without flow
+/// control, bytes the other side has no room for are dropped (counted in the device log),
+/// never queued without bound.
+fn bridge_uart(
+    board: &Arc<VirtualBoard>,
+    uart: &str,
+    stream: UnixStream,
+    stop: &Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    // A peer write waits at most this for the core's side to take it.
+    stream.set_write_timeout(Some(BRIDGE_TICK))?;
+    let mut from_core = stream.try_clone()?;
+    let mut to_core = stream;
+    {
+        // The core's bytes to the board's peer.
+        let (board, uart, stop) = (board.clone(), uart.to_string(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("uart-{uart}-in"))
+            .spawn(move || {
+                let mut buf = [0u8; UART_CHUNK];
+                let mut dropped = 0usize;
+                while let Ok(n @ 1..) = from_core.read(&mut buf) {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match UartBackend::write(&*board, &uart, &buf[..n]) {
+                        Ok(taken) if taken < n => {
+                            dropped += n - taken;
+                            tracing::warn!(%uart, dropped, "the board's UART queue is full: bytes of the real-time core dropped");
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%uart, %error, "the board's UART refused the real-time core's bytes");
+                            break;
+                        }
+                    }
+                }
+                // The core's side is gone (a stop): end the other direction too.
+                stop.store(true, Ordering::Relaxed);
+            })?;
+    }
+    {
+        // The board's peer's bytes to the core.
+        let (board, uart, stop) = (board.clone(), uart.to_string(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("uart-{uart}-out"))
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let data = match UartBackend::read(&*board, &uart, UART_CHUNK, BRIDGE_TICK) {
+                        Ok(data) => data,
+                        Err(error) => {
+                            tracing::warn!(%uart, %error, "the board's UART cannot be read for the real-time core");
+                            break;
+                        }
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    match to_core.write_all(&data) {
+                        Ok(()) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            tracing::warn!(%uart, "the real-time core does not read its UART: bytes dropped");
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let _ = to_core.shutdown(std::net::Shutdown::Both);
+            })?;
+    }
+    Ok(())
+}
+
 impl PartnerConnector for RtHost {
     fn connect(&self, app: AppId, partner: Uuid) -> Result<Box<dyn PartnerLink>, PartnerError> {
         let core = {
@@ -389,7 +583,7 @@ impl PartnerConnector for RtHost {
             let rt = apps
                 .get(&partner)
                 .ok_or(PartnerError::NoSuchPartner(partner))?;
-            if !rt.allowed.contains(&app.uuid()) {
+            if !rt.spec.allowed.contains(&app.uuid()) {
                 None
             } else {
                 Some(rt.core.clone())

@@ -54,11 +54,23 @@ fn elf(guest: &str) -> Vec<u8> {
 fn pack_rt(
     user: &User,
     work: &Path,
-    (name, component, version): (&str, &str, &str),
+    app: (&str, &str, &str),
     image: &[u8],
     capabilities: Value,
 ) -> PathBuf {
-    let manifest = json!({
+    pack_rt_watchdog(user, work, app, image, capabilities, None)
+}
+
+/// [`pack_rt`] with the manifest's `WatchdogPeriodMs`.
+fn pack_rt_watchdog(
+    user: &User,
+    work: &Path,
+    (name, component, version): (&str, &str, &str),
+    image: &[u8],
+    capabilities: Value,
+    watchdog_ms: Option<u32>,
+) -> PathBuf {
+    let mut manifest = json!({
         "SchemaVersion": 1,
         "Name": name,
         "ComponentId": component,
@@ -67,6 +79,9 @@ fn pack_rt(
         "ApplicationType": "RealTimeCapable",
         "Capabilities": capabilities,
     });
+    if let Some(ms) = watchdog_ms {
+        manifest["WatchdogPeriodMs"] = json!(ms);
+    }
     common::pack_app(
         user,
         work,
@@ -247,12 +262,15 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     assert_eq!(status(&admin, &dir, BRAVO)["core"], "IO1");
 
     // charlie: every core is busy; the refusal names each core's holder and what to do.
-    let charlie = pack_rt(
+    // (charlie is rt-io, on the board's LED1 red, button A and UART ISU1, with a watchdog period
+    // of its own: it runs below, once alpha is gone.)
+    let charlie = pack_rt_watchdog(
         &admin,
         work,
         ("charlie", CHARLIE, "1.0.0"),
-        &echo,
-        json!({}),
+        &elf("rt-io"),
+        json!({"Gpio": [8, 12], "Uart": ["ISU1"]}),
+        Some(3000),
     );
     let refused = sideload_fails(&admin, &dir, &charlie);
     assert!(
@@ -383,5 +401,135 @@ fn real_time_apps_run_on_cores_talk_to_their_partner_and_are_contained() {
     assert_eq!(status(&admin, &dir, CHARLIE)["core"], "IO0");
     let refused = sideload_fails(&admin, &dir, &delta);
     assert!(refused.contains("every real-time core"), "{refused}");
+
+    // charlie's peripherals on the virtual board: the UART peer's bytes reach the core and its
+    // answer comes back; a press of button A is seen by the core (a log line) and lights LED1
+    // red through it; its 3 s watchdog (kicked at least every second) never trips.
+    wait_log(&admin, &mut dev, CHARLIE, "rt-io ready");
+    let mut sent = false;
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&received).contains("HELLO, CORE") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer on ISU1: {:?}\n{}",
+            String::from_utf8_lossy(&received),
+            dev.log_tail()
+        );
+        let text = if sent { "" } else { "hello, core" };
+        let exchange = attached(
+            &admin,
+            &dir,
+            &[
+                "device",
+                "board",
+                "uart-peer",
+                "--uart",
+                "ISU1",
+                "--send",
+                text,
+                "--wait-ms",
+                "100",
+            ],
+        );
+        if !sent {
+            assert_eq!(exchange["accepted"], 11, "{exchange}");
+            sent = true;
+        }
+        received.extend(
+            exchange["received"]
+                .as_array()
+                .expect("received")
+                .iter()
+                .map(|b| b.as_u64().expect("byte") as u8),
+        );
+    }
+    let led = |board: &Value| {
+        board["leds"]
+            .as_array()
+            .expect("leds")
+            .iter()
+            .find(|l| l["pin"] == 8)
+            .map(|l| l["active"] == true)
+            .expect("LED1 red")
+    };
+    assert!(!led(&attached(&admin, &dir, &["device", "board", "show"])));
+    attached(
+        &admin,
+        &dir,
+        &[
+            "device",
+            "board",
+            "press-button",
+            "--button",
+            "SAMPLE_BUTTON_1",
+            "--hold-ms",
+            "0",
+        ],
+    );
+    wait_log(&admin, &mut dev, CHARLIE, "rt-io: press 1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !led(&attached(&admin, &dir, &["device", "board", "show"])) {
+        assert!(
+            Instant::now() < deadline,
+            "LED1 red stays off while button A is held"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    attached(
+        &admin,
+        &dir,
+        &[
+            "device",
+            "board",
+            "release-button",
+            "--button",
+            "SAMPLE_BUTTON_1",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while led(&attached(&admin, &dir, &["device", "board", "show"])) {
+        assert!(
+            Instant::now() < deadline,
+            "LED1 red stays on after the release"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // An unknown UART is refused by name.
+    let refused = attached_fails(
+        &admin,
+        &dir,
+        &[
+            "device",
+            "board",
+            "uart-peer",
+            "--uart",
+            "ISU9",
+            "--send",
+            "x",
+        ],
+    );
+    assert!(refused.contains("ISU9"), "{refused}");
+
+    // bravo's next version is rt-io with a 200 ms watchdog: it sleeps up to a second between
+    // kicks, so its watchdog trips (charlie, the same image with 3 s, ran on untouched).
+    let short = pack_rt_watchdog(
+        &admin,
+        work,
+        ("bravo", BRAVO, "3.0.0"),
+        &elf("rt-io"),
+        json!({"Gpio": [13]}),
+        Some(200),
+    );
+    sideload(&admin, &dir, &short);
+    wait_log(
+        &admin,
+        &mut dev,
+        BRAVO,
+        "watchdog: no kick within the period",
+    );
+    let shown = status(&admin, &dir, CHARLIE);
+    assert_eq!(shown["state"], "Running", "{shown}");
+    assert_eq!(shown["restarts"], 0, "{shown}");
     dev.stop();
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferro_device::rt_apps::RtHost;
+use ferro_device::rt_apps::{RtAppSpec, RtHost};
 use ferro_manifest::HardwareDefinition;
 use ferro_peripherals::{Level, VirtualBoard};
 use uuid::Uuid;
@@ -42,8 +42,20 @@ fn the_gpio_outputs_a_core_drives_reach_the_virtual_board() {
         .expect("rt-io is an image for IO0");
     // The manifest grants GPIO 5 only (the board shows it high, off, until the core drives it):
     // GPIO 3, which rt-io also drives, stays untouched.
-    host.install(app, "IO0", "rt-io", elf, Vec::new(), vec![5], false)
-        .expect("install");
+    host.install(
+        app,
+        "IO0",
+        RtAppSpec {
+            name: "rt-io".into(),
+            elf,
+            allowed: Vec::new(),
+            gpio: vec![5],
+            uart: None,
+            watchdog: Duration::from_secs(5),
+        },
+        false,
+    )
+    .expect("install");
     let deadline = Instant::now() + Duration::from_secs(30);
     while board.driven_level(5) != Some(Level::Low) {
         assert!(

@@ -94,6 +94,8 @@ struct State {
     spi: BTreeMap<String, Vec<u8>>,
     adc: BTreeMap<String, Vec<u32>>,
     pwm: BTreeMap<String, Vec<Option<PwmState>>>,
+    /// Changes of an external level (a button, a test) since the board started.
+    input_changes: u64,
 }
 
 /// A simulated board. Cheap to share (`Arc<VirtualBoard>`); every method is thread-safe.
@@ -103,6 +105,8 @@ pub struct VirtualBoard {
     names: BTreeMap<String, u32>,
     state: Mutex<State>,
     uart_data: Condvar,
+    /// Signalled when an external level changes (`input_changes`).
+    inputs: Condvar,
 }
 
 impl VirtualBoard {
@@ -183,6 +187,7 @@ impl VirtualBoard {
             names,
             state: Mutex::new(state),
             uart_data: Condvar::new(),
+            inputs: Condvar::new(),
         }
     }
 
@@ -194,6 +199,7 @@ impl VirtualBoard {
             names: BTreeMap::new(),
             state: Mutex::new(State::default()),
             uart_data: Condvar::new(),
+            inputs: Condvar::new(),
         }
     }
 
@@ -290,7 +296,12 @@ impl VirtualBoard {
             .get_mut(&pin)
             .filter(|state| state.part == Some(Part::Button))
             .ok_or_else(|| PeripheralError::NoSuchResource(format!("a button on GPIO {pin}")))?;
-        entry.external = if pressed { Level::Low } else { Level::High };
+        let level = if pressed { Level::Low } else { Level::High };
+        if entry.external != level {
+            entry.external = level;
+            state.input_changes += 1;
+            self.inputs.notify_all();
+        }
         Ok(())
     }
 
@@ -309,8 +320,45 @@ impl VirtualBoard {
             .pins
             .get_mut(&pin)
             .ok_or_else(|| PeripheralError::NoSuchResource(format!("GPIO {pin}")))?;
-        entry.external = level;
+        if entry.external != level {
+            entry.external = level;
+            state.input_changes += 1;
+            self.inputs.notify_all();
+        }
         Ok(())
+    }
+
+    /// The level the outside world presents to `pin` (a button's, or what a test set),
+    /// whatever the app has opened it as.
+    pub fn external_level(&self, pin: u32) -> Option<Level> {
+        self.lock().pins.get(&pin).map(|state| state.external)
+    }
+
+    /// How many times an external level changed (a button pressed or released, a level set)
+    /// since the board started.
+    pub fn input_changes(&self) -> u64 {
+        self.lock().input_changes
+    }
+
+    /// Waits until the external levels changed since the count `seen` (from
+    /// [`Self::input_changes`] or an earlier call) or `timeout` passed; answers the count then
+    /// (equal to `seen` on a timeout). For a forwarder of inputs (the device's real-time cores)
+    /// that must see an edge at once without polling.
+    pub fn wait_input_change(&self, seen: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout.min(MAX_TIMEOUT);
+        let mut state = self.lock();
+        while state.input_changes == seen {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .inputs
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        state.input_changes
     }
 
     /// Sets the temperature every simulated sensor reports, in millidegrees Celsius, clamped to
@@ -850,6 +898,31 @@ mod tests {
         assert_eq!(data, b"hi");
         assert!(started.elapsed() < Duration::from_secs(2));
         thread.join().unwrap();
+    }
+
+    #[test]
+    fn an_input_change_wakes_its_waiter_and_only_a_change_counts() {
+        let board = std::sync::Arc::new(board());
+        let button = board.buttons()[0];
+        let seen = board.input_changes();
+        // Releasing a released button changes nothing: the waiter times out.
+        board.set_button(button, false).unwrap();
+        assert_eq!(
+            board.wait_input_change(seen, Duration::from_millis(20)),
+            seen
+        );
+        let presser = board.clone();
+        let thread = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            presser.set_button(button, true).unwrap();
+        });
+        let now = board.wait_input_change(seen, Duration::from_secs(5));
+        assert_eq!(now, seen + 1);
+        assert_eq!(board.external_level(button), Some(Level::Low));
+        thread.join().unwrap();
+        board.set_external_level(button, Level::High).unwrap();
+        assert_eq!(board.input_changes(), seen + 2);
+        assert_eq!(board.external_level(999), None);
     }
 
     #[test]

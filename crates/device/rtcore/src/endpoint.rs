@@ -116,6 +116,11 @@ impl Session {
         self.cond.notify_all();
     }
 
+    /// Rings the core's doorbell (its GPIO inputs changed: a core asleep in WFI wakes).
+    pub(crate) fn ring(&self) {
+        (self.doorbell)();
+    }
+
     /// Ends the session: every endpoint answers `Disconnected` from now on.
     pub(crate) fn disconnect(&self) {
         self.connected.store(false, Ordering::SeqCst);

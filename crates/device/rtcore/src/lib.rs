@@ -8,7 +8,7 @@
 //! [`QemuCore`] (one `qemu-system-arm -M mps2-an386` process per core, the mailbox in a shared
 //! file) and [`RemoteprocCore`] (Linux remoteproc and rpmsg-char, untested on hardware here).
 //!
-//! It depends on `ferro-mailbox` only among Ferrosphere's crates; it knows nothing of manifests,
+//! It depends on `ferro-mailbox` and `ferro-backoff` only among Ferrosphere's crates; it knows nothing of manifests,
 //! images, signatures, wasmtime or the device (the device verifies the image package and hands
 //! its ELF here).
 
@@ -23,6 +23,8 @@ pub use elf::{
     ElfError, MAX_ELF_BYTES, MAX_LOAD_SEGMENTS, MemoryMap, MemoryWindow, VerifiedElf, WindowKind,
 };
 pub use endpoint::{Endpoint, MailboxError, Message};
+/// Restart delays (the one policy, shared with the app runtime).
+pub use ferro_backoff::Backoff;
 pub use ferro_mailbox::{ComponentId, Corruption, FaultKind, FaultRecord, GpioLevels, MAX_PAYLOAD};
 pub use logs::{LogFollower, LogLine};
 pub use qemu::{QemuConfig, QemuCore};
@@ -62,28 +64,6 @@ impl CoreId {
 impl fmt::Display for CoreId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Restart delays: `initial`, doubled after each crash up to `max`; a core that ran for
-/// `reset_after` without a crash starts again from `initial`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first restart's delay.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
-    /// A run this long resets the delay to `initial`.
-    pub reset_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(60),
-        }
     }
 }
 
@@ -311,6 +291,7 @@ pub trait RealTimeCore: Send + Sync + fmt::Debug {
     /// The GPIO words of the control block (outputs as the core set them).
     fn gpio(&self) -> GpioLevels;
 
-    /// Sets the GPIO input levels the core reads (kept across restarts).
+    /// Sets the GPIO input levels the core reads (kept across restarts); a change rings the
+    /// core's doorbell, so a core asleep until an input changes wakes at once.
     fn set_gpio_inputs(&self, levels: u32);
 }

@@ -6,7 +6,9 @@
 //! `uart2.sock` the app's UART, `hostbell.sock` UART3 (the host's doorbell)). The sockets listen before QEMU starts and accept one connection each. QEMU runs with
 //! no monitor, no network, no reboot, no semihosting (never: it would give the guest the host's
 //! files), under its seccomp sandbox when asked, with stdin and stdout closed; its stderr is
-//! kept (a lockup is reported there).
+//! kept (a lockup is reported there). It runs under `setpriv --pdeathsig KILL` (by default) so
+//! that the kernel kills it when the supervisor thread that started it ends, however the device
+//! process ends.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -40,6 +42,12 @@ pub struct QemuConfig {
     /// resourcecontrol=deny` (seccomp): no new processes, no privilege changes, no obsolete
     /// system calls, no scheduler or affinity changes.
     pub sandbox: bool,
+    /// The supervising wrapper QEMU runs under so that it dies with the device process:
+    /// `setpriv --pdeathsig KILL -- qemu-system-arm ...` (util-linux; the kernel sends QEMU
+    /// SIGKILL when the thread that started it ends, even by `kill -9` of the device). `None`
+    /// runs QEMU directly (it then outlives a device killed without unwinding); see
+    /// `docs/realtime.md`, "QEMU dies with the device".
+    pub pdeathsig_wrapper: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -49,6 +57,7 @@ impl QemuConfig {
             qemu: PathBuf::from("qemu-system-arm"),
             run_dir,
             sandbox: true,
+            pdeathsig_wrapper: Some(PathBuf::from("setpriv")),
         }
     }
 }
@@ -162,7 +171,15 @@ impl Launcher for QemuLauncher {
         let uart_l = listen(&self.dir.join("uart2.sock"))?;
         let bell_l = listen(&self.dir.join("hostbell.sock"))?;
 
-        let mut cmd = Command::new(&self.config.qemu);
+        let mut cmd = match &self.config.pdeathsig_wrapper {
+            Some(wrapper) => {
+                let mut cmd = Command::new(wrapper);
+                cmd.args(["--pdeathsig", "KILL", "--"])
+                    .arg(&self.config.qemu);
+                cmd
+            }
+            None => Command::new(&self.config.qemu),
+        };
         cmd.arg("-M")
             .arg("mps2-an386,memory-backend=psram")
             .arg("-object")

@@ -364,9 +364,17 @@ impl<L: Launcher> Supervised<L> {
     }
 
     pub(crate) fn set_gpio_inputs(&self, levels: u32) {
-        self.shared.gpio_in.store(levels, Ordering::Relaxed);
-        if let Some(region) = &lock(&self.shared.state).region {
+        let before = self.shared.gpio_in.swap(levels, Ordering::Relaxed);
+        let state = lock(&self.shared.state);
+        if let Some(region) = &state.region {
             ControlBlock::new(region.clone()).set_gpio_inputs(levels);
+        }
+        // An edge wakes a core that sleeps until its inputs change (`ferro_rt::wait_until`):
+        // its doorbell rings, as for a message.
+        if before != levels
+            && let Some(session) = &state.session
+        {
+            session.ring();
         }
     }
 }
@@ -423,7 +431,8 @@ impl<L: Launcher> RunContext<L> {
 
     fn supervise(self, image: VerifiedElf) {
         let mut restarts = 0u32;
-        let mut delay = self.backoff.initial;
+        // Crashes in the current crash loop (a long run ends it).
+        let mut failures = 0u32;
         while !self.stopped() {
             let (wake_tx, wake_rx) = sync_channel(1);
             let io = LaunchIo {
@@ -476,9 +485,11 @@ impl<L: Launcher> RunContext<L> {
                     }
                 }
             };
-            if started.elapsed() >= self.backoff.reset_after {
-                delay = self.backoff.initial;
+            if self.backoff.resets(started.elapsed()) {
+                failures = 0;
             }
+            failures = failures.saturating_add(1);
+            let delay = self.backoff.delay(failures);
             restarts = restarts.saturating_add(1);
             self.shared.log.note(&format!(
                 "core {} crashed ({kind}); restart {restarts} in {delay:?}",
@@ -501,7 +512,6 @@ impl<L: Launcher> RunContext<L> {
             if self.sleep(delay) {
                 break;
             }
-            delay = (delay * 2).min(self.backoff.max);
         }
         self.set_status(CoreStatus::Stopped);
         self.shared.emit(CoreEvent::Stopped {

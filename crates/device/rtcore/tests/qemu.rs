@@ -241,15 +241,18 @@ fn writes_over_the_ring_headers_are_ring_corrupt() {
     );
 }
 
-/// GPIO outputs through the control block, an input the host sets, and the app's UART bridged
-/// to the caller's stream.
+/// GPIO outputs through the control block, an input the host sets (its edge wakes the core at
+/// once: the doorbell), and the app's UART bridged to the caller's stream.
 #[test]
 fn gpio_and_the_app_uart_reach_the_host() {
     use std::io::{Read, Write};
+    const BUTTON: u32 = 1 << 12;
+    const LED: u32 = 1 << 8;
     let core = core();
     let (mut peer, ours) = std::os::unix::net::UnixStream::pair().expect("pair");
     let mut config = run_config(Some(Duration::from_secs(3)));
     config.app_uart = Some(ours);
+    core.set_gpio_inputs(BUTTON); // released: the pull-up holds it high
     core.start(guest("rt-io"), config).expect("start");
     wait_log(&*core, "rt-io ready", BOOT);
     let gpio = core.gpio();
@@ -260,16 +263,41 @@ fn gpio_and_the_app_uart_reach_the_host() {
         (1 << 3) | (1 << 5),
         "{gpio:?}"
     );
-    core.set_gpio_inputs(1);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while core.gpio().output & (1 << 1) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "input 0 not mirrored: {:?}",
-            core.gpio()
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    // How long after `started` the LED shows `lit`.
+    let wait_led = |lit: bool, started: Instant| -> Duration {
+        while (core.gpio().output & LED == 0) != lit {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the LED does not follow the button: {:?}",
+                core.gpio()
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        started.elapsed()
+    };
+    wait_led(false, Instant::now());
+    // Presses: each edge reaches the core at once (it sleeps up to 1 s between alarms: without
+    // the doorbell the median edge would take about 500 ms).
+    let mut edges = Vec::new();
+    for n in 1..=5 {
+        let started = Instant::now();
+        core.set_gpio_inputs(0);
+        edges.push(wait_led(true, started));
+        wait_log(&*core, &format!("rt-io: press {n}"), BOOT);
+        let started = Instant::now();
+        core.set_gpio_inputs(BUTTON);
+        edges.push(wait_led(false, started));
     }
+    edges.sort();
+    eprintln!(
+        "input edge to output: median {:?}, max {:?}",
+        edges[edges.len() / 2],
+        edges[edges.len() - 1]
+    );
+    assert!(
+        edges[edges.len() / 2] < Duration::from_millis(200),
+        "edges wait for the core's 1 s alarm: the doorbell did not wake it ({edges:?})"
+    );
     peer.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     peer.write_all(b"abc").expect("write");
@@ -385,4 +413,96 @@ fn async_endpoint_and_refusals() {
         pending.join().expect("receiver"),
         Err(MailboxError::Disconnected)
     );
+}
+
+/// Set in the child process that `qemu_dies_with_a_killed_owner` starts.
+const HOLDER_ENV: &str = "FERRO_RTCORE_TEST_HOLDER_DIR";
+
+/// Not a test of its own: the process `qemu_dies_with_a_killed_owner` kills. It starts a core
+/// under the directory it is given, prints QEMU's process ID and waits to be killed.
+#[test]
+#[ignore = "run by qemu_dies_with_a_killed_owner in a child process"]
+fn holder_of_a_core() {
+    let Some(dir) = std::env::var_os(HOLDER_ENV) else {
+        return;
+    };
+    let core = ferro_rtcore::QemuCore::new(
+        ferro_rtcore::CoreId::new("IO0").expect("name"),
+        ferro_rtcore::QemuConfig::new(std::path::PathBuf::from(dir)),
+    )
+    .expect("core");
+    core.start(guest("rt-echo"), run_config(None))
+        .expect("start");
+    let deadline = Instant::now() + BOOT;
+    loop {
+        if let CoreStatus::Running { pid: Some(pid), .. } = core.status() {
+            println!("qemu-pid {pid}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "QEMU did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Killed long before this; bounded so that a failing parent leaves nothing behind long.
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Whether process `pid` still runs (a zombie no longer does: nothing reaps orphans in some
+/// containers).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// `kill -9` of the process that owns a core: its QEMU does not outlive it (setpriv's parent
+/// death signal).
+#[test]
+fn qemu_dies_with_a_killed_owner() {
+    use std::io::BufRead;
+    let dir = tempfile::Builder::new()
+        .prefix("ferro-rtcore-holder")
+        .tempdir_in("/dev/shm")
+        .expect("tmpfs dir");
+    let mut holder = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "holder_of_a_core",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLDER_ENV, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("holder");
+    let stdout = holder.stdout.take().expect("stdout");
+    let mut pid = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        // The harness prints "test holder_of_a_core ... " before it on the same line.
+        if let Some((_, p)) = line.split_once("qemu-pid ") {
+            pid = Some(p.trim().parse::<u32>().expect("pid"));
+            break;
+        }
+    }
+    let pid = pid.expect("the holder printed QEMU's pid");
+    assert!(alive(pid), "QEMU runs before the kill");
+    holder.kill().expect("kill -9"); // SIGKILL: no unwinding, no Drop
+    holder.wait().expect("reap");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            // Do not leave it running: end it, then fail.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("QEMU {pid} outlived its killed owner by 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -71,34 +71,9 @@ impl Default for Limits {
     }
 }
 
-/// Restart policy after an exit or trap: exponential backoff.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backoff {
-    /// Delay before the first restart.
-    pub initial: Duration,
-    /// Longest delay.
-    pub max: Duration,
-    /// A run at least this long resets the backoff.
-    pub reset_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(60),
-            reset_after: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before restart number `failures` (1-based) of a crash loop.
-    pub fn delay(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(20);
-        self.initial.saturating_mul(1u32 << exponent).min(self.max)
-    }
-}
+/// Restart policy after an exit or trap: exponential backoff (the one policy, shared with the
+/// real-time cores).
+pub use ferro_backoff::Backoff;
 
 /// How a runtime is set up.
 #[derive(Debug, Clone)]

@@ -231,7 +231,7 @@ impl Runtime {
                 peripherals,
                 services: config.services.clone(),
                 partners: config.partners.clone(),
-                backoff: config.backoff.clone(),
+                backoff: config.backoff,
                 events: events.clone(),
                 bind_address: config.server_bind_address,
                 dns_resolver: config.dns_resolver,
@@ -717,7 +717,7 @@ fn supervise(context: &Context, slot: &Arc<Slot>) {
         if shared.stop.is_requested() {
             break;
         }
-        if ran >= context.backoff.reset_after {
+        if context.backoff.resets(ran) {
             failures = 0;
         }
         failures = failures.saturating_add(1);

@@ -7,7 +7,7 @@ use std::path::Path;
 use ferro_wire::device_api::{
     AppMemoryStats, AppQuota, AppStatus, AppStatusList, AttachedDevice, BoardState, ButtonPress,
     DEVELOPER_KEY_HEADER, DevelopmentMode, InstalledImages, LogLine, SideloadResult,
-    TemperatureSetting,
+    TemperatureSetting, UartPeerExchange, UartPeerSend,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -175,6 +175,19 @@ impl LocalDevice {
         self.client
             .call(&route::PRESS_BUTTON, &[&name])?
             .json(press)
+            .fetch()
+    }
+
+    /// Sends `data` from the virtual board's UART peer of `uart` to the app and takes what the
+    /// app wrote.
+    pub fn uart_peer(
+        &self,
+        uart: &str,
+        send: &UartPeerSend,
+    ) -> Result<UartPeerExchange, ClientError> {
+        self.client
+            .call(&route::UART_PEER, &[&uart])?
+            .json(send)
             .fetch()
     }
 

@@ -230,6 +230,7 @@ pub mod device {
         BOARD = Get "/v1/board";
         PRESS_BUTTON = Put "/v1/board/buttons/{name}";
         SET_TEMPERATURE = Put "/v1/board/temperature";
+        UART_PEER = Post "/v1/board/uarts/{name}/peer";
     }
 }
 

@@ -137,6 +137,10 @@ pub struct Peripheral {
     /// For `PrivateNetwork`: the Linux interface and its subnet (Ferrosphere's `Interface` and
     /// `Subnet` extension), taken from the end of the Mapping chain.
     pub private_network: Option<PrivateNetworkLink>,
+    /// For `RealTimeCore`: the watchdog period of the apps on the core, in milliseconds
+    /// (Ferrosphere's `WatchdogPeriodMs` extension, within [`crate::WATCHDOG_PERIOD_MS`]; an
+    /// app's manifest may set its own), taken from the end of the Mapping chain.
+    pub watchdog_period_ms: Option<u32>,
     /// `Comment`.
     pub comment: Option<String>,
     /// Key of the file that defines it (a canonical path for [`FileSystemSource`]).
@@ -402,6 +406,18 @@ impl HardwareDefinition {
         cores
     }
 
+    /// The watchdog period the board sets for the apps on real-time core `core` (its
+    /// `RealTimeCore` peripheral's `WatchdogPeriodMs`), if it sets one.
+    pub fn core_watchdog_period_ms(&self, core: &str) -> Option<u32> {
+        self.peripherals
+            .iter()
+            .filter(|peripheral| peripheral.peripheral_type == PeripheralType::RealTimeCore)
+            .filter(|peripheral| {
+                matches!(&peripheral.app_manifest_value, Some(AppManifestValue::Text(c)) if c == core)
+            })
+            .find_map(|peripheral| peripheral.watchdog_period_ms)
+    }
+
     /// The peripheral that defines `value` for `peripheral_type` (the end of Mapping chains,
     /// usually the chip's entry), if the set has one.
     pub fn find_value(
@@ -475,6 +491,7 @@ struct RawPeripheral {
     main_core_header_value: Option<String>,
     pin_block: Option<String>,
     private_network: Option<PrivateNetworkLink>,
+    watchdog_period_ms: Option<u32>,
     comment: Option<String>,
 }
 
@@ -708,6 +725,7 @@ fn parse_peripheral(
             "PinBlock",
             "Interface",
             "Subnet",
+            "WatchdogPeriodMs",
         ],
     )?;
     let optional_str = |field: &str| -> Result<Option<String>, HardwareDefinitionError> {
@@ -775,6 +793,37 @@ fn parse_peripheral(
         optional_str("Interface")?,
         optional_str("Subnet")?,
     )?;
+    let watchdog_period_ms = match object.get("WatchdogPeriodMs") {
+        None => None,
+        Some(value) => {
+            let at = format!("{path}.WatchdogPeriodMs");
+            if peripheral_type != PeripheralType::RealTimeCore {
+                return Err(schema_error(
+                    file,
+                    &at,
+                    format!(
+                        "WatchdogPeriodMs belongs to RealTimeCore peripherals only, not {peripheral_type}"
+                    ),
+                ));
+            }
+            let period = value
+                .as_u64()
+                .and_then(|ms| u32::try_from(ms).ok())
+                .filter(|ms| crate::WATCHDOG_PERIOD_MS.contains(ms))
+                .ok_or_else(|| {
+                    schema_error(
+                        file,
+                        &at,
+                        format!(
+                            "{value} is not a watchdog period: expected whole milliseconds in {}..={}",
+                            crate::WATCHDOG_PERIOD_MS.start(),
+                            crate::WATCHDOG_PERIOD_MS.end()
+                        ),
+                    )
+                })?;
+            Some(period)
+        }
+    };
     Ok(RawPeripheral {
         name,
         peripheral_type,
@@ -783,6 +832,7 @@ fn parse_peripheral(
         main_core_header_value: optional_str("MainCoreHeaderValue")?,
         pin_block,
         private_network,
+        watchdog_period_ms,
         comment: optional_str("Comment")?,
     })
 }
@@ -1057,6 +1107,7 @@ fn resolve_peripheral(
             ),
             ("PinBlock", peripheral.pin_block.is_some()),
             ("Interface", peripheral.private_network.is_some()),
+            ("WatchdogPeriodMs", peripheral.watchdog_period_ms.is_some()),
         ];
         if let Some((field, _)) = conflicting.into_iter().find(|(_, present)| *present) {
             let (name, file) = issue_name();
@@ -1148,6 +1199,7 @@ fn resolve_peripheral(
         int_value,
         pin_block: current.pin_block.clone(),
         private_network: current.private_network.clone(),
+        watchdog_period_ms: current.watchdog_period_ms,
         comment: peripheral.comment.clone(),
         defined_in: file.to_owned(),
     })

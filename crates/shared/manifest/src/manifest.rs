@@ -28,6 +28,10 @@ pub const MAX_CMD_ARGS: usize = 64;
 pub const MAX_CMD_ARG_CHARS: usize = 1024;
 /// `MallocVersion` values Azure Sphere defines (1: default allocator, 2: mallocng).
 pub const MALLOC_VERSIONS: std::ops::RangeInclusive<u64> = 1..=2;
+/// Watchdog periods a real-time app's manifest (`WatchdogPeriodMs`) or a board's
+/// `RealTimeCore` peripheral may set, in milliseconds: long enough for a core to boot and kick
+/// (100 ms), short enough that a hung core is seen within a minute.
+pub const WATCHDOG_PERIOD_MS: std::ops::RangeInclusive<u32> = 100..=60_000;
 
 /// Collects issues while walking a document.
 #[derive(Debug, Default)]
@@ -83,6 +87,7 @@ pub struct AppManifest<F: PeripheralForm = Unresolved> {
     pub(crate) cmd_args: Vec<String>,
     pub(crate) application_type: ApplicationType,
     pub(crate) malloc_version: Option<u8>,
+    pub(crate) watchdog_period_ms: Option<u32>,
     pub(crate) capabilities: Capabilities<F>,
 }
 
@@ -114,6 +119,11 @@ impl<F: PeripheralForm> AppManifest<F> {
     /// `MallocVersion`, if present.
     pub fn malloc_version(&self) -> Option<u8> {
         self.malloc_version
+    }
+    /// `WatchdogPeriodMs` (Ferrosphere extension, real-time apps only), if present: the
+    /// period within which the app must kick its core's watchdog.
+    pub fn watchdog_period_ms(&self) -> Option<u32> {
+        self.watchdog_period_ms
     }
     /// The granted capabilities.
     pub fn capabilities(&self) -> &Capabilities<F> {
@@ -174,6 +184,7 @@ impl AppManifest<Unresolved> {
         let mut cmd_args = Vec::new();
         let mut application_type = None;
         let mut malloc_version = None;
+        let mut watchdog_period_ms = None;
         let mut capabilities = Capabilities::default();
         for (key, value) in root {
             let path = key.as_str();
@@ -210,11 +221,20 @@ impl AppManifest<Unresolved> {
                         }
                     }
                 }
+                "WatchdogPeriodMs" => {
+                    let (low, high) = (WATCHDOG_PERIOD_MS.start(), WATCHDOG_PERIOD_MS.end());
+                    if let Some(period) = expect_integer(value, path, &mut sink, "whole milliseconds") {
+                        match u32::try_from(period) {
+                            Ok(ms) if WATCHDOG_PERIOD_MS.contains(&ms) => watchdog_period_ms = Some(ms),
+                            _ => sink.push(path, IssueCode::OutOfRange, format!("WatchdogPeriodMs {period} is not allowed: allowed {low}..={high} milliseconds")),
+                        }
+                    }
+                }
                 "Capabilities" => match value.as_object() {
                     Some(object) => capabilities = parse_capabilities(object, &mut sink),
                     None => sink.push(path, IssueCode::WrongType, format!("{} is {}: expected an object", show(value), type_name(value))),
                 },
-                other => sink.push(other, IssueCode::UnknownField, format!("`{other}` is not an app manifest field (allowed: SchemaVersion, Name, ComponentId, EntryPoint, CmdArgs, ApplicationType, MallocVersion, Capabilities; names are case-sensitive)")),
+                other => sink.push(other, IssueCode::UnknownField, format!("`{other}` is not an app manifest field (allowed: SchemaVersion, Name, ComponentId, EntryPoint, CmdArgs, ApplicationType, MallocVersion, WatchdogPeriodMs, Capabilities; names are case-sensitive)")),
             }
         }
         for (present, field, what) in [
@@ -242,6 +262,13 @@ impl AppManifest<Unresolved> {
         }
         if let Some(kind) = application_type {
             check_application_type(kind, &capabilities, &mut sink);
+            if kind == ApplicationType::Default && root.contains_key("WatchdogPeriodMs") {
+                sink.push(
+                    "WatchdogPeriodMs",
+                    IssueCode::NotForHighLevel,
+                    "WatchdogPeriodMs is available only to RealTimeCapable apps (a real-time core's watchdog)",
+                );
+            }
         }
         let manifest = match (name, component_id, entry_point, application_type) {
             (Some(name), Some(component_id), Some(entry_point), Some(application_type)) => {
@@ -252,6 +279,7 @@ impl AppManifest<Unresolved> {
                     cmd_args,
                     application_type,
                     malloc_version,
+                    watchdog_period_ms,
                     capabilities,
                 })
             }
@@ -417,6 +445,9 @@ impl ResolvedManifest {
         );
         if let Some(version) = manifest.malloc_version {
             root.insert("MallocVersion".into(), Value::from(version));
+        }
+        if let Some(period) = manifest.watchdog_period_ms {
+            root.insert("WatchdogPeriodMs".into(), Value::from(period));
         }
         Value::Object(root)
     }

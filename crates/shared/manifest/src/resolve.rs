@@ -116,6 +116,7 @@ impl AppManifest<Unresolved> {
             cmd_args: self.cmd_args.clone(),
             application_type: self.application_type,
             malloc_version: self.malloc_version,
+            watchdog_period_ms: self.watchdog_period_ms,
             capabilities,
         };
         sink.into_result(ResolvedManifest { manifest })

@@ -161,6 +161,20 @@ fn the_virtual_chip_names_its_real_time_cores() {
     let board = repo_root().join("hardware/ferro_vboard/sample_appliance.json");
     let hardware = HardwareDefinition::load(&board, &[]).expect("load the sample appliance");
     assert_eq!(hardware.real_time_cores(), ["IO0", "IO1"]);
+    // Each core's watchdog period for its apps (Ferrosphere's WatchdogPeriodMs extension).
+    assert_eq!(hardware.core_watchdog_period_ms("IO0"), Some(5000));
+    assert_eq!(hardware.core_watchdog_period_ms("IO1"), Some(5000));
+    assert_eq!(hardware.core_watchdog_period_ms("IO2"), None);
+    let out_of_range = HardwareDefinition::load(
+        &repo_root().join("test-vectors/hardware/invalid/watchdog_period_out_of_range/main.json"),
+        &[],
+    )
+    .expect_err("60001 ms");
+    let message = out_of_range.to_string();
+    assert!(
+        message.contains("WatchdogPeriodMs") && message.contains("100..=60000"),
+        "{message}"
+    );
     // A core is the device's to assign: a manifest cannot name one as a peripheral.
     let manifest = br#"{"SchemaVersion": 1, "Name": "rt", "ComponentId": "005180bc-402f-4cb3-a662-72937dbcde47",
         "EntryPoint": "/bin/app", "ApplicationType": "RealTimeCapable",
@@ -229,4 +243,35 @@ fn private_networks_are_read_from_the_board_and_their_errors_say_what_is_wrong()
                 .expect_err(case);
         assert!(error.to_string().contains(expected), "{case}: {error}");
     }
+}
+
+/// The intercore sample's checked-in manifests (the demo packs them): each names the other, and
+/// the high-level half is told its partner's component ID.
+#[test]
+fn the_intercore_pair_names_each_other() {
+    let board = HardwareDefinition::load(
+        &repo_root().join("hardware/ferro_vboard/sample_appliance.json"),
+        &[],
+    )
+    .expect("load the sample appliance");
+    let read = |path: &str| {
+        let bytes = std::fs::read(repo_root().join(path)).expect("read manifest");
+        ferro_manifest::AppManifest::parse(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .resolve(Some(&board))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let high = read("apps/samples/intercore/app_manifest.json");
+    let rt = read("apps/rt/rt-echo/app_manifest.json");
+    assert!(rt.is_real_time() && !high.is_real_time());
+    assert_eq!(rt.entry_point(), "/bin/rt-echo");
+    assert_eq!(
+        rt.capabilities().application_connections(),
+        [high.component_id()]
+    );
+    assert_eq!(
+        high.capabilities().application_connections(),
+        [rt.component_id()]
+    );
+    assert_eq!(high.cmd_args(), [rt.component_id().to_string()]);
 }

@@ -18,7 +18,9 @@
 //!   `GET /apps/{id}/memory`: [`AppMemoryStats`]; `GET /apps/{id}/logs?follow=BOOL`:
 //!   [`LogLine`]s as JSON lines (`application/x-ndjson`), streamed while `follow` holds.
 //! - `GET /board`: [`BoardState`]; `PUT /board/buttons/{name}`: [`ButtonPress`] -> [`BoardState`];
-//!   `PUT /board/temperature`: [`TemperatureSetting`] -> [`BoardState`] (virtual board only).
+//!   `PUT /board/temperature`: [`TemperatureSetting`] -> [`BoardState`];
+//!   `POST /board/uarts/{name}/peer`: [`UartPeerSend`] -> [`UartPeerExchange`] (virtual board
+//!   only).
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -279,4 +281,32 @@ pub struct ButtonPress {
 pub struct TemperatureSetting {
     /// The simulated sensor's temperature, in thousandths of a degree Celsius.
     pub millicelsius: i32,
+}
+
+/// Most bytes one `POST /v1/board/uarts/{name}/peer` sends.
+pub const MAX_UART_PEER_SEND: usize = 4096;
+
+/// `POST /v1/board/uarts/{name}/peer`: what the virtual board's UART peer (the device at the
+/// other end of the app's UART) sends to the app, as bytes (at most [`MAX_UART_PEER_SEND`];
+/// empty: only take what the app wrote).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UartPeerSend {
+    /// The bytes, each 0-255.
+    pub data: Vec<u8>,
+}
+
+/// The answer of `POST /v1/board/uarts/{name}/peer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UartPeerExchange {
+    /// The UART (its `AppManifestValue`, e.g. `ISU1`).
+    pub uart: String,
+    /// How many of the bytes sent the board queued for the app (the rest did not fit its
+    /// bounded queue).
+    pub accepted: u32,
+    /// What the app wrote to the UART since the last exchange.
+    pub received: Vec<u8>,
 }

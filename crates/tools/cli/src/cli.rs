@@ -384,6 +384,21 @@ pub enum BoardCommand {
         #[arg(long, value_name = "C", allow_negative_numbers = true)]
         celsius: f64,
     },
+    /// Be the device at the other end of a UART: send text to the app that holds it (a
+    /// high-level app or a real-time core) and print what the app wrote since the last time.
+    UartPeer {
+        #[command(flatten)]
+        attached: AttachedArg,
+        /// The UART's value in app manifests, e.g. ISU1.
+        #[arg(long, value_name = "UART")]
+        uart: String,
+        /// Text to send (UTF-8; none: only read).
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        send: String,
+        /// Milliseconds to wait before reading the app's answer.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        wait_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

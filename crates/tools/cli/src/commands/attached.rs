@@ -262,6 +262,40 @@ fn board(command: BoardCommand, output: OutputFormat) -> Result<()> {
                 .map_err(explain)?;
             emit(output, &state)
         }
+        BoardCommand::UartPeer {
+            attached,
+            uart,
+            send,
+            wait_ms,
+        } => {
+            if send.len() > api::MAX_UART_PEER_SEND {
+                bail!(
+                    "--send holds {} bytes; one exchange sends at most {}",
+                    send.len(),
+                    api::MAX_UART_PEER_SEND
+                );
+            }
+            if wait_ms > 60_000 {
+                bail!("--wait-ms {wait_ms} is longer than a minute");
+            }
+            let dev = device(&attached)?;
+            let mut exchange = dev
+                .uart_peer(
+                    &uart,
+                    &api::UartPeerSend {
+                        data: send.into_bytes(),
+                    },
+                )
+                .map_err(explain)?;
+            if wait_ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+                let later = dev
+                    .uart_peer(&uart, &api::UartPeerSend { data: Vec::new() })
+                    .map_err(explain)?;
+                exchange.received.extend(later.received);
+            }
+            emit(output, &exchange)
+        }
         BoardCommand::SetTemperature { attached, celsius } => {
             if !celsius.is_finite() || !(-273.0..=1000.0).contains(&celsius) {
                 bail!("--celsius {celsius} is not a temperature a sensor reports");
@@ -434,6 +468,19 @@ impl Render for api::AppMemoryStats {
             ("Peak (bytes)", self.peak_bytes.to_string()),
             ("Limit (bytes)", self.limit_bytes.to_string()),
         ])
+    }
+}
+
+impl Render for api::UartPeerExchange {
+    fn table(&self) -> comfy_table::Table {
+        let mut table = new_table();
+        table.set_header(vec!["UART", "Sent", "Received"]);
+        table.add_row(vec![
+            self.uart.clone(),
+            format!("{} bytes", self.accepted),
+            String::from_utf8_lossy(&self.received).into_owned(),
+        ]);
+        table
     }
 }
 
