@@ -44,6 +44,18 @@ pub async fn change_owner(
         .bind(device_id)
         .execute(&mut **tx)
         .await?;
+    // Wakes the device's open update-now long poll, which then refuses the old tenant's
+    // certificate (`routes::device_updates::device_update_signal`).
+    sqlx::query("DELETE FROM ownership_changes WHERE changed_at < $1")
+        .bind(now - 3600)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO ownership_changes (id, device_id, changed_at) VALUES ($1, $2, $3)")
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(device_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     match to {
         Some(to) => {
             sqlx::query(

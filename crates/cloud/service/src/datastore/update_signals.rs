@@ -6,13 +6,16 @@ use crate::datastore::StoreResult;
 use crate::db::{Db, Tx};
 use ferro_wire::DeviceGroupId;
 
-/// The newest signal of all (what the process-wide watch compares against).
+/// The newest signal of all and the newest ownership change (`ownership_changes`), as one
+/// token: what the process-wide watch compares against, so that a new signal and a device
+/// changing owner both wake the long polls (each then reads what concerns its device).
 pub async fn newest(db: &Db) -> StoreResult<Option<String>> {
-    Ok(
-        sqlx::query_scalar::<_, Option<String>>("SELECT MAX(id) FROM update_signals")
-            .fetch_one(db.pool())
-            .await?,
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT COALESCE((SELECT MAX(id) FROM update_signals), '') || ' ' || \
+         COALESCE((SELECT MAX(id) FROM ownership_changes), '')",
     )
+    .fetch_one(db.pool())
+    .await?)
 }
 
 /// The newest signal for a device of the scope's tenant: given to it or to its group.
