@@ -9,7 +9,7 @@
 //! swtpm power-cycles its TPM (reset and TPM2_Startup(CLEAR), as a board's firmware would),
 //! empties `run/` (a tmpfs on a board) and starts `ferro-boot` afresh.
 
-use crate::{DataDir, DeviceConfig};
+use crate::{DataDir, DeviceConfig, DeviceError};
 
 /// The environment variable naming a board's reboot command (split on whitespace, run without a
 /// shell), e.g. `systemctl reboot`. Without it a TPM board runs [`DEFAULT_REBOOT_COMMAND`].
@@ -60,7 +60,7 @@ impl Restart {
 
     /// Reset what a reboot resets; `Ok` means: start `ferro-boot` now (re-execute it). A board
     /// reboot that works never returns (the platform stops this process).
-    pub fn reset_platform(&self, data_dir: &DataDir) -> anyhow::Result<()> {
+    pub fn reset_platform(&self, data_dir: &DataDir) -> Result<(), DeviceError> {
         match self {
             Restart::Reexec => Ok(()),
             Restart::VirtualPowerCycle { tcti } => {
@@ -69,7 +69,12 @@ impl Restart {
                 match std::fs::remove_dir_all(data_dir.run_dir()) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => anyhow::bail!("cannot empty {}: {e}", data_dir.run_dir().display()),
+                    Err(e) => {
+                        return Err(DeviceError::Restart(format!(
+                            "cannot empty {}: {e}",
+                            data_dir.run_dir().display()
+                        )));
+                    }
                 }
                 tracing::info!(tcti = %tcti, "virtual TPM power-cycled; run/ emptied");
                 Ok(())
@@ -77,40 +82,44 @@ impl Restart {
             Restart::BoardReboot { command } => {
                 let (program, args) = command
                     .split_first()
-                    .ok_or_else(|| anyhow::anyhow!("the reboot command is empty"))?;
+                    .ok_or_else(|| DeviceError::Restart("the reboot command is empty".into()))?;
                 tracing::info!(?command, "rebooting the platform");
                 let status = std::process::Command::new(program)
                     .args(args)
                     .status()
                     .map_err(|e| {
-                        anyhow::anyhow!("cannot run the reboot command {command:?}: {e}")
+                        DeviceError::Restart(format!(
+                            "cannot run the reboot command {command:?}: {e}"
+                        ))
                     })?;
                 if !status.success() {
-                    anyhow::bail!("the reboot command {command:?} failed ({status})");
+                    return Err(DeviceError::Restart(format!(
+                        "the reboot command {command:?} failed ({status})"
+                    )));
                 }
                 std::thread::sleep(REBOOT_GRACE);
-                anyhow::bail!(
+                Err(DeviceError::Restart(format!(
                     "the platform did not reboot within {} s; restart the device to boot the \
                      new OS",
                     REBOOT_GRACE.as_secs()
-                )
+                )))
             }
         }
     }
 }
 
 #[cfg(feature = "tpm")]
-fn power_cycle(tcti: &str) -> anyhow::Result<()> {
+fn power_cycle(tcti: &str) -> Result<(), DeviceError> {
     ferro_trust::power_cycle_virtual_tpm(tcti)
-        .map_err(|e| anyhow::anyhow!("cannot power-cycle the virtual TPM: {e}"))
+        .map_err(|e| DeviceError::Restart(format!("cannot power-cycle the virtual TPM: {e}")))
 }
 
 #[cfg(not(feature = "tpm"))]
-fn power_cycle(tcti: &str) -> anyhow::Result<()> {
-    anyhow::bail!(
+fn power_cycle(tcti: &str) -> Result<(), DeviceError> {
+    Err(DeviceError::Restart(format!(
         "this ferro-device was built without TPM support (feature `tpm`) but the device's TPM \
          is {tcti:?}; restart the device to boot the new OS"
-    )
+    )))
 }
 
 #[cfg(test)]
