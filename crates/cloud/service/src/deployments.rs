@@ -43,12 +43,9 @@ impl ImageChoice {
         self.by_component.values().map(|(_, i)| i.clone()).collect()
     }
 
-    /// (image row ID, component ID) of each image, ordered by component ID.
-    pub fn rows(&self) -> Vec<(String, String)> {
-        self.by_component
-            .iter()
-            .map(|(c, (row, _))| (row.clone(), c.clone()))
-            .collect()
+    /// (image row ID, image) of each image, ordered by component ID.
+    pub fn rows(&self) -> Vec<(String, DeployedImage)> {
+        self.by_component.values().cloned().collect()
     }
 }
 
@@ -137,8 +134,8 @@ mod tests {
         assert_eq!(
             c.rows(),
             vec![
-                ("row1".to_string(), b.component_id.to_string()),
-                ("row0".to_string(), a.component_id.to_string())
+                ("row1".to_string(), deployed_image(&b)),
+                ("row0".to_string(), deployed_image(&a))
             ]
         );
         assert!(choose_images(&[]).unwrap().images().is_empty());

@@ -25,6 +25,7 @@ both!(
     transfer_offers_expire,
     a_transferred_device_leaves_its_old_tenant,
     operator_reassignment_needs_a_reason_and_is_audited,
+    a_waiting_device_hears_of_its_new_owner_at_once,
 );
 
 async fn claim(t: &TestApp, tid: &str, token: &str, devices: &[(&str, &str)]) -> Resp {
@@ -708,4 +709,58 @@ async fn operator_reassignment_needs_a_reason_and_is_audited(t: &TestApp) {
         )
         .await;
     assert_eq!(r.code(), "device_not_registered");
+}
+
+/// A device waiting on its update-now long poll when it changes owner (here an operator's
+/// reassignment; a transfer's acceptance and an unclaim go through the same
+/// `ownership::change_owner`) is answered at once with 401, so that it attests again for its new
+/// tenant's certificate instead of learning of the move at its next update check; a new long poll
+/// with the old certificate is 401 too. Another device of the old tenant keeps waiting.
+async fn a_waiting_device_hears_of_its_new_owner_at_once(t: &TestApp) {
+    let (ta, admin_a) = t.tenant().await;
+    let (tb, _admin_b) = t.tenant().await;
+    let s = Server::start(t).await;
+    let moved = certified(t, &s, &ta, &admin_a).await;
+    let stays = certified(t, &s, &ta, &admin_a).await;
+    let url = format!("{}/v1/device/update-signal?since=&waitSeconds=60", s.url);
+    let poll = |http: reqwest::Client| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let (status, _, raw) = send(http.get(&url)).await;
+            (status, json_of(&raw))
+        })
+    };
+    let moved_poll = poll(moved.http.clone());
+    let stays_poll = poll(stays.http.clone());
+    t.state.signals.wait_for_waiters(2).await;
+    let r = t
+        .post(
+            &format!("/v1/manufacturing/devices/{}/reassign", moved.id()),
+            &t.operator,
+            json!({ "tenantId": tb, "reason": "ticket 4712" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(10), moved_poll)
+        .await
+        .expect("the long poll ends within seconds of the reassignment, not after 60 s")
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("changed owner") && message.contains("Attest again"),
+        "{message}"
+    );
+    // The old certificate's next long poll is refused at once.
+    let (status, _, raw) = send(moved.http.get(&url)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", json_of(&raw));
+    // The other device was woken too, found itself still A's, and waits on.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !stays_poll.is_finished(),
+        "a device that did not move keeps waiting"
+    );
+    stays_poll.abort();
+    s.stop().await;
 }

@@ -20,6 +20,8 @@ both!(
     deployments,
     os_releases,
     failure_after_blob_leaves_no_blob,
+    superseded_deployments_images_can_be_deleted,
+    a_rollouts_base_keeps_its_images,
 );
 
 /// Run `async fn $name(t: &TestApp)` on both backends with a 64 KiB upload limit.
@@ -1255,4 +1257,295 @@ async fn failure_after_blob_leaves_no_blob(t: &TestApp) {
     let r = t.upload(&tid, &admin, bytes).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(t.object_files(), (1, 0));
+}
+
+/// A deployment of `images` to `group`; its ID.
+async fn deploy(
+    t: &TestApp,
+    tid: &str,
+    admin: &str,
+    group: &str,
+    body: serde_json::Value,
+) -> String {
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/device-groups/{group}/deployments"),
+            admin,
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+/// A device group of a new product of the tenant (Retail, UpdateAll).
+async fn new_group(t: &TestApp, tid: &str, admin: &str) -> String {
+    let product = t.product(tid, admin, true).await;
+    let r = t
+        .post(
+            &format!("/v1/tenants/{tid}/device-groups"),
+            admin,
+            json!({"productId": product, "name": format!("Group {}", common::uniq()),
+                "osFeed": "Retail", "updatePolicy": "UpdateAll"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+/// An image listed only by superseded deployments can be deleted; until then each blocking
+/// reason is named, and only those: the image is in its group's current deployment; a device
+/// holds an unexpired target set from a deployment listing it (it may still fetch it); a device
+/// last reported it installed. Once deleted, its bytes leave the quota and the object store, the
+/// deployment history still lists it (ID, name, version, `deletedAt`), and a device resuming its
+/// download is told plainly that the package is no longer in its target set.
+async fn superseded_deployments_images_can_be_deleted(t: &TestApp) {
+    use common::device_https::{Server, certified, json_of, send};
+    let (tid, admin) = t.tenant().await;
+    t.os_release("Retail").await;
+    let g = new_group(t, &tid, &admin).await;
+    let k = t.developer_key(&tid, &admin).await;
+    let component = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for minor in [1, 2] {
+        let r = t
+            .upload(
+                &tid,
+                &admin,
+                app_package(&k, component, Version::new(1, minor, 0)),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let (old, new) = (ids[0].clone(), ids[1].clone());
+    let image = t
+        .get(&format!("/v1/tenants/{tid}/images/{old}"), &admin)
+        .await
+        .body;
+    let (sha, size) = (
+        image["packageSha256"].as_str().unwrap().to_string(),
+        image["packageSize"].as_u64().unwrap(),
+    );
+    let path = format!("/v1/tenants/{tid}/images/{old}");
+    let s = Server::start(t).await;
+    let d = certified(t, &s, &tid, &admin).await;
+    let r = t
+        .patch(
+            &format!("/v1/tenants/{tid}/devices/{}", d.id()),
+            &admin,
+            json!({ "deviceGroupId": g }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let refused = |r: &common::Resp| -> String {
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::CONFLICT, "image_in_use"),
+            "{:?}",
+            r.body
+        );
+        r.body["error"]["message"].as_str().unwrap().to_string()
+    };
+    let unchanged = || async {
+        assert_eq!(t.get(&path, &admin).await.status, StatusCode::OK);
+        assert_eq!(
+            t.count(&format!(
+                "SELECT COUNT(*) FROM images WHERE image_id = '{old}'"
+            ))
+            .await,
+            1
+        );
+    };
+
+    // In the group's current deployment: refused, naming it.
+    let d1 = deploy(t, &tid, &admin, &g, json!({"imageIds": [old]})).await;
+    let m = refused(&t.delete(&path, &admin).await);
+    assert!(
+        m.contains(&format!("{d1}, the current deployment of device group {g}")),
+        "{m}"
+    );
+    unchanged().await;
+
+    // The device starts downloading it (its target set, stored now, names it).
+    let url = format!("{}/v1/device/images/{sha}", s.url);
+    let third = size / 3;
+    let (status, _, first) = send(
+        d.http
+            .get(&url)
+            .header("range", format!("bytes=0-{}", third - 1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(first.len() as u64, third);
+
+    // Superseded, but the device's unexpired set from it may still be fetched: refused, for
+    // that reason only.
+    let d2 = deploy(t, &tid, &admin, &g, json!({"imageIds": [new]})).await;
+    let m = refused(&t.delete(&path, &admin).await);
+    assert!(
+        m.contains(&format!(
+            "1 device(s) hold a target set from deployment {d1}"
+        )),
+        "{m}"
+    );
+    assert!(!m.contains("current deployment"), "{m}");
+    unchanged().await;
+
+    // The device reports it installed: also named.
+    let (status, _, raw) = send(
+        d.http
+            .post(format!("{}/v1/device/update-status", s.url))
+            .json(
+                &json!({"state": "Installed", "installed": [{"componentId": component,
+            "imageId": old, "kind": "App", "version": "1.1.0"}]}),
+            ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{}", json_of(&raw));
+    let m = refused(&t.delete(&path, &admin).await);
+    assert!(
+        m.contains(&format!("device(s) {} last reported it installed", d.id())),
+        "{m}"
+    );
+    // The set expires (a device checking again gets one from the current deployment): only
+    // the installed image is left as a reason.
+    t.state
+        .clock
+        .advance(std::time::Duration::from_secs(8 * 24 * 3600));
+    let m = refused(&t.delete(&path, &admin).await);
+    assert!(
+        m.contains("last reported it installed") && !m.contains("target set"),
+        "{m}"
+    );
+    unchanged().await;
+    let (status, _, _) = send(
+        d.http
+            .post(format!("{}/v1/device/update-status", s.url))
+            .json(
+                &json!({"state": "Installed", "installed": [{"componentId": component,
+            "imageId": new, "kind": "App", "version": "1.2.0"}]}),
+            ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Deleted: the quota and the object store are freed.
+    let used = t.count(&used_sql(&tid)).await;
+    let (objects, _) = t.object_files();
+    let r = t.delete(&path, &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(t.count(&used_sql(&tid)).await, used - size as i64);
+    assert_eq!(t.object_files().0, objects - 1);
+    assert_eq!(t.get(&path, &admin).await.status, StatusCode::NOT_FOUND);
+
+    // The device resuming its download is told the package left its target set.
+    let (status, _, raw) = send(d.http.get(&url).header("range", format!("bytes={third}-"))).await;
+    let body = json_of(&raw);
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    let m = body["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains(&sha)
+            && m.contains("not in this device's target set")
+            && m.contains("Fetch the target set again"),
+        "{m}"
+    );
+    // Its target set (from the current deployment) is served as before.
+    let (status, _, raw) = send(d.http.get(format!("{}/v1/device/target-set", s.url))).await;
+    assert_eq!(status, StatusCode::OK, "{}", json_of(&raw));
+
+    // The history still reads: the superseded deployment lists the image as it was, deleted.
+    let r = t
+        .get(
+            &format!("/v1/tenants/{tid}/device-groups/{g}/deployments"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], d2.as_str());
+    assert!(
+        items[0]["images"][0].get("deletedAt").is_none(),
+        "{}",
+        items[0]
+    );
+    assert_eq!(items[1]["id"], d1.as_str());
+    let listed = &items[1]["images"][0];
+    assert_eq!(listed["imageId"], old.as_str());
+    assert_eq!(listed["componentId"], component.to_string());
+    assert_eq!(listed["version"], "1.1.0");
+    assert_eq!(listed["name"], image["name"]);
+    assert!(listed["deletedAt"].is_string(), "{listed}");
+    let r = t
+        .get(
+            &format!("/v1/tenants/{tid}/device-groups/{g}/deployments/{d1}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(&r.body["images"][0], listed);
+    // The same package may be uploaded again (its image ID is free), counted again.
+    let r = t
+        .upload(
+            &tid,
+            &admin,
+            app_package(&k, component, Version::new(1, 1, 0)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    s.stop().await;
+}
+
+/// The base of the rollout of a group's current deployment is given to the devices outside its
+/// waves: its images stay until the next deployment. A deployment older than the base, listed by
+/// nothing current, goes.
+async fn a_rollouts_base_keeps_its_images(t: &TestApp) {
+    let (tid, admin) = t.tenant().await;
+    let g = new_group(t, &tid, &admin).await;
+    let (a, b, c) = (
+        t.image(&tid, &admin).await,
+        t.image(&tid, &admin).await,
+        t.image(&tid, &admin).await,
+    );
+    let older = deploy(t, &tid, &admin, &g, json!({"imageIds": [a]})).await;
+    let base = deploy(t, &tid, &admin, &g, json!({"imageIds": [b]})).await;
+    let current = deploy(
+        t,
+        &tid,
+        &admin,
+        &g,
+        json!({"imageIds": [c], "rollout":
+            {"waves": [10, 100], "waveWaitSeconds": 3600, "maxFailurePercent": 5}}),
+    )
+    .await;
+    let r = t
+        .delete(&format!("/v1/tenants/{tid}/images/{b}"), &admin)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "image_in_use"),
+        "{:?}",
+        r.body
+    );
+    let m = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!(
+            "{base}, the base of the rollout of device group {g}"
+        )),
+        "{m}"
+    );
+    let r = t
+        .delete(&format!("/v1/tenants/{tid}/images/{c}"), &admin)
+        .await;
+    let m = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains(&format!("{current}, the current deployment")),
+        "{m}"
+    );
+    let r = t
+        .delete(&format!("/v1/tenants/{tid}/images/{a}"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?} ({older})", r.body);
 }

@@ -65,6 +65,9 @@ pub enum DeviceError {
     /// The root of trust kind is not available in this build.
     #[error("{0}")]
     Unsupported(String),
+    /// Restarting into ferro-boot (a platform reboot, a virtual TPM's power cycle) failed.
+    #[error("restart: {0}")]
+    Restart(String),
     /// The boot TCB's part (data directory, trust loading, OS bundles, slots) failed.
     #[error(transparent)]
     Boot(#[from] ferro_boot::BootError),

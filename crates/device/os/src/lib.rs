@@ -23,6 +23,7 @@ pub mod events;
 pub mod identity;
 pub mod local_api;
 pub mod net;
+pub mod platform;
 pub mod provision;
 pub mod rt_apps;
 pub mod run;

@@ -178,14 +178,24 @@ fn report(e: &anyhow::Error) -> String {
     out
 }
 
-/// Re-execute `ferro-boot` (same PID, fresh process image: the software root of trust's
-/// measurements start over, as at a reboot). ferro-boot tells us where it is in `FERRO_BOOT_EXE`.
+/// Restart through `ferro-boot` ([`ferro_device::platform::Restart`]): with the software root
+/// of trust re-execute it (same PID, fresh process image: its measurements start over, as at a
+/// reboot); with a TPM reboot the platform first (a virtual device power-cycles its swtpm), so
+/// the TPM holds only the new OS's measurement. ferro-boot tells us where it is in
+/// `FERRO_BOOT_EXE`.
 fn restart_through_boot(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let boot = std::env::var_os("FERRO_BOOT_EXE").context(
         "an OS switch is pending but FERRO_BOOT_EXE is not set (ferro-device was not started by \
          ferro-boot); restart the device to boot the new OS",
     )?;
-    tracing::info!("restarting through ferro-boot to switch the OS");
+    let dd = DataDir::new(data_dir);
+    let config = dd
+        .read_config()
+        .context("reading the device configuration")?;
+    let reboot_command = std::env::var(ferro_device::platform::REBOOT_COMMAND_ENV).ok();
+    let restart = ferro_device::platform::Restart::for_device(&config, reboot_command.as_deref());
+    tracing::info!(?restart, "restarting through ferro-boot to switch the OS");
+    restart.reset_platform(&dd)?;
     let mut command = std::process::Command::new(boot);
     command.arg("--data-dir").arg(data_dir);
     #[cfg(unix)]

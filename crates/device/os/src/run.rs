@@ -283,13 +283,16 @@ async fn run_attested(
     if let Some(at) = updates.deferred_until.take() {
         next_check = next_check.min(at);
     }
-    let (signal_tx, mut signal_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (signal_tx, mut signal_rx) = tokio::sync::mpsc::channel::<Signal>(1);
     let mut signal_task: Option<tokio::task::JoinHandle<()>> = None;
+    // The certificate the service refused on the long poll: no new listener until another.
+    let mut refused_pem: Option<String> = None;
     // Renew the certificate at half its life (with jitter and backoff, per CertificateManager);
     // an expired certificate never locks the device out: attestation uses the device key.
     let exit = loop {
         if signal_task.as_ref().is_none_or(|t| t.is_finished())
             && let Some(pem_text) = certificate_bundle(&certificates)
+            && refused_pem.as_ref() != Some(&pem_text)
         {
             signal_task = Some(tokio::spawn(listen_for_signals(
                 crate::update_agent::UpdateAgent::new(ctx, booted_slot)?,
@@ -321,10 +324,20 @@ async fn run_attested(
         let check_now = tokio::select! {
             _ = tokio::time::sleep(wait) => false,
             _ = tokio::time::sleep_until(next_check) => true,
-            Some(()) = signal_rx.recv() => {
-                tracing::info!("update-now signal received");
-                true
-            }
+            Some(signal) = signal_rx.recv() => match signal {
+                Signal::CheckNow => {
+                    tracing::info!("update-now signal received");
+                    true
+                }
+                Signal::Refused(pem_text) => {
+                    // Moved to another tenant while waiting (a transfer, or an operator's
+                    // reassignment or unclaim): attest now for the new tenant's certificate.
+                    let scheduled = certificates.attest_again_soon(time::OffsetDateTime::now_utc());
+                    tracing::warn!(scheduled, "update signal refused the certificate");
+                    refused_pem = Some(pem_text);
+                    false
+                }
+            },
             () = deferrals.resumed() => true,
             r = shutdown.requested() => break r?,
         };
@@ -373,11 +386,22 @@ pub(crate) fn stored_certificate(ctx: &DeviceContext) -> Option<ferro_attest::De
     .cloned()
 }
 
-/// Long-poll the service for update-now signals and forward them (one task per certificate).
+/// What the update-now listener tells the device's loop.
+#[derive(Debug)]
+enum Signal {
+    /// Check for updates now.
+    CheckNow,
+    /// The service refused this certificate (PEM bundle) on the long poll (401): the device
+    /// changed owner, or its certificate is no longer valid there. The listener has ended.
+    Refused(String),
+}
+
+/// Long-poll the service for update-now signals and forward them (one task per certificate),
+/// until the service refuses the certificate.
 async fn listen_for_signals(
     mut agent: crate::update_agent::UpdateAgent,
     certificate_pem: String,
-    tx: tokio::sync::mpsc::Sender<()>,
+    tx: tokio::sync::mpsc::Sender<Signal>,
 ) {
     let mut since = None;
     let mut backoff = std::time::Duration::from_secs(1);
@@ -392,11 +416,15 @@ async fn listen_for_signals(
         {
             Ok(true) => {
                 backoff = std::time::Duration::from_secs(1);
-                if tx.send(()).await.is_err() {
+                if tx.send(Signal::CheckNow).await.is_err() {
                     return;
                 }
             }
             Ok(false) => backoff = std::time::Duration::from_secs(1),
+            Err(DeviceError::CertificateRefused(_)) => {
+                let _ = tx.send(Signal::Refused(certificate_pem)).await;
+                return;
+            }
             Err(error) => {
                 tracing::debug!(%error, "update signal long poll failed; retrying");
                 tokio::time::sleep(backoff).await;

@@ -235,3 +235,79 @@ fn tpm_device_boots_and_attests_trusted() {
     assert_eq!(log.len(), 1, "a new TPM boot starts a new log: {ready}");
     assert_eq!(ready["attestation"], "Trusted", "{ready}");
 }
+
+/// An OS switch on a TPM device is a platform reboot (docs/updates.md, "Switching the OS"): the
+/// update agent power-cycles the (virtual) TPM before ferro-boot starts the new slot, so the TPM
+/// holds only the new OS's measurement and the device attests Trusted at once, with exactly one
+/// OS measurement. A re-exec without the reset (what the software root of trust does) leaves the
+/// old OS's measurement in the PCR: Untrusted, `multiple_os_measurements`.
+#[test]
+fn a_tpm_os_switch_reboots_the_platform_and_attests_trusted() {
+    const GROUP: &str = "Coffee Maker/Field Test OS Evaluation";
+    let work = tempfile::tempdir().expect("tempdir");
+    let work = work.path();
+    let tpm = Swtpm::start();
+    let (service, admin) = common::service_with_tenant("Contoso", "Coffee Maker");
+    let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
+    let tcti = tpm.tcti();
+    let mut dev = common::VirtualDevice::provision_and_claim_with(
+        &service,
+        &admin,
+        work,
+        &factory.factory,
+        &["--rot", "tpm", "--tpm", &tcti],
+    );
+    let device_id = dev.device_id.clone();
+    admin.json(&[
+        "device",
+        "update",
+        "--device",
+        &device_id,
+        "--device-group",
+        GROUP,
+    ]);
+    dev.boot(&[]);
+    let ready = dev.wait_ready();
+    assert_eq!(ready["attestation"], "Trusted", "{ready}");
+    assert_eq!(ready["bootedSlot"], "a", "{ready}");
+
+    // OS 1.1.0 in the group's feed: staged in slot b, switched through a platform reboot.
+    let os2 = common::publish_os(&admin, work, "os2", Version::new(1, 1, 0), 2, None);
+    admin.json(&["device-group", "update-now", "--device-group", GROUP]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ready = loop {
+        dev.supervise();
+        if let Ok(bytes) = fs::read(dev.dir.join("run/ready.json"))
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+            && v["bootedSlot"] == "b"
+        {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the device did not boot slot b within 120 s:\n{}",
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log: Vec<ferro_device::os::EventJson> =
+        serde_json::from_value(ready["log"].clone()).expect("log");
+    assert_eq!(log.len(), 1, "one OS measurement after the switch: {ready}");
+    assert_eq!(log[0].component_id, OS_COMPONENT_ID);
+    assert_eq!(log[0].image_id.to_string(), os2, "{ready}");
+    assert_eq!(ready["replays"], true, "{ready}");
+    assert_eq!(ready["attestation"], "Trusted", "{ready}");
+    assert_eq!(
+        ready["attestationReasons"],
+        serde_json::json!([]),
+        "{ready}"
+    );
+    let shown = admin.json(&["device", "show", "--device", &device_id]);
+    assert_eq!(shown["lastAttestationResult"], "Trusted", "{shown}");
+    assert!(
+        dev.log_tail().contains("virtual TPM power-cycled"),
+        "{}",
+        dev.log_tail()
+    );
+    dev.stop();
+}

@@ -1,7 +1,8 @@
 //! A running device transferred to another tenant (issue 16 item 3): the old tenant's
-//! certificate is refused on the device routes at once, and the device, told so by its next
-//! update check, attests again instead of waiting for its certificate's half-life, and is then
-//! its new tenant's, with a certificate under the new tenant's CA.
+//! certificate is refused on the device routes at once, and the device, told so by its open
+//! update-now long poll (which the service ends with 401 when the transfer is accepted), attests
+//! again at once instead of waiting for its next update check or its certificate's half-life,
+//! and is then its new tenant's, with a certificate under the new tenant's CA.
 //!
 //! Needs `cargo build --workspace` first (as crates/tools/e2e).
 
@@ -25,8 +26,8 @@ fn a_transferred_running_device_attests_under_its_new_tenant() {
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
     let mut dev = VirtualDevice::provision_and_claim(&service, &admin, work, &factory.factory);
     let device = dev.device_id.clone();
-    // Update checks every 10 s (the shortest allowed): the refusal reaches the device soon.
-    dev.boot(&[("FERRO_UPDATE_INTERVAL_SECS", "10")]);
+    // The update check is the default 20 hours away: only the long poll can tell the device.
+    dev.boot(&[]);
     let ready = dev.wait_ready();
     assert_eq!(ready["attestation"], "Trusted", "{ready}");
     let contoso = shown(&admin, &device, "Contoso")["tenantId"]
@@ -63,8 +64,9 @@ fn a_transferred_running_device_attests_under_its_new_tenant() {
         "Fabrikam",
     ]);
 
-    // The device notices (its update check is refused), attests again, and is Fabrikam's.
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // The device notices at once (its long poll ends with 401), attests again, and is
+    // Fabrikam's within seconds; before, it waited for its next update check.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
         dev.supervise();
         let d = shown(&admin, &device, "Fabrikam");
@@ -79,14 +81,18 @@ fn a_transferred_running_device_attests_under_its_new_tenant() {
         }
         assert!(
             Instant::now() < deadline,
-            "the device did not attest under Fabrikam within 90 s: {d}\n{}",
+            "the device did not attest under Fabrikam within 20 s: {d}\n{}",
             dev.log_tail()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(after["tenantId"], fabrikam.as_str(), "{after}");
     let log = dev.log_tail();
-    assert!(log.contains("update check refused"), "{log}");
+    assert!(
+        log.contains("update signal refused the certificate"),
+        "{log}"
+    );
+    assert!(!log.contains("update check refused"), "{log}");
     // Its stored certificate is now under Fabrikam's CA (the tenant ID is the subject's O).
     let pem = std::fs::read_to_string(dev.dir.join("certs/device-cert.pem")).expect("certificate");
     let out = std::process::Command::new("openssl")

@@ -38,7 +38,7 @@ pub use measurement::{
 };
 pub use software::SoftwareRootOfTrust;
 #[cfg(feature = "tpm")]
-pub use tpm::{TpmConfig, TpmRootOfTrust};
+pub use tpm::{TpmConfig, TpmRootOfTrust, power_cycle_virtual_tpm};
 
 /// The PCR that holds Ferrosphere's measurements in TPM mode: PCR 15, the last of the PCRs the TCG
 /// PC Client profile leaves to the operating system (8..=15), not resettable and not debug (16);

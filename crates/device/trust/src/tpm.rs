@@ -495,19 +495,7 @@ fn check_reachable(tcti: &str) -> Result<(), TrustError> {
     let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
     match name {
         "swtpm" | "mssim" => {
-            let mut host = "localhost";
-            let mut port = 2321u16;
-            for part in conf.split(',').filter(|p| !p.is_empty()) {
-                match part.split_once('=') {
-                    Some(("host", h)) => host = h,
-                    Some(("port", p)) => {
-                        port = p
-                            .parse()
-                            .map_err(|_| unreachable(format!("port {p:?} is not a port number")))?
-                    }
-                    _ => {}
-                }
-            }
+            let (host, port) = tcp_endpoint(conf).map_err(unreachable)?;
             let addrs: Vec<std::net::SocketAddr> =
                 std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
                     .map_err(|e| unreachable(format!("cannot resolve {host}: {e}")))?
@@ -534,6 +522,65 @@ fn check_reachable(tcti: &str) -> Result<(), TrustError> {
         }
         _ => Ok(()),
     }
+}
+
+/// The (host, command port) of a `swtpm:`/`mssim:` TCTI's configuration (`host=H,port=P`;
+/// `localhost` and 2321 by default, as the TSS).
+fn tcp_endpoint(conf: &str) -> Result<(&str, u16), String> {
+    let mut host = "localhost";
+    let mut port = 2321u16;
+    for part in conf.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("host", h)) => host = h,
+            Some(("port", p)) => {
+                port = p
+                    .parse()
+                    .map_err(|_| format!("port {p:?} is not a port number"))?
+            }
+            _ => {}
+        }
+    }
+    Ok((host, port))
+}
+
+/// Power-cycle a virtual TPM as a platform reset does to a real one (docs/trust.md, "What a
+/// quote proves"): for a `swtpm:` TCTI, `swtpm_ioctl -i` on its control channel (the command
+/// port + 1, swtpm's TCTI convention) resets it (PCRs back to zero; seeds and NV kept), then
+/// TPM2_Startup(CLEAR), the platform firmware's first command, starts it again. Other TCTIs are
+/// real TPMs (`device:`), or simulators without that control channel: refused, naming it.
+pub fn power_cycle_virtual_tpm(tcti: &str) -> Result<(), TrustError> {
+    let failed = |reason: String| TrustError::TpmUnreachable {
+        tcti: tcti.to_string(),
+        reason,
+    };
+    let (name, conf) = tcti.split_once(':').unwrap_or((tcti, ""));
+    if name != "swtpm" {
+        return Err(failed(
+            "only a swtpm TPM can be power-cycled on its own; a real TPM resets with the \
+             platform (reboot it)"
+                .into(),
+        ));
+    }
+    let (host, port) = tcp_endpoint(conf).map_err(failed)?;
+    let control = port
+        .checked_add(1)
+        .ok_or_else(|| failed(format!("port {port} has no control port after it")))?;
+    let out = std::process::Command::new("swtpm_ioctl")
+        .args(["--tcp", &format!("{host}:{control}"), "-i"])
+        .output()
+        .map_err(|e| failed(format!("cannot run swtpm_ioctl (package swtpm-tools): {e}")))?;
+    if !out.status.success() {
+        return Err(failed(format!(
+            "swtpm_ioctl -i on {host}:{control} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let tcti_conf = TctiNameConf::from_str(tcti)
+        .map_err(|e| failed(format!("not a valid TCTI configuration ({e})")))?;
+    let mut ctx =
+        Context::new(tcti_conf).map_err(|e| failed(format!("the TSS could not connect ({e})")))?;
+    ctx.startup(tss_esapi::constants::StartupType::Clear)
+        .map_err(tpm_err)
 }
 
 /// Flush every transient object and loaded session the TPM reports (see

@@ -668,8 +668,8 @@ impl Client {
         self.call(&route::GET_IMAGE, &[&tenant, &image])?.fetch()
     }
 
-    /// Deletes an image (refused with `image_in_use` while a deployment lists it); returns the
-    /// deleted image.
+    /// Deletes an image (refused with `image_in_use` while a device is or may still be given it,
+    /// or runs it; superseded deployments keep it in their history); returns the deleted image.
     pub fn delete_image(&self, tenant: TenantId, image: ImageId) -> Result<Image, ClientError> {
         self.call(&route::DELETE_IMAGE, &[&tenant, &image])?.fetch()
     }

@@ -200,6 +200,15 @@ pub struct DeployedImage {
     pub image_type: ImageType,
     /// Version.
     pub version: String,
+    /// When the image was deleted (`ferro image delete`), after this deployment was superseded:
+    /// the history keeps the image's ID, name, type and version, its package is gone.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub deleted_at: Option<OffsetDateTime>,
 }
 
 /// A deployment: an immutable set of images. The newest deployment of a device group is its

@@ -588,8 +588,10 @@ pub enum ImageCommand {
         #[command(flatten)]
         tenant: TenantArg,
     },
-    /// Delete an image, freeing its bytes from the tenant's image storage quota (refused while
-    /// a deployment lists it).
+    /// Delete an image, freeing its bytes from the tenant's image storage quota. Superseded
+    /// deployments keep it in their history (marked deleted); refused while it is in a device
+    /// group's current deployment or rollout base, a device may still fetch it, or a device
+    /// last reported it installed.
     Delete {
         /// Image ID.
         #[arg(long, value_name = "ID")]

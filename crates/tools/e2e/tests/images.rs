@@ -129,6 +129,17 @@ fn package_upload_deploy_and_os_release() {
         "Coffee Maker/Field Test",
     ]);
     assert_eq!(history.as_array().map(Vec::len), Some(1));
+    // The group's current deployment keeps its image: `image delete` is refused, saying why.
+    let stderr = admin.fails(&["image", "delete", "--image", &image_id]);
+    assert!(
+        stderr.contains("image_in_use")
+            && stderr.contains("the current deployment of device group"),
+        "{stderr}"
+    );
+    assert_eq!(
+        admin.json(&["image", "list"]).as_array().map(Vec::len),
+        Some(1)
+    );
 
     // The operator publishes an OS release built with a registered build key.
     let os_dir = work.path().join("os");

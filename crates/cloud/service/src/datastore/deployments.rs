@@ -1,7 +1,6 @@
 //! Deployments (`deployments`, `deployment_images`): immutable sets of a tenant's images for a
 //! device group. Their rollouts' columns are `super::rollouts`'.
 
-use super::images::{self, deployed_image};
 use crate::authz::TenantScope;
 use crate::datastore::{StoreError, StoreResult};
 use crate::db::{self, Db, Tx};
@@ -26,11 +25,10 @@ async fn with_images(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    // The deployment's own record of each image: it outlives the image's row.
     let sql = format!(
-        "SELECT di.deployment_id, {} FROM deployment_images di \
-         JOIN images i ON i.id = di.image_row_id \
-         WHERE di.deployment_id IN ({}) ORDER BY di.component_id",
-        images::columns_of("i"),
+        "SELECT deployment_id, image_id, component_id, name, image_type, version, deleted_at \
+         FROM deployment_images WHERE deployment_id IN ({}) ORDER BY component_id",
         db::placeholders(1, rows.len())
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -42,7 +40,14 @@ async fn with_images(
         by_deployment
             .entry(r.try_get("deployment_id")?)
             .or_default()
-            .push(deployed_image(&images::image_from_row(&r)?));
+            .push(DeployedImage {
+                image_id: parse(&r.try_get::<String, _>("image_id")?, "image ID")?,
+                component_id: parse(&r.try_get::<String, _>("component_id")?, "component ID")?,
+                name: r.try_get("name")?,
+                image_type: parse(&r.try_get::<String, _>("image_type")?, "image type")?,
+                version: r.try_get("version")?,
+                deleted_at: r.try_get::<Option<i64>, _>("deleted_at")?.map(db::ts),
+            });
     }
     rows.iter()
         .map(|r| {
@@ -105,13 +110,15 @@ pub async fn get(
     Ok(with_images(db, scope, &rows).await?.pop().map(|(_, d)| d))
 }
 
-/// Store a new deployment of the scope's tenant, its images given as (image row ID, component
-/// ID) pairs. Its rollout, if it has one, is stored after it (`super::rollouts::insert`).
+/// Store a new deployment of the scope's tenant, its images given as (image row ID, image)
+/// pairs: each row keeps the image's ID, name, type and version for the history, which outlives
+/// the image (`super::images::delete_in`). Its rollout, if it has one, is stored after it
+/// (`super::rollouts::insert`).
 pub async fn insert(
     tx: &mut Tx,
     scope: &TenantScope,
     d: &Deployment,
-    image_rows: &[(String, String)],
+    image_rows: &[(String, DeployedImage)],
 ) -> StoreResult<()> {
     let did = d.id.to_string();
     sqlx::query(
@@ -125,14 +132,18 @@ pub async fn insert(
     .bind(d.deployed_at.unix_timestamp())
     .execute(&mut **tx)
     .await?;
-    for (row_id, component) in image_rows {
+    for (row_id, image) in image_rows {
         sqlx::query(
-            "INSERT INTO deployment_images (deployment_id, image_row_id, component_id) \
-             VALUES ($1, $2, $3)",
+            "INSERT INTO deployment_images (deployment_id, image_row_id, component_id, image_id, \
+             name, image_type, version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&did)
         .bind(row_id)
-        .bind(component)
+        .bind(image.component_id.hyphenated().to_string())
+        .bind(image.image_id.to_string())
+        .bind(&image.name)
+        .bind(image.image_type.as_str())
+        .bind(&image.version)
         .execute(&mut **tx)
         .await?;
     }

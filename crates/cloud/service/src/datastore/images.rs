@@ -160,47 +160,128 @@ pub async fn insert(tx: &mut Tx, image: &Image, m: &ImageMetadata) -> StoreResul
     Ok(())
 }
 
-/// The deployments of the tenant that list the image (row `row_id`), oldest first: (deployment
-/// ID, its device group ID), and how many devices' stored target sets came from one of them.
-pub async fn references_in(
+/// What keeps an image from being deleted ([`blockers_in`]). Deployments are kept as history;
+/// only those a device is or may still be given block, and the devices that run it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blockers {
+    /// (deployment ID, device group ID) of each deployment listing it that is its group's
+    /// current one (the newest).
+    pub current: Vec<(String, String)>,
+    /// (deployment ID, device group ID) of each deployment listing it that is the base of the
+    /// rollout of its group's current deployment: devices outside the waves are given it.
+    pub rollout_base: Vec<(String, String)>,
+    /// (deployment ID, devices) of each deployment listing it from which devices hold a stored
+    /// target set they may still fetch: unexpired, or kept because their group's current
+    /// deployment rolls out in waves (a device outside them keeps what it was given).
+    pub device_sets: Vec<(String, i64)>,
+    /// Devices whose last update report lists the image as installed (at most
+    /// [`MAX_NAMED_DEVICES`] + 1, by ID).
+    pub installed_on: Vec<String>,
+    /// Every deployment that lists it, blocking or not (superseded ones are history).
+    pub listed_by: Vec<String>,
+}
+
+/// Devices named in an `image_in_use` answer.
+pub const MAX_NAMED_DEVICES: usize = 10;
+
+impl Blockers {
+    /// Whether nothing blocks the deletion.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
+            && self.rollout_base.is_empty()
+            && self.device_sets.is_empty()
+            && self.installed_on.is_empty()
+    }
+}
+
+/// What keeps the image (row `row_id`, image ID `image`) of the scope's tenant from being
+/// deleted at `now`, read in the caller's write transaction (after the tenant's lock, which new
+/// deployments take too).
+pub async fn blockers_in(
     tx: &mut Tx,
     scope: &TenantScope,
     row_id: &str,
-) -> StoreResult<(Vec<(String, String)>, i64)> {
+    image: &ImageId,
+    now: i64,
+) -> StoreResult<Blockers> {
+    let mut b = Blockers::default();
+    // Each deployment listing it, with its group's current deployment and that one's base.
     let rows = sqlx::query(
-        "SELECT d.id, d.device_group_id FROM deployment_images di \
-         JOIN deployments d ON d.id = di.deployment_id \
+        "SELECT d.id, d.device_group_id, c.id AS current_id, c.rollout_base_id \
+         FROM deployment_images di JOIN deployments d ON d.id = di.deployment_id \
+         LEFT JOIN deployments c ON c.id = (SELECT MAX(x.id) FROM deployments x \
+           WHERE x.device_group_id = d.device_group_id) \
          WHERE di.image_row_id = $1 AND d.tenant_id = $2 ORDER BY d.id",
     )
     .bind(row_id)
     .bind(scope.tenant_str())
     .fetch_all(&mut **tx)
     .await?;
-    let deployments = rows
-        .iter()
-        .map(|r| Ok((r.try_get("id")?, r.try_get("device_group_id")?)))
-        .collect::<StoreResult<Vec<(String, String)>>>()?;
-    let devices: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM devices dv WHERE dv.tenant_id = $1 AND dv.target_deployment_id \
-         IN (SELECT di.deployment_id FROM deployment_images di WHERE di.image_row_id = $2)",
+    for r in &rows {
+        let id: String = r.try_get("id")?;
+        let group: String = r.try_get("device_group_id")?;
+        let current: Option<String> = r.try_get("current_id")?;
+        let base: Option<String> = r.try_get("rollout_base_id")?;
+        if current.as_deref() == Some(id.as_str()) {
+            b.current.push((id.clone(), group));
+        } else if base.as_deref() == Some(id.as_str()) {
+            b.rollout_base.push((id.clone(), group));
+        }
+        b.listed_by.push(id);
+    }
+    let rows = sqlx::query(
+        "SELECT dv.target_deployment_id AS deployment, COUNT(*) AS n FROM devices dv \
+         WHERE dv.tenant_id = $1 AND dv.target_deployment_id IN \
+           (SELECT di.deployment_id FROM deployment_images di WHERE di.image_row_id = $2) \
+         AND (dv.target_expires_at > $3 OR (SELECT c.rollout_waves FROM deployments c \
+           WHERE c.device_group_id = dv.device_group_id ORDER BY c.id DESC LIMIT 1) IS NOT NULL) \
+         GROUP BY dv.target_deployment_id ORDER BY dv.target_deployment_id",
     )
     .bind(scope.tenant_str())
     .bind(row_id)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
-    Ok((deployments, devices))
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &rows {
+        b.device_sets
+            .push((r.try_get("deployment")?, r.try_get::<i64, _>("n")?));
+    }
+    // The report stores `installed` as compact JSON (`update_reports::store`); an image ID is
+    // a UUID, which holds no LIKE wildcard.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM devices WHERE tenant_id = $1 AND update_installed LIKE $2 \
+         ORDER BY id LIMIT {}",
+        MAX_NAMED_DEVICES + 1
+    )))
+    .bind(scope.tenant_str())
+    .bind(format!("%\"imageId\":\"{image}\"%"))
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &rows {
+        b.installed_on.push(r.try_get("id")?);
+    }
+    Ok(b)
 }
 
 /// Delete the image row `row_id` of the tenant and record the intent to delete its object
 /// (`object_deletions`), in the caller's transaction: committed together, so the quota (the sum
-/// of the rows) and the intent never disagree.
+/// of the rows) and the intent never disagree. The deployments that listed it keep their record
+/// of it, marked deleted at `now`.
 pub async fn delete_in(
     tx: &mut Tx,
     scope: &TenantScope,
     row_id: &str,
     object_key: &str,
+    now: i64,
 ) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE deployment_images SET image_row_id = NULL, deleted_at = $1 \
+         WHERE image_row_id = $2",
+    )
+    .bind(now)
+    .bind(row_id)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("DELETE FROM images WHERE id = $1 AND tenant_id = $2")
         .bind(row_id)
         .bind(scope.tenant_str())
@@ -211,7 +292,7 @@ pub async fn delete_in(
          ON CONFLICT (object_key) DO NOTHING",
     )
     .bind(object_key)
-    .bind(db::now())
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -250,15 +331,6 @@ pub async fn finish_object_deletion(db: &Db, object_key: &str) -> StoreResult<()
     Ok(())
 }
 
-/// The columns of an image row, each prefixed with `table.` (for joins).
-pub(super) fn columns_of(table: &str) -> String {
-    IMAGE_COLUMNS
-        .split(", ")
-        .map(|c| format!("{table}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The API's short view of an image in a deployment.
 pub fn deployed_image(i: &Image) -> DeployedImage {
     DeployedImage {
@@ -267,5 +339,6 @@ pub fn deployed_image(i: &Image) -> DeployedImage {
         name: i.name.clone(),
         image_type: i.image_type,
         version: i.version.clone(),
+        deleted_at: None,
     }
 }

@@ -44,6 +44,21 @@ pub async fn change_owner(
         .bind(device_id)
         .execute(&mut **tx)
         .await?;
+    // Wakes the device's open update-now long poll, which then refuses the old tenant's
+    // certificate (`routes::device_updates::device_update_signal`).
+    sqlx::query("DELETE FROM ownership_changes WHERE changed_at < $1")
+        .bind(now - 3600)
+        .execute(&mut **tx)
+        .await?;
+    let change = uuid::Uuid::now_v7().to_string();
+    sqlx::query("INSERT INTO ownership_changes (id, device_id, changed_at) VALUES ($1, $2, $3)")
+        .bind(&change)
+        .bind(device_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    // Every replica's long polls hear of it at commit (PostgreSQL), not at their next re-read.
+    crate::datastore::update_signals::announce(tx, &change).await?;
     match to {
         Some(to) => {
             sqlx::query(

@@ -205,19 +205,28 @@ pub async fn os_release_image(db: &Db, os_release: &str) -> StoreResult<TargetIm
     target_image(&r, ferro_image::OS_COMPONENT_ID, TargetKind::Os)
 }
 
-/// The target entries of a deployment's images.
+/// The target entries of a deployment's images. A deployment one of whose images was deleted
+/// is never given to a device (the deletion refuses while one may be: `super::images::
+/// blockers_in`); should it be, this fails rather than sign a set without that image, which
+/// would make the device remove the app.
 pub async fn deployment_images(db: &Db, deployment: &str) -> StoreResult<Vec<TargetImage>> {
     let rows = sqlx::query(
-        "SELECT i.image_id, i.component_id, i.image_type, i.version_major, i.version_minor, \
-         i.version_patch, i.security_version, i.payload_sha256, i.package_sha256, \
-         i.package_size FROM deployment_images di JOIN images i ON i.id = di.image_row_id \
-         WHERE di.deployment_id = $1",
+        "SELECT di.image_row_id, di.image_id AS deployed_image_id, i.image_id, i.component_id, \
+         i.image_type, i.version_major, i.version_minor, i.version_patch, i.security_version, \
+         i.payload_sha256, i.package_sha256, i.package_size FROM deployment_images di \
+         LEFT JOIN images i ON i.id = di.image_row_id WHERE di.deployment_id = $1",
     )
     .bind(deployment)
     .fetch_all(db.pool())
     .await?;
     rows.iter()
         .map(|r| {
+            if r.try_get::<Option<String>, _>("image_row_id")?.is_none() {
+                return Err(StoreError::Corrupt(format!(
+                    "deployment {deployment} lists image {}, which was deleted",
+                    r.try_get::<String, _>("deployed_image_id")?
+                )));
+            }
             let component = Uuid::try_parse(&r.try_get::<String, _>("component_id")?)
                 .map_err(|_| StoreError::Corrupt("malformed component ID".into()))?;
             let kind = match r.try_get::<String, _>("image_type")?.as_str() {

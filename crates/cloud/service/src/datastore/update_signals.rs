@@ -6,17 +6,20 @@ use crate::datastore::StoreResult;
 use crate::db::{Db, Tx};
 use ferro_wire::DeviceGroupId;
 
-/// The PostgreSQL notification channel of new signals (payload: the signal's ID), which every
-/// replica's `crate::update_signals::SignalWatch` listens on.
+/// The PostgreSQL notification channel of new signals and ownership changes (payload: the
+/// row's ID), which every replica's `crate::update_signals::SignalWatch` listens on.
 pub const CHANNEL: &str = "ferro_update_signals";
 
-/// The newest signal of all (what the process-wide watch compares against).
+/// The newest signal of all and the newest ownership change (`ownership_changes`), as one
+/// token: what the process-wide watch compares against, so that a new signal and a device
+/// changing owner both wake the long polls (each then reads what concerns its device).
 pub async fn newest(db: &Db) -> StoreResult<Option<String>> {
-    Ok(
-        sqlx::query_scalar::<_, Option<String>>("SELECT MAX(id) FROM update_signals")
-            .fetch_one(db.pool())
-            .await?,
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT COALESCE((SELECT MAX(id) FROM update_signals), '') || ' ' || \
+         COALESCE((SELECT MAX(id) FROM ownership_changes), '')",
     )
+    .fetch_one(db.pool())
+    .await?)
 }
 
 /// The newest signal for a device of the scope's tenant: given to it or to its group.
@@ -70,8 +73,13 @@ pub async fn insert(
     .bind(at)
     .execute(&mut **tx)
     .await?;
-    // PostgreSQL: every replica's listener hears of it when the transaction commits
-    // (`crate::update_signals`); SQLite has one process, which polls.
+    announce(tx, id).await
+}
+
+/// PostgreSQL: every replica's listener hears of the row `id` (a signal or an ownership
+/// change) when the transaction commits (`crate::update_signals`); SQLite has one process,
+/// which polls.
+pub(crate) async fn announce(tx: &mut Tx, id: &str) -> StoreResult<()> {
     if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::authz;
 use crate::datastore::device_events as device_event_store;
+use crate::datastore::devices;
 use crate::datastore::update_reports::{self, LastReport};
 use crate::datastore::update_signals;
 use crate::db;
@@ -116,7 +117,19 @@ pub async fn device_image(
         .images
         .iter()
         .find(|i| i.package_sha256 == wanted)
-        .ok_or_else(|| ApiError::not_found("image in this device's target set"))?;
+        .ok_or_else(|| {
+            // Also what a device mid-download hears once the deployment that named the package
+            // was replaced and its image deleted (`routes/images.rs`).
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "package {sha} is not in this device's target set (version {}): it was \
+                     never named, or the deployment that named it was replaced (and its image \
+                     may be deleted). Fetch the target set again (GET /v1/device/target-set)",
+                    target.version
+                ),
+            )
+        })?;
     serve_package(
         &state,
         &headers,
@@ -238,10 +251,14 @@ pub struct SignalQuery {
 
 /// Wait for an update-now signal for this device (device certificate): 200 at once when there
 /// is one newer than `since` (or, without `since`, with the newest one and `checkNow: false`),
-/// else after up to `waitSeconds` 204.
+/// else after up to `waitSeconds` 204. A device that changes owner while it waits (a transfer
+/// accepted, an operator's reassignment or unclaim) gets 401 at once: attest again.
 #[utoipa::path(get, path = "/v1/device/update-signal", tag = "updates", params(SignalQuery),
     responses((status = 200, body = UpdateSignal), (status = 204, description = "No newer signal"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "No valid device certificate, or the device changed owner \
+            while it waited: attest again", body = ErrorBody),
+        (status = 403, description = "The tenant blocked the device", body = ErrorBody)),
     security(("deviceCertificate" = [])))]
 pub async fn device_update_signal(
     State(state): State<AppState>,
@@ -279,8 +296,29 @@ pub async fn device_update_signal(
             .into_response());
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
-            Ok(Ok(())) => continue,
+            Ok(Ok(())) => {}
             _ => return Ok(StatusCode::NO_CONTENT.into_response()),
+        }
+        // Woken by a signal or an ownership change: a device that changed owner while it
+        // waited hears so now, as its next request would (the certificate extractor), and
+        // attests again for its new tenant's certificate.
+        match devices::blocked(&state.db, &scope, &device.device_id).await? {
+            Some(false) => {}
+            Some(true) => {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "the tenant blocked this device while it waited",
+                ));
+            }
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "this device changed owner while it waited (a transfer, or an operator's \
+                     reassignment or unclaim): its certificate's tenant no longer owns it. \
+                     Attest again (POST /v1/attestation/evidence) for a certificate of its \
+                     new tenant",
+                ));
+            }
         }
     }
 }

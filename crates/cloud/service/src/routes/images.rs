@@ -157,16 +157,20 @@ async fn check_image_quota(
 }
 
 /// Delete an image (Contributor, as uploads): its row, its bytes from the tenant's image storage
-/// quota and its package from the object store. Refused (`image_in_use`, 409) while a
-/// deployment of the tenant lists it, naming the deployments and how many devices' target sets
-/// came from them. Answers the deleted image.
+/// quota and its package from the object store. Deployments are history: those that listed it
+/// keep its ID, name, type and version, marked `deletedAt`. Refused (`image_in_use`, 409) while
+/// a device is or may still be given it or runs it, naming each reason: it is in its group's
+/// current deployment, or the base of that deployment's rollout; devices hold a target set from
+/// a deployment listing it that they may still fetch; devices last reported it installed.
+/// Answers the deleted image.
 #[utoipa::path(delete, path = "/v1/tenants/{tenantId}/images/{imageId}", tag = "images",
     params(("tenantId" = String, Path, format = Uuid, description = "Tenant ID"),
         ("imageId" = String, Path, format = Uuid, description = "Image ID")),
     responses((status = 200, description = "Deleted; the image as it was", body = Image),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "image_in_use: a deployment lists it", body = ErrorBody)),
+        (status = 409, description = "image_in_use: a device is or may still be given it, or \
+            runs it", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_image(
     State(state): State<AppState>,
@@ -182,25 +186,16 @@ pub async fn delete_image(
     let (row_id, image) = images::get_row_in(&mut tx, &scope, &iid)
         .await?
         .ok_or_else(|| ApiError::not_found("image"))?;
-    let (deployments, devices) = images::references_in(&mut tx, &scope, &row_id).await?;
-    if !deployments.is_empty() {
-        let named: Vec<String> = deployments
-            .iter()
-            .map(|(d, g)| format!("{d} (device group {g})"))
-            .collect();
+    let now = state.clock.unix();
+    let blockers = images::blockers_in(&mut tx, &scope, &row_id, &iid, now).await?;
+    if !blockers.is_empty() {
         return Err(ApiError::new(
             ErrorCode::ImageInUse,
-            format!(
-                "image {iid} is listed by {} deployment(s) of the tenant: {}; {devices} \
-                 device(s) have a target set from them. Deployments are kept as history, so an \
-                 image they list stays stored",
-                deployments.len(),
-                named.join(", ")
-            ),
+            in_use_message(&iid, &blockers),
         ));
     }
     let key = format!("images/{}", image.package_sha256);
-    images::delete_in(&mut tx, &scope, &row_id, &key).await?;
+    images::delete_in(&mut tx, &scope, &row_id, &key, now).await?;
     db::audit(
         &mut tx,
         Some(&tid),
@@ -210,7 +205,7 @@ pub async fn delete_image(
         &iid.to_string(),
         json!({ "componentId": image.component_id, "name": image.name,
             "version": image.version, "packageSha256": image.package_sha256,
-            "packageSize": image.package_size }),
+            "packageSize": image.package_size, "listedBy": blockers.listed_by }),
     )
     .await?;
     tx.commit().await?;
@@ -220,6 +215,48 @@ pub async fn delete_image(
         tracing::warn!(error = %e, "image deleted; its object stays pending deletion");
     }
     Ok(Json(image))
+}
+
+/// The `image_in_use` answer: each reason the image stays, and what to do about it.
+fn in_use_message(iid: &ImageId, b: &images::Blockers) -> String {
+    let mut reasons = Vec::new();
+    for (d, g) in &b.current {
+        reasons.push(format!(
+            "it is in deployment {d}, the current deployment of device group {g} (deploy \
+             another image of its component first)"
+        ));
+    }
+    for (d, g) in &b.rollout_base {
+        reasons.push(format!(
+            "it is in deployment {d}, the base of the rollout of device group {g}'s current \
+             deployment: devices outside the waves are given it"
+        ));
+    }
+    for (d, n) in &b.device_sets {
+        reasons.push(format!(
+            "{n} device(s) hold a target set from deployment {d} that they may still fetch \
+             (unexpired, or kept outside a rollout's waves)"
+        ));
+    }
+    if !b.installed_on.is_empty() {
+        let more = b.installed_on.len() > images::MAX_NAMED_DEVICES;
+        let named: Vec<&str> = b
+            .installed_on
+            .iter()
+            .take(images::MAX_NAMED_DEVICES)
+            .map(String::as_str)
+            .collect();
+        reasons.push(format!(
+            "device(s) {}{} last reported it installed",
+            named.join(", "),
+            if more { " and more" } else { "" }
+        ));
+    }
+    format!(
+        "image {iid} is still in use, nothing was deleted: {}. Superseded deployments do not \
+         keep an image: their history keeps its ID, name and version",
+        reasons.join("; ")
+    )
 }
 
 /// The tenant's images (any role), in upload order; `componentId` filters.

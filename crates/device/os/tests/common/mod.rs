@@ -301,6 +301,18 @@ impl VirtualDevice {
         work: &Path,
         factory_os: &Path,
     ) -> VirtualDevice {
+        Self::provision_and_claim_with(service, admin, work, factory_os, &[])
+    }
+
+    /// [`VirtualDevice::provision_and_claim`] with more `provision` arguments (e.g. `--rot tpm
+    /// --tpm TCTI`).
+    pub fn provision_and_claim_with(
+        service: &ferro_e2e::Service,
+        admin: &User,
+        work: &Path,
+        factory_os: &Path,
+        provision_args: &[&str],
+    ) -> VirtualDevice {
         let dir = work.join("device");
         let out = Command::new(env!("CARGO_BIN_EXE_ferro-device"))
             .args([
@@ -316,6 +328,7 @@ impl VirtualDevice {
                 "--output",
                 "json",
             ])
+            .args(provision_args)
             .output()
             .expect("provision");
         assert!(

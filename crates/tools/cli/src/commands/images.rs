@@ -201,7 +201,16 @@ fn summarise_deployment(deployment: &Deployment) -> Result<Value> {
     value["images"] = deployment
         .images
         .iter()
-        .map(|i| format!("{} {} ({})", i.name, i.version, i.image_id))
+        .map(|i| match i.deleted_at {
+            None => format!("{} {} ({})", i.name, i.version, i.image_id),
+            Some(at) => format!(
+                "{} {} ({}, deleted {})",
+                i.name,
+                i.version,
+                i.image_id,
+                crate::output::timestamp(at)
+            ),
+        })
         .collect();
     Ok(value)
 }
