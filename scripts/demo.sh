@@ -19,9 +19,13 @@
 #      test-signed blink be sideloaded in its place; an app that crashes at start is contained
 #      and its crashes reach the tenant's error report; the telemetry sample publishes the virtual
 #      I2C sensor's temperature over MQTT with TLS, authenticated by the device certificate whose
-#      key stays in the root of trust, to a local Mosquitto that requires the tenant's CA.
+#      key stays in the root of trust, to a local Mosquitto that requires the tenant's CA,
+#   8. guardian mode: a pymodbus simulator plays a legacy machine on Modbus TCP (loopback); the
+#      guardian app, its register map in its signed package, bridges it to the same broker; a
+#      change in the machine arrives in a telemetry batch, and commands on its command topic
+#      are acknowledged: one within the map's bounds written to the machine, one refused.
 # Everything it writes goes under .demo/ (including the demo's own test-signing key); the
-# service stops when the demo ends.
+# service, the device, the broker and the simulated machine stop when the demo ends.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/prereqs.sh"
 cd "${FERRO_ROOT}"
@@ -36,10 +40,12 @@ step "Prerequisites"
 # qemu-system-arm: the device's real-time cores (the intercore pair's rt-echo).
 ensure_apt_packages build-essential pkg-config mosquitto mosquitto-clients openssl qemu-system-arm
 ensure_rust_targets
+# pymodbus in target/pyenv (FERRO_PYTHON): the guardian step's machine, tests/interop/modbus_sim.py.
+ensure_python_env
 
 step "Build the ferro CLI and the sample app"
 cargo build --locked -q -p ferro-cli -p ferro-service -p ferro-device -p ferro-boot
-cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap -p telemetry -p intercore --release --target wasm32-wasip2
+cargo build --locked -q --manifest-path apps/Cargo.toml -p blink -p hostile-trap -p telemetry -p intercore -p guardian --release --target wasm32-wasip2
 (cd apps/rt && cargo build --locked -q --release -p rt-echo)
 ferro="${FERRO_ROOT}/target/debug/ferro"
 ferro() { run "${ferro}" "$@"; }
@@ -341,4 +347,81 @@ ferro device sideload deploy --image-package "${DEMO}/telemetry.imagepackage"
 echo "A message the broker received from the device:"
 run mosquitto_sub -h 127.0.0.1 -p "${plain_port}" -t ferro/telemetry -C 1 -W 30
 
-printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the device and the service stop now.\n' "${DEMO}"
+step "Guardian mode: the guardian bridges a machine (a pymodbus simulator on Modbus TCP) to the broker; a command is written back"
+# The legacy machine: pymodbus on a loopback port of its choosing, controlled through its standard
+# input (tests/interop/modbus_sim.py). On a board it sits behind the private interface.
+coproc MACHINE { exec "${FERRO_PYTHON}" tests/interop/modbus_sim.py tcp 0 2>"${DEMO}/machine.log"; }
+machine_pid="${MACHINE_PID}"
+machine_in="${MACHINE[1]}"
+machine_out="${MACHINE[0]}"
+trap 'kill ${machine_pid} ${sub_pid:-} 2>/dev/null; kill ${broker_pid} 2>/dev/null; stop_device; kill ${service_pid} 2>/dev/null; wait ${service_pid} 2>/dev/null' EXIT
+# Sends one control command to the machine; its answer in ${answer} (the coprocess's pipes are
+# not inherited by command substitutions, hence no $(...)).
+machine() {
+    echo "$*" >&"${machine_in}"
+    read -t 10 -r answer <&"${machine_out}" \
+        || { echo "DEMO FAILED: the simulated machine did not answer '$*' (${DEMO}/machine.log)" >&2; exit 1; }
+    case "${answer}" in error*) echo "DEMO FAILED: the simulated machine: ${answer}" >&2; exit 1 ;; esac
+}
+read -t 30 -r answer <&"${machine_out}" \
+    || { echo "DEMO FAILED: the simulated machine did not start (${DEMO}/machine.log)" >&2; exit 1; }
+machine_port="${answer#listening }"
+machine set ir 0 215 187
+machine set hr 100 200
+machine set co 0 1
+echo "The machine listens on 127.0.0.1:${machine_port}: supply 21.5 °C, return 18.7 °C, setpoint 20.0 °C, running."
+# The guardian's package: its register map (the machine's address, the points, the bounds of
+# writes) travels in the signed package; packing checks it against the manifest's grants.
+mkdir -p "${DEMO}/guardian/bin"
+cp apps/target/wasm32-wasip2/release/guardian.wasm "${DEMO}/guardian/bin/guardian"
+python3 - "${tenant_id}" "${tls_port}" "${device_id}" > "${DEMO}/guardian/app_manifest.json" <<'PY'
+import json, sys
+m = json.load(open("apps/guardian/app_manifest.json"))
+m["Capabilities"]["DeviceAuthentication"] = sys.argv[1]
+m["CmdArgs"] = ["--broker", "127.0.0.1:" + sys.argv[2], "--device", sys.argv[3]]
+print(json.dumps(m, indent=2))
+PY
+python3 - "${machine_port}" > "${DEMO}/guardian/register_map.json" <<'PY'
+import json, sys
+m = json.load(open("apps/guardian/register_map.json"))
+m["transport"]["port"] = int(sys.argv[1])
+for point in m["points"]:
+    point["pollMs"] = 250
+print(json.dumps(m, indent=2, ensure_ascii=False))
+PY
+ferro image-package pack-application --package-directory "${DEMO}/guardian" \
+    --destination "${DEMO}/guardian.imagepackage" --version 1.0.0 \
+    --hardware-definitions hardware/ferro_vboard --target-definition-filename sample_appliance.json
+# What a cloud consumer sees: everything under the guardian's topics, one "TOPIC PAYLOAD" a line.
+guardian_topics="ferro/guardian/${device_id}"
+mosquitto_sub -h 127.0.0.1 -p "${plain_port}" -q 1 -t "${guardian_topics}/#" -F '%t %p' >"${DEMO}/guardian-mqtt.txt" 2>&1 &
+sub_pid=$!
+ferro device sideload deploy --image-package "${DEMO}/guardian.imagepackage"
+# Waits (at most $2 tenths of a second) until a line of the MQTT capture matches $1.
+wait_mqtt() {
+    for _ in $(seq 1 "$2"); do grep -q -- "$1" "${DEMO}/guardian-mqtt.txt" && return 0; sleep 0.1; done
+    echo "DEMO FAILED: no MQTT message matching '$1' within $(($2 / 10)) s; the last received:" >&2
+    tail -n 5 "${DEMO}/guardian-mqtt.txt" >&2
+    "${ferro}" device app logs --component-id 5b0f3c2e-7a41-4d6e-9c8b-1f2e3d4c5b6a 2>&1 | tail -n 5 >&2 || true
+    exit 1
+}
+wait_mqtt '/telemetry .*"name":"supply_temp","value":21.5' 300
+echo "The first batch the broker received on ${guardian_topics}/telemetry:"
+grep -m 1 '/telemetry ' "${DEMO}/guardian-mqtt.txt" | cut -d ' ' -f 2-
+echo "The machine's supply temperature changes to 23.0 °C; the next batch carries it:"
+machine set ir 0 230
+wait_mqtt '/telemetry .*"name":"supply_temp","value":23\.0[,}]' 50
+grep -m 1 '/telemetry .*"name":"supply_temp","value":23\.0' "${DEMO}/guardian-mqtt.txt" | cut -d ' ' -f 2-
+echo "Commands from the cloud: the setpoint to 21.5 °C (within the map's bounds 5..25), then to 40 (outside them):"
+run mosquitto_pub -h 127.0.0.1 -p "${plain_port}" -q 1 -t "${guardian_topics}/commands" -m '{"id":"demo-1","point":"setpoint","value":21.5}'
+run mosquitto_pub -h 127.0.0.1 -p "${plain_port}" -q 1 -t "${guardian_topics}/commands" -m '{"id":"demo-2","point":"setpoint","value":40}'
+wait_mqtt '/acks {"id":"demo-1","outcome":"written"}' 100
+wait_mqtt '/acks {"id":"demo-2","outcome":{"refused"' 100
+grep '/acks ' "${DEMO}/guardian-mqtt.txt" | cut -d ' ' -f 2-
+machine get hr 100 1
+[ "${answer}" = "values 215" ] \
+    || { echo "DEMO FAILED: the machine's setpoint register holds '${answer#values }', not 215" >&2; exit 1; }
+echo "The machine's setpoint register holds 215 (21.5 °C at scale 0.1); the refused write sent nothing."
+kill "${sub_pid}" 2>/dev/null || true
+
+printf '\n\033[1;32mDemo complete.\033[0m Files are in %s; the machine, the broker, the device and the service stop now.\n' "${DEMO}"

@@ -7,6 +7,10 @@ line (a socat pty), controlled by its test through standard input, one command p
     mute / unmute                stop / resume answering (the guardian sees timeouts)
     exception TABLE ADDRESS CODE answer reads and writes touching ADDRESS with exception CODE
     clear TABLE ADDRESS          answer normally again
+    advance TABLE ADDRESS COUNT  add 1 to COUNT values from ADDRESS after every read of them (a
+                                 machine whose values always move: every poll yields new values;
+                                 the guardian's benchmark)
+    hold                         stop advancing
     quit
 
 Each command is answered by one line ("ok", "values ...", or "error ..."). Standard output's
@@ -37,6 +41,8 @@ class Block(ModbusSequentialDataBlock):
     def __init__(self):
         super().__init__(0, [0] * (SIZE + 1))
         self.exceptions = {}
+        # Advancing values: the 1-based range [start, end) counts up at every read.
+        self.advancing = None
 
     def _exception(self, address, count):
         # pymodbus passes the 1-based address here (ModbusDeviceContext adds 1).
@@ -46,7 +52,15 @@ class Block(ModbusSequentialDataBlock):
         return None
 
     def getValues(self, address, count=1):
-        return self._exception(address, count) or super().getValues(address, count)
+        exception = self._exception(address, count)
+        if exception is not None:
+            return exception
+        values = super().getValues(address, count)
+        if self.advancing is not None:
+            start, end = self.advancing
+            for at in range(max(address, start), min(address + count, end)):
+                self.values[at] = (self.values[at] + 1) % 65536
+        return values
 
     def setValues(self, address, values):
         exception = self._exception(address, len(values))
@@ -95,6 +109,14 @@ class Machine:
                 return "ok"
             if verb == "exception":
                 self.blocks[args[0]].exceptions[int(args[1])] = int(args[2])
+                return "ok"
+            if verb == "advance":
+                start = int(args[1]) + 1
+                self.blocks[args[0]].advancing = (start, start + int(args[2]))
+                return "ok"
+            if verb == "hold":
+                for block in self.blocks.values():
+                    block.advancing = None
                 return "ok"
             if verb == "clear":
                 self.blocks[args[0]].exceptions.pop(int(args[1]), None)

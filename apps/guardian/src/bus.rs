@@ -300,12 +300,22 @@ fn tcp_exchange(
     };
     // The MBAP header (7 bytes) says how long the rest is.
     fill(&mut response, 7, &mut read_some)?;
-    let total = usize::from(guess_response_frame_len(&response, ModbusProto::TcpUdp).ok()?);
+    let total = mbap_frame_len(&response)?;
     if !(9..=MAX_FRAME).contains(&total) {
         return None;
     }
     fill(&mut response, total, &mut read_some)?;
     Some(response)
+}
+
+/// The length of a Modbus TCP frame from its MBAP header: 6 bytes, then as many as the header's
+/// length field counts (the unit ID and the PDU); `None` unless the protocol ID is 0 (Modbus).
+/// Not rmodbus's `guess_response_frame_len`, which returns a `u8` and so refuses the 259-byte
+/// answer to a read of 125 registers (and of 124), the most one read asks for.
+fn mbap_frame_len(header: &[u8]) -> Option<usize> {
+    let protocol = u16::from_be_bytes([*header.get(2)?, *header.get(3)?]);
+    let length = u16::from_be_bytes([*header.get(4)?, *header.get(5)?]);
+    (protocol == 0).then_some(6 + usize::from(length))
 }
 
 fn rtu_exchange(

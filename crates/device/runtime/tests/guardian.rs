@@ -197,6 +197,24 @@ fn polls_over_tcp_with_scaling_and_executes_writes_within_bounds() {
 }
 
 #[test]
+fn reads_the_largest_batch_of_125_registers_over_tcp() {
+    // 125 consecutive registers make one read, whose answer (259 bytes with the MBAP header) is
+    // longer than 255 bytes.
+    let mut machine = Simulator::tcp();
+    machine.set("ir", 0, &[11]);
+    machine.set("ir", 124, &[4242]);
+    let points: Vec<Value> = (0..125)
+        .map(|address| {
+            json!({"name": format!("r{address}"), "object": "input_register",
+                   "address": address, "type": "u16", "pollMs": 100})
+        })
+        .collect();
+    let guardian = start(&tcp_map(machine.port.expect("port"), json!(points)), None);
+    guardian.wait_for_log("reading r124=4242 quality=\"good\"");
+    guardian.wait_for_log("reading r0=11 quality=\"good\"");
+}
+
+#[test]
 fn a_silent_machine_reads_comm_error_then_recovers() {
     let mut machine = Simulator::tcp();
     machine.set("hr", 5, &[42]);
