@@ -392,14 +392,31 @@ PY
 ferro image-package pack-application --package-directory "${DEMO}/guardian" \
     --destination "${DEMO}/guardian.imagepackage" --version 1.0.0 \
     --hardware-definitions hardware/ferro_vboard --target-definition-filename sample_appliance.json
-# What a cloud consumer sees: everything under the guardian's topics, one "TOPIC PAYLOAD" a line.
+# What a cloud consumer sees: everything under the guardian's topics, one "TOPIC HEX" a line
+# (telemetry batches are COSE_Sign1 messages signed by the device key, binary);
+# guardian-mqtt.txt shows each as "TOPIC TEXT", a signed batch by the JSON it carries
+# (cbor2, from the Python env; it is checked with `ferro telemetry verify` below).
 guardian_topics="ferro/guardian/${device_id}"
-mosquitto_sub -h 127.0.0.1 -p "${plain_port}" -q 1 -t "${guardian_topics}/#" -F '%t %p' >"${DEMO}/guardian-mqtt.txt" 2>&1 &
+mosquitto_sub -h 127.0.0.1 -p "${plain_port}" -q 1 -t "${guardian_topics}/#" -F '%t %x' >"${DEMO}/guardian-mqtt.hex" 2>&1 &
 sub_pid=$!
+mqtt_text() {
+    "${FERRO_PYTHON}" - "${DEMO}/guardian-mqtt.hex" > "${DEMO}/guardian-mqtt.txt" <<'PY'
+import sys, cbor2
+for line in open(sys.argv[1]):
+    topic, _, hexed = line.strip().partition(" ")
+    try:
+        payload = bytes.fromhex(hexed)
+        if payload[:1] == b"\xd2":  # COSE_Sign1 (tag 18): its payload is the JSON batch
+            payload = cbor2.loads(payload).value[2]
+        print(topic, payload.decode())
+    except Exception as e:
+        print(topic, f"(undecodable: {e})")
+PY
+}
 ferro device sideload deploy --image-package "${DEMO}/guardian.imagepackage"
 # Waits (at most $2 tenths of a second) until a line of the MQTT capture matches $1.
 wait_mqtt() {
-    for _ in $(seq 1 "$2"); do grep -q -- "$1" "${DEMO}/guardian-mqtt.txt" && return 0; sleep 0.1; done
+    for _ in $(seq 1 "$2"); do mqtt_text; grep -q -- "$1" "${DEMO}/guardian-mqtt.txt" && return 0; sleep 0.1; done
     echo "DEMO FAILED: no MQTT message matching '$1' within $(($2 / 10)) s; the last received:" >&2
     tail -n 5 "${DEMO}/guardian-mqtt.txt" >&2
     "${ferro}" device app logs --component-id 5b0f3c2e-7a41-4d6e-9c8b-1f2e3d4c5b6a 2>&1 | tail -n 5 >&2 || true
@@ -408,6 +425,12 @@ wait_mqtt() {
 wait_mqtt '/telemetry .*"name":"supply_temp","value":21.5' 300
 echo "The first batch the broker received on ${guardian_topics}/telemetry:"
 grep -m 1 '/telemetry ' "${DEMO}/guardian-mqtt.txt" | cut -d ' ' -f 2-
+echo "It is signed by the device key (COSE_Sign1); a cloud consumer checks it against the tenant CA and the image it expects:"
+guardian_image="$("${ferro}" image-package show --image-package "${DEMO}/guardian.imagepackage" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["imageId"])')"
+grep -m 1 '/telemetry ' "${DEMO}/guardian-mqtt.hex" | cut -d ' ' -f 2 \
+    | python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' > "${DEMO}/guardian-batch.cose"
+ferro telemetry verify --tenant-ca "${broker}/tenant-ca-chain.pem" --image-id "${guardian_image}" \
+    --allow-development "${DEMO}/guardian-batch.cose"
 echo "The machine's supply temperature changes to 23.0 °C; the next batch carries it:"
 machine set ir 0 230
 wait_mqtt '/telemetry .*"name":"supply_temp","value":23\.0[,}]' 50
