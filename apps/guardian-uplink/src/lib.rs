@@ -198,6 +198,10 @@ const SEAL_RETRY_MS: u64 = 200;
 /// quota).
 const MAX_DEFERRED_BYTES: usize = 16 * 1024;
 
+/// The least time one [`Uplink::service`] call spends on the uplink, whatever budget it is
+/// given.
+pub const MIN_PASS: Duration = Duration::from_millis(2);
+
 /// The readings of a batch not stored yet: one round's, or several while they wait for a seal
 /// ([`SealError::Later`]).
 #[derive(Debug)]
@@ -511,16 +515,23 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
 
     /// Does the uplink's I/O for at most `budget`: connects when it is time to, publishes what
     /// the spool holds, and reads the broker's packets. `now_ms` is Unix time in milliseconds.
+    ///
+    /// Every call makes at least one pass (a connect attempt when one is due, or one step of
+    /// about [`MIN_PASS`]), also with a zero budget: a caller whose poll rounds overrun their
+    /// period has no time left to give, and the uplink must not starve then (it did: a map too
+    /// large for its period published nothing).
     pub fn service(&mut self, now_ms: u64, budget: Duration) {
         self.now_unix_ms = now_ms;
         let start = self.clock.monotonic_ms();
-        let deadline = start + budget.as_millis() as u64;
+        let deadline = start + (budget.max(MIN_PASS)).as_millis() as u64;
+        let mut passes = 0u32;
         loop {
             self.retry_seal();
             let now = self.clock.monotonic_ms();
-            if now >= deadline {
+            if now >= deadline && passes > 0 {
                 return;
             }
+            passes += 1;
             let wake = self.wake_ms(deadline).max(now + 1);
             if self.live.is_none() {
                 if now < self.next_attempt_ms {

@@ -212,6 +212,42 @@ fn unacknowledged_messages_are_sent_again_with_dup_and_the_same_packet_id() {
     );
 }
 
+/// A caller whose poll rounds overrun their period calls `service` with no budget at all; the
+/// uplink still connects and publishes (it used to return at once, forever: a large register map
+/// published nothing).
+#[test]
+fn an_uplink_given_no_time_still_publishes() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let broker = std::thread::spawn(move || {
+        let mut peer = Peer::accept(&listener);
+        peer.handshake();
+        let publish = peer.publish();
+        peer.send(|out| {
+            PubAck::new(publish.pkid)
+                .write(out)
+                .map(drop)
+                .expect("puback")
+        });
+        batch_number(&publish)
+    });
+    let mut uplink = uplink(port, 4);
+    uplink.accept(&reading(7), 1);
+    for _ in 0..2_000 {
+        if broker.is_finished() {
+            break;
+        }
+        uplink.service(1, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        broker.is_finished(),
+        "nothing published with a zero budget: {:?}",
+        uplink.take_events()
+    );
+    assert_eq!(broker.join().expect("broker"), 0);
+}
+
 #[test]
 fn a_broker_that_sends_garbage_is_disconnected_and_nothing_is_lost() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
