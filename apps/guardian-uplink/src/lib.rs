@@ -518,8 +518,8 @@ impl<S: Storage, C: Connector, K: Clock, H: Seal> Uplink<S, C, K, H> {
     ///
     /// Every call makes at least one pass (a connect attempt when one is due, or one step of
     /// about [`MIN_PASS`]), also with a zero budget: a caller whose poll rounds overrun their
-    /// period has no time left to give, and the uplink must not starve then (it did: a map too
-    /// large for its period published nothing).
+    /// period has no time left to give, and the uplink must not starve then (it did: with a
+    /// zero budget it returned at once, every time).
     pub fn service(&mut self, now_ms: u64, budget: Duration) {
         self.now_unix_ms = now_ms;
         let start = self.clock.monotonic_ms();

@@ -213,8 +213,7 @@ fn unacknowledged_messages_are_sent_again_with_dup_and_the_same_packet_id() {
 }
 
 /// A caller whose poll rounds overrun their period calls `service` with no budget at all; the
-/// uplink still connects and publishes (it used to return at once, forever: a large register map
-/// published nothing).
+/// uplink still connects and publishes (it used to return at once, every time).
 #[test]
 fn an_uplink_given_no_time_still_publishes() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -10,6 +10,7 @@
 //! --workspace --release --target wasm32-wasip2`), Mosquitto, mosquitto-clients, openssl and
 //! pymodbus (`FERRO_PYTHON`); scripts/test.sh provides them.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -24,7 +25,9 @@ use ferro_e2e::User;
 use ferro_e2e::modbus::Simulator;
 use ferro_e2e::mosquitto::Mosquitto;
 use ferro_image::Version;
+use ferro_provenance::{ExpectedProvenance, TenantAnchors, verify_batch};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const GROUP: &str = "Guardian/Field Test OS Evaluation";
 /// `apps/guardian/app_manifest.json`'s.
@@ -201,9 +204,14 @@ fn map(machine_port: u16, points: &[(&str, u16)]) -> Value {
 }
 
 /// `mosquitto_sub` on the guardian's telemetry: the batches received, parsed.
+/// The cloud side: every telemetry batch the broker delivers, each a COSE_Sign1 by the device
+/// key (docs/provenance.md), verified against the tenant's CA chain and the images deployed so
+/// far before its JSON is looked at (a batch that does not verify fails the test).
 struct Subscriber {
     _child: Reaped,
-    batches: Arc<Mutex<Vec<Value>>>,
+    batches: Arc<Mutex<Vec<Vec<u8>>>>,
+    anchors: TenantAnchors,
+    images: Mutex<BTreeSet<Uuid>>,
 }
 
 /// Kills and reaps a child process this test started.
@@ -217,11 +225,20 @@ impl Drop for Reaped {
 }
 
 impl Subscriber {
-    fn start(broker: &Mosquitto, plain_port: u16) -> Subscriber {
+    fn start(broker: &Mosquitto, plain_port: u16, tenant_chain: &Path) -> Subscriber {
         let topic = format!("ferro/guardian/{CLIENT}/telemetry");
         let mut child = Command::new("mosquitto_sub")
             .args(["-h", "127.0.0.1", "-p", &plain_port.to_string()])
-            .args(["-i", "guardian-e2e-sub", "-q", "1", "-t", &topic])
+            .args([
+                "-i",
+                "guardian-e2e-sub",
+                "-q",
+                "1",
+                "-t",
+                &topic,
+                "-F",
+                "%x",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -231,8 +248,8 @@ impl Subscriber {
         let sink = batches.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let batch = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON batch ({e}): {line}"));
+                let batch = hex::decode(line.trim())
+                    .unwrap_or_else(|e| panic!("mosquitto_sub -F %x printed {line:?}: {e}"));
                 sink.lock().expect("batches").push(batch);
             }
         });
@@ -240,14 +257,41 @@ impl Subscriber {
             &format!("guardian-e2e-sub 1 {topic}"),
             Duration::from_secs(10),
         );
+        let pem = fs::read_to_string(tenant_chain).expect("tenant CA chain");
         Subscriber {
             _child: Reaped(child),
             batches,
+            anchors: TenantAnchors::from_pem(&pem).expect("tenant CA chain"),
+            images: Mutex::new(BTreeSet::new()),
         }
     }
 
+    /// Batches signed while this image ran are accepted from now on.
+    fn expect_image(&self, image_id: &str) {
+        let id = image_id.parse().expect("image ID");
+        self.images.lock().expect("images").insert(id);
+    }
+
+    /// The JSON of every batch so far, each verified first.
     fn batches(&self) -> Vec<Value> {
-        self.batches.lock().expect("batches").clone()
+        let expected = ExpectedProvenance {
+            image_ids: self.images.lock().expect("images").clone(),
+            component_id: Some(COMPONENT.parse().expect("uuid")),
+            device_ids: None,
+            allow_development: false,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        self.batches
+            .lock()
+            .expect("batches")
+            .iter()
+            .enumerate()
+            .map(|(n, batch)| {
+                let verified = verify_batch(batch, &self.anchors, now, &expected)
+                    .unwrap_or_else(|e| panic!("batch {n} refused ({}): {e}", e.code()));
+                serde_json::from_slice(verified.payload()).expect("a JSON batch")
+            })
+            .collect()
     }
 }
 
@@ -318,7 +362,7 @@ fn a_register_map_update_deployed_from_the_cloud_publishes_the_new_point_without
     let broker_dir = work.join("broker");
     fs::create_dir_all(&broker_dir).expect("mkdir");
     let (broker, tls_port, plain_port) = start_broker(&service, &admin, &broker_dir);
-    let sub = Subscriber::start(&broker, plain_port);
+    let sub = Subscriber::start(&broker, plain_port, &broker_dir.join("tenant-ca-chain.pem"));
 
     // Guardian 1.0.0: one point.
     let factory = common::publish_factory_os(&admin, work, Version::new(1, 0, 0), 1);
@@ -329,6 +373,7 @@ fn a_register_map_update_deployed_from_the_cloud_publishes_the_new_point_without
         "1.0.0",
         &map(machine_port, &[("supply_temp", 0)]),
     );
+    sub.expect_image(&v1);
     admin.json(&[
         "device-group",
         "deployment",
@@ -368,6 +413,7 @@ fn a_register_map_update_deployed_from_the_cloud_publishes_the_new_point_without
         "1.1.0",
         &map(machine_port, &[("supply_temp", 0), ("return_temp", 1)]),
     );
+    sub.expect_image(&v2);
     admin.json(&[
         "device-group",
         "deployment",

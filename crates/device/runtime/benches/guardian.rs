@@ -10,7 +10,7 @@
 //! - **machine alone**: back-to-back reads of the same registers by a plain Rust client
 //!   (`host_bridge probe`), the bound the machine sets.
 //!
-//! The map has `POINTS` input registers that the machine advances at every read (so every poll
+//! The map has 120 input registers (`FERRO_BENCH_POINTS` sets another number) that the machine advances at every read (so every poll
 //! round publishes every point) and one holding register, `probe`. Throughput: points received
 //! by a subscriber per second over `WINDOW`. Latency: the probe is set to a new value in the
 //! machine, and the time until a subscriber receives a batch carrying it is taken, `SAMPLES`
@@ -32,8 +32,18 @@ use ferro_e2e::modbus::Simulator;
 use ferro_runtime::{InstallOptions, PackageFiles};
 use serde_json::{Value, json};
 
-/// Counter points (input registers 0..POINTS): one read a round.
-const POINTS: u16 = 120;
+/// Counter points (input registers 0..points()) by default: one read a round.
+const DEFAULT_POINTS: u16 = 120;
+
+/// How many counter points the map has: `FERRO_BENCH_POINTS` (1..=999, above 125 several reads
+/// a round) or [`DEFAULT_POINTS`].
+fn points() -> u16 {
+    std::env::var("FERRO_BENCH_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=999).contains(n))
+        .unwrap_or(DEFAULT_POINTS)
+}
 /// The map's shortest period.
 const POLL_MS: u64 = 50;
 const PROBE_ADDRESS: u16 = 1000;
@@ -57,7 +67,7 @@ fn host_bridge() -> PathBuf {
 }
 
 fn register_map(machine_port: u16) -> Value {
-    let mut points: Vec<Value> = (0..POINTS)
+    let mut points: Vec<Value> = (0..points())
         .map(|address| {
             json!({"name": format!("p{address}"), "object": "input_register",
                    "address": address, "type": "u16", "pollMs": POLL_MS})
@@ -152,7 +162,7 @@ fn measure(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    machine.command(&format!("advance ir 0 {POINTS}"));
+    machine.command(&format!("advance ir 0 {}", points()));
     std::thread::sleep(WARMUP);
     let start = Instant::now();
     std::thread::sleep(WINDOW);
@@ -234,7 +244,7 @@ fn main() {
     // (c) The machine alone.
     let probe = Command::new(&bridge_binary)
         .args(["probe", &format!("127.0.0.1:{machine_port}")])
-        .args([POINTS.to_string(), WINDOW.as_secs().to_string()])
+        .args([points().to_string(), WINDOW.as_secs().to_string()])
         .output()
         .expect("host_bridge probe");
     assert!(
@@ -322,8 +332,9 @@ fn main() {
     };
 
     println!(
-        "guardian benchmark: {POINTS} points + probe, pollMs {POLL_MS}, window {} s, {SAMPLES} \
+        "guardian benchmark: {} points + probe, pollMs {POLL_MS}, window {} s, {SAMPLES} \
          latency samples",
+        points(),
         WINDOW.as_secs()
     );
     println!(
@@ -352,6 +363,6 @@ fn main() {
     println!(
         "guardian / bare bridge: {:.0}% of points/s; the map's period allows {:.0} points/s",
         100.0 * guardian.points_per_second / bridge.points_per_second,
-        f64::from(POINTS) * 1000.0 / POLL_MS as f64
+        f64::from(points()) * 1000.0 / POLL_MS as f64
     );
 }
