@@ -675,8 +675,10 @@ async fn through_haproxy_a_replica_killed_mid_rollout_loses_nothing() {
 /// at once) and restore.
 struct Relay {
     addr: SocketAddr,
-    up: Arc<std::sync::atomic::AtomicBool>,
-    cut: Arc<tokio::sync::Notify>,
+    /// Whether the link is up. A `watch` rather than a flag and a `Notify`: a connection whose
+    /// task had not started waiting when the cut came still sees it (a `Notify` only wakes
+    /// the waiters of that moment, and one connection then stayed up through the cut).
+    up: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -684,48 +686,42 @@ impl Relay {
     async fn start(upstream: String) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let cut = Arc::new(tokio::sync::Notify::new());
+        let (up, _) = tokio::sync::watch::channel(true);
         let task = tokio::spawn({
             let up = up.clone();
-            let cut = cut.clone();
             async move {
                 loop {
                     let Ok((mut client, _)) = listener.accept().await else {
                         return;
                     };
-                    if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mut link = up.subscribe();
+                    if !*link.borrow_and_update() {
                         continue; // dropped: refused
                     }
                     let upstream = upstream.clone();
-                    let cut = cut.clone();
                     tokio::spawn(async move {
                         let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                             return;
                         };
+                        // `wait_for` looks at the current value first: a cut made while this
+                        // connection was being set up ends it too.
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                            () = cut.notified() => {}
+                            _ = link.wait_for(|up| !*up) => {}
                         }
                     });
                 }
             }
         });
-        Relay {
-            addr,
-            up,
-            cut,
-            task,
-        }
+        Relay { addr, up, task }
     }
 
     fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.cut.notify_waiters();
+        self.up.send_replace(false);
     }
 
     fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.up.send_replace(true);
     }
 }
 
