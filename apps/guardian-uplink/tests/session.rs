@@ -68,6 +68,16 @@ impl Peer {
         self.stream.write_all(&out).expect("send");
     }
 
+    /// Acknowledges `publish` (PUBACK with its packet identifier).
+    fn ack(&mut self, publish: &Publish) {
+        self.send(|out| {
+            PubAck::new(publish.pkid)
+                .write(out)
+                .map(drop)
+                .expect("puback")
+        });
+    }
+
     /// Reads CONNECT and SUBSCRIBE, answers CONNACK.
     fn handshake(&mut self) -> v4::Connect {
         let Packet::Connect(connect) = self.read() else {
@@ -164,12 +174,7 @@ fn unacknowledged_messages_are_sent_again_with_dup_and_the_same_packet_id() {
                 .iter()
                 .all(|p| !p.dup && p.qos == mqttbytes::QoS::AtLeastOnce)
         );
-        peer.send(|out| {
-            PubAck::new(first[0].pkid)
-                .write(out)
-                .map(drop)
-                .expect("puback")
-        });
+        peer.ack(&first[0]);
         // Wait until the uplink saw the PUBACK (it sends nothing more: its window is full).
         std::thread::sleep(Duration::from_millis(300));
         drop(peer);
@@ -182,12 +187,7 @@ fn unacknowledged_messages_are_sent_again_with_dup_and_the_same_packet_id() {
         assert_eq!(again[0].pkid, first[1].pkid);
         assert_eq!(again[1].pkid, first[2].pkid);
         for publish in &again {
-            peer.send(|out| {
-                PubAck::new(publish.pkid)
-                    .write(out)
-                    .map(drop)
-                    .expect("puback")
-            });
+            peer.ack(publish);
         }
         std::thread::sleep(Duration::from_millis(300));
     });
@@ -222,12 +222,7 @@ fn an_uplink_given_no_time_still_publishes() {
         let mut peer = Peer::accept(&listener);
         peer.handshake();
         let publish = peer.publish();
-        peer.send(|out| {
-            PubAck::new(publish.pkid)
-                .write(out)
-                .map(drop)
-                .expect("puback")
-        });
+        peer.ack(&publish);
         batch_number(&publish)
     });
     let mut uplink = uplink(port, 4);
@@ -268,12 +263,7 @@ fn a_broker_that_sends_garbage_is_disconnected_and_nothing_is_lost() {
             (batch_number(&again), again.pkid),
             (batch_number(&publish), publish.pkid)
         );
-        peer.send(|out| {
-            PubAck::new(again.pkid)
-                .write(out)
-                .map(drop)
-                .expect("puback")
-        });
+        peer.ack(&again);
         std::thread::sleep(Duration::from_millis(300));
     });
     let mut uplink = uplink(port, 4);
@@ -339,12 +329,7 @@ fn batches_are_published_as_their_seal_a_seal_that_must_wait_carries_the_reading
         let publishes: Vec<Publish> = (0..3)
             .map(|_| {
                 let publish = peer.publish();
-                peer.send(|out| {
-                    PubAck::new(publish.pkid)
-                        .write(out)
-                        .map(drop)
-                        .expect("puback")
-                });
+                peer.ack(&publish);
                 publish
             })
             .collect();
@@ -469,20 +454,10 @@ fn bd_seq_goes_on_across_restarts_and_only_what_was_read_while_disconnected_is_h
         let will = connect.last_will.expect("will");
         let birth = peer.publish();
         let first = peer.publish();
-        peer.send(|out| {
-            PubAck::new(first.pkid)
-                .write(out)
-                .map(drop)
-                .expect("puback")
-        });
+        peer.ack(&first);
         first_tx.send(()).expect("signal");
         let second = peer.publish();
-        peer.send(|out| {
-            PubAck::new(second.pkid)
-                .write(out)
-                .map(drop)
-                .expect("puback")
-        });
+        peer.ack(&second);
         std::thread::sleep(Duration::from_millis(300));
         (
             bd_seq(&will.message),
